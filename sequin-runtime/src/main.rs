@@ -1,0 +1,2 @@
+//! `sequin` binary.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `sequin-sim` binary.
+fn main() {}

@@ -1,2 +1,85 @@
-//! `sequin-sim` binary.
-fn main() {}
+//! `sequin-sim`: runs one API simulator until killed, printing `listening on http://ADDR` as the
+//! first line on stdout so that a parent process can find the port it picked.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sequin_sim::{Api, SimConfig};
+
+/// Serve a simulated third-party API over HTTP.
+///
+/// Default credentials (override with --token): stripe `sk_test_sequin` (Bearer, or Basic with the
+/// key as user name); salesforce `00Dsequin!sim.access.token` (Bearer); hubspot `pat-na1-sequin`
+/// (Bearer); airtable `patSequin.simulator` (Bearer); github `ghp_sequin` (Bearer or `token`).
+///
+/// Control routes (no auth, no faults): GET /_sim/stats, POST /_sim/reset-stats,
+/// GET|POST /_sim/faults, POST /_sim/rate-limit, plus each API's own /_sim routes.
+#[derive(Debug, Parser)]
+#[command(name = "sequin-sim", version)]
+struct Cli {
+    /// stripe | salesforce | hubspot | airtable | github
+    #[arg(long)]
+    api: Api,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Records seeded per main object.
+    #[arg(long, default_value_t = 0)]
+    seed_records: usize,
+    /// Accepted credential (default: per API, see above).
+    #[arg(long)]
+    token: Option<String>,
+    /// Rate limit in requests per second (default: the API's documented limit; 0: none).
+    #[arg(long)]
+    rate_limit: Option<f64>,
+    /// Probability of answering with the API's 5xx error.
+    #[arg(long, default_value_t = 0.0)]
+    fault_5xx: f64,
+    /// Probability of answering with an injected 429.
+    #[arg(long, default_value_t = 0.0)]
+    fault_429: f64,
+    /// Probability of cutting a successful body short (Content-Length larger than the bytes sent).
+    #[arg(long, default_value_t = 0.0)]
+    fault_truncate: f64,
+    /// Probability of resetting the connection instead of answering.
+    #[arg(long, default_value_t = 0.0)]
+    fault_reset: f64,
+    /// Milliseconds added to every API request.
+    #[arg(long, default_value_t = 0)]
+    latency: u64,
+    /// Seed of all random choices (data, ids, faults).
+    #[arg(long, default_value_t = 0x5e9)]
+    seed: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = SimConfig {
+        api: cli.api,
+        token: cli.token,
+        seed_records: cli.seed_records,
+        rate_limit: cli.rate_limit,
+        fault_5xx: cli.fault_5xx,
+        fault_429: cli.fault_429,
+        fault_truncate: cli.fault_truncate,
+        fault_reset: cli.fault_reset,
+        latency: Duration::from_millis(cli.latency),
+        rng_seed: cli.seed,
+    };
+    let sim = sequin_sim::start(cfg, cli.listen)
+        .await
+        .context("starting the simulator")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", sim.base_url())?;
+    out.flush()?;
+    drop(out);
+    tokio::select! {
+        () = sim.wait() => {}
+        r = tokio::signal::ctrl_c() => r.context("waiting for ctrl-c")?,
+    }
+    Ok(())
+}

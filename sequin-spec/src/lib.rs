@@ -1,1 +1,20 @@
-//! Placeholder.
+//! The connector spec model and the record machinery shared by generated
+//! code and the runtime.
+//!
+//! - [`model`]: serde types of `connectors/<api>.yaml` (the format's single
+//!   definition; its JSON Schema is derived from them).
+//! - [`yaml`]: YAML parsing that remembers where each value stands, so every
+//!   problem can be reported as `file:line:column`.
+//! - [`record`]: columns, cells and the generic decode / encode / validate of
+//!   API records that `sequin-derive` impls and runtime-discovered objects
+//!   share.
+//! - [`naming`]: API names to Postgres identifiers.
+//!
+//! This crate does not depend on the generator, on HTTP or on Postgres.
+
+pub mod model;
+pub mod naming;
+pub mod record;
+pub mod yaml;
+
+pub use model::Connector;

@@ -1,0 +1,853 @@
+//! The connector spec format: serde types for `connectors/<api>.yaml`.
+//!
+//! These types are the single definition of the format. `schemars` derives the
+//! JSON Schema from them (committed as `connectors/schema.json` for editors and
+//! used by the generator to validate specs), and the runtime deserializes the
+//! same types from the descriptor embedded in generated code. Doc comments
+//! become the schema's descriptions, so they are written for spec authors.
+//!
+//! Conventions used throughout:
+//! - A *path* (`JsonPath`) addresses a value inside a JSON document with
+//!   dot-separated segments; a numeric segment indexes an array (`0.message`),
+//!   and the empty path is the document itself.
+//! - A *template* is a string with `{placeholders}` filled in at run time:
+//!   `{id}` (the record's primary key), connection parameters such as
+//!   `{base_id}`, `{object}` (the object's API name), `{fields}` (the
+//!   comma-joined API names of the object's fields) and `{since}` (the
+//!   incremental cursor).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A connector: everything Sequin needs to sync an API into Postgres and to
+/// write back to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connector {
+    /// Optional pointer to this format's JSON Schema, for editors.
+    #[serde(default, rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Connector id: lowercase snake_case, unique among compiled-in connectors
+    /// (`stripe`). It is also the default Postgres schema of a connection.
+    pub name: String,
+    /// Human name, used in client-visible errors as `[<display_name>]: ...`.
+    pub display_name: String,
+    /// A sentence or two for the generated docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Base URL of the API; each connection may override it (`base_url` in
+    /// the config), and OAuth2 may replace it with an instance URL.
+    pub base_url: String,
+    /// Parameters a connection must (or may) provide, referenced as
+    /// `{name}` in endpoint templates (an Airtable base id, a GitHub repo).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Param>,
+    /// Headers sent with every request (API version pins, Accept).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How requests authenticate.
+    pub auth: Auth,
+    /// How write request bodies are encoded.
+    #[serde(default)]
+    pub body: BodyEncoding,
+    /// Default pagination of list endpoints (objects may override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+    /// Rate limits of an account, which Sequin never exceeds.
+    pub rate_limit: RateLimit,
+    /// How to read the API's error bodies and map them to SQLSTATEs.
+    pub errors: ErrorDecoding,
+    /// Idempotency support for writes (Stripe's `Idempotency-Key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    /// Default incremental sync strategy (objects may override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+    /// Default delete detection (objects may override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeleteDetection>,
+    /// Maps the API's own field type names (from describe/meta endpoints) to
+    /// column types, for runtime-discovered objects and fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub type_map: BTreeMap<String, FieldType>,
+    /// Objects known when the spec is written. Each becomes a table.
+    #[serde(default)]
+    pub objects: Vec<Object>,
+    /// Objects that exist only at run time (Airtable tables of a base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_objects: Option<DiscoveredObjects>,
+}
+
+/// A connection parameter, referenced as `{name}` in templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    /// Placeholder name (snake_case).
+    pub name: String,
+    /// What the user should put here.
+    pub description: String,
+    /// Whether a connection must provide it.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Authentication of API requests. Credential names refer to keys of the
+/// connection's `credentials` map in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    /// A key sent in a header or a query parameter.
+    ApiKey {
+        /// `header` or `query`.
+        #[serde(rename = "in")]
+        location: KeyLocation,
+        /// Header or query parameter name.
+        name: String,
+        /// Text put before the key (`"Bearer "`, `"token "`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+        /// Credential holding the key.
+        credential: String,
+    },
+    /// `Authorization: Bearer <credential>`.
+    Bearer {
+        /// Credential holding the token.
+        credential: String,
+    },
+    /// HTTP basic auth.
+    Basic {
+        /// Credential holding the user name.
+        username: String,
+        /// Credential holding the password (absent: empty password).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+    },
+    /// OAuth2 refresh-token flow: an access token is obtained from the token
+    /// endpoint and refreshed when it expires or the API answers 401.
+    #[serde(rename = "oauth2_refresh")]
+    OAuth2Refresh {
+        /// Token endpoint (absolute, or a template over connection params).
+        token_url: String,
+        /// Credential holding the client id.
+        client_id: String,
+        /// Credential holding the client secret.
+        client_secret: String,
+        /// Credential holding the (initial) refresh token.
+        refresh_token: String,
+        /// The server may return a new refresh token with each access token
+        /// and invalidate the old one; Sequin then persists the new one in the
+        /// `sequin` schema and uses it from then on.
+        #[serde(default)]
+        rotating_refresh_token: bool,
+        /// Path in the token response whose value replaces the base URL
+        /// (Salesforce's `instance_url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance_url: Option<JsonPath>,
+    },
+}
+
+/// Where an API key goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyLocation {
+    Header,
+    Query,
+}
+
+/// Encoding of request bodies for writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded` with nested values in deepObject
+    /// style (`metadata[key]=v`, `items[0][price]=p`), as Stripe expects.
+    Form,
+}
+
+/// A dot-separated path into a JSON document (`data`, `paging.next.after`,
+/// `0.message`). Empty means the document itself.
+pub type JsonPath = String;
+
+/// How a list endpoint pages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pagination {
+    /// The next page starts after the last record: its `field` is sent as
+    /// `param` (Stripe's `starting_after=<id>`).
+    RecordCursor {
+        param: String,
+        /// Record field whose value is the cursor.
+        field: String,
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+    /// The response carries the next cursor at `path` (HubSpot's
+    /// `paging.next.after`, Airtable's `offset`); it is sent as `param`.
+    ResponseCursor {
+        param: String,
+        path: JsonPath,
+        /// Send the cursor in the JSON body instead of the query (search
+        /// endpoints that are POSTs).
+        #[serde(default)]
+        in_body: bool,
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+    /// The response carries the URL (or path) of the next page
+    /// (Salesforce's `nextRecordsUrl`).
+    NextUrl {
+        path: JsonPath,
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+    /// Numeric offset of the first record (`offset=200`).
+    Offset {
+        param: String,
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+    /// Page number (`page=3`), starting at `first_page`.
+    PageNumber {
+        param: String,
+        #[serde(default = "one")]
+        first_page: u64,
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+    /// RFC 8288 `Link` header with `rel="next"` (GitHub).
+    LinkHeader {
+        #[serde(flatten)]
+        common: PageCommon,
+    },
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// What every pagination kind shares: page size and the stop condition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageCommon {
+    /// Query parameter carrying the page size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_param: Option<String>,
+    /// Page size Sequin asks for (the API's maximum is best for sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
+    /// The most the API accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_page_size: Option<u32>,
+    /// Stop condition; without one, paging stops when there is no next
+    /// cursor/URL/link or a page comes back empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopCondition>,
+}
+
+/// When to stop paging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "when", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StopCondition {
+    /// Stop when the boolean at `path` is false (Stripe's `has_more`).
+    FlagFalse { path: JsonPath },
+    /// Stop when the boolean at `path` is true (Salesforce's `done`).
+    FlagTrue { path: JsonPath },
+    /// Stop when a page has fewer records than the page size.
+    ShortPage,
+    /// Stop when a page is empty.
+    EmptyPage,
+}
+
+/// An account's rate limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed per `per`.
+    pub requests: u32,
+    /// The window, as a duration (`1s`, `10s`, `1h`).
+    pub per: String,
+    /// Requests that may go at once after an idle period (defaults to
+    /// `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Share of the budget kept free for writes (0.0..1.0): sync never takes
+    /// it, so write-through stays responsive during a backfill.
+    #[serde(default)]
+    pub write_share: f64,
+    /// What the budget is kept per: the whole account (default), or the value
+    /// of a connection parameter (Airtable limits per base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_param: Option<String>,
+    /// Header saying how long to wait after a 429 (seconds or HTTP date).
+    #[serde(default = "retry_after", skip_serializing_if = "Option::is_none")]
+    pub retry_after_header: Option<String>,
+    /// Header with the remaining requests of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_header: Option<String>,
+    /// Header with the window's reset time (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_header: Option<String>,
+    /// Statuses besides 429 that mean "rate limited" (GitHub's secondary
+    /// limit answers 403 with Retry-After).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_statuses: Vec<u16>,
+}
+
+fn retry_after() -> Option<String> {
+    Some("Retry-After".into())
+}
+
+/// How to read error bodies and map them to SQLSTATEs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDecoding {
+    /// Path of the human message (`error.message`, `0.message`).
+    pub message: JsonPath,
+    /// Path of the API's error code (`error.code`, `0.errorCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<JsonPath>,
+    /// Further paths tried for the code when `code` is absent or empty
+    /// (Stripe puts `type` beside `code`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code_fallbacks: Vec<JsonPath>,
+    /// Path of the offending field's API name (`error.param`, `0.fields.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<JsonPath>,
+    /// Response header carrying the request id (for DETAIL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id_header: Option<String>,
+    /// Path of a request/correlation id inside the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<JsonPath>,
+    /// HTTP status -> SQLSTATE. Unlisted 4xx default to 23514, 401/403 to
+    /// 42501, 404 to P0002, 409 to 23505, 429 to 53400, 5xx to 58030.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub status: BTreeMap<u16, SqlState>,
+    /// API error code -> SQLSTATE; wins over `status`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub codes: BTreeMap<String, SqlState>,
+}
+
+/// A five-character SQLSTATE (`23514`).
+pub type SqlState = String;
+
+/// Idempotent writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idempotency {
+    /// Header carrying a unique key per logical write (`Idempotency-Key`).
+    pub header: String,
+}
+
+/// How changes after the backfill are found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Incremental {
+    /// An account-wide events feed (Stripe's `/v1/events`): each event
+    /// carries the full object after the change.
+    Events {
+        endpoint: Endpoint,
+        /// Records of a page.
+        records: JsonPath,
+        pagination: Pagination,
+        /// Whether the feed lists newest first (then paging asks for events
+        /// *before* the newest seen, with `newer_param`).
+        #[serde(default)]
+        newest_first: bool,
+        /// Query parameter that asks for events newer than an event id
+        /// (`ending_before` on a newest-first list).
+        newer_param: String,
+        /// Path of the event id.
+        id: JsonPath,
+        /// Path of the event type (`type`).
+        event_type: JsonPath,
+        /// Path of the event time (for lag and ordering).
+        created: JsonPath,
+        /// Encoding of `created`.
+        #[serde(default)]
+        created_format: TimeFormat,
+        /// Path of the changed object within the event (`data.object`).
+        object: JsonPath,
+        /// Path of the object's type name within the object (`object`);
+        /// matched against each object's `api_name`.
+        object_type: JsonPath,
+        /// Event type suffix meaning the object was deleted (`.deleted`).
+        deleted_suffix: String,
+        /// How long the feed keeps events (e.g. `30d`); a cursor older than
+        /// this forces a fresh backfill.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention: Option<String>,
+    },
+    /// The list endpoint filtered to records updated since a time: the
+    /// object's list endpoint with `since_param`, or a `list_since` endpoint
+    /// whose template uses `{since}` (Salesforce SOQL, GitHub `since`).
+    UpdatedSince {
+        /// Field whose value is the record's update marker
+        /// (`SystemModstamp`, `updated_at`); also the "never go backwards"
+        /// comparator.
+        field: String,
+        /// Query parameter for the lower bound, when the list endpoint takes
+        /// one directly (GitHub's `since`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_param: Option<String>,
+        /// Format of `{since}`.
+        #[serde(default)]
+        since_format: TimeFormat,
+        /// Endpoint used for incremental polls instead of `list`, with
+        /// `{since}` in its template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<Endpoint>,
+        /// Whether the lower bound is inclusive at the API; Sequin then
+        /// dedupes the boundary records.
+        #[serde(default)]
+        inclusive: bool,
+    },
+    /// A search endpoint filtered on last-modified (HubSpot). The request
+    /// body template contains `{since}`.
+    Search {
+        endpoint: Endpoint,
+        /// JSON body template (strings `"{since}"` are replaced).
+        body: serde_json::Value,
+        records: JsonPath,
+        pagination: Pagination,
+        /// Field holding the record's update marker.
+        field: String,
+        #[serde(default)]
+        since_format: TimeFormat,
+        /// Most results the search returns for one query (HubSpot: 10000);
+        /// Sequin narrows the window and re-queries when reached.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_results: Option<u32>,
+    },
+    /// Re-list everything each poll and diff against the table.
+    FullRefresh,
+}
+
+/// How records deleted upstream are found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeleteDetection {
+    /// Deletion events arrive in the events feed.
+    Events,
+    /// A list of deleted records: an endpoint (Salesforce `queryAll` with
+    /// `IsDeleted = true`, HubSpot `archived=true`) with `{since}` available.
+    DeletedList {
+        endpoint: Endpoint,
+        records: JsonPath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pagination: Option<Pagination>,
+        /// Format of `{since}`.
+        #[serde(default)]
+        since_format: TimeFormat,
+    },
+    /// Compare the full id list with the table each `every` (Airtable).
+    FullDiff {
+        /// How often (e.g. `60s`); full lists are expensive.
+        every: String,
+    },
+    /// The API never deletes (GitHub issues close instead).
+    None,
+}
+
+/// Encoding of a time value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// RFC 3339 / ISO 8601 (`2024-05-01T12:00:00.000Z`).
+    #[default]
+    Iso8601,
+    /// Seconds since the epoch (Stripe's `created`).
+    UnixSeconds,
+    /// Milliseconds since the epoch (HubSpot search filters).
+    UnixMillis,
+}
+
+/// One HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    #[serde(default)]
+    pub method: Method,
+    /// Path template relative to the base URL (`/v1/customers/{id}`); may
+    /// carry a query string.
+    pub path: String,
+    /// Extra query parameters (templates allowed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    /// Records of the response for list endpoints; the record itself for
+    /// single-record endpoints when nested (`records.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<JsonPath>,
+    /// Key wrapping the request body of writes (`properties` for HubSpot,
+    /// `fields` for Airtable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap: Option<String>,
+    /// Extra constant members of a JSON request body (`typecast: true`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// HTTP method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+/// An object of the API, synced into one table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Object {
+    /// Table name: the object's singular snake_case name (`customer`).
+    pub name: String,
+    /// The API's name of the object (`customer`, `Contact`, `contacts`);
+    /// `{object}` in templates, and how events name it.
+    pub api_name: String,
+    /// For the docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Field (API name) whose value is the primary key.
+    pub primary_key: String,
+    /// The endpoints of the object.
+    pub endpoints: Endpoints,
+    /// Pagination of `list`, when it differs from the connector's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+    /// Incremental strategy, when it differs from the connector's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+    /// Delete detection, when it differs from the connector's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeleteDetection>,
+    /// Most rows one SQL statement may write (the proxy refuses more with
+    /// SQLSTATE 54000).
+    #[serde(default = "max_rows", skip_serializing_if = "is_default_max_rows")]
+    pub max_rows_per_write: u32,
+    /// The object's fields; each becomes a column.
+    pub fields: Vec<Field>,
+    /// Fields discovered at run time and added as columns (Salesforce
+    /// custom fields, HubSpot custom properties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_fields: Option<DiscoveredFields>,
+}
+
+fn max_rows() -> u32 {
+    100
+}
+
+fn is_default_max_rows(n: &u32) -> bool {
+    *n == max_rows()
+}
+
+/// Endpoints of an object. An absent write endpoint means the operation is
+/// not supported (SQLSTATE 0A000).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    pub list: Endpoint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_create: Option<BatchEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_update: Option<BatchEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_delete: Option<BatchEndpoint>,
+}
+
+/// An endpoint writing several records in one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEndpoint {
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// Most records per request.
+    pub max_size: u32,
+    /// Key of the request body's record array (`inputs`, `records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// Path of the per-record results in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<JsonPath>,
+    /// Whether the batch is all-or-nothing at the API (Salesforce
+    /// `allOrNone`, set via `body`).
+    #[serde(default)]
+    pub atomic: bool,
+}
+
+/// A field of an object: one column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// The API's name (`email`, `FirstName`).
+    pub name: String,
+    /// Column name; defaults to the snake_case of `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Where the value sits in a record, when not at the top level under
+    /// `name` (`properties.email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<JsonPath>,
+    /// The value's type (and so the column's).
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// Whether the value may be null or absent.
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    /// Who may set the field.
+    #[serde(default)]
+    pub access: Access,
+    /// Must be given when creating a record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required_on_create: bool,
+    /// A well-known string format, checked before any API call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Maximum length in characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// Allowed values.
+    #[serde(default, rename = "enum", skip_serializing_if = "Vec::is_empty")]
+    pub enum_values: Vec<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// How timestamps are encoded on the wire (for `timestamp` fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<TimeFormat>,
+    /// How the value travels as text when the API sends all values as
+    /// strings (HubSpot properties): `string`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stringly: bool,
+    /// For the docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Column types. Each maps to one Postgres type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// `text`.
+    String,
+    /// `bigint`.
+    Integer,
+    /// `double precision`.
+    Float,
+    /// `numeric` (money, exact decimals).
+    Decimal,
+    /// `boolean`.
+    Boolean,
+    /// `timestamptz`.
+    Timestamp,
+    /// `date`.
+    Date,
+    /// `jsonb` (nested objects and arrays).
+    Json,
+    /// `text[]`.
+    StringArray,
+}
+
+impl FieldType {
+    /// The Postgres column type.
+    pub fn pg_type(self) -> &'static str {
+        match self {
+            FieldType::String => "text",
+            FieldType::Integer => "bigint",
+            FieldType::Float => "double precision",
+            FieldType::Decimal => "numeric",
+            FieldType::Boolean => "boolean",
+            FieldType::Timestamp => "timestamp with time zone",
+            FieldType::Date => "date",
+            FieldType::Json => "jsonb",
+            FieldType::StringArray => "text[]",
+        }
+    }
+}
+
+/// Who may set a field through a write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Set by the API only; writing it is refused (SQLSTATE 428C9).
+    #[default]
+    ReadOnly,
+    /// Settable when creating, never changed afterwards.
+    CreateOnly,
+    /// Settable on create and update.
+    Writable,
+}
+
+/// Well-known string formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Email,
+    Uri,
+    Phone,
+    /// ISO 4217 currency code, lowercase or uppercase per the API.
+    Currency,
+    /// ISO 3166-1 alpha-2 country code.
+    Country,
+}
+
+/// Fields discovered at run time for a static object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredFields {
+    /// The describe/properties endpoint.
+    pub endpoint: Endpoint,
+    /// Where the field list sits in its response (`fields`, `results`).
+    pub records: JsonPath,
+    /// How to read one field description.
+    pub field: FieldDescriptor,
+    /// Only fields for which this path is true are added (`custom`); absent:
+    /// every field not already declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<JsonPath>,
+    /// How a discovered field's value is found in a record: `{name}` is
+    /// replaced by the field's API name (`properties.{name}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_path: Option<String>,
+    /// How often to look again (e.g. `5m`).
+    #[serde(default = "rediscover")]
+    pub every: String,
+}
+
+fn rediscover() -> String {
+    "5m".into()
+}
+
+/// How to read one field description of a describe/meta response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDescriptor {
+    /// Path of the field's API name.
+    pub name: JsonPath,
+    /// Path of the API's type name, looked up in the connector's `type_map`
+    /// (unknown types become `json`).
+    #[serde(rename = "type")]
+    pub ty: JsonPath,
+    /// Path of a boolean "may be set on create".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub createable: Option<JsonPath>,
+    /// Path of a boolean "may be updated".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updateable: Option<JsonPath>,
+    /// Path of a boolean "read only" (inverse of the two above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<JsonPath>,
+    /// Path of a boolean "may be null".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nullable: Option<JsonPath>,
+    /// Path of the maximum length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<JsonPath>,
+    /// Path of the allowed values (array of strings, or of objects with a
+    /// `value` member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enum_values: Option<JsonPath>,
+    /// Every discovered field is writable unless this says otherwise.
+    #[serde(default)]
+    pub default_access: Access,
+}
+
+/// Objects that exist only at run time (Airtable tables).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredObjects {
+    /// The meta endpoint listing objects.
+    pub endpoint: Endpoint,
+    /// Where the object list sits in its response (`tables`).
+    pub records: JsonPath,
+    /// Path of an object's display name (table name = its snake_case).
+    pub name: JsonPath,
+    /// Path of an object's API id (`{object}` in templates).
+    pub api_name: JsonPath,
+    /// Path of the object's field list.
+    pub fields: JsonPath,
+    /// How to read one field description.
+    pub field: FieldDescriptor,
+    /// How a field's value is found in a record: `{name}` is replaced by the
+    /// field's API name (`fields.{name}`).
+    pub value_path: String,
+    /// Fields every discovered object has (the record id, timestamps).
+    pub fixed_fields: Vec<Field>,
+    /// The primary key (a `fixed_fields` name).
+    pub primary_key: String,
+    /// Endpoint templates; `{object}` is the discovered object's API name.
+    pub endpoints: Endpoints,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeleteDetection>,
+    #[serde(default = "max_rows")]
+    pub max_rows_per_write: u32,
+    /// How often to look again (e.g. `5m`).
+    #[serde(default = "rediscover")]
+    pub every: String,
+}
+
+impl Field {
+    /// The column name: `column`, or the snake_case of the API name.
+    pub fn column_name(&self) -> String {
+        self.column
+            .clone()
+            .unwrap_or_else(|| crate::naming::column_name(&self.name))
+    }
+
+    /// Where the value sits in a record.
+    pub fn value_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl Object {
+    /// The field holding the primary key.
+    pub fn primary_key_field(&self) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == self.primary_key)
+    }
+}
+
+impl Connector {
+    /// An object by table name.
+    pub fn object(&self, name: &str) -> Option<&Object> {
+        self.objects.iter().find(|o| o.name == name)
+    }
+
+    /// The pagination of an object's list endpoint.
+    pub fn pagination_of<'a>(&'a self, object: &'a Object) -> Option<&'a Pagination> {
+        object.pagination.as_ref().or(self.pagination.as_ref())
+    }
+
+    /// The incremental strategy of an object.
+    pub fn incremental_of<'a>(&'a self, object: &'a Object) -> Option<&'a Incremental> {
+        object.incremental.as_ref().or(self.incremental.as_ref())
+    }
+
+    /// The delete detection of an object.
+    pub fn deletes_of<'a>(&'a self, object: &'a Object) -> Option<&'a DeleteDetection> {
+        object.deletes.as_ref().or(self.deletes.as_ref())
+    }
+}

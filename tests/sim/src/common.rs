@@ -103,6 +103,12 @@ pub trait Simulator: Send + Sync + 'static {
     fn authorized(&self, req: &Parts) -> bool;
     /// The real API's 401 response.
     fn unauthorized(&self) -> Response;
+    /// The 401 response for this request, for APIs whose message depends on what was sent
+    /// (no key vs. a wrong key). Defaults to [`Simulator::unauthorized`].
+    fn unauthorized_for(&self, req: &Parts) -> Response {
+        let _ = req;
+        self.unauthorized()
+    }
     /// The real API's 429 (or equivalent) response, with Retry-After.
     fn rate_limited(&self, retry_after: Duration) -> Response;
     /// The real API's 5xx response for an injected fault.
@@ -438,7 +444,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     if !fw.sim.authorized(&parts) {
         fw.stats.lock().unauthorized += 1;
-        return fw.sim.unauthorized();
+        return fw.sim.unauthorized_for(&parts);
     }
     if let Some(limit) = settings.rate_limit {
         let key = fw.sim.rate_key(&parts);

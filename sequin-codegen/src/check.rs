@@ -1,0 +1,773 @@
+//! Loading and validating spec files.
+//!
+//! Three passes, all reporting by JSON Pointer and mapped to
+//! `file:line:column` through [`sequin_spec::yaml::Located`]:
+//! 1. JSON Schema (the committed `connectors/schema.json`) via `jsonschema`,
+//!    which catches unknown keys, wrong types and missing members;
+//! 2. serde deserialization into the model (only if pass 1 is clean);
+//! 3. semantic checks that a schema cannot express (references between
+//!    parts of the spec, uniqueness, consistency).
+//!
+//! Every problem of every file is collected; nothing stops at the first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use jsonschema::error::ValidationErrorKind;
+use sequin_spec::model::{
+    Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, Field, FieldType,
+    Incremental, Object, Pagination,
+};
+use sequin_spec::naming::is_snake_identifier;
+use sequin_spec::yaml::{self, Located, escape_segment};
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+/// A spec that passed every check.
+#[derive(Clone, Debug)]
+pub struct CheckedSpec {
+    pub connector: Connector,
+}
+
+/// Validates the text of one spec file. `file` is only used in messages.
+pub fn check_source(
+    file: &Path,
+    text: &str,
+    schema: &jsonschema::Validator,
+) -> Result<CheckedSpec, Diagnostics> {
+    let mut out = Vec::new();
+    let doc = match yaml::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(Diagnostics(vec![Diagnostic {
+                file: file.to_path_buf(),
+                span: e.span,
+                message: format!("YAML syntax error: {}", e.message),
+                fix: None,
+            }]));
+        }
+    };
+    let at = |pointer: &str, key: bool, message: String, fix: Option<String>| Diagnostic {
+        file: file.to_path_buf(),
+        span: if key {
+            doc.key_span(pointer)
+        } else {
+            doc.span(pointer)
+        },
+        message,
+        fix,
+    };
+
+    // Pass 1: the JSON Schema. Offending nodes are pruned from a copy so
+    // passes 2 and 3 can still run on the rest and report their problems in
+    // the same run.
+    let mut pruned = doc.value.clone();
+    let mut prune = Vec::new();
+    for err in schema.iter_errors(&doc.value) {
+        let pointer = err.instance_path().as_str().to_string();
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for key in unexpected {
+                    let p = format!("{pointer}/{}", escape_segment(key));
+                    out.push(at(
+                        &p,
+                        true,
+                        format!("unknown key `{key}`"),
+                        Some(format!(
+                            "remove it or check its spelling; see connectors/schema.json for the keys allowed at {}",
+                            if pointer.is_empty() { "the top level" } else { &pointer }
+                        )),
+                    ));
+                    prune.push(p);
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().map(str::to_string).unwrap_or_else(|| property.to_string());
+                out.push(at(
+                    &pointer,
+                    false,
+                    format!("missing required key `{name}`"),
+                    Some(format!("add `{name}:`")),
+                ));
+            }
+            _ => {
+                let mut msg = err.to_string();
+                if msg.len() > 300 {
+                    msg.truncate(msg.floor_char_boundary(300));
+                    msg.push_str("...");
+                }
+                let hint = oneof_hint(&doc, &pointer);
+                out.push(at(&pointer, false, format!("invalid value: {msg}"), hint));
+                prune.push(pointer);
+            }
+        }
+    }
+    let schema_failed = !out.is_empty();
+    for p in &prune {
+        remove_pointer(&mut pruned, p);
+    }
+
+    // Pass 2: serde (on the pruned document when pass 1 found problems).
+    let connector: Connector = match serde_path_to_error::deserialize(&pruned) {
+        Ok(c) => c,
+        Err(e) => {
+            if !schema_failed {
+                let pointer = serde_pointer(e.path());
+                out.push(at(&pointer, false, e.inner().to_string(), None));
+            }
+            out.sort();
+            out.dedup();
+            return Err(Diagnostics(out));
+        }
+    };
+
+    // Pass 3: semantics.
+    let mut sem = Semantic {
+        problems: Vec::new(),
+    };
+    sem.connector(&connector);
+    out.extend(
+        sem.problems
+            .into_iter()
+            .map(|(p, key, m, fix)| at(&p, key, m, fix)),
+    );
+    if out.is_empty() {
+        Ok(CheckedSpec { connector })
+    } else {
+        out.sort();
+        out.dedup();
+        Err(Diagnostics(out))
+    }
+}
+
+/// Removes the node at a JSON Pointer (no-op for the root or a missing node).
+fn remove_pointer(v: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    let target = if parent.is_empty() { Some(v) } else { v.pointer_mut(parent) };
+    match target {
+        Some(Value::Object(m)) => {
+            m.remove(&last);
+        }
+        Some(Value::Array(a)) => {
+            if let Ok(i) = last.parse::<usize>() {
+                if i < a.len() {
+                    a[i] = Value::Null;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// For a failed tagged union (`kind:`), names the allowed kinds.
+fn oneof_hint(doc: &Located, pointer: &str) -> Option<String> {
+    let v = pointer_get(&doc.value, pointer)?;
+    let kind = v.get("kind").or_else(|| v.get("when"))?;
+    Some(format!(
+        "check the members allowed for `{}` in connectors/schema.json",
+        kind.as_str().unwrap_or("?")
+    ))
+}
+
+fn pointer_get<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        Some(v)
+    } else {
+        v.pointer(pointer)
+    }
+}
+
+fn serde_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut p = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => p.push_str(&format!("/{index}")),
+            Segment::Map { key } => p.push_str(&format!("/{}", escape_segment(key))),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    p
+}
+
+type Problem = (String, bool, String, Option<String>);
+
+struct Semantic {
+    problems: Vec<Problem>,
+}
+
+/// Placeholders every template may use besides connection params and fields.
+const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since"];
+
+impl Semantic {
+    fn err(&mut self, pointer: impl Into<String>, msg: impl Into<String>, fix: Option<String>) {
+        self.problems.push((pointer.into(), false, msg.into(), fix));
+    }
+
+    fn connector(&mut self, c: &Connector) {
+        if !is_snake_identifier(&c.name) {
+            self.err(
+                "/name",
+                format!("connector name `{}` is not a lowercase snake_case identifier", c.name),
+                Some(format!("use `{}`", sequin_spec::naming::table_name(&c.name))),
+            );
+        }
+        if c.display_name.trim().is_empty() {
+            self.err("/display_name", "display_name is empty", Some("name the API as users know it, e.g. `Stripe`".into()));
+        }
+        if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
+            self.err("/base_url", format!("base_url `{}` is not an http(s) URL", c.base_url), None);
+        }
+        let params: BTreeSet<&str> = c.params.iter().map(|p| p.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (i, p) in c.params.iter().enumerate() {
+            if !seen.insert(&p.name) {
+                self.err(format!("/params/{i}/name"), format!("parameter `{}` is declared twice", p.name), None);
+            }
+            if BUILTIN_PLACEHOLDERS.contains(&p.name.as_str()) {
+                self.err(
+                    format!("/params/{i}/name"),
+                    format!("parameter name `{}` is reserved for the runtime", p.name),
+                    Some(format!("rename it; {} are built in", BUILTIN_PLACEHOLDERS.join(", "))),
+                );
+            }
+        }
+        self.auth(&c.auth, &params);
+        self.rate_limit(c, &params);
+        self.sqlstates(c);
+        if let Some(p) = &c.pagination {
+            self.pagination("/pagination", p);
+        }
+        if let Some(inc) = &c.incremental {
+            self.incremental("/incremental", inc, &params, None);
+        }
+        if let Some(d) = &c.deletes {
+            self.deletes("/deletes", d, &params, None);
+        }
+        let mut names = HashMap::new();
+        for (i, o) in c.objects.iter().enumerate() {
+            let base = format!("/objects/{i}");
+            if let Some(first) = names.insert(o.name.clone(), i) {
+                self.err(
+                    format!("{base}/name"),
+                    format!("object `{}` is declared twice (first at objects[{first}])", o.name),
+                    Some("give each object a unique table name".into()),
+                );
+            }
+            self.object(c, &base, o, &params);
+        }
+        if let Some(d) = &c.discovered_objects {
+            let base = "/discovered_objects";
+            let fixed: BTreeSet<&str> = d.fixed_fields.iter().map(|f| f.name.as_str()).collect();
+            if !fixed.contains(d.primary_key.as_str()) {
+                self.err(
+                    format!("{base}/primary_key"),
+                    format!("primary key `{}` is not one of the fixed_fields", d.primary_key),
+                    Some(format!("declare `{}` under fixed_fields", d.primary_key)),
+                );
+            }
+            if !d.value_path.contains("{name}") {
+                self.err(format!("{base}/value_path"), "value_path must contain `{name}`", Some("e.g. `fields.{name}`".into()));
+            }
+            self.fields(&format!("{base}/fixed_fields"), &d.fixed_fields);
+            let fields: BTreeSet<&str> = fixed.clone();
+            self.endpoints(&format!("{base}/endpoints"), &d.endpoints, &params, &fields, true);
+            if let Some(p) = &d.pagination {
+                self.pagination(&format!("{base}/pagination"), p);
+            }
+            if let Some(inc) = &d.incremental {
+                self.incremental(&format!("{base}/incremental"), inc, &params, None);
+            }
+            if let Some(del) = &d.deletes {
+                self.deletes(&format!("{base}/deletes"), del, &params, None);
+            }
+            self.duration(&format!("{base}/every"), &d.every);
+            self.template(&format!("{base}/endpoint/path"), &d.endpoint.path, &params, &BTreeSet::new(), false);
+        }
+        if c.objects.is_empty() && c.discovered_objects.is_none() {
+            self.err("/objects", "the connector has no objects", Some("declare `objects:` or `discovered_objects:`".into()));
+        }
+    }
+
+    fn auth(&mut self, a: &Auth, params: &BTreeSet<&str>) {
+        let creds: Vec<(&str, &String)> = match a {
+            Auth::ApiKey { credential, .. } | Auth::Bearer { credential } => vec![("credential", credential)],
+            Auth::Basic { username, password } => {
+                let mut v = vec![("username", username)];
+                if let Some(p) = password {
+                    v.push(("password", p));
+                }
+                v
+            }
+            Auth::OAuth2Refresh {
+                token_url,
+                client_id,
+                client_secret,
+                refresh_token,
+                ..
+            } => {
+                self.template("/auth/token_url", token_url, params, &BTreeSet::new(), false);
+                vec![
+                    ("client_id", client_id),
+                    ("client_secret", client_secret),
+                    ("refresh_token", refresh_token),
+                ]
+            }
+        };
+        for (key, name) in creds {
+            if !is_snake_identifier(name) {
+                self.err(
+                    format!("/auth/{key}"),
+                    format!("credential name `{name}` is not a snake_case identifier"),
+                    Some("credentials are keys of the connection's `credentials:` map, e.g. `api_key`".into()),
+                );
+            }
+        }
+    }
+
+    fn rate_limit(&mut self, c: &Connector, params: &BTreeSet<&str>) {
+        let r = &c.rate_limit;
+        if r.requests == 0 {
+            self.err("/rate_limit/requests", "rate limit of 0 requests would never sync", None);
+        }
+        self.duration("/rate_limit/per", &r.per);
+        if !(0.0..1.0).contains(&r.write_share) {
+            self.err(
+                "/rate_limit/write_share",
+                format!("write_share {} is outside 0.0..1.0", r.write_share),
+                Some("a share such as 0.2 keeps 20% of the budget for writes".into()),
+            );
+        }
+        if let Some(p) = &r.per_param {
+            if !params.contains(p.as_str()) {
+                self.err(
+                    "/rate_limit/per_param",
+                    format!("per_param `{p}` is not a declared parameter"),
+                    Some(format!("declare `{p}` under params")),
+                );
+            }
+        }
+    }
+
+    fn sqlstates(&mut self, c: &Connector) {
+        let valid = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        for (status, state) in &c.errors.status {
+            if !valid(state) {
+                self.err(format!("/errors/status/{status}"), format!("`{state}` is not a SQLSTATE"), Some("SQLSTATEs are five digits or uppercase letters, e.g. 23514".into()));
+            }
+            if !(100..600).contains(status) {
+                self.problems.push((format!("/errors/status/{status}"), true, format!("{status} is not an HTTP status"), None));
+            }
+        }
+        for (code, state) in &c.errors.codes {
+            if !valid(state) {
+                self.err(
+                    format!("/errors/codes/{}", escape_segment(code)),
+                    format!("`{state}` is not a SQLSTATE"),
+                    Some("SQLSTATEs are five digits or uppercase letters, e.g. 23514".into()),
+                );
+            }
+        }
+    }
+
+    fn duration(&mut self, pointer: &str, s: &str) {
+        if sequin_duration(s).is_none() {
+            self.err(
+                pointer,
+                format!("`{s}` is not a duration"),
+                Some("write a number and a unit: 500ms, 1s, 10s, 5m, 1h, 30d".into()),
+            );
+        }
+    }
+
+    fn pagination(&mut self, pointer: &str, p: &Pagination) {
+        let common = match p {
+            Pagination::RecordCursor { common, .. }
+            | Pagination::ResponseCursor { common, .. }
+            | Pagination::NextUrl { common, .. }
+            | Pagination::Offset { common, .. }
+            | Pagination::PageNumber { common, .. }
+            | Pagination::LinkHeader { common } => common,
+        };
+        if let (Some(size), Some(max)) = (common.page_size, common.max_page_size) {
+            if size > max {
+                self.err(
+                    format!("{pointer}/page_size"),
+                    format!("page_size {size} exceeds max_page_size {max}"),
+                    Some(format!("use page_size: {max}")),
+                );
+            }
+        }
+        if common.page_size.is_some() && common.size_param.is_none() && !matches!(p, Pagination::NextUrl { .. }) {
+            self.err(
+                format!("{pointer}/page_size"),
+                "page_size is set but no size_param says how to send it",
+                Some("add `size_param:` (e.g. `limit`)".into()),
+            );
+        }
+    }
+
+    fn incremental(&mut self, pointer: &str, inc: &Incremental, params: &BTreeSet<&str>, object: Option<&Object>) {
+        let fields: BTreeSet<&str> = object.map(|o| o.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
+        match inc {
+            Incremental::Events { endpoint, pagination, retention, .. } => {
+                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &BTreeSet::new(), false);
+                self.pagination(&format!("{pointer}/pagination"), pagination);
+                if let Some(r) = retention {
+                    self.duration(&format!("{pointer}/retention"), r);
+                }
+            }
+            Incremental::UpdatedSince { field, since_param, endpoint, .. } => {
+                if let Some(o) = object {
+                    if !fields.contains(field.as_str()) {
+                        self.err(
+                            format!("{pointer}/field"),
+                            format!("field `{field}` is not a field of object `{}`", o.name),
+                            Some(format!("declare `{field}` under the object's fields or name another field")),
+                        );
+                    }
+                }
+                match endpoint {
+                    Some(e) => {
+                        self.template(&format!("{pointer}/endpoint/path"), &e.path, params, &fields, true);
+                        if !endpoint_mentions(e, "{since}") {
+                            self.err(format!("{pointer}/endpoint/path"), "the incremental endpoint never uses `{since}`", Some("put `{since}` in its path or query".into()));
+                        }
+                    }
+                    None if since_param.is_none() => self.err(
+                        pointer.to_string(),
+                        "updated_since needs `since_param` or an `endpoint` using `{since}`",
+                        Some("add `since_param: since` or an endpoint template".into()),
+                    ),
+                    None => {}
+                }
+            }
+            Incremental::Search { endpoint, pagination, field, body, .. } => {
+                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &fields, true);
+                self.pagination(&format!("{pointer}/pagination"), pagination);
+                if !body.to_string().contains("{since}") {
+                    self.err(format!("{pointer}/body"), "the search body never uses `{since}`", Some("filter on the update marker with \"{since}\"".into()));
+                }
+                if let Some(o) = object {
+                    if !fields.contains(field.as_str()) {
+                        self.err(format!("{pointer}/field"), format!("field `{field}` is not a field of object `{}`", o.name), None);
+                    }
+                }
+            }
+            Incremental::FullRefresh => {}
+        }
+    }
+
+    fn deletes(&mut self, pointer: &str, d: &DeleteDetection, params: &BTreeSet<&str>, object: Option<&Object>) {
+        let fields: BTreeSet<&str> = object.map(|o| o.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
+        match d {
+            DeleteDetection::DeletedList { endpoint, pagination, .. } => {
+                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &fields, true);
+                if let Some(p) = pagination {
+                    self.pagination(&format!("{pointer}/pagination"), p);
+                }
+            }
+            DeleteDetection::FullDiff { every } => self.duration(&format!("{pointer}/every"), every),
+            DeleteDetection::Events | DeleteDetection::None => {}
+        }
+    }
+
+    fn object(&mut self, c: &Connector, base: &str, o: &Object, params: &BTreeSet<&str>) {
+        if !is_snake_identifier(&o.name) {
+            self.err(
+                format!("{base}/name"),
+                format!("object name `{}` is not a lowercase snake_case identifier", o.name),
+                Some(format!("use `{}` (the singular snake_case name)", sequin_spec::naming::table_name(&o.name))),
+            );
+        }
+        self.fields(&format!("{base}/fields"), &o.fields);
+        match o.primary_key_field() {
+            None => self.err(
+                format!("{base}/primary_key"),
+                format!("primary key `{}` is not a field of object `{}`", o.primary_key, o.name),
+                Some(format!("declare a field named `{}` or name an existing one", o.primary_key)),
+            ),
+            Some(f) if f.nullable => {
+                let i = o.fields.iter().position(|x| x.name == f.name).unwrap_or(0);
+                self.err(
+                    format!("{base}/fields/{i}/nullable"),
+                    format!("primary key `{}` is nullable", f.name),
+                    Some("set `nullable: false`".into()),
+                );
+            }
+            Some(_) => {}
+        }
+        let fields: BTreeSet<&str> = o.fields.iter().map(|f| f.name.as_str()).collect();
+        self.endpoints(&format!("{base}/endpoints"), &o.endpoints, params, &fields, false);
+        let e = &o.endpoints;
+        let can_create = e.create.is_some() || e.batch_create.is_some();
+        let can_update = e.update.is_some() || e.batch_update.is_some();
+        for (i, f) in o.fields.iter().enumerate() {
+            let fp = format!("{base}/fields/{i}/access");
+            match f.access {
+                Access::Writable if !can_create && !can_update => self.err(
+                    fp,
+                    format!("field `{}` is writable but object `{}` has no create or update endpoint", f.name, o.name),
+                    Some("declare endpoints.create / endpoints.update, or make the field read_only".into()),
+                ),
+                Access::CreateOnly if !can_create => self.err(
+                    fp,
+                    format!("field `{}` is create_only but object `{}` has no create endpoint", f.name, o.name),
+                    Some("declare endpoints.create, or make the field read_only".into()),
+                ),
+                _ => {}
+            }
+        }
+        if o.max_rows_per_write == 0 {
+            self.err(format!("{base}/max_rows_per_write"), "max_rows_per_write must be at least 1", None);
+        }
+        if c.pagination_of(o).is_none() {
+            self.err(
+                format!("{base}/endpoints/list"),
+                format!("object `{}` has no pagination (neither its own nor the connector's)", o.name),
+                Some("declare `pagination:` on the object or the connector".into()),
+            );
+        }
+        if let Some(p) = &o.pagination {
+            self.pagination(&format!("{base}/pagination"), p);
+        }
+        if let Some(inc) = c.incremental_of(o) {
+            let p = if o.incremental.is_some() { format!("{base}/incremental") } else { "/incremental".into() };
+            if o.incremental.is_some() || !matches!(inc, Incremental::Events { .. }) {
+                self.incremental(&p, inc, params, Some(o));
+            }
+        }
+        if let Some(d) = &o.deletes {
+            self.deletes(&format!("{base}/deletes"), d, params, Some(o));
+        }
+        if let Some(df) = &o.discovered_fields {
+            self.template(&format!("{base}/discovered_fields/endpoint/path"), &df.endpoint.path, params, &fields, true);
+            self.duration(&format!("{base}/discovered_fields/every"), &df.every);
+            if let Some(vp) = &df.value_path {
+                if !vp.contains("{name}") {
+                    self.err(format!("{base}/discovered_fields/value_path"), "value_path must contain `{name}`", Some("e.g. `properties.{name}`".into()));
+                }
+            }
+            if c.type_map.is_empty() {
+                self.err(
+                    format!("{base}/discovered_fields"),
+                    "discovered fields need the connector's `type_map` to type their columns",
+                    Some("add `type_map:` mapping the API's type names to column types".into()),
+                );
+            }
+        }
+    }
+
+    fn fields(&mut self, base: &str, fields: &[Field]) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut columns: HashMap<String, usize> = HashMap::new();
+        for (i, f) in fields.iter().enumerate() {
+            let fp = format!("{base}/{i}");
+            if let Some(first) = names.insert(&f.name, i) {
+                self.err(format!("{fp}/name"), format!("field `{}` is declared twice (first at fields[{first}])", f.name), None);
+            }
+            let col = f.column_name();
+            if !is_snake_identifier(&col) {
+                self.err(
+                    format!("{fp}/{}", if f.column.is_some() { "column" } else { "name" }),
+                    format!("column name `{col}` is not a lowercase snake_case identifier"),
+                    Some("set `column:` to a snake_case name".into()),
+                );
+            }
+            if col.starts_with("_sequin") {
+                self.err(format!("{fp}/name"), format!("column `{col}` uses the reserved `_sequin` prefix"), Some("set another `column:`".into()));
+            }
+            if let Some(first) = columns.insert(col.clone(), i) {
+                self.err(
+                    format!("{fp}/{}", if f.column.is_some() { "column" } else { "name" }),
+                    format!("fields `{}` and `{}` both map to column `{col}`", fields[first].name, f.name),
+                    Some("give one of them a distinct `column:`".into()),
+                );
+            }
+            let stringish = matches!(f.ty, FieldType::String);
+            if f.max_length.is_some() && !stringish {
+                self.err(format!("{fp}/max_length"), format!("max_length applies to string fields, `{}` is {:?}", f.name, f.ty).to_lowercase(), None);
+            }
+            if f.format.is_some() && !stringish {
+                self.err(format!("{fp}/format"), format!("format applies to string fields, `{}` is not one", f.name), None);
+            }
+            if !f.enum_values.is_empty() && !matches!(f.ty, FieldType::String | FieldType::StringArray) {
+                self.err(format!("{fp}/enum"), format!("enum applies to string fields, `{}` is not one", f.name), None);
+            }
+            if f.time_format.is_some() && f.ty != FieldType::Timestamp {
+                self.err(format!("{fp}/time_format"), format!("time_format applies to timestamp fields, `{}` is not one", f.name), Some("remove it or set `type: timestamp`".into()));
+            }
+            if f.required_on_create && f.access == Access::ReadOnly {
+                self.err(
+                    format!("{fp}/required_on_create"),
+                    format!("field `{}` is required on create but read_only", f.name),
+                    Some("set `access: writable` or `create_only`".into()),
+                );
+            }
+            if let Some(p) = &f.pattern {
+                if let Err(e) = regex::Regex::new(p) {
+                    self.err(format!("{fp}/pattern"), format!("pattern does not compile: {e}"), None);
+                }
+            }
+        }
+    }
+
+    fn endpoints(&mut self, base: &str, e: &Endpoints, params: &BTreeSet<&str>, fields: &BTreeSet<&str>, dynamic: bool) {
+        let singles: [(&str, Option<&Endpoint>); 5] = [
+            ("list", Some(&e.list)),
+            ("get", e.get.as_ref()),
+            ("create", e.create.as_ref()),
+            ("update", e.update.as_ref()),
+            ("delete", e.delete.as_ref()),
+        ];
+        for (name, ep) in singles {
+            if let Some(ep) = ep {
+                self.template(&format!("{base}/{name}/path"), &ep.path, params, fields, dynamic || name != "list");
+                for (k, v) in &ep.query {
+                    self.template(&format!("{base}/{name}/query/{}", escape_segment(k)), v, params, fields, true);
+                }
+            }
+        }
+        for (name, ep) in [
+            ("update", e.update.as_ref()),
+            ("delete", e.delete.as_ref()),
+            ("get", e.get.as_ref()),
+        ] {
+            if let Some(ep) = ep {
+                if !ep.path.contains('{') {
+                    self.err(
+                        format!("{base}/{name}/path"),
+                        format!("the {name} endpoint `{}` does not name the record", ep.path),
+                        Some("put `{id}` (or another field) in the path".into()),
+                    );
+                }
+            }
+        }
+        let batches: [(&str, Option<&BatchEndpoint>); 3] = [
+            ("batch_create", e.batch_create.as_ref()),
+            ("batch_update", e.batch_update.as_ref()),
+            ("batch_delete", e.batch_delete.as_ref()),
+        ];
+        for (name, b) in batches {
+            if let Some(b) = b {
+                self.template(&format!("{base}/{name}/path"), &b.endpoint.path, params, fields, true);
+                if b.max_size < 2 {
+                    self.err(format!("{base}/{name}/max_size"), format!("a batch of at most {} is not a batch", b.max_size), Some("use the single-record endpoint instead".into()));
+                }
+            }
+        }
+    }
+
+    /// Every `{placeholder}` of a template must be known.
+    fn template(&mut self, pointer: &str, t: &str, params: &BTreeSet<&str>, fields: &BTreeSet<&str>, record_ok: bool) {
+        for name in placeholders(t) {
+            let known = params.contains(name.as_str())
+                || BUILTIN_PLACEHOLDERS.contains(&name.as_str())
+                || (record_ok && fields.contains(name.as_str()));
+            if !known {
+                self.err(
+                    pointer.to_string(),
+                    format!("unknown placeholder `{{{name}}}` in `{t}`"),
+                    Some(format!(
+                        "declare `{name}` under params, or use one of {}{}",
+                        BUILTIN_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", "),
+                        if record_ok { " or a field of the object" } else { "" }
+                    )),
+                );
+            }
+        }
+    }
+}
+
+fn endpoint_mentions(e: &Endpoint, s: &str) -> bool {
+    e.path.contains(s) || e.query.values().any(|v| v.contains(s)) || Value::Object(e.body.clone()).to_string().contains(s)
+}
+
+/// The `{names}` in a template.
+pub fn placeholders(t: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    out.push(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Parses `500ms`, `1s`, `10s`, `5m`, `1h`, `30d`.
+pub fn sequin_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let idx = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(idx);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// Checks every spec file, and cross-file rules (unique connector names).
+pub fn check_files(
+    files: &[(std::path::PathBuf, String)],
+    schema: &jsonschema::Validator,
+) -> (Vec<CheckedSpec>, Diagnostics) {
+    let mut ok = Vec::new();
+    let mut diags = Vec::new();
+    let mut names: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
+    for (path, text) in files {
+        match check_source(path, text, schema) {
+            Ok(spec) => {
+                if let Some(first) = names.insert(spec.connector.name.clone(), path.clone()) {
+                    let doc = yaml::parse(text).unwrap_or_default();
+                    diags.push(Diagnostic {
+                        file: path.clone(),
+                        span: doc.span("/name"),
+                        message: format!(
+                            "connector name `{}` is already used by {}",
+                            spec.connector.name,
+                            first.display()
+                        ),
+                        fix: Some("connector names must be unique".into()),
+                    });
+                } else {
+                    ok.push(spec);
+                }
+            }
+            Err(d) => diags.extend(d.0),
+        }
+    }
+    (ok, Diagnostics(diags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_durations() {
+        assert_eq!(placeholders("/v0/{base_id}/{object}?x={since}"), ["base_id", "object", "since"]);
+        assert_eq!(placeholders("{\"a\": 1}"), Vec::<String>::new());
+        assert_eq!(sequin_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(sequin_duration("30d").unwrap().as_secs(), 30 * 86400);
+        assert!(sequin_duration("5 minutes").is_none());
+        assert!(sequin_duration("s").is_none());
+    }
+}

@@ -1,0 +1,253 @@
+//! DDL and docs, rendered with tera from `templates/`.
+//!
+//! The context is built here from the model (type mapping, comments,
+//! constraint summaries); the templates only lay it out.
+
+use sequin_spec::model::{
+    Access, Auth, BodyEncoding, Connector, DeleteDetection, Field, FieldType, Incremental, Object,
+};
+use sequin_spec::naming::quote_ident;
+use serde::Serialize;
+use tera::{Context, Tera};
+
+
+const DDL: &str = include_str!("../templates/ddl.sql.tera");
+const DOC: &str = include_str!("../templates/doc.md.tera");
+
+#[derive(Serialize)]
+struct TableCtx {
+    name: String,
+    api_name: String,
+    description: Option<String>,
+    primary_key: String,
+    columns: Vec<ColumnCtx>,
+    operations: String,
+    incremental: String,
+    deletes: String,
+    discovered: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ColumnCtx {
+    name: String,
+    ident: String,
+    pg_type: &'static str,
+    not_null: bool,
+    default: Option<&'static str>,
+    api: String,
+    access: &'static str,
+    constraints: String,
+    comment: String,
+}
+
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::ReadOnly => "read-only",
+        Access::CreateOnly => "create-only",
+        Access::Writable => "writable",
+    }
+}
+
+fn constraints(f: &Field) -> String {
+    let mut parts = Vec::new();
+    if f.required_on_create {
+        parts.push("required on create".to_string());
+    }
+    if !f.nullable {
+        parts.push("not null".into());
+    }
+    if let Some(fmt) = f.format {
+        parts.push(format!("format {}", serde_json::to_value(fmt).unwrap_or_default().as_str().unwrap_or("")));
+    }
+    if let Some(n) = f.max_length {
+        parts.push(format!("max {n} chars"));
+    }
+    if !f.enum_values.is_empty() {
+        parts.push(format!("one of {}", f.enum_values.join(", ")));
+    }
+    if let Some(p) = &f.pattern {
+        parts.push(format!("matches `{}`", p.replace('|', "\\|")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn column(f: &Field, primary_key: bool) -> ColumnCtx {
+    let name = f.column_name();
+    let mut comment = format!("{} `{}`", access_name(f.access), f.name);
+    let c = constraints(f);
+    if !c.is_empty() {
+        comment.push_str("; ");
+        comment.push_str(&c);
+    }
+    ColumnCtx {
+        ident: quote_ident(&name),
+        name,
+        pg_type: f.ty.pg_type(),
+        not_null: primary_key,
+        // A row inserted through the proxy carries a provisional id until the
+        // API assigns the real one.
+        default: (primary_key && f.ty == FieldType::String)
+            .then_some("('_pending_' || gen_random_uuid()::text)"),
+        api: f.value_path().to_string(),
+        access: access_name(f.access),
+        constraints: c.replace('|', "\\|"),
+        comment: comment.replace('\'', "''"),
+    }
+}
+
+fn operations(o: &Object) -> String {
+    let e = &o.endpoints;
+    let mut ops = vec!["SELECT"];
+    if e.create.is_some() || e.batch_create.is_some() {
+        ops.push("INSERT");
+    }
+    if e.update.is_some() || e.batch_update.is_some() {
+        ops.push("UPDATE");
+    }
+    if e.delete.is_some() || e.batch_delete.is_some() {
+        ops.push("DELETE");
+    }
+    let mut s = ops.join(", ");
+    if ops.len() > 1 {
+        s.push_str(&format!(" (at most {} rows per statement)", o.max_rows_per_write));
+    }
+    s
+}
+
+fn incremental_name(i: Option<&Incremental>) -> String {
+    match i {
+        Some(Incremental::Events { endpoint, .. }) => format!("events feed `{}`", endpoint.path),
+        Some(Incremental::UpdatedSince { field, .. }) => format!("records updated since the last poll (`{field}`)"),
+        Some(Incremental::Search { field, .. }) => format!("search on `{field}`"),
+        Some(Incremental::FullRefresh) | None => "full refresh".into(),
+    }
+}
+
+fn deletes_name(d: Option<&DeleteDetection>) -> String {
+    match d {
+        Some(DeleteDetection::Events) => "from the events feed".into(),
+        Some(DeleteDetection::DeletedList { endpoint, .. }) => format!("deleted-records list `{}`", endpoint.path),
+        Some(DeleteDetection::FullDiff { every }) => format!("full id diff every {every}"),
+        Some(DeleteDetection::None) => "the API does not delete".into(),
+        None => "full id diff".into(),
+    }
+}
+
+fn tables(c: &Connector) -> Vec<TableCtx> {
+    c.objects
+        .iter()
+        .map(|o| TableCtx {
+            name: o.name.clone(),
+            api_name: o.api_name.clone(),
+            description: o.description.clone(),
+            primary_key: o
+                .primary_key_field()
+                .map(|f| quote_ident(&f.column_name()))
+                .unwrap_or_default(),
+            columns: o.fields.iter().map(|f| column(f, f.name == o.primary_key)).collect(),
+            operations: operations(o),
+            incremental: incremental_name(c.incremental_of(o)),
+            deletes: deletes_name(c.deletes_of(o)),
+            discovered: o.discovered_fields.as_ref().map(|d| {
+                format!(
+                    "`{}`{}, every {}",
+                    d.endpoint.path,
+                    d.only_if.as_ref().map(|p| format!(" where `{p}`")).unwrap_or_default(),
+                    d.every
+                )
+            }),
+        })
+        .collect()
+}
+
+fn render(template: &str, name: &str, ctx: &Context) -> String {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_template(name, template)
+        .expect("built-in template parses");
+    tera.render(name, ctx).expect("built-in template renders")
+}
+
+/// The DDL of a connector's static tables.
+pub fn ddl(c: &Connector, source: &str) -> String {
+    let mut ctx = Context::new();
+    ctx.insert("header", &crate::header(source));
+    ctx.insert("source", source);
+    ctx.insert("c", c);
+    ctx.insert("tables", &tables(c));
+    render(DDL, "ddl.sql", &ctx)
+}
+
+/// The docs page of a connector.
+pub fn doc(c: &Connector, source: &str) -> String {
+    let mut ctx = Context::new();
+    ctx.insert("header", &crate::header(source));
+    ctx.insert("source", source);
+    ctx.insert("c", c);
+    ctx.insert("tables", &tables(c));
+    ctx.insert("params", &c.params);
+    ctx.insert("write_share_pct", &((c.rate_limit.write_share * 100.0).round() as u32));
+    ctx.insert(
+        "auth",
+        &match &c.auth {
+            Auth::ApiKey { location, name, .. } => format!("API key in {location:?} `{name}`").to_lowercase(),
+            Auth::Bearer { credential } => format!("bearer token (credential `{credential}`)"),
+            Auth::Basic { username, .. } => format!("HTTP basic (credential `{username}`)"),
+            Auth::OAuth2Refresh { rotating_refresh_token, .. } => format!(
+                "OAuth2 refresh token{}",
+                if *rotating_refresh_token { ", rotated and persisted" } else { "" }
+            ),
+        },
+    );
+    ctx.insert(
+        "body",
+        match c.body {
+            BodyEncoding::Json => "JSON",
+            BodyEncoding::Form => "form-encoded (deepObject nesting)",
+        },
+    );
+    let discovered = c.discovered_objects.as_ref().map(|d| {
+        let mut s = format!(
+            "Every object listed by `{}` becomes a table named after it (snake_case), with the fixed columns below plus one column per field (typed through the type map). Operations through the proxy: {}. Incremental sync: {}. Deletes: {}. Re-discovered every {}.\n\n| column | type | API field | access |\n|---|---|---|---|",
+            d.endpoint.path,
+            operations(&Object {
+                name: String::new(),
+                api_name: String::new(),
+                description: None,
+                primary_key: d.primary_key.clone(),
+                endpoints: d.endpoints.clone(),
+                pagination: None,
+                incremental: None,
+                deletes: None,
+                max_rows_per_write: d.max_rows_per_write,
+                fields: Vec::new(),
+                discovered_fields: None,
+            }),
+            incremental_name(d.incremental.as_ref().or(c.incremental.as_ref())),
+            deletes_name(d.deletes.as_ref().or(c.deletes.as_ref())),
+            d.every,
+        );
+        for f in &d.fixed_fields {
+            s.push_str(&format!(
+                "\n| `{}` | {} | `{}` | {} |",
+                f.column_name(),
+                f.ty.pg_type(),
+                f.value_path(),
+                access_name(f.access)
+            ));
+        }
+        if !c.type_map.is_empty() {
+            s.push_str("\n\nType map (API type -> column type):\n");
+            for (k, v) in &c.type_map {
+                s.push_str(&format!("\n- `{k}` -> {}", v.pg_type()));
+            }
+        }
+        s
+    });
+    ctx.insert("discovered", &discovered);
+    render(DOC, "doc.md", &ctx)
+}

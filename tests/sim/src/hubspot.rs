@@ -1,51 +1,476 @@
-//! Placeholder so the crate builds before helper S2 delivers the real Hubspot simulator.
-//! S2 owns this file and replaces it entirely.
+//! HubSpot CRM v3 simulator, checked against HubSpot's published OpenAPI files
+//! (`shared/reference/hubspot/v3-*.json`): contacts, companies and deals (list, read, create,
+//! update, archive, search, batch create/update/read/archive) and the properties API, with
+//! private-app bearer auth, HubSpot's error bodies and its ten-secondly rolling rate limit.
 
-use std::sync::Arc;
+mod properties;
+mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
 
-use crate::common::{RateLimit, SimContext, Simulator};
+use crate::common::{self, RateLimit, SimContext, Simulator};
+pub use store::{HsError, ObjectType};
+use store::{Portal, Selection};
 
-/// Placeholder: answers 501 to everything.
+/// The simulated portal. Test-facing methods change it the way another HubSpot user would.
 pub struct Hubspot {
     ctx: SimContext,
+    portal: Mutex<Portal>,
+    correlation: AtomicU64,
 }
 
 impl Hubspot {
     pub fn new(ctx: SimContext) -> Self {
-        Self { ctx }
+        let portal = Portal::new(ctx.clock.clone());
+        Self {
+            ctx,
+            portal: Mutex::new(portal),
+            correlation: AtomicU64::new(1),
+        }
     }
+
+    fn portal(&self) -> MutexGuard<'_, Portal> {
+        self.portal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh request id in UUID form, as HubSpot puts in every error.
+    fn correlation_id(&self) -> String {
+        let n = self.correlation.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-5e91-4c0d-9a1e-{:012x}", self.ctx.rng_seed as u32, n)
+    }
+
+    fn error(&self, error: HsError) -> Response {
+        let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut body = json!({
+            "status": "error",
+            "message": error.message,
+            "correlationId": self.correlation_id(),
+            "category": error.category,
+        });
+        if let Some(context) = error.context {
+            body["context"] = context;
+        }
+        (status, Json(body)).into_response()
+    }
+
+    fn respond(&self, result: Result<Response, HsError>) -> Response {
+        result.unwrap_or_else(|e| self.error(e))
+    }
+
+    /// Creates a record as another user would; returns its id.
+    pub fn create(&self, object_type: ObjectType, properties: Value) -> Result<String, HsError> {
+        let created = self.portal().create(object_type, &as_object(properties)?)?;
+        Ok(created["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Updates a record as another user would (bumps `updatedAt` and the modified property).
+    pub fn update(&self, object_type: ObjectType, id: &str, properties: Value) -> Result<(), HsError> {
+        self.portal().update(object_type, id, None, &as_object(properties)?).map(drop)
+    }
+
+    /// Archives a record (it then shows in `archived=true` listings).
+    pub fn archive(&self, object_type: ObjectType, id: &str) {
+        self.portal().archive(object_type, id);
+    }
+
+    /// A record with its default properties, `None` if missing or archived.
+    pub fn get(&self, object_type: ObjectType, id: &str) -> Option<Value> {
+        self.portal().get(object_type, id, None, false, &Selection::Default).ok()
+    }
+
+    /// Number of live (or archived) records.
+    pub fn count(&self, object_type: ObjectType, archived: bool) -> usize {
+        self.portal().count(object_type, archived)
+    }
+
+    /// Creates a custom property from a `PropertyCreate` body.
+    pub fn create_property(&self, object_type: ObjectType, definition: Value) -> Result<Value, HsError> {
+        self.portal().create_property(object_type, &definition)
+    }
+}
+
+fn as_object(value: Value) -> Result<Map<String, Value>, HsError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(HsError::validation("Invalid input JSON: expected an object of properties")),
+    }
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, HsError> {
+    serde_json::from_slice(body).map_err(|e| {
+        HsError::validation(format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()))
+    })
+}
+
+/// Query parameters, decoded; repeated keys are kept in order.
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(raw.unwrap_or("")).unwrap_or_default()
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `properties=a,b&properties=c` -> `[a, b, c]`; `None` when absent.
+fn requested_properties(pairs: &[(String, String)]) -> Option<Vec<String>> {
+    let names: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "properties")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
+fn flag(pairs: &[(String, String)], name: &str) -> bool {
+    query_value(pairs, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+type Sim = State<Arc<Hubspot>>;
+
+async fn list(State(sim): Sim, Path(object): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let pairs = query_pairs(raw.as_deref());
+        let limit = match query_value(&pairs, "limit") {
+            None => 10,
+            Some(text) => text
+                .parse::<usize>()
+                .map_err(|_| HsError::validation(format!("limit: {text} is not a valid integer")))?,
+        };
+        let names = requested_properties(&pairs);
+        let selection = names.as_deref().map_or(Selection::Default, Selection::Named);
+        let (results, next) = sim.portal().list(
+            object_type,
+            limit,
+            query_value(&pairs, "after"),
+            flag(&pairs, "archived"),
+            &selection,
+        )?;
+        let mut body = json!({"results": results});
+        if let Some(after) = next {
+            let link = format!("{}/crm/v3/objects/{object}?after={after}", sim.ctx.base_url);
+            body["paging"] = json!({"next": {"after": after, "link": link}});
+        }
+        Ok(Json(body).into_response())
+    })())
+}
+
+async fn read(State(sim): Sim, Path((object, id)): Path<(String, String)>, RawQuery(raw): RawQuery) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let pairs = query_pairs(raw.as_deref());
+        let names = requested_properties(&pairs);
+        let selection = names.as_deref().map_or(Selection::Default, Selection::Named);
+        let record = sim.portal().get(
+            object_type,
+            &id,
+            query_value(&pairs, "idProperty"),
+            flag(&pairs, "archived"),
+            &selection,
+        )?;
+        Ok(Json(record).into_response())
+    })())
+}
+
+fn body_properties(body: &Value) -> Result<&Map<String, Value>, HsError> {
+    body.get("properties")
+        .and_then(Value::as_object)
+        .ok_or_else(|| HsError::validation("Invalid input JSON: properties is required"))
+}
+
+async fn create(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let body = parse_json(&body)?;
+        let created = sim.portal().create(object_type, body_properties(&body)?)?;
+        Ok((StatusCode::CREATED, Json(created)).into_response())
+    })())
+}
+
+async fn update(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let pairs = query_pairs(raw.as_deref());
+        let body = parse_json(&body)?;
+        let updated = sim
+            .portal()
+            .update(object_type, &id, query_value(&pairs, "idProperty"), body_properties(&body)?)?;
+        Ok(Json(updated).into_response())
+    })())
+}
+
+async fn archive(State(sim): Sim, Path((object, id)): Path<(String, String)>) -> Response {
+    sim.respond(ObjectType::parse(&object).map(|object_type| {
+        sim.portal().archive(object_type, &id);
+        StatusCode::NO_CONTENT.into_response()
+    }))
+}
+
+async fn search(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let body = parse_json(&body)?;
+        let (total, results, next) = sim.portal().search(object_type, &body)?;
+        let mut response = json!({"total": total, "results": results});
+        if let Some(after) = next {
+            response["paging"] = json!({"next": {"after": after}});
+        }
+        Ok(Json(response).into_response())
+    })())
+}
+
+/// A batch response (`BatchResponseSimplePublicObject[WithErrors]`); 207 when some ids failed.
+fn batch_response(ok_status: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: &str, completed: &str) -> Response {
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": completed,
+    });
+    let status = if errors.is_empty() {
+        ok_status
+    } else {
+        body["numErrors"] = json!(errors.len());
+        body["errors"] = Value::Array(errors);
+        StatusCode::MULTI_STATUS
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn batch(
+    State(sim): Sim,
+    Path((object, operation)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let body = parse_json(&body)?;
+        let started = store::format_time(sim.ctx.clock.now_ms());
+        let mut portal = sim.portal();
+        let not_found = |ids: Vec<String>| {
+            if ids.is_empty() {
+                Vec::new()
+            } else {
+                vec![Portal::not_found_batch_error(object_type, &ids)]
+            }
+        };
+        let response = match operation.as_str() {
+            "create" => {
+                let results = portal.batch_create(object_type, &body)?;
+                let completed = store::format_time(sim.ctx.clock.now_ms());
+                batch_response(StatusCode::CREATED, results, Vec::new(), &started, &completed)
+            }
+            "update" => {
+                let (results, missing) = portal.batch_update(object_type, &body)?;
+                let completed = store::format_time(sim.ctx.clock.now_ms());
+                batch_response(StatusCode::OK, results, not_found(missing), &started, &completed)
+            }
+            "read" => {
+                let archived = flag(&query_pairs(raw.as_deref()), "archived");
+                let (results, missing) = portal.batch_read(object_type, &body, archived)?;
+                let completed = store::format_time(sim.ctx.clock.now_ms());
+                batch_response(StatusCode::OK, results, not_found(missing), &started, &completed)
+            }
+            "archive" => {
+                portal.batch_archive(object_type, &body)?;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            _ => return Err(HsError::not_found()),
+        };
+        Ok(response)
+    })())
+}
+
+async fn list_properties(State(sim): Sim, Path(object): Path<String>) -> Response {
+    sim.respond(ObjectType::parse(&object).map(|object_type| {
+        Json(json!({"results": sim.portal().properties(object_type)})).into_response()
+    }))
+}
+
+async fn read_property(State(sim): Sim, Path((object, name)): Path<(String, String)>) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        Ok(Json(sim.portal().property(object_type, &name)?).into_response())
+    })())
+}
+
+async fn create_property(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let body = parse_json(&body)?;
+        let created = sim.portal().create_property(object_type, &body)?;
+        Ok((StatusCode::CREATED, Json(created)).into_response())
+    })())
+}
+
+// ----- control routes (under /_sim) -------------------------------------------------------
+
+async fn control_create(State(sim): Sim, Path(object): Path<String>, Json(body): Json<Value>) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let created = sim.portal().create(object_type, body_properties(&body)?)?;
+        Ok((StatusCode::CREATED, Json(created)).into_response())
+    })())
+}
+
+async fn control_update(State(sim): Sim, Path((object, id)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
+    sim.respond((|| {
+        let object_type = ObjectType::parse(&object)?;
+        let updated = sim.portal().update(object_type, &id, None, body_properties(&body)?)?;
+        Ok(Json(updated).into_response())
+    })())
 }
 
 impl Simulator for Hubspot {
     fn routes(self: Arc<Self>) -> Router {
-        Router::new().fallback(|| async { StatusCode::NOT_IMPLEMENTED })
+        Router::new()
+            .route("/crm/v3/objects/{object}", get(list).post(create))
+            .route("/crm/v3/objects/{object}/search", post(search))
+            .route("/crm/v3/objects/{object}/batch/{operation}", post(batch))
+            .route("/crm/v3/objects/{object}/{id}", get(read).patch(update).delete(archive))
+            .route("/crm/v3/properties/{object}", get(list_properties).post(create_property))
+            .route("/crm/v3/properties/{object}/{name}", get(read_property))
+            .with_state(self)
     }
-    fn authorized(&self, _req: &Parts) -> bool {
-        !self.ctx.token.is_empty()
+
+    fn authorized(&self, req: &Parts) -> bool {
+        req.headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| token.trim() == self.ctx.token)
     }
+
     fn unauthorized(&self) -> Response {
-        StatusCode::UNAUTHORIZED.into_response()
+        let body = json!({
+            "status": "error",
+            "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can \
+                        find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            "correlationId": self.correlation_id(),
+            "category": "INVALID_AUTHENTICATION",
+        });
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
     }
-    fn rate_limited(&self, _retry_after: Duration) -> Response {
-        StatusCode::TOO_MANY_REQUESTS.into_response()
+
+    fn rate_limited(&self, retry_after: Duration) -> Response {
+        let body = json!({
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": self.correlation_id(),
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "groupName": "publicapi:private-app:sequin-sim",
+        });
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(common::retry_after_secs(retry_after)));
+        headers.insert("x-hubspot-ratelimit-interval-milliseconds", HeaderValue::from_static("10000"));
+        headers.insert("x-hubspot-ratelimit-remaining", HeaderValue::from_static("0"));
+        response
     }
+
     fn server_error(&self) -> Response {
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        let body = json!({
+            "status": "error",
+            "message": "internal error",
+            "correlationId": self.correlation_id(),
+            "category": "INTERNAL_ERROR",
+        });
+        (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
     }
+
     fn rate_key(&self, _req: &Parts) -> String {
-        "account".to_owned()
+        "portal".to_owned()
     }
+
+    /// Private apps: 100 requests per rolling 10 seconds.
     fn default_rate_limit(&self) -> RateLimit {
-        RateLimit::per_second(10)
+        RateLimit {
+            requests: 100,
+            window: Duration::from_secs(10),
+        }
     }
-    fn seed(&self, _n: usize) {}
+
+    fn seed(&self, n: usize) {
+        let mut rng = common::seeded_rng(self.ctx.rng_seed, "hubspot");
+        let mut portal = self.portal();
+        // Backdated, three records per second, so modified times have ties.
+        let start = self.ctx.clock.now_ms() - (n as i64 / 3 + 1) * 1000;
+        let stamp = |i: usize| start + (i as i64 / 3) * 1000;
+        let map = |value: Value| as_object(value).expect("seed properties are an object");
+        for i in 0..n {
+            let person = common::fake_person(&mut rng, i);
+            let stage = ["lead", "customer", "opportunity"][i % 3];
+            let properties = json!({
+                "email": person.email,
+                "firstname": person.first_name,
+                "lastname": person.last_name,
+                "phone": person.phone,
+                "company": person.company,
+                "city": person.city,
+                "country": person.country,
+                "lifecyclestage": stage,
+            });
+            portal
+                .create_at(ObjectType::Contacts, &map(properties), stamp(i))
+                .expect("seed contacts are valid");
+        }
+        for i in 0..n {
+            let company = common::fake_company(&mut rng);
+            let domain = format!("{}{i}.example.com", company.split(' ').next().unwrap_or("acme").to_lowercase());
+            let properties = json!({
+                "name": company,
+                "domain": domain,
+                "industry": "COMPUTER_SOFTWARE",
+                "numberofemployees": (10 + i % 500).to_string(),
+            });
+            portal
+                .create_at(ObjectType::Companies, &map(properties), stamp(i))
+                .expect("seed companies are valid");
+        }
+        for i in 0..n {
+            let close = 1_735_689_600_000 + (i as i64 % 365) * 86_400_000;
+            let properties = json!({
+                "dealname": format!("{} deal", common::fake_sentence(&mut rng, 2)),
+                "amount": (1000 + (i % 50) * 250).to_string(),
+                "dealstage": properties::DEAL_STAGES[i % properties::DEAL_STAGES.len()].0,
+                "pipeline": "default",
+                "closedate": close.to_string(),
+            });
+            portal
+                .create_at(ObjectType::Deals, &map(properties), stamp(i))
+                .expect("seed deals are valid");
+        }
+    }
+
     fn control_routes(self: Arc<Self>) -> Router {
         Router::new()
+            .route("/hubspot/objects/{object}", post(control_create))
+            .route(
+                "/hubspot/objects/{object}/{id}",
+                axum::routing::patch(control_update).delete(archive),
+            )
+            .route("/hubspot/properties/{object}", post(create_property))
+            .with_state(self)
     }
 }

@@ -1,51 +1,747 @@
-//! Placeholder so the crate builds before helper S2 delivers the real Salesforce simulator.
-//! S2 owns this file and replaces it entirely.
+//! Salesforce REST API simulator (written from Salesforce's public REST API documentation):
+//! OAuth2 refresh-token flow with expiring access tokens and optional refresh-token rotation,
+//! sObject CRUD and describe, SOQL `query`/`queryAll` with 2000-record cursor pages, sObject
+//! Collections (`/composite/sobjects`) with `allOrNone`, custom `__c` fields added at runtime,
+//! and Salesforce's error arrays `[{"message","errorCode","fields"}]`.
+//!
+//! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
+//! `IsDeleted = true`, as in a real org's recycle bin.
 
-use std::sync::Arc;
+mod ids;
+mod schema;
+mod soql;
+mod store;
+
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
-use crate::common::{RateLimit, SimContext, Simulator};
+use crate::common::{self, RateLimit, SimContext, Simulator};
+use schema::FieldDef;
+pub use schema::FieldType;
+pub use store::SfError;
+pub(crate) use store::is_valid_email;
+use store::{OAuthSettings, Org};
 
-/// Placeholder: answers 501 to everything.
+/// The connected app's consumer key the simulator accepts.
+pub const CLIENT_ID: &str = "3MVG9sequin.sim.connected.app";
+/// The connected app's consumer secret.
+pub const CLIENT_SECRET: &str = "sequin-sim-client-secret";
+/// Access tokens issued by the token endpoint live this long unless changed.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// The simulated org. Test-facing methods mutate it the way another user of the org would.
 pub struct Salesforce {
     ctx: SimContext,
+    org: Mutex<Org>,
 }
 
 impl Salesforce {
     pub fn new(ctx: SimContext) -> Self {
-        Self { ctx }
+        let oauth = OAuthSettings {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+            rotate_refresh_tokens: false,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+        };
+        let refresh_token = initial_refresh_token(&ctx.token);
+        let org = Org::new(ctx.clock.clone(), oauth, &ctx.token, &refresh_token);
+        Self {
+            ctx,
+            org: Mutex::new(org),
+        }
     }
+
+    fn org(&self) -> MutexGuard<'_, Org> {
+        // Handlers never leave the org half-updated across a panic point that matters here.
+        self.org.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The refresh token the org accepts at start (until rotation revokes it).
+    pub fn refresh_token(&self) -> String {
+        initial_refresh_token(&self.ctx.token)
+    }
+
+    /// When on, every refresh returns a new refresh token and revokes the one used.
+    pub fn set_rotate_refresh_tokens(&self, rotate: bool) {
+        self.org().oauth.rotate_refresh_tokens = rotate;
+    }
+
+    /// Lifetime of access tokens issued from now on.
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.org().oauth.access_token_ttl = ttl;
+    }
+
+    /// Expires every access token issued by the token endpoint (the static token stays valid).
+    pub fn expire_access_tokens(&self) {
+        self.org().expire_access_tokens();
+    }
+
+    /// Creates a record as another user would; returns its 18-character id.
+    pub fn create(&self, object: &str, fields: Value) -> Result<String, SfError> {
+        self.org().create(object, &as_object(fields)?)
+    }
+
+    /// Updates a record as another user would (bumps `SystemModstamp`).
+    pub fn update(&self, object: &str, id: &str, fields: Value) -> Result<(), SfError> {
+        self.org().update(object, id, &as_object(fields)?)
+    }
+
+    /// Deletes a record (it moves to the recycle bin: `queryAll` shows it with `IsDeleted`).
+    pub fn delete(&self, object: &str, id: &str) -> Result<(), SfError> {
+        self.org().delete(object, id)
+    }
+
+    /// A live record with every field, as `GET /sobjects/{object}/{id}` renders it.
+    pub fn get(&self, object: &str, id: &str) -> Option<Value> {
+        self.org().get(object, id, "v59.0").ok()
+    }
+
+    /// Number of records of `object`, deleted ones included when asked.
+    pub fn count(&self, object: &str, include_deleted: bool) -> usize {
+        self.org().count(object, include_deleted)
+    }
+
+    /// Adds a custom field (`name` must end in `__c`) to an object.
+    pub fn add_custom_field(
+        &self,
+        object: &str,
+        name: &str,
+        label: &str,
+        field_type: FieldType,
+        length: Option<u32>,
+    ) -> Result<(), SfError> {
+        self.org()
+            .add_field(object, FieldDef::custom(name, label, field_type, length))
+    }
+}
+
+fn initial_refresh_token(token: &str) -> String {
+    format!("5Aep861.{token}.refresh")
+}
+
+fn as_object(value: Value) -> Result<Map<String, Value>, SfError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(SfError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            "The request body must be a JSON object",
+        )),
+    }
+}
+
+/// Salesforce sends errors as a JSON array, even when there is one.
+fn error_response(error: SfError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(json!([error.to_json()]))).into_response()
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, SfError> {
+    serde_json::from_slice(body).map_err(|e| {
+        SfError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!(
+                "Unexpected character: {e} at [line:{}, column:{}]",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// Checks the `vXX.X` path segment; anything else is a missing resource.
+fn check_version(version: &str) -> Result<(), SfError> {
+    let valid = version
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(SfError::not_found())
+    }
+}
+
+type Sim = State<Arc<Salesforce>>;
+
+fn respond(result: Result<Response, SfError>) -> Response {
+    result.unwrap_or_else(error_response)
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(State(sim): Sim, Form(request): Form<TokenRequest>) -> Response {
+    let oauth_error = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    if request.grant_type.as_deref() != Some("refresh_token") {
+        return oauth_error("unsupported_grant_type", "grant type not supported");
+    }
+    let issued = sim.org().refresh(
+        request.client_id.as_deref().unwrap_or(""),
+        request.client_secret.as_deref().unwrap_or(""),
+        request.refresh_token.as_deref().unwrap_or(""),
+    );
+    match issued {
+        Err((error, description)) => oauth_error(error, description),
+        Ok(issued) => {
+            let id = format!(
+                "https://login.salesforce.com/id/{}/{}",
+                store::ORG_ID,
+                store::USER_ID
+            );
+            let issued_at = issued.issued_at.to_string();
+            // Real signatures are HMAC-SHA256 over id + issued_at; clients treat them as opaque.
+            let signature = format!(
+                "{}=",
+                ids::base62_fixed(issued.issued_at as u64 ^ 0x5eed_5eed, 43)
+            );
+            let mut body = json!({
+                "access_token": issued.access_token,
+                "instance_url": sim.ctx.base_url,
+                "id": id,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+                "signature": signature,
+                "scope": "api refresh_token",
+            });
+            if let Some(refresh_token) = issued.refresh_token {
+                body["refresh_token"] = json!(refresh_token);
+            }
+            Json(body).into_response()
+        }
+    }
+}
+
+async fn versions() -> Response {
+    let versions: Vec<Value> = (55..=62)
+        .map(|v| json!({"label": format!("API {v}"), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0")}))
+        .collect();
+    Json(versions).into_response()
+}
+
+async fn describe_global(State(sim): Sim, Path(version): Path<String>) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let org = sim.org();
+        let sobjects: Vec<Value> = org
+            .object_defs()
+            .map(|d| d.describe_global_entry(&version))
+            .collect();
+        Ok(
+            Json(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}))
+                .into_response(),
+        )
+    })())
+}
+
+async fn describe(State(sim): Sim, Path((version, object)): Path<(String, String)>) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        Ok(Json(sim.org().describe(&object, &version)?).into_response())
+    })())
+}
+
+async fn create(
+    State(sim): Sim,
+    Path((version, object)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let fields = as_object(parse_body(&body)?)?;
+        let id = sim.org().create(&object, &fields)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": id, "success": true, "errors": []})),
+        )
+            .into_response())
+    })())
+}
+
+async fn get_record(
+    State(sim): Sim,
+    Path((version, object, id)): Path<(String, String, String)>,
+) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        Ok(Json(sim.org().get(&object, &id, &version)?).into_response())
+    })())
+}
+
+async fn update_record(
+    State(sim): Sim,
+    Path((version, object, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let fields = as_object(parse_body(&body)?)?;
+        sim.org().update(&object, &id, &fields)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}
+
+async fn delete_record(
+    State(sim): Sim,
+    Path((version, object, id)): Path<(String, String, String)>,
+) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        sim.org().delete(&object, &id)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}
+
+/// Page size from `Sforce-Query-Options: batchSize=N` (200..=2000), else 2000.
+fn batch_size(headers: &HeaderMap) -> usize {
+    headers
+        .get("sforce-query-options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|option| option.trim().split_once('='))
+                .find(|(key, _)| key.trim().eq_ignore_ascii_case("batchSize"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+        })
+        .map_or(store::DEFAULT_BATCH_SIZE, |n| {
+            n.clamp(200, store::DEFAULT_BATCH_SIZE)
+        })
+}
+
+fn query_param(raw: Option<&str>, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or("")).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn run_query(
+    sim: &Salesforce,
+    version: &str,
+    raw: Option<String>,
+    headers: &HeaderMap,
+    all: bool,
+) -> Response {
+    respond((|| {
+        check_version(version)?;
+        let text = query_param(raw.as_deref(), "q").ok_or_else(|| {
+            SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
+        })?;
+        Ok(Json(sim.org().query(&text, all, batch_size(headers), version)?).into_response())
+    })())
+}
+
+async fn query(
+    State(sim): Sim,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run_query(&sim, &version, raw, &headers, false)
+}
+
+async fn query_all(
+    State(sim): Sim,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    run_query(&sim, &version, raw, &headers, true)
+}
+
+async fn query_more(State(sim): Sim, Path((version, locator)): Path<(String, String)>) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        Ok(Json(sim.org().query_more(&locator, &version)?).into_response())
+    })())
+}
+
+fn collection_records(body: &Value) -> Result<(&[Value], bool), SfError> {
+    let records = body
+        .get("records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            SfError::new(
+                400,
+                "JSON_PARSER_ERROR",
+                "records: required field is missing",
+            )
+        })?;
+    if records.len() > store::COLLECTION_LIMIT {
+        return Err(too_many_records());
+    }
+    let all_or_none = body
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok((records, all_or_none))
+}
+
+fn too_many_records() -> SfError {
+    SfError::new(
+        400,
+        "EXCEEDED_ID_LIMIT",
+        format!(
+            "record limit reached. cannot submit more than {} records into this call",
+            store::COLLECTION_LIMIT
+        ),
+    )
+}
+
+async fn collection_create(State(sim): Sim, Path(version): Path<String>, body: Bytes) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let body = parse_body(&body)?;
+        let (records, all_or_none) = collection_records(&body)?;
+        Ok(Json(sim.org().collection_create(records, all_or_none)).into_response())
+    })())
+}
+
+async fn collection_update(State(sim): Sim, Path(version): Path<String>, body: Bytes) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let body = parse_body(&body)?;
+        let (records, all_or_none) = collection_records(&body)?;
+        Ok(Json(sim.org().collection_update(records, all_or_none)).into_response())
+    })())
+}
+
+async fn collection_delete(
+    State(sim): Sim,
+    Path(version): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond((|| {
+        check_version(&version)?;
+        let ids: Vec<String> = query_param(raw.as_deref(), "ids")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() {
+            return Err(SfError::new(
+                400,
+                "MISSING_ARGUMENT",
+                "ids parameter must be specified",
+            ));
+        }
+        if ids.len() > store::COLLECTION_LIMIT {
+            return Err(too_many_records());
+        }
+        let all_or_none = query_param(raw.as_deref(), "allOrNone")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Json(sim.org().collection_delete(&ids, all_or_none)).into_response())
+    })())
+}
+
+async fn limits(Path(version): Path<String>) -> Response {
+    respond(check_version(&version).map(|()| {
+        Json(json!({
+            "DailyApiRequests": {"Max": 100_000, "Remaining": 99_000},
+            "DailyBulkApiBatches": {"Max": 15_000, "Remaining": 15_000},
+        }))
+        .into_response()
+    }))
+}
+
+// ----- control routes (under /_sim) -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomFieldRequest {
+    object: String,
+    name: String,
+    #[serde(rename = "type")]
+    field_type: String,
+    label: Option<String>,
+    length: Option<u32>,
+}
+
+async fn control_add_field(State(sim): Sim, Json(request): Json<CustomFieldRequest>) -> Response {
+    respond((|| {
+        let field_type = FieldType::from_name(&request.field_type).ok_or_else(|| {
+            SfError::new(
+                400,
+                "INVALID_TYPE",
+                format!("unknown field type {}", request.field_type),
+            )
+        })?;
+        let label = request
+            .label
+            .clone()
+            .unwrap_or_else(|| request.name.trim_end_matches("__c").replace('_', " "));
+        sim.add_custom_field(
+            &request.object,
+            &request.name,
+            &label,
+            field_type,
+            request.length,
+        )?;
+        Ok(StatusCode::CREATED.into_response())
+    })())
+}
+
+async fn control_create(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    Json(fields): Json<Value>,
+) -> Response {
+    respond(sim.create(&object, fields).map(|id| {
+        (
+            StatusCode::CREATED,
+            Json(json!({"id": id, "success": true, "errors": []})),
+        )
+            .into_response()
+    }))
+}
+
+async fn control_update(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+    Json(fields): Json<Value>,
+) -> Response {
+    respond(
+        sim.update(&object, &id, fields)
+            .map(|()| StatusCode::NO_CONTENT.into_response()),
+    )
+}
+
+async fn control_delete(State(sim): Sim, Path((object, id)): Path<(String, String)>) -> Response {
+    respond(
+        sim.delete(&object, &id)
+            .map(|()| StatusCode::NO_CONTENT.into_response()),
+    )
+}
+
+async fn control_expire_tokens(State(sim): Sim) -> StatusCode {
+    sim.expire_access_tokens();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OAuthSettingsRequest {
+    rotate_refresh_tokens: Option<bool>,
+    access_token_ttl_secs: Option<u64>,
+}
+
+async fn control_oauth(State(sim): Sim, Json(request): Json<OAuthSettingsRequest>) -> Response {
+    if let Some(rotate) = request.rotate_refresh_tokens {
+        sim.set_rotate_refresh_tokens(rotate);
+    }
+    if let Some(secs) = request.access_token_ttl_secs {
+        sim.set_access_token_ttl(Duration::from_secs(secs));
+    }
+    Json(json!({
+        "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET,
+        "refreshToken": sim.refresh_token(),
+    }))
+    .into_response()
+}
+
+fn bearer_token(req: &Parts) -> Option<&str> {
+    let value = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("OAuth "))
+        .map(str::trim)
 }
 
 impl Simulator for Salesforce {
     fn routes(self: Arc<Self>) -> Router {
-        Router::new().fallback(|| async { StatusCode::NOT_IMPLEMENTED })
+        let data = "/services/data/{version}";
+        Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data", get(versions))
+            .route(&format!("{data}/sobjects"), get(describe_global))
+            .route(&format!("{data}/sobjects/{{object}}"), post(create))
+            .route(
+                &format!("{data}/sobjects/{{object}}/describe"),
+                get(describe),
+            )
+            .route(
+                &format!("{data}/sobjects/{{object}}/{{id}}"),
+                get(get_record).patch(update_record).delete(delete_record),
+            )
+            .route(&format!("{data}/query"), get(query))
+            .route(&format!("{data}/query/{{locator}}"), get(query_more))
+            .route(&format!("{data}/queryAll"), get(query_all))
+            .route(&format!("{data}/queryAll/{{locator}}"), get(query_more))
+            .route(
+                &format!("{data}/composite/sobjects"),
+                post(collection_create)
+                    .patch(collection_update)
+                    .delete(collection_delete),
+            )
+            .route(&format!("{data}/limits"), get(limits))
+            .with_state(self)
     }
-    fn authorized(&self, _req: &Parts) -> bool {
-        !self.ctx.token.is_empty()
+
+    fn authorized(&self, req: &Parts) -> bool {
+        // The token endpoint authenticates with client credentials in the body.
+        if req.uri.path() == "/services/oauth2/token" || req.uri.path() == "/services/data" {
+            return true;
+        }
+        bearer_token(req).is_some_and(|token| self.org().access_token_valid(token))
     }
+
     fn unauthorized(&self) -> Response {
-        StatusCode::UNAUTHORIZED.into_response()
+        let mut response = error_response(SfError::new(
+            401,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        ));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+        response
     }
-    fn rate_limited(&self, _retry_after: Duration) -> Response {
-        StatusCode::TOO_MANY_REQUESTS.into_response()
+
+    /// Salesforce answers an exceeded API limit with 403 `REQUEST_LIMIT_EXCEEDED`.
+    fn rate_limited(&self, retry_after: Duration) -> Response {
+        let mut response = error_response(SfError::new(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        ));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(common::retry_after_secs(retry_after)),
+        );
+        response
     }
+
     fn server_error(&self) -> Response {
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        error_response(SfError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this ErrorId if you contact support: 1964215378-40771 \
+             (-1287319131)",
+        ))
     }
+
     fn rate_key(&self, _req: &Parts) -> String {
-        "account".to_owned()
+        "org".to_owned()
     }
+
+    /// Salesforce's documented limit is per 24 hours (100,000 API requests for an Enterprise org).
     fn default_rate_limit(&self) -> RateLimit {
-        RateLimit::per_second(10)
+        RateLimit {
+            requests: 100_000,
+            window: Duration::from_secs(24 * 60 * 60),
+        }
     }
-    fn seed(&self, _n: usize) {}
+
+    fn seed(&self, n: usize) {
+        let mut rng = common::seeded_rng(self.ctx.rng_seed, "salesforce");
+        let mut org = self.org();
+        // Backdate seeded records, three per second, so modstamps have ties (as bulk loads do).
+        let start = self.ctx.clock.now_ms() - (n as i64 / 3 + 1) * 1000;
+        let stamp = |i: usize| start + (i as i64 / 3) * 1000;
+        let mut account_ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let company = common::fake_company(&mut rng);
+            let person = common::fake_person(&mut rng, i);
+            let fields = json!({
+                "Name": format!("{company} #{i}"),
+                "Phone": person.phone,
+                "Website": format!("https://www.{}.example.com", company.split(' ').next().unwrap_or("acme").to_lowercase()),
+                "BillingCity": person.city,
+                "BillingCountry": person.country,
+                "NumberOfEmployees": 10 + (i % 500),
+                "AnnualRevenue": 100_000.0 + (i % 97) as f64 * 5_000.0,
+                "Industry": "Technology",
+            });
+            let id = org
+                .create_at("Account", &as_map(fields), stamp(i))
+                .expect("seed accounts are valid");
+            account_ids.push(id);
+        }
+        for i in 0..n {
+            let person = common::fake_person(&mut rng, i);
+            let fields = json!({
+                "AccountId": account_ids[i],
+                "FirstName": person.first_name,
+                "LastName": person.last_name,
+                "Email": person.email,
+                "Phone": person.phone,
+                "Title": common::fake_sentence(&mut rng, 2),
+            });
+            org.create_at("Contact", &as_map(fields), stamp(i))
+                .expect("seed contacts are valid");
+        }
+        for i in 0..n {
+            let person = common::fake_person(&mut rng, n + i);
+            let fields = json!({
+                "FirstName": person.first_name,
+                "LastName": person.last_name,
+                "Company": person.company,
+                "Email": person.email,
+                "Status": schema::LEAD_STATUSES[i % 2],
+            });
+            org.create_at("Lead", &as_map(fields), stamp(i))
+                .expect("seed leads are valid");
+        }
+        for (i, account_id) in account_ids.iter().enumerate() {
+            let close = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
+                + chrono::Days::new(i as u64 % 365);
+            let fields = json!({
+                "AccountId": account_id,
+                "Name": format!("{} deal", common::fake_sentence(&mut rng, 2)),
+                "StageName": schema::OPPORTUNITY_STAGES[i % schema::OPPORTUNITY_STAGES.len()],
+                "Amount": 1_000.0 + (i % 50) as f64 * 250.0,
+                "CloseDate": close.format("%Y-%m-%d").to_string(),
+            });
+            org.create_at("Opportunity", &as_map(fields), stamp(i))
+                .expect("seed opportunities are valid");
+        }
+    }
+
     fn control_routes(self: Arc<Self>) -> Router {
         Router::new()
+            .route("/salesforce/fields", post(control_add_field))
+            .route("/salesforce/oauth", post(control_oauth))
+            .route("/salesforce/expire-tokens", post(control_expire_tokens))
+            .route("/salesforce/sobjects/{object}", post(control_create))
+            .route(
+                "/salesforce/sobjects/{object}/{id}",
+                axum::routing::patch(control_update).delete(control_delete),
+            )
+            .with_state(self)
+    }
+}
+
+fn as_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
 }

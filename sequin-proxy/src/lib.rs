@@ -1,1 +1,46 @@
-//! Placeholder.
+//! A transparent Postgres wire-protocol proxy (session mode: one server
+//! connection per client) that finds statements writing synced tables and
+//! hands them to an [`Interceptor`] (the seam write-through builds on).
+//!
+//! Layers, each depending only on those before it:
+//! [`codec`] (one module per message) ← [`state`] (protocol state machine) ←
+//! [`backend`] (server connections) ← `frontend` (client sessions) ←
+//! [`Proxy`] (listener, cancel keys, TLS). Classification ([`classify`])
+//! uses the real Postgres grammar through pg_query, behind a cheap
+//! pre-filter and a cache.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sequin_proxy::{PassThrough, Proxy, ProxyConfig, SyncedTables, TableName, Upstream};
+//! let mut config = ProxyConfig::new(
+//!     "127.0.0.1:6432".parse()?,
+//!     Upstream { host: "127.0.0.1".into(), port: 5432 },
+//! );
+//! config.synced = SyncedTables::new([TableName::new("stripe", "customer")]);
+//! let proxy = Proxy::bind(config, Arc::new(PassThrough)).await?.spawn();
+//! // ... later
+//! proxy.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod classify;
+pub mod codec;
+mod frontend;
+pub mod interceptor;
+mod server;
+pub mod state;
+pub mod synced;
+mod tls;
+
+pub use backend::Upstream;
+pub use classify::{Classification, ClassifiedStatement, Classifier, TableWrite, WriteKind};
+pub use frontend::{SessionEnd, SessionError};
+pub use interceptor::{
+    BoxFuture, InjectError, InterceptContext, Intercepted, Interceptor, Outcome, PassThrough,
+    Protocol, QueryResult, SessionInfo,
+};
+pub use server::{Proxy, ProxyConfig, ProxyError, ProxyHandle, ProxyStats};
+pub use synced::{SyncedSet, SyncedTables, TableName};
+pub use tls::{TlsConfig, TlsError};

@@ -1,0 +1,402 @@
+//! Statement classification with the real Postgres grammar (pg_query):
+//! which statements of a query string write which synced tables, through
+//! CTEs, `EXPLAIN`, `PREPARE`, `COPY ... FROM` and `TRUNCATE` too.
+//!
+//! Only text that passes [`SyncedSet::may_mention`] is parsed, and results are
+//! cached by statement text (the prepared-statement-name cache lives in the
+//! session, see `frontend`). The cache is dropped when the synced set changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{RangeVar, WithClause};
+
+use crate::synced::{SyncedSet, SyncedTables, TableName};
+
+/// How a statement writes a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    /// `COPY ... FROM`.
+    Copy,
+    Truncate,
+}
+
+/// One synced table written by a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWrite {
+    pub table: TableName,
+    pub kind: WriteKind,
+    /// Written by a data-modifying CTE (`WITH x AS (INSERT ...)`), not by the
+    /// statement's main clause.
+    pub in_cte: bool,
+}
+
+/// One statement of a query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifiedStatement {
+    /// The statement's own text (a slice of the query string, trimmed).
+    pub sql: String,
+    /// Synced tables it writes; empty when it writes none.
+    pub writes: Vec<TableWrite>,
+}
+
+/// The classification of a whole query string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Classification {
+    pub statements: Vec<ClassifiedStatement>,
+    /// The parser's error when the text is not valid SQL; such text is never
+    /// intercepted (the server reports the error to the client itself).
+    pub parse_error: Option<String>,
+}
+
+impl Classification {
+    /// Whether any statement writes a synced table.
+    pub fn writes_synced(&self) -> bool {
+        self.statements.iter().any(|s| !s.writes.is_empty())
+    }
+}
+
+/// Parses `sql` and finds writes to tables in `synced`.
+pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
+    let parsed = match pg_query::parse(sql) {
+        Ok(p) => p,
+        Err(e) => {
+            return Classification {
+                statements: Vec::new(),
+                parse_error: Some(e.to_string()),
+            };
+        }
+    };
+    let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(sql.len());
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(n) => (start + n).min(sql.len()),
+        };
+        let text = sql.get(start..end).unwrap_or(sql).trim();
+        let mut found = Vec::new();
+        if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+            walk(node, false, &mut found);
+        }
+        let writes = found
+            .into_iter()
+            .filter(|(rv, _, _)| {
+                !rv.schemaname.is_empty() && synced.contains(&rv.schemaname, &rv.relname)
+            })
+            .map(|(rv, kind, in_cte)| TableWrite {
+                table: TableName::new(rv.schemaname.clone(), rv.relname.clone()),
+                kind,
+                in_cte,
+            })
+            .collect();
+        statements.push(ClassifiedStatement {
+            sql: text.to_owned(),
+            writes,
+        });
+    }
+    Classification {
+        statements,
+        parse_error: None,
+    }
+}
+
+/// Collects every relation a statement writes (synced or not).
+fn walk<'a>(node: &'a NodeEnum, in_cte: bool, out: &mut Vec<(&'a RangeVar, WriteKind, bool)>) {
+    let mut target = |rv: &'a Option<RangeVar>, kind| {
+        if let Some(rv) = rv {
+            out.push((rv, kind, in_cte));
+        }
+    };
+    match node {
+        NodeEnum::InsertStmt(s) => {
+            target(&s.relation, WriteKind::Insert);
+            with(&s.with_clause, out);
+            if let Some(n) = s.select_stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                walk(n, in_cte, out);
+            }
+        }
+        NodeEnum::UpdateStmt(s) => {
+            target(&s.relation, WriteKind::Update);
+            with(&s.with_clause, out);
+        }
+        NodeEnum::DeleteStmt(s) => {
+            target(&s.relation, WriteKind::Delete);
+            with(&s.with_clause, out);
+        }
+        NodeEnum::MergeStmt(s) => {
+            target(&s.relation, WriteKind::Merge);
+            with(&s.with_clause, out);
+        }
+        NodeEnum::SelectStmt(s) => walk_select(s, out),
+        NodeEnum::CopyStmt(s) => {
+            if s.is_from {
+                target(&s.relation, WriteKind::Copy);
+            }
+            if let Some(n) = s.query.as_ref().and_then(|n| n.node.as_ref()) {
+                walk(n, in_cte, out);
+            }
+        }
+        NodeEnum::TruncateStmt(s) => {
+            for r in &s.relations {
+                if let Some(NodeEnum::RangeVar(rv)) = &r.node {
+                    out.push((rv, WriteKind::Truncate, in_cte));
+                }
+            }
+        }
+        // Conservative: EXPLAIN ANALYZE executes its statement; a PREPARE'd
+        // write runs later through SQL-level EXECUTE, which the proxy cannot
+        // see into, so refusing or handling it at PREPARE time is the seam.
+        NodeEnum::ExplainStmt(s) => sub(&s.query, in_cte, out),
+        NodeEnum::PrepareStmt(s) => sub(&s.query, in_cte, out),
+        NodeEnum::CreateTableAsStmt(s) => sub(&s.query, in_cte, out),
+        NodeEnum::DeclareCursorStmt(s) => sub(&s.query, in_cte, out),
+        _ => {}
+    }
+}
+
+fn sub<'a>(
+    query: &'a Option<Box<pg_query::protobuf::Node>>,
+    in_cte: bool,
+    out: &mut Vec<(&'a RangeVar, WriteKind, bool)>,
+) {
+    if let Some(n) = query.as_ref().and_then(|n| n.node.as_ref()) {
+        walk(n, in_cte, out);
+    }
+}
+
+fn with<'a>(w: &'a Option<WithClause>, out: &mut Vec<(&'a RangeVar, WriteKind, bool)>) {
+    let Some(w) = w else { return };
+    for cte in &w.ctes {
+        if let Some(NodeEnum::CommonTableExpr(c)) = &cte.node {
+            sub(&c.ctequery, true, out);
+        }
+    }
+}
+
+/// A SELECT writes only through its WITH clause, also in UNION arms.
+fn walk_select<'a>(
+    s: &'a pg_query::protobuf::SelectStmt,
+    out: &mut Vec<(&'a RangeVar, WriteKind, bool)>,
+) {
+    with(&s.with_clause, out);
+    for side in [&s.larg, &s.rarg].into_iter().flatten() {
+        walk_select(side, out);
+    }
+}
+
+/// Most distinct statement texts kept before the cache is reset; bounds
+/// memory when an application inlines literals into its SQL.
+const CACHE_CAPACITY: usize = 8192;
+
+/// Classifies with the pre-filter and a cache keyed by statement text.
+#[derive(Debug)]
+pub struct Classifier {
+    synced: SyncedTables,
+    cache: Mutex<ClassifierCache>,
+}
+
+#[derive(Debug, Default)]
+struct ClassifierCache {
+    version: u64,
+    by_text: HashMap<Box<str>, Arc<Classification>>,
+}
+
+impl Classifier {
+    pub fn new(synced: SyncedTables) -> Self {
+        Classifier {
+            synced,
+            cache: Mutex::new(ClassifierCache::default()),
+        }
+    }
+
+    pub fn synced(&self) -> &SyncedTables {
+        &self.synced
+    }
+
+    /// The classification of `sql` when it writes a synced table, `None`
+    /// otherwise (including when the pre-filter rules a parse out).
+    pub fn writes_synced(&self, sql: &str, snapshot: &SyncedSet) -> Option<Arc<Classification>> {
+        if snapshot.is_empty() || !snapshot.may_mention(sql.as_bytes()) {
+            return None;
+        }
+        let c = self.classify_cached(sql, snapshot);
+        c.writes_synced().then_some(c)
+    }
+
+    fn classify_cached(&self, sql: &str, snapshot: &SyncedSet) -> Arc<Classification> {
+        let version = self.synced.version();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.version != version {
+                cache.by_text.clear();
+                cache.version = version;
+            }
+            if let Some(c) = cache.by_text.get(sql) {
+                return c.clone();
+            }
+        }
+        // Parse outside the lock: other sessions keep going meanwhile.
+        let c = Arc::new(classify(sql, snapshot));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version == version {
+            if cache.by_text.len() >= CACHE_CAPACITY {
+                cache.by_text.clear();
+            }
+            cache.by_text.insert(sql.into(), c.clone());
+        }
+        c
+    }
+
+    /// Number of cached texts (for tests).
+    pub fn cached(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_text
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synced() -> SyncedTables {
+        SyncedTables::new([
+            TableName::new("stripe", "customer"),
+            TableName::new("stripe", "charge"),
+        ])
+    }
+
+    fn writes(sql: &str) -> Vec<(String, WriteKind, bool)> {
+        classify(sql, &synced().snapshot())
+            .statements
+            .into_iter()
+            .flat_map(|s| s.writes)
+            .map(|w| (w.table.to_string(), w.kind, w.in_cte))
+            .collect()
+    }
+
+    #[test]
+    fn finds_direct_writes() {
+        use WriteKind::*;
+        assert_eq!(
+            writes("insert into stripe.customer (email) values ('a@b.c') returning id"),
+            [("stripe.customer".into(), Insert, false)]
+        );
+        assert_eq!(
+            writes("UPDATE Stripe.Customer SET name = 'x' WHERE id = $1"),
+            [("stripe.customer".into(), Update, false)]
+        );
+        assert_eq!(
+            writes("delete from \"stripe\".\"charge\" where id = 'ch_1'"),
+            [("stripe.charge".into(), Delete, false)]
+        );
+        assert_eq!(
+            writes("copy stripe.customer (id) from stdin"),
+            [("stripe.customer".into(), Copy, false)]
+        );
+        assert_eq!(
+            writes("truncate stripe.charge"),
+            [("stripe.charge".into(), Truncate, false)]
+        );
+        assert_eq!(
+            writes(
+                "merge into stripe.customer c using src s on c.id = s.id \
+                 when matched then update set name = s.name"
+            ),
+            [("stripe.customer".into(), Merge, false)]
+        );
+    }
+
+    #[test]
+    fn finds_writes_in_ctes_and_wrappers() {
+        use WriteKind::*;
+        assert_eq!(
+            writes(
+                "with n as (insert into stripe.customer (email) values ('x') returning id) \
+                 select * from n"
+            ),
+            [("stripe.customer".into(), Insert, true)]
+        );
+        assert_eq!(
+            writes("explain analyze delete from stripe.charge"),
+            [("stripe.charge".into(), Delete, false)]
+        );
+        assert_eq!(
+            writes("prepare p as update stripe.customer set name = $1"),
+            [("stripe.customer".into(), Update, false)]
+        );
+    }
+
+    #[test]
+    fn reads_other_tables_and_unqualified_names_are_not_writes() {
+        assert!(writes("select * from stripe.customer").is_empty());
+        assert!(writes("insert into public.log select * from stripe.customer").is_empty());
+        assert!(writes("update other set x = (select 1 from stripe.customer)").is_empty());
+        assert!(writes("insert into customer values (1)").is_empty());
+        assert!(writes("copy stripe.customer to stdout").is_empty());
+        let c = classify("not sql at all", &synced().snapshot());
+        assert!(c.parse_error.is_some());
+        assert!(!c.writes_synced());
+    }
+
+    #[test]
+    fn splits_multi_statement_strings() {
+        let c = classify(
+            "begin; insert into stripe.customer (id) values ('c'); commit",
+            &synced().snapshot(),
+        );
+        let texts: Vec<_> = c.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "begin",
+                "insert into stripe.customer (id) values ('c')",
+                "commit"
+            ]
+        );
+        assert!(c.statements[1].writes.len() == 1 && c.statements[0].writes.is_empty());
+    }
+
+    #[test]
+    fn classifier_prefilters_and_caches_and_follows_updates() {
+        let s = synced();
+        let classifier = Classifier::new(s.clone());
+        let snap = s.snapshot();
+        assert!(
+            classifier
+                .writes_synced("select * from pgbench_accounts", &snap)
+                .is_none()
+        );
+        assert_eq!(
+            classifier.cached(),
+            0,
+            "pre-filtered text must not be parsed"
+        );
+        assert!(
+            classifier
+                .writes_synced("select * from stripe.customer", &snap)
+                .is_none()
+        );
+        assert_eq!(classifier.cached(), 1);
+        let sql = "insert into hubspot.contact (email) values ('x')";
+        assert!(classifier.writes_synced(sql, &snap).is_none());
+        s.insert(TableName::new("hubspot", "contact"));
+        let c = classifier
+            .writes_synced(sql, &s.snapshot())
+            .expect("now synced");
+        assert_eq!(
+            c.statements[0].writes[0].table.to_string(),
+            "hubspot.contact"
+        );
+    }
+}

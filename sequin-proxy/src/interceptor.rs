@@ -1,0 +1,345 @@
+//! The interception seam for write-through: an [`Interceptor`] is called when
+//! a statement writes a synced table (a simple Query, or the Execute of a
+//! portal whose statement was classified at Parse). Through the
+//! [`InterceptContext`] it can run its own statements on the session's server
+//! connection (injected with Flush, never Sync, replies swallowed), answer
+//! the client with synthesized messages, or let the statement pass through.
+//!
+//! When the interceptor runs, every earlier reply has been forwarded to the
+//! client and the server owes nothing: the proxy waited for that (sending a
+//! Flush first in the extended protocol), so injected replies cannot mix with
+//! the client's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::backend::ClientWrite;
+use crate::classify::Classification;
+use crate::codec::{
+    self, BackendMessage, Bind, Close, CodecError, DataRow, Describe, ErrorResponse, Execute,
+    Flush, Message, NoticeResponse, Parse, RowDescription, Target,
+};
+
+/// A boxed, sendable future (the trait is object-safe this way).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Names the proxy reserves for its injected statement and portal; they never
+/// clash with the client's (unnamed or named) statements and portals.
+pub const INJECTED_NAME: &str = "__sequin_proxy_injected";
+
+/// Which protocol carried the intercepted statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// A Query message; the proxy sends ReadyForQuery after a synthesized
+    /// answer.
+    Simple,
+    /// An Execute; the client's pipeline goes on after the answer.
+    Extended,
+}
+
+/// What the client sent that writes a synced table.
+#[derive(Debug, Clone)]
+pub struct Intercepted {
+    pub protocol: Protocol,
+    /// The query string (simple) or the prepared statement's text (extended).
+    pub sql: String,
+    /// Per-statement classification of `sql`.
+    pub classification: Arc<Classification>,
+    /// Extended protocol: the prepared statement's name ("" = unnamed).
+    pub statement_name: Option<String>,
+    /// Extended protocol: parameter types given at Parse (0 = unspecified).
+    pub param_types: Vec<u32>,
+    /// Extended protocol: the Bind that created the executed portal (its
+    /// parameter values and formats).
+    pub bind: Option<Bind>,
+    /// Extended protocol: the Execute's row limit (0 = all).
+    pub max_rows: i32,
+}
+
+/// Facts about the session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    pub user: String,
+    pub database: String,
+    pub application_name: Option<String>,
+    pub peer: Option<std::net::SocketAddr>,
+    /// Process id of the server backend.
+    pub backend_pid: i32,
+}
+
+/// The interceptor's decision.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Forward the client's message unchanged.
+    PassThrough,
+    /// Do not forward it; send these messages to the client instead. In the
+    /// simple protocol the proxy then ends the exchange with the server's own
+    /// ReadyForQuery (it sends a Sync itself); do not include one. In the
+    /// extended protocol, an ErrorResponse among them makes the proxy skip
+    /// the client's messages up to its next Sync, as Postgres would.
+    Respond(Vec<BackendMessage>),
+}
+
+/// An error while talking to the server for the interceptor.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The injected statement failed; the server now ignores messages until
+    /// a Sync (see [`InterceptContext::sync`]).
+    #[error("injected statement failed: {0}")]
+    Server(ErrorResponse),
+    #[error("not allowed here: {0}")]
+    NotAllowed(&'static str),
+    #[error("server connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server sent an invalid message: {0}")]
+    Codec(#[from] CodecError),
+    #[error("server closed the connection")]
+    Closed,
+}
+
+/// Result rows of an injected statement (text format).
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Column layout; empty for statements without rows.
+    pub columns: RowDescription,
+    pub rows: Vec<DataRow>,
+    /// The CommandComplete tag (`INSERT 0 1`), empty for an empty query.
+    pub command_tag: String,
+    pub notices: Vec<NoticeResponse>,
+}
+
+/// Decides what happens to statements that write synced tables.
+pub trait Interceptor: Send + Sync + 'static {
+    /// Called with the server connection quiet. An `Err` ends the session
+    /// (the connection is no longer usable).
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a mut InterceptContext<'_>,
+    ) -> BoxFuture<'a, Result<Outcome, InjectError>>;
+}
+
+/// The default interceptor: every statement passes through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl Interceptor for PassThrough {
+    fn intercept<'a>(
+        &'a self,
+        _ctx: &'a mut InterceptContext<'_>,
+    ) -> BoxFuture<'a, Result<Outcome, InjectError>> {
+        Box::pin(async { Ok(Outcome::PassThrough) })
+    }
+}
+
+/// What an interceptor can see and do.
+pub struct InterceptContext<'a> {
+    pub(crate) statement: &'a Intercepted,
+    pub(crate) session: &'a SessionInfo,
+    pub(crate) transaction_status: u8,
+    pub(crate) server_read: &'a mut OwnedReadHalf,
+    pub(crate) server_buf: &'a mut BytesMut,
+    pub(crate) server_write: &'a mut OwnedWriteHalf,
+    pub(crate) client_write: &'a mut ClientWrite,
+    pub(crate) server_failed: bool,
+    pub(crate) max_message_len: u32,
+}
+
+impl InterceptContext<'_> {
+    /// The intercepted statement.
+    pub fn statement(&self) -> &Intercepted {
+        self.statement
+    }
+
+    pub fn session(&self) -> &SessionInfo {
+        self.session
+    }
+
+    /// Transaction status as of the last ReadyForQuery (or [`Self::sync`]):
+    /// `I`, `T` or `E`.
+    pub fn transaction_status(&self) -> u8 {
+        self.transaction_status
+    }
+
+    /// An injected statement failed and the server skips messages until Sync.
+    pub fn server_failed(&self) -> bool {
+        self.server_failed
+    }
+
+    /// Runs one statement on the session's server connection with text
+    /// parameters (`None` = NULL) and returns its rows. Uses the extended
+    /// protocol with the proxy's reserved statement/portal name and a Flush,
+    /// so the client's unnamed statement, portals, pipeline and transaction
+    /// are untouched. Notifications and parameter changes that arrive
+    /// meanwhile are forwarded to the client; notices are returned.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Option<&str>],
+    ) -> Result<QueryResult, InjectError> {
+        if self.server_failed {
+            return Err(InjectError::NotAllowed(
+                "the server is skipping messages after a failed injected statement",
+            ));
+        }
+        let mut out = BytesMut::with_capacity(128 + sql.len());
+        // Closing first makes a leftover from an earlier failed injection
+        // harmless; closing what does not exist is not an error.
+        Close {
+            target: Target::Portal,
+            name: INJECTED_NAME.into(),
+        }
+        .encode(&mut out);
+        Close {
+            target: Target::Statement,
+            name: INJECTED_NAME.into(),
+        }
+        .encode(&mut out);
+        Parse {
+            name: INJECTED_NAME.into(),
+            sql: sql.into(),
+            param_types: vec![0; params.len()],
+        }
+        .encode(&mut out);
+        Bind {
+            portal: INJECTED_NAME.into(),
+            statement: INJECTED_NAME.into(),
+            param_formats: Vec::new(),
+            params: params
+                .iter()
+                .map(|p| p.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes())))
+                .collect(),
+            result_formats: Vec::new(),
+        }
+        .encode(&mut out);
+        Describe {
+            target: Target::Portal,
+            name: INJECTED_NAME.into(),
+        }
+        .encode(&mut out);
+        Execute {
+            portal: INJECTED_NAME.into(),
+            max_rows: 0,
+        }
+        .encode(&mut out);
+        Close {
+            target: Target::Portal,
+            name: INJECTED_NAME.into(),
+        }
+        .encode(&mut out);
+        Flush.encode(&mut out);
+        self.server_write.write_all(&out).await?;
+
+        let mut result = QueryResult::default();
+        let mut done = false;
+        loop {
+            let frame = self.read_server_message().await?;
+            match frame[0] {
+                b'1' | b'2' | b'n' => {}
+                b'3' => {
+                    if done {
+                        return Ok(result);
+                    }
+                }
+                b'T' => result.columns = RowDescription::decode(&frame)?,
+                b'D' => result.rows.push(DataRow::decode(&frame)?),
+                b'C' => {
+                    result.command_tag = codec::CommandComplete::decode(&frame)?.tag;
+                    done = true;
+                }
+                b'I' | b's' => done = true,
+                b'N' => result.notices.push(NoticeResponse::decode(&frame)?),
+                b'A' | b'S' => {
+                    self.client_write.write_all(&frame).await?;
+                    self.client_write.flush().await?;
+                }
+                b'E' => {
+                    self.server_failed = true;
+                    return Err(InjectError::Server(ErrorResponse::decode(&frame)?));
+                }
+                b'G' => {
+                    // COPY FROM STDIN cannot be fed from here: abort it.
+                    out.clear();
+                    codec::CopyFail {
+                        message: "COPY is not supported in injected statements".into(),
+                    }
+                    .encode(&mut out);
+                    Flush.encode(&mut out);
+                    self.server_write.write_all(&out).await?;
+                }
+                // COPY TO STDOUT data is dropped until CommandComplete.
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a Sync and waits for ReadyForQuery (swallowed), returning the
+    /// transaction status. Ends an implicit transaction and clears a failed
+    /// injection. Only allowed for simple-protocol statements: in the extended
+    /// protocol a Sync would end the client's pipeline.
+    pub async fn sync(&mut self) -> Result<u8, InjectError> {
+        if self.statement.protocol != Protocol::Simple {
+            return Err(InjectError::NotAllowed(
+                "Sync inside the client's extended-protocol pipeline",
+            ));
+        }
+        self.server_write.write_all(&codec::Sync.to_bytes()).await?;
+        loop {
+            let frame = self.read_server_message().await?;
+            match frame[0] {
+                b'Z' => {
+                    let z = codec::ReadyForQuery::decode(&frame)?;
+                    self.transaction_status = z.status;
+                    self.server_failed = false;
+                    return Ok(z.status);
+                }
+                b'A' | b'S' => {
+                    self.client_write.write_all(&frame).await?;
+                    self.client_write.flush().await?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends raw bytes to the client (for interceptors that stream results).
+    pub async fn send_to_client(&mut self, messages: &[BackendMessage]) -> Result<(), InjectError> {
+        let mut out = BytesMut::new();
+        for m in messages {
+            m.encode(&mut out);
+        }
+        self.client_write.write_all(&out).await?;
+        self.client_write.flush().await?;
+        Ok(())
+    }
+
+    async fn read_server_message(&mut self) -> Result<BytesMut, InjectError> {
+        read_message(self.server_read, self.server_buf, self.max_message_len).await
+    }
+}
+
+/// Reads one whole message from a buffered stream.
+pub(crate) async fn read_message<R: tokio::io::AsyncRead + Unpin + ?Sized>(
+    read: &mut R,
+    buf: &mut BytesMut,
+    max_len: u32,
+) -> Result<BytesMut, InjectError> {
+    loop {
+        if let Some((_, len)) = codec::peek_header(buf, max_len)? {
+            if buf.len() >= len {
+                return Ok(buf.split_to(len));
+            }
+            buf.reserve(len - buf.len());
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8192);
+        }
+        if read.read_buf(buf).await? == 0 {
+            return Err(InjectError::Closed);
+        }
+    }
+}

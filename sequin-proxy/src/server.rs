@@ -1,0 +1,239 @@
+//! The listener: accepts clients, runs one session task per client, keeps
+//! the cancel-key map, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::Upstream;
+use crate::classify::Classifier;
+use crate::codec;
+use crate::frontend::{self, SessionEnv};
+use crate::interceptor::Interceptor;
+use crate::synced::SyncedTables;
+use crate::tls::{TlsConfig, TlsError};
+
+/// How the proxy listens and where it forwards.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The Postgres server sessions are forwarded to.
+    pub upstream: Upstream,
+    /// Offer TLS to clients that ask (SSLRequest); 'N' when `None`.
+    pub tls: Option<TlsConfig>,
+    /// Tables whose writes go to the interceptor; updatable at runtime.
+    pub synced: SyncedTables,
+    /// Largest message a client may send (the session ends with a FATAL
+    /// error beyond it). Defaults to Postgres's own limit.
+    pub max_message_len: u32,
+    /// Initial read buffer per direction and session.
+    pub buffer_size: usize,
+}
+
+impl ProxyConfig {
+    pub fn new(listen: SocketAddr, upstream: Upstream) -> Self {
+        ProxyConfig {
+            listen,
+            upstream,
+            tls: None,
+            synced: SyncedTables::default(),
+            max_message_len: codec::MAX_MESSAGE_LEN,
+            buffer_size: 64 * 1024,
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Counters for operators and tests.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub active_sessions: AtomicUsize,
+    pub sessions_total: AtomicU64,
+}
+
+/// A bound proxy, not yet serving.
+pub struct Proxy {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    env: Arc<SessionEnv>,
+    synced: SyncedTables,
+    stats: Arc<ProxyStats>,
+}
+
+impl Proxy {
+    /// Binds the listener and prepares TLS.
+    pub async fn bind(
+        config: ProxyConfig,
+        interceptor: Arc<dyn Interceptor>,
+    ) -> Result<Proxy, ProxyError> {
+        let tls = config.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let env = Arc::new(SessionEnv {
+            upstream: config.upstream,
+            classifier: Arc::new(Classifier::new(config.synced.clone())),
+            interceptor,
+            cancel_keys: Arc::new(Mutex::new(HashMap::new())),
+            tls,
+            max_message_len: config.max_message_len,
+            buffer_size: config.buffer_size.max(8192),
+        });
+        Ok(Proxy {
+            listener,
+            local_addr,
+            env,
+            synced: config.synced,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The synced-table set (shared: updates apply to running sessions).
+    pub fn synced(&self) -> SyncedTables {
+        self.synced.clone()
+    }
+
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` resolves to a grace period, then stops
+    /// accepting, lets open sessions finish for up to that long, and closes
+    /// the rest.
+    pub async fn serve(self, shutdown: impl Future<Output = Duration>) {
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        let grace = loop {
+            tokio::select! {
+                grace = &mut shutdown => break grace,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let env = self.env.clone();
+                        let stats = self.stats.clone();
+                        stats.active_sessions.fetch_add(1, Ordering::Relaxed);
+                        stats.sessions_total.fetch_add(1, Ordering::Relaxed);
+                        sessions.spawn(async move {
+                            frontend::run(tcp, peer, env).await;
+                            stats.active_sessions.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off
+                        // instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                    if let Err(e) = done && e.is_panic() {
+                        tracing::error!(error = %e, "a session task panicked");
+                    }
+                }
+            }
+        };
+        drop(self.listener);
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        while !sessions.is_empty() {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::info!(remaining = sessions.len(), "closing sessions still open after the grace period");
+                    sessions.abort_all();
+                    while sessions.join_next().await.is_some() {}
+                    break;
+                }
+                _ = sessions.join_next() => {}
+            }
+        }
+    }
+
+    /// Serves in a background task.
+    pub fn spawn(self) -> ProxyHandle {
+        let (tx, mut rx) = watch::channel(None::<Duration>);
+        let local_addr = self.local_addr;
+        let synced = self.synced.clone();
+        let stats = self.stats.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                loop {
+                    if let Some(grace) = *rx.borrow_and_update() {
+                        return grace;
+                    }
+                    if rx.changed().await.is_err() {
+                        // The handle was dropped: serve until the runtime ends.
+                        return std::future::pending().await;
+                    }
+                }
+            };
+            self.serve(shutdown).await;
+        });
+        ProxyHandle {
+            local_addr,
+            synced,
+            stats,
+            shutdown: tx,
+            task,
+        }
+    }
+}
+
+/// A proxy serving in the background.
+pub struct ProxyHandle {
+    local_addr: SocketAddr,
+    synced: SyncedTables,
+    stats: Arc<ProxyStats>,
+    shutdown: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn synced(&self) -> &SyncedTables {
+        &self.synced
+    }
+
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
+    }
+
+    /// Stops accepting, waits up to `grace` for open sessions, then closes
+    /// them and returns.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(Some(grace));
+        let _ = self.task.await;
+    }
+}

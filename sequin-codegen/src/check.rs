@@ -83,7 +83,10 @@ pub fn check_source(
                 }
             }
             ValidationErrorKind::Required { property } => {
-                let name = property.as_str().map(str::to_string).unwrap_or_else(|| property.to_string());
+                let name = property
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| property.to_string());
                 out.push(at(
                     &pointer,
                     false,
@@ -147,7 +150,11 @@ fn remove_pointer(v: &mut Value, pointer: &str) {
         return;
     };
     let last = last.replace("~1", "/").replace("~0", "~");
-    let target = if parent.is_empty() { Some(v) } else { v.pointer_mut(parent) };
+    let target = if parent.is_empty() {
+        Some(v)
+    } else {
+        v.pointer_mut(parent)
+    };
     match target {
         Some(Value::Object(m)) => {
             m.remove(&last);
@@ -212,27 +219,48 @@ impl Semantic {
         if !is_snake_identifier(&c.name) {
             self.err(
                 "/name",
-                format!("connector name `{}` is not a lowercase snake_case identifier", c.name),
-                Some(format!("use `{}`", sequin_spec::naming::table_name(&c.name))),
+                format!(
+                    "connector name `{}` is not a lowercase snake_case identifier",
+                    c.name
+                ),
+                Some(format!(
+                    "use `{}`",
+                    sequin_spec::naming::table_name(&c.name)
+                )),
             );
         }
         if c.display_name.trim().is_empty() {
-            self.err("/display_name", "display_name is empty", Some("name the API as users know it, e.g. `Stripe`".into()));
+            self.err(
+                "/display_name",
+                "display_name is empty",
+                Some("name the API as users know it, e.g. `Stripe`".into()),
+            );
         }
         if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
-            self.err("/base_url", format!("base_url `{}` is not an http(s) URL", c.base_url), None);
+            self.err(
+                "/base_url",
+                format!("base_url `{}` is not an http(s) URL", c.base_url),
+                None,
+            );
         }
         let params: BTreeSet<&str> = c.params.iter().map(|p| p.name.as_str()).collect();
         let mut seen = BTreeSet::new();
         for (i, p) in c.params.iter().enumerate() {
             if !seen.insert(&p.name) {
-                self.err(format!("/params/{i}/name"), format!("parameter `{}` is declared twice", p.name), None);
+                self.err(
+                    format!("/params/{i}/name"),
+                    format!("parameter `{}` is declared twice", p.name),
+                    None,
+                );
             }
             if BUILTIN_PLACEHOLDERS.contains(&p.name.as_str()) {
                 self.err(
                     format!("/params/{i}/name"),
                     format!("parameter name `{}` is reserved for the runtime", p.name),
-                    Some(format!("rename it; {} are built in", BUILTIN_PLACEHOLDERS.join(", "))),
+                    Some(format!(
+                        "rename it; {} are built in",
+                        BUILTIN_PLACEHOLDERS.join(", ")
+                    )),
                 );
             }
         }
@@ -254,7 +282,10 @@ impl Semantic {
             if let Some(first) = names.insert(o.name.clone(), i) {
                 self.err(
                     format!("{base}/name"),
-                    format!("object `{}` is declared twice (first at objects[{first}])", o.name),
+                    format!(
+                        "object `{}` is declared twice (first at objects[{first}])",
+                        o.name
+                    ),
                     Some("give each object a unique table name".into()),
                 );
             }
@@ -266,16 +297,29 @@ impl Semantic {
             if !fixed.contains(d.primary_key.as_str()) {
                 self.err(
                     format!("{base}/primary_key"),
-                    format!("primary key `{}` is not one of the fixed_fields", d.primary_key),
+                    format!(
+                        "primary key `{}` is not one of the fixed_fields",
+                        d.primary_key
+                    ),
                     Some(format!("declare `{}` under fixed_fields", d.primary_key)),
                 );
             }
             if !d.value_path.contains("{name}") {
-                self.err(format!("{base}/value_path"), "value_path must contain `{name}`", Some("e.g. `fields.{name}`".into()));
+                self.err(
+                    format!("{base}/value_path"),
+                    "value_path must contain `{name}`",
+                    Some("e.g. `fields.{name}`".into()),
+                );
             }
             self.fields(&format!("{base}/fixed_fields"), &d.fixed_fields);
             let fields: BTreeSet<&str> = fixed.clone();
-            self.endpoints(&format!("{base}/endpoints"), &d.endpoints, &params, &fields, true);
+            self.endpoints(
+                &format!("{base}/endpoints"),
+                &d.endpoints,
+                &params,
+                &fields,
+                true,
+            );
             if let Some(p) = &d.pagination {
                 self.pagination(&format!("{base}/pagination"), p);
             }
@@ -286,16 +330,28 @@ impl Semantic {
                 self.deletes(&format!("{base}/deletes"), del, &params, None);
             }
             self.duration(&format!("{base}/every"), &d.every);
-            self.template(&format!("{base}/endpoint/path"), &d.endpoint.path, &params, &BTreeSet::new(), false);
+            self.template(
+                &format!("{base}/endpoint/path"),
+                &d.endpoint.path,
+                &params,
+                &BTreeSet::new(),
+                false,
+            );
         }
         if c.objects.is_empty() && c.discovered_objects.is_none() {
-            self.err("/objects", "the connector has no objects", Some("declare `objects:` or `discovered_objects:`".into()));
+            self.err(
+                "/objects",
+                "the connector has no objects",
+                Some("declare `objects:` or `discovered_objects:`".into()),
+            );
         }
     }
 
     fn auth(&mut self, a: &Auth, params: &BTreeSet<&str>) {
         let creds: Vec<(&str, &String)> = match a {
-            Auth::ApiKey { credential, .. } | Auth::Bearer { credential } => vec![("credential", credential)],
+            Auth::ApiKey { credential, .. } | Auth::Bearer { credential } => {
+                vec![("credential", credential)]
+            }
             Auth::Basic { username, password } => {
                 let mut v = vec![("username", username)];
                 if let Some(p) = password {
@@ -310,7 +366,13 @@ impl Semantic {
                 refresh_token,
                 ..
             } => {
-                self.template("/auth/token_url", token_url, params, &BTreeSet::new(), false);
+                self.template(
+                    "/auth/token_url",
+                    token_url,
+                    params,
+                    &BTreeSet::new(),
+                    false,
+                );
                 vec![
                     ("client_id", client_id),
                     ("client_secret", client_secret),
@@ -332,7 +394,11 @@ impl Semantic {
     fn rate_limit(&mut self, c: &Connector, params: &BTreeSet<&str>) {
         let r = &c.rate_limit;
         if r.requests == 0 {
-            self.err("/rate_limit/requests", "rate limit of 0 requests would never sync", None);
+            self.err(
+                "/rate_limit/requests",
+                "rate limit of 0 requests would never sync",
+                None,
+            );
         }
         self.duration("/rate_limit/per", &r.per);
         if !(0.0..1.0).contains(&r.write_share) {
@@ -354,13 +420,26 @@ impl Semantic {
     }
 
     fn sqlstates(&mut self, c: &Connector) {
-        let valid = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        let valid = |s: &str| {
+            s.len() == 5
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        };
         for (status, state) in &c.errors.status {
             if !valid(state) {
-                self.err(format!("/errors/status/{status}"), format!("`{state}` is not a SQLSTATE"), Some("SQLSTATEs are five digits or uppercase letters, e.g. 23514".into()));
+                self.err(
+                    format!("/errors/status/{status}"),
+                    format!("`{state}` is not a SQLSTATE"),
+                    Some("SQLSTATEs are five digits or uppercase letters, e.g. 23514".into()),
+                );
             }
             if !(100..600).contains(status) {
-                self.problems.push((format!("/errors/status/{status}"), true, format!("{status} is not an HTTP status"), None));
+                self.problems.push((
+                    format!("/errors/status/{status}"),
+                    true,
+                    format!("{status} is not an HTTP status"),
+                    None,
+                ));
             }
         }
         for (code, state) in &c.errors.codes {
@@ -402,7 +481,10 @@ impl Semantic {
                 );
             }
         }
-        if common.page_size.is_some() && common.size_param.is_none() && !matches!(p, Pagination::NextUrl { .. }) {
+        if common.page_size.is_some()
+            && common.size_param.is_none()
+            && !matches!(p, Pagination::NextUrl { .. })
+        {
             self.err(
                 format!("{pointer}/page_size"),
                 "page_size is set but no size_param says how to send it",
@@ -411,31 +493,67 @@ impl Semantic {
         }
     }
 
-    fn incremental(&mut self, pointer: &str, inc: &Incremental, params: &BTreeSet<&str>, object: Option<&Object>) {
-        let fields: BTreeSet<&str> = object.map(|o| o.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
+    fn incremental(
+        &mut self,
+        pointer: &str,
+        inc: &Incremental,
+        params: &BTreeSet<&str>,
+        object: Option<&Object>,
+    ) {
+        let fields: BTreeSet<&str> = object
+            .map(|o| o.fields.iter().map(|f| f.name.as_str()).collect())
+            .unwrap_or_default();
         match inc {
-            Incremental::Events { endpoint, pagination, retention, .. } => {
-                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &BTreeSet::new(), false);
+            Incremental::Events {
+                endpoint,
+                pagination,
+                retention,
+                ..
+            } => {
+                self.template(
+                    &format!("{pointer}/endpoint/path"),
+                    &endpoint.path,
+                    params,
+                    &BTreeSet::new(),
+                    false,
+                );
                 self.pagination(&format!("{pointer}/pagination"), pagination);
                 if let Some(r) = retention {
                     self.duration(&format!("{pointer}/retention"), r);
                 }
             }
-            Incremental::UpdatedSince { field, since_param, endpoint, .. } => {
+            Incremental::UpdatedSince {
+                field,
+                since_param,
+                endpoint,
+                ..
+            } => {
                 if let Some(o) = object {
                     if !fields.contains(field.as_str()) {
                         self.err(
                             format!("{pointer}/field"),
                             format!("field `{field}` is not a field of object `{}`", o.name),
-                            Some(format!("declare `{field}` under the object's fields or name another field")),
+                            Some(format!(
+                                "declare `{field}` under the object's fields or name another field"
+                            )),
                         );
                     }
                 }
                 match endpoint {
                     Some(e) => {
-                        self.template(&format!("{pointer}/endpoint/path"), &e.path, params, &fields, true);
+                        self.template(
+                            &format!("{pointer}/endpoint/path"),
+                            &e.path,
+                            params,
+                            &fields,
+                            true,
+                        );
                         if !endpoint_mentions(e, "{since}") {
-                            self.err(format!("{pointer}/endpoint/path"), "the incremental endpoint never uses `{since}`", Some("put `{since}` in its path or query".into()));
+                            self.err(
+                                format!("{pointer}/endpoint/path"),
+                                "the incremental endpoint never uses `{since}`",
+                                Some("put `{since}` in its path or query".into()),
+                            );
                         }
                     }
                     None if since_param.is_none() => self.err(
@@ -446,15 +564,35 @@ impl Semantic {
                     None => {}
                 }
             }
-            Incremental::Search { endpoint, pagination, field, body, .. } => {
-                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &fields, true);
+            Incremental::Search {
+                endpoint,
+                pagination,
+                field,
+                body,
+                ..
+            } => {
+                self.template(
+                    &format!("{pointer}/endpoint/path"),
+                    &endpoint.path,
+                    params,
+                    &fields,
+                    true,
+                );
                 self.pagination(&format!("{pointer}/pagination"), pagination);
                 if !body.to_string().contains("{since}") {
-                    self.err(format!("{pointer}/body"), "the search body never uses `{since}`", Some("filter on the update marker with \"{since}\"".into()));
+                    self.err(
+                        format!("{pointer}/body"),
+                        "the search body never uses `{since}`",
+                        Some("filter on the update marker with \"{since}\"".into()),
+                    );
                 }
                 if let Some(o) = object {
                     if !fields.contains(field.as_str()) {
-                        self.err(format!("{pointer}/field"), format!("field `{field}` is not a field of object `{}`", o.name), None);
+                        self.err(
+                            format!("{pointer}/field"),
+                            format!("field `{field}` is not a field of object `{}`", o.name),
+                            None,
+                        );
                     }
                 }
             }
@@ -462,16 +600,36 @@ impl Semantic {
         }
     }
 
-    fn deletes(&mut self, pointer: &str, d: &DeleteDetection, params: &BTreeSet<&str>, object: Option<&Object>) {
-        let fields: BTreeSet<&str> = object.map(|o| o.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default();
+    fn deletes(
+        &mut self,
+        pointer: &str,
+        d: &DeleteDetection,
+        params: &BTreeSet<&str>,
+        object: Option<&Object>,
+    ) {
+        let fields: BTreeSet<&str> = object
+            .map(|o| o.fields.iter().map(|f| f.name.as_str()).collect())
+            .unwrap_or_default();
         match d {
-            DeleteDetection::DeletedList { endpoint, pagination, .. } => {
-                self.template(&format!("{pointer}/endpoint/path"), &endpoint.path, params, &fields, true);
+            DeleteDetection::DeletedList {
+                endpoint,
+                pagination,
+                ..
+            } => {
+                self.template(
+                    &format!("{pointer}/endpoint/path"),
+                    &endpoint.path,
+                    params,
+                    &fields,
+                    true,
+                );
                 if let Some(p) = pagination {
                     self.pagination(&format!("{pointer}/pagination"), p);
                 }
             }
-            DeleteDetection::FullDiff { every } => self.duration(&format!("{pointer}/every"), every),
+            DeleteDetection::FullDiff { every } => {
+                self.duration(&format!("{pointer}/every"), every)
+            }
             DeleteDetection::Events | DeleteDetection::None => {}
         }
     }
@@ -480,16 +638,28 @@ impl Semantic {
         if !is_snake_identifier(&o.name) {
             self.err(
                 format!("{base}/name"),
-                format!("object name `{}` is not a lowercase snake_case identifier", o.name),
-                Some(format!("use `{}` (the singular snake_case name)", sequin_spec::naming::table_name(&o.name))),
+                format!(
+                    "object name `{}` is not a lowercase snake_case identifier",
+                    o.name
+                ),
+                Some(format!(
+                    "use `{}` (the singular snake_case name)",
+                    sequin_spec::naming::table_name(&o.name)
+                )),
             );
         }
         self.fields(&format!("{base}/fields"), &o.fields);
         match o.primary_key_field() {
             None => self.err(
                 format!("{base}/primary_key"),
-                format!("primary key `{}` is not a field of object `{}`", o.primary_key, o.name),
-                Some(format!("declare a field named `{}` or name an existing one", o.primary_key)),
+                format!(
+                    "primary key `{}` is not a field of object `{}`",
+                    o.primary_key, o.name
+                ),
+                Some(format!(
+                    "declare a field named `{}` or name an existing one",
+                    o.primary_key
+                )),
             ),
             Some(f) if f.nullable => {
                 let i = o.fields.iter().position(|x| x.name == f.name).unwrap_or(0);
@@ -502,7 +672,13 @@ impl Semantic {
             Some(_) => {}
         }
         let fields: BTreeSet<&str> = o.fields.iter().map(|f| f.name.as_str()).collect();
-        self.endpoints(&format!("{base}/endpoints"), &o.endpoints, params, &fields, false);
+        self.endpoints(
+            &format!("{base}/endpoints"),
+            &o.endpoints,
+            params,
+            &fields,
+            false,
+        );
         let e = &o.endpoints;
         let can_create = e.create.is_some() || e.batch_create.is_some();
         let can_update = e.update.is_some() || e.batch_update.is_some();
@@ -511,24 +687,40 @@ impl Semantic {
             match f.access {
                 Access::Writable if !can_create && !can_update => self.err(
                     fp,
-                    format!("field `{}` is writable but object `{}` has no create or update endpoint", f.name, o.name),
-                    Some("declare endpoints.create / endpoints.update, or make the field read_only".into()),
+                    format!(
+                        "field `{}` is writable but object `{}` has no create or update endpoint",
+                        f.name, o.name
+                    ),
+                    Some(
+                        "declare endpoints.create / endpoints.update, or make the field read_only"
+                            .into(),
+                    ),
                 ),
                 Access::CreateOnly if !can_create => self.err(
                     fp,
-                    format!("field `{}` is create_only but object `{}` has no create endpoint", f.name, o.name),
+                    format!(
+                        "field `{}` is create_only but object `{}` has no create endpoint",
+                        f.name, o.name
+                    ),
                     Some("declare endpoints.create, or make the field read_only".into()),
                 ),
                 _ => {}
             }
         }
         if o.max_rows_per_write == 0 {
-            self.err(format!("{base}/max_rows_per_write"), "max_rows_per_write must be at least 1", None);
+            self.err(
+                format!("{base}/max_rows_per_write"),
+                "max_rows_per_write must be at least 1",
+                None,
+            );
         }
         if c.pagination_of(o).is_none() {
             self.err(
                 format!("{base}/endpoints/list"),
-                format!("object `{}` has no pagination (neither its own nor the connector's)", o.name),
+                format!(
+                    "object `{}` has no pagination (neither its own nor the connector's)",
+                    o.name
+                ),
                 Some("declare `pagination:` on the object or the connector".into()),
             );
         }
@@ -536,7 +728,11 @@ impl Semantic {
             self.pagination(&format!("{base}/pagination"), p);
         }
         if let Some(inc) = c.incremental_of(o) {
-            let p = if o.incremental.is_some() { format!("{base}/incremental") } else { "/incremental".into() };
+            let p = if o.incremental.is_some() {
+                format!("{base}/incremental")
+            } else {
+                "/incremental".into()
+            };
             if o.incremental.is_some() || !matches!(inc, Incremental::Events { .. }) {
                 self.incremental(&p, inc, params, Some(o));
             }
@@ -545,11 +741,21 @@ impl Semantic {
             self.deletes(&format!("{base}/deletes"), d, params, Some(o));
         }
         if let Some(df) = &o.discovered_fields {
-            self.template(&format!("{base}/discovered_fields/endpoint/path"), &df.endpoint.path, params, &fields, true);
+            self.template(
+                &format!("{base}/discovered_fields/endpoint/path"),
+                &df.endpoint.path,
+                params,
+                &fields,
+                true,
+            );
             self.duration(&format!("{base}/discovered_fields/every"), &df.every);
             if let Some(vp) = &df.value_path {
                 if !vp.contains("{name}") {
-                    self.err(format!("{base}/discovered_fields/value_path"), "value_path must contain `{name}`", Some("e.g. `properties.{name}`".into()));
+                    self.err(
+                        format!("{base}/discovered_fields/value_path"),
+                        "value_path must contain `{name}`",
+                        Some("e.g. `properties.{name}`".into()),
+                    );
                 }
             }
             if c.type_map.is_empty() {
@@ -568,38 +774,83 @@ impl Semantic {
         for (i, f) in fields.iter().enumerate() {
             let fp = format!("{base}/{i}");
             if let Some(first) = names.insert(&f.name, i) {
-                self.err(format!("{fp}/name"), format!("field `{}` is declared twice (first at fields[{first}])", f.name), None);
+                self.err(
+                    format!("{fp}/name"),
+                    format!(
+                        "field `{}` is declared twice (first at fields[{first}])",
+                        f.name
+                    ),
+                    None,
+                );
             }
             let col = f.column_name();
             if !is_snake_identifier(&col) {
                 self.err(
-                    format!("{fp}/{}", if f.column.is_some() { "column" } else { "name" }),
+                    format!(
+                        "{fp}/{}",
+                        if f.column.is_some() { "column" } else { "name" }
+                    ),
                     format!("column name `{col}` is not a lowercase snake_case identifier"),
                     Some("set `column:` to a snake_case name".into()),
                 );
             }
             if col.starts_with("_sequin") {
-                self.err(format!("{fp}/name"), format!("column `{col}` uses the reserved `_sequin` prefix"), Some("set another `column:`".into()));
+                self.err(
+                    format!("{fp}/name"),
+                    format!("column `{col}` uses the reserved `_sequin` prefix"),
+                    Some("set another `column:`".into()),
+                );
             }
             if let Some(first) = columns.insert(col.clone(), i) {
                 self.err(
-                    format!("{fp}/{}", if f.column.is_some() { "column" } else { "name" }),
-                    format!("fields `{}` and `{}` both map to column `{col}`", fields[first].name, f.name),
+                    format!(
+                        "{fp}/{}",
+                        if f.column.is_some() { "column" } else { "name" }
+                    ),
+                    format!(
+                        "fields `{}` and `{}` both map to column `{col}`",
+                        fields[first].name, f.name
+                    ),
                     Some("give one of them a distinct `column:`".into()),
                 );
             }
             let stringish = matches!(f.ty, FieldType::String);
             if f.max_length.is_some() && !stringish {
-                self.err(format!("{fp}/max_length"), format!("max_length applies to string fields, `{}` is {:?}", f.name, f.ty).to_lowercase(), None);
+                self.err(
+                    format!("{fp}/max_length"),
+                    format!(
+                        "max_length applies to string fields, `{}` is {:?}",
+                        f.name, f.ty
+                    )
+                    .to_lowercase(),
+                    None,
+                );
             }
             if f.format.is_some() && !stringish {
-                self.err(format!("{fp}/format"), format!("format applies to string fields, `{}` is not one", f.name), None);
+                self.err(
+                    format!("{fp}/format"),
+                    format!("format applies to string fields, `{}` is not one", f.name),
+                    None,
+                );
             }
-            if !f.enum_values.is_empty() && !matches!(f.ty, FieldType::String | FieldType::StringArray) {
-                self.err(format!("{fp}/enum"), format!("enum applies to string fields, `{}` is not one", f.name), None);
+            if !f.enum_values.is_empty()
+                && !matches!(f.ty, FieldType::String | FieldType::StringArray)
+            {
+                self.err(
+                    format!("{fp}/enum"),
+                    format!("enum applies to string fields, `{}` is not one", f.name),
+                    None,
+                );
             }
             if f.time_format.is_some() && f.ty != FieldType::Timestamp {
-                self.err(format!("{fp}/time_format"), format!("time_format applies to timestamp fields, `{}` is not one", f.name), Some("remove it or set `type: timestamp`".into()));
+                self.err(
+                    format!("{fp}/time_format"),
+                    format!(
+                        "time_format applies to timestamp fields, `{}` is not one",
+                        f.name
+                    ),
+                    Some("remove it or set `type: timestamp`".into()),
+                );
             }
             if f.required_on_create && f.access == Access::ReadOnly {
                 self.err(
@@ -610,13 +861,24 @@ impl Semantic {
             }
             if let Some(p) = &f.pattern {
                 if let Err(e) = regex::Regex::new(p) {
-                    self.err(format!("{fp}/pattern"), format!("pattern does not compile: {e}"), None);
+                    self.err(
+                        format!("{fp}/pattern"),
+                        format!("pattern does not compile: {e}"),
+                        None,
+                    );
                 }
             }
         }
     }
 
-    fn endpoints(&mut self, base: &str, e: &Endpoints, params: &BTreeSet<&str>, fields: &BTreeSet<&str>, dynamic: bool) {
+    fn endpoints(
+        &mut self,
+        base: &str,
+        e: &Endpoints,
+        params: &BTreeSet<&str>,
+        fields: &BTreeSet<&str>,
+        dynamic: bool,
+    ) {
         let singles: [(&str, Option<&Endpoint>); 5] = [
             ("list", Some(&e.list)),
             ("get", e.get.as_ref()),
@@ -626,9 +888,21 @@ impl Semantic {
         ];
         for (name, ep) in singles {
             if let Some(ep) = ep {
-                self.template(&format!("{base}/{name}/path"), &ep.path, params, fields, dynamic || name != "list");
+                self.template(
+                    &format!("{base}/{name}/path"),
+                    &ep.path,
+                    params,
+                    fields,
+                    dynamic || name != "list",
+                );
                 for (k, v) in &ep.query {
-                    self.template(&format!("{base}/{name}/query/{}", escape_segment(k)), v, params, fields, true);
+                    self.template(
+                        &format!("{base}/{name}/query/{}", escape_segment(k)),
+                        v,
+                        params,
+                        fields,
+                        true,
+                    );
                 }
             }
         }
@@ -654,16 +928,33 @@ impl Semantic {
         ];
         for (name, b) in batches {
             if let Some(b) = b {
-                self.template(&format!("{base}/{name}/path"), &b.endpoint.path, params, fields, true);
+                self.template(
+                    &format!("{base}/{name}/path"),
+                    &b.endpoint.path,
+                    params,
+                    fields,
+                    true,
+                );
                 if b.max_size < 2 {
-                    self.err(format!("{base}/{name}/max_size"), format!("a batch of at most {} is not a batch", b.max_size), Some("use the single-record endpoint instead".into()));
+                    self.err(
+                        format!("{base}/{name}/max_size"),
+                        format!("a batch of at most {} is not a batch", b.max_size),
+                        Some("use the single-record endpoint instead".into()),
+                    );
                 }
             }
         }
     }
 
     /// Every `{placeholder}` of a template must be known.
-    fn template(&mut self, pointer: &str, t: &str, params: &BTreeSet<&str>, fields: &BTreeSet<&str>, record_ok: bool) {
+    fn template(
+        &mut self,
+        pointer: &str,
+        t: &str,
+        params: &BTreeSet<&str>,
+        fields: &BTreeSet<&str>,
+        record_ok: bool,
+    ) {
         for name in placeholders(t) {
             let known = params.contains(name.as_str())
                 || BUILTIN_PLACEHOLDERS.contains(&name.as_str())
@@ -674,8 +965,16 @@ impl Semantic {
                     format!("unknown placeholder `{{{name}}}` in `{t}`"),
                     Some(format!(
                         "declare `{name}` under params, or use one of {}{}",
-                        BUILTIN_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", "),
-                        if record_ok { " or a field of the object" } else { "" }
+                        BUILTIN_PLACEHOLDERS
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if record_ok {
+                            " or a field of the object"
+                        } else {
+                            ""
+                        }
                     )),
                 );
             }
@@ -684,7 +983,9 @@ impl Semantic {
 }
 
 fn endpoint_mentions(e: &Endpoint, s: &str) -> bool {
-    e.path.contains(s) || e.query.values().any(|v| v.contains(s)) || Value::Object(e.body.clone()).to_string().contains(s)
+    e.path.contains(s)
+        || e.query.values().any(|v| v.contains(s))
+        || Value::Object(e.body.clone()).to_string().contains(s)
 }
 
 /// The `{names}` in a template.
@@ -763,7 +1064,10 @@ mod tests {
 
     #[test]
     fn placeholders_and_durations() {
-        assert_eq!(placeholders("/v0/{base_id}/{object}?x={since}"), ["base_id", "object", "since"]);
+        assert_eq!(
+            placeholders("/v0/{base_id}/{object}?x={since}"),
+            ["base_id", "object", "since"]
+        );
         assert_eq!(placeholders("{\"a\": 1}"), Vec::<String>::new());
         assert_eq!(sequin_duration("500ms").unwrap().as_millis(), 500);
         assert_eq!(sequin_duration("30d").unwrap().as_secs(), 30 * 86400);

@@ -241,7 +241,11 @@ pub(crate) fn rustfmt(text: &str) -> Result<String, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Rustfmt(format!("cannot run rustfmt ({e}); install it with `rustup component add rustfmt`")))?;
+        .map_err(|e| {
+            Error::Rustfmt(format!(
+                "cannot run rustfmt ({e}); install it with `rustup component add rustfmt`"
+            ))
+        })?;
     child
         .stdin
         .take()
@@ -252,7 +256,9 @@ pub(crate) fn rustfmt(text: &str) -> Result<String, Error> {
         .wait_with_output()
         .map_err(|e| Error::Rustfmt(e.to_string()))?;
     if !out.status.success() {
-        return Err(Error::Rustfmt(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(Error::Rustfmt(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

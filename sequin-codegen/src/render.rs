@@ -10,7 +10,6 @@ use sequin_spec::naming::quote_ident;
 use serde::Serialize;
 use tera::{Context, Tera};
 
-
 const DDL: &str = include_str!("../templates/ddl.sql.tera");
 const DOC: &str = include_str!("../templates/doc.md.tera");
 
@@ -57,7 +56,13 @@ fn constraints(f: &Field) -> String {
         parts.push("not null".into());
     }
     if let Some(fmt) = f.format {
-        parts.push(format!("format {}", serde_json::to_value(fmt).unwrap_or_default().as_str().unwrap_or("")));
+        parts.push(format!(
+            "format {}",
+            serde_json::to_value(fmt)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
+        ));
     }
     if let Some(n) = f.max_length {
         parts.push(format!("max {n} chars"));
@@ -113,7 +118,10 @@ fn operations(o: &Object) -> String {
     }
     let mut s = ops.join(", ");
     if ops.len() > 1 {
-        s.push_str(&format!(" (at most {} rows per statement)", o.max_rows_per_write));
+        s.push_str(&format!(
+            " (at most {} rows per statement)",
+            o.max_rows_per_write
+        ));
     }
     s
 }
@@ -121,7 +129,9 @@ fn operations(o: &Object) -> String {
 fn incremental_name(i: Option<&Incremental>) -> String {
     match i {
         Some(Incremental::Events { endpoint, .. }) => format!("events feed `{}`", endpoint.path),
-        Some(Incremental::UpdatedSince { field, .. }) => format!("records updated since the last poll (`{field}`)"),
+        Some(Incremental::UpdatedSince { field, .. }) => {
+            format!("records updated since the last poll (`{field}`)")
+        }
         Some(Incremental::Search { field, .. }) => format!("search on `{field}`"),
         Some(Incremental::FullRefresh) | None => "full refresh".into(),
     }
@@ -130,7 +140,9 @@ fn incremental_name(i: Option<&Incremental>) -> String {
 fn deletes_name(d: Option<&DeleteDetection>) -> String {
     match d {
         Some(DeleteDetection::Events) => "from the events feed".into(),
-        Some(DeleteDetection::DeletedList { endpoint, .. }) => format!("deleted-records list `{}`", endpoint.path),
+        Some(DeleteDetection::DeletedList { endpoint, .. }) => {
+            format!("deleted-records list `{}`", endpoint.path)
+        }
         Some(DeleteDetection::FullDiff { every }) => format!("full id diff every {every}"),
         Some(DeleteDetection::None) => "the API does not delete".into(),
         None => "full id diff".into(),
@@ -148,7 +160,11 @@ fn tables(c: &Connector) -> Vec<TableCtx> {
                 .primary_key_field()
                 .map(|f| quote_ident(&f.column_name()))
                 .unwrap_or_default(),
-            columns: o.fields.iter().map(|f| column(f, f.name == o.primary_key)).collect(),
+            columns: o
+                .fields
+                .iter()
+                .map(|f| column(f, f.name == o.primary_key))
+                .collect(),
             operations: operations(o),
             incremental: incremental_name(c.incremental_of(o)),
             deletes: deletes_name(c.deletes_of(o)),
@@ -156,7 +172,10 @@ fn tables(c: &Connector) -> Vec<TableCtx> {
                 format!(
                     "`{}`{}, every {}",
                     d.endpoint.path,
-                    d.only_if.as_ref().map(|p| format!(" where `{p}`")).unwrap_or_default(),
+                    d.only_if
+                        .as_ref()
+                        .map(|p| format!(" where `{p}`"))
+                        .unwrap_or_default(),
                     d.every
                 )
             }),
@@ -190,16 +209,28 @@ pub fn doc(c: &Connector, source: &str) -> String {
     ctx.insert("c", c);
     ctx.insert("tables", &tables(c));
     ctx.insert("params", &c.params);
-    ctx.insert("write_share_pct", &((c.rate_limit.write_share * 100.0).round() as u32));
+    ctx.insert(
+        "write_share_pct",
+        &((c.rate_limit.write_share * 100.0).round() as u32),
+    );
     ctx.insert(
         "auth",
         &match &c.auth {
-            Auth::ApiKey { location, name, .. } => format!("API key in {location:?} `{name}`").to_lowercase(),
+            Auth::ApiKey { location, name, .. } => {
+                format!("API key in {location:?} `{name}`").to_lowercase()
+            }
             Auth::Bearer { credential } => format!("bearer token (credential `{credential}`)"),
             Auth::Basic { username, .. } => format!("HTTP basic (credential `{username}`)"),
-            Auth::OAuth2Refresh { rotating_refresh_token, .. } => format!(
+            Auth::OAuth2Refresh {
+                rotating_refresh_token,
+                ..
+            } => format!(
                 "OAuth2 refresh token{}",
-                if *rotating_refresh_token { ", rotated and persisted" } else { "" }
+                if *rotating_refresh_token {
+                    ", rotated and persisted"
+                } else {
+                    ""
+                }
             ),
         },
     );

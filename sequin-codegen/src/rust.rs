@@ -10,7 +10,6 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use sequin_spec::model::{Access, Connector, Field, FieldType, Format, Object, TimeFormat};
 
-
 /// The generated module of one connector.
 pub fn connector_module(c: &Connector, source: &str) -> Result<String, crate::Error> {
     let name = &c.name;
@@ -148,7 +147,11 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
     };
     let ty_name = serde_name(&f.ty);
     let access = serde_name(&f.access);
-    let mut attrs = vec![quote!(api = #api), quote!(ty = #ty_name), quote!(access = #access)];
+    let mut attrs = vec![
+        quote!(api = #api),
+        quote!(ty = #ty_name),
+        quote!(access = #access),
+    ];
     if primary_key {
         attrs.insert(0, quote!(primary_key));
     }
@@ -210,7 +213,10 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
 
 /// The registry of every compiled-in connector.
 pub fn registry_module(connectors: &[&Connector]) -> Result<String, crate::Error> {
-    let mods: Vec<Ident> = connectors.iter().map(|c| format_ident!("{}", c.name)).collect();
+    let mods: Vec<Ident> = connectors
+        .iter()
+        .map(|c| format_ident!("{}", c.name))
+        .collect();
     let entries: Vec<TokenStream> = connectors
         .iter()
         .map(|c| {

@@ -40,7 +40,16 @@ fn columns_follow_the_spec() {
     let names: Vec<&str> = cols.iter().map(|c| &*c.name).collect();
     assert_eq!(
         names,
-        ["id", "title", "status", "due_on", "estimate_hours", "owner_email", "tags", "updated_at"]
+        [
+            "id",
+            "title",
+            "status",
+            "due_on",
+            "estimate_hours",
+            "owner_email",
+            "tags",
+            "updated_at"
+        ]
     );
     assert_eq!(todo::Task::PRIMARY_KEY, 0);
     assert_eq!(cols[5].path, "owner.email");
@@ -61,7 +70,10 @@ fn encodes_creates_and_diffs() {
     let mut untitled = t.clone();
     untitled.title = None;
     let err = untitled.create_body(BodyEncoding::Json, None).unwrap_err();
-    assert_eq!((err.column.as_str(), err.kind.sqlstate()), ("title", "23502"));
+    assert_eq!(
+        (err.column.as_str(), err.kind.sqlstate()),
+        ("title", "23502")
+    );
     let mut new = t.clone();
     new.title = Some("Ship it".into());
     new.status = Some("done".into());
@@ -77,7 +89,12 @@ fn encodes_creates_and_diffs() {
     owner.owner_email = Some("b@example.com".into());
     let v = owner.update_body(&t, BodyEncoding::Form, None).unwrap_err();
     assert_eq!(v.kind.sqlstate(), "428C9");
-    assert_eq!(Cell::Null, todo::Task::from_row(vec![Cell::Text("x".into())]).unwrap().to_row()[1]);
+    assert_eq!(
+        Cell::Null,
+        todo::Task::from_row(vec![Cell::Text("x".into())])
+            .unwrap()
+            .to_row()[1]
+    );
 }
 
 #[test]

@@ -50,7 +50,11 @@ fn generation_is_deterministic() {
 fn generated_files_carry_the_header() {
     for f in generated() {
         assert!(
-            f.contents.lines().next().unwrap().contains(sequin_codegen::HEADER),
+            f.contents
+                .lines()
+                .next()
+                .unwrap()
+                .contains(sequin_codegen::HEADER),
             "{} lacks the @generated header",
             f.path.display()
         );

@@ -1,2 +1,5 @@
-//! `sequin` binary.
-fn main() {}
+//! The `sequin` binary.
+
+fn main() {
+    println!("sequin: see `sequin --help`");
+}

@@ -15,6 +15,13 @@
 //!   `{base_id}`, `{object}` (the object's API name), `{fields}` (the
 //!   comma-joined API names of the object's fields) and `{since}` (the
 //!   incremental cursor).
+//! - In the paths of single-record endpoints (`get`, `update`, `delete`),
+//!   `{<field>}` may also name any field of the record by its API name, for
+//!   APIs that address records by something other than the primary key
+//!   (GitHub's `/issues/{number}`); connection parameters win over fields
+//!   of the same name.
+//! - In a JSON body template, a string that is exactly `"{fields}"` becomes
+//!   the *array* of field API names (HubSpot's search `properties`).
 
 use std::collections::BTreeMap;
 
@@ -72,6 +79,12 @@ pub struct Connector {
     /// column types, for runtime-discovered objects and fields.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub type_map: BTreeMap<String, FieldType>,
+    /// Restricts `{fields}` to the fields whose value path lies under this
+    /// path (discovered fields included), still by API name: HubSpot's
+    /// `properties=` takes property names, and `id` or `createdAt` are not
+    /// properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_under: Option<JsonPath>,
     /// Objects known when the spec is written. Each becomes a table.
     #[serde(default)]
     pub objects: Vec<Object>,
@@ -91,6 +104,10 @@ pub struct Param {
     /// Whether a connection must provide it.
     #[serde(default = "yes")]
     pub required: bool,
+    /// Value used when a connection does not provide one (Salesforce's
+    /// `api_version`); a parameter with a default need not be required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 fn yes() -> bool {
@@ -432,6 +449,9 @@ pub enum Incremental {
 }
 
 /// How records deleted upstream are found.
+// Specs are parsed once and kept whole; boxing the large variant would only
+// make them clumsier to build and match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DeleteDetection {
@@ -493,6 +513,14 @@ pub struct Endpoint {
     /// Extra constant members of a JSON request body (`typecast: true`).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub body: serde_json::Map<String, serde_json::Value>,
+    /// For writes whose response is not the whole record (Salesforce
+    /// answers `{"id","success","errors"}`; HubSpot returns only the
+    /// properties written): the path of the written record's id in the
+    /// response (in each result, for batch endpoints). Sequin then reads the
+    /// canonical record with `get`. A write answered without a body (204) is
+    /// read back the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns_id: Option<JsonPath>,
 }
 
 /// HTTP method.
@@ -592,6 +620,21 @@ pub struct BatchEndpoint {
     /// `allOrNone`, set via `body`).
     #[serde(default)]
     pub atomic: bool,
+    /// Key of each item that carries the record's primary key, for batch
+    /// updates and deletes (`id`). Each item is otherwise the record's write
+    /// object, wrapped in `wrap` when set (`{"id": .., "properties": {..}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    /// Constant members added to each item (Salesforce's
+    /// `attributes: {type: Contact}`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub item_body: serde_json::Map<String, serde_json::Value>,
+    /// For batch deletes that take the ids in the query instead of a body:
+    /// the parameter, sent once with the ids comma-joined (Salesforce's
+    /// `ids=a,b`), or once per id when its name ends in `[]` (Airtable's
+    /// `records[]=a&records[]=b`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids_param: Option<String>,
 }
 
 /// A field of an object: one column.
@@ -724,6 +767,14 @@ pub struct DiscoveredFields {
     /// every field not already declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_if: Option<JsonPath>,
+    /// Only fields for which this path is false or absent are added
+    /// (HubSpot's `hubspotDefined`, which is true for built-in properties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if_not: Option<JsonPath>,
+    /// Discovered values travel as strings whatever their type (HubSpot
+    /// properties); see [`Field::stringly`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stringly: bool,
     /// How a discovered field's value is found in a record: `{name}` is
     /// replaced by the field's API name (`properties.{name}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -769,6 +820,11 @@ pub struct FieldDescriptor {
     /// Every discovered field is writable unless this says otherwise.
     #[serde(default)]
     pub default_access: Access,
+    /// API type names of computed fields, which are read-only whatever
+    /// else the description says (Airtable's `formula`, `rollup`,
+    /// `createdTime`...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_types: Vec<String>,
 }
 
 /// Objects that exist only at run time (Airtable tables).

@@ -393,10 +393,14 @@ struct Event {
     json: String,
 }
 
+/// The event log. Events are ordered by when they happened (`(created, sequence)`), not by id:
+/// a client replaying `customer.created` then `customer.updated` from the same second must see
+/// them in that order.
 #[derive(Default)]
 struct Events {
-    by_id: HashMap<String, Event>,
-    order: BTreeSet<(i64, String)>,
+    by_id: HashMap<String, (i64, u64)>,
+    log: HashMap<(i64, u64), Event>,
+    order: BTreeSet<(i64, u64)>,
 }
 
 /// A stored idempotent result.
@@ -1364,9 +1368,11 @@ impl StripeState {
             "request": {"id": origin.request_id, "idempotency_key": origin.idempotency_key},
             "type": event_type,
         });
-        self.events.order.insert((created, id.clone()));
-        self.events.by_id.insert(
-            id,
+        let key = (created, self.events.order.len() as u64);
+        self.events.order.insert(key);
+        self.events.by_id.insert(id, key);
+        self.events.log.insert(
+            key,
             Event {
                 created,
                 kind: event_type,
@@ -1456,15 +1462,15 @@ fn paging(q: &Map<String, Value>) -> Result<Paging, StripeError> {
 
 /// Walks `order` newest first from the cursor, keeping items `keep` accepts; returns the page's
 /// keys in list order and whether more matching items exist in that direction.
-fn page<'a>(
-    order: &'a BTreeSet<(i64, String)>,
-    cursor: Option<((i64, String), bool)>,
+fn page<'a, K: Ord>(
+    order: &'a BTreeSet<K>,
+    cursor: Option<(K, bool)>,
     limit: usize,
-    mut keep: impl FnMut(&'a (i64, String)) -> bool,
-) -> (Vec<&'a (i64, String)>, bool) {
+    mut keep: impl FnMut(&'a K) -> bool,
+) -> (Vec<&'a K>, bool) {
     let mut out = Vec::with_capacity(limit);
     let mut has_more = false;
-    let mut take = |it: &mut dyn Iterator<Item = &'a (i64, String)>| {
+    let mut take = |it: &mut dyn Iterator<Item = &'a K>| {
         for k in it {
             if keep(k) {
                 if out.len() == limit {
@@ -1503,11 +1509,11 @@ fn list_json<'a>(items: impl Iterator<Item = &'a str>, has_more: bool, url: &str
     out
 }
 
-fn resolve_cursor(
+fn resolve_cursor<K>(
     p: &Paging,
-    key_of: impl Fn(&str) -> Option<(i64, String)>,
+    key_of: impl Fn(&str) -> Option<K>,
     missing: impl Fn(&str, &str) -> StripeError,
-) -> Result<Option<((i64, String), bool)>, StripeError> {
+) -> Result<Option<(K, bool)>, StripeError> {
     if let Some(id) = &p.starting_after {
         return key_of(id)
             .map(|k| Some((k, false)))
@@ -1578,8 +1584,8 @@ impl StripeState {
             |id| {
                 ev.by_id
                     .get(id)
-                    .filter(|e| e.created >= oldest)
-                    .map(|e| (e.created, id.to_owned()))
+                    .copied()
+                    .filter(|(created, _)| *created >= oldest)
             },
             missing,
         )?;
@@ -1598,11 +1604,11 @@ impl StripeState {
                     None => t == *pat,
                 })
         };
-        let (keys, has_more) = page(&ev.order, cursor, p.limit, |(c, id)| {
-            *c >= oldest && created.matches(*c) && type_matches(&ev.by_id[id].kind)
+        let (keys, has_more) = page(&ev.order, cursor, p.limit, |key| {
+            key.0 >= oldest && created.matches(key.0) && type_matches(&ev.log[key].kind)
         });
         Ok(list_json(
-            keys.iter().map(|(_, id)| ev.by_id[id].json.as_str()),
+            keys.iter().map(|key| ev.log[*key].json.as_str()),
             has_more,
             "/v1/events",
         ))
@@ -1809,7 +1815,8 @@ async fn event_retrieve(
     parse_query(op("GET /v1/events/{id}"), query.as_deref())?;
     let oldest = s.ctx.clock.now_secs() - EVENT_RETENTION_SECS;
     let st = s.lock();
-    match st.events.by_id.get(&id).filter(|e| e.created >= oldest) {
+    let event = st.events.by_id.get(&id).and_then(|k| st.events.log.get(k));
+    match event.filter(|e| e.created >= oldest) {
         Some(e) => Ok(ok_json(e.json.clone())),
         None => Err(StripeError {
             status: StatusCode::NOT_FOUND,
@@ -1900,6 +1907,7 @@ impl Stripe {
         r.route("/v1/events", get(events_list))
             .route("/v1/events/{id}", get(event_retrieve))
             .fallback(not_found)
+            .method_not_allowed_fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 request_id,
@@ -1908,6 +1916,14 @@ impl Stripe {
     }
 
     fn seed_all(&self, n: usize) {
+        let customers = self.seed_customers(n);
+        self.seed_billing(&customers);
+    }
+
+    /// Seeds `n` customers as history (40 days old, no events); returns their ids oldest first.
+    /// Tests that only page through customers use this instead of the full seed, which also
+    /// creates products, prices, subscriptions, invoices, payment intents and charges.
+    pub fn seed_customers(&self, n: usize) -> Vec<String> {
         let mut st = self.lock();
         let ctx = &self.ctx;
         // History starts 40 days ago (older than the event retention, so it has no events);
@@ -1915,8 +1931,6 @@ impl Stripe {
         let base = ctx.clock.now_secs() - 40 * 24 * 3600;
         let at = |i: usize| base + (i / 4) as i64;
         let mut customers = Vec::with_capacity(n);
-        let mut prices = Vec::with_capacity(n);
-        let mut recurring = Vec::with_capacity(n);
         for i in 0..n {
             let person = fake_person(&mut st.rng, i);
             let params = json!({
@@ -1933,6 +1947,18 @@ impl Stripe {
                 .expect("seed customer");
             customers.push(v["id"].as_str().unwrap_or_default().to_owned());
         }
+        customers
+    }
+
+    /// One product, price, subscription, invoice, payment intent and charge per customer.
+    fn seed_billing(&self, customers: &[String]) {
+        let n = customers.len();
+        let mut st = self.lock();
+        let ctx = &self.ctx;
+        let base = ctx.clock.now_secs() - 40 * 24 * 3600;
+        let at = |i: usize| base + (i / 4) as i64;
+        let mut prices = Vec::with_capacity(n);
+        let mut recurring = Vec::with_capacity(n);
         for i in 0..n {
             let company = fake_company(&mut st.rng);
             let name = format!("{} {}", company, fake_sentence(&mut st.rng, 2));

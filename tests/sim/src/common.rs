@@ -122,6 +122,21 @@ pub trait Simulator: Send + Sync + 'static {
     /// Control routes mounted under /_sim (mutating data behind the client's back).
     /// Paths are relative: a route `/customers` is served at `/_sim/customers`.
     fn control_routes(self: Arc<Self>) -> Router;
+    /// The limit for this request's key, given the configured one: lets an API give an endpoint
+    /// its own documented limit (HubSpot search: 5/s, under its own `rate_key`).
+    fn rate_limit_for(&self, _req: &Parts, configured: RateLimit) -> RateLimit {
+        configured
+    }
+    /// Called when a request on `key` breaches the limit; returns the wait to announce. APIs
+    /// that punish a breach with a fixed wait (Airtable: 30 s) record it here.
+    fn on_rate_limit_breach(&self, _key: &str, retry_after: Duration) -> Duration {
+        retry_after
+    }
+    /// Remaining wait imposed on `key` by an earlier breach, if any: such requests are
+    /// rejected (and counted as rate-limited) before the sliding window is consulted.
+    fn rate_penalty(&self, _key: &str) -> Option<Duration> {
+        None
+    }
 }
 
 /// Fault-injection knobs. Probabilities are per request, drawn from the seeded RNG.
@@ -448,8 +463,18 @@ async fn handle(
     }
     if let Some(limit) = settings.rate_limit {
         let key = fw.sim.rate_key(&parts);
+        if let Some(wait) = fw.sim.rate_penalty(&key) {
+            let mut s = fw.stats.lock();
+            s.rate_limited += 1;
+            s.rate_keys.entry(key).or_default().rejected += 1;
+            drop(s);
+            return fw.sim.rate_limited(wait);
+        }
+        let limit = fw.sim.rate_limit_for(&parts, limit);
         if let Err(retry_after) = fw.limiter.check(&key, limit, &fw.stats) {
-            return fw.sim.rate_limited(retry_after);
+            return fw
+                .sim
+                .rate_limited(fw.sim.on_rate_limit_breach(&key, retry_after));
         }
     }
     let response = next.run(Request::from_parts(parts, body)).await;

@@ -141,6 +141,13 @@ fn flag(pairs: &[(String, String)], name: &str) -> bool {
 
 type Sim = State<Arc<Hubspot>>;
 
+/// HubSpot's documented limit for the CRM search endpoints.
+pub const SEARCH_REQUESTS_PER_SECOND: u32 = 5;
+
+fn is_search(req: &Parts) -> bool {
+    req.method == axum::http::Method::POST && req.uri.path().ends_with("/search")
+}
+
 async fn list(State(sim): Sim, Path(object): Path<String>, RawQuery(raw): RawQuery) -> Response {
     sim.respond((|| {
         let object_type = ObjectType::parse(&object)?;
@@ -399,8 +406,20 @@ impl Simulator for Hubspot {
         (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
     }
 
-    fn rate_key(&self, _req: &Parts) -> String {
-        "portal".to_owned()
+    /// Search requests have their own, stricter limit, so their own bucket.
+    fn rate_key(&self, req: &Parts) -> String {
+        if is_search(req) { "portal:search" } else { "portal" }.to_owned()
+    }
+
+    /// Search endpoints: 5 requests per second (or the configured limit if stricter).
+    fn rate_limit_for(&self, req: &Parts, configured: RateLimit) -> RateLimit {
+        let search = RateLimit::per_second(SEARCH_REQUESTS_PER_SECOND);
+        let configured_rate = f64::from(configured.requests) / configured.window.as_secs_f64();
+        if is_search(req) && configured_rate > f64::from(SEARCH_REQUESTS_PER_SECOND) {
+            search
+        } else {
+            configured
+        }
     }
 
     /// Private apps: 100 requests per rolling 10 seconds.

@@ -497,9 +497,17 @@ async fn truncated(response: Response) -> Response {
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let half = bytes.slice(..bytes.len() / 2);
-    let chunks: [Result<bytes::Bytes, io::Error>; 2] =
-        [Ok(half), Err(io::Error::other("injected truncation"))];
-    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+    // The error comes a moment later: while the body is pending hyper flushes the headers and
+    // the first half, so the client really receives a short body rather than nothing.
+    let rest = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err::<bytes::Bytes, _>(io::Error::other("injected truncation"))
+    });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, io::Error>(half)]),
+        rest,
+    );
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Formats a Retry-After value in whole seconds, rounded up (the header has no fractions).

@@ -1,5 +1,103 @@
-//! The `sequin` binary.
+//! The `sequin` binary: sync APIs into Postgres, and write back through the
+//! Postgres proxy.
+//!
+//! Errors end the process with one line saying what is wrong and how to fix
+//! it, and a non-zero exit code.
 
-fn main() {
-    println!("sequin: see `sequin --help`");
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use sequin_runtime::config::Config;
+use sequin_runtime::{registry, status, store};
+
+#[derive(Parser)]
+#[command(
+    name = "sequin",
+    version,
+    about = "Sync API accounts (Stripe, Salesforce, HubSpot, Airtable, ...) into Postgres tables, \
+             and write back to the APIs with plain SQL through Sequin's Postgres proxy.",
+    after_help = "Configuration: see sequin.example.yaml (every key is documented there). \
+                  Secrets can come from the environment with ${VAR}."
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = "sequin.yaml", env = "SEQUIN_CONFIG")]
+    config: PathBuf,
+    /// Log filter (tracing syntax), e.g. `info`, `sequin_runtime=debug`.
+    #[arg(long, global = true, default_value = "info", env = "SEQUIN_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the `sequin` schema and the tables of every connection.
+    Migrate,
+    /// Show, per connection and object: phase, rows, last poll, lag, last error.
+    Status,
+    /// List the compiled-in connectors and their objects.
+    Connectors,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Command::Connectors = cli.command {
+        for c in registry::all() {
+            let objects: Vec<&str> = c.spec.objects.iter().map(|o| o.name.as_str()).collect();
+            let objects = if c.spec.discovered_objects.is_some() {
+                "(discovered at run time)".to_string()
+            } else {
+                objects.join(", ")
+            };
+            println!("{:<12} {:<12} {}", c.spec.name, c.spec.display_name, objects);
+        }
+        return Ok(());
+    }
+    let config = Config::load(&cli.config)?;
+    let url = config.database_url.expose().to_string();
+    match cli.command {
+        Command::Migrate => {
+            let mut client = store::connect(&url).await?;
+            let conns: Vec<_> = config
+                .connections
+                .iter()
+                .map(|c| (c.name.as_str(), registry::get(&c.connector).expect("checked")))
+                .collect();
+            store::migrate(&mut client, &conns).await?;
+            println!("migrated: sequin schema and {} connection(s)", conns.len());
+        }
+        Command::Status => {
+            let client = store::connect(&url).await?;
+            print!("{}", status::render(&status::read(&client).await?));
+        }
+        Command::Connectors => unreachable!("handled above"),
+    }
+    Ok(())
 }

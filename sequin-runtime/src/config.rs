@@ -1,0 +1,382 @@
+//! `sequin.yaml`: the runtime configuration.
+//!
+//! Parsed with positions (so a mistake is reported as `file:line:column`),
+//! with `${ENV}` interpolation for secrets, and checked against the
+//! compiled-in connectors before anything connects. See
+//! `sequin.example.yaml` for every key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sequin_spec::Connector;
+use sequin_spec::naming::is_snake_identifier;
+
+use crate::registry;
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Postgres database holding synced tables and the `sequin` schema.
+    pub database_url: Secret,
+    /// The Postgres proxy (write-through); optional for `sequin sync`.
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    /// API accounts to sync; each gets its own Postgres schema.
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// Where the proxy listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `host:port` to listen on.
+    pub listen: String,
+    /// PEM certificate chain for TLS (optional).
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// PEM private key for TLS (optional).
+    #[serde(default)]
+    pub tls_key: Option<String>,
+}
+
+/// One API account.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The Postgres schema holding its tables (snake_case).
+    pub name: String,
+    /// A compiled-in connector (`stripe`, `salesforce`, ...).
+    pub connector: String,
+    /// Overrides the spec's base URL (a simulator, a sandbox).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Credentials the connector's auth names (`api_key`, `refresh_token`...).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Secret>,
+    /// Connection parameters the connector declares (`base_id`, `owner`...).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Objects (table names) to sync; default all.
+    #[serde(default)]
+    pub objects: Option<Vec<String>>,
+    /// How often incremental sync polls (`500ms`, `2s`).
+    #[serde(default = "default_poll", deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    /// Records per page asked from the API (default: the spec's page size).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a duration; write a number and a unit: 500ms, 1s, 5m, 1h"
+        ))
+    })
+}
+
+/// Parses `500ms`, `1s`, `10s`, `5m`, `1h`, `30d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let idx = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(idx);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// A configuration problem: one line saying what and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source} (pass --config FILE, or create ./sequin.yaml from sequin.example.yaml)")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {message}")]
+    At {
+        path: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, interpolates and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses config text; `env` resolves `${VAR}`.
+    pub fn parse(
+        path: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let at = |span: sequin_spec::yaml::Span, message: String| ConfigError::At {
+            path: path.to_string(),
+            line: span.line,
+            col: span.col,
+            message,
+        };
+        let mut doc = sequin_spec::yaml::parse(text)
+            .map_err(|e| at(e.span, format!("YAML syntax error: {}", e.message)))?;
+        let mut missing = None;
+        interpolate(&mut doc.value, "", env, &mut missing);
+        if let Some((pointer, var)) = missing {
+            return Err(at(
+                doc.span(&pointer),
+                format!("environment variable `{var}` is not set (export {var}=... before starting sequin)"),
+            ));
+        }
+        let config: Config = serde_path_to_error::deserialize(&doc.value).map_err(|e| {
+            let pointer = pointer_of(e.path());
+            at(doc.span(&pointer), e.inner().to_string())
+        })?;
+        config.check().map_err(|(pointer, message)| at(doc.span(&pointer), message))?;
+        Ok(config)
+    }
+
+    /// Checks connections against the compiled-in connectors.
+    fn check(&self) -> Result<(), (String, String)> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.connections.iter().enumerate() {
+            let p = format!("/connections/{i}");
+            if !is_snake_identifier(&c.name) || c.name == "sequin" || c.name.starts_with("pg_") {
+                return Err((
+                    format!("{p}/name"),
+                    format!("connection name `{}` must be a lowercase snake_case schema name other than `sequin` and `pg_*`", c.name),
+                ));
+            }
+            if !names.insert(&c.name) {
+                return Err((format!("{p}/name"), format!("connection name `{}` is used twice", c.name)));
+            }
+            let Some(loaded) = registry::get(&c.connector) else {
+                return Err((
+                    format!("{p}/connector"),
+                    format!(
+                        "unknown connector `{}`; compiled-in connectors: {}",
+                        c.connector,
+                        registry::names().join(", ")
+                    ),
+                ));
+            };
+            let spec = &loaded.spec;
+            for cred in required_credentials(spec) {
+                if !c.credentials.contains_key(cred) {
+                    return Err((
+                        format!("{p}/credentials"),
+                        format!("connection `{}` needs credential `{cred}` for {}", c.name, spec.display_name),
+                    ));
+                }
+            }
+            for param in &spec.params {
+                if param.required && !c.params.contains_key(&param.name) {
+                    return Err((
+                        format!("{p}/params"),
+                        format!("connection `{}` needs param `{}` ({})", c.name, param.name, param.description),
+                    ));
+                }
+            }
+            for key in c.params.keys() {
+                if !spec.params.iter().any(|p| &p.name == key) {
+                    return Err((
+                        format!("{p}/params/{key}"),
+                        format!("{} has no param `{key}`", spec.display_name),
+                    ));
+                }
+            }
+            if let Some(objects) = &c.objects {
+                if spec.discovered_objects.is_none() {
+                    for (j, o) in objects.iter().enumerate() {
+                        if spec.object(o).is_none() {
+                            let known: Vec<&str> = spec.objects.iter().map(|o| o.name.as_str()).collect();
+                            return Err((
+                                format!("{p}/objects/{j}"),
+                                format!("{} has no object `{o}`; objects: {}", spec.display_name, known.join(", ")),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(url) = &c.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err((format!("{p}/base_url"), format!("base_url `{url}` is not an http(s) URL")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection by name.
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+/// The credential names a connector's auth needs.
+pub fn required_credentials(spec: &Connector) -> Vec<&str> {
+    use sequin_spec::model::Auth;
+    match &spec.auth {
+        Auth::ApiKey { credential, .. } | Auth::Bearer { credential } => vec![credential],
+        Auth::Basic { username, password } => {
+            let mut v = vec![username.as_str()];
+            v.extend(password.as_deref());
+            v
+        }
+        Auth::OAuth2Refresh {
+            client_id,
+            client_secret,
+            refresh_token,
+            ..
+        } => vec![client_id, client_secret, refresh_token],
+    }
+}
+
+/// Replaces `${VAR}` in every string; records the first missing variable.
+fn interpolate(
+    v: &mut serde_json::Value,
+    pointer: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    missing: &mut Option<(String, String)>,
+) {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    out.push_str(&rest[start..]);
+                    rest = "";
+                    break;
+                };
+                let var = &after[..end];
+                match env(var) {
+                    Some(val) => out.push_str(&val),
+                    None => {
+                        if missing.is_none() {
+                            *missing = Some((pointer.to_string(), var.to_string()));
+                        }
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{pointer}/{i}"), env, missing);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, item) in m.iter_mut() {
+                let p = format!("{pointer}/{}", sequin_spec::yaml::escape_segment(k));
+                interpolate(item, &p, env, missing);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut p = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => p.push_str(&format!("/{index}")),
+            Segment::Map { key } => p.push_str(&format!("/{}", sequin_spec::yaml::escape_segment(key))),
+            _ => {}
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "STRIPE_KEY").then(|| "sk_test_123".to_string())
+    }
+
+    const GOOD: &str = "database_url: postgres://u@127.0.0.1:5432/app\nproxy:\n  listen: 127.0.0.1:7432\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: http://127.0.0.1:12111\n    credentials: { api_key: \"${STRIPE_KEY}\" }\n    objects: [customer]\n    poll_interval: 500ms\n";
+
+    #[test]
+    fn parses_and_interpolates() {
+        let c = Config::parse("sequin.yaml", GOOD, &env).unwrap();
+        assert_eq!(c.connections[0].credentials["api_key"].expose(), "sk_test_123");
+        assert_eq!(c.connections[0].poll_interval, Duration::from_millis(500));
+        // Secrets never print.
+        assert!(!format!("{c:?}").contains("sk_test_123"));
+    }
+
+    #[test]
+    fn one_line_errors_with_positions() {
+        let missing = Config::parse("sequin.yaml", GOOD, &|_| None).unwrap_err().to_string();
+        assert_eq!(
+            missing,
+            "sequin.yaml:8:29: environment variable `STRIPE_KEY` is not set (export STRIPE_KEY=... before starting sequin)"
+        );
+        let unknown = Config::parse("s.yaml", &GOOD.replace("connector: stripe", "connector: strype"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.starts_with("s.yaml:6:16: unknown connector `strype`; compiled-in connectors:"), "{unknown}");
+        let bad_yaml = Config::parse("s.yaml", "connections: [", &env).unwrap_err().to_string();
+        assert!(bad_yaml.starts_with("s.yaml:1:"), "{bad_yaml}");
+        let bad_key = Config::parse("s.yaml", &GOOD.replace("poll_interval", "poll_intervall"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(bad_key.contains("unknown field `poll_intervall`"), "{bad_key}");
+        let bad_object = Config::parse("s.yaml", &GOOD.replace("[customer]", "[customers]"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(bad_object.contains("has no object `customers`"), "{bad_object}");
+        assert!(!bad_object.contains('\n'));
+    }
+}

@@ -1,0 +1,554 @@
+//! Postgres: migrations, bulk upserts with COPY, sync state.
+//!
+//! Every batch of synced records is loaded with `COPY` into a session temp
+//! table and merged into the synced table in **one transaction together with
+//! the sync cursor**, so a crash at any point resumes from the last committed
+//! cursor with no gap and no duplicate. The merge never moves a row
+//! backwards: a record whose upstream update marker is older than the row's
+//! is ignored.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use bytes::BytesMut;
+use futures_util::SinkExt;
+use sequin_spec::naming::quote_ident;
+use sequin_spec::record::{Cell, Column};
+use tokio_postgres::{Client, NoTls};
+
+use crate::registry::Loaded;
+
+/// The `sequin` schema migrations, in order.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_sequin_schema.sql"))];
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to Postgres at {target}: {source} (is it running, and is database_url right?)")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Db { context, source }
+}
+
+/// `host:port/db` of a URL, without credentials, for messages.
+pub fn redact_url(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+/// Opens a connection; the connection task runs in the background.
+pub async fn connect(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|source| StoreError::Connect {
+            target: redact_url(url),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the `sequin` schema and each connection's static tables, and
+/// records the connections. Idempotent; serialized by an advisory lock so
+/// several `sequin` processes may start at once.
+pub async fn migrate(client: &mut Client, connections: &[(&str, &Loaded)]) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(db("starting the migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock(7305001)", &[])
+        .await
+        .map_err(db("locking migrations"))?;
+    for (version, sql) in MIGRATIONS {
+        tx.batch_execute(sql)
+            .await
+            .map_err(db(format!("applying sequin migration {version}")))?;
+    }
+    for (name, loaded) in connections {
+        tx.batch_execute(&loaded.ddl(name))
+            .await
+            .map_err(db(format!("creating the tables of connection `{name}`")))?;
+        tx.execute(
+            "INSERT INTO sequin.connection (name, connector) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET connector = EXCLUDED.connector",
+            &[name, &loaded.spec.name],
+        )
+        .await
+        .map_err(db("recording the connection"))?;
+    }
+    tx.commit().await.map_err(db("committing the migration"))
+}
+
+/// A synced table as the store sees it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Index of the primary key column.
+    pub primary_key: usize,
+}
+
+impl Table {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+
+    fn stage(&self) -> String {
+        quote_ident(&format!("_stage_{}_{}", self.schema, self.name))
+    }
+}
+
+/// A row to upsert: cells in column order plus the upstream update marker
+/// (microseconds since the epoch), which decides "newer".
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+    pub updated_at: Option<i64>,
+}
+
+/// The sync state of one object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncState {
+    pub phase: Phase,
+    pub backfill_cursor: Option<serde_json::Value>,
+    pub incremental_cursor: Option<serde_json::Value>,
+    pub rows_synced: i64,
+}
+
+/// Backfilling, then live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Backfilling,
+    Live,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Backfilling => "backfilling",
+            Phase::Live => "live",
+        }
+    }
+}
+
+/// What to record with a batch.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    pub phase: Option<Phase>,
+    /// `Some(None)` clears the cursor.
+    pub backfill_cursor: Option<Option<serde_json::Value>>,
+    pub incremental_cursor: Option<Option<serde_json::Value>>,
+}
+
+/// A Postgres session dedicated to one object's sync (it owns a temp staging
+/// table, so sessions are not shared).
+pub struct Writer {
+    client: Client,
+    staged: HashMap<String, Vec<String>>,
+}
+
+impl Writer {
+    pub async fn connect(url: &str) -> Result<Writer, StoreError> {
+        let client = connect(url).await?;
+        // Rows written by the sync engine are the API's own truth; the
+        // write guard (write-through) recognises this session setting.
+        client
+            .batch_execute("SET application_name = 'sequin-sync'")
+            .await
+            .map_err(db("configuring the sync session"))?;
+        Ok(Writer {
+            client,
+            staged: HashMap::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads (or creates) the sync state of an object.
+    pub async fn state(&self, connection: &str, object: &str) -> Result<SyncState, StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO sequin.sync_state (connection, object) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&connection, &object],
+            )
+            .await
+            .map_err(db("creating sync state"))?;
+        let row = self
+            .client
+            .query_one(
+                "SELECT phase, backfill_cursor, incremental_cursor, rows_synced
+                   FROM sequin.sync_state WHERE connection = $1 AND object = $2",
+                &[&connection, &object],
+            )
+            .await
+            .map_err(db("reading sync state"))?;
+        let phase: String = row.get(0);
+        Ok(SyncState {
+            phase: if phase == "live" { Phase::Live } else { Phase::Backfilling },
+            backfill_cursor: row.get(1),
+            incremental_cursor: row.get(2),
+            rows_synced: row.get(3),
+        })
+    }
+
+    /// Makes sure the staging table exists in this session with the table's
+    /// current columns.
+    async fn ensure_stage(&mut self, t: &Table) -> Result<(), StoreError> {
+        let cols: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
+        if self.staged.get(&t.stage()) == Some(&cols) {
+            return Ok(());
+        }
+        let defs: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(&c.name), c.ty.pg_type()))
+            .collect();
+        let sql = format!(
+            "DROP TABLE IF EXISTS pg_temp.{stage};
+             CREATE TEMP TABLE {stage} ({defs}, _sequin_updated_at timestamptz, _seq bigint) ON COMMIT DELETE ROWS",
+            stage = t.stage(),
+            defs = defs.join(", ")
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(db(format!("creating the staging table of {}", t.qualified())))?;
+        self.staged.insert(t.stage(), cols);
+        Ok(())
+    }
+
+    /// Upserts `rows`, deletes `deletes` (primary keys) and records the
+    /// checkpoint, all in one transaction. Returns the rows changed.
+    pub async fn apply(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        rows: &[Row],
+        deletes: &[String],
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, StoreError> {
+        self.ensure_stage(t).await?;
+        let tx = self.client.transaction().await.map_err(db("starting a sync batch"))?;
+        let mut changed = 0;
+        if !rows.is_empty() {
+            let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let copy = format!(
+                "COPY {} ({}, _sequin_updated_at, _seq) FROM STDIN",
+                t.stage(),
+                col_list.join(", ")
+            );
+            let sink = tx.copy_in(&copy).await.map_err(db("starting COPY"))?;
+            let mut sink = Box::pin(sink);
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            for (seq, row) in rows.iter().enumerate() {
+                encode_copy_row(&mut buf, &row.cells, row.updated_at, seq as i64);
+                if buf.len() > 512 * 1024 {
+                    sink.send(buf.split().freeze()).await.map_err(db("sending COPY data"))?;
+                }
+            }
+            if !buf.is_empty() {
+                sink.send(buf.freeze()).await.map_err(db("sending COPY data"))?;
+            }
+            sink.as_mut().finish().await.map_err(db("finishing COPY"))?;
+            let pk = quote_ident(&t.columns[t.primary_key].name);
+            let updates: Vec<String> = t
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != t.primary_key)
+                .map(|(_, c)| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+                .chain(["_sequin_updated_at = EXCLUDED._sequin_updated_at".into(), "_sequin_synced_at = now()".into()])
+                .collect();
+            // The last occurrence of a key in a batch wins (DISTINCT ON keeps
+            // the highest _seq), and an older record never overwrites a newer
+            // row.
+            let sql = format!(
+                "INSERT INTO {table} AS t ({cols}, _sequin_updated_at)
+                 SELECT DISTINCT ON ({pk}) {cols}, _sequin_updated_at FROM {stage} ORDER BY {pk}, _seq DESC
+                 ON CONFLICT ({pk}) DO UPDATE SET {updates}
+                 WHERE t._sequin_updated_at IS NULL OR EXCLUDED._sequin_updated_at IS NULL
+                    OR EXCLUDED._sequin_updated_at >= t._sequin_updated_at",
+                table = t.qualified(),
+                cols = col_list.join(", "),
+                stage = t.stage(),
+                updates = updates.join(", "),
+            );
+            changed += tx
+                .execute(&sql, &[])
+                .await
+                .map_err(db(format!("merging into {}", t.qualified())))?;
+        }
+        if !deletes.is_empty() {
+            let sql = format!(
+                "DELETE FROM {} WHERE {}::text = ANY($1)",
+                t.qualified(),
+                quote_ident(&t.columns[t.primary_key].name)
+            );
+            changed += tx
+                .execute(&sql, &[&deletes])
+                .await
+                .map_err(db(format!("deleting from {}", t.qualified())))?;
+        }
+        record_checkpoint(&tx, connection, &t.name, rows.len() as i64, checkpoint).await?;
+        tx.commit().await.map_err(db("committing a sync batch"))?;
+        Ok(changed)
+    }
+
+    /// Records a checkpoint without rows (a cursor of a pseudo-object such as
+    /// the events feed).
+    pub async fn checkpoint(&mut self, connection: &str, object: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let tx = self.client.transaction().await.map_err(db("starting a checkpoint"))?;
+        record_checkpoint(&tx, connection, object, 0, checkpoint).await?;
+        tx.commit().await.map_err(db("committing a checkpoint"))
+    }
+
+    /// Records a failed poll (the error text must not contain secrets).
+    pub async fn record_error(&self, connection: &str, object: &str, error: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "UPDATE sequin.sync_state SET last_error = $3, last_error_at = now(), last_poll_at = now()
+                  WHERE connection = $1 AND object = $2",
+                &[&connection, &object, &error],
+            )
+            .await
+            .map_err(db("recording a sync error"))?;
+        Ok(())
+    }
+
+    /// Records a successful poll that changed nothing.
+    pub async fn record_poll(&self, connection: &str, object: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "UPDATE sequin.sync_state SET last_poll_at = now(), last_success_at = now(), last_error = NULL
+                  WHERE connection = $1 AND object = $2",
+                &[&connection, &object],
+            )
+            .await
+            .map_err(db("recording a poll"))?;
+        Ok(())
+    }
+
+    /// Every primary key of a table (for full diffs).
+    pub async fn primary_keys(&self, t: &Table) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT {}::text FROM {}",
+            quote_ident(&t.columns[t.primary_key].name),
+            t.qualified()
+        );
+        Ok(self
+            .client
+            .query(&sql, &[])
+            .await
+            .map_err(db("listing primary keys"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Keys of rows not in `seen` that were last synced before `before_us`
+    /// (rows synced since then may be newer than the list that built `seen`).
+    pub async fn stale_keys(
+        &self,
+        t: &Table,
+        seen: &std::collections::HashSet<String>,
+        before_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT {}::text FROM {} WHERE _sequin_synced_at < to_timestamp($1::float8 / 1e6)",
+            quote_ident(&t.columns[t.primary_key].name),
+            t.qualified()
+        );
+        Ok(self
+            .client
+            .query(&sql, &[&(before_us as f64)])
+            .await
+            .map_err(db("listing rows for a full diff"))?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|k| !seen.contains(k))
+            .collect())
+    }
+
+    /// Creates a runtime-discovered table, or adds columns that appeared.
+    /// Columns that disappeared upstream are kept (and marked removed in
+    /// `sequin.discovered_column`): dropping data is the user's decision.
+    pub async fn ensure_table(&mut self, connection: &str, t: &Table, api_types: &[String]) -> Result<Vec<String>, StoreError> {
+        let existing: Vec<String> = self
+            .client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(db("reading table columns"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut added = Vec::new();
+        let tx = self.client.transaction().await.map_err(db("starting a schema change"))?;
+        if existing.is_empty() {
+            let pk = &t.columns[t.primary_key];
+            let mut sql = format!("CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {} (", quote_ident(&t.schema), t.qualified());
+            for (i, c) in t.columns.iter().enumerate() {
+                let _ = write!(sql, "\n    {} {}{},", quote_ident(&c.name), c.ty.pg_type(), if i == t.primary_key { " NOT NULL" } else { "" });
+            }
+            let _ = write!(
+                sql,
+                "\n    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),\n    _sequin_updated_at timestamp with time zone,\n    PRIMARY KEY ({})\n)",
+                quote_ident(&pk.name)
+            );
+            tx.batch_execute(&sql).await.map_err(db(format!("creating {}", t.qualified())))?;
+            added = t.columns.iter().map(|c| c.name.to_string()).collect();
+        } else {
+            for c in &t.columns {
+                if !existing.iter().any(|e| e == &*c.name) {
+                    let sql = format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}", t.qualified(), quote_ident(&c.name), c.ty.pg_type());
+                    tx.batch_execute(&sql).await.map_err(db(format!("adding column {} to {}", c.name, t.qualified())))?;
+                    added.push(c.name.to_string());
+                }
+            }
+        }
+        for (c, api_type) in t.columns.iter().zip(api_types) {
+            tx.execute(
+                "INSERT INTO sequin.discovered_column (connection, object, column_name, api_name, api_type, column_type)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (connection, object, column_name) DO UPDATE SET removed_at = NULL, api_type = EXCLUDED.api_type",
+                &[&connection, &t.name, &c.name.to_string(), &c.api_name.to_string(), api_type, &c.ty.pg_type()],
+            )
+            .await
+            .map_err(db("recording discovered columns"))?;
+        }
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
+        tx.execute(
+            "UPDATE sequin.discovered_column SET removed_at = now()
+              WHERE connection = $1 AND object = $2 AND removed_at IS NULL AND NOT (column_name = ANY($3))",
+            &[&connection, &t.name, &names],
+        )
+        .await
+        .map_err(db("marking removed columns"))?;
+        tx.commit().await.map_err(db("committing a schema change"))?;
+        self.staged.remove(&t.stage());
+        Ok(added)
+    }
+}
+
+/// Updates an object's sync state inside the batch's transaction.
+async fn record_checkpoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    connection: &str,
+    object: &str,
+    rows: i64,
+    checkpoint: &Checkpoint,
+) -> Result<(), StoreError> {
+    use tokio_postgres::types::ToSql;
+    let phase = checkpoint.phase.map(|p| p.as_str().to_string());
+    let mut sets = vec![
+        "rows_synced = rows_synced + $3".to_string(),
+        "last_success_at = now()".into(),
+        "last_poll_at = now()".into(),
+        "last_error = NULL".into(),
+    ];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&connection, &object, &rows];
+    if let Some(p) = &phase {
+        params.push(p);
+        sets.push(format!("phase = ${}", params.len()));
+    }
+    if let Some(c) = &checkpoint.backfill_cursor {
+        params.push(c);
+        sets.push(format!("backfill_cursor = ${}", params.len()));
+    }
+    if let Some(c) = &checkpoint.incremental_cursor {
+        params.push(c);
+        sets.push(format!("incremental_cursor = ${}", params.len()));
+    }
+    tx.execute(
+        "INSERT INTO sequin.sync_state (connection, object) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&connection, &object],
+    )
+    .await
+    .map_err(db("creating sync state"))?;
+    let sql = format!(
+        "UPDATE sequin.sync_state SET {} WHERE connection = $1 AND object = $2",
+        sets.join(", ")
+    );
+    tx.execute(&sql, &params).await.map_err(db("recording the checkpoint"))?;
+    Ok(())
+}
+
+/// Appends one row in COPY text format.
+fn encode_copy_row(buf: &mut BytesMut, cells: &[Cell], updated_at: Option<i64>, seq: i64) {
+    for cell in cells {
+        match cell.to_pg_text() {
+            None => buf.extend_from_slice(b"\\N"),
+            Some(text) => escape_copy(buf, &text),
+        }
+        buf.extend_from_slice(b"\t");
+    }
+    match updated_at.and_then(|us| Cell::Timestamp(us).to_pg_text()) {
+        Some(t) => buf.extend_from_slice(t.as_bytes()),
+        None => buf.extend_from_slice(b"\\N"),
+    }
+    buf.extend_from_slice(b"\t");
+    buf.extend_from_slice(seq.to_string().as_bytes());
+    buf.extend_from_slice(b"\n");
+}
+
+fn escape_copy(buf: &mut BytesMut, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(esc);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes() {
+        let mut buf = BytesMut::new();
+        encode_copy_row(
+            &mut buf,
+            &[Cell::Text("a\tb\\c\nd".into()), Cell::Null, Cell::Int(5)],
+            None,
+            7,
+        );
+        assert_eq!(&buf[..], b"a\\tb\\\\c\\nd\t\\N\t5\t\\N\t7\n");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5/db?x=1"), "h:5/db");
+        assert_eq!(redact_url("postgres://h/db"), "h/db");
+    }
+}

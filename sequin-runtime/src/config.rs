@@ -368,7 +368,7 @@ mod tests {
             .to_string();
         assert!(unknown.starts_with("s.yaml:6:16: unknown connector `strype`; compiled-in connectors:"), "{unknown}");
         let bad_yaml = Config::parse("s.yaml", "connections: [", &env).unwrap_err().to_string();
-        assert!(bad_yaml.starts_with("s.yaml:1:"), "{bad_yaml}");
+        assert!(bad_yaml.starts_with("s.yaml:2:1: YAML syntax error"), "{bad_yaml}");
         let bad_key = Config::parse("s.yaml", &GOOD.replace("poll_interval", "poll_intervall"), &env)
             .unwrap_err()
             .to_string();

@@ -1,0 +1,195 @@
+//! The store against a real Postgres: COPY + upsert, never going backwards,
+//! deletes, checkpoints committed with the rows, discovered columns.
+
+use sequin_runtime::registry;
+use sequin_runtime::store::{self, Checkpoint, Phase, Row, Table, Writer};
+use sequin_spec::model::{Access, Field, FieldType};
+use sequin_spec::record::{Cell, Column};
+use serde_json::json;
+
+fn customer_table() -> Table {
+    let stripe = registry::get("stripe").unwrap();
+    let cols = stripe.object_columns("customer").unwrap().to_vec();
+    let pk = cols.iter().position(|c| c.name == "id").unwrap();
+    Table {
+        schema: "stripe".into(),
+        name: "customer".into(),
+        columns: cols,
+        primary_key: pk,
+    }
+}
+
+fn row(t: &Table, id: &str, email: &str, updated: i64) -> Row {
+    let mut cells = vec![Cell::Null; t.columns.len()];
+    cells[t.primary_key] = Cell::Text(id.into());
+    let e = t.columns.iter().position(|c| c.name == "email").unwrap();
+    cells[e] = Cell::Text(email.into());
+    let m = t.columns.iter().position(|c| c.name == "metadata").unwrap();
+    cells[m] = Cell::Json(json!({"tab": "a\tb", "nl": "x\ny", "bs": "c\\d"}));
+    Row {
+        cells,
+        updated_at: Some(updated),
+    }
+}
+
+async fn email(admin: &tokio_postgres::Client, id: &str) -> Option<String> {
+    admin
+        .query_opt("SELECT email FROM stripe.customer WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .map(|r| r.get::<_, String>(0))
+}
+
+#[tokio::test]
+async fn upserts_never_go_backwards_and_checkpoint_atomically() {
+    let db = sequin_pgtemp::Database::create("store").unwrap();
+    let mut admin = store::connect(&db.url).await.unwrap();
+    store::migrate(&mut admin, &[("stripe", registry::get("stripe").unwrap())])
+        .await
+        .unwrap();
+    let t = customer_table();
+    let mut w = Writer::connect(&db.url).await.unwrap();
+    assert_eq!(
+        w.state("stripe", "customer").await.unwrap().phase,
+        Phase::Backfilling
+    );
+
+    // A batch with a duplicate key: the last occurrence wins.
+    let rows = vec![
+        row(&t, "cus_1", "a@x.co", 10),
+        row(&t, "cus_2", "b@x.co", 10),
+        row(&t, "cus_1", "a2@x.co", 11),
+    ];
+    let cp = Checkpoint {
+        backfill_cursor: Some(Some(json!({"after": "cus_2"}))),
+        ..Default::default()
+    };
+    w.apply("stripe", &t, &rows, &[], &cp).await.unwrap();
+    assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("a2@x.co"));
+    let meta: serde_json::Value = admin
+        .query_one("SELECT metadata FROM stripe.customer WHERE id = 'cus_1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(meta, json!({"tab": "a\tb", "nl": "x\ny", "bs": "c\\d"}));
+    let st = w.state("stripe", "customer").await.unwrap();
+    assert_eq!(st.backfill_cursor, Some(json!({"after": "cus_2"})));
+    assert_eq!(st.rows_synced, 3);
+
+    // An older version arriving late is ignored; a newer one applies.
+    w.apply("stripe", &t, &[row(&t, "cus_1", "old@x.co", 5)], &[], &Checkpoint::default())
+        .await
+        .unwrap();
+    assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("a2@x.co"));
+    w.apply("stripe", &t, &[row(&t, "cus_1", "new@x.co", 12)], &[], &Checkpoint::default())
+        .await
+        .unwrap();
+    assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("new@x.co"));
+
+    // Deletes, and the phase switch.
+    let cp = Checkpoint {
+        phase: Some(Phase::Live),
+        backfill_cursor: Some(None),
+        ..Default::default()
+    };
+    w.apply("stripe", &t, &[], &["cus_2".to_string()], &cp)
+        .await
+        .unwrap();
+    assert_eq!(email(&admin, "cus_2").await, None);
+    let st = w.state("stripe", "customer").await.unwrap();
+    assert_eq!((st.phase, st.backfill_cursor), (Phase::Live, None));
+
+    // A failing batch changes nothing, cursor included.
+    let mut bad = row(&t, "cus_3", "c@x.co", 20);
+    let balance = t.columns.iter().position(|c| c.name == "balance").unwrap();
+    bad.cells[balance] = Cell::Text("not a number".into());
+    let cp = Checkpoint {
+        backfill_cursor: Some(Some(json!("moved"))),
+        ..Default::default()
+    };
+    assert!(w.apply("stripe", &t, &[bad], &[], &cp).await.is_err());
+    assert_eq!(w.state("stripe", "customer").await.unwrap().backfill_cursor, None);
+    assert_eq!(email(&admin, "cus_3").await, None);
+    // The session is usable again after a failed batch.
+    w.apply("stripe", &t, &[row(&t, "cus_4", "d@x.co", 1)], &[], &Checkpoint::default())
+        .await
+        .unwrap();
+    assert_eq!(email(&admin, "cus_4").await.as_deref(), Some("d@x.co"));
+}
+
+fn field(name: &str, ty: FieldType) -> Column {
+    Column::from_field(&Field {
+        name: name.into(),
+        column: None,
+        path: None,
+        ty,
+        nullable: true,
+        access: Access::Writable,
+        required_on_create: false,
+        format: None,
+        max_length: None,
+        enum_values: vec![],
+        pattern: None,
+        time_format: None,
+        stringly: false,
+        description: None,
+    })
+}
+
+#[tokio::test]
+async fn discovered_tables_and_columns_are_created() {
+    let db = sequin_pgtemp::Database::create("store_disc").unwrap();
+    let mut admin = store::connect(&db.url).await.unwrap();
+    store::migrate(&mut admin, &[]).await.unwrap();
+    admin
+        .execute("INSERT INTO sequin.connection VALUES ('air', 'airtable')", &[])
+        .await
+        .unwrap();
+    let mut t = Table {
+        schema: "air".into(),
+        name: "deals".into(),
+        columns: vec![field("id", FieldType::String), field("Amount", FieldType::Float)],
+        primary_key: 0,
+    };
+    let mut w = Writer::connect(&db.url).await.unwrap();
+    let added = w
+        .ensure_table("air", &t, &["id".into(), "number".into()])
+        .await
+        .unwrap();
+    assert_eq!(added, ["id", "amount"]);
+    let mut cells = vec![Cell::Text("rec1".into()), Cell::Float(2.5)];
+    let r = Row {
+        cells: cells.clone(),
+        updated_at: None,
+    };
+    w.apply("air", &t, &[r], &[], &Checkpoint::default()).await.unwrap();
+    t.columns.push(field("Stage Name", FieldType::String));
+    let types = ["id".into(), "number".into(), "singleLineText".into()];
+    let added = w.ensure_table("air", &t, &types).await.unwrap();
+    assert_eq!(added, ["stage_name"]);
+    cells.push(Cell::Text("won".into()));
+    let r = Row {
+        cells,
+        updated_at: None,
+    };
+    w.apply("air", &t, &[r], &[], &Checkpoint::default()).await.unwrap();
+    let r = admin
+        .query_one("SELECT amount, stage_name FROM air.deals", &[])
+        .await
+        .unwrap();
+    assert_eq!((r.get::<_, f64>(0), r.get::<_, String>(1)), (2.5, "won".to_string()));
+    // A field removed upstream keeps its column, marked removed.
+    t.columns.pop();
+    w.ensure_table("air", &t, &["id".into(), "number".into()])
+        .await
+        .unwrap();
+    let removed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM sequin.discovered_column WHERE removed_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(removed, 1);
+}

@@ -95,7 +95,10 @@ fn variant(
             let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
             syn::Error::new(
                 lit.span(),
-                format!("unknown {what} `{v}`; expected one of: {}", names.join(", ")),
+                format!(
+                    "unknown {what} `{v}`; expected one of: {}",
+                    names.join(", ")
+                ),
             )
         })
 }
@@ -226,9 +229,9 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
             } else if meta.path.is_ident("api_name") {
                 api_name = Some(meta.value()?.parse::<LitStr>()?.value());
             } else {
-                return Err(meta.error(
-                    "unknown sequin struct attribute; expected `table` or `api_name`",
-                ));
+                return Err(
+                    meta.error("unknown sequin struct attribute; expected `table` or `api_name`")
+                );
             }
             Ok(())
         });
@@ -325,9 +328,9 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
     let n = specs.len();
     let idents: Vec<&syn::Ident> = specs.iter().map(|s| &s.ident).collect();
     let indexes = 0..n;
-    let to_cells = idents.iter().map(|i| {
-        quote!(::sequin_spec::record::FromCell::to_cell(&self.#i))
-    });
+    let to_cells = idents
+        .iter()
+        .map(|i| quote!(::sequin_spec::record::FromCell::to_cell(&self.#i)));
     Ok(quote! {
         impl ::sequin_spec::record::Record for #name {
             const TABLE: &'static str = #table;

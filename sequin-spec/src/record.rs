@@ -223,9 +223,9 @@ pub fn decode_cell(col: &Column, v: Option<&Value>) -> Result<Cell, DecodeError>
             Value::String(s) if s == "false" => Cell::Bool(false),
             _ => return Err(err("a boolean", v)),
         },
-        FieldType::Timestamp => Cell::Timestamp(
-            decode_time(v, col.time_format).ok_or_else(|| err("a timestamp", v))?,
-        ),
+        FieldType::Timestamp => {
+            Cell::Timestamp(decode_time(v, col.time_format).ok_or_else(|| err("a timestamp", v))?)
+        }
         FieldType::Date => match v {
             Value::String(s) => Cell::Date(
                 NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
@@ -246,9 +246,12 @@ pub fn decode_cell(col: &Column, v: Option<&Value>) -> Result<Cell, DecodeError>
                     .collect(),
             ),
             // HubSpot multi-selects travel as "a;b;c".
-            Value::String(s) if col.stringly => {
-                Cell::TextArray(s.split(';').filter(|p| !p.is_empty()).map(String::from).collect())
-            }
+            Value::String(s) if col.stringly => Cell::TextArray(
+                s.split(';')
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
             _ => return Err(err("an array of strings", v)),
         },
     })
@@ -298,7 +301,10 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
         return Some(d.timestamp_micros());
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).timestamp_micros());
+        return Some(
+            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?)
+                .timestamp_micros(),
+        );
     }
     if s.len() >= 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse::<i64>().ok().map(|ms| ms * 1000);
@@ -530,7 +536,10 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
             return if col.nullable {
                 Ok(())
             } else {
-                Err(v(ViolationKind::NotNull, format!("`{}` cannot be null", col.name)))
+                Err(v(
+                    ViolationKind::NotNull,
+                    format!("`{}` cannot be null", col.name),
+                ))
             };
         }
         Cell::Text(s) => s,
@@ -541,7 +550,10 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
         if n > max as usize {
             return Err(v(
                 ViolationKind::TooLong,
-                format!("`{}` is {n} characters long; at most {max} are allowed", col.name),
+                format!(
+                    "`{}` is {n} characters long; at most {max} are allowed",
+                    col.name
+                ),
             ));
         }
     }
@@ -549,14 +561,22 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
         let allowed: Vec<&str> = col.enum_values.iter().map(|s| &**s).collect();
         return Err(v(
             ViolationKind::NotAllowed,
-            format!("`{}` '{text}' is not one of: {}", col.name, allowed.join(", ")),
+            format!(
+                "`{}` '{text}' is not one of: {}",
+                col.name,
+                allowed.join(", ")
+            ),
         ));
     }
     if let Some(fmt) = col.format {
         if !format_ok(fmt, text) {
             return Err(v(
                 ViolationKind::Malformed,
-                format!("`{}` '{text}' is not a valid {}", col.name, format_name(fmt)),
+                format!(
+                    "`{}` '{text}' is not a valid {}",
+                    col.name,
+                    format_name(fmt)
+                ),
             ));
         }
     }
@@ -599,9 +619,7 @@ pub fn validate_write(
     }
     if op == WriteOp::Create {
         for (i, col) in columns.iter().enumerate() {
-            if col.required_on_create
-                && !set.iter().any(|(j, c)| *j == i && !c.is_null())
-            {
+            if col.required_on_create && !set.iter().any(|(j, c)| *j == i && !c.is_null()) {
                 return Err(Violation {
                     column: col.name.to_string(),
                     kind: ViolationKind::Required,
@@ -637,11 +655,15 @@ fn format_ok(f: Format, s: &str) -> bool {
                 && !s.chars().any(|c| c.is_whitespace())
         }
         Format::Uri => {
-            (s.starts_with("http://") || s.starts_with("https://")) && s.len() > 8 && !s.contains(' ')
+            (s.starts_with("http://") || s.starts_with("https://"))
+                && s.len() > 8
+                && !s.contains(' ')
         }
         Format::Phone => {
             let digits = s.chars().filter(|c| c.is_ascii_digit()).count();
-            digits >= 3 && s.chars().all(|c| c.is_ascii_digit() || " +-().x".contains(c))
+            digits >= 3
+                && s.chars()
+                    .all(|c| c.is_ascii_digit() || " +-().x".contains(c))
         }
         Format::Currency => s.len() == 3 && s.chars().all(|c| c.is_ascii_alphabetic()),
         Format::Country => s.len() == 2 && s.chars().all(|c| c.is_ascii_alphabetic()),
@@ -817,7 +839,10 @@ impl<T: FromCell> FromCell for Option<T> {
 
 /// Takes the next cell of a row being decoded into a typed record; a null in
 /// a non-nullable column is an error.
-pub fn take<T: FromCell>(cells: &mut std::vec::IntoIter<Cell>, col: &Column) -> Result<T, DecodeError> {
+pub fn take<T: FromCell>(
+    cells: &mut std::vec::IntoIter<Cell>,
+    col: &Column,
+) -> Result<T, DecodeError> {
     let cell = cells.next().unwrap_or(Cell::Null);
     if cell.is_null() && !col.nullable {
         return Err(DecodeError {
@@ -856,7 +881,10 @@ mod tests {
     fn decodes_each_type() {
         let mut ts = col("created", FieldType::Timestamp);
         ts.time_format = TimeFormat::UnixSeconds;
-        assert_eq!(decode_cell(&ts, Some(&json!(1700000000))).unwrap(), Cell::Timestamp(1_700_000_000_000_000));
+        assert_eq!(
+            decode_cell(&ts, Some(&json!(1700000000))).unwrap(),
+            Cell::Timestamp(1_700_000_000_000_000)
+        );
         let iso = col("t", FieldType::Timestamp);
         assert_eq!(
             decode_cell(&iso, Some(&json!("2023-11-14T22:13:20.000+0000"))).unwrap(),
@@ -873,7 +901,10 @@ mod tests {
         );
         let err = decode_cell(&col("n", FieldType::Integer), Some(&json!({"a": 1}))).unwrap_err();
         assert!(err.to_string().contains("expected an integer"), "{err}");
-        assert_eq!(decode_cell(&col("n", FieldType::Integer), None).unwrap(), Cell::Null);
+        assert_eq!(
+            decode_cell(&col("n", FieldType::Integer), None).unwrap(),
+            Cell::Null
+        );
         assert_eq!(
             decode_cell(&col("d", FieldType::Date), Some(&json!("1970-01-11"))).unwrap(),
             Cell::Date(10)
@@ -885,10 +916,16 @@ mod tests {
         let mut c = col("amount", FieldType::Decimal);
         c.stringly = true;
         assert_eq!(decode_cell(&c, Some(&json!(""))).unwrap(), Cell::Null);
-        assert_eq!(encode_cell(&c, &Cell::Decimal("10.5".into())), json!("10.5"));
+        assert_eq!(
+            encode_cell(&c, &Cell::Decimal("10.5".into())),
+            json!("10.5")
+        );
         let mut b = col("flag", FieldType::Boolean);
         b.stringly = true;
-        assert_eq!(decode_cell(&b, Some(&json!("true"))).unwrap(), Cell::Bool(true));
+        assert_eq!(
+            decode_cell(&b, Some(&json!("true"))).unwrap(),
+            Cell::Bool(true)
+        );
         assert_eq!(encode_cell(&b, &Cell::Bool(false)), json!("false"));
     }
 
@@ -897,11 +934,17 @@ mod tests {
         let mut city = col("address_city", FieldType::String);
         city.path = "address.city".into();
         let meta = col("metadata", FieldType::Json);
-        let cells = [Cell::Text("Paris".into()), Cell::Json(json!({"plan": "pro", "x": null}))];
+        let cells = [
+            Cell::Text("Paris".into()),
+            Cell::Json(json!({"plan": "pro", "x": null})),
+        ];
         let obj = write_object([(&city, &cells[0]), (&meta, &cells[1])], None);
         assert_eq!(obj["address"]["city"], "Paris");
         let form = form_encode(&obj);
-        assert_eq!(form, "address%5Bcity%5D=Paris&metadata%5Bplan%5D=pro&metadata%5Bx%5D=");
+        assert_eq!(
+            form,
+            "address%5Bcity%5D=Paris&metadata%5Bplan%5D=pro&metadata%5Bx%5D="
+        );
         let cleared = form_encode(json!({"metadata": {}}).as_object().unwrap());
         assert_eq!(cleared, "metadata=");
     }
@@ -929,7 +972,9 @@ mod tests {
         let mut status = col("status", FieldType::String);
         status.enum_values = Cow::Owned(vec!["open".into(), "closed".into()]);
         assert_eq!(
-            validate_cell(&status, &Cell::Text("nope".into())).unwrap_err().kind,
+            validate_cell(&status, &Cell::Text("nope".into()))
+                .unwrap_err()
+                .kind,
             ViolationKind::NotAllowed
         );
         let mut id = col("id", FieldType::String);
@@ -940,24 +985,36 @@ mod tests {
         let cols = [id, cur];
         let x = Cell::Text("x".into());
         assert_eq!(
-            validate_write(&cols, WriteOp::Create, &[(0, &x)]).unwrap_err().kind,
+            validate_write(&cols, WriteOp::Create, &[(0, &x)])
+                .unwrap_err()
+                .kind,
             ViolationKind::NotWritable
         );
         assert_eq!(
-            validate_write(&cols, WriteOp::Create, &[]).unwrap_err().kind,
+            validate_write(&cols, WriteOp::Create, &[])
+                .unwrap_err()
+                .kind,
             ViolationKind::Required
         );
         assert!(validate_write(&cols, WriteOp::Create, &[(1, &x)]).is_ok());
         let upd = validate_write(&cols, WriteOp::Update, &[(1, &x)]).unwrap_err();
         assert_eq!(upd.kind.sqlstate(), "428C9");
-        assert!(upd.message.contains("only be set when the record is created"));
+        assert!(
+            upd.message
+                .contains("only be set when the record is created")
+        );
     }
 
     #[test]
     fn pg_text() {
-        assert_eq!(Cell::Timestamp(0).to_pg_text().unwrap(), "1970-01-01T00:00:00Z");
         assert_eq!(
-            Cell::TextArray(vec!["a\"b".into(), "c".into()]).to_pg_text().unwrap(),
+            Cell::Timestamp(0).to_pg_text().unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Cell::TextArray(vec!["a\"b".into(), "c".into()])
+                .to_pg_text()
+                .unwrap(),
             "{\"a\\\"b\",\"c\"}"
         );
         assert_eq!(Cell::Null.to_pg_text(), None);

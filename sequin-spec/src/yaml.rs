@@ -213,7 +213,9 @@ impl MarkedEventReceiver for Builder {
                 self.stack.push(frame);
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, anchor, .. }) => self.complete(Value::Array(items), anchor),
+                Some(Frame::Seq { items, anchor, .. }) => {
+                    self.complete(Value::Array(items), anchor)
+                }
                 Some(Frame::Map { map, anchor, .. }) => self.complete(Value::Object(map), anchor),
                 None => {}
             },
@@ -279,7 +281,10 @@ mod tests {
         assert_eq!(doc.span("/name"), Span { line: 1, col: 7 });
         assert_eq!(doc.key_span("/name"), Span { line: 1, col: 1 });
         assert_eq!(doc.span("/objects/0/name"), Span { line: 3, col: 11 });
-        assert_eq!(doc.span("/objects/0/fields/0/type"), Span { line: 5, col: 26 });
+        assert_eq!(
+            doc.span("/objects/0/fields/0/type"),
+            Span { line: 5, col: 26 }
+        );
         // Unknown pointers fall back to the nearest enclosing value.
         assert_eq!(
             doc.span("/objects/0/fields/0/nope"),

@@ -27,20 +27,31 @@ fn has_libclang() -> bool {
     if let Some(p) = std::env::var_os("LIBCLANG_PATH") {
         return Path::new(&p).exists();
     }
-    ["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
-        .iter()
-        .chain(["/usr/lib/llvm-14/lib", "/usr/lib/llvm-15/lib", "/usr/lib/llvm-16/lib"].iter())
-        .any(|dir| {
-            std::fs::read_dir(dir)
-                .map(|d| {
-                    d.flatten().any(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        n.starts_with("libclang") && n.contains(".so") && !n.starts_with("libclang-cpp")
-                    })
+    [
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ]
+    .iter()
+    .chain(
+        [
+            "/usr/lib/llvm-14/lib",
+            "/usr/lib/llvm-15/lib",
+            "/usr/lib/llvm-16/lib",
+        ]
+        .iter(),
+    )
+    .any(|dir| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with("libclang") && n.contains(".so") && !n.starts_with("libclang-cpp")
                 })
-                .unwrap_or(false)
-        })
+            })
+            .unwrap_or(false)
+    })
 }
 
 const NEEDS: &[Need] = &[
@@ -94,7 +105,11 @@ pub fn ensure_packages() -> Result<()> {
     if !ok {
         bail!("`{cmd}` failed; run it by hand (as root) and retry");
     }
-    let still: Vec<&str> = NEEDS.iter().filter(|n| !(n.present)()).map(|n| n.package).collect();
+    let still: Vec<&str> = NEEDS
+        .iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.package)
+        .collect();
     if !still.is_empty() {
         bail!("still missing after apt-get: {}", still.join(" "));
     }

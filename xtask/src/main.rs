@@ -82,7 +82,10 @@ fn gen_task(check: bool) -> Result<bool> {
     if check {
         let stale = sequin_codegen::stale_files(&root, &files);
         if stale.is_empty() {
-            println!("gen --check: {} generated files are up to date", files.len());
+            println!(
+                "gen --check: {} generated files are up to date",
+                files.len()
+            );
             return Ok(true);
         }
         for s in &stale {
@@ -104,11 +107,12 @@ fn gen_task(check: bool) -> Result<bool> {
 
 fn test_task(args: &[String]) -> Result<bool> {
     system::ensure_packages()?;
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args(["test", "--workspace"])
-        .args(args)
-        .status()
-        .context("running cargo test")?;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args(["test", "--workspace"])
+            .args(args)
+            .status()
+            .context("running cargo test")?;
     Ok(status.success())
 }

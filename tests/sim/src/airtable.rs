@@ -29,6 +29,9 @@ pub const DEMO_BASE_ID: &str = "appSequinDemo0001";
 /// How long Airtable makes a client wait after it exceeds the rate limit.
 pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 
+/// A seeded field: name, type and (for selects) choices.
+type FieldSpec = (&'static str, FieldType, &'static [&'static str]);
+
 /// The simulated workspace. Test-facing methods change it the way another collaborator would.
 pub struct Airtable {
     ctx: SimContext,
@@ -40,14 +43,17 @@ pub struct Airtable {
 
 impl Airtable {
     pub fn new(ctx: SimContext) -> Self {
-        let mut workspace = Workspace::new(ctx.clock.clone(), common::seeded_rng(ctx.rng_seed, "airtable"));
+        let mut workspace = Workspace::new(
+            ctx.clock.clone(),
+            common::seeded_rng(ctx.rng_seed, "airtable"),
+        );
         workspace.bases.push(store::Base {
             id: DEMO_BASE_ID.to_owned(),
             name: "Sequin Demo".to_owned(),
             tables: Vec::new(),
         });
         use FieldType as T;
-        let tables: [(&str, Vec<(&str, FieldType, &[&str])>); 3] = [
+        let tables: [(&str, Vec<FieldSpec>); 3] = [
             (
                 "Contacts",
                 vec![
@@ -67,7 +73,11 @@ impl Airtable {
                 vec![
                     ("Name", T::SingleLineText, &[]),
                     ("Amount", T::Currency, &[]),
-                    ("Stage", T::SingleSelect, &["Prospecting", "Negotiation", "Won", "Lost"]),
+                    (
+                        "Stage",
+                        T::SingleSelect,
+                        &["Prospecting", "Negotiation", "Won", "Lost"],
+                    ),
                     ("Close Date", T::Date, &[]),
                     ("Probability", T::Percent, &[]),
                     ("Website", T::Url, &[]),
@@ -80,7 +90,11 @@ impl Airtable {
                     ("Name", T::SingleLineText, &[]),
                     ("Description", T::MultilineText, &[]),
                     ("Start", T::DateTime, &[]),
-                    ("Tags", T::MultipleSelects, &["internal", "client", "urgent"]),
+                    (
+                        "Tags",
+                        T::MultipleSelects,
+                        &["internal", "client", "urgent"],
+                    ),
                     ("Budget", T::Number, &[]),
                     ("Done", T::Checkbox, &[]),
                 ],
@@ -106,15 +120,18 @@ impl Airtable {
     /// How long a base stays blocked after a rate-limit breach (30 s in production; tests
     /// shorten it).
     pub fn set_rate_limit_wait(&self, wait: Duration) {
-        *self.rate_limit_wait.lock().unwrap_or_else(|e| e.into_inner()) = wait;
+        *self
+            .rate_limit_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = wait;
     }
 
     /// Creates a record as another collaborator would; returns its id.
     pub fn create(&self, base: &str, table: &str, fields: Value) -> Result<String, AtError> {
         let fields = as_object(fields)?;
-        let created = self
-            .workspace()
-            .create(base, table, &[fields], false, &RenderOptions::default())?;
+        let created =
+            self.workspace()
+                .create(base, table, &[fields], false, &RenderOptions::default())?;
         Ok(created[0]["id"].as_str().unwrap_or_default().to_owned())
     }
 
@@ -122,18 +139,29 @@ impl Airtable {
     pub fn update(&self, base: &str, table: &str, id: &str, fields: Value) -> Result<(), AtError> {
         let fields = as_object(fields)?;
         self.workspace()
-            .update(base, table, &[(id.to_owned(), fields)], false, false, &RenderOptions::default())
+            .update(
+                base,
+                table,
+                &[(id.to_owned(), fields)],
+                false,
+                false,
+                &RenderOptions::default(),
+            )
             .map(drop)
     }
 
     /// Deletes a record (Airtable keeps no trace of it).
     pub fn delete(&self, base: &str, table: &str, id: &str) -> Result<(), AtError> {
-        self.workspace().delete(base, table, &[id.to_owned()]).map(drop)
+        self.workspace()
+            .delete(base, table, &[id.to_owned()])
+            .map(drop)
     }
 
     /// A record as `GET` renders it.
     pub fn get(&self, base: &str, table: &str, id: &str) -> Option<Value> {
-        self.workspace().get(base, table, id, &RenderOptions::default()).ok()
+        self.workspace()
+            .get(base, table, id, &RenderOptions::default())
+            .ok()
     }
 
     pub fn count(&self, base: &str, table: &str) -> usize {
@@ -157,7 +185,9 @@ fn invalid_request(detail: &str) -> AtError {
     AtError::new(
         422,
         "INVALID_REQUEST_UNKNOWN",
-        format!("Invalid request: parameter validation failed. Check your request data. ({detail})"),
+        format!(
+            "Invalid request: parameter validation failed. Check your request data. ({detail})"
+        ),
     )
 }
 
@@ -192,10 +222,18 @@ fn list_request_from_query(pairs: &[(String, String)]) -> Result<ListRequest, At
     for (key, value) in pairs {
         match key.as_str() {
             "pageSize" => {
-                request.page_size = Some(value.parse().map_err(|_| invalid_request("pageSize must be a number"))?);
+                request.page_size = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid_request("pageSize must be a number"))?,
+                );
             }
             "maxRecords" => {
-                request.max_records = Some(value.parse().map_err(|_| invalid_request("maxRecords must be a number"))?);
+                request.max_records = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid_request("maxRecords must be a number"))?,
+                );
             }
             "offset" => request.offset = Some(value.clone()),
             "filterByFormula" => request.filter_by_formula = Some(value.clone()),
@@ -203,10 +241,12 @@ fn list_request_from_query(pairs: &[(String, String)]) -> Result<ListRequest, At
             "returnFieldsByFieldId" => request.return_fields_by_field_id = truthy_param(value),
             _ => {
                 if let Some(rest) = key.strip_prefix("sort[") {
-                    let (index, attribute) = rest
-                        .split_once("][")
-                        .ok_or_else(|| invalid_request("sort must be sort[n][field] / sort[n][direction]"))?;
-                    let index: usize = index.parse().map_err(|_| invalid_request("sort index must be a number"))?;
+                    let (index, attribute) = rest.split_once("][").ok_or_else(|| {
+                        invalid_request("sort must be sort[n][field] / sort[n][direction]")
+                    })?;
+                    let index: usize = index
+                        .parse()
+                        .map_err(|_| invalid_request("sort index must be a number"))?;
                     let position = match sorts.iter().position(|(i, _, _)| *i == index) {
                         Some(p) => p,
                         None => {
@@ -217,7 +257,9 @@ fn list_request_from_query(pairs: &[(String, String)]) -> Result<ListRequest, At
                     match attribute.trim_end_matches(']') {
                         "field" => sorts[position].1 = Some(value.clone()),
                         "direction" => sorts[position].2 = value.eq_ignore_ascii_case("desc"),
-                        _ => return Err(invalid_request("sort attributes are field and direction")),
+                        _ => {
+                            return Err(invalid_request("sort attributes are field and direction"));
+                        }
                     }
                 }
             }
@@ -226,7 +268,11 @@ fn list_request_from_query(pairs: &[(String, String)]) -> Result<ListRequest, At
     sorts.sort_by_key(|(index, _, _)| *index);
     request.sort = sorts
         .into_iter()
-        .map(|(_, field, descending)| field.map(|f| (f, descending)).ok_or_else(|| invalid_request("sort needs a field")))
+        .map(|(_, field, descending)| {
+            field
+                .map(|f| (f, descending))
+                .ok_or_else(|| invalid_request("sort needs a field"))
+        })
         .collect::<Result<_, _>>()?;
     Ok(request)
 }
@@ -237,12 +283,23 @@ fn list_request_from_body(body: &Value) -> Result<ListRequest, AtError> {
     Ok(ListRequest {
         page_size: number("pageSize"),
         max_records: number("maxRecords"),
-        offset: body.get("offset").and_then(Value::as_str).map(str::to_owned),
-        filter_by_formula: body.get("filterByFormula").and_then(Value::as_str).map(str::to_owned),
+        offset: body
+            .get("offset")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        filter_by_formula: body
+            .get("filterByFormula")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         fields: body
             .get("fields")
             .and_then(Value::as_array)
-            .map(|f| f.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default(),
         sort: body
             .get("sort")
@@ -258,13 +315,21 @@ fn list_request_from_body(body: &Value) -> Result<ListRequest, AtError> {
                     .collect()
             })
             .unwrap_or_default(),
-        return_fields_by_field_id: body.get("returnFieldsByFieldId").and_then(Value::as_bool).unwrap_or(false),
+        return_fields_by_field_id: body
+            .get("returnFieldsByFieldId")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
 type Sim = State<Arc<Airtable>>;
 
-fn list_response(sim: &Airtable, base: &str, table: &str, request: &ListRequest) -> Result<Response, AtError> {
+fn list_response(
+    sim: &Airtable,
+    base: &str,
+    table: &str,
+    request: &ListRequest,
+) -> Result<Response, AtError> {
     let (records, offset) = sim.workspace().list(base, table, request)?;
     let mut body = json!({"records": records});
     if let Some(offset) = offset {
@@ -273,14 +338,22 @@ fn list_response(sim: &Airtable, base: &str, table: &str, request: &ListRequest)
     Ok(Json(body).into_response())
 }
 
-async fn list(State(sim): Sim, Path((base, table)): Path<(String, String)>, RawQuery(raw): RawQuery) -> Response {
+async fn list(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     respond((|| {
         let request = list_request_from_query(&query_pairs(raw.as_deref()))?;
         list_response(&sim, &base, &table, &request)
     })())
 }
 
-async fn list_post(State(sim): Sim, Path((base, table)): Path<(String, String)>, body: Bytes) -> Response {
+async fn list_post(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond((|| {
         let request = list_request_from_body(&parse_json(&body)?)?;
         list_response(&sim, &base, &table, &request)
@@ -290,7 +363,10 @@ async fn list_post(State(sim): Sim, Path((base, table)): Path<(String, String)>,
 fn render_options(body: &Value) -> RenderOptions {
     RenderOptions {
         field_ids: None,
-        by_field_id: body.get("returnFieldsByFieldId").and_then(Value::as_bool).unwrap_or(false),
+        by_field_id: body
+            .get("returnFieldsByFieldId")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     }
 }
 
@@ -316,33 +392,64 @@ fn record_fields(record: &Value) -> Result<Map<String, Value>, AtError> {
     }
 }
 
-async fn create(State(sim): Sim, Path((base, table)): Path<(String, String)>, body: Bytes) -> Response {
+async fn create(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond((|| {
         let body = parse_json(&body)?;
-        let typecast = body.get("typecast").and_then(Value::as_bool).unwrap_or(false);
+        let typecast = body
+            .get("typecast")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let options = render_options(&body);
         // Either `{"records":[{"fields":..}]}` or a single `{"fields":..}`.
         if let Some(records) = body.get("records") {
-            let records = records.as_array().ok_or_else(|| invalid_request("records must be an array"))?;
+            let records = records
+                .as_array()
+                .ok_or_else(|| invalid_request("records must be an array"))?;
             check_record_count(records.len())?;
-            let inputs = records.iter().map(record_fields).collect::<Result<Vec<_>, _>>()?;
-            let created = sim.workspace().create(&base, &table, &inputs, typecast, &options)?;
+            let inputs = records
+                .iter()
+                .map(record_fields)
+                .collect::<Result<Vec<_>, _>>()?;
+            let created = sim
+                .workspace()
+                .create(&base, &table, &inputs, typecast, &options)?;
             Ok(Json(json!({"records": created})).into_response())
         } else {
             let fields = record_fields(&body)?;
-            let mut created = sim.workspace().create(&base, &table, &[fields], typecast, &options)?;
+            let mut created =
+                sim.workspace()
+                    .create(&base, &table, &[fields], typecast, &options)?;
             Ok(Json(created.remove(0)).into_response())
         }
     })())
 }
 
-fn update_many(sim: &Airtable, base: &str, table: &str, body: &Bytes, destructive: bool) -> Result<Response, AtError> {
+fn update_many(
+    sim: &Airtable,
+    base: &str,
+    table: &str,
+    body: &Bytes,
+    destructive: bool,
+) -> Result<Response, AtError> {
     let body = parse_json(body)?;
-    let typecast = body.get("typecast").and_then(Value::as_bool).unwrap_or(false);
+    let typecast = body
+        .get("typecast")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let records = body
         .get("records")
         .and_then(Value::as_array)
-        .ok_or_else(|| AtError::new(422, "INVALID_REQUEST_MISSING_FIELDS", "Could not find field \"records\" in the request body"))?;
+        .ok_or_else(|| {
+            AtError::new(
+                422,
+                "INVALID_REQUEST_MISSING_FIELDS",
+                "Could not find field \"records\" in the request body",
+            )
+        })?;
     check_record_count(records.len())?;
     let updates = records
         .iter()
@@ -354,21 +461,38 @@ fn update_many(sim: &Airtable, base: &str, table: &str, body: &Bytes, destructiv
             Ok((id.to_owned(), record_fields(record)?))
         })
         .collect::<Result<Vec<_>, AtError>>()?;
-    let updated = sim
-        .workspace()
-        .update(base, table, &updates, destructive, typecast, &render_options(&body))?;
+    let updated = sim.workspace().update(
+        base,
+        table,
+        &updates,
+        destructive,
+        typecast,
+        &render_options(&body),
+    )?;
     Ok(Json(json!({"records": updated})).into_response())
 }
 
-async fn patch_many(State(sim): Sim, Path((base, table)): Path<(String, String)>, body: Bytes) -> Response {
+async fn patch_many(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond(update_many(&sim, &base, &table, &body, false))
 }
 
-async fn put_many(State(sim): Sim, Path((base, table)): Path<(String, String)>, body: Bytes) -> Response {
+async fn put_many(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond(update_many(&sim, &base, &table, &body, true))
 }
 
-async fn delete_many(State(sim): Sim, Path((base, table)): Path<(String, String)>, RawQuery(raw): RawQuery) -> Response {
+async fn delete_many(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     respond((|| {
         let ids: Vec<String> = query_pairs(raw.as_deref())
             .into_iter()
@@ -401,25 +525,51 @@ async fn get_record(
     })())
 }
 
-fn update_one(sim: &Airtable, base: &str, table: &str, id: &str, body: &Bytes, destructive: bool) -> Result<Response, AtError> {
+fn update_one(
+    sim: &Airtable,
+    base: &str,
+    table: &str,
+    id: &str,
+    body: &Bytes,
+    destructive: bool,
+) -> Result<Response, AtError> {
     let body = parse_json(body)?;
-    let typecast = body.get("typecast").and_then(Value::as_bool).unwrap_or(false);
+    let typecast = body
+        .get("typecast")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let updates = [(id.to_owned(), record_fields(&body)?)];
-    let mut updated = sim
-        .workspace()
-        .update(base, table, &updates, destructive, typecast, &render_options(&body))?;
+    let mut updated = sim.workspace().update(
+        base,
+        table,
+        &updates,
+        destructive,
+        typecast,
+        &render_options(&body),
+    )?;
     Ok(Json(updated.remove(0)).into_response())
 }
 
-async fn patch_one(State(sim): Sim, Path((base, table, id)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn patch_one(
+    State(sim): Sim,
+    Path((base, table, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     respond(update_one(&sim, &base, &table, &id, &body, false))
 }
 
-async fn put_one(State(sim): Sim, Path((base, table, id)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn put_one(
+    State(sim): Sim,
+    Path((base, table, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     respond(update_one(&sim, &base, &table, &id, &body, true))
 }
 
-async fn delete_one(State(sim): Sim, Path((base, table, id)): Path<(String, String, String)>) -> Response {
+async fn delete_one(
+    State(sim): Sim,
+    Path((base, table, id)): Path<(String, String, String)>,
+) -> Response {
     respond((|| {
         let mut deleted = sim.workspace().delete(&base, &table, &[id])?;
         Ok(Json(deleted.remove(0)).into_response())
@@ -439,12 +589,21 @@ async fn meta_bases(State(sim): Sim) -> Response {
 async fn meta_tables(State(sim): Sim, Path(base): Path<String>) -> Response {
     respond((|| {
         let workspace = sim.workspace();
-        let tables: Vec<Value> = workspace.base(&base)?.tables.iter().map(store::Table::to_json).collect();
+        let tables: Vec<Value> = workspace
+            .base(&base)?
+            .tables
+            .iter()
+            .map(store::Table::to_json)
+            .collect();
         Ok(Json(json!({"tables": tables})).into_response())
     })())
 }
 
-async fn meta_add_field(State(sim): Sim, Path((base, table)): Path<(String, String)>, body: Bytes) -> Response {
+async fn meta_add_field(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     respond((|| {
         let body = parse_json(&body)?;
         Ok(Json(sim.add_field(&base, &table, body)?).into_response())
@@ -453,8 +612,15 @@ async fn meta_add_field(State(sim): Sim, Path((base, table)): Path<(String, Stri
 
 // ----- control routes (under /_sim) -------------------------------------------------------
 
-async fn control_create(State(sim): Sim, Path((base, table)): Path<(String, String)>, Json(fields): Json<Value>) -> Response {
-    respond(sim.create(&base, &table, fields).map(|id| Json(json!({"id": id})).into_response()))
+async fn control_create(
+    State(sim): Sim,
+    Path((base, table)): Path<(String, String)>,
+    Json(fields): Json<Value>,
+) -> Response {
+    respond(
+        sim.create(&base, &table, fields)
+            .map(|id| Json(json!({"id": id})).into_response()),
+    )
 }
 
 async fn control_update(
@@ -462,11 +628,20 @@ async fn control_update(
     Path((base, table, id)): Path<(String, String, String)>,
     Json(fields): Json<Value>,
 ) -> Response {
-    respond(sim.update(&base, &table, &id, fields).map(|()| StatusCode::NO_CONTENT.into_response()))
+    respond(
+        sim.update(&base, &table, &id, fields)
+            .map(|()| StatusCode::NO_CONTENT.into_response()),
+    )
 }
 
-async fn control_delete(State(sim): Sim, Path((base, table, id)): Path<(String, String, String)>) -> Response {
-    respond(sim.delete(&base, &table, &id).map(|()| StatusCode::NO_CONTENT.into_response()))
+async fn control_delete(
+    State(sim): Sim,
+    Path((base, table, id)): Path<(String, String, String)>,
+) -> Response {
+    respond(
+        sim.delete(&base, &table, &id)
+            .map(|()| StatusCode::NO_CONTENT.into_response()),
+    )
 }
 
 async fn control_rate_limit_wait(State(sim): Sim, Json(body): Json<Value>) -> Response {
@@ -482,7 +657,12 @@ async fn control_rate_limit_wait(State(sim): Sim, Json(body): Json<Value>) -> Re
 /// The base a request addresses (`/v0/{base}/...` or `/v0/meta/bases/{base}/...`).
 fn base_of(path: &str) -> &str {
     let mut segments = path.trim_start_matches('/').split('/');
-    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
         (Some("v0"), Some("meta"), Some("bases"), Some(base)) => base,
         (Some("v0"), Some("meta"), _, _) => "meta",
         (Some("v0"), Some(base), _, _) => base,
@@ -495,15 +675,25 @@ impl Simulator for Airtable {
         Router::new()
             .route("/v0/meta/bases", get(meta_bases))
             .route("/v0/meta/bases/{base}/tables", get(meta_tables))
-            .route("/v0/meta/bases/{base}/tables/{table}/fields", post(meta_add_field))
+            .route(
+                "/v0/meta/bases/{base}/tables/{table}/fields",
+                post(meta_add_field),
+            )
             .route(
                 "/v0/{base}/{table}",
-                get(list).post(create).patch(patch_many).put(put_many).delete(delete_many),
+                get(list)
+                    .post(create)
+                    .patch(patch_many)
+                    .put(put_many)
+                    .delete(delete_many),
             )
             .route("/v0/{base}/{table}/listRecords", post(list_post))
             .route(
                 "/v0/{base}/{table}/{record}",
-                get(get_record).patch(patch_one).put(put_one).delete(delete_one),
+                get(get_record)
+                    .patch(patch_one)
+                    .put(put_one)
+                    .delete(delete_one),
             )
             .with_state(self)
     }
@@ -517,15 +707,20 @@ impl Simulator for Airtable {
     }
 
     fn unauthorized(&self) -> Response {
-        error_response(AtError::new(401, "AUTHENTICATION_REQUIRED", "Authentication required"))
+        error_response(AtError::new(
+            401,
+            "AUTHENTICATION_REQUIRED",
+            "Authentication required",
+        ))
     }
 
     fn rate_limited(&self, retry_after: Duration) -> Response {
         let body = json!({"errors": [{"error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later"}]});
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(common::retry_after_secs(retry_after)));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(common::retry_after_secs(retry_after)),
+        );
         response
     }
 
@@ -547,7 +742,10 @@ impl Simulator for Airtable {
     }
 
     fn on_rate_limit_breach(&self, key: &str, _retry_after: Duration) -> Duration {
-        let wait = *self.rate_limit_wait.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = *self
+            .rate_limit_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         self.penalties
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -595,7 +793,8 @@ impl Simulator for Airtable {
         }
         for i in 0..n {
             let stage = ["Prospecting", "Negotiation", "Won", "Lost"][i % 4];
-            let close = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date") + chrono::Days::new(i as u64 % 365);
+            let close = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
+                + chrono::Days::new(i as u64 % 365);
             let fields = json!({
                 "Name": format!("{} deal", common::fake_sentence(&mut rng, 2)),
                 "Amount": 1000 + (i % 50) * 250,

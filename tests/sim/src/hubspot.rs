@@ -75,8 +75,15 @@ impl Hubspot {
     }
 
     /// Updates a record as another user would (bumps `updatedAt` and the modified property).
-    pub fn update(&self, object_type: ObjectType, id: &str, properties: Value) -> Result<(), HsError> {
-        self.portal().update(object_type, id, None, &as_object(properties)?).map(drop)
+    pub fn update(
+        &self,
+        object_type: ObjectType,
+        id: &str,
+        properties: Value,
+    ) -> Result<(), HsError> {
+        self.portal()
+            .update(object_type, id, None, &as_object(properties)?)
+            .map(drop)
     }
 
     /// Archives a record (it then shows in `archived=true` listings).
@@ -86,7 +93,9 @@ impl Hubspot {
 
     /// A record with its default properties, `None` if missing or archived.
     pub fn get(&self, object_type: ObjectType, id: &str) -> Option<Value> {
-        self.portal().get(object_type, id, None, false, &Selection::Default).ok()
+        self.portal()
+            .get(object_type, id, None, false, &Selection::Default)
+            .ok()
     }
 
     /// Number of live (or archived) records.
@@ -95,7 +104,11 @@ impl Hubspot {
     }
 
     /// Creates a custom property from a `PropertyCreate` body.
-    pub fn create_property(&self, object_type: ObjectType, definition: Value) -> Result<Value, HsError> {
+    pub fn create_property(
+        &self,
+        object_type: ObjectType,
+        definition: Value,
+    ) -> Result<Value, HsError> {
         self.portal().create_property(object_type, &definition)
     }
 }
@@ -103,13 +116,19 @@ impl Hubspot {
 fn as_object(value: Value) -> Result<Map<String, Value>, HsError> {
     match value {
         Value::Object(map) => Ok(map),
-        _ => Err(HsError::validation("Invalid input JSON: expected an object of properties")),
+        _ => Err(HsError::validation(
+            "Invalid input JSON: expected an object of properties",
+        )),
     }
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, HsError> {
     serde_json::from_slice(body).map_err(|e| {
-        HsError::validation(format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()))
+        HsError::validation(format!(
+            "Invalid input JSON on line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
     })
 }
 
@@ -119,7 +138,10 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// `properties=a,b&properties=c` -> `[a, b, c]`; `None` when absent.
@@ -154,12 +176,14 @@ async fn list(State(sim): Sim, Path(object): Path<String>, RawQuery(raw): RawQue
         let pairs = query_pairs(raw.as_deref());
         let limit = match query_value(&pairs, "limit") {
             None => 10,
-            Some(text) => text
-                .parse::<usize>()
-                .map_err(|_| HsError::validation(format!("limit: {text} is not a valid integer")))?,
+            Some(text) => text.parse::<usize>().map_err(|_| {
+                HsError::validation(format!("limit: {text} is not a valid integer"))
+            })?,
         };
         let names = requested_properties(&pairs);
-        let selection = names.as_deref().map_or(Selection::Default, Selection::Named);
+        let selection = names
+            .as_deref()
+            .map_or(Selection::Default, Selection::Named);
         let (results, next) = sim.portal().list(
             object_type,
             limit,
@@ -176,12 +200,18 @@ async fn list(State(sim): Sim, Path(object): Path<String>, RawQuery(raw): RawQue
     })())
 }
 
-async fn read(State(sim): Sim, Path((object, id)): Path<(String, String)>, RawQuery(raw): RawQuery) -> Response {
+async fn read(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     sim.respond((|| {
         let object_type = ObjectType::parse(&object)?;
         let pairs = query_pairs(raw.as_deref());
         let names = requested_properties(&pairs);
-        let selection = names.as_deref().map_or(Selection::Default, Selection::Named);
+        let selection = names
+            .as_deref()
+            .map_or(Selection::Default, Selection::Named);
         let record = sim.portal().get(
             object_type,
             &id,
@@ -218,9 +248,12 @@ async fn update(
         let object_type = ObjectType::parse(&object)?;
         let pairs = query_pairs(raw.as_deref());
         let body = parse_json(&body)?;
-        let updated = sim
-            .portal()
-            .update(object_type, &id, query_value(&pairs, "idProperty"), body_properties(&body)?)?;
+        let updated = sim.portal().update(
+            object_type,
+            &id,
+            query_value(&pairs, "idProperty"),
+            body_properties(&body)?,
+        )?;
         Ok(Json(updated).into_response())
     })())
 }
@@ -246,7 +279,13 @@ async fn search(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Res
 }
 
 /// A batch response (`BatchResponseSimplePublicObject[WithErrors]`); 207 when some ids failed.
-fn batch_response(ok_status: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: &str, completed: &str) -> Response {
+fn batch_response(
+    ok_status: StatusCode,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+    started: &str,
+    completed: &str,
+) -> Response {
     let mut body = json!({
         "status": "COMPLETE",
         "results": results,
@@ -285,18 +324,36 @@ async fn batch(
             "create" => {
                 let results = portal.batch_create(object_type, &body)?;
                 let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(StatusCode::CREATED, results, Vec::new(), &started, &completed)
+                batch_response(
+                    StatusCode::CREATED,
+                    results,
+                    Vec::new(),
+                    &started,
+                    &completed,
+                )
             }
             "update" => {
                 let (results, missing) = portal.batch_update(object_type, &body)?;
                 let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(StatusCode::OK, results, not_found(missing), &started, &completed)
+                batch_response(
+                    StatusCode::OK,
+                    results,
+                    not_found(missing),
+                    &started,
+                    &completed,
+                )
             }
             "read" => {
                 let archived = flag(&query_pairs(raw.as_deref()), "archived");
                 let (results, missing) = portal.batch_read(object_type, &body, archived)?;
                 let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(StatusCode::OK, results, not_found(missing), &started, &completed)
+                batch_response(
+                    StatusCode::OK,
+                    results,
+                    not_found(missing),
+                    &started,
+                    &completed,
+                )
             }
             "archive" => {
                 portal.batch_archive(object_type, &body)?;
@@ -332,7 +389,11 @@ async fn create_property(State(sim): Sim, Path(object): Path<String>, body: Byte
 
 // ----- control routes (under /_sim) -------------------------------------------------------
 
-async fn control_create(State(sim): Sim, Path(object): Path<String>, Json(body): Json<Value>) -> Response {
+async fn control_create(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
     sim.respond((|| {
         let object_type = ObjectType::parse(&object)?;
         let created = sim.portal().create(object_type, body_properties(&body)?)?;
@@ -340,10 +401,16 @@ async fn control_create(State(sim): Sim, Path(object): Path<String>, Json(body):
     })())
 }
 
-async fn control_update(State(sim): Sim, Path((object, id)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
+async fn control_update(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
     sim.respond((|| {
         let object_type = ObjectType::parse(&object)?;
-        let updated = sim.portal().update(object_type, &id, None, body_properties(&body)?)?;
+        let updated = sim
+            .portal()
+            .update(object_type, &id, None, body_properties(&body)?)?;
         Ok(Json(updated).into_response())
     })())
 }
@@ -354,8 +421,14 @@ impl Simulator for Hubspot {
             .route("/crm/v3/objects/{object}", get(list).post(create))
             .route("/crm/v3/objects/{object}/search", post(search))
             .route("/crm/v3/objects/{object}/batch/{operation}", post(batch))
-            .route("/crm/v3/objects/{object}/{id}", get(read).patch(update).delete(archive))
-            .route("/crm/v3/properties/{object}", get(list_properties).post(create_property))
+            .route(
+                "/crm/v3/objects/{object}/{id}",
+                get(read).patch(update).delete(archive),
+            )
+            .route(
+                "/crm/v3/properties/{object}",
+                get(list_properties).post(create_property),
+            )
             .route("/crm/v3/properties/{object}/{name}", get(read_property))
             .with_state(self)
     }
@@ -390,9 +463,18 @@ impl Simulator for Hubspot {
         });
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(common::retry_after_secs(retry_after)));
-        headers.insert("x-hubspot-ratelimit-interval-milliseconds", HeaderValue::from_static("10000"));
-        headers.insert("x-hubspot-ratelimit-remaining", HeaderValue::from_static("0"));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(common::retry_after_secs(retry_after)),
+        );
+        headers.insert(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            HeaderValue::from_static("10000"),
+        );
+        headers.insert(
+            "x-hubspot-ratelimit-remaining",
+            HeaderValue::from_static("0"),
+        );
         response
     }
 
@@ -408,7 +490,12 @@ impl Simulator for Hubspot {
 
     /// Search requests have their own, stricter limit, so their own bucket.
     fn rate_key(&self, req: &Parts) -> String {
-        if is_search(req) { "portal:search" } else { "portal" }.to_owned()
+        if is_search(req) {
+            "portal:search"
+        } else {
+            "portal"
+        }
+        .to_owned()
     }
 
     /// Search endpoints: 5 requests per second (or the configured limit if stricter).
@@ -456,7 +543,10 @@ impl Simulator for Hubspot {
         }
         for i in 0..n {
             let company = common::fake_company(&mut rng);
-            let domain = format!("{}{i}.example.com", company.split(' ').next().unwrap_or("acme").to_lowercase());
+            let domain = format!(
+                "{}{i}.example.com",
+                company.split(' ').next().unwrap_or("acme").to_lowercase()
+            );
             let properties = json!({
                 "name": company,
                 "domain": domain,

@@ -685,10 +685,10 @@ impl Simulator for Salesforce {
                 .expect("seed accounts are valid");
             account_ids.push(id);
         }
-        for i in 0..n {
+        for (i, account_id) in account_ids.iter().enumerate() {
             let person = common::fake_person(&mut rng, i);
             let fields = json!({
-                "AccountId": account_ids[i],
+                "AccountId": account_id,
                 "FirstName": person.first_name,
                 "LastName": person.last_name,
                 "Email": person.email,

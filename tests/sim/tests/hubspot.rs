@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 async fn sim(records: usize) -> Sim {
     sequin_sim::start(
-        SimConfig::new(Api::Hubspot).seed_records(records).rate_limit(0.0),
+        SimConfig::new(Api::Hubspot)
+            .seed_records(records)
+            .rate_limit(0.0),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
@@ -35,7 +37,11 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.bearer_auth(&self.token).send().await.expect("request sent");
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body read");
         let body = if text.is_empty() {
@@ -47,23 +53,28 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn search(&self, object: &str, body: Value) -> (StatusCode, Value) {
-        self.post(&format!("/crm/v3/objects/{object}/search"), body).await
+        self.post(&format!("/crm/v3/objects/{object}/search"), body)
+            .await
     }
 }
 
@@ -90,12 +101,26 @@ async fn lists_ten_thousand_contacts_without_gaps() {
     let client = Client::new(&sim);
     let (status, first) = client.get("/crm/v3/objects/contacts").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(first["results"].as_array().unwrap().len(), 10, "default limit");
+    assert_eq!(
+        first["results"].as_array().unwrap().len(),
+        10,
+        "default limit"
+    );
     // Default properties for contacts, no more.
     let properties = first["results"][0]["properties"].as_object().unwrap();
     let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"]);
+    assert_eq!(
+        names,
+        [
+            "createdate",
+            "email",
+            "firstname",
+            "hs_object_id",
+            "lastmodifieddate",
+            "lastname"
+        ]
+    );
 
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
@@ -122,7 +147,11 @@ async fn lists_ten_thousand_contacts_without_gaps() {
     }
     assert_eq!(pages, 100);
     assert_eq!(seen.len(), 10_000);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 10_000, "no duplicates");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        10_000,
+        "no duplicates"
+    );
     let numeric: Vec<u64> = seen.iter().map(|id| id.parse().unwrap()).collect();
     assert!(numeric.windows(2).all(|w| w[0] < w[1]), "ascending ids");
 }
@@ -146,43 +175,95 @@ async fn crud_properties_and_archive() {
     assert_eq!(created["createdAt"], created["updatedAt"]);
     assert_eq!(created["properties"]["createdate"], created["createdAt"]);
 
-    let (status, read) = client.get(&format!("/crm/v3/objects/contacts/{id}?properties=lifecyclestage,phone,nope")).await;
+    let (status, read) = client
+        .get(&format!(
+            "/crm/v3/objects/contacts/{id}?properties=lifecyclestage,phone,nope"
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let mut names: Vec<&str> = read["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut names: Vec<&str> = read["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     names.sort_unstable();
-    assert_eq!(names, ["createdate", "hs_object_id", "lastmodifieddate", "lifecyclestage"], "unknown and empty properties omitted");
-    let (_, by_email) = client.get("/crm/v3/objects/contacts/ANDREA@example.com?idProperty=email").await;
+    assert_eq!(
+        names,
+        [
+            "createdate",
+            "hs_object_id",
+            "lastmodifieddate",
+            "lifecyclestage"
+        ],
+        "unknown and empty properties omitted"
+    );
+    let (_, by_email) = client
+        .get("/crm/v3/objects/contacts/ANDREA@example.com?idProperty=email")
+        .await;
     assert_eq!(by_email["id"], id);
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     let (status, updated) = client
-        .patch(&format!("/crm/v3/objects/contacts/{id}"), json!({"properties": {"firstname": "Andreas", "lifecyclestage": ""}}))
+        .patch(
+            &format!("/crm/v3/objects/contacts/{id}"),
+            json!({"properties": {"firstname": "Andreas", "lifecyclestage": ""}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["properties"]["firstname"], "Andreas");
-    assert!(updated["properties"].get("lifecyclestage").is_none(), "an empty string clears");
+    assert!(
+        updated["properties"].get("lifecyclestage").is_none(),
+        "an empty string clears"
+    );
     assert!(updated["updatedAt"].as_str() > created["updatedAt"].as_str());
-    assert_eq!(updated["properties"]["lastmodifieddate"], updated["updatedAt"]);
+    assert_eq!(
+        updated["properties"]["lastmodifieddate"],
+        updated["updatedAt"]
+    );
 
     // Errors, with HubSpot's bodies.
-    let (status, body) = client.post("/crm/v3/objects/contacts", json!({"properties": {"email": "andrea__invalid"}})).await;
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "andrea__invalid"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
     assert_eq!(
         body["message"],
         r#"Property values were not valid: [{"isValid":false,"message":"Email address andrea__invalid is invalid","error":"INVALID_EMAIL","name":"email"}]"#
     );
-    let (status, body) = client.post("/crm/v3/objects/contacts", json!({"properties": {"email": "Andrea@Example.com"}})).await;
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "Andrea@Example.com"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&body, "CONFLICT");
-    assert_eq!(body["message"], format!("Contact already exists. Existing ID: {id}"));
-    let (status, body) = client.post("/crm/v3/objects/deals", json!({"properties": {"amount": "lots", "dealstage": "nowhere", "createdate": "1"}})).await;
+    assert_eq!(
+        body["message"],
+        format!("Contact already exists. Existing ID: {id}")
+    );
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/deals",
+            json!({"properties": {"amount": "lots", "dealstage": "nowhere", "createdate": "1"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let message = body["message"].as_str().unwrap();
     for code in ["INVALID_DECIMAL", "INVALID_OPTION", "READ_ONLY_VALUE"] {
         assert!(message.contains(code), "{message}");
     }
-    let (status, body) = client.patch("/crm/v3/objects/companies/999999", json!({"properties": {"name": "x"}})).await;
+    let (status, body) = client
+        .patch(
+            "/crm/v3/objects/companies/999999",
+            json!({"properties": {"name": "x"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "OBJECT_NOT_FOUND");
     let (status, body) = client.get("/crm/v3/objects/contacts/424242").await;
@@ -193,19 +274,34 @@ async fn crud_properties_and_archive() {
     assert_error(&body, "VALIDATION_ERROR");
 
     // Archive: 204, gone from the default listing, visible with archived=true.
-    let (status, body) = client.delete(&format!("/crm/v3/objects/contacts/{id}")).await;
+    let (status, body) = client
+        .delete(&format!("/crm/v3/objects/contacts/{id}"))
+        .await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
-    assert_eq!(client.get(&format!("/crm/v3/objects/contacts/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client
+            .get(&format!("/crm/v3/objects/contacts/{id}"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let (_, live) = client.get("/crm/v3/objects/contacts?limit=100").await;
     assert!(!ids(&live["results"]).contains(&id));
     let (_, archived) = client.get("/crm/v3/objects/contacts?archived=true").await;
-    assert_eq!(ids(&archived["results"]), [id.clone()]);
+    assert_eq!(ids(&archived["results"]), std::slice::from_ref(&id));
     assert_eq!(archived["results"][0]["archived"], true);
     assert!(archived["results"][0]["archivedAt"].is_string());
-    let (status, _) = client.get(&format!("/crm/v3/objects/contacts/{id}?archived=true")).await;
+    let (status, _) = client
+        .get(&format!("/crm/v3/objects/contacts/{id}?archived=true"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     // The email is free again once the contact is archived.
-    let (status, _) = client.post("/crm/v3/objects/contacts", json!({"properties": {"email": "andrea@example.com"}})).await;
+    let (status, _) = client
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "andrea@example.com"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // 401 without a valid private-app token.
@@ -230,13 +326,20 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     let (_, newest) = client
         .search("contacts", json!({"sorts": [{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}], "limit": 1}))
         .await;
-    let checkpoint = newest["results"][0]["properties"]["lastmodifieddate"].as_str().unwrap().to_owned();
+    let checkpoint = newest["results"][0]["properties"]["lastmodifieddate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, all) = client.get("/crm/v3/objects/contacts?limit=5").await;
     let changed: Vec<String> = ids(&all["results"]).into_iter().take(3).collect();
     for id in changed.iter().rev() {
-        hubspot.update(ObjectType::Contacts, id, json!({"jobtitle": "Changed"})).unwrap();
+        hubspot
+            .update(ObjectType::Contacts, id, json!({"jobtitle": "Changed"}))
+            .unwrap();
     }
-    let created = hubspot.create(ObjectType::Contacts, json!({"email": "new@example.com"})).unwrap();
+    let created = hubspot
+        .create(ObjectType::Contacts, json!({"email": "new@example.com"}))
+        .unwrap();
     let millis = chrono_millis(&checkpoint);
     let body = json!({
         "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": millis.to_string()}]}],
@@ -284,7 +387,8 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     assert!(rich_won > 0 && rich_won < won, "{rich_won}");
     let has = json!([{"filters": [{"propertyName": "description", "operator": "HAS_PROPERTY"}]}]);
     assert_eq!(count(has).await, 0);
-    let lacks = json!([{"filters": [{"propertyName": "description", "operator": "NOT_HAS_PROPERTY"}]}]);
+    let lacks =
+        json!([{"filters": [{"propertyName": "description", "operator": "NOT_HAS_PROPERTY"}]}]);
     assert_eq!(count(lacks).await, 10_500);
     let range = json!([{"filters": [{"propertyName": "amount", "operator": "BETWEEN", "value": "1000", "highValue": "1250"}]}]);
     assert_eq!(count(range).await, 420);
@@ -294,10 +398,15 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     let mut after = json!(null);
     let mut previous_amount = f64::MIN;
     for _ in 0..3 {
-        let body = json!({"sorts": ["amount"], "properties": ["amount"], "limit": 200, "after": after});
+        let body =
+            json!({"sorts": ["amount"], "properties": ["amount"], "limit": 200, "after": after});
         let (_, page) = client.search("deals", body).await;
         for result in page["results"].as_array().unwrap() {
-            let amount: f64 = result["properties"]["amount"].as_str().unwrap().parse().unwrap();
+            let amount: f64 = result["properties"]["amount"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(amount >= previous_amount);
             previous_amount = amount;
             assert!(seen.insert(result["id"].as_str().unwrap().to_owned()));
@@ -307,23 +416,32 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     assert_eq!(seen.len(), 600);
 
     // Paging up to 10,000 works; beyond it HubSpot answers 400.
-    let (status, page) = client.search("companies", json!({"limit": 200, "after": "9800"})).await;
+    let (status, page) = client
+        .search("companies", json!({"limit": 200, "after": "9800"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["total"], 10_500);
     assert_eq!(page["paging"]["next"]["after"], "10000");
-    let (status, body) = client.search("companies", json!({"limit": 200, "after": "10000"})).await;
+    let (status, body) = client
+        .search("companies", json!({"limit": 200, "after": "10000"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
     let (status, body) = client.search("companies", json!({"limit": 201})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
     let body = json!({"filterGroups": [{"filters": [{"propertyName": "nope", "operator": "EQ", "value": "x"}]}]});
-    assert_eq!(client.search("companies", body).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        client.search("companies", body).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 /// Epoch milliseconds of an ISO timestamp as HubSpot renders them.
 fn chrono_millis(iso: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(iso).unwrap().timestamp_millis()
+    chrono::DateTime::parse_from_rfc3339(iso)
+        .unwrap()
+        .timestamp_millis()
 }
 
 #[tokio::test]
@@ -333,7 +451,12 @@ async fn batch_endpoints() {
     let inputs: Vec<Value> = (0..3)
         .map(|i| json!({"properties": {"name": format!("Company {i}"), "domain": format!("c{i}.example.com")}}))
         .collect();
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/create", json!({"inputs": inputs})).await;
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/companies/batch/create",
+            json!({"inputs": inputs}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "COMPLETE");
     assert!(body["startedAt"].is_string() && body["completedAt"].is_string());
@@ -342,18 +465,28 @@ async fn batch_endpoints() {
 
     // One invalid input fails the whole batch.
     let bad = json!({"inputs": [{"properties": {"name": "ok"}}, {"properties": {"numberofemployees": "many"}}]});
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/create", bad).await;
+    let (status, body) = client
+        .post("/crm/v3/objects/companies/batch/create", bad)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
     assert_eq!(sim.hubspot().count(ObjectType::Companies, false), 3);
     let duplicate = json!({"inputs": [{"properties": {"email": "same@example.com"}}, {"properties": {"email": "same@example.com"}}]});
-    assert_eq!(client.post("/crm/v3/objects/contacts/batch/create", duplicate).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        client
+            .post("/crm/v3/objects/contacts/batch/create", duplicate)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
 
     let update = json!({"inputs": [
         {"id": created[0], "properties": {"name": "Renamed"}},
         {"id": "777777", "properties": {"name": "Missing"}},
     ]});
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/update", update).await;
+    let (status, body) = client
+        .post("/crm/v3/objects/companies/batch/update", update)
+        .await;
     assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
     assert_eq!(body["results"][0]["properties"]["name"], "Renamed");
     assert_eq!(body["numErrors"], 1);
@@ -361,22 +494,35 @@ async fn batch_endpoints() {
     assert_eq!(body["errors"][0]["context"]["ids"], json!(["777777"]));
 
     let read = json!({"inputs": [{"id": created[0]}, {"id": created[1]}], "properties": ["name"], "propertiesWithHistory": []});
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/read", read).await;
+    let (status, body) = client
+        .post("/crm/v3/objects/companies/batch/read", read)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&body["results"]), created[..2]);
     assert_eq!(body["results"][0]["properties"]["name"], "Renamed");
 
     let archive = json!({"inputs": [{"id": created[1]}, {"id": created[2]}]});
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/archive", archive).await;
+    let (status, body) = client
+        .post("/crm/v3/objects/companies/batch/archive", archive)
+        .await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     assert_eq!(sim.hubspot().count(ObjectType::Companies, false), 1);
     let read = json!({"inputs": [{"id": created[0]}, {"id": created[1]}], "properties": [], "propertiesWithHistory": []});
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/read", read).await;
+    let (status, body) = client
+        .post("/crm/v3/objects/companies/batch/read", read)
+        .await;
     assert_eq!(status, StatusCode::MULTI_STATUS);
     assert_eq!(body["errors"][0]["context"]["ids"], json!([created[1]]));
 
-    let too_many: Vec<Value> = (0..101).map(|i| json!({"properties": {"name": format!("N{i}")}})).collect();
-    let (status, body) = client.post("/crm/v3/objects/companies/batch/create", json!({"inputs": too_many})).await;
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"properties": {"name": format!("N{i}")}}))
+        .collect();
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/companies/batch/create",
+            json!({"inputs": too_many}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
 }
@@ -388,10 +534,25 @@ async fn properties_api_and_custom_properties() {
     let (status, body) = client.get("/crm/v3/properties/deals").await;
     assert_eq!(status, StatusCode::OK);
     let properties = body["results"].as_array().unwrap();
-    let stage = properties.iter().find(|p| p["name"] == "dealstage").unwrap();
-    assert_eq!((stage["type"].clone(), stage["fieldType"].clone()), (json!("enumeration"), json!("radio")));
-    assert!(stage["options"].as_array().unwrap().iter().any(|o| o["value"] == "closedwon"));
-    let modified = properties.iter().find(|p| p["name"] == "hs_lastmodifieddate").unwrap();
+    let stage = properties
+        .iter()
+        .find(|p| p["name"] == "dealstage")
+        .unwrap();
+    assert_eq!(
+        (stage["type"].clone(), stage["fieldType"].clone()),
+        (json!("enumeration"), json!("radio"))
+    );
+    assert!(
+        stage["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["value"] == "closedwon")
+    );
+    let modified = properties
+        .iter()
+        .find(|p| p["name"] == "hs_lastmodifieddate")
+        .unwrap();
     assert_eq!(modified["modificationMetadata"]["readOnlyValue"], true);
 
     let definition = json!({
@@ -402,24 +563,50 @@ async fn properties_api_and_custom_properties() {
         "groupName": "contactinformation",
         "options": [{"label": "Red", "value": "red", "hidden": false}, {"label": "Blue", "value": "blue", "hidden": false}],
     });
-    let (status, created) = client.post("/crm/v3/properties/contacts", definition.clone()).await;
+    let (status, created) = client
+        .post("/crm/v3/properties/contacts", definition.clone())
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["hubspotDefined"], false);
     let (status, body) = client.post("/crm/v3/properties/contacts", definition).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&body, "OBJECT_ALREADY_EXISTS");
-    let (status, body) = client.post("/crm/v3/properties/contacts", json!({"name": "x", "label": "X"})).await;
+    let (status, body) = client
+        .post(
+            "/crm/v3/properties/contacts",
+            json!({"name": "x", "label": "X"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "VALIDATION_ERROR");
-    assert_eq!(client.get("/crm/v3/properties/contacts/favorite_color").await.1["label"], "Favorite color");
+    assert_eq!(
+        client
+            .get("/crm/v3/properties/contacts/favorite_color")
+            .await
+            .1["label"],
+        "Favorite color"
+    );
 
-    let (status, contact) = client.post("/crm/v3/objects/contacts", json!({"properties": {"favorite_color": "blue"}})).await;
+    let (status, contact) = client
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"favorite_color": "blue"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, read) = client
-        .get(&format!("/crm/v3/objects/contacts/{}?properties=favorite_color", contact["id"].as_str().unwrap()))
+        .get(&format!(
+            "/crm/v3/objects/contacts/{}?properties=favorite_color",
+            contact["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(read["properties"]["favorite_color"], "blue");
-    let (status, body) = client.post("/crm/v3/objects/contacts", json!({"properties": {"favorite_color": "green"}})).await;
+    let (status, body) = client
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"favorite_color": "green"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("INVALID_OPTION"));
     let search = json!({"filterGroups": [{"filters": [{"propertyName": "favorite_color", "operator": "EQ", "value": "blue"}]}]});
@@ -441,7 +628,10 @@ async fn rate_limits_answer_429_with_hubspot_body() {
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
 
     // General: 100 per ten seconds; the search requests are a separate bucket.
-    sim.set_rate_limit(Some(RateLimit { requests: 100, window: Duration::from_secs(10) }));
+    sim.set_rate_limit(Some(RateLimit {
+        requests: 100,
+        window: Duration::from_secs(10),
+    }));
     let mut limited = None;
     for i in 0..101 {
         let response = client
@@ -458,11 +648,18 @@ async fn rate_limits_answer_429_with_hubspot_body() {
     }
     let (index, response) = limited.expect("a 429 within 101 requests");
     assert_eq!(index, 100);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=10).contains(&retry_after));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "error");
-    assert_eq!(body["message"], "You have reached your ten_secondly_rolling limit.");
+    assert_eq!(
+        body["message"],
+        "You have reached your ten_secondly_rolling limit."
+    );
     assert_eq!(body["errorType"], "RATE_LIMIT");
     assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
     let stats = sim.stats();

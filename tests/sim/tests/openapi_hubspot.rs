@@ -34,7 +34,10 @@ fn spec(file: &str) -> Value {
 
 /// A validator for `#/components/schemas/{name}` of an OpenAPI document, with formats checked.
 fn validator(spec: &Value, name: &str) -> Validator {
-    assert!(spec["components"]["schemas"].get(name).is_some(), "schema {name} exists in the reference");
+    assert!(
+        spec["components"]["schemas"].get(name).is_some(),
+        "schema {name} exists in the reference"
+    );
     let root = json!({
         "$ref": format!("#/components/schemas/{name}"),
         "components": spec["components"],
@@ -50,19 +53,29 @@ fn assert_valid(validator: &Validator, name: &str, instance: &Value) {
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "response is not a valid {name}: {errors:#?}\n{instance:#}");
+    assert!(
+        errors.is_empty(),
+        "response is not a valid {name}: {errors:#?}\n{instance:#}"
+    );
 }
 
 async fn sim() -> Sim {
     sequin_sim::start(
-        SimConfig::new(Api::Hubspot).seed_records(30).rate_limit(0.0),
+        SimConfig::new(Api::Hubspot)
+            .seed_records(30)
+            .rate_limit(0.0),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
     .expect("simulator starts")
 }
 
-async fn call(sim: &Sim, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    sim: &Sim,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", sim.base_url()))
         .bearer_auth(sim.token());
@@ -81,12 +94,27 @@ async fn object_responses_match_the_published_schemas() {
     let post = reqwest::Method::POST;
     let patch = reqwest::Method::PATCH;
     for (file, object, properties) in [
-        ("v3-contacts.json", "contacts", json!({"email": "schema@example.com", "firstname": "Schema"})),
-        ("v3-companies.json", "companies", json!({"name": "Schema Inc", "domain": "schema.example.com"})),
-        ("v3-deals.json", "deals", json!({"dealname": "Schema deal", "amount": "100", "dealstage": "closedwon"})),
+        (
+            "v3-contacts.json",
+            "contacts",
+            json!({"email": "schema@example.com", "firstname": "Schema"}),
+        ),
+        (
+            "v3-companies.json",
+            "companies",
+            json!({"name": "Schema Inc", "domain": "schema.example.com"}),
+        ),
+        (
+            "v3-deals.json",
+            "deals",
+            json!({"dealname": "Schema deal", "amount": "100", "dealstage": "closedwon"}),
+        ),
     ] {
         let spec = spec(file);
-        let list = validator(&spec, "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging");
+        let list = validator(
+            &spec,
+            "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging",
+        );
         let with_associations = validator(&spec, "SimplePublicObjectWithAssociations");
         let simple = validator(&spec, "SimplePublicObject");
         let search = validator(&spec, "CollectionResponseWithTotalSimplePublicObject");
@@ -94,38 +122,96 @@ async fn object_responses_match_the_published_schemas() {
         let batch_with_errors = validator(&spec, "BatchResponseSimplePublicObjectWithErrors");
         let error = validator(&spec, "Error");
 
-        let (status, body) = call(&sim, get.clone(), &format!("/crm/v3/objects/{object}?limit=5"), None).await;
+        let (status, body) = call(
+            &sim,
+            get.clone(),
+            &format!("/crm/v3/objects/{object}?limit=5"),
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body["paging"]["next"]["after"].is_string(), "the page under test has paging");
+        assert!(
+            body["paging"]["next"]["after"].is_string(),
+            "the page under test has paging"
+        );
         assert_valid(&list, "list page", &body);
 
-        let (status, created) = call(&sim, post.clone(), &format!("/crm/v3/objects/{object}"), Some(json!({"properties": properties}))).await;
+        let (status, created) = call(
+            &sim,
+            post.clone(),
+            &format!("/crm/v3/objects/{object}"),
+            Some(json!({"properties": properties})),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
         assert_valid(&simple, "created object", &created);
         let id = created["id"].as_str().unwrap();
 
-        let (_, read) = call(&sim, get.clone(), &format!("/crm/v3/objects/{object}/{id}"), None).await;
+        let (_, read) = call(
+            &sim,
+            get.clone(),
+            &format!("/crm/v3/objects/{object}/{id}"),
+            None,
+        )
+        .await;
         assert_valid(&with_associations, "read object", &read);
-        let (_, updated) = call(&sim, patch.clone(), &format!("/crm/v3/objects/{object}/{id}"), Some(json!({"properties": {}}))).await;
+        let (_, updated) = call(
+            &sim,
+            patch.clone(),
+            &format!("/crm/v3/objects/{object}/{id}"),
+            Some(json!({"properties": {}})),
+        )
+        .await;
         assert_valid(&simple, "updated object", &updated);
 
-        let (_, found) = call(&sim, post.clone(), &format!("/crm/v3/objects/{object}/search"), Some(json!({"limit": 3}))).await;
+        let (_, found) = call(
+            &sim,
+            post.clone(),
+            &format!("/crm/v3/objects/{object}/search"),
+            Some(json!({"limit": 3})),
+        )
+        .await;
         assert!(found["paging"]["next"]["after"].is_string());
         assert_valid(&search, "search page", &found);
 
-        let read_body = json!({"inputs": [{"id": id}], "properties": [], "propertiesWithHistory": []});
-        let (status, body) = call(&sim, post.clone(), &format!("/crm/v3/objects/{object}/batch/read"), Some(read_body)).await;
+        let read_body =
+            json!({"inputs": [{"id": id}], "properties": [], "propertiesWithHistory": []});
+        let (status, body) = call(
+            &sim,
+            post.clone(),
+            &format!("/crm/v3/objects/{object}/batch/read"),
+            Some(read_body),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_valid(&batch, "batch read", &body);
         let read_body = json!({"inputs": [{"id": id}, {"id": "999999999"}], "properties": [], "propertiesWithHistory": []});
-        let (status, body) = call(&sim, post.clone(), &format!("/crm/v3/objects/{object}/batch/read"), Some(read_body)).await;
+        let (status, body) = call(
+            &sim,
+            post.clone(),
+            &format!("/crm/v3/objects/{object}/batch/read"),
+            Some(read_body),
+        )
+        .await;
         assert_eq!(status, StatusCode::MULTI_STATUS);
         assert_valid(&batch_with_errors, "batch read with errors", &body);
 
-        let (status, body) = call(&sim, get.clone(), &format!("/crm/v3/objects/{object}/999999999"), None).await;
+        let (status, body) = call(
+            &sim,
+            get.clone(),
+            &format!("/crm/v3/objects/{object}/999999999"),
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_valid(&error, "not-found error", &body);
-        let (status, body) = call(&sim, post.clone(), &format!("/crm/v3/objects/{object}"), Some(json!({"properties": {"nope": "x"}}))).await;
+        let (status, body) = call(
+            &sim,
+            post.clone(),
+            &format!("/crm/v3/objects/{object}"),
+            Some(json!({"properties": {"nope": "x"}})),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_valid(&error, "validation error", &body);
     }
@@ -138,12 +224,24 @@ async fn property_responses_match_the_published_schemas() {
     let collection = validator(&spec, "CollectionResponsePropertyNoPaging");
     let property = validator(&spec, "Property");
     for object in ["contacts", "companies", "deals"] {
-        let (status, body) = call(&sim, reqwest::Method::GET, &format!("/crm/v3/properties/{object}"), None).await;
+        let (status, body) = call(
+            &sim,
+            reqwest::Method::GET,
+            &format!("/crm/v3/properties/{object}"),
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_valid(&collection, "property list", &body);
     }
     let definition = json!({"name": "shoe_size", "label": "Shoe size", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
-    let (status, body) = call(&sim, reqwest::Method::POST, "/crm/v3/properties/contacts", Some(definition)).await;
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::POST,
+        "/crm/v3/properties/contacts",
+        Some(definition),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_valid(&property, "created property", &body);
 }
@@ -154,26 +252,53 @@ async fn a_response_missing_a_required_field_is_rejected() {
     let sim = sim().await;
     let spec = spec("v3-contacts.json");
     let simple = validator(&spec, "SimplePublicObject");
-    let list = validator(&spec, "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging");
-    let (_, page) = call(&sim, reqwest::Method::GET, "/crm/v3/objects/contacts?limit=2", None).await;
+    let list = validator(
+        &spec,
+        "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging",
+    );
+    let (_, page) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/v3/objects/contacts?limit=2",
+        None,
+    )
+    .await;
     assert!(list.is_valid(&page));
     let object = page["results"][0].clone();
     assert!(simple.is_valid(&object));
     for required in ["id", "properties", "createdAt", "updatedAt", "archived"] {
         let mut broken = object.clone();
         broken.as_object_mut().unwrap().remove(required);
-        assert!(!simple.is_valid(&broken), "dropping {required} must fail validation");
+        assert!(
+            !simple.is_valid(&broken),
+            "dropping {required} must fail validation"
+        );
         let mut broken_page = page.clone();
-        broken_page["results"][0].as_object_mut().unwrap().remove(required);
-        assert!(!list.is_valid(&broken_page), "dropping results[0].{required} must fail validation");
+        broken_page["results"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove(required);
+        assert!(
+            !list.is_valid(&broken_page),
+            "dropping results[0].{required} must fail validation"
+        );
     }
     let mut wrong_type = object.clone();
     wrong_type["properties"]["hs_object_id"] = json!(42);
-    assert!(!simple.is_valid(&wrong_type), "property values must be strings");
+    assert!(
+        !simple.is_valid(&wrong_type),
+        "property values must be strings"
+    );
     let mut bad_time = object;
     bad_time["createdAt"] = json!("yesterday");
     assert!(!simple.is_valid(&bad_time), "timestamps must be date-times");
     let mut no_paging_cursor = page;
-    no_paging_cursor["paging"]["next"].as_object_mut().unwrap().remove("after");
-    assert!(!list.is_valid(&no_paging_cursor), "paging.next.after is required");
+    no_paging_cursor["paging"]["next"]
+        .as_object_mut()
+        .unwrap()
+        .remove("after");
+    assert!(
+        !list.is_valid(&no_paging_cursor),
+        "paging.next.after is required"
+    );
 }

@@ -14,7 +14,9 @@ const V: &str = "/services/data/v59.0";
 
 async fn sim(records: usize) -> Sim {
     sequin_sim::start(
-        SimConfig::new(Api::Salesforce).seed_records(records).rate_limit(0.0),
+        SimConfig::new(Api::Salesforce)
+            .seed_records(records)
+            .rate_limit(0.0),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
@@ -45,7 +47,11 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.bearer_auth(&self.token).send().await.expect("request sent");
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body read");
         let body = if text.is_empty() {
@@ -57,27 +63,41 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn query(&self, soql: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{V}/query", self.base)).query(&[("q", soql)])).await
+        self.send(
+            self.http
+                .get(format!("{}{V}/query", self.base))
+                .query(&[("q", soql)]),
+        )
+        .await
     }
 
     async fn query_all(&self, soql: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{V}/queryAll", self.base)).query(&[("q", soql)])).await
+        self.send(
+            self.http
+                .get(format!("{}{V}/queryAll", self.base))
+                .query(&[("q", soql)]),
+        )
+        .await
     }
 
     /// Every record of a query, following `nextRecordsUrl`; asserts page sizes and `totalSize`.
@@ -110,7 +130,9 @@ impl Client {
 }
 
 fn single_error(body: &Value) -> &Value {
-    let errors = body.as_array().unwrap_or_else(|| panic!("errors are an array: {body}"));
+    let errors = body
+        .as_array()
+        .unwrap_or_else(|| panic!("errors are an array: {body}"));
     assert_eq!(errors.len(), 1, "{body}");
     &errors[0]
 }
@@ -157,24 +179,42 @@ async fn oauth_refresh_expiry_and_rotation() {
 
     let (status, body) = token_request(&client, "not-a-refresh-token").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, json!({"error": "invalid_grant", "error_description": "expired access/refresh token"}));
+    assert_eq!(
+        body,
+        json!({"error": "invalid_grant", "error_description": "expired access/refresh token"})
+    );
 
     let (status, body) = token_request(&client, &sf.refresh_token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["instance_url"], sim.base_url());
     for key in ["access_token", "id", "issued_at", "signature"] {
-        assert!(body[key].as_str().is_some_and(|v| !v.is_empty()), "{key} in {body}");
+        assert!(
+            body[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} in {body}"
+        );
     }
-    assert!(body.get("refresh_token").is_none(), "no rotation by default");
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no rotation by default"
+    );
     let access = client.with_token(body["access_token"].as_str().unwrap());
-    assert_eq!(access.get(&format!("{V}/sobjects/Account/describe")).await.0, StatusCode::OK);
+    assert_eq!(
+        access
+            .get(&format!("{V}/sobjects/Account/describe"))
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Expired sessions answer 401 INVALID_SESSION_ID; a refresh brings the client back.
     sf.expire_access_tokens();
     let (status, body) = access.get(&format!("{V}/sobjects/Account/describe")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body, json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]));
+    assert_eq!(
+        body,
+        json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+    );
     let (status, _) = client.with_token("").get(&format!("{V}/sobjects")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -184,14 +224,20 @@ async fn oauth_refresh_expiry_and_rotation() {
     let short = client.with_token(body["access_token"].as_str().unwrap());
     assert_eq!(short.get(&format!("{V}/sobjects")).await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(short.get(&format!("{V}/sobjects")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        short.get(&format!("{V}/sobjects")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // With rotation, each refresh returns a new refresh token and revokes the one used.
     sf.set_access_token_ttl(Duration::from_secs(60));
     sf.set_rotate_refresh_tokens(true);
     let (status, body) = token_request(&client, &sf.refresh_token()).await;
     assert_eq!(status, StatusCode::OK);
-    let rotated = body["refresh_token"].as_str().expect("rotated refresh token").to_owned();
+    let rotated = body["refresh_token"]
+        .as_str()
+        .expect("rotated refresh token")
+        .to_owned();
     assert_ne!(rotated, sf.refresh_token());
     let (status, body) = token_request(&client, &sf.refresh_token()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -200,7 +246,10 @@ async fn oauth_refresh_expiry_and_rotation() {
     assert_eq!(status, StatusCode::OK);
     assert_ne!(body["refresh_token"], rotated);
     let (status, body) = token_request(&client, &rotated).await;
-    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")));
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -209,7 +258,10 @@ async fn crud_ids_and_error_arrays() {
     let client = Client::new(&sim);
 
     let (status, body) = client
-        .post(&format!("{V}/sobjects/Contact"), json!({"FirstName": "Andrea", "LastName": "Palladio", "Email": "andrea@example.com"}))
+        .post(
+            &format!("{V}/sobjects/Contact"),
+            json!({"FirstName": "Andrea", "LastName": "Palladio", "Email": "andrea@example.com"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["success"], true);
@@ -222,15 +274,29 @@ async fn crud_ids_and_error_arrays() {
     let (status, record) = client.get(&format!("{V}/sobjects/Contact/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(record["attributes"]["type"], "Contact");
-    assert_eq!(record["attributes"]["url"], format!("{V}/sobjects/Contact/{id}"));
+    assert_eq!(
+        record["attributes"]["url"],
+        format!("{V}/sobjects/Contact/{id}")
+    );
     assert_eq!(record["Name"], "Andrea Palladio");
     assert_eq!(record["IsDeleted"], false);
     let created_stamp = record["SystemModstamp"].as_str().unwrap().to_owned();
     assert!(created_stamp.ends_with("+0000"), "{created_stamp}");
     // A 15-character id addresses the same record.
-    assert_eq!(client.get(&format!("{V}/sobjects/Contact/{}", &id[..15])).await.1["Id"], id);
+    assert_eq!(
+        client
+            .get(&format!("{V}/sobjects/Contact/{}", &id[..15]))
+            .await
+            .1["Id"],
+        id
+    );
 
-    let (status, body) = client.patch(&format!("{V}/sobjects/Contact/{id}"), json!({"Title": "Architect"})).await;
+    let (status, body) = client
+        .patch(
+            &format!("{V}/sobjects/Contact/{id}"),
+            json!({"Title": "Architect"}),
+        )
+        .await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     let (_, record) = client.get(&format!("{V}/sobjects/Contact/{id}")).await;
     assert_eq!(record["Title"], "Architect");
@@ -260,31 +326,57 @@ async fn crud_ids_and_error_arrays() {
         ),
     ];
     for (input, expected) in cases {
-        let (status, body) = client.post(&format!("{V}/sobjects/Contact"), input.clone()).await;
+        let (status, body) = client
+            .post(&format!("{V}/sobjects/Contact"), input.clone())
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{input}");
         assert_eq!(single_error(&body), &expected, "{input}");
     }
-    let (status, body) = client.patch(&format!("{V}/sobjects/Contact/{id}"), json!({"Email": "still bad"})).await;
+    let (status, body) = client
+        .patch(
+            &format!("{V}/sobjects/Contact/{id}"),
+            json!({"Email": "still bad"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(single_error(&body)["errorCode"], "INVALID_EMAIL_ADDRESS");
     let (status, body) = client.post(&format!("{V}/sobjects/Opportunity"), json!({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2025-01-01", "Amount": "lots"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(single_error(&body)["errorCode"], "JSON_PARSER_ERROR");
 
-    assert_eq!(client.delete(&format!("{V}/sobjects/Contact/{id}")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.delete(&format!("{V}/sobjects/Contact/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
     let (status, body) = client.get(&format!("{V}/sobjects/Contact/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(single_error(&body)["errorCode"], "NOT_FOUND");
     let (status, body) = client.delete(&format!("{V}/sobjects/Contact/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(single_error(&body), &json!({"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED"}));
-    let (status, body) = client.patch(&format!("{V}/sobjects/Contact/{id}"), json!({"Title": "x"})).await;
-    assert_eq!((status, &single_error(&body)["errorCode"]), (StatusCode::NOT_FOUND, &json!("ENTITY_IS_DELETED")));
-    let (status, _) = client.get(&format!("{V}/sobjects/Contact/003000000000000AAA")).await;
+    assert_eq!(
+        single_error(&body),
+        &json!({"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED"})
+    );
+    let (status, body) = client
+        .patch(&format!("{V}/sobjects/Contact/{id}"), json!({"Title": "x"}))
+        .await;
+    assert_eq!(
+        (status, &single_error(&body)["errorCode"]),
+        (StatusCode::NOT_FOUND, &json!("ENTITY_IS_DELETED"))
+    );
+    let (status, _) = client
+        .get(&format!("{V}/sobjects/Contact/003000000000000AAA"))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = client.get("/services/data/v5x/sobjects").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "malformed versions are not served");
-    let (status, _) = client.get("/services/data/v45.0/sobjects/Lead/describe").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "malformed versions are not served"
+    );
+    let (status, _) = client
+        .get("/services/data/v45.0/sobjects/Lead/describe")
+        .await;
     assert_eq!(status, StatusCode::OK, "any vXX.X is served");
 }
 
@@ -298,10 +390,23 @@ async fn describe_and_custom_fields() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["name"].as_str().unwrap().to_owned(), o["keyPrefix"].as_str().unwrap().to_owned()))
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_owned(),
+                o["keyPrefix"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    for expected in [("Account", "001"), ("Contact", "003"), ("Lead", "00Q"), ("Opportunity", "006")] {
-        assert!(prefixes.contains(&(expected.0.to_owned(), expected.1.to_owned())), "{prefixes:?}");
+    for expected in [
+        ("Account", "001"),
+        ("Contact", "003"),
+        ("Lead", "00Q"),
+        ("Opportunity", "006"),
+    ] {
+        assert!(
+            prefixes.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{prefixes:?}"
+        );
     }
 
     let (_, describe) = client.get(&format!("{V}/sobjects/Contact/describe")).await;
@@ -315,17 +420,48 @@ async fn describe_and_custom_fields() {
             .unwrap_or_else(|| panic!("field {name}"))
     };
     let email = field(&describe, "Email");
-    assert_eq!((email["type"].clone(), email["length"].clone(), email["nillable"].clone()), (json!("email"), json!(80), json!(true)));
+    assert_eq!(
+        (
+            email["type"].clone(),
+            email["length"].clone(),
+            email["nillable"].clone()
+        ),
+        (json!("email"), json!(80), json!(true))
+    );
     let last_name = field(&describe, "LastName");
-    assert_eq!((last_name["nillable"].clone(), last_name["createable"].clone()), (json!(false), json!(true)));
+    assert_eq!(
+        (
+            last_name["nillable"].clone(),
+            last_name["createable"].clone()
+        ),
+        (json!(false), json!(true))
+    );
     let id = field(&describe, "Id");
-    assert_eq!((id["type"].clone(), id["createable"].clone(), id["updateable"].clone()), (json!("id"), json!(false), json!(false)));
-    assert_eq!(field(&describe, "AccountId")["referenceTo"], json!(["Account"]));
+    assert_eq!(
+        (
+            id["type"].clone(),
+            id["createable"].clone(),
+            id["updateable"].clone()
+        ),
+        (json!("id"), json!(false), json!(false))
+    );
+    assert_eq!(
+        field(&describe, "AccountId")["referenceTo"],
+        json!(["Account"])
+    );
     assert_eq!(field(&describe, "SystemModstamp")["type"], "datetime");
-    let (_, opportunity) = client.get(&format!("{V}/sobjects/Opportunity/describe")).await;
+    let (_, opportunity) = client
+        .get(&format!("{V}/sobjects/Opportunity/describe"))
+        .await;
     let stage = field(&opportunity, "StageName");
     assert_eq!(stage["type"], "picklist");
-    assert!(stage["picklistValues"].as_array().unwrap().iter().any(|v| v["value"] == "Closed Won"));
+    assert!(
+        stage["picklistValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["value"] == "Closed Won")
+    );
     assert_eq!(field(&opportunity, "Amount")["type"], "currency");
     assert_eq!(field(&opportunity, "CloseDate")["type"], "date");
 
@@ -338,22 +474,51 @@ async fn describe_and_custom_fields() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     sim.salesforce()
-        .add_custom_field("Contact", "Nickname__c", "Nickname", FieldType::String, Some(20))
+        .add_custom_field(
+            "Contact",
+            "Nickname__c",
+            "Nickname",
+            FieldType::String,
+            Some(20),
+        )
         .unwrap();
     let (_, describe) = client.get(&format!("{V}/sobjects/Contact/describe")).await;
     let shoe = field(&describe, "Shoe_Size__c");
-    assert_eq!((shoe["custom"].clone(), shoe["type"].clone(), shoe["label"].clone()), (json!(true), json!("double"), json!("Shoe Size")));
+    assert_eq!(
+        (
+            shoe["custom"].clone(),
+            shoe["type"].clone(),
+            shoe["label"].clone()
+        ),
+        (json!(true), json!("double"), json!("Shoe Size"))
+    );
     assert_eq!(field(&describe, "Nickname__c")["length"], 20);
 
     let (status, body) = client
-        .post(&format!("{V}/sobjects/Contact"), json!({"LastName": "Custom", "Shoe_Size__c": 42.5, "Nickname__c": "Cus"}))
+        .post(
+            &format!("{V}/sobjects/Contact"),
+            json!({"LastName": "Custom", "Shoe_Size__c": 42.5, "Nickname__c": "Cus"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (_, page) = client.query("SELECT Id, shoe_size__c, Nickname__c FROM Contact WHERE Shoe_Size__c > 40").await;
+    let (_, page) = client
+        .query("SELECT Id, shoe_size__c, Nickname__c FROM Contact WHERE Shoe_Size__c > 40")
+        .await;
     assert_eq!(page["totalSize"], 1, "{page}");
-    assert_eq!(page["records"][0]["Shoe_Size__c"], 42.5, "canonical field names in results");
-    let (status, body) = client.post(&format!("{V}/sobjects/Contact"), json!({"LastName": "C", "Nickname__c": "x".repeat(21)})).await;
-    assert_eq!((status, &single_error(&body)["errorCode"]), (StatusCode::BAD_REQUEST, &json!("STRING_TOO_LONG")));
+    assert_eq!(
+        page["records"][0]["Shoe_Size__c"], 42.5,
+        "canonical field names in results"
+    );
+    let (status, body) = client
+        .post(
+            &format!("{V}/sobjects/Contact"),
+            json!({"LastName": "C", "Nickname__c": "x".repeat(21)}),
+        )
+        .await;
+    assert_eq!(
+        (status, &single_error(&body)["errorCode"]),
+        (StatusCode::BAD_REQUEST, &json!("STRING_TOO_LONG"))
+    );
 }
 
 #[tokio::test]
@@ -361,19 +526,37 @@ async fn query_pages_ten_thousand_records_without_gaps() {
     let sim = sim(10_000).await;
     let client = Client::new(&sim);
     let records = client
-        .query_every_page("SELECT Id, Name, SystemModstamp FROM Account ORDER BY SystemModstamp ASC, Id ASC", 2000)
+        .query_every_page(
+            "SELECT Id, Name, SystemModstamp FROM Account ORDER BY SystemModstamp ASC, Id ASC",
+            2000,
+        )
         .await;
     assert_eq!(records.len(), 10_000);
     let ids: HashSet<&str> = records.iter().map(|r| r["Id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 10_000, "no duplicates");
     let keys: Vec<(&str, &str)> = records
         .iter()
-        .map(|r| (r["SystemModstamp"].as_str().unwrap(), r["Id"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["SystemModstamp"].as_str().unwrap(),
+                r["Id"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "strictly ordered by (SystemModstamp, Id)");
-    assert!(keys.windows(2).any(|w| w[0].0 == w[1].0), "seeded modstamps have ties");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "strictly ordered by (SystemModstamp, Id)"
+    );
+    assert!(
+        keys.windows(2).any(|w| w[0].0 == w[1].0),
+        "seeded modstamps have ties"
+    );
     assert_eq!(records[0]["attributes"]["type"], "Account");
-    assert_eq!(records[0].as_object().unwrap().len(), 4, "attributes + the selected fields only");
+    assert_eq!(
+        records[0].as_object().unwrap().len(),
+        4,
+        "attributes + the selected fields only"
+    );
 
     // A smaller batch size through the query options header.
     let response = reqwest::Client::new()
@@ -390,8 +573,13 @@ async fn query_pages_ten_thousand_records_without_gaps() {
     assert!(page["nextRecordsUrl"].as_str().unwrap().ends_with("-500"));
 
     // LIMIT caps the result set; no cursor is needed for it.
-    let (_, page) = client.query("SELECT Id FROM Lead ORDER BY SystemModstamp ASC LIMIT 1500").await;
-    assert_eq!((page["totalSize"].clone(), page["done"].clone()), (json!(1500), json!(true)));
+    let (_, page) = client
+        .query("SELECT Id FROM Lead ORDER BY SystemModstamp ASC LIMIT 1500")
+        .await;
+    assert_eq!(
+        (page["totalSize"].clone(), page["done"].clone()),
+        (json!(1500), json!(true))
+    );
 }
 
 #[tokio::test]
@@ -400,37 +588,69 @@ async fn incremental_queries_see_exactly_the_changes() {
     let client = Client::new(&sim);
     let sf = sim.salesforce();
     let all = client
-        .query_every_page("SELECT Id, SystemModstamp FROM Contact ORDER BY SystemModstamp, Id", 2000)
+        .query_every_page(
+            "SELECT Id, SystemModstamp FROM Contact ORDER BY SystemModstamp, Id",
+            2000,
+        )
         .await;
-    let checkpoint = all.last().unwrap()["SystemModstamp"].as_str().unwrap().replace("+0000", "Z");
+    let checkpoint = all.last().unwrap()["SystemModstamp"]
+        .as_str()
+        .unwrap()
+        .replace("+0000", "Z");
 
     // Changes made behind the client's back: two updates, a create and a delete.
-    let updated = [all[10]["Id"].as_str().unwrap(), all[5]["Id"].as_str().unwrap()];
+    let updated = [
+        all[10]["Id"].as_str().unwrap(),
+        all[5]["Id"].as_str().unwrap(),
+    ];
     for id in updated {
-        sf.update("Contact", id, json!({"Title": "Changed"})).unwrap();
+        sf.update("Contact", id, json!({"Title": "Changed"}))
+            .unwrap();
     }
     let created = sf.create("Contact", json!({"LastName": "New"})).unwrap();
     let deleted = all[20]["Id"].as_str().unwrap();
     sf.delete("Contact", deleted).unwrap();
 
-    let soql = format!("SELECT Id, Title, IsDeleted FROM Contact WHERE SystemModstamp > {checkpoint} ORDER BY SystemModstamp ASC, Id ASC");
+    let soql = format!(
+        "SELECT Id, Title, IsDeleted FROM Contact WHERE SystemModstamp > {checkpoint} ORDER BY SystemModstamp ASC, Id ASC"
+    );
     let (status, page) = client.query(&soql).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let ids: Vec<&str> = page["records"].as_array().unwrap().iter().map(|r| r["Id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [updated[0], updated[1], created.as_str()], "in modification order, deleted excluded");
+    let ids: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [updated[0], updated[1], created.as_str()],
+        "in modification order, deleted excluded"
+    );
 
     let (_, page) = client.query_all(&soql).await;
     let records = page["records"].as_array().unwrap();
     assert_eq!(records.len(), 4);
     assert_eq!(records[3]["Id"], deleted);
     assert_eq!(records[3]["IsDeleted"], true);
-    let (_, page) = client.query_all("SELECT Id FROM Contact WHERE IsDeleted = true").await;
+    let (_, page) = client
+        .query_all("SELECT Id FROM Contact WHERE IsDeleted = true")
+        .await;
     assert_eq!(page["totalSize"], 1);
-    assert_eq!(client.query("SELECT Id FROM Contact WHERE IsDeleted = true").await.1["totalSize"], 0);
+    assert_eq!(
+        client
+            .query("SELECT Id FROM Contact WHERE IsDeleted = true")
+            .await
+            .1["totalSize"],
+        0
+    );
 
     // Keyset pagination through ties: (stamp, id) strictly after a record.
     let pivot = &all[99];
-    let stamp = pivot["SystemModstamp"].as_str().unwrap().replace("+0000", "Z");
+    let stamp = pivot["SystemModstamp"]
+        .as_str()
+        .unwrap()
+        .replace("+0000", "Z");
     let soql = format!(
         "SELECT Id FROM Contact WHERE SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > '{}') \
          ORDER BY SystemModstamp ASC, Id ASC LIMIT 50",
@@ -438,15 +658,30 @@ async fn incremental_queries_see_exactly_the_changes() {
     );
     let (_, page) = client.query(&soql).await;
     let expected: Vec<&Value> = all[100..150].iter().map(|r| &r["Id"]).collect();
-    let got: Vec<&Value> = page["records"].as_array().unwrap().iter().map(|r| &r["Id"]).collect();
+    let got: Vec<&Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["Id"])
+        .collect();
     assert_eq!(got, expected);
 
     // Other filters and orders.
-    let (_, page) = client.query("SELECT Id, Name FROM Account WHERE Name LIKE '%#1' ORDER BY Name DESC").await;
+    let (_, page) = client
+        .query("SELECT Id, Name FROM Account WHERE Name LIKE '%#1' ORDER BY Name DESC")
+        .await;
     assert_eq!(page["totalSize"], 1, "{page}");
     let (_, page) = client.query("SELECT Id, Amount FROM Opportunity WHERE Amount >= 13000 ORDER BY Amount DESC, Id LIMIT 3").await;
-    let amounts: Vec<f64> = page["records"].as_array().unwrap().iter().map(|r| r["Amount"].as_f64().unwrap()).collect();
-    assert!(amounts.windows(2).all(|w| w[0] >= w[1]) && amounts[0] == 13_250.0, "{amounts:?}");
+    let amounts: Vec<f64> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Amount"].as_f64().unwrap())
+        .collect();
+    assert!(
+        amounts.windows(2).all(|w| w[0] >= w[1]) && amounts[0] == 13_250.0,
+        "{amounts:?}"
+    );
 }
 
 #[tokio::test]
@@ -459,7 +694,10 @@ async fn query_errors() {
         ("SELECT Id FROM Account LIMIT many", "MALFORMED_QUERY"),
         ("SELECT Id, Foo FROM Account", "INVALID_FIELD"),
         ("SELECT Id FROM Account WHERE Bar = 1", "INVALID_FIELD"),
-        ("SELECT Id FROM Account WHERE SystemModstamp > '2024-01-01T00:00:00Z'", "INVALID_FIELD"),
+        (
+            "SELECT Id FROM Account WHERE SystemModstamp > '2024-01-01T00:00:00Z'",
+            "INVALID_FIELD",
+        ),
         ("SELECT Id FROM Widget", "INVALID_TYPE"),
     ];
     for (soql, code) in cases {
@@ -469,8 +707,14 @@ async fn query_errors() {
     }
     let (_, body) = client.query("SELECT Id, Foo FROM Account").await;
     let message = single_error(&body)["message"].as_str().unwrap();
-    assert!(message.contains("ERROR at Row:1:Column:12") && message.contains("No such column 'Foo' on entity 'Account'"), "{message}");
-    let (status, body) = client.get(&format!("{V}/query/01gDn0000000000099-2000")).await;
+    assert!(
+        message.contains("ERROR at Row:1:Column:12")
+            && message.contains("No such column 'Foo' on entity 'Account'"),
+        "{message}"
+    );
+    let (status, body) = client
+        .get(&format!("{V}/query/01gDn0000000000099-2000"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(single_error(&body)["errorCode"], "INVALID_QUERY_LOCATOR");
 }
@@ -491,17 +735,28 @@ async fn composite_collections_and_all_or_none() {
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 3);
     assert!(results.iter().all(|r| r["success"] == false));
-    assert_eq!(results[1]["errors"][0]["statusCode"], "INVALID_EMAIL_ADDRESS");
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        "INVALID_EMAIL_ADDRESS"
+    );
     assert_eq!(results[1]["errors"][0]["fields"], json!(["Email"]));
     for i in [0, 2] {
-        assert_eq!(results[i]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+        assert_eq!(
+            results[i]["errors"][0]["statusCode"],
+            "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+        );
     }
     assert_eq!(sf.count("Contact", false), before, "nothing was created");
 
     // Without allOrNone the valid records are saved.
     let body = json!({"allOrNone": false, "records": [contact("A", "a@example.com"), contact("B", "andrea__invalid"), contact("C", "c@example.com")]});
     let (_, results) = client.post(&path, body).await;
-    let successes: Vec<bool> = results.as_array().unwrap().iter().map(|r| r["success"].as_bool().unwrap()).collect();
+    let successes: Vec<bool> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["success"].as_bool().unwrap())
+        .collect();
     assert_eq!(successes, [true, false, true]);
     assert_eq!(results[1]["id"], Value::Null);
     assert_eq!(sf.count("Contact", false), before + 2);
@@ -512,24 +767,46 @@ async fn composite_collections_and_all_or_none() {
     let b = sf.create("Contact", json!({"LastName": "Doomed"})).unwrap();
     sf.delete("Contact", &b).unwrap();
     let update = |id: &str, title: &str| json!({"attributes": {"type": "Contact"}, "Id": id, "Title": title});
-    let body = json!({"allOrNone": true, "records": [update(&a, "Rolled back"), update(&b, "Gone")]});
+    let body =
+        json!({"allOrNone": true, "records": [update(&a, "Rolled back"), update(&b, "Gone")]});
     let (status, results) = client.patch(&path, body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(results[0]["id"], a);
-    assert_eq!(results[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
     assert_eq!(results[1]["errors"][0]["statusCode"], "ENTITY_IS_DELETED");
     assert_eq!(sf.get("Contact", &a).unwrap()["Title"], Value::Null);
-    let body = json!({"allOrNone": true, "records": [update(&a, "Applied"), update(&c, "Applied too")]});
+    let body =
+        json!({"allOrNone": true, "records": [update(&a, "Applied"), update(&c, "Applied too")]});
     let (_, results) = client.patch(&path, body).await;
-    assert!(results.as_array().unwrap().iter().all(|r| r["success"] == true), "{results}");
+    assert!(
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["success"] == true),
+        "{results}"
+    );
     assert_eq!(sf.get("Contact", &c).unwrap()["Title"], "Applied too");
 
     // Deletes by ids, all or none.
-    let (_, results) = client.delete(&format!("{path}?ids={a},{b}&allOrNone=true")).await;
-    assert_eq!(results[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    let (_, results) = client
+        .delete(&format!("{path}?ids={a},{b}&allOrNone=true"))
+        .await;
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
     assert!(sf.get("Contact", &a).is_some());
-    let (_, results) = client.delete(&format!("{path}?ids={a},{c}&allOrNone=true")).await;
-    assert_eq!(results, json!([{"id": a, "success": true, "errors": []}, {"id": c, "success": true, "errors": []}]));
+    let (_, results) = client
+        .delete(&format!("{path}?ids={a},{c}&allOrNone=true"))
+        .await;
+    assert_eq!(
+        results,
+        json!([{"id": a, "success": true, "errors": []}, {"id": c, "success": true, "errors": []}])
+    );
     assert!(sf.get("Contact", &a).is_none());
 
     // At most 200 records per call.
@@ -544,9 +821,12 @@ async fn composite_collections_and_all_or_none() {
 
 #[tokio::test]
 async fn rate_limit_is_403_request_limit_exceeded() {
-    let sim = sequin_sim::start(SimConfig::new(Api::Salesforce).rate_limit(3.0), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Salesforce).rate_limit(3.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let mut limited = None;
     for _ in 0..10 {
@@ -565,7 +845,10 @@ async fn rate_limit_is_403_request_limit_exceeded() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]));
+    assert_eq!(
+        body,
+        json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+    );
     assert_eq!(sim.stats().rate_limited, 1);
 }
 
@@ -582,7 +865,10 @@ async fn control_routes_change_data_behind_the_clients_back() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, lead) = client.get(&format!("{V}/sobjects/Lead/{id}")).await;
     assert_eq!(lead["Status"], "Open - Not Contacted", "defaulted picklist");
     let response = http
@@ -594,8 +880,14 @@ async fn control_routes_change_data_behind_the_clients_back() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let (_, updated) = client.get(&format!("{V}/sobjects/Lead/{id}")).await;
     assert!(updated["SystemModstamp"].as_str() > lead["SystemModstamp"].as_str());
-    let response = http.delete(format!("{base}/_sim/salesforce/sobjects/Lead/{id}")).send().await.unwrap();
+    let response = http
+        .delete(format!("{base}/_sim/salesforce/sobjects/Lead/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let (_, page) = client.query_all(&format!("SELECT Id, IsDeleted FROM Lead WHERE Id = '{id}'")).await;
+    let (_, page) = client
+        .query_all(&format!("SELECT Id, IsDeleted FROM Lead WHERE Id = '{id}'"))
+        .await;
     assert_eq!(page["records"][0]["IsDeleted"], true);
 }

@@ -81,7 +81,10 @@ pub fn parse(text: &str) -> Result<Expr, String> {
     let expr = parser.comparison()?;
     parser.skip_whitespace();
     if parser.position < parser.chars.len() {
-        return Err(format!("unexpected character at position {}", parser.position + 1));
+        return Err(format!(
+            "unexpected character at position {}",
+            parser.position + 1
+        ));
     }
     Ok(expr)
 }
@@ -106,7 +109,11 @@ struct Parser {
 
 impl Parser {
     fn skip_whitespace(&mut self) {
-        while self.chars.get(self.position).is_some_and(|c| c.is_whitespace()) {
+        while self
+            .chars
+            .get(self.position)
+            .is_some_and(|c| c.is_whitespace())
+        {
             self.position += 1;
         }
     }
@@ -118,7 +125,10 @@ impl Parser {
 
     fn eat(&mut self, text: &str) -> bool {
         self.skip_whitespace();
-        let matches = text.chars().enumerate().all(|(i, c)| self.chars.get(self.position + i) == Some(&c));
+        let matches = text
+            .chars()
+            .enumerate()
+            .all(|(i, c)| self.chars.get(self.position + i) == Some(&c));
         if matches {
             self.position += text.chars().count();
         }
@@ -229,7 +239,11 @@ impl Parser {
             Some(c) if c.is_ascii_digit() || c == '.' || c == '-' => {
                 let start = self.position;
                 self.position += 1;
-                while self.chars.get(self.position).is_some_and(|c| c.is_ascii_digit() || *c == '.') {
+                while self
+                    .chars
+                    .get(self.position)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == '.')
+                {
                     self.position += 1;
                 }
                 let text: String = self.chars[start..self.position].iter().collect();
@@ -281,7 +295,12 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(dt.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Some(naive.and_utc().timestamp_millis());
         }
@@ -379,9 +398,15 @@ pub fn eval(expr: &Expr, record: &dyn RecordView) -> FormulaValue {
                     compare(&l, &r) != Some(Ordering::Equal)
                 }),
                 BinaryOp::Lt => V::Bool(compare(&l, &r) == Some(Ordering::Less)),
-                BinaryOp::Le => V::Bool(matches!(compare(&l, &r), Some(Ordering::Less | Ordering::Equal))),
+                BinaryOp::Le => V::Bool(matches!(
+                    compare(&l, &r),
+                    Some(Ordering::Less | Ordering::Equal)
+                )),
                 BinaryOp::Gt => V::Bool(compare(&l, &r) == Some(Ordering::Greater)),
-                BinaryOp::Ge => V::Bool(matches!(compare(&l, &r), Some(Ordering::Greater | Ordering::Equal))),
+                BinaryOp::Ge => V::Bool(matches!(
+                    compare(&l, &r),
+                    Some(Ordering::Greater | Ordering::Equal)
+                )),
                 BinaryOp::Concat => V::Text(l.as_text() + &r.as_text()),
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
                     match (l.as_number(), r.as_number()) {
@@ -432,7 +457,11 @@ pub fn eval(expr: &Expr, record: &dyn RecordView) -> FormulaValue {
                 "LEN" => V::Number(arg(0).as_text().chars().count() as f64),
                 "FIND" => {
                     let (needle, haystack) = (arg(0).as_text(), arg(1).as_text());
-                    V::Number(haystack.find(&needle).map_or(0.0, |i| (haystack[..i].chars().count() + 1) as f64))
+                    V::Number(
+                        haystack
+                            .find(&needle)
+                            .map_or(0.0, |i| (haystack[..i].chars().count() + 1) as f64),
+                    )
                 }
                 _ => V::Blank,
             }
@@ -472,10 +501,14 @@ mod tests {
 
     #[test]
     fn sync_filters() {
-        assert!(truthy("IS_AFTER(LAST_MODIFIED_TIME(), '2024-01-01T12:00:00.000Z')"));
+        assert!(truthy(
+            "IS_AFTER(LAST_MODIFIED_TIME(), '2024-01-01T12:00:00.000Z')"
+        ));
         assert!(!truthy("IS_AFTER(LAST_MODIFIED_TIME(), '2024-01-03')"));
         assert!(truthy("LAST_MODIFIED_TIME() > '2024-01-01T00:00:00Z'"));
-        assert!(truthy("LAST_MODIFIED_TIME() >= DATETIME_PARSE('2024-01-02')"));
+        assert!(truthy(
+            "LAST_MODIFIED_TIME() >= DATETIME_PARSE('2024-01-02')"
+        ));
         assert!(!truthy("LAST_MODIFIED_TIME() < '2024-01-02T00:00:00.000Z'"));
     }
 

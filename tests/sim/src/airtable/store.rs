@@ -82,22 +82,36 @@ const FIELD_TYPES: [(FieldType, &str); 15] = [
 
 impl FieldType {
     pub fn name(self) -> &'static str {
-        FIELD_TYPES.iter().find(|(t, _)| *t == self).map(|(_, n)| *n).unwrap_or("singleLineText")
+        FIELD_TYPES
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("singleLineText")
     }
 
     pub fn from_name(name: &str) -> Option<FieldType> {
-        FIELD_TYPES.iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
+        FIELD_TYPES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| *t)
     }
 
     fn is_text(self) -> bool {
         matches!(
             self,
-            FieldType::SingleLineText | FieldType::Email | FieldType::Url | FieldType::MultilineText | FieldType::PhoneNumber
+            FieldType::SingleLineText
+                | FieldType::Email
+                | FieldType::Url
+                | FieldType::MultilineText
+                | FieldType::PhoneNumber
         )
     }
 
     fn is_number(self) -> bool {
-        matches!(self, FieldType::Number | FieldType::Currency | FieldType::Percent)
+        matches!(
+            self,
+            FieldType::Number | FieldType::Currency | FieldType::Percent
+        )
     }
 
     fn is_computed(self) -> bool {
@@ -130,11 +144,13 @@ impl Field {
             FieldType::Currency => Some(json!({"precision": 2, "symbol": "$"})),
             FieldType::Checkbox => Some(json!({"icon": "check", "color": "greenBright"})),
             FieldType::Date => Some(json!({"dateFormat": {"name": "iso", "format": "YYYY-MM-DD"}})),
-            FieldType::DateTime | FieldType::CreatedTime | FieldType::LastModifiedTime => Some(json!({
-                "timeZone": "utc",
-                "dateFormat": {"name": "iso", "format": "YYYY-MM-DD"},
-                "timeFormat": {"name": "24hour", "format": "HH:mm"},
-            })),
+            FieldType::DateTime | FieldType::CreatedTime | FieldType::LastModifiedTime => {
+                Some(json!({
+                    "timeZone": "utc",
+                    "dateFormat": {"name": "iso", "format": "YYYY-MM-DD"},
+                    "timeFormat": {"name": "24hour", "format": "HH:mm"},
+                }))
+            }
             _ => None,
         };
         if let Some(options) = options {
@@ -222,12 +238,18 @@ impl RecordView for View<'_> {
                 None | Some(Value::Null) => FormulaValue::Blank,
                 Some(Value::Number(n)) => FormulaValue::Number(n.as_f64().unwrap_or(0.0)),
                 Some(Value::Bool(b)) => FormulaValue::Bool(*b),
-                Some(Value::String(s)) if matches!(field.field_type, FieldType::Date | FieldType::DateTime) => {
+                Some(Value::String(s))
+                    if matches!(field.field_type, FieldType::Date | FieldType::DateTime) =>
+                {
                     formula::parse_datetime(s).map_or(FormulaValue::Blank, FormulaValue::DateTime)
                 }
                 Some(Value::String(s)) => FormulaValue::Text(s.clone()),
                 Some(Value::Array(items)) => FormulaValue::Text(
-                    items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 ),
                 Some(other) => FormulaValue::Text(other.to_string()),
             },
@@ -276,7 +298,11 @@ impl Table {
     fn render(&self, record: &Record, options: &RenderOptions) -> Value {
         let mut fields = Map::new();
         for field in &self.fields {
-            if options.field_ids.as_ref().is_some_and(|ids| !ids.contains(&field.id)) {
+            if options
+                .field_ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&field.id))
+            {
                 continue;
             }
             let value = match field.field_type {
@@ -285,7 +311,11 @@ impl Table {
                 _ => record.cells.get(&field.id).cloned(),
             };
             if let Some(value) = value {
-                let key = if options.by_field_id { &field.id } else { &field.name };
+                let key = if options.by_field_id {
+                    &field.id
+                } else {
+                    &field.name
+                };
                 fields.insert(key.clone(), value);
             }
         }
@@ -297,9 +327,12 @@ impl Table {
         names
             .iter()
             .map(|name| {
-                self.field(name)
-                    .map(|f| f.id.clone())
-                    .ok_or_else(|| AtError::unprocessable("UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{name}\"")))
+                self.field(name).map(|f| f.id.clone()).ok_or_else(|| {
+                    AtError::unprocessable(
+                        "UNKNOWN_FIELD_NAME",
+                        format!("Unknown field name: \"{name}\""),
+                    )
+                })
             })
             .collect()
     }
@@ -313,7 +346,11 @@ impl Table {
 }
 
 fn record_not_found(id: &str) -> AtError {
-    AtError::new(404, "MODEL_ID_NOT_FOUND", format!("Could not find a record with ID \"{id}\"."))
+    AtError::new(
+        404,
+        "MODEL_ID_NOT_FOUND",
+        format!("Could not find a record with ID \"{id}\"."),
+    )
 }
 
 /// Removes empty values, which Airtable never stores or returns.
@@ -343,10 +380,9 @@ impl Workspace {
     }
 
     pub fn base(&self, base_id: &str) -> Result<&Base, AtError> {
-        self.bases
-            .iter()
-            .find(|b| b.id == base_id)
-            .ok_or_else(|| AtError::new(404, "NOT_FOUND", "Could not find what you are looking for"))
+        self.bases.iter().find(|b| b.id == base_id).ok_or_else(|| {
+            AtError::new(404, "NOT_FOUND", "Could not find what you are looking for")
+        })
     }
 
     fn table_index(&self, base_id: &str, table: &str) -> Result<(usize, usize), AtError> {
@@ -354,14 +390,20 @@ impl Workspace {
             .bases
             .iter()
             .position(|b| b.id == base_id)
-            .ok_or_else(|| AtError::new(404, "NOT_FOUND", "Could not find what you are looking for"))?;
+            .ok_or_else(|| {
+                AtError::new(404, "NOT_FOUND", "Could not find what you are looking for")
+            })?;
         let tables = &self.bases[base_index].tables;
         let table_index = tables
             .iter()
             .position(|t| t.id == table)
             .or_else(|| tables.iter().position(|t| t.name == table))
             .ok_or_else(|| {
-                AtError::new(404, "NOT_FOUND", format!("Could not find table {table} in application {base_id}"))
+                AtError::new(
+                    404,
+                    "NOT_FOUND",
+                    format!("Could not find table {table} in application {base_id}"),
+                )
             })?;
         Ok((base_index, table_index))
     }
@@ -377,12 +419,20 @@ impl Workspace {
     }
 
     /// Creates a table with the given fields (`(name, type, choices)`); the first is primary.
-    pub fn add_table(&mut self, base_id: &str, name: &str, fields: &[(&str, FieldType, &[&str])]) -> Result<(), AtError> {
+    pub fn add_table(
+        &mut self,
+        base_id: &str,
+        name: &str,
+        fields: &[(&str, FieldType, &[&str])],
+    ) -> Result<(), AtError> {
         let table_id = self.new_id("tbl");
         let mut defs = Vec::new();
         for (field_name, field_type, choices) in fields {
             let id = self.new_id("fld");
-            let choices = choices.iter().map(|c| (self.new_id("sel"), (*c).to_owned())).collect();
+            let choices = choices
+                .iter()
+                .map(|c| (self.new_id("sel"), (*c).to_owned()))
+                .collect();
             defs.push(Field {
                 id,
                 name: (*field_name).to_owned(),
@@ -395,7 +445,9 @@ impl Workspace {
             .bases
             .iter_mut()
             .find(|b| b.id == base_id)
-            .ok_or_else(|| AtError::new(404, "NOT_FOUND", "Could not find what you are looking for"))?;
+            .ok_or_else(|| {
+                AtError::new(404, "NOT_FOUND", "Could not find what you are looking for")
+            })?;
         base.tables.push(Table {
             id: table_id,
             name: name.to_owned(),
@@ -408,16 +460,26 @@ impl Workspace {
     }
 
     /// `POST /v0/meta/bases/{base}/tables/{table}/fields`: adds a field; returns its schema.
-    pub fn add_field(&mut self, base_id: &str, table: &str, body: &Value) -> Result<Value, AtError> {
+    pub fn add_field(
+        &mut self,
+        base_id: &str,
+        table: &str,
+        body: &Value,
+    ) -> Result<Value, AtError> {
         let name = body
             .get("name")
             .and_then(Value::as_str)
             .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| AtError::unprocessable("INVALID_REQUEST_UNKNOWN", "Field name is required"))?
+            .ok_or_else(|| {
+                AtError::unprocessable("INVALID_REQUEST_UNKNOWN", "Field name is required")
+            })?
             .to_owned();
         let type_name = body.get("type").and_then(Value::as_str).unwrap_or_default();
         let field_type = FieldType::from_name(type_name).ok_or_else(|| {
-            AtError::unprocessable("INVALID_FIELD_TYPE", format!("Unsupported field type \"{type_name}\""))
+            AtError::unprocessable(
+                "INVALID_FIELD_TYPE",
+                format!("Unsupported field type \"{type_name}\""),
+            )
         })?;
         let choice_names: Vec<String> = body
             .pointer("/options/choices")
@@ -429,20 +491,31 @@ impl Workspace {
                     .collect()
             })
             .unwrap_or_default();
-        if self.table(base_id, table)?.fields.iter().any(|f| f.name.eq_ignore_ascii_case(&name)) {
+        if self
+            .table(base_id, table)?
+            .fields
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(&name))
+        {
             return Err(AtError::unprocessable(
                 "DUPLICATE_OR_EMPTY_FIELD_NAME",
                 format!("Field name \"{name}\" is already used in this table"),
             ));
         }
         let id = self.new_id("fld");
-        let choices = choice_names.into_iter().map(|c| (self.new_id("sel"), c)).collect();
+        let choices = choice_names
+            .into_iter()
+            .map(|c| (self.new_id("sel"), c))
+            .collect();
         let field = Field {
             id,
             name,
             field_type,
             choices,
-            description: body.get("description").and_then(Value::as_str).map(str::to_owned),
+            description: body
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         };
         let rendered = field.to_json();
         self.table_mut(base_id, table)?.fields.push(field);
@@ -464,7 +537,10 @@ impl Workspace {
             let table_ref = self.table(base_id, table)?;
             for (key, value) in input {
                 let field = table_ref.field(key).ok_or_else(|| {
-                    AtError::unprocessable("UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{key}\""))
+                    AtError::unprocessable(
+                        "UNKNOWN_FIELD_NAME",
+                        format!("Unknown field name: \"{key}\""),
+                    )
                 })?;
                 let cannot = || {
                     AtError::unprocessable(
@@ -475,7 +551,10 @@ impl Workspace {
                 if field.field_type.is_computed() {
                     return Err(AtError::unprocessable(
                         "INVALID_VALUE_FOR_COLUMN",
-                        format!("Field \"{}\" cannot accept a value because the field is computed", field.name),
+                        format!(
+                            "Field \"{}\" cannot accept a value because the field is computed",
+                            field.name
+                        ),
                     ));
                 }
                 if value.is_null() {
@@ -521,7 +600,9 @@ impl Workspace {
                                 .iter()
                                 .map(|i| i.as_str().map(str::to_owned).ok_or_else(cannot))
                                 .collect::<Result<_, _>>()?,
-                            Value::String(s) if typecast => s.split(',').map(|c| c.trim().to_owned()).collect(),
+                            Value::String(s) if typecast => {
+                                s.split(',').map(|c| c.trim().to_owned()).collect()
+                            }
                             _ => return Err(cannot()),
                         };
                         for choice in &choices {
@@ -536,7 +617,9 @@ impl Workspace {
                     }
                     FieldType::DateTime => {
                         let text = value.as_str().ok_or_else(cannot)?;
-                        Value::String(format_time(formula::parse_datetime(text).ok_or_else(cannot)?))
+                        Value::String(format_time(
+                            formula::parse_datetime(text).ok_or_else(cannot)?,
+                        ))
                     }
                     _ => return Err(cannot()),
                 };
@@ -547,10 +630,10 @@ impl Workspace {
             let ids: Vec<String> = new_choices.iter().map(|_| self.new_id("sel")).collect();
             let table = self.table_mut(base_id, table)?;
             for ((field_id, name), id) in new_choices.into_iter().zip(ids) {
-                if let Some(field) = table.fields.iter_mut().find(|f| f.id == field_id) {
-                    if !field.choices.iter().any(|(_, n)| *n == name) {
-                        field.choices.push((id, name));
-                    }
+                if let Some(field) = table.fields.iter_mut().find(|f| f.id == field_id)
+                    && !field.choices.iter().any(|(_, n)| *n == name)
+                {
+                    field.choices.push((id, name));
                 }
             }
         }
@@ -577,7 +660,13 @@ impl Workspace {
         }
     }
 
-    fn insert(&mut self, base_id: &str, table: &str, cells: HashMap<String, Value>, created: i64) -> Result<String, AtError> {
+    fn insert(
+        &mut self,
+        base_id: &str,
+        table: &str,
+        cells: HashMap<String, Value>,
+        created: i64,
+    ) -> Result<String, AtError> {
         let id = self.new_id("rec");
         let table = self.table_mut(base_id, table)?;
         let sequence = table.next_sequence;
@@ -589,7 +678,10 @@ impl Workspace {
                 id: id.clone(),
                 created,
                 modified: created,
-                cells: cells.into_iter().filter(|(_, v)| !is_empty_cell(v)).collect(),
+                cells: cells
+                    .into_iter()
+                    .filter(|(_, v)| !is_empty_cell(v))
+                    .collect(),
             },
         );
         Ok(id)
@@ -627,7 +719,10 @@ impl Workspace {
             .map(|cells| self.insert(base_id, table, cells, created))
             .collect::<Result<Vec<_>, _>>()?;
         let table = self.table(base_id, table)?;
-        Ok(ids.iter().map(|id| table.render(table.record(id).expect("just inserted"), options)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| table.render(table.record(id).expect("just inserted"), options))
+            .collect())
     }
 
     /// Updates records (`destructive` = PUT: unspecified fields are cleared); all ids and
@@ -644,7 +739,10 @@ impl Workspace {
         let mut planned = Vec::with_capacity(updates.len());
         for (id, input) in updates {
             self.table(base_id, table)?.record(id)?;
-            planned.push((id.clone(), self.validate_cells(base_id, table, input, typecast)?));
+            planned.push((
+                id.clone(),
+                self.validate_cells(base_id, table, input, typecast)?,
+            ));
         }
         let now = self.clock.now_ms();
         let table = self.table_mut(base_id, table)?;
@@ -675,7 +773,12 @@ impl Workspace {
     }
 
     /// Deletes records (all ids checked first). Airtable keeps no tombstones.
-    pub fn delete(&mut self, base_id: &str, table: &str, ids: &[String]) -> Result<Vec<Value>, AtError> {
+    pub fn delete(
+        &mut self,
+        base_id: &str,
+        table: &str,
+        ids: &[String],
+    ) -> Result<Vec<Value>, AtError> {
         let table = self.table_mut(base_id, table)?;
         for id in ids {
             table.record(id)?;
@@ -685,21 +788,40 @@ impl Workspace {
                 table.records.remove(&sequence);
             }
         }
-        Ok(ids.iter().map(|id| json!({"id": id, "deleted": true})).collect())
+        Ok(ids
+            .iter()
+            .map(|id| json!({"id": id, "deleted": true}))
+            .collect())
     }
 
-    pub fn get(&self, base_id: &str, table: &str, id: &str, options: &RenderOptions) -> Result<Value, AtError> {
+    pub fn get(
+        &self,
+        base_id: &str,
+        table: &str,
+        id: &str,
+        options: &RenderOptions,
+    ) -> Result<Value, AtError> {
         let table = self.table(base_id, table)?;
         Ok(table.render(table.record(id)?, options))
     }
 
     pub fn count(&self, base_id: &str, table: &str) -> usize {
-        self.table(base_id, table).map(|t| t.records.len()).unwrap_or(0)
+        self.table(base_id, table)
+            .map(|t| t.records.len())
+            .unwrap_or(0)
     }
 
     /// Lists records; returns the page and the offset of the next one.
-    pub fn list(&mut self, base_id: &str, table_name: &str, request: &ListRequest) -> Result<(Vec<Value>, Option<String>), AtError> {
-        let page_size = request.page_size.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+    pub fn list(
+        &mut self,
+        base_id: &str,
+        table_name: &str,
+        request: &ListRequest,
+    ) -> Result<(Vec<Value>, Option<String>), AtError> {
+        let page_size = request
+            .page_size
+            .unwrap_or(MAX_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE);
         let table = self.table(base_id, table_name)?;
         let options = RenderOptions {
             field_ids: if request.fields.is_empty() {
@@ -713,9 +835,13 @@ impl Workspace {
         let (existing, fresh, start) = match &request.offset {
             Some(offset) => {
                 let not_available = || {
-                    AtError::unprocessable("LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "The offset is invalid or has expired")
+                    AtError::unprocessable(
+                        "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
+                        "The offset is invalid or has expired",
+                    )
                 };
-                let (iterator_id, next_record) = offset.split_once('/').ok_or_else(not_available)?;
+                let (iterator_id, next_record) =
+                    offset.split_once('/').ok_or_else(not_available)?;
                 let iterator = self.iterators.get(iterator_id).ok_or_else(not_available)?;
                 if iterator.base != base_id || iterator.table != table.id {
                     return Err(not_available());
@@ -771,7 +897,11 @@ impl Workspace {
 
     /// Ids of the records a list request selects, in its order (snapshotted by iterators).
     fn matching_ids(&self, table: &Table, request: &ListRequest) -> Result<Vec<String>, AtError> {
-        let formula = match request.filter_by_formula.as_deref().filter(|f| !f.trim().is_empty()) {
+        let formula = match request
+            .filter_by_formula
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+        {
             None => None,
             Some(text) => {
                 let invalid = |detail: String| {
@@ -783,11 +913,16 @@ impl Workspace {
                 let expr = formula::parse(text).map_err(invalid)?;
                 let mut names = Vec::new();
                 formula::referenced_fields(&expr, &mut names);
-                let unknown: Vec<&String> = names.iter().filter(|n| table.field(n).is_none()).collect();
+                let unknown: Vec<&String> =
+                    names.iter().filter(|n| table.field(n).is_none()).collect();
                 if !unknown.is_empty() {
                     return Err(invalid(format!(
                         "Unknown field names: {}",
-                        unknown.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                        unknown
+                            .iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
                 Some(expr)
@@ -797,10 +932,12 @@ impl Workspace {
             .sort
             .iter()
             .map(|(name, descending)| {
-                table
-                    .field(name)
-                    .map(|f| (f, *descending))
-                    .ok_or_else(|| AtError::unprocessable("UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{name}\"")))
+                table.field(name).map(|f| (f, *descending)).ok_or_else(|| {
+                    AtError::unprocessable(
+                        "UNKNOWN_FIELD_NAME",
+                        format!("Unknown field name: \"{name}\""),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?;
         let mut records: Vec<&Record> = table
@@ -821,8 +958,14 @@ impl Workspace {
                             View { table, record: a }.field(&field.id),
                             View { table, record: b }.field(&field.id),
                         );
-                        let ordering = sort_key(va).partial_cmp(&sort_key(vb)).unwrap_or(std::cmp::Ordering::Equal);
-                        if *descending { ordering.reverse() } else { ordering }
+                        let ordering = sort_key(va)
+                            .partial_cmp(&sort_key(vb))
+                            .unwrap_or(std::cmp::Ordering::Equal);
+                        if *descending {
+                            ordering.reverse()
+                        } else {
+                            ordering
+                        }
                     })
                     .find(|o| o.is_ne())
                     .unwrap_or(std::cmp::Ordering::Equal)

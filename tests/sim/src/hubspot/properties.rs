@@ -50,7 +50,13 @@ impl InvalidValue {
 }
 
 impl Property {
-    fn standard(name: &str, label: &str, property_type: &str, field_type: &str, group: &str) -> Property {
+    fn standard(
+        name: &str,
+        label: &str,
+        property_type: &str,
+        field_type: &str,
+        group: &str,
+    ) -> Property {
         Property {
             name: name.to_owned(),
             label: label.to_owned(),
@@ -136,7 +142,10 @@ impl Property {
         if self.read_only_value {
             return Err(invalid(
                 "READ_ONLY_VALUE",
-                format!("{} is a read only property; its value cannot be set.", self.name),
+                format!(
+                    "{} is a read only property; its value cannot be set.",
+                    self.name
+                ),
             ));
         }
         if raw.is_empty() {
@@ -149,10 +158,15 @@ impl Property {
                 .ok()
                 .filter(|n| n.is_finite())
                 .map(|_| raw.trim().to_owned())
-                .ok_or_else(|| invalid("INVALID_DECIMAL", format!("{raw} was not a valid number."))),
+                .ok_or_else(|| {
+                    invalid("INVALID_DECIMAL", format!("{raw} was not a valid number."))
+                }),
             "bool" => match raw.to_ascii_lowercase().as_str() {
                 "true" | "false" => Ok(raw.to_ascii_lowercase()),
-                _ => Err(invalid("INVALID_BOOLEAN", format!("{raw} was not a valid boolean."))),
+                _ => Err(invalid(
+                    "INVALID_BOOLEAN",
+                    format!("{raw} was not a valid boolean."),
+                )),
             },
             "enumeration" => {
                 let allowed: Vec<&str> = self.options.iter().map(|o| o.value.as_str()).collect();
@@ -163,29 +177,41 @@ impl Property {
                 } else {
                     Err(invalid(
                         "INVALID_OPTION",
-                        format!("{raw} was not one of the allowed options: [{}]", allowed.join(", ")),
+                        format!(
+                            "{raw} was not one of the allowed options: [{}]",
+                            allowed.join(", ")
+                        ),
                     ))
                 }
             }
             "date" => {
-                let millis = parse_time(raw)
-                    .ok_or_else(|| invalid("INVALID_DATE", format!("{raw} is not a valid date.")))?;
+                let millis = parse_time(raw).ok_or_else(|| {
+                    invalid("INVALID_DATE", format!("{raw} is not a valid date."))
+                })?;
                 if millis.rem_euclid(86_400_000) != 0 {
                     return Err(invalid(
                         "INVALID_DATE",
-                        format!("{raw} is at {millis} which is not midnight UTC: date properties must be at midnight."),
+                        format!(
+                            "{raw} is at {millis} which is not midnight UTC: date properties must be at midnight."
+                        ),
                     ));
                 }
                 Ok(format_time(millis)[..10].to_owned())
             }
-            "datetime" => parse_time(raw)
-                .map(format_time)
-                .ok_or_else(|| invalid("INVALID_DATETIME", format!("{raw} is not a valid datetime."))),
+            "datetime" => parse_time(raw).map(format_time).ok_or_else(|| {
+                invalid(
+                    "INVALID_DATETIME",
+                    format!("{raw} is not a valid datetime."),
+                )
+            }),
             _ if self.name == "email" || self.field_type == "email" => {
                 if crate::salesforce::is_valid_email(raw) {
                     Ok(raw.to_owned())
                 } else {
-                    Err(invalid("INVALID_EMAIL", format!("Email address {raw} is invalid")))
+                    Err(invalid(
+                        "INVALID_EMAIL",
+                        format!("Email address {raw} is invalid"),
+                    ))
                 }
             }
             _ => Ok(raw.to_owned()),
@@ -237,14 +263,34 @@ pub fn contact_properties() -> Vec<Property> {
         Property::standard("website", "Website URL", "string", "text", group),
         Property::standard("city", "City", "string", "text", group),
         Property::standard("country", "Country/Region", "string", "text", group),
-        Property::standard("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", group).options(LIFECYCLE_STAGES),
-        Property::standard("hs_lead_status", "Lead Status", "enumeration", "radio", "sales_properties").options(&[
+        Property::standard(
+            "lifecyclestage",
+            "Lifecycle Stage",
+            "enumeration",
+            "radio",
+            group,
+        )
+        .options(LIFECYCLE_STAGES),
+        Property::standard(
+            "hs_lead_status",
+            "Lead Status",
+            "enumeration",
+            "radio",
+            "sales_properties",
+        )
+        .options(&[
             ("NEW", "New"),
             ("OPEN", "Open"),
             ("IN_PROGRESS", "In Progress"),
             ("UNQUALIFIED", "Unqualified"),
         ]),
-        Property::standard("associatedcompanyid", "Primary Associated Company ID", "number", "number", group),
+        Property::standard(
+            "associatedcompanyid",
+            "Primary Associated Company ID",
+            "number",
+            "number",
+            group,
+        ),
     ];
     properties.extend(system_properties("lastmodifieddate", group));
     properties
@@ -260,10 +306,23 @@ pub fn company_properties() -> Vec<Property> {
         Property::standard("phone", "Phone Number", "string", "phonenumber", group),
         Property::standard("city", "City", "string", "text", group),
         Property::standard("country", "Country/Region", "string", "text", group),
-        Property::standard("numberofemployees", "Number of Employees", "number", "number", group),
+        Property::standard(
+            "numberofemployees",
+            "Number of Employees",
+            "number",
+            "number",
+            group,
+        ),
         Property::standard("annualrevenue", "Annual Revenue", "number", "number", group),
         Property::standard("description", "Description", "string", "textarea", group),
-        Property::standard("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", group).options(LIFECYCLE_STAGES),
+        Property::standard(
+            "lifecyclestage",
+            "Lifecycle Stage",
+            "enumeration",
+            "radio",
+            group,
+        )
+        .options(LIFECYCLE_STAGES),
     ];
     properties.extend(system_properties("hs_lastmodifieddate", group));
     properties
@@ -275,13 +334,29 @@ pub fn deal_properties() -> Vec<Property> {
     let mut properties = vec![
         Property::standard("dealname", "Deal Name", "string", "text", group),
         Property::standard("amount", "Amount", "number", "number", group),
-        Property::standard("dealstage", "Deal Stage", "enumeration", "radio", group).options(DEAL_STAGES),
-        Property::standard("pipeline", "Pipeline", "enumeration", "select", group).options(&[("default", "Sales Pipeline")]),
+        Property::standard("dealstage", "Deal Stage", "enumeration", "radio", group)
+            .options(DEAL_STAGES),
+        Property::standard("pipeline", "Pipeline", "enumeration", "select", group)
+            .options(&[("default", "Sales Pipeline")]),
         Property::standard("closedate", "Close Date", "datetime", "date", group),
-        Property::standard("dealtype", "Deal Type", "enumeration", "radio", group)
-            .options(&[("newbusiness", "New Business"), ("existingbusiness", "Existing Business")]),
-        Property::standard("description", "Deal Description", "string", "textarea", group),
-        Property::standard("hubspot_owner_id", "Deal owner", "enumeration", "select", group),
+        Property::standard("dealtype", "Deal Type", "enumeration", "radio", group).options(&[
+            ("newbusiness", "New Business"),
+            ("existingbusiness", "Existing Business"),
+        ]),
+        Property::standard(
+            "description",
+            "Deal Description",
+            "string",
+            "textarea",
+            group,
+        ),
+        Property::standard(
+            "hubspot_owner_id",
+            "Deal owner",
+            "enumeration",
+            "select",
+            group,
+        ),
     ];
     // Owners are not simulated: any owner id is accepted.
     if let Some(owner) = properties.iter_mut().find(|p| p.name == "hubspot_owner_id") {
@@ -292,7 +367,15 @@ pub fn deal_properties() -> Vec<Property> {
 }
 
 /// Types and field types accepted when creating a property (PropertyCreate's enums).
-pub const PROPERTY_TYPES: &[&str] = &["bool", "date", "datetime", "enumeration", "number", "phone_number", "string"];
+pub const PROPERTY_TYPES: &[&str] = &[
+    "bool",
+    "date",
+    "datetime",
+    "enumeration",
+    "number",
+    "phone_number",
+    "string",
+];
 pub const FIELD_TYPES: &[&str] = &[
     "booleancheckbox",
     "calculation_equation",
@@ -313,18 +396,25 @@ pub fn custom_property(body: &Value, now: i64) -> Result<Property, String> {
     let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
     let required = |key: &str| text(key).ok_or_else(|| format!("Property {key} is required"));
     let name = required("name")?;
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(format!(
             "Property name {name} is invalid: names may only contain lower-case letters, digits and underscores"
         ));
     }
     let property_type = required("type")?;
     if !PROPERTY_TYPES.contains(&property_type.as_str()) {
-        return Err(format!("Unknown property type {property_type}; expected one of {PROPERTY_TYPES:?}"));
+        return Err(format!(
+            "Unknown property type {property_type}; expected one of {PROPERTY_TYPES:?}"
+        ));
     }
     let field_type = required("fieldType")?;
     if !FIELD_TYPES.contains(&field_type.as_str()) {
-        return Err(format!("Unknown field type {field_type}; expected one of {FIELD_TYPES:?}"));
+        return Err(format!(
+            "Unknown field type {field_type}; expected one of {FIELD_TYPES:?}"
+        ));
     }
     let options = body
         .get("options")
@@ -333,8 +423,14 @@ pub fn custom_property(body: &Value, now: i64) -> Result<Property, String> {
             options
                 .iter()
                 .map(|o| {
-                    let value = o.get("value").and_then(Value::as_str).ok_or("Option value is required")?;
-                    let label = o.get("label").and_then(Value::as_str).ok_or("Option label is required")?;
+                    let value = o
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .ok_or("Option value is required")?;
+                    let label = o
+                        .get("label")
+                        .and_then(Value::as_str)
+                        .ok_or("Option label is required")?;
                     Ok(PropertyOption {
                         label: label.to_owned(),
                         value: value.to_owned(),
@@ -357,8 +453,14 @@ pub fn custom_property(body: &Value, now: i64) -> Result<Property, String> {
         options,
         hubspot_defined: false,
         read_only_value: false,
-        has_unique_value: body.get("hasUniqueValue").and_then(Value::as_bool).unwrap_or(false),
-        display_order: body.get("displayOrder").and_then(Value::as_i64).unwrap_or(-1),
+        has_unique_value: body
+            .get("hasUniqueValue")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        display_order: body
+            .get("displayOrder")
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
         created_at: now,
         updated_at: now,
     })

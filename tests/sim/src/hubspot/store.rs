@@ -71,7 +71,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
     }
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 /// The three CRM object types simulated.
@@ -89,7 +91,9 @@ impl ObjectType {
             "contacts" | "contact" | "0-1" => Ok(ObjectType::Contacts),
             "companies" | "company" | "0-2" => Ok(ObjectType::Companies),
             "deals" | "deal" | "0-3" => Ok(ObjectType::Deals),
-            _ => Err(HsError::validation(format!("Unable to infer object type from: {text}"))),
+            _ => Err(HsError::validation(format!(
+                "Unable to infer object type from: {text}"
+            ))),
         }
     }
 
@@ -108,8 +112,21 @@ impl ObjectType {
     /// Properties returned when a request names none.
     pub fn default_properties(self) -> &'static [&'static str] {
         match self {
-            ObjectType::Contacts => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
-            ObjectType::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+            ObjectType::Contacts => &[
+                "createdate",
+                "email",
+                "firstname",
+                "hs_object_id",
+                "lastmodifieddate",
+                "lastname",
+            ],
+            ObjectType::Companies => &[
+                "createdate",
+                "domain",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "name",
+            ],
             ObjectType::Deals => &[
                 "amount",
                 "closedate",
@@ -202,7 +219,13 @@ impl Portal {
 
     // ----- rendering ------------------------------------------------------------------------
 
-    fn render(&self, object_type: ObjectType, id: u64, record: &Record, selection: &Selection) -> Value {
+    fn render(
+        &self,
+        object_type: ObjectType,
+        id: u64,
+        record: &Record,
+        selection: &Selection,
+    ) -> Value {
         let mut properties = Map::new();
         let mut put = |name: &str| {
             if let Some(value) = record.properties.get(name) {
@@ -210,10 +233,17 @@ impl Portal {
             }
         };
         match selection {
-            Selection::Default => object_type.default_properties().iter().for_each(|name| put(name)),
+            Selection::Default => object_type
+                .default_properties()
+                .iter()
+                .for_each(|name| put(name)),
             Selection::Named(names) => {
                 // HubSpot always includes these three alongside the requested properties.
-                for name in ["createdate", object_type.modified_property(), "hs_object_id"] {
+                for name in [
+                    "createdate",
+                    object_type.modified_property(),
+                    "hs_object_id",
+                ] {
                     put(name);
                 }
                 names.iter().for_each(|name| put(name));
@@ -251,15 +281,21 @@ impl Portal {
     ) -> Result<Value, HsError> {
         let store = self.store(object_type);
         let id = match id_property {
-            Some("email") if object_type == ObjectType::Contacts => store.by_email.get(&id.to_lowercase()).copied(),
+            Some("email") if object_type == ObjectType::Contacts => {
+                store.by_email.get(&id.to_lowercase()).copied()
+            }
             Some("hs_object_id") | None => id.parse::<u64>().ok(),
             Some(other) => {
-                return Err(HsError::validation(format!("{other} is not a unique property")));
+                return Err(HsError::validation(format!(
+                    "{other} is not a unique property"
+                )));
             }
         }
         .ok_or_else(HsError::not_found)?;
         match store.records.get(&id) {
-            Some(record) if record.archived_at.is_some() == archived => Ok(self.render(object_type, id, record, selection)),
+            Some(record) if record.archived_at.is_some() == archived => {
+                Ok(self.render(object_type, id, record, selection))
+            }
             _ => Err(HsError::not_found()),
         }
     }
@@ -297,7 +333,11 @@ impl Portal {
     // ----- writes ---------------------------------------------------------------------------
 
     /// Checks every supplied property; all problems are reported together, as HubSpot does.
-    fn validate(&self, object_type: ObjectType, input: &Map<String, Value>) -> Result<Changes, HsError> {
+    fn validate(
+        &self,
+        object_type: ObjectType,
+        input: &Map<String, Value>,
+    ) -> Result<Changes, HsError> {
         let store = self.store(object_type);
         let mut changes = Changes::new();
         let mut problems = Vec::new();
@@ -331,7 +371,12 @@ impl Portal {
     }
 
     /// A 409 if `changes` would give a contact an email another live contact has.
-    fn check_unique_email(&self, object_type: ObjectType, changes: &Changes, own_id: Option<u64>) -> Result<(), HsError> {
+    fn check_unique_email(
+        &self,
+        object_type: ObjectType,
+        changes: &Changes,
+        own_id: Option<u64>,
+    ) -> Result<(), HsError> {
         if object_type != ObjectType::Contacts {
             return Ok(());
         }
@@ -358,8 +403,12 @@ impl Portal {
             updated: created,
             archived_at: None,
         };
-        record.properties.insert("hs_object_id".into(), id.to_string());
-        record.properties.insert("createdate".into(), format_time(created));
+        record
+            .properties
+            .insert("hs_object_id".into(), id.to_string());
+        record
+            .properties
+            .insert("createdate".into(), format_time(created));
         record
             .properties
             .insert(object_type.modified_property().into(), format_time(created));
@@ -372,7 +421,11 @@ impl Portal {
     }
 
     /// Creates a record (`POST /crm/v3/objects/{type}`); returns it rendered.
-    pub fn create(&mut self, object_type: ObjectType, input: &Map<String, Value>) -> Result<Value, HsError> {
+    pub fn create(
+        &mut self,
+        object_type: ObjectType,
+        input: &Map<String, Value>,
+    ) -> Result<Value, HsError> {
         let changes = self.validate(object_type, input)?;
         self.check_unique_email(object_type, &changes, None)?;
         let now = self.clock.now_ms();
@@ -381,7 +434,12 @@ impl Portal {
     }
 
     /// Creates a record with a given creation time (seeding backdates records).
-    pub fn create_at(&mut self, object_type: ObjectType, input: &Map<String, Value>, created: i64) -> Result<u64, HsError> {
+    pub fn create_at(
+        &mut self,
+        object_type: ObjectType,
+        input: &Map<String, Value>,
+        created: i64,
+    ) -> Result<u64, HsError> {
         let changes = self.validate(object_type, input)?;
         self.check_unique_email(object_type, &changes, None)?;
         Ok(self.insert(object_type, changes, created))
@@ -411,7 +469,9 @@ impl Portal {
             } else {
                 record.properties.insert(name.clone(), value.clone())
             };
-            if previous.as_deref() != Some(value.as_str()) && !(value.is_empty() && previous.is_none()) {
+            if previous.as_deref() != Some(value.as_str())
+                && !(value.is_empty() && previous.is_none())
+            {
                 changed = true;
                 if name == "email" {
                     if let Some(old) = previous {
@@ -486,17 +546,31 @@ impl Portal {
     // ----- properties API -------------------------------------------------------------------
 
     pub fn properties(&self, object_type: ObjectType) -> Vec<Value> {
-        self.store(object_type).properties.iter().map(Property::to_json).collect()
+        self.store(object_type)
+            .properties
+            .iter()
+            .map(Property::to_json)
+            .collect()
     }
 
     pub fn property(&self, object_type: ObjectType, name: &str) -> Result<Value, HsError> {
         self.store(object_type)
             .property(name)
             .map(Property::to_json)
-            .ok_or_else(|| HsError::new(404, "OBJECT_NOT_FOUND", format!("Unable to find property {name}")))
+            .ok_or_else(|| {
+                HsError::new(
+                    404,
+                    "OBJECT_NOT_FOUND",
+                    format!("Unable to find property {name}"),
+                )
+            })
     }
 
-    pub fn create_property(&mut self, object_type: ObjectType, body: &Value) -> Result<Value, HsError> {
+    pub fn create_property(
+        &mut self,
+        object_type: ObjectType,
+        body: &Value,
+    ) -> Result<Value, HsError> {
         let now = self.clock.now_ms();
         let property = properties::custom_property(body, now).map_err(HsError::validation)?;
         let store = self.store_mut(object_type);
@@ -514,7 +588,7 @@ impl Portal {
 
     // ----- batch ----------------------------------------------------------------------------
 
-    fn inputs<'a>(body: &'a Value) -> Result<&'a [Value], HsError> {
+    fn inputs(body: &Value) -> Result<&[Value], HsError> {
         let inputs = body
             .get("inputs")
             .and_then(Value::as_array)
@@ -536,17 +610,23 @@ impl Portal {
     }
 
     /// `POST /batch/create`: all inputs are validated first; any problem fails the batch.
-    pub fn batch_create(&mut self, object_type: ObjectType, body: &Value) -> Result<Vec<Value>, HsError> {
+    pub fn batch_create(
+        &mut self,
+        object_type: ObjectType,
+        body: &Value,
+    ) -> Result<Vec<Value>, HsError> {
         let inputs = Self::inputs(body)?;
         let mut planned = Vec::with_capacity(inputs.len());
         let mut emails = BTreeSet::new();
         for input in inputs {
             let changes = self.validate(object_type, Self::input_properties(input)?)?;
             self.check_unique_email(object_type, &changes, None)?;
-            if let Some(email) = changes.get("email").filter(|e| !e.is_empty()) {
-                if !emails.insert(email.to_lowercase()) {
-                    return Err(HsError::validation(format!("Duplicate email in batch input: {email}")));
-                }
+            if let Some(email) = changes.get("email").filter(|e| !e.is_empty())
+                && !emails.insert(email.to_lowercase())
+            {
+                return Err(HsError::validation(format!(
+                    "Duplicate email in batch input: {email}"
+                )));
             }
             planned.push(changes);
         }
@@ -560,7 +640,11 @@ impl Portal {
     }
 
     /// `POST /batch/update`: returns results and the ids that were not found.
-    pub fn batch_update(&mut self, object_type: ObjectType, body: &Value) -> Result<(Vec<Value>, Vec<String>), HsError> {
+    pub fn batch_update(
+        &mut self,
+        object_type: ObjectType,
+        body: &Value,
+    ) -> Result<(Vec<Value>, Vec<String>), HsError> {
         let inputs = Self::inputs(body)?;
         let mut planned = Vec::new();
         let mut missing = Vec::new();
@@ -591,9 +675,16 @@ impl Portal {
         archived: bool,
     ) -> Result<(Vec<Value>, Vec<String>), HsError> {
         let inputs = Self::inputs(body)?;
-        let names: Option<Vec<String>> = body.get("properties").and_then(Value::as_array).map(|names| {
-            names.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        });
+        let names: Option<Vec<String>> =
+            body.get("properties")
+                .and_then(Value::as_array)
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                });
         let selection = match &names {
             Some(names) if !names.is_empty() => Selection::Named(names),
             _ => Selection::Default,
@@ -635,7 +726,11 @@ impl Portal {
     // ----- search ---------------------------------------------------------------------------
 
     /// `POST /crm/v3/objects/{type}/search`: returns `(total, results, next after)`.
-    pub fn search(&self, object_type: ObjectType, body: &Value) -> Result<(usize, Vec<Value>, Option<String>), HsError> {
+    pub fn search(
+        &self,
+        object_type: ObjectType,
+        body: &Value,
+    ) -> Result<(usize, Vec<Value>, Option<String>), HsError> {
         let request = SearchRequest::parse(self.store(object_type), body)?;
         let store = self.store(object_type);
         let matches = |record: &Record| request.matches(record);
@@ -663,14 +758,22 @@ impl Portal {
                 .map(|(id, r)| (*id, r))
                 .collect(),
         };
-        if let Some(sort) = request.sort.as_ref().filter(|s| s.property != object_type.modified_property()) {
+        if let Some(sort) = request
+            .sort
+            .as_ref()
+            .filter(|s| s.property != object_type.modified_property())
+        {
             hits.sort_by(|(ia, a), (ib, b)| {
                 let ordering = compare_values(
                     a.properties.get(&sort.property).map(String::as_str),
                     b.properties.get(&sort.property).map(String::as_str),
                 )
                 .then(ia.cmp(ib));
-                if sort.descending { ordering.reverse() } else { ordering }
+                if sort.descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                }
             });
         }
         let total = hits.len();
@@ -726,7 +829,8 @@ impl SearchRequest {
             None | Some(Value::Null) => 10,
             Some(v) => v
                 .as_u64()
-                .ok_or_else(|| HsError::validation("limit must be an integer"))? as usize,
+                .ok_or_else(|| HsError::validation("limit must be an integer"))?
+                as usize,
         };
         if limit > SEARCH_LIMIT_MAX {
             return Err(HsError::validation(format!(
@@ -748,16 +852,28 @@ impl SearchRequest {
                  after={after} pages beyond that"
             )));
         }
-        let groups_json = body.get("filterGroups").and_then(Value::as_array).cloned().unwrap_or_default();
+        let groups_json = body
+            .get("filterGroups")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if groups_json.len() > 5 {
-            return Err(HsError::validation("Too many filter groups: at most 5 are allowed"));
+            return Err(HsError::validation(
+                "Too many filter groups: at most 5 are allowed",
+            ));
         }
         let mut groups = Vec::new();
         let mut total_filters = 0;
         for group in &groups_json {
-            let filters_json = group.get("filters").and_then(Value::as_array).cloned().unwrap_or_default();
+            let filters_json = group
+                .get("filters")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if filters_json.len() > 6 {
-                return Err(HsError::validation("Too many filters in a group: at most 6 are allowed"));
+                return Err(HsError::validation(
+                    "Too many filters in a group: at most 6 are allowed",
+                ));
             }
             total_filters += filters_json.len();
             let mut filters = Vec::new();
@@ -765,7 +881,9 @@ impl SearchRequest {
                 let property = filter
                     .get("propertyName")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| HsError::validation("Invalid input JSON: propertyName is required"))?;
+                    .ok_or_else(|| {
+                        HsError::validation("Invalid input JSON: propertyName is required")
+                    })?;
                 let property = canonical(property);
                 if store.property(&property).is_none() {
                     return Err(HsError::validation(format!(
@@ -793,7 +911,9 @@ impl SearchRequest {
                     "NOT_CONTAINS_TOKEN",
                 ];
                 if !OPERATORS.contains(&operator.as_str()) {
-                    return Err(HsError::validation(format!("Invalid input JSON: unknown operator {operator}")));
+                    return Err(HsError::validation(format!(
+                        "Invalid input JSON: unknown operator {operator}"
+                    )));
                 }
                 let text = |v: &Value| match v {
                     Value::String(s) => Some(s.clone()),
@@ -826,9 +946,15 @@ impl SearchRequest {
             groups.push(filters);
         }
         if total_filters > 18 {
-            return Err(HsError::validation("Too many filters: at most 18 are allowed across all groups"));
+            return Err(HsError::validation(
+                "Too many filters: at most 18 are allowed across all groups",
+            ));
         }
-        let sorts = body.get("sorts").and_then(Value::as_array).cloned().unwrap_or_default();
+        let sorts = body
+            .get("sorts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if sorts.len() > 1 {
             return Err(HsError::validation("Only one sort is allowed"));
         }
@@ -848,18 +974,30 @@ impl SearchRequest {
                 let property = object
                     .get("propertyName")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| HsError::validation("Invalid input JSON: sorts[0].propertyName is required"))?;
-                let direction = object.get("direction").and_then(Value::as_str).unwrap_or("ASCENDING");
+                    .ok_or_else(|| {
+                        HsError::validation("Invalid input JSON: sorts[0].propertyName is required")
+                    })?;
+                let direction = object
+                    .get("direction")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ASCENDING");
                 Some(Sort {
                     property: canonical(property),
                     descending: direction.eq_ignore_ascii_case("DESCENDING"),
                 })
             }
         };
-        let properties = body.get("properties").and_then(Value::as_array).and_then(|names| {
-            let names: Vec<String> = names.iter().filter_map(Value::as_str).map(str::to_owned).collect();
-            (!names.is_empty()).then_some(names)
-        });
+        let properties = body
+            .get("properties")
+            .and_then(Value::as_array)
+            .and_then(|names| {
+                let names: Vec<String> = names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect();
+                (!names.is_empty()).then_some(names)
+            });
         Ok(SearchRequest {
             groups,
             sort,
@@ -895,7 +1033,11 @@ impl SearchRequest {
         if record.archived_at.is_some() {
             return false;
         }
-        self.groups.is_empty() || self.groups.iter().any(|group| group.iter().all(|f| f.matches(record)))
+        self.groups.is_empty()
+            || self
+                .groups
+                .iter()
+                .any(|group| group.iter().all(|f| f.matches(record)))
     }
 }
 
@@ -938,7 +1080,8 @@ impl Filter {
             ("GT", Some(a)) => compare_text(a, value).is_gt(),
             ("GTE", Some(a)) => compare_text(a, value).is_ge(),
             ("BETWEEN", Some(a)) => {
-                compare_text(a, value).is_ge() && compare_text(a, self.high_value.as_deref().unwrap_or(value)).is_le()
+                compare_text(a, value).is_ge()
+                    && compare_text(a, self.high_value.as_deref().unwrap_or(value)).is_le()
             }
             ("IN", Some(a)) => self.values.iter().any(|v| compare_text(a, v).is_eq()),
             ("NOT_IN", Some(a)) => !self.values.iter().any(|v| compare_text(a, v).is_eq()),
@@ -955,9 +1098,15 @@ fn token_matches(text: &str, token: &str) -> bool {
     let text = text.to_lowercase();
     match (token.strip_prefix('*'), token.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => text.contains(rest.trim_end_matches('*')),
-        (Some(rest), _) => text.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.').any(|w| w.ends_with(rest)),
-        (None, Some(rest)) => text.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.').any(|w| w.starts_with(rest)),
-        (None, None) => text.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.').any(|w| w == token),
+        (Some(rest), _) => text
+            .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.')
+            .any(|w| w.ends_with(rest)),
+        (None, Some(rest)) => text
+            .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.')
+            .any(|w| w.starts_with(rest)),
+        (None, None) => text
+            .split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.')
+            .any(|w| w == token),
     }
 }
 
@@ -973,7 +1122,10 @@ mod tests {
     fn times_parse_in_every_accepted_form() {
         assert_eq!(parse_time("1704067200000"), Some(1_704_067_200_000));
         assert_eq!(parse_time("2024-01-01"), Some(1_704_067_200_000));
-        assert_eq!(parse_time("2024-01-01T00:00:00.000Z"), Some(1_704_067_200_000));
+        assert_eq!(
+            parse_time("2024-01-01T00:00:00.000Z"),
+            Some(1_704_067_200_000)
+        );
         assert_eq!(format_time(1_704_067_200_000), "2024-01-01T00:00:00.000Z");
     }
 
@@ -981,11 +1133,23 @@ mod tests {
     fn validation_reports_every_problem() {
         let mut portal = Portal::new(Clock::new());
         let error = portal
-            .create(ObjectType::Contacts, &props(json!({"email": "andrea__invalid", "nope": "x"})))
+            .create(
+                ObjectType::Contacts,
+                &props(json!({"email": "andrea__invalid", "nope": "x"})),
+            )
             .unwrap_err();
         assert_eq!(error.status, 400);
-        assert!(error.message.starts_with("Property values were not valid: [{"), "{}", error.message);
-        assert!(error.message.contains("INVALID_EMAIL") && error.message.contains("PROPERTY_DOESNT_EXIST"));
+        assert!(
+            error
+                .message
+                .starts_with("Property values were not valid: [{"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("INVALID_EMAIL")
+                && error.message.contains("PROPERTY_DOESNT_EXIST")
+        );
     }
 
     #[test]

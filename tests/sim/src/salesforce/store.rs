@@ -74,6 +74,9 @@ impl SfError {
     }
 }
 
+/// Field values by canonical field name.
+type Values = HashMap<String, Value>;
+
 #[derive(Debug, Clone)]
 struct Record {
     values: HashMap<String, Value>,
@@ -676,7 +679,7 @@ impl Org {
 
     /// `POST /composite/sobjects`.
     pub fn collection_create(&mut self, records: &[Value], all_or_none: bool) -> Vec<Value> {
-        let planned: Vec<Result<(usize, HashMap<String, Value>), SfError>> = records
+        let planned: Vec<Result<(usize, Values), SfError>> = records
             .iter()
             .map(|record| {
                 let (index, fields) = self.collection_record(record)?;
@@ -699,7 +702,7 @@ impl Org {
 
     /// `PATCH /composite/sobjects`.
     pub fn collection_update(&mut self, records: &[Value], all_or_none: bool) -> Vec<Value> {
-        let planned: Vec<Result<(usize, String, HashMap<String, Value>), SfError>> = records
+        let planned: Vec<Result<(usize, String, Values), SfError>> = records
             .iter()
             .map(|record| {
                 let (index, fields) = self.collection_record(record)?;

@@ -1,0 +1,22 @@
+//! The proxy benchmark, runnable without the xtask binary:
+//! `cargo bench -p sequin-proxy --bench pgbench -- [--duration N ...]`.
+//! The code is `xtask/src/bench_proxy.rs` (also `cargo xtask bench proxy`).
+
+#[path = "../../xtask/src/bench_proxy.rs"]
+mod bench_proxy;
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: bench_proxy::BenchProxyArgs,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    bench_proxy::run(cli.args)
+}

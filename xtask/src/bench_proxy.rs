@@ -1,0 +1,476 @@
+//! `cargo xtask bench proxy`: pgbench through the Sequin proxy, directly
+//! against Postgres and through PgBouncer (session mode), all in the same
+//! run against the same throwaway cluster, reported as ratios.
+//!
+//! The proxy runs in-process on its own tokio runtime with a synced table
+//! configured, so the statement pre-filter is on the measured path. PgBouncer
+//! is installed with apt when missing. Rounds interleave the three targets so
+//! that drift on a shared machine hits all of them alike; the median round
+//! is reported.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sequin_pgtemp::{Cluster, Options};
+use sequin_proxy::{PassThrough, Proxy, ProxyConfig, SyncedTables, TableName, Upstream};
+
+/// Arguments of `cargo xtask bench proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchProxyArgs {
+    /// Seconds per pgbench run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Interleaved rounds per scenario (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// pgbench scale factor.
+    #[arg(long, default_value_t = 10)]
+    pub scale: u32,
+    /// Markdown file whose "## Proxy" section is replaced with the results.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub output: PathBuf,
+    /// Print the results without writing the file.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+/// One pgbench configuration.
+struct Scenario {
+    name: &'static str,
+    args: &'static [&'static str],
+    clients: u32,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "select-only (-S), -c 8 -j 2",
+        args: &["-S", "-c", "8", "-j", "2"],
+        clients: 8,
+    },
+    Scenario {
+        name: "select-only (-S), -c 1",
+        args: &["-S", "-c", "1", "-j", "1"],
+        clients: 1,
+    },
+    Scenario {
+        name: "select-only (-S -M prepared), -c 8 -j 2",
+        args: &["-S", "-M", "prepared", "-c", "8", "-j", "2"],
+        clients: 8,
+    },
+    Scenario {
+        name: "TPC-B-like (default), -c 8 -j 2",
+        args: &["-c", "8", "-j", "2"],
+        clients: 8,
+    },
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    Direct,
+    Proxy,
+    PgBouncer,
+}
+
+const TARGETS: [Target; 3] = [Target::Direct, Target::Proxy, Target::PgBouncer];
+
+/// Result of one pgbench run.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    tps: f64,
+    latency_ms: f64,
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchProxyArgs) -> Result<()> {
+    let cluster = Cluster::start_with(Options {
+        config: vec![
+            "max_connections = 100".into(),
+            "shared_buffers = 256MB".into(),
+        ],
+        ..Default::default()
+    })
+    .context("starting a throwaway Postgres cluster")?;
+    let bindir = cluster.bindir().to_path_buf();
+    let pgbench = bindir.join("pgbench");
+    eprintln!("initializing pgbench data (scale {})", args.scale);
+    let status = Command::new(&pgbench)
+        .args(["-i", "-q", "-s", &args.scale.to_string()])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            "postgres",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .context("running pgbench -i")?;
+    if !status.success() {
+        bail!("pgbench -i failed");
+    }
+
+    // The proxy, on its own runtime (two workers: this machine's cores).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let proxy = runtime.block_on(async {
+        let mut config = ProxyConfig::new(
+            "127.0.0.1:0".parse().expect("valid address"),
+            Upstream {
+                host: "127.0.0.1".into(),
+                port: cluster.port(),
+            },
+        );
+        // A synced table makes every Query/Parse pay the pre-filter, as in
+        // production.
+        config.synced = SyncedTables::new([TableName::new("stripe", "customer")]);
+        Proxy::bind(config, Arc::new(PassThrough)).await
+    })?;
+    let proxy_port = proxy.local_addr().port();
+    let proxy = {
+        let _guard = runtime.enter();
+        proxy.spawn()
+    };
+
+    let bouncer = PgBouncer::start(cluster.port())?;
+
+    let mut results: Vec<(&Scenario, Vec<[Run; 3]>)> = Vec::new();
+    for scenario in SCENARIOS {
+        let mut rounds = Vec::new();
+        for round in 0..args.rounds {
+            let mut runs = [Run {
+                tps: 0.0,
+                latency_ms: 0.0,
+            }; 3];
+            // Rotate the order each round so no target always runs first.
+            for k in 0..TARGETS.len() {
+                let idx = (k + round) % TARGETS.len();
+                let port = match TARGETS[idx] {
+                    Target::Direct => cluster.port(),
+                    Target::Proxy => proxy_port,
+                    Target::PgBouncer => bouncer.port,
+                };
+                let run = pgbench_run(&pgbench, port, scenario, args.duration)?;
+                eprintln!(
+                    "{:<42} round {} {:<9?} {:>10.0} tps {:>8.3} ms",
+                    scenario.name,
+                    round + 1,
+                    TARGETS[idx],
+                    run.tps,
+                    run.latency_ms
+                );
+                runs[idx] = run;
+            }
+            rounds.push(runs);
+        }
+        results.push((scenario, rounds));
+    }
+    drop(bouncer);
+    runtime.block_on(proxy.shutdown(Duration::from_secs(1)));
+
+    let report = render(&results, &args);
+    println!("{report}");
+    if !args.no_write {
+        write_section(&args.output, &report)?;
+        eprintln!("wrote the Proxy section of {}", args.output.display());
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Proxy\n");
+    let _ = writeln!(
+        s,
+        "Command: `cargo xtask bench proxy --duration {} --rounds {} --scale {}` \
+         (pgbench from the PostgreSQL bindir against a throwaway cluster; the proxy \
+         in-process with one synced table configured; PgBouncer {} in session mode; \
+         all over TCP on 127.0.0.1; {} interleaved rounds, median reported).\n",
+        args.duration,
+        args.rounds,
+        args.scale,
+        pgbouncer_version().unwrap_or_else(|| "?".into()),
+        args.rounds
+    );
+    let _ = writeln!(s, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        s,
+        "| scenario | direct tps | proxy tps | PgBouncer tps | proxy / direct | proxy / PgBouncer | PgBouncer / direct |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut c1_latency = None;
+    let mut c8_ratios = None;
+    for (scenario, rounds) in results {
+        let tps = |i: usize| median(rounds.iter().map(|r| r[i].tps).collect());
+        let (d, p, b) = (tps(0), tps(1), tps(2));
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.2}x |",
+            scenario.name,
+            d,
+            p,
+            b,
+            p / d,
+            p / b,
+            b / d
+        );
+        if scenario.clients == 1 && scenario.args.contains(&"-S") {
+            // One client, one statement per transaction: 1/tps is the
+            // round-trip time, so the difference is the proxy's cost.
+            c1_latency = Some(((1e6 / p) - (1e6 / d), (1e6 / b) - (1e6 / d), 1e6 / d));
+        }
+        if scenario.clients == 8 && scenario.args == ["-S", "-c", "8", "-j", "2"] {
+            c8_ratios = Some((p / d, p / b));
+        }
+    }
+    s.push('\n');
+    if let Some((proxy_us, bouncer_us, direct_us)) = c1_latency {
+        let _ = writeln!(
+            s,
+            "Round trip at -S -c 1: direct {direct_us:.1} µs; the proxy adds {proxy_us:+.1} µs, \
+             PgBouncer adds {bouncer_us:+.1} µs.\n"
+        );
+    }
+    let _ = writeln!(s, "Targets (issue #5):\n");
+    if let Some((pd, pb)) = c8_ratios {
+        let _ = writeln!(
+            s,
+            "- >= 0.75x direct at -S -c 8: measured {pd:.2}x ({}).",
+            verdict(pd >= 0.75, pd / 0.75)
+        );
+        let _ = writeln!(
+            s,
+            "- >= 1.4x PgBouncer at -S -c 8: measured {pb:.2}x ({}).",
+            verdict(pb >= 1.4, pb / 1.4)
+        );
+    }
+    if let Some((proxy_us, _, _)) = c1_latency {
+        let _ = writeln!(
+            s,
+            "- <= +15 µs per round trip at -S -c 1: measured {proxy_us:+.1} µs ({}).",
+            verdict(proxy_us <= 15.0, 15.0 / proxy_us.max(0.001))
+        );
+    }
+    s
+}
+
+fn verdict(met: bool, fraction: f64) -> String {
+    if met {
+        "met".into()
+    } else {
+        format!("not met: {:.0}% of the target", fraction * 100.0)
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {cpu}")
+}
+
+/// Replaces (or appends) the "## Proxy" section, keeping the others.
+fn write_section(path: &Path, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
+    let new = match old
+        .find("\n## Proxy\n")
+        .map(|i| i + 1)
+        .or_else(|| old.starts_with("## Proxy\n").then_some(0))
+    {
+        Some(start) => {
+            let after = &old[start + 1..];
+            let end = after
+                .find("\n## ")
+                .map(|i| start + 1 + i + 1)
+                .unwrap_or(old.len());
+            format!("{}{}\n{}", &old[..start], section.trim_end(), {
+                let rest = &old[end..];
+                if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{rest}")
+                }
+            })
+        }
+        None => format!("{}\n\n{}\n", old.trim_end(), section.trim_end()),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+fn pgbench_run(pgbench: &Path, port: u16, scenario: &Scenario, secs: u64) -> Result<Run> {
+    let out = Command::new(pgbench)
+        .args(scenario.args)
+        .args(["-T", &secs.to_string(), "-n"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "postgres",
+        ])
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench {} on port {port} failed:\n{}{}",
+            scenario.name,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l[prefix.len()..].split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    let tps = field("tps = ").context("pgbench printed no tps")?;
+    let latency_ms = field("latency average = ").unwrap_or(0.0);
+    if let Some(failed) = field("number of failed transactions: ")
+        && failed > 0.0
+    {
+        bail!("pgbench reported {failed} failed transactions:\n{text}");
+    }
+    Ok(Run { tps, latency_ms })
+}
+
+fn pgbouncer_version() -> Option<String> {
+    let out = Command::new(pgbouncer_binary()?)
+        .arg("--version")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_owned)
+}
+
+fn pgbouncer_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/pgbouncer",
+        "/usr/bin/pgbouncer",
+        "/usr/local/bin/pgbouncer",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// A PgBouncer in session mode, run as the `postgres` user, stopped on drop.
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    fn start(upstream_port: u16) -> Result<PgBouncer> {
+        let binary = match pgbouncer_binary() {
+            Some(b) => b,
+            None => {
+                eprintln!("pgbouncer missing: apt-get install -y pgbouncer");
+                let ok = Command::new("apt-get")
+                    .args(["install", "-y", "pgbouncer"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if !ok {
+                    bail!("pgbouncer is not installed and `apt-get install -y pgbouncer` failed");
+                }
+                pgbouncer_binary().context("pgbouncer still missing after apt-get install")?
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("sequin-pgbouncer")
+            .tempdir()?;
+        let port = sequin_pgtemp::free_port()?;
+        let ini = format!(
+            "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {dir}/users.txt\npool_mode = session\n\
+             max_client_conn = 200\ndefault_pool_size = 50\n\
+             ignore_startup_parameters = extra_float_digits,options\n\
+             logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+            dir = dir.path().display()
+        );
+        std::fs::write(dir.path().join("pgbouncer.ini"), ini)?;
+        std::fs::write(dir.path().join("users.txt"), "\"postgres\" \"\"\n")?;
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let mut cmd = if as_root {
+            // PgBouncer refuses to run as root.
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?;
+            if !status.success() {
+                bail!("chown of the PgBouncer dir failed");
+            }
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&binary);
+            c
+        } else {
+            Command::new(&binary)
+        };
+        let child = cmd
+            .arg(dir.path().join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting pgbouncer")?;
+        let bouncer = PgBouncer { child, port, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(bouncer);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "pgbouncer did not start; log:\n{}",
+            std::fs::read_to_string(bouncer.dir.path().join("pgbouncer.log")).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        // runuser forwards SIGTERM to pgbouncer.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -192,13 +192,16 @@ struct TokenRequest {
     refresh_token: Option<String>,
 }
 
-async fn token(State(sim): Sim, Form(request): Form<TokenRequest>) -> Response {
+async fn token(State(sim): Sim, body: Bytes) -> Response {
     let oauth_error = |error: &str, description: &str| {
         (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": error, "error_description": description})),
         )
             .into_response()
+    };
+    let Ok(request) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
+        return oauth_error("invalid_request", "request body must be application/x-www-form-urlencoded");
     };
     if request.grant_type.as_deref() != Some("refresh_token") {
         return oauth_error("unsupported_grant_type", "grant type not supported");
@@ -288,10 +291,14 @@ async fn create(
 async fn get_record(
     State(sim): Sim,
     Path((version, object, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     respond((|| {
         check_version(&version)?;
-        Ok(Json(sim.org().get(&object, &id, &version)?).into_response())
+        let fields: Option<Vec<String>> = query_param(raw.as_deref(), "fields")
+            .map(|list| list.split(',').map(|f| f.trim().to_owned()).collect());
+        let record = sim.org().get_fields(&object, &id, fields.as_deref(), &version)?;
+        Ok(Json(record).into_response())
     })())
 }
 

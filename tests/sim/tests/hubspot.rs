@@ -422,6 +422,15 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["total"], 10_500);
     assert_eq!(page["paging"]["next"]["after"], "10000");
+    let (_, page) = client
+        .search("companies", json!({"limit": 200, "after": "9900"}))
+        .await;
+    assert_eq!(
+        page["results"].as_array().unwrap().len(),
+        100,
+        "nothing past the cap"
+    );
+    assert_eq!(page["paging"]["next"]["after"], "10000");
     let (status, body) = client
         .search("companies", json!({"limit": 200, "after": "10000"}))
         .await;
@@ -435,6 +444,12 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
         client.search("companies", body).await.0,
         StatusCode::BAD_REQUEST
     );
+
+    // Free-text query over the default searchable properties (case-insensitive).
+    let body = json!({"query": "NEW@example", "properties": ["email"]});
+    let (_, page) = client.search("contacts", body).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["results"][0]["properties"]["email"], "new@example.com");
 }
 
 /// Epoch milliseconds of an ISO timestamp as HubSpot renders them.
@@ -619,11 +634,14 @@ async fn rate_limits_answer_429_with_hubspot_body() {
         .await
         .unwrap();
     let client = Client::new(&sim);
-    // Search: 5 per second.
-    let mut statuses = Vec::new();
-    for _ in 0..6 {
-        statuses.push(client.search("contacts", json!({})).await.0);
-    }
+    // Search: 5 per second. Six requests sent at once: five pass, one is refused.
+    let searches = (0..6).map(|_| client.search("contacts", json!({})));
+    let mut statuses: Vec<StatusCode> = futures_util::future::join_all(searches)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    statuses.sort();
     assert_eq!(statuses[..5], [StatusCode::OK; 5]);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
 

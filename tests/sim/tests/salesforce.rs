@@ -177,6 +177,20 @@ async fn oauth_refresh_expiry_and_rotation() {
     let client = Client::new(&sim);
     let sf = sim.salesforce();
 
+    let response = client
+        .http
+        .post(format!("{}/services/oauth2/token", client.base))
+        .json(&json!({"grant_type": "refresh_token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"], "unsupported_grant_type",
+        "a JSON body is not a form"
+    );
+
     let (status, body) = token_request(&client, "not-a-refresh-token").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -282,6 +296,17 @@ async fn crud_ids_and_error_arrays() {
     assert_eq!(record["IsDeleted"], false);
     let created_stamp = record["SystemModstamp"].as_str().unwrap().to_owned();
     assert!(created_stamp.ends_with("+0000"), "{created_stamp}");
+    // `?fields=` narrows the record; unknown fields are refused.
+    let (_, narrow) = client
+        .get(&format!("{V}/sobjects/Contact/{id}?fields=email,LastName"))
+        .await;
+    assert_eq!(narrow.as_object().unwrap().len(), 3, "{narrow}");
+    assert_eq!(narrow["Email"], "andrea@example.com");
+    let (status, body) = client
+        .get(&format!("{V}/sobjects/Contact/{id}?fields=Nope"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(single_error(&body)["errorCode"], "INVALID_FIELD");
     // A 15-character id addresses the same record.
     assert_eq!(
         client

@@ -201,6 +201,13 @@ pub struct ListRequest {
     pub return_fields_by_field_id: bool,
 }
 
+/// The ids a list request pages through: an open iterator's, or those just computed for a
+/// first page (stored as a new iterator only if there is a next page).
+enum Snapshot {
+    Stored(String),
+    Fresh(Vec<String>),
+}
+
 struct ListIterator {
     base: String,
     table: String,
@@ -832,7 +839,7 @@ impl Workspace {
             by_field_id: request.return_fields_by_field_id,
         };
         // A first page snapshots the matching ids; later pages resume in that snapshot.
-        let (existing, fresh, start) = match &request.offset {
+        let (snapshot, start) = match &request.offset {
             Some(offset) => {
                 let not_available = || {
                     AtError::unprocessable(
@@ -851,14 +858,13 @@ impl Workspace {
                     .iter()
                     .position(|id| id == next_record)
                     .ok_or_else(not_available)?;
-                (Some(iterator_id.to_owned()), None, start)
+                (Snapshot::Stored(iterator_id.to_owned()), start)
             }
-            None => (None, Some(self.matching_ids(table, request)?), 0),
+            None => (Snapshot::Fresh(self.matching_ids(table, request)?), 0),
         };
-        let record_ids: &[String] = match (&existing, &fresh) {
-            (_, Some(ids)) => ids,
-            (Some(iterator_id), None) => &self.iterators[iterator_id].record_ids,
-            (None, None) => unreachable!("one of the two is always set"),
+        let record_ids: &[String] = match &snapshot {
+            Snapshot::Stored(iterator_id) => &self.iterators[iterator_id].record_ids,
+            Snapshot::Fresh(ids) => ids,
         };
         let end = (start + page_size).min(record_ids.len());
         let page: Vec<Value> = record_ids[start..end]
@@ -871,16 +877,16 @@ impl Workspace {
         }
         let next_record = record_ids[end].clone();
         let table_id = table.id.clone();
-        let iterator_id = match (existing, fresh) {
-            (Some(id), _) => id,
-            (None, fresh) => {
+        let iterator_id = match snapshot {
+            Snapshot::Stored(id) => id,
+            Snapshot::Fresh(record_ids) => {
                 let id = self.new_id("itr");
                 self.iterators.insert(
                     id.clone(),
                     ListIterator {
                         base: base_id.to_owned(),
                         table: table_id,
-                        record_ids: fresh.unwrap_or_default(),
+                        record_ids,
                     },
                 );
                 self.iterator_order.push_back(id.clone());

@@ -140,6 +140,15 @@ impl ObjectType {
         }
     }
 
+    /// Properties the free-text `query` of a search looks at (HubSpot's defaults).
+    fn searchable_properties(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company"],
+            ObjectType::Companies => &["name", "domain", "phone"],
+            ObjectType::Deals => &["dealname", "pipeline", "dealstage", "description", "dealtype"],
+        }
+    }
+
     fn singular(self) -> &'static str {
         match self {
             ObjectType::Contacts => "CONTACT",
@@ -781,7 +790,10 @@ impl Portal {
             Some(names) => Selection::Named(names),
             None => Selection::Default,
         };
-        let end = (request.after + request.limit).min(total);
+        // Results past the cap are never returned, whatever `limit` asks for.
+        let end = (request.after + request.limit)
+            .min(total)
+            .min(SEARCH_RESULT_CAP);
         let results = hits
             .get(request.after..end)
             .unwrap_or_default()
@@ -808,6 +820,9 @@ struct Filter {
 
 struct SearchRequest {
     groups: Vec<Vec<Filter>>,
+    /// Free text matched against the object's default searchable properties.
+    query: Option<String>,
+    searchable: &'static [&'static str],
     sort: Option<Sort>,
     properties: Option<Vec<String>>,
     limit: usize,
@@ -998,8 +1013,16 @@ impl SearchRequest {
                     .collect();
                 (!names.is_empty()).then_some(names)
             });
+        let query = body
+            .get("query")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_lowercase);
         Ok(SearchRequest {
             groups,
+            query,
+            searchable: store.object_type.searchable_properties(),
             sort,
             properties,
             limit,
@@ -1032,6 +1055,17 @@ impl SearchRequest {
     fn matches(&self, record: &Record) -> bool {
         if record.archived_at.is_some() {
             return false;
+        }
+        if let Some(query) = &self.query {
+            let found = self.searchable.iter().any(|name| {
+                record
+                    .properties
+                    .get(*name)
+                    .is_some_and(|value| value.to_lowercase().contains(query.as_str()))
+            });
+            if !found {
+                return false;
+            }
         }
         self.groups.is_empty()
             || self

@@ -273,16 +273,38 @@ impl Org {
 
     /// Renders a record with every field (`GET /sobjects/{Object}/{id}`).
     pub fn get(&self, object: &str, id: &str, version: &str) -> Result<Value, SfError> {
+        self.get_fields(object, id, None, version)
+    }
+
+    /// A live record with the named fields (`?fields=`), or all of them.
+    pub fn get_fields(
+        &self,
+        object: &str,
+        id: &str,
+        fields: Option<&[String]>,
+        version: &str,
+    ) -> Result<Value, SfError> {
         let sobject = self.object(object)?;
         let id = ids::to_18(id).ok_or_else(SfError::not_found)?;
-        match sobject.records.get(&id) {
-            Some(record) if !record.deleted => {
-                let fields: Vec<&str> =
-                    sobject.def.fields.iter().map(|f| f.name.as_str()).collect();
-                Ok(render(&sobject.def, &id, record, &fields, version))
-            }
-            _ => Err(SfError::not_found()),
-        }
+        let record = match sobject.records.get(&id) {
+            Some(record) if !record.deleted => record,
+            _ => return Err(SfError::not_found()),
+        };
+        let names: Vec<&str> = match fields {
+            None => sobject.def.fields.iter().map(|f| f.name.as_str()).collect(),
+            Some(requested) => requested
+                .iter()
+                .map(|name| {
+                    sobject.field(name).map(|f| f.name.as_str()).ok_or_else(|| {
+                        SfError::bad_request(
+                            "INVALID_FIELD",
+                            format!("No such column '{name}' on sobject of type {}", sobject.def.name),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(render(&sobject.def, &id, record, &names, version))
     }
 
     /// Validates a create and returns the values to store (without system fields).

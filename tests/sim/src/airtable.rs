@@ -822,6 +822,7 @@ impl Simulator for Airtable {
         Router::new()
             .route("/airtable/rate-limit-wait", post(control_rate_limit_wait))
             .route("/airtable/{base}/{table}", post(control_create))
+            .route("/airtable/{base}/{table}/fields", post(meta_add_field))
             .route(
                 "/airtable/{base}/{table}/{record}",
                 axum::routing::patch(control_update).delete(control_delete),

@@ -606,6 +606,20 @@ async fn writes_validation_and_typecast() {
         (status, &body["fields"]["Region"]),
         (StatusCode::OK, &json!("EMEA"))
     );
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/_sim/airtable/{BASE}/Deals/fields",
+            sim.base_url()
+        ))
+        .json(&json!({"name": "Owner", "type": "singleLineText"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, body) = client
+        .post(&deals, json!({"fields": {"Owner": "Ada"}}))
+        .await;
+    assert_eq!(body["fields"]["Owner"], "Ada");
     let added = sim
         .airtable()
         .add_field(BASE, "Deals", json!({"name": "Score", "type": "number"}))
@@ -678,4 +692,42 @@ async fn rate_limit_per_base_with_a_wait() {
     let stats = sim.stats();
     assert_eq!(stats.rate_limited, 2);
     assert_eq!(stats.rate_keys[BASE].max_admitted_in_window, 5);
+}
+
+#[tokio::test]
+async fn control_routes_change_records_behind_the_clients_back() {
+    let sim = sim(1).await;
+    let client = Client::new(&sim);
+    let http = reqwest::Client::new();
+    let control = format!("{}/_sim/airtable/{BASE}/Contacts", sim.base_url());
+    let response = http
+        .post(&control)
+        .json(&json!({"Name": "Backdoor", "Status": "Lead"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, before) = client.get(&format!("/v0/{BASE}/Contacts/{id}"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let response = http
+        .patch(format!("{control}/{id}"))
+        .json(&json!({"Status": "Customer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (_, after) = client.get(&format!("/v0/{BASE}/Contacts/{id}"), &[]).await;
+    assert_eq!(after["fields"]["Status"], "Customer");
+    assert!(
+        after["fields"]["Last Modified"].as_str() > before["fields"]["Last Modified"].as_str(),
+        "{before} -> {after}"
+    );
+    let response = http.delete(format!("{control}/{id}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = client.get(&format!("/v0/{BASE}/Contacts/{id}"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -685,3 +685,38 @@ async fn rate_limits_answer_429_with_hubspot_body() {
     assert_eq!(stats.rate_keys["portal"].max_admitted_in_window, 100);
     assert_eq!(stats.rate_keys["portal:search"].max_admitted_in_window, 5);
 }
+
+#[tokio::test]
+async fn control_routes_change_records_behind_the_clients_back() {
+    let sim = sim(1).await;
+    let client = Client::new(&sim);
+    let http = reqwest::Client::new();
+    let control = format!("{}/_sim/hubspot/objects/deals", sim.base_url());
+    let response = http
+        .post(&control)
+        .json(&json!({"properties": {"dealname": "Backdoor", "amount": "5"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let response = http
+        .patch(format!("{control}/{id}"))
+        .json(&json!({"properties": {"amount": "6"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, read) = client
+        .get(&format!("/crm/v3/objects/deals/{id}?properties=amount"))
+        .await;
+    assert_eq!(read["properties"]["amount"], "6");
+    assert!(read["updatedAt"].as_str() > created["updatedAt"].as_str());
+    assert_eq!(read["properties"]["hs_lastmodifieddate"], read["updatedAt"]);
+    let response = http.delete(format!("{control}/{id}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (_, archived) = client.get("/crm/v3/objects/deals?archived=true").await;
+    assert_eq!(ids(&archived["results"]), std::slice::from_ref(&id));
+}

@@ -1,0 +1,378 @@
+//! The interception seam: statements writing synced tables reach the
+//! interceptor (simple Query and Execute of a portal classified at Parse),
+//! which can run injected statements on the session's connection (inside the
+//! client's transaction, replies swallowed, pipeline untouched), answer with
+//! synthesized rows or errors, or pass through. Other traffic never does.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use sequin_pgtemp::shared;
+use sequin_proxy::codec::error_response::field;
+use sequin_proxy::codec::{
+    BackendMessage, CommandComplete, DataRow, ErrorResponse, FieldDescription, RowDescription,
+};
+use sequin_proxy::{
+    BoxFuture, InjectError, InterceptContext, Interceptor, Outcome, Protocol, SyncedTables,
+    TableName,
+};
+
+/// Records every interception in `public.audit` through an injected
+/// statement, then decides by markers in the SQL text.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<(Protocol, String, Vec<Option<String>>)>>,
+}
+
+impl Interceptor for Recorder {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a mut InterceptContext<'_>,
+    ) -> BoxFuture<'a, Result<Outcome, InjectError>> {
+        Box::pin(async move {
+            let st = ctx.statement().clone();
+            let params: Vec<Option<String>> = st
+                .bind
+                .as_ref()
+                .map(|b| {
+                    b.params
+                        .iter()
+                        .map(|p| p.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let protocol = format!("{:?}", st.protocol);
+            let tables: Vec<String> = st
+                .classification
+                .statements
+                .iter()
+                .flat_map(|s| s.writes.iter().map(|w| w.table.to_string()))
+                .collect();
+            let inserted = ctx
+                .query(
+                    "insert into public.audit (sql, protocol, tables) values ($1, $2, $3) returning id",
+                    &[Some(&st.sql), Some(&protocol), Some(&tables.join(","))],
+                )
+                .await?;
+            assert_eq!(inserted.command_tag, "INSERT 0 1");
+            assert_eq!(inserted.rows.len(), 1);
+            assert_eq!(inserted.columns.fields[0].name, "id");
+            // An injected failure is reported, and (simple protocol) a Sync
+            // recovers the connection.
+            if st.sql.contains("inject-failure") {
+                let err = ctx.query("select 1/0", &[]).await.unwrap_err();
+                match err {
+                    InjectError::Server(e) => assert_eq!(e.code(), Some("22012")),
+                    other => panic!("unexpected {other}"),
+                }
+                assert!(ctx.server_failed());
+                return Ok(Outcome::Respond(vec![BackendMessage::ErrorResponse(
+                    ErrorResponse::new("ERROR", "22012", "injected failure reported"),
+                )]));
+            }
+            self.seen
+                .lock()
+                .unwrap()
+                .push((st.protocol, st.sql.clone(), params.clone()));
+            let marker = params
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .chain([st.sql.as_str()]);
+            let marker: Vec<&str> = marker.collect();
+            if marker.iter().any(|m| m.contains("reject")) {
+                return Ok(Outcome::Respond(vec![BackendMessage::ErrorResponse(
+                    ErrorResponse::new("ERROR", "23514", "[Stripe]: Invalid email")
+                        .with(field::DETAIL, "HTTP 400, code email_invalid")
+                        .with(field::SCHEMA, "stripe")
+                        .with(field::TABLE, "customer")
+                        .with(field::COLUMN, "email"),
+                )]));
+            }
+            if marker.iter().any(|m| m.contains("synth")) {
+                let mut msgs = Vec::new();
+                if st.protocol == Protocol::Simple {
+                    msgs.push(BackendMessage::RowDescription(RowDescription {
+                        fields: vec![FieldDescription::new("id", 25)],
+                    }));
+                }
+                msgs.push(BackendMessage::DataRow(DataRow::from_text([Some(
+                    "cus_from_api",
+                )])));
+                msgs.push(BackendMessage::CommandComplete(CommandComplete {
+                    tag: "INSERT 0 1".into(),
+                }));
+                return Ok(Outcome::Respond(msgs));
+            }
+            Ok(Outcome::PassThrough)
+        })
+    }
+}
+
+async fn setup() -> (
+    &'static sequin_pgtemp::Cluster,
+    String,
+    Arc<Recorder>,
+    sequin_proxy::ProxyHandle,
+) {
+    let cluster = shared().unwrap();
+    let db = database(cluster, "icpt");
+    cluster
+        .psql(
+            &db,
+            "create schema stripe; \
+             create table stripe.customer (id text primary key, email text); \
+             create table public.audit (id serial primary key, sql text, protocol text, tables text); \
+             create table public.other (id text)",
+        )
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let proxy = proxy_to(
+        cluster.port(),
+        SyncedTables::new([TableName::new("stripe", "customer")]),
+        recorder.clone(),
+    )
+    .await;
+    (cluster, db, recorder, proxy)
+}
+
+async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("select count(*) from {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn simple_and_extended_writes_reach_the_interceptor_and_pass_through() {
+    let (cluster, db, recorder, proxy) = setup().await;
+    let client = connect(&via(cluster, &proxy, &db)).await;
+
+    client
+        .simple_query("insert into stripe.customer values ('c1', 'a@example.com')")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "insert into stripe.customer (id, email) values ($1, $2)",
+            &[&"c2", &"b@example.com"],
+        )
+        .await
+        .unwrap();
+    // A data-modifying CTE is a write too.
+    client
+        .simple_query(
+            "with u as (update stripe.customer set email = 'c@example.com' where id = 'c1' returning id) select * from u",
+        )
+        .await
+        .unwrap();
+    // Reads of synced tables and writes of other tables are not intercepted.
+    client
+        .query("select * from stripe.customer", &[])
+        .await
+        .unwrap();
+    client
+        .execute("insert into public.other values ($1)", &[&"x"])
+        .await
+        .unwrap();
+
+    assert_eq!(count(&client, "stripe.customer").await, 2);
+    let audit = client
+        .query(
+            "select sql, protocol, tables from public.audit order by id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let audit: Vec<(String, String, String)> = audit
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert_eq!(audit[0].1, "Simple");
+    assert_eq!(audit[1].1, "Extended");
+    assert_eq!(
+        audit[1].0,
+        "insert into stripe.customer (id, email) values ($1, $2)"
+    );
+    assert!(audit.iter().all(|a| a.2 == "stripe.customer"));
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[1].2,
+        [Some("c2".to_string()), Some("b@example.com".to_string())],
+        "the interceptor sees the Bind parameters"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn injected_statements_run_inside_the_client_transaction() {
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let mut client = connect(&via(cluster, &proxy, &db)).await;
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "insert into stripe.customer values ($1, $2)",
+        &[&"t1", &"x"],
+    )
+    .await
+    .unwrap();
+    // The injected audit row is visible inside the transaction...
+    let n: i64 = tx
+        .query_one("select count(*) from public.audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    tx.rollback().await.unwrap();
+    // ...and rolled back with it: the injection joined the client's
+    // transaction instead of committing on its own.
+    assert_eq!(count(&client, "public.audit").await, 0);
+    assert_eq!(count(&client, "stripe.customer").await, 0);
+
+    // Committed transactions keep both.
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("insert into stripe.customer values ('t2', 'y')")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count(&client, "public.audit").await, 1);
+    assert_eq!(count(&client, "stripe.customer").await, 1);
+}
+
+#[tokio::test]
+async fn synthesized_rows_and_errors_reach_the_client() {
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let client = connect(&via(cluster, &proxy, &db)).await;
+
+    // Simple protocol: synthesized RowDescription/DataRow/CommandComplete,
+    // then the server's own ReadyForQuery.
+    let msgs = client
+        .simple_query("insert into stripe.customer values ('synth', 'x') returning id")
+        .await
+        .unwrap();
+    let ids: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, ["cus_from_api"]);
+    let tag = msgs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(1));
+
+    // Extended protocol: the client prepared (Describe answered by the
+    // server), the interceptor answers the Execute.
+    let row = client
+        .query_one(
+            "insert into stripe.customer (id, email) values ($1, $2) returning id",
+            &[&"synth", &"y"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "cus_from_api");
+    assert_eq!(
+        count(&client, "stripe.customer").await,
+        0,
+        "synthesized, not executed"
+    );
+
+    // Errors with every field ORMs map to forms.
+    for simple in [true, false] {
+        let err = if simple {
+            client
+                .simple_query("insert into stripe.customer values ('c', 'reject')")
+                .await
+                .unwrap_err()
+        } else {
+            client
+                .execute(
+                    "insert into stripe.customer (id, email) values ($1, $2)",
+                    &[&"c", &"reject"],
+                )
+                .await
+                .unwrap_err()
+        };
+        let e = err.as_db_error().expect("server-style error");
+        assert_eq!(e.code().code(), "23514");
+        assert_eq!(e.message(), "[Stripe]: Invalid email");
+        assert_eq!(e.detail(), Some("HTTP 400, code email_invalid"));
+        assert_eq!(e.schema(), Some("stripe"));
+        assert_eq!(e.table(), Some("customer"));
+        assert_eq!(e.column(), Some("email"));
+    }
+    // The session is intact after synthesized errors, in both protocols.
+    let one: i32 = client.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
+    // An injected statement that fails: the interceptor reports it; the
+    // session recovers (simple protocol: the proxy syncs).
+    let err = client
+        .simple_query("insert into stripe.customer values ('inject-failure', 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "22012");
+    let one: i32 = client.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}
+
+#[tokio::test]
+async fn pipelined_statements_around_an_interception_keep_their_order() {
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let client = connect(&via(cluster, &proxy, &db)).await;
+    let plain = client.prepare("select $1::int * 2").await.unwrap();
+    let write = client
+        .prepare("insert into stripe.customer (id, email) values ($1, $2)")
+        .await
+        .unwrap();
+    let mut futs = Vec::new();
+    for i in 0..30i32 {
+        let c = &client;
+        let (plain, write) = (&plain, &write);
+        futs.push(async move {
+            if i % 3 == 0 {
+                let id = format!("p{i}");
+                c.execute(write, &[&id, &"e"]).await.unwrap() as i32
+            } else {
+                c.query_one(plain, &[&i]).await.unwrap().get::<_, i32>(0)
+            }
+        });
+    }
+    let results = futures_util::future::join_all(futs).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let i = i as i32;
+        assert_eq!(r, if i % 3 == 0 { 1 } else { i * 2 }, "result {i}");
+    }
+    assert_eq!(count(&client, "stripe.customer").await, 10);
+    assert_eq!(count(&client, "public.audit").await, 10);
+}
+
+#[tokio::test]
+async fn the_synced_set_is_updatable_at_runtime() {
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let client = connect(&via(cluster, &proxy, &db)).await;
+    client
+        .simple_query("insert into public.other values ('a')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "public.audit").await, 0);
+    proxy.synced().insert(TableName::new("public", "other"));
+    client
+        .simple_query("insert into public.other values ('b')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "public.audit").await, 1);
+    proxy.synced().replace([]);
+    client
+        .simple_query("insert into stripe.customer values ('z', 'z')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "public.audit").await, 1);
+}

@@ -353,6 +353,16 @@ async fn search_filters_sorts_and_the_ten_thousand_cap() {
     let expected: Vec<String> = changed.iter().rev().cloned().chain([created]).collect();
     assert_eq!(ids(&page["results"]), expected);
     assert_eq!(page["results"][0]["properties"]["jobtitle"], "Changed");
+    // Repeating a search after a write sees the write (no stale cached results).
+    let titled = json!({"filterGroups": [{"filters": [{"propertyName": "jobtitle", "operator": "EQ", "value": "changed"}]}]});
+    assert_eq!(
+        client.search("contacts", titled.clone()).await.1["total"],
+        3
+    );
+    hubspot
+        .update(ObjectType::Contacts, &changed[0], json!({"jobtitle": ""}))
+        .unwrap();
+    assert_eq!(client.search("contacts", titled).await.1["total"], 2);
     assert!(page.get("paging").is_none());
     // The same filter with hs_lastmodifieddate and an ISO value.
     let body = json!({"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GT", "value": checkpoint}]}]});

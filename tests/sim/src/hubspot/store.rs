@@ -145,7 +145,13 @@ impl ObjectType {
         match self {
             ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company"],
             ObjectType::Companies => &["name", "domain", "phone"],
-            ObjectType::Deals => &["dealname", "pipeline", "dealstage", "description", "dealtype"],
+            ObjectType::Deals => &[
+                "dealname",
+                "pipeline",
+                "dealstage",
+                "description",
+                "dealtype",
+            ],
         }
     }
 
@@ -193,6 +199,9 @@ pub struct Portal {
     objects: [ObjectStore; 3],
     next_id: u64,
     clock: Clock,
+    /// Bumped by every write; invalidates the search cache.
+    generation: u64,
+    search_cache: Option<SearchCache>,
 }
 
 /// One validated write: the properties to set (empty value = clear).
@@ -215,6 +224,8 @@ impl Portal {
             ],
             next_id: 1001,
             clock,
+            generation: 0,
+            search_cache: None,
         }
     }
 
@@ -405,6 +416,7 @@ impl Portal {
     fn insert(&mut self, object_type: ObjectType, changes: Changes, created: i64) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.generation += 1;
         let store = self.store_mut(object_type);
         let mut record = Record {
             properties: changes.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
@@ -469,6 +481,7 @@ impl Portal {
     /// Applies changes; bumps the modified time only when a value actually changed.
     fn apply(&mut self, object_type: ObjectType, id: u64, changes: Changes) {
         let now = self.clock.now_ms();
+        self.generation += 1;
         let store = self.store_mut(object_type);
         let record = store.records.get_mut(&id).expect("caller checked the id");
         let mut changed = false;
@@ -532,6 +545,7 @@ impl Portal {
             return;
         };
         let now = self.clock.now_ms();
+        self.generation += 1;
         let store = self.store_mut(object_type);
         let record = store.records.get_mut(&id).expect("live id");
         let stamp = now.max(record.updated + 1);
@@ -736,11 +750,54 @@ impl Portal {
 
     /// `POST /crm/v3/objects/{type}/search`: returns `(total, results, next after)`.
     pub fn search(
-        &self,
+        &mut self,
         object_type: ObjectType,
         body: &Value,
     ) -> Result<(usize, Vec<Value>, Option<String>), HsError> {
         let request = SearchRequest::parse(self.store(object_type), body)?;
+        // Paging re-runs the same search with a new `after`: reuse the ordered hits while no
+        // write happened in between, so a page costs its own records, not a scan.
+        let key = format!(
+            "{object_type:?}|{}|{}|{}",
+            body.get("filterGroups").unwrap_or(&Value::Null),
+            body.get("sorts").unwrap_or(&Value::Null),
+            body.get("query").unwrap_or(&Value::Null),
+        );
+        let cached = self
+            .search_cache
+            .as_ref()
+            .is_some_and(|c| c.key == key && c.generation == self.generation);
+        if !cached {
+            let hits = self.search_hits(object_type, &request);
+            self.search_cache = Some(SearchCache {
+                key,
+                generation: self.generation,
+                hits,
+            });
+        }
+        let hits = &self.search_cache.as_ref().expect("filled above").hits;
+        let store = self.store(object_type);
+        let total = hits.len();
+        let selection = match &request.properties {
+            Some(names) => Selection::Named(names),
+            None => Selection::Default,
+        };
+        // Results past the cap are never returned, whatever `limit` asks for.
+        let end = (request.after + request.limit)
+            .min(total)
+            .min(SEARCH_RESULT_CAP);
+        let results = hits
+            .get(request.after..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|id| self.render(object_type, *id, &store.records[id], &selection))
+            .collect();
+        let next = (end < total).then(|| end.to_string());
+        Ok((total, results, next))
+    }
+
+    /// Ids of the live records a search matches, in its order.
+    fn search_hits(&self, object_type: ObjectType, request: &SearchRequest) -> Vec<u64> {
         let store = self.store(object_type);
         let matches = |record: &Record| request.matches(record);
         // Live records in index order when sorting by the modified time; by id otherwise.
@@ -785,24 +842,15 @@ impl Portal {
                 }
             });
         }
-        let total = hits.len();
-        let selection = match &request.properties {
-            Some(names) => Selection::Named(names),
-            None => Selection::Default,
-        };
-        // Results past the cap are never returned, whatever `limit` asks for.
-        let end = (request.after + request.limit)
-            .min(total)
-            .min(SEARCH_RESULT_CAP);
-        let results = hits
-            .get(request.after..end)
-            .unwrap_or_default()
-            .iter()
-            .map(|(id, r)| self.render(object_type, *id, r, &selection))
-            .collect();
-        let next = (end < total).then(|| end.to_string());
-        Ok((total, results, next))
+        hits.into_iter().map(|(id, _)| id).collect()
     }
+}
+
+/// The ordered hits of the last search, valid while `generation` is current.
+struct SearchCache {
+    key: String,
+    generation: u64,
+    hits: Vec<u64>,
 }
 
 struct Sort {
@@ -816,6 +864,10 @@ struct Filter {
     value: Option<String>,
     high_value: Option<String>,
     values: Vec<String>,
+    /// `value`/`highValue` as epoch millis, for the record timestamps compared without
+    /// parsing each record's property text.
+    value_time: Option<i64>,
+    high_value_time: Option<i64>,
 }
 
 struct SearchRequest {
@@ -946,11 +998,14 @@ impl SearchRequest {
                         "Invalid input JSON: operator {operator} on {property} requires a value"
                     )));
                 }
+                let high_value = filter.get("highValue").and_then(text);
                 filters.push(Filter {
                     property,
                     operator,
+                    value_time: value.as_deref().and_then(parse_time),
+                    high_value_time: high_value.as_deref().and_then(parse_time),
                     value,
-                    high_value: filter.get("highValue").and_then(text),
+                    high_value,
                     values: filter
                         .get("values")
                         .and_then(Value::as_array)
@@ -1097,7 +1152,30 @@ fn compare_values(a: Option<&str>, b: Option<&str>) -> Ordering {
 }
 
 impl Filter {
+    /// The record's own timestamp when the filter is on `createdate` or the modified property
+    /// (they always hold exactly these times).
+    fn record_time(&self, record: &Record) -> Option<i64> {
+        match self.property.as_str() {
+            "createdate" => Some(record.created),
+            "lastmodifieddate" | "hs_lastmodifieddate" => Some(record.updated),
+            _ => None,
+        }
+    }
+
     fn matches(&self, record: &Record) -> bool {
+        if let (Some(time), Some(value)) = (self.record_time(record), self.value_time) {
+            let high = self.high_value_time.unwrap_or(value);
+            match self.operator.as_str() {
+                "EQ" => return time == value,
+                "NEQ" => return time != value,
+                "LT" => return time < value,
+                "LTE" => return time <= value,
+                "GT" => return time > value,
+                "GTE" => return time >= value,
+                "BETWEEN" => return time >= value && time <= high,
+                _ => {}
+            }
+        }
         let actual = record.properties.get(&self.property).map(String::as_str);
         let value = self.value.as_deref().unwrap_or("");
         match (self.operator.as_str(), actual) {

@@ -86,6 +86,33 @@ struct Issue {
     updated_ms: i64,
     obj: Map<String, Value>,
     json: String,
+    /// Copies of fields lists filter and sort on, so a page does not walk JSON maps.
+    index: IssueIndex,
+}
+
+#[derive(Default)]
+struct IssueIndex {
+    open: bool,
+    comments: u64,
+    labels: Vec<String>,
+}
+
+impl IssueIndex {
+    fn of(obj: &Map<String, Value>) -> Self {
+        Self {
+            open: obj.get("state").and_then(Value::as_str) == Some("open"),
+            comments: obj.get("comments").and_then(Value::as_u64).unwrap_or(0),
+            labels: obj
+                .get("labels")
+                .and_then(Value::as_array)
+                .map(|ls| {
+                    ls.iter()
+                        .filter_map(|l| l["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -281,6 +308,7 @@ impl Github {
             updated_ms: now,
             json: value.to_string(),
             obj,
+            index: IssueIndex::default(),
         });
         Ok(value)
     }
@@ -327,6 +355,7 @@ impl Github {
             updated_ms: now,
             json: value.to_string(),
             obj,
+            index: IssueIndex::default(),
         });
         Ok(value)
     }
@@ -491,6 +520,7 @@ impl Github {
                 updated_ms: updated,
                 obj,
                 json,
+                index: IssueIndex::default(),
             });
         }
         for issue in issues {
@@ -500,7 +530,8 @@ impl Github {
 }
 
 impl Repo {
-    fn insert(&mut self, issue: Issue) {
+    fn insert(&mut self, mut issue: Issue) {
+        issue.index = IssueIndex::of(&issue.obj);
         if let Some(old) = self.issues.get(&issue.number) {
             self.by_updated.remove(&(old.updated_ms, old.number));
             self.by_created.remove(&(old.created_ms, old.number));
@@ -628,24 +659,28 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, Response> {
     })
 }
 
-fn etag_of(body: &str) -> String {
+/// A weak ETag from the versions of the issues a response shows (cheaper than hashing the
+/// body, and it changes exactly when the body does).
+fn etag_of(versions: impl Iterator<Item = (u64, i64)>, total: usize) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
+    for v in versions {
+        v.hash(&mut h);
+    }
+    total.hash(&mut h);
     let a = h.finish();
     "etag".hash(&mut h);
     format!("W/\"{a:016x}{:016x}\"", h.finish())
 }
 
 /// 304 when `If-None-Match` names the body's ETag, else 200 with the ETag.
-fn conditional(headers: &HeaderMap, body: String, extra: Option<String>) -> Response {
-    let etag = etag_of(&body);
+fn conditional(headers: &HeaderMap, body: String, etag: &str, extra: Option<String>) -> Response {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let matched = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
-                .any(|t| t.trim() == "*" || strip(t) == strip(&etag))
+                .any(|t| t.trim() == "*" || strip(t) == strip(etag))
         });
     let mut resp = if matched {
         StatusCode::NOT_MODIFIED.into_response()
@@ -653,10 +688,7 @@ fn conditional(headers: &HeaderMap, body: String, extra: Option<String>) -> Resp
         json_response(StatusCode::OK, body)
     };
     let h = resp.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex etag"),
-    );
+    h.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex etag"));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=60, s-maxage=60"),
@@ -692,58 +724,63 @@ async fn list_issues(
     };
     let st = g.lock();
     let repo_state = &st.repo;
-    let keep = |number: u64| {
-        let i = &repo_state.issues[&number];
-        (q.state == "all" || i.obj["state"] == q.state.as_str())
+    let want_open = match q.state.as_str() {
+        "open" => Some(true),
+        "closed" => Some(false),
+        _ => None,
+    };
+    let keep = |number: &u64| {
+        let i = &repo_state.issues[number];
+        want_open.is_none_or(|open| i.index.open == open)
             && q.since_secs
                 .is_none_or(|s| i.updated_ms.div_euclid(1000) >= s)
-            && q.labels.iter().all(|l| {
-                i.obj["labels"]
-                    .as_array()
-                    .is_some_and(|ls| ls.iter().any(|x| x["name"] == l.as_str()))
-            })
+            && q.labels.iter().all(|l| i.index.labels.contains(l))
     };
-    let ordered: Box<dyn Iterator<Item = u64>> = match q.sort.as_str() {
-        "updated" => Box::new(repo_state.by_updated.iter().map(|(_, n)| *n)),
+    let by_comments: Vec<u64>;
+    let ordered: Box<dyn DoubleEndedIterator<Item = &u64>> = match q.sort.as_str() {
+        "updated" => Box::new(repo_state.by_updated.iter().map(|(_, n)| n)),
         "comments" => {
             let mut v: Vec<(u64, i64, u64)> = repo_state
                 .issues
                 .values()
-                .map(|i| {
-                    (
-                        i.obj["comments"].as_u64().unwrap_or(0),
-                        i.created_ms,
-                        i.number,
-                    )
-                })
+                .map(|i| (i.index.comments, i.created_ms, i.number))
                 .collect();
             v.sort_unstable();
-            Box::new(v.into_iter().map(|(_, _, n)| n))
+            by_comments = v.into_iter().map(|(_, _, n)| n).collect();
+            Box::new(by_comments.iter())
         }
-        _ => Box::new(repo_state.by_created.iter().map(|(_, n)| *n)),
+        _ => Box::new(repo_state.by_created.iter().map(|(_, n)| n)),
     };
-    let ordered: Vec<u64> = if q.direction == "desc" {
-        let mut v: Vec<u64> = ordered.filter(|n| keep(*n)).collect();
-        v.reverse();
-        v
+    let ordered: Box<dyn Iterator<Item = &u64>> = if q.direction == "desc" {
+        Box::new(ordered.rev())
     } else {
-        ordered.filter(|n| keep(*n)).collect()
+        ordered
     };
-    let total = ordered.len();
-    let last_page = total.div_ceil(q.per_page).max(1);
+    // One pass: count every match (for rel="last") and keep this page's.
     let start = (q.page - 1).saturating_mul(q.per_page);
+    let mut total = 0usize;
+    let mut page: Vec<&Issue> = Vec::with_capacity(q.per_page);
+    for n in ordered.filter(|n| keep(n)) {
+        if total >= start && page.len() < q.per_page {
+            page.push(&repo_state.issues[n]);
+        }
+        total += 1;
+    }
+    let last_page = total.div_ceil(q.per_page).max(1);
     let mut body = String::with_capacity(q.per_page * 4096);
     body.push('[');
-    for (i, n) in ordered.iter().skip(start).take(q.per_page).enumerate() {
+    for (i, issue) in page.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&repo_state.issues[n].json);
+        body.push_str(&issue.json);
     }
     body.push(']');
+    // The representation is determined by which issues are on the page and their versions.
+    let etag = etag_of(page.iter().map(|i| (i.number, i.updated_ms)), total);
     drop(st);
     let link = link_header(&g, &owner, &repo, &q, last_page, total);
-    conditional(&headers, body, link)
+    conditional(&headers, body, &etag, link)
 }
 
 /// RFC 8288 `Link` header with next/last/first/prev, keeping the request's other parameters.
@@ -795,12 +832,16 @@ async fn get_issue(
     if !check_repo(&owner, &repo) {
         return not_found(&doc);
     }
-    let body = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| g.lock().repo.issues.get(&n).map(|i| i.json.clone()));
-    match body {
-        Some(body) => conditional(&headers, body, None),
+    let found = number.parse::<u64>().ok().and_then(|n| {
+        g.lock().repo.issues.get(&n).map(|i| {
+            (
+                i.json.clone(),
+                etag_of([(i.number, i.updated_ms)].into_iter(), 1),
+            )
+        })
+    });
+    match found {
+        Some((body, etag)) => conditional(&headers, body, &etag, None),
         None => not_found(&doc),
     }
 }

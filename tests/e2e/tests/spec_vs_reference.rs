@@ -16,7 +16,7 @@
 //! run lists everything that disagrees.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sequin_spec::Connector;
@@ -113,7 +113,7 @@ fn reference(rel: &str) -> PathBuf {
     repo_root().join("../shared/reference").join(rel)
 }
 
-fn read(path: &PathBuf) -> String {
+fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -800,6 +800,8 @@ fn stripe_fixtures_decode_and_show_every_field() {
     report("stripe.yaml vs fixtures", problems);
 }
 
+/// Splits an object's fields into the record's own (top level: `id`,
+/// `createdAt`...) and its properties (at `properties.<name>`).
 fn hubspot_record_fields(obj: &sequin_spec::model::Object) -> (Vec<&Field>, Vec<&Field>) {
     obj.fields.iter().partition(|f| f.path.is_none())
 }

@@ -196,8 +196,10 @@ fn error_response(error: AtError) -> Response {
     (status, Json(error.to_json())).into_response()
 }
 
-fn respond(result: Result<Response, AtError>) -> Response {
-    result.unwrap_or_else(error_response)
+impl IntoResponse for AtError {
+    fn into_response(self) -> Response {
+        error_response(self)
+    }
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, AtError> {
@@ -342,22 +344,18 @@ async fn list(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    respond((|| {
-        let request = list_request_from_query(&query_pairs(raw.as_deref()))?;
-        list_response(&sim, &base, &table, &request)
-    })())
+) -> Result<Response, AtError> {
+    let request = list_request_from_query(&query_pairs(raw.as_deref()))?;
+    list_response(&sim, &base, &table, &request)
 }
 
 async fn list_post(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond((|| {
-        let request = list_request_from_body(&parse_json(&body)?)?;
-        list_response(&sim, &base, &table, &request)
-    })())
+) -> Result<Response, AtError> {
+    let request = list_request_from_body(&parse_json(&body)?)?;
+    list_response(&sim, &base, &table, &request)
 }
 
 fn render_options(body: &Value) -> RenderOptions {
@@ -396,36 +394,34 @@ async fn create(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond((|| {
-        let body = parse_json(&body)?;
-        let typecast = body
-            .get("typecast")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let options = render_options(&body);
-        // Either `{"records":[{"fields":..}]}` or a single `{"fields":..}`.
-        if let Some(records) = body.get("records") {
-            let records = records
-                .as_array()
-                .ok_or_else(|| invalid_request("records must be an array"))?;
-            check_record_count(records.len())?;
-            let inputs = records
-                .iter()
-                .map(record_fields)
-                .collect::<Result<Vec<_>, _>>()?;
-            let created = sim
-                .workspace()
-                .create(&base, &table, &inputs, typecast, &options)?;
-            Ok(Json(json!({"records": created})).into_response())
-        } else {
-            let fields = record_fields(&body)?;
-            let mut created =
-                sim.workspace()
-                    .create(&base, &table, &[fields], typecast, &options)?;
-            Ok(Json(created.remove(0)).into_response())
-        }
-    })())
+) -> Result<Response, AtError> {
+    let body = parse_json(&body)?;
+    let typecast = body
+        .get("typecast")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let options = render_options(&body);
+    // Either `{"records":[{"fields":..}]}` or a single `{"fields":..}`.
+    if let Some(records) = body.get("records") {
+        let records = records
+            .as_array()
+            .ok_or_else(|| invalid_request("records must be an array"))?;
+        check_record_count(records.len())?;
+        let inputs = records
+            .iter()
+            .map(record_fields)
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = sim
+            .workspace()
+            .create(&base, &table, &inputs, typecast, &options)?;
+        Ok(Json(json!({"records": created})).into_response())
+    } else {
+        let fields = record_fields(&body)?;
+        let mut created = sim
+            .workspace()
+            .create(&base, &table, &[fields], typecast, &options)?;
+        Ok(Json(created.remove(0)).into_response())
+    }
 }
 
 fn update_many(
@@ -476,53 +472,49 @@ async fn patch_many(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond(update_many(&sim, &base, &table, &body, false))
+) -> Result<Response, AtError> {
+    update_many(&sim, &base, &table, &body, false)
 }
 
 async fn put_many(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond(update_many(&sim, &base, &table, &body, true))
+) -> Result<Response, AtError> {
+    update_many(&sim, &base, &table, &body, true)
 }
 
 async fn delete_many(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    respond((|| {
-        let ids: Vec<String> = query_pairs(raw.as_deref())
-            .into_iter()
-            .filter(|(k, _)| k == "records[]" || k == "records")
-            .map(|(_, v)| v)
-            .collect();
-        if ids.is_empty() {
-            return Err(invalid_request("records[] is required"));
-        }
-        check_record_count(ids.len())?;
-        let deleted = sim.workspace().delete(&base, &table, &ids)?;
-        Ok(Json(json!({"records": deleted})).into_response())
-    })())
+) -> Result<Response, AtError> {
+    let ids: Vec<String> = query_pairs(raw.as_deref())
+        .into_iter()
+        .filter(|(k, _)| k == "records[]" || k == "records")
+        .map(|(_, v)| v)
+        .collect();
+    if ids.is_empty() {
+        return Err(invalid_request("records[] is required"));
+    }
+    check_record_count(ids.len())?;
+    let deleted = sim.workspace().delete(&base, &table, &ids)?;
+    Ok(Json(json!({"records": deleted})).into_response())
 }
 
 async fn get_record(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    respond((|| {
-        let pairs = query_pairs(raw.as_deref());
-        let options = RenderOptions {
-            field_ids: None,
-            by_field_id: pairs
-                .iter()
-                .any(|(k, v)| k == "returnFieldsByFieldId" && truthy_param(v)),
-        };
-        Ok(Json(sim.workspace().get(&base, &table, &id, &options)?).into_response())
-    })())
+) -> Result<Response, AtError> {
+    let pairs = query_pairs(raw.as_deref());
+    let options = RenderOptions {
+        field_ids: None,
+        by_field_id: pairs
+            .iter()
+            .any(|(k, v)| k == "returnFieldsByFieldId" && truthy_param(v)),
+    };
+    Ok(Json(sim.workspace().get(&base, &table, &id, &options)?).into_response())
 }
 
 fn update_one(
@@ -554,26 +546,24 @@ async fn patch_one(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
     body: Bytes,
-) -> Response {
-    respond(update_one(&sim, &base, &table, &id, &body, false))
+) -> Result<Response, AtError> {
+    update_one(&sim, &base, &table, &id, &body, false)
 }
 
 async fn put_one(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
     body: Bytes,
-) -> Response {
-    respond(update_one(&sim, &base, &table, &id, &body, true))
+) -> Result<Response, AtError> {
+    update_one(&sim, &base, &table, &id, &body, true)
 }
 
 async fn delete_one(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
-) -> Response {
-    respond((|| {
-        let mut deleted = sim.workspace().delete(&base, &table, &[id])?;
-        Ok(Json(deleted.remove(0)).into_response())
-    })())
+) -> Result<Response, AtError> {
+    let mut deleted = sim.workspace().delete(&base, &table, &[id])?;
+    Ok(Json(deleted.remove(0)).into_response())
 }
 
 async fn meta_bases(State(sim): Sim) -> Response {
@@ -586,28 +576,24 @@ async fn meta_bases(State(sim): Sim) -> Response {
     Json(json!({"bases": bases})).into_response()
 }
 
-async fn meta_tables(State(sim): Sim, Path(base): Path<String>) -> Response {
-    respond((|| {
-        let workspace = sim.workspace();
-        let tables: Vec<Value> = workspace
-            .base(&base)?
-            .tables
-            .iter()
-            .map(store::Table::to_json)
-            .collect();
-        Ok(Json(json!({"tables": tables})).into_response())
-    })())
+async fn meta_tables(State(sim): Sim, Path(base): Path<String>) -> Result<Response, AtError> {
+    let workspace = sim.workspace();
+    let tables: Vec<Value> = workspace
+        .base(&base)?
+        .tables
+        .iter()
+        .map(store::Table::to_json)
+        .collect();
+    Ok(Json(json!({"tables": tables})).into_response())
 }
 
 async fn meta_add_field(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond((|| {
-        let body = parse_json(&body)?;
-        Ok(Json(sim.add_field(&base, &table, body)?).into_response())
-    })())
+) -> Result<Response, AtError> {
+    let body = parse_json(&body)?;
+    Ok(Json(sim.add_field(&base, &table, body)?).into_response())
 }
 
 // ----- control routes (under /_sim) -------------------------------------------------------
@@ -616,32 +602,26 @@ async fn control_create(
     State(sim): Sim,
     Path((base, table)): Path<(String, String)>,
     Json(fields): Json<Value>,
-) -> Response {
-    respond(
-        sim.create(&base, &table, fields)
-            .map(|id| Json(json!({"id": id})).into_response()),
-    )
+) -> Result<Response, AtError> {
+    sim.create(&base, &table, fields)
+        .map(|id| Json(json!({"id": id})).into_response())
 }
 
 async fn control_update(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
     Json(fields): Json<Value>,
-) -> Response {
-    respond(
-        sim.update(&base, &table, &id, fields)
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+) -> Result<Response, AtError> {
+    sim.update(&base, &table, &id, fields)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
 async fn control_delete(
     State(sim): Sim,
     Path((base, table, id)): Path<(String, String, String)>,
-) -> Response {
-    respond(
-        sim.delete(&base, &table, &id)
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+) -> Result<Response, AtError> {
+    sim.delete(&base, &table, &id)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
 async fn control_rate_limit_wait(State(sim): Sim, Json(body): Json<Value>) -> Response {

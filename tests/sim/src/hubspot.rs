@@ -27,7 +27,6 @@ use store::{Portal, Selection};
 pub struct Hubspot {
     ctx: SimContext,
     portal: Mutex<Portal>,
-    correlation: AtomicU64,
 }
 
 impl Hubspot {
@@ -36,36 +35,11 @@ impl Hubspot {
         Self {
             ctx,
             portal: Mutex::new(portal),
-            correlation: AtomicU64::new(1),
         }
     }
 
     fn portal(&self) -> MutexGuard<'_, Portal> {
         self.portal.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A fresh request id in UUID form, as HubSpot puts in every error.
-    fn correlation_id(&self) -> String {
-        let n = self.correlation.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}-5e91-4c0d-9a1e-{:012x}", self.ctx.rng_seed as u32, n)
-    }
-
-    fn error(&self, error: HsError) -> Response {
-        let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut body = json!({
-            "status": "error",
-            "message": error.message,
-            "correlationId": self.correlation_id(),
-            "category": error.category,
-        });
-        if let Some(context) = error.context {
-            body["context"] = context;
-        }
-        (status, Json(body)).into_response()
-    }
-
-    fn respond(&self, result: Result<Response, HsError>) -> Response {
-        result.unwrap_or_else(|e| self.error(e))
     }
 
     /// Creates a record as another user would; returns its id.
@@ -163,6 +137,26 @@ fn flag(pairs: &[(String, String)], name: &str) -> bool {
 
 type Sim = State<Arc<Hubspot>>;
 
+/// A fresh request id in UUID form, as HubSpot puts in every error.
+fn correlation_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("5e9a1c0d-5e91-4c0d-9a1e-{n:012x}")
+}
+
+impl IntoResponse for HsError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = json!({
+            "status": "error",
+            "message": self.message,
+            "correlationId": correlation_id(),
+            "category": self.category,
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
 /// HubSpot's documented limit for the CRM search endpoints.
 pub const SEARCH_REQUESTS_PER_SECOND: u32 = 5;
 
@@ -170,57 +164,57 @@ fn is_search(req: &Parts) -> bool {
     req.method == axum::http::Method::POST && req.uri.path().ends_with("/search")
 }
 
-async fn list(State(sim): Sim, Path(object): Path<String>, RawQuery(raw): RawQuery) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let pairs = query_pairs(raw.as_deref());
-        let limit = match query_value(&pairs, "limit") {
-            None => 10,
-            Some(text) => text.parse::<usize>().map_err(|_| {
-                HsError::validation(format!("limit: {text} is not a valid integer"))
-            })?,
-        };
-        let names = requested_properties(&pairs);
-        let selection = names
-            .as_deref()
-            .map_or(Selection::Default, Selection::Named);
-        let (results, next) = sim.portal().list(
-            object_type,
-            limit,
-            query_value(&pairs, "after"),
-            flag(&pairs, "archived"),
-            &selection,
-        )?;
-        let mut body = json!({"results": results});
-        if let Some(after) = next {
-            let link = format!("{}/crm/v3/objects/{object}?after={after}", sim.ctx.base_url);
-            body["paging"] = json!({"next": {"after": after, "link": link}});
-        }
-        Ok(Json(body).into_response())
-    })())
+async fn list(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let pairs = query_pairs(raw.as_deref());
+    let limit = match query_value(&pairs, "limit") {
+        None => 10,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| HsError::validation(format!("limit: {text} is not a valid integer")))?,
+    };
+    let names = requested_properties(&pairs);
+    let selection = names
+        .as_deref()
+        .map_or(Selection::Default, Selection::Named);
+    let (results, next) = sim.portal().list(
+        object_type,
+        limit,
+        query_value(&pairs, "after"),
+        flag(&pairs, "archived"),
+        &selection,
+    )?;
+    let mut body = json!({"results": results});
+    if let Some(after) = next {
+        let link = format!("{}/crm/v3/objects/{object}?after={after}", sim.ctx.base_url);
+        body["paging"] = json!({"next": {"after": after, "link": link}});
+    }
+    Ok(Json(body).into_response())
 }
 
 async fn read(
     State(sim): Sim,
     Path((object, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let pairs = query_pairs(raw.as_deref());
-        let names = requested_properties(&pairs);
-        let selection = names
-            .as_deref()
-            .map_or(Selection::Default, Selection::Named);
-        let record = sim.portal().get(
-            object_type,
-            &id,
-            query_value(&pairs, "idProperty"),
-            flag(&pairs, "archived"),
-            &selection,
-        )?;
-        Ok(Json(record).into_response())
-    })())
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let pairs = query_pairs(raw.as_deref());
+    let names = requested_properties(&pairs);
+    let selection = names
+        .as_deref()
+        .map_or(Selection::Default, Selection::Named);
+    let record = sim.portal().get(
+        object_type,
+        &id,
+        query_value(&pairs, "idProperty"),
+        flag(&pairs, "archived"),
+        &selection,
+    )?;
+    Ok(Json(record).into_response())
 }
 
 fn body_properties(body: &Value) -> Result<&Map<String, Value>, HsError> {
@@ -229,13 +223,15 @@ fn body_properties(body: &Value) -> Result<&Map<String, Value>, HsError> {
         .ok_or_else(|| HsError::validation("Invalid input JSON: properties is required"))
 }
 
-async fn create(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let body = parse_json(&body)?;
-        let created = sim.portal().create(object_type, body_properties(&body)?)?;
-        Ok((StatusCode::CREATED, Json(created)).into_response())
-    })())
+async fn create(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    body: Bytes,
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let body = parse_json(&body)?;
+    let created = sim.portal().create(object_type, body_properties(&body)?)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn update(
@@ -243,39 +239,42 @@ async fn update(
     Path((object, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     body: Bytes,
-) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let pairs = query_pairs(raw.as_deref());
-        let body = parse_json(&body)?;
-        let updated = sim.portal().update(
-            object_type,
-            &id,
-            query_value(&pairs, "idProperty"),
-            body_properties(&body)?,
-        )?;
-        Ok(Json(updated).into_response())
-    })())
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let pairs = query_pairs(raw.as_deref());
+    let body = parse_json(&body)?;
+    let updated = sim.portal().update(
+        object_type,
+        &id,
+        query_value(&pairs, "idProperty"),
+        body_properties(&body)?,
+    )?;
+    Ok(Json(updated).into_response())
 }
 
-async fn archive(State(sim): Sim, Path((object, id)): Path<(String, String)>) -> Response {
-    sim.respond(ObjectType::parse(&object).map(|object_type| {
+async fn archive(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+) -> Result<Response, HsError> {
+    ObjectType::parse(&object).map(|object_type| {
         sim.portal().archive(object_type, &id);
         StatusCode::NO_CONTENT.into_response()
-    }))
+    })
 }
 
-async fn search(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let body = parse_json(&body)?;
-        let (total, results, next) = sim.portal().search(object_type, &body)?;
-        let mut response = json!({"total": total, "results": results});
-        if let Some(after) = next {
-            response["paging"] = json!({"next": {"after": after}});
-        }
-        Ok(Json(response).into_response())
-    })())
+async fn search(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    body: Bytes,
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let body = parse_json(&body)?;
+    let (total, results, next) = sim.portal().search(object_type, &body)?;
+    let mut response = json!({"total": total, "results": results});
+    if let Some(after) = next {
+        response["paging"] = json!({"next": {"after": after}});
+    }
+    Ok(Json(response).into_response())
 }
 
 /// A batch response (`BatchResponseSimplePublicObject[WithErrors]`); 207 when some ids failed.
@@ -307,84 +306,85 @@ async fn batch(
     Path((object, operation)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     body: Bytes,
-) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let body = parse_json(&body)?;
-        let started = store::format_time(sim.ctx.clock.now_ms());
-        let mut portal = sim.portal();
-        let not_found = |ids: Vec<String>| {
-            if ids.is_empty() {
-                Vec::new()
-            } else {
-                vec![Portal::not_found_batch_error(object_type, &ids)]
-            }
-        };
-        let response = match operation.as_str() {
-            "create" => {
-                let results = portal.batch_create(object_type, &body)?;
-                let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(
-                    StatusCode::CREATED,
-                    results,
-                    Vec::new(),
-                    &started,
-                    &completed,
-                )
-            }
-            "update" => {
-                let (results, missing) = portal.batch_update(object_type, &body)?;
-                let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(
-                    StatusCode::OK,
-                    results,
-                    not_found(missing),
-                    &started,
-                    &completed,
-                )
-            }
-            "read" => {
-                let archived = flag(&query_pairs(raw.as_deref()), "archived");
-                let (results, missing) = portal.batch_read(object_type, &body, archived)?;
-                let completed = store::format_time(sim.ctx.clock.now_ms());
-                batch_response(
-                    StatusCode::OK,
-                    results,
-                    not_found(missing),
-                    &started,
-                    &completed,
-                )
-            }
-            "archive" => {
-                portal.batch_archive(object_type, &body)?;
-                StatusCode::NO_CONTENT.into_response()
-            }
-            _ => return Err(HsError::not_found()),
-        };
-        Ok(response)
-    })())
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let body = parse_json(&body)?;
+    let started = store::format_time(sim.ctx.clock.now_ms());
+    let mut portal = sim.portal();
+    let not_found = |ids: Vec<String>| {
+        if ids.is_empty() {
+            Vec::new()
+        } else {
+            vec![Portal::not_found_batch_error(object_type, &ids)]
+        }
+    };
+    let response = match operation.as_str() {
+        "create" => {
+            let results = portal.batch_create(object_type, &body)?;
+            let completed = store::format_time(sim.ctx.clock.now_ms());
+            batch_response(
+                StatusCode::CREATED,
+                results,
+                Vec::new(),
+                &started,
+                &completed,
+            )
+        }
+        "update" => {
+            let (results, missing) = portal.batch_update(object_type, &body)?;
+            let completed = store::format_time(sim.ctx.clock.now_ms());
+            batch_response(
+                StatusCode::OK,
+                results,
+                not_found(missing),
+                &started,
+                &completed,
+            )
+        }
+        "read" => {
+            let archived = flag(&query_pairs(raw.as_deref()), "archived");
+            let (results, missing) = portal.batch_read(object_type, &body, archived)?;
+            let completed = store::format_time(sim.ctx.clock.now_ms());
+            batch_response(
+                StatusCode::OK,
+                results,
+                not_found(missing),
+                &started,
+                &completed,
+            )
+        }
+        "archive" => {
+            portal.batch_archive(object_type, &body)?;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => return Err(HsError::not_found()),
+    };
+    Ok(response)
 }
 
-async fn list_properties(State(sim): Sim, Path(object): Path<String>) -> Response {
-    sim.respond(ObjectType::parse(&object).map(|object_type| {
+async fn list_properties(State(sim): Sim, Path(object): Path<String>) -> Result<Response, HsError> {
+    ObjectType::parse(&object).map(|object_type| {
         Json(json!({"results": sim.portal().properties(object_type)})).into_response()
-    }))
+    })
 }
 
-async fn read_property(State(sim): Sim, Path((object, name)): Path<(String, String)>) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        Ok(Json(sim.portal().property(object_type, &name)?).into_response())
-    })())
+async fn read_property(
+    State(sim): Sim,
+    Path((object, name)): Path<(String, String)>,
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    Ok(Json(sim.portal().property(object_type, &name)?).into_response())
 }
 
-async fn create_property(State(sim): Sim, Path(object): Path<String>, body: Bytes) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let body = parse_json(&body)?;
-        let created = sim.portal().create_property(object_type, &body)?;
-        Ok((StatusCode::CREATED, Json(created)).into_response())
-    })())
+async fn create_property(
+    State(sim): Sim,
+    Path(object): Path<String>,
+    body: Bytes,
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let body = parse_json(&body)?;
+    let created = sim.portal().create_property(object_type, &body)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 // ----- control routes (under /_sim) -------------------------------------------------------
@@ -393,26 +393,22 @@ async fn control_create(
     State(sim): Sim,
     Path(object): Path<String>,
     Json(body): Json<Value>,
-) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let created = sim.portal().create(object_type, body_properties(&body)?)?;
-        Ok((StatusCode::CREATED, Json(created)).into_response())
-    })())
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let created = sim.portal().create(object_type, body_properties(&body)?)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn control_update(
     State(sim): Sim,
     Path((object, id)): Path<(String, String)>,
     Json(body): Json<Value>,
-) -> Response {
-    sim.respond((|| {
-        let object_type = ObjectType::parse(&object)?;
-        let updated = sim
-            .portal()
-            .update(object_type, &id, None, body_properties(&body)?)?;
-        Ok(Json(updated).into_response())
-    })())
+) -> Result<Response, HsError> {
+    let object_type = ObjectType::parse(&object)?;
+    let updated = sim
+        .portal()
+        .update(object_type, &id, None, body_properties(&body)?)?;
+    Ok(Json(updated).into_response())
 }
 
 impl Simulator for Hubspot {
@@ -446,7 +442,7 @@ impl Simulator for Hubspot {
             "status": "error",
             "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can \
                         find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-            "correlationId": self.correlation_id(),
+            "correlationId": correlation_id(),
             "category": "INVALID_AUTHENTICATION",
         });
         (StatusCode::UNAUTHORIZED, Json(body)).into_response()
@@ -457,7 +453,7 @@ impl Simulator for Hubspot {
             "status": "error",
             "message": "You have reached your ten_secondly_rolling limit.",
             "errorType": "RATE_LIMIT",
-            "correlationId": self.correlation_id(),
+            "correlationId": correlation_id(),
             "policyName": "TEN_SECONDLY_ROLLING",
             "groupName": "publicapi:private-app:sequin-sim",
         });
@@ -482,7 +478,7 @@ impl Simulator for Hubspot {
         let body = json!({
             "status": "error",
             "message": "internal error",
-            "correlationId": self.correlation_id(),
+            "correlationId": correlation_id(),
             "category": "INTERNAL_ERROR",
         });
         (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()

@@ -180,8 +180,10 @@ fn check_version(version: &str) -> Result<(), SfError> {
 
 type Sim = State<Arc<Salesforce>>;
 
-fn respond(result: Result<Response, SfError>) -> Response {
-    result.unwrap_or_else(error_response)
+impl IntoResponse for SfError {
+    fn into_response(self) -> Response {
+        error_response(self)
+    }
 }
 
 #[derive(Deserialize)]
@@ -201,7 +203,10 @@ async fn token(State(sim): Sim, body: Bytes) -> Response {
             .into_response()
     };
     let Ok(request) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
-        return oauth_error("invalid_request", "request body must be application/x-www-form-urlencoded");
+        return oauth_error(
+            "invalid_request",
+            "request body must be application/x-www-form-urlencoded",
+        );
     };
     if request.grant_type.as_deref() != Some("refresh_token") {
         return oauth_error("unsupported_grant_type", "grant type not supported");
@@ -249,81 +254,77 @@ async fn versions() -> Response {
     Json(versions).into_response()
 }
 
-async fn describe_global(State(sim): Sim, Path(version): Path<String>) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let org = sim.org();
-        let sobjects: Vec<Value> = org
-            .object_defs()
-            .map(|d| d.describe_global_entry(&version))
-            .collect();
-        Ok(
-            Json(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}))
-                .into_response(),
-        )
-    })())
+async fn describe_global(
+    State(sim): Sim,
+    Path(version): Path<String>,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let org = sim.org();
+    let sobjects: Vec<Value> = org
+        .object_defs()
+        .map(|d| d.describe_global_entry(&version))
+        .collect();
+    Ok(
+        Json(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}))
+            .into_response(),
+    )
 }
 
-async fn describe(State(sim): Sim, Path((version, object)): Path<(String, String)>) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        Ok(Json(sim.org().describe(&object, &version)?).into_response())
-    })())
+async fn describe(
+    State(sim): Sim,
+    Path((version, object)): Path<(String, String)>,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    Ok(Json(sim.org().describe(&object, &version)?).into_response())
 }
 
 async fn create(
     State(sim): Sim,
     Path((version, object)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let fields = as_object(parse_body(&body)?)?;
-        let id = sim.org().create(&object, &fields)?;
-        Ok((
-            StatusCode::CREATED,
-            Json(json!({"id": id, "success": true, "errors": []})),
-        )
-            .into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let fields = as_object(parse_body(&body)?)?;
+    let id = sim.org().create(&object, &fields)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "success": true, "errors": []})),
+    )
+        .into_response())
 }
 
 async fn get_record(
     State(sim): Sim,
     Path((version, object, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let fields: Option<Vec<String>> = query_param(raw.as_deref(), "fields")
-            .map(|list| list.split(',').map(|f| f.trim().to_owned()).collect());
-        let record = sim.org().get_fields(&object, &id, fields.as_deref(), &version)?;
-        Ok(Json(record).into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let fields: Option<Vec<String>> = query_param(raw.as_deref(), "fields")
+        .map(|list| list.split(',').map(|f| f.trim().to_owned()).collect());
+    let record = sim
+        .org()
+        .get_fields(&object, &id, fields.as_deref(), &version)?;
+    Ok(Json(record).into_response())
 }
 
 async fn update_record(
     State(sim): Sim,
     Path((version, object, id)): Path<(String, String, String)>,
     body: Bytes,
-) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let fields = as_object(parse_body(&body)?)?;
-        sim.org().update(&object, &id, &fields)?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let fields = as_object(parse_body(&body)?)?;
+    sim.org().update(&object, &id, &fields)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn delete_record(
     State(sim): Sim,
     Path((version, object, id)): Path<(String, String, String)>,
-) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        sim.org().delete(&object, &id)?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    sim.org().delete(&object, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Page size from `Sforce-Query-Options: batchSize=N` (200..=2000), else 2000.
@@ -353,14 +354,12 @@ fn run_query(
     raw: Option<String>,
     headers: &HeaderMap,
     all: bool,
-) -> Response {
-    respond((|| {
-        check_version(version)?;
-        let text = query_param(raw.as_deref(), "q").ok_or_else(|| {
-            SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
-        })?;
-        Ok(Json(sim.org().query(&text, all, batch_size(headers), version)?).into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(version)?;
+    let text = query_param(raw.as_deref(), "q").ok_or_else(|| {
+        SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
+    })?;
+    Ok(Json(sim.org().query(&text, all, batch_size(headers), version)?).into_response())
 }
 
 async fn query(
@@ -368,7 +367,7 @@ async fn query(
     Path(version): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> Result<Response, SfError> {
     run_query(&sim, &version, raw, &headers, false)
 }
 
@@ -377,15 +376,16 @@ async fn query_all(
     Path(version): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> Result<Response, SfError> {
     run_query(&sim, &version, raw, &headers, true)
 }
 
-async fn query_more(State(sim): Sim, Path((version, locator)): Path<(String, String)>) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        Ok(Json(sim.org().query_more(&locator, &version)?).into_response())
-    })())
+async fn query_more(
+    State(sim): Sim,
+    Path((version, locator)): Path<(String, String)>,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    Ok(Json(sim.org().query_more(&locator, &version)?).into_response())
 }
 
 fn collection_records(body: &Value) -> Result<(&[Value], bool), SfError> {
@@ -420,62 +420,64 @@ fn too_many_records() -> SfError {
     )
 }
 
-async fn collection_create(State(sim): Sim, Path(version): Path<String>, body: Bytes) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let body = parse_body(&body)?;
-        let (records, all_or_none) = collection_records(&body)?;
-        Ok(Json(sim.org().collection_create(records, all_or_none)).into_response())
-    })())
+async fn collection_create(
+    State(sim): Sim,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let body = parse_body(&body)?;
+    let (records, all_or_none) = collection_records(&body)?;
+    Ok(Json(sim.org().collection_create(records, all_or_none)).into_response())
 }
 
-async fn collection_update(State(sim): Sim, Path(version): Path<String>, body: Bytes) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let body = parse_body(&body)?;
-        let (records, all_or_none) = collection_records(&body)?;
-        Ok(Json(sim.org().collection_update(records, all_or_none)).into_response())
-    })())
+async fn collection_update(
+    State(sim): Sim,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let body = parse_body(&body)?;
+    let (records, all_or_none) = collection_records(&body)?;
+    Ok(Json(sim.org().collection_update(records, all_or_none)).into_response())
 }
 
 async fn collection_delete(
     State(sim): Sim,
     Path(version): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    respond((|| {
-        check_version(&version)?;
-        let ids: Vec<String> = query_param(raw.as_deref(), "ids")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if ids.is_empty() {
-            return Err(SfError::new(
-                400,
-                "MISSING_ARGUMENT",
-                "ids parameter must be specified",
-            ));
-        }
-        if ids.len() > store::COLLECTION_LIMIT {
-            return Err(too_many_records());
-        }
-        let all_or_none = query_param(raw.as_deref(), "allOrNone")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        Ok(Json(sim.org().collection_delete(&ids, all_or_none)).into_response())
-    })())
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let ids: Vec<String> = query_param(raw.as_deref(), "ids")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        return Err(SfError::new(
+            400,
+            "MISSING_ARGUMENT",
+            "ids parameter must be specified",
+        ));
+    }
+    if ids.len() > store::COLLECTION_LIMIT {
+        return Err(too_many_records());
+    }
+    let all_or_none =
+        query_param(raw.as_deref(), "allOrNone").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    Ok(Json(sim.org().collection_delete(&ids, all_or_none)).into_response())
 }
 
-async fn limits(Path(version): Path<String>) -> Response {
-    respond(check_version(&version).map(|()| {
+async fn limits(Path(version): Path<String>) -> Result<Response, SfError> {
+    check_version(&version).map(|()| {
         Json(json!({
             "DailyApiRequests": {"Max": 100_000, "Remaining": 99_000},
             "DailyBulkApiBatches": {"Max": 15_000, "Remaining": 15_000},
         }))
         .into_response()
-    }))
+    })
 }
 
 // ----- control routes (under /_sim) -------------------------------------------------------
@@ -491,60 +493,60 @@ struct CustomFieldRequest {
     length: Option<u32>,
 }
 
-async fn control_add_field(State(sim): Sim, Json(request): Json<CustomFieldRequest>) -> Response {
-    respond((|| {
-        let field_type = FieldType::from_name(&request.field_type).ok_or_else(|| {
-            SfError::new(
-                400,
-                "INVALID_TYPE",
-                format!("unknown field type {}", request.field_type),
-            )
-        })?;
-        let label = request
-            .label
-            .clone()
-            .unwrap_or_else(|| request.name.trim_end_matches("__c").replace('_', " "));
-        sim.add_custom_field(
-            &request.object,
-            &request.name,
-            &label,
-            field_type,
-            request.length,
-        )?;
-        Ok(StatusCode::CREATED.into_response())
-    })())
+async fn control_add_field(
+    State(sim): Sim,
+    Json(request): Json<CustomFieldRequest>,
+) -> Result<Response, SfError> {
+    let field_type = FieldType::from_name(&request.field_type).ok_or_else(|| {
+        SfError::new(
+            400,
+            "INVALID_TYPE",
+            format!("unknown field type {}", request.field_type),
+        )
+    })?;
+    let label = request
+        .label
+        .clone()
+        .unwrap_or_else(|| request.name.trim_end_matches("__c").replace('_', " "));
+    sim.add_custom_field(
+        &request.object,
+        &request.name,
+        &label,
+        field_type,
+        request.length,
+    )?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 async fn control_create(
     State(sim): Sim,
     Path(object): Path<String>,
     Json(fields): Json<Value>,
-) -> Response {
-    respond(sim.create(&object, fields).map(|id| {
+) -> Result<Response, SfError> {
+    sim.create(&object, fields).map(|id| {
         (
             StatusCode::CREATED,
             Json(json!({"id": id, "success": true, "errors": []})),
         )
             .into_response()
-    }))
+    })
 }
 
 async fn control_update(
     State(sim): Sim,
     Path((object, id)): Path<(String, String)>,
     Json(fields): Json<Value>,
-) -> Response {
-    respond(
-        sim.update(&object, &id, fields)
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+) -> Result<Response, SfError> {
+    sim.update(&object, &id, fields)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
-async fn control_delete(State(sim): Sim, Path((object, id)): Path<(String, String)>) -> Response {
-    respond(
-        sim.delete(&object, &id)
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+async fn control_delete(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+) -> Result<Response, SfError> {
+    sim.delete(&object, &id)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
 async fn control_expire_tokens(State(sim): Sim) -> StatusCode {

@@ -23,7 +23,6 @@ pub struct HsError {
     pub status: u16,
     pub category: &'static str,
     pub message: String,
-    pub context: Option<Value>,
 }
 
 impl HsError {
@@ -32,7 +31,6 @@ impl HsError {
             status,
             category,
             message: message.into(),
-            context: None,
         }
     }
 

@@ -298,7 +298,10 @@ impl Org {
                     sobject.field(name).map(|f| f.name.as_str()).ok_or_else(|| {
                         SfError::bad_request(
                             "INVALID_FIELD",
-                            format!("No such column '{name}' on sobject of type {}", sobject.def.name),
+                            format!(
+                                "No such column '{name}' on sobject of type {}",
+                                sobject.def.name
+                            ),
                         )
                     })
                 })

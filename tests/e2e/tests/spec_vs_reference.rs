@@ -101,7 +101,10 @@ const HUBSPOT_OMITTED: &[(&str, &str)] = &[
         "objectWriteTraceId",
         "an echo of a write request's trace id, not record data",
     ),
-    ("url", "a link to the record in HubSpot's app, not record data"),
+    (
+        "url",
+        "a link to the record in HubSpot's app, not record data",
+    ),
     ("warnings", "per-response diagnostics, not record data"),
 ];
 

@@ -845,7 +845,8 @@ pub fn fake_sentence(rng: &mut impl Rng, words: usize) -> String {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(*pick(rng, WORDS));
+        let word: &&str = pick(rng, WORDS);
+        s.push_str(word);
     }
     if let Some(first) = s.get(..1) {
         let upper = first.to_uppercase();

@@ -66,10 +66,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-fn validation_failed(errors: Vec<Value>, doc: &str) -> Response {
-    Rejection::Invalid(errors, doc.to_owned()).response()
-}
-
 fn not_found(doc: &str) -> Response {
     error(StatusCode::NOT_FOUND, "Not Found", doc)
 }
@@ -593,22 +589,22 @@ struct ListQuery {
     pairs: Vec<(String, String)>,
 }
 
-fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, Response> {
+fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, Rejection> {
     let doc = format!("{DOCS}#list-repository-issues");
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "Invalid query", &doc))?;
+    let invalid = |field: &str| {
+        Rejection::Invalid(
+            vec![json!({"resource": "Issue", "field": field, "code": "invalid"})],
+            doc.clone(),
+        )
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| invalid("query"))?;
     let get = |k: &str| {
         pairs
             .iter()
             .rev()
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.as_str())
-    };
-    let invalid = |field: &str| {
-        validation_failed(
-            vec![json!({"resource": "Issue", "field": field, "code": "invalid"})],
-            &doc,
-        )
     };
     let state = get("state").unwrap_or("open").to_owned();
     if !["open", "closed", "all"].contains(&state.as_str()) {
@@ -720,7 +716,7 @@ async fn list_issues(
     }
     let q = match parse_list_query(raw.as_deref()) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     let st = g.lock();
     let repo_state = &st.repo;
@@ -846,9 +842,8 @@ async fn get_issue(
     }
 }
 
-fn parse_json(body: &Bytes, doc: &str) -> Result<Value, Response> {
-    serde_json::from_slice(body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "Problems parsing JSON", doc))
+fn parse_json(body: &Bytes, doc: &str) -> Result<Value, Rejection> {
+    serde_json::from_slice(body).map_err(|_| Rejection::BadJson(doc.to_owned()))
 }
 
 async fn create_issue(
@@ -862,7 +857,7 @@ async fn create_issue(
     }
     let value = match parse_json(&body, &doc) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     match g.create(&value, Github::VIEWER) {
         Ok(issue) => {
@@ -892,7 +887,7 @@ async fn update_issue(
     };
     let value = match parse_json(&body, &doc) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     match g.update(number, &value, Github::VIEWER) {
         Ok(issue) => json_response(StatusCode::OK, issue.to_string()),

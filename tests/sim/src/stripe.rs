@@ -917,10 +917,8 @@ impl StripeState {
         let id = match (kind, str_param(&params, "id")) {
             (Kind::Product, Some(id)) => {
                 if self.collections[&kind].key_of(id).is_some() {
-                    return Err(
-                        StripeError::invalid("id", format!("Product already exists."))
-                            .with_code("resource_already_exists"),
-                    );
+                    return Err(StripeError::invalid("id", "Product already exists.")
+                        .with_code("resource_already_exists"));
                 }
                 id.to_owned()
             }
@@ -1087,9 +1085,7 @@ impl StripeState {
                 if price.get("type").and_then(Value::as_str) != Some("recurring") {
                     return Err(StripeError::invalid(
                         format!("items[{i}][price]"),
-                        format!(
-                            "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`."
-                        ),
+                        "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.",
                     ));
                 }
                 currency = price["currency"].clone();

@@ -160,6 +160,15 @@ impl IntoResponse for HsError {
 /// HubSpot's documented limit for the CRM search endpoints.
 pub const SEARCH_REQUESTS_PER_SECOND: u32 = 5;
 
+const SEARCH_RATE_KEY: &str = "portal:search";
+
+thread_local! {
+    /// Set by `on_rate_limit_breach` and taken by the `rate_limited` call the framework makes
+    /// right after it on the same thread, so the 429 names the policy that was breached (the
+    /// search endpoints' secondly limit or the ten-secondly one). Injected 429s find it unset.
+    static BREACHED_SEARCH_LIMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn is_search(req: &Parts) -> bool {
     req.method == axum::http::Method::POST && req.uri.path().ends_with("/search")
 }
@@ -449,12 +458,20 @@ impl Simulator for Hubspot {
     }
 
     fn rate_limited(&self, retry_after: Duration) -> Response {
+        let (message, policy) = if BREACHED_SEARCH_LIMIT.take() {
+            ("You have reached your secondly limit.", "SECONDLY")
+        } else {
+            (
+                "You have reached your ten_secondly_rolling limit.",
+                "TEN_SECONDLY_ROLLING",
+            )
+        };
         let body = json!({
             "status": "error",
-            "message": "You have reached your ten_secondly_rolling limit.",
+            "message": message,
             "errorType": "RATE_LIMIT",
             "correlationId": correlation_id(),
-            "policyName": "TEN_SECONDLY_ROLLING",
+            "policyName": policy,
             "groupName": "publicapi:private-app:sequin-sim",
         });
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
@@ -487,7 +504,7 @@ impl Simulator for Hubspot {
     /// Search requests have their own, stricter limit, so their own bucket.
     fn rate_key(&self, req: &Parts) -> String {
         if is_search(req) {
-            "portal:search"
+            SEARCH_RATE_KEY
         } else {
             "portal"
         }
@@ -503,6 +520,11 @@ impl Simulator for Hubspot {
         } else {
             configured
         }
+    }
+
+    fn on_rate_limit_breach(&self, key: &str, retry_after: Duration) -> Duration {
+        BREACHED_SEARCH_LIMIT.set(key == SEARCH_RATE_KEY);
+        retry_after
     }
 
     /// Private apps: 100 requests per rolling 10 seconds.

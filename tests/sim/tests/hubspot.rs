@@ -646,14 +646,14 @@ async fn rate_limits_answer_429_with_hubspot_body() {
     let client = Client::new(&sim);
     // Search: 5 per second. Six requests sent at once: five pass, one is refused.
     let searches = (0..6).map(|_| client.search("contacts", json!({})));
-    let mut statuses: Vec<StatusCode> = futures_util::future::join_all(searches)
-        .await
-        .into_iter()
-        .map(|(status, _)| status)
-        .collect();
-    statuses.sort();
+    let mut replies = futures_util::future::join_all(searches).await;
+    replies.sort_by_key(|(status, _)| *status);
+    let statuses: Vec<StatusCode> = replies.iter().map(|(status, _)| *status).collect();
     assert_eq!(statuses[..5], [StatusCode::OK; 5]);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let refused = &replies[5].1;
+    assert_eq!(refused["policyName"], "SECONDLY", "{refused}");
+    assert_eq!(refused["message"], "You have reached your secondly limit.");
 
     // General: 100 per ten seconds; the search requests are a separate bucket.
     sim.set_rate_limit(Some(RateLimit {

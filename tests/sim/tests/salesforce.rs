@@ -670,6 +670,54 @@ async fn incremental_queries_see_exactly_the_changes() {
         0
     );
 
+    // queryAll pages continue through /queryAll/{locator} and keep the deleted record.
+    let response = reqwest::Client::new()
+        .get(format!("{}{V}/queryAll", sim.base_url()))
+        .query(&[("q", "SELECT Id, IsDeleted FROM Contact ORDER BY Id")])
+        .bearer_auth(sim.token())
+        .header("Sforce-Query-Options", "batchSize=200")
+        .send()
+        .await
+        .unwrap();
+    let first: Value = response.json().await.unwrap();
+    assert_eq!(
+        first["totalSize"], 301,
+        "300 seeded + 1 created, the deleted one included"
+    );
+    let next = first["nextRecordsUrl"].as_str().unwrap();
+    assert!(next.starts_with(&format!("{V}/queryAll/")), "{next}");
+    let (status, second) = client.get(next).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["done"], true);
+    let deleted_rows = first["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["records"].as_array().unwrap())
+        .filter(|r| r["IsDeleted"] == true)
+        .count();
+    assert_eq!(deleted_rows, 1);
+    // OFFSET skips rows after ordering.
+    let (_, page) = client
+        .query("SELECT Id FROM Contact ORDER BY Id LIMIT 2 OFFSET 5")
+        .await;
+    let offset_ids: Vec<&Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["Id"])
+        .collect();
+    let (_, page) = client
+        .query("SELECT Id FROM Contact ORDER BY Id LIMIT 7")
+        .await;
+    let first_seven: Vec<&Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["Id"])
+        .collect();
+    assert_eq!(offset_ids, first_seven[5..]);
+
     // Keyset pagination through ties: (stamp, id) strictly after a record.
     let pivot = &all[99];
     let stamp = pivot["SystemModstamp"]

@@ -79,7 +79,7 @@ type Values = HashMap<String, Value>;
 
 #[derive(Debug, Clone)]
 struct Record {
-    values: HashMap<String, Value>,
+    values: Values,
     created: i64,
     modstamp: i64,
     deleted: bool,

@@ -823,17 +823,21 @@ impl Org {
             "ALL_OR_NONE_OPERATION_ROLLED_BACK",
             "Record rolled back because not all records were valid and the request was using AllOrNone header",
         );
+        // Failed entries carry the id only when the request named one (updates, deletes).
+        let failure = |id: Option<String>, error: &SfError| {
+            let mut result = json!({"success": false, "errors": [error.to_collection_json()]});
+            if let Some(id) = id {
+                result["id"] = json!(id);
+            }
+            result
+        };
         planned
             .into_iter()
             .zip(input_ids)
-            .map(|(plan, id)| {
-                match plan {
-                    Err(error) => json!({"id": id, "success": false, "errors": [error.to_collection_json()]}),
-                    Ok(_) if all_or_none && any_failed => {
-                        json!({"id": id, "success": false, "errors": [rolled_back.to_collection_json()]})
-                    }
-                    Ok(plan) => json!({"id": apply(self, plan), "success": true, "errors": []}),
-                }
+            .map(|(plan, id)| match plan {
+                Err(error) => failure(id, &error),
+                Ok(_) if all_or_none && any_failed => failure(id, &rolled_back),
+                Ok(plan) => json!({"id": apply(self, plan), "success": true, "errors": []}),
             })
             .collect()
     }

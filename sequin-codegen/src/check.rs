@@ -160,11 +160,10 @@ fn remove_pointer(v: &mut Value, pointer: &str) {
             m.remove(&last);
         }
         Some(Value::Array(a)) => {
-            if let Ok(i) = last.parse::<usize>() {
-                if i < a.len() {
+            if let Ok(i) = last.parse::<usize>()
+                && i < a.len() {
                     a[i] = Value::Null;
                 }
-            }
         }
         _ => {}
     }
@@ -408,15 +407,14 @@ impl Semantic {
                 Some("a share such as 0.2 keeps 20% of the budget for writes".into()),
             );
         }
-        if let Some(p) = &r.per_param {
-            if !params.contains(p.as_str()) {
+        if let Some(p) = &r.per_param
+            && !params.contains(p.as_str()) {
                 self.err(
                     "/rate_limit/per_param",
                     format!("per_param `{p}` is not a declared parameter"),
                     Some(format!("declare `{p}` under params")),
                 );
             }
-        }
     }
 
     fn sqlstates(&mut self, c: &Connector) {
@@ -472,15 +470,14 @@ impl Semantic {
             | Pagination::PageNumber { common, .. }
             | Pagination::LinkHeader { common } => common,
         };
-        if let (Some(size), Some(max)) = (common.page_size, common.max_page_size) {
-            if size > max {
+        if let (Some(size), Some(max)) = (common.page_size, common.max_page_size)
+            && size > max {
                 self.err(
                     format!("{pointer}/page_size"),
                     format!("page_size {size} exceeds max_page_size {max}"),
                     Some(format!("use page_size: {max}")),
                 );
             }
-        }
         if common.page_size.is_some()
             && common.size_param.is_none()
             && !matches!(p, Pagination::NextUrl { .. })
@@ -528,8 +525,8 @@ impl Semantic {
                 endpoint,
                 ..
             } => {
-                if let Some(o) = object {
-                    if !fields.contains(field.as_str()) {
+                if let Some(o) = object
+                    && !fields.contains(field.as_str()) {
                         self.err(
                             format!("{pointer}/field"),
                             format!("field `{field}` is not a field of object `{}`", o.name),
@@ -538,7 +535,6 @@ impl Semantic {
                             )),
                         );
                     }
-                }
                 match endpoint {
                     Some(e) => {
                         self.template(
@@ -586,15 +582,14 @@ impl Semantic {
                         Some("filter on the update marker with \"{since}\"".into()),
                     );
                 }
-                if let Some(o) = object {
-                    if !fields.contains(field.as_str()) {
+                if let Some(o) = object
+                    && !fields.contains(field.as_str()) {
                         self.err(
                             format!("{pointer}/field"),
                             format!("field `{field}` is not a field of object `{}`", o.name),
                             None,
                         );
                     }
-                }
             }
             Incremental::FullRefresh => {}
         }
@@ -749,15 +744,14 @@ impl Semantic {
                 true,
             );
             self.duration(&format!("{base}/discovered_fields/every"), &df.every);
-            if let Some(vp) = &df.value_path {
-                if !vp.contains("{name}") {
+            if let Some(vp) = &df.value_path
+                && !vp.contains("{name}") {
                     self.err(
                         format!("{base}/discovered_fields/value_path"),
                         "value_path must contain `{name}`",
                         Some("e.g. `properties.{name}`".into()),
                     );
                 }
-            }
             if c.type_map.is_empty() {
                 self.err(
                     format!("{base}/discovered_fields"),
@@ -859,15 +853,14 @@ impl Semantic {
                     Some("set `access: writable` or `create_only`".into()),
                 );
             }
-            if let Some(p) = &f.pattern {
-                if let Err(e) = regex::Regex::new(p) {
+            if let Some(p) = &f.pattern
+                && let Err(e) = regex::Regex::new(p) {
                     self.err(
                         format!("{fp}/pattern"),
                         format!("pattern does not compile: {e}"),
                         None,
                     );
                 }
-            }
         }
     }
 
@@ -911,15 +904,14 @@ impl Semantic {
             ("delete", e.delete.as_ref()),
             ("get", e.get.as_ref()),
         ] {
-            if let Some(ep) = ep {
-                if !ep.path.contains('{') {
+            if let Some(ep) = ep
+                && !ep.path.contains('{') {
                     self.err(
                         format!("{base}/{name}/path"),
                         format!("the {name} endpoint `{}` does not name the record", ep.path),
                         Some("put `{id}` (or another field) in the path".into()),
                     );
                 }
-            }
         }
         let batches: [(&str, Option<&BatchEndpoint>); 3] = [
             ("batch_create", e.batch_create.as_ref()),

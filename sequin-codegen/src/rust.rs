@@ -178,12 +178,11 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
     if let Some(p) = &f.pattern {
         attrs.push(quote!(pattern = #p));
     }
-    if let Some(tf) = f.time_format {
-        if tf != TimeFormat::Iso8601 {
+    if let Some(tf) = f.time_format
+        && tf != TimeFormat::Iso8601 {
             let s = serde_name(&tf);
             attrs.push(quote!(time_format = #s));
         }
-    }
     if f.stringly {
         attrs.push(quote!(stringly));
     }

@@ -90,6 +90,14 @@ pub struct ConnectionConfig {
     /// Records per page asked from the API (default: the spec's page size).
     #[serde(default)]
     pub page_size: Option<u32>,
+    /// How often runtime-defined objects and fields are looked up again
+    /// (default: the spec's `every`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub discovery_interval: Option<Duration>,
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn default_poll() -> Duration {
@@ -354,6 +362,14 @@ mod tests {
         assert_eq!(c.connections[0].poll_interval, Duration::from_millis(500));
         // Secrets never print.
         assert!(!format!("{c:?}").contains("sk_test_123"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../sequin.example.yaml");
+        let c = Config::parse("sequin.example.yaml", text, &|_| Some("x".into())).unwrap();
+        assert_eq!(c.connections.len(), 3);
+        assert_eq!(c.connections[1].discovery_interval, Some(Duration::from_secs(60)));
     }
 
     #[test]

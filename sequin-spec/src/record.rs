@@ -68,11 +68,10 @@ impl Column {
 
     /// Whether a write of kind `op` may set this column.
     pub fn settable(&self, op: WriteOp) -> bool {
-        match (self.access, op) {
-            (Access::Writable, _) => true,
-            (Access::CreateOnly, WriteOp::Create) => true,
-            _ => false,
-        }
+        matches!(
+            (self.access, op),
+            (Access::Writable, _) | (Access::CreateOnly, WriteOp::Create)
+        )
     }
 }
 
@@ -568,18 +567,15 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
             ),
         ));
     }
-    if let Some(fmt) = col.format {
-        if !format_ok(fmt, text) {
-            return Err(v(
-                ViolationKind::Malformed,
-                format!(
-                    "`{}` '{text}' is not a valid {}",
-                    col.name,
-                    format_name(fmt)
-                ),
-            ));
-        }
+    if let Some(fmt) = col.format
+        && !format_ok(fmt, text)
+    {
+        return Err(v(
+            ViolationKind::Malformed,
+            format!("`{}` '{text}' is not a valid {}", col.name, format_name(fmt)),
+        ));
     }
+
     if let Some(p) = &col.pattern {
         let ok = regex::Regex::new(&format!("^(?:{p})$"))
             .map(|re| re.is_match(text))

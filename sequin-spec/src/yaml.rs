@@ -259,10 +259,9 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
         && text.bytes().any(|b| b.is_ascii_digit())
+        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
     {
-        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(n);
-        }
+        return Value::Number(n);
     }
     Value::String(text)
 }

@@ -2,6 +2,10 @@
 //!
 //! Every compiled-in connector (one module per `connectors/*.yaml`).
 
+pub mod airtable;
+pub mod github;
+pub mod hubspot;
+pub mod salesforce;
 pub mod stripe;
 /// A connector compiled into this binary.
 pub struct Compiled {
@@ -15,9 +19,35 @@ pub struct Compiled {
     pub object_columns: fn(&str) -> Option<&'static [sequin_spec::record::Column]>,
 }
 /// Every compiled-in connector, by name.
-pub const ALL: &[Compiled] = &[Compiled {
-    name: stripe::NAME,
-    spec_json: stripe::SPEC_JSON,
-    ddl: include_str!("stripe.sql"),
-    object_columns: stripe::object_columns,
-}];
+pub const ALL: &[Compiled] = &[
+    Compiled {
+        name: airtable::NAME,
+        spec_json: airtable::SPEC_JSON,
+        ddl: include_str!("airtable.sql"),
+        object_columns: airtable::object_columns,
+    },
+    Compiled {
+        name: github::NAME,
+        spec_json: github::SPEC_JSON,
+        ddl: include_str!("github.sql"),
+        object_columns: github::object_columns,
+    },
+    Compiled {
+        name: hubspot::NAME,
+        spec_json: hubspot::SPEC_JSON,
+        ddl: include_str!("hubspot.sql"),
+        object_columns: hubspot::object_columns,
+    },
+    Compiled {
+        name: salesforce::NAME,
+        spec_json: salesforce::SPEC_JSON,
+        ddl: include_str!("salesforce.sql"),
+        object_columns: salesforce::object_columns,
+    },
+    Compiled {
+        name: stripe::NAME,
+        spec_json: stripe::SPEC_JSON,
+        ddl: include_str!("stripe.sql"),
+        object_columns: stripe::object_columns,
+    },
+];

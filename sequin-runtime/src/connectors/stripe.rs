@@ -637,6 +637,9 @@ pub const SPEC_JSON: &str = r#"{
           "path": "/v1/subscriptions/{id}"
         }
       },
+      "deletes": {
+        "kind": "none"
+      },
       "fields": [
         {
           "name": "id",

@@ -7,7 +7,9 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::*;
-use sequin_runtime::api::{Client, ClientConfig, PageCursor, Priority, Vars, write_body};
+use sequin_runtime::api::{
+    Client, ClientConfig, PageCursor, Priority, SendRequest, Vars, write_body,
+};
 use sequin_sim::github::Github;
 use sequin_sim::{Api, RateLimit, SimConfig};
 use serde_json::{Map, json};
@@ -125,5 +127,20 @@ async fn validation_errors_and_record_fields_in_paths() {
         .unwrap();
     assert_eq!(resp.json.unwrap()["title"], "Renamed by Sequin");
     assert_eq!(sim.github().issue(2).unwrap()["title"], "Renamed by Sequin");
+
+    // Conditional reads: the ETag comes back in the headers, and a 304 is a
+    // success without a body.
+    let get = issue.endpoints.get.clone().unwrap();
+    let vars = Vars::new().with("number", "2");
+    let first = client
+        .send(Priority::Read, &get, &vars, None, None)
+        .await
+        .unwrap();
+    let etag = first.headers["etag"].to_str().unwrap().to_string();
+    let mut req = SendRequest::new(Priority::Read, &get, &vars);
+    req.headers.push(("If-None-Match".into(), etag));
+    let again = client.send_request(req).await.unwrap();
+    assert_eq!(again.status, 304);
+    assert!(again.json.is_none());
     sim.shutdown().await;
 }

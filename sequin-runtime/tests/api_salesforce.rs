@@ -129,6 +129,8 @@ async fn oauth_refresh_rotation_and_next_records_url() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Auth);
     assert_eq!(err.sqlstate, "42501");
+    // A refused grant is final: no retries.
+    assert_eq!(err.attempts, 1);
     assert!(
         err.to_string()
             .starts_with("[Salesforce]: OAuth token refresh failed"),
@@ -232,5 +234,44 @@ async fn salesforce_errors_and_writes() {
         .await
         .unwrap();
     assert_eq!(got.json.unwrap()["Email"], "andrea@example.com");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_endpoint_and_query_faults_are_retried() {
+    let sim = start(
+        SimConfig::new(Api::Salesforce)
+            .seed_records(2500)
+            .rate_limit(0.0)
+            .faults(sequin_sim::Faults {
+                p_5xx: 0.3,
+                p_reset: 0.15,
+                p_truncate: 0.15,
+                ..sequin_sim::Faults::default()
+            }),
+    )
+    .await;
+    let spec = connector("salesforce");
+    let account = spec.object("account").unwrap().clone();
+    let client = Client::new(
+        arc(spec.clone()),
+        config(&sim, &sim.salesforce().refresh_token(), None),
+    )
+    .unwrap();
+    let vars = Vars::new().with("object", "Account").fields(["Id", "Name"]);
+    let listing = fetch_all(
+        &client,
+        &account.endpoints.list,
+        None,
+        spec.pagination_of(&account),
+        &vars,
+        None,
+    )
+    .await;
+    assert_eq!(listing.pages, 2);
+    assert_eq!(unique_ids(&listing.records, "Id").len(), 2500);
+    let stats = sim.stats();
+    assert!(stats.faults.http_5xx + stats.faults.reset > 0, "{stats:?}");
+    assert!(token_requests(&sim) >= 1);
     sim.shutdown().await;
 }

@@ -428,9 +428,14 @@ impl OAuth {
             .send()
             .await
             .map_err(|e| {
+                // Transient: the caller retries these like any transport failure.
                 ApiError::new(
                     api,
-                    ErrorKind::Auth,
+                    if e.is_timeout() {
+                        ErrorKind::Timeout
+                    } else {
+                        ErrorKind::Network
+                    },
                     format!("token request failed: {}", super::transport_reason(&e)),
                 )
             })?;
@@ -438,7 +443,7 @@ impl OAuth {
         let bytes = response.bytes().await.map_err(|e| {
             ApiError::new(
                 api,
-                ErrorKind::Auth,
+                ErrorKind::Network,
                 format!("token response unreadable: {}", super::transport_reason(&e)),
             )
         })?;
@@ -454,11 +459,14 @@ impl OAuth {
             let reason = text("error_description")
                 .or_else(|| text("error"))
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            let mut e = ApiError::new(
-                api,
-                ErrorKind::Auth,
-                format!("OAuth token refresh failed: {reason}"),
-            );
+            // A refused grant is final (42501); a token endpoint that is down
+            // or limiting is transient, and the caller retries.
+            let kind = match status {
+                429 => ErrorKind::RateLimited,
+                500.. => ErrorKind::Http,
+                _ => ErrorKind::Auth,
+            };
+            let mut e = ApiError::new(api, kind, format!("OAuth token refresh failed: {reason}"));
             e.status = Some(status);
             e.code = text("error");
             tracing::warn!(status, "OAuth token refresh refused");

@@ -243,15 +243,7 @@ pub fn decode_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sequin_spec::Connector;
-
-    /// Loads a connector spec from `connectors/<name>.yaml`, as written.
-    pub(crate) fn connector(name: &str) -> Connector {
-        let path = format!("{}/../connectors/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let doc = sequin_spec::yaml::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_value(doc.value).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::api::test_support::connector;
 
     fn decode(name: &str, status: u16, headers: &[(&str, &str)], body: &str) -> ApiError {
         let c = connector(name);

@@ -258,6 +258,16 @@ impl Budget {
         self.lock().pause_until(Instant::now() + wait);
     }
 
+    /// How much longer every request is held back after the API said the
+    /// account is limited, if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock()
+            .paused_until
+            .filter(|p| *p > now)
+            .map(|p| p - now)
+    }
+
     /// Slots in use now (in flight or cooling down), for metrics.
     pub fn in_use(&self) -> u32 {
         let now = Instant::now();

@@ -58,7 +58,7 @@ pub use template::Vars;
 use auth::Applied;
 
 /// How to build a [`Client`] for one connection.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientConfig {
     /// The connection's name (its Postgres schema): the key of its OAuth
     /// tokens and, unless `rate_limit.per_param` says otherwise, of its
@@ -135,6 +135,9 @@ pub struct SendRequest<'a> {
     /// Query pairs added after the endpoint's own, repeats allowed (batch
     /// deletes' `records[]=a&records[]=b`).
     pub extra_query: Vec<(String, String)>,
+    /// Extra request headers (`If-None-Match` for conditional reads; a 304
+    /// answer is then a success without a body).
+    pub headers: Vec<(String, String)>,
 }
 
 impl<'a> SendRequest<'a> {
@@ -148,6 +151,7 @@ impl<'a> SendRequest<'a> {
             idempotency_key: None,
             retry_safe: false,
             extra_query: Vec::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -244,6 +248,8 @@ struct Call<'a> {
     retry_after_send: bool,
     /// A 2xx answer must carry a JSON body (pages).
     body_required: bool,
+    /// Extra headers of this request.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// How building or sending an attempt failed.
@@ -267,6 +273,14 @@ enum Failure {
         generation: u64,
     },
     Fatal(ApiError),
+}
+
+/// Whether obtaining a token failed for a reason worth retrying.
+fn transient_token_failure(e: &ApiError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::Network | ErrorKind::Timeout | ErrorKind::RateLimited
+    ) || (e.kind == ErrorKind::Http && e.status.is_some_and(|s| s >= 500))
 }
 
 fn reqwest_method(m: Method) -> reqwest::Method {
@@ -411,6 +425,32 @@ impl Client {
         Ok(self.inner.base_url.clone())
     }
 
+    /// [`Client::base_url`] for a request: obtaining the first token (which
+    /// may bring the instance URL) is retried like the request itself.
+    async fn request_base(&self) -> Result<String, ApiError> {
+        let policy = &self.inner.retry;
+        let started = Instant::now();
+        let mut rng = StdRng::from_os_rng();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.base_url().await {
+                Ok(b) => return Ok(b),
+                Err(mut e) => {
+                    e.attempts = attempt;
+                    let wait = policy.backoff(attempt, &mut rng);
+                    if !transient_token_failure(&e)
+                        || attempt >= policy.max_attempts
+                        || started.elapsed() + wait > policy.max_elapsed
+                    {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
     fn api(&self) -> &str {
         &self.inner.connector.display_name
     }
@@ -472,7 +512,7 @@ impl Client {
         body: Option<Value>,
     ) -> Result<Page, ApiError> {
         let vars = vars.clone().with_params(&self.inner.params);
-        let base = self.base_url().await?;
+        let base = self.request_base().await?;
         let mut body = match body {
             Some(t) => Some(
                 template::render_json(&t, &vars)
@@ -507,6 +547,7 @@ impl Client {
                 // Reads, including search POSTs, are safe to repeat.
                 retry_after_send: true,
                 body_required: true,
+                headers: Vec::new(),
             })
             .await?;
         let json = raw.json.unwrap_or(Value::Null);
@@ -618,7 +659,7 @@ impl Client {
 
     async fn send_inner(&self, req: SendRequest<'_>) -> Result<ApiResponse, ApiError> {
         let vars = req.vars.clone().with_params(&self.inner.params);
-        let base = self.base_url().await?;
+        let base = self.request_base().await?;
         let mut url = template::build_url(&base, &req.endpoint.path, &req.endpoint.query, &vars)
             .map_err(|e| self.err(ErrorKind::Config, e.to_string()))?;
         if !req.extra_query.is_empty() {
@@ -626,6 +667,18 @@ impl Client {
             for (k, v) in &req.extra_query {
                 qp.append_pair(k, v);
             }
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &req.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| self.err(ErrorKind::Config, format!("`{k}` is not a header name")))?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                self.err(
+                    ErrorKind::Config,
+                    format!("header `{k}` has an invalid value"),
+                )
+            })?;
+            headers.push((name, value));
         }
         let honoured_key =
             req.idempotency_key.is_some() && self.inner.connector.idempotency.is_some();
@@ -640,6 +693,7 @@ impl Client {
                 idempotency_key: req.idempotency_key,
                 retry_after_send: req.retry_safe || honoured_key || method == Method::Get,
                 body_required: false,
+                headers,
             })
             .await?;
         Ok(ApiResponse {
@@ -670,13 +724,26 @@ impl Client {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let (applied, generation) = self.credential(stale.take()).await?;
-            let failure = match self
-                .attempt(&call, applied.as_ref(), generation, attempt)
-                .await
-            {
-                Ok(raw) => return Ok(raw),
-                Err(f) => f,
+            let failure = match self.credential(stale.take()).await {
+                Ok((applied, generation)) => {
+                    match self
+                        .attempt(&call, applied.as_ref(), generation, attempt)
+                        .await
+                    {
+                        Ok(raw) => return Ok(raw),
+                        Err(f) => f,
+                    }
+                }
+                // The token endpoint is down or busy: the request was not sent.
+                Err(e) if transient_token_failure(&e) => Failure::Retry {
+                    error: e,
+                    wait: None,
+                    sent: false,
+                },
+                Err(mut e) => {
+                    e.attempts = attempt;
+                    return Err(e);
+                }
             };
             let (mut error, wait, sent) = match failure {
                 Failure::Fatal(mut e) => {
@@ -759,6 +826,9 @@ impl Client {
                 v.set_sensitive(true);
                 rb = rb.header(name.as_str(), v);
             }
+            for (k, v) in &call.headers {
+                rb = rb.header(k, v);
+            }
             if let (Some(key), Some(idem)) = (call.idempotency_key, &connector.idempotency) {
                 rb = rb.header(idem.header.as_str(), key);
             }
@@ -836,6 +906,14 @@ impl Client {
         generation: u64,
     ) -> Result<Raw, Failure> {
         let connector = &self.inner.connector;
+        if status == 304 && !call.headers.is_empty() {
+            // Not modified, for a conditional request the caller made.
+            return Ok(Raw {
+                status,
+                headers,
+                json: None,
+            });
+        }
         if (200..300).contains(&status) {
             let json = if bytes.iter().all(u8::is_ascii_whitespace) && !call.body_required {
                 None
@@ -917,5 +995,261 @@ impl Client {
             });
         }
         Err(Failure::Fatal(error))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use sequin_spec::Connector;
+
+    /// Loads a connector spec from `connectors/<name>.yaml`, as written.
+    pub(crate) fn connector(name: &str) -> Connector {
+        let path = format!("{}/../connectors/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let doc = sequin_spec::yaml::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_value(doc.value).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(name: &str) -> Client {
+        let spec = test_support::connector(name);
+        let mut cfg = ClientConfig::new("c").base_url("http://127.0.0.1:9");
+        for c in [
+            "api_key",
+            "token",
+            "access_token",
+            "client_id",
+            "client_secret",
+            "refresh_token",
+        ] {
+            cfg = cfg.credential(c, "secret-value");
+        }
+        for p in &spec.params {
+            cfg = cfg.param(p.name.clone(), "x");
+        }
+        Client::new(Arc::new(spec), cfg).unwrap()
+    }
+
+    fn call(headers: Vec<(HeaderName, HeaderValue)>) -> Call<'static> {
+        Call {
+            priority: Priority::Read,
+            method: Method::Get,
+            url: Url::parse("http://127.0.0.1:9/x").unwrap(),
+            template: "/x",
+            body: None,
+            idempotency_key: None,
+            retry_after_send: true,
+            body_required: true,
+            headers,
+        }
+    }
+
+    fn classify(
+        c: &Client,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Raw, Failure> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        c.classify(&call(vec![]), status, h, body.as_bytes(), 7)
+    }
+
+    fn retry(f: Result<Raw, Failure>) -> (ApiError, Option<Duration>, bool) {
+        match f {
+            Err(Failure::Retry { error, wait, sent }) => (error, wait, sent),
+            Err(Failure::Fatal(e)) => panic!("fatal: {e:?}"),
+            Err(Failure::Unauthorized { error, .. }) => panic!("401: {error:?}"),
+            Ok(raw) => panic!("success {}", raw.status),
+        }
+    }
+
+    #[test]
+    fn github_403_is_a_rate_limit_only_with_a_wait_or_a_spent_quota() {
+        let gh = client("github");
+        let body = r#"{"message":"Resource not accessible by personal access token"}"#;
+        match classify(&gh, 403, &[("X-RateLimit-Remaining", "4999")], body) {
+            Err(Failure::Fatal(e)) => {
+                assert_eq!(e.sqlstate, "42501");
+                assert_eq!(e.kind, ErrorKind::Http);
+            }
+            _ => panic!("a plain 403 is a permission error"),
+        }
+        let secondary = r#"{"message":"You have exceeded a secondary rate limit."}"#;
+        let (e, wait, sent) = retry(classify(&gh, 403, &[("Retry-After", "30")], secondary));
+        assert_eq!(
+            (e.kind, e.sqlstate.as_str()),
+            (ErrorKind::RateLimited, "53400")
+        );
+        assert_eq!(wait, Some(Duration::from_secs(30)));
+        assert!(!sent);
+        let reset = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 120;
+        let (_, wait, _) = retry(classify(
+            &gh,
+            403,
+            &[
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", &reset.to_string()),
+            ],
+            r#"{"message":"API rate limit exceeded"}"#,
+        ));
+        let wait = wait.unwrap();
+        assert!(
+            wait > Duration::from_secs(115) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        // The whole account waits, not just this request.
+        let paused = gh.budget().paused_for().unwrap();
+        assert!(paused > Duration::from_secs(115), "{paused:?}");
+    }
+
+    #[test]
+    fn statuses_are_sorted_into_retries_and_final_errors() {
+        let stripe = client("stripe");
+        let in_a_minute = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc2822();
+        let (e, wait, sent) = retry(classify(
+            &stripe,
+            429,
+            &[("Retry-After", &in_a_minute)],
+            r#"{"error":{"code":"rate_limit","message":"Too many requests"}}"#,
+        ));
+        assert_eq!(e.sqlstate, "53400");
+        let wait = wait.unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(!sent);
+        let (e, wait, sent) = retry(classify(
+            &stripe,
+            503,
+            &[],
+            r#"{"error":{"message":"down","type":"api_error"}}"#,
+        ));
+        assert_eq!((e.sqlstate.as_str(), wait, sent), ("58030", None, true));
+        assert!(matches!(
+            classify(
+                &stripe,
+                401,
+                &[],
+                r#"{"error":{"message":"Invalid API Key"}}"#
+            ),
+            Err(Failure::Unauthorized { generation: 7, .. })
+        ));
+        assert!(matches!(
+            classify(&stripe, 400, &[], r#"{"error":{"code":"parameter_missing","message":"m"}}"#),
+            Err(Failure::Fatal(ref e)) if e.sqlstate == "23502"
+        ));
+        // A truncated success is retried; the API may have processed it.
+        let (e, _, sent) = retry(classify(
+            &stripe,
+            200,
+            &[],
+            r#"{"object":"list","data":[{"id":"cu"#,
+        ));
+        assert_eq!(e.kind, ErrorKind::Decode);
+        assert!(sent);
+        let ok = classify(&stripe, 200, &[], r#"{"data":[]}"#).ok().unwrap();
+        assert_eq!(ok.json.unwrap()["data"], serde_json::json!([]));
+        // 304 is a success only for a conditional request.
+        let conditional = call(vec![(
+            HeaderName::from_static("if-none-match"),
+            HeaderValue::from_static("\"x\""),
+        )]);
+        assert!(
+            stripe
+                .classify(&conditional, 304, HeaderMap::new(), b"", 0)
+                .is_ok()
+        );
+        assert!(matches!(
+            classify(&stripe, 304, &[], ""),
+            Err(Failure::Fatal(_))
+        ));
+
+        // Salesforce's limit answer is a 403 with REQUEST_LIMIT_EXCEEDED.
+        let sf = client("salesforce");
+        let (e, wait, sent) = retry(classify(
+            &sf,
+            403,
+            &[],
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        ));
+        assert_eq!((e.sqlstate.as_str(), wait, sent), ("53400", None, false));
+    }
+
+    #[test]
+    fn config_problems_name_what_is_missing() {
+        let spec = test_support::connector("airtable");
+        let err = Client::new(
+            Arc::new(spec.clone()),
+            ClientConfig::new("a").credential("api_key", "k"),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Config);
+        assert!(err.message.contains("`base_id`"), "{err}");
+        let err = Client::new(
+            Arc::new(spec),
+            ClientConfig::new("a").param("base_id", "app1"),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("`api_key`"), "{err}");
+        // Defaults fill optional parameters.
+        let sf = client("salesforce");
+        assert_eq!(sf.params()["api_version"], "x");
+        let sf = Client::new(
+            Arc::new(test_support::connector("salesforce")),
+            ClientConfig::new("s")
+                .credential("client_id", "i")
+                .credential("client_secret", "s")
+                .credential("refresh_token", "r"),
+        )
+        .unwrap();
+        assert_eq!(sf.params()["api_version"], "v59.0");
+        assert_eq!(sf.params()["login_host"], "login.salesforce.com");
+    }
+
+    #[test]
+    fn write_bodies_are_wrapped_with_constants_and_encoded() {
+        let at = test_support::connector("airtable");
+        let create = at
+            .discovered_objects
+            .as_ref()
+            .unwrap()
+            .endpoints
+            .create
+            .clone()
+            .unwrap();
+        let mut obj = Map::new();
+        obj.insert("Name".into(), serde_json::json!("x"));
+        assert_eq!(
+            write_body(&at, &create, obj.clone()),
+            Body::Json(serde_json::json!({"fields": {"Name": "x"}, "typecast": true}))
+        );
+        let stripe = test_support::connector("stripe");
+        let create = stripe
+            .object("customer")
+            .unwrap()
+            .endpoints
+            .create
+            .clone()
+            .unwrap();
+        obj.insert("metadata".into(), serde_json::json!({"plan": "pro"}));
+        assert_eq!(
+            write_body(&stripe, &create, obj),
+            Body::Form("Name=x&metadata%5Bplan%5D=pro".into())
+        );
     }
 }

@@ -425,6 +425,24 @@ async fn secrets_never_appear_in_errors_or_logs() {
         "requests are traced:\n{logged}"
     );
     assert!(!logged.contains(secret), "secret leaked to logs:\n{logged}");
+    // Spans name the path template and the attempt, never the URL.
+    for expected in [
+        "path=/v1/customers",
+        "attempt=1",
+        "attempt=2",
+        "status=401",
+        "method=Get",
+    ] {
+        assert!(
+            logged.contains(expected),
+            "no `{expected}` in logs:\n{logged}"
+        );
+    }
+    assert!(!logged.contains("limit=100"), "a URL was logged:\n{logged}");
+    // (hyper logs the host it connects to; our own events name no host.)
+    for line in logged.lines().filter(|l| l.contains("sequin_runtime::api")) {
+        assert!(!line.contains("127.0.0.1"), "a URL was logged: {line}");
+    }
     assert!(!format!("{:?}", Secret::new(secret)).contains(secret));
     sim.shutdown().await;
 }

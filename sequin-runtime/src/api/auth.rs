@@ -73,6 +73,7 @@ pub struct StoredToken {
     pub refresh_token: Secret,
     /// The last access token, reusable until `expires_at` or a 401.
     pub access_token: Option<Secret>,
+    /// When the access token expires, if the token endpoint said.
     pub expires_at: Option<DateTime<Utc>>,
     /// The instance URL from the token response (Salesforce).
     pub instance_url: Option<String>,

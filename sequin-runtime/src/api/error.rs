@@ -55,6 +55,7 @@ impl fmt::Display for ErrorKind {
 pub struct ApiError {
     /// The connector's display name (`Salesforce`).
     pub api: String,
+    /// What broadly went wrong (decides retries; the SQLSTATE is finer).
     pub kind: ErrorKind,
     /// The API's own message (or a description of the transport failure).
     pub message: String,

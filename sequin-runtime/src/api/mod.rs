@@ -25,6 +25,7 @@
 // bytes); errors are rare next to successful calls, so returning it by value
 // costs nothing that matters, and boxing would only make matching clumsier.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod error;
@@ -73,6 +74,7 @@ pub struct ClientConfig {
     pub credentials: BTreeMap<String, Secret>,
     /// Connection parameters (`{base_id}`); spec defaults fill the gaps.
     pub params: BTreeMap<String, String>,
+    /// Retries and timeouts of every request.
     pub retry: RetryPolicy,
     /// Where OAuth2 tokens persist (rotated refresh tokens!).
     pub token_store: Option<Arc<dyn TokenStore>>,
@@ -112,6 +114,7 @@ impl ClientConfig {
 /// A successful response to a write (or any single request).
 #[derive(Clone, Debug)]
 pub struct ApiResponse {
+    /// HTTP status (2xx, or 304 for a conditional request).
     pub status: u16,
     /// Response headers (ETag, Location...).
     pub headers: HeaderMap,
@@ -122,9 +125,13 @@ pub struct ApiResponse {
 /// A write (or any single request) to send.
 #[derive(Clone, Debug)]
 pub struct SendRequest<'a> {
+    /// Whose share of the budget the request draws from.
     pub priority: Priority,
+    /// The endpoint (method, path and query templates).
     pub endpoint: &'a Endpoint,
+    /// Values of the templates' placeholders.
     pub vars: &'a Vars,
+    /// The encoded body (see [`write_body`]).
     pub body: Option<Body>,
     /// Sent in the spec's `idempotency.header`; makes retries after sending
     /// safe when the connector declares idempotency support.

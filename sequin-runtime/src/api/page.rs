@@ -18,13 +18,25 @@ use serde_json::Value;
 pub enum PageCursor {
     /// A cursor value sent as the pagination's `param` (record and response
     /// cursors).
-    After { value: String },
+    After {
+        /// The cursor value.
+        value: String,
+    },
     /// The next page's URL or path, as the API gave it (next URLs, `Link`).
-    Url { url: String },
+    Url {
+        /// Absolute URL or path, resolved against the base URL.
+        url: String,
+    },
     /// Offset of the next page's first record.
-    Offset { offset: u64 },
+    Offset {
+        /// Records already read.
+        offset: u64,
+    },
     /// Number of the next page.
-    Page { page: u64 },
+    Page {
+        /// The page number to ask for.
+        page: u64,
+    },
 }
 
 /// One page of records.
@@ -61,6 +73,7 @@ pub fn page_size(c: &PageCommon) -> Option<u32> {
 /// One link of a `Link` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
+    /// The link's URL (as written, possibly relative).
     pub target: String,
     /// Relation types, lowercased (`rel="next last"` gives two).
     pub rels: Vec<String>,

@@ -123,7 +123,12 @@ impl Vars {
 pub enum TemplateError {
     /// `{name}` has no value.
     #[error("template `{template}` needs `{{{name}}}`, which has no value")]
-    Missing { template: String, name: String },
+    Missing {
+        /// The template.
+        template: String,
+        /// The placeholder without a value.
+        name: String,
+    },
     /// An unclosed `{`.
     #[error("template `{0}` has an unclosed `{{`")]
     Unclosed(String),

@@ -5,9 +5,12 @@
 //!   or stale file.
 //! - `test`: install missing system packages (PostgreSQL server, libclang)
 //!   when possible, then run every test of the workspace.
+//! - `demo`: the main job on an embedded default (throwaway Postgres and
+//!   API simulators).
 //! - `bench ...`: benchmarks, reported as ratios against a baseline measured
 //!   in the same run.
 
+mod demo;
 mod system;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +41,8 @@ enum Task {
     },
     /// Install the system packages the tests and the demo need (PostgreSQL server, libclang).
     Deps,
+    /// The main job: throwaway Postgres + API simulators, migrate, backfill, live sync.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Task::Gen { check } => gen_task(check),
         Task::Test { args } => test_task(&args),
         Task::Deps => system::ensure_packages().map(|_| true),
+        Task::Demo(args) => demo::run(args).map(|_| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

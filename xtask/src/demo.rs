@@ -1,0 +1,295 @@
+//! `cargo xtask demo`: the main job on an embedded default.
+//!
+//! Starts a throwaway Postgres from the system's binaries and the API
+//! simulators with seeded data, writes a `sequin.yaml` for them, runs
+//! `sequin migrate` and `sequin sync`, waits until every object is live, and
+//! prints what to try next. While it runs, it changes a Stripe customer
+//! upstream every few seconds so live sync can be watched. Ctrl-C (or
+//! `--seconds N`) stops everything and removes the cluster.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sequin_sim::{Api, Sim, SimConfig};
+
+/// Options of `cargo xtask demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Records seeded per object in each simulator.
+    #[arg(long, default_value_t = 1000)]
+    pub records: usize,
+    /// Stop after this many seconds of live sync (default: run until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Build and run `sequin` in release mode.
+    #[arg(long)]
+    pub release: bool,
+}
+
+struct Sims {
+    stripe: Sim,
+    salesforce: Sim,
+    hubspot: Sim,
+    airtable: Sim,
+    github: Sim,
+}
+
+const ANY: &str = "127.0.0.1:0";
+
+fn sequin_binary(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "sequin-runtime",
+        "--bin",
+        "sequin",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!(
+        "building sequin{} ...",
+        if release { " (release)" } else { "" }
+    );
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of sequin failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("sequin"))
+}
+
+fn config_yaml(database_url: &str, proxy: SocketAddr, sims: &Sims) -> String {
+    format!(
+        r#"# Written by `cargo xtask demo`: the simulators stand in for the real APIs.
+database_url: {database_url}
+proxy:
+  listen: {proxy}
+connections:
+  - name: stripe
+    connector: stripe
+    base_url: {stripe}
+    credentials: {{ api_key: "{stripe_token}" }}
+    poll_interval: 500ms
+  - name: salesforce
+    connector: salesforce
+    base_url: {salesforce}
+    params: {{ login_host: "{salesforce_host}" }}
+    credentials:
+      client_id: sequin-demo
+      client_secret: sequin-demo-secret
+      refresh_token: "{salesforce_refresh}"
+    poll_interval: 1s
+    discovery_interval: 10s
+  - name: hubspot
+    connector: hubspot
+    base_url: {hubspot}
+    credentials: {{ access_token: "{hubspot_token}" }}
+    poll_interval: 1s
+    discovery_interval: 10s
+  - name: airtable
+    connector: airtable
+    base_url: {airtable}
+    params: {{ base_id: appSequinDemo0001 }}
+    credentials: {{ api_key: "{airtable_token}" }}
+    poll_interval: 2s
+    discovery_interval: 10s
+  - name: github
+    connector: github
+    base_url: {github}
+    params: {{ owner: sequin-demo, repo: widgets }}
+    credentials: {{ token: "{github_token}" }}
+    poll_interval: 1s
+"#,
+        stripe = sims.stripe.base_url(),
+        stripe_token = sims.stripe.token(),
+        salesforce = sims.salesforce.base_url(),
+        salesforce_host = sims.salesforce.addr(),
+        salesforce_refresh = sims.salesforce.salesforce().refresh_token(),
+        hubspot = sims.hubspot.base_url(),
+        hubspot_token = sims.hubspot.token(),
+        airtable = sims.airtable.base_url(),
+        airtable_token = sims.airtable.token(),
+        github = sims.github.base_url(),
+        github_token = sims.github.token(),
+    )
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> Result<()> {
+    crate::system::ensure_packages()?;
+    let root = crate::root();
+    let sequin = sequin_binary(&root, args.release)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    eprintln!("starting a throwaway Postgres ...");
+    let cluster = sequin_pgtemp::Cluster::start().context("starting Postgres")?;
+    let database_url = cluster.create_database("demo")?;
+    eprintln!(
+        "starting the API simulators ({} records per object) ...",
+        args.records
+    );
+    let sims = rt.block_on(async {
+        let start = |api| {
+            sequin_sim::start(
+                SimConfig::new(api).seed_records(args.records),
+                ANY.parse().unwrap(),
+            )
+        };
+        anyhow::Ok(Sims {
+            stripe: start(Api::Stripe).await?,
+            salesforce: start(Api::Salesforce).await?,
+            hubspot: start(Api::Hubspot).await?,
+            airtable: start(Api::Airtable).await?,
+            github: start(Api::Github).await?,
+        })
+    })?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sequin.yaml");
+    let proxy: SocketAddr = format!("127.0.0.1:{}", sequin_pgtemp::free_port()?).parse()?;
+    std::fs::write(&config, config_yaml(&database_url, proxy, &sims))?;
+    let sequin_cmd = |sub: &str| {
+        let mut c = Command::new(&sequin);
+        c.arg("--config").arg(&config).arg(sub);
+        c
+    };
+    let out = sequin_cmd("migrate").output()?;
+    if !out.status.success() {
+        bail!(
+            "sequin migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "running `sequin sync` (logs: {}) ...",
+        dir.path().join("sync.log").display()
+    );
+    let log = std::fs::File::create(dir.path().join("sync.log"))?;
+    let _sync = Running(
+        sequin_cmd("sync")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting sequin sync")?,
+    );
+    let t0 = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let status = sequin_cmd("status").output()?;
+        let text = String::from_utf8_lossy(&status.stdout).to_string();
+        let lines: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.contains(" _events "))
+            .collect();
+        if !lines.is_empty() && lines.iter().all(|l| l.contains(" live ")) {
+            println!(
+                "\nEverything is synced (in {:.1}s):\n\n{text}",
+                t0.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "sync did not finish within 5 minutes; status:\n{text}\nlog:\n{}",
+                std::fs::read_to_string(dir.path().join("sync.log")).unwrap_or_default()
+            );
+        }
+    }
+    let psql = cluster.bindir().join("psql");
+    let counts = cluster.psql(
+        "demo",
+        "SELECT string_agg(format('%s.%s: %s rows', schemaname, relname, n_live_tup), E'\\n' ORDER BY schemaname, relname)
+           FROM pg_stat_user_tables WHERE schemaname <> 'sequin'",
+    )?;
+    println!("Tables:\n{counts}\n");
+    println!("Try it:");
+    println!("  {} '{database_url}'", psql.display());
+    println!("  select id, email, name from stripe.customer order by created desc limit 5;");
+    println!("  select first_name, last_name, email from salesforce.contact limit 5;");
+    println!("  select * from sequin.sync_state;");
+    println!(
+        "  {} --config {} status",
+        sequin.display(),
+        config.display()
+    );
+    println!("\nEvery 5s a Stripe customer is renamed upstream; watch it arrive:");
+    println!(
+        "  select id, name, _sequin_synced_at from stripe.customer order by _sequin_synced_at desc limit 3;\n"
+    );
+    let stop_at = args
+        .seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = ctrlc_channel(tx);
+    let mut n = 0;
+    loop {
+        if rx.recv_timeout(Duration::from_secs(5)).is_ok() {
+            break;
+        }
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
+        n += 1;
+        let ids = sims.stripe.stripe().ids(sequin_sim::stripe::Kind::Customer);
+        if let Some(id) = ids.first() {
+            let name = format!("Renamed upstream #{n}");
+            let _ = sims.stripe.stripe().update(
+                sequin_sim::stripe::Kind::Customer,
+                id,
+                &format!("name={}", name.replace(' ', "+")),
+            );
+            println!("upstream: customer {id} renamed to {name:?}");
+        }
+    }
+    println!("stopping ...");
+    rt.block_on(async {
+        sims.stripe.shutdown().await;
+        sims.salesforce.shutdown().await;
+        sims.hubspot.shutdown().await;
+        sims.airtable.shutdown().await;
+        sims.github.shutdown().await;
+    });
+    drop(cluster);
+    Ok(())
+}
+
+/// Sends on `tx` when SIGINT arrives (a thread polling a tokio signal would
+/// need a runtime; a tiny one is enough).
+fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        let _ = tx.send(());
+                    }
+                });
+            }
+        })?;
+    Ok(())
+}

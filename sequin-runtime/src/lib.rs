@@ -8,5 +8,6 @@
 //!
 //! The runtime does not depend on the generator (`sequin-codegen`).
 
+pub mod api;
 pub mod connectors;
 pub mod registry;

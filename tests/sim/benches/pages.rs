@@ -90,7 +90,49 @@ fn walks() -> Vec<Walk> {
                     })
             },
         },
+        Walk {
+            api: Api::Hubspot,
+            first: "/crm/v3/objects/contacts?limit=100".into(),
+            headers: vec![("authorization", "Bearer pat-na1-sequin".into())],
+            next: |body, _, _| {
+                body["paging"]["next"]["after"]
+                    .as_str()
+                    .map(|after| format!("/crm/v3/objects/contacts?limit=100&after={after}"))
+            },
+        },
+        Walk {
+            api: Api::Airtable,
+            first: format!("/v0/{}/Contacts?pageSize=100", sequin_sim::airtable::DEMO_BASE_ID),
+            headers: vec![("authorization", "Bearer patSequin.simulator".into())],
+            next: |body, _, _| {
+                body["offset"].as_str().map(|offset| {
+                    format!(
+                        "/v0/{}/Contacts?pageSize=100&offset={offset}",
+                        sequin_sim::airtable::DEMO_BASE_ID
+                    )
+                })
+            },
+        },
+        Walk {
+            // SOQL pages are at least 200 records (batchSize 200..=2000).
+            api: Api::Salesforce,
+            first: "/services/data/v59.0/query?q=SELECT+Id,FirstName,LastName,Email,LastModifiedDate+FROM+Contact".into(),
+            headers: vec![
+                ("authorization", "Bearer 00Dsequin!sim.access.token".into()),
+                ("sforce-query-options", "batchSize=200".into()),
+            ],
+            next: |body, _, _| body["nextRecordsUrl"].as_str().map(str::to_owned),
+        },
     ]
+}
+
+/// Records on a page of the walk's response.
+fn records_on(body: &Value) -> usize {
+    ["data", "results", "records"]
+        .iter()
+        .find_map(|k| body[*k].as_array().map(Vec::len))
+        .or_else(|| body.as_array().map(Vec::len))
+        .unwrap_or(0)
 }
 
 /// Child-process simulator; killed on drop.
@@ -191,6 +233,7 @@ async fn http_walk(walk: &Walk, records: usize, duration: Duration) {
     let cpu_before = server.cpu();
     let t = Instant::now();
     let mut pages = 0u64;
+    let mut page_records = 0usize;
     let mut url = absolute(&server.base, &walk.first);
     while t.elapsed() < duration {
         let resp = get(url.clone()).send().await.unwrap();
@@ -198,6 +241,7 @@ async fn http_walk(walk: &Walk, records: usize, duration: Duration) {
         let headers = resp.headers().clone();
         let body: Value = resp.json().await.unwrap();
         pages += 1;
+        page_records += records_on(&body);
         url = match (walk.next)(&body, &headers, &server.base) {
             Some(next) => absolute(&server.base, &next),
             None => absolute(&server.base, &walk.first),
@@ -207,9 +251,10 @@ async fn http_walk(walk: &Walk, records: usize, duration: Duration) {
     let cpu = server.cpu() - cpu_before;
     let rate = pages as f64 / elapsed;
     println!(
-        "{:<11} {:>9.0} pages/s  {:>5.1}% of baseline ({:>6.0} req/s /_sim/faults)  server CPU {:>7.1} us/page",
+        "{:<11} {:>6.0} pages/s of {:>3} records  {:>5.1}% of baseline ({:>6.0} req/s /_sim/faults)  server CPU {:>7.1} us/page",
         walk.api.name(),
         rate,
+        page_records / pages.max(1) as usize,
         100.0 * rate / baseline_rate,
         baseline_rate,
         cpu * 1e6 / pages as f64,
@@ -288,7 +333,7 @@ fn main() {
     rt.block_on(async {
         let (records, duration) = (records(), secs());
         println!("records seeded: {records}; {duration:?} per measurement");
-        if selected("stripe") {
+        if selected("stripe-in-process") {
             in_process_stripe(records, duration).await;
         }
         for walk in walks() {

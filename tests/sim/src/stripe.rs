@@ -17,7 +17,7 @@
 //! Records are stored with their serialized JSON next to the structured value, so a list page is a
 //! concatenation of pre-serialized strings found through a `BTreeSet` ordered by `(created, id)`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -367,23 +367,49 @@ impl Record {
     }
 }
 
-/// One object type's records in list order.
+/// One object type's records. Live records sit in a `BTreeMap` in list order, so a page is a
+/// range walk over adjacent entries (no per-record hash lookups, few cache misses).
 #[derive(Default)]
 struct Collection {
-    live: HashMap<String, Record>,
-    /// `(created, id)` of live and deleted records: deleted ones stay so that a cursor naming a
+    records: BTreeMap<(i64, String), Record>,
+    /// `created` of every id stored, live or deleted: deleted ones stay so that a cursor naming a
     /// deleted object still resolves (a sync in progress must not break on a deletion).
-    order: BTreeSet<(i64, String)>,
-    deleted: HashMap<String, i64>,
+    created: HashMap<String, i64>,
+    deleted: HashSet<String>,
 }
 
 impl Collection {
     fn key_of(&self, id: &str) -> Option<(i64, String)> {
-        self.live
-            .get(id)
-            .map(|r| r.created)
-            .or_else(|| self.deleted.get(id).copied())
-            .map(|c| (c, id.to_owned()))
+        self.created.get(id).map(|c| (*c, id.to_owned()))
+    }
+
+    fn get(&self, id: &str) -> Option<&Record> {
+        self.records.get(&self.key_of(id)?)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Record> {
+        let key = self.key_of(id)?;
+        self.records.get_mut(&key)
+    }
+
+    fn insert(&mut self, id: String, record: Record) {
+        self.created.insert(id.clone(), record.created);
+        self.records.insert((record.created, id), record);
+    }
+
+    /// Deletes a record; its id keeps resolving as a cursor.
+    fn delete(&mut self, id: &str) -> Option<Record> {
+        let record = self.records.remove(&self.key_of(id)?)?;
+        self.deleted.insert(id.to_owned());
+        Some(record)
+    }
+
+    /// Removes every trace of a record (used to undo a half-made create).
+    fn forget(&mut self, id: &str) {
+        if let Some(key) = self.key_of(id) {
+            self.records.remove(&key);
+            self.created.remove(id);
+        }
     }
 }
 
@@ -399,8 +425,7 @@ struct Event {
 #[derive(Default)]
 struct Events {
     by_id: HashMap<String, (i64, u64)>,
-    log: HashMap<(i64, u64), Event>,
-    order: BTreeSet<(i64, u64)>,
+    log: BTreeMap<(i64, u64), Event>,
 }
 
 /// A stored idempotent result.
@@ -492,7 +517,6 @@ impl Stripe {
     pub fn get(&self, kind: Kind, id: &str) -> Option<Value> {
         let s = self.lock();
         s.collections[&kind]
-            .live
             .get(id)
             .map(|r| Value::Object(r.obj.clone()))
     }
@@ -501,12 +525,7 @@ impl Stripe {
     pub fn ids(&self, kind: Kind) -> Vec<String> {
         let s = self.lock();
         let c = &s.collections[&kind];
-        c.order
-            .iter()
-            .rev()
-            .filter(|(_, id)| c.live.contains_key(id))
-            .map(|(_, id)| id.clone())
-            .collect()
+        c.records.keys().rev().map(|(_, id)| id.clone()).collect()
     }
 
     /// One list page as `GET /v1/{collection}?{query}` returns it (the same validation and
@@ -518,7 +537,7 @@ impl Stripe {
 
     /// Number of live objects.
     pub fn len(&self, kind: Kind) -> usize {
-        self.lock().collections[&kind].live.len()
+        self.lock().collections[&kind].records.len()
     }
 
     /// Number of recorded events (including ones older than the retention window).
@@ -894,7 +913,7 @@ impl StripeState {
     }
 
     fn live(&self, kind: Kind, id: &str) -> Option<&Record> {
-        self.collections[&kind].live.get(id)
+        self.collections[&kind].get(id)
     }
 
     fn require(&self, kind: Kind, id: &str, param: &str) -> Result<&Record, StripeError> {
@@ -946,8 +965,7 @@ impl StripeState {
         }
         let value = Value::Object(obj.clone());
         let c = self.collections.get_mut(&kind).expect("all kinds exist");
-        c.order.insert((now, id.clone()));
-        c.live.insert(id, Record::new(obj));
+        c.insert(id, Record::new(obj));
         if let Some(origin) = origin {
             self.record_event(ctx, kind, Change::Created, &value, None, origin);
         }
@@ -997,12 +1015,10 @@ impl StripeState {
             price_params.insert("product".into(), id.clone().into());
             // Insert the product first so the price can reference it.
             let c = self.collections.get_mut(&Kind::Product).expect("exists");
-            c.order.insert((now, id.clone()));
-            c.live.insert(id.clone(), Record::new(obj.clone()));
+            c.insert(id.clone(), Record::new(obj.clone()));
             let price = self.create(ctx, Kind::Price, price_params, Some(now), origin);
             let c = self.collections.get_mut(&Kind::Product).expect("exists");
-            c.order.remove(&(now, id.clone()));
-            c.live.remove(&id);
+            c.forget(&id);
             obj.insert("default_price".into(), price?["id"].clone());
         }
         Ok(())
@@ -1265,7 +1281,7 @@ impl StripeState {
         let value = Value::Object(obj.clone());
         self.collections
             .get_mut(&kind)
-            .and_then(|c| c.live.get_mut(id))
+            .and_then(|c| c.get_mut(id))
             .expect("checked above")
             .set(obj);
         self.record_event(ctx, kind, Change::Updated, &value, Some(previous), origin);
@@ -1299,7 +1315,7 @@ impl StripeState {
                 let value = Value::Object(obj.clone());
                 self.collections
                     .get_mut(&kind)
-                    .and_then(|c| c.live.get_mut(id))
+                    .and_then(|c| c.get_mut(id))
                     .expect("checked above")
                     .set(obj);
                 self.record_event(ctx, kind, Change::Deleted, &value, None, origin);
@@ -1314,7 +1330,7 @@ impl StripeState {
                 }
                 if kind == Kind::Product
                     && self.collections[&Kind::Price]
-                        .live
+                        .records
                         .values()
                         .any(|p| p.obj.get("product").and_then(Value::as_str) == Some(id))
                 {
@@ -1324,8 +1340,7 @@ impl StripeState {
                     ));
                 }
                 let c = self.collections.get_mut(&kind).expect("exists");
-                let rec = c.live.remove(id).expect("checked above");
-                c.deleted.insert(id.to_owned(), rec.created);
+                let rec = c.delete(id).expect("checked above");
                 let value = Value::Object(rec.obj);
                 self.record_event(ctx, kind, Change::Deleted, &value, None, origin);
                 Ok(json!({"id": id, "object": kind.object(), "deleted": true}))
@@ -1371,8 +1386,7 @@ impl StripeState {
             "request": {"id": origin.request_id, "idempotency_key": origin.idempotency_key},
             "type": event_type,
         });
-        let key = (created, self.events.order.len() as u64);
-        self.events.order.insert(key);
+        let key = (created, self.events.log.len() as u64);
         self.events.by_id.insert(id, key);
         self.events.log.insert(
             key,
@@ -1463,24 +1477,25 @@ fn paging(q: &Map<String, Value>) -> Result<Paging, StripeError> {
     })
 }
 
-/// Walks `order` newest first from the cursor, keeping items `keep` accepts; returns the page's
-/// keys in list order and whether more matching items exist in that direction.
-fn page<'a, K: Ord>(
-    order: &'a BTreeSet<K>,
+/// Walks `order` newest first from the cursor (`(key, false)`: after it, `(key, true)`: before
+/// it), keeping entries `keep` accepts; returns the page in list order and whether more matching
+/// entries exist in that direction. The cursor key need not be present (a deleted object).
+fn page<'a, K: Ord, V>(
+    order: &'a BTreeMap<K, V>,
     cursor: Option<(K, bool)>,
     limit: usize,
-    mut keep: impl FnMut(&'a K) -> bool,
-) -> (Vec<&'a K>, bool) {
+    mut keep: impl FnMut(&K, &V) -> bool,
+) -> (Vec<&'a V>, bool) {
     let mut out = Vec::with_capacity(limit);
     let mut has_more = false;
-    let mut take = |it: &mut dyn Iterator<Item = &'a K>| {
-        for k in it {
-            if keep(k) {
+    let mut take = |it: &mut dyn Iterator<Item = (&'a K, &'a V)>| {
+        for (k, v) in it {
+            if keep(k, v) {
                 if out.len() == limit {
                     has_more = true;
                     break;
                 }
-                out.push(k);
+                out.push(v);
             }
         }
     };
@@ -1558,10 +1573,7 @@ impl StripeState {
         } else {
             None
         };
-        let (keys, has_more) = page(&c.order, cursor, p.limit, |(created_at, id)| {
-            let Some(r) = c.live.get(id) else {
-                return false;
-            };
+        let (records, has_more) = page(&c.records, cursor, p.limit, |(created_at, _), r| {
             created.matches(*created_at)
                 && eq.iter().all(|(f, v)| r.obj.get(*f) == Some(*v))
                 && match status {
@@ -1575,7 +1587,7 @@ impl StripeState {
         });
         let url = format!("/v1/{}", kind.collection());
         Ok(list_json(
-            keys.iter().map(|(_, id)| c.live[id].json.as_str()),
+            records.iter().map(|r| r.json.as_str()),
             has_more,
             &url,
         ))
@@ -1614,11 +1626,11 @@ impl StripeState {
                     None => t == *pat,
                 })
         };
-        let (keys, has_more) = page(&ev.order, cursor, p.limit, |key| {
-            key.0 >= oldest && created.matches(key.0) && type_matches(&ev.log[key].kind)
+        let (events, has_more) = page(&ev.log, cursor, p.limit, |(at, _), e| {
+            *at >= oldest && created.matches(*at) && type_matches(&e.kind)
         });
         Ok(list_json(
-            keys.iter().map(|key| ev.log[*key].json.as_str()),
+            events.iter().map(|e| e.json.as_str()),
             has_more,
             "/v1/events",
         ))
@@ -1667,7 +1679,7 @@ async fn retrieve(
     if let Some(r) = st.live(kind, &id) {
         return Ok(ok_json(r.json.clone()));
     }
-    if kind == Kind::Customer && st.collections[&kind].deleted.contains_key(&id) {
+    if kind == Kind::Customer && st.collections[&kind].deleted.contains(&id) {
         // Deleted customers stay retrievable as a stub.
         return Ok(ok_json(
             json!({"id": id, "object": "customer", "deleted": true}).to_string(),
@@ -2031,7 +2043,7 @@ impl Stripe {
                 let rec = st
                     .collections
                     .get_mut(&Kind::Invoice)
-                    .and_then(|c| c.live.get_mut(&id))
+                    .and_then(|c| c.get_mut(&id))
                     .expect("just created");
                 let mut o = rec.obj.clone();
                 for (k, v) in [

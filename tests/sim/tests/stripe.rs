@@ -838,3 +838,22 @@ async fn library_and_control_api_changes_look_like_another_user() {
         "customer.deleted"
     );
 }
+
+#[tokio::test]
+async fn a_cursor_on_a_deleted_object_still_pages_on() {
+    let sim = sim(30).await;
+    let c = Client::new(&sim);
+    let all = ids(&c.get("/v1/customers?limit=30").await.body);
+    let cursor = &all[9];
+    c.delete(&format!("/v1/customers/{cursor}")).await;
+    let next = c
+        .get(&format!("/v1/customers?limit=10&starting_after={cursor}"))
+        .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(ids(&next.body), all[10..20]);
+    let before = c
+        .get(&format!("/v1/customers?limit=10&ending_before={cursor}"))
+        .await;
+    assert_eq!(ids(&before.body), all[..9]);
+    assert_eq!(before.body["has_more"], false);
+}

@@ -679,42 +679,91 @@ impl Simulator for Salesforce {
         for i in 0..n {
             let company = common::fake_company(&mut rng);
             let person = common::fake_person(&mut rng, i);
+            let address = SeedAddress::new(i, &person);
             let fields = json!({
                 "Name": format!("{company} #{i}"),
+                "Type": (["Prospect", "Customer - Direct", "Customer - Channel"][i % 3]),
                 "Phone": person.phone,
+                "Fax": person.phone,
+                "AccountNumber": format!("CD{:06}", 100_000 + i),
                 "Website": format!("https://www.{}.example.com", company.split(' ').next().unwrap_or("acme").to_lowercase()),
+                "BillingStreet": address.street,
                 "BillingCity": person.city,
+                "BillingState": address.state,
+                "BillingPostalCode": address.postal_code,
                 "BillingCountry": person.country,
+                "BillingLatitude": address.latitude,
+                "BillingLongitude": address.longitude,
+                "ShippingStreet": address.street,
+                "ShippingCity": person.city,
+                "ShippingPostalCode": address.postal_code,
+                "ShippingCountry": person.country,
                 "NumberOfEmployees": 10 + (i % 500),
                 "AnnualRevenue": 100_000.0 + (i % 97) as f64 * 5_000.0,
-                "Industry": "Technology",
+                "Industry": schema::INDUSTRIES[i % schema::INDUSTRIES.len()],
+                "Ownership": (["Public", "Private"][i % 2]),
+                "Rating": schema::RATINGS[i % schema::RATINGS.len()],
+                "AccountSource": schema::LEAD_SOURCES[i % schema::LEAD_SOURCES.len()],
+                "Sic": format!("{}", 7370 + i % 10),
+                "YearStarted": format!("{}", 1950 + i % 70),
+                "Description": format!("{company} account seeded by the simulator."),
             });
             let id = org
                 .create_at("Account", &as_map(fields), stamp(i))
                 .expect("seed accounts are valid");
             account_ids.push(id);
         }
+        let mut contact_ids: Vec<String> = Vec::with_capacity(n);
         for (i, account_id) in account_ids.iter().enumerate() {
             let person = common::fake_person(&mut rng, i);
+            let address = SeedAddress::new(i, &person);
+            let birthdate = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).expect("valid date")
+                + chrono::Days::new((i as u64 * 37) % 14_000);
             let fields = json!({
                 "AccountId": account_id,
+                "Salutation": (["Mr.", "Ms.", "Dr."][i % 3]),
                 "FirstName": person.first_name,
                 "LastName": person.last_name,
                 "Email": person.email,
                 "Phone": person.phone,
+                "MobilePhone": person.phone,
                 "Title": common::fake_sentence(&mut rng, 2),
+                "Department": (["Sales", "Engineering", "Finance", "Operations"][i % 4]),
+                "LeadSource": schema::LEAD_SOURCES[i % schema::LEAD_SOURCES.len()],
+                "Birthdate": birthdate.format("%Y-%m-%d").to_string(),
+                "MailingStreet": address.street,
+                "MailingCity": person.city,
+                "MailingState": address.state,
+                "MailingPostalCode": address.postal_code,
+                "MailingCountry": person.country,
+                "HasOptedOutOfEmail": i % 10 == 0,
+                // One contact in 25 has a reporting line inside the seed.
+                "ReportsToId": (i % 25 == 24).then(|| contact_ids[i - 1].clone()),
             });
-            org.create_at("Contact", &as_map(fields), stamp(i))
+            let id = org
+                .create_at("Contact", &as_map(fields), stamp(i))
                 .expect("seed contacts are valid");
+            contact_ids.push(id);
         }
         for i in 0..n {
             let person = common::fake_person(&mut rng, n + i);
+            let address = SeedAddress::new(n + i, &person);
             let fields = json!({
                 "FirstName": person.first_name,
                 "LastName": person.last_name,
                 "Company": person.company,
                 "Email": person.email,
+                "Phone": person.phone,
                 "Status": schema::LEAD_STATUSES[i % 2],
+                "LeadSource": schema::LEAD_SOURCES[i % schema::LEAD_SOURCES.len()],
+                "Industry": schema::INDUSTRIES[i % schema::INDUSTRIES.len()],
+                "Rating": schema::RATINGS[i % schema::RATINGS.len()],
+                "Street": address.street,
+                "City": person.city,
+                "State": address.state,
+                "PostalCode": address.postal_code,
+                "Country": person.country,
+                "NumberOfEmployees": 5 + (i % 200),
             });
             org.create_at("Lead", &as_map(fields), stamp(i))
                 .expect("seed leads are valid");
@@ -722,12 +771,17 @@ impl Simulator for Salesforce {
         for (i, account_id) in account_ids.iter().enumerate() {
             let close = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
                 + chrono::Days::new(i as u64 % 365);
+            // Probability and forecast category come from the stage, as in a real org.
             let fields = json!({
                 "AccountId": account_id,
                 "Name": format!("{} deal", common::fake_sentence(&mut rng, 2)),
-                "StageName": schema::OPPORTUNITY_STAGES[i % schema::OPPORTUNITY_STAGES.len()],
+                "StageName": schema::STAGES[i % schema::STAGES.len()].0,
                 "Amount": 1_000.0 + (i % 50) as f64 * 250.0,
                 "CloseDate": close.format("%Y-%m-%d").to_string(),
+                "Type": (["New Customer", "Existing Customer - Upgrade"][i % 2]),
+                "LeadSource": schema::LEAD_SOURCES[i % schema::LEAD_SOURCES.len()],
+                "NextStep": (["Send proposal", "Schedule demo", "Follow up"][i % 3]),
+                "TotalOpportunityQuantity": (1 + i % 20) as f64,
             });
             org.create_at("Opportunity", &as_map(fields), stamp(i))
                 .expect("seed opportunities are valid");
@@ -752,5 +806,33 @@ fn as_map(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
+    }
+}
+
+/// Address parts for a seeded record, derived from its index so seeding draws no extra
+/// random numbers (keeping other seeded values stable).
+struct SeedAddress {
+    street: String,
+    state: &'static str,
+    postal_code: String,
+    latitude: f64,
+    longitude: f64,
+}
+
+impl SeedAddress {
+    fn new(i: usize, person: &common::Person) -> Self {
+        const STREETS: &[&str] = &["Market St", "Main St", "High St", "Oak Ave", "Elm Rd"];
+        const STATES: &[&str] = &["CA", "NY", "TX", "WA", "IL"];
+        Self {
+            street: format!(
+                "{} {}",
+                1 + (i * 7) % 999,
+                STREETS[(i + person.city.len()) % STREETS.len()]
+            ),
+            state: STATES[i % STATES.len()],
+            postal_code: format!("{:05}", 10_000 + (i * 131) % 89_999),
+            latitude: 37.0 + (i % 1000) as f64 / 1000.0,
+            longitude: -122.0 + (i % 1000) as f64 / 1000.0,
+        }
     }
 }

@@ -964,3 +964,600 @@ async fn control_routes_change_data_behind_the_clients_back() {
         .await;
     assert_eq!(page["records"][0]["IsDeleted"], true);
 }
+
+/// One standard field's expected describe metadata, from Salesforce's Object Reference.
+struct Expected {
+    name: &'static str,
+    field_type: &'static str,
+    /// `length` for text types, `precision` for numbers with a scale, `digits` for ints.
+    size: u64,
+    nillable: bool,
+    createable: bool,
+    updateable: bool,
+}
+
+const fn field(
+    name: &'static str,
+    field_type: &'static str,
+    size: u64,
+    (nillable, createable, updateable): (bool, bool, bool),
+) -> Expected {
+    Expected {
+        name,
+        field_type,
+        size,
+        nillable,
+        createable,
+        updateable,
+    }
+}
+
+/// Writable and nillable.
+const RW: (bool, bool, bool) = (true, true, true);
+/// Read-only, nillable (filled by the server or by activity).
+const RO: (bool, bool, bool) = (true, false, false);
+/// Read-only and never null (system flags).
+const SYS: (bool, bool, bool) = (false, false, false);
+/// A checkbox: never null, writable.
+const FLAG: (bool, bool, bool) = (false, true, true);
+
+const ACCOUNT_FIELDS: &[Expected] = &[
+    field("Name", "string", 255, (false, true, true)),
+    field("MasterRecordId", "reference", 18, RO),
+    field("ParentId", "reference", 18, RW),
+    field("BillingStreet", "textarea", 255, RW),
+    field("BillingCity", "string", 40, RW),
+    field("BillingState", "string", 80, RW),
+    field("BillingPostalCode", "string", 20, RW),
+    field("BillingCountry", "string", 80, RW),
+    field("BillingLatitude", "double", 18, RW),
+    field("BillingLongitude", "double", 18, RW),
+    field("BillingAddress", "address", 0, RO),
+    field("ShippingStreet", "textarea", 255, RW),
+    field("ShippingPostalCode", "string", 20, RW),
+    field("ShippingAddress", "address", 0, RO),
+    field("Fax", "phone", 40, RW),
+    field("AccountNumber", "string", 40, RW),
+    field("Website", "url", 255, RW),
+    field("PhotoUrl", "url", 255, RO),
+    field("Sic", "string", 20, RW),
+    field("SicDesc", "string", 80, RW),
+    field("Industry", "picklist", 40, RW),
+    field("AnnualRevenue", "currency", 18, RW),
+    field("NumberOfEmployees", "int", 8, RW),
+    field("Ownership", "picklist", 40, RW),
+    field("TickerSymbol", "string", 20, RW),
+    field("Description", "textarea", 32000, RW),
+    field("Rating", "picklist", 40, RW),
+    field("Site", "string", 80, RW),
+    field("AccountSource", "picklist", 40, RW),
+    field("LastActivityDate", "date", 0, RO),
+    field("LastViewedDate", "datetime", 0, RO),
+    field("LastReferencedDate", "datetime", 0, RO),
+    field("Jigsaw", "string", 20, RW),
+    field("JigsawCompanyId", "string", 20, RO),
+    field("CleanStatus", "picklist", 40, RW),
+    field("DunsNumber", "string", 9, RW),
+    field("Tradestyle", "string", 255, RW),
+    field("NaicsCode", "string", 8, RW),
+    field("NaicsDesc", "string", 120, RW),
+    field("YearStarted", "string", 4, RW),
+];
+
+const CONTACT_FIELDS: &[Expected] = &[
+    field("Salutation", "picklist", 40, RW),
+    field("MiddleName", "string", 40, RW),
+    field("Suffix", "string", 40, RW),
+    field("Name", "string", 121, RO),
+    field("OtherStreet", "textarea", 255, RW),
+    field("OtherCity", "string", 40, RW),
+    field("OtherAddress", "address", 0, RO),
+    field("MailingStreet", "textarea", 255, RW),
+    field("MailingCity", "string", 40, RW),
+    field("MailingState", "string", 80, RW),
+    field("MailingPostalCode", "string", 20, RW),
+    field("MailingCountry", "string", 80, RW),
+    field("MailingLatitude", "double", 18, RW),
+    field("MailingLongitude", "double", 18, RW),
+    field("MailingAddress", "address", 0, RO),
+    field("MobilePhone", "phone", 40, RW),
+    field("HomePhone", "phone", 40, RW),
+    field("OtherPhone", "phone", 40, RW),
+    field("AssistantPhone", "phone", 40, RW),
+    field("ReportsToId", "reference", 18, RW),
+    field("Department", "string", 80, RW),
+    field("AssistantName", "string", 40, RW),
+    field("LeadSource", "picklist", 40, RW),
+    field("Birthdate", "date", 0, RW),
+    field("Description", "textarea", 32000, RW),
+    field("HasOptedOutOfEmail", "boolean", 0, FLAG),
+    field("DoNotCall", "boolean", 0, FLAG),
+    field("EmailBouncedReason", "string", 255, RW),
+    field("EmailBouncedDate", "datetime", 0, RW),
+    field("IsEmailBounced", "boolean", 0, SYS),
+    field("PhotoUrl", "url", 255, RO),
+    field("Jigsaw", "string", 20, RW),
+    field("JigsawContactId", "string", 20, RO),
+    field("CleanStatus", "picklist", 40, RW),
+    field("IndividualId", "reference", 18, RW),
+    field("LastActivityDate", "date", 0, RO),
+    field("LastCURequestDate", "datetime", 0, RO),
+    field("LastCUUpdateDate", "datetime", 0, RO),
+];
+
+const LEAD_FIELDS: &[Expected] = &[
+    field("Salutation", "picklist", 40, RW),
+    field("MiddleName", "string", 40, RW),
+    field("Suffix", "string", 40, RW),
+    field("Name", "string", 121, RO),
+    field("Title", "string", 128, RW),
+    field("Company", "string", 255, (false, true, true)),
+    field("Street", "textarea", 255, RW),
+    field("City", "string", 40, RW),
+    field("State", "string", 80, RW),
+    field("PostalCode", "string", 20, RW),
+    field("Country", "string", 80, RW),
+    field("Latitude", "double", 18, RW),
+    field("Longitude", "double", 18, RW),
+    field("Address", "address", 0, RO),
+    field("MobilePhone", "phone", 40, RW),
+    field("Website", "url", 255, RW),
+    field("PhotoUrl", "url", 255, RO),
+    field("Description", "textarea", 32000, RW),
+    field("Industry", "picklist", 40, RW),
+    field("Rating", "picklist", 40, RW),
+    field("AnnualRevenue", "currency", 18, RW),
+    field("NumberOfEmployees", "int", 8, RW),
+    // Only an insert may set it; conversion is not a field update.
+    field("IsConverted", "boolean", 0, (false, true, false)),
+    field("ConvertedDate", "date", 0, RO),
+    field("ConvertedAccountId", "reference", 18, RO),
+    field("ConvertedContactId", "reference", 18, RO),
+    field("ConvertedOpportunityId", "reference", 18, RO),
+    field("IsUnreadByOwner", "boolean", 0, FLAG),
+    field("Jigsaw", "string", 20, RW),
+    field("CleanStatus", "picklist", 40, RW),
+    field("CompanyDunsNumber", "string", 9, RW),
+    field("EmailBouncedReason", "string", 255, RW),
+    field("EmailBouncedDate", "datetime", 0, RW),
+    field("IndividualId", "reference", 18, RW),
+];
+
+const OPPORTUNITY_FIELDS: &[Expected] = &[
+    field("IsPrivate", "boolean", 0, FLAG),
+    field("Description", "textarea", 32000, RW),
+    field("Probability", "percent", 3, RW),
+    field("ExpectedRevenue", "currency", 18, RO),
+    field("TotalOpportunityQuantity", "double", 18, RW),
+    field("Type", "picklist", 40, RW),
+    field("NextStep", "string", 255, RW),
+    field("LeadSource", "picklist", 40, RW),
+    field("IsClosed", "boolean", 0, SYS),
+    field("IsWon", "boolean", 0, SYS),
+    field("ForecastCategory", "picklist", 40, SYS),
+    field("ForecastCategoryName", "picklist", 40, RW),
+    field("CampaignId", "reference", 18, RW),
+    field("HasOpportunityLineItem", "boolean", 0, SYS),
+    field("Pricebook2Id", "reference", 18, RW),
+    field("LastActivityDate", "date", 0, RO),
+    field("FiscalQuarter", "int", 11, RO),
+    field("FiscalYear", "int", 4, RO),
+    field("Fiscal", "string", 6, RO),
+    field("LastStageChangeDate", "datetime", 0, RO),
+];
+
+/// A well-formed 18-character id of an object the simulator does not serve (a queue, ...).
+fn id_with_prefix(prefix: &str) -> String {
+    let id15 = format!("{prefix}Dn0000000001");
+    format!("{id15}{}", expected_suffix(&id15))
+}
+
+/// A field's entry in a describe result.
+fn described<'a>(describe: &'a Value, name: &str) -> &'a Value {
+    describe["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{} describes no {name}", describe["name"]))
+}
+
+/// Default stage probabilities and forecast categories of a new org (Setup > Opportunity Stages).
+fn stage_defaults(stage: &str) -> (f64, &'static str, &'static str) {
+    match stage {
+        "Prospecting" | "Qualification" => (10.0, "Pipeline", "Pipeline"),
+        "Needs Analysis" => (20.0, "Pipeline", "Pipeline"),
+        "Value Proposition" => (50.0, "Pipeline", "Pipeline"),
+        "Id. Decision Makers" => (60.0, "Pipeline", "Pipeline"),
+        "Perception Analysis" => (70.0, "Pipeline", "Pipeline"),
+        "Proposal/Price Quote" => (75.0, "Pipeline", "Pipeline"),
+        "Negotiation/Review" => (90.0, "Pipeline", "Pipeline"),
+        "Closed Won" => (100.0, "Closed", "Closed"),
+        "Closed Lost" => (0.0, "Omitted", "Omitted"),
+        other => panic!("unexpected stage {other}"),
+    }
+}
+
+#[tokio::test]
+async fn standard_fields_are_described_and_queryable() {
+    let sim = sim(30).await;
+    let client = Client::new(&sim);
+    let objects: [(&str, &[Expected]); 4] = [
+        ("Account", ACCOUNT_FIELDS),
+        ("Contact", CONTACT_FIELDS),
+        ("Lead", LEAD_FIELDS),
+        ("Opportunity", OPPORTUNITY_FIELDS),
+    ];
+    for (object, expected_fields) in objects {
+        let (status, describe) = client.get(&format!("{V}/sobjects/{object}/describe")).await;
+        assert_eq!(status, StatusCode::OK, "{describe}");
+        for expected in expected_fields {
+            let actual = described(&describe, expected.name);
+            let size_key = match expected.field_type {
+                "double" | "currency" | "percent" => "precision",
+                "int" => "digits",
+                _ => "length",
+            };
+            assert_eq!(
+                (
+                    actual["type"].as_str().unwrap(),
+                    actual[size_key].as_u64().unwrap(),
+                    actual["nillable"].as_bool().unwrap(),
+                    actual["createable"].as_bool().unwrap(),
+                    actual["updateable"].as_bool().unwrap(),
+                ),
+                (
+                    expected.field_type,
+                    expected.size,
+                    expected.nillable,
+                    expected.createable,
+                    expected.updateable,
+                ),
+                "{object}.{}: (type, {size_key}, nillable, createable, updateable)",
+                expected.name
+            );
+        }
+
+        // Every described field can be selected, and every record carries all of them.
+        let names: Vec<String> = describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(names.len() > 35, "{object} has {} fields", names.len());
+        let soql = format!("SELECT {} FROM {object}", names.join(", "));
+        let records = client.query_every_page(&soql, 2000).await;
+        assert_eq!(records.len(), 30, "{object}");
+        for record in &records {
+            let keys: Vec<&String> = record
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "attributes")
+                .collect();
+            assert_eq!(keys, names.iter().collect::<Vec<_>>(), "{object} columns");
+            let id = record["Id"].as_str().unwrap();
+            if object != "Opportunity" {
+                assert_eq!(
+                    record["CleanStatus"], "Pending",
+                    "{object}: new records await Data.com clean"
+                );
+                assert_eq!(
+                    record["PhotoUrl"],
+                    format!("/services/images/photo/{id}"),
+                    "{object}"
+                );
+            }
+        }
+        let check = |record: &Value| match object {
+            "Account" => {
+                let address = &record["BillingAddress"];
+                assert_eq!(address["city"], record["BillingCity"], "{record}");
+                assert_eq!(address["street"], record["BillingStreet"], "{record}");
+                assert_eq!(address["postalCode"], record["BillingPostalCode"]);
+                assert_eq!(address["latitude"], record["BillingLatitude"]);
+                assert!(address["geocodeAccuracy"].is_null());
+                assert!(record["BillingState"].is_string(), "{record}");
+            }
+            "Contact" => {
+                let expected = format!(
+                    "{} {}",
+                    record["FirstName"].as_str().unwrap(),
+                    record["LastName"].as_str().unwrap()
+                );
+                assert_eq!(record["Name"], expected);
+                assert_eq!(
+                    record["MailingAddress"]["country"],
+                    record["MailingCountry"]
+                );
+                assert!(
+                    record["OtherAddress"].is_null(),
+                    "an address without parts is null"
+                );
+                assert_eq!(record["IsEmailBounced"], false);
+                assert_eq!(record["DoNotCall"], false);
+            }
+            "Lead" => {
+                assert_eq!(record["Address"]["city"], record["City"], "{record}");
+                assert_eq!(record["IsConverted"], false);
+                assert!(record["ConvertedDate"].is_null());
+                assert!(
+                    record["Name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(record["LastName"].as_str().unwrap())
+                );
+            }
+            _ => {
+                let stage = record["StageName"].as_str().unwrap();
+                let (probability, category_name, category) = stage_defaults(stage);
+                assert_eq!(record["Probability"].as_f64(), Some(probability), "{stage}");
+                assert_eq!(record["ForecastCategoryName"], category_name, "{stage}");
+                assert_eq!(record["ForecastCategory"], category, "{stage}");
+                assert_eq!(record["IsClosed"], stage.starts_with("Closed"), "{stage}");
+                assert_eq!(record["IsWon"], stage == "Closed Won", "{stage}");
+                let amount = record["Amount"].as_f64().unwrap();
+                assert_eq!(
+                    record["ExpectedRevenue"].as_f64(),
+                    Some(amount * probability / 100.0),
+                    "{record}"
+                );
+                let close = record["CloseDate"].as_str().unwrap();
+                let year: i64 = close[..4].parse().unwrap();
+                let month: i64 = close[5..7].parse().unwrap();
+                let quarter = (month + 2) / 3;
+                assert_eq!(record["FiscalYear"], year, "{close}");
+                assert_eq!(record["FiscalQuarter"], quarter, "{close}");
+                assert_eq!(record["Fiscal"], format!("{year} {quarter}"));
+                assert_eq!(record["HasOpportunityLineItem"], false);
+                assert_eq!(record["IsPrivate"], false);
+            }
+        };
+        records.iter().for_each(check);
+    }
+
+    // Seeded opportunities cover every stage (and so both closed outcomes).
+    let (_, page) = client
+        .query("SELECT Id FROM Opportunity WHERE IsWon = true")
+        .await;
+    assert!(page["totalSize"].as_u64().unwrap() >= 1, "{page}");
+    let (_, page) = client
+        .query("SELECT Id, BillingAddress FROM Account WHERE BillingCity != null LIMIT 1")
+        .await;
+    assert!(page["records"][0]["BillingAddress"].is_object(), "{page}");
+}
+
+#[tokio::test]
+async fn computed_and_read_only_standard_fields() {
+    let sim = sim(1).await;
+    let client = Client::new(&sim);
+    let read_only = |field: &str| {
+        json!({
+            "message": format!("Unable to create/update fields: {field}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."),
+            "errorCode": "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "fields": [field],
+        })
+    };
+
+    // Opportunity: probability, forecast category and expected revenue follow the stage.
+    let (status, body) = client
+        .post(
+            &format!("{V}/sobjects/Opportunity"),
+            json!({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2025-08-15", "Amount": 2000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let opportunity = body["id"].as_str().unwrap().to_owned();
+    let path = format!("{V}/sobjects/Opportunity/{opportunity}");
+    let (_, record) = client.get(&path).await;
+    assert_eq!(record["Probability"], 10.0);
+    assert_eq!(record["ExpectedRevenue"], 200.0);
+    assert_eq!(record["ForecastCategoryName"], "Pipeline");
+    assert_eq!(
+        (
+            &record["FiscalYear"],
+            &record["FiscalQuarter"],
+            &record["Fiscal"]
+        ),
+        (&json!(2025), &json!(3), &json!("2025 3"))
+    );
+    assert_eq!(
+        (&record["IsClosed"], &record["IsWon"]),
+        (&json!(false), &json!(false))
+    );
+    assert!(record["LastStageChangeDate"].is_null(), "{record}");
+
+    let (status, _) = client
+        .patch(
+            &path,
+            json!({"StageName": "Closed Won", "CloseDate": "2026-01-10"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, record) = client.get(&path).await;
+    assert_eq!(record["Probability"], 100.0);
+    assert_eq!(record["ExpectedRevenue"], 2000.0);
+    assert_eq!(
+        (&record["ForecastCategoryName"], &record["ForecastCategory"]),
+        (&json!("Closed"), &json!("Closed"))
+    );
+    assert_eq!(
+        (&record["IsClosed"], &record["IsWon"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(record["Fiscal"], "2026 1");
+    assert_eq!(record["LastStageChangeDate"], record["SystemModstamp"]);
+
+    // A probability written with the stage wins over the stage default.
+    client
+        .patch(
+            &path,
+            json!({"StageName": "Negotiation/Review", "Probability": 35}),
+        )
+        .await;
+    let (_, record) = client.get(&path).await;
+    assert_eq!(record["Probability"], 35.0);
+    assert_eq!(record["ExpectedRevenue"], 700.0);
+    assert_eq!(record["IsClosed"], false);
+    // Changing only the amount recomputes expected revenue, not the probability.
+    client.patch(&path, json!({"Amount": 1000})).await;
+    let (_, record) = client.get(&path).await;
+    assert_eq!(
+        (&record["Probability"], &record["ExpectedRevenue"]),
+        (&json!(35.0), &json!(350.0))
+    );
+
+    for (field, value) in [
+        ("ExpectedRevenue", json!(5)),
+        ("IsClosed", json!(true)),
+        ("FiscalYear", json!(2030)),
+        ("ForecastCategory", json!("Closed")),
+        ("HasOpportunityLineItem", json!(true)),
+    ] {
+        let (status, body) = client.patch(&path, json!({ field: value })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(single_error(&body), &read_only(field), "{field}");
+    }
+    let (status, body) = client
+        .patch(&path, json!({"ForecastCategoryName": "Maybe"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        single_error(&body),
+        &json!({"message": "Forecast Category: bad value for restricted picklist field: Maybe", "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "fields": ["ForecastCategoryName"]})
+    );
+    assert_eq!(
+        client
+            .patch(&path, json!({"ForecastCategoryName": "Commit"}))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(client.get(&path).await.1["ForecastCategory"], "Forecast");
+
+    // Account: compound addresses are assembled from their parts and cannot be written.
+    let (status, body) = client
+        .post(
+            &format!("{V}/sobjects/Account"),
+            json!({"Name": "Acme", "BillingStreet": "1 Market St", "BillingCity": "San Francisco", "BillingLatitude": 37.79})
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let account = body["id"].as_str().unwrap().to_owned();
+    let account_path = format!("{V}/sobjects/Account/{account}");
+    let (_, record) = client.get(&account_path).await;
+    assert_eq!(
+        record["BillingAddress"],
+        json!({"street": "1 Market St", "city": "San Francisco", "state": null, "postalCode": null, "country": null, "latitude": 37.79, "longitude": null, "geocodeAccuracy": null})
+    );
+    assert!(record["ShippingAddress"].is_null());
+    client
+        .patch(
+            &account_path,
+            json!({"BillingCity": null, "BillingStreet": null, "BillingLatitude": null}),
+        )
+        .await;
+    assert!(client.get(&account_path).await.1["BillingAddress"].is_null());
+    for (field, value) in [
+        ("BillingAddress", json!({"city": "Paris"})),
+        ("PhotoUrl", json!("https://example.com/a.png")),
+        ("LastActivityDate", json!("2025-01-01")),
+        ("JigsawCompanyId", json!("123")),
+    ] {
+        let (status, body) = client
+            .post(
+                &format!("{V}/sobjects/Account"),
+                json!({"Name": "X", field: value}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(single_error(&body), &read_only(field), "{field}");
+    }
+    let (status, body) = client
+        .patch(&account_path, json!({"NumberOfEmployees": 123_456_789}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        single_error(&body),
+        &json!({"message": "Employees: value outside of valid range on numeric field: 123456789", "errorCode": "NUMBER_OUTSIDE_VALID_RANGE", "fields": ["NumberOfEmployees"]})
+    );
+    let (status, body) = client
+        .patch(
+            &account_path,
+            json!({"ParentId": account, "Website": "acme.example.com", "YearStarted": "1999"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // Contact: the full name includes middle name and suffix; a recorded bounce sets IsEmailBounced.
+    let (status, body) = client
+        .post(
+            &format!("{V}/sobjects/Contact"),
+            json!({"FirstName": "Ada", "MiddleName": "King", "LastName": "Lovelace", "Suffix": "II", "AccountId": account}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let contact_path = format!("{V}/sobjects/Contact/{}", body["id"].as_str().unwrap());
+    let (_, record) = client.get(&contact_path).await;
+    assert_eq!(record["Name"], "Ada King Lovelace II");
+    assert_eq!(record["IsEmailBounced"], false);
+    client
+        .patch(&contact_path, json!({"EmailBouncedReason": "550 mailbox unavailable", "EmailBouncedDate": "2025-03-01T10:00:00.000+0000"}))
+        .await;
+    let (_, record) = client.get(&contact_path).await;
+    assert_eq!(record["IsEmailBounced"], true);
+    assert_eq!(record["EmailBouncedDate"], "2025-03-01T10:00:00.000+0000");
+    let (status, body) = client
+        .patch(&contact_path, json!({"IsEmailBounced": false}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(single_error(&body), &read_only("IsEmailBounced"));
+    // A reference must name a record of the right object (Individual ids start 0PK).
+    let (status, body) = client
+        .patch(
+            &contact_path,
+            json!({"IndividualId": id_with_prefix("0PK")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = client
+        .patch(&contact_path, json!({"ReportsToId": account}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(single_error(&body)["fields"], json!(["ReportsToId"]));
+
+    // Lead: IsConverted may be set on insert only; the conversion targets never.
+    let (status, body) = client
+        .post(
+            &format!("{V}/sobjects/Lead"),
+            json!({"LastName": "Hopper", "Company": "Navy", "IsConverted": false, "Street": "1 Pier", "Country": "US"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let lead_path = format!("{V}/sobjects/Lead/{}", body["id"].as_str().unwrap());
+    let (_, record) = client.get(&lead_path).await;
+    assert_eq!(record["Address"]["street"], "1 Pier");
+    assert_eq!(record["Status"], "Open - Not Contacted");
+    assert_eq!(record["IsUnreadByOwner"], false);
+    for (field, value) in [
+        ("IsConverted", json!(true)),
+        ("ConvertedDate", json!("2025-01-01")),
+        ("ConvertedAccountId", json!(account)),
+    ] {
+        let (status, body) = client.patch(&lead_path, json!({ field: value })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(single_error(&body), &read_only(field), "{field}");
+    }
+    let (status, body) = client
+        .patch(
+            &lead_path,
+            json!({"OwnerId": id_with_prefix("00G"), "Rating": "Hot"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a queue may own a lead: {body}"
+    );
+}

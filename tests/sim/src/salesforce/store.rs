@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use super::ids;
-use super::schema::{FieldDef, FieldType, ObjectDef, standard_objects};
+use super::schema::{
+    FORECAST_CATEGORIES, FOREIGN_KEY_PREFIXES, FieldDef, FieldType, ObjectDef, STAGES,
+    standard_objects,
+};
 use super::soql::{self, CompareOp, Condition, Literal};
 use crate::common::Clock;
 
@@ -463,6 +466,19 @@ impl Org {
                     )
                     .on_fields(&[name]));
                 }
+                if field.restricted_picklist
+                    && !text.is_empty()
+                    && !field.picklist_values.contains(&text)
+                {
+                    return Err(SfError::bad_request(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        format!(
+                            "{}: bad value for restricted picklist field: {text}",
+                            field.label
+                        ),
+                    )
+                    .on_fields(&[name]));
+                }
                 if text.is_empty() {
                     Value::Null
                 } else {
@@ -483,6 +499,7 @@ impl Org {
                 }
                 .filter(|n| n.fract() == 0.0)
                 .ok_or_else(parse_error)?;
+                check_range(field, number, field.digits)?;
                 json!(number as i64)
             }
             FieldType::Double | FieldType::Currency | FieldType::Percent => {
@@ -493,6 +510,7 @@ impl Org {
                 }
                 .filter(|n| n.is_finite())
                 .ok_or_else(parse_error)?;
+                check_range(field, number, field.precision.saturating_sub(field.scale))?;
                 json!(number)
             }
             FieldType::Date => {
@@ -516,15 +534,20 @@ impl Org {
                     )
                     .on_fields(&[name])
                 })?;
-                if let Some(target) = field.reference_to {
-                    let exists = match self.object_index(target) {
-                        Some(index) => self.objects[index]
-                            .records
-                            .get(&id)
-                            .is_some_and(|r| !r.deleted),
-                        // Users are not simulated; any well-formed user id is accepted.
-                        None => id.starts_with("005"),
-                    };
+                if !field.reference_to.is_empty() {
+                    let exists = field.reference_to.iter().any(|target| {
+                        match self.object_index(target) {
+                            Some(index) => self.objects[index]
+                                .records
+                                .get(&id)
+                                .is_some_and(|r| !r.deleted),
+                            // Users, campaigns, ... are not simulated; a well-formed id with
+                            // the target's key prefix is accepted.
+                            None => FOREIGN_KEY_PREFIXES
+                                .iter()
+                                .any(|(object, prefix)| object == target && id.starts_with(prefix)),
+                        }
+                    });
                     if !exists {
                         return Err(SfError::bad_request(
                             "FIELD_INTEGRITY_EXCEPTION",
@@ -560,26 +583,27 @@ impl Org {
         values.insert("CreatedDate".into(), stamp.clone());
         values.insert("LastModifiedDate".into(), stamp.clone());
         values.insert("SystemModstamp".into(), stamp);
-        match sobject.def.name {
-            "Lead" => {
-                if values.get("Status").is_none_or(Value::is_null) {
-                    values.insert(
-                        "Status".into(),
-                        Value::String(super::schema::LEAD_STATUSES[0].into()),
-                    );
-                }
-                values
-                    .entry("IsConverted".into())
-                    .or_insert(Value::Bool(false));
+        for field in &sobject.def.fields {
+            let default = match (&field.default_value, field.field_type) {
+                (Some(value), _) => value.clone(),
+                // Checkboxes are never null; the server-maintained ones start out false.
+                (None, FieldType::Boolean) => Value::Bool(false),
+                (None, _) => continue,
+            };
+            if values.get(&field.name).is_none_or(Value::is_null) {
+                values.insert(field.name.clone(), default);
             }
-            "Contact" => {
-                values
-                    .entry("HasOptedOutOfEmail".into())
-                    .or_insert(Value::Bool(false));
-            }
-            _ => {}
         }
-        derive_computed(sobject.def.name, &mut values);
+        if sobject.def.field("PhotoUrl").is_some() {
+            values.insert(
+                "PhotoUrl".into(),
+                Value::String(format!("/services/images/photo/{id}")),
+            );
+        }
+        if sobject.def.name == "Opportunity" {
+            apply_stage_defaults(&mut values, None);
+        }
+        derive_computed(&sobject.def, &mut values);
         sobject.by_modstamp.insert((created, id.clone()));
         sobject.records.insert(
             id.clone(),
@@ -605,13 +629,22 @@ impl Org {
             .remove(&(record.modstamp, id.to_owned()));
         sobject.by_modstamp.insert((stamp, id.to_owned()));
         record.modstamp = stamp;
-        record.values.extend(changes);
+        let mut changes = changes;
         let formatted = Value::String(format_datetime(stamp));
+        if sobject.def.name == "Opportunity" {
+            let new_stage = changes.get("StageName").and_then(Value::as_str);
+            let old_stage = record.values.get("StageName").and_then(Value::as_str);
+            if new_stage.is_some() && new_stage != old_stage {
+                apply_stage_defaults(&mut changes, Some(&record.values));
+                changes.insert("LastStageChangeDate".into(), formatted.clone());
+            }
+        }
+        record.values.extend(changes);
         record
             .values
             .insert("LastModifiedDate".into(), formatted.clone());
         record.values.insert("SystemModstamp".into(), formatted);
-        derive_computed(sobject.def.name, &mut record.values);
+        derive_computed(&sobject.def, &mut record.values);
     }
 
     fn apply_delete(&mut self, object: usize, id: &str) {
@@ -1052,30 +1085,132 @@ fn render(def: &ObjectDef, id: &str, record: &Record, fields: &[&str], version: 
     Value::Object(object)
 }
 
-fn derive_computed(object: &str, values: &mut HashMap<String, Value>) {
-    match object {
-        "Contact" | "Lead" => {
-            let part = |k: &str| {
-                values
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            let name = format!("{} {}", part("FirstName"), part("LastName"))
-                .trim()
-                .to_owned();
-            values.insert("Name".into(), Value::String(name));
+/// Salesforce's range error for a number with more integer digits than the field allows.
+fn check_range(field: &FieldDef, number: f64, integer_digits: u32) -> Result<(), SfError> {
+    if integer_digits == 0 || number.abs() < 10f64.powi(integer_digits as i32) {
+        return Ok(());
+    }
+    Err(SfError::bad_request(
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        format!(
+            "{}: value outside of valid range on numeric field: {number}",
+            field.label
+        ),
+    )
+    .on_fields(&[field.name.as_str()]))
+}
+
+/// A new stage brings its default probability and forecast category, unless the same write
+/// sets them. `current` is the stored record on an update (`None` on create, where `values`
+/// holds everything the create supplied).
+fn apply_stage_defaults(values: &mut Values, current: Option<&Values>) {
+    let stage = values
+        .get("StageName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let Some((_, probability, forecast)) = STAGES.iter().find(|(name, _, _)| *name == stage) else {
+        return;
+    };
+    let (probability, forecast) = (json!(f64::from(*probability)), json!(forecast));
+    // On create an absent field takes the default; on update one the write did not name does.
+    let unset = |values: &Values, key: &str| match current {
+        None => values.get(key).is_none_or(Value::is_null),
+        Some(_) => !values.contains_key(key),
+    };
+    if unset(values, "Probability") {
+        values.insert("Probability".into(), probability);
+    }
+    if unset(values, "ForecastCategoryName") {
+        values.insert("ForecastCategoryName".into(), forecast);
+    }
+}
+
+/// Recomputes the fields the server derives from others: person `Name`, compound addresses,
+/// Contact.IsEmailBounced, and Opportunity's closed/won flags, forecast category, expected
+/// revenue and fiscal period.
+fn derive_computed(def: &ObjectDef, values: &mut Values) {
+    let text = |values: &Values, key: &str| -> Option<String> {
+        values
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if matches!(def.name, "Contact" | "Lead") {
+        let name = ["FirstName", "MiddleName", "LastName", "Suffix"]
+            .iter()
+            .filter_map(|part| text(values, part))
+            .collect::<Vec<_>>()
+            .join(" ");
+        values.insert("Name".into(), Value::String(name));
+    }
+    for compound in def
+        .fields
+        .iter()
+        .filter(|f| f.field_type == FieldType::Address)
+    {
+        let prefix = compound.name.trim_end_matches("Address");
+        let mut address = Map::new();
+        let mut any = false;
+        for part in def
+            .fields
+            .iter()
+            .filter(|f| f.compound_field_name == Some(compound.name.as_str()))
+        {
+            let suffix = &part.name[prefix.len()..];
+            let key = format!("{}{}", suffix[..1].to_lowercase(), &suffix[1..]);
+            let value = values.get(&part.name).cloned().unwrap_or(Value::Null);
+            any |= !value.is_null();
+            address.insert(key, value);
+        }
+        // An address with no component set is null, not an object of nulls.
+        let value = if any {
+            Value::Object(address)
+        } else {
+            Value::Null
+        };
+        values.insert(compound.name.clone(), value);
+    }
+    match def.name {
+        "Contact" => {
+            let bounced = ["EmailBouncedReason", "EmailBouncedDate"]
+                .iter()
+                .any(|k| values.get(*k).is_some_and(|v| !v.is_null()));
+            values.insert("IsEmailBounced".into(), Value::Bool(bounced));
         }
         "Opportunity" => {
-            let stage = values
-                .get("StageName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let closed = stage.starts_with("Closed");
-            let won = stage == "Closed Won";
-            values.insert("IsClosed".into(), Value::Bool(closed));
-            values.insert("IsWon".into(), Value::Bool(won));
+            let stage = text(values, "StageName").unwrap_or_default();
+            values.insert("IsClosed".into(), Value::Bool(stage.starts_with("Closed")));
+            values.insert("IsWon".into(), Value::Bool(stage == "Closed Won"));
+            let category = text(values, "ForecastCategoryName")
+                .and_then(|name| FORECAST_CATEGORIES.iter().find(|(n, _)| *n == name))
+                .map_or(Value::Null, |(_, value)| json!(value));
+            values.insert("ForecastCategory".into(), category);
+            let number = |key: &str| values.get(key).and_then(Value::as_f64);
+            let expected = match (number("Amount"), number("Probability")) {
+                (Some(amount), Some(probability)) => {
+                    json!((amount * probability).round() / 100.0)
+                }
+                _ => Value::Null,
+            };
+            values.insert("ExpectedRevenue".into(), expected);
+            let close = text(values, "CloseDate")
+                .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+            let (year, quarter, fiscal) = match close {
+                Some(date) => {
+                    use chrono::Datelike;
+                    let quarter = (date.month() - 1) / 3 + 1;
+                    (
+                        json!(date.year()),
+                        json!(quarter),
+                        json!(format!("{} {quarter}", date.year())),
+                    )
+                }
+                None => (Value::Null, Value::Null, Value::Null),
+            };
+            values.insert("FiscalYear".into(), year);
+            values.insert("FiscalQuarter".into(), quarter);
+            values.insert("Fiscal".into(), fiscal);
         }
         _ => {}
     }

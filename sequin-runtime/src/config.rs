@@ -9,33 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
 use sequin_spec::Connector;
 use sequin_spec::naming::is_snake_identifier;
+use serde::Deserialize;
 
+pub use crate::api::Secret;
 use crate::registry;
-
-/// A secret value: never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -75,6 +54,9 @@ pub struct ConnectionConfig {
     /// Overrides the spec's base URL (a simulator, a sandbox).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Overrides the spec's OAuth2 token URL (a simulator, a sandbox).
+    #[serde(default)]
+    pub token_url: Option<String>,
     /// Credentials the connector's auth names (`api_key`, `refresh_token`...).
     #[serde(default)]
     pub credentials: BTreeMap<String, Secret>,
@@ -133,7 +115,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// A configuration problem: one line saying what and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source} (pass --config FILE, or create ./sequin.yaml from sequin.example.yaml)")]
+    #[error(
+        "cannot read config {path}: {source} (pass --config FILE, or create ./sequin.yaml from sequin.example.yaml)"
+    )]
     Read {
         path: String,
         #[source]
@@ -155,7 +139,9 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&path.display().to_string(), &text, &|k| std::env::var(k).ok())
+        Self::parse(&path.display().to_string(), &text, &|k| {
+            std::env::var(k).ok()
+        })
     }
 
     /// Parses config text; `env` resolves `${VAR}`.
@@ -177,14 +163,18 @@ impl Config {
         if let Some((pointer, var)) = missing {
             return Err(at(
                 doc.span(&pointer),
-                format!("environment variable `{var}` is not set (export {var}=... before starting sequin)"),
+                format!(
+                    "environment variable `{var}` is not set (export {var}=... before starting sequin)"
+                ),
             ));
         }
         let config: Config = serde_path_to_error::deserialize(&doc.value).map_err(|e| {
             let pointer = pointer_of(e.path());
             at(doc.span(&pointer), e.inner().to_string())
         })?;
-        config.check().map_err(|(pointer, message)| at(doc.span(&pointer), message))?;
+        config
+            .check()
+            .map_err(|(pointer, message)| at(doc.span(&pointer), message))?;
         Ok(config)
     }
 
@@ -196,11 +186,17 @@ impl Config {
             if !is_snake_identifier(&c.name) || c.name == "sequin" || c.name.starts_with("pg_") {
                 return Err((
                     format!("{p}/name"),
-                    format!("connection name `{}` must be a lowercase snake_case schema name other than `sequin` and `pg_*`", c.name),
+                    format!(
+                        "connection name `{}` must be a lowercase snake_case schema name other than `sequin` and `pg_*`",
+                        c.name
+                    ),
                 ));
             }
             if !names.insert(&c.name) {
-                return Err((format!("{p}/name"), format!("connection name `{}` is used twice", c.name)));
+                return Err((
+                    format!("{p}/name"),
+                    format!("connection name `{}` is used twice", c.name),
+                ));
             }
             let Some(loaded) = registry::get(&c.connector) else {
                 return Err((
@@ -217,7 +213,10 @@ impl Config {
                 if !c.credentials.contains_key(cred) {
                     return Err((
                         format!("{p}/credentials"),
-                        format!("connection `{}` needs credential `{cred}` for {}", c.name, spec.display_name),
+                        format!(
+                            "connection `{}` needs credential `{cred}` for {}",
+                            c.name, spec.display_name
+                        ),
                     ));
                 }
             }
@@ -225,7 +224,10 @@ impl Config {
                 if param.required && !c.params.contains_key(&param.name) {
                     return Err((
                         format!("{p}/params"),
-                        format!("connection `{}` needs param `{}` ({})", c.name, param.name, param.description),
+                        format!(
+                            "connection `{}` needs param `{}` ({})",
+                            c.name, param.name, param.description
+                        ),
                     ));
                 }
             }
@@ -237,23 +239,31 @@ impl Config {
                     ));
                 }
             }
-            if let Some(objects) = &c.objects {
-                if spec.discovered_objects.is_none() {
-                    for (j, o) in objects.iter().enumerate() {
-                        if spec.object(o).is_none() {
-                            let known: Vec<&str> = spec.objects.iter().map(|o| o.name.as_str()).collect();
-                            return Err((
-                                format!("{p}/objects/{j}"),
-                                format!("{} has no object `{o}`; objects: {}", spec.display_name, known.join(", ")),
-                            ));
-                        }
+            if let Some(objects) = &c.objects
+                && spec.discovered_objects.is_none()
+            {
+                for (j, o) in objects.iter().enumerate() {
+                    if spec.object(o).is_none() {
+                        let known: Vec<&str> =
+                            spec.objects.iter().map(|o| o.name.as_str()).collect();
+                        return Err((
+                            format!("{p}/objects/{j}"),
+                            format!(
+                                "{} has no object `{o}`; objects: {}",
+                                spec.display_name,
+                                known.join(", ")
+                            ),
+                        ));
                     }
                 }
             }
-            if let Some(url) = &c.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err((format!("{p}/base_url"), format!("base_url `{url}` is not an http(s) URL")));
-                }
+            if let Some(url) = &c.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err((
+                    format!("{p}/base_url"),
+                    format!("base_url `{url}` is not an http(s) URL"),
+                ));
             }
         }
         Ok(())
@@ -338,7 +348,9 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     for seg in path.iter() {
         match seg {
             Segment::Seq { index } => p.push_str(&format!("/{index}")),
-            Segment::Map { key } => p.push_str(&format!("/{}", sequin_spec::yaml::escape_segment(key))),
+            Segment::Map { key } => {
+                p.push_str(&format!("/{}", sequin_spec::yaml::escape_segment(key)))
+            }
             _ => {}
         }
     }
@@ -358,7 +370,10 @@ mod tests {
     #[test]
     fn parses_and_interpolates() {
         let c = Config::parse("sequin.yaml", GOOD, &env).unwrap();
-        assert_eq!(c.connections[0].credentials["api_key"].expose(), "sk_test_123");
+        assert_eq!(
+            c.connections[0].credentials["api_key"].expose(),
+            "sk_test_123"
+        );
         assert_eq!(c.connections[0].poll_interval, Duration::from_millis(500));
         // Secrets never print.
         assert!(!format!("{c:?}").contains("sk_test_123"));
@@ -369,30 +384,57 @@ mod tests {
         let text = include_str!("../../sequin.example.yaml");
         let c = Config::parse("sequin.example.yaml", text, &|_| Some("x".into())).unwrap();
         assert_eq!(c.connections.len(), 3);
-        assert_eq!(c.connections[1].discovery_interval, Some(Duration::from_secs(60)));
+        assert_eq!(
+            c.connections[1].discovery_interval,
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
     fn one_line_errors_with_positions() {
-        let missing = Config::parse("sequin.yaml", GOOD, &|_| None).unwrap_err().to_string();
+        let missing = Config::parse("sequin.yaml", GOOD, &|_| None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             missing,
             "sequin.yaml:8:29: environment variable `STRIPE_KEY` is not set (export STRIPE_KEY=... before starting sequin)"
         );
-        let unknown = Config::parse("s.yaml", &GOOD.replace("connector: stripe", "connector: strype"), &env)
+        let unknown = Config::parse(
+            "s.yaml",
+            &GOOD.replace("connector: stripe", "connector: strype"),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unknown.starts_with("s.yaml:6:16: unknown connector `strype`; compiled-in connectors:"),
+            "{unknown}"
+        );
+        let bad_yaml = Config::parse("s.yaml", "connections: [", &env)
             .unwrap_err()
             .to_string();
-        assert!(unknown.starts_with("s.yaml:6:16: unknown connector `strype`; compiled-in connectors:"), "{unknown}");
-        let bad_yaml = Config::parse("s.yaml", "connections: [", &env).unwrap_err().to_string();
-        assert!(bad_yaml.starts_with("s.yaml:2:1: YAML syntax error"), "{bad_yaml}");
-        let bad_key = Config::parse("s.yaml", &GOOD.replace("poll_interval", "poll_intervall"), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(bad_key.contains("unknown field `poll_intervall`"), "{bad_key}");
+        assert!(
+            bad_yaml.starts_with("s.yaml:2:1: YAML syntax error"),
+            "{bad_yaml}"
+        );
+        let bad_key = Config::parse(
+            "s.yaml",
+            &GOOD.replace("poll_interval", "poll_intervall"),
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad_key.contains("unknown field `poll_intervall`"),
+            "{bad_key}"
+        );
         let bad_object = Config::parse("s.yaml", &GOOD.replace("[customer]", "[customers]"), &env)
             .unwrap_err()
             .to_string();
-        assert!(bad_object.contains("has no object `customers`"), "{bad_object}");
+        assert!(
+            bad_object.contains("has no object `customers`"),
+            "{bad_object}"
+        );
         assert!(!bad_object.contains('\n'));
     }
 }

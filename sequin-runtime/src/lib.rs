@@ -1,13 +1,23 @@
 //! The Sequin runtime: the `sequin` binary's library.
 //!
 //! Modules (dependencies point one way, top to bottom):
+//! - [`config`]: `sequin.yaml`, checked against the compiled-in connectors.
+//! - [`sync`]: backfill and incremental sync, driven by the specs.
+//! - [`api`]: the HTTP client layer (auth, rate limits, retries, pagination,
+//!   error decoding), driven by the specs.
+//! - [`store`]: Postgres (migrations, COPY + upsert, sync state).
+//! - [`status`]: `sequin status`.
+//! - [`registry`]: the compiled-in connectors as models, and their DDL.
 //! - [`connectors`]: generated from `connectors/*.yaml` by `cargo xtask gen`
 //!   (typed records, descriptors, DDL); never edited by hand.
-//! - [`registry`]: the compiled-in connectors as models, and their DDL for a
-//!   connection's schema.
 //!
 //! The runtime does not depend on the generator (`sequin-codegen`).
 
 pub mod api;
+pub mod config;
 pub mod connectors;
 pub mod registry;
+pub mod status;
+pub mod store;
+pub mod sync;
+pub mod tokens;

@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sequin_runtime::config::Config;
-use sequin_runtime::{registry, status, store};
+use sequin_runtime::{registry, status, store, sync};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +23,13 @@ use sequin_runtime::{registry, status, store};
 )]
 struct Cli {
     /// The configuration file.
-    #[arg(long, short, global = true, default_value = "sequin.yaml", env = "SEQUIN_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "sequin.yaml",
+        env = "SEQUIN_CONFIG"
+    )]
     config: PathBuf,
     /// Log filter (tracing syntax), e.g. `info`, `sequin_runtime=debug`.
     #[arg(long, global = true, default_value = "info", env = "SEQUIN_LOG")]
@@ -36,6 +42,12 @@ struct Cli {
 enum Command {
     /// Create the `sequin` schema and the tables of every connection.
     Migrate,
+    /// Backfill every configured object, then keep it current.
+    Sync {
+        /// Backfill and poll once, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Show, per connection and object: phase, rows, last poll, lag, last error.
     Status,
     /// List the compiled-in connectors and their objects.
@@ -51,7 +63,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,7 +91,10 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 objects.join(", ")
             };
-            println!("{:<12} {:<12} {}", c.spec.name, c.spec.display_name, objects);
+            println!(
+                "{:<12} {:<12} {}",
+                c.spec.name, c.spec.display_name, objects
+            );
         }
         return Ok(());
     }
@@ -88,10 +106,27 @@ async fn run(cli: Cli) -> Result<()> {
             let conns: Vec<_> = config
                 .connections
                 .iter()
-                .map(|c| (c.name.as_str(), registry::get(&c.connector).expect("checked")))
+                .map(|c| {
+                    (
+                        c.name.as_str(),
+                        registry::get(&c.connector).expect("checked"),
+                    )
+                })
                 .collect();
             store::migrate(&mut client, &conns).await?;
             println!("migrated: sequin schema and {} connection(s)", conns.len());
+        }
+        Command::Sync { once } => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("stopping (Ctrl-C)");
+                    let _ = tx.send(true);
+                }
+            });
+            sync::run(&config, sync::Options { once }, rx)
+                .await
+                .context("sync stopped")?;
         }
         Command::Status => {
             let client = store::connect(&url).await?;

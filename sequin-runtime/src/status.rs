@@ -61,7 +61,15 @@ fn ago(s: Option<f64>) -> String {
 
 /// Renders the status as an aligned table.
 pub fn render(items: &[ObjectStatus]) -> String {
-    let header = ["CONNECTION", "OBJECT", "PHASE", "ROWS", "LAST POLL", "LAG", "LAST ERROR"];
+    let header = [
+        "CONNECTION",
+        "OBJECT",
+        "PHASE",
+        "ROWS",
+        "LAST POLL",
+        "LAG",
+        "LAST ERROR",
+    ];
     let mut table: Vec<[String; 7]> = vec![header.map(String::from)];
     for s in items {
         table.push([
@@ -70,12 +78,20 @@ pub fn render(items: &[ObjectStatus]) -> String {
             s.phase.clone(),
             s.rows.to_string(),
             ago(s.seconds_since_poll),
-            s.lag_seconds.map(|l| format!("{l:.1}s")).unwrap_or_else(|| "-".into()),
+            s.lag_seconds
+                .map(|l| format!("{l:.1}s"))
+                .unwrap_or_else(|| "-".into()),
             s.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     let widths: Vec<usize> = (0..7)
-        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in &table {
@@ -109,6 +125,9 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("CONNECTION  OBJECT    PHASE  ROWS"));
-        assert!(lines[1].starts_with("stripe      customer  live   1000  0.5s ago"), "{out}");
+        assert!(
+            lines[1].starts_with("stripe      customer  live   1000  0.5s ago"),
+            "{out}"
+        );
     }
 }

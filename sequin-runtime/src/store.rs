@@ -24,7 +24,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_sequin
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot connect to Postgres at {target}: {source} (is it running, and is database_url right?)")]
+    #[error(
+        "cannot connect to Postgres at {target}: {source} (is it running, and is database_url right?)"
+    )]
     Connect {
         target: String,
         #[source]
@@ -69,8 +71,14 @@ pub async fn connect(url: &str) -> Result<Client, StoreError> {
 /// Applies the `sequin` schema and each connection's static tables, and
 /// records the connections. Idempotent; serialized by an advisory lock so
 /// several `sequin` processes may start at once.
-pub async fn migrate(client: &mut Client, connections: &[(&str, &Loaded)]) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(db("starting the migration"))?;
+pub async fn migrate(
+    client: &mut Client,
+    connections: &[(&str, &Loaded)],
+) -> Result<(), StoreError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting the migration"))?;
     tx.execute("SELECT pg_advisory_xact_lock(7305001)", &[])
         .await
         .map_err(db("locking migrations"))?;
@@ -203,7 +211,11 @@ impl Writer {
             .map_err(db("reading sync state"))?;
         let phase: String = row.get(0);
         Ok(SyncState {
-            phase: if phase == "live" { Phase::Live } else { Phase::Backfilling },
+            phase: if phase == "live" {
+                Phase::Live
+            } else {
+                Phase::Backfilling
+            },
             backfill_cursor: row.get(1),
             incremental_cursor: row.get(2),
             rows_synced: row.get(3),
@@ -228,10 +240,10 @@ impl Writer {
             stage = t.stage(),
             defs = defs.join(", ")
         );
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(db(format!("creating the staging table of {}", t.qualified())))?;
+        self.client.batch_execute(&sql).await.map_err(db(format!(
+            "creating the staging table of {}",
+            t.qualified()
+        )))?;
         self.staged.insert(t.stage(), cols);
         Ok(())
     }
@@ -247,7 +259,11 @@ impl Writer {
         checkpoint: &Checkpoint,
     ) -> Result<u64, StoreError> {
         self.ensure_stage(t).await?;
-        let tx = self.client.transaction().await.map_err(db("starting a sync batch"))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(db("starting a sync batch"))?;
         let mut changed = 0;
         if !rows.is_empty() {
             let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
@@ -262,11 +278,15 @@ impl Writer {
             for (seq, row) in rows.iter().enumerate() {
                 encode_copy_row(&mut buf, &row.cells, row.updated_at, seq as i64);
                 if buf.len() > 512 * 1024 {
-                    sink.send(buf.split().freeze()).await.map_err(db("sending COPY data"))?;
+                    sink.send(buf.split().freeze())
+                        .await
+                        .map_err(db("sending COPY data"))?;
                 }
             }
             if !buf.is_empty() {
-                sink.send(buf.freeze()).await.map_err(db("sending COPY data"))?;
+                sink.send(buf.freeze())
+                    .await
+                    .map_err(db("sending COPY data"))?;
             }
             sink.as_mut().finish().await.map_err(db("finishing COPY"))?;
             let pk = quote_ident(&t.columns[t.primary_key].name);
@@ -276,7 +296,10 @@ impl Writer {
                 .enumerate()
                 .filter(|(i, _)| *i != t.primary_key)
                 .map(|(_, c)| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
-                .chain(["_sequin_updated_at = EXCLUDED._sequin_updated_at".into(), "_sequin_synced_at = now()".into()])
+                .chain([
+                    "_sequin_updated_at = EXCLUDED._sequin_updated_at".into(),
+                    "_sequin_synced_at = now()".into(),
+                ])
                 .collect();
             // The last occurrence of a key in a batch wins (DISTINCT ON keeps
             // the highest _seq), and an older record never overwrites a newer
@@ -315,14 +338,28 @@ impl Writer {
 
     /// Records a checkpoint without rows (a cursor of a pseudo-object such as
     /// the events feed).
-    pub async fn checkpoint(&mut self, connection: &str, object: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let tx = self.client.transaction().await.map_err(db("starting a checkpoint"))?;
+    pub async fn checkpoint(
+        &mut self,
+        connection: &str,
+        object: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(db("starting a checkpoint"))?;
         record_checkpoint(&tx, connection, object, 0, checkpoint).await?;
         tx.commit().await.map_err(db("committing a checkpoint"))
     }
 
     /// Records a failed poll (the error text must not contain secrets).
-    pub async fn record_error(&self, connection: &str, object: &str, error: &str) -> Result<(), StoreError> {
+    pub async fn record_error(
+        &self,
+        connection: &str,
+        object: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .execute(
                 "UPDATE sequin.sync_state SET last_error = $3, last_error_at = now(), last_poll_at = now()
@@ -391,7 +428,12 @@ impl Writer {
     /// Creates a runtime-discovered table, or adds columns that appeared.
     /// Columns that disappeared upstream are kept (and marked removed in
     /// `sequin.discovered_column`): dropping data is the user's decision.
-    pub async fn ensure_table(&mut self, connection: &str, t: &Table, api_types: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn ensure_table(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        api_types: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         let existing: Vec<String> = self
             .client
             .query(
@@ -404,25 +446,50 @@ impl Writer {
             .map(|r| r.get(0))
             .collect();
         let mut added = Vec::new();
-        let tx = self.client.transaction().await.map_err(db("starting a schema change"))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(db("starting a schema change"))?;
         if existing.is_empty() {
             let pk = &t.columns[t.primary_key];
-            let mut sql = format!("CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {} (", quote_ident(&t.schema), t.qualified());
+            let mut sql = format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE IF NOT EXISTS {} (",
+                quote_ident(&t.schema),
+                t.qualified()
+            );
             for (i, c) in t.columns.iter().enumerate() {
-                let _ = write!(sql, "\n    {} {}{},", quote_ident(&c.name), c.ty.pg_type(), if i == t.primary_key { " NOT NULL" } else { "" });
+                let _ = write!(
+                    sql,
+                    "\n    {} {}{},",
+                    quote_ident(&c.name),
+                    c.ty.pg_type(),
+                    if i == t.primary_key { " NOT NULL" } else { "" }
+                );
             }
             let _ = write!(
                 sql,
                 "\n    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),\n    _sequin_updated_at timestamp with time zone,\n    PRIMARY KEY ({})\n)",
                 quote_ident(&pk.name)
             );
-            tx.batch_execute(&sql).await.map_err(db(format!("creating {}", t.qualified())))?;
+            tx.batch_execute(&sql)
+                .await
+                .map_err(db(format!("creating {}", t.qualified())))?;
             added = t.columns.iter().map(|c| c.name.to_string()).collect();
         } else {
             for c in &t.columns {
                 if !existing.iter().any(|e| e == &*c.name) {
-                    let sql = format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}", t.qualified(), quote_ident(&c.name), c.ty.pg_type());
-                    tx.batch_execute(&sql).await.map_err(db(format!("adding column {} to {}", c.name, t.qualified())))?;
+                    let sql = format!(
+                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                        t.qualified(),
+                        quote_ident(&c.name),
+                        c.ty.pg_type()
+                    );
+                    tx.batch_execute(&sql).await.map_err(db(format!(
+                        "adding column {} to {}",
+                        c.name,
+                        t.qualified()
+                    )))?;
                     added.push(c.name.to_string());
                 }
             }
@@ -445,7 +512,9 @@ impl Writer {
         )
         .await
         .map_err(db("marking removed columns"))?;
-        tx.commit().await.map_err(db("committing a schema change"))?;
+        tx.commit()
+            .await
+            .map_err(db("committing a schema change"))?;
         self.staged.remove(&t.stage());
         Ok(added)
     }
@@ -490,7 +559,9 @@ async fn record_checkpoint(
         "UPDATE sequin.sync_state SET {} WHERE connection = $1 AND object = $2",
         sets.join(", ")
     );
-    tx.execute(&sql, &params).await.map_err(db("recording the checkpoint"))?;
+    tx.execute(&sql, &params)
+        .await
+        .map_err(db("recording the checkpoint"))?;
     Ok(())
 }
 

@@ -67,7 +67,10 @@ async fn upserts_never_go_backwards_and_checkpoint_atomically() {
     w.apply("stripe", &t, &rows, &[], &cp).await.unwrap();
     assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("a2@x.co"));
     let meta: serde_json::Value = admin
-        .query_one("SELECT metadata FROM stripe.customer WHERE id = 'cus_1'", &[])
+        .query_one(
+            "SELECT metadata FROM stripe.customer WHERE id = 'cus_1'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -77,13 +80,25 @@ async fn upserts_never_go_backwards_and_checkpoint_atomically() {
     assert_eq!(st.rows_synced, 3);
 
     // An older version arriving late is ignored; a newer one applies.
-    w.apply("stripe", &t, &[row(&t, "cus_1", "old@x.co", 5)], &[], &Checkpoint::default())
-        .await
-        .unwrap();
+    w.apply(
+        "stripe",
+        &t,
+        &[row(&t, "cus_1", "old@x.co", 5)],
+        &[],
+        &Checkpoint::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("a2@x.co"));
-    w.apply("stripe", &t, &[row(&t, "cus_1", "new@x.co", 12)], &[], &Checkpoint::default())
-        .await
-        .unwrap();
+    w.apply(
+        "stripe",
+        &t,
+        &[row(&t, "cus_1", "new@x.co", 12)],
+        &[],
+        &Checkpoint::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(email(&admin, "cus_1").await.as_deref(), Some("new@x.co"));
 
     // Deletes, and the phase switch.
@@ -108,12 +123,21 @@ async fn upserts_never_go_backwards_and_checkpoint_atomically() {
         ..Default::default()
     };
     assert!(w.apply("stripe", &t, &[bad], &[], &cp).await.is_err());
-    assert_eq!(w.state("stripe", "customer").await.unwrap().backfill_cursor, None);
+    assert_eq!(
+        w.state("stripe", "customer").await.unwrap().backfill_cursor,
+        None
+    );
     assert_eq!(email(&admin, "cus_3").await, None);
     // The session is usable again after a failed batch.
-    w.apply("stripe", &t, &[row(&t, "cus_4", "d@x.co", 1)], &[], &Checkpoint::default())
-        .await
-        .unwrap();
+    w.apply(
+        "stripe",
+        &t,
+        &[row(&t, "cus_4", "d@x.co", 1)],
+        &[],
+        &Checkpoint::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(email(&admin, "cus_4").await.as_deref(), Some("d@x.co"));
 }
 
@@ -142,13 +166,19 @@ async fn discovered_tables_and_columns_are_created() {
     let mut admin = store::connect(&db.url).await.unwrap();
     store::migrate(&mut admin, &[]).await.unwrap();
     admin
-        .execute("INSERT INTO sequin.connection VALUES ('air', 'airtable')", &[])
+        .execute(
+            "INSERT INTO sequin.connection VALUES ('air', 'airtable')",
+            &[],
+        )
         .await
         .unwrap();
     let mut t = Table {
         schema: "air".into(),
         name: "deals".into(),
-        columns: vec![field("id", FieldType::String), field("Amount", FieldType::Float)],
+        columns: vec![
+            field("id", FieldType::String),
+            field("Amount", FieldType::Float),
+        ],
         primary_key: 0,
     };
     let mut w = Writer::connect(&db.url).await.unwrap();
@@ -162,7 +192,9 @@ async fn discovered_tables_and_columns_are_created() {
         cells: cells.clone(),
         updated_at: None,
     };
-    w.apply("air", &t, &[r], &[], &Checkpoint::default()).await.unwrap();
+    w.apply("air", &t, &[r], &[], &Checkpoint::default())
+        .await
+        .unwrap();
     t.columns.push(field("Stage Name", FieldType::String));
     let types = ["id".into(), "number".into(), "singleLineText".into()];
     let added = w.ensure_table("air", &t, &types).await.unwrap();
@@ -172,12 +204,17 @@ async fn discovered_tables_and_columns_are_created() {
         cells,
         updated_at: None,
     };
-    w.apply("air", &t, &[r], &[], &Checkpoint::default()).await.unwrap();
+    w.apply("air", &t, &[r], &[], &Checkpoint::default())
+        .await
+        .unwrap();
     let r = admin
         .query_one("SELECT amount, stage_name FROM air.deals", &[])
         .await
         .unwrap();
-    assert_eq!((r.get::<_, f64>(0), r.get::<_, String>(1)), (2.5, "won".to_string()));
+    assert_eq!(
+        (r.get::<_, f64>(0), r.get::<_, String>(1)),
+        (2.5, "won".to_string())
+    );
     // A field removed upstream keeps its column, marked removed.
     t.columns.pop();
     w.ensure_table("air", &t, &["id".into(), "number".into()])

@@ -1,2 +1,87 @@
-//! End-to-end tests of Sequin live in `tests/`: real Postgres (a throwaway
-//! cluster or `DATABASE_URL`), the API simulators, real drivers.
+//! Harness of the end-to-end tests in `tests/`: a fresh database, API
+//! simulators, and the sync engine running in-process against them.
+
+use std::time::{Duration, Instant};
+
+use sequin_runtime::config::Config;
+use sequin_runtime::sync;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A sync engine running in the background of a test.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), sync::SyncError>>,
+}
+
+impl Running {
+    /// Starts `sequin sync` in-process with `config_yaml`.
+    pub fn start(config_yaml: &str) -> Running {
+        let config =
+            Config::parse("test.yaml", config_yaml, &|_| None).expect("test config is valid");
+        let (stop, rx) = watch::channel(false);
+        let task =
+            tokio::spawn(async move { sync::run(&config, sync::Options::default(), rx).await });
+        Running { stop, task }
+    }
+
+    /// Stops the engine and returns its result.
+    pub async fn stop(self) -> Result<(), sync::SyncError> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("sync task does not panic")
+    }
+
+    /// Whether the engine stopped by itself (an error).
+    pub fn finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Connects to a test database.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+}
+
+/// Waits until `check` holds, polling every 50 ms, or panics after `limit`
+/// with `what` and the last value seen.
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, T)>,
+{
+    let start = Instant::now();
+    loop {
+        let (ok, last) = check().await;
+        if ok {
+            return last;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}; last: {last:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every object of `connection` is live.
+pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Duration) {
+    eventually(limit, "all objects live", || async {
+        let rows = db
+            .query(
+                "SELECT object, phase, last_error FROM sequin.sync_state WHERE connection = $1 AND object <> '_events'",
+                &[&connection],
+            )
+            .await
+            .map(|r| {
+                r.iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Option<String>>(2)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        (!rows.is_empty() && rows.iter().all(|r| r.1 == "live"), rows)
+    })
+    .await;
+}

@@ -1,0 +1,288 @@
+//! Incremental sync from an account-wide events feed (Stripe's
+//! `/v1/events`): each event carries the object after the change.
+//!
+//! The feed lists newest first. The cursor is the newest event applied;
+//! a poll asks for the events just newer than it (`ending_before`), applies
+//! each page oldest first, and moves the cursor page by page. The cursor is
+//! captured before the backfill starts and polling begins once every
+//! event-driven object is backfilled, so a change made during the backfill
+//! is applied after the backfilled row and nothing is missed; replaying an
+//! event after a crash is harmless (upserts are idempotent and never go
+//! backwards).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sequin_spec::model::{Incremental, TimeFormat};
+use sequin_spec::record::{decode_time, get_path};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::plan::ObjectPlan;
+use super::{Ctx, SyncError, decode};
+use crate::store::{Checkpoint, Row, Writer};
+
+/// The pseudo-object under which the feed's cursor is kept.
+pub const EVENTS: &str = "_events";
+
+struct Feed<'a> {
+    endpoint: &'a sequin_spec::model::Endpoint,
+    records: &'a str,
+    pagination: &'a sequin_spec::model::Pagination,
+    newer_param: &'a str,
+    id: &'a str,
+    event_type: &'a str,
+    created: &'a str,
+    created_format: TimeFormat,
+    object: &'a str,
+    object_type: &'a str,
+    deleted_suffix: &'a str,
+}
+
+fn feed(plan: &ObjectPlan) -> Feed<'_> {
+    let Incremental::Events {
+        endpoint,
+        records,
+        pagination,
+        newer_param,
+        id,
+        event_type,
+        created,
+        created_format,
+        object,
+        object_type,
+        deleted_suffix,
+        ..
+    } = &plan.incremental
+    else {
+        unreachable!("events tasks get event-driven objects only")
+    };
+    Feed {
+        endpoint,
+        records,
+        pagination,
+        newer_param,
+        id,
+        event_type,
+        created,
+        created_format: *created_format,
+        object,
+        object_type,
+        deleted_suffix,
+    }
+}
+
+/// Stores the newest event id as the starting cursor, unless one exists.
+pub async fn ensure_cursor(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+) -> Result<(), SyncError> {
+    let state = writer.state(&ctx.conn.name, EVENTS).await?;
+    if state.incremental_cursor.is_some() {
+        return Ok(());
+    }
+    let f = feed(plan);
+    let mut ep = f.endpoint.clone();
+    ep.records = Some(f.records.to_string());
+    let page = ctx
+        .client
+        .fetch_page(&ep, Some(f.pagination), &ctx.vars(None), None, None)
+        .await?;
+    let newest = page
+        .records
+        .first()
+        .and_then(|e| get_path(e, f.id))
+        .cloned();
+    writer
+        .checkpoint(
+            &ctx.conn.name,
+            EVENTS,
+            &Checkpoint {
+                incremental_cursor: Some(Some(json!({ "event": newest }))),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Polls the feed every poll interval once all `objects` are live.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    objects: Vec<ObjectPlan>,
+    mut live: watch::Receiver<usize>,
+) -> Result<(), SyncError> {
+    let wanted = objects.len();
+    {
+        let mut stop = ctx.shutdown.clone();
+        tokio::select! {
+            r = live.wait_for(|n| *n >= wanted) => { if r.is_err() { return Ok(()); } }
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+    let mut writer = Writer::connect(&ctx.url).await?;
+    loop {
+        match poll(&ctx, &mut writer, &objects).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(connection = %ctx.conn.name, events = n, "events applied")
+            }
+            Ok(_) => {}
+            Err(e) if ctx.opts.once => return Err(e),
+            Err(e) => {
+                tracing::warn!(connection = %ctx.conn.name, error = %e, "events poll failed; will retry");
+                writer
+                    .record_error(&ctx.conn.name, EVENTS, &e.to_string())
+                    .await?;
+            }
+        }
+        if ctx.opts.once || !ctx.sleep(ctx.conn.poll_interval).await {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies every event newer than the cursor; returns how many.
+async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<usize, SyncError> {
+    let f = feed(&objects[0]);
+    let by_type: BTreeMap<&str, &ObjectPlan> =
+        objects.iter().map(|p| (p.api_name.as_str(), p)).collect();
+    let state = writer.state(&ctx.conn.name, EVENTS).await?;
+    let mut cursor: Option<String> = state
+        .incremental_cursor
+        .as_ref()
+        .and_then(|c| c.get("event"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut applied = 0;
+    let mut ep = f.endpoint.clone();
+    ep.records = Some(f.records.to_string());
+    loop {
+        // Without a cursor (the feed was empty at start), every event is new:
+        // page from the newest back to the oldest, then apply oldest first.
+        let mut pages: Vec<Vec<Value>> = Vec::new();
+        let has_more = match &cursor {
+            Some(c) => {
+                let mut e = ep.clone();
+                e.query.insert(f.newer_param.to_string(), c.clone());
+                let page = ctx
+                    .client
+                    .fetch_page(&e, Some(f.pagination), &ctx.vars(None), None, None)
+                    .await?;
+                let more = page.next.is_some();
+                pages.push(page.records);
+                more
+            }
+            None => {
+                let mut next = None;
+                loop {
+                    let page = ctx
+                        .client
+                        .fetch_page(
+                            &ep,
+                            Some(f.pagination),
+                            &ctx.vars(None),
+                            next.as_ref(),
+                            None,
+                        )
+                        .await?;
+                    pages.push(page.records);
+                    match page.next {
+                        Some(n) => next = Some(n),
+                        None => break,
+                    }
+                }
+                false
+            }
+        };
+        let mut events: Vec<Value> = pages.into_iter().flatten().collect();
+        if events.is_empty() {
+            writer
+                .record_poll(&ctx.conn.name, super::events::EVENTS)
+                .await?;
+            return Ok(applied);
+        }
+        // Newest first on the wire; apply oldest first.
+        events.reverse();
+        let newest = events
+            .last()
+            .and_then(|e| get_path(e, f.id))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        apply_events(ctx, writer, &f, &by_type, &events).await?;
+        applied += events.len();
+        cursor = newest;
+        writer
+            .checkpoint(
+                &ctx.conn.name,
+                EVENTS,
+                &Checkpoint {
+                    incremental_cursor: Some(Some(json!({ "event": cursor }))),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if !has_more {
+            return Ok(applied);
+        }
+    }
+}
+
+async fn apply_events(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    f: &Feed<'_>,
+    by_type: &BTreeMap<&str, &ObjectPlan>,
+    events: &[Value],
+) -> Result<(), SyncError> {
+    // Group per table, keeping event order within each table.
+    let mut per_table: BTreeMap<&str, (Vec<Row>, Vec<String>)> = BTreeMap::new();
+    for e in events {
+        let Some(obj) = get_path(e, f.object) else {
+            continue;
+        };
+        let Some(otype) = get_path(obj, f.object_type).and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(plan) = by_type.get(otype) else {
+            continue;
+        };
+        let created = get_path(e, f.created)
+            .and_then(|v| decode_time(v, f.created_format))
+            .unwrap_or_else(super::now_us);
+        let etype = get_path(e, f.event_type)
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let entry = per_table.entry(plan.table.name.as_str()).or_default();
+        let mut row = decode(plan, obj, created)?;
+        row.updated_at = Some(created);
+        let key = row.cells[plan.table.primary_key]
+            .to_pg_text()
+            .unwrap_or_default();
+        if etype.ends_with(f.deleted_suffix) {
+            entry
+                .0
+                .retain(|r| r.cells[plan.table.primary_key].to_pg_text().as_deref() != Some(&key));
+            entry.1.push(key);
+        } else {
+            entry.1.retain(|k| k != &key);
+            entry.0.push(row);
+        }
+    }
+    for (table, (rows, deletes)) in per_table {
+        let plan = by_type
+            .values()
+            .find(|p| p.table.name == table)
+            .expect("grouped by plan");
+        writer
+            .apply(
+                &ctx.conn.name,
+                &plan.table,
+                &rows,
+                &deletes,
+                &Checkpoint::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}

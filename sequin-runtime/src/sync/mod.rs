@@ -1,0 +1,956 @@
+//! The sync engine: backfill, then near-real-time incremental sync, of every
+//! configured object into Postgres.
+//!
+//! Per connection:
+//! - one task per object backfills page by page (each batch committed with
+//!   its cursor, so a crash resumes where it stopped) and then polls for
+//!   changes with the object's incremental strategy and delete detection;
+//! - for connectors with an account-wide events feed (Stripe), one task
+//!   polls the feed for every event-driven object once they are all live;
+//!   the feed's cursor is taken *before* the backfill starts, so nothing
+//!   that happens during the backfill is missed;
+//! - objects and fields discovered at run time (Airtable tables, custom
+//!   fields) are looked up at start and every discovery interval; new ones
+//!   become tables and columns without a restart.
+//!
+//! Data never goes backwards: every row carries an upstream update marker
+//! and the store ignores a record older than the row it would replace.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sequin_spec::Connector;
+use sequin_spec::model::{DeleteDetection, Incremental, Pagination, TimeFormat};
+use sequin_spec::naming::table_name;
+use sequin_spec::record::{Cell, Column, decode_row, encode_time, get_path};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::api::{self, Client, ClientConfig, PageCursor, Priority, Vars};
+use crate::config::{Config, ConnectionConfig};
+use crate::registry::{self, Loaded};
+use crate::store::{self, Checkpoint, Phase, Row, StoreError, Table, Writer};
+use plan::{ObjectPlan, discovered_column};
+
+/// Errors that stop a sync task.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Api(Box<api::ApiError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error("{0}")]
+    Decode(String),
+}
+
+impl From<api::ApiError> for SyncError {
+    fn from(e: api::ApiError) -> SyncError {
+        SyncError::Api(Box::new(e))
+    }
+}
+
+/// How the engine runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Backfill, do one incremental pass, and return.
+    pub once: bool,
+}
+
+/// Records per transaction during backfill (several pages per commit).
+const BATCH_RECORDS: usize = 5000;
+
+/// Overlap of updated-since polls, for records whose update time was
+/// assigned before their change became visible upstream.
+const OVERLAP_US: i64 = 1_000_000;
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Runs every connection of `config` until `shutdown` turns true (or, with
+/// `once`, until everything is backfilled and polled once).
+pub async fn run(
+    config: &Config,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let url = config.database_url.expose().to_string();
+    let mut admin = store::connect(&url).await?;
+    let loaded: Vec<(&str, &Loaded)> = config
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                registry::get(&c.connector).expect("config is checked"),
+            )
+        })
+        .collect();
+    store::migrate(&mut admin, &loaded).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in &config.connections {
+        let conn = conn.clone();
+        let url = url.clone();
+        let opts = opts.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { run_connection(url, conn, opts, shutdown).await });
+    }
+    let mut first_error = None;
+    while let Some(res) = tasks.join_next().await {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "connection stopped");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(SyncError::Decode(format!("sync task panicked: {e}")));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Shared by the tasks of one connection.
+struct Ctx {
+    conn: ConnectionConfig,
+    spec: Arc<Connector>,
+    client: Client,
+    url: String,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Template variables of an object (connection params are added by the
+    /// client).
+    fn vars(&self, plan: Option<&ObjectPlan>) -> Vars {
+        match plan {
+            Some(p) => Vars::new()
+                .with("object", p.api_name.clone())
+                .fields(p.field_names(self.spec.fields_under.as_deref())),
+            None => Vars::new(),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps for `d`, or less if shutting down. Returns false when stopping.
+    async fn sleep(&self, d: Duration) -> bool {
+        let mut rx = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = rx.wait_for(|s| *s) => {}
+        }
+        !self.stopping()
+    }
+
+    fn pagination_with_size(&self, p: &Pagination) -> Pagination {
+        let mut p = p.clone();
+        if let Some(size) = self.conn.page_size {
+            let common = match &mut p {
+                Pagination::RecordCursor { common, .. }
+                | Pagination::ResponseCursor { common, .. }
+                | Pagination::NextUrl { common, .. }
+                | Pagination::Offset { common, .. }
+                | Pagination::PageNumber { common, .. }
+                | Pagination::LinkHeader { common } => common,
+            };
+            common.page_size = Some(common.max_page_size.map_or(size, |m| size.min(m)));
+        }
+        p
+    }
+}
+
+async fn run_connection(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let loaded = registry::get(&conn.connector).expect("config is checked");
+    let spec = Arc::new(loaded.spec.clone());
+    let mut cc = ClientConfig::new(conn.name.clone());
+    cc.base_url = conn.base_url.clone();
+    cc.token_url = conn.token_url.clone();
+    cc.credentials = conn.credentials.clone();
+    cc.params = conn.params.clone();
+    cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.clone())));
+    let client = Client::new(spec.clone(), cc)?;
+    let ctx = Arc::new(Ctx {
+        conn,
+        spec: spec.clone(),
+        client,
+        url,
+        opts,
+        shutdown,
+    });
+    let plans = plans(&ctx, loaded).await?;
+    // The events feed cursor is captured before any backfill starts.
+    let event_objects: Vec<ObjectPlan> = plans
+        .iter()
+        .filter(|p| matches!(p.incremental, Incremental::Events { .. }))
+        .cloned()
+        .collect();
+    let (live_tx, live_rx) = watch::channel(0usize);
+    let live_tx = Arc::new(live_tx);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(Incremental::Events { .. }) = event_objects.first().map(|p| &p.incremental) {
+        let mut writer = Writer::connect(&ctx.url).await?;
+        events::ensure_cursor(&ctx, &mut writer, &event_objects[0]).await?;
+        let ctx2 = ctx.clone();
+        let objects = event_objects.clone();
+        tasks.spawn(async move { events::run(ctx2, objects, live_rx).await });
+    }
+    for plan in plans {
+        let ctx = ctx.clone();
+        let live_tx = live_tx.clone();
+        tasks.spawn(async move { run_object(ctx, plan, live_tx).await });
+    }
+    let mut first_error = None;
+    while let Some(res) = tasks.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::error!(connection = %ctx.conn.name, error = %e, "sync task stopped");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The plans of every configured object (static, plus discovered tables).
+async fn plans(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<ObjectPlan>, SyncError> {
+    let spec = &ctx.spec;
+    let wanted = |name: &str| {
+        ctx.conn
+            .objects
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == name))
+    };
+    let mut out = Vec::new();
+    for o in spec.objects.iter().filter(|o| wanted(&o.name)) {
+        let columns = loaded
+            .object_columns(&o.name)
+            .map(|c| c.to_vec())
+            .unwrap_or_else(|| o.fields.iter().map(Column::from_field).collect());
+        out.push(ObjectPlan::for_object(spec, &ctx.conn.name, o, columns)?);
+    }
+    if spec.discovered_objects.is_some() {
+        for p in discover_objects(ctx).await? {
+            if wanted(&p.table.name) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists runtime-defined objects (Airtable tables) as plans.
+async fn discover_objects(ctx: &Ctx) -> Result<Vec<ObjectPlan>, SyncError> {
+    let spec = &ctx.spec;
+    let d = spec.discovered_objects.as_ref().expect("caller checked");
+    let resp = get_json(ctx, &d.endpoint, &ctx.vars(None)).await?;
+    let empty = Vec::new();
+    let objects = get_path(&resp, &d.records)
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let pagination = d
+        .pagination
+        .clone()
+        .or_else(|| spec.pagination.clone())
+        .ok_or_else(|| plan::PlanError::NoPagination {
+            connector: spec.name.clone(),
+            object: "(discovered)".into(),
+        })?;
+    let mut plans = Vec::new();
+    for o in objects {
+        let Some(display) = get_path(o, &d.name).and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(api_name) = get_path(o, &d.api_name).and_then(Value::as_str) else {
+            continue;
+        };
+        let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
+        let fixed = columns.len();
+        for f in get_path(o, &d.fields)
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+        {
+            if let Some((c, _)) = discovered_column(spec, &d.field, &d.value_path, false, f)
+                && !columns.iter().any(|x| x.name == c.name)
+            {
+                columns.push(c);
+            }
+        }
+        let primary_key = d
+            .fixed_fields
+            .iter()
+            .position(|f| f.name == d.primary_key)
+            .expect("specs are checked");
+        let incremental = d
+            .incremental
+            .clone()
+            .or_else(|| spec.incremental.clone())
+            .unwrap_or(Incremental::FullRefresh);
+        let mut plan = ObjectPlan {
+            table: Table {
+                schema: ctx.conn.name.clone(),
+                name: table_name(display),
+                columns,
+                primary_key,
+            },
+            api_name: api_name.to_string(),
+            endpoints: d.endpoints.clone(),
+            pagination: pagination.clone(),
+            incremental,
+            deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
+            marker: plan::Marker::FetchTime,
+            discovered_fields: None,
+            static_columns: fixed,
+            dynamic_table: true,
+        };
+        plan = plan.with_discovered(Vec::new());
+        plan.static_columns = plan.table.columns.len();
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// GETs a describe/meta endpoint.
+async fn get_json(
+    ctx: &Ctx,
+    ep: &sequin_spec::model::Endpoint,
+    vars: &Vars,
+) -> Result<Value, SyncError> {
+    let resp = ctx
+        .client
+        .send(Priority::Read, ep, vars, None, None)
+        .await?;
+    Ok(resp.json.unwrap_or(Value::Null))
+}
+
+/// Looks up an object's runtime fields (custom fields, custom properties).
+async fn discover_fields(ctx: &Ctx, plan: &ObjectPlan) -> Result<Vec<(Column, String)>, SyncError> {
+    let Some(d) = &plan.discovered_fields else {
+        return Ok(Vec::new());
+    };
+    let resp = get_json(ctx, &d.endpoint, &ctx.vars(Some(plan))).await?;
+    let empty = Vec::new();
+    let value_path = d.value_path.as_deref().unwrap_or("{name}");
+    let mut out = Vec::new();
+    for f in get_path(&resp, &d.records)
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+    {
+        if let Some(flag) = &d.only_if
+            && get_path(f, flag).and_then(Value::as_bool) != Some(true)
+        {
+            continue;
+        }
+        if let Some(flag) = &d.only_if_not
+            && get_path(f, flag).and_then(Value::as_bool) == Some(true)
+        {
+            continue;
+        }
+        if let Some((c, t)) = discovered_column(&ctx.spec, &d.field, value_path, d.stringly, f) {
+            let clash = plan.table.columns[..plan.static_columns]
+                .iter()
+                .any(|x| x.name == c.name);
+            if !clash {
+                out.push((c, t));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Applies discovered fields: new columns are added to the table.
+async fn refresh_fields(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &mut ObjectPlan,
+) -> Result<(), SyncError> {
+    if plan.discovered_fields.is_none() {
+        return Ok(());
+    }
+    let found = discover_fields(ctx, plan).await?;
+    let (cols, types): (Vec<Column>, Vec<String>) = found.into_iter().unzip();
+    let next = plan.with_discovered(cols);
+    let mut all_types: Vec<String> = vec![String::new(); next.static_columns];
+    all_types.extend(types);
+    let added = writer
+        .ensure_table(&ctx.conn.name, &next.table, &all_types)
+        .await?;
+    if !added.is_empty() {
+        tracing::info!(connection = %ctx.conn.name, table = %next.table.name, columns = ?added, "new columns discovered");
+    }
+    *plan = next;
+    Ok(())
+}
+
+/// Backfills one object, then keeps it current.
+async fn run_object(
+    ctx: Arc<Ctx>,
+    mut plan: ObjectPlan,
+    live_tx: Arc<watch::Sender<usize>>,
+) -> Result<(), SyncError> {
+    let mut writer = Writer::connect(&ctx.url).await?;
+    let name = ctx.conn.name.clone();
+    refresh_fields(&ctx, &mut writer, &mut plan).await?;
+    if plan.dynamic_table {
+        let types = vec![String::new(); plan.table.columns.len()];
+        writer.ensure_table(&name, &plan.table, &types).await?;
+    }
+    let mut state = writer.state(&name, &plan.table.name).await?;
+    if state.phase == Phase::Backfilling {
+        backfill(
+            &ctx,
+            &mut writer,
+            &plan,
+            state.backfill_cursor.take(),
+            state.incremental_cursor.is_none(),
+        )
+        .await?;
+    }
+    if matches!(plan.incremental, Incremental::Events { .. }) {
+        live_tx.send_modify(|n| *n += 1);
+    }
+    let discovery_every = discovery_interval(&ctx, &plan);
+    let mut last_discovery = Instant::now();
+    loop {
+        if !matches!(plan.incremental, Incremental::Events { .. }) {
+            match poll_once(&ctx, &mut writer, &plan).await {
+                Ok(()) => {}
+                Err(e) if ctx.opts.once => return Err(e),
+                Err(e) => {
+                    tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "poll failed; will retry");
+                    writer
+                        .record_error(&name, &plan.table.name, &e.to_string())
+                        .await?;
+                }
+            }
+        }
+        if ctx.opts.once || ctx.stopping() {
+            return Ok(());
+        }
+        if let Some(every) = discovery_every
+            && last_discovery.elapsed() >= every
+        {
+            last_discovery = Instant::now();
+            if let Err(e) = refresh_fields(&ctx, &mut writer, &mut plan).await {
+                tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "field discovery failed");
+            }
+        }
+        if !ctx.sleep(ctx.conn.poll_interval).await {
+            return Ok(());
+        }
+    }
+}
+
+fn discovery_interval(ctx: &Ctx, plan: &ObjectPlan) -> Option<Duration> {
+    let spec_every = plan
+        .discovered_fields
+        .as_ref()
+        .map(|d| d.every.as_str())
+        .or(ctx
+            .spec
+            .discovered_objects
+            .as_ref()
+            .map(|d| d.every.as_str()))?;
+    ctx.conn
+        .discovery_interval
+        .or_else(|| crate::config::parse_duration(spec_every))
+}
+
+/// Pages through the list endpoint from the checkpointed cursor, committing
+/// every batch with the cursor that follows it.
+async fn backfill(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+    cursor: Option<Value>,
+    capture_incremental: bool,
+) -> Result<(), SyncError> {
+    let name = &ctx.conn.name;
+    let started = now_us();
+    // Where incremental polling will start once the backfill is done.
+    if capture_incremental {
+        let initial = match &plan.incremental {
+            Incremental::UpdatedSince { .. } | Incremental::Search { .. } => {
+                Some(json!({ "since": started }))
+            }
+            _ => None,
+        };
+        let deletes_since = json!({ "deletes_since": started });
+        let mut cursor = initial.unwrap_or(json!({}));
+        if let (Value::Object(a), Value::Object(b)) = (&mut cursor, deletes_since) {
+            a.extend(b);
+        }
+        writer
+            .apply(
+                name,
+                &plan.table,
+                &[],
+                &[],
+                &Checkpoint {
+                    incremental_cursor: Some(Some(cursor)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let cursor: Option<PageCursor> = match cursor {
+        Some(v) => Some(
+            serde_json::from_value(v)
+                .map_err(|e| SyncError::Decode(format!("bad stored cursor: {e}")))?,
+        ),
+        None => None,
+    };
+    let pagination = ctx.pagination_with_size(&plan.pagination);
+    let vars = ctx.vars(Some(plan));
+    let mut rows: Vec<Row> = Vec::with_capacity(BATCH_RECORDS + 100);
+    let mut total = 0usize;
+    let t0 = Instant::now();
+    tracing::info!(connection = %name, table = %plan.table.name, "backfill started");
+    // Fetch the next page while the current batch is written.
+    let mut page = ctx
+        .client
+        .fetch_page(
+            &plan.endpoints.list,
+            Some(&pagination),
+            &vars,
+            cursor.as_ref(),
+            None,
+        )
+        .await?;
+    loop {
+        let fetched_at = now_us();
+        let next = page.next.clone();
+        for r in &page.records {
+            rows.push(decode(plan, r, fetched_at)?);
+        }
+        let done = next.is_none();
+        if rows.len() >= BATCH_RECORDS || done {
+            let checkpoint = if done {
+                Checkpoint {
+                    phase: Some(Phase::Live),
+                    backfill_cursor: Some(None),
+                    ..Default::default()
+                }
+            } else {
+                Checkpoint {
+                    backfill_cursor: Some(Some(
+                        serde_json::to_value(&next).expect("cursors serialize"),
+                    )),
+                    ..Default::default()
+                }
+            };
+            total += rows.len();
+            if done {
+                writer
+                    .apply(name, &plan.table, &rows, &[], &checkpoint)
+                    .await?;
+                break;
+            }
+            let fetch = ctx.client.fetch_page(
+                &plan.endpoints.list,
+                Some(&pagination),
+                &vars,
+                next.as_ref(),
+                None,
+            );
+            let (written, fetched) = tokio::join!(
+                writer.apply(name, &plan.table, &rows, &[], &checkpoint),
+                fetch
+            );
+            written?;
+            page = fetched?;
+            rows.clear();
+            tracing::debug!(connection = %name, table = %plan.table.name, records = total, "backfill progress");
+        } else {
+            page = ctx
+                .client
+                .fetch_page(
+                    &plan.endpoints.list,
+                    Some(&pagination),
+                    &vars,
+                    next.as_ref(),
+                    None,
+                )
+                .await?;
+        }
+        if ctx.stopping() {
+            return Ok(());
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        connection = %name,
+        table = %plan.table.name,
+        records = total,
+        per_sec = (total as f64 / secs.max(1e-9)) as u64,
+        "backfill done"
+    );
+    Ok(())
+}
+
+/// Decodes an API record into a row of the plan's table.
+fn decode(plan: &ObjectPlan, record: &Value, fetched_at: i64) -> Result<Row, SyncError> {
+    let cells = decode_row(&plan.table.columns, record).map_err(|e| {
+        SyncError::Decode(format!("{}.{}: {e}", plan.table.schema, plan.table.name))
+    })?;
+    if cells[plan.table.primary_key].is_null() {
+        return Err(SyncError::Decode(format!(
+            "{}.{}: a record has no primary key ({})",
+            plan.table.schema, plan.table.name, plan.table.columns[plan.table.primary_key].api_name
+        )));
+    }
+    Ok(Row {
+        updated_at: plan.marker_of_row(&cells, fetched_at),
+        cells,
+    })
+}
+
+fn pk_text(cells: &[Cell], pk: usize) -> Option<String> {
+    cells[pk].to_pg_text()
+}
+
+/// One incremental poll (non-events strategies) plus delete detection.
+async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
+    let name = &ctx.conn.name;
+    let state = writer.state(name, &plan.table.name).await?;
+    let mut cursor = state.incremental_cursor.unwrap_or(json!({}));
+    let poll_started = now_us();
+    let mut changed = 0u64;
+    match &plan.incremental {
+        Incremental::UpdatedSince {
+            since_param,
+            since_format,
+            endpoint,
+            ..
+        } => {
+            let since = cursor.get("since").and_then(Value::as_i64).unwrap_or(0);
+            let vars = ctx
+                .vars(Some(plan))
+                .with("since", format_since(since - OVERLAP_US, *since_format));
+            let mut ep = endpoint
+                .clone()
+                .unwrap_or_else(|| plan.endpoints.list.clone());
+            if let (None, Some(param)) = (endpoint, since_param) {
+                ep.query.insert(param.clone(), "{since}".into());
+            }
+            let (n, max) = pull_all(
+                ctx,
+                writer,
+                plan,
+                &ep,
+                &ctx.pagination_with_size(&plan.pagination),
+                &vars,
+                None,
+            )
+            .await?;
+            changed += n;
+            if let Some(m) = max {
+                cursor["since"] = json!(m.max(since));
+            }
+        }
+        Incremental::Search {
+            endpoint,
+            body,
+            pagination,
+            since_format,
+            max_results,
+            ..
+        } => {
+            let mut since = cursor.get("since").and_then(Value::as_i64).unwrap_or(0);
+            loop {
+                let vars = ctx
+                    .vars(Some(plan))
+                    .with("since", format_since(since - OVERLAP_US, *since_format));
+                let (n, max, capped) = pull_search(
+                    ctx,
+                    writer,
+                    plan,
+                    endpoint,
+                    pagination,
+                    &vars,
+                    body.clone(),
+                    *max_results,
+                )
+                .await?;
+                changed += n;
+                if let Some(m) = max {
+                    since = since.max(m);
+                }
+                // The search caps results; start again after the newest seen.
+                if !capped || max.is_none() {
+                    break;
+                }
+            }
+            cursor["since"] = json!(since);
+        }
+        Incremental::FullRefresh => {
+            let seen = full_list(ctx, writer, plan).await?;
+            let existing = writer.primary_keys(&plan.table).await?;
+            let gone: Vec<String> = existing.into_iter().filter(|k| !seen.contains(k)).collect();
+            changed += writer
+                .apply(name, &plan.table, &[], &gone, &Checkpoint::default())
+                .await?;
+        }
+        Incremental::Events { .. } => {}
+    }
+    // Delete detection.
+    match &plan.deletes {
+        Some(DeleteDetection::DeletedList {
+            endpoint,
+            records,
+            pagination,
+            since_format,
+        }) => {
+            let since = cursor
+                .get("deletes_since")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let vars = ctx
+                .vars(Some(plan))
+                .with("since", format_since(since - OVERLAP_US, *since_format));
+            let mut ep = endpoint.clone();
+            ep.records = Some(records.clone());
+            let pagination = pagination
+                .clone()
+                .unwrap_or_else(|| plan.pagination.clone());
+            let mut ids = Vec::new();
+            let mut page_cursor: Option<PageCursor> = None;
+            loop {
+                let page = ctx
+                    .client
+                    .fetch_page(&ep, Some(&pagination), &vars, page_cursor.as_ref(), None)
+                    .await?;
+                for r in &page.records {
+                    let col = &plan.table.columns[plan.table.primary_key];
+                    if let Ok(cell) = sequin_spec::record::decode_cell(col, get_path(r, &col.path))
+                        && let Some(k) = cell.to_pg_text()
+                    {
+                        ids.push(k);
+                    }
+                }
+                match page.next {
+                    Some(n) => page_cursor = Some(n),
+                    None => break,
+                }
+            }
+            cursor["deletes_since"] = json!(poll_started);
+            changed += writer
+                .apply(name, &plan.table, &[], &ids, &Checkpoint::default())
+                .await?;
+        }
+        Some(DeleteDetection::FullDiff { every })
+            if !matches!(plan.incremental, Incremental::FullRefresh) =>
+        {
+            let every_us = crate::config::parse_duration(every)
+                .unwrap_or(Duration::from_secs(60))
+                .as_micros() as i64;
+            let last = cursor.get("diff_at").and_then(Value::as_i64).unwrap_or(0);
+            if poll_started - last >= every_us {
+                let seen = full_list(ctx, writer, plan).await?;
+                let gone = writer.stale_keys(&plan.table, &seen, poll_started).await?;
+                changed += writer
+                    .apply(name, &plan.table, &[], &gone, &Checkpoint::default())
+                    .await?;
+                cursor["diff_at"] = json!(poll_started);
+            }
+        }
+        _ => {}
+    }
+    writer
+        .apply(
+            name,
+            &plan.table,
+            &[],
+            &[],
+            &Checkpoint {
+                incremental_cursor: Some(Some(cursor)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if changed > 0 {
+        tracing::info!(connection = %name, table = %plan.table.name, changed, "incremental changes applied");
+    }
+    Ok(())
+}
+
+fn format_since(us: i64, fmt: TimeFormat) -> String {
+    match encode_time(us.max(0), fmt) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Lists everything of an object, upserting as it goes; returns the keys.
+async fn full_list(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+) -> Result<std::collections::HashSet<String>, SyncError> {
+    let mut seen = std::collections::HashSet::new();
+    let vars = ctx.vars(Some(plan));
+    let pagination = ctx.pagination_with_size(&plan.pagination);
+    let mut cursor: Option<PageCursor> = None;
+    loop {
+        let page = ctx
+            .client
+            .fetch_page(
+                &plan.endpoints.list,
+                Some(&pagination),
+                &vars,
+                cursor.as_ref(),
+                None,
+            )
+            .await?;
+        let fetched_at = now_us();
+        let mut rows = Vec::with_capacity(page.records.len());
+        for r in &page.records {
+            let row = decode(plan, r, fetched_at)?;
+            if let Some(k) = pk_text(&row.cells, plan.table.primary_key) {
+                seen.insert(k);
+            }
+            rows.push(row);
+        }
+        writer
+            .apply(
+                &ctx.conn.name,
+                &plan.table,
+                &rows,
+                &[],
+                &Checkpoint::default(),
+            )
+            .await?;
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(seen),
+        }
+    }
+}
+
+/// Pages through an endpoint, upserting; returns (rows, max marker).
+async fn pull_all(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+    ep: &sequin_spec::model::Endpoint,
+    pagination: &Pagination,
+    vars: &Vars,
+    body: Option<Value>,
+) -> Result<(u64, Option<i64>), SyncError> {
+    let mut cursor: Option<PageCursor> = None;
+    let mut max = None;
+    let mut n = 0;
+    loop {
+        let page = ctx
+            .client
+            .fetch_page(ep, Some(pagination), vars, cursor.as_ref(), body.clone())
+            .await?;
+        let fetched_at = now_us();
+        let mut rows = Vec::with_capacity(page.records.len());
+        for r in &page.records {
+            let row = decode(plan, r, fetched_at)?;
+            if let (plan::Marker::Column(_), Some(m)) = (&plan.marker, row.updated_at) {
+                max = Some(max.map_or(m, |x: i64| x.max(m)));
+            }
+            rows.push(row);
+        }
+        n += writer
+            .apply(
+                &ctx.conn.name,
+                &plan.table,
+                &rows,
+                &[],
+                &Checkpoint::default(),
+            )
+            .await?;
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok((n, max)),
+        }
+    }
+}
+
+/// Like [`pull_all`] for search endpoints; also says whether the search's
+/// result cap was reached.
+#[allow(clippy::too_many_arguments)]
+async fn pull_search(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+    ep: &sequin_spec::model::Endpoint,
+    pagination: &Pagination,
+    vars: &Vars,
+    body: Value,
+    max_results: Option<u32>,
+) -> Result<(u64, Option<i64>, bool), SyncError> {
+    let mut cursor: Option<PageCursor> = None;
+    let mut max = None;
+    let mut n = 0;
+    let mut seen = 0usize;
+    loop {
+        let page = ctx
+            .client
+            .fetch_page(
+                ep,
+                Some(pagination),
+                vars,
+                cursor.as_ref(),
+                Some(body.clone()),
+            )
+            .await?;
+        let fetched_at = now_us();
+        let mut rows = Vec::with_capacity(page.records.len());
+        for r in &page.records {
+            let row = decode(plan, r, fetched_at)?;
+            if let Some(m) = row.updated_at {
+                max = Some(max.map_or(m, |x: i64| x.max(m)));
+            }
+            rows.push(row);
+        }
+        seen += rows.len();
+        n += writer
+            .apply(
+                &ctx.conn.name,
+                &plan.table,
+                &rows,
+                &[],
+                &Checkpoint::default(),
+            )
+            .await?;
+        let capped =
+            max_results.is_some_and(|cap| seen + pagination_size(pagination) > cap as usize);
+        match page.next {
+            Some(_) if capped => return Ok((n, max, true)),
+            Some(c) => cursor = Some(c),
+            None => return Ok((n, max, false)),
+        }
+    }
+}
+
+fn pagination_size(p: &Pagination) -> usize {
+    let common = match p {
+        Pagination::RecordCursor { common, .. }
+        | Pagination::ResponseCursor { common, .. }
+        | Pagination::NextUrl { common, .. }
+        | Pagination::Offset { common, .. }
+        | Pagination::PageNumber { common, .. }
+        | Pagination::LinkHeader { common } => common,
+    };
+    common.page_size.unwrap_or(100) as usize
+}
+
+mod events;

@@ -1,0 +1,236 @@
+//! What to sync for one object: its table, endpoints and strategies,
+//! resolved from the spec (static objects) or from discovery (objects and
+//! fields known only at run time).
+
+use sequin_spec::Connector;
+use sequin_spec::model::{
+    Access, DeleteDetection, DiscoveredFields, Endpoints, FieldDescriptor, FieldType, Incremental,
+    Object, Pagination, TimeFormat,
+};
+use sequin_spec::naming::column_name;
+use sequin_spec::record::{Column, get_path};
+use serde_json::Value;
+
+use crate::store::Table;
+
+/// How a row's upstream update marker (`_sequin_updated_at`) is found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Marker {
+    /// A timestamp column of the record (`SystemModstamp`, `updated_at`).
+    Column(usize),
+    /// The API has no per-record update time: the time the page was fetched.
+    FetchTime,
+}
+
+/// Everything the engine needs to sync one object.
+#[derive(Clone, Debug)]
+pub struct ObjectPlan {
+    pub table: Table,
+    /// The API's name of the object (`{object}` in templates).
+    pub api_name: String,
+    pub endpoints: Endpoints,
+    pub pagination: Pagination,
+    pub incremental: Incremental,
+    pub deletes: Option<DeleteDetection>,
+    pub marker: Marker,
+    /// Fields looked up at run time and added as columns.
+    pub discovered_fields: Option<DiscoveredFields>,
+    /// How many leading columns come from the spec (the rest were discovered).
+    pub static_columns: usize,
+    /// The table itself was discovered (created at run time, not by DDL).
+    pub dynamic_table: bool,
+}
+
+/// Problems building a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("object `{object}` has no pagination in the {connector} spec")]
+    NoPagination { connector: String, object: String },
+}
+
+impl ObjectPlan {
+    /// The plan of a static object of the spec, with its generated columns.
+    pub fn for_object(
+        spec: &Connector,
+        schema: &str,
+        o: &Object,
+        columns: Vec<Column>,
+    ) -> Result<ObjectPlan, PlanError> {
+        let pagination = spec
+            .pagination_of(o)
+            .cloned()
+            .ok_or_else(|| PlanError::NoPagination {
+                connector: spec.name.clone(),
+                object: o.name.clone(),
+            })?;
+        let incremental = spec
+            .incremental_of(o)
+            .cloned()
+            .unwrap_or(Incremental::FullRefresh);
+        let primary_key = o
+            .fields
+            .iter()
+            .position(|f| f.name == o.primary_key)
+            .expect("specs are checked: the primary key is a field");
+        let marker = marker_of(&incremental, &columns);
+        Ok(ObjectPlan {
+            static_columns: columns.len(),
+            table: Table {
+                schema: schema.to_string(),
+                name: o.name.clone(),
+                columns,
+                primary_key,
+            },
+            api_name: o.api_name.clone(),
+            endpoints: o.endpoints.clone(),
+            pagination,
+            incremental,
+            deletes: spec.deletes_of(o).cloned(),
+            marker,
+            discovered_fields: o.discovered_fields.clone(),
+            dynamic_table: false,
+        })
+    }
+
+    /// Adds discovered columns (keeping the static ones first).
+    pub fn with_discovered(&self, extra: Vec<Column>) -> ObjectPlan {
+        let mut plan = self.clone();
+        plan.table.columns.truncate(self.static_columns);
+        for c in extra {
+            if !plan.table.columns.iter().any(|x| x.name == c.name) {
+                plan.table.columns.push(c);
+            }
+        }
+        plan.marker = marker_of(&plan.incremental, &plan.table.columns);
+        plan
+    }
+
+    /// API names of the columns (`{fields}` in templates), restricted to
+    /// those whose value path lies under `under` when the connector says so
+    /// (HubSpot's `properties=` takes property names only).
+    pub fn field_names(&self, under: Option<&str>) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for c in &self.table.columns {
+            if let Some(prefix) = under {
+                let inside = c
+                    .path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.'));
+                if !inside {
+                    continue;
+                }
+            }
+            if !names.iter().any(|n| n == &*c.api_name) {
+                names.push(c.api_name.to_string());
+            }
+        }
+        names
+    }
+
+    /// The marker of a decoded row, in microseconds.
+    pub fn marker_of_row(
+        &self,
+        cells: &[sequin_spec::record::Cell],
+        fetched_at: i64,
+    ) -> Option<i64> {
+        match self.marker {
+            Marker::Column(i) => match cells.get(i) {
+                Some(sequin_spec::record::Cell::Timestamp(us)) => Some(*us),
+                _ => Some(fetched_at),
+            },
+            Marker::FetchTime => Some(fetched_at),
+        }
+    }
+}
+
+fn marker_of(incremental: &Incremental, columns: &[Column]) -> Marker {
+    let field = match incremental {
+        Incremental::UpdatedSince { field, .. } | Incremental::Search { field, .. } => field,
+        _ => return Marker::FetchTime,
+    };
+    columns
+        .iter()
+        .position(|c| &*c.api_name == field && c.ty == FieldType::Timestamp)
+        .map(Marker::Column)
+        .unwrap_or(Marker::FetchTime)
+}
+
+/// Builds a column from one field description of a describe/meta response.
+pub fn discovered_column(
+    spec: &Connector,
+    d: &FieldDescriptor,
+    value_path: &str,
+    stringly: bool,
+    field: &Value,
+) -> Option<(Column, String)> {
+    let name = get_path(field, &d.name)?.as_str()?.to_string();
+    let api_type = get_path(field, &d.ty)
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let ty = spec
+        .type_map
+        .get(&api_type)
+        .copied()
+        .unwrap_or(FieldType::Json);
+    let flag = |p: &Option<String>| {
+        p.as_ref()
+            .and_then(|p| get_path(field, p))
+            .and_then(Value::as_bool)
+    };
+    let computed = d.read_only_types.iter().any(|t| t == &api_type);
+    let access = match (flag(&d.createable), flag(&d.updateable), flag(&d.read_only)) {
+        _ if computed => Access::ReadOnly,
+        (_, _, Some(true)) => Access::ReadOnly,
+        (Some(c), Some(u), _) => match (c, u) {
+            (_, true) => Access::Writable,
+            (true, false) => Access::CreateOnly,
+            (false, false) => Access::ReadOnly,
+        },
+        _ => d.default_access,
+    };
+    let max_length = d
+        .max_length
+        .as_ref()
+        .and_then(|p| get_path(field, p))
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0 && ty == FieldType::String)
+        .map(|n| n as u32);
+    let enum_values: Vec<std::borrow::Cow<'static, str>> = d
+        .enum_values
+        .as_ref()
+        .and_then(|p| get_path(field, p))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(m) => m.get("value").and_then(Value::as_str).map(str::to_string),
+                    _ => None,
+                })
+                .map(Into::into)
+                .collect()
+        })
+        .unwrap_or_default();
+    let col = Column {
+        name: column_name(&name).into(),
+        api_name: name.clone().into(),
+        path: value_path.replace("{name}", &name).into(),
+        ty,
+        nullable: flag(&d.nullable).unwrap_or(true),
+        access,
+        required_on_create: false,
+        format: None,
+        max_length,
+        enum_values: if ty == FieldType::String {
+            enum_values.into()
+        } else {
+            Vec::new().into()
+        },
+        pattern: None,
+        time_format: TimeFormat::Iso8601,
+        stringly,
+    };
+    Some((col, api_type))
+}

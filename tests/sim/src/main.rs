@@ -15,8 +15,12 @@ use sequin_sim::{Api, SimConfig};
 /// key as user name); salesforce `00Dsequin!sim.access.token` (Bearer); hubspot `pat-na1-sequin`
 /// (Bearer); airtable `patSequin.simulator` (Bearer); github `ghp_sequin` (Bearer or `token`).
 ///
-/// Control routes (no auth, no faults): GET /_sim/stats, POST /_sim/reset-stats,
-/// GET|POST /_sim/faults, POST /_sim/rate-limit, plus each API's own /_sim routes.
+/// Control routes (no auth, no limits, no faults): GET /_sim/stats (counters, incl. the most
+/// requests admitted and attempted per rate window per key), POST /_sim/reset-stats,
+/// GET|POST /_sim/faults `{"p_5xx":0.3,"p_429":0,"p_truncate":0,"p_reset":0,"latency":0}`
+/// (latency in ms), POST /_sim/rate-limit `{"requests":25,"window":1000}` or `null`, plus each
+/// API's own routes under /_sim (Stripe and GitHub: the API itself, e.g. /_sim/v1/customers,
+/// to change data as another user would).
 #[derive(Debug, Parser)]
 #[command(name = "sequin-sim", version)]
 struct Cli {

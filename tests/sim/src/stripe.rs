@@ -434,6 +434,8 @@ struct Saved {
     body: Bytes,
     status: StatusCode,
     json: String,
+    /// The request that produced the result, sent back as `Original-Request` on replays.
+    request_id: String,
 }
 
 struct StripeState {
@@ -1736,6 +1738,9 @@ fn idempotent(
         let mut r = json_response(saved.status, saved.json.clone());
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        if let Ok(v) = HeaderValue::from_str(&saved.request_id) {
+            r.headers_mut().insert("original-request", v);
+        }
         add_idempotency_header(&mut r, key);
         return r;
     }
@@ -1751,6 +1756,7 @@ fn idempotent(
                         body: body.clone(),
                         status: StatusCode::OK,
                         json: json.clone(),
+                        request_id: origin.request_id.clone(),
                     },
                 );
             }
@@ -2149,7 +2155,7 @@ impl Simulator for Stripe {
         let mut r = StripeError {
             status: StatusCode::UNAUTHORIZED,
             kind: "invalid_request_error",
-            code: Some("api_key_invalid"),
+            code: None,
             param: None,
             message: format!("Invalid API Key provided: {}", masked(&key)),
         }

@@ -554,6 +554,11 @@ async fn idempotency_key_replays_and_rejects_mismatches() {
         .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        again.headers["original-request"],
+        first.headers["request-id"]
+    );
+    assert_ne!(again.headers["request-id"], first.headers["request-id"]);
     assert_eq!(again.body, first.body);
     assert_eq!(
         sim.stripe().len(Kind::Customer),

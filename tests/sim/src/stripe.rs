@@ -1047,8 +1047,8 @@ impl StripeState {
                 return Err(StripeError::invalid(
                     "product",
                     "You must specify either `product` or `product_data` when creating a price.",
-                ))
-                .map_err(|e| e.with_code("parameter_missing"));
+                )
+                .with_code("parameter_missing"));
             }
         }
         for (k, v) in [
@@ -1128,13 +1128,9 @@ impl StripeState {
         }
         obj.insert(
             "items".into(),
-            json!({"object": "list", "data": items, "has_more": false, "total_count": items.len(),
+            json!({"object": "list", "data": items, "has_more": false,
                    "url": format!("/v1/subscription_items?subscription={id}")}),
         );
-        if let Some(list) = obj.get_mut("items").and_then(Value::as_object_mut) {
-            // `total_count` is not part of the 2023 list shape.
-            list.remove("total_count");
-        }
         obj.insert("currency".into(), currency);
         let month = 30 * 24 * 3600;
         for (k, v) in [

@@ -8,7 +8,7 @@
 //! One repository exists, [`Github::OWNER`]/[`Github::REPO`]; the token belongs to
 //! [`Github::VIEWER`], who is a collaborator and may be assigned, like a few seeded users.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -113,7 +113,8 @@ impl IssueIndex {
 
 #[derive(Default)]
 struct Repo {
-    issues: HashMap<u64, Issue>,
+    /// Issue `n` at index `n - 1`: numbers are dense and never reused.
+    issues: Vec<Issue>,
     by_created: BTreeSet<(i64, u64)>,
     by_updated: BTreeSet<(i64, u64)>,
     next_number: u64,
@@ -264,8 +265,7 @@ impl Github {
     pub fn issue(&self, number: u64) -> Option<Value> {
         self.lock()
             .repo
-            .issues
-            .get(&number)
+            .get(number)
             .map(|i| Value::Object(i.obj.clone()))
     }
 
@@ -315,7 +315,7 @@ impl Github {
             return Err(Rejection::BadJson(doc));
         };
         let mut st = self.lock();
-        let Some(issue) = st.repo.issues.get(&number) else {
+        let Some(issue) = st.repo.get(number) else {
             return Err(Rejection::NotFound(doc));
         };
         let mut obj = issue.obj.clone();
@@ -528,13 +528,26 @@ impl Github {
 impl Repo {
     fn insert(&mut self, mut issue: Issue) {
         issue.index = IssueIndex::of(&issue.obj);
-        if let Some(old) = self.issues.get(&issue.number) {
-            self.by_updated.remove(&(old.updated_ms, old.number));
-            self.by_created.remove(&(old.created_ms, old.number));
+        if let Some(old) = self.get(issue.number) {
+            let (updated, created) = ((old.updated_ms, old.number), (old.created_ms, old.number));
+            self.by_updated.remove(&updated);
+            self.by_created.remove(&created);
         }
         self.by_created.insert((issue.created_ms, issue.number));
         self.by_updated.insert((issue.updated_ms, issue.number));
-        self.issues.insert(issue.number, issue);
+        let slot = (issue.number - 1) as usize;
+        if slot < self.issues.len() {
+            self.issues[slot] = issue;
+        } else {
+            debug_assert_eq!(slot, self.issues.len(), "issue numbers are allocated in order");
+            self.issues.push(issue);
+        }
+    }
+
+    fn get(&self, number: u64) -> Option<&Issue> {
+        number
+            .checked_sub(1)
+            .and_then(|i| self.issues.get(i as usize))
     }
 }
 
@@ -726,7 +739,7 @@ async fn list_issues(
         _ => None,
     };
     let keep = |number: &u64| {
-        let i = &repo_state.issues[number];
+        let i = &repo_state.issues[(*number - 1) as usize];
         want_open.is_none_or(|open| i.index.open == open)
             && q.since_secs
                 .is_none_or(|s| i.updated_ms.div_euclid(1000) >= s)
@@ -738,7 +751,7 @@ async fn list_issues(
         "comments" => {
             let mut v: Vec<(u64, i64, u64)> = repo_state
                 .issues
-                .values()
+                .iter()
                 .map(|i| (i.index.comments, i.created_ms, i.number))
                 .collect();
             v.sort_unstable();
@@ -758,7 +771,7 @@ async fn list_issues(
     let mut page: Vec<&Issue> = Vec::with_capacity(q.per_page);
     for n in ordered.filter(|n| keep(n)) {
         if total >= start && page.len() < q.per_page {
-            page.push(&repo_state.issues[n]);
+            page.push(&repo_state.issues[(*n - 1) as usize]);
         }
         total += 1;
     }
@@ -829,7 +842,7 @@ async fn get_issue(
         return not_found(&doc);
     }
     let found = number.parse::<u64>().ok().and_then(|n| {
-        g.lock().repo.issues.get(&n).map(|i| {
+        g.lock().repo.get(n).map(|i| {
             (
                 i.json.clone(),
                 etag_of([(i.number, i.updated_ms)].into_iter(), 1),

@@ -7,8 +7,9 @@
 //!    assembly from pre-serialized records) against serializing the same 100 customers from
 //!    `serde_json::Value`s, the naive way.
 //! 2. Over HTTP, per API: the `sequin-sim` binary as a child process, one client walking
-//!    100-record pages sequentially with the API's own cursor; pages/s against requests/s of the
-//!    tiny `/_sim/faults` control route on the same server and connection (the HTTP floor).
+//!    pages sequentially with the API's own cursor at the API's largest page size (100 records;
+//!    Salesforce SOQL 2000, HubSpot search 200); pages/s (and records/s) against requests/s of
+//!    the tiny `/_sim/faults` control route on the same server and connection (the HTTP floor).
 //! 3. Server CPU per page: the child's utime+stime from `/proc/PID/stat` over the walk.
 //!
 //! Environment: `SIM_BENCH_SECS` (default 3) seconds per walk, `SIM_BENCH_RECORDS` (default
@@ -39,21 +40,38 @@ fn records() -> usize {
         .unwrap_or(10_000)
 }
 
-/// How to walk one API's main list 100 records at a time.
+/// How to walk one API's main list a page at a time.
 struct Walk {
     api: Api,
+    /// What the output line calls the walk (the API name, or API and endpoint).
+    label: &'static str,
     /// First page, relative to the base URL.
     first: String,
     /// Extra request headers.
     headers: Vec<(&'static str, String)>,
-    /// The next page's URL (absolute or relative), or `None` at the end.
+    /// For endpoints that page through a POST body (HubSpot search): the body for a cursor
+    /// (`None` for the first page). Such walks POST to `first` every time and `next` returns
+    /// the cursor instead of a URL.
+    post_body: Option<fn(Option<&str>) -> Value>,
+    /// The next page's URL (absolute or relative) or POST cursor, or `None` at the end.
     next: fn(&Value, &HeaderMap, &str) -> Option<String>,
 }
+
+/// The fields a Salesforce sync of Account selects (standard fields including the compound
+/// addresses), in the order incremental sync pages through them.
+const SALESFORCE_SOQL: &str = "SELECT Id, IsDeleted, Name, Type, ParentId, BillingStreet, BillingCity, \
+    BillingState, BillingPostalCode, BillingCountry, BillingLatitude, BillingLongitude, BillingAddress, \
+    ShippingStreet, ShippingCity, ShippingPostalCode, ShippingCountry, ShippingAddress, Phone, Fax, \
+    AccountNumber, Website, PhotoUrl, Sic, Industry, AnnualRevenue, NumberOfEmployees, Ownership, \
+    Description, Rating, AccountSource, YearStarted, CleanStatus, OwnerId, CreatedDate, CreatedById, \
+    LastModifiedDate, LastModifiedById, SystemModstamp FROM Account ORDER BY SystemModstamp, Id";
 
 fn walks() -> Vec<Walk> {
     vec![
         Walk {
             api: Api::Stripe,
+            label: "stripe",
+            post_body: None,
             first: "/v1/customers?limit=100".into(),
             headers: vec![("authorization", "Bearer sk_test_sequin".into())],
             next: |body, _, _| {
@@ -71,6 +89,8 @@ fn walks() -> Vec<Walk> {
         },
         Walk {
             api: Api::Github,
+            label: "github",
+            post_body: None,
             first: format!(
                 "/repos/{}/{}/issues?state=all&per_page=100",
                 sequin_sim::github::Github::OWNER,
@@ -92,6 +112,8 @@ fn walks() -> Vec<Walk> {
         },
         Walk {
             api: Api::Hubspot,
+            label: "hubspot",
+            post_body: None,
             first: "/crm/v3/objects/contacts?limit=100".into(),
             headers: vec![("authorization", "Bearer pat-na1-sequin".into())],
             next: |body, _, _| {
@@ -101,8 +123,32 @@ fn walks() -> Vec<Walk> {
             },
         },
         Walk {
+            api: Api::Hubspot,
+            label: "hubspot-search",
+            // An incremental sync's search: everything modified since a point, oldest first,
+            // at the endpoint's largest page (200).
+            post_body: Some(|after| {
+                serde_json::json!({
+                    "limit": 200,
+                    "after": after,
+                    "filterGroups": [{"filters": [
+                        {"propertyName": "lastmodifieddate", "operator": "GTE", "value": "0"}
+                    ]}],
+                    "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+                })
+            }),
+            first: "/crm/v3/objects/contacts/search".into(),
+            headers: vec![("authorization", "Bearer pat-na1-sequin".into())],
+            next: |body, _, _| body["paging"]["next"]["after"].as_str().map(str::to_owned),
+        },
+        Walk {
             api: Api::Airtable,
-            first: format!("/v0/{}/Contacts?pageSize=100", sequin_sim::airtable::DEMO_BASE_ID),
+            label: "airtable",
+            post_body: None,
+            first: format!(
+                "/v0/{}/Contacts?pageSize=100",
+                sequin_sim::airtable::DEMO_BASE_ID
+            ),
             headers: vec![("authorization", "Bearer patSequin.simulator".into())],
             next: |body, _, _| {
                 body["offset"].as_str().map(|offset| {
@@ -114,13 +160,15 @@ fn walks() -> Vec<Walk> {
             },
         },
         Walk {
-            // SOQL pages are at least 200 records (batchSize 200..=2000).
+            // The default (and largest) SOQL page: 2000 records.
             api: Api::Salesforce,
-            first: "/services/data/v59.0/query?q=SELECT+Id,FirstName,LastName,Email,LastModifiedDate+FROM+Contact".into(),
-            headers: vec![
-                ("authorization", "Bearer 00Dsequin!sim.access.token".into()),
-                ("sforce-query-options", "batchSize=200".into()),
-            ],
+            label: "salesforce",
+            post_body: None,
+            first: format!(
+                "/services/data/v59.0/query?{}",
+                serde_urlencoded::to_string([("q", SALESFORCE_SOQL)]).unwrap()
+            ),
+            headers: vec![("authorization", "Bearer 00Dsequin!sim.access.token".into())],
             next: |body, _, _| body["nextRecordsUrl"].as_str().map(str::to_owned),
         },
     ]
@@ -198,8 +246,12 @@ fn absolute(base: &str, url: &str) -> String {
 async fn http_walk(walk: &Walk, records: usize, duration: Duration) {
     let server = Server::start(walk.api, records);
     let http = reqwest::Client::new();
-    let get = |url: String| {
-        let mut req = http.get(url);
+    // A POST walk sends its cursor in the body: `url` then stays `first` and the cursor moves.
+    let request = |url: String, cursor: Option<&str>| {
+        let mut req = match walk.post_body {
+            Some(body) => http.post(url).json(&body(cursor)),
+            None => http.get(url),
+        };
         for (k, v) in &walk.headers {
             req = req.header(*k, v);
         }
@@ -234,27 +286,42 @@ async fn http_walk(walk: &Walk, records: usize, duration: Duration) {
     let t = Instant::now();
     let mut pages = 0u64;
     let mut page_records = 0usize;
-    let mut url = absolute(&server.base, &walk.first);
+    let first = absolute(&server.base, &walk.first);
+    let mut url = first.clone();
+    let mut cursor: Option<String> = None;
+    let mut followed = 0u64;
     while t.elapsed() < duration {
-        let resp = get(url.clone()).send().await.unwrap();
-        assert!(resp.status().is_success(), "{} {url}", resp.status());
+        let resp = request(url.clone(), cursor.as_deref())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
         let headers = resp.headers().clone();
         let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "{status} {url}: {body}");
         pages += 1;
         page_records += records_on(&body);
-        url = match (walk.next)(&body, &headers, &server.base) {
-            Some(next) => absolute(&server.base, &next),
-            None => absolute(&server.base, &walk.first),
+        (url, cursor) = match ((walk.next)(&body, &headers, &server.base), walk.post_body) {
+            (Some(next), Some(_)) => (first.clone(), Some(next)),
+            (Some(next), None) => (absolute(&server.base, &next), None),
+            (None, _) => (first.clone(), None),
         };
+        followed += u64::from(cursor.is_some() || url != first);
     }
+    assert!(
+        followed > 0,
+        "{}: the walk never reached a second page",
+        walk.label
+    );
     let elapsed = t.elapsed().as_secs_f64();
     let cpu = server.cpu() - cpu_before;
     let rate = pages as f64 / elapsed;
     println!(
-        "{:<11} {:>6.0} pages/s of {:>3} records  {:>5.1}% of baseline ({:>6.0} req/s /_sim/faults)  server CPU {:>7.1} us/page",
-        walk.api.name(),
+        "{:<14} {:>6.0} pages/s of {:>4} records ({:>7.0} records/s)  {:>5.1}% of baseline ({:>6.0} req/s /_sim/faults)  server CPU {:>7.1} us/page",
+        walk.label,
         rate,
         page_records / pages.max(1) as usize,
+        page_records as f64 / elapsed,
         100.0 * rate / baseline_rate,
         baseline_rate,
         cpu * 1e6 / pages as f64,
@@ -337,7 +404,7 @@ fn main() {
             in_process_stripe(records, duration).await;
         }
         for walk in walks() {
-            if selected(walk.api.name()) {
+            if selected(walk.label) {
                 http_walk(&walk, records, duration).await;
             }
         }

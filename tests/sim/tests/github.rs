@@ -188,6 +188,25 @@ async fn state_since_sort_direction_and_per_page() {
         .count();
     assert_eq!(recent.len(), expected);
 
+    let by_comments = fetch(format!("{base}?state=all&sort=comments&per_page=100")).await;
+    let comments: Vec<u64> = by_comments
+        .iter()
+        .map(|i| i["comments"].as_u64().unwrap())
+        .collect();
+    assert!(
+        comments.windows(2).all(|w| w[0] >= w[1]),
+        "most comments first"
+    );
+    let bugs = fetch(format!("{base}?state=all&labels=bug&per_page=100")).await;
+    assert!(!bugs.is_empty());
+    assert!(bugs.iter().all(|i| {
+        i["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "bug")
+    }));
+
     let (status, _, body) = get(&format!("{base}?state=bogus"), &[]).await;
     assert_eq!(status, 422);
     assert_eq!(

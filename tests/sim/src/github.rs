@@ -539,7 +539,11 @@ impl Repo {
         if slot < self.issues.len() {
             self.issues[slot] = issue;
         } else {
-            debug_assert_eq!(slot, self.issues.len(), "issue numbers are allocated in order");
+            debug_assert_eq!(
+                slot,
+                self.issues.len(),
+                "issue numbers are allocated in order"
+            );
             self.issues.push(issue);
         }
     }

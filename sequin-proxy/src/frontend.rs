@@ -875,7 +875,6 @@ impl ClientToServer<'_> {
                 if what.protocol == Protocol::Simple && ctx.server_failed {
                     ctx.sync().await.map_err(SessionError::Intercept)?;
                 }
-                drop(ctx);
                 self.forward_message(msg).await
             }
             Outcome::Respond(messages) => {

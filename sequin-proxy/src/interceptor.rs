@@ -239,12 +239,8 @@ impl InterceptContext<'_> {
         loop {
             let frame = self.read_server_message().await?;
             match frame[0] {
-                b'1' | b'2' | b'n' => {}
-                b'3' => {
-                    if done {
-                        return Ok(result);
-                    }
-                }
+                b'3' if done => return Ok(result),
+                b'1' | b'2' | b'3' | b'n' => {}
                 b'T' => result.columns = RowDescription::decode(&frame)?,
                 b'D' => result.rows.push(DataRow::decode(&frame)?),
                 b'C' => {

@@ -24,8 +24,11 @@ use sequin_proxy::{
 /// statement, then decides by markers in the SQL text.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<(Protocol, String, Vec<Option<String>>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
+
+/// Protocol, SQL text and Bind parameters of one interception.
+type Seen = (Protocol, String, Vec<Option<String>>);
 
 impl Interceptor for Recorder {
     fn intercept<'a>(

@@ -36,6 +36,9 @@ pub struct BenchProxyArgs {
     /// Print the results without writing the file.
     #[arg(long)]
     pub no_write: bool,
+    /// Only run scenarios whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// One pgbench configuration.
@@ -142,6 +145,11 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
 
     let mut results: Vec<(&Scenario, Vec<[Run; 3]>)> = Vec::new();
     for scenario in SCENARIOS {
+        if let Some(only) = &args.only
+            && !scenario.name.contains(only.as_str())
+        {
+            continue;
+        }
         let mut rounds = Vec::new();
         for round in 0..args.rounds {
             let mut runs = [Run {

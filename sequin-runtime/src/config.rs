@@ -157,7 +157,15 @@ impl Config {
             message,
         };
         let mut doc = sequin_spec::yaml::parse(text)
-            .map_err(|e| at(e.span, format!("YAML syntax error: {}", e.message)))?;
+            .map_err(|e| {
+                at(
+                    e.span,
+                    format!(
+                        "YAML syntax error: {}; fix the YAML there (sequin.example.yaml shows the layout)",
+                        e.message
+                    ),
+                )
+            })?;
         let mut missing = None;
         interpolate(&mut doc.value, "", env, &mut missing);
         if let Some((pointer, var)) = missing {
@@ -199,12 +207,20 @@ impl Config {
                 ));
             }
             let Some(loaded) = registry::get(&c.connector) else {
+                let names = registry::names();
+                let guess = names
+                    .iter()
+                    .map(|n| (edit_distance(n, &c.connector.to_lowercase()), n))
+                    .min()
+                    .filter(|(d, _)| *d <= 2)
+                    .map(|(_, n)| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
                 return Err((
                     format!("{p}/connector"),
                     format!(
-                        "unknown connector `{}`; compiled-in connectors: {}",
+                        "unknown connector `{}`{guess}; set `connector:` to one of the compiled-in connectors: {} (`sequin connectors` lists them)",
                         c.connector,
-                        registry::names().join(", ")
+                        names.join(", ")
                     ),
                 ));
             };
@@ -214,7 +230,7 @@ impl Config {
                     return Err((
                         format!("{p}/credentials"),
                         format!(
-                            "connection `{}` needs credential `{cred}` for {}",
+                            "connection `{}` needs credential `{cred}` for {}: add `{cred}: \"${{VARIABLE}}\"` under its `credentials:`",
                             c.name, spec.display_name
                         ),
                     ));
@@ -273,6 +289,21 @@ impl Config {
     pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
         self.connections.iter().find(|c| c.name == name)
     }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// The credential names a connector's auth needs.
@@ -407,7 +438,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            unknown.starts_with("s.yaml:6:16: unknown connector `strype`; compiled-in connectors:"),
+            unknown.starts_with(
+                "s.yaml:6:16: unknown connector `strype` (did you mean `stripe`?); set `connector:` to one of the compiled-in connectors: airtable,"
+            ),
             "{unknown}"
         );
         let bad_yaml = Config::parse("s.yaml", "connections: [", &env)

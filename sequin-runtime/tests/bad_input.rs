@@ -1,0 +1,368 @@
+//! Bad input to the real `sequin` binary: an unknown connector, a missing
+//! credential variable, an unreachable database, malformed YAML and a
+//! revoked API token each end the process with a non-zero exit and ONE line
+//! on stderr (apart from log lines) that names the fix, and nothing already
+//! synced is lost.
+//!
+//! It lives in `sequin-runtime/tests` (not `tests/e2e`) because only this
+//! package's tests get the built binary (`CARGO_BIN_EXE_sequin`).
+
+mod process_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use process_support::{Output, Scratch, Sequin, run};
+use sequin_sim::stripe::Kind;
+use sequin_sim::{Api, SimConfig};
+
+/// How long a failing start may take: failing fast is part of the contract.
+const FAIL_WITHIN: Duration = Duration::from_secs(30);
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
+}
+
+fn stripe_config(db_url: &str, base_url: &str, key: &str) -> String {
+    format!(
+        "database_url: {db_url}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {base_url}\n    credentials: {{ api_key: \"{key}\" }}\n    objects: [customer]\n    poll_interval: 200ms\n"
+    )
+}
+
+/// `(id, name)` of every synced customer.
+async fn customers(db: &tokio_postgres::Client) -> BTreeSet<(String, Option<String>)> {
+    db.query("SELECT id, name FROM stripe.customer", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// `(phase, last_error)` of one object.
+async fn object_state(db: &tokio_postgres::Client, object: &str) -> (String, Option<String>) {
+    let r = db
+        .query_one(
+            "SELECT phase, last_error FROM sequin.sync_state WHERE connection = 'stripe' AND object = $1",
+            &[&object],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// Asserts the contract of a failed start: non-zero exit, one message line
+/// starting with `error: `, containing every `needle`. Returns the line.
+fn assert_one_line_failure(case: &str, out: &Output, needles: &[&str]) -> String {
+    assert!(
+        !out.status.success(),
+        "{case}: exit status {} should be non-zero; stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    let lines = out.message_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{case}: exactly one message line expected; stderr:\n{}",
+        out.stderr
+    );
+    let line = &lines[0];
+    assert!(line.starts_with("error: "), "{case}: {line}");
+    for n in needles {
+        assert!(line.contains(n), "{case}: `{n}` missing from: {line}");
+    }
+    line.clone()
+}
+
+/// Runs `sequin sync` with `config` and expects a one-line failure.
+fn failing_sync(case: &str, config: &Path, envs: &[(&str, &str)], needles: &[&str]) -> String {
+    let started = Instant::now();
+    let out = run(config, &["sync"], envs, FAIL_WITHIN);
+    let line = assert_one_line_failure(case, &out, needles);
+    eprintln!("{case} ({:.1}s): {line}", started.elapsed().as_secs_f64());
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_and_database_mistakes_fail_with_one_line_naming_the_fix() {
+    let db = sequin_pgtemp::Database::create("bad_input").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.stripe().seed_customers(300);
+    let scratch = Scratch::new("bad-input");
+    let good = stripe_config(&db.url, &sim.base_url(), sim.token());
+    let good_path = scratch.write("good.yaml", &good);
+
+    // Something synced first.
+    let out = run(
+        &good_path,
+        &["sync", "--once"],
+        &[],
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "initial sync: {}", out.stderr);
+    let pgc = pg(&db.url).await;
+    let before = customers(&pgc).await;
+    assert_eq!(before.len(), 300);
+
+    // An unknown connector: the position, a guess, and where the list is.
+    let path = scratch.write(
+        "unknown.yaml",
+        &good.replace("connector: stripe", "connector: strype"),
+    );
+    failing_sync(
+        "unknown connector",
+        &path,
+        &[],
+        &[
+            "unknown.yaml:4:16:",
+            "unknown connector `strype`",
+            "did you mean `stripe`?",
+            "sequin connectors",
+        ],
+    );
+
+    // A credential from an environment variable that is not set.
+    let path = scratch.write(
+        "missing_env.yaml",
+        &good.replace(sim.token(), "${SEQUIN_TEST_UNSET_STRIPE_KEY}"),
+    );
+    failing_sync(
+        "missing credential variable",
+        &path,
+        &[],
+        &[
+            "missing_env.yaml:6:",
+            "`SEQUIN_TEST_UNSET_STRIPE_KEY` is not set",
+            "export SEQUIN_TEST_UNSET_STRIPE_KEY=",
+        ],
+    );
+    // The same file works once the variable is set (the message was right).
+    let out = run(
+        &path,
+        &["sync", "--once"],
+        &[("SEQUIN_TEST_UNSET_STRIPE_KEY", sim.token())],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "with the variable set: {}",
+        out.stderr
+    );
+
+    // A credential missing altogether.
+    let path = scratch.write(
+        "no_credential.yaml",
+        &good.replace(
+            &format!("    credentials: {{ api_key: \"{}\" }}\n", sim.token()),
+            "",
+        ),
+    );
+    failing_sync(
+        "missing credential",
+        &path,
+        &[],
+        &["needs credential `api_key`", "under its `credentials:`"],
+    );
+
+    // A database nobody listens on.
+    let port = sequin_pgtemp::free_port().unwrap();
+    let dead_url = format!("postgres://postgres:secret-pw@127.0.0.1:{port}/app");
+    let path = scratch.write("no_db.yaml", &good.replace(&db.url, &dead_url));
+    let line = failing_sync(
+        "unreachable database",
+        &path,
+        &[],
+        &[
+            &format!("cannot connect to Postgres at 127.0.0.1:{port}/app"),
+            "Connection refused",
+            "database_url",
+        ],
+    );
+    assert!(
+        !line.contains("secret-pw"),
+        "the password is not shown: {line}"
+    );
+    let out = run(&path, &["status"], &[], FAIL_WITHIN);
+    assert_one_line_failure("status, unreachable database", &out, &["database_url"]);
+
+    // Malformed YAML (an unclosed flow sequence; a mis-indented key).
+    let path = scratch.write(
+        "malformed.yaml",
+        &good.replace("objects: [customer]", "objects: [customer"),
+    );
+    failing_sync(
+        "malformed YAML (flow)",
+        &path,
+        &[],
+        &["malformed.yaml:", "YAML syntax error", "fix the YAML"],
+    );
+    let path = scratch.write(
+        "malformed_indent.yaml",
+        &good.replace("    connector: stripe", "   connector: stripe"),
+    );
+    failing_sync(
+        "malformed YAML (indentation)",
+        &path,
+        &[],
+        &[
+            "malformed_indent.yaml:4:",
+            "YAML syntax error",
+            "fix the YAML",
+        ],
+    );
+
+    // A config file that is not there.
+    failing_sync(
+        "missing config file",
+        &scratch.path("nope.yaml"),
+        &[],
+        &["cannot read config", "nope.yaml", "--config"],
+    );
+
+    // Nothing synced was touched by any of it.
+    assert_eq!(customers(&pgc).await, before, "synced data is intact");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stops_sync_with_the_error_recorded_and_data_kept() {
+    const CUSTOMERS: usize = 12_000;
+    let db = sequin_pgtemp::Database::create("revoked").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.stripe().seed_customers(CUSTOMERS);
+    let scratch = Scratch::new("revoked");
+    let good = scratch.write(
+        "good.yaml",
+        &stripe_config(&db.url, &sim.base_url(), sim.token()),
+    );
+    // The API no longer accepts this key (as after "Roll key" / revocation
+    // in the Stripe dashboard): it answers 401 "Invalid API Key provided".
+    let revoked_key = "sk_test_revoked51Nq2xKQ7vB";
+    let revoked = scratch.write(
+        "revoked.yaml",
+        &stripe_config(&db.url, &sim.base_url(), revoked_key),
+    );
+    let pgc = pg(&db.url).await;
+
+    // 1. Part of a backfill is committed, then the process dies.
+    let mut proc = Sequin::spawn(&good, "warn", &["sync"], scratch.path("first.stderr"));
+    let start = Instant::now();
+    loop {
+        let n: i64 = pgc
+            .query_one("SELECT count(*) FROM stripe.customer", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if n >= 5000 {
+            break;
+        }
+        assert!(proc.exited().is_none(), "sync ended: {}", proc.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no first batch: {}",
+            proc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proc.kill9();
+    let partial = customers(&pgc).await;
+    assert!(partial.len() < CUSTOMERS);
+    assert_eq!(object_state(&pgc, "customer").await.0, "backfilling");
+
+    // 2. Resuming the backfill with a revoked key: a clear stop, not retries.
+    let line = failing_sync(
+        "revoked key during backfill",
+        &revoked,
+        &[],
+        &[
+            "connection `stripe`",
+            "Invalid API Key provided",
+            "update `api_key`",
+        ],
+    );
+    assert!(!line.contains(revoked_key), "the key is not shown: {line}");
+    assert_eq!(customers(&pgc).await, partial, "committed rows are kept");
+    let (phase, error) = object_state(&pgc, "customer").await;
+    assert_eq!(phase, "backfilling");
+    let error = error.expect("the error is recorded in sync_state");
+    assert!(error.contains("Invalid API Key provided"), "{error}");
+    let status = run(&revoked, &["status"], &[], FAIL_WITHIN);
+    assert!(status.status.success(), "status: {}", status.stderr);
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("stripe") && l.contains(" customer "))
+        .unwrap_or_else(|| panic!("no customer line in:\n{}", status.stdout));
+    assert!(
+        row.contains("backfilling") && row.contains("Invalid API Key provided"),
+        "status shows the error: {row}"
+    );
+
+    // 3. With the key fixed the backfill completes from where it stopped.
+    let out = run(&good, &["sync", "--once"], &[], Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "sync with the good key: {}",
+        out.stderr
+    );
+    let full = customers(&pgc).await;
+    assert_eq!(full.len(), CUSTOMERS);
+    let mut api: Vec<String> = sim.stripe().ids(Kind::Customer);
+    api.sort();
+    let ids: Vec<String> = full.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, api, "the table equals the API");
+    assert_eq!(object_state(&pgc, "customer").await, ("live".into(), None));
+
+    // 4. Revoked while live: the events poll is refused; the process stops.
+    let changed = api[7].clone();
+    sim.stripe()
+        .update(Kind::Customer, &changed, "name=Not+Synced+Yet")
+        .unwrap();
+    failing_sync(
+        "revoked key while live",
+        &revoked,
+        &[],
+        &[
+            "connection `stripe`",
+            "Invalid API Key provided",
+            "update `api_key`",
+        ],
+    );
+    assert_eq!(customers(&pgc).await, full, "live data is kept");
+    let (_, events_error) = object_state(&pgc, "_events").await;
+    assert!(
+        events_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Invalid API Key provided")),
+        "{events_error:?}"
+    );
+    // And the good key picks up the change made meanwhile.
+    let out = run(&good, &["sync", "--once"], &[], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.stderr);
+    let name: Option<String> = pgc
+        .query_one(
+            "SELECT name FROM stripe.customer WHERE id = $1",
+            &[&changed],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name.as_deref(), Some("Not Synced Yet"));
+    sim.shutdown().await;
+}

@@ -211,30 +211,85 @@ async fn run_connection(
         let objects = event_objects.clone();
         tasks.spawn(async move { events::run(ctx2, objects, live_rx).await });
     }
-    for plan in plans {
+    // Runtime-defined objects (Airtable tables) are looked up again every
+    // discovery interval: a new table gets its own task, and the tasks of
+    // known tables pick up added fields from this channel.
+    let dynamic: Vec<ObjectPlan> = plans.iter().filter(|p| p.dynamic_table).cloned().collect();
+    let mut known: std::collections::HashSet<String> =
+        dynamic.iter().map(|p| p.api_name.clone()).collect();
+    let (discovered_tx, discovered_rx) = watch::channel(Arc::new(dynamic));
+    let spawn = |tasks: &mut tokio::task::JoinSet<Result<(), SyncError>>, plan: ObjectPlan| {
         let ctx = ctx.clone();
         let live_tx = live_tx.clone();
-        tasks.spawn(async move { run_object(ctx, plan, live_tx).await });
+        let discovered = discovered_rx.clone();
+        tasks.spawn(async move { run_object(ctx, plan, live_tx, discovered).await });
+    };
+    for plan in plans {
+        spawn(&mut tasks, plan);
     }
+    let rediscover_every = match &ctx.spec.discovered_objects {
+        Some(d) if !ctx.opts.once => ctx
+            .conn
+            .discovery_interval
+            .or_else(|| crate::config::parse_duration(&d.every)),
+        _ => None,
+    };
     let mut first_error = None;
-    while let Some(res) = tasks.join_next().await {
-        if let Ok(Err(e)) = res {
-            tracing::error!(connection = %ctx.conn.name, error = %e, "sync task stopped");
-            first_error.get_or_insert(e);
+    loop {
+        let tick = async {
+            match rediscover_every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            res = tasks.join_next() => match res {
+                None => break,
+                Some(Ok(Err(e))) => {
+                    tracing::error!(connection = %ctx.conn.name, error = %e, "sync task stopped");
+                    first_error.get_or_insert(e);
+                }
+                Some(_) => {}
+            },
+            _ = tick => {
+                if ctx.stopping() {
+                    continue;
+                }
+                match discover_objects(&ctx).await {
+                    Ok(found) => {
+                        let found: Vec<ObjectPlan> = found
+                            .into_iter()
+                            .filter(|p| wanted(&ctx.conn, &p.table.name))
+                            .collect();
+                        for p in &found {
+                            if known.insert(p.api_name.clone()) {
+                                tracing::info!(connection = %ctx.conn.name, table = %p.table.name, "new table discovered");
+                                spawn(&mut tasks, p.clone());
+                            }
+                        }
+                        discovered_tx.send_replace(Arc::new(found));
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %ctx.conn.name, error = %e, "object discovery failed");
+                    }
+                }
+            }
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
+/// Whether the connection syncs the table `name` (all tables by default).
+fn wanted(conn: &ConnectionConfig, name: &str) -> bool {
+    conn.objects
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|x| x == name))
+}
+
 /// The plans of every configured object (static, plus discovered tables).
 async fn plans(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<ObjectPlan>, SyncError> {
     let spec = &ctx.spec;
-    let wanted = |name: &str| {
-        ctx.conn
-            .objects
-            .as_ref()
-            .is_none_or(|o| o.iter().any(|x| x == name))
-    };
+    let wanted = |name: &str| wanted(&ctx.conn, name);
     let mut out = Vec::new();
     for o in spec.objects.iter().filter(|o| wanted(&o.name)) {
         let columns = loaded
@@ -279,7 +334,6 @@ async fn discover_objects(ctx: &Ctx) -> Result<Vec<ObjectPlan>, SyncError> {
             continue;
         };
         let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
-        let fixed = columns.len();
         for f in get_path(o, &d.fields)
             .and_then(Value::as_array)
             .unwrap_or(&empty)
@@ -300,7 +354,8 @@ async fn discover_objects(ctx: &Ctx) -> Result<Vec<ObjectPlan>, SyncError> {
             .clone()
             .or_else(|| spec.incremental.clone())
             .unwrap_or(Incremental::FullRefresh);
-        let mut plan = ObjectPlan {
+        let static_columns = columns.len();
+        let plan = ObjectPlan {
             table: Table {
                 schema: ctx.conn.name.clone(),
                 name: table_name(display),
@@ -314,11 +369,11 @@ async fn discover_objects(ctx: &Ctx) -> Result<Vec<ObjectPlan>, SyncError> {
             deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
             marker: plan::Marker::FetchTime,
             discovered_fields: None,
-            static_columns: fixed,
+            // The table's fields are all its columns: the whole table is
+            // discovered again (see `refresh_dynamic`), not field by field.
+            static_columns,
             dynamic_table: true,
         };
-        plan = plan.with_discovered(Vec::new());
-        plan.static_columns = plan.table.columns.len();
         plans.push(plan);
     }
     Ok(plans)
@@ -372,18 +427,22 @@ async fn discover_fields(ctx: &Ctx, plan: &ObjectPlan) -> Result<Vec<(Column, St
     Ok(out)
 }
 
-/// Applies discovered fields: new columns are added to the table.
+/// Applies discovered fields: new columns are added to the table. Returns
+/// the columns added.
 async fn refresh_fields(
     ctx: &Ctx,
     writer: &mut Writer,
     plan: &mut ObjectPlan,
-) -> Result<(), SyncError> {
+) -> Result<Vec<String>, SyncError> {
     if plan.discovered_fields.is_none() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let found = discover_fields(ctx, plan).await?;
     let (cols, types): (Vec<Column>, Vec<String>) = found.into_iter().unzip();
     let next = plan.with_discovered(cols);
+    if next.table.columns == plan.table.columns {
+        return Ok(Vec::new());
+    }
     let mut all_types: Vec<String> = vec![String::new(); next.static_columns];
     all_types.extend(types);
     let added = writer
@@ -393,6 +452,56 @@ async fn refresh_fields(
         tracing::info!(connection = %ctx.conn.name, table = %next.table.name, columns = ?added, "new columns discovered");
     }
     *plan = next;
+    Ok(added)
+}
+
+/// Takes the latest columns of a discovered table (fields added to an
+/// Airtable table) from the connection's discovery. Returns the columns
+/// added to the Postgres table.
+async fn refresh_dynamic(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &mut ObjectPlan,
+    discovered: &mut watch::Receiver<Arc<Vec<ObjectPlan>>>,
+) -> Result<Vec<String>, SyncError> {
+    if !discovered.has_changed().unwrap_or(false) {
+        return Ok(Vec::new());
+    }
+    let latest = discovered.borrow_and_update().clone();
+    let Some(found) = latest.iter().find(|p| p.api_name == plan.api_name) else {
+        return Ok(Vec::new());
+    };
+    if found.table.columns == plan.table.columns {
+        return Ok(Vec::new());
+    }
+    // The table keeps its name (a renamed Airtable table is still this one);
+    // columns that disappeared upstream stay in Postgres with their data.
+    let mut next = plan.clone();
+    next.table.columns = found.table.columns.clone();
+    next.static_columns = next.table.columns.len();
+    next.marker = found.marker.clone();
+    let types = vec![String::new(); next.table.columns.len()];
+    let added = writer
+        .ensure_table(&ctx.conn.name, &next.table, &types)
+        .await?;
+    if !added.is_empty() {
+        tracing::info!(connection = %ctx.conn.name, table = %next.table.name, columns = ?added, "new columns discovered");
+    }
+    *plan = next;
+    Ok(added)
+}
+
+/// Lists the whole object again after columns were added, so the values
+/// records already hold in the new fields arrive: adding a field upstream
+/// does not change the records' update markers, so an incremental poll
+/// would never bring them.
+async fn resync(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
+    if matches!(plan.incremental, Incremental::FullRefresh) {
+        // The next poll lists everything anyway.
+        return Ok(());
+    }
+    let seen = full_list(ctx, writer, plan).await?;
+    tracing::info!(connection = %ctx.conn.name, table = %plan.table.name, records = seen.len(), "re-listed for new columns");
     Ok(())
 }
 
@@ -401,15 +510,19 @@ async fn run_object(
     ctx: Arc<Ctx>,
     mut plan: ObjectPlan,
     live_tx: Arc<watch::Sender<usize>>,
+    mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {
     let mut writer = Writer::connect(&ctx.url).await?;
     let name = ctx.conn.name.clone();
-    refresh_fields(&ctx, &mut writer, &mut plan).await?;
+    let mut added = refresh_fields(&ctx, &mut writer, &mut plan).await?;
     if plan.dynamic_table {
         let types = vec![String::new(); plan.table.columns.len()];
-        writer.ensure_table(&name, &plan.table, &types).await?;
+        added = writer.ensure_table(&name, &plan.table, &types).await?;
     }
     let mut state = writer.state(&name, &plan.table.name).await?;
+    // Fields added upstream while Sequin was stopped need a re-list (a
+    // backfill lists them anyway).
+    let mut pending_resync = state.phase == Phase::Live && !added.is_empty();
     if state.phase == Phase::Backfilling {
         backfill(
             &ctx,
@@ -441,12 +554,28 @@ async fn run_object(
         if ctx.opts.once || ctx.stopping() {
             return Ok(());
         }
-        if let Some(every) = discovery_every
+        let refreshed = if plan.dynamic_table {
+            refresh_dynamic(&ctx, &mut writer, &mut plan, &mut discovered).await
+        } else if let Some(every) = discovery_every
             && last_discovery.elapsed() >= every
         {
             last_discovery = Instant::now();
-            if let Err(e) = refresh_fields(&ctx, &mut writer, &mut plan).await {
+            refresh_fields(&ctx, &mut writer, &mut plan).await
+        } else {
+            Ok(Vec::new())
+        };
+        match refreshed {
+            Ok(added) => pending_resync |= !added.is_empty(),
+            Err(e) => {
                 tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "field discovery failed");
+            }
+        }
+        if pending_resync {
+            match resync(&ctx, &mut writer, &plan).await {
+                Ok(()) => pending_resync = false,
+                Err(e) => {
+                    tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "re-listing for new columns failed; will retry");
+                }
             }
         }
         if !ctx.sleep(ctx.conn.poll_interval).await {

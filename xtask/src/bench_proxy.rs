@@ -85,6 +85,9 @@ const TARGETS: [Target; 3] = [Target::Direct, Target::Proxy, Target::PgBouncer];
 struct Run {
     tps: f64,
     latency_ms: f64,
+    /// CPU time the middleman (proxy or PgBouncer) spent per transaction,
+    /// in µs; a cost that, unlike latency, barely depends on machine load.
+    cpu_us_per_txn: f64,
 }
 
 /// Runs the benchmark.
@@ -155,6 +158,7 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
             let mut runs = [Run {
                 tps: 0.0,
                 latency_ms: 0.0,
+                cpu_us_per_txn: 0.0,
             }; 3];
             // Rotate the order each round so no target always runs first.
             for k in 0..TARGETS.len() {
@@ -164,14 +168,27 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
                     Target::Proxy => proxy_port,
                     Target::PgBouncer => bouncer.port,
                 };
-                let run = pgbench_run(&pgbench, port, scenario, args.duration)?;
+                let middleman = match TARGETS[idx] {
+                    Target::Direct => None,
+                    Target::Proxy => Some(std::process::id()),
+                    Target::PgBouncer => bouncer.pid(),
+                };
+                let cpu_before = middleman.and_then(cpu_seconds);
+                let mut run = pgbench_run(&pgbench, port, scenario, args.duration)?;
+                if let (Some(pid), Some(before)) = (middleman, cpu_before)
+                    && let Some(after) = cpu_seconds(pid)
+                {
+                    let txns = run.tps * args.duration as f64;
+                    run.cpu_us_per_txn = (after - before) * 1e6 / txns.max(1.0);
+                }
                 eprintln!(
-                    "{:<42} round {} {:<9?} {:>10.0} tps {:>8.3} ms",
+                    "{:<42} round {} {:<9?} {:>10.0} tps {:>8.3} ms {:>6.1} µs cpu/txn",
                     scenario.name,
                     round + 1,
                     TARGETS[idx],
                     run.tps,
-                    run.latency_ms
+                    run.latency_ms,
+                    run.cpu_us_per_txn
                 );
                 runs[idx] = run;
             }
@@ -219,24 +236,27 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
     let _ = writeln!(s, "Machine: {}.\n", machine());
     let _ = writeln!(
         s,
-        "| scenario | direct tps | proxy tps | PgBouncer tps | proxy / direct | proxy / PgBouncer | PgBouncer / direct |"
+        "| scenario | direct tps | proxy tps | PgBouncer tps | proxy / direct | proxy / PgBouncer | PgBouncer / direct | proxy CPU µs/txn | PgBouncer CPU µs/txn |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut c1_latency = None;
     let mut c8_ratios = None;
     for (scenario, rounds) in results {
         let tps = |i: usize| median(rounds.iter().map(|r| r[i].tps).collect());
         let (d, p, b) = (tps(0), tps(1), tps(2));
+        let cpu = |i: usize| median(rounds.iter().map(|r| r[i].cpu_us_per_txn).collect());
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.2}x | {:.1} | {:.1} |",
             scenario.name,
             d,
             p,
             b,
             p / d,
             p / b,
-            b / d
+            b / d,
+            cpu(1),
+            cpu(2)
         );
         if scenario.clients == 1 && scenario.args.contains(&"-S") {
             // One client, one statement per transaction: 1/tps is the
@@ -367,7 +387,34 @@ fn pgbench_run(pgbench: &Path, port: u16, scenario: &Scenario, secs: u64) -> Res
     {
         bail!("pgbench reported {failed} failed transactions:\n{text}");
     }
-    Ok(Run { tps, latency_ms })
+    Ok(Run {
+        tps,
+        latency_ms,
+        cpu_us_per_txn: 0.0,
+    })
+}
+
+/// User plus system CPU seconds of a process so far (Linux `/proc`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 fn pgbouncer_version() -> Option<String> {
@@ -401,6 +448,16 @@ struct PgBouncer {
 }
 
 impl PgBouncer {
+    /// The pgbouncer process id (from its pid file; the child we spawned
+    /// may be `runuser`).
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     fn start(upstream_port: u16) -> Result<PgBouncer> {
         let binary = match pgbouncer_binary() {
             Some(b) => b,

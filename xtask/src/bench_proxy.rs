@@ -223,15 +223,18 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
     let _ = writeln!(s, "## Proxy\n");
     let _ = writeln!(
         s,
-        "Command: `cargo xtask bench proxy --duration {} --rounds {} --scale {}` \
-         (pgbench from the PostgreSQL bindir against a throwaway cluster; the proxy \
-         in-process with one synced table configured; PgBouncer {} in session mode; \
-         all over TCP on 127.0.0.1; {} interleaved rounds, median reported).\n",
-        args.duration,
-        args.rounds,
-        args.scale,
-        pgbouncer_version().unwrap_or_else(|| "?".into()),
-        args.rounds
+        "Command: `cargo xtask bench proxy --duration {d} --rounds {r} --scale {sc}` \
+         (same code: `cargo bench -p sequin-proxy --bench pgbench -- --duration {d} --rounds {r} --scale {sc}`). \
+         pgbench from the PostgreSQL bindir against a throwaway cluster; the proxy \
+         in-process (dedicated worker threads) with one synced table configured, so the \
+         statement pre-filter is on the path; PgBouncer {v} in session mode; all over TCP \
+         on 127.0.0.1; {r} interleaved rounds of {d} s, median reported. CPU µs/txn is the \
+         middleman's own user+system CPU time per transaction (from /proc), which depends \
+         far less on machine load than tps does.\n",
+        d = args.duration,
+        r = args.rounds,
+        sc = args.scale,
+        v = pgbouncer_version().unwrap_or_else(|| "?".into()),
     );
     let _ = writeln!(s, "Machine: {}.\n", machine());
     let _ = writeln!(
@@ -319,7 +322,12 @@ fn machine() -> String {
                 .map(|s| s.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores, {cpu}")
+    // Other work on the machine skews tps ratios; say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    format!("{cores} cores, {cpu}; 1-minute load average when the report was written: {load}")
 }
 
 /// Replaces (or appends) the "## Proxy" section, keeping the others.

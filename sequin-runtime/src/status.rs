@@ -36,18 +36,37 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
             context: "reading sync status (has `sequin migrate` run?)".into(),
             source,
         })?;
-    Ok(rows
-        .iter()
-        .map(|r| ObjectStatus {
-            connection: r.get(0),
-            object: r.get(1),
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let connection: String = r.get(0);
+        let object: String = r.get(1);
+        // Rows in the table now (not the number of upserts so far);
+        // pseudo-objects such as the events feed have no table.
+        let count = if object.starts_with('_') {
+            r.get(3)
+        } else {
+            let sql = format!(
+                "SELECT count(*) FROM {}.{}",
+                sequin_spec::naming::quote_ident(&connection),
+                sequin_spec::naming::quote_ident(&object)
+            );
+            client
+                .query_one(&sql, &[])
+                .await
+                .map(|c| c.get(0))
+                .unwrap_or(-1)
+        };
+        out.push(ObjectStatus {
+            connection,
+            object,
             phase: r.get(2),
-            rows: r.get(3),
+            rows: count,
             seconds_since_poll: r.get(4),
             lag_seconds: r.get(5),
             last_error: r.get(6),
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 fn ago(s: Option<f64>) -> String {

@@ -25,14 +25,17 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_sequin
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "cannot connect to Postgres at {target}: {source} (is it running, and is database_url right?)"
+        "cannot connect to Postgres at {target}: {reason} (check that the server is running and accepts connections there, and that database_url in the config is right)"
     )]
     Connect {
         target: String,
+        /// The cause with its own causes (`error connecting to server:
+        /// Connection refused`), which the driver's error alone leaves out.
+        reason: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", db_message(source))]
     Db {
         context: String,
         #[source]
@@ -40,9 +43,35 @@ pub enum StoreError {
     },
 }
 
+/// The server's own message (tokio-postgres's Display says only "db error").
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{} ({detail})", d.message()),
+            None => d.message().to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
 fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Db { context, source }
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// `host:port/db` of a URL, without credentials, for messages.
@@ -58,6 +87,7 @@ pub async fn connect(url: &str) -> Result<Client, StoreError> {
         .await
         .map_err(|source| StoreError::Connect {
             target: redact_url(url),
+            reason: error_chain(&source),
             source,
         })?;
     tokio::spawn(async move {
@@ -234,9 +264,14 @@ impl Writer {
             .iter()
             .map(|c| format!("{} {}", quote_ident(&c.name), c.ty.pg_type()))
             .collect();
+        // Recreated when the table's columns changed (discovered fields).
+        let drop = if self.staged.contains_key(&t.stage()) {
+            format!("DROP TABLE IF EXISTS {};", t.stage())
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "DROP TABLE IF EXISTS pg_temp.{stage};
-             CREATE TEMP TABLE {stage} ({defs}, _sequin_updated_at timestamptz, _seq bigint) ON COMMIT DELETE ROWS",
+            "{drop} CREATE TEMP TABLE {stage} ({defs}, _sequin_updated_at timestamptz, _seq bigint) ON COMMIT DELETE ROWS",
             stage = t.stage(),
             defs = defs.join(", ")
         );
@@ -301,6 +336,15 @@ impl Writer {
                     "_sequin_synced_at = now()".into(),
                 ])
                 .collect();
+            // A record identical to the row is not rewritten (full refreshes
+            // and replayed events would otherwise rewrite every row).
+            let data_cols: Vec<String> = t
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != t.primary_key)
+                .map(|(_, c)| quote_ident(&c.name))
+                .collect();
             // The last occurrence of a key in a batch wins (DISTINCT ON keeps
             // the highest _seq), and an older record never overwrites a newer
             // row.
@@ -308,12 +352,22 @@ impl Writer {
                 "INSERT INTO {table} AS t ({cols}, _sequin_updated_at)
                  SELECT DISTINCT ON ({pk}) {cols}, _sequin_updated_at FROM {stage} ORDER BY {pk}, _seq DESC
                  ON CONFLICT ({pk}) DO UPDATE SET {updates}
-                 WHERE t._sequin_updated_at IS NULL OR EXCLUDED._sequin_updated_at IS NULL
-                    OR EXCLUDED._sequin_updated_at >= t._sequin_updated_at",
+                 WHERE (t._sequin_updated_at IS NULL OR EXCLUDED._sequin_updated_at IS NULL
+                    OR EXCLUDED._sequin_updated_at >= t._sequin_updated_at)
+                   AND {changed}",
                 table = t.qualified(),
                 cols = col_list.join(", "),
                 stage = t.stage(),
                 updates = updates.join(", "),
+                changed = if data_cols.is_empty() {
+                    "false".to_string()
+                } else {
+                    format!(
+                        "({}) IS DISTINCT FROM ({})",
+                        data_cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+                        data_cols.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+                    )
+                },
             );
             changed += tx
                 .execute(&sql, &[])
@@ -371,13 +425,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Records a successful poll that changed nothing.
-    pub async fn record_poll(&self, connection: &str, object: &str) -> Result<(), StoreError> {
+    /// Records a successful poll of `objects` (several when one feed serves
+    /// them all).
+    pub async fn record_poll(&self, connection: &str, objects: &[&str]) -> Result<(), StoreError> {
         self.client
             .execute(
                 "UPDATE sequin.sync_state SET last_poll_at = now(), last_success_at = now(), last_error = NULL
-                  WHERE connection = $1 AND object = $2",
-                &[&connection, &object],
+                  WHERE connection = $1 AND object = ANY($2)",
+                &[&connection, &objects],
             )
             .await
             .map_err(db("recording a poll"))?;
@@ -515,7 +570,11 @@ impl Writer {
         tx.commit()
             .await
             .map_err(db("committing a schema change"))?;
-        self.staged.remove(&t.stage());
+        // Keep the entry (emptied) so the next batch drops and recreates the
+        // session's staging table with the new columns.
+        if let Some(cols) = self.staged.get_mut(&t.stage()) {
+            cols.clear();
+        }
         Ok(added)
     }
 }

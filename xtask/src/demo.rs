@@ -83,10 +83,10 @@ connections:
   - name: salesforce
     connector: salesforce
     base_url: {salesforce}
-    params: {{ login_host: "{salesforce_host}" }}
+    token_url: {salesforce}/services/oauth2/token
     credentials:
-      client_id: sequin-demo
-      client_secret: sequin-demo-secret
+      client_id: "{salesforce_client_id}"
+      client_secret: "{salesforce_client_secret}"
       refresh_token: "{salesforce_refresh}"
     poll_interval: 1s
     discovery_interval: 10s
@@ -106,15 +106,18 @@ connections:
   - name: github
     connector: github
     base_url: {github}
-    params: {{ owner: sequin-demo, repo: widgets }}
+    params: {{ owner: {github_owner}, repo: {github_repo} }}
     credentials: {{ token: "{github_token}" }}
     poll_interval: 1s
 "#,
         stripe = sims.stripe.base_url(),
         stripe_token = sims.stripe.token(),
         salesforce = sims.salesforce.base_url(),
-        salesforce_host = sims.salesforce.addr(),
         salesforce_refresh = sims.salesforce.salesforce().refresh_token(),
+        salesforce_client_id = sequin_sim::salesforce::CLIENT_ID,
+        salesforce_client_secret = sequin_sim::salesforce::CLIENT_SECRET,
+        github_owner = sequin_sim::github::Github::OWNER,
+        github_repo = sequin_sim::github::Github::REPO,
         hubspot = sims.hubspot.base_url(),
         hubspot_token = sims.hubspot.token(),
         airtable = sims.airtable.base_url(),
@@ -185,7 +188,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         dir.path().join("sync.log").display()
     );
     let log = std::fs::File::create(dir.path().join("sync.log"))?;
-    let _sync = Running(
+    let mut sync = Running(
         sequin_cmd("sync")
             .stdout(Stdio::null())
             .stderr(log)
@@ -193,8 +196,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .context("starting sequin sync")?,
     );
     let t0 = Instant::now();
+    let sync_log = || std::fs::read_to_string(dir.path().join("sync.log")).unwrap_or_default();
     loop {
         std::thread::sleep(Duration::from_millis(500));
+        if let Some(code) = sync.0.try_wait()? {
+            bail!("sequin sync exited ({code}); its log:\n{}", sync_log());
+        }
         let status = sequin_cmd("status").output()?;
         let text = String::from_utf8_lossy(&status.stdout).to_string();
         let lines: Vec<&str> = text
@@ -212,7 +219,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         if t0.elapsed() > Duration::from_secs(300) {
             bail!(
                 "sync did not finish within 5 minutes; status:\n{text}\nlog:\n{}",
-                std::fs::read_to_string(dir.path().join("sync.log")).unwrap_or_default()
+                sync_log()
             );
         }
     }

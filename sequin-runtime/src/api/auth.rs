@@ -413,8 +413,18 @@ impl OAuth {
         api: &str,
         http: &reqwest::Client,
     ) -> Result<(), ApiError> {
+        // Instrumented rather than entered: a span entered across an await
+        // leaks into whatever else runs on the thread meanwhile.
         let span = tracing::info_span!("oauth_refresh", connection = %self.connection);
-        let _enter = span.enter();
+        tracing::Instrument::instrument(self.refresh_token_request(st, api, http), span).await
+    }
+
+    async fn refresh_token_request(
+        &self,
+        st: &mut OAuthState,
+        api: &str,
+        http: &reqwest::Client,
+    ) -> Result<(), ApiError> {
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "refresh_token")
             .append_pair("client_id", self.client_id.expose())

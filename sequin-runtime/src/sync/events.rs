@@ -128,7 +128,12 @@ pub async fn run(
                 tracing::info!(connection = %ctx.conn.name, events = n, "events applied")
             }
             Ok(_) => {}
-            Err(e) if ctx.opts.once => return Err(e),
+            Err(e) if ctx.opts.once || e.is_auth() => {
+                writer
+                    .record_error(&ctx.conn.name, EVENTS, &e.to_string())
+                    .await?;
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(connection = %ctx.conn.name, error = %e, "events poll failed; will retry");
                 writer
@@ -197,9 +202,9 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
         };
         let mut events: Vec<Value> = pages.into_iter().flatten().collect();
         if events.is_empty() {
-            writer
-                .record_poll(&ctx.conn.name, super::events::EVENTS)
-                .await?;
+            let mut polled: Vec<&str> = objects.iter().map(|p| p.table.name.as_str()).collect();
+            polled.push(EVENTS);
+            writer.record_poll(&ctx.conn.name, &polled).await?;
             return Ok(applied);
         }
         // Newest first on the wire; apply oldest first.
@@ -217,6 +222,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
                 &ctx.conn.name,
                 EVENTS,
                 &Checkpoint {
+                    phase: Some(crate::store::Phase::Live),
                     incremental_cursor: Some(Some(json!({ "event": cursor }))),
                     ..Default::default()
                 },

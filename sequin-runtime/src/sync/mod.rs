@@ -45,11 +45,36 @@ pub enum SyncError {
     Plan(#[from] plan::PlanError),
     #[error("{0}")]
     Decode(String),
+    /// The API refused the connection's credentials: retrying cannot help,
+    /// so the connection stops and says what to change.
+    #[error(
+        "connection `{connection}`: {source}; the credentials were refused: update {credentials} in the config (or the environment variable it comes from) and start sequin again"
+    )]
+    Credentials {
+        connection: String,
+        /// The credential names, quoted (`` `api_key` ``).
+        credentials: String,
+        #[source]
+        source: Box<SyncError>,
+    },
 }
 
 impl From<api::ApiError> for SyncError {
     fn from(e: api::ApiError) -> SyncError {
         SyncError::Api(Box::new(e))
+    }
+}
+
+impl SyncError {
+    /// Whether the API refused the credentials (HTTP 401 after any token
+    /// refresh, or an OAuth token endpoint refusing the refresh token).
+    /// Such an error stops the whole connection instead of being retried.
+    pub fn is_auth(&self) -> bool {
+        match self {
+            SyncError::Api(e) => e.status == Some(401) || e.kind == api::ErrorKind::Auth,
+            SyncError::Credentials { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -97,7 +122,27 @@ pub async fn run(
         let url = url.clone();
         let opts = opts.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { run_connection(url, conn, opts, shutdown).await });
+        tasks.spawn(async move {
+            let name = conn.name.clone();
+            let connector = conn.connector.clone();
+            run_connection(url, conn, opts, shutdown)
+                .await
+                .map_err(|e| match e {
+                    e @ SyncError::Api(_) if e.is_auth() => {
+                        let spec = &registry::get(&connector).expect("config is checked").spec;
+                        let names: Vec<String> = crate::config::required_credentials(spec)
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect();
+                        SyncError::Credentials {
+                            connection: name,
+                            credentials: names.join(", "),
+                            source: Box::new(e),
+                        }
+                    }
+                    e => e,
+                })
+        });
     }
     let mut first_error = None;
     while let Some(res) = tasks.join_next().await {
@@ -177,6 +222,28 @@ async fn run_connection(
     opts: Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
+    let name = conn.name.clone();
+    let result = run_connection_inner(url.clone(), conn, opts, shutdown).await;
+    if let Err(e) = &result {
+        // Make a connection-level failure (bad credentials, unreachable API)
+        // visible in `sequin status`, not only in the log.
+        if let Ok(w) = Writer::connect(&url).await {
+            let _ = w.state(&name, CONNECTION).await;
+            let _ = w.record_error(&name, CONNECTION, &e.to_string()).await;
+        }
+    }
+    result
+}
+
+/// The pseudo-object under which connection-level errors are recorded.
+pub const CONNECTION: &str = "_connection";
+
+async fn run_connection_inner(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
     let loaded = registry::get(&conn.connector).expect("config is checked");
     let spec = Arc::new(loaded.spec.clone());
     let mut cc = ClientConfig::new(conn.name.clone());
@@ -247,6 +314,11 @@ async fn run_connection(
                 None => break,
                 Some(Ok(Err(e))) => {
                     tracing::error!(connection = %ctx.conn.name, error = %e, "sync task stopped");
+                    // Refused credentials fail every task of the connection:
+                    // stop them all (the error is recorded in sync_state).
+                    if e.is_auth() {
+                        tasks.abort_all();
+                    }
                     first_error.get_or_insert(e);
                 }
                 Some(_) => {}
@@ -523,15 +595,21 @@ async fn run_object(
     // Fields added upstream while Sequin was stopped need a re-list (a
     // backfill lists them anyway).
     let mut pending_resync = state.phase == Phase::Live && !added.is_empty();
-    if state.phase == Phase::Backfilling {
-        backfill(
+    if state.phase == Phase::Backfilling
+        && let Err(e) = backfill(
             &ctx,
             &mut writer,
             &plan,
             state.backfill_cursor.take(),
             state.incremental_cursor.is_none(),
         )
-        .await?;
+        .await
+    {
+        // Shown by `sequin status`; the committed batches stay.
+        writer
+            .record_error(&name, &plan.table.name, &e.to_string())
+            .await?;
+        return Err(e);
     }
     if matches!(plan.incremental, Incremental::Events { .. }) {
         live_tx.send_modify(|n| *n += 1);
@@ -542,7 +620,12 @@ async fn run_object(
         if !matches!(plan.incremental, Incremental::Events { .. }) {
             match poll_once(&ctx, &mut writer, &plan).await {
                 Ok(()) => {}
-                Err(e) if ctx.opts.once => return Err(e),
+                Err(e) if ctx.opts.once || e.is_auth() => {
+                    writer
+                        .record_error(&name, &plan.table.name, &e.to_string())
+                        .await?;
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "poll failed; will retry");
                     writer
@@ -828,8 +911,9 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
         }
         Incremental::FullRefresh => {
             let seen = full_list(ctx, writer, plan).await?;
-            let existing = writer.primary_keys(&plan.table).await?;
-            let gone: Vec<String> = existing.into_iter().filter(|k| !seen.contains(k)).collect();
+            // Rows written since the list began (a write-through insert
+            // made after the list passed its page) are not gone.
+            let gone = writer.stale_keys(&plan.table, &seen, poll_started).await?;
             changed += writer
                 .apply(name, &plan.table, &[], &gone, &Checkpoint::default())
                 .await?;

@@ -15,7 +15,7 @@
 //! The reference directory defaults to `/work/shared/reference`; set `SEQUIN_REFERENCE_DIR` to
 //! use another copy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sequin_sim::{Api, Sim, SimConfig};
@@ -24,10 +24,12 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 const KEY: &str = "sk_test_sequin";
 
+/// `$SEQUIN_REFERENCE_DIR`, else `shared/reference` beside the repository
+/// (where CI and every checkout have it).
 fn reference_dir() -> PathBuf {
     std::env::var_os("SEQUIN_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"))
 }
 
 fn yaml_to_json(y: &Yaml) -> Value {

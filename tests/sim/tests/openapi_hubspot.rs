@@ -18,7 +18,6 @@ fn reference_dir() -> PathBuf {
     let candidates = [
         manifest.join("../../../shared/reference"),
         manifest.join("../../shared/reference"),
-        PathBuf::from("/work/shared/reference"),
     ];
     candidates
         .into_iter()

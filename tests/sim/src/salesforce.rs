@@ -140,6 +140,18 @@ fn as_object(value: Value) -> Result<Map<String, Value>, SfError> {
     }
 }
 
+/// A 200 response with an already serialized JSON body (query pages are rendered as bytes).
+fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;charset=UTF-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// Salesforce sends errors as a JSON array, even when there is one.
 fn error_response(error: SfError) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -359,7 +371,8 @@ fn run_query(
     let text = query_param(raw.as_deref(), "q").ok_or_else(|| {
         SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
     })?;
-    Ok(Json(sim.org().query(&text, all, batch_size(headers), version)?).into_response())
+    let body = sim.org().query(&text, all, batch_size(headers), version)?;
+    Ok(json_bytes(body))
 }
 
 async fn query(
@@ -385,7 +398,8 @@ async fn query_more(
     Path((version, locator)): Path<(String, String)>,
 ) -> Result<Response, SfError> {
     check_version(&version)?;
-    Ok(Json(sim.org().query_more(&locator, &version)?).into_response())
+    let body = sim.org().query_more(&locator, &version)?;
+    Ok(json_bytes(body))
 }
 
 fn collection_records(body: &Value) -> Result<(&[Value], bool), SfError> {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::ids;
@@ -877,14 +878,15 @@ impl Org {
 
     // ----- SOQL -----------------------------------------------------------------------------
 
-    /// Runs a query (`query_all` includes deleted records) and returns its first page.
+    /// Runs a query (`query_all` includes deleted records) and returns its first page as the
+    /// JSON response body.
     pub fn query(
         &mut self,
         text: &str,
         query_all: bool,
         batch_size: usize,
         version: &str,
-    ) -> Result<Value, SfError> {
+    ) -> Result<Vec<u8>, SfError> {
         let parsed =
             soql::parse(text).map_err(|e| SfError::bad_request("MALFORMED_QUERY", e.message))?;
         let index = self.object_index(&parsed.object.value).ok_or_else(|| {
@@ -1016,7 +1018,7 @@ impl Org {
     }
 
     /// `GET /query/{locator}-{offset}`: a later page of a query.
-    pub fn query_more(&self, locator_and_offset: &str, version: &str) -> Result<Value, SfError> {
+    pub fn query_more(&self, locator_and_offset: &str, version: &str) -> Result<Vec<u8>, SfError> {
         let invalid = || SfError::bad_request("INVALID_QUERY_LOCATOR", "invalid query locator");
         let (locator, offset) = locator_and_offset.rsplit_once('-').ok_or_else(invalid)?;
         let offset: usize = offset.parse().map_err(|_| invalid())?;
@@ -1027,37 +1029,132 @@ impl Org {
         Ok(self.render_page(cursor, locator, offset, version))
     }
 
-    fn render_page(&self, cursor: &Cursor, locator: &str, offset: usize, version: &str) -> Value {
+    /// Serializes one page of a cursor straight from the stored records: a 2000-record page
+    /// is megabytes of JSON, and building it as a `Value` tree first costs more than the
+    /// serialization itself.
+    fn render_page(&self, cursor: &Cursor, locator: &str, offset: usize, version: &str) -> Vec<u8> {
         let sobject = &self.objects[self
             .object_index(&cursor.object)
             .expect("cursor names a known object")];
         let end = (offset + cursor.batch_size).min(cursor.ids.len());
-        let fields: Vec<&str> = cursor.fields.iter().map(String::as_str).collect();
-        let records: Vec<Value> = cursor.ids[offset..end]
-            .iter()
-            .filter_map(|id| {
-                sobject
-                    .records
-                    .get(id)
-                    .map(|r| render(&sobject.def, id, r, &fields, version))
-            })
-            .collect();
-        let mut page = json!({
-            "totalSize": cursor.ids.len(),
-            "done": end >= cursor.ids.len(),
-        });
-        if end < cursor.ids.len() {
+        let next_records_url = (end < cursor.ids.len()).then(|| {
             let resource = if cursor.query_all {
                 "queryAll"
             } else {
                 "query"
             };
-            page["nextRecordsUrl"] = json!(format!(
-                "/services/data/{version}/{resource}/{locator}-{end}"
-            ));
+            format!("/services/data/{version}/{resource}/{locator}-{end}")
+        });
+        let page = PageView {
+            total_size: cursor.ids.len(),
+            done: end >= cursor.ids.len(),
+            next_records_url,
+            records: RecordsView {
+                def: &sobject.def,
+                records: &sobject.records,
+                ids: &cursor.ids[offset..end],
+                fields: &cursor.fields,
+                version,
+            },
+        };
+        serde_json::to_vec(&page).expect("a page serializes")
+    }
+}
+
+/// A query result page, serialized in the key order Salesforce sends.
+struct PageView<'a> {
+    total_size: usize,
+    done: bool,
+    next_records_url: Option<String>,
+    records: RecordsView<'a>,
+}
+
+impl Serialize for PageView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("totalSize", &self.total_size)?;
+        map.serialize_entry("done", &self.done)?;
+        if let Some(url) = &self.next_records_url {
+            map.serialize_entry("nextRecordsUrl", url)?;
         }
-        page["records"] = Value::Array(records);
-        page
+        map.serialize_entry("records", &self.records)?;
+        map.end()
+    }
+}
+
+/// The records of a page, borrowed from the store.
+struct RecordsView<'a> {
+    def: &'a ObjectDef,
+    records: &'a BTreeMap<String, Record>,
+    ids: &'a [String],
+    fields: &'a [String],
+    version: &'a str,
+}
+
+impl Serialize for RecordsView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for id in self.ids {
+            let Some(record) = self.records.get(id) else {
+                continue;
+            };
+            seq.serialize_element(&RecordView {
+                def: self.def,
+                id,
+                record,
+                fields: self.fields,
+                version: self.version,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One record with the selected fields, as `render` builds it but without copying values.
+struct RecordView<'a> {
+    def: &'a ObjectDef,
+    id: &'a str,
+    record: &'a Record,
+    fields: &'a [String],
+    version: &'a str,
+}
+
+impl Serialize for RecordView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        map.serialize_entry(
+            "attributes",
+            &AttributesView {
+                object: self.def.name,
+                id: self.id,
+                version: self.version,
+            },
+        )?;
+        for field in self.fields {
+            map.serialize_entry(field, self.record.values.get(field).unwrap_or(&Value::Null))?;
+        }
+        map.end()
+    }
+}
+
+struct AttributesView<'a> {
+    object: &'a str,
+    id: &'a str,
+    version: &'a str,
+}
+
+impl Serialize for AttributesView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("type", self.object)?;
+        map.serialize_entry(
+            "url",
+            &format_args!(
+                "/services/data/{}/sobjects/{}/{}",
+                self.version, self.object, self.id
+            ),
+        )?;
+        map.end()
     }
 }
 
@@ -1541,6 +1638,7 @@ mod tests {
                 "v59.0",
             )
             .unwrap();
+        let page: Value = serde_json::from_slice(&page).unwrap();
         assert_eq!(page["totalSize"], 1);
         assert_eq!(page["records"][0]["Id"].as_str().unwrap().len(), 18);
     }

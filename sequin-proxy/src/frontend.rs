@@ -73,6 +73,8 @@ pub enum SessionError {
     Tls(std::io::Error),
     #[error("interceptor failed: {0}")]
     Intercept(InjectError),
+    #[error("client sent no startup packet within the startup timeout")]
+    StartupTimeout,
     #[error("client closed the connection during startup")]
     ClientGoneDuringStartup,
     #[error("server closed the connection during startup")]
@@ -218,6 +220,19 @@ impl Drop for CancelKeyGuard {
     }
 }
 
+/// How long a client may take to send its startup packet (and finish the
+/// TLS handshake), like Postgres's `authentication_timeout`.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn with_startup_timeout<T>(
+    fut: impl Future<Output = Result<T, SessionError>>,
+) -> Result<T, SessionError> {
+    match tokio::time::timeout(STARTUP_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(SessionError::StartupTimeout),
+    }
+}
+
 async fn session(
     mut tcp: TcpStream,
     peer: SocketAddr,
@@ -227,18 +242,24 @@ async fn session(
     // after an SSLRequest may be read before the TLS handshake
     // (CVE-2021-23222).
     let (client_read, client_write, packet, startup): (ClientRead, ClientWrite, _, _) =
-        match negotiate(&mut tcp, env, env.tls.is_some()).await? {
+        match with_startup_timeout(negotiate(&mut tcp, env, env.tls.is_some())).await? {
             Step::End(end) => return Ok(end),
             Step::Startup(packet, m) => {
                 let (r, w) = tcp.into_split();
                 (Box::new(r), Box::new(w), packet, m)
             }
             Step::StartTls => {
-                let acceptor = env.tls.as_ref().expect("TLS offered only when configured");
-                let mut tls = acceptor.accept(tcp).await.map_err(SessionError::Tls)?;
-                match negotiate(&mut tls, env, false).await? {
+                let Some(acceptor) = env.tls.as_ref() else {
+                    return Ok(SessionEnd::NoStartup);
+                };
+                let mut tls = with_startup_timeout(async {
+                    acceptor.accept(tcp).await.map_err(SessionError::Tls)
+                })
+                .await?;
+                match with_startup_timeout(negotiate(&mut tls, env, false)).await? {
                     Step::End(end) => return Ok(end),
-                    Step::StartTls => unreachable!("TLS is not offered twice"),
+                    // TLS is never offered twice (`tls_possible` is false).
+                    Step::StartTls => return Ok(SessionEnd::NoStartup),
                     Step::Startup(packet, m) => {
                         let (r, w) = tokio::io::split(tls);
                         (Box::new(r), Box::new(w), packet, m)

@@ -237,6 +237,20 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
         v = pgbouncer_version().unwrap_or_else(|| "?".into()),
     );
     let _ = writeln!(s, "Machine: {}.\n", machine());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
+    if let Some(load) = load_average()
+        && load > cores
+    {
+        let _ = writeln!(
+            s,
+            "**Caution:** the machine was busy with other work during this run (1-minute load \
+             {load:.1} on {cores} cores), so tps swings between rounds and the tps ratios below \
+             are not reliable; the CPU µs/txn columns are. Rerun on an idle machine for the \
+             ratios that count.\n"
+        );
+    }
     let _ = writeln!(
         s,
         "| scenario | direct tps | proxy tps | PgBouncer tps | proxy / direct | proxy / PgBouncer | PgBouncer / direct | proxy CPU µs/txn | PgBouncer CPU µs/txn |"
@@ -323,11 +337,19 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     // Other work on the machine skews tps ratios; say how busy it was.
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+    let load = load_average()
+        .map(|l| format!("{l:.1}"))
         .unwrap_or_else(|| "?".into());
     format!("{cores} cores, {cpu}; 1-minute load average when the report was written: {load}")
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Replaces (or appends) the "## Proxy" section, keeping the others.

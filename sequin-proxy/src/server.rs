@@ -39,7 +39,11 @@ pub struct ProxyConfig {
     /// single-threaded runtime; 0 runs them on the caller's runtime. Pinning
     /// a session (both directions and both sockets) to one thread saves the
     /// cross-thread wake-ups a work-stealing runtime adds to every round
-    /// trip. Defaults to the number of CPUs.
+    /// trip. Defaults to half the CPUs (at least one): the proxy's work is
+    /// mostly system calls, and fewer threads batch more ready sockets per
+    /// wake-up, leaving the other cores to Postgres (measured with
+    /// `cargo xtask bench proxy --proxy-threads N`: on 2 cores, one thread
+    /// costs about a third less CPU per transaction than two).
     pub worker_threads: usize,
 }
 
@@ -53,7 +57,7 @@ impl ProxyConfig {
             max_message_len: codec::MAX_MESSAGE_LEN,
             buffer_size: 64 * 1024,
             worker_threads: std::thread::available_parallelism()
-                .map(|n| n.get())
+                .map(|n| (n.get() / 2).max(1))
                 .unwrap_or(1),
         }
     }

@@ -39,6 +39,9 @@ pub struct BenchProxyArgs {
     /// Only run scenarios whose name contains this text.
     #[arg(long)]
     pub only: Option<String>,
+    /// Proxy worker threads (default: the proxy's default, half the CPUs).
+    #[arg(long)]
+    pub proxy_threads: Option<usize>,
 }
 
 /// One pgbench configuration.
@@ -136,6 +139,9 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
         // A synced table makes every Query/Parse pay the pre-filter, as in
         // production.
         config.synced = SyncedTables::new([TableName::new("stripe", "customer")]);
+        if let Some(n) = args.proxy_threads {
+            config.worker_threads = n;
+        }
         Proxy::bind(config, Arc::new(PassThrough)).await
     })?;
     let proxy_port = proxy.local_addr().port();
@@ -228,7 +234,8 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
          pgbench from the PostgreSQL bindir against a throwaway cluster; the proxy \
          in-process (dedicated worker threads) with one synced table configured, so the \
          statement pre-filter is on the path; PgBouncer {v} in session mode; all over TCP \
-         on 127.0.0.1; {r} interleaved rounds of {d} s, median reported. CPU µs/txn is the \
+         on 127.0.0.1; {r} rounds of {d} s in rotating order; tps are medians, ratios are \
+         medians of the ratios within each round. CPU µs/txn is the \
          middleman's own user+system CPU time per transaction (from /proc), which depends \
          far less on machine load than tps does.\n",
         d = args.duration,
@@ -261,6 +268,11 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
     for (scenario, rounds) in results {
         let tps = |i: usize| median(rounds.iter().map(|r| r[i].tps).collect());
         let (d, p, b) = (tps(0), tps(1), tps(2));
+        // Ratios are taken within each round (the three targets ran back to
+        // back) and the median of those is reported: drift between rounds on
+        // a shared machine cancels out better than in a ratio of medians.
+        let ratio =
+            |i: usize, j: usize| median(rounds.iter().map(|r| r[i].tps / r[j].tps).collect());
         let cpu = |i: usize| median(rounds.iter().map(|r| r[i].cpu_us_per_txn).collect());
         let _ = writeln!(
             s,
@@ -269,19 +281,28 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
             d,
             p,
             b,
-            p / d,
-            p / b,
-            b / d,
+            ratio(1, 0),
+            ratio(1, 2),
+            ratio(2, 0),
             cpu(1),
             cpu(2)
         );
         if scenario.clients == 1 && scenario.args.contains(&"-S") {
             // One client, one statement per transaction: 1/tps is the
-            // round-trip time, so the difference is the proxy's cost.
-            c1_latency = Some(((1e6 / p) - (1e6 / d), (1e6 / b) - (1e6 / d), 1e6 / d));
+            // round-trip time, so the difference is the middleman's cost
+            // (again paired within rounds).
+            let added = |i: usize| {
+                median(
+                    rounds
+                        .iter()
+                        .map(|r| 1e6 / r[i].tps - 1e6 / r[0].tps)
+                        .collect(),
+                )
+            };
+            c1_latency = Some((added(1), added(2), 1e6 / d));
         }
         if scenario.clients == 8 && scenario.args == ["-S", "-c", "8", "-j", "2"] {
-            c8_ratios = Some((p / d, p / b));
+            c8_ratios = Some((ratio(1, 0), ratio(1, 2)));
         }
     }
     s.push('\n');

@@ -9,11 +9,11 @@ mod sync_common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, connect, wait_live};
 use sequin_sim::github::Github;
 use sequin_sim::{Api, SimConfig};
 use serde_json::{Value, json};
-use sync_common::{assert_table_equals, freshness, parse_time, row_equals, spec_columns};
+use sync_common::{assert_table_equals, freshness, parse_time, row_equals, spec_columns, within};
 
 const POLL: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_millis(1500);
@@ -92,7 +92,7 @@ connections:
     let before = synced_at(&pg).await;
 
     // Changes by another user arrive through `since` polls.
-    let at = Instant::now();
+    let changed_at = Instant::now();
     let edited = gh
         .update_issue(
             7,
@@ -106,7 +106,8 @@ connections:
     let created_id = created["id"].to_string();
     let edited = gh.issue(7).unwrap();
     let created = gh.issue(created["number"].as_u64().unwrap()).unwrap();
-    eventually(
+    within(
+        changed_at,
         freshness(POLL, SLACK),
         "an edited and a new issue",
         || async {
@@ -118,7 +119,7 @@ connections:
         },
     )
     .await;
-    let fresh = at.elapsed();
+    let fresh = changed_at.elapsed();
 
     // Only changed issues were fetched again: rows of issues last updated
     // well before the polls began were not rewritten.

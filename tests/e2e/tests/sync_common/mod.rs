@@ -195,6 +195,18 @@ pub async fn db_rows(
     pk: &str,
     cols: &[Col],
 ) -> BTreeMap<String, Vec<Canon>> {
+    select_rows(pg, schema, table, pk, cols, None).await
+}
+
+/// The rows of `schema.table` (only the row of `key` when given).
+async fn select_rows(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+    pk: &str,
+    cols: &[Col],
+    key: Option<&str>,
+) -> BTreeMap<String, Vec<Canon>> {
     let exprs: Vec<String> = cols
         .iter()
         .map(|c| {
@@ -211,13 +223,13 @@ pub async fn db_rows(
     // jsonb_build_array takes at most 100 arguments: select in chunks.
     for (chunk_no, chunk) in exprs.chunks(90).enumerate() {
         let sql = format!(
-            "SELECT {}::text, jsonb_build_array({}) FROM {}.{}",
-            quote_ident(pk),
+            "SELECT {pk}::text, jsonb_build_array({}) FROM {}.{} WHERE $1::text IS NULL OR {pk}::text = $1",
             chunk.join(", "),
             quote_ident(schema),
-            quote_ident(table)
+            quote_ident(table),
+            pk = quote_ident(pk),
         );
-        for row in pg.query(&sql, &[]).await.expect("select synced rows") {
+        for row in pg.query(&sql, &[&key]).await.expect("select synced rows") {
             let key: String = row.get(0);
             let values: Value = row.get(1);
             let entry: &mut Vec<Canon> = out.entry(key).or_default();
@@ -304,7 +316,9 @@ pub async fn db_row(
     key: &str,
     cols: &[Col],
 ) -> Option<Vec<Canon>> {
-    db_rows(pg, schema, table, pk, cols).await.remove(key)
+    select_rows(pg, schema, table, pk, cols, Some(key))
+        .await
+        .remove(key)
 }
 
 /// Whether the row of `key` equals the API's `record` in every column.
@@ -351,4 +365,28 @@ pub async fn sync_errors(pg: &tokio_postgres::Client, connection: &str) -> Vec<(
     .iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect()
+}
+
+/// Waits (up to 60 s) until `check` holds, then asserts it held within
+/// `bound` of `since` (the moment of the upstream change). Returns the time
+/// it took. Waiting past the bound first tells a late change (a freshness
+/// failure, with the time measured) from one that never arrives (a
+/// correctness failure).
+pub async fn within<T: std::fmt::Debug, F, Fut>(
+    since: std::time::Instant,
+    bound: Duration,
+    what: &str,
+    check: F,
+) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, T)>,
+{
+    sequin_e2e::eventually(Duration::from_secs(60), what, check).await;
+    let took = since.elapsed();
+    assert!(
+        took <= bound,
+        "{what} became visible after {took:?}, beyond the freshness bound of {bound:?}"
+    );
+    took
 }

@@ -4,6 +4,11 @@
 //! Collections (`/composite/sobjects`) with `allOrNone`, custom `__c` fields added at runtime,
 //! and Salesforce's error arrays `[{"message","errorCode","fields"}]`.
 //!
+//! Account, Contact, Lead and Opportunity carry the standard fields of Salesforce's Object
+//! Reference with their describe metadata; the server-computed ones (person `Name`, compound
+//! addresses, Opportunity probability/forecast defaults per stage, `ExpectedRevenue`, fiscal
+//! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
+//!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
 //! `IsDeleted = true`, as in a real org's recycle bin.
 

@@ -361,3 +361,85 @@ async fn airtable_exact_under_faults_within_rate_limit() {
     sync.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+/// An outage longer than the client's retries (every request answered
+/// 500) in the middle of a backfill: the error shows in `sync_state`, the
+/// committed rows stay, and once the API is back the backfill resumes from
+/// its checkpoint and ends exact, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_resumes_after_an_outage_longer_than_the_retries() {
+    const CUSTOMERS: usize = 8_000;
+    let db = sequin_pgtemp::Database::create("faults_outage").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).rng_seed(0xfa03),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.stripe().seed_customers(CUSTOMERS);
+    let config = format!(
+        "database_url: {}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: {} }}\n    objects: [customer]\n    poll_interval: 200ms\n",
+        db.url,
+        sim.base_url(),
+        sim.token()
+    );
+    let sync = Running::start(&config);
+    let pg = connect(&db.url).await;
+    let count = || async {
+        pg.query_one("SELECT count(*) FROM stripe.customer", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    // The first batch is committed; then the API goes down.
+    eventually(Duration::from_secs(60), "a first batch", || async {
+        let n = count().await;
+        (n > 0, n)
+    })
+    .await;
+    sim.set_faults(Faults {
+        p_5xx: 1.0,
+        ..Faults::default()
+    });
+    let error = eventually(
+        Duration::from_secs(90),
+        "the backfill error in sync_state",
+        || async {
+            let r = pg
+                .query_one(
+                    "SELECT phase, last_error FROM sequin.sync_state WHERE connection = 'stripe' AND object = 'customer'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let (phase, error): (String, Option<String>) = (r.get(0), r.get(1));
+            (error.is_some(), (phase, error))
+        },
+    )
+    .await;
+    assert_eq!(error.0, "backfilling", "the outage hit the backfill");
+    let during = count().await;
+    assert!(during > 0 && (during as usize) < CUSTOMERS, "{during} rows");
+    assert!(!sync.finished(), "the sync survives the outage");
+
+    // The API is back: the backfill resumes by itself and ends exact.
+    sim.set_faults(Faults::default());
+    wait_live(&pg, "stripe", Duration::from_secs(120)).await;
+    let mut api = sim.stripe().ids(Kind::Customer);
+    api.sort();
+    assert_eq!(ids(&pg, "stripe.customer").await, api);
+    let state = pg
+        .query_one(
+            "SELECT last_error FROM sequin.sync_state WHERE connection = 'stripe' AND object = 'customer'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state.get::<_, Option<String>>(0),
+        None,
+        "the error is cleared"
+    );
+    sync.stop().await.unwrap();
+    sim.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! - [`api`]: the HTTP client layer (auth, rate limits, retries, pagination,
 //!   error decoding), driven by the specs.
 //! - [`store`]: Postgres (migrations, COPY + upsert, sync state).
+//! - [`serve`]: `sequin proxy`, the Postgres proxy (crate `sequin-proxy`).
 //! - [`status`]: `sequin status`.
 //! - [`registry`]: the compiled-in connectors as models, and their DDL.
 //! - [`connectors`]: generated from `connectors/*.yaml` by `cargo xtask gen`
@@ -17,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod connectors;
 pub mod registry;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sequin_runtime::config::Config;
-use sequin_runtime::{registry, status, store, sync};
+use sequin_runtime::{registry, serve, status, store, sync};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,10 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run the Postgres proxy applications connect to (`proxy.listen`).
+    Proxy,
+    /// Sync and proxy together.
+    Run,
     /// Show, per connection and object: phase, rows, last poll, lag, last error.
     Status,
     /// List the compiled-in connectors and their objects.
@@ -101,6 +105,21 @@ fn one_line(e: &anyhow::Error) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A shutdown signal that turns true on Ctrl-C or SIGTERM.
+fn stop_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("stopping");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 async fn run(cli: Cli) -> Result<()> {
     if let Command::Connectors = cli.command {
         for c in registry::all() {
@@ -136,16 +155,22 @@ async fn run(cli: Cli) -> Result<()> {
             println!("migrated: sequin schema and {} connection(s)", conns.len());
         }
         Command::Sync { once } => {
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!("stopping (Ctrl-C)");
-                    let _ = tx.send(true);
-                }
-            });
+            let rx = stop_on_ctrl_c();
             sync::run(&config, sync::Options { once }, rx)
                 .await
                 .context("sync stopped")?;
+        }
+        Command::Proxy => {
+            serve::proxy(&config, stop_on_ctrl_c()).await?;
+        }
+        Command::Run => {
+            let rx = stop_on_ctrl_c();
+            let (synced, proxied) = tokio::join!(
+                sync::run(&config, sync::Options::default(), rx.clone()),
+                serve::proxy(&config, rx)
+            );
+            proxied?;
+            synced.context("sync stopped")?;
         }
         Command::Status => {
             let client = store::connect(&url).await?;

@@ -189,18 +189,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     let log = std::fs::File::create(dir.path().join("sync.log"))?;
     let mut sync = Running(
-        sequin_cmd("sync")
+        sequin_cmd("run")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting sequin sync")?,
+            .context("starting sequin run")?,
     );
     let t0 = Instant::now();
     let sync_log = || std::fs::read_to_string(dir.path().join("sync.log")).unwrap_or_default();
     loop {
         std::thread::sleep(Duration::from_millis(500));
         if let Some(code) = sync.0.try_wait()? {
-            bail!("sequin sync exited ({code}); its log:\n{}", sync_log());
+            bail!("sequin run exited ({code}); its log:\n{}", sync_log());
         }
         let status = sequin_cmd("status").output()?;
         let text = String::from_utf8_lossy(&status.stdout).to_string();
@@ -224,14 +224,20 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
     }
     let psql = cluster.bindir().join("psql");
+    // Exact counts of every synced table (not the planner's estimates).
     let counts = cluster.psql(
         "demo",
-        "SELECT string_agg(format('%s.%s: %s rows', schemaname, relname, n_live_tup), E'\\n' ORDER BY schemaname, relname)
-           FROM pg_stat_user_tables WHERE schemaname <> 'sequin'",
+        "SELECT string_agg(format('%s.%s: %s rows', table_schema, table_name,
+                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text),
+                E'\\n' ORDER BY table_schema, table_name)
+           FROM information_schema.tables
+          WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('sequin', 'pg_catalog', 'information_schema')
+            AND table_schema NOT LIKE 'pg_temp%'",
     )?;
     println!("Tables:\n{counts}\n");
-    println!("Try it:");
-    println!("  {} '{database_url}'", psql.display());
+    let proxied_url = format!("postgres://postgres@{proxy}/demo");
+    println!("Try it (through Sequin's proxy; direct: {database_url}):");
+    println!("  {} '{proxied_url}'", psql.display());
     println!("  select id, email, name from stripe.customer order by created desc limit 5;");
     println!("  select first_name, last_name, email from salesforce.contact limit 5;");
     println!("  select * from sequin.sync_state;");
@@ -239,6 +245,27 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "  {} --config {} status",
         sequin.display(),
         config.display()
+    );
+    // The proxy answers like Postgres.
+    let via_proxy = Command::new(&psql)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "select count(*) from stripe.customer",
+        ])
+        .arg(&proxied_url)
+        .output()?;
+    if !via_proxy.status.success() {
+        bail!(
+            "query through the proxy failed: {}",
+            String::from_utf8_lossy(&via_proxy.stderr)
+        );
+    }
+    println!(
+        "  (checked: {} Stripe customers read through the proxy)",
+        String::from_utf8_lossy(&via_proxy.stdout).trim()
     );
     println!("\nEvery 5s a Stripe customer is renamed upstream; watch it arrive:");
     println!(
@@ -251,7 +278,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let _ = ctrlc_channel(tx);
     let mut n = 0;
     loop {
-        if rx.recv_timeout(Duration::from_secs(5)).is_ok() {
+        if rx
+            .recv_timeout(Duration::from_secs(if n == 0 { 1 } else { 5 }))
+            .is_ok()
+        {
             break;
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
@@ -266,7 +296,29 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 id,
                 &format!("name={}", name.replace(' ', "+")),
             );
-            println!("upstream: customer {id} renamed to {name:?}");
+            let renamed_at = Instant::now();
+            let sql = format!(
+                "select count(*) from stripe.customer where id = '{id}' and name = '{name}'"
+            );
+            let arrived = loop {
+                if cluster.psql("demo", &sql)?.trim() == "1" {
+                    break Some(renamed_at.elapsed());
+                }
+                if renamed_at.elapsed() > Duration::from_secs(10) {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            match arrived {
+                Some(d) => println!(
+                    "upstream: customer {id} renamed to {name:?}; in Postgres {} ms later",
+                    d.as_millis()
+                ),
+                None => bail!(
+                    "the upstream rename of {id} did not reach Postgres within 10 s; log:\n{}",
+                    sync_log()
+                ),
+            }
         }
     }
     println!("stopping ...");

@@ -366,3 +366,153 @@ async fn a_revoked_token_stops_sync_with_the_error_recorded_and_data_kept() {
     assert_eq!(name.as_deref(), Some("Not Synced Yet"));
     sim.shutdown().await;
 }
+
+/// POSTs a refresh grant to the simulator's token endpoint, as another
+/// client of the same connected app would; returns the new refresh token
+/// (with rotation on, the one used is revoked).
+async fn refresh_out_of_band(sim: &sequin_sim::Sim, refresh_token: &str) -> String {
+    use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET};
+    let body = format!(
+        "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token={}",
+        percent_encode(refresh_token)
+    );
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token in {resp}"))
+        .to_string()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Salesforce refresh token revoked (rotated away by another client):
+/// sync stops with a line naming the credentials to update, the data
+/// stays, and a new refresh token put in the config works even though the
+/// stored (rotated, now revoked) one is tried first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_salesforce_refresh_token_names_the_fix_and_a_new_one_works() {
+    use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET};
+    let db = sequin_pgtemp::Database::create("revoked_sf").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Salesforce)
+            .seed_records(60)
+            .rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let sf = sim.salesforce();
+    sf.set_rotate_refresh_tokens(true);
+    let scratch = Scratch::new("revoked-sf");
+    let config = |refresh: &str| {
+        format!(
+            "database_url: {db}\nconnections:\n  - name: salesforce\n    connector: salesforce\n    base_url: {base}\n    token_url: {base}/services/oauth2/token\n    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}\n    objects: [account]\n    poll_interval: 200ms\n",
+            db = db.url,
+            base = sim.base_url()
+        )
+    };
+    let first_refresh = sf.refresh_token();
+    let first = scratch.write("first.yaml", &config(&first_refresh));
+    let out = run(&first, &["sync", "--once"], &[], Duration::from_secs(120));
+    assert!(out.status.success(), "first sync: {}", out.stderr);
+    let pgc = pg(&db.url).await;
+    let synced: Vec<(String, Option<String>)> = pgc
+        .query("SELECT id, name FROM salesforce.account ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(synced.len(), sf.count("Account", false));
+    // Sequin keeps the rotated refresh token; the configured one is revoked.
+    let stored: String = pgc
+        .query_one(
+            "SELECT refresh_token FROM sequin.oauth_token WHERE connection = 'salesforce'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(stored, first_refresh, "the refresh token was rotated");
+
+    // Another client uses (and so revokes) Sequin's stored token.
+    let new_refresh = refresh_out_of_band(&sim, &stored).await;
+    // And the access tokens issued so far end (as a revocation does).
+    sf.expire_access_tokens();
+    sf.update(
+        "Account",
+        &synced[0].0,
+        serde_json::json!({"Name": "Renamed While Revoked"}),
+    )
+    .unwrap();
+
+    // Neither the stored nor the configured token works: a clear stop.
+    let line = failing_sync(
+        "revoked Salesforce refresh token",
+        &first,
+        &[],
+        &["connection `salesforce`", "update", "`refresh_token`"],
+    );
+    for secret in [&stored, &first_refresh, &new_refresh] {
+        assert!(!line.contains(secret.as_str()), "no token in: {line}");
+    }
+    let kept: Vec<(String, Option<String>)> = pgc
+        .query("SELECT id, name FROM salesforce.account ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(kept, synced, "synced data is kept");
+    let (_, error) = {
+        let r = pgc
+            .query_one(
+                "SELECT phase, last_error FROM sequin.sync_state WHERE connection = 'salesforce' AND object = 'account'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get::<_, String>(0), r.get::<_, Option<String>>(1))
+    };
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("OAuth")),
+        "the error is recorded: {error:?}"
+    );
+
+    // The fix the message names: a new refresh token in the config.
+    let fixed = scratch.write("fixed.yaml", &config(&new_refresh));
+    let out = run(&fixed, &["sync", "--once"], &[], Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "sync with the new token: {}",
+        out.stderr
+    );
+    let name: Option<String> = pgc
+        .query_one(
+            "SELECT name FROM salesforce.account WHERE id = $1",
+            &[&synced[0].0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name.as_deref(), Some("Renamed While Revoked"));
+    sim.shutdown().await;
+}

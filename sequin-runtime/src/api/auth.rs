@@ -176,6 +176,10 @@ pub(crate) struct OAuth {
     instance_url_path: Option<String>,
     connection: String,
     store: Option<Arc<dyn TokenStore>>,
+    /// The refresh token in the config. A stored (rotated) one takes
+    /// precedence, but when that one is refused this one is tried: after a
+    /// revocation the user puts a new token in the config, and it must work.
+    configured_refresh: Secret,
     state: tokio::sync::Mutex<OAuthState>,
     /// Every token ever seen, for scrubbing errors (tokens rotate).
     seen: Mutex<Vec<String>>,
@@ -279,6 +283,7 @@ impl Method {
                 instance_url,
                 ..
             } => Method::OAuth(Box::new(OAuth {
+                configured_refresh: credential(api, credentials, refresh_token)?,
                 token_url,
                 client_id: credential(api, credentials, client_id)?,
                 client_secret: credential(api, credentials, client_secret)?,
@@ -416,7 +421,20 @@ impl OAuth {
         // Instrumented rather than entered: a span entered across an await
         // leaks into whatever else runs on the thread meanwhile.
         let span = tracing::info_span!("oauth_refresh", connection = %self.connection);
-        tracing::Instrument::instrument(self.refresh_token_request(st, api, http), span).await
+        let result = tracing::Instrument::instrument(
+            self.refresh_token_request(st, api, http),
+            span.clone(),
+        )
+        .await;
+        match result {
+            Err(e) if e.kind == ErrorKind::Auth && st.refresh_token != self.configured_refresh => {
+                tracing::warn!(connection = %self.connection, "the stored refresh token was refused; trying the configured one");
+                st.refresh_token = self.configured_refresh.clone();
+                tracing::Instrument::instrument(self.refresh_token_request(st, api, http), span)
+                    .await
+            }
+            other => other,
+        }
     }
 
     async fn refresh_token_request(

@@ -390,3 +390,59 @@ where
     );
     took
 }
+
+#[cfg(test)]
+mod comparator_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn api_values_are_typed_like_postgres_renders_them() {
+        let mut nps = Col::new("nps", "properties.nps", FieldType::Decimal);
+        nps.stringly = true;
+        let rec = json!({"properties": {"nps": "9.5", "empty": ""}, "SystemModstamp": "2024-05-01T12:00:00.000+0000", "Tags": ["a", "b"]});
+        assert_eq!(
+            api_value(&nps, &rec),
+            db_value(FieldType::Decimal, &json!(9.5))
+        );
+        let mut empty = Col::new("e", "properties.empty", FieldType::Integer);
+        empty.stringly = true;
+        assert_eq!(api_value(&empty, &rec), Canon::Null);
+        let stamp = Col::new("s", "SystemModstamp", FieldType::Timestamp);
+        assert_eq!(
+            api_value(&stamp, &rec),
+            Canon::Micros(1_714_564_800_000_000)
+        );
+        assert_eq!(
+            db_value(FieldType::Timestamp, &json!(1_714_564_800_000_000_i64)),
+            Canon::Micros(1_714_564_800_000_000)
+        );
+        let tags = Col::new("tags", "Tags", FieldType::StringArray);
+        assert_eq!(
+            api_value(&tags, &rec),
+            db_value(FieldType::StringArray, &json!(["a", "b"]))
+        );
+    }
+
+    #[test]
+    fn differences_are_not_hidden() {
+        let name = Col::new("name", "Name", FieldType::String);
+        let rec = json!({"Name": "Ada"});
+        assert_ne!(
+            api_value(&name, &rec),
+            db_value(FieldType::String, &json!("Grace"))
+        );
+        assert_ne!(
+            api_value(&name, &rec),
+            db_value(FieldType::String, &Value::Null)
+        );
+        let amount = Col::new("amount", "Amount", FieldType::Decimal);
+        assert_ne!(
+            api_value(&amount, &json!({"Amount": 10.5})),
+            db_value(FieldType::Decimal, &json!(10.25))
+        );
+        // A value the column type cannot hold never equals anything.
+        let n = Col::new("n", "N", FieldType::Integer);
+        assert!(matches!(api_value(&n, &json!({"N": "x"})), Canon::Bad(_)));
+    }
+}

@@ -88,6 +88,10 @@ pub struct Options {
 /// Records per transaction during backfill (several pages per commit).
 const BATCH_RECORDS: usize = 5000;
 
+/// First pause before a failed backfill resumes (doubling up to the max).
+const BACKFILL_RETRY_BASE: Duration = Duration::from_millis(500);
+const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Overlap of updated-since polls, for records whose update time was
 /// assigned before their change became visible upstream.
 const OVERLAP_US: i64 = 1_000_000;
@@ -586,7 +590,16 @@ async fn run_object(
 ) -> Result<(), SyncError> {
     let mut writer = Writer::connect(&ctx.url).await?;
     let name = ctx.conn.name.clone();
-    let mut added = refresh_fields(&ctx, &mut writer, &mut plan).await?;
+    let mut added = match refresh_fields(&ctx, &mut writer, &mut plan).await {
+        Ok(added) => added,
+        Err(e) => {
+            // Shown by `sequin status` when the object was synced before.
+            writer
+                .record_error(&name, &plan.table.name, &e.to_string())
+                .await?;
+            return Err(e);
+        }
+    };
     if plan.dynamic_table {
         let types = vec![String::new(); plan.table.columns.len()];
         added = writer.ensure_table(&name, &plan.table, &types).await?;
@@ -595,8 +608,13 @@ async fn run_object(
     // Fields added upstream while Sequin was stopped need a re-list (a
     // backfill lists them anyway).
     let mut pending_resync = state.phase == Phase::Live && !added.is_empty();
-    if state.phase == Phase::Backfilling
-        && let Err(e) = backfill(
+    // A backfill that fails (the API down for longer than the client's
+    // retries, a database hiccup) resumes from its last checkpoint after a
+    // growing pause, rather than leaving the object half-synced while the
+    // rest of the process runs on. Refused credentials stop it for good.
+    let mut failures: u32 = 0;
+    while state.phase == Phase::Backfilling {
+        let Err(e) = backfill(
             &ctx,
             &mut writer,
             &plan,
@@ -604,12 +622,27 @@ async fn run_object(
             state.incremental_cursor.is_none(),
         )
         .await
-    {
+        else {
+            break;
+        };
         // Shown by `sequin status`; the committed batches stay.
         writer
             .record_error(&name, &plan.table.name, &e.to_string())
             .await?;
-        return Err(e);
+        if ctx.opts.once || e.is_auth() {
+            return Err(e);
+        }
+        failures += 1;
+        let pause = BACKFILL_RETRY_BASE
+            .saturating_mul(1u32 << failures.min(6))
+            .min(BACKFILL_RETRY_MAX);
+        tracing::warn!(connection = %name, table = %plan.table.name, error = %e, pause_ms = pause.as_millis() as u64, "backfill failed; resuming from the last checkpoint");
+        if !ctx.sleep(pause).await {
+            return Ok(());
+        }
+        // The checkpoint, and the incremental cursor captured by the first
+        // attempt (which must not move past changes made meanwhile).
+        state = writer.state(&name, &plan.table.name).await?;
     }
     if matches!(plan.incremental, Incremental::Events { .. }) {
         live_tx.send_modify(|n| *n += 1);

@@ -311,3 +311,105 @@ connections:
     sync.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+/// A custom field whose value was set after the engine last fetched the
+/// record without it: an incremental poll can never bring that value (the
+/// record's SystemModstamp lies behind the cursor), so the engine re-lists
+/// the object when it finds new columns, here at a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_field_values_behind_the_cursor_arrive_after_restart() {
+    let db = sequin_pgtemp::Database::create("sync_salesforce_relist").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Salesforce).seed_records(50),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let sf = sim.salesforce();
+    // No discovery while running: new fields are found at the next start.
+    let config = format!(
+        "database_url: {db}
+connections:
+  - name: salesforce
+    connector: salesforce
+    base_url: {base}
+    token_url: {base}/services/oauth2/token
+    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}
+    objects: [account]
+    poll_interval: 200ms
+    discovery_interval: 1h
+",
+        db = db.url,
+        base = sim.base_url(),
+        refresh = sf.refresh_token(),
+    );
+    let sync = Running::start(&config);
+    let pg = connect(&db.url).await;
+    wait_live(&pg, "salesforce", Duration::from_secs(60)).await;
+    let cols = spec_columns("salesforce", "account");
+    let ids: Vec<String> = pg
+        .query("SELECT id FROM salesforce.account ORDER BY id LIMIT 2", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (x, y) = (&ids[0], &ids[1]);
+
+    // The field appears and X gets a value; the engine fetches X (its Name
+    // changed too) without the field it does not know yet.
+    sf.add_custom_field("Account", "Region__c", "Region", SfType::String, Some(40))
+        .unwrap();
+    sf.update(
+        "Account",
+        x,
+        json!({"Name": "Villa Emo", "Region__c": "Veneto"}),
+    )
+    .unwrap();
+    let x_rec = sf.get("Account", x).unwrap();
+    eventually(Duration::from_secs(30), "X's new name", || async {
+        row_equals(&pg, "salesforce", "account", "id", x, &cols, &x_rec).await
+    })
+    .await;
+    // A later change elsewhere moves the cursor past X's modstamp and its
+    // overlap window.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sf.update("Account", y, json!({"Name": "Villa Barbaro"}))
+        .unwrap();
+    let y_rec = sf.get("Account", y).unwrap();
+    eventually(Duration::from_secs(30), "Y's new name", || async {
+        row_equals(&pg, "salesforce", "account", "id", y, &cols, &y_rec).await
+    })
+    .await;
+    assert_eq!(column_type(&pg, "account", "region__c").await, None);
+    sync.stop().await.unwrap();
+
+    // At the next start the column is added and X's value arrives.
+    let sync = Running::start(&config);
+    let mut with_region = cols.clone();
+    with_region.push(Col::new("region__c", "Region__c", FieldType::String));
+    let x_rec = sf.get("Account", x).unwrap();
+    assert_eq!(x_rec["Region__c"], "Veneto");
+    eventually(Duration::from_secs(30), "the region__c column", || async {
+        let t = column_type(&pg, "account", "region__c").await;
+        (t.is_some(), t)
+    })
+    .await;
+    eventually(Duration::from_secs(30), "X's Region__c", || async {
+        row_equals(&pg, "salesforce", "account", "id", x, &with_region, &x_rec).await
+    })
+    .await;
+    assert_table_matches(
+        &pg,
+        "salesforce",
+        "account",
+        "id",
+        &with_region,
+        sf.count("Account", false),
+        |id| sf.get("Account", id),
+    )
+    .await;
+    assert!(!sync.finished(), "the engine is still running");
+    sync.stop().await.unwrap();
+    sim.shutdown().await;
+}

@@ -161,9 +161,10 @@ fn remove_pointer(v: &mut Value, pointer: &str) {
         }
         Some(Value::Array(a)) => {
             if let Ok(i) = last.parse::<usize>()
-                && i < a.len() {
-                    a[i] = Value::Null;
-                }
+                && i < a.len()
+            {
+                a[i] = Value::Null;
+            }
         }
         _ => {}
     }
@@ -408,13 +409,14 @@ impl Semantic {
             );
         }
         if let Some(p) = &r.per_param
-            && !params.contains(p.as_str()) {
-                self.err(
-                    "/rate_limit/per_param",
-                    format!("per_param `{p}` is not a declared parameter"),
-                    Some(format!("declare `{p}` under params")),
-                );
-            }
+            && !params.contains(p.as_str())
+        {
+            self.err(
+                "/rate_limit/per_param",
+                format!("per_param `{p}` is not a declared parameter"),
+                Some(format!("declare `{p}` under params")),
+            );
+        }
     }
 
     fn sqlstates(&mut self, c: &Connector) {
@@ -471,13 +473,14 @@ impl Semantic {
             | Pagination::LinkHeader { common } => common,
         };
         if let (Some(size), Some(max)) = (common.page_size, common.max_page_size)
-            && size > max {
-                self.err(
-                    format!("{pointer}/page_size"),
-                    format!("page_size {size} exceeds max_page_size {max}"),
-                    Some(format!("use page_size: {max}")),
-                );
-            }
+            && size > max
+        {
+            self.err(
+                format!("{pointer}/page_size"),
+                format!("page_size {size} exceeds max_page_size {max}"),
+                Some(format!("use page_size: {max}")),
+            );
+        }
         if common.page_size.is_some()
             && common.size_param.is_none()
             && !matches!(p, Pagination::NextUrl { .. })
@@ -526,15 +529,16 @@ impl Semantic {
                 ..
             } => {
                 if let Some(o) = object
-                    && !fields.contains(field.as_str()) {
-                        self.err(
-                            format!("{pointer}/field"),
-                            format!("field `{field}` is not a field of object `{}`", o.name),
-                            Some(format!(
-                                "declare `{field}` under the object's fields or name another field"
-                            )),
-                        );
-                    }
+                    && !fields.contains(field.as_str())
+                {
+                    self.err(
+                        format!("{pointer}/field"),
+                        format!("field `{field}` is not a field of object `{}`", o.name),
+                        Some(format!(
+                            "declare `{field}` under the object's fields or name another field"
+                        )),
+                    );
+                }
                 match endpoint {
                     Some(e) => {
                         self.template(
@@ -583,13 +587,14 @@ impl Semantic {
                     );
                 }
                 if let Some(o) = object
-                    && !fields.contains(field.as_str()) {
-                        self.err(
-                            format!("{pointer}/field"),
-                            format!("field `{field}` is not a field of object `{}`", o.name),
-                            None,
-                        );
-                    }
+                    && !fields.contains(field.as_str())
+                {
+                    self.err(
+                        format!("{pointer}/field"),
+                        format!("field `{field}` is not a field of object `{}`", o.name),
+                        None,
+                    );
+                }
             }
             Incremental::FullRefresh => {}
         }
@@ -745,13 +750,14 @@ impl Semantic {
             );
             self.duration(&format!("{base}/discovered_fields/every"), &df.every);
             if let Some(vp) = &df.value_path
-                && !vp.contains("{name}") {
-                    self.err(
-                        format!("{base}/discovered_fields/value_path"),
-                        "value_path must contain `{name}`",
-                        Some("e.g. `properties.{name}`".into()),
-                    );
-                }
+                && !vp.contains("{name}")
+            {
+                self.err(
+                    format!("{base}/discovered_fields/value_path"),
+                    "value_path must contain `{name}`",
+                    Some("e.g. `properties.{name}`".into()),
+                );
+            }
             if c.type_map.is_empty() {
                 self.err(
                     format!("{base}/discovered_fields"),
@@ -854,13 +860,14 @@ impl Semantic {
                 );
             }
             if let Some(p) = &f.pattern
-                && let Err(e) = regex::Regex::new(p) {
-                    self.err(
-                        format!("{fp}/pattern"),
-                        format!("pattern does not compile: {e}"),
-                        None,
-                    );
-                }
+                && let Err(e) = regex::Regex::new(p)
+            {
+                self.err(
+                    format!("{fp}/pattern"),
+                    format!("pattern does not compile: {e}"),
+                    None,
+                );
+            }
         }
     }
 
@@ -905,13 +912,14 @@ impl Semantic {
             ("get", e.get.as_ref()),
         ] {
             if let Some(ep) = ep
-                && !ep.path.contains('{') {
-                    self.err(
-                        format!("{base}/{name}/path"),
-                        format!("the {name} endpoint `{}` does not name the record", ep.path),
-                        Some("put `{id}` (or another field) in the path".into()),
-                    );
-                }
+                && !ep.path.contains('{')
+            {
+                self.err(
+                    format!("{base}/{name}/path"),
+                    format!("the {name} endpoint `{}` does not name the record", ep.path),
+                    Some("put `{id}` (or another field) in the path".into()),
+                );
+            }
         }
         let batches: [(&str, Option<&BatchEndpoint>); 3] = [
             ("batch_create", e.batch_create.as_ref()),

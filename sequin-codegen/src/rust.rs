@@ -179,10 +179,11 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
         attrs.push(quote!(pattern = #p));
     }
     if let Some(tf) = f.time_format
-        && tf != TimeFormat::Iso8601 {
-            let s = serde_name(&tf);
-            attrs.push(quote!(time_format = #s));
-        }
+        && tf != TimeFormat::Iso8601
+    {
+        let s = serde_name(&tf);
+        attrs.push(quote!(time_format = #s));
+    }
     if f.stringly {
         attrs.push(quote!(stringly));
     }

@@ -75,7 +75,10 @@ async fn synced_tables(url: &str, schemas: &[String]) -> Result<Vec<TableName>, 
 /// Runs the proxy until `shutdown` turns true.
 pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let p = config.proxy.as_ref().ok_or(ServeError::NoProxy)?;
-    let listen: SocketAddr = p.listen.parse().map_err(|_| ServeError::Listen(p.listen.clone()))?;
+    let listen: SocketAddr = p
+        .listen
+        .parse()
+        .map_err(|_| ServeError::Listen(p.listen.clone()))?;
     let url = config.database_url.expose().to_string();
     let mut pc = ProxyConfig::new(listen, upstream(&url)?);
     if let (Some(cert), Some(key)) = (&p.tls_cert, &p.tls_key) {

@@ -572,7 +572,11 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
     {
         return Err(v(
             ViolationKind::Malformed,
-            format!("`{}` '{text}' is not a valid {}", col.name, format_name(fmt)),
+            format!(
+                "`{}` '{text}' is not a valid {}",
+                col.name,
+                format_name(fmt)
+            ),
         ));
     }
 

@@ -974,6 +974,7 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
                 .clone()
                 .unwrap_or_else(|| plan.pagination.clone());
             let mut ids = Vec::new();
+            let mut newest: Option<i64> = None;
             let mut page_cursor: Option<PageCursor> = None;
             loop {
                 let page = ctx
@@ -987,13 +988,27 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
                     {
                         ids.push(k);
                     }
+                    if let plan::Marker::Column(i) = plan.marker {
+                        let col = &plan.table.columns[i];
+                        if let Ok(Cell::Timestamp(us)) =
+                            sequin_spec::record::decode_cell(col, get_path(r, &col.path))
+                        {
+                            newest = Some(newest.map_or(us, |n| n.max(us)));
+                        }
+                    }
                 }
                 match page.next {
                     Some(n) => page_cursor = Some(n),
                     None => break,
                 }
             }
-            cursor["deletes_since"] = json!(poll_started);
+            // With an update marker, the cursor follows the API's clock (the
+            // newest deletion seen): our own clock running ahead of the
+            // API's would skip deletions stamped within the difference.
+            cursor["deletes_since"] = json!(match plan.marker {
+                plan::Marker::Column(_) => newest.map_or(since, |m| m.max(since)),
+                plan::Marker::FetchTime => poll_started,
+            });
             changed += writer
                 .apply(name, &plan.table, &[], &ids, &Checkpoint::default())
                 .await?;

@@ -7,8 +7,9 @@
 //! backwards: a record whose upstream update marker is older than the row's
 //! is ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::Hasher;
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
@@ -293,6 +294,24 @@ impl Writer {
         deletes: &[String],
         checkpoint: &Checkpoint,
     ) -> Result<u64, StoreError> {
+        let mut batch = CopyBatch::new(t.primary_key);
+        for row in rows {
+            batch.push(row);
+        }
+        self.apply_batch(connection, t, &batch, deletes, checkpoint)
+            .await
+    }
+
+    /// [`Writer::apply`] with the rows already encoded (the backfill encodes
+    /// pages as they arrive, so whole batches of decoded rows are never held).
+    pub async fn apply_batch(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        batch: &CopyBatch,
+        deletes: &[String],
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, StoreError> {
         self.ensure_stage(t).await?;
         let tx = self
             .client
@@ -300,7 +319,7 @@ impl Writer {
             .await
             .map_err(db("starting a sync batch"))?;
         let mut changed = 0;
-        if !rows.is_empty() {
+        if batch.rows > 0 {
             let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
             let copy = format!(
                 "COPY {} ({}, _sequin_updated_at, _seq) FROM STDIN",
@@ -309,19 +328,16 @@ impl Writer {
             );
             let sink = tx.copy_in(&copy).await.map_err(db("starting COPY"))?;
             let mut sink = Box::pin(sink);
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            for (seq, row) in rows.iter().enumerate() {
-                encode_copy_row(&mut buf, &row.cells, row.updated_at, seq as i64);
-                if buf.len() > 512 * 1024 {
-                    sink.send(buf.split().freeze())
-                        .await
-                        .map_err(db("sending COPY data"))?;
-                }
-            }
-            if !buf.is_empty() {
-                sink.send(buf.freeze())
+            // Cheap slices of one buffer, sent in pieces so the server can
+            // start parsing before the whole batch is on the wire.
+            let data = batch.buf.clone().freeze();
+            let mut at = 0;
+            while at < data.len() {
+                let end = (at + COPY_CHUNK).min(data.len());
+                sink.send(data.slice(at..end))
                     .await
                     .map_err(db("sending COPY data"))?;
+                at = end;
             }
             sink.as_mut().finish().await.map_err(db("finishing COPY"))?;
             let pk = quote_ident(&t.columns[t.primary_key].name);
@@ -346,26 +362,46 @@ impl Writer {
                 .map(|(_, c)| quote_ident(&c.name))
                 .collect();
             // The last occurrence of a key in a batch wins (DISTINCT ON keeps
-            // the highest _seq), and an older record never overwrites a newer
-            // row.
+            // the highest _seq); batches without repeated keys (nearly all)
+            // skip that sort. An older record never overwrites a newer row.
+            let source = if batch.repeated_keys {
+                format!(
+                    "SELECT DISTINCT ON ({pk}) {cols}, _sequin_updated_at FROM {stage} ORDER BY {pk}, _seq DESC",
+                    cols = col_list.join(", "),
+                    stage = t.stage(),
+                )
+            } else {
+                format!(
+                    "SELECT {cols}, _sequin_updated_at FROM {stage}",
+                    cols = col_list.join(", "),
+                    stage = t.stage(),
+                )
+            };
             let sql = format!(
                 "INSERT INTO {table} AS t ({cols}, _sequin_updated_at)
-                 SELECT DISTINCT ON ({pk}) {cols}, _sequin_updated_at FROM {stage} ORDER BY {pk}, _seq DESC
+                 {source}
                  ON CONFLICT ({pk}) DO UPDATE SET {updates}
                  WHERE (t._sequin_updated_at IS NULL OR EXCLUDED._sequin_updated_at IS NULL
                     OR EXCLUDED._sequin_updated_at >= t._sequin_updated_at)
                    AND {changed}",
                 table = t.qualified(),
                 cols = col_list.join(", "),
-                stage = t.stage(),
                 updates = updates.join(", "),
                 changed = if data_cols.is_empty() {
                     "false".to_string()
                 } else {
                     format!(
                         "({}) IS DISTINCT FROM ({})",
-                        data_cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-                        data_cols.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+                        data_cols
+                            .iter()
+                            .map(|c| format!("t.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        data_cols
+                            .iter()
+                            .map(|c| format!("EXCLUDED.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 },
             );
@@ -385,7 +421,7 @@ impl Writer {
                 .await
                 .map_err(db(format!("deleting from {}", t.qualified())))?;
         }
-        record_checkpoint(&tx, connection, &t.name, rows.len() as i64, checkpoint).await?;
+        record_checkpoint(&tx, connection, &t.name, batch.rows as i64, checkpoint).await?;
         tx.commit().await.map_err(db("committing a sync batch"))?;
         Ok(changed)
     }
@@ -624,26 +660,191 @@ async fn record_checkpoint(
     Ok(())
 }
 
-/// Appends one row in COPY text format.
-fn encode_copy_row(buf: &mut BytesMut, cells: &[Cell], updated_at: Option<i64>, seq: i64) {
-    for cell in cells {
-        match cell.to_pg_text() {
-            None => buf.extend_from_slice(b"\\N"),
-            Some(text) => escape_copy(buf, &text),
+/// Bytes per COPY data message.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Rows encoded in COPY text format, with what the merge needs to know
+/// about them. Reused across batches (`clear`) so its buffers are allocated
+/// once.
+#[derive(Debug)]
+pub struct CopyBatch {
+    buf: BytesMut,
+    rows: usize,
+    primary_key: usize,
+    /// Primary keys seen in this batch (hashes of their text), to find
+    /// repeats; a hash collision only costs the DISTINCT ON sort.
+    keys: HashSet<u64>,
+    repeated_keys: bool,
+    /// Scratch space for JSON text before it is escaped.
+    json: Vec<u8>,
+}
+
+impl CopyBatch {
+    /// An empty batch for a table whose primary key is column `primary_key`.
+    pub fn new(primary_key: usize) -> CopyBatch {
+        CopyBatch {
+            buf: BytesMut::with_capacity(64 * 1024),
+            rows: 0,
+            primary_key,
+            keys: HashSet::new(),
+            repeated_keys: false,
+            json: Vec::new(),
         }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.rows = 0;
+        self.keys.clear();
+        self.repeated_keys = false;
+    }
+
+    /// Appends a row (its position is its `_seq`: later rows win).
+    pub fn push(&mut self, row: &Row) {
+        self.push_cells(&row.cells, row.updated_at);
+    }
+
+    /// Appends a row given as cells and update marker.
+    pub fn push_cells(&mut self, cells: &[Cell], updated_at: Option<i64>) {
+        if let Some(key) = cells.get(self.primary_key) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.pk_hash(&mut h);
+            if !self.keys.insert(h.finish()) {
+                self.repeated_keys = true;
+            }
+        }
+        let seq = self.rows as i64;
+        encode_copy_row(&mut self.buf, &mut self.json, cells, updated_at, seq);
+        self.rows += 1;
+    }
+}
+
+/// Hashing of a primary key cell by its Postgres text (what the table's key
+/// compares), without building the text for the common kinds.
+trait PkHash {
+    fn pk_hash(&self, h: &mut impl Hasher);
+}
+
+impl PkHash for Cell {
+    fn pk_hash(&self, h: &mut impl Hasher) {
+        match self {
+            Cell::Text(s) | Cell::Decimal(s) => h.write(s.as_bytes()),
+            Cell::Int(i) => h.write(i.to_string().as_bytes()),
+            other => h.write(other.to_pg_text().unwrap_or_default().as_bytes()),
+        }
+    }
+}
+
+/// Appends one row in COPY text format: the cells, the update marker and
+/// the sequence number. Each cell's text is what [`Cell::to_pg_text`] gives,
+/// written without intermediate strings for the common kinds.
+fn encode_copy_row(
+    buf: &mut BytesMut,
+    json: &mut Vec<u8>,
+    cells: &[Cell],
+    updated_at: Option<i64>,
+    seq: i64,
+) {
+    for cell in cells {
+        encode_copy_cell(buf, json, cell);
         buf.extend_from_slice(b"\t");
     }
-    match updated_at.and_then(|us| Cell::Timestamp(us).to_pg_text()) {
-        Some(t) => buf.extend_from_slice(t.as_bytes()),
+    match updated_at {
+        Some(us) => encode_copy_cell(buf, json, &Cell::Timestamp(us)),
         None => buf.extend_from_slice(b"\\N"),
     }
     buf.extend_from_slice(b"\t");
-    buf.extend_from_slice(seq.to_string().as_bytes());
+    let _ = write!(buf, "{seq}");
     buf.extend_from_slice(b"\n");
 }
 
-fn escape_copy(buf: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
+fn encode_copy_cell(buf: &mut BytesMut, json: &mut Vec<u8>, cell: &Cell) {
+    match cell {
+        Cell::Null => buf.extend_from_slice(b"\\N"),
+        Cell::Text(s) | Cell::Decimal(s) => escape_copy(buf, s.as_bytes()),
+        Cell::Int(i) => {
+            let _ = write!(buf, "{i}");
+        }
+        Cell::Bool(b) => buf.extend_from_slice(if *b { b"t" } else { b"f" }),
+        Cell::Timestamp(us) => {
+            if !write_timestamp(buf, *us) {
+                match cell.to_pg_text() {
+                    Some(text) => escape_copy(buf, text.as_bytes()),
+                    None => buf.extend_from_slice(b"\\N"),
+                }
+            }
+        }
+        Cell::Json(v) => {
+            json.clear();
+            serde_json::to_writer(&mut *json, v).expect("writing JSON to memory cannot fail");
+            escape_copy(buf, json);
+        }
+        Cell::Float(_) | Cell::Date(_) | Cell::TextArray(_) => match cell.to_pg_text() {
+            Some(text) => escape_copy(buf, text.as_bytes()),
+            None => buf.extend_from_slice(b"\\N"),
+        },
+    }
+}
+
+/// Writes microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`
+/// (the instant [`Cell::to_pg_text`] names, in fewer steps). Returns false,
+/// writing nothing, outside years 1000-9999 (the caller falls back).
+fn write_timestamp(buf: &mut BytesMut, us: i64) -> bool {
+    use chrono::{Datelike, Timelike};
+    let Some(dt) = chrono::DateTime::from_timestamp_micros(us) else {
+        return false;
+    };
+    let year = dt.year();
+    if !(1000..=9999).contains(&year) {
+        return false;
+    }
+    let mut out = [0u8; 27];
+    let two = |out: &mut [u8], at: usize, v: u32| {
+        out[at] = b'0' + (v / 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    };
+    let y = year as u32;
+    two(&mut out, 0, y / 100);
+    two(&mut out, 2, y % 100);
+    out[4] = b'-';
+    two(&mut out, 5, dt.month());
+    out[7] = b'-';
+    two(&mut out, 8, dt.day());
+    out[10] = b'T';
+    two(&mut out, 11, dt.hour());
+    out[13] = b':';
+    two(&mut out, 14, dt.minute());
+    out[16] = b':';
+    two(&mut out, 17, dt.second());
+    let micros = us.rem_euclid(1_000_000) as u32;
+    let len = if micros == 0 {
+        19
+    } else {
+        out[19] = b'.';
+        let mut m = micros;
+        for i in (20..26).rev() {
+            out[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        26
+    };
+    buf.extend_from_slice(&out[..len]);
+    buf.extend_from_slice(b"Z");
+    true
+}
+
+fn escape_copy(buf: &mut BytesMut, bytes: &[u8]) {
     let mut start = 0;
     for (i, b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -669,11 +870,87 @@ mod tests {
         let mut buf = BytesMut::new();
         encode_copy_row(
             &mut buf,
+            &mut Vec::new(),
             &[Cell::Text("a\tb\\c\nd".into()), Cell::Null, Cell::Int(5)],
             None,
             7,
         );
         assert_eq!(&buf[..], b"a\\tb\\\\c\\nd\t\\N\t5\t\\N\t7\n");
+    }
+
+    /// Every cell encodes to exactly what `Cell::to_pg_text` says (escaped),
+    /// or to the same instant for timestamps.
+    #[test]
+    fn copy_cells_match_pg_text() {
+        let cells = [
+            Cell::Text("plain".into()),
+            Cell::Decimal("-12.50".into()),
+            Cell::Int(-42),
+            Cell::Int(i64::MAX),
+            Cell::Float(1.5),
+            Cell::Float(f64::NAN),
+            Cell::Bool(true),
+            Cell::Bool(false),
+            Cell::Date(19000),
+            Cell::Json(serde_json::json!({"a": "x\ty", "b": [1, null, "q\"\\"], "c": {"d": 1.25}})),
+            Cell::TextArray(vec!["a b".into(), "c\"d".into()]),
+        ];
+        for cell in &cells {
+            let mut buf = BytesMut::new();
+            encode_copy_cell(&mut buf, &mut Vec::new(), cell);
+            let mut want = BytesMut::new();
+            escape_copy(&mut want, cell.to_pg_text().unwrap().as_bytes());
+            assert_eq!(buf, want, "{cell:?}");
+        }
+        for us in [
+            0i64,
+            1,
+            999_999,
+            1_700_000_000_000_000,
+            1_700_000_000_123_456,
+            1_700_000_000_120_000,
+            -1,
+            -86_400_000_000 * 365 * 10 + 7,
+            253_402_300_799_999_999,
+        ] {
+            let mut buf = BytesMut::new();
+            encode_copy_cell(&mut buf, &mut Vec::new(), &Cell::Timestamp(us));
+            let text = std::str::from_utf8(&buf).unwrap();
+            let parsed = chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.timestamp_micros(), us, "{text}");
+        }
+        // Outside 1000-9999 the generic path is used.
+        let mut buf = BytesMut::new();
+        encode_copy_cell(
+            &mut buf,
+            &mut Vec::new(),
+            &Cell::Timestamp(-62_000_000_000_000_000),
+        );
+        let want = Cell::Timestamp(-62_000_000_000_000_000)
+            .to_pg_text()
+            .unwrap();
+        assert_eq!(&buf[..], want.as_bytes());
+    }
+
+    #[test]
+    fn batches_notice_repeated_keys() {
+        let row = |id: &str| Row {
+            cells: vec![Cell::Text(id.into()), Cell::Int(1)],
+            updated_at: Some(1),
+        };
+        let mut batch = CopyBatch::new(0);
+        batch.push(&row("a"));
+        batch.push(&row("b"));
+        assert!(!batch.repeated_keys);
+        assert_eq!(batch.len(), 2);
+        batch.push(&row("a"));
+        assert!(batch.repeated_keys);
+        batch.clear();
+        assert!(batch.is_empty() && !batch.repeated_keys);
+        batch.push(&row("a"));
+        assert!(!batch.repeated_keys);
+        assert_eq!(&batch.buf[..], b"a\t1\t1970-01-01T00:00:00.000001Z\t0\n");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::api::{self, Client, ClientConfig, PageCursor, Priority, Vars};
 use crate::config::{Config, ConnectionConfig};
 use crate::registry::{self, Loaded};
-use crate::store::{self, Checkpoint, Phase, Row, StoreError, Table, Writer};
+use crate::store::{self, Checkpoint, CopyBatch, Phase, Row, StoreError, Table, Writer};
 use plan::{ObjectPlan, discovered_column};
 
 /// Errors that stop a sync task.
@@ -759,92 +759,142 @@ async fn backfill(
         ),
         None => None,
     };
-    let pagination = ctx.pagination_with_size(&plan.pagination);
-    let vars = ctx.vars(Some(plan));
-    let mut rows: Vec<Row> = Vec::with_capacity(BATCH_RECORDS + 100);
-    let mut total = 0usize;
     let t0 = Instant::now();
     tracing::info!(connection = %name, table = %plan.table.name, "backfill started");
-    // Fetch the next page while the current batch is written.
-    let mut page = ctx
-        .client
-        .fetch_page(
-            &plan.endpoints.list,
-            Some(&pagination),
-            &vars,
-            cursor.as_ref(),
-            None,
-        )
-        .await?;
-    loop {
-        let fetched_at = now_us();
-        let next = page.next.clone();
-        for r in &page.records {
-            rows.push(decode(plan, r, fetched_at)?);
-        }
+    // A task of its own fetches and encodes pages while this one writes, so
+    // the API, Sequin and Postgres work at the same time. The channel holds
+    // one batch: at most about three batches of COPY text exist at once.
+    let (batches, mut ready) = tokio::sync::mpsc::channel(1);
+    let _fetcher = AbortOnDrop(tokio::spawn(fetch_batches(
+        BatchSource {
+            client: ctx.client.clone(),
+            plan: plan.clone(),
+            pagination: ctx.pagination_with_size(&plan.pagination),
+            vars: ctx.vars(Some(plan)),
+            stop: ctx.shutdown.clone(),
+        },
+        cursor,
+        batches,
+    )));
+    let mut total = 0usize;
+    while let Some(batch) = ready.recv().await {
+        let (batch, next) = batch?;
         let done = next.is_none();
-        if rows.len() >= BATCH_RECORDS || done {
-            let checkpoint = if done {
-                Checkpoint {
-                    phase: Some(Phase::Live),
-                    backfill_cursor: Some(None),
-                    ..Default::default()
-                }
-            } else {
-                Checkpoint {
-                    backfill_cursor: Some(Some(
-                        serde_json::to_value(&next).expect("cursors serialize"),
-                    )),
-                    ..Default::default()
-                }
-            };
-            total += rows.len();
-            if done {
-                writer
-                    .apply(name, &plan.table, &rows, &[], &checkpoint)
-                    .await?;
-                break;
+        let checkpoint = if done {
+            Checkpoint {
+                phase: Some(Phase::Live),
+                backfill_cursor: Some(None),
+                ..Default::default()
             }
-            let fetch = ctx.client.fetch_page(
-                &plan.endpoints.list,
-                Some(&pagination),
-                &vars,
-                next.as_ref(),
-                None,
-            );
-            let (written, fetched) = tokio::join!(
-                writer.apply(name, &plan.table, &rows, &[], &checkpoint),
-                fetch
-            );
-            written?;
-            page = fetched?;
-            rows.clear();
-            tracing::debug!(connection = %name, table = %plan.table.name, records = total, "backfill progress");
         } else {
-            page = ctx
-                .client
-                .fetch_page(
-                    &plan.endpoints.list,
-                    Some(&pagination),
-                    &vars,
-                    next.as_ref(),
-                    None,
-                )
-                .await?;
+            Checkpoint {
+                backfill_cursor: Some(Some(
+                    serde_json::to_value(&next).expect("cursors serialize"),
+                )),
+                ..Default::default()
+            }
+        };
+        writer
+            .apply_batch(name, &plan.table, &batch, &[], &checkpoint)
+            .await?;
+        total += batch.len();
+        if done {
+            let secs = t0.elapsed().as_secs_f64();
+            tracing::info!(
+                connection = %name,
+                table = %plan.table.name,
+                records = total,
+                per_sec = (total as f64 / secs.max(1e-9)) as u64,
+                "backfill done"
+            );
+            return Ok(());
         }
+        tracing::debug!(connection = %name, table = %plan.table.name, records = total, "backfill progress");
         if ctx.stopping() {
             return Ok(());
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    tracing::info!(
-        connection = %name,
-        table = %plan.table.name,
-        records = total,
-        per_sec = (total as f64 / secs.max(1e-9)) as u64,
-        "backfill done"
-    );
+    // The fetcher stopped early: shutting down.
     Ok(())
+}
+
+/// A spawned task that is aborted when its handle is dropped (an early
+/// return of its owner must not leave it running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the backfill's fetching task needs (owned: it runs on its own).
+struct BatchSource {
+    client: Client,
+    plan: ObjectPlan,
+    pagination: Pagination,
+    vars: Vars,
+    stop: watch::Receiver<bool>,
+}
+
+impl BatchSource {
+    /// Starts fetching the page at `cursor`.
+    fn fetch(&self, cursor: Option<PageCursor>) -> AbortOnDrop<Result<api::Page, api::ApiError>> {
+        let client = self.client.clone();
+        let endpoint = self.plan.endpoints.list.clone();
+        let pagination = self.pagination.clone();
+        let vars = self.vars.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            client
+                .fetch_page(&endpoint, Some(&pagination), &vars, cursor.as_ref(), None)
+                .await
+        }))
+    }
+}
+
+/// A batch of encoded rows and the cursor of the page after it (`None`:
+/// the last batch).
+type EncodedBatch = Result<(CopyBatch, Option<PageCursor>), SyncError>;
+
+/// Pages through the list from `cursor`, encoding records into batches of
+/// [`BATCH_RECORDS`] and sending each with the cursor that follows it. The
+/// next page is requested before the current one is decoded.
+async fn fetch_batches(
+    source: BatchSource,
+    cursor: Option<PageCursor>,
+    out: tokio::sync::mpsc::Sender<EncodedBatch>,
+) {
+    let pk = source.plan.table.primary_key;
+    let run = async {
+        let mut in_flight = source.fetch(cursor);
+        let mut batch = CopyBatch::new(pk);
+        loop {
+            let page = (&mut in_flight.0)
+                .await
+                .map_err(|e| SyncError::Decode(format!("page fetch task failed: {e}")))??;
+            let fetched_at = now_us();
+            let next = page.next.clone();
+            if let Some(n) = &next {
+                in_flight = source.fetch(Some(n.clone()));
+            }
+            for r in &page.records {
+                batch.push(&decode(&source.plan, r, fetched_at)?);
+            }
+            if batch.len() >= BATCH_RECORDS || next.is_none() {
+                let full = std::mem::replace(&mut batch, CopyBatch::new(pk));
+                if out.send(Ok((full, next.clone()))).await.is_err() {
+                    // The writer stopped (error or shutdown).
+                    return Ok(());
+                }
+            }
+            if next.is_none() || *source.stop.borrow() {
+                return Ok(());
+            }
+        }
+    };
+    if let Err(e) = run.await {
+        let _ = out.send(Err(e)).await;
+    }
 }
 
 /// Decodes an API record into a row of the plan's table.

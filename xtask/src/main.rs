@@ -10,6 +10,8 @@
 //! - `bench ...`: benchmarks, reported as ratios against a baseline measured
 //!   in the same run.
 
+mod bench_proxy;
+mod bench_sync;
 mod demo;
 mod system;
 
@@ -43,6 +45,20 @@ enum Task {
     Deps,
     /// The main job: throwaway Postgres + API simulators, migrate, backfill, live sync.
     Demo(demo::DemoArgs),
+    /// Benchmarks, each reported against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: BenchWhich,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhich {
+    /// Backfill N Stripe customers with `sequin sync --once` (release) and
+    /// compare with COPY + upsert of the same rows; peak RSS.
+    Sync(bench_sync::BenchSyncArgs),
+    /// pgbench through the proxy vs direct Postgres vs PgBouncer (session mode).
+    Proxy(bench_proxy::BenchProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +68,10 @@ fn main() -> ExitCode {
         Task::Test { args } => test_task(&args),
         Task::Deps => system::ensure_packages().map(|_| true),
         Task::Demo(args) => demo::run(args).map(|_| true),
+        Task::Bench { which } => match which {
+            BenchWhich::Sync(args) => bench_sync::run(args).map(|_| true),
+            BenchWhich::Proxy(args) => bench_proxy::run(args).map(|_| true),
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

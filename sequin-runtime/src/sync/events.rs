@@ -122,6 +122,12 @@ pub async fn run(
         }
     }
     let mut writer = Writer::connect(&ctx.url).await?;
+    // The feed is live from now on (its cursor was taken before backfill).
+    let live = Checkpoint {
+        phase: Some(crate::store::Phase::Live),
+        ..Default::default()
+    };
+    writer.checkpoint(&ctx.conn.name, EVENTS, &live).await?;
     loop {
         match poll(&ctx, &mut writer, &objects).await {
             Ok(n) if n > 0 => {

@@ -72,6 +72,11 @@ pub struct ConnectionConfig {
     /// Records per page asked from the API (default: the spec's page size).
     #[serde(default)]
     pub page_size: Option<u32>,
+    /// Overrides the spec's rate limit for this account (live Stripe
+    /// accounts allow 100 requests/s where the spec assumes test mode's 25;
+    /// enterprise Salesforce orgs have larger daily quotas).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitOverride>,
     /// How often runtime-defined objects and fields are looked up again
     /// (default: the spec's `every`).
     #[serde(default, deserialize_with = "opt_duration")]
@@ -80,6 +85,16 @@ pub struct ConnectionConfig {
 
 fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// A connection's own rate limit.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitOverride {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window (`1s`, `10s`, `24h`).
+    pub per: String,
 }
 
 fn default_poll() -> Duration {
@@ -272,6 +287,15 @@ impl Config {
                         ));
                     }
                 }
+            }
+            if let Some(r) = &c.rate_limit
+                && (r.requests == 0 || parse_duration(&r.per).is_none())
+            {
+                return Err((
+                    format!("{p}/rate_limit"),
+                    "rate_limit needs `requests` above 0 and `per` as a duration (e.g. 100 per 1s)"
+                        .to_string(),
+                ));
             }
             if let Some(url) = &c.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -242,7 +242,8 @@ fn measure(
         &config,
         format!(
             "database_url: {database_url}\nconnections:\n  - name: stripe\n    connector: stripe\n    \
-             base_url: {base_url}\n    credentials: {{ api_key: \"{token}\" }}\n    objects: [customer]\n"
+             base_url: {base_url}\n    credentials: {{ api_key: \"{token}\" }}\n    objects: [customer]\n    \
+             rate_limit: {{ requests: 1000000, per: 1s }}\n"
         ),
     )?;
     let out = Command::new(sequin)

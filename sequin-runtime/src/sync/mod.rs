@@ -249,7 +249,13 @@ async fn run_connection_inner(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let loaded = registry::get(&conn.connector).expect("config is checked");
-    let spec = Arc::new(loaded.spec.clone());
+    let mut spec = loaded.spec.clone();
+    if let Some(r) = &conn.rate_limit {
+        spec.rate_limit.requests = r.requests;
+        spec.rate_limit.per = r.per.clone();
+        spec.rate_limit.burst = None;
+    }
+    let spec = Arc::new(spec);
     let mut cc = ClientConfig::new(conn.name.clone());
     cc.base_url = conn.base_url.clone();
     cc.token_url = conn.token_url.clone();

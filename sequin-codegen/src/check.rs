@@ -464,14 +464,7 @@ impl Semantic {
     }
 
     fn pagination(&mut self, pointer: &str, p: &Pagination) {
-        let common = match p {
-            Pagination::RecordCursor { common, .. }
-            | Pagination::ResponseCursor { common, .. }
-            | Pagination::NextUrl { common, .. }
-            | Pagination::Offset { common, .. }
-            | Pagination::PageNumber { common, .. }
-            | Pagination::LinkHeader { common } => common,
-        };
+        let common = p.common();
         if let (Some(size), Some(max)) = (common.page_size, common.max_page_size)
             && size > max
         {

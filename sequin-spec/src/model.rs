@@ -246,6 +246,32 @@ pub enum Pagination {
     },
 }
 
+impl Pagination {
+    /// The settings every pagination kind shares.
+    pub fn common(&self) -> &PageCommon {
+        match self {
+            Pagination::RecordCursor { common, .. }
+            | Pagination::ResponseCursor { common, .. }
+            | Pagination::NextUrl { common, .. }
+            | Pagination::Offset { common, .. }
+            | Pagination::PageNumber { common, .. }
+            | Pagination::LinkHeader { common } => common,
+        }
+    }
+
+    /// The shared settings, mutably (a connection's page size).
+    pub fn common_mut(&mut self) -> &mut PageCommon {
+        match self {
+            Pagination::RecordCursor { common, .. }
+            | Pagination::ResponseCursor { common, .. }
+            | Pagination::NextUrl { common, .. }
+            | Pagination::Offset { common, .. }
+            | Pagination::PageNumber { common, .. }
+            | Pagination::LinkHeader { common } => common,
+        }
+    }
+}
+
 fn one() -> u64 {
     1
 }

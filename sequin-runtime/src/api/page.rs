@@ -52,14 +52,7 @@ pub struct Page {
 
 /// The common settings of a pagination.
 pub fn common(p: &Pagination) -> &PageCommon {
-    match p {
-        Pagination::RecordCursor { common, .. }
-        | Pagination::ResponseCursor { common, .. }
-        | Pagination::NextUrl { common, .. }
-        | Pagination::Offset { common, .. }
-        | Pagination::PageNumber { common, .. }
-        | Pagination::LinkHeader { common } => common,
-    }
+    p.common()
 }
 
 /// The page size to ask for: `page_size`, capped by `max_page_size`.

@@ -206,14 +206,7 @@ impl Ctx {
     fn pagination_with_size(&self, p: &Pagination) -> Pagination {
         let mut p = p.clone();
         if let Some(size) = self.conn.page_size {
-            let common = match &mut p {
-                Pagination::RecordCursor { common, .. }
-                | Pagination::ResponseCursor { common, .. }
-                | Pagination::NextUrl { common, .. }
-                | Pagination::Offset { common, .. }
-                | Pagination::PageNumber { common, .. }
-                | Pagination::LinkHeader { common } => common,
-            };
+            let common = p.common_mut();
             common.page_size = Some(common.max_page_size.map_or(size, |m| size.min(m)));
         }
         p
@@ -1259,14 +1252,7 @@ async fn pull_search(
 }
 
 fn pagination_size(p: &Pagination) -> usize {
-    let common = match p {
-        Pagination::RecordCursor { common, .. }
-        | Pagination::ResponseCursor { common, .. }
-        | Pagination::NextUrl { common, .. }
-        | Pagination::Offset { common, .. }
-        | Pagination::PageNumber { common, .. }
-        | Pagination::LinkHeader { common } => common,
-    };
+    let common = p.common();
     common.page_size.unwrap_or(100) as usize
 }
 

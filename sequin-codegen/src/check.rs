@@ -454,7 +454,7 @@ impl Semantic {
     }
 
     fn duration(&mut self, pointer: &str, s: &str) {
-        if sequin_duration(s).is_none() {
+        if sequin_spec::duration::parse(s).is_none() {
             self.err(
                 pointer,
                 format!("`{s}` is not a duration"),
@@ -1001,23 +1001,6 @@ pub fn placeholders(t: &str) -> Vec<String> {
     out
 }
 
-/// Parses `500ms`, `1s`, `10s`, `5m`, `1h`, `30d`.
-pub fn sequin_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let idx = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(idx);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(ms))
-}
-
 /// Checks every spec file, and cross-file rules (unique connector names).
 pub fn check_files(
     files: &[(std::path::PathBuf, String)],
@@ -1062,9 +1045,5 @@ mod tests {
             ["base_id", "object", "since"]
         );
         assert_eq!(placeholders("{\"a\": 1}"), Vec::<String>::new());
-        assert_eq!(sequin_duration("500ms").unwrap().as_millis(), 500);
-        assert_eq!(sequin_duration("30d").unwrap().as_secs(), 30 * 86400);
-        assert!(sequin_duration("5 minutes").is_none());
-        assert!(sequin_duration("s").is_none());
     }
 }

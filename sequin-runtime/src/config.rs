@@ -110,22 +110,7 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     })
 }
 
-/// Parses `500ms`, `1s`, `10s`, `5m`, `1h`, `30d`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let idx = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(idx);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
+pub use sequin_spec::duration::parse as parse_duration;
 
 /// A configuration problem: one line saying what and how to fix it.
 #[derive(Debug, thiserror::Error)]

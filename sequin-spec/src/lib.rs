@@ -8,10 +8,12 @@
 //! - [`record`]: columns, cells and the generic decode / encode / validate of
 //!   API records that `sequin-derive` impls and runtime-discovered objects
 //!   share.
+//! - [`duration`]: `500ms`, `10s`, `24h` in specs and configs.
 //! - [`naming`]: API names to Postgres identifiers.
 //!
 //! This crate does not depend on the generator, on HTTP or on Postgres.
 
+pub mod duration;
 pub mod model;
 pub mod naming;
 pub mod record;

@@ -112,12 +112,11 @@ pub fn check_source(
     }
 
     // Pass 2: serde (on the pruned document when pass 1 found problems).
-    let connector: Connector = match serde_path_to_error::deserialize(&pruned) {
+    let connector: Connector = match yaml::deserialize(&pruned) {
         Ok(c) => c,
         Err(e) => {
             if !schema_failed {
-                let pointer = serde_pointer(e.path());
-                out.push(at(&pointer, false, e.inner().to_string(), None));
+                out.push(at(&e.pointer, false, e.message, None));
             }
             out.sort();
             out.dedup();
@@ -186,19 +185,6 @@ fn pointer_get<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
     } else {
         v.pointer(pointer)
     }
-}
-
-fn serde_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut p = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => p.push_str(&format!("/{index}")),
-            Segment::Map { key } => p.push_str(&format!("/{}", escape_segment(key))),
-            Segment::Enum { .. } | Segment::Unknown => {}
-        }
-    }
-    p
 }
 
 type Problem = (String, bool, String, Option<String>);

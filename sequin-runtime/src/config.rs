@@ -176,10 +176,8 @@ impl Config {
                 ),
             ));
         }
-        let config: Config = serde_path_to_error::deserialize(&doc.value).map_err(|e| {
-            let pointer = pointer_of(e.path());
-            at(doc.span(&pointer), e.inner().to_string())
-        })?;
+        let config: Config = sequin_spec::yaml::deserialize(&doc.value)
+            .map_err(|e| at(doc.span(&e.pointer), e.message))?;
         config
             .check()
             .map_err(|(pointer, message)| at(doc.span(&pointer), message))?;
@@ -380,21 +378,6 @@ fn interpolate(
         }
         _ => {}
     }
-}
-
-fn pointer_of(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut p = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => p.push_str(&format!("/{index}")),
-            Segment::Map { key } => {
-                p.push_str(&format!("/{}", sequin_spec::yaml::escape_segment(key)))
-            }
-            _ => {}
-        }
-    }
-    p
 }
 
 #[cfg(test)]

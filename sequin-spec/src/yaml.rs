@@ -88,6 +88,33 @@ fn span_of(m: &Marker) -> Span {
     }
 }
 
+/// A value that does not deserialize into `T`: where (JSON Pointer) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeError {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// Deserializes a parsed document (or part of one), reporting the failing
+/// value's JSON Pointer so callers can map it to a [`Span`].
+pub fn deserialize<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, DeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        use serde_path_to_error::Segment;
+        let mut pointer = String::new();
+        for seg in e.path().iter() {
+            match seg {
+                Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                Segment::Map { key } => pointer.push_str(&format!("/{}", escape_segment(key))),
+                Segment::Enum { .. } | Segment::Unknown => {}
+            }
+        }
+        DeError {
+            pointer,
+            message: e.inner().to_string(),
+        }
+    })
+}
+
 /// Escapes one JSON Pointer segment (RFC 6901).
 pub fn escape_segment(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")

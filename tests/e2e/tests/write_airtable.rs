@@ -1,0 +1,320 @@
+//! Write-through to Airtable through the Sequin proxy (issue #6), against
+//! the Airtable simulator: INSERT ... RETURNING gets Airtable's `rec` id and
+//! its computed fields, a multi-row INSERT (batches of 10), an UPDATE by an
+//! arbitrary WHERE, a DELETE, rejections by Airtable (records deleted by a
+//! collaborator behind the engine's back), computed (read-only) columns,
+//! too many rows, and a failed write in an explicit transaction.
+
+mod write_common;
+
+use sequin_sim::Api;
+use sequin_sim::airtable::DEMO_BASE_ID;
+use write_common::*;
+
+const TABLE: &str = "Contacts";
+
+fn is_record_id(id: &str) -> bool {
+    id.len() == 17 && id.starts_with("rec") && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airtable_write_through() {
+    let t = Setup::start(Api::Airtable, 10, "write_airtable", airtable_connection).await;
+    let at = t.sim.airtable();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let records = || at.count(DEMO_BASE_ID, TABLE);
+    let seeded = records();
+    assert_eq!(seeded, 10);
+
+    // --- INSERT ... RETURNING: Airtable's id and computed fields.
+    let row = proxy
+        .query_one(
+            "insert into airtable.contacts (name, email, status, subscribed) \
+             values ('Andrea Palladio', 'andrea@palladio.example', 'Lead', true) \
+             returning id, created_time is not null, created is not null, last_modified is not null",
+            &[],
+        )
+        .await
+        .expect("insert through the proxy");
+    let andrea: String = row.get(0);
+    assert!(is_record_id(&andrea), "Airtable id: {andrea}");
+    assert!(row.get::<_, bool>(1), "createdTime set by Airtable");
+    assert!(
+        row.get::<_, bool>(2),
+        "the Created field computed by Airtable"
+    );
+    assert!(
+        row.get::<_, bool>(3),
+        "the Last Modified field computed by Airtable"
+    );
+    let rec = at
+        .get(DEMO_BASE_ID, TABLE, &andrea)
+        .expect("Airtable holds the record");
+    assert_eq!(rec["fields"]["Name"], "Andrea Palladio");
+    assert_eq!(rec["fields"]["Email"], "andrea@palladio.example");
+    assert_eq!(rec["fields"]["Status"], "Lead");
+    assert_eq!(rec["fields"]["Subscribed"], true);
+    let local = pg
+        .query_one(
+            "select name, email, status, subscribed, to_char(created_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
+               from airtable.contacts where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("the row is in Postgres under Airtable's id");
+    assert_eq!(
+        local.get::<_, Option<String>>(0).as_deref(),
+        Some("Andrea Palladio")
+    );
+    assert_eq!(
+        local.get::<_, Option<String>>(1).as_deref(),
+        Some("andrea@palladio.example")
+    );
+    assert_eq!(local.get::<_, Option<String>>(2).as_deref(), Some("Lead"));
+    assert_eq!(local.get::<_, Option<bool>>(3), Some(true));
+    let created = rec["createdTime"].as_str().unwrap();
+    assert_eq!(
+        local.get::<_, Option<String>>(4).as_deref(),
+        created.get(..19),
+        "createdTime is Airtable's ({created})"
+    );
+    assert_eq!(records(), seeded + 1);
+    assert_no_pending_ids(pg, "airtable.contacts", "id").await;
+
+    // --- Multi-row INSERT: twelve rows, more than one Airtable batch of 10.
+    let n = proxy
+        .execute(
+            "insert into airtable.contacts (name, company) \
+             select 'Builder ' || g, case when g = 12 then 'Sansovino' else 'Scamozzi' end \
+               from generate_series(1, 12) g",
+            &[],
+        )
+        .await
+        .expect("multi-row insert");
+    assert_eq!(n, 12);
+    assert_eq!(records(), seeded + 13);
+    let builders: Vec<(String, String)> = pg
+        .query(
+            "select id, name from airtable.contacts where name like 'Builder %'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(builders.len(), 12);
+    for (id, name) in &builders {
+        assert!(is_record_id(id), "{name}: {id}");
+        let rec = at
+            .get(DEMO_BASE_ID, TABLE, id)
+            .unwrap_or_else(|| panic!("{name} in Airtable"));
+        assert_eq!(rec["fields"]["Name"], name.as_str());
+    }
+    assert_no_pending_ids(pg, "airtable.contacts", "id").await;
+
+    // --- UPDATE by an arbitrary WHERE (simple protocol).
+    let where_clause = "name like 'Andrea%' or (company = 'Scamozzi' and name like 'Builder 1%')";
+    let matching: Vec<String> = pg
+        .query(
+            &format!("select id from airtable.contacts where {where_clause}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Andrea, Builder 1, 10, 11.
+    assert_eq!(matching.len(), 4, "{matching:?}");
+    let n = simple_rows(
+        proxy,
+        &format!("update airtable.contacts set notes = 'Villa Rotonda', status = 'Customer' where {where_clause}"),
+    )
+    .await
+    .expect("update through the proxy");
+    assert_eq!(n, 4);
+    for id in &matching {
+        let rec = at.get(DEMO_BASE_ID, TABLE, id).unwrap();
+        assert_eq!(rec["fields"]["Notes"], "Villa Rotonda", "{id}");
+        assert_eq!(rec["fields"]["Status"], "Customer", "{id}");
+    }
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from airtable.contacts where notes = 'Villa Rotonda'"
+        )
+        .await,
+        4
+    );
+
+    // --- DELETE.
+    let sansovino: String = pg
+        .query_one(
+            "select id from airtable.contacts where company = 'Sansovino'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let n = proxy
+        .execute(
+            "delete from airtable.contacts where company = $1",
+            &[&"Sansovino"],
+        )
+        .await
+        .expect("delete through the proxy");
+    assert_eq!(n, 1);
+    assert!(
+        at.get(DEMO_BASE_ID, TABLE, &sansovino).is_none(),
+        "deleted in Airtable"
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from airtable.contacts where id = '{sansovino}'")
+        )
+        .await,
+        0
+    );
+    let live = records();
+    assert_eq!(live, seeded + 12);
+
+    // --- Rejections by Airtable: a record a collaborator deleted, which the
+    // engine has not noticed yet (it re-lists hourly here).
+    let gone = &builders.iter().find(|(_, n)| n == "Builder 2").unwrap().0;
+    at.delete(DEMO_BASE_ID, TABLE, gone).unwrap();
+    let err = expect_err(
+        proxy
+            .execute(
+                "update airtable.contacts set notes = 'Villa Emo' where id = $1",
+                &[gone],
+            )
+            .await,
+        "an update of a record Airtable no longer has",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "P0002",
+            prefix: "[Airtable]: ",
+            schema: "airtable",
+            table: "contacts",
+            column: None,
+            message_has: &[gone.as_str()],
+            detail_has: &["404"],
+        },
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!(
+                "select count(*) from airtable.contacts where id = '{gone}' and notes is null"
+            )
+        )
+        .await,
+        1,
+        "the row keeps its values"
+    );
+    // A statement touching it and a live record changes neither (Airtable
+    // checks every id of a request first).
+    let builder3 = &builders.iter().find(|(_, n)| n == "Builder 3").unwrap().0;
+    let err = expect_err(
+        proxy
+            .execute(
+                "update airtable.contacts set notes = 'Villa Emo' where id in ($1, $2)",
+                &[gone, builder3],
+            )
+            .await,
+        "an update reaching a deleted record",
+    );
+    assert_eq!(db_error(&err).code().code(), "P0002", "{err:?}");
+    assert!(
+        at.get(DEMO_BASE_ID, TABLE, builder3).unwrap()["fields"]
+            .get("Notes")
+            .is_none(),
+        "the live record is unchanged"
+    );
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from airtable.contacts where notes = 'Villa Emo'"
+        )
+        .await,
+        0
+    );
+    let live = records();
+
+    // --- Computed fields are read-only (428C9).
+    for (sql, column) in [
+        (
+            "update airtable.contacts set created = now() where id = $1",
+            "created",
+        ),
+        (
+            "update airtable.contacts set last_modified = now() where id = $1",
+            "last_modified",
+        ),
+        (
+            "update airtable.contacts set created_time = now() where id = $1",
+            "created_time",
+        ),
+    ] {
+        let err = expect_err(proxy.execute(sql, &[&andrea]).await, sql);
+        assert_rejection(
+            &err,
+            &Rejection {
+                code: "428C9",
+                prefix: "[Airtable]: ",
+                schema: "airtable",
+                table: "contacts",
+                column: Some(column),
+                message_has: &[],
+                detail_has: &[],
+            },
+        );
+    }
+
+    // --- Too many rows (max_rows_per_write: 100).
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into airtable.contacts (name) select 'Bulk ' || g from generate_series(1, 101) g",
+                &[],
+            )
+            .await,
+        "101 rows in one statement",
+    );
+    let db = db_error(&err);
+    assert_eq!(db.code().code(), "54000", "{db:?}");
+    assert!(db.message().starts_with("[Airtable]: "), "{db:?}");
+    assert!(db.message().contains("100"), "names the limit: {db:?}");
+    assert_eq!(records(), live);
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from airtable.contacts where name like 'Bulk %'"
+        )
+        .await,
+        0
+    );
+
+    // --- A failed write in an explicit transaction aborts it.
+    let err = assert_aborts_transaction(
+        proxy,
+        &format!("delete from airtable.contacts where id = '{gone}'"),
+    )
+    .await;
+    assert_eq!(db_error(&err).code().code(), "P0002");
+    assert_eq!(records(), live);
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from airtable.contacts where id = '{gone}'")
+        )
+        .await,
+        1
+    );
+
+    t.finish().await;
+}

@@ -1,0 +1,222 @@
+//! The write guard of issue #6: a synced table can only be written through
+//! the Sequin proxy, which sends the change to the API first. Every other
+//! way of writing it is refused with SQLSTATE 42501 and a message naming
+//! the proxy: a direct connection's INSERT, UPDATE, DELETE, COPY, TRUNCATE,
+//! with or without a forged `sequin.write_key`, in a DO block or a function;
+//! and through the proxy, writes hidden in a DO block or a function, even
+//! after setting `sequin.write_key`, and writes to Sequin's own tables.
+//! After all of them Postgres and the API hold exactly what they held.
+
+mod write_common;
+
+use sequin_sim::Api;
+use tokio_postgres::Client;
+use write_common::*;
+
+/// Postgres' own view of the table, to compare before and after.
+async fn snapshot(pg: &Client) -> Vec<(String, Option<String>, Option<String>)> {
+    pg.query(
+        "select id, last_name, title from salesforce.contact order by id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// A refusal by the guard: 42501 naming the Sequin proxy.
+fn assert_guard_refusal(r: Result<impl std::fmt::Debug, tokio_postgres::Error>, what: &str) {
+    let err = expect_err(r, what);
+    let db = db_error(&err);
+    assert_eq!(db.code().code(), "42501", "{what}: {db:?}");
+    assert!(
+        db.message().to_lowercase().contains("proxy"),
+        "{what}: the message names the Sequin proxy: {db:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_the_proxy_are_refused() {
+    let t = Setup::start(Api::Salesforce, 5, "write_guard", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+
+    // A legitimate write through the proxy works (and fills the journal).
+    let kept: String = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name) values ('Palladio') returning id",
+            &[],
+        )
+        .await
+        .expect("a write through the proxy")
+        .get(0);
+    assert!(sf.get("Contact", &kept).is_some());
+    let journal = count(pg, "select count(*) from sequin.write_journal").await;
+    assert!(journal >= 1, "the journal records the create");
+    let before = snapshot(pg).await;
+    let in_org = sf.count("Contact", false);
+    assert_eq!(before.len(), in_org);
+
+    // --- Direct connection: every kind of write.
+    for sql in [
+        "insert into salesforce.contact (last_name) values ('Direct')",
+        "insert into salesforce.contact (id, last_name) values ('003Dn0000000zzzAAA', 'Direct')",
+        "update salesforce.contact set title = 'Direct' where true",
+        "update salesforce.contact set title = 'Direct' where last_name = 'Palladio'",
+        "delete from salesforce.contact where true",
+        "truncate salesforce.contact",
+        "insert into salesforce.contact (last_name) select last_name from salesforce.contact",
+    ] {
+        assert_guard_refusal(pg.execute(sql, &[]).await, sql);
+    }
+    // COPY FROM STDIN (psql feeds the rows).
+    let (out, err) = run_psql(
+        &t.db.url,
+        "copy salesforce.contact (last_name) from stdin;\nCopied\n\\.\n",
+    )
+    .await;
+    assert!(
+        err.contains("ERROR:  42501") && err.to_lowercase().contains("proxy"),
+        "COPY refused by the guard:\n{out}\n{err}"
+    );
+    // A forged key, set either way, changes nothing.
+    pg.batch_execute("set sequin.write_key = 'forged'")
+        .await
+        .expect("a direct session may set any custom setting");
+    assert_guard_refusal(
+        pg.execute(
+            "update salesforce.contact set title = 'Forged' where true",
+            &[],
+        )
+        .await,
+        "an update with a forged write key",
+    );
+    pg.query(
+        "select set_config('sequin.write_key', 'forged', false)",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_guard_refusal(
+        pg.execute(
+            "insert into salesforce.contact (last_name) values ('Forged')",
+            &[],
+        )
+        .await,
+        "an insert with a forged write key",
+    );
+    pg.batch_execute("reset sequin.write_key").await.unwrap();
+    // In a DO block and in a function.
+    assert_guard_refusal(
+        pg.execute("do $$ begin delete from salesforce.contact; end $$", &[])
+            .await,
+        "a delete in a DO block",
+    );
+    pg.batch_execute(
+        "create function public.sneaky_rename(t text) returns bigint language plpgsql as $$
+         declare n bigint;
+         begin
+           perform set_config('sequin.write_key', 'forged', true);
+           update salesforce.contact set title = t where true;
+           get diagnostics n = row_count;
+           return n;
+         end $$",
+    )
+    .await
+    .unwrap();
+    assert_guard_refusal(
+        pg.query("select public.sneaky_rename('Direct')", &[]).await,
+        "an update in a function, directly",
+    );
+
+    // --- Through the proxy: writes hidden from the proxy's parser.
+    match proxy.batch_execute("set sequin.write_key = 'forged'").await {
+        Ok(()) => {}
+        Err(e) => assert_eq!(db_error(&e).code().code(), "42501", "{e:?}"),
+    }
+    assert_guard_refusal(
+        proxy
+            .execute(
+                "do $$ begin insert into salesforce.contact (last_name) values ('Hidden'); end $$",
+                &[],
+            )
+            .await,
+        "an insert in a DO block through the proxy",
+    );
+    match proxy
+        .query(
+            "select set_config('sequin.write_key', 'forged', false)",
+            &[],
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => assert_eq!(db_error(&e).code().code(), "42501", "{e:?}"),
+    }
+    assert_guard_refusal(
+        proxy
+            .query("select public.sneaky_rename('Proxied')", &[])
+            .await,
+        "an update in a function through the proxy",
+    );
+    // A fresh proxy session: the same function, no key games.
+    let other = t.proxy_client().await;
+    assert_guard_refusal(
+        other
+            .query("select public.sneaky_rename('Proxied')", &[])
+            .await,
+        "an update in a function through a fresh proxy session",
+    );
+    // Sequin's own tables are not the client's to write.
+    for sql in [
+        "delete from sequin.write_journal",
+        "update sequin.write_journal set state = 'committed'",
+        "truncate sequin.write_journal",
+        "update sequin.sync_state set last_error = 'forged'",
+        "delete from sequin.sync_state",
+    ] {
+        let err = expect_err(other.execute(sql, &[]).await, sql);
+        assert_eq!(db_error(&err).code().code(), "42501", "{sql}: {err:?}");
+    }
+
+    // Nothing changed anywhere.
+    assert_eq!(snapshot(pg).await, before, "Postgres holds what it held");
+    assert_eq!(
+        sf.count("Contact", false),
+        in_org,
+        "the org holds what it held"
+    );
+    assert!(
+        sf.get("Contact", &kept).unwrap()["Title"].is_null(),
+        "the org's record is untouched"
+    );
+    assert_eq!(
+        count(pg, "select count(*) from sequin.write_journal").await,
+        journal
+    );
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from sequin.sync_state where connection = 'salesforce' and last_error = 'forged'"
+        )
+        .await,
+        0
+    );
+    // And the proxy still writes.
+    let n = other
+        .execute(
+            "update salesforce.contact set title = 'Architect' where id = $1",
+            &[&kept],
+        )
+        .await
+        .expect("a write through the proxy after the refusals");
+    assert_eq!(n, 1);
+    assert_eq!(sf.get("Contact", &kept).unwrap()["Title"], "Architect");
+
+    t.finish().await;
+}

@@ -1,0 +1,568 @@
+//! Write-through to Salesforce through the Sequin proxy (issue #6), against
+//! the Salesforce simulator: INSERT ... RETURNING gets the org's id, a
+//! multi-row INSERT, an UPDATE by an arbitrary WHERE, a DELETE, rejections
+//! by the API and by local validation (the seed's example verbatim, with
+//! tokio-postgres and with psql), a read-only column, too many rows, and
+//! explicit transactions (a failed write aborts it; a rolled-back create is
+//! undone upstream).
+
+mod write_common;
+
+use std::time::Duration;
+
+use sequin_e2e::eventually;
+use sequin_sim::Api;
+use serde_json::Value;
+use write_common::*;
+
+/// The seed's example, verbatim.
+const SEED_EXAMPLE: &str = "insert into salesforce.contact (first_name, last_name, email) values ('Andrea','Palladio','andrea__invalid') returning id;";
+
+fn is_salesforce_contact_id(id: &str) -> bool {
+    id.len() == 18 && id.starts_with("003") && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A well-formed Account id (15-character form) of no account in the org:
+/// the spec only knows `account_id` as an 18-character string, Salesforce
+/// refuses the reference (FIELD_INTEGRITY_EXCEPTION).
+const MISSING_ACCOUNT: &str = "001Dn0000009999";
+
+/// The journal states of every API effect on `api_id`, once none is still
+/// `applied` (the outcome of the client's transaction is recorded right
+/// after it ends).
+async fn journal_states(pg: &tokio_postgres::Client, api_id: &str) -> Vec<String> {
+    eventually(Duration::from_secs(30), "the journal settles", || async {
+        let states: Vec<String> = pg
+            .query(
+                "select state from sequin.write_journal where api_id = $1 order by state",
+                &[&api_id],
+            )
+            .await
+            .expect("sequin.write_journal is readable")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (
+            !states.is_empty() && !states.iter().any(|s| s == "applied"),
+            states,
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_write_through() {
+    let t = Setup::start(Api::Salesforce, 20, "write_sf", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let contacts = || sf.count("Contact", false);
+    let seeded = contacts();
+    assert_eq!(seeded, 20);
+
+    // --- INSERT ... RETURNING: the org's id, the org's values, canonical row.
+    let row = proxy
+        .query_one(
+            "insert into salesforce.contact (first_name, last_name, email) \
+             values ('Andrea', 'Palladio', 'andrea@palladio.example') returning id, name",
+            &[],
+        )
+        .await
+        .expect("insert through the proxy");
+    let andrea: String = row.get(0);
+    assert!(is_salesforce_contact_id(&andrea), "Salesforce id: {andrea}");
+    // RETURNING shows the final (canonical) values: Name is computed by Salesforce.
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("Andrea Palladio")
+    );
+    let rec = sf
+        .get("Contact", &andrea)
+        .expect("the org holds the contact");
+    assert_eq!(rec["FirstName"], "Andrea");
+    assert_eq!(rec["LastName"], "Palladio");
+    assert_eq!(rec["Email"], "andrea@palladio.example");
+    let local = pg
+        .query_one(
+            "select first_name, last_name, email, name, owner_id, created_date is not null, \
+                    system_modstamp is not null, is_deleted \
+               from salesforce.contact where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("the row is in Postgres under the Salesforce id");
+    assert_eq!(local.get::<_, Option<String>>(0).as_deref(), Some("Andrea"));
+    assert_eq!(
+        local.get::<_, Option<String>>(1).as_deref(),
+        Some("Palladio")
+    );
+    assert_eq!(
+        local.get::<_, Option<String>>(2).as_deref(),
+        Some("andrea@palladio.example")
+    );
+    assert_eq!(
+        local.get::<_, Option<String>>(3).as_deref(),
+        Some("Andrea Palladio")
+    );
+    assert_eq!(
+        local.get::<_, Option<String>>(4).as_deref(),
+        rec["OwnerId"].as_str(),
+        "server-assigned owner"
+    );
+    assert!(
+        local.get::<_, bool>(5),
+        "created_date filled in from the org"
+    );
+    assert!(
+        local.get::<_, bool>(6),
+        "system_modstamp filled in from the org"
+    );
+    assert_eq!(local.get::<_, Option<bool>>(7), Some(false));
+    assert_eq!(contacts(), seeded + 1);
+    assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+
+    // --- The seed's example: refused locally (format: email), nothing written.
+    let before_pg = count(pg, "select count(*) from salesforce.contact").await;
+    let err = expect_err(proxy.query(SEED_EXAMPLE, &[]).await, "the seed's example");
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "22023",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("email"),
+            message_has: &["`email`", "invalid"],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(
+        count(pg, "select count(*) from salesforce.contact").await,
+        before_pg
+    );
+    assert_eq!(contacts(), seeded + 1, "the org holds nothing new");
+
+    // The same example with psql (simple protocol), then with a valid email.
+    let (out, errout) = run_psql(&t.proxy_url, &format!("{SEED_EXAMPLE}\n")).await;
+    assert!(
+        errout.contains("ERROR:  22023: [Salesforce]: ")
+            && errout.contains("`email`")
+            && errout.contains("invalid"),
+        "psql shows the rejection:\n{out}\n{errout}"
+    );
+    assert_eq!(contacts(), seeded + 1);
+    let valid = SEED_EXAMPLE.replace("andrea__invalid", "andrea@palladio.example");
+    let (out, errout) = run_psql(&t.proxy_url, &format!("{valid}\n")).await;
+    let psql_id = out
+        .lines()
+        .map(str::trim)
+        .find(|l| is_salesforce_contact_id(l))
+        .unwrap_or_else(|| panic!("psql prints the Salesforce id:\n{out}\n{errout}"))
+        .to_owned();
+    assert_ne!(psql_id, andrea);
+    let rec = sf
+        .get("Contact", &psql_id)
+        .expect("the org holds the contact");
+    assert_eq!(rec["LastName"], "Palladio");
+    assert_eq!(rec["Email"], "andrea@palladio.example");
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from salesforce.contact where id = '{psql_id}' and email = 'andrea@palladio.example'")
+        )
+        .await,
+        1,
+        "the row is in Postgres"
+    );
+    assert_eq!(contacts(), seeded + 2);
+
+    // --- Multi-row INSERT: one statement, three contacts upstream.
+    let n = proxy
+        .execute(
+            "insert into salesforce.contact (first_name, last_name, email) values \
+             ('Vincenzo', 'Scamozzi', 'vincenzo@scamozzi.example'), \
+             ('Baldassare', 'Longhena', null), \
+             ('Jacopo', 'Sansovino', 'jacopo@sansovino.example')",
+            &[],
+        )
+        .await
+        .expect("multi-row insert");
+    assert_eq!(n, 3, "rows affected");
+    assert_eq!(contacts(), seeded + 5);
+    for (last, email) in [
+        ("Scamozzi", Value::from("vincenzo@scamozzi.example")),
+        ("Longhena", Value::Null),
+        ("Sansovino", Value::from("jacopo@sansovino.example")),
+    ] {
+        let id: String = pg
+            .query_one(
+                "select id from salesforce.contact where last_name = $1",
+                &[&last],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("one {last} row: {e}"))
+            .get(0);
+        assert!(is_salesforce_contact_id(&id), "{last}: {id}");
+        let rec = sf
+            .get("Contact", &id)
+            .unwrap_or_else(|| panic!("{last} in the org"));
+        assert_eq!(rec["LastName"], last);
+        assert_eq!(rec["Email"], email, "{last}");
+    }
+    assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+
+    // --- UPDATE by an arbitrary WHERE (simple protocol): every matching row
+    // changes upstream, the others do not.
+    let where_clause = "last_name like 'Pal%' or last_name = 'Longhena'";
+    let matching: Vec<String> = pg
+        .query(
+            &format!("select id from salesforce.contact where {where_clause}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(matching.len() >= 3, "{matching:?}");
+    let other: String = pg
+        .query_one(
+            &format!(
+                "select id from salesforce.contact where not ({where_clause}) order by id limit 1"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let other_title = sf.get("Contact", &other).unwrap()["Title"].clone();
+    let n = simple_rows(
+        proxy,
+        &format!("update salesforce.contact set title = 'Architect' where {where_clause}"),
+    )
+    .await
+    .expect("update through the proxy");
+    assert_eq!(n, matching.len() as u64, "rows affected");
+    for id in &matching {
+        assert_eq!(sf.get("Contact", id).unwrap()["Title"], "Architect", "{id}");
+    }
+    assert_eq!(sf.get("Contact", &other).unwrap()["Title"], other_title);
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from salesforce.contact where ({where_clause}) and title = 'Architect'")
+        )
+        .await,
+        matching.len() as i64
+    );
+
+    // --- DELETE: gone upstream and locally.
+    let sansovino: String = pg
+        .query_one(
+            "select id from salesforce.contact where last_name = 'Sansovino'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let n = proxy
+        .execute(
+            "delete from salesforce.contact where email = $1",
+            &[&"jacopo@sansovino.example"],
+        )
+        .await
+        .expect("delete through the proxy");
+    assert_eq!(n, 1);
+    assert!(
+        sf.get("Contact", &sansovino).is_none(),
+        "deleted in the org"
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from salesforce.contact where id = '{sansovino}'")
+        )
+        .await,
+        0
+    );
+    let live = contacts();
+    assert_eq!(live, seeded + 4);
+
+    // --- A rejection by Salesforce (not checked locally): the account does
+    // not exist. Code from the connector's map, message, column, nothing changed.
+    let before_pg = count(pg, "select count(*) from salesforce.contact").await;
+    let err = expect_err(
+        proxy
+            .query(
+                &format!(
+                    "insert into salesforce.contact (last_name, account_id) values ('Scarpa', '{MISSING_ACCOUNT}') returning id"
+                ),
+                &[],
+            )
+            .await,
+        "a contact of a missing account",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23514",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("account_id"),
+            message_has: &[MISSING_ACCOUNT],
+            detail_has: &["FIELD_INTEGRITY_EXCEPTION", "400"],
+        },
+    );
+    assert_eq!(
+        count(pg, "select count(*) from salesforce.contact").await,
+        before_pg
+    );
+    assert_eq!(contacts(), live, "the org holds nothing new");
+    assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+    // The same on an update: the row keeps its value.
+    let err = expect_err(
+        proxy
+            .execute(
+                "update salesforce.contact set account_id = $1, title = 'Moved' where id = $2",
+                &[&MISSING_ACCOUNT, &andrea],
+            )
+            .await,
+        "moving a contact to a missing account",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23514",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("account_id"),
+            message_has: &[],
+            detail_has: &["FIELD_INTEGRITY_EXCEPTION"],
+        },
+    );
+    let kept = pg
+        .query_one(
+            "select account_id, title from salesforce.contact where id = $1",
+            &[&andrea],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.get::<_, Option<String>>(0), None);
+    assert_eq!(
+        kept.get::<_, Option<String>>(1).as_deref(),
+        Some("Architect")
+    );
+    assert_eq!(sf.get("Contact", &andrea).unwrap()["Title"], "Architect");
+
+    // A value too long for Salesforce's field (max_length checked locally: 22001).
+    let err = expect_err(
+        proxy
+            .execute(
+                "update salesforce.contact set first_name = repeat('x', 41) where id = $1",
+                &[&andrea],
+            )
+            .await,
+        "a first name over 40 characters",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "22001",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("first_name"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(sf.get("Contact", &andrea).unwrap()["FirstName"], "Andrea");
+
+    // --- Read-only columns (428C9), on update and on insert.
+    let err = expect_err(
+        proxy
+            .execute(
+                "update salesforce.contact set name = 'Somebody Else' where id = $1",
+                &[&andrea],
+            )
+            .await,
+        "writing the computed Name",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "428C9",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("name"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into salesforce.contact (last_name, created_date) values ('Scarpa', now())",
+                &[],
+            )
+            .await,
+        "inserting a created_date",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "428C9",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("created_date"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(
+        sf.get("Contact", &andrea).unwrap()["Name"],
+        "Andrea Palladio"
+    );
+    assert_eq!(contacts(), live);
+
+    // --- Too many rows for one statement (max_rows_per_write: 200).
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into salesforce.contact (last_name) select 'Bulk ' || g from generate_series(1, 201) g",
+                &[],
+            )
+            .await,
+        "201 rows in one statement",
+    );
+    let db = db_error(&err);
+    assert_eq!(db.code().code(), "54000", "{db:?}");
+    assert!(db.message().starts_with("[Salesforce]: "), "{db:?}");
+    assert!(db.message().contains("200"), "names the limit: {db:?}");
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name like 'Bulk %'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(contacts(), live);
+    // 200 is allowed.
+    let n = proxy
+        .execute(
+            "insert into salesforce.contact (last_name) select 'Bulk ' || g from generate_series(1, 200) g",
+            &[],
+        )
+        .await
+        .expect("200 rows in one statement");
+    assert_eq!(n, 200);
+    assert_eq!(contacts(), live + 200);
+    let live = live + 200;
+    // ... and an UPDATE reaching more rows than the limit is refused too.
+    let err = expect_err(
+        proxy
+            .execute(
+                "update salesforce.contact set department = 'Bulk' where true",
+                &[],
+            )
+            .await,
+        "an update of every contact",
+    );
+    assert_eq!(db_error(&err).code().code(), "54000", "{err:?}");
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where department = 'Bulk'"
+        )
+        .await,
+        0
+    );
+
+    // --- Explicit transactions. A rejected write aborts the transaction.
+    let err = assert_aborts_transaction(
+        proxy,
+        &format!(
+            "insert into salesforce.contact (last_name, account_id) values ('Scarpa', '{MISSING_ACCOUNT}')"
+        ),
+    )
+    .await;
+    assert_eq!(db_error(&err).code().code(), "23514");
+    assert_eq!(contacts(), live);
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name = 'Scarpa'"
+        )
+        .await,
+        0
+    );
+    // A create rolled back is undone upstream (compensated).
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let rolled: String = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name) values ('Rolled Back') returning id",
+            &[],
+        )
+        .await
+        .expect("insert in a transaction")
+        .get(0);
+    assert!(is_salesforce_contact_id(&rolled), "{rolled}");
+    proxy.batch_execute("ROLLBACK").await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the rolled-back create undone",
+        || async {
+            let rec = sf.get("Contact", &rolled);
+            (rec.is_none(), rec)
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name = 'Rolled Back'"
+        )
+        .await,
+        0
+    );
+    let states = journal_states(pg, &rolled).await;
+    assert_eq!(states, ["compensated"], "journal of the rolled-back create");
+    // Several writes committed together are all upstream.
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let kept: String = proxy
+        .query_one(
+            "insert into salesforce.contact (first_name, last_name) values ('Andrea', 'Tirali') returning id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    proxy
+        .execute(
+            "update salesforce.contact set title = 'Proto' where id = $1",
+            &[&kept],
+        )
+        .await
+        .unwrap();
+    proxy.batch_execute("COMMIT").await.unwrap();
+    let rec = sf.get("Contact", &kept).expect("committed create upstream");
+    assert_eq!(rec["Title"], "Proto");
+    assert_eq!(rec["LastName"], "Tirali");
+    let states = journal_states(pg, &kept).await;
+    assert_eq!(
+        states,
+        ["committed", "committed"],
+        "journal of a create and an update"
+    );
+    assert_eq!(contacts(), live + 1);
+    assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+
+    t.finish().await;
+}

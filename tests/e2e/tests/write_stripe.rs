@@ -1,0 +1,374 @@
+//! Write-through to Stripe through the Sequin proxy (issue #6), against the
+//! Stripe simulator: INSERT ... RETURNING gets Stripe's `cus_` id and the
+//! fields Stripe computes, a multi-row INSERT, an UPDATE by an arbitrary
+//! WHERE, a DELETE, rejections by Stripe (a product id that exists, an
+//! update of a customer deleted behind the engine's back), read-only and
+//! create-only columns, too many rows, and a failed write in an explicit
+//! transaction.
+
+mod write_common;
+
+use sequin_sim::Api;
+use sequin_sim::stripe::Kind;
+use write_common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_write_through() {
+    let t = Setup::start(Api::Stripe, 5, "write_stripe", |sim| {
+        stripe_connection(sim, "customer, product")
+    })
+    .await;
+    let stripe = t.sim.stripe();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let customers = || stripe.len(Kind::Customer);
+    let seeded = customers();
+    assert_eq!(seeded, 5);
+
+    // --- INSERT ... RETURNING: Stripe's id and computed fields.
+    let row = proxy
+        .query_one(
+            "insert into stripe.customer (name, email, metadata) \
+             values ('Andrea Palladio', 'andrea@palladio.example', '{\"order\": \"1\"}') \
+             returning id, object, created is not null, livemode, invoice_prefix",
+            &[],
+        )
+        .await
+        .expect("insert through the proxy");
+    let andrea: String = row.get(0);
+    assert!(
+        andrea.starts_with("cus_") && andrea.len() > 10,
+        "Stripe id: {andrea}"
+    );
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("customer"));
+    assert!(row.get::<_, bool>(2), "created is Stripe's");
+    assert_eq!(row.get::<_, Option<bool>>(3), Some(false));
+    let rec = stripe
+        .get(Kind::Customer, &andrea)
+        .expect("Stripe holds the customer");
+    assert_eq!(rec["name"], "Andrea Palladio");
+    assert_eq!(rec["email"], "andrea@palladio.example");
+    assert_eq!(rec["metadata"]["order"], "1");
+    assert_eq!(
+        row.get::<_, Option<String>>(4).as_deref(),
+        rec["invoice_prefix"].as_str(),
+        "invoice_prefix assigned by Stripe"
+    );
+    let local = pg
+        .query_one(
+            "select name, email, metadata->>'order', extract(epoch from created)::bigint, invoice_prefix \
+               from stripe.customer where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("the row is in Postgres under Stripe's id");
+    assert_eq!(
+        local.get::<_, Option<String>>(0).as_deref(),
+        Some("Andrea Palladio")
+    );
+    assert_eq!(
+        local.get::<_, Option<String>>(1).as_deref(),
+        Some("andrea@palladio.example")
+    );
+    assert_eq!(local.get::<_, Option<String>>(2).as_deref(), Some("1"));
+    assert_eq!(local.get::<_, Option<i64>>(3), rec["created"].as_i64());
+    assert_eq!(
+        local.get::<_, Option<String>>(4).as_deref(),
+        rec["invoice_prefix"].as_str()
+    );
+    assert_eq!(customers(), seeded + 1);
+    assert_no_pending_ids(pg, "stripe.customer", "id").await;
+
+    // --- Multi-row INSERT.
+    let n = proxy
+        .execute(
+            "insert into stripe.customer (name, email) values \
+             ('Vincenzo Scamozzi', 'vincenzo@scamozzi.example'), \
+             ('Baldassare Longhena', null), \
+             ('Jacopo Sansovino', 'jacopo@sansovino.example')",
+            &[],
+        )
+        .await
+        .expect("multi-row insert");
+    assert_eq!(n, 3);
+    assert_eq!(customers(), seeded + 4);
+    for name in [
+        "Vincenzo Scamozzi",
+        "Baldassare Longhena",
+        "Jacopo Sansovino",
+    ] {
+        let id: String = pg
+            .query_one("select id from stripe.customer where name = $1", &[&name])
+            .await
+            .unwrap_or_else(|e| panic!("one {name} row: {e}"))
+            .get(0);
+        assert!(id.starts_with("cus_"), "{name}: {id}");
+        assert_eq!(stripe.get(Kind::Customer, &id).expect(name)["name"], name);
+    }
+    assert_no_pending_ids(pg, "stripe.customer", "id").await;
+
+    // --- UPDATE by an arbitrary WHERE (simple protocol).
+    let where_clause = "name like 'Andrea%' or email like '%@scamozzi.example'";
+    let matching: Vec<String> = pg
+        .query(
+            &format!("select id from stripe.customer where {where_clause}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(matching.len() >= 2, "{matching:?}");
+    let n = simple_rows(
+        proxy,
+        &format!("update stripe.customer set description = 'Vicenza' where {where_clause}"),
+    )
+    .await
+    .expect("update through the proxy");
+    assert_eq!(n, matching.len() as u64);
+    for id in &matching {
+        assert_eq!(
+            stripe.get(Kind::Customer, id).unwrap()["description"],
+            "Vicenza"
+        );
+    }
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from stripe.customer where description = 'Vicenza'"
+        )
+        .await,
+        matching.len() as i64
+    );
+
+    // --- DELETE.
+    let sansovino: String = pg
+        .query_one(
+            "select id from stripe.customer where name = 'Jacopo Sansovino'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let n = proxy
+        .execute(
+            "delete from stripe.customer where email = $1",
+            &[&"jacopo@sansovino.example"],
+        )
+        .await
+        .expect("delete through the proxy");
+    assert_eq!(n, 1);
+    assert!(
+        stripe.get(Kind::Customer, &sansovino).is_none(),
+        "deleted at Stripe"
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.customer where id = '{sansovino}'")
+        )
+        .await,
+        0
+    );
+    let live = customers();
+    assert_eq!(live, seeded + 3);
+
+    // --- Rejections by Stripe. A product id Stripe already has: created by
+    // someone else after the backfill (the engine polls hourly here, so the
+    // row is not in Postgres and only Stripe can refuse it).
+    let existing = "prod_VillaEmo";
+    stripe
+        .create(Kind::Product, &format!("id={existing}&name=Villa%20Emo"))
+        .unwrap();
+    let products = stripe.len(Kind::Product);
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.product where id = '{existing}'")
+        )
+        .await,
+        0
+    );
+    let err = expect_err(
+        proxy
+            .query(
+                "insert into stripe.product (id, name) values ($1, 'Villa Rotonda') returning id",
+                &[&existing],
+            )
+            .await,
+        "a product with an existing id",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23505",
+            prefix: "[Stripe]: ",
+            schema: "stripe",
+            table: "product",
+            column: Some("id"),
+            message_has: &["Product already exists"],
+            detail_has: &["resource_already_exists", "400"],
+        },
+    );
+    assert_eq!(
+        stripe.len(Kind::Product),
+        products,
+        "Stripe holds nothing new"
+    );
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from stripe.product where name = 'Villa Rotonda'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        stripe.get(Kind::Product, existing).unwrap()["name"],
+        "Villa Emo"
+    );
+    assert_no_pending_ids(pg, "stripe.product", "id").await;
+
+    // A customer deleted at Stripe behind the engine's back (it polls hourly
+    // here): the update gets Stripe's 404, the row keeps its values.
+    let longhena: String = pg
+        .query_one(
+            "select id from stripe.customer where name = 'Baldassare Longhena'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    stripe.delete(Kind::Customer, &longhena).unwrap();
+    let err = expect_err(
+        proxy
+            .execute(
+                "update stripe.customer set description = 'Venice' where id = $1",
+                &[&longhena],
+            )
+            .await,
+        "an update of a customer Stripe no longer has",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "P0002",
+            prefix: "[Stripe]: ",
+            schema: "stripe",
+            table: "customer",
+            column: None,
+            message_has: &[&longhena],
+            detail_has: &["resource_missing", "404"],
+        },
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.customer where id = '{longhena}' and description is null")
+        )
+        .await,
+        1
+    );
+    let live = customers();
+
+    // An email Stripe refuses is caught locally first (format: email).
+    let err = expect_err(
+        proxy
+            .execute(
+                "update stripe.customer set email = 'andrea__invalid' where id = $1",
+                &[&andrea],
+            )
+            .await,
+        "an invalid email",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "22023",
+            prefix: "[Stripe]: ",
+            schema: "stripe",
+            table: "customer",
+            column: Some("email"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(
+        stripe.get(Kind::Customer, &andrea).unwrap()["email"],
+        "andrea@palladio.example"
+    );
+
+    // --- Read-only and create-only columns (428C9).
+    for (sql, column) in [
+        (
+            "update stripe.customer set livemode = true where id = $1",
+            "livemode",
+        ),
+        (
+            "update stripe.customer set test_clock = 'clock_1' where id = $1",
+            "test_clock",
+        ),
+        (
+            "update stripe.customer set created = now() where id = $1",
+            "created",
+        ),
+    ] {
+        let err = expect_err(proxy.execute(sql, &[&andrea]).await, sql);
+        assert_rejection(
+            &err,
+            &Rejection {
+                code: "428C9",
+                prefix: "[Stripe]: ",
+                schema: "stripe",
+                table: "customer",
+                column: Some(column),
+                message_has: &[],
+                detail_has: &[],
+            },
+        );
+    }
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.customer where id = '{andrea}' and livemode = false and test_clock is null")
+        )
+        .await,
+        1
+    );
+
+    // --- Too many rows (the default max_rows_per_write: 100).
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into stripe.customer (name) select 'Bulk ' || g from generate_series(1, 101) g",
+                &[],
+            )
+            .await,
+        "101 rows in one statement",
+    );
+    let db = db_error(&err);
+    assert_eq!(db.code().code(), "54000", "{db:?}");
+    assert!(db.message().starts_with("[Stripe]: "), "{db:?}");
+    assert!(db.message().contains("100"), "names the limit: {db:?}");
+    assert_eq!(customers(), live);
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from stripe.customer where name like 'Bulk %'"
+        )
+        .await,
+        0
+    );
+
+    // --- A failed write in an explicit transaction aborts it.
+    let err = assert_aborts_transaction(
+        proxy,
+        &format!("insert into stripe.product (id, name) values ('{existing}', 'Villa Rotonda')"),
+    )
+    .await;
+    assert_eq!(db_error(&err).code().code(), "23505");
+    assert_eq!(stripe.len(Kind::Product), products);
+    assert_eq!(customers(), live);
+
+    t.finish().await;
+}

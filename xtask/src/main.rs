@@ -12,6 +12,7 @@
 
 mod bench_proxy;
 mod bench_sync;
+mod bench_write;
 mod demo;
 mod system;
 
@@ -59,6 +60,9 @@ enum BenchWhich {
     Sync(bench_sync::BenchSyncArgs),
     /// pgbench through the proxy vs direct Postgres vs PgBouncer (session mode).
     Proxy(bench_proxy::BenchProxyArgs),
+    /// Write-through latency (overhead beyond the API call and the Postgres
+    /// write, p50/p99) and statements/s with 8 clients vs direct Postgres.
+    Write(bench_write::BenchWriteArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Task::Bench { which } => match which {
             BenchWhich::Sync(args) => bench_sync::run(args).map(|_| true),
             BenchWhich::Proxy(args) => bench_proxy::run(args).map(|_| true),
+            BenchWhich::Write(args) => bench_write::run(args).map(|_| true),
         },
     };
     match result {

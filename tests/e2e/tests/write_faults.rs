@@ -1,0 +1,831 @@
+//! Write-through under faults (issue #6): the API timing out, failing with a
+//! 5xx, resetting the connection or losing its response in the middle of a
+//! write; the client disconnecting mid-write; Postgres restarting mid-write;
+//! and a ROLLBACK after writes the API already applied.
+//!
+//! What must hold every time: no duplicate in the API, no row in Postgres
+//! that the API does not have (once the dust settles the two agree, record
+//! for record), and the client, if it is still there, gets an error that
+//! says what happened. Stripe honours `Idempotency-Key`, so a create is
+//! retried through an ambiguous failure and still happens once; Salesforce
+//! has no idempotency, so its create is not retried, the error says the
+//! record may exist and will arrive through sync, and sync brings it in once.
+//!
+//! A fault hits exactly one create: it is armed just before the statement
+//! and cleared as soon as the simulator has counted the create request. The
+//! simulator reads its fault settings when a request arrives, so the request
+//! in flight keeps the fault and the retry, if any, sees none.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_sim::stripe::Kind;
+use sequin_sim::{Api, Faults, Sim, SimConfig};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+
+/// The per-connection key of the per-attempt API timeout in `sequin.yaml`
+/// (the default of 60 s would make a timeout test take minutes).
+const TIMEOUT_KEY: &str = "request_timeout";
+/// The API timeout the timeout scenarios configure.
+const API_TIMEOUT: &str = "1s";
+/// Latency injected to make the API time out (above [`API_TIMEOUT`]).
+const TIMEOUT_LATENCY: Duration = Duration::from_millis(2000);
+/// Latency injected to keep a write in flight while the client or Postgres
+/// goes away (below the default timeout, so the API call itself succeeds).
+const IN_FLIGHT_LATENCY: Duration = Duration::from_millis(1500);
+/// Journal states after which nothing more happens to an entry.
+/// (`unknown`: the transaction's fate could not be read; checked apart.)
+const FINAL_STATES: [&str; 5] = [
+    "committed",
+    "compensated",
+    "irreversible",
+    "compensation_failed",
+    "unknown",
+];
+
+// ---------------------------------------------------------------------------
+// The stack: a database, a simulator, `sequin` (sync + proxy) in-process.
+
+/// Which API a stack runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Which {
+    Stripe,
+    Salesforce,
+}
+
+impl Which {
+    /// The connection (and Postgres schema) name.
+    fn connection(self) -> &'static str {
+        match self {
+            Which::Stripe => "stripe",
+            Which::Salesforce => "salesforce",
+        }
+    }
+
+    /// The table the tests write.
+    fn table(self) -> &'static str {
+        match self {
+            Which::Stripe => "stripe.customer",
+            Which::Salesforce => "salesforce.contact",
+        }
+    }
+}
+
+/// A running simulator and `sequin` with its proxy, against one database.
+struct Stack {
+    which: Which,
+    sim: Sim,
+    running: Option<Running>,
+    yaml: String,
+    db_url: String,
+    proxy_port: u16,
+    /// A direct connection (reads only; writes are refused by the guard).
+    pg: tokio_postgres::Client,
+}
+
+impl Stack {
+    /// Starts a simulator seeded with a few records, and `sequin` syncing
+    /// one object of it into `db_url` with the proxy on a free port; waits
+    /// until the object is live.
+    async fn start(which: Which, db_url: &str, timeout: Option<&str>) -> Stack {
+        let api = match which {
+            Which::Stripe => Api::Stripe,
+            Which::Salesforce => Api::Salesforce,
+        };
+        let sim = sequin_sim::start(
+            SimConfig::new(api).seed_records(3).rate_limit(0.0),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let proxy_port = sequin_pgtemp::free_port().unwrap();
+        let base = sim.base_url();
+        let connection = match which {
+            Which::Stripe => format!(
+                "  - name: stripe\n    connector: stripe\n    base_url: {base}\n    credentials: {{ api_key: '{}' }}\n    objects: [customer]\n",
+                sim.token()
+            ),
+            Which::Salesforce => format!(
+                "  - name: salesforce\n    connector: salesforce\n    base_url: {base}\n    token_url: {base}/services/oauth2/token\n    credentials: {{ client_id: '{}', client_secret: '{}', refresh_token: '{}' }}\n    objects: [contact]\n",
+                sequin_sim::salesforce::CLIENT_ID,
+                sequin_sim::salesforce::CLIENT_SECRET,
+                sim.salesforce().refresh_token()
+            ),
+        };
+        let mut yaml = format!(
+            "database_url: {db_url}\nproxy:\n  listen: 127.0.0.1:{proxy_port}\nconnections:\n{connection}    poll_interval: 200ms\n    rate_limit: {{ requests: 1000000, per: 1s }}\n"
+        );
+        if let Some(t) = timeout {
+            yaml.push_str(&format!("    {TIMEOUT_KEY}: {t}\n"));
+        }
+        let running = Running::start(&yaml);
+        let pg = connect(db_url).await;
+        wait_live(&pg, which.connection(), Duration::from_secs(120)).await;
+        Stack {
+            which,
+            sim,
+            running: Some(running),
+            yaml,
+            db_url: db_url.to_string(),
+            proxy_port,
+            pg,
+        }
+    }
+
+    /// A client connected through the proxy, and the task driving its
+    /// socket (abort it to drop the connection without a Terminate).
+    async fn client(&self) -> (tokio_postgres::Client, JoinHandle<()>) {
+        let direct: tokio_postgres::Config = self.db_url.parse().unwrap();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1").port(self.proxy_port);
+        if let Some(user) = direct.get_user() {
+            cfg.user(user);
+        }
+        if let Some(password) = direct.get_password() {
+            cfg.password(password);
+        }
+        if let Some(db) = direct.get_dbname() {
+            cfg.dbname(db);
+        }
+        let start = Instant::now();
+        loop {
+            match cfg.connect(tokio_postgres::NoTls).await {
+                Ok((client, conn)) => {
+                    let task = tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    return (client, task);
+                }
+                // The proxy starts listening once the engine has migrated.
+                Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot connect through the proxy: {e}"),
+            }
+        }
+    }
+
+    /// Requests the simulator has counted on the create route of the table.
+    fn creates(&self) -> u64 {
+        create_requests(self.which, &self.sim.stats())
+    }
+
+    /// Arms `faults` and returns a future that clears them as soon as the
+    /// simulator has counted one more create request than now.
+    fn fault_next_create(&self, faults: Faults) -> impl std::future::Future<Output = ()> + '_ {
+        let before = self.creates();
+        self.sim.set_faults(faults);
+        async move {
+            let start = Instant::now();
+            while self.creates() == before && start.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            self.sim.set_faults(Faults::default());
+        }
+    }
+
+    /// Ids of the API's records with `email`.
+    async fn api_ids_with_email(&self, email: &str) -> Vec<String> {
+        match self.which {
+            Which::Stripe => {
+                let stripe = self.sim.stripe();
+                let mut ids: Vec<String> = stripe
+                    .ids(Kind::Customer)
+                    .into_iter()
+                    .filter(|id| {
+                        stripe
+                            .get(Kind::Customer, id)
+                            .is_some_and(|c| c["email"].as_str() == Some(email))
+                    })
+                    .collect();
+                ids.sort();
+                ids
+            }
+            Which::Salesforce => {
+                salesforce_query(
+                    &self.sim,
+                    &format!("SELECT Id FROM Contact WHERE Email = '{email}'"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Ids of every live record of the API's object.
+    async fn api_ids(&self) -> BTreeSet<String> {
+        match self.which {
+            Which::Stripe => self.sim.stripe().ids(Kind::Customer).into_iter().collect(),
+            Which::Salesforce => salesforce_query(&self.sim, "SELECT Id FROM Contact")
+                .await
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    async fn pg_ids(&self) -> BTreeSet<String> {
+        self.pg
+            .query(&format!("SELECT id FROM {}", self.which.table()), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn pg_ids_with_email(&self, email: &str) -> Vec<String> {
+        self.pg
+            .query(
+                &format!(
+                    "SELECT id FROM {} WHERE email = $1 ORDER BY id",
+                    self.which.table()
+                ),
+                &[&email],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// Journal entries of this connection: (api_id, state, op).
+    async fn journal(&self) -> Vec<(Option<String>, String, String)> {
+        journal(&self.pg, self.which.connection()).await
+    }
+
+    /// Waits until Postgres and the API hold the same records (the whole
+    /// object, and those with `email` in particular) and no journal entry is
+    /// still in flight; then checks that this lasts over several sync polls.
+    /// Returns the ids with `email` (at most one: no duplicate).
+    async fn settle(&self, email: &str) -> Vec<String> {
+        let state = || async {
+            let api = self.api_ids().await;
+            let pg = self.pg_ids().await;
+            let api_email = self.api_ids_with_email(email).await;
+            let pg_email = self.pg_ids_with_email(email).await;
+            let in_flight: Vec<_> = self
+                .journal()
+                .await
+                .into_iter()
+                .filter(|(_, state, _)| !FINAL_STATES.contains(&state.as_str()))
+                .collect();
+            let agreed = api == pg && api_email == pg_email && in_flight.is_empty();
+            (agreed, (api_email, pg_email, api, pg, in_flight))
+        };
+        let (api_email, ..) = eventually(
+            Duration::from_secs(60),
+            "Postgres and the API agree and the journal is settled",
+            state,
+        )
+        .await;
+        // Sync polls every 200 ms: a late upsert or a late compensation
+        // would show within a second.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (still, last) = state().await;
+        assert!(still, "agreement did not last: {last:?}");
+        assert!(
+            api_email.len() <= 1,
+            "no duplicate in the API for {email}: {api_email:?}"
+        );
+        let journal = self.journal().await;
+        assert!(
+            journal
+                .iter()
+                .all(|(_, s, _)| s != "compensation_failed" && s != "unknown"),
+            "no failed compensation, no transaction of unknown fate: {journal:?}"
+        );
+        api_email
+    }
+
+    /// Waits until the journal entries of `api_id` are all in `state` (and
+    /// there is at least one); returns them.
+    async fn wait_journal(
+        &self,
+        api_id: &str,
+        state: &str,
+    ) -> Vec<(Option<String>, String, String)> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("journal entries of {api_id} {state}"),
+            || async {
+                let mine: Vec<_> = self
+                    .journal()
+                    .await
+                    .into_iter()
+                    .filter(|(id, _, _)| id.as_deref() == Some(api_id))
+                    .collect();
+                (
+                    !mine.is_empty() && mine.iter().all(|(_, s, _)| s == state),
+                    mine,
+                )
+            },
+        )
+        .await
+    }
+
+    /// Stops `sequin` (and its proxy).
+    async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop().await;
+        }
+    }
+}
+
+/// Requests on the create route of the stack's table, as the simulator
+/// counts them (by route pattern; Salesforce's collection endpoint too).
+fn create_requests(which: Which, stats: &sequin_sim::StatsSnapshot) -> u64 {
+    stats
+        .by_route
+        .iter()
+        .filter(|(route, _)| match which {
+            Which::Stripe => route.as_str() == "POST /v1/customers",
+            Which::Salesforce => {
+                route.starts_with("POST ")
+                    && (route.ends_with("/sobjects/{object}")
+                        || route.ends_with("/composite/sobjects"))
+            }
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Ids returned by a SOQL query over the simulator's REST API.
+async fn salesforce_query(sim: &Sim, soql: &str) -> Vec<String> {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{}/services/data/v59.0/query", sim.base_url()))
+        .query(&[("q", soql)])
+        .bearer_auth(sim.token())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a query result: {body}"))
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Journal entries of `connection`: (api_id, state, op).
+async fn journal(
+    pg: &tokio_postgres::Client,
+    connection: &str,
+) -> Vec<(Option<String>, String, String)> {
+    pg.query(
+        "SELECT api_id::text, state::text, op::text FROM sequin.write_journal WHERE connection = $1",
+        &[&connection],
+    )
+    .await
+    .expect("reading sequin.write_journal")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The ErrorResponse of a failed statement: (SQLSTATE, message, detail).
+fn db_error(e: &tokio_postgres::Error) -> (String, String, Option<String>) {
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("an ErrorResponse, not a connection failure: {e:?}"));
+    (
+        db.code().code().to_string(),
+        db.message().to_string(),
+        db.detail().map(str::to_string),
+    )
+}
+
+/// The faults one scenario injects into one create, by name.
+fn create_faults() -> [(&'static str, Faults); 4] {
+    [
+        (
+            "5xx",
+            Faults {
+                p_5xx: 1.0,
+                ..Faults::default()
+            },
+        ),
+        (
+            "reset",
+            Faults {
+                p_reset: 1.0,
+                ..Faults::default()
+            },
+        ),
+        (
+            "lost-response",
+            Faults {
+                p_truncate: 1.0,
+                ..Faults::default()
+            },
+        ),
+        (
+            "timeout",
+            Faults {
+                latency: TIMEOUT_LATENCY,
+                ..Faults::default()
+            },
+        ),
+    ]
+}
+
+const STRIPE_INSERT: &str =
+    "insert into stripe.customer (email, name) values ($1, $2) returning id";
+const SALESFORCE_INSERT: &str = "insert into salesforce.contact (first_name, last_name, email) values ('Ada', $2, $1) returning id";
+
+// ---------------------------------------------------------------------------
+// The API failing mid-write.
+
+/// Stripe: a create that fails ambiguously (a 5xx, a reset connection, a
+/// response lost after Stripe created the customer, a timeout) is retried
+/// with its Idempotency-Key and succeeds; Stripe holds the customer once,
+/// and Postgres holds the same row under the id the client got back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
+    let db = sequin_pgtemp::Database::create("write_faults_stripe").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
+    let (client, _conn) = stack.client().await;
+    for (name, faults) in create_faults() {
+        let email = format!("retried-{name}@example.com");
+        let before = stack.sim.stats();
+        let label = format!("Retried {name}");
+        let params: [&(dyn ToSql + Sync); 2] = [&email, &label];
+        let (result, ()) = tokio::join!(
+            client.query_one(STRIPE_INSERT, &params),
+            stack.fault_next_create(faults)
+        );
+        let after = stack.sim.stats();
+        let row = result.unwrap_or_else(|e| panic!("{name}: the retried create succeeds: {e:?}"));
+        let id: String = row.get(0);
+        assert!(id.starts_with("cus_"), "{name}: the Stripe id: {id}");
+        let attempts =
+            create_requests(Which::Stripe, &after) - create_requests(Which::Stripe, &before);
+        assert!(
+            attempts >= 2,
+            "{name}: the create was retried ({attempts} requests; routes {:?})",
+            after.by_route
+        );
+        let injected = match name {
+            "5xx" => after.faults.http_5xx - before.faults.http_5xx,
+            "reset" => after.faults.reset - before.faults.reset,
+            "lost-response" => after.faults.truncated - before.faults.truncated,
+            _ => 1,
+        };
+        assert!(
+            injected >= 1,
+            "{name}: the fault was injected: {:?}",
+            after.faults
+        );
+        assert_eq!(
+            stack.api_ids_with_email(&email).await,
+            vec![id.clone()],
+            "{name}: Stripe holds the customer once, under the id returned"
+        );
+        assert_eq!(
+            stack.pg_ids_with_email(&email).await,
+            vec![id.clone()],
+            "{name}: Postgres holds the same row"
+        );
+        stack.wait_journal(&id, "committed").await;
+        assert_eq!(stack.settle(&email).await, vec![id]);
+    }
+}
+
+/// Salesforce: a create that fails ambiguously is not retried (a second
+/// POST could create a duplicate); the client gets 58030 saying the record
+/// may exist and will appear through sync; nothing is left in Postgres by
+/// the statement, and afterwards Postgres and the org agree: the contact
+/// the org did create (lost response) arrives through sync exactly once,
+/// the ones it did not create (5xx, reset) exist nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
+    let db = sequin_pgtemp::Database::create("write_faults_sf").unwrap();
+    let stack = Stack::start(Which::Salesforce, &db.url, Some(API_TIMEOUT)).await;
+    let (client, _conn) = stack.client().await;
+    for (name, faults) in create_faults() {
+        let email = format!("ambiguous-{name}@example.com");
+        let before = stack.creates();
+        let label = format!("Ambiguous {name}");
+        let params: [&(dyn ToSql + Sync); 2] = [&email, &label];
+        let (result, ()) = tokio::join!(
+            client.query_one(SALESFORCE_INSERT, &params),
+            stack.fault_next_create(faults)
+        );
+        let e = match result {
+            Ok(row) => panic!(
+                "{name}: an ambiguous create must fail, got id {}",
+                row.get::<_, String>(0)
+            ),
+            Err(e) => e,
+        };
+        let (code, message, detail) = db_error(&e);
+        eprintln!("{name}: {code} {message} / {detail:?}");
+        assert_eq!(code, "58030", "{name}: API unavailable/timeout: {message}");
+        assert!(
+            message.starts_with("[Salesforce]: "),
+            "{name}: the API is named: {message}"
+        );
+        let text = format!("{message} {}", detail.unwrap_or_default()).to_lowercase();
+        assert!(
+            text.contains("may") && text.contains("sync"),
+            "{name}: the error says the record may exist and will appear through sync: {text}"
+        );
+        assert_eq!(
+            stack.creates() - before,
+            1,
+            "{name}: the create was sent once, not retried"
+        );
+        // The aborted statement left nothing behind, not even a provisional row.
+        let pending: i64 = stack
+            .pg
+            .query_one(
+                "SELECT count(*) FROM salesforce.contact WHERE id LIKE '\\_pending\\_%' OR email = $1",
+                &[&email],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(pending, 0, "{name}: no row from the failed statement");
+        // The connection is usable after the error (autocommit: nothing to roll back).
+        client.simple_query("SELECT 1").await.unwrap();
+        // A timed-out request may still be handled by the org after the
+        // client gave up: let that happen before judging.
+        if name == "timeout" {
+            tokio::time::sleep(TIMEOUT_LATENCY).await;
+        }
+        let settled = stack.settle(&email).await;
+        match name {
+            "lost-response" => assert_eq!(
+                settled.len(),
+                1,
+                "the org created the contact; sync brought it in once"
+            ),
+            "5xx" | "reset" => assert!(
+                settled.is_empty(),
+                "the org never created the contact: {settled:?}"
+            ),
+            _ => eprintln!("timeout: the org holds {} contact(s)", settled.len()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client going away mid-write.
+
+/// A client that disconnects while its INSERT is at the API (autocommit),
+/// and one that disconnects inside BEGIN after a successful INSERT, or while
+/// the INSERT is at the API: in the end Postgres and Stripe agree, the
+/// customer exists once or not at all, and the journal is settled. The
+/// transaction that never committed is compensated: its customer is deleted
+/// from Stripe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
+    let db = sequin_pgtemp::Database::create("write_faults_disconnect").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, None).await;
+
+    // 1. Autocommit INSERT; the client drops its socket while the API call
+    //    is in flight.
+    for in_transaction in [false, true] {
+        let email = format!("gone-mid-call-{in_transaction}@example.com");
+        let (client, conn) = stack.client().await;
+        if in_transaction {
+            client.batch_execute("BEGIN").await.unwrap();
+        }
+        let before = stack.creates();
+        let insert = tokio::spawn(async move {
+            client
+                .query_one(STRIPE_INSERT, &[&email, &"Gone Mid Call"])
+                .await
+                .map(|r| r.get::<_, String>(0))
+        });
+        let slow = Faults {
+            latency: IN_FLIGHT_LATENCY,
+            ..Faults::default()
+        };
+        stack.fault_next_create(slow).await;
+        assert_eq!(stack.creates(), before + 1, "the create reached the API");
+        conn.abort();
+        insert.abort();
+        let email = format!("gone-mid-call-{in_transaction}@example.com");
+        // Let the API call finish and the proxy notice.
+        tokio::time::sleep(IN_FLIGHT_LATENCY).await;
+        let settled = stack.settle(&email).await;
+        eprintln!(
+            "disconnect mid-call (in transaction: {in_transaction}): the customer exists {} time(s)",
+            settled.len()
+        );
+        if in_transaction {
+            assert!(
+                settled.is_empty(),
+                "an uncommitted transaction's create is compensated: {settled:?}"
+            );
+        }
+    }
+
+    // 2. BEGIN, a successful INSERT, then the client vanishes before COMMIT.
+    let email = "gone-before-commit@example.com";
+    let (client, conn) = stack.client().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    let id: String = client
+        .query_one(STRIPE_INSERT, &[&email, &"Gone Before Commit"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(id.starts_with("cus_"), "the Stripe id: {id}");
+    assert!(
+        stack.sim.stripe().get(Kind::Customer, &id).is_some(),
+        "the create reached Stripe when the statement ran"
+    );
+    conn.abort();
+    drop(client);
+    stack.wait_journal(&id, "compensated").await;
+    assert!(
+        stack.sim.stripe().get(Kind::Customer, &id).is_none(),
+        "the compensation deleted the customer from Stripe"
+    );
+    assert!(stack.settle(email).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Postgres restarting mid-write.
+
+/// Postgres restarts while an INSERT is at the API: the client gets an
+/// error (its session is gone), and in the end Postgres and Stripe agree:
+/// the customer Stripe created is either in both (it arrives through sync)
+/// or in neither (compensated), and exists once at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
+    let cluster = sequin_pgtemp::Cluster::start().unwrap();
+    let db_url = cluster.create_database("write_restart").unwrap();
+    let mut stack = Stack::start(Which::Stripe, &db_url, None).await;
+    let email = "restart-mid-call@example.com";
+    let (client, _conn) = stack.client().await;
+    let insert = tokio::spawn(async move {
+        client
+            .query_one(STRIPE_INSERT, &[&email, &"Restart Mid Call"])
+            .await
+            .map(|r| r.get::<_, String>(0))
+    });
+    stack
+        .fault_next_create(Faults {
+            latency: IN_FLIGHT_LATENCY,
+            ..Faults::default()
+        })
+        .await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.restart().expect("Postgres restarts");
+        cluster
+    })
+    .await
+    .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), insert)
+        .await
+        .expect("the client gets an answer")
+        .unwrap();
+    match &result {
+        Ok(id) => panic!("the INSERT cannot succeed when Postgres restarted under it; got {id}"),
+        Err(e) => eprintln!("the client got: {e}"),
+    }
+    // Direct connections died with the server.
+    stack.pg = connect(&db_url).await;
+    // A supervisor restarts `sequin` if the restart stopped it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if stack.running.as_ref().is_some_and(Running::finished) {
+        let stopped = stack.running.take().unwrap().stop().await;
+        eprintln!("sequin stopped with the Postgres restart ({stopped:?}); starting it again");
+        stack.running = Some(Running::start(&stack.yaml));
+    }
+    wait_live(&stack.pg, "stripe", Duration::from_secs(60)).await;
+    let settled = stack.settle(email).await;
+    eprintln!(
+        "after the restart the customer exists {} time(s)",
+        settled.len()
+    );
+    stack.stop().await;
+    drop(cluster);
+}
+
+// ---------------------------------------------------------------------------
+// ROLLBACK after writes the API applied.
+
+/// Inside BEGIN, an INSERT and an UPDATE reach Stripe when they run; a
+/// ROLLBACK compensates both (the customer is deleted, the name is put
+/// back) and the journal says `compensated`. A COMMIT of the same keeps the
+/// write (`committed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_compensates_creates_and_updates() {
+    let db = sequin_pgtemp::Database::create("write_faults_rollback").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, None).await;
+    let stripe = stack.sim.stripe();
+    let existing = stripe.ids(Kind::Customer)[0].clone();
+    let original_name = stripe.get(Kind::Customer, &existing).unwrap()["name"].clone();
+    let (client, _conn) = stack.client().await;
+
+    client.batch_execute("BEGIN").await.unwrap();
+    let created: String = client
+        .query_one(STRIPE_INSERT, &[&"rolled-back@example.com", &"Rolled Back"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stripe.get(Kind::Customer, &created).is_some(),
+        "the create reached Stripe when it ran"
+    );
+    let updated = client
+        .execute(
+            "update stripe.customer set name = 'Temporary Name' where id = $1",
+            &[&existing],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+    assert_eq!(
+        stripe.get(Kind::Customer, &existing).unwrap()["name"],
+        "Temporary Name",
+        "the update reached Stripe when it ran"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    stack.wait_journal(&created, "compensated").await;
+    stack.wait_journal(&existing, "compensated").await;
+    assert!(
+        stripe.get(Kind::Customer, &created).is_none(),
+        "the rolled-back create was deleted from Stripe"
+    );
+    assert_eq!(
+        stripe.get(Kind::Customer, &existing).unwrap()["name"],
+        original_name,
+        "the rolled-back update was reverted in Stripe"
+    );
+    assert!(stack.settle("rolled-back@example.com").await.is_empty());
+    let name: Option<String> = stack
+        .pg
+        .query_one(
+            "SELECT name FROM stripe.customer WHERE id = $1",
+            &[&existing],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name.as_deref(), original_name.as_str());
+
+    // The same statements committed stay.
+    client.batch_execute("BEGIN").await.unwrap();
+    let kept: String = client
+        .query_one(STRIPE_INSERT, &[&"committed@example.com", &"Committed"])
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("COMMIT").await.unwrap();
+    stack.wait_journal(&kept, "committed").await;
+    assert_eq!(stack.settle("committed@example.com").await, vec![kept]);
+}
+
+/// A DELETE cannot be undone upstream: after DELETE + ROLLBACK the journal
+/// says `irreversible`, the customer is gone from Stripe, and the local row
+/// is removed too so that Postgres matches the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_then_rollback_is_irreversible_and_postgres_follows_the_api() {
+    let db = sequin_pgtemp::Database::create("write_faults_delete").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, None).await;
+    let stripe = stack.sim.stripe();
+    let victim = stripe.ids(Kind::Customer)[1].clone();
+    let email = stripe.get(Kind::Customer, &victim).unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (client, _conn) = stack.client().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    let deleted = client
+        .execute("delete from stripe.customer where id = $1", &[&victim])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(
+        stripe.get(Kind::Customer, &victim).is_none(),
+        "the delete reached Stripe when it ran"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let entries = stack.wait_journal(&victim, "irreversible").await;
+    eprintln!("journal: {entries:?}");
+    eventually(
+        Duration::from_secs(30),
+        "the local row removed after the irreversible delete",
+        || async {
+            let n = stack.pg_ids_with_email(&email).await.len();
+            (n == 0, n)
+        },
+    )
+    .await;
+    assert!(stack.settle(&email).await.is_empty());
+}

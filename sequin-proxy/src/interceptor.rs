@@ -113,6 +113,20 @@ pub struct QueryResult {
     pub notices: Vec<NoticeResponse>,
 }
 
+/// A statement for [`InterceptContext::query_with`], in the terms of the
+/// extended protocol's Parse and Bind.
+#[derive(Debug, Clone, Copy)]
+pub struct InjectedQuery<'q> {
+    pub sql: &'q str,
+    /// Parameter type OIDs (0 = let the server infer).
+    pub param_types: &'q [u32],
+    /// Parameter formats, with Bind's none/one/each convention.
+    pub param_formats: &'q [i16],
+    pub params: &'q [Option<bytes::Bytes>],
+    /// Result formats, with Bind's none/one/each convention.
+    pub result_formats: &'q [i16],
+}
+
 /// Decides what happens to statements that write synced tables.
 pub trait Interceptor: Send + Sync + 'static {
     /// Called with the server connection quiet. An `Err` ends the session
@@ -181,12 +195,30 @@ impl InterceptContext<'_> {
         sql: &str,
         params: &[Option<&str>],
     ) -> Result<QueryResult, InjectError> {
+        let params: Vec<Option<bytes::Bytes>> = params
+            .iter()
+            .map(|p| p.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes())))
+            .collect();
+        self.query_with(&InjectedQuery {
+            sql,
+            param_types: &vec![0; params.len()],
+            param_formats: &[],
+            params: &params,
+            result_formats: &[],
+        })
+        .await
+    }
+
+    /// Runs one statement as [`Self::query`] does, with parameter types and
+    /// formats and result formats of the caller's choosing (a client's Bind
+    /// values can be passed through as they are).
+    pub async fn query_with(&mut self, q: &InjectedQuery<'_>) -> Result<QueryResult, InjectError> {
         if self.server_failed {
             return Err(InjectError::NotAllowed(
                 "the server is skipping messages after a failed injected statement",
             ));
         }
-        let mut out = BytesMut::with_capacity(128 + sql.len());
+        let mut out = BytesMut::with_capacity(128 + q.sql.len());
         // Closing first makes a leftover from an earlier failed injection
         // harmless; closing what does not exist is not an error.
         Close {
@@ -201,19 +233,16 @@ impl InterceptContext<'_> {
         .encode(&mut out);
         Parse {
             name: INJECTED_NAME.into(),
-            sql: sql.into(),
-            param_types: vec![0; params.len()],
+            sql: q.sql.into(),
+            param_types: q.param_types.to_vec(),
         }
         .encode(&mut out);
         Bind {
             portal: INJECTED_NAME.into(),
             statement: INJECTED_NAME.into(),
-            param_formats: Vec::new(),
-            params: params
-                .iter()
-                .map(|p| p.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes())))
-                .collect(),
-            result_formats: Vec::new(),
+            param_formats: q.param_formats.to_vec(),
+            params: q.params.to_vec(),
+            result_formats: q.result_formats.to_vec(),
         }
         .encode(&mut out);
         Describe {
@@ -268,6 +297,48 @@ impl InterceptContext<'_> {
                     self.server_write.write_all(&out).await?;
                 }
                 // COPY TO STDOUT data is dropped until CommandComplete.
+                _ => {}
+            }
+        }
+    }
+
+    /// Executes one of the client's own portals (all rows) and returns its
+    /// result; the portal is consumed as the client's Execute would have
+    /// consumed it. Used to run an intercepted extended-protocol statement
+    /// with exactly the client's parameters.
+    pub async fn execute_portal(&mut self, portal: &str) -> Result<QueryResult, InjectError> {
+        if self.server_failed {
+            return Err(InjectError::NotAllowed(
+                "the server is skipping messages after a failed injected statement",
+            ));
+        }
+        let mut out = BytesMut::with_capacity(64);
+        Execute {
+            portal: portal.into(),
+            max_rows: 0,
+        }
+        .encode(&mut out);
+        Flush.encode(&mut out);
+        self.server_write.write_all(&out).await?;
+        let mut result = QueryResult::default();
+        loop {
+            let frame = self.read_server_message().await?;
+            match frame[0] {
+                b'D' => result.rows.push(DataRow::decode(&frame)?),
+                b'C' => {
+                    result.command_tag = codec::CommandComplete::decode(&frame)?.tag;
+                    return Ok(result);
+                }
+                b'I' | b's' => return Ok(result),
+                b'N' => result.notices.push(NoticeResponse::decode(&frame)?),
+                b'A' | b'S' => {
+                    self.client_write.write_all(&frame).await?;
+                    self.client_write.flush().await?;
+                }
+                b'E' => {
+                    self.server_failed = true;
+                    return Err(InjectError::Server(ErrorResponse::decode(&frame)?));
+                }
                 _ => {}
             }
         }

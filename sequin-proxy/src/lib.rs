@@ -38,9 +38,9 @@ pub use backend::Upstream;
 pub use classify::{Classification, ClassifiedStatement, Classifier, TableWrite, WriteKind};
 pub use frontend::{SessionEnd, SessionError};
 pub use interceptor::{
-    BoxFuture, InjectError, InterceptContext, Intercepted, Interceptor, Outcome, PassThrough,
-    Protocol, QueryResult, SessionInfo,
+    BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
+    PassThrough, Protocol, QueryResult, SessionInfo,
 };
 pub use server::{Proxy, ProxyConfig, ProxyError, ProxyHandle, ProxyStats};
-pub use synced::{SyncedSet, SyncedTables, TableName};
+pub use synced::{ALL_TABLES, SyncedSet, SyncedTables, TableName};
 pub use tls::{TlsConfig, TlsError};

@@ -16,6 +16,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+/// The table name standing for every table of its schema.
+pub const ALL_TABLES: &str = "*";
+
 /// A schema-qualified table name (as stored by Postgres: unquoted
 /// identifiers are lowercase).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,13 +61,15 @@ impl SyncedSet {
         SyncedSet { tables, schemas }
     }
 
-    /// Whether `schema.table` is synced.
+    /// Whether `schema.table` is synced: listed, or in a schema listed
+    /// with the table [`ALL_TABLES`] (tables created at run time are then
+    /// synced from their first moment).
     pub fn contains(&self, schema: &str, table: &str) -> bool {
         // Avoids allocating a key for the lookup: the set is small and this
         // runs only for statements that passed the pre-filter and a parse.
         self.tables
             .iter()
-            .any(|t| t.schema == schema && t.table == table)
+            .any(|t| t.schema == schema && (t.table == table || t.table == ALL_TABLES))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,5 +189,22 @@ mod tests {
         assert!(s.snapshot().contains("hubspot", "contact"));
         s.remove(&TableName::new("hubspot", "contact"));
         assert!(s.snapshot().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod all_tables_tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_wildcard_covers_tables_created_later() {
+        let s = SyncedSet::new(
+            [TableName::new("airtable", ALL_TABLES)]
+                .into_iter()
+                .collect(),
+        );
+        assert!(s.contains("airtable", "contacts"));
+        assert!(!s.contains("public", "contacts"));
+        assert!(s.may_mention(b"insert into AIRTABLE.contacts values (1)"));
     }
 }

@@ -17,9 +17,11 @@
 pub mod api;
 pub mod config;
 pub mod connectors;
+pub mod guard;
 pub mod registry;
 pub mod serve;
 pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tokens;
+pub mod write;

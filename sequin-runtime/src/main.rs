@@ -60,13 +60,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if terminal && matches!(cli.command, Command::Sync { .. } | Command::Run) {
+        // A bar per object during backfill; otherwise (logs to a file or a
+        // collector) the backfill logs its progress as structured lines.
+        sync::progress::show_bars();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Takes the bars off the screen while a log line is written.
+        .with_writer(|| sync::progress::LogWriter)
+        .with_ansi(terminal)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

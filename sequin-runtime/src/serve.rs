@@ -2,19 +2,21 @@
 //!
 //! Forwards every session to the server of `database_url` (session mode;
 //! clients authenticate against Postgres itself) and keeps the proxy's set of
-//! synced tables current: every table in a connection's schema, including
-//! tables discovered at run time, re-read every few seconds.
+//! synced tables: every table in a connection's schema, including tables
+//! discovered at run time. Writes to them go through [`crate::write`]; the
+//! journal's reconciler runs beside.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequin_proxy::{PassThrough, Proxy, ProxyConfig, SyncedTables, TableName, TlsConfig, Upstream};
+use sequin_proxy::{ALL_TABLES, Proxy, ProxyConfig, SyncedTables, TableName, TlsConfig, Upstream};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
+use crate::write::{self, WriteThrough};
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] crate::sync::SyncError),
 }
 
 /// The Postgres server behind `database_url`.
@@ -52,27 +56,13 @@ pub fn upstream(database_url: &str) -> Result<Upstream, ServeError> {
     Ok(Upstream { host, port })
 }
 
-/// Reads every table of the connections' schemas.
-async fn synced_tables(url: &str, schemas: &[String]) -> Result<Vec<TableName>, StoreError> {
-    let client = store::connect(url).await?;
-    let rows = client
-        .query(
-            "SELECT table_schema::text, table_name::text FROM information_schema.tables
-              WHERE table_schema = ANY($1) AND table_type = 'BASE TABLE'",
-            &[&schemas],
-        )
-        .await
-        .map_err(|source| StoreError::Db {
-            context: "listing synced tables".into(),
-            source,
-        })?;
-    Ok(rows
-        .iter()
-        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect())
-}
+/// How often write-through looks up the connections' objects again.
+const CATALOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs the proxy until `shutdown` turns true.
+/// How often the journal's reconciler looks for transactions that ended.
+const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs the proxy, with write-through, until `shutdown` turns true.
 pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let p = config.proxy.as_ref().ok_or(ServeError::NoProxy)?;
     let listen: SocketAddr = p
@@ -87,10 +77,25 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
             private_key_pem: key.into(),
         });
     }
-    let schemas: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
-    let synced = SyncedTables::new(synced_tables(&url, &schemas).await?);
-    pc.synced = synced.clone();
-    let proxy = Proxy::bind(pc, Arc::new(PassThrough))
+    // Every table of a connection's schema is synced, also one discovered
+    // later (an Airtable table); Sequin's own schema is in the set too:
+    // clients may not write it.
+    pc.synced = SyncedTables::new(
+        config
+            .connections
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(["sequin"])
+            .map(|schema| TableName::new(schema, ALL_TABLES)),
+    );
+    let writes = WriteThrough::new(config).await?;
+    let reconciler = tokio::spawn(write::journal::reconcile(
+        url.clone(),
+        writes.lookup(),
+        RECONCILE_EVERY,
+        shutdown.clone(),
+    ));
+    let proxy = Proxy::bind(pc, Arc::new(writes.clone()))
         .await
         .map_err(|source| ServeError::Bind {
             listen: p.listen.clone(),
@@ -100,16 +105,14 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
     let handle = proxy.spawn();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                match synced_tables(&url, &schemas).await {
-                    Ok(tables) => synced.replace(tables),
-                    Err(e) => tracing::warn!(error = %e, "cannot refresh the synced tables"),
-                }
-            }
-            _ = shutdown.wait_for(|s| *s) => break,
+            // New custom fields and tables reach write-through by this
+            // refresh, or sooner when a statement names an unknown table.
+            _ = tokio::time::sleep(CATALOG_EVERY) => writes.refresh().await,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
         }
     }
     handle.shutdown(Duration::from_secs(5)).await;
+    let _ = reconciler.await;
     Ok(())
 }
 

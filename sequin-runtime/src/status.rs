@@ -1,5 +1,6 @@
 //! `sequin status`: per connection and object, phase, rows, last poll, lag
-//! and last error, read from the `sequin` schema.
+//! and last error, read from the `sequin` schema. A backfill whose API
+//! gave a record count shows how far it is (`backfilling 42%`).
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,8 @@ use crate::store::StoreError;
 pub struct ObjectStatus {
     pub connection: String,
     pub object: String,
+    /// `live`, `backfilling`, or `backfilling 42%` when the API gave the
+    /// listing's size.
     pub phase: String,
     pub rows: i64,
     pub seconds_since_poll: Option<f64>,
@@ -26,7 +29,7 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
             "SELECT s.connection, s.object, s.phase, s.rows_synced,
                     extract(epoch FROM now() - s.last_poll_at)::float8,
                     extract(epoch FROM now() - s.last_success_at)::float8,
-                    s.last_error
+                    s.last_error, s.backfill_total
                FROM sequin.sync_state s
               ORDER BY s.connection, s.object",
             &[],
@@ -56,10 +59,12 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
                 .map(|c| c.get(0))
                 .unwrap_or(-1)
         };
+        let phase: String = r.get(2);
+        let total: Option<i64> = r.get(7);
         out.push(ObjectStatus {
+            phase: phase_text(&phase, count, total),
             connection,
             object,
-            phase: r.get(2),
             rows: count,
             seconds_since_poll: r.get(4),
             lag_seconds: r.get(5),
@@ -67,6 +72,21 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
         });
     }
     Ok(out)
+}
+
+/// The phase as shown: a backfill with a known total says how far it is,
+/// from the rows in the table (which include those of a resumed run). It
+/// stays below 100% until the last batch is committed and the phase is
+/// `live`: records created meanwhile can make the table reach the count
+/// the API gave at the start before the listing ends.
+fn phase_text(phase: &str, rows: i64, total: Option<i64>) -> String {
+    match (
+        phase,
+        total.and_then(|t| crate::sync::progress::percent(rows, t)),
+    ) {
+        ("backfilling", Some(p)) => format!("backfilling {}%", p.min(99)),
+        _ => phase.to_string(),
+    }
 }
 
 fn ago(s: Option<f64>) -> String {
@@ -129,6 +149,28 @@ pub fn render(items: &[ObjectStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backfill_percentages() {
+        assert_eq!(
+            phase_text("backfilling", 4200, Some(10_000)),
+            "backfilling 42%"
+        );
+        assert_eq!(phase_text("backfilling", 0, Some(10_000)), "backfilling 0%");
+        assert_eq!(
+            phase_text("backfilling", 10_000, Some(10_000)),
+            "backfilling 99%"
+        );
+        assert_eq!(
+            phase_text("backfilling", 12_000, Some(10_000)),
+            "backfilling 99%"
+        );
+        assert_eq!(phase_text("backfilling", 4200, None), "backfilling");
+        assert_eq!(phase_text("backfilling", 4200, Some(0)), "backfilling");
+        // A table that cannot be counted (-1) is not a negative percentage.
+        assert_eq!(phase_text("backfilling", -1, Some(100)), "backfilling 0%");
+        assert_eq!(phase_text("live", 10_000, Some(10_000)), "live");
+    }
 
     #[test]
     fn renders_aligned() {

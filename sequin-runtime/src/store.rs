@@ -13,6 +13,7 @@ use std::hash::Hasher;
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
+use sequin_spec::model::FieldType;
 use sequin_spec::naming::quote_ident;
 use sequin_spec::record::{Cell, Column};
 use tokio_postgres::{Client, NoTls};
@@ -20,7 +21,11 @@ use tokio_postgres::{Client, NoTls};
 use crate::registry::Loaded;
 
 /// The `sequin` schema migrations, in order.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_sequin_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_sequin_schema.sql")),
+    (2, include_str!("../migrations/0002_write_through.sql")),
+    (3, include_str!("../migrations/0003_backfill_total.sql")),
+];
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +127,9 @@ pub async fn migrate(
         tx.batch_execute(&loaded.ddl(name))
             .await
             .map_err(db(format!("creating the tables of connection `{name}`")))?;
+        for o in &loaded.spec.objects {
+            protect(&tx, name, &o.name).await?;
+        }
         tx.execute(
             "INSERT INTO sequin.connection (name, connector) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET connector = EXCLUDED.connector",
@@ -131,6 +139,20 @@ pub async fn migrate(
         .map_err(db("recording the connection"))?;
     }
     tx.commit().await.map_err(db("committing the migration"))
+}
+
+/// Installs the write guard and the row capture of write-through on a
+/// synced table (`sequin.protect`, migration 0002).
+async fn protect(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    table: &str,
+) -> Result<(), StoreError> {
+    let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    tx.execute("SELECT sequin.protect($1::text::regclass)", &[&qualified])
+        .await
+        .map_err(db(format!("installing the write guard on {qualified}")))?;
+    Ok(())
 }
 
 /// A synced table as the store sees it.
@@ -206,12 +228,15 @@ pub struct Writer {
 impl Writer {
     pub async fn connect(url: &str) -> Result<Writer, StoreError> {
         let client = connect(url).await?;
-        // Rows written by the sync engine are the API's own truth; the
-        // write guard (write-through) recognises this session setting.
+        // Rows written by the sync engine are the API's own truth: the
+        // session holds the writer key the guard trigger asks for.
         client
             .batch_execute("SET application_name = 'sequin-sync'")
             .await
             .map_err(db("configuring the sync session"))?;
+        crate::guard::hold(&client)
+            .await
+            .map_err(db("registering the writer key"))?;
         Ok(Writer {
             client,
             staged: HashMap::new(),
@@ -298,17 +323,19 @@ impl Writer {
         for row in rows {
             batch.push(row);
         }
-        self.apply_batch(connection, t, &batch, deletes, checkpoint)
+        self.apply_batch(connection, t, &mut batch, deletes, checkpoint)
             .await
     }
 
     /// [`Writer::apply`] with the rows already encoded (the backfill encodes
     /// pages as they arrive, so whole batches of decoded rows are never held).
+    /// The batch's rows are sent without a copy; the batch is left as it
+    /// was, its buffer kept for reuse (see [`CopyBatch::clear`]).
     pub async fn apply_batch(
         &mut self,
         connection: &str,
         t: &Table,
-        batch: &CopyBatch,
+        batch: &mut CopyBatch,
         deletes: &[String],
         checkpoint: &Checkpoint,
     ) -> Result<u64, StoreError> {
@@ -328,9 +355,10 @@ impl Writer {
             );
             let sink = tx.copy_in(&copy).await.map_err(db("starting COPY"))?;
             let mut sink = Box::pin(sink);
-            // Cheap slices of one buffer, sent in pieces so the server can
-            // start parsing before the whole batch is on the wire.
-            let data = batch.buf.clone().freeze();
+            // Cheap slices of the batch's own buffer (no copy), sent in
+            // pieces so the server can start parsing before the whole batch
+            // is on the wire. The buffer comes back to the batch below.
+            let data = batch.lend();
             let mut at = 0;
             while at < data.len() {
                 let end = (at + COPY_CHUNK).min(data.len());
@@ -340,6 +368,7 @@ impl Writer {
                 at = end;
             }
             sink.as_mut().finish().await.map_err(db("finishing COPY"))?;
+            batch.take_back(data);
             let pk = quote_ident(&t.columns[t.primary_key].name);
             let updates: Vec<String> = t
                 .columns
@@ -550,12 +579,21 @@ impl Writer {
                 t.qualified()
             );
             for (i, c) in t.columns.iter().enumerate() {
+                // A created row holds a provisional id until the API assigns
+                // the real one (write-through), as in the generated DDL.
+                let pk = match (i == t.primary_key, c.ty) {
+                    (true, FieldType::String) => {
+                        " NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text)"
+                    }
+                    (true, _) => " NOT NULL",
+                    _ => "",
+                };
                 let _ = write!(
                     sql,
                     "\n    {} {}{},",
                     quote_ident(&c.name),
                     c.ty.pg_type(),
-                    if i == t.primary_key { " NOT NULL" } else { "" }
+                    pk
                 );
             }
             let _ = write!(
@@ -566,6 +604,7 @@ impl Writer {
             tx.batch_execute(&sql)
                 .await
                 .map_err(db(format!("creating {}", t.qualified())))?;
+            protect(&tx, &t.schema, &t.name).await?;
             added = t.columns.iter().map(|c| c.name.to_string()).collect();
         } else {
             for c in &t.columns {
@@ -957,5 +996,82 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(redact_url("postgres://u:secret@h:5/db?x=1"), "h:5/db");
         assert_eq!(redact_url("postgres://h/db"), "h/db");
+    }
+}
+
+// Backfill progress and batch buffer reuse (issue #4, kept apart from the
+// code above so concurrent work on this file does not collide).
+
+impl Writer {
+    /// Records how many records an object's backfill listing has (the
+    /// API's count), which `sequin status` turns into a percentage.
+    pub async fn record_backfill_total(
+        &self,
+        connection: &str,
+        object: &str,
+        total: u64,
+    ) -> Result<(), StoreError> {
+        let total = i64::try_from(total).unwrap_or(i64::MAX);
+        self.client
+            .execute(
+                "UPDATE sequin.sync_state SET backfill_total = $3 WHERE connection = $1 AND object = $2",
+                &[&connection, &object, &total],
+            )
+            .await
+            .map_err(db("recording the backfill total"))?;
+        Ok(())
+    }
+}
+
+impl CopyBatch {
+    /// The batch's encoded rows as shared bytes, without a copy; the batch
+    /// holds no data until [`CopyBatch::take_back`].
+    fn lend(&mut self) -> bytes::Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+
+    /// Takes back the buffer lent by [`CopyBatch::lend`]. Once every slice
+    /// of it is dropped (the COPY is finished) this is the same allocation,
+    /// capacity included, so the next batch is encoded into it.
+    fn take_back(&mut self, data: bytes::Bytes) {
+        self.buf = match data.try_into_mut() {
+            Ok(whole) => whole,
+            // Still shared (not expected once the COPY finished): keep a
+            // copy of the rows rather than lose them.
+            Err(data) => BytesMut::from(&data[..]),
+        };
+    }
+}
+
+#[cfg(test)]
+mod batch_reuse_tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_buffer_comes_back_as_the_same_allocation() {
+        let mut batch = CopyBatch::new(0);
+        for i in 0..2000 {
+            batch.push(&Row {
+                cells: vec![Cell::Text(format!("cus_{i}")), Cell::Int(i)],
+                updated_at: Some(i),
+            });
+        }
+        let encoded = batch.buf.to_vec();
+        let (ptr, capacity) = (batch.buf.as_ptr(), batch.buf.capacity());
+        let data = batch.lend();
+        assert_eq!(&data[..], &encoded[..]);
+        // What apply_batch does: slices go out and are dropped.
+        let pieces: Vec<bytes::Bytes> = data
+            .chunks(1000)
+            .enumerate()
+            .map(|(i, c)| data.slice(i * 1000..i * 1000 + c.len()))
+            .collect();
+        drop(pieces);
+        batch.take_back(data);
+        assert_eq!(batch.buf.as_ptr(), ptr, "no new allocation");
+        assert_eq!(batch.buf.capacity(), capacity);
+        assert_eq!(&batch.buf[..], &encoded[..], "the rows are intact");
+        batch.clear();
+        assert!(batch.is_empty() && batch.buf.capacity() == capacity);
     }
 }

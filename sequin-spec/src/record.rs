@@ -573,7 +573,7 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
         return Err(v(
             ViolationKind::Malformed,
             format!(
-                "`{}` '{text}' is not a valid {}",
+                "`{}` is invalid: '{text}' is not a valid {}",
                 col.name,
                 format_name(fmt)
             ),

@@ -557,9 +557,9 @@ impl Client {
                 headers: Vec::new(),
             })
             .await?;
-        let json = raw.json.unwrap_or(Value::Null);
+        let mut json = raw.json.unwrap_or(Value::Null);
         let records = match get_path(&json, records_path) {
-            Some(Value::Array(items)) => items.clone(),
+            Some(Value::Array(items)) => items,
             _ => {
                 let mut e = self.err(
                     ErrorKind::Decode,
@@ -597,9 +597,20 @@ impl Client {
             }),
             other => other,
         };
+        let total = pagination
+            .and_then(|p| p.common().total.as_deref())
+            .and_then(|path| get_path(&json, path))
+            .and_then(Value::as_u64);
+        // Moved out of the response rather than cloned: a page's records
+        // are most of its memory.
+        let records = match page::take_path(&mut json, records_path) {
+            Value::Array(items) => items,
+            _ => unreachable!("checked above: an array is at the records path"),
+        };
         Ok(Page {
             records,
             next,
+            total,
             raw_status: raw.status,
         })
     }

@@ -46,8 +46,32 @@ pub struct Page {
     pub records: Vec<Value>,
     /// Where the next page starts; `None` at the end.
     pub next: Option<PageCursor>,
+    /// How many records the whole listing has, when the response says so
+    /// (the pagination's `total` path).
+    pub total: Option<u64>,
     /// HTTP status of the response.
     pub raw_status: u16,
+}
+
+/// Moves the value at a dot path (as `get_path` reads it) out of `v`,
+/// leaving null in its place; null when nothing is there.
+pub fn take_path(v: &mut Value, path: &str) -> Value {
+    if path.is_empty() {
+        return v.take();
+    }
+    let mut cur = v;
+    for seg in path.split('.') {
+        let next = match cur {
+            Value::Object(m) => m.get_mut(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return Value::Null,
+        }
+    }
+    cur.take()
 }
 
 /// The common settings of a pagination.
@@ -304,6 +328,18 @@ pub(crate) fn next_cursor(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn take_path_moves_the_value_out() {
+        let mut v = json!({"data": {"items": [1, 2]}, "has_more": true});
+        assert_eq!(take_path(&mut v, "data.items"), json!([1, 2]));
+        assert_eq!(v, json!({"data": {"items": null}, "has_more": true}));
+        assert_eq!(take_path(&mut v, "data.nothing.here"), Value::Null);
+        let mut list = json!([{"id": 1}]);
+        assert_eq!(take_path(&mut list, "0.id"), json!(1));
+        assert_eq!(take_path(&mut list, ""), json!([{"id": null}]));
+        assert_eq!(list, Value::Null);
+    }
 
     #[test]
     fn link_headers() {

@@ -44,7 +44,8 @@ pub const SPEC_JSON: &str = r#"{
     "stop": {
       "when": "flag_true",
       "path": "done"
-    }
+    },
+    "total": "totalSize"
   },
   "rate_limit": {
     "requests": 100000,

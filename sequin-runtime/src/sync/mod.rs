@@ -17,6 +17,7 @@
 //! and the store ignores a record older than the row it would replace.
 
 pub mod plan;
+pub mod progress;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,6 +88,14 @@ pub struct Options {
 
 /// Records per transaction during backfill (several pages per commit).
 const BATCH_RECORDS: usize = 5000;
+
+/// COPY batches of one backfill: one being filled by the fetcher, one
+/// waiting in the channel, one being written. They go back to the fetcher
+/// once written, so their buffers are allocated once per backfill, not
+/// once per batch (allocating ~3 MB buffers per batch on one thread and
+/// freeing them on another left the allocator's heaps growing with the
+/// volume synced).
+const BATCHES_IN_FLIGHT: usize = 3;
 
 /// First pause before a failed backfill resumes (doubling up to the max).
 const BACKFILL_RETRY_BASE: Duration = Duration::from_millis(500);
@@ -232,15 +241,15 @@ async fn run_connection(
     result
 }
 
-/// The pseudo-object under which connection-level errors are recorded.
-pub const CONNECTION: &str = "_connection";
-
-async fn run_connection_inner(
-    url: String,
-    conn: ConnectionConfig,
-    opts: Options,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), SyncError> {
+/// The spec (with the connection's rate-limit override) and the API client
+/// of a connection. Every client of one connection in this process shares
+/// one rate-limit budget, so sync and write-through together stay within
+/// the API's limits.
+pub fn api_client(
+    url: &str,
+    conn: &ConnectionConfig,
+) -> Result<(Arc<Connector>, Client), SyncError> {
+    static BUDGETS: std::sync::OnceLock<crate::api::Budgets> = std::sync::OnceLock::new();
     let loaded = registry::get(&conn.connector).expect("config is checked");
     let mut spec = loaded.spec.clone();
     if let Some(r) = &conn.rate_limit {
@@ -254,8 +263,54 @@ async fn run_connection_inner(
     cc.token_url = conn.token_url.clone();
     cc.credentials = conn.credentials.clone();
     cc.params = conn.params.clone();
-    cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.clone())));
+    cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
+    cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
     let client = Client::new(spec.clone(), cc)?;
+    Ok((spec, client))
+}
+
+/// The plans of a connection's configured objects with their discovered
+/// columns, as the sync engine sees them (write-through encodes writes with
+/// them).
+pub async fn connection_plans(
+    url: &str,
+    conn: &ConnectionConfig,
+    spec: Arc<Connector>,
+    client: Client,
+) -> Result<Vec<ObjectPlan>, SyncError> {
+    let loaded = registry::get(&conn.connector).expect("config is checked");
+    let (_tx, shutdown) = watch::channel(false);
+    let ctx = Ctx {
+        conn: conn.clone(),
+        spec,
+        client,
+        url: url.to_string(),
+        opts: Options::default(),
+        shutdown,
+    };
+    let mut out = Vec::new();
+    for p in plans(&ctx, loaded).await? {
+        if p.discovered_fields.is_some() {
+            let found = discover_fields(&ctx, &p).await?;
+            out.push(p.with_discovered(found.into_iter().map(|(c, _)| c).collect()));
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The pseudo-object under which connection-level errors are recorded.
+pub const CONNECTION: &str = "_connection";
+
+async fn run_connection_inner(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let loaded = registry::get(&conn.connector).expect("config is checked");
+    let (spec, client) = api_client(&url, &conn)?;
     let ctx = Arc::new(Ctx {
         conn,
         spec: spec.clone(),
@@ -613,12 +668,18 @@ async fn run_object(
     // rest of the process runs on. Refused credentials stop it for good.
     let mut failures: u32 = 0;
     while state.phase == Phase::Backfilling {
+        // A resumed backfill counts the records its earlier runs committed.
+        let resumed = match &state.backfill_cursor {
+            Some(_) => state.rows_synced.max(0) as u64,
+            None => 0,
+        };
         let Err(e) = backfill(
             &ctx,
             &mut writer,
             &plan,
             state.backfill_cursor.take(),
             state.incremental_cursor.is_none(),
+            resumed,
         )
         .await
         else {
@@ -715,13 +776,15 @@ fn discovery_interval(ctx: &Ctx, plan: &ObjectPlan) -> Option<Duration> {
 }
 
 /// Pages through the list endpoint from the checkpointed cursor, committing
-/// every batch with the cursor that follows it.
+/// every batch with the cursor that follows it. `resumed`: records earlier
+/// runs of this backfill committed (for progress).
 async fn backfill(
     ctx: &Ctx,
     writer: &mut Writer,
     plan: &ObjectPlan,
     cursor: Option<Value>,
     capture_incremental: bool,
+    resumed: u64,
 ) -> Result<(), SyncError> {
     let name = &ctx.conn.name;
     let started = now_us();
@@ -760,10 +823,17 @@ async fn backfill(
     };
     let t0 = Instant::now();
     tracing::info!(connection = %name, table = %plan.table.name, "backfill started");
+    let mut progress = progress::Backfill::start(name, &plan.table.name, resumed);
     // A task of its own fetches and encodes pages while this one writes, so
     // the API, Sequin and Postgres work at the same time. The channel holds
-    // one batch: at most about three batches of COPY text exist at once.
+    // one batch; written batches go back to the fetcher to be refilled.
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
+    let (spare_tx, spare) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+    for _ in 0..BATCHES_IN_FLIGHT {
+        spare_tx
+            .try_send(CopyBatch::new(plan.table.primary_key))
+            .expect("the channel holds every batch");
+    }
     let _fetcher = AbortOnDrop(tokio::spawn(fetch_batches(
         BatchSource {
             client: ctx.client.clone(),
@@ -774,10 +844,26 @@ async fn backfill(
         },
         cursor,
         batches,
+        spare,
     )));
-    let mut total = 0usize;
-    while let Some(batch) = ready.recv().await {
-        let (batch, next) = batch?;
+    let mut written = 0usize;
+    let mut recorded_total = None;
+    while let Some(encoded) = ready.recv().await {
+        let Encoded {
+            mut batch,
+            next,
+            total,
+        } = encoded?;
+        if let Some(t) = total
+            && recorded_total != Some(t)
+        {
+            // For `sequin status`'s percentage; the bar gets it at once.
+            progress.set_total(t);
+            writer
+                .record_backfill_total(name, &plan.table.name, t)
+                .await?;
+            recorded_total = Some(t);
+        }
         let done = next.is_none();
         let checkpoint = if done {
             Checkpoint {
@@ -793,22 +879,27 @@ async fn backfill(
                 ..Default::default()
             }
         };
+        let records = batch.len();
         writer
-            .apply_batch(name, &plan.table, &batch, &[], &checkpoint)
+            .apply_batch(name, &plan.table, &mut batch, &[], &checkpoint)
             .await?;
-        total += batch.len();
+        written += records;
+        progress.advance(records as u64);
+        // Back to the fetcher for refilling (it is gone when it finished).
+        batch.clear();
+        let _ = spare_tx.try_send(batch);
         if done {
             let secs = t0.elapsed().as_secs_f64();
             tracing::info!(
                 connection = %name,
                 table = %plan.table.name,
-                records = total,
-                per_sec = (total as f64 / secs.max(1e-9)) as u64,
+                records = written,
+                per_sec = (written as f64 / secs.max(1e-9)) as u64,
                 "backfill done"
             );
+            progress.finish();
             return Ok(());
         }
-        tracing::debug!(connection = %name, table = %plan.table.name, records = total, "backfill progress");
         if ctx.stopping() {
             return Ok(());
         }
@@ -851,22 +942,30 @@ impl BatchSource {
     }
 }
 
-/// A batch of encoded rows and the cursor of the page after it (`None`:
-/// the last batch).
-type EncodedBatch = Result<(CopyBatch, Option<PageCursor>), SyncError>;
+/// A batch of encoded rows, the cursor of the page after it (`None`: the
+/// last batch) and the listing's size if the API gives it.
+struct Encoded {
+    batch: CopyBatch,
+    next: Option<PageCursor>,
+    total: Option<u64>,
+}
 
 /// Pages through the list from `cursor`, encoding records into batches of
 /// [`BATCH_RECORDS`] and sending each with the cursor that follows it. The
-/// next page is requested before the current one is decoded.
+/// next page is requested before the current one is decoded. Batches to
+/// fill come from `spare` (the writer returns them once written).
 async fn fetch_batches(
     source: BatchSource,
     cursor: Option<PageCursor>,
-    out: tokio::sync::mpsc::Sender<EncodedBatch>,
+    out: tokio::sync::mpsc::Sender<Result<Encoded, SyncError>>,
+    mut spare: tokio::sync::mpsc::Receiver<CopyBatch>,
 ) {
-    let pk = source.plan.table.primary_key;
     let run = async {
         let mut in_flight = source.fetch(cursor);
-        let mut batch = CopyBatch::new(pk);
+        let Some(mut batch) = spare.recv().await else {
+            return Ok(());
+        };
+        let mut total = None;
         loop {
             let page = (&mut in_flight.0)
                 .await
@@ -876,13 +975,25 @@ async fn fetch_batches(
             if let Some(n) = &next {
                 in_flight = source.fetch(Some(n.clone()));
             }
+            total = page.total.or(total);
             for r in &page.records {
                 batch.push(&decode(&source.plan, r, fetched_at)?);
             }
+            // The page's records are dropped here, on the thread that
+            // decoded them, before waiting for anything.
+            drop(page);
             if batch.len() >= BATCH_RECORDS || next.is_none() {
-                let full = std::mem::replace(&mut batch, CopyBatch::new(pk));
-                if out.send(Ok((full, next.clone()))).await.is_err() {
+                let Some(empty) = spare.recv().await else {
                     // The writer stopped (error or shutdown).
+                    return Ok(());
+                };
+                let full = std::mem::replace(&mut batch, empty);
+                let encoded = Encoded {
+                    batch: full,
+                    next: next.clone(),
+                    total,
+                };
+                if out.send(Ok(encoded)).await.is_err() {
                     return Ok(());
                 }
             }

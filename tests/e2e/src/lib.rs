@@ -1,5 +1,6 @@
 //! Harness of the end-to-end tests in `tests/`: a fresh database, API
-//! simulators, and the sync engine running in-process against them.
+//! simulators, and the sync engine (and, when the config has `proxy:`, the
+//! proxy with write-through) running in-process against them.
 
 use std::time::{Duration, Instant};
 
@@ -8,26 +9,62 @@ use sequin_runtime::sync;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A sync engine running in the background of a test.
+/// A sync engine (and proxy) running in the background of a test.
 pub struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), sync::SyncError>>,
+    proxy: Option<JoinHandle<Result<(), sequin_runtime::serve::ServeError>>>,
 }
 
 impl Running {
-    /// Starts `sequin sync` in-process with `config_yaml`.
+    /// Starts `sequin sync` in-process with `config_yaml`, and the proxy
+    /// (`sequin run`) when the config has a `proxy:` section. The proxy
+    /// starts once the sync engine has migrated the database; wait for
+    /// [`wait_live`] (or [`wait_proxy`]) before connecting through it.
     pub fn start(config_yaml: &str) -> Running {
         let config =
             Config::parse("test.yaml", config_yaml, &|_| None).expect("test config is valid");
         let (stop, rx) = watch::channel(false);
+        let proxy = config.proxy.is_some().then(|| {
+            let config = config.clone();
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                // The proxy reads the synced tables the migration creates.
+                let url = config.database_url.expose().to_string();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let migrated = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                    {
+                        Ok((c, conn)) => {
+                            tokio::spawn(conn);
+                            c.query_opt("SELECT to_regclass('sequin.write_journal')::text", &[])
+                                .await
+                                .ok()
+                                .flatten()
+                                .and_then(|r| r.get::<_, Option<String>>(0))
+                                .is_some()
+                        }
+                        Err(_) => false,
+                    };
+                    if migrated || Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                sequin_runtime::serve::proxy(&config, rx).await
+            })
+        });
         let task =
             tokio::spawn(async move { sync::run(&config, sync::Options::default(), rx).await });
-        Running { stop, task }
+        Running { stop, task, proxy }
     }
 
-    /// Stops the engine and returns its result.
+    /// Stops the engine (and proxy) and returns the engine's result.
     pub async fn stop(self) -> Result<(), sync::SyncError> {
         let _ = self.stop.send(true);
+        if let Some(p) = self.proxy {
+            let _ = p.await;
+        }
         self.task.await.expect("sync task does not panic")
     }
 
@@ -84,4 +121,21 @@ pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Dur
         (!rows.is_empty() && rows.iter().all(|r| r.1 == "live"), rows)
     })
     .await;
+}
+
+/// Waits until the proxy at `url` accepts connections.
+pub async fn wait_proxy(url: &str, limit: Duration) -> tokio_postgres::Client {
+    let start = Instant::now();
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                return client;
+            }
+            Err(e) if start.elapsed() > limit => {
+                panic!("proxy at {url} not up after {limit:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }

@@ -1,0 +1,360 @@
+//! Applying row operations to the API: single-record endpoints, or the
+//! object's batch endpoints (Salesforce composite with allOrNone, HubSpot
+//! batch, Airtable's 10-record writes) when a statement changes several
+//! rows. Every successful write yields the API's canonical record, read
+//! back with `get` when the write's answer is only an id.
+
+use sequin_spec::model::{BatchEndpoint, Endpoint};
+use sequin_spec::record::{encode_body, get_path};
+use serde_json::{Map, Value};
+
+use crate::api::{
+    ApiError, ErrorKind, Priority, SendRequest, Vars, error::decode_error, write_body,
+};
+
+use super::Table;
+use super::rows::RowOp;
+
+/// A write the API accepted.
+#[derive(Clone, Debug)]
+pub struct Done {
+    /// The record's id at the API.
+    pub api_id: String,
+    /// The canonical record (`None` for deletes).
+    pub record: Option<Value>,
+}
+
+/// What happened to a list of operations: those applied (by index), and the
+/// error that stopped the rest.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub done: Vec<(usize, Done)>,
+    pub error: Option<ApiError>,
+}
+
+fn vars(t: &Table) -> Vars {
+    Vars::new()
+        .with("object", t.plan.api_name.clone())
+        .fields(t.plan.field_names(t.spec.fields_under.as_deref()))
+}
+
+fn pk_path(t: &Table) -> &str {
+    &t.plan.table.columns[t.plan.table.primary_key].path
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decode_failure(t: &Table, what: &str) -> ApiError {
+    ApiError::new(&t.spec.display_name, ErrorKind::Decode, what.to_string())
+}
+
+/// Applies `ops` in order, batching runs of the same kind where the object
+/// has a batch endpoint. Stops at the first rejection.
+pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
+    let mut out = Applied::default();
+    let mut i = 0;
+    while i < ops.len() {
+        let kind = std::mem::discriminant(&ops[i]);
+        let mut j = i + 1;
+        while j < ops.len() && std::mem::discriminant(&ops[j]) == kind {
+            j += 1;
+        }
+        let batch = match &ops[i] {
+            RowOp::Create { .. } => t.plan.endpoints.batch_create.as_ref(),
+            RowOp::Update { .. } => t.plan.endpoints.batch_update.as_ref(),
+            RowOp::Delete { .. } => t.plan.endpoints.batch_delete.as_ref(),
+            RowOp::Unchanged { .. } => None,
+        };
+        match batch {
+            Some(b) if j - i > 1 => {
+                for start in (i..j).step_by(b.max_size.max(1) as usize) {
+                    let end = (start + b.max_size.max(1) as usize).min(j);
+                    match send_batch(t, b, &ops[start..end], &keys[start..end]).await {
+                        Ok(done) => out
+                            .done
+                            .extend(done.into_iter().enumerate().map(|(k, d)| (start + k, d))),
+                        Err(e) => {
+                            out.error = Some(e);
+                            return out;
+                        }
+                    }
+                }
+            }
+            _ => {
+                for k in i..j {
+                    match send_one(t, &ops[k], &keys[k]).await {
+                        Ok(Some(d)) => out.done.push((k, d)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            out.error = Some(e);
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+/// Reads the canonical record.
+pub async fn fetch(t: &Table, id: &str) -> Result<Value, ApiError> {
+    let ep = t.plan.endpoints.get.as_ref().ok_or_else(|| {
+        decode_failure(
+            t,
+            "the spec has no `get` endpoint to read the written record back",
+        )
+    })?;
+    let vars = vars(t).with("id", id.to_string());
+    let resp = t
+        .client
+        .send(Priority::Write, ep, &vars, None, None)
+        .await?;
+    resp.json
+        .ok_or_else(|| decode_failure(t, "the record read back had no body"))
+}
+
+/// The canonical record after a single write answered with `json`.
+async fn canonical(
+    t: &Table,
+    ep: &Endpoint,
+    id: Option<String>,
+    json: Option<Value>,
+) -> Result<Done, ApiError> {
+    let id = match (&ep.returns_id, &json) {
+        (Some(path), Some(j)) => get_path(j, path).and_then(id_text).or(id),
+        (None, Some(j)) => get_path(j, pk_path(t)).and_then(id_text).or(id),
+        _ => id,
+    };
+    let id = id.ok_or_else(|| decode_failure(t, "the API's answer has no record id"))?;
+    let record = match json {
+        Some(j) if ep.returns_id.is_none() && j.is_object() => j,
+        _ => fetch(t, &id).await?,
+    };
+    Ok(Done {
+        api_id: id,
+        record: Some(record),
+    })
+}
+
+async fn send_one(t: &Table, op: &RowOp, key: &str) -> Result<Option<Done>, ApiError> {
+    let e = &t.plan.endpoints;
+    let missing = |what: &str| decode_failure(t, &format!("no {what} endpoint"));
+    match op {
+        RowOp::Create { body, .. } => {
+            let ep = e.create.as_ref().ok_or_else(|| missing("create"))?;
+            let vars = vars(t);
+            let mut req = SendRequest::new(Priority::Write, ep, &vars);
+            req.body = Some(write_body(&t.spec, ep, body.clone()));
+            req.idempotency_key = Some(key);
+            let resp = t.client.send_request(req).await?;
+            canonical(t, ep, None, resp.json).await.map(Some)
+        }
+        RowOp::Update { id, body, .. } => {
+            let ep = e.update.as_ref().ok_or_else(|| missing("update"))?;
+            let vars = vars(t).with("id", id.clone());
+            let mut req = SendRequest::new(Priority::Write, ep, &vars);
+            req.body = Some(write_body(&t.spec, ep, body.clone()));
+            // Setting the same values again is harmless.
+            req.retry_safe = true;
+            let resp = t.client.send_request(req).await?;
+            canonical(t, ep, Some(id.clone()), resp.json)
+                .await
+                .map(Some)
+        }
+        RowOp::Delete { id } => {
+            let ep = e.delete.as_ref().ok_or_else(|| missing("delete"))?;
+            delete_one(t, ep, id).await.map(Some)
+        }
+        RowOp::Unchanged { .. } => Ok(None),
+    }
+}
+
+/// Deletes one record; a record already gone counts as deleted (a retry
+/// after a lost answer finds it gone).
+pub async fn delete_one(t: &Table, ep: &Endpoint, id: &str) -> Result<Done, ApiError> {
+    let vars = vars(t).with("id", id.to_string());
+    let mut req = SendRequest::new(Priority::Write, ep, &vars);
+    req.retry_safe = true;
+    match t.client.send_request(req).await {
+        Ok(_) => {}
+        Err(e) if e.status == Some(404) && e.attempts > 1 => {}
+        Err(e) => return Err(e),
+    }
+    Ok(Done {
+        api_id: id.to_string(),
+        record: None,
+    })
+}
+
+/// Sends one batch request for `ops` (all of one kind).
+async fn send_batch(
+    t: &Table,
+    b: &BatchEndpoint,
+    ops: &[RowOp],
+    keys: &[String],
+) -> Result<Vec<Done>, ApiError> {
+    let vars = vars(t);
+    let mut req = SendRequest::new(Priority::Write, &b.endpoint, &vars);
+    let ids: Vec<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            RowOp::Update { id, .. } | RowOp::Delete { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let deleting = matches!(ops[0], RowOp::Delete { .. });
+    if let (true, Some(param)) = (deleting, &b.ids_param) {
+        match param.strip_suffix("[]") {
+            Some(_) => req.extra_query = ids.iter().map(|id| (param.clone(), id.clone())).collect(),
+            None => req.extra_query = vec![(param.clone(), ids.join(","))],
+        }
+    } else {
+        let mut items = Vec::with_capacity(ops.len());
+        for op in ops {
+            let mut item = Map::new();
+            let (id, body) = match op {
+                RowOp::Create { body, .. } => (None, Some(body)),
+                RowOp::Update { id, body, .. } => (Some(id), Some(body)),
+                RowOp::Delete { id } => (Some(id), None),
+                RowOp::Unchanged { .. } => continue,
+            };
+            if let Some(body) = body {
+                match &b.endpoint.wrap {
+                    Some(w) => {
+                        item.insert(w.clone(), Value::Object(body.clone()));
+                    }
+                    None => item.extend(body.clone()),
+                }
+            }
+            if let (Some(id), Some(k)) = (id, &b.item_id) {
+                item.insert(k.clone(), Value::String(id.clone()));
+            }
+            for (k, v) in &b.item_body {
+                item.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            items.push(Value::Object(item));
+        }
+        let mut top = Map::new();
+        match &b.items {
+            Some(k) => {
+                top.insert(k.clone(), Value::Array(items));
+            }
+            None => {
+                return Err(decode_failure(t, "batch endpoint without `items`"));
+            }
+        }
+        for (k, v) in &b.endpoint.body {
+            top.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        req.body = Some(encode_body(top, t.spec.body));
+    }
+    // A create batch may not be repeated (no idempotency key covers it);
+    // updates and deletes may.
+    let creating = matches!(ops[0], RowOp::Create { .. });
+    req.retry_safe = !creating;
+    if creating && let Some(k) = keys.first() {
+        req.idempotency_key = Some(k);
+    }
+    let resp = t.client.send_request(req).await?;
+    let results: Vec<Value> = match &resp.json {
+        None => Vec::new(),
+        Some(j) => {
+            let at = match b.results.as_deref() {
+                None | Some("") => Some(j),
+                Some(p) => get_path(j, p),
+            };
+            at.and_then(Value::as_array).cloned().unwrap_or_default()
+        }
+    };
+    // Per-item failures inside a 2xx answer (Salesforce composite).
+    let failures: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("success") == Some(&Value::Bool(false)))
+        .collect();
+    if !failures.is_empty() {
+        let first = failures
+            .iter()
+            .find(|r| !item_code(r).is_some_and(|c| c.contains("ALL_OR_NONE")))
+            .unwrap_or(&failures[0]);
+        return Err(item_error(t, first));
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for (k, op) in ops.iter().enumerate() {
+        let given_id = match op {
+            RowOp::Update { id, .. } | RowOp::Delete { id } => Some(id.clone()),
+            _ => None,
+        };
+        if deleting {
+            out.push(Done {
+                api_id: given_id.unwrap_or_default(),
+                record: None,
+            });
+            continue;
+        }
+        // Match results by id where possible (their order is not promised),
+        // else by position.
+        let result = given_id
+            .as_ref()
+            .and_then(|id| {
+                results
+                    .iter()
+                    .find(|r| get_path(r, pk_path(t)).and_then(id_text).as_ref() == Some(id))
+            })
+            .or_else(|| results.get(k));
+        let id = result
+            .and_then(|r| get_path(r, b.endpoint.returns_id.as_deref().unwrap_or(pk_path(t))))
+            .and_then(id_text)
+            .or(given_id)
+            .ok_or_else(|| decode_failure(t, "a batch result has no record id"))?;
+        let record = match result {
+            Some(r) if b.endpoint.returns_id.is_none() && r.is_object() => r.clone(),
+            _ => fetch(t, &id).await?,
+        };
+        out.push(Done {
+            api_id: id,
+            record: Some(record),
+        });
+    }
+    Ok(out)
+}
+
+fn item_errors(item: &Value) -> Vec<Value> {
+    item.get("errors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut e| {
+            // Composite results name the code `statusCode`; the error
+            // decoding of the spec reads REST errors' `errorCode`.
+            if let Some(obj) = e.as_object_mut()
+                && !obj.contains_key("errorCode")
+                && let Some(c) = obj.get("statusCode").cloned()
+            {
+                obj.insert("errorCode".into(), c);
+            }
+            e
+        })
+        .collect()
+}
+
+fn item_code(item: &Value) -> Option<String> {
+    item_errors(item)
+        .first()
+        .and_then(|e| e.get("errorCode"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn item_error(t: &Table, item: &Value) -> ApiError {
+    let body = serde_json::to_vec(&Value::Array(item_errors(item))).unwrap_or_default();
+    decode_error(&t.spec.display_name, &t.spec.errors, 400, None, &body)
+}

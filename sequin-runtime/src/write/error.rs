@@ -1,0 +1,124 @@
+//! What a client sees when write-through refuses a statement: one error type
+//! carrying the contract's fields (`[<Api>]: message`, SQLSTATE, DETAIL,
+//! schema/table/column), turned into a Postgres ErrorResponse.
+
+use sequin_proxy::codec::ErrorResponse;
+use sequin_proxy::codec::error_response::field;
+use sequin_spec::record::Violation;
+
+use crate::api::ApiError;
+
+/// A refused write, as the client will see it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteError {
+    pub sqlstate: String,
+    /// Starts with `[<Api>]: `.
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    pub column: Option<String>,
+}
+
+impl WriteError {
+    /// An error about `schema.table`, with the API's display name prefixed.
+    pub fn new(api: &str, sqlstate: &str, message: impl AsRef<str>) -> WriteError {
+        WriteError {
+            sqlstate: sqlstate.to_string(),
+            message: format!("[{api}]: {}", message.as_ref()),
+            detail: None,
+            hint: None,
+            schema: None,
+            table: None,
+            column: None,
+        }
+    }
+
+    pub fn on(mut self, schema: &str, table: &str) -> WriteError {
+        self.schema = Some(schema.to_string());
+        self.table = Some(table.to_string());
+        self
+    }
+
+    pub fn column(mut self, column: impl Into<String>) -> WriteError {
+        self.column = Some(column.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> WriteError {
+        let d = detail.into();
+        if !d.is_empty() {
+            self.detail = Some(d);
+        }
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> WriteError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A local validation failure from the spec (before any API call).
+    pub fn violation(api: &str, v: &Violation) -> WriteError {
+        WriteError::new(api, v.kind.sqlstate(), &v.message)
+            .column(v.column.clone())
+            .detail("checked locally against the connector spec; nothing was sent to the API")
+    }
+
+    /// An API's rejection. `column` is the column of the API's field, when
+    /// the field is one.
+    pub fn api(e: &ApiError, column: Option<&str>) -> WriteError {
+        let mut message = e.message.clone();
+        if let Some(c) = column {
+            message.push_str(&format!(" (column `{c}`)"));
+        }
+        let mut w = WriteError::new(&e.api, &e.sqlstate, message).detail(e.detail());
+        if let Some(c) = column {
+            w = w.column(c);
+        }
+        w
+    }
+
+    /// The ErrorResponse sent to the client.
+    pub fn to_response(&self) -> ErrorResponse {
+        let mut r = ErrorResponse::new("ERROR", &self.sqlstate, self.message.clone());
+        for (code, value) in [
+            (field::DETAIL, &self.detail),
+            (field::HINT, &self.hint),
+            (field::SCHEMA, &self.schema),
+            (field::TABLE, &self.table),
+            (field::COLUMN, &self.column),
+        ] {
+            if let Some(v) = value {
+                r = r.with(code, v.clone());
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_carries_the_contract_fields() {
+        let e = WriteError::new("Salesforce", "22023", "`email` is invalid")
+            .on("salesforce", "contact")
+            .column("email")
+            .detail("API error code: INVALID_EMAIL_ADDRESS");
+        let r = e.to_response();
+        assert_eq!(r.code(), Some("22023"));
+        assert_eq!(r.message(), Some("[Salesforce]: `email` is invalid"));
+        assert_eq!(r.get(field::SCHEMA), Some("salesforce"));
+        assert_eq!(r.get(field::TABLE), Some("contact"));
+        assert_eq!(r.get(field::COLUMN), Some("email"));
+        assert_eq!(
+            r.get(field::DETAIL),
+            Some("API error code: INVALID_EMAIL_ADDRESS")
+        );
+        assert_eq!(r.get(field::HINT), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! The journal of API effects (`sequin.write_journal`) and the reconciler
+//! that settles each effect once the client's transaction has ended.
+//!
+//! An effect is journalled, on a session of Sequin's own (so it survives
+//! the client's transaction), with the id of the client's transaction.
+//! `txid_status` then says how that transaction ended: committed, the
+//! effect stays; aborted (ROLLBACK, a failed COMMIT, a disconnect, a
+//! server crash), the effect is undone at the API: a created record is
+//! deleted, an update is reverted. A delete cannot be undone; the local row
+//! the rollback brought back is removed instead, so the table matches the
+//! API again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+use tokio_postgres::Client as PgClient;
+
+use crate::api::{Priority, SendRequest, Vars, write_body};
+use crate::store::{self, StoreError};
+
+use super::Table;
+
+/// One API effect.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub id: uuid::Uuid,
+    pub connection: String,
+    pub object: String,
+    /// `create`, `update` or `delete`.
+    pub op: &'static str,
+    pub api_id: String,
+    pub xid: i64,
+    pub request: Value,
+    pub undo: Value,
+}
+
+/// Sequin's own session for the journal; it holds the writer key.
+pub struct Journal {
+    client: PgClient,
+}
+
+impl Journal {
+    pub async fn connect(url: &str) -> Result<Journal, StoreError> {
+        let client = store::connect(url).await?;
+        client
+            .batch_execute("SET application_name = 'sequin-write-journal'")
+            .await
+            .map_err(|source| StoreError::Db {
+                context: "configuring the journal session".into(),
+                source,
+            })?;
+        crate::guard::hold(&client)
+            .await
+            .map_err(|source| StoreError::Db {
+                context: "registering the writer key".into(),
+                source,
+            })?;
+        Ok(Journal { client })
+    }
+
+    /// Records effects (one statement, committed on its own).
+    pub async fn record(&self, entries: &[Entry]) -> Result<(), tokio_postgres::Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id.to_string(), "connection": e.connection, "object": e.object,
+                    "op": e.op, "api_id": e.api_id, "xid": e.xid, "request": e.request, "undo": e.undo,
+                })
+            })
+            .collect();
+        let doc = Value::Array(rows).to_string();
+        self.client
+            .execute(
+                "INSERT INTO sequin.write_journal (id, connection, object, op, api_id, xid, request, undo)
+                 SELECT id, connection, object, op, api_id, xid, request, undo
+                   FROM jsonb_to_recordset($1::text::jsonb)
+                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint, request jsonb, undo jsonb)",
+                &[&doc],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Looks up the table of a journalled effect.
+pub type Lookup = Arc<dyn Fn(&str, &str) -> Option<Arc<Table>> + Send + Sync>;
+
+/// Settles journal entries until `shutdown`: every `every`, entries whose
+/// transaction ended are marked committed or undone.
+pub async fn reconcile(
+    url: String,
+    lookup: Lookup,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut journal: Option<Journal> = None;
+    loop {
+        if journal.is_none() {
+            match Journal::connect(&url).await {
+                Ok(j) => journal = Some(j),
+                Err(e) => tracing::warn!(error = %e, "write journal: cannot connect"),
+            }
+        }
+        if let Some(j) = &journal
+            && let Err(e) = settle(j, &lookup).await
+        {
+            tracing::warn!(error = %e, "write journal: reconciling failed");
+            if j.client.is_closed() {
+                journal = None;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// One pass over the open entries.
+pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgres::Error> {
+    let rows = j
+        .client
+        .query(
+            "SELECT id::text, connection, object, op, api_id, undo::text, txid_status(xid)
+               FROM sequin.write_journal WHERE state = 'applied' ORDER BY created_at LIMIT 200",
+            &[],
+        )
+        .await?;
+    let mut settled = 0;
+    for r in rows {
+        let id: String = r.get(0);
+        let status: Option<String> = r.get(6);
+        let (state, error) = match status.as_deref() {
+            Some("in progress") => continue,
+            Some("committed") => ("committed", None),
+            Some("aborted") => {
+                let connection: String = r.get(1);
+                let object: String = r.get(2);
+                let op: String = r.get(3);
+                let api_id: Option<String> = r.get(4);
+                let undo: Option<String> = r.get(5);
+                let undo: Value = undo
+                    .and_then(|u| serde_json::from_str(&u).ok())
+                    .unwrap_or(Value::Null);
+                match lookup(&connection, &object) {
+                    None => (
+                        "compensation_failed",
+                        Some(format!(
+                            "connection `{connection}` object `{object}` is not configured"
+                        )),
+                    ),
+                    Some(t) => {
+                        compensate(j, &t, &op, api_id.as_deref().unwrap_or_default(), &undo).await
+                    }
+                }
+            }
+            // Too old to know (or never assigned): say so rather than guess.
+            _ => ("unknown", None),
+        };
+        j.client
+            .execute(
+                "UPDATE sequin.write_journal SET state = $2, error = $3, resolved_at = now() WHERE id = $1::text::uuid",
+                &[&id, &state, &error],
+            )
+            .await?;
+        if state != "committed" {
+            tracing::info!(journal = %id, state, error = error.as_deref().unwrap_or(""), "write-through effect of an aborted transaction settled");
+        }
+        settled += 1;
+    }
+    Ok(settled)
+}
+
+/// Undoes one effect of an aborted transaction.
+async fn compensate(
+    j: &Journal,
+    t: &Table,
+    op: &str,
+    api_id: &str,
+    undo: &Value,
+) -> (&'static str, Option<String>) {
+    let vars = Vars::new()
+        .with("object", t.plan.api_name.clone())
+        .fields(t.plan.field_names(t.spec.fields_under.as_deref()))
+        .with("id", api_id.to_string());
+    match op {
+        "create" => {
+            let Some(ep) = &t.plan.endpoints.delete else {
+                return (
+                    "compensation_failed",
+                    Some(format!(
+                        "{} records cannot be deleted through the API",
+                        t.plan.api_name
+                    )),
+                );
+            };
+            let mut req = SendRequest::new(Priority::Write, ep, &vars);
+            req.retry_safe = true;
+            match t.client.send_request(req).await {
+                Ok(_) => ("compensated", None),
+                Err(e) if e.status == Some(404) => ("compensated", None),
+                Err(e) => ("compensation_failed", Some(e.to_string())),
+            }
+        }
+        "update" => {
+            let Some(ep) = &t.plan.endpoints.update else {
+                return ("compensation_failed", Some("no update endpoint".into()));
+            };
+            let body: Map<String, Value> = undo
+                .get("body")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let mut req = SendRequest::new(Priority::Write, ep, &vars);
+            req.body = Some(write_body(&t.spec, ep, body));
+            req.retry_safe = true;
+            match t.client.send_request(req).await {
+                Ok(_) => ("compensated", None),
+                Err(e) => ("compensation_failed", Some(e.to_string())),
+            }
+        }
+        _ => {
+            // The record is gone at the API; the rolled-back transaction
+            // brought its row back: remove it.
+            let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
+            let sql = format!(
+                "DELETE FROM {} WHERE {}::text = $1",
+                t.plan.table.qualified(),
+                super::sql::ident(pk)
+            );
+            match j.client.execute(&sql, &[&api_id]).await {
+                Ok(_) => ("irreversible", None),
+                Err(e) => (
+                    "irreversible",
+                    Some(format!("removing the local row failed: {e}")),
+                ),
+            }
+        }
+    }
+}

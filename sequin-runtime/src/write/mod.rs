@@ -1,0 +1,790 @@
+//! Write-through: INSERT, UPDATE and DELETE on synced tables, sent through
+//! the proxy, are applied to the API first, synchronously.
+//!
+//! For each intercepted statement, on the client's own server session and
+//! inside the client's transaction (an implicit one in autocommit):
+//!
+//! 1. the session gets the writer key and row capture for this statement
+//!    (transaction-local settings; see migration 0002);
+//! 2. Postgres executes the client's statement as sent (defaults,
+//!    constraints, WHERE, row locks are its job), and the capture trigger
+//!    records every changed row, old and new;
+//! 3. each row becomes an API operation with only the changed writable
+//!    fields, checked against the spec first;
+//! 4. the API applies them (batch endpoints where the object has them);
+//! 5. on success, each row is replaced by the API's canonical record (the
+//!    API's id replaces the provisional one), the effects are journalled,
+//!    and the client gets the command tag and its RETURNING rows computed
+//!    over the final rows, in the formats it asked for;
+//! 6. on any refusal, an error is raised in the client's transaction, so it
+//!    is aborted like after any failed statement, and the client gets the
+//!    ErrorResponse of the error contract.
+//!
+//! The API call happens when the statement runs; what a later ROLLBACK
+//! means is settled by the journal's reconciler (see [`journal`]).
+
+pub mod apply;
+pub mod error;
+pub mod journal;
+pub mod rows;
+pub mod sql;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sequin_proxy::codec::{BackendMessage, CommandComplete};
+use sequin_proxy::{
+    BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
+    Protocol, WriteKind,
+};
+use sequin_spec::Connector;
+use sequin_spec::record::{WriteOp, decode_row, format_iso8601};
+use serde_json::{Map, Value, json};
+
+use crate::api::{ApiError, Client};
+use crate::config::{Config, ConnectionConfig};
+use crate::sync::plan::ObjectPlan;
+
+use error::WriteError;
+use journal::{Entry, Journal};
+use rows::{Change, RowOp};
+
+/// A synced table write-through can write: its connection's API client and
+/// the object's plan (columns incl. discovered ones, endpoints).
+pub struct Table {
+    pub connection: String,
+    pub spec: Arc<Connector>,
+    pub client: Client,
+    pub plan: ObjectPlan,
+    /// Most rows one statement may write.
+    pub max_rows: u32,
+}
+
+impl Table {
+    fn api(&self) -> &str {
+        &self.spec.display_name
+    }
+
+    /// The column of an API field name, if it is one.
+    fn column_of(&self, field: Option<&str>) -> Option<String> {
+        let f = field?;
+        self.plan
+            .table
+            .columns
+            .iter()
+            .find(|c| &*c.api_name == f || &*c.path == f || c.path.ends_with(&format!(".{f}")))
+            .map(|c| c.name.to_string())
+    }
+}
+
+struct Connection {
+    config: ConnectionConfig,
+    spec: Arc<Connector>,
+    client: Client,
+}
+
+struct Inner {
+    url: String,
+    connections: Vec<Connection>,
+    tables: RwLock<HashMap<(String, String), Arc<Table>>>,
+    last_refresh: std::sync::Mutex<Option<Instant>>,
+    journal: tokio::sync::Mutex<Option<Arc<Journal>>>,
+}
+
+/// The write-through interceptor. Cheap to clone.
+#[derive(Clone)]
+pub struct WriteThrough {
+    inner: Arc<Inner>,
+}
+
+/// Least time between two catalog refreshes caused by unknown tables.
+const REFRESH_MIN: Duration = Duration::from_secs(5);
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl WriteThrough {
+    /// Builds the interceptor for every connection of `config`. Looking up
+    /// the objects' run-time fields needs the APIs; a connection whose API
+    /// cannot be reached now is looked up again later.
+    pub async fn new(config: &Config) -> Result<WriteThrough, crate::sync::SyncError> {
+        let url = config.database_url.expose().to_string();
+        let mut connections = Vec::new();
+        for c in &config.connections {
+            let (spec, client) = crate::sync::api_client(&url, c)?;
+            connections.push(Connection {
+                config: c.clone(),
+                spec,
+                client,
+            });
+        }
+        let w = WriteThrough {
+            inner: Arc::new(Inner {
+                url,
+                connections,
+                tables: RwLock::new(HashMap::new()),
+                last_refresh: std::sync::Mutex::new(None),
+                journal: tokio::sync::Mutex::new(None),
+            }),
+        };
+        w.refresh().await;
+        Ok(w)
+    }
+
+    /// Looks up every connection's objects again (new Airtable tables,
+    /// custom fields).
+    pub async fn refresh(&self) {
+        *self
+            .inner
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        for c in &self.inner.connections {
+            match crate::sync::connection_plans(
+                &self.inner.url,
+                &c.config,
+                c.spec.clone(),
+                c.client.clone(),
+            )
+            .await
+            {
+                Ok(plans) => {
+                    let mut tables = self.inner.tables.write().unwrap_or_else(|e| e.into_inner());
+                    tables.retain(|(schema, _), _| schema != &c.config.name);
+                    for plan in plans {
+                        let max_rows = max_rows(&c.spec, &plan);
+                        tables.insert(
+                            (c.config.name.clone(), plan.table.name.clone()),
+                            Arc::new(Table {
+                                connection: c.config.name.clone(),
+                                spec: c.spec.clone(),
+                                client: c.client.clone(),
+                                plan,
+                                max_rows,
+                            }),
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %c.config.name, error = %e, "write-through: cannot look up the connection's objects")
+                }
+            }
+        }
+    }
+
+    /// The table `schema.table`, if write-through knows it.
+    pub fn table(&self, schema: &str, table: &str) -> Option<Arc<Table>> {
+        self.inner
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(schema.to_string(), table.to_string()))
+            .cloned()
+    }
+
+    /// A lookup for the journal's reconciler.
+    pub fn lookup(&self) -> journal::Lookup {
+        let w = self.clone();
+        Arc::new(move |schema: &str, table: &str| w.table(schema, table))
+    }
+
+    async fn table_or_refresh(&self, schema: &str, table: &str) -> Option<Arc<Table>> {
+        if let Some(t) = self.table(schema, table) {
+            return Some(t);
+        }
+        let recent = self
+            .inner
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < REFRESH_MIN);
+        if !recent {
+            self.refresh().await;
+        }
+        self.table(schema, table)
+    }
+
+    async fn journal(&self) -> Option<Arc<Journal>> {
+        let mut j = self.inner.journal.lock().await;
+        if j.is_none() {
+            match Journal::connect(&self.inner.url).await {
+                Ok(x) => *j = Some(Arc::new(x)),
+                Err(e) => tracing::warn!(error = %e, "write journal: cannot connect"),
+            }
+        }
+        j.clone()
+    }
+
+    async fn journal_record(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let Some(j) = self.journal().await else {
+            tracing::error!(
+                effects = entries.len(),
+                "write journal unavailable: API effects not journalled"
+            );
+            return;
+        };
+        if let Err(e) = j.record(entries).await {
+            tracing::error!(error = %e, effects = entries.len(), "write journal: recording failed");
+            *self.inner.journal.lock().await = None;
+        }
+    }
+}
+
+fn max_rows(spec: &Connector, plan: &ObjectPlan) -> u32 {
+    if let Some(o) = spec.objects.iter().find(|o| o.name == plan.table.name) {
+        return o.max_rows_per_write;
+    }
+    spec.discovered_objects
+        .as_ref()
+        .map(|d| d.max_rows_per_write)
+        .unwrap_or(100)
+}
+
+impl Interceptor for WriteThrough {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a mut InterceptContext<'_>,
+    ) -> BoxFuture<'a, Result<Outcome, InjectError>> {
+        Box::pin(self.run(ctx))
+    }
+}
+
+/// Messages for the client, built up statement by statement.
+type Reply = Vec<BackendMessage>;
+
+fn failed(reply: &Reply) -> bool {
+    matches!(reply.last(), Some(BackendMessage::ErrorResponse(_)))
+}
+
+impl WriteThrough {
+    async fn run(&self, ctx: &mut InterceptContext<'_>) -> Result<Outcome, InjectError> {
+        let st = ctx.statement().clone();
+        if st.classification.parse_error.is_some() || ctx.transaction_status() == b'E' {
+            return Ok(Outcome::PassThrough);
+        }
+        let mut reply = Reply::new();
+        match st.protocol {
+            Protocol::Extended => {
+                let Some(stmt) = st.classification.statements.first() else {
+                    return Ok(Outcome::PassThrough);
+                };
+                self.statement(ctx, &st, &stmt.sql, &stmt.writes, &mut reply)
+                    .await?;
+            }
+            Protocol::Simple => {
+                if st.classification.statements.is_empty() {
+                    return Ok(Outcome::PassThrough);
+                }
+                for stmt in &st.classification.statements {
+                    if stmt.writes.is_empty() {
+                        plain(ctx, &stmt.sql, &mut reply).await?;
+                    } else {
+                        self.statement(ctx, &st, &stmt.sql, &stmt.writes, &mut reply)
+                            .await?;
+                    }
+                    if failed(&reply) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Respond(reply))
+    }
+
+    /// Refuses a statement: the client's transaction is aborted (as after
+    /// any failed statement) and the client gets `e`.
+    async fn refuse(
+        &self,
+        ctx: &mut InterceptContext<'_>,
+        e: WriteError,
+        reply: &mut Reply,
+    ) -> Result<(), InjectError> {
+        if !ctx.server_failed() {
+            let r = ctx
+                .query(
+                    "SELECT sequin.fail($1, $2, $3, $4, $5, $6)",
+                    &[
+                        Some(&e.sqlstate),
+                        Some(&e.message),
+                        e.detail.as_deref(),
+                        e.schema.as_deref(),
+                        e.table.as_deref(),
+                        e.column.as_deref(),
+                    ],
+                )
+                .await;
+            match r {
+                Err(InjectError::Server(_)) | Ok(_) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        reply.push(BackendMessage::ErrorResponse(e.to_response()));
+        Ok(())
+    }
+
+    /// One statement that writes synced tables.
+    async fn statement(
+        &self,
+        ctx: &mut InterceptContext<'_>,
+        st: &Intercepted,
+        sql_text: &str,
+        writes: &[sequin_proxy::TableWrite],
+        reply: &mut Reply,
+    ) -> Result<(), InjectError> {
+        let first = &writes[0];
+        let (schema, name) = (first.table.schema.as_str(), first.table.table.as_str());
+        if schema == "sequin" {
+            let e = WriteError::new(
+                "Sequin",
+                "42501",
+                format!("sequin.{name} is maintained by Sequin and cannot be written by clients"),
+            )
+            .on(schema, name);
+            return self.refuse(ctx, e, reply).await;
+        }
+        let Some(table) = self.table_or_refresh(schema, name).await else {
+            let e = WriteError::new("Sequin", "0A000", format!("{schema}.{name} is not an object of a configured connection, so it cannot be written through to an API"))
+                .on(schema, name);
+            return self.refuse(ctx, e, reply).await;
+        };
+        let api = table.api().to_string();
+        let unsupported = |what: &str| WriteError::new(&api, "0A000", what).on(schema, name);
+        if writes.len() > 1 || first.in_cte {
+            let e = unsupported(
+                "a statement may write one synced table, in its main clause (not in a WITH clause); split it into one INSERT, UPDATE or DELETE per table",
+            );
+            return self.refuse(ctx, e, reply).await;
+        }
+        let e = &table.plan.endpoints;
+        let (op, supported) = match first.kind {
+            WriteKind::Insert => (
+                WriteOp::Create,
+                e.create.is_some() || e.batch_create.is_some(),
+            ),
+            WriteKind::Update => (
+                WriteOp::Update,
+                e.update.is_some() || e.batch_update.is_some(),
+            ),
+            WriteKind::Delete => (
+                WriteOp::Delete,
+                e.delete.is_some() || e.batch_delete.is_some(),
+            ),
+            WriteKind::Merge => {
+                return self.refuse(ctx, unsupported("MERGE into a synced table is not supported; use INSERT, UPDATE or DELETE"), reply).await;
+            }
+            WriteKind::Copy => {
+                return self.refuse(ctx, unsupported("COPY into a synced table is not supported; use INSERT (up to the object's rows per statement)"), reply).await;
+            }
+            WriteKind::Truncate => {
+                return self.refuse(ctx, unsupported("TRUNCATE of a synced table is not supported (it would delete every record at the API); use DELETE"), reply).await;
+            }
+        };
+        if !supported {
+            let verb = match op {
+                WriteOp::Create => "created",
+                WriteOp::Update => "updated",
+                WriteOp::Delete => "deleted",
+            };
+            let e = unsupported(&format!(
+                "{} records cannot be {verb} through the API",
+                table.plan.api_name
+            ));
+            return self.refuse(ctx, e, reply).await;
+        }
+
+        // 1. Key and capture, and the transaction's id for the journal.
+        // The key is a fresh one per statement, registered inside the
+        // client's transaction and removed before the client's next
+        // statement: the statement itself can read the setting, but what it
+        // reads opens nothing once the statement is over, and no other
+        // session ever sees the uncommitted registration.
+        let cap = table.max_rows.to_string();
+        let key = crate::guard::statement_key();
+        let prep = ctx
+            .query(
+                "WITH k AS (INSERT INTO sequin.writer_key (digest, holder)
+                            VALUES (sha256(convert_to($1, 'UTF8')), 'statement') RETURNING 1)
+                 SELECT txid_current()::text, set_config('sequin.write_key', $1, true),
+                        set_config('sequin.capture', 'on', true), set_config('sequin.capture_cap', $2, true),
+                        set_config('sequin.capture_api', $3, true), set_config('sequin.captured', '', true),
+                        set_config('sequin.captured_n', '0', true)
+                   FROM k",
+                &[Some(&key), Some(&cap), Some(&api)],
+            )
+            .await;
+        let xid: i64 = match prep {
+            Ok(r) => text_at(&r, 0, 0).and_then(|s| s.parse().ok()).unwrap_or(0),
+            Err(InjectError::Server(e)) => {
+                reply.push(BackendMessage::ErrorResponse(e));
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+
+        // 2. The client's statement, as sent.
+        let executed = match (st.protocol, &st.bind) {
+            (Protocol::Extended, Some(bind)) => ctx.execute_portal(&bind.portal).await,
+            _ => ctx.query(sql_text, &[]).await,
+        };
+        let executed = match executed {
+            Ok(r) => r,
+            Err(InjectError::Server(e)) => {
+                reply.push(BackendMessage::ErrorResponse(e));
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        let captured = ctx
+            .query(
+                "SELECT current_setting('sequin.captured', true), set_config('sequin.capture', 'off', true)",
+                &[],
+            )
+            .await;
+        let captured = match captured {
+            Ok(r) => text_at(&r, 0, 0).unwrap_or_default(),
+            Err(InjectError::Server(e)) => {
+                reply.push(BackendMessage::ErrorResponse(e));
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        let changes = match rows::parse_captured(&captured) {
+            Ok(c) => c,
+            Err(e) => {
+                let e = WriteError::new(
+                    &api,
+                    "XX000",
+                    format!("internal error of write-through: {e}"),
+                )
+                .on(schema, name);
+                return self.refuse(ctx, e, reply).await;
+            }
+        };
+        if let Some(other) = changes
+            .iter()
+            .find(|c| c.schema != schema || c.table != name)
+        {
+            let e = unsupported(&format!(
+                "the statement also changed {}.{} (a trigger?); write-through applies one table per statement",
+                other.schema, other.table
+            ));
+            return self.refuse(ctx, e, reply).await;
+        }
+
+        // 3. The API operations, checked locally.
+        // Values sit under the key the endpoint wraps bodies in (HubSpot's
+        // `properties.x`, Airtable's `fields.x`); the wrap adds it back.
+        let ep = &table.plan.endpoints;
+        let strip = [ep.create.as_ref(), ep.update.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(
+                [&ep.batch_create, &ep.batch_update]
+                    .into_iter()
+                    .flatten()
+                    .map(|b| &b.endpoint),
+            )
+            .find_map(|e| e.wrap.as_deref());
+        let mut ops = Vec::with_capacity(changes.len());
+        for c in &changes {
+            match rows::plan_row(
+                &api,
+                &table.plan.table.columns,
+                table.plan.table.primary_key,
+                c,
+                strip,
+            ) {
+                Ok(op) => ops.push(op),
+                Err(e) => return self.refuse(ctx, e.on(schema, name), reply).await,
+            }
+        }
+        let keys: Vec<String> = ops
+            .iter()
+            .map(|o| match o {
+                RowOp::Create { key, .. } => key.clone(),
+                RowOp::Update { id, .. } | RowOp::Delete { id } | RowOp::Unchanged { id } => {
+                    id.clone()
+                }
+            })
+            .collect();
+
+        // 4. The API.
+        let applied = apply::apply(&table, &ops, &keys).await;
+        let entries: Vec<Entry> = applied
+            .done
+            .iter()
+            .filter_map(|(i, d)| journal_entry(&table, &ops[*i], d, xid))
+            .collect();
+        if let Some(err) = applied.error {
+            // Effects applied before the failure are undone by the
+            // reconciler once the aborted transaction is seen.
+            self.journal_record(&entries).await;
+            let e = api_refusal(&table, op, &err).on(schema, name);
+            return self.refuse(ctx, e, reply).await;
+        }
+
+        // 5. Canonical rows back into the table, and the journal.
+        let mut docs = Vec::new();
+        for (i, done) in &applied.done {
+            let Some(record) = &done.record else { continue };
+            match canonical_doc(&table, record, &keys[*i]) {
+                Ok(d) => docs.push(d),
+                Err(message) => {
+                    self.journal_record(&entries).await;
+                    let e = WriteError::new(&api, "58030", format!("the API accepted the write, but its record could not be read: {message}"))
+                        .on(schema, name);
+                    return self.refuse(ctx, e, reply).await;
+                }
+            }
+        }
+        let mut finals: HashMap<String, String> = HashMap::new();
+        if !docs.is_empty() {
+            let columns: Vec<String> = table
+                .plan
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect();
+            let q = sql::write_back(
+                &table.plan.table.qualified(),
+                &table.plan.table.columns[table.plan.table.primary_key].name,
+                &columns,
+            );
+            let doc = Value::Array(docs).to_string();
+            let params = [Some(doc.as_str())];
+            let (written, ()) = tokio::join!(ctx.query(&q, &params), self.journal_record(&entries));
+            match written {
+                Ok(r) => {
+                    for row in &r.rows {
+                        if let (Some(Some(k)), Some(Some(v))) =
+                            (row.values.first(), row.values.get(1))
+                        {
+                            finals.insert(
+                                String::from_utf8_lossy(k).into_owned(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            );
+                        }
+                    }
+                }
+                Err(InjectError::Server(e)) => {
+                    reply.push(BackendMessage::ErrorResponse(e));
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            }
+        } else {
+            self.journal_record(&entries).await;
+        }
+        if let Err(e) = ctx
+            .query(
+                "WITH d AS (DELETE FROM sequin.writer_key WHERE digest = sha256(convert_to($1, 'UTF8')) RETURNING 1)
+                 SELECT set_config('sequin.write_key', '', true), (SELECT count(*) FROM d)",
+                &[Some(&key)],
+            )
+            .await
+        {
+            return match e {
+                InjectError::Server(e) => {
+                    reply.push(BackendMessage::ErrorResponse(e));
+                    Ok(())
+                }
+                other => Err(other),
+            };
+        }
+
+        // 6. RETURNING over the final rows, and the command tag.
+        let shape = sql::shape(sql_text);
+        if let Some(list) = &shape.returning {
+            let final_rows: Vec<Value> = changes
+                .iter()
+                .zip(&keys)
+                .map(|(c, k)| final_row(c, finals.get(k)))
+                .collect();
+            let doc = Value::Array(final_rows).to_string();
+            let returned = returning(ctx, st, &table, &shape, list, &doc).await;
+            match returned {
+                Ok(r) => {
+                    if st.protocol == Protocol::Simple {
+                        reply.push(BackendMessage::RowDescription(r.columns));
+                    }
+                    reply.extend(r.rows.into_iter().map(BackendMessage::DataRow));
+                }
+                Err(InjectError::Server(e)) => {
+                    reply.push(BackendMessage::ErrorResponse(e));
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        reply.push(BackendMessage::CommandComplete(CommandComplete {
+            tag: executed.command_tag,
+        }));
+        Ok(())
+    }
+}
+
+/// Runs a statement that writes no synced table (in a simple query with
+/// several statements) and adds its results to the reply.
+async fn plain(
+    ctx: &mut InterceptContext<'_>,
+    sql_text: &str,
+    reply: &mut Reply,
+) -> Result<(), InjectError> {
+    match ctx.query(sql_text, &[]).await {
+        Ok(r) => {
+            reply.extend(r.notices.into_iter().map(BackendMessage::NoticeResponse));
+            if !r.columns.fields.is_empty() {
+                reply.push(BackendMessage::RowDescription(r.columns));
+            }
+            reply.extend(r.rows.into_iter().map(BackendMessage::DataRow));
+            reply.push(if r.command_tag.is_empty() {
+                BackendMessage::EmptyQueryResponse
+            } else {
+                BackendMessage::CommandComplete(CommandComplete { tag: r.command_tag })
+            });
+            Ok(())
+        }
+        Err(InjectError::Server(e)) => {
+            reply.push(BackendMessage::ErrorResponse(e));
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// The RETURNING rows, computed over the final rows with the client's
+/// parameters (when the list uses them) and result formats.
+async fn returning(
+    ctx: &mut InterceptContext<'_>,
+    st: &Intercepted,
+    table: &Table,
+    shape: &sql::Shape,
+    list: &str,
+    doc: &str,
+) -> Result<sequin_proxy::QueryResult, InjectError> {
+    let doc = Some(Bytes::copy_from_slice(doc.as_bytes()));
+    let (mut types, mut formats, mut params) = (Vec::new(), Vec::new(), Vec::new());
+    if shape.returning_params
+        && let Some(bind) = &st.bind
+    {
+        let n = bind.params.len();
+        for i in 0..n {
+            types.push(st.param_types.get(i).copied().unwrap_or(0));
+            formats.push(match bind.param_formats.len() {
+                0 => 0,
+                1 => bind.param_formats[0],
+                _ => bind.param_formats.get(i).copied().unwrap_or(0),
+            });
+        }
+        params.extend(bind.params.iter().cloned());
+    }
+    const JSONB: u32 = 3802;
+    types.push(JSONB);
+    formats.push(0);
+    params.push(doc);
+    let q = sql::returning_query(
+        list,
+        &table.plan.table.qualified(),
+        &shape.alias,
+        params.len(),
+    );
+    let result_formats = match (&st.protocol, &st.bind) {
+        (Protocol::Extended, Some(b)) => b.result_formats.clone(),
+        _ => Vec::new(),
+    };
+    ctx.query_with(&InjectedQuery {
+        sql: &q,
+        param_types: &types,
+        param_formats: &formats,
+        params: &params,
+        result_formats: &result_formats,
+    })
+    .await
+}
+
+/// The final state of a changed row: the canonical row written back, else
+/// the row as the statement left it (deleted rows: as they were).
+fn final_row(c: &Change, written: Option<&String>) -> Value {
+    if let Some(w) = written
+        && let Ok(v) = serde_json::from_str(w)
+    {
+        return v;
+    }
+    match c.op {
+        WriteOp::Delete => c.old.clone().map(Value::Object).unwrap_or(Value::Null),
+        _ => c.new.clone().map(Value::Object).unwrap_or(Value::Null),
+    }
+}
+
+/// The row document of a canonical API record for the write-back.
+fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<Value, String> {
+    let cells = decode_row(&table.plan.table.columns, record).map_err(|e| e.to_string())?;
+    let mut doc = Map::new();
+    for (c, cell) in table.plan.table.columns.iter().zip(&cells) {
+        doc.insert(c.name.to_string(), rows::cell_to_pg(cell));
+    }
+    let marker = table.plan.marker_of_row(&cells, now_us());
+    doc.insert(
+        "_sequin_updated_at".into(),
+        marker
+            .map(|m| Value::String(format_iso8601(m)))
+            .unwrap_or(Value::Null),
+    );
+    doc.insert("__sequin_key".into(), Value::String(key.to_string()));
+    Ok(Value::Object(doc))
+}
+
+fn journal_entry(table: &Table, op: &RowOp, done: &apply::Done, xid: i64) -> Option<Entry> {
+    let (kind, request, undo) = match op {
+        RowOp::Create { body, .. } => (
+            "create",
+            Value::Object(body.clone()),
+            json!({"id": done.api_id}),
+        ),
+        RowOp::Update { body, undo, .. } => {
+            ("update", Value::Object(body.clone()), json!({"body": undo}))
+        }
+        RowOp::Delete { .. } => ("delete", Value::Null, Value::Null),
+        RowOp::Unchanged { .. } => return None,
+    };
+    Some(Entry {
+        id: uuid::Uuid::new_v4(),
+        connection: table.connection.clone(),
+        object: table.plan.table.name.clone(),
+        op: kind,
+        api_id: done.api_id.clone(),
+        xid,
+        request,
+        undo,
+    })
+}
+
+/// The client-visible error of an API rejection.
+fn api_refusal(table: &Table, op: WriteOp, err: &ApiError) -> WriteError {
+    let mut e = WriteError::api(err, table.column_of(err.field.as_deref()).as_deref());
+    if op == WriteOp::Create && err.maybe_applied && table.spec.idempotency.is_none() {
+        e.message.push_str(
+            "; the record may have been created anyway: Sequin did not repeat the request (this API has no idempotency keys), and sync will bring the record in if it exists",
+        );
+    }
+    e
+}
+
+fn text_at(r: &sequin_proxy::QueryResult, row: usize, col: usize) -> Option<String> {
+    r.rows
+        .get(row)?
+        .values
+        .get(col)?
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}

@@ -1,0 +1,509 @@
+//! Rows captured by the `sequin.capture()` trigger, and what they mean for
+//! the API: the per-row creates, updates and deletes with only the changed
+//! writable fields, checked against the spec before anything is sent.
+
+use sequin_spec::model::FieldType;
+use sequin_spec::record::{
+    Cell, Column, Violation, ViolationKind, WriteOp, parse_iso8601, validate_write, write_object,
+};
+use serde_json::{Map, Value};
+
+use super::error::WriteError;
+
+/// Prefix of the provisional primary key an INSERT gets from the column
+/// default until the API assigns the real one.
+pub const PENDING_PREFIX: &str = "_pending_";
+
+/// Metadata columns Sequin maintains itself.
+pub const META_COLUMNS: [&str; 2] = ["_sequin_synced_at", "_sequin_updated_at"];
+
+/// One row changed by the client's statement, as the trigger saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub op: WriteOp,
+    pub schema: String,
+    pub table: String,
+    pub old: Option<Map<String, Value>>,
+    pub new: Option<Map<String, Value>>,
+}
+
+/// Parses the `sequin.captured` setting: one JSON array per line,
+/// `[op, schema, table, old, new]`.
+pub fn parse_captured(text: &str) -> Result<Vec<Change>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("captured row: {e}"))?;
+        let a = v.as_array().ok_or("captured row is not an array")?;
+        let text = |i: usize| a.get(i).and_then(Value::as_str).unwrap_or_default();
+        let op = match text(0) {
+            "INSERT" => WriteOp::Create,
+            "UPDATE" => WriteOp::Update,
+            "DELETE" => WriteOp::Delete,
+            other => return Err(format!("captured row has operation {other:?}")),
+        };
+        let obj = |i: usize| a.get(i).and_then(Value::as_object).cloned();
+        out.push(Change {
+            op,
+            schema: text(1).to_string(),
+            table: text(2).to_string(),
+            old: obj(3),
+            new: obj(4),
+        });
+    }
+    Ok(out)
+}
+
+/// A column value as `to_jsonb(row)` renders it, as a cell.
+pub fn cell_from_pg(col: &Column, v: Option<&Value>) -> Result<Cell, String> {
+    let v = match v {
+        None | Some(Value::Null) => return Ok(Cell::Null),
+        Some(v) => v,
+    };
+    let bad = || format!("column `{}`: unexpected value {v}", col.name);
+    Ok(match col.ty {
+        FieldType::String => Cell::Text(match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        FieldType::Integer => Cell::Int(v.as_i64().ok_or_else(bad)?),
+        FieldType::Float => Cell::Float(v.as_f64().ok_or_else(bad)?),
+        FieldType::Decimal => Cell::Decimal(match v {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => return Err(bad()),
+        }),
+        FieldType::Boolean => Cell::Bool(v.as_bool().ok_or_else(bad)?),
+        FieldType::Timestamp => {
+            Cell::Timestamp(v.as_str().and_then(parse_iso8601).ok_or_else(bad)?)
+        }
+        FieldType::Date => {
+            let s = v.as_str().ok_or_else(bad)?;
+            let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+            Cell::Date((d - epoch).num_days() as i32)
+        }
+        FieldType::Json => Cell::Json(v.clone()),
+        FieldType::StringArray => Cell::TextArray(
+            v.as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// A cell as a JSON value `jsonb_populate_record` turns back into the
+/// column's type.
+pub fn cell_to_pg(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Json(v) => v.clone(),
+        Cell::TextArray(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+        Cell::Int(i) => Value::from(*i),
+        Cell::Bool(b) => Value::Bool(*b),
+        other => other.to_pg_text().map(Value::String).unwrap_or(Value::Null),
+    }
+}
+
+/// What one changed row asks of the API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowOp {
+    /// Create a record from `body`; `key` is the row's provisional id.
+    Create {
+        key: String,
+        body: Map<String, Value>,
+    },
+    /// Change `body`'s fields of record `id`; `undo` restores the old values.
+    Update {
+        id: String,
+        body: Map<String, Value>,
+        undo: Map<String, Value>,
+    },
+    /// Delete record `id`.
+    Delete { id: String },
+    /// Nothing writable changed (`SET x = x`): no API call.
+    Unchanged { id: String },
+}
+
+impl RowOp {
+    pub fn op(&self) -> Option<WriteOp> {
+        match self {
+            RowOp::Create { .. } => Some(WriteOp::Create),
+            RowOp::Update { .. } => Some(WriteOp::Update),
+            RowOp::Delete { .. } => Some(WriteOp::Delete),
+            RowOp::Unchanged { .. } => None,
+        }
+    }
+}
+
+/// The primary key of a row as text.
+pub fn key_of(row: &Map<String, Value>, pk: &str) -> Option<String> {
+    match row.get(pk)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Turns one captured change into its API operation, validating it against
+/// the spec: only settable columns may change (read-only 428C9), values
+/// must fit (type, format, length, enum), creates need their required
+/// fields. `fields_under` strips the connector's wrapper from value paths
+/// (HubSpot's `properties.`), since the endpoint's `wrap` adds it back.
+pub fn plan_row(
+    api: &str,
+    columns: &[Column],
+    pk: usize,
+    change: &Change,
+    strip: Option<&str>,
+) -> Result<RowOp, WriteError> {
+    let pk_name = &*columns[pk].name;
+    let violation = |v: Violation| WriteError::violation(api, &v);
+    let not_writable = |column: &str, why: &str| {
+        violation(Violation {
+            column: column.to_string(),
+            kind: ViolationKind::NotWritable,
+            message: format!("column `{column}` {why}"),
+        })
+    };
+    match change.op {
+        WriteOp::Create => {
+            let new = change
+                .new
+                .as_ref()
+                .ok_or_else(|| internal(api, "insert without a new row"))?;
+            let key = key_of(new, pk_name).unwrap_or_default();
+            // Some APIs take a chosen id on create (Stripe products).
+            let chosen_id = !key.starts_with(PENDING_PREFIX);
+            if chosen_id && !columns[pk].settable(WriteOp::Create) {
+                return Err(not_writable(
+                    pk_name,
+                    "is assigned by the API: leave it out of the INSERT",
+                ));
+            }
+            unknown_columns(api, columns, new, None)?;
+            let cells = cells_of(api, columns, new)?;
+            let set: Vec<(usize, &Cell)> = cells
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| (*i != pk || chosen_id) && !c.is_null())
+                .collect();
+            validate_write(columns, WriteOp::Create, &set).map_err(violation)?;
+            let body = write_object(set.iter().map(|(i, c)| (&columns[*i], *c)), strip);
+            Ok(RowOp::Create { key, body })
+        }
+        WriteOp::Update => {
+            let (old, new) = match (&change.old, &change.new) {
+                (Some(o), Some(n)) => (o, n),
+                _ => return Err(internal(api, "update without old and new rows")),
+            };
+            for m in META_COLUMNS {
+                if old.get(m) != new.get(m) {
+                    return Err(not_writable(m, "is maintained by Sequin"));
+                }
+            }
+            if old.get(pk_name) != new.get(pk_name) {
+                return Err(not_writable(pk_name, "is the API's id and cannot change"));
+            }
+            unknown_columns(api, columns, new, Some(old))?;
+            let id = key_of(old, pk_name).unwrap_or_default();
+            let (old_cells, new_cells) =
+                (cells_of(api, columns, old)?, cells_of(api, columns, new)?);
+            let changed: Vec<usize> = (0..columns.len())
+                .filter(|i| old_cells[*i] != new_cells[*i])
+                .collect();
+            if changed.is_empty() {
+                return Ok(RowOp::Unchanged { id });
+            }
+            let set: Vec<(usize, &Cell)> = changed.iter().map(|i| (*i, &new_cells[*i])).collect();
+            validate_write(columns, WriteOp::Update, &set).map_err(violation)?;
+            let body = write_object(set.iter().map(|(i, c)| (&columns[*i], *c)), strip);
+            let undo = write_object(
+                changed.iter().map(|i| (&columns[*i], &old_cells[*i])),
+                strip,
+            );
+            Ok(RowOp::Update { id, body, undo })
+        }
+        WriteOp::Delete => {
+            let old = change
+                .old
+                .as_ref()
+                .ok_or_else(|| internal(api, "delete without an old row"))?;
+            let id = key_of(old, pk_name).unwrap_or_default();
+            Ok(RowOp::Delete { id })
+        }
+    }
+}
+
+fn internal(api: &str, what: &str) -> WriteError {
+    WriteError::new(
+        api,
+        "XX000",
+        format!("internal error of write-through: {what}"),
+    )
+}
+
+fn cells_of(
+    api: &str,
+    columns: &[Column],
+    row: &Map<String, Value>,
+) -> Result<Vec<Cell>, WriteError> {
+    columns
+        .iter()
+        .map(|c| cell_from_pg(c, row.get(&*c.name)).map_err(|e| internal(api, &e)))
+        .collect()
+}
+
+/// Columns of the table the connector does not know (added by hand) may not
+/// be set: their values could never reach the API.
+fn unknown_columns(
+    api: &str,
+    columns: &[Column],
+    new: &Map<String, Value>,
+    old: Option<&Map<String, Value>>,
+) -> Result<(), WriteError> {
+    for (name, v) in new {
+        if META_COLUMNS.contains(&name.as_str()) || columns.iter().any(|c| &*c.name == name) {
+            continue;
+        }
+        let set = match old {
+            Some(o) => o.get(name) != Some(v),
+            None => !v.is_null(),
+        };
+        if set {
+            return Err(WriteError::violation(
+                api,
+                &Violation {
+                    column: name.clone(),
+                    kind: ViolationKind::NotWritable,
+                    message: format!(
+                        "column `{name}` is not a field the connector knows, so it cannot be written to the API"
+                    ),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sequin_spec::model::{Access, Format};
+    use serde_json::json;
+
+    fn col(name: &str, api: &str, ty: FieldType, access: Access) -> Column {
+        Column {
+            name: name.to_string().into(),
+            api_name: api.to_string().into(),
+            path: api.to_string().into(),
+            ty,
+            nullable: true,
+            access,
+            required_on_create: false,
+            format: None,
+            max_length: None,
+            enum_values: Vec::new().into(),
+            pattern: None,
+            time_format: Default::default(),
+            stringly: false,
+        }
+    }
+
+    fn columns() -> Vec<Column> {
+        let mut email = col("email", "Email", FieldType::String, Access::Writable);
+        email.format = Some(Format::Email);
+        let mut last = col("last_name", "LastName", FieldType::String, Access::Writable);
+        last.required_on_create = true;
+        vec![
+            col("id", "Id", FieldType::String, Access::ReadOnly),
+            last,
+            email,
+            col(
+                "created_date",
+                "CreatedDate",
+                FieldType::Timestamp,
+                Access::ReadOnly,
+            ),
+        ]
+    }
+
+    fn change(op: WriteOp, old: Option<Value>, new: Option<Value>) -> Change {
+        let obj = |v: Option<Value>| v.map(|v| v.as_object().unwrap().clone());
+        Change {
+            op,
+            schema: "s".into(),
+            table: "contact".into(),
+            old: obj(old),
+            new: obj(new),
+        }
+    }
+
+    #[test]
+    fn captured_lines_parse() {
+        let text = "[\"INSERT\",\"s\",\"contact\",null,{\"id\":\"_pending_1\"}]\n[\"DELETE\",\"s\",\"contact\",{\"id\":\"003\"},null]\n";
+        let c = parse_captured(text).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].op, WriteOp::Create);
+        assert_eq!(c[1].old.as_ref().unwrap()["id"], json!("003"));
+        assert!(parse_captured("[\"TRUNCATE\"]").is_err());
+    }
+
+    #[test]
+    fn insert_sends_set_fields_only() {
+        let c = change(
+            WriteOp::Create,
+            None,
+            Some(
+                json!({"id": "_pending_x", "last_name": "Palladio", "email": null, "created_date": null, "_sequin_synced_at": "2026-01-01T00:00:00+00:00"}),
+            ),
+        );
+        match plan_row("Salesforce", &columns(), 0, &c, None).unwrap() {
+            RowOp::Create { key, body } => {
+                assert_eq!(key, "_pending_x");
+                assert_eq!(Value::Object(body), json!({"LastName": "Palladio"}));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn insert_is_validated_locally() {
+        let bad_email = change(
+            WriteOp::Create,
+            None,
+            Some(json!({"id": "_pending_x", "last_name": "P", "email": "andrea__invalid"})),
+        );
+        let e = plan_row("Salesforce", &columns(), 0, &bad_email, None).unwrap_err();
+        assert_eq!(e.sqlstate, "22023");
+        assert!(e.message.starts_with("[Salesforce]: "), "{}", e.message);
+        assert!(
+            e.message.contains("`email`") && e.message.contains("invalid"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.column.as_deref(), Some("email"));
+        let missing = change(WriteOp::Create, None, Some(json!({"id": "_pending_x"})));
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &missing, None)
+                .unwrap_err()
+                .sqlstate,
+            "23502"
+        );
+        let read_only = change(
+            WriteOp::Create,
+            None,
+            Some(
+                json!({"id": "_pending_x", "last_name": "P", "created_date": "2026-01-01T00:00:00+00:00"}),
+            ),
+        );
+        let e = plan_row("Salesforce", &columns(), 0, &read_only, None).unwrap_err();
+        assert_eq!(
+            (e.sqlstate.as_str(), e.column.as_deref()),
+            ("428C9", Some("created_date"))
+        );
+        let own_id = change(
+            WriteOp::Create,
+            None,
+            Some(json!({"id": "003abc", "last_name": "P"})),
+        );
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &own_id, None)
+                .unwrap_err()
+                .sqlstate,
+            "428C9"
+        );
+    }
+
+    #[test]
+    fn update_sends_the_diff_and_keeps_the_undo() {
+        let c = change(
+            WriteOp::Update,
+            Some(json!({"id": "003", "last_name": "Old", "email": "a@b.co"})),
+            Some(json!({"id": "003", "last_name": "New", "email": "a@b.co"})),
+        );
+        match plan_row("Salesforce", &columns(), 0, &c, None).unwrap() {
+            RowOp::Update { id, body, undo } => {
+                assert_eq!(id, "003");
+                assert_eq!(Value::Object(body), json!({"LastName": "New"}));
+                assert_eq!(Value::Object(undo), json!({"LastName": "Old"}));
+            }
+            other => panic!("{other:?}"),
+        }
+        let same = change(
+            WriteOp::Update,
+            Some(json!({"id": "003", "last_name": "A"})),
+            Some(json!({"id": "003", "last_name": "A"})),
+        );
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &same, None).unwrap(),
+            RowOp::Unchanged { id: "003".into() }
+        );
+        let ro = change(
+            WriteOp::Update,
+            Some(json!({"id": "003", "created_date": null})),
+            Some(json!({"id": "003", "created_date": "2026-01-01T00:00:00+00:00"})),
+        );
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &ro, None)
+                .unwrap_err()
+                .sqlstate,
+            "428C9"
+        );
+        let meta = change(
+            WriteOp::Update,
+            Some(json!({"id": "003", "_sequin_updated_at": null})),
+            Some(json!({"id": "003", "_sequin_updated_at": "2026-01-01T00:00:00+00:00"})),
+        );
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &meta, None)
+                .unwrap_err()
+                .sqlstate,
+            "428C9"
+        );
+        let unknown = change(
+            WriteOp::Update,
+            Some(json!({"id": "003", "extra": 1})),
+            Some(json!({"id": "003", "extra": 2})),
+        );
+        assert_eq!(
+            plan_row("Salesforce", &columns(), 0, &unknown, None)
+                .unwrap_err()
+                .column
+                .as_deref(),
+            Some("extra")
+        );
+    }
+
+    #[test]
+    fn pg_values_round_trip_through_cells() {
+        let cols = [
+            col("n", "n", FieldType::Decimal, Access::Writable),
+            col("t", "t", FieldType::Timestamp, Access::Writable),
+            col("d", "d", FieldType::Date, Access::Writable),
+            col("a", "a", FieldType::StringArray, Access::Writable),
+            col("i", "i", FieldType::Integer, Access::Writable),
+        ];
+        let vals = [
+            json!(12.5),
+            json!("2026-11-24T04:18:35.123456+00:00"),
+            json!("2026-11-24"),
+            json!(["x", "y"]),
+            json!(7),
+        ];
+        for (c, v) in cols.iter().zip(vals) {
+            let cell = cell_from_pg(c, Some(&v)).unwrap();
+            let back = cell_to_pg(&cell);
+            let again = cell_from_pg(c, Some(&back)).unwrap();
+            assert_eq!(cell, again, "{}", c.name);
+        }
+        assert_eq!(
+            cell_from_pg(&cols[4], Some(&json!("x"))).map_err(|e| e.contains("`i`")),
+            Err(true)
+        );
+    }
+}

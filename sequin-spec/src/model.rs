@@ -293,6 +293,11 @@ pub struct PageCommon {
     /// cursor/URL/link or a page comes back empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopCondition>,
+    /// Where a response says how many records the whole listing has
+    /// (Salesforce's `totalSize`), for backfill progress. Optional: most
+    /// APIs do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<JsonPath>,
 }
 
 /// When to stop paging.

@@ -582,7 +582,7 @@ impl Client {
             cursor,
             &page::PageResponse {
                 body: &json,
-                records: &records,
+                records,
                 link,
             },
         )

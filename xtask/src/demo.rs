@@ -267,6 +267,46 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "  (checked: {} Stripe customers read through the proxy)",
         String::from_utf8_lossy(&via_proxy.stdout).trim()
     );
+    // Write-through: the API first, then Postgres; a rejection is a native
+    // Postgres error and changes nothing.
+    let psql_proxy = |sql: &str| {
+        Command::new(&psql)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .arg(&proxied_url)
+            .output()
+    };
+    let insert = "insert into salesforce.contact (first_name, last_name, email) \
+                  values ('Andrea', 'Palladio', 'andrea@palladio.example') returning id";
+    let created = psql_proxy(insert)?;
+    if !created.status.success() {
+        bail!(
+            "write-through insert failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let id = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if sims.salesforce.salesforce().get("Contact", &id).is_none() {
+        bail!("write-through returned {id:?}, but the Salesforce simulator has no such contact");
+    }
+    println!("\nWrite through the proxy (applied to the API first, synchronously):");
+    println!("  {insert};");
+    println!("  -> {id}  (the Salesforce id; the simulator holds the contact)");
+    let seed = "insert into salesforce.contact (first_name, last_name, email) \
+                values ('Andrea','Palladio','andrea__invalid') returning id";
+    let refused = psql_proxy(seed)?;
+    if refused.status.success() {
+        bail!("the invalid email was accepted through the proxy");
+    }
+    println!("  {seed};");
+    println!(
+        "  -> {}",
+        String::from_utf8_lossy(&refused.stderr).trim()
+    );
     println!("\nEvery 5s a Stripe customer is renamed upstream; watch it arrive:");
     println!(
         "  select id, name, _sequin_synced_at from stripe.customer order by _sequin_synced_at desc limit 3;\n"

@@ -81,6 +81,11 @@ pub struct ConnectionConfig {
     /// (default: the spec's `every`).
     #[serde(default, deserialize_with = "opt_duration")]
     pub discovery_interval: Option<Duration>,
+    /// How long one API request may take before it counts as timed out
+    /// (default 60s). A write-through statement waits at most about this
+    /// long per attempt.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub request_timeout: Option<Duration>,
 }
 
 fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

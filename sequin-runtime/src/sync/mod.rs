@@ -265,6 +265,9 @@ pub fn api_client(
     cc.params = conn.params.clone();
     cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
     cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
+    if let Some(t) = conn.request_timeout {
+        cc.retry.timeout = t;
+    }
     let client = Client::new(spec.clone(), cc)?;
     Ok((spec, client))
 }

@@ -15,6 +15,13 @@ pub struct WriteError {
     pub sqlstate: String,
     /// Starts with `[<Api>]: `.
     pub message: String,
+    /// The optional fields, boxed to keep `Result<_, WriteError>` small.
+    pub fields: Box<Fields>,
+}
+
+/// The optional fields of a [`WriteError`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
     pub detail: Option<String>,
     pub hint: Option<String>,
     pub schema: Option<String>,
@@ -28,35 +35,31 @@ impl WriteError {
         WriteError {
             sqlstate: sqlstate.to_string(),
             message: format!("[{api}]: {}", message.as_ref()),
-            detail: None,
-            hint: None,
-            schema: None,
-            table: None,
-            column: None,
+            fields: Box::default(),
         }
     }
 
     pub fn on(mut self, schema: &str, table: &str) -> WriteError {
-        self.schema = Some(schema.to_string());
-        self.table = Some(table.to_string());
+        self.fields.schema = Some(schema.to_string());
+        self.fields.table = Some(table.to_string());
         self
     }
 
     pub fn column(mut self, column: impl Into<String>) -> WriteError {
-        self.column = Some(column.into());
+        self.fields.column = Some(column.into());
         self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> WriteError {
         let d = detail.into();
         if !d.is_empty() {
-            self.detail = Some(d);
+            self.fields.detail = Some(d);
         }
         self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> WriteError {
-        self.hint = Some(hint.into());
+        self.fields.hint = Some(hint.into());
         self
     }
 
@@ -85,11 +88,11 @@ impl WriteError {
     pub fn to_response(&self) -> ErrorResponse {
         let mut r = ErrorResponse::new("ERROR", &self.sqlstate, self.message.clone());
         for (code, value) in [
-            (field::DETAIL, &self.detail),
-            (field::HINT, &self.hint),
-            (field::SCHEMA, &self.schema),
-            (field::TABLE, &self.table),
-            (field::COLUMN, &self.column),
+            (field::DETAIL, &self.fields.detail),
+            (field::HINT, &self.fields.hint),
+            (field::SCHEMA, &self.fields.schema),
+            (field::TABLE, &self.fields.table),
+            (field::COLUMN, &self.fields.column),
         ] {
             if let Some(v) = value {
                 r = r.with(code, v.clone());

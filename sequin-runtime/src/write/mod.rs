@@ -315,10 +315,10 @@ impl WriteThrough {
                     &[
                         Some(&e.sqlstate),
                         Some(&e.message),
-                        e.detail.as_deref(),
-                        e.schema.as_deref(),
-                        e.table.as_deref(),
-                        e.column.as_deref(),
+                        e.fields.detail.as_deref(),
+                        e.fields.schema.as_deref(),
+                        e.fields.table.as_deref(),
+                        e.fields.column.as_deref(),
                     ],
                 )
                 .await;

@@ -386,7 +386,7 @@ mod tests {
             "{}",
             e.message
         );
-        assert_eq!(e.column.as_deref(), Some("email"));
+        assert_eq!(e.fields.column.as_deref(), Some("email"));
         let missing = change(WriteOp::Create, None, Some(json!({"id": "_pending_x"})));
         assert_eq!(
             plan_row("Salesforce", &columns(), 0, &missing, None)
@@ -403,7 +403,7 @@ mod tests {
         );
         let e = plan_row("Salesforce", &columns(), 0, &read_only, None).unwrap_err();
         assert_eq!(
-            (e.sqlstate.as_str(), e.column.as_deref()),
+            (e.sqlstate.as_str(), e.fields.column.as_deref()),
             ("428C9", Some("created_date"))
         );
         let own_id = change(

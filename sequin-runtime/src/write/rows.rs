@@ -473,6 +473,7 @@ mod tests {
         assert_eq!(
             plan_row("Salesforce", &columns(), 0, &unknown, None)
                 .unwrap_err()
+                .fields
                 .column
                 .as_deref(),
             Some("extra")

@@ -304,9 +304,12 @@ async fn psycopg3_and_sqlalchemy_orm_writes() {
     for id in result["prepared"].as_array().unwrap() {
         assert_in_org(sf, id.as_str().unwrap(), None, None);
     }
-    // Palladio, Scamozzi, Longhena, two prepared.
-    assert_eq!(sf.count("Contact", false), in_org + 5);
-    assert_driver_rows_consistent(&t, "Py-", 5).await;
+    for id in result["multi"].as_array().unwrap() {
+        assert_in_org(sf, id.as_str().unwrap(), None, None);
+    }
+    // Palladio, Scamozzi, Longhena, two prepared, three in one statement.
+    assert_eq!(sf.count("Contact", false), in_org + 8);
+    assert_driver_rows_consistent(&t, "Py-", 8).await;
     t.finish().await;
 }
 

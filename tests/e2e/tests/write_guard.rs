@@ -56,6 +56,55 @@ async fn writes_outside_the_proxy_are_refused() {
         .expect("a write through the proxy")
         .get(0);
     assert!(sf.get("Contact", &kept).is_some());
+    // The key the proxy lends a statement does not outlive it, and whatever
+    // a statement can read of it does not open the guard to a direct
+    // connection.
+    let lent: Option<String> = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name, description) \
+             values ('Leak', current_setting('sequin.write_key', true)) \
+             returning current_setting('sequin.write_key', true)",
+            &[],
+        )
+        .await
+        .expect("a write through the proxy reading settings")
+        .get(0);
+    let after: Option<String> = proxy
+        .query_one("select current_setting('sequin.write_key', true)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        after.as_deref().unwrap_or("").is_empty(),
+        "the writer key is gone after the statement: {after:?}"
+    );
+    let stored: Option<String> = pg
+        .query_one(
+            "select description from salesforce.contact where last_name = 'Leak'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for key in [lent, stored].into_iter().flatten() {
+        if key.is_empty() {
+            continue;
+        }
+        let direct = sequin_e2e::connect(&t.db.url).await;
+        direct
+            .query("select set_config('sequin.write_key', $1, false)", &[&key])
+            .await
+            .unwrap();
+        assert_guard_refusal(
+            direct
+                .execute(
+                    "update salesforce.contact set title = 'Stolen key' where true",
+                    &[],
+                )
+                .await,
+            "a direct write with a key a statement could read",
+        );
+    }
     let journal = count(pg, "select count(*) from sequin.write_journal").await;
     assert!(journal >= 1, "the journal records the create");
     let before = snapshot(pg).await;

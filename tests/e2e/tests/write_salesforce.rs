@@ -287,8 +287,134 @@ async fn salesforce_write_through() {
         .await,
         0
     );
+    assert_eq!(contacts(), seeded + 4);
+
+    // --- Extended protocol: a named prepared statement run several times,
+    // and two statements pipelined on one connection.
+    let ins = proxy
+        .prepare(
+            "insert into salesforce.contact (first_name, last_name) values ($1, $2) returning id",
+        )
+        .await
+        .expect("prepare through the proxy");
+    let mut prepared_ids = Vec::new();
+    for (first, last) in [("Ottone", "Calderari"), ("Francesco", "Muttoni")] {
+        let id: String = proxy
+            .query_one(&ins, &[&first, &last])
+            .await
+            .expect("prepared insert")
+            .get(0);
+        assert!(is_salesforce_contact_id(&id), "{id}");
+        assert_eq!(sf.get("Contact", &id).expect(last)["LastName"], last);
+        prepared_ids.push(id);
+    }
+    let (inserted, updated) = tokio::join!(
+        proxy.query_one(&ins, &[&"Giorgio", &"Massari"]),
+        proxy.execute(
+            "update salesforce.contact set title = 'Pipelined' where last_name = 'Calderari'",
+            &[]
+        ),
+    );
+    let massari: String = inserted.expect("pipelined insert").get(0);
+    assert_eq!(updated.expect("pipelined update"), 1);
+    assert_eq!(
+        sf.get("Contact", &massari).expect("Massari")["LastName"],
+        "Massari"
+    );
+    assert_eq!(
+        sf.get("Contact", &prepared_ids[0]).unwrap()["Title"],
+        "Pipelined"
+    );
+    // UPDATE ... FROM and DELETE ... USING.
+    let n = proxy
+        .execute(
+            "update salesforce.contact c set title = v.title \
+               from (values ('Muttoni', 'Proto'), ('Massari', 'Proto')) v(last_name, title) \
+              where c.last_name = v.last_name",
+            &[],
+        )
+        .await
+        .expect("update ... from");
+    assert_eq!(n, 2);
+    assert_eq!(
+        sf.get("Contact", &prepared_ids[1]).unwrap()["Title"],
+        "Proto"
+    );
+    assert_eq!(sf.get("Contact", &massari).unwrap()["Title"], "Proto");
+    let n = proxy
+        .execute(
+            "delete from salesforce.contact c using (values ('Massari')) v(last_name) \
+              where c.last_name = v.last_name",
+            &[],
+        )
+        .await
+        .expect("delete ... using");
+    assert_eq!(n, 1);
+    assert!(sf.get("Contact", &massari).is_none(), "deleted in the org");
+    // Several statements in one simple Query: each writes through...
+    let msgs = proxy
+        .simple_query(
+            "insert into salesforce.contact (last_name) values ('Preti'); \
+             update salesforce.contact set title = 'Two in one' where last_name = 'Preti'",
+        )
+        .await
+        .expect("two statements in one Query");
+    let tags: Vec<u64> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, [1, 1]);
+    let preti: String = pg
+        .query_one(
+            "select id from salesforce.contact where last_name = 'Preti'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        sf.get("Contact", &preti).expect("Preti")["Title"],
+        "Two in one"
+    );
+    assert_eq!(contacts(), seeded + 7);
+    // ... in one implicit transaction: when the second statement is refused,
+    // the first one's create is undone upstream too.
+    let err = expect_err(
+        proxy
+            .simple_query(&format!(
+                "insert into salesforce.contact (last_name) values ('Selva'); \
+                 insert into salesforce.contact (last_name, account_id) values ('Scarpa', '{MISSING_ACCOUNT}')"
+            ))
+            .await,
+        "a Query whose second statement is refused",
+    );
+    assert_eq!(db_error(&err).code().code(), "23514", "{err:?}");
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name in ('Selva', 'Scarpa')"
+        )
+        .await,
+        0
+    );
+    eventually(
+        Duration::from_secs(30),
+        "Selva's create undone in the org and compensated in the journal",
+        || async {
+            let n = contacts();
+            let compensated = count(
+                pg,
+                "select count(*) from sequin.write_journal where op = 'create' and state = 'compensated'",
+            )
+            .await;
+            (n == seeded + 7 && compensated == 1, (n, compensated))
+        },
+    )
+    .await;
     let live = contacts();
-    assert_eq!(live, seeded + 4);
 
     // --- A rejection by Salesforce (not checked locally): the account does
     // not exist. Code from the connector's map, message, column, nothing changed.

@@ -119,6 +119,15 @@ with psycopg.connect(url, autocommit=True) as conn:
         assert is_contact_id(row[0]), row
         ids.append(row[0])
     result["prepared"] = ids
+    # A multi-row INSERT in one statement, with parameters.
+    cur = conn.execute(
+        "insert into salesforce.contact (last_name) values (%s), (%s), (%s) returning id",
+        ("Py-Multi-1", "Py-Multi-2", "Py-Multi-3"),
+    )
+    assert cur.rowcount == 3, cur.rowcount
+    multi = [r[0] for r in cur.fetchall()]
+    assert all(is_contact_id(i) for i in multi), multi
+    result["multi"] = multi
     try:
         conn.execute(
             "insert into salesforce.contact (last_name, email) values (%s, %s)",

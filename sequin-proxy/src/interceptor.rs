@@ -344,6 +344,41 @@ impl InterceptContext<'_> {
         }
     }
 
+    /// The parameter types the server resolved for one of the client's
+    /// prepared statements (Describe of the statement).
+    pub async fn describe_statement(&mut self, name: &str) -> Result<Vec<u32>, InjectError> {
+        if self.server_failed {
+            return Err(InjectError::NotAllowed(
+                "the server is skipping messages after a failed injected statement",
+            ));
+        }
+        let mut out = BytesMut::with_capacity(64);
+        Describe {
+            target: Target::Statement,
+            name: name.into(),
+        }
+        .encode(&mut out);
+        Flush.encode(&mut out);
+        self.server_write.write_all(&out).await?;
+        let mut types = Vec::new();
+        loop {
+            let frame = self.read_server_message().await?;
+            match frame[0] {
+                b't' => types = codec::ParameterDescription::decode(&frame)?.types,
+                b'T' | b'n' => return Ok(types),
+                b'A' | b'S' => {
+                    self.client_write.write_all(&frame).await?;
+                    self.client_write.flush().await?;
+                }
+                b'E' => {
+                    self.server_failed = true;
+                    return Err(InjectError::Server(ErrorResponse::decode(&frame)?));
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Sends a Sync and waits for ReadyForQuery (swallowed), returning the
     /// transaction status. Ends an implicit transaction and clears a failed
     /// injection. Only allowed for simple-protocol statements: in the extended

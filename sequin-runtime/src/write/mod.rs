@@ -677,9 +677,18 @@ async fn returning(
     if shape.returning_params
         && let Some(bind) = &st.bind
     {
+        // The types the server inferred for the client's statement: the
+        // RETURNING list alone might not use (and so type) every parameter.
+        let resolved = ctx.describe_statement(&bind.statement).await?;
         let n = bind.params.len();
         for i in 0..n {
-            types.push(st.param_types.get(i).copied().unwrap_or(0));
+            types.push(
+                resolved
+                    .get(i)
+                    .or(st.param_types.get(i))
+                    .copied()
+                    .unwrap_or(0),
+            );
             formats.push(match bind.param_formats.len() {
                 0 => 0,
                 1 => bind.param_formats[0],

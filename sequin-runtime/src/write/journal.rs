@@ -39,6 +39,8 @@ pub struct Entry {
 /// Sequin's own session for the journal; it holds the writer key.
 pub struct Journal {
     client: PgClient,
+    /// This session holds the reconciler lock.
+    reconciler: std::sync::atomic::AtomicBool,
 }
 
 impl Journal {
@@ -57,7 +59,10 @@ impl Journal {
                 context: "registering the writer key".into(),
                 source,
             })?;
-        Ok(Journal { client })
+        Ok(Journal {
+            client,
+            reconciler: Default::default(),
+        })
     }
 
     /// Records effects (one statement, committed on its own).
@@ -122,8 +127,26 @@ pub async fn reconcile(
     }
 }
 
-/// One pass over the open entries.
+/// Key of the session-level advisory lock that makes one reconciler per
+/// database the one that settles entries (several `sequin` processes may
+/// serve one database; an effect must be undone once).
+const RECONCILER_LOCK: i64 = 7305002;
+
+/// One pass over the open entries (none unless this session holds the
+/// reconciler lock, which it keeps once it has it).
 pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgres::Error> {
+    use std::sync::atomic::Ordering;
+    if !j.reconciler.load(Ordering::Relaxed) {
+        let owner: bool = j
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RECONCILER_LOCK])
+            .await?
+            .get(0);
+        if !owner {
+            return Ok(0);
+        }
+        j.reconciler.store(true, Ordering::Relaxed);
+    }
     let rows = j
         .client
         .query(

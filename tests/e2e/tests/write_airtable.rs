@@ -148,6 +148,50 @@ async fn airtable_write_through() {
         4
     );
 
+    // --- Every kind of cell, on another table: a date-time, a multiple
+    // select (text[]; typecast adds the unknown option), a number, a
+    // checkbox, multi-line text.
+    let row = proxy
+        .query_one(
+            "insert into airtable.projects (name, description, start, tags, budget, done) \
+             values ('Villa Rotonda', E'Vicenza\\nVeneto', '2026-03-01T09:30:00Z', \
+                     array['client', 'palladian'], 1234.5, true) \
+             returning id, tags, budget::text",
+            &[],
+        )
+        .await
+        .expect("insert of typed cells");
+    let project: String = row.get(0);
+    assert!(is_record_id(&project), "{project}");
+    assert_eq!(
+        row.get::<_, Option<Vec<String>>>(1),
+        Some(vec!["client".to_string(), "palladian".to_string()])
+    );
+    let rec = at
+        .get(DEMO_BASE_ID, "Projects", &project)
+        .expect("Airtable holds the project");
+    let f = &rec["fields"];
+    assert_eq!(f["Name"], "Villa Rotonda");
+    assert_eq!(f["Description"], "Vicenza\nVeneto");
+    assert_eq!(f["Tags"], serde_json::json!(["client", "palladian"]));
+    assert_eq!(f["Budget"].as_f64(), Some(1234.5));
+    assert_eq!(f["Done"], true);
+    let start = f["Start"].as_str().expect("Start is set");
+    assert!(start.starts_with("2026-03-01T09:30:00"), "{start}");
+    let n = proxy
+        .execute(
+            "update airtable.projects set done = false, tags = array['urgent'], budget = null where id = $1",
+            &[&project],
+        )
+        .await
+        .expect("update of typed cells");
+    assert_eq!(n, 1);
+    let f = at.get(DEMO_BASE_ID, "Projects", &project).unwrap()["fields"].clone();
+    // Airtable leaves empty cells and unchecked boxes out of records.
+    assert!(f.get("Done").is_none_or(|v| v == false), "{f}");
+    assert!(f.get("Budget").is_none(), "{f}");
+    assert_eq!(f["Tags"], serde_json::json!(["urgent"]));
+
     // --- DELETE.
     let sansovino: String = pg
         .query_one(

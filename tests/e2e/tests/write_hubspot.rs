@@ -139,6 +139,38 @@ async fn hubspot_write_through() {
         matching.len() as i64
     );
 
+    // NULL clears a property (HubSpot takes an empty string); quotes and
+    // non-ASCII text arrive intact.
+    let n = proxy
+        .execute(
+            "update hubspot.contact set lifecyclestage = null, firstname = $1 where id = $2",
+            &[&"Andrea «Palladio» d'Padova ✓", &andrea],
+        )
+        .await
+        .expect("an update clearing a property");
+    assert_eq!(n, 1);
+    let rec = hs.get(CONTACTS, &andrea).unwrap();
+    assert_eq!(
+        rec["properties"]["firstname"],
+        "Andrea «Palladio» d'Padova ✓"
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from hubspot.contact where id = '{andrea}' and lifecyclestage is null")
+        )
+        .await,
+        1
+    );
+    let n = proxy
+        .execute(
+            "update hubspot.contact set lifecyclestage = 'lead' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("an update setting it again");
+    assert_eq!(n, 1);
+
     // --- DELETE (HubSpot archives).
     let sansovino: String = pg
         .query_one(

@@ -508,6 +508,75 @@ async fn salesforce_write_through() {
     );
     assert_eq!(sf.get("Contact", &andrea).unwrap()["FirstName"], "Andrea");
 
+    // A create without the field Salesforce requires (LastName): 23502.
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into salesforce.contact (first_name) values ('Nameless')",
+                &[],
+            )
+            .await,
+        "a contact without a last name",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23502",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("last_name"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(contacts(), live);
+
+    // --- Typed values travel as Salesforce expects them: dates, booleans,
+    // NULL (clears the field), quotes and non-ASCII text.
+    let n = proxy
+        .execute(
+            "update salesforce.contact set birthdate = $1, do_not_call = true, email = null, \
+                    first_name = 'Andrea ''Della Gondola''', description = $2 \
+              where id = $3",
+            &[
+                &chrono::NaiveDate::from_ymd_opt(1508, 11, 30).unwrap(),
+                &"Architetto a Vicenza — «I quattro libri» ✓",
+                &andrea,
+            ],
+        )
+        .await
+        .expect("an update of typed values");
+    assert_eq!(n, 1);
+    let rec = sf.get("Contact", &andrea).unwrap();
+    assert_eq!(rec["Birthdate"], "1508-11-30");
+    assert_eq!(rec["DoNotCall"], true);
+    assert!(rec["Email"].is_null(), "Email cleared: {}", rec["Email"]);
+    assert_eq!(rec["FirstName"], "Andrea 'Della Gondola'");
+    assert_eq!(
+        rec["Description"],
+        "Architetto a Vicenza — «I quattro libri» ✓"
+    );
+    assert_eq!(rec["Name"], "Andrea 'Della Gondola' Palladio");
+    let local = pg
+        .query_one(
+            "select birthdate::text, do_not_call, email, name from salesforce.contact where id = $1",
+            &[&andrea],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        local.get::<_, Option<String>>(0).as_deref(),
+        Some("1508-11-30")
+    );
+    assert_eq!(local.get::<_, Option<bool>>(1), Some(true));
+    assert_eq!(local.get::<_, Option<String>>(2), None);
+    assert_eq!(
+        local.get::<_, Option<String>>(3).as_deref(),
+        Some("Andrea 'Della Gondola' Palladio"),
+        "the row holds Salesforce's recomputed Name"
+    );
+
     // --- Read-only columns (428C9), on update and on insert.
     let err = expect_err(
         proxy
@@ -553,7 +622,7 @@ async fn salesforce_write_through() {
     );
     assert_eq!(
         sf.get("Contact", &andrea).unwrap()["Name"],
-        "Andrea Palladio"
+        "Andrea 'Della Gondola' Palladio"
     );
     assert_eq!(contacts(), live);
 
@@ -660,6 +729,36 @@ async fn salesforce_write_through() {
     );
     let states = journal_states(pg, &rolled).await;
     assert_eq!(states, ["compensated"], "journal of the rolled-back create");
+    // An update rolled back is reverted upstream.
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let n = proxy
+        .execute(
+            "update salesforce.contact set title = 'Rolled Back', department = 'Rolled Back' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("update in a transaction");
+    assert_eq!(n, 1);
+    assert_eq!(sf.get("Contact", &andrea).unwrap()["Title"], "Rolled Back");
+    proxy.batch_execute("ROLLBACK").await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the rolled-back update reverted",
+        || async {
+            let rec = sf.get("Contact", &andrea).unwrap();
+            let (title, dept) = (rec["Title"].clone(), rec["Department"].clone());
+            (title == "Architect" && dept.is_null(), (title, dept))
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from salesforce.contact where id = '{andrea}' and title = 'Architect' and department is null")
+        )
+        .await,
+        1
+    );
     // Several writes committed together are all upstream.
     proxy.batch_execute("BEGIN").await.unwrap();
     let kept: String = proxy

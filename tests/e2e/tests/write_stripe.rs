@@ -15,7 +15,7 @@ use write_common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_write_through() {
     let t = Setup::start(Api::Stripe, 5, "write_stripe", |sim| {
-        stripe_connection(sim, "customer, product")
+        stripe_connection(sim, "customer, product, price")
     })
     .await;
     let stripe = t.sim.stripe();
@@ -296,6 +296,89 @@ async fn stripe_write_through() {
     assert_eq!(
         stripe.get(Kind::Customer, &andrea).unwrap()["email"],
         "andrea@palladio.example"
+    );
+
+    // A value outside the column's enum (23514), checked locally.
+    let err = expect_err(
+        proxy
+            .execute(
+                "update stripe.customer set tax_exempt = 'sometimes' where id = $1",
+                &[&andrea],
+            )
+            .await,
+        "a tax_exempt outside its enum",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23514",
+            prefix: "[Stripe]: ",
+            schema: "stripe",
+            table: "customer",
+            column: Some("tax_exempt"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    // An operation the object does not have: prices cannot be deleted (0A000).
+    let prices = stripe.len(Kind::Price);
+    let price: String = pg
+        .query_one("select id from stripe.price order by id limit 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = expect_err(
+        proxy
+            .execute("delete from stripe.price where id = $1", &[&price])
+            .await,
+        "a delete of a price",
+    );
+    let db = db_error(&err);
+    assert_eq!(db.code().code(), "0A000", "{db:?}");
+    assert!(db.message().starts_with("[Stripe]: "), "{db:?}");
+    assert_eq!(db.table(), Some("price"), "{db:?}");
+    assert_eq!(stripe.len(Kind::Price), prices);
+    assert!(stripe.get(Kind::Price, &price).is_some());
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.price where id = '{price}'")
+        )
+        .await,
+        1
+    );
+
+    // --- Typed values: integers, string arrays, JSON (Stripe merges
+    // metadata: a key set to null is removed), an enum, read back whole with
+    // RETURNING *.
+    let row = proxy
+        .query_one(
+            "update stripe.customer set balance = -500, preferred_locales = array['it', 'en'],                     metadata = '{\"order\": null, \"villa\": \"Rotonda\"}', tax_exempt = 'reverse',                     address = '{\"city\": \"Vicenza\", \"country\": \"IT\"}'               where id = $1 returning *",
+            &[&andrea],
+        )
+        .await
+        .expect("an update of typed values");
+    let rec = stripe.get(Kind::Customer, &andrea).unwrap();
+    assert_eq!(rec["balance"], -500);
+    assert_eq!(rec["preferred_locales"], serde_json::json!(["it", "en"]));
+    assert_eq!(rec["metadata"], serde_json::json!({"villa": "Rotonda"}));
+    assert_eq!(rec["tax_exempt"], "reverse");
+    assert_eq!(rec["address"]["city"], "Vicenza");
+    assert_eq!(rec["address"]["country"], "IT");
+    assert_eq!(row.get::<_, String>("id"), andrea);
+    assert_eq!(row.get::<_, Option<i64>>("balance"), Some(-500));
+    assert_eq!(
+        row.get::<_, Option<Vec<String>>>("preferred_locales"),
+        Some(vec!["it".to_string(), "en".to_string()])
+    );
+    assert_eq!(
+        row.get::<_, Option<serde_json::Value>>("metadata"),
+        Some(serde_json::json!({"villa": "Rotonda"})),
+        "RETURNING shows Stripe's merged metadata"
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>("tax_exempt").as_deref(),
+        Some("reverse")
     );
 
     // --- Read-only and create-only columns (428C9).

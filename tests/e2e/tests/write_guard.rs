@@ -221,6 +221,18 @@ async fn writes_outside_the_proxy_are_refused() {
             .await,
         "an update in a function through a fresh proxy session",
     );
+    // COPY into a synced table through the proxy cannot write through row
+    // by row: it is refused, not passed to the guard-less server.
+    let (out, err) = run_psql(
+        &t.proxy_url,
+        "copy salesforce.contact (last_name) from stdin;\nCopied\n\\.\n",
+    )
+    .await;
+    assert!(
+        (err.contains("ERROR:  0A000: [Salesforce]: ") || err.contains("ERROR:  42501"))
+            && err.contains("COPY"),
+        "COPY through the proxy is refused:\n{out}\n{err}"
+    );
     // Sequin's own tables are not the client's to write.
     for sql in [
         "delete from sequin.write_journal",

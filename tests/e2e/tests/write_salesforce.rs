@@ -791,3 +791,69 @@ async fn salesforce_write_through() {
 
     t.finish().await;
 }
+
+/// A write rolled back to a savepoint is undone upstream like one rolled
+/// back with its transaction, while the rest of the transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoint_rollback_is_undone_upstream() {
+    let t = Setup::start(Api::Salesforce, 5, "write_sf_savepoint", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let before = sf.count("Contact", false);
+
+    proxy.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    let undone: String = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name) values ('Savepoint') returning id",
+            &[],
+        )
+        .await
+        .expect("insert after a savepoint")
+        .get(0);
+    assert!(
+        sf.get("Contact", &undone).is_some(),
+        "applied when the statement ran"
+    );
+    proxy
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
+    let kept: String = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name) values ('After Savepoint') returning id",
+            &[],
+        )
+        .await
+        .expect("insert after the rollback to the savepoint")
+        .get(0);
+    proxy.batch_execute("COMMIT").await.unwrap();
+
+    eventually(
+        Duration::from_secs(30),
+        "the create rolled back to the savepoint undone in the org",
+        || async {
+            let rec = sf.get("Contact", &undone);
+            (rec.is_none(), rec)
+        },
+    )
+    .await;
+    assert_eq!(journal_states(pg, &undone).await, ["compensated"]);
+    assert_eq!(journal_states(pg, &kept).await, ["committed"]);
+    assert!(
+        sf.get("Contact", &kept).is_some(),
+        "the committed create stays"
+    );
+    assert_eq!(sf.count("Contact", false), before + 1);
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name in ('Savepoint', 'After Savepoint')"
+        )
+        .await,
+        1
+    );
+    t.finish().await;
+}

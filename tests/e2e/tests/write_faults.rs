@@ -116,7 +116,7 @@ impl Stack {
             ),
         };
         let mut yaml = format!(
-            "database_url: {db_url}\nproxy:\n  listen: 127.0.0.1:{proxy_port}\nconnections:\n{connection}    poll_interval: 200ms\n    rate_limit: {{ requests: 1000000, per: 1s }}\n"
+            "database_url: {db_url}\nproxy:\n  listen: 127.0.0.1:{proxy_port}\nconnections:\n{connection}    poll_interval: 100ms\n    rate_limit: {{ requests: 1000000, per: 1s }}\n"
         );
         if let Some(t) = timeout {
             yaml.push_str(&format!("    {TIMEOUT_KEY}: {t}\n"));
@@ -170,17 +170,28 @@ impl Stack {
 
     /// Requests the simulator has counted on the create route of the table.
     fn creates(&self) -> u64 {
-        create_requests(self.which, &self.sim.stats())
+        self.sent(Op::Create)
+    }
+
+    /// Requests the simulator has counted on the route of `op`.
+    fn sent(&self, op: Op) -> u64 {
+        requests(self.which, op, &self.sim.stats())
     }
 
     /// Arms `faults` and returns a future that clears them as soon as the
     /// simulator has counted one more create request than now.
     fn fault_next_create(&self, faults: Faults) -> impl std::future::Future<Output = ()> + '_ {
-        let before = self.creates();
+        self.fault_next(Op::Create, faults)
+    }
+
+    /// Arms `faults` and returns a future that clears them as soon as the
+    /// simulator has counted one more request of `op` than now.
+    fn fault_next(&self, op: Op, faults: Faults) -> impl std::future::Future<Output = ()> + '_ {
+        let before = self.sent(op);
         self.sim.set_faults(faults);
         async move {
             let start = Instant::now();
-            while self.creates() == before && start.elapsed() < Duration::from_secs(30) {
+            while self.sent(op) == before && start.elapsed() < Duration::from_secs(30) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             self.sim.set_faults(Faults::default());
@@ -281,7 +292,7 @@ impl Stack {
             state,
         )
         .await;
-        // Sync polls every 200 ms: a late upsert or a late compensation
+        // Sync polls every 100 ms: a late upsert or a late compensation
         // would show within a second.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let (still, last) = state().await;
@@ -334,18 +345,51 @@ impl Stack {
     }
 }
 
-/// Requests on the create route of the stack's table, as the simulator
-/// counts them (by route pattern; Salesforce's collection endpoint too).
+/// The kinds of API write, by the route the simulator counts them under.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
 fn create_requests(which: Which, stats: &sequin_sim::StatsSnapshot) -> u64 {
+    requests(which, Op::Create, stats)
+}
+
+/// Requests of `op` on the stack's object, as the simulator counts them (by
+/// route pattern; Salesforce's collection endpoints too).
+fn requests(which: Which, op: Op, stats: &sequin_sim::StatsSnapshot) -> u64 {
+    let (method, single, collection) = match (which, op) {
+        (Which::Stripe, Op::Create) => ("POST", "/v1/customers", None),
+        (Which::Stripe, Op::Update) => ("POST", "/v1/customers/{id}", None),
+        (Which::Stripe, Op::Delete) => ("DELETE", "/v1/customers/{id}", None),
+        (Which::Salesforce, Op::Create) => {
+            ("POST", "/sobjects/{object}", Some("/composite/sobjects"))
+        }
+        (Which::Salesforce, Op::Update) => (
+            "PATCH",
+            "/sobjects/{object}/{id}",
+            Some("/composite/sobjects"),
+        ),
+        (Which::Salesforce, Op::Delete) => (
+            "DELETE",
+            "/sobjects/{object}/{id}",
+            Some("/composite/sobjects"),
+        ),
+    };
     stats
         .by_route
         .iter()
-        .filter(|(route, _)| match which {
-            Which::Stripe => route.as_str() == "POST /v1/customers",
-            Which::Salesforce => {
-                route.starts_with("POST ")
-                    && (route.ends_with("/sobjects/{object}")
-                        || route.ends_with("/composite/sobjects"))
+        .filter(|(route, _)| {
+            let Some(path) = route.strip_prefix(method).and_then(|r| r.strip_prefix(' ')) else {
+                return false;
+            };
+            match which {
+                Which::Stripe => path == single,
+                Which::Salesforce => {
+                    path.ends_with(single) || collection.is_some_and(|c| path.ends_with(c))
+                }
             }
         })
         .map(|(_, n)| n)
@@ -454,7 +498,16 @@ async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
     let db = sequin_pgtemp::Database::create("write_faults_stripe").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
     let (client, _conn) = stack.client().await;
-    for (name, faults) in create_faults() {
+    // A lost response is repeated: the sync engine, polling Stripe's events
+    // meanwhile, may store the customer before the retry's answer comes
+    // back, and the write-back has to cope with that.
+    let lost = create_faults()[2];
+    let cases = create_faults().into_iter().chain([
+        ("lost-response-again", lost.1),
+        ("lost-response-3", lost.1),
+        ("lost-response-4", lost.1),
+    ]);
+    for (name, faults) in cases {
         let email = format!("retried-{name}@example.com");
         let before = stack.sim.stats();
         let label = format!("Retried {name}");
@@ -477,7 +530,7 @@ async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
         let injected = match name {
             "5xx" => after.faults.http_5xx - before.faults.http_5xx,
             "reset" => after.faults.reset - before.faults.reset,
-            "lost-response" => after.faults.truncated - before.faults.truncated,
+            n if n.starts_with("lost-response") => after.faults.truncated - before.faults.truncated,
             _ => 1,
         };
         assert!(
@@ -576,6 +629,177 @@ async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
             _ => eprintln!("timeout: the org holds {} contact(s)", settled.len()),
         }
     }
+}
+
+/// Stripe failing every attempt: the create is retried (idempotently) until
+/// Sequin gives up, and the client gets 58030 naming Stripe and its error;
+/// Stripe holds nothing new and Postgres no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_create_failing_every_attempt_reports_the_api_error() {
+    let db = sequin_pgtemp::Database::create("write_faults_stripe_down").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
+    let (client, _conn) = stack.client().await;
+    let email = "never-created@example.com";
+    let before = stack.creates();
+    stack.sim.set_faults(Faults {
+        p_5xx: 1.0,
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let result = client
+        .query_one(STRIPE_INSERT, &[&email, &"Never Created"])
+        .await;
+    stack.sim.set_faults(Faults::default());
+    let e = match result {
+        Ok(row) => panic!(
+            "every attempt failed, yet the INSERT returned {}",
+            row.get::<_, String>(0)
+        ),
+        Err(e) => e,
+    };
+    let (code, message, detail) = db_error(&e);
+    eprintln!(
+        "after {:?} and {} attempts: {code} {message} / {detail:?}",
+        started.elapsed(),
+        stack.creates() - before
+    );
+    assert_eq!(code, "58030", "API unavailable: {message}");
+    assert!(
+        message.starts_with("[Stripe]: "),
+        "names the API: {message}"
+    );
+    assert!(
+        detail.as_deref().is_some_and(|d| d.contains("500")),
+        "the DETAIL carries the HTTP status: {detail:?}"
+    );
+    assert!(
+        stack.creates() - before >= 2,
+        "an idempotent create is retried before giving up"
+    );
+    // The connection is usable again (autocommit: nothing to roll back).
+    client.simple_query("SELECT 1").await.unwrap();
+    assert!(stack.settle(email).await.is_empty());
+}
+
+/// Salesforce updates and deletes are idempotent, so they are retried
+/// through a 5xx or a reset connection and succeed once; a rolled-back
+/// update is reverted in the org.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reverted() {
+    let db = sequin_pgtemp::Database::create("write_faults_sf_upd").unwrap();
+    let stack = Stack::start(Which::Salesforce, &db.url, Some(API_TIMEOUT)).await;
+    let sf = stack.sim.salesforce();
+    let ids: Vec<String> = stack
+        .pg
+        .query("SELECT id FROM salesforce.contact ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 3, "the seeded contacts: {ids:?}");
+    let (client, _conn) = stack.client().await;
+    let five_xx = Faults {
+        p_5xx: 1.0,
+        ..Faults::default()
+    };
+    let reset = Faults {
+        p_reset: 1.0,
+        ..Faults::default()
+    };
+
+    for (name, faults) in [("5xx", five_xx), ("reset", reset)] {
+        let title = format!("Retried through {name}");
+        let before = stack.sent(Op::Update);
+        let params: [&(dyn ToSql + Sync); 2] = [&title, &ids[0]];
+        let (result, ()) = tokio::join!(
+            client.execute(
+                "update salesforce.contact set title = $1 where id = $2",
+                &params
+            ),
+            stack.fault_next(Op::Update, faults)
+        );
+        assert_eq!(
+            result.unwrap_or_else(|e| panic!("{name}: the retried update succeeds: {e:?}")),
+            1
+        );
+        assert!(
+            stack.sent(Op::Update) - before >= 2,
+            "{name}: the update was retried"
+        );
+        assert_eq!(sf.get("Contact", &ids[0]).unwrap()["Title"], title.as_str());
+        let local: Option<String> = stack
+            .pg
+            .query_one(
+                "SELECT title FROM salesforce.contact WHERE id = $1",
+                &[&ids[0]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(local.as_deref(), Some(title.as_str()), "{name}: Postgres");
+    }
+
+    for (name, faults, id) in [("5xx", five_xx, &ids[1]), ("reset", reset, &ids[2])] {
+        let before = stack.sent(Op::Delete);
+        let params: [&(dyn ToSql + Sync); 1] = [id];
+        let (result, ()) = tokio::join!(
+            client.execute("delete from salesforce.contact where id = $1", &params),
+            stack.fault_next(Op::Delete, faults)
+        );
+        assert_eq!(
+            result.unwrap_or_else(|e| panic!("{name}: the retried delete succeeds: {e:?}")),
+            1
+        );
+        assert!(
+            stack.sent(Op::Delete) - before >= 2,
+            "{name}: the delete was retried"
+        );
+        assert!(sf.get("Contact", id).is_none(), "{name}: gone from the org");
+    }
+
+    // A rolled-back update is put back in the org.
+    let original = sf.get("Contact", &ids[0]).unwrap()["Title"].clone();
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "update salesforce.contact set title = 'Never Committed' where id = $1",
+            &[&ids[0]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sf.get("Contact", &ids[0]).unwrap()["Title"],
+        "Never Committed"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the rolled-back update reverted in the org",
+        || async {
+            let title = sf.get("Contact", &ids[0]).unwrap()["Title"].clone();
+            (title == original, title)
+        },
+    )
+    .await;
+    // Two committed updates and the compensated one.
+    eventually(
+        Duration::from_secs(30),
+        "the journal: the rolled-back update compensated, the others committed",
+        || async {
+            let mut states: Vec<String> = stack
+                .journal()
+                .await
+                .into_iter()
+                .filter(|(id, _, op)| id.as_deref() == Some(ids[0].as_str()) && op == "update")
+                .map(|(_, state, _)| state)
+                .collect();
+            states.sort();
+            (states == ["committed", "committed", "compensated"], states)
+        },
+    )
+    .await;
+    assert!(stack.settle("nobody@example.com").await.is_empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -694,7 +918,9 @@ async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
         .unwrap();
     match &result {
         Ok(id) => panic!("the INSERT cannot succeed when Postgres restarted under it; got {id}"),
-        Err(e) => eprintln!("the client got: {e}"),
+        // Postgres's own "terminating connection due to administrator
+        // command" (57P01), relayed by the proxy, or the closed connection.
+        Err(e) => eprintln!("the client got: {e:?}"),
     }
     // Direct connections died with the server.
     stack.pg = connect(&db_url).await;

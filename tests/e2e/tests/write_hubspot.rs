@@ -310,6 +310,71 @@ async fn hubspot_write_through() {
         "andrea@palladio.example"
     );
 
+    // A batch reaching a contact archived at HubSpot behind the engine's
+    // back (HubSpot answers 207: the others updated, that one not found):
+    // the statement fails as a whole and HubSpot keeps no part of it.
+    let scamozzi: String = pg
+        .query_one(
+            "select id from hubspot.contact where lastname = 'Scamozzi'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let longhena: String = pg
+        .query_one(
+            "select id from hubspot.contact where lastname = 'Longhena'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let longhena_first = hs.get(CONTACTS, &longhena).unwrap()["properties"]["firstname"].clone();
+    hs.archive(CONTACTS, &scamozzi);
+    let err = expect_err(
+        proxy
+            .execute(
+                "update hubspot.contact set firstname = 'Batch' where id in ($1, $2)",
+                &[&scamozzi, &longhena],
+            )
+            .await,
+        "an update reaching an archived contact",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "P0002",
+            prefix: "[HubSpot]: ",
+            schema: "hubspot",
+            table: "contact",
+            column: None,
+            message_has: &[],
+            detail_has: &["OBJECT_NOT_FOUND"],
+        },
+    );
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "HubSpot keeps no part of the refused batch",
+        || async {
+            let first = hs.get(CONTACTS, &longhena).unwrap()["properties"]["firstname"].clone();
+            (first == longhena_first, first)
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            pg,
+            &format!(
+                "select count(*) from hubspot.contact where (id = '{scamozzi}' and lastname = 'Scamozzi') \
+                 or (id = '{longhena}' and lastname = 'Longhena' and firstname is distinct from 'Batch')"
+            )
+        )
+        .await,
+        2,
+        "Postgres keeps both rows as they were"
+    );
+    let live = contacts();
+
     // --- Read-only columns (428C9).
     for (sql, column) in [
         (

@@ -857,3 +857,42 @@ async fn savepoint_rollback_is_undone_upstream() {
     );
     t.finish().await;
 }
+
+/// Extended protocol: an Execute with a row limit gets that many RETURNING
+/// rows and PortalSuspended; the next Execute of the portal the rest (as
+/// JDBC's fetch size and server-side cursors use it). The write itself
+/// happens once, at the first Execute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_with_a_row_limit_suspends_the_portal() {
+    let t = Setup::start(Api::Salesforce, 5, "write_sf_portal", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let before = sf.count("Contact", false);
+    let mut client = t.proxy_client().await;
+    let tx = client.transaction().await.unwrap();
+    let st = tx
+        .prepare(
+            "insert into salesforce.contact (last_name) values ('Portal 1'), ('Portal 2'), ('Portal 3') returning id",
+        )
+        .await
+        .unwrap();
+    let portal = tx.bind(&st, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.expect("first Execute");
+    assert_eq!(first.len(), 1, "one row for max_rows = 1");
+    assert_eq!(sf.count("Contact", false), before + 3, "all three created");
+    let rest = tx.query_portal(&portal, 5).await.expect("second Execute");
+    assert_eq!(rest.len(), 2, "the other two rows");
+    let mut ids: Vec<String> = first.iter().chain(&rest).map(|r| r.get(0)).collect();
+    tx.commit().await.unwrap();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert!(is_salesforce_contact_id(id), "{id}");
+        assert!(sf.get("Contact", id).is_some(), "{id} in the org");
+    }
+    assert_eq!(sf.count("Contact", false), before + 3);
+    t.finish().await;
+}

@@ -343,6 +343,83 @@ async fn airtable_write_through() {
         0
     );
 
+    // --- A statement spanning several Airtable requests (10 records each)
+    // whose last request fails: the requests already applied are undone.
+    let last: String = pg
+        .query_one(
+            "select id from airtable.contacts where id <> $1 order by ctid desc limit 1",
+            &[gone],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let others: Vec<String> = pg
+        .query(
+            "select id from airtable.contacts where id not in ($1, $2)",
+            &[gone, &last],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(others.len() > 10, "more than one request: {}", others.len());
+    let notes_of = |id: &str| {
+        at.get(DEMO_BASE_ID, TABLE, id).unwrap()["fields"]
+            .get("Notes")
+            .cloned()
+    };
+    let notes_before: Vec<Option<serde_json::Value>> =
+        others.iter().map(|id| notes_of(id)).collect();
+    at.delete(DEMO_BASE_ID, TABLE, &last).unwrap();
+    let err = expect_err(
+        proxy
+            .execute(
+                "update airtable.contacts set notes = 'Chunk' where id <> $1",
+                &[gone],
+            )
+            .await,
+        "an update whose last request reaches a deleted record",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "P0002",
+            prefix: "[Airtable]: ",
+            schema: "airtable",
+            table: "contacts",
+            column: None,
+            message_has: &[last.as_str()],
+            detail_has: &["404"],
+        },
+    );
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the requests already applied undone",
+        || async {
+            let now: Vec<Option<serde_json::Value>> =
+                others.iter().map(|id| notes_of(id)).collect();
+            // At least the first request's ten updates were applied, then undone.
+            let compensated = count(
+                pg,
+                "select count(*) from sequin.write_journal where op = 'update' and state = 'compensated'",
+            )
+            .await;
+            (now == notes_before && compensated >= 10, (compensated, now))
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from airtable.contacts where notes = 'Chunk'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(records(), live - 1);
+    let live = records();
+
     // --- A failed write in an explicit transaction aborts it.
     let err = assert_aborts_transaction(
         proxy,

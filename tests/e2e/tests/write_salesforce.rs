@@ -448,6 +448,41 @@ async fn salesforce_write_through() {
     );
     assert_eq!(contacts(), live, "the org holds nothing new");
     assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+    // In a multi-row insert (one allOrNone composite request) the refused
+    // row is the one reported, and no row is created.
+    let err = expect_err(
+        proxy
+            .execute(
+                &format!(
+                    "insert into salesforce.contact (last_name, account_id) values \
+                     ('Scarpa', null), ('Scarpa', '{MISSING_ACCOUNT}'), ('Scarpa', null)"
+                ),
+                &[],
+            )
+            .await,
+        "a multi-row insert with one contact of a missing account",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23514",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("account_id"),
+            message_has: &[MISSING_ACCOUNT],
+            detail_has: &["FIELD_INTEGRITY_EXCEPTION"],
+        },
+    );
+    assert_eq!(contacts(), live, "the org holds nothing new");
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name = 'Scarpa'"
+        )
+        .await,
+        0
+    );
     // The same on an update: the row keeps its value.
     let err = expect_err(
         proxy

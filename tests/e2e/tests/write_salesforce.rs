@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sequin_e2e::eventually;
 use sequin_sim::Api;
+use sequin_sim::salesforce::FieldType as SfType;
 use serde_json::Value;
 use write_common::*;
 
@@ -53,6 +54,12 @@ async fn journal_states(pg: &tokio_postgres::Client, api_id: &str) -> Vec<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_write_through() {
     let t = Setup::start(Api::Salesforce, 20, "write_sf", |sim| {
+        // Custom fields of the org, discovered at start: written like any column.
+        let sf = sim.salesforce();
+        sf.add_custom_field("Contact", "Villa__c", "Villa", SfType::String, Some(40))
+            .unwrap();
+        sf.add_custom_field("Contact", "Rooms__c", "Rooms", SfType::Double, None)
+            .unwrap();
         salesforce_connection(sim, "contact")
     })
     .await;
@@ -565,6 +572,56 @@ async fn salesforce_write_through() {
             detail_has: &[],
         },
     );
+    assert_eq!(contacts(), live);
+
+    // --- Custom fields (discovered columns) write through too.
+    let n = proxy
+        .execute(
+            "update salesforce.contact set villa__c = 'La Rotonda', rooms__c = 12 where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("an update of custom columns");
+    assert_eq!(n, 1);
+    let rec = sf.get("Contact", &andrea).unwrap();
+    assert_eq!(rec["Villa__c"], "La Rotonda");
+    assert_eq!(rec["Rooms__c"].as_f64(), Some(12.0));
+    let custom: String = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name, villa__c) values ('Custom', 'Villa Emo') returning id",
+            &[],
+        )
+        .await
+        .expect("an insert with a custom column")
+        .get(0);
+    assert_eq!(sf.get("Contact", &custom).unwrap()["Villa__c"], "Villa Emo");
+    let err = expect_err(
+        proxy
+            .execute(
+                "update salesforce.contact set villa__c = repeat('v', 41) where id = $1",
+                &[&custom],
+            )
+            .await,
+        "a custom value longer than the field",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "22001",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("villa__c"),
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert_eq!(sf.get("Contact", &custom).unwrap()["Villa__c"], "Villa Emo");
+    let n = proxy
+        .execute("delete from salesforce.contact where id = $1", &[&custom])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
     assert_eq!(contacts(), live);
 
     // --- Typed values travel as Salesforce expects them: dates, booleans,

@@ -882,20 +882,35 @@ async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
 // ---------------------------------------------------------------------------
 // Postgres restarting mid-write.
 
-/// Postgres restarts while an INSERT is at the API: the client gets an
+/// Postgres restarts while an INSERT is at Stripe: the client gets an
 /// error (its session is gone), and in the end Postgres and Stripe agree:
 /// the customer Stripe created is either in both (it arrives through sync)
 /// or in neither (compensated), and exists once at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
+    restart_mid_write(Which::Stripe).await;
+}
+
+/// The same with Salesforce, whose create cannot be retried: the contact
+/// the org created is in Postgres too (through sync) or deleted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarting_mid_write_salesforce() {
+    restart_mid_write(Which::Salesforce).await;
+}
+
+async fn restart_mid_write(which: Which) {
     let cluster = sequin_pgtemp::Cluster::start().unwrap();
     let db_url = cluster.create_database("write_restart").unwrap();
-    let mut stack = Stack::start(Which::Stripe, &db_url, None).await;
+    let mut stack = Stack::start(which, &db_url, None).await;
     let email = "restart-mid-call@example.com";
+    let sql = match which {
+        Which::Stripe => STRIPE_INSERT,
+        Which::Salesforce => SALESFORCE_INSERT,
+    };
     let (client, _conn) = stack.client().await;
     let insert = tokio::spawn(async move {
         client
-            .query_one(STRIPE_INSERT, &[&email, &"Restart Mid Call"])
+            .query_one(sql, &[&email, &"Restart Mid Call"])
             .await
             .map(|r| r.get::<_, String>(0))
     });
@@ -920,7 +935,18 @@ async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
         Ok(id) => panic!("the INSERT cannot succeed when Postgres restarted under it; got {id}"),
         // Postgres's own "terminating connection due to administrator
         // command" (57P01), relayed by the proxy, or the closed connection.
-        Err(e) => eprintln!("the client got: {e:?}"),
+        Err(e) => {
+            eprintln!("{which:?}: the client got: {e:?}");
+            let code = e.as_db_error().map(|d| d.code().code().to_string());
+            assert!(
+                e.is_closed()
+                    || matches!(
+                        code.as_deref(),
+                        Some("57P01" | "57P02" | "57P03" | "08006" | "58030")
+                    ),
+                "{which:?}: the error says the server went away: {e:?}"
+            );
+        }
     }
     // Direct connections died with the server.
     stack.pg = connect(&db_url).await;
@@ -928,14 +954,17 @@ async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     if stack.running.as_ref().is_some_and(Running::finished) {
         let stopped = stack.running.take().unwrap().stop().await;
-        eprintln!("sequin stopped with the Postgres restart ({stopped:?}); starting it again");
+        eprintln!(
+            "{which:?}: sequin stopped with the Postgres restart ({stopped:?}); starting it again"
+        );
         stack.running = Some(Running::start(&stack.yaml));
     }
-    wait_live(&stack.pg, "stripe", Duration::from_secs(60)).await;
+    wait_live(&stack.pg, which.connection(), Duration::from_secs(60)).await;
     let settled = stack.settle(email).await;
     eprintln!(
-        "after the restart the customer exists {} time(s)",
-        settled.len()
+        "{which:?}: after the restart the record exists {} time(s); journal {:?}",
+        settled.len(),
+        stack.journal().await
     );
     stack.stop().await;
     drop(cluster);

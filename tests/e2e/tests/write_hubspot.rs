@@ -13,9 +13,37 @@ use write_common::*;
 
 const CONTACTS: ObjectType = ObjectType::Contacts;
 
+/// The named properties of a contact, read from HubSpot over HTTP.
+async fn properties(t: &Setup, id: &str, names: &str) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/crm/v3/objects/contacts/{id}?properties={names}",
+            t.sim.base_url()
+        ))
+        .bearer_auth(t.sim.token())
+        .send()
+        .await
+        .expect("GET from the simulator");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["properties"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_write_through() {
     let t = Setup::start(Api::Hubspot, 10, "write_hubspot", |sim| {
+        // Custom properties of the portal, discovered at start.
+        let hs = sim.hubspot();
+        hs.create_property(
+            CONTACTS,
+            serde_json::json!({"name": "villa_style", "label": "Villa style", "type": "string", "fieldType": "text", "groupName": "contactinformation"}),
+        )
+        .unwrap();
+        hs.create_property(
+            CONTACTS,
+            serde_json::json!({"name": "rooms", "label": "Rooms", "type": "number", "fieldType": "number", "groupName": "contactinformation"}),
+        )
+        .unwrap();
         hubspot_connection(sim, "contact")
     })
     .await;
@@ -170,6 +198,30 @@ async fn hubspot_write_through() {
         .await
         .expect("an update setting it again");
     assert_eq!(n, 1);
+
+    // Custom properties (discovered columns), numbers sent as HubSpot's strings.
+    let n = proxy
+        .execute(
+            "update hubspot.contact set villa_style = 'Palladian', rooms = 12.5 where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("an update of custom properties");
+    assert_eq!(n, 1);
+    let props = properties(&t, &andrea, "villa_style,rooms").await;
+    assert_eq!(props["villa_style"], "Palladian");
+    assert_eq!(
+        props["rooms"].as_str().map(|r| r.parse::<f64>().unwrap()),
+        Some(12.5)
+    );
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from hubspot.contact where id = '{andrea}' and villa_style = 'Palladian' and rooms = 12.5")
+        )
+        .await,
+        1
+    );
 
     // --- DELETE (HubSpot archives).
     let sansovino: String = pg

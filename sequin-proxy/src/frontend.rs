@@ -512,7 +512,11 @@ struct Prepared {
 struct BoundPortal {
     prepared: Arc<Prepared>,
     bind: Bind,
+    id: u64,
 }
+
+/// Ids of bound portals, unique in the process.
+static PORTAL_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Client-to-server bookkeeping that must not borrow the read buffer.
 struct Tracker<'e> {
@@ -636,6 +640,7 @@ impl Tracker<'_> {
             param_types: Vec::new(),
             bind: None,
             max_rows: 0,
+            portal_id: 0,
         })
     }
 
@@ -690,6 +695,7 @@ impl Tracker<'_> {
                     let bound = Arc::new(BoundPortal {
                         prepared: prepared.clone(),
                         bind,
+                        id: PORTAL_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     });
                     self.portals.insert(portal.to_owned(), bound);
                 }
@@ -714,6 +720,7 @@ impl Tracker<'_> {
             param_types: bound.prepared.param_types.clone(),
             bind: Some(bound.bind.clone()),
             max_rows: execute.max_rows,
+            portal_id: bound.id,
         })
     }
 

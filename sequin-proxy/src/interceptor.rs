@@ -59,6 +59,10 @@ pub struct Intercepted {
     pub bind: Option<Bind>,
     /// Extended protocol: the Execute's row limit (0 = all).
     pub max_rows: i32,
+    /// Extended protocol: an id unique to the Bind that created the
+    /// executed portal (several Executes of one portal share it; a new Bind
+    /// of the same name gets a new one). 0 in the simple protocol.
+    pub portal_id: u64,
 }
 
 /// Facts about the session.
@@ -125,6 +129,60 @@ pub struct InjectedQuery<'q> {
     pub params: &'q [Option<bytes::Bytes>],
     /// Result formats, with Bind's none/one/each convention.
     pub result_formats: &'q [i16],
+}
+
+/// One step of [`InterceptContext::pipeline`].
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'q> {
+    /// A statement of the proxy's own.
+    Query(InjectedQuery<'q>),
+    /// Execute one of the client's portals (all rows).
+    Portal(&'q str),
+}
+
+/// Encodes an injected statement with the reserved names. Closing first
+/// makes a leftover from an earlier failed injection harmless; closing what
+/// does not exist is not an error.
+fn encode_query(out: &mut BytesMut, q: &InjectedQuery<'_>) {
+    Close {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
+    Close {
+        target: Target::Statement,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
+    Parse {
+        name: INJECTED_NAME.into(),
+        sql: q.sql.into(),
+        param_types: q.param_types.to_vec(),
+    }
+    .encode(out);
+    Bind {
+        portal: INJECTED_NAME.into(),
+        statement: INJECTED_NAME.into(),
+        param_formats: q.param_formats.to_vec(),
+        params: q.params.to_vec(),
+        result_formats: q.result_formats.to_vec(),
+    }
+    .encode(out);
+    Describe {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
+    Execute {
+        portal: INJECTED_NAME.into(),
+        max_rows: 0,
+    }
+    .encode(out);
+    Close {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
 }
 
 /// Decides what happens to statements that write synced tables.
@@ -213,92 +271,10 @@ impl InterceptContext<'_> {
     /// formats and result formats of the caller's choosing (a client's Bind
     /// values can be passed through as they are).
     pub async fn query_with(&mut self, q: &InjectedQuery<'_>) -> Result<QueryResult, InjectError> {
-        if self.server_failed {
-            return Err(InjectError::NotAllowed(
-                "the server is skipping messages after a failed injected statement",
-            ));
-        }
-        let mut out = BytesMut::with_capacity(128 + q.sql.len());
-        // Closing first makes a leftover from an earlier failed injection
-        // harmless; closing what does not exist is not an error.
-        Close {
-            target: Target::Portal,
-            name: INJECTED_NAME.into(),
-        }
-        .encode(&mut out);
-        Close {
-            target: Target::Statement,
-            name: INJECTED_NAME.into(),
-        }
-        .encode(&mut out);
-        Parse {
-            name: INJECTED_NAME.into(),
-            sql: q.sql.into(),
-            param_types: q.param_types.to_vec(),
-        }
-        .encode(&mut out);
-        Bind {
-            portal: INJECTED_NAME.into(),
-            statement: INJECTED_NAME.into(),
-            param_formats: q.param_formats.to_vec(),
-            params: q.params.to_vec(),
-            result_formats: q.result_formats.to_vec(),
-        }
-        .encode(&mut out);
-        Describe {
-            target: Target::Portal,
-            name: INJECTED_NAME.into(),
-        }
-        .encode(&mut out);
-        Execute {
-            portal: INJECTED_NAME.into(),
-            max_rows: 0,
-        }
-        .encode(&mut out);
-        Close {
-            target: Target::Portal,
-            name: INJECTED_NAME.into(),
-        }
-        .encode(&mut out);
-        Flush.encode(&mut out);
-        self.server_write.write_all(&out).await?;
-
-        let mut result = QueryResult::default();
-        let mut done = false;
-        loop {
-            let frame = self.read_server_message().await?;
-            match frame[0] {
-                b'3' if done => return Ok(result),
-                b'1' | b'2' | b'3' | b'n' => {}
-                b'T' => result.columns = RowDescription::decode(&frame)?,
-                b'D' => result.rows.push(DataRow::decode(&frame)?),
-                b'C' => {
-                    result.command_tag = codec::CommandComplete::decode(&frame)?.tag;
-                    done = true;
-                }
-                b'I' | b's' => done = true,
-                b'N' => result.notices.push(NoticeResponse::decode(&frame)?),
-                b'A' | b'S' => {
-                    self.client_write.write_all(&frame).await?;
-                    self.client_write.flush().await?;
-                }
-                b'E' => {
-                    self.server_failed = true;
-                    return Err(InjectError::Server(ErrorResponse::decode(&frame)?));
-                }
-                b'G' => {
-                    // COPY FROM STDIN cannot be fed from here: abort it.
-                    out.clear();
-                    codec::CopyFail {
-                        message: "COPY is not supported in injected statements".into(),
-                    }
-                    .encode(&mut out);
-                    Flush.encode(&mut out);
-                    self.server_write.write_all(&out).await?;
-                }
-                // COPY TO STDOUT data is dropped until CommandComplete.
-                _ => {}
-            }
+        let mut results = self.pipeline(&[Step::Query(*q)]).await?;
+        match results.pop() {
+            Some(r) => r.map_err(InjectError::Server),
+            None => Err(InjectError::Closed),
         }
     }
 
@@ -307,38 +283,94 @@ impl InterceptContext<'_> {
     /// consumed it. Used to run an intercepted extended-protocol statement
     /// with exactly the client's parameters.
     pub async fn execute_portal(&mut self, portal: &str) -> Result<QueryResult, InjectError> {
+        let mut results = self.pipeline(&[Step::Portal(portal)]).await?;
+        match results.pop() {
+            Some(r) => r.map_err(InjectError::Server),
+            None => Err(InjectError::Closed),
+        }
+    }
+
+    /// Sends several steps in one write and reads their results in order
+    /// (one round trip instead of one per step). The server skips the rest
+    /// of the steps after one fails, so the returned list ends with the
+    /// first error (and is shorter than `steps` then).
+    pub async fn pipeline(
+        &mut self,
+        steps: &[Step<'_>],
+    ) -> Result<Vec<Result<QueryResult, ErrorResponse>>, InjectError> {
         if self.server_failed {
             return Err(InjectError::NotAllowed(
                 "the server is skipping messages after a failed injected statement",
             ));
         }
-        let mut out = BytesMut::with_capacity(64);
-        Execute {
-            portal: portal.into(),
-            max_rows: 0,
+        let mut out = BytesMut::with_capacity(256);
+        for step in steps {
+            match step {
+                Step::Query(q) => encode_query(&mut out, q),
+                Step::Portal(name) => Execute {
+                    portal: (*name).into(),
+                    max_rows: 0,
+                }
+                .encode(&mut out),
+            }
         }
-        .encode(&mut out);
         Flush.encode(&mut out);
         self.server_write.write_all(&out).await?;
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            let r = self.read_step(matches!(step, Step::Query(_))).await?;
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                self.server_failed = true;
+                break;
+            }
+        }
+        Ok(results)
+    }
+
+    /// Reads one step's replies. An injected query ends with the
+    /// CloseComplete of its portal; a client's portal with its
+    /// CommandComplete.
+    async fn read_step(
+        &mut self,
+        injected: bool,
+    ) -> Result<Result<QueryResult, ErrorResponse>, InjectError> {
         let mut result = QueryResult::default();
+        let mut done = false;
         loop {
             let frame = self.read_server_message().await?;
             match frame[0] {
+                b'3' if done => return Ok(Ok(result)),
+                b'1' | b'2' | b'3' | b'n' | b't' => {}
+                b'T' => result.columns = RowDescription::decode(&frame)?,
                 b'D' => result.rows.push(DataRow::decode(&frame)?),
-                b'C' => {
-                    result.command_tag = codec::CommandComplete::decode(&frame)?.tag;
-                    return Ok(result);
+                b'C' | b'I' | b's' => {
+                    if frame[0] == b'C' {
+                        result.command_tag = codec::CommandComplete::decode(&frame)?.tag;
+                    }
+                    if !injected {
+                        return Ok(Ok(result));
+                    }
+                    done = true;
                 }
-                b'I' | b's' => return Ok(result),
                 b'N' => result.notices.push(NoticeResponse::decode(&frame)?),
                 b'A' | b'S' => {
                     self.client_write.write_all(&frame).await?;
                     self.client_write.flush().await?;
                 }
-                b'E' => {
-                    self.server_failed = true;
-                    return Err(InjectError::Server(ErrorResponse::decode(&frame)?));
+                b'E' => return Ok(Err(ErrorResponse::decode(&frame)?)),
+                b'G' => {
+                    // COPY FROM STDIN cannot be fed from here: abort it.
+                    let mut out = BytesMut::new();
+                    codec::CopyFail {
+                        message: "COPY is not supported in injected statements".into(),
+                    }
+                    .encode(&mut out);
+                    Flush.encode(&mut out);
+                    self.server_write.write_all(&out).await?;
                 }
+                // COPY TO STDOUT data is dropped until CommandComplete.
                 _ => {}
             }
         }

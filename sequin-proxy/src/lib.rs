@@ -39,7 +39,7 @@ pub use classify::{Classification, ClassifiedStatement, Classifier, TableWrite, 
 pub use frontend::{SessionEnd, SessionError};
 pub use interceptor::{
     BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
-    PassThrough, Protocol, QueryResult, SessionInfo,
+    PassThrough, Protocol, QueryResult, SessionInfo, Step,
 };
 pub use server::{Proxy, ProxyConfig, ProxyError, ProxyHandle, ProxyStats};
 pub use synced::{ALL_TABLES, SyncedSet, SyncedTables, TableName};

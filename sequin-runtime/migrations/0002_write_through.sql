@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS sequin.write_journal (
 );
 CREATE INDEX IF NOT EXISTS write_journal_open ON sequin.write_journal (created_at) WHERE state = 'applied';
 
+-- One row per journalled effect, inserted inside the client's (sub)transaction
+-- with the write: after the transaction commits, a missing marker means the
+-- write was rolled back to a savepoint. Removed once the entry is settled.
+CREATE TABLE IF NOT EXISTS sequin.write_marker (
+    id uuid PRIMARY KEY
+);
+
 -- Refuses writes to a synced table from sessions without a writer key: a
 -- direct connection, COPY, a function, TRUNCATE. SECURITY DEFINER so that
 -- application roles need no access to `sequin.writer_key`.
@@ -115,6 +122,8 @@ BEGIN
 END
 $$;
 
--- The journal and the key table are Sequin's: guarded like synced tables.
+-- The journal and its markers are Sequin's: guarded like synced tables.
 SELECT sequin.protect('sequin.write_journal');
 DROP TRIGGER IF EXISTS sequin_capture ON sequin.write_journal;
+SELECT sequin.protect('sequin.write_marker');
+DROP TRIGGER IF EXISTS sequin_capture ON sequin.write_marker;

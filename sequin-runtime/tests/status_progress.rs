@@ -147,6 +147,17 @@ async fn status_shows_the_backfill_percentage_from_the_apis_count() {
     assert!(expected > 0 && expected < 100, "{line}");
     assert_eq!(phase, format!("backfilling {expected}%"), "{line}");
 
+    // Without a terminal the progress is logged (first at the first batch).
+    let log = sync.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("backfill progress")
+            && l.contains("table=account")
+            && l.contains(&format!("total={ACCOUNTS}"))
+            && l.contains("percent=")),
+        "no progress line with the total in:\n{log}"
+    );
+    assert!(!log.contains('\r'), "no bar drawn without a terminal");
+
     // 3. The API is back: the backfill completes and the phase is `live`.
     sim.set_faults(Faults::default());
     let start = Instant::now();

@@ -16,7 +16,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 static BARS: OnceLock<MultiProgress> = OnceLock::new();
 
 /// How often an object's backfill says how far it is in the log (without
-/// bars). Often enough to see it move, rare enough not to flood the log.
+/// bars), after saying so at its first batch. Often enough to see it move,
+/// rare enough not to flood the log.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Shows backfill progress as bars on stderr from now on, instead of
@@ -72,7 +73,8 @@ pub struct Backfill {
     table: String,
     done: u64,
     total: Option<u64>,
-    logged_at: Instant,
+    /// When the last progress line was logged (`None`: not yet).
+    logged_at: Option<Instant>,
     bar: Option<ProgressBar>,
 }
 
@@ -105,7 +107,7 @@ impl Backfill {
             table: table.to_string(),
             done,
             total: None,
-            logged_at: Instant::now(),
+            logged_at: None,
             bar,
         }
     }
@@ -139,17 +141,24 @@ impl Backfill {
                 }
                 bar.set_position(self.done);
             }
-            None if self.logged_at.elapsed() >= LOG_EVERY => {
-                self.logged_at = Instant::now();
-                let percent = self.total.and_then(|t| percent(self.done as i64, t as i64));
-                tracing::info!(
-                    connection = %self.connection,
-                    table = %self.table,
-                    records = self.done,
-                    total = ?self.total,
-                    percent = ?percent,
-                    "backfill progress"
-                );
+            None if self.logged_at.is_none_or(|t| t.elapsed() >= LOG_EVERY) => {
+                self.logged_at = Some(Instant::now());
+                match self.total {
+                    Some(total) => tracing::info!(
+                        connection = %self.connection,
+                        table = %self.table,
+                        records = self.done,
+                        total,
+                        percent = percent(self.done as i64, total as i64).unwrap_or(0),
+                        "backfill progress"
+                    ),
+                    None => tracing::info!(
+                        connection = %self.connection,
+                        table = %self.table,
+                        records = self.done,
+                        "backfill progress"
+                    ),
+                }
             }
             None => {}
         }
@@ -157,7 +166,7 @@ impl Backfill {
             connection = %self.connection,
             table = %self.table,
             records = self.done,
-            rss_kib = ?rss_kib(),
+            rss_kib = rss_kib().unwrap_or(0),
             "backfill batch committed"
         );
     }

@@ -75,14 +75,12 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
             Some(b) if j - i > 1 => {
                 for start in (i..j).step_by(b.max_size.max(1) as usize) {
                     let end = (start + b.max_size.max(1) as usize).min(j);
-                    match send_batch(t, b, &ops[start..end], &keys[start..end]).await {
-                        Ok(done) => out
-                            .done
-                            .extend(done.into_iter().enumerate().map(|(k, d)| (start + k, d))),
-                        Err(e) => {
-                            out.error = Some(e);
-                            return out;
-                        }
+                    let (done, error) = send_batch(t, b, &ops[start..end], &keys[start..end]).await;
+                    out.done
+                        .extend(done.into_iter().map(|(k, d)| (start + k, d)));
+                    if error.is_some() {
+                        out.error = error;
+                        return out;
                     }
                 }
             }
@@ -194,13 +192,147 @@ pub async fn delete_one(t: &Table, ep: &Endpoint, id: &str) -> Result<Done, ApiE
     })
 }
 
-/// Sends one batch request for `ops` (all of one kind).
+/// Sends one batch request for `ops` (all of one kind). Returns the writes
+/// the API applied (by index in `ops`) and, if some were refused, the
+/// error: a batch may be applied in part (HubSpot answers 207 with an
+/// `errors` list), and what was applied must be journalled.
 async fn send_batch(
     t: &Table,
     b: &BatchEndpoint,
     ops: &[RowOp],
     keys: &[String],
-) -> Result<Vec<Done>, ApiError> {
+) -> (Vec<(usize, Done)>, Option<ApiError>) {
+    let resp = match send_batch_request(t, b, ops, keys).await {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    let results: Vec<Value> = match &resp.json {
+        None => Vec::new(),
+        Some(j) => {
+            let at = match b.results.as_deref() {
+                None | Some("") => Some(j),
+                Some(p) => get_path(j, p),
+            };
+            at.and_then(Value::as_array).cloned().unwrap_or_default()
+        }
+    };
+    // Failures inside a 2xx answer: per item (Salesforce composite's
+    // `success: false`) or for the batch (HubSpot's 207 `errors`).
+    let mut error = None;
+    let failures: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("success") == Some(&Value::Bool(false)))
+        .collect();
+    if !failures.is_empty() {
+        let first = failures
+            .iter()
+            .find(|r| !item_code(r).is_some_and(|c| c.contains("ALL_OR_NONE")))
+            .unwrap_or(&failures[0]);
+        error = Some(item_error(t, first));
+    } else if let Some(first) = resp
+        .json
+        .as_ref()
+        .and_then(|j| j.get("errors"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
+        let body = serde_json::to_vec(first).unwrap_or_default();
+        error = Some(decode_error(
+            &t.spec.display_name,
+            &t.spec.errors,
+            resp.status,
+            Some(&resp.headers),
+            &body,
+        ));
+    }
+    let deleting = matches!(ops[0], RowOp::Delete { .. });
+    let mut out = Vec::with_capacity(ops.len());
+    if deleting {
+        if error.is_none() {
+            out.extend(ops.iter().enumerate().filter_map(|(k, op)| match op {
+                RowOp::Delete { id } => Some((
+                    k,
+                    Done {
+                        api_id: id.clone(),
+                        record: None,
+                    },
+                )),
+                _ => None,
+            }));
+        }
+        return (out, error);
+    }
+    let succeeded: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("success") != Some(&Value::Bool(false)))
+        .collect();
+    let id_path = b.endpoint.returns_id.as_deref().unwrap_or(pk_path(t));
+    for (k, op) in ops.iter().enumerate() {
+        let result = match op {
+            // Updates are matched by id (the order of results is not
+            // promised); a record missing from the results was not written.
+            RowOp::Update { id, .. } => succeeded
+                .iter()
+                .find(|r| get_path(r, id_path).and_then(id_text).as_ref() == Some(id))
+                .copied(),
+            // Created records have no id to match before the API gives one:
+            // by position, when every item succeeded.
+            _ if succeeded.len() == ops.len() => Some(succeeded[k]),
+            _ => None,
+        };
+        let Some(result) = result else {
+            if error.is_none() {
+                error = Some(decode_failure(
+                    t,
+                    "a record of the batch is missing from the API's answer",
+                ));
+            }
+            continue;
+        };
+        let Some(id) = get_path(result, id_path).and_then(id_text) else {
+            if error.is_none() {
+                error = Some(decode_failure(t, "a batch result has no record id"));
+            }
+            continue;
+        };
+        let record = if b.endpoint.returns_id.is_none() && result.is_object() {
+            Ok(result.clone())
+        } else {
+            fetch(t, &id).await
+        };
+        match record {
+            Ok(r) => out.push((
+                k,
+                Done {
+                    api_id: id,
+                    record: Some(r),
+                },
+            )),
+            Err(e) => {
+                // Written, but unreadable: journal it, report the error.
+                out.push((
+                    k,
+                    Done {
+                        api_id: id,
+                        record: None,
+                    },
+                ));
+                if error.is_none() {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    (out, error)
+}
+
+/// Builds and sends the batch request.
+async fn send_batch_request(
+    t: &Table,
+    b: &BatchEndpoint,
+    ops: &[RowOp],
+    keys: &[String],
+) -> Result<crate::api::ApiResponse, ApiError> {
     let vars = vars(t);
     let mut req = SendRequest::new(Priority::Write, &b.endpoint, &vars);
     let ids: Vec<String> = ops
@@ -242,88 +374,24 @@ async fn send_batch(
             }
             items.push(Value::Object(item));
         }
+        let Some(items_key) = &b.items else {
+            return Err(decode_failure(t, "batch endpoint without `items`"));
+        };
         let mut top = Map::new();
-        match &b.items {
-            Some(k) => {
-                top.insert(k.clone(), Value::Array(items));
-            }
-            None => {
-                return Err(decode_failure(t, "batch endpoint without `items`"));
-            }
-        }
+        top.insert(items_key.clone(), Value::Array(items));
         for (k, v) in &b.endpoint.body {
             top.entry(k.clone()).or_insert_with(|| v.clone());
         }
         req.body = Some(encode_body(top, t.spec.body));
     }
-    // A create batch may not be repeated (no idempotency key covers it);
-    // updates and deletes may.
+    // A create batch may not be repeated without an idempotency key the
+    // API honours; updates and deletes may.
     let creating = matches!(ops[0], RowOp::Create { .. });
     req.retry_safe = !creating;
     if creating && let Some(k) = keys.first() {
         req.idempotency_key = Some(k);
     }
-    let resp = t.client.send_request(req).await?;
-    let results: Vec<Value> = match &resp.json {
-        None => Vec::new(),
-        Some(j) => {
-            let at = match b.results.as_deref() {
-                None | Some("") => Some(j),
-                Some(p) => get_path(j, p),
-            };
-            at.and_then(Value::as_array).cloned().unwrap_or_default()
-        }
-    };
-    // Per-item failures inside a 2xx answer (Salesforce composite).
-    let failures: Vec<&Value> = results
-        .iter()
-        .filter(|r| r.get("success") == Some(&Value::Bool(false)))
-        .collect();
-    if !failures.is_empty() {
-        let first = failures
-            .iter()
-            .find(|r| !item_code(r).is_some_and(|c| c.contains("ALL_OR_NONE")))
-            .unwrap_or(&failures[0]);
-        return Err(item_error(t, first));
-    }
-    let mut out = Vec::with_capacity(ops.len());
-    for (k, op) in ops.iter().enumerate() {
-        let given_id = match op {
-            RowOp::Update { id, .. } | RowOp::Delete { id } => Some(id.clone()),
-            _ => None,
-        };
-        if deleting {
-            out.push(Done {
-                api_id: given_id.unwrap_or_default(),
-                record: None,
-            });
-            continue;
-        }
-        // Match results by id where possible (their order is not promised),
-        // else by position.
-        let result = given_id
-            .as_ref()
-            .and_then(|id| {
-                results
-                    .iter()
-                    .find(|r| get_path(r, pk_path(t)).and_then(id_text).as_ref() == Some(id))
-            })
-            .or_else(|| results.get(k));
-        let id = result
-            .and_then(|r| get_path(r, b.endpoint.returns_id.as_deref().unwrap_or(pk_path(t))))
-            .and_then(id_text)
-            .or(given_id)
-            .ok_or_else(|| decode_failure(t, "a batch result has no record id"))?;
-        let record = match result {
-            Some(r) if b.endpoint.returns_id.is_none() && r.is_object() => r.clone(),
-            _ => fetch(t, &id).await?,
-        };
-        out.push(Done {
-            api_id: id,
-            record: Some(record),
-        });
-    }
-    Ok(out)
+    t.client.send_request(req).await
 }
 
 fn item_errors(item: &Value) -> Vec<Value> {

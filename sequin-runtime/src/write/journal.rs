@@ -3,13 +3,17 @@
 //!
 //! An effect is journalled, on a session of Sequin's own (so it survives
 //! the client's transaction), with the id of the client's transaction.
-//! `txid_status` then says how that transaction ended: committed, the
+//! `txid_status` then says how that transaction ended, and a marker row
+//! written with the effect inside the client's transaction says whether a
+//! ROLLBACK TO SAVEPOINT took it back: committed with its marker, the
 //! effect stays; aborted (ROLLBACK, a failed COMMIT, a disconnect, a
-//! server crash), the effect is undone at the API: a created record is
+//! server crash) or rolled back to a savepoint, the effect is undone at the
+//! API: a created record is
 //! deleted, an update is reverted. A delete cannot be undone; the local row
 //! the rollback brought back is removed instead, so the table matches the
 //! API again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +109,7 @@ pub async fn reconcile(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut journal: Option<Journal> = None;
+    let mut suspects = HashSet::new();
     loop {
         if journal.is_none() {
             match Journal::connect(&url).await {
@@ -113,7 +118,7 @@ pub async fn reconcile(
             }
         }
         if let Some(j) = &journal
-            && let Err(e) = settle(j, &lookup).await
+            && let Err(e) = settle(j, &lookup, &mut suspects).await
         {
             tracing::warn!(error = %e, "write journal: reconciling failed");
             if j.client.is_closed() {
@@ -133,8 +138,16 @@ pub async fn reconcile(
 const RECONCILER_LOCK: i64 = 7305002;
 
 /// One pass over the open entries (none unless this session holds the
-/// reconciler lock, which it keeps once it has it).
-pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgres::Error> {
+/// reconciler lock, which it keeps once it has it). `suspects` carries,
+/// from one pass to the next, entries of committed transactions whose
+/// marker was missing: they are undone only when it is still missing a pass
+/// later (a commit reaches the commit log a moment before its rows become
+/// visible).
+pub async fn settle(
+    j: &Journal,
+    lookup: &Lookup,
+    suspects: &mut HashSet<String>,
+) -> Result<usize, tokio_postgres::Error> {
     use std::sync::atomic::Ordering;
     if !j.reconciler.load(Ordering::Relaxed) {
         let owner: bool = j
@@ -150,8 +163,9 @@ pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgre
     let rows = j
         .client
         .query(
-            "SELECT id::text, connection, object, op, api_id, undo::text, txid_status(xid)
-               FROM sequin.write_journal WHERE state = 'applied' ORDER BY created_at LIMIT 200",
+            "SELECT j.id::text, connection, object, op, api_id, undo::text, txid_status(xid),
+                    EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id)
+               FROM sequin.write_journal j WHERE state = 'applied' ORDER BY created_at LIMIT 200",
             &[],
         )
         .await?;
@@ -159,10 +173,16 @@ pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgre
     for r in rows {
         let id: String = r.get(0);
         let status: Option<String> = r.get(6);
+        let marked: bool = r.get(7);
+        let rolled_back_to_savepoint = status.as_deref() == Some("committed") && !marked;
+        if rolled_back_to_savepoint && suspects.insert(id.clone()) {
+            continue;
+        }
+        suspects.remove(&id);
         let (state, error) = match status.as_deref() {
             Some("in progress") => continue,
-            Some("committed") => ("committed", None),
-            Some("aborted") => {
+            Some("committed") if marked => ("committed", None),
+            Some("committed") | Some("aborted") => {
                 let connection: String = r.get(1);
                 let object: String = r.get(2);
                 let op: String = r.get(3);
@@ -188,7 +208,8 @@ pub async fn settle(j: &Journal, lookup: &Lookup) -> Result<usize, tokio_postgre
         };
         j.client
             .execute(
-                "UPDATE sequin.write_journal SET state = $2, error = $3, resolved_at = now() WHERE id = $1::text::uuid",
+                "WITH m AS (DELETE FROM sequin.write_marker WHERE id = $1::text::uuid)
+                 UPDATE sequin.write_journal SET state = $2, error = $3, resolved_at = now() WHERE id = $1::text::uuid",
                 &[&id, &state, &error],
             )
             .await?;

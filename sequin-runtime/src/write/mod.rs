@@ -37,7 +37,7 @@ use bytes::Bytes;
 use sequin_proxy::codec::{BackendMessage, CommandComplete};
 use sequin_proxy::{
     BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
-    Protocol, WriteKind,
+    Protocol, Step, WriteKind,
 };
 use sequin_spec::Connector;
 use sequin_spec::record::{WriteOp, decode_row, format_iso8601};
@@ -91,7 +91,20 @@ struct Inner {
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     last_refresh: std::sync::Mutex<Option<Instant>>,
     journal: tokio::sync::Mutex<Option<Arc<Journal>>>,
+    /// RETURNING rows still owed to portals executed with a row limit, by
+    /// portal id.
+    suspended: std::sync::Mutex<HashMap<u64, Suspended>>,
 }
+
+/// The rest of a portal's RETURNING rows after a row-limited Execute.
+struct Suspended {
+    rows: std::collections::VecDeque<sequin_proxy::codec::DataRow>,
+    tag: String,
+}
+
+/// Most suspended portals kept; a client that never fetches the rest of
+/// its portals cannot grow this without bound.
+const SUSPENDED_MAX: usize = 4096;
 
 /// The write-through interceptor. Cheap to clone.
 #[derive(Clone)]
@@ -131,6 +144,7 @@ impl WriteThrough {
                 tables: RwLock::new(HashMap::new()),
                 last_refresh: std::sync::Mutex::new(None),
                 journal: tokio::sync::Mutex::new(None),
+                suspended: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         w.refresh().await;
@@ -274,6 +288,18 @@ impl WriteThrough {
         let mut reply = Reply::new();
         match st.protocol {
             Protocol::Extended => {
+                // A later Execute of a row-limited portal: the write
+                // happened at the first one; send the next rows.
+                let resumed = self
+                    .inner
+                    .suspended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&st.portal_id);
+                if let Some(rest) = resumed {
+                    self.send_rows(&st, rest.rows.into(), rest.tag, &mut reply);
+                    return Ok(Outcome::Respond(reply));
+                }
                 let Some(stmt) = st.classification.statements.first() else {
                     return Ok(Outcome::PassThrough);
                 };
@@ -407,56 +433,67 @@ impl WriteThrough {
         // statement: the statement itself can read the setting, but what it
         // reads opens nothing once the statement is over, and no other
         // session ever sees the uncommitted registration.
+        // The steps up to the capture go in one round trip.
         let cap = table.max_rows.to_string();
         let key = crate::guard::statement_key();
-        let prep = ctx
-            .query(
-                "WITH k AS (INSERT INTO sequin.writer_key (digest, holder)
+        let prep_params = texts(&[Some(&key), Some(&cap), Some(&api)]);
+        let prep = InjectedQuery {
+            sql: "WITH k AS (INSERT INTO sequin.writer_key (digest, holder)
                             VALUES (sha256(convert_to($1, 'UTF8')), 'statement') RETURNING 1)
                  SELECT txid_current()::text, set_config('sequin.write_key', $1, true),
                         set_config('sequin.capture', 'on', true), set_config('sequin.capture_cap', $2, true),
                         set_config('sequin.capture_api', $3, true), set_config('sequin.captured', '', true),
                         set_config('sequin.captured_n', '0', true)
                    FROM k",
-                &[Some(&key), Some(&cap), Some(&api)],
-            )
-            .await;
-        let xid: i64 = match prep {
-            Ok(r) => text_at(&r, 0, 0).and_then(|s| s.parse().ok()).unwrap_or(0),
-            Err(InjectError::Server(e)) => {
+            param_types: &[0, 0, 0],
+            param_formats: &[],
+            params: &prep_params,
+            result_formats: &[],
+        };
+        // 2. The client's statement, as sent (its own portal in the
+        // extended protocol, so its parameters are exactly the client's).
+        let statement = match (st.protocol, &st.bind) {
+            (Protocol::Extended, Some(bind)) => Step::Portal(&bind.portal),
+            _ => Step::Query(InjectedQuery {
+                sql: sql_text,
+                param_types: &[],
+                param_formats: &[],
+                params: &[],
+                result_formats: &[],
+            }),
+        };
+        let capture = Step::Query(InjectedQuery {
+            sql: "SELECT current_setting('sequin.captured', true), set_config('sequin.capture', 'off', true)",
+            param_types: &[],
+            param_formats: &[],
+            params: &[],
+            result_formats: &[],
+        });
+        let mut results = ctx
+            .pipeline(&[Step::Query(prep), statement, capture])
+            .await?
+            .into_iter();
+        let mut next = |reply: &mut Reply| match results.next() {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
                 reply.push(BackendMessage::ErrorResponse(e));
-                return Ok(());
+                None
             }
-            Err(other) => return Err(other),
+            None => None,
         };
-
-        // 2. The client's statement, as sent.
-        let executed = match (st.protocol, &st.bind) {
-            (Protocol::Extended, Some(bind)) => ctx.execute_portal(&bind.portal).await,
-            _ => ctx.query(sql_text, &[]).await,
+        let Some(prepared) = next(reply) else {
+            return Ok(());
         };
-        let executed = match executed {
-            Ok(r) => r,
-            Err(InjectError::Server(e)) => {
-                reply.push(BackendMessage::ErrorResponse(e));
-                return Ok(());
-            }
-            Err(other) => return Err(other),
+        let Some(executed) = next(reply) else {
+            return Ok(());
         };
-        let captured = ctx
-            .query(
-                "SELECT current_setting('sequin.captured', true), set_config('sequin.capture', 'off', true)",
-                &[],
-            )
-            .await;
-        let captured = match captured {
-            Ok(r) => text_at(&r, 0, 0).unwrap_or_default(),
-            Err(InjectError::Server(e)) => {
-                reply.push(BackendMessage::ErrorResponse(e));
-                return Ok(());
-            }
-            Err(other) => return Err(other),
+        let Some(captured) = next(reply) else {
+            return Ok(());
         };
+        let xid: i64 = text_at(&prepared, 0, 0)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let captured = text_at(&captured, 0, 0).unwrap_or_default();
         let changes = match rows::parse_captured(&captured) {
             Ok(c) => c,
             Err(e) => {
@@ -546,8 +583,13 @@ impl WriteThrough {
                 }
             }
         }
-        let mut finals: HashMap<String, String> = HashMap::new();
-        if !docs.is_empty() {
+        // 6. Write-back, key removal and RETURNING in one round trip (the
+        // journal is written meanwhile on Sequin's own session).
+        let qualified = table.plan.table.qualified();
+        let pk = table.plan.table.columns[table.plan.table.primary_key]
+            .name
+            .to_string();
+        let write_back_sql = (!docs.is_empty()).then(|| {
             let columns: Vec<String> = table
                 .plan
                 .table
@@ -555,82 +597,232 @@ impl WriteThrough {
                 .iter()
                 .map(|c| c.name.to_string())
                 .collect();
-            let q = sql::write_back(
-                &table.plan.table.qualified(),
-                &table.plan.table.columns[table.plan.table.primary_key].name,
-                &columns,
-            );
-            let doc = Value::Array(docs).to_string();
-            let params = [Some(doc.as_str())];
-            let (written, ()) = tokio::join!(ctx.query(&q, &params), self.journal_record(&entries));
-            match written {
-                Ok(r) => {
-                    for row in &r.rows {
-                        if let (Some(Some(k)), Some(Some(v))) =
-                            (row.values.first(), row.values.get(1))
-                        {
-                            finals.insert(
-                                String::from_utf8_lossy(k).into_owned(),
-                                String::from_utf8_lossy(v).into_owned(),
-                            );
-                        }
-                    }
-                }
-                Err(InjectError::Server(e)) => {
-                    reply.push(BackendMessage::ErrorResponse(e));
-                    return Ok(());
-                }
-                Err(other) => return Err(other),
-            }
-        } else {
-            self.journal_record(&entries).await;
-        }
-        if let Err(e) = ctx
-            .query(
-                "WITH d AS (DELETE FROM sequin.writer_key WHERE digest = sha256(convert_to($1, 'UTF8')) RETURNING 1)
-                 SELECT set_config('sequin.write_key', '', true), (SELECT count(*) FROM d)",
-                &[Some(&key)],
-            )
-            .await
-        {
-            return match e {
-                InjectError::Server(e) => {
-                    reply.push(BackendMessage::ErrorResponse(e));
-                    Ok(())
-                }
-                other => Err(other),
-            };
-        }
-
-        // 6. RETURNING over the final rows, and the command tag.
+            sql::write_back(&qualified, &pk, &columns)
+        });
+        let write_back_params = texts(&[Some(&Value::Array(docs).to_string())]);
+        let reset_params = texts(&[Some(&key)]);
         let shape = sql::shape(sql_text);
-        if let Some(list) = &shape.returning {
-            let final_rows: Vec<Value> = changes
-                .iter()
-                .zip(&keys)
-                .map(|(c, k)| final_row(c, finals.get(k)))
-                .collect();
-            let doc = Value::Array(final_rows).to_string();
-            let returned = returning(ctx, st, &table, &shape, list, &doc).await;
-            match returned {
-                Ok(r) => {
-                    if st.protocol == Protocol::Simple {
-                        reply.push(BackendMessage::RowDescription(r.columns));
-                    }
-                    reply.extend(r.rows.into_iter().map(BackendMessage::DataRow));
-                }
-                Err(InjectError::Server(e)) => {
+        let returning = match &shape.returning {
+            Some(list) => {
+                // Final rows: deleted ones as they were; the others read
+                // back from the table by their final ids.
+                let deleting = changes.iter().all(|c| c.op == WriteOp::Delete);
+                let api_ids: HashMap<usize, &str> = applied
+                    .done
+                    .iter()
+                    .map(|(i, d)| (*i, d.api_id.as_str()))
+                    .collect();
+                let doc = if deleting {
+                    Value::Array(changes.iter().map(|c| final_row(c, None)).collect())
+                } else {
+                    Value::Array(
+                        keys.iter()
+                            .enumerate()
+                            .map(|(i, k)| {
+                                Value::String(api_ids.get(&i).copied().unwrap_or(k).to_string())
+                            })
+                            .collect(),
+                    )
+                };
+                let from = if deleting {
+                    sql::FinalRows::Json
+                } else {
+                    sql::FinalRows::Table { pk: &pk }
+                };
+                Some(
+                    returning_query(ctx, st, &qualified, &shape, list, from, doc.to_string())
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let mut steps = Vec::with_capacity(3);
+        if let Some(q) = &write_back_sql {
+            steps.push(Step::Query(InjectedQuery {
+                sql: q,
+                param_types: &[0],
+                param_formats: &[],
+                params: &write_back_params,
+                result_formats: &[],
+            }));
+        }
+        // Markers of the effects, in the client's (sub)transaction: see
+        // `journal` for what their absence after a commit means.
+        let marker_params = texts(&[Some(
+            &Value::Array(
+                entries
+                    .iter()
+                    .map(|e| Value::String(e.id.to_string()))
+                    .collect(),
+            )
+            .to_string(),
+        )]);
+        if !entries.is_empty() {
+            steps.push(Step::Query(InjectedQuery {
+                sql: "INSERT INTO sequin.write_marker (id) SELECT jsonb_array_elements_text($1::text::jsonb)::uuid",
+                param_types: &[0],
+                param_formats: &[],
+                params: &marker_params,
+                result_formats: &[],
+            }));
+        }
+        steps.push(Step::Query(InjectedQuery {
+            sql: "WITH d AS (DELETE FROM sequin.writer_key WHERE digest = sha256(convert_to($1, 'UTF8')) RETURNING 1)
+                  SELECT set_config('sequin.write_key', '', true), (SELECT count(*) FROM d)",
+            param_types: &[0],
+            param_formats: &[],
+            params: &reset_params,
+            result_formats: &[],
+        }));
+        if let Some(r) = &returning {
+            steps.push(Step::Query(r.query()));
+        }
+        let (results, ()) = tokio::join!(ctx.pipeline(&steps), self.journal_record(&entries));
+        let results = results?;
+        let n = results.len();
+        let mut last = None;
+        for r in results {
+            match r {
+                Ok(r) => last = Some(r),
+                Err(e) => {
                     reply.push(BackendMessage::ErrorResponse(e));
                     return Ok(());
                 }
-                Err(other) => return Err(other),
             }
         }
-        reply.push(BackendMessage::CommandComplete(CommandComplete {
-            tag: executed.command_tag,
-        }));
+        if n < steps.len() {
+            return Err(InjectError::Closed);
+        }
+        let rows = match (returning.is_some(), last) {
+            (true, Some(r)) => {
+                if st.protocol == Protocol::Simple {
+                    reply.push(BackendMessage::RowDescription(r.columns));
+                }
+                r.rows
+            }
+            _ => Vec::new(),
+        };
+        self.send_rows(st, rows, executed.command_tag, reply);
         Ok(())
     }
+
+    /// Adds RETURNING rows and the command tag to the reply, at most the
+    /// Execute's row limit of them: then PortalSuspended, and the rest is
+    /// kept for the portal's next Execute.
+    fn send_rows(
+        &self,
+        st: &Intercepted,
+        mut rows: Vec<sequin_proxy::codec::DataRow>,
+        tag: String,
+        reply: &mut Reply,
+    ) {
+        let limit = usize::try_from(st.max_rows).unwrap_or(0);
+        if st.protocol == Protocol::Extended && limit > 0 && rows.len() > limit {
+            let rest = rows.split_off(limit);
+            reply.extend(rows.into_iter().map(BackendMessage::DataRow));
+            reply.push(BackendMessage::PortalSuspended);
+            let mut s = self
+                .inner
+                .suspended
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if s.len() >= SUSPENDED_MAX {
+                s.clear();
+            }
+            s.insert(
+                st.portal_id,
+                Suspended {
+                    rows: rest.into(),
+                    tag,
+                },
+            );
+            return;
+        }
+        reply.extend(rows.into_iter().map(BackendMessage::DataRow));
+        reply.push(BackendMessage::CommandComplete(CommandComplete { tag }));
+    }
+}
+
+/// Text parameters for an injected query.
+fn texts(values: &[Option<&str>]) -> Vec<Option<Bytes>> {
+    values
+        .iter()
+        .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
+        .collect()
+}
+
+/// The RETURNING query of a statement with its parameters, owned.
+struct Returning {
+    sql: String,
+    types: Vec<u32>,
+    formats: Vec<i16>,
+    params: Vec<Option<Bytes>>,
+    result_formats: Vec<i16>,
+}
+
+impl Returning {
+    fn query(&self) -> InjectedQuery<'_> {
+        InjectedQuery {
+            sql: &self.sql,
+            param_types: &self.types,
+            param_formats: &self.formats,
+            params: &self.params,
+            result_formats: &self.result_formats,
+        }
+    }
+}
+
+/// Builds the query computing RETURNING over the final rows, with the
+/// client's parameters (when the list uses them; their types as the
+/// server resolved them) and result formats.
+async fn returning_query(
+    ctx: &mut InterceptContext<'_>,
+    st: &Intercepted,
+    table: &str,
+    shape: &sql::Shape,
+    list: &str,
+    from: sql::FinalRows<'_>,
+    doc: String,
+) -> Result<Returning, InjectError> {
+    let (mut types, mut formats, mut params) = (Vec::new(), Vec::new(), Vec::new());
+    if shape.returning_params
+        && let Some(bind) = &st.bind
+    {
+        // The RETURNING list alone might not use (and so type) every
+        // parameter of the statement.
+        let resolved = ctx.describe_statement(&bind.statement).await?;
+        for i in 0..bind.params.len() {
+            types.push(
+                resolved
+                    .get(i)
+                    .or(st.param_types.get(i))
+                    .copied()
+                    .unwrap_or(0),
+            );
+            formats.push(match bind.param_formats.len() {
+                0 => 0,
+                1 => bind.param_formats[0],
+                _ => bind.param_formats.get(i).copied().unwrap_or(0),
+            });
+        }
+        params.extend(bind.params.iter().cloned());
+    }
+    const JSONB: u32 = 3802;
+    types.push(JSONB);
+    formats.push(0);
+    params.push(Some(Bytes::from(doc)));
+    let sql = sql::returning_query(list, table, &shape.alias, params.len(), from);
+    let result_formats = match (&st.protocol, &st.bind) {
+        (Protocol::Extended, Some(b)) => b.result_formats.clone(),
+        _ => Vec::new(),
+    };
+    Ok(Returning {
+        sql,
+        types,
+        formats,
+        params,
+        result_formats,
+    })
 }
 
 /// Runs a statement that writes no synced table (in a simple query with
@@ -660,65 +852,6 @@ async fn plain(
         }
         Err(other) => Err(other),
     }
-}
-
-/// The RETURNING rows, computed over the final rows with the client's
-/// parameters (when the list uses them) and result formats.
-async fn returning(
-    ctx: &mut InterceptContext<'_>,
-    st: &Intercepted,
-    table: &Table,
-    shape: &sql::Shape,
-    list: &str,
-    doc: &str,
-) -> Result<sequin_proxy::QueryResult, InjectError> {
-    let doc = Some(Bytes::copy_from_slice(doc.as_bytes()));
-    let (mut types, mut formats, mut params) = (Vec::new(), Vec::new(), Vec::new());
-    if shape.returning_params
-        && let Some(bind) = &st.bind
-    {
-        // The types the server inferred for the client's statement: the
-        // RETURNING list alone might not use (and so type) every parameter.
-        let resolved = ctx.describe_statement(&bind.statement).await?;
-        let n = bind.params.len();
-        for i in 0..n {
-            types.push(
-                resolved
-                    .get(i)
-                    .or(st.param_types.get(i))
-                    .copied()
-                    .unwrap_or(0),
-            );
-            formats.push(match bind.param_formats.len() {
-                0 => 0,
-                1 => bind.param_formats[0],
-                _ => bind.param_formats.get(i).copied().unwrap_or(0),
-            });
-        }
-        params.extend(bind.params.iter().cloned());
-    }
-    const JSONB: u32 = 3802;
-    types.push(JSONB);
-    formats.push(0);
-    params.push(doc);
-    let q = sql::returning_query(
-        list,
-        &table.plan.table.qualified(),
-        &shape.alias,
-        params.len(),
-    );
-    let result_formats = match (&st.protocol, &st.bind) {
-        (Protocol::Extended, Some(b)) => b.result_formats.clone(),
-        _ => Vec::new(),
-    };
-    ctx.query_with(&InjectedQuery {
-        sql: &q,
-        param_types: &types,
-        param_formats: &formats,
-        params: &params,
-        result_formats: &result_formats,
-    })
-    .await
 }
 
 /// The final state of a changed row: the canonical row written back, else

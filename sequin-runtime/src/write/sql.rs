@@ -116,18 +116,42 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// The query producing a statement's RETURNING rows from the final rows,
-/// passed as a JSON array in parameter `$json_param`.
-pub fn returning_query(list: &str, table: &str, alias: &str, json_param: usize) -> String {
-    format!(
-        "SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, ${json_param}::jsonb) AS {}",
-        ident(alias)
-    )
+/// Where the RETURNING query reads the final rows.
+#[derive(Clone, Copy, Debug)]
+pub enum FinalRows<'a> {
+    /// The table itself, the rows whose primary key `pk` is in the JSON
+    /// array of keys, in that order.
+    Table { pk: &'a str },
+    /// A JSON array of row objects (deleted rows, as they were).
+    Json,
+}
+
+/// The query producing a statement's RETURNING rows from the final rows;
+/// parameter `$json_param` is the JSON array `from` describes.
+pub fn returning_query(
+    list: &str,
+    table: &str,
+    alias: &str,
+    json_param: usize,
+    from: FinalRows<'_>,
+) -> String {
+    let alias = ident(alias);
+    match from {
+        FinalRows::Table { pk } => format!(
+            "SELECT {list} FROM {table} AS {alias} \
+             WHERE {alias}.{pk}::text IN (SELECT jsonb_array_elements_text(${json_param}::jsonb)) \
+             ORDER BY array_position(ARRAY(SELECT jsonb_array_elements_text(${json_param}::jsonb)), {alias}.{pk}::text)",
+            pk = ident(pk)
+        ),
+        FinalRows::Json => format!(
+            "SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, ${json_param}::jsonb) AS {alias}"
+        ),
+    }
 }
 
 /// Replaces rows with the API's canonical values, matched by their current
-/// key (`__sequin_key`: the provisional id of a created row), and returns
-/// each key with the final row. `$1` is a JSON array of row objects.
+/// key (`__sequin_key`: the provisional id of a created row). `$1` is a
+/// JSON array of row objects.
 pub fn write_back(table: &str, pk: &str, columns: &[String]) -> String {
     let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let vals: Vec<String> = columns.iter().map(|c| format!("r.{}", ident(c))).collect();
@@ -135,8 +159,7 @@ pub fn write_back(table: &str, pk: &str, columns: &[String]) -> String {
         "UPDATE {table} AS d SET ({cols}, _sequin_synced_at, _sequin_updated_at) = \
            (SELECT {vals}, now(), r._sequin_updated_at FROM jsonb_populate_record(NULL::{table}, e.doc) AS r) \
          FROM jsonb_array_elements($1::text::jsonb) AS e(doc) \
-         WHERE d.{pk}::text = e.doc->>'__sequin_key' \
-         RETURNING e.doc->>'__sequin_key', to_jsonb(d)::text",
+         WHERE d.{pk}::text = e.doc->>'__sequin_key'",
         cols = cols.join(", "),
         vals = vals.join(", "),
         pk = ident(pk),

@@ -682,7 +682,7 @@ async fn stripe_create_failing_every_attempt_reports_the_api_error() {
 }
 
 /// Salesforce updates and deletes are idempotent, so they are retried
-/// through a 5xx or a reset connection and succeed once; a rolled-back
+/// through a 5xx, a reset connection or (updates) a timeout and succeed; a rolled-back
 /// update is reverted in the org.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reverted() {
@@ -708,7 +708,11 @@ async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reve
         ..Faults::default()
     };
 
-    for (name, faults) in [("5xx", five_xx), ("reset", reset)] {
+    let timeout = Faults {
+        latency: TIMEOUT_LATENCY,
+        ..Faults::default()
+    };
+    for (name, faults) in [("5xx", five_xx), ("reset", reset), ("timeout", timeout)] {
         let title = format!("Retried through {name}");
         let before = stack.sent(Op::Update);
         let params: [&(dyn ToSql + Sync); 2] = [&title, &ids[0]];
@@ -782,7 +786,7 @@ async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reve
         },
     )
     .await;
-    // Two committed updates and the compensated one.
+    // Three committed updates and the compensated one.
     eventually(
         Duration::from_secs(30),
         "the journal: the rolled-back update compensated, the others committed",
@@ -795,7 +799,10 @@ async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reve
                 .map(|(_, state, _)| state)
                 .collect();
             states.sort();
-            (states == ["committed", "committed", "compensated"], states)
+            (
+                states == ["committed", "committed", "committed", "compensated"],
+                states,
+            )
         },
     )
     .await;

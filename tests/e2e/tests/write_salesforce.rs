@@ -988,3 +988,58 @@ async fn execute_with_a_row_limit_suspends_the_portal() {
     assert_eq!(sf.count("Contact", false), before + 3);
     t.finish().await;
 }
+
+/// A client whose search_path names the connection's schema writes
+/// unqualified names through the proxy like qualified ones: set in the
+/// session or given at connect time (`options=-c search_path=...`, as ORMs
+/// do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unqualified_names_resolve_through_search_path() {
+    let t = Setup::start(Api::Salesforce, 5, "write_sf_search_path", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let before = sf.count("Contact", false);
+
+    let in_session = t.proxy_client().await;
+    in_session
+        .batch_execute("set search_path = salesforce, public")
+        .await
+        .unwrap();
+    let at_connect = connect_when_up(&format!(
+        "{}{}options=-c%20search_path%3Dsalesforce",
+        t.proxy_url,
+        if t.proxy_url.contains('?') { "&" } else { "?" }
+    ))
+    .await;
+    for (client, last) in [(&in_session, "Session Path"), (&at_connect, "Startup Path")] {
+        let id: String = client
+            .query_one(
+                "insert into contact (last_name) values ($1) returning id",
+                &[&last],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{last}: unqualified insert: {e:?}"))
+            .get(0);
+        assert!(is_salesforce_contact_id(&id), "{id}");
+        assert_eq!(sf.get("Contact", &id).expect(last)["LastName"], last);
+        let n = client
+            .execute(
+                "update contact set title = 'Unqualified' where id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{last}: unqualified update: {e:?}"));
+        assert_eq!(n, 1);
+        assert_eq!(sf.get("Contact", &id).unwrap()["Title"], "Unqualified");
+        let n = client
+            .execute("delete from contact where id = $1", &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("{last}: unqualified delete: {e:?}"));
+        assert_eq!(n, 1);
+        assert!(sf.get("Contact", &id).is_none());
+    }
+    assert_eq!(sf.count("Contact", false), before);
+    t.finish().await;
+}

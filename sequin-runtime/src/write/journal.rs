@@ -50,8 +50,17 @@ pub struct Journal {
 impl Journal {
     pub async fn connect(url: &str) -> Result<Journal, StoreError> {
         let client = store::connect(url).await?;
+        // Entries are written without waiting for the WAL flush: one
+        // session serves every client, and a flush per write would cap
+        // write-through at the disk's fsync rate. Postgres writes the WAL
+        // out within a fraction of a second; an entry lost to a database
+        // crash in that window only means its effect, if its transaction
+        // did not commit either, is not undone at the API: sync then brings
+        // the table in line with the API (a created record appears).
         client
-            .batch_execute("SET application_name = 'sequin-write-journal'")
+            .batch_execute(
+                "SET application_name = 'sequin-write-journal'; SET synchronous_commit = off",
+            )
             .await
             .map_err(|source| StoreError::Db {
                 context: "configuring the journal session".into(),

@@ -91,6 +91,9 @@ struct Inner {
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     last_refresh: std::sync::Mutex<Option<Instant>>,
     journal: tokio::sync::Mutex<Option<Arc<Journal>>>,
+    /// What write-through needs of a statement's text (RETURNING list,
+    /// alias), by text: parsing it again per execution is wasted work.
+    shapes: std::sync::Mutex<HashMap<String, Arc<sql::Shape>>>,
     /// RETURNING rows still owed to portals executed with a row limit, by
     /// portal id.
     suspended: std::sync::Mutex<HashMap<u64, Suspended>>,
@@ -101,6 +104,9 @@ struct Suspended {
     rows: std::collections::VecDeque<sequin_proxy::codec::DataRow>,
     tag: String,
 }
+
+/// Most statement shapes cached.
+const SHAPES_MAX: usize = 4096;
 
 /// Most suspended portals kept; a client that never fetches the rest of
 /// its portals cannot grow this without bound.
@@ -145,6 +151,7 @@ impl WriteThrough {
                 last_refresh: std::sync::Mutex::new(None),
                 journal: tokio::sync::Mutex::new(None),
                 suspended: std::sync::Mutex::new(HashMap::new()),
+                shapes: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         w.refresh().await;
@@ -601,7 +608,7 @@ impl WriteThrough {
         });
         let write_back_params = texts(&[Some(&Value::Array(docs).to_string())]);
         let reset_params = texts(&[Some(&key)]);
-        let shape = sql::shape(sql_text);
+        let shape = self.shape(sql_text);
         let returning = match &shape.returning {
             Some(list) => {
                 // Final rows: deleted ones as they were; the others read
@@ -704,6 +711,21 @@ impl WriteThrough {
         };
         self.send_rows(st, rows, executed.command_tag, reply);
         Ok(())
+    }
+
+    /// The shape of a statement, cached by text (bounded like the
+    /// proxy's classification cache).
+    fn shape(&self, sql_text: &str) -> Arc<sql::Shape> {
+        let mut shapes = self.inner.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shapes.get(sql_text) {
+            return s.clone();
+        }
+        if shapes.len() >= SHAPES_MAX {
+            shapes.clear();
+        }
+        let s = Arc::new(sql::shape(sql_text));
+        shapes.insert(sql_text.to_string(), s.clone());
+        s
     }
 
     /// Adds RETURNING rows and the command tag to the reply, at most the

@@ -294,6 +294,10 @@ async fn psycopg3_and_sqlalchemy_orm_writes() {
     let result = script_result(&out);
     let orm = result["orm"].as_str().unwrap();
     assert_in_org(sf, orm, Some("Py-Palladio"), Some("Architect"));
+    assert_eq!(
+        sf.get("Contact", orm).unwrap()["FirstName"],
+        "Andrea di Pietro"
+    );
     let many = result["many"].as_array().unwrap();
     for (id, last) in many.iter().zip(["Py-Scamozzi", "Py-Longhena"]) {
         assert_in_org(sf, id.as_str().unwrap(), Some(last), Some("Architect"));

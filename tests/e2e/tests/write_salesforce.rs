@@ -718,6 +718,27 @@ async fn salesforce_write_through() {
     );
     assert_eq!(contacts(), live);
 
+    // A read-only column set to the value it has is no change: allowed (ORMs
+    // save whole rows), and the writable change goes through.
+    let n = proxy
+        .execute(
+            "update salesforce.contact set name = name, created_date = created_date, title = 'Architetto' \
+              where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("an update repeating read-only values");
+    assert_eq!(n, 1);
+    assert_eq!(sf.get("Contact", &andrea).unwrap()["Title"], "Architetto");
+    let n = proxy
+        .execute(
+            "update salesforce.contact set title = 'Architect' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
     // --- Too many rows for one statement (max_rows_per_write: 200).
     let err = expect_err(
         proxy

@@ -107,6 +107,12 @@ with Session(engine, expire_on_commit=False) as s:
     assert andrea.account_id is None, andrea.account_id
     assert andrea.title == "Architect", andrea.title
 
+    # A dirty attribute flushed as an UPDATE; the computed Name follows.
+    andrea.first_name = "Andrea di Pietro"
+    s.commit()
+    s.refresh(andrea)
+    assert andrea.name == "Andrea di Pietro Py-Palladio", andrea.name
+
 # psycopg directly: a server-side prepared statement with parameters.
 with psycopg.connect(url, autocommit=True) as conn:
     ids = []

@@ -281,3 +281,117 @@ async fn writes_outside_the_proxy_are_refused() {
 
     t.finish().await;
 }
+
+/// An application connects with a role that has DML rights on the synced
+/// tables only (as the README recommends): through the proxy it writes
+/// through, refusals come back as the API's; directly, the guard refuses
+/// it, and it cannot register a writer key of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_role_writes_through_the_proxy() {
+    let t = Setup::start(Api::Salesforce, 5, "write_guard_role", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let pg = &t.pg;
+    // Roles are cluster-wide: one per test process.
+    let role = format!("sequin_app_{}", std::process::id());
+    pg.batch_execute(&format!(
+        "create role {role} login password 'app';
+         grant connect on database \"{db}\" to {role};
+         grant usage on schema salesforce to {role};
+         grant select, insert, update, delete on all tables in schema salesforce to {role};",
+        db = t.db.name
+    ))
+    .await
+    .unwrap();
+    let as_role = |url: &str| {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+        format!("{scheme}://{role}:app@{host}")
+    };
+    let before = sf.count("Contact", false);
+
+    let direct = connect_when_up(&as_role(&t.db.url)).await;
+    assert_guard_refusal(
+        direct
+            .execute(
+                "insert into salesforce.contact (last_name) values ('App Direct')",
+                &[],
+            )
+            .await,
+        "a direct insert by the application role",
+    );
+    let err = expect_err(
+        direct
+            .execute(
+                "insert into sequin.writer_key (digest, holder) values (sha256('mine'::bytea), 'app')",
+                &[],
+            )
+            .await,
+        "the application role registering a key",
+    );
+    assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+
+    let proxied = connect_when_up(&as_role(&t.proxy_url)).await;
+    let id: String = proxied
+        .query_one(
+            "insert into salesforce.contact (last_name) values ('App Proxy') returning id",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the application role writes through the proxy: {e:?}"))
+        .get(0);
+    assert_eq!(
+        sf.get("Contact", &id).expect("in the org")["LastName"],
+        "App Proxy"
+    );
+    let n = proxied
+        .execute(
+            "update salesforce.contact set title = 'App' where id = $1",
+            &[&id],
+        )
+        .await
+        .expect("update as the application role");
+    assert_eq!(n, 1);
+    assert_eq!(sf.get("Contact", &id).unwrap()["Title"], "App");
+    let err = expect_err(
+        proxied
+            .execute(
+                "insert into salesforce.contact (last_name, account_id) values ('App Orphan', '001Dn0000009999')",
+                &[],
+            )
+            .await,
+        "a refused write as the application role",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "23514",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: Some("account_id"),
+            message_has: &[],
+            detail_has: &["FIELD_INTEGRITY_EXCEPTION"],
+        },
+    );
+    let n = proxied
+        .execute("delete from salesforce.contact where id = $1", &[&id])
+        .await
+        .expect("delete as the application role");
+    assert_eq!(n, 1);
+    assert!(sf.get("Contact", &id).is_none());
+    assert_eq!(sf.count("Contact", false), before);
+    drop(direct);
+    drop(proxied);
+    t.finish().await;
+    // The database went with its grants; the role goes after it.
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| sequin_pgtemp::shared().unwrap().url("postgres"));
+    let admin = sequin_e2e::connect(&admin_url).await;
+    admin
+        .batch_execute(&format!("drop role if exists {role}"))
+        .await
+        .unwrap();
+}

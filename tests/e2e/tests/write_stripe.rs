@@ -453,5 +453,53 @@ async fn stripe_write_through() {
     assert_eq!(stripe.len(Kind::Product), products);
     assert_eq!(customers(), live);
 
+    // --- A multi-row insert (one Stripe request per row) whose second row
+    // Stripe refuses: the first customer, already created, is deleted again.
+    // The error names the column of the refused nested parameter.
+    let err = expect_err(
+        proxy
+            .execute(
+                "insert into stripe.customer (name, invoice_settings) values \
+                 ('Ottone Calderari', null), ('Giorgio Massari', '{\"bogus\": 1}')",
+                &[],
+            )
+            .await,
+        "a second customer with an unknown nested parameter",
+    );
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the first create undone at Stripe",
+        || async {
+            let n = customers();
+            let compensated = count(
+                pg,
+                "select count(*) from sequin.write_journal where op = 'create' and state = 'compensated'",
+            )
+            .await;
+            (n == live && compensated == 1, (n, compensated))
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from stripe.customer where name in ('Ottone Calderari', 'Giorgio Massari')"
+        )
+        .await,
+        0
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "42703",
+            prefix: "[Stripe]: ",
+            schema: "stripe",
+            table: "customer",
+            column: Some("invoice_settings"),
+            message_has: &["invoice_settings[bogus]"],
+            detail_has: &["parameter_unknown", "400"],
+        },
+    );
+
     t.finish().await;
 }

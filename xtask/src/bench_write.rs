@@ -8,10 +8,11 @@
 //! 1. Latency, one client, statement after statement: per iteration, a
 //!    single-row `INSERT ... RETURNING id` through the proxy (write-through),
 //!    the same create sent straight to the simulator over HTTP/1.1 (the API
-//!    call), and a direct `INSERT ... RETURNING id` of the same row shape
-//!    into a plain copy of the table (the Postgres write); then an `UPDATE`
+//!    call), a direct `INSERT ... RETURNING id` of the same row shape
+//!    into a plain copy of the table (the Postgres write), and that plain
+//!    write through the proxy (the hop alone); then an `UPDATE`
 //!    by id of each. The order rotates every iteration so drift hits all
-//!    three alike. Overhead = write-through - (API call + direct write), at
+//!    four alike. Overhead = write-through - (API call + direct write), at
 //!    p50 and p99, both as the difference of the quantiles and as the
 //!    quantiles of the per-iteration differences.
 //! 2. Throughput with N clients (default 8): single-row write-through
@@ -169,6 +170,9 @@ struct Series {
     write_through: Vec<f64>,
     api: Vec<f64>,
     direct: Vec<f64>,
+    /// The same plain write as `direct`, sent through the proxy (a table
+    /// that is not synced): the cost of the extra hop alone.
+    proxied_plain: Vec<f64>,
 }
 
 impl Series {
@@ -235,6 +239,12 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
     let d_update = direct
         .prepare("UPDATE bench.customer SET name = $1 WHERE id = $2")
         .await?;
+    let p_insert = proxied
+        .prepare("INSERT INTO bench.customer (email, name) VALUES ($1, $2) RETURNING id")
+        .await?;
+    let p_update = proxied
+        .prepare("UPDATE bench.customer SET name = $1 WHERE id = $2")
+        .await?;
 
     let wt_inserts = AtomicU64::new(0);
     let mut insert = Series::default();
@@ -253,9 +263,10 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
         let mut wt_id = String::new();
         let mut api_id = String::new();
         let mut d_id = String::new();
-        let mut sample = [0.0f64; 3];
-        for k in 0..3 {
-            let which = (k + i) % 3;
+        let mut p_id = String::new();
+        let mut sample = [0.0f64; 4];
+        for k in 0..4 {
+            let which = (k + i) % 4;
             let t0 = Instant::now();
             match which {
                 0 => {
@@ -267,7 +278,8 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
                     wt_inserts.fetch_add(1, Ordering::Relaxed);
                 }
                 1 => api_id = api.create(&email, &name).await?,
-                _ => d_id = direct.query_one(&d_insert, &[&email, &name]).await?.get(0),
+                2 => d_id = direct.query_one(&d_insert, &[&email, &name]).await?.get(0),
+                _ => p_id = proxied.query_one(&p_insert, &[&email, &name]).await?.get(0),
             }
             sample[which] = t0.elapsed().as_secs_f64() * 1e6;
         }
@@ -278,10 +290,11 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
             insert.write_through.push(sample[0]);
             insert.api.push(sample[1]);
             insert.direct.push(sample[2]);
+            insert.proxied_plain.push(sample[3]);
         }
         let renamed = format!("Renamed {i}");
-        for k in 0..3 {
-            let which = (k + i) % 3;
+        for k in 0..4 {
+            let which = (k + i) % 4;
             let t0 = Instant::now();
             match which {
                 0 => {
@@ -291,8 +304,11 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
                     }
                 }
                 1 => api.update(&api_id, &renamed).await?,
-                _ => {
+                2 => {
                     direct.execute(&d_update, &[&renamed, &d_id]).await?;
+                }
+                _ => {
+                    proxied.execute(&p_update, &[&renamed, &p_id]).await?;
                 }
             }
             sample[which] = t0.elapsed().as_secs_f64() * 1e6;
@@ -301,6 +317,7 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
             update.write_through.push(sample[0]);
             update.api.push(sample[1]);
             update.direct.push(sample[2]);
+            update.proxied_plain.push(sample[3]);
         }
     }
     let (sequin_cpu0, sim_cpu0) = cpu_start.context("no measured iteration")?;
@@ -717,6 +734,7 @@ fn print_table(r: &Report, args: &BenchWriteArgs) {
             ("write-through", &s.write_through),
             ("API call", &s.api),
             ("direct Postgres", &s.direct),
+            ("plain write via proxy", &s.proxied_plain),
         ] {
             println!(
                 "  {kind} {label:<30} {:>8} {:>8}",
@@ -773,7 +791,8 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
          on `stripe.customer`. Latency: one client; per iteration a single-row `INSERT ... RETURNING id` \
          through the proxy, the same create sent straight to the simulator (minimal keep-alive HTTP/1.1 \
          client) and a direct `INSERT ... RETURNING id` of the same row shape into a plain copy of the \
-         table, then an `UPDATE ... WHERE id = $1` of each; the order rotates every iteration. Overhead = \
+         table, the same direct write sent through the proxy (a table that is not synced: the extra hop \
+         alone), then an `UPDATE ... WHERE id = $1` of each; the order rotates every iteration. Overhead = \
          write-through - (API call + direct write): as the difference of the quantiles, and as the \
          quantiles of the per-iteration differences (paired). Machine: {}.\n",
         args.statements,
@@ -784,20 +803,22 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
     );
     let _ = writeln!(
         s,
-        "| statement | write-through p50 / p99 ms | API call p50 / p99 ms | direct p50 / p99 ms | overhead p50 / p99 ms (quantile diff) | overhead p50 / p99 ms (paired) |"
+        "| statement | write-through p50 / p99 ms | API call p50 / p99 ms | direct p50 / p99 ms | plain write via proxy p50 / p99 ms | overhead p50 / p99 ms (quantile diff) | overhead p50 / p99 ms (paired) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     for (kind, x) in [("INSERT", &r.insert), ("UPDATE", &r.update)] {
         let paired = x.paired_overhead();
         let _ = writeln!(
             s,
-            "| {kind} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+            "| {kind} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} |",
             ms(quantile(&x.write_through, 0.5)),
             ms(quantile(&x.write_through, 0.99)),
             ms(quantile(&x.api, 0.5)),
             ms(quantile(&x.api, 0.99)),
             ms(quantile(&x.direct, 0.5)),
             ms(quantile(&x.direct, 0.99)),
+            ms(quantile(&x.proxied_plain, 0.5)),
+            ms(quantile(&x.proxied_plain, 0.99)),
             ms(x.overhead_at(0.5)),
             ms(x.overhead_at(0.99)),
             ms(quantile(&paired, 0.5)),

@@ -277,7 +277,7 @@ async fn hubspot_write_through() {
             table: "contact",
             column: None,
             message_has: &["lifecyclestage", "architect"],
-            detail_has: &["VALIDATION_ERROR", "400"],
+            detail_has: &["VALIDATION_ERROR", "400", "request id: "],
         },
     );
     assert_eq!(

@@ -142,7 +142,8 @@ async fn salesforce_write_through() {
             table: "contact",
             column: Some("email"),
             message_has: &["`email`", "invalid"],
-            detail_has: &[],
+            // Checked locally: DETAIL says no API call was made.
+            detail_has: &["locally"],
         },
     );
     assert_eq!(
@@ -421,6 +422,61 @@ async fn salesforce_write_through() {
         },
     )
     .await;
+    let live = contacts();
+
+    // --- A delete reaching a contact deleted in the org behind the
+    // engine's back: Salesforce refuses the whole (allOrNone) request.
+    let longhena: String = pg
+        .query_one(
+            "select id from salesforce.contact where last_name = 'Longhena'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let scamozzi: String = pg
+        .query_one(
+            "select id from salesforce.contact where last_name = 'Scamozzi'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    sf.delete("Contact", &longhena).unwrap();
+    let err = expect_err(
+        proxy
+            .execute(
+                "delete from salesforce.contact where last_name in ('Longhena', 'Scamozzi')",
+                &[],
+            )
+            .await,
+        "a delete reaching a contact deleted in the org",
+    );
+    assert_rejection(
+        &err,
+        &Rejection {
+            code: "P0002",
+            prefix: "[Salesforce]: ",
+            schema: "salesforce",
+            table: "contact",
+            column: None,
+            message_has: &[],
+            detail_has: &[],
+        },
+    );
+    assert!(
+        sf.get("Contact", &scamozzi).is_some(),
+        "Scamozzi stays in the org"
+    );
+    assert_eq!(
+        count(
+            pg,
+            "select count(*) from salesforce.contact where last_name in ('Longhena', 'Scamozzi')"
+        )
+        .await,
+        2,
+        "Postgres keeps both rows"
+    );
     let live = contacts();
 
     // --- A rejection by Salesforce (not checked locally): the account does

@@ -258,7 +258,7 @@ async fn stripe_write_through() {
             table: "customer",
             column: None,
             message_has: &[&longhena],
-            detail_has: &["resource_missing", "404"],
+            detail_has: &["resource_missing", "404", "request id: req_"],
         },
     );
     assert_eq!(

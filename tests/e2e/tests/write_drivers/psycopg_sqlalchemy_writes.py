@@ -144,6 +144,34 @@ with psycopg.connect(url, autocommit=True) as conn:
     except errors.InvalidParameterValue as e:
         assert e.sqlstate == "22023"
         assert e.diag.message_primary.startswith("[Salesforce]: ")
+    # Pipeline mode: several statements sent before one Sync.
+    with conn.pipeline():
+        p1 = conn.execute("insert into salesforce.contact (last_name) values (%s) returning id", ("Py-Pipe-1",))
+        p2 = conn.execute("insert into salesforce.contact (last_name) values (%s) returning id", ("Py-Pipe-2",))
+        p3 = conn.execute(
+            "update salesforce.contact set title = %s where last_name like %s", ("Piped", "Py-Pipe-%")
+        )
+    piped = [p1.fetchone()[0], p2.fetchone()[0]]
+    assert all(is_contact_id(i) for i in piped), piped
+    assert p3.rowcount == 2, p3.rowcount
+    result["piped"] = piped
+    # A refused statement in a pipeline: the statements before it in the same
+    # implicit transaction are rolled back too, the ones after it skipped.
+    try:
+        with conn.pipeline():
+            conn.execute("insert into salesforce.contact (last_name) values (%s)", ("Py-Pipe-Undone",))
+            conn.execute(
+                "insert into salesforce.contact (last_name, account_id) values (%s, %s)",
+                ("Py-Orphan", MISSING_ACCOUNT),
+            )
+            conn.execute("insert into salesforce.contact (last_name) values (%s)", ("Py-Pipe-Skipped",))
+        raise AssertionError("the missing account was accepted in a pipeline")
+    except errors.CheckViolation as e:
+        assert e.sqlstate == "23514"
+        assert e.diag.message_primary.startswith("[Salesforce]: ")
+    assert conn.execute(
+        "select count(*) from salesforce.contact where last_name in ('Py-Pipe-Undone', 'Py-Pipe-Skipped')"
+    ).fetchone() == (0,)
     # In an explicit transaction the failure aborts it.
     try:
         with conn.transaction():

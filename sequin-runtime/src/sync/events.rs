@@ -140,6 +140,9 @@ pub async fn run(
                     .await?;
                 return Err(e);
             }
+            // The database session is gone (a restart): the connection
+            // starts again with new sessions.
+            Err(e) if writer.client().is_closed() => return Err(e),
             Err(e) => {
                 tracing::warn!(connection = %ctx.conn.name, error = %e, "events poll failed; will retry");
                 writer

@@ -67,6 +67,32 @@ impl From<api::ApiError> for SyncError {
 }
 
 impl SyncError {
+    /// Whether waiting may cure the error: the database unreachable or its
+    /// session lost (a restart), the API down, timing out, limiting or
+    /// answering garbage.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Store(StoreError::Connect { .. }) => true,
+            SyncError::Store(StoreError::Db { source, .. }) => match source.code() {
+                None => true,
+                Some(c) => {
+                    let c = c.code();
+                    c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+                }
+            },
+            SyncError::Api(e) => match e.kind {
+                api::ErrorKind::Timeout
+                | api::ErrorKind::Network
+                | api::ErrorKind::RateLimited
+                | api::ErrorKind::Decode => true,
+                api::ErrorKind::Http => e.status.is_none_or(|s| s >= 500),
+                api::ErrorKind::Auth | api::ErrorKind::Config => false,
+            },
+            SyncError::Decode(_) => true,
+            SyncError::Plan(_) | SyncError::Credentials { .. } => false,
+        }
+    }
+
     /// Whether the API refused the credentials (HTTP 401 after any token
     /// refresh, or an OAuth token endpoint refusing the refresh token).
     /// Such an error stops the whole connection instead of being retried.
@@ -138,7 +164,7 @@ pub async fn run(
         tasks.spawn(async move {
             let name = conn.name.clone();
             let connector = conn.connector.clone();
-            run_connection(url, conn, opts, shutdown)
+            run_connection_resilient(url, conn, opts, shutdown)
                 .await
                 .map_err(|e| match e {
                     e @ SyncError::Api(_) if e.is_auth() => {
@@ -239,6 +265,43 @@ async fn run_connection(
         }
     }
     result
+}
+
+/// First pause before a connection that failed transiently starts again
+/// (doubling up to [`RESTART_MAX`]).
+const RESTART_MIN: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+/// Runs a connection, starting it again (from its checkpoints) after a
+/// failure that waiting can cure: the database restarting or unreachable,
+/// the API down, timing out or limiting. Credentials, configuration and
+/// spec problems stop it.
+async fn run_connection_resilient(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let mut pause = RESTART_MIN;
+    loop {
+        let started = Instant::now();
+        match run_connection(url.clone(), conn.clone(), opts.clone(), shutdown.clone()).await {
+            // `--once` reports failures instead of waiting them out.
+            Err(e) if e.is_transient() && !opts.once && !*shutdown.borrow() => {
+                if started.elapsed() > RESTART_MAX * 2 {
+                    pause = RESTART_MIN;
+                }
+                tracing::warn!(connection = %conn.name, error = %e, retry_in = ?pause, "connection failed; starting it again");
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = async { let _ = rx.wait_for(|s| *s).await; } => return Ok(()),
+                }
+                pause = (pause * 2).min(RESTART_MAX);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The spec (with the connection's rate-limit override) and the API client
@@ -379,6 +442,13 @@ async fn run_connection_inner(
                     // stop them all (the error is recorded in sync_state).
                     if e.is_auth() {
                         tasks.abort_all();
+                    }
+                    // A lost database session or the like: stop every task,
+                    // and the connection starts again from its checkpoints
+                    // (see `run_connection_resilient`).
+                    if e.is_transient() && !ctx.opts.once {
+                        tasks.abort_all();
+                        return Err(e);
                     }
                     first_error.get_or_insert(e);
                 }
@@ -722,6 +792,9 @@ async fn run_object(
                         .await?;
                     return Err(e);
                 }
+                // The database session is gone (a restart): the connection
+                // starts again with new sessions.
+                Err(e) if writer.client().is_closed() => return Err(e),
                 Err(e) => {
                     tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "poll failed; will retry");
                     writer
@@ -851,7 +924,11 @@ async fn backfill(
     )));
     let mut written = 0usize;
     let mut recorded_total = None;
+    // Where a batch's time goes (debug log): waiting for the fetcher (API
+    // and decoding) or writing (Postgres).
+    let mut waiting_since = Instant::now();
     while let Some(encoded) = ready.recv().await {
+        let waited = waiting_since.elapsed();
         let Encoded {
             mut batch,
             next,
@@ -883,14 +960,25 @@ async fn backfill(
             }
         };
         let records = batch.len();
+        let writing = Instant::now();
         writer
             .apply_batch(name, &plan.table, &mut batch, &[], &checkpoint)
             .await?;
-        written += records;
-        progress.advance(records as u64);
+        let wrote = writing.elapsed();
         // Back to the fetcher for refilling (it is gone when it finished).
         batch.clear();
         let _ = spare_tx.try_send(batch);
+        waiting_since = Instant::now();
+        written += records;
+        tracing::debug!(
+            connection = %name,
+            table = %plan.table.name,
+            records,
+            wait_ms = waited.as_millis() as u64,
+            write_ms = wrote.as_millis() as u64,
+            "backfill batch written"
+        );
+        progress.advance(records as u64);
         if done {
             let secs = t0.elapsed().as_secs_f64();
             tracing::info!(

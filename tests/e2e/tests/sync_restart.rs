@@ -1,0 +1,64 @@
+//! The sync engine outlives a Postgres restart: the connection's session is
+//! lost, the engine starts the connection again from its checkpoints, and
+//! records changed upstream meanwhile still arrive.
+
+use std::time::Duration;
+
+use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_sim::{Api, SimConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_survives_a_postgres_restart() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("sequin_runtime=warn")
+        .try_init();
+    let mut cluster = sequin_pgtemp::Cluster::start().expect("a throwaway cluster");
+    let url = cluster.url("postgres");
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).seed_records(20).rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let config = format!(
+        "database_url: {url}
+connections:
+  - name: stripe
+    connector: stripe
+    base_url: {base}
+    credentials: {{ api_key: '{token}' }}
+    objects: [customer]
+    poll_interval: 200ms
+",
+        base = sim.base_url(),
+        token = sim.token(),
+    );
+    let running = Running::start(&config);
+    let pg = connect(&url).await;
+    wait_live(&pg, "stripe", Duration::from_secs(60)).await;
+    drop(pg);
+
+    cluster.restart().expect("Postgres restarts");
+    let created = sim
+        .stripe()
+        .create(sequin_sim::stripe::Kind::Customer, "name=After+Restart")
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let pg = connect(&url).await;
+    eventually(
+        Duration::from_secs(60),
+        "the new customer arrives after the restart",
+        || async {
+            let n: i64 = pg
+                .query_one("select count(*) from stripe.customer where id = $1", &[&id])
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            (n == 1, n)
+        },
+    )
+    .await;
+    assert!(!running.finished(), "the engine is still running");
+    running.stop().await.expect("the engine stops cleanly");
+    sim.shutdown().await;
+}

@@ -10,11 +10,17 @@
 //! retried through an ambiguous failure and still happens once; Salesforce
 //! has no idempotency, so its create is not retried, the error says the
 //! record may exist and will arrive through sync, and sync brings it in once.
+//! Updates and deletes are idempotent and retried. An API that fails every
+//! attempt ends in 58030 naming the API. A transaction that does not commit
+//! (ROLLBACK, disconnect, Postgres restart) has its API effects compensated
+//! (`compensated` in `sequin.write_journal`), except deletes
+//! (`irreversible`: the local row goes too).
 //!
-//! A fault hits exactly one create: it is armed just before the statement
-//! and cleared as soon as the simulator has counted the create request. The
-//! simulator reads its fault settings when a request arrives, so the request
-//! in flight keeps the fault and the retry, if any, sees none.
+//! A fault hits exactly one request: it is armed just before the statement
+//! and cleared as soon as the simulator has counted the request on the
+//! route of interest. The simulator reads its fault settings when a request
+//! arrives, so the request in flight keeps the fault and the retry, if any,
+//! sees none.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ impl Running {
     /// Starts `sequin sync` in-process with `config_yaml`, and the proxy
     /// (`sequin run`) when the config has a `proxy:` section. The proxy
     /// starts once the sync engine has migrated the database; wait for
-    /// [`wait_live`] (or [`wait_proxy`]) before connecting through it.
+    /// [`wait_live`] before connecting through it.
     pub fn start(config_yaml: &str) -> Running {
         let config =
             Config::parse("test.yaml", config_yaml, &|_| None).expect("test config is valid");
@@ -123,19 +123,3 @@ pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Dur
     .await;
 }
 
-/// Waits until the proxy at `url` accepts connections.
-pub async fn wait_proxy(url: &str, limit: Duration) -> tokio_postgres::Client {
-    let start = Instant::now();
-    loop {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                return client;
-            }
-            Err(e) if start.elapsed() > limit => {
-                panic!("proxy at {url} not up after {limit:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}

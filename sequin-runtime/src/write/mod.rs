@@ -91,6 +91,8 @@ struct Inner {
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     last_refresh: std::sync::Mutex<Option<Instant>>,
     journal: tokio::sync::Mutex<Option<Arc<Journal>>>,
+    /// The last failure to look up a connection's objects, by connection.
+    lookup_errors: std::sync::Mutex<HashMap<String, String>>,
     /// What write-through needs of a statement's text (RETURNING list,
     /// alias), by text: parsing it again per execution is wasted work.
     shapes: std::sync::Mutex<HashMap<String, Arc<sql::Shape>>>,
@@ -152,6 +154,7 @@ impl WriteThrough {
                 journal: tokio::sync::Mutex::new(None),
                 suspended: std::sync::Mutex::new(HashMap::new()),
                 shapes: std::sync::Mutex::new(HashMap::new()),
+                lookup_errors: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         w.refresh().await;
@@ -176,6 +179,11 @@ impl WriteThrough {
             .await
             {
                 Ok(plans) => {
+                    self.inner
+                        .lookup_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&c.config.name);
                     let mut tables = self.inner.tables.write().unwrap_or_else(|e| e.into_inner());
                     tables.retain(|(schema, _), _| schema != &c.config.name);
                     for plan in plans {
@@ -193,7 +201,13 @@ impl WriteThrough {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(connection = %c.config.name, error = %e, "write-through: cannot look up the connection's objects")
+                    tracing::warn!(connection = %c.config.name, error = %e, "write-through: cannot look up the connection's objects");
+                    self.inner
+                        .lookup_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(c.config.name.clone(), e.to_string());
+                    continue;
                 }
             }
         }
@@ -385,6 +399,29 @@ impl WriteThrough {
             return self.refuse(ctx, e, reply).await;
         }
         let Some(table) = self.table_or_refresh(schema, name).await else {
+            let lookup_error = self
+                .inner
+                .lookup_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(schema)
+                .cloned();
+            if let Some(err) = lookup_error {
+                let api = self
+                    .inner
+                    .connections
+                    .iter()
+                    .find(|c| c.config.name == schema)
+                    .map(|c| c.spec.display_name.clone())
+                    .unwrap_or_else(|| "Sequin".into());
+                let e = WriteError::new(
+                    &api,
+                    "58030",
+                    format!("cannot look up {schema}.{name} at the API right now, so nothing was written; try again: {err}"),
+                )
+                .on(schema, name);
+                return self.refuse(ctx, e, reply).await;
+            }
             let e = WriteError::new("Sequin", "0A000", format!("{schema}.{name} is not an object of a configured connection, so it cannot be written through to an API"))
                 .on(schema, name);
             return self.refuse(ctx, e, reply).await;

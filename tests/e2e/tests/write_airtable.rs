@@ -20,6 +20,8 @@ fn is_record_id(id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airtable_write_through() {
     let t = Setup::start(Api::Airtable, 10, "write_airtable", airtable_connection).await;
+    t.wait_objects_live("airtable", &["contacts", "deals", "projects"])
+        .await;
     let at = t.sim.airtable();
     let (pg, proxy) = (&t.pg, &t.proxy);
     let records = || at.count(DEMO_BASE_ID, TABLE);

@@ -18,6 +18,8 @@ async fn stripe_write_through() {
         stripe_connection(sim, "customer, product, price")
     })
     .await;
+    t.wait_objects_live("stripe", &["customer", "product", "price"])
+        .await;
     let stripe = t.sim.stripe();
     let (pg, proxy) = (&t.pg, &t.proxy);
     let customers = || stripe.len(Kind::Customer);

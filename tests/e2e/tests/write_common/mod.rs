@@ -71,6 +71,29 @@ impl Setup {
         }
     }
 
+    /// Waits until each of `objects` of `connection` has its table and is
+    /// live. `wait_live` holds once every object that has started is live;
+    /// with several objects (discovered Airtable tables) one may not have
+    /// started yet.
+    pub async fn wait_objects_live(&self, connection: &str, objects: &[&str]) {
+        let wanted: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
+        sequin_e2e::eventually(Duration::from_secs(120), "the objects live", || async {
+            let live: Vec<String> = self
+                .pg
+                .query(
+                    "select s.object from sequin.sync_state s \
+                      where s.connection = $1 and s.phase = 'live' and s.object = any($2) \
+                        and to_regclass(format('%I.%I', s.connection, s.object)) is not null",
+                    &[&connection, &wanted],
+                )
+                .await
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_default();
+            (live.len() == wanted.len(), live)
+        })
+        .await;
+    }
+
     /// Another connection through the proxy.
     pub async fn proxy_client(&self) -> Client {
         connect_when_up(&self.proxy_url).await

@@ -422,7 +422,6 @@ async fn salesforce_write_through() {
         },
     )
     .await;
-    let live = contacts();
 
     // --- A delete reaching a contact deleted in the org behind the
     // engine's back: Salesforce refuses the whole (allOrNone) request.

@@ -1,9 +1,11 @@
 //! Write-through to Airtable through the Sequin proxy (issue #6), against
 //! the Airtable simulator: INSERT ... RETURNING gets Airtable's `rec` id and
 //! its computed fields, a multi-row INSERT (batches of 10), an UPDATE by an
-//! arbitrary WHERE, a DELETE, rejections by Airtable (records deleted by a
-//! collaborator behind the engine's back), computed (read-only) columns,
-//! too many rows, and a failed write in an explicit transaction.
+//! arbitrary WHERE, every kind of cell (date-time, multiple select, number,
+//! checkbox), a DELETE; refusals by Airtable (records deleted by a
+//! collaborator behind the engine's back, also in the last of several
+//! requests, whose predecessors are then undone), computed (read-only)
+//! columns, too many rows; a failed write in an explicit transaction.
 
 mod write_common;
 

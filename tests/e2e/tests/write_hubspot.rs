@@ -1,9 +1,12 @@
 //! Write-through to HubSpot through the Sequin proxy (issue #6), against the
 //! HubSpot simulator: INSERT ... RETURNING gets HubSpot's id and the
 //! properties HubSpot sets, a multi-row INSERT (batch create), an UPDATE by
-//! an arbitrary WHERE, a DELETE (archive), rejections by HubSpot (an option
-//! the portal does not have, an email another contact has), a read-only
-//! column, too many rows, and a failed write in an explicit transaction.
+//! an arbitrary WHERE, NULL clearing a property, custom (discovered)
+//! properties, a DELETE (archive); refusals by HubSpot (an option the portal
+//! does not have, an email another contact has, a batch reaching a contact
+//! archived behind the engine's back) and local ones (email format,
+//! read-only columns, too many rows); a failed write in an explicit
+//! transaction.
 
 mod write_common;
 

@@ -1,10 +1,14 @@
 //! Write-through to Salesforce through the Sequin proxy (issue #6), against
-//! the Salesforce simulator: INSERT ... RETURNING gets the org's id, a
-//! multi-row INSERT, an UPDATE by an arbitrary WHERE, a DELETE, rejections
-//! by the API and by local validation (the seed's example verbatim, with
-//! tokio-postgres and with psql), a read-only column, too many rows, and
-//! explicit transactions (a failed write aborts it; a rolled-back create is
-//! undone upstream).
+//! the Salesforce simulator: INSERT ... RETURNING gets the org's id and
+//! computed Name, a multi-row INSERT (one allOrNone composite request), an
+//! UPDATE by an arbitrary WHERE, UPDATE ... FROM, DELETE, DELETE ... USING,
+//! prepared and pipelined statements, several statements in one Query,
+//! typed values and custom (discovered) fields; refusals by Salesforce and
+//! by local validation (the seed's example verbatim, with tokio-postgres and
+//! with psql), read-only columns, too many rows; explicit transactions (a
+//! failed write aborts it, a rolled-back create or update is undone
+//! upstream, so is one rolled back to a savepoint); Execute with a row
+//! limit; unqualified names through the client's search_path.
 
 mod write_common;
 

@@ -1,10 +1,13 @@
 //! Write-through to Stripe through the Sequin proxy (issue #6), against the
 //! Stripe simulator: INSERT ... RETURNING gets Stripe's `cus_` id and the
 //! fields Stripe computes, a multi-row INSERT, an UPDATE by an arbitrary
-//! WHERE, a DELETE, rejections by Stripe (a product id that exists, an
-//! update of a customer deleted behind the engine's back), read-only and
-//! create-only columns, too many rows, and a failed write in an explicit
-//! transaction.
+//! WHERE, a DELETE, typed values (integers, arrays, JSON merged by Stripe)
+//! read back with RETURNING *; refusals by Stripe (a product id it already
+//! has, a customer deleted behind the engine's back, an unknown nested
+//! parameter in the second row of a multi-row insert, whose first row is
+//! then undone) and local ones (email format, enum, read-only and
+//! create-only columns, a delete prices do not have, too many rows); a
+//! failed write in an explicit transaction.
 
 mod write_common;
 

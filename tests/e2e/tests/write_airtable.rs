@@ -241,7 +241,7 @@ async fn airtable_write_through() {
             .await,
         "an update of a record Airtable no longer has",
     );
-    assert_rejection(
+    let db = assert_rejection(
         &err,
         &Rejection {
             code: "P0002",
@@ -250,9 +250,11 @@ async fn airtable_write_through() {
             table: "contacts",
             column: None,
             message_has: &[gone.as_str()],
-            detail_has: &["404"],
+            detail_has: &["MODEL_ID_NOT_FOUND", "404"],
         },
     );
+    // The record is missing, not a value: no column is to blame.
+    assert_eq!(db.column(), None, "{db:?}");
     assert_eq!(
         count(
             pg,

@@ -282,6 +282,46 @@ async fn writes_outside_the_proxy_are_refused() {
     t.finish().await;
 }
 
+/// Drops a test role: its privileges in the test database, its CONNECT on
+/// the database, then the role (psql, so that it also runs while a failed
+/// test unwinds).
+struct DropRole {
+    role: String,
+    database_url: String,
+    database: String,
+}
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+            sequin_pgtemp::shared()
+                .map(|c| c.url("postgres"))
+                .unwrap_or_default()
+        });
+        let r = &self.role;
+        // Each step may find its object gone already (the database is
+        // dropped at the end of a passing test): only the last must work.
+        for (url, sql) in [
+            (&self.database_url, format!("drop owned by {r}")),
+            (
+                &admin,
+                format!("revoke connect on database \"{}\" from {r}", self.database),
+            ),
+            (&admin, format!("drop role if exists {r}")),
+        ] {
+            let out = std::process::Command::new(psql())
+                .args(["-X", "-q", "-d", url, "-c", &sql])
+                .output();
+            if let Ok(o) = out
+                && !o.status.success()
+                && sql.starts_with("drop role")
+            {
+                eprintln!("{sql}: {}", String::from_utf8_lossy(&o.stderr));
+            }
+        }
+    }
+}
+
 /// An application connects with a role that has DML rights on the synced
 /// tables only (as the README recommends): through the proxy it writes
 /// through, refusals come back as the API's; directly, the guard refuses
@@ -294,8 +334,14 @@ async fn an_application_role_writes_through_the_proxy() {
     .await;
     let sf = t.sim.salesforce();
     let pg = &t.pg;
-    // Roles are cluster-wide: one per test process.
+    // Roles are cluster-wide: one per test process, dropped even when the
+    // test fails (a DATABASE_URL server outlives the test).
     let role = format!("sequin_app_{}", std::process::id());
+    let _drop_role = DropRole {
+        role: role.clone(),
+        database_url: t.db.url.clone(),
+        database: t.db.name.clone(),
+    };
     pg.batch_execute(&format!(
         "create role {role} login password 'app';
          grant connect on database \"{db}\" to {role};
@@ -386,12 +432,4 @@ async fn an_application_role_writes_through_the_proxy() {
     drop(direct);
     drop(proxied);
     t.finish().await;
-    // The database went with its grants; the role goes after it.
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| sequin_pgtemp::shared().unwrap().url("postgres"));
-    let admin = sequin_e2e::connect(&admin_url).await;
-    admin
-        .batch_execute(&format!("drop role if exists {role}"))
-        .await
-        .unwrap();
 }

@@ -7,7 +7,13 @@
 //!    and memory are not counted as Sequin's;
 //! 2. the release `sequin sync --once`, configured with `objects: [customer]`,
 //!    backfills them into a throwaway cluster; wall time gives records/s and
-//!    `wait4` gives the process's peak RSS and CPU time;
+//!    `wait4` gives the process's peak RSS and CPU time. It is started and
+//!    waited for by a small helper process (this binary again, fresh from
+//!    `exec`), not by this one: Linux folds the peak RSS of the address
+//!    space a child execs from into the child's `ru_maxrss`, and a spawned
+//!    child starts from its parent's (vfork), so spawned from here the
+//!    figure would include this process's own peak (the ceiling's rows of
+//!    an earlier N: 72 MB "at 1M" in `--flatness` runs, whatever sequin used);
 //! 3. the ceiling, in the same run and cluster: the very rows Sequin wrote,
 //!    dumped with `COPY TO` beforehand (so building them costs nothing), are
 //!    loaded with `COPY` into a staging table and upserted into a fresh table
@@ -44,6 +50,13 @@ pub struct BenchSyncArgs {
     /// Internal: serve the seeded simulator (the benchmark's child process).
     #[arg(long, hide = true)]
     pub serve_sim: bool,
+    /// Internal: run the command after `--`, wait for it and print its exit
+    /// code, peak RSS, CPU and wall time (the measuring helper process).
+    #[arg(long, hide = true)]
+    pub measure: bool,
+    /// The command of `--measure`.
+    #[arg(last = true, hide = true)]
+    pub command: Vec<String>,
 }
 
 /// What one record count measured.
@@ -76,6 +89,9 @@ impl Measured {
 pub fn run(args: BenchSyncArgs) -> Result<()> {
     if args.serve_sim {
         return serve_sim(args.records);
+    }
+    if args.measure {
+        return measure_command(&args.command);
     }
     crate::system::ensure_packages()?;
     let root = crate::root();
@@ -182,6 +198,58 @@ fn start_sim(n: usize) -> Result<(Killed, String, String)> {
     }
 }
 
+/// The measuring helper: runs `command` (stdin and stdout closed, stderr
+/// inherited), waits for it, and prints `measured <exit code> <peak RSS KiB>
+/// <CPU s> <wall s>`. This process is small and fresh from `exec`, so the
+/// peak RSS `wait4` gives is the command's own.
+fn measure_command(command: &[String]) -> Result<()> {
+    let (program, args) = command.split_first().context("no command to measure")?;
+    let t0 = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    let (code, peak_rss_kb, cpu_secs) = wait_with_rusage(&mut child)?;
+    let wall = t0.elapsed().as_secs_f64();
+    println!("measured {code} {peak_rss_kb} {cpu_secs} {wall}");
+    Ok(())
+}
+
+/// Runs `sequin args..` under the measuring helper; returns its exit code,
+/// peak RSS (KiB), CPU seconds and wall seconds.
+fn run_measured(
+    sequin: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+) -> Result<(i32, i64, f64, f64)> {
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let out = Command::new(exe)
+        .args(["bench", "sync", "--measure", "--"])
+        .arg(sequin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .output()
+        .context("starting the measuring helper")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("measured "))
+        .with_context(|| format!("the measuring helper said {text:?}"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() != 4 {
+        bail!("the measuring helper said {line:?}");
+    }
+    Ok((
+        fields[0].parse()?,
+        fields[1].parse()?,
+        fields[2].parse()?,
+        fields[3].parse()?,
+    ))
+}
+
 /// CPU seconds (user + system) a live process has used so far.
 fn proc_cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -260,17 +328,16 @@ fn measure(
     let log_path = dir.path().join("sync.log");
     let sim_cpu_before = proc_cpu_secs(sim.0.id())?;
     eprintln!("running sequin sync --once ...");
-    let t0 = Instant::now();
-    let mut child = Command::new(sequin)
-        .arg("--config")
-        .arg(&config)
-        .args(["sync", "--once"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()
-        .context("starting sequin sync")?;
-    let (code, peak_rss_kb, sequin_cpu_secs) = wait_with_rusage(&mut child)?;
-    let sync_secs = t0.elapsed().as_secs_f64();
+    let (code, peak_rss_kb, sequin_cpu_secs, sync_secs) = run_measured(
+        sequin,
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "sync".as_ref(),
+            "--once".as_ref(),
+        ],
+        &log_path,
+    )?;
     let sim_cpu_secs = proc_cpu_secs(sim.0.id())? - sim_cpu_before;
     drop(sim);
     // Kept for a look at what the run did (timings are in the log).

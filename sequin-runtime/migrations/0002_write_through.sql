@@ -57,7 +57,7 @@ BEGIN
             ERRCODE = '42501',
             MESSAGE = format('%I.%I is synced by Sequin: %s it through the Sequin proxy, which applies the change to the API first',
                              TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP)),
-            HINT = 'Connect to the Sequin proxy (proxy.listen in sequin.yaml) instead of the database directly; COPY, TRUNCATE and writes from functions are refused.',
+            HINT = 'Connect to the Sequin proxy (proxy.listen in sequin.yaml) instead of the database directly; COPY, TRUNCATE, writes through views and writes from functions are refused.',
             SCHEMA = TG_TABLE_SCHEMA,
             TABLE = TG_TABLE_NAME;
     END IF;

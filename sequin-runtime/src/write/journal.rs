@@ -256,9 +256,17 @@ async fn compensate(
             let mut req = SendRequest::new(Priority::Write, ep, &vars);
             req.retry_safe = true;
             match t.client.send_request(req).await {
-                Ok(_) => ("compensated", None),
-                Err(e) if e.status == Some(404) => ("compensated", None),
-                Err(e) => ("compensation_failed", Some(e.to_string())),
+                Ok(_) => {}
+                Err(e) if e.status == Some(404) => {}
+                Err(e) => return ("compensation_failed", Some(e.to_string())),
+            }
+            // Sync may have brought the record in meanwhile.
+            match delete_local(j, t, api_id).await {
+                Ok(()) => ("compensated", None),
+                Err(e) => (
+                    "compensated",
+                    Some(format!("removing the local row failed: {e}")),
+                ),
             }
         }
         "update" => {
@@ -273,22 +281,24 @@ async fn compensate(
             let mut req = SendRequest::new(Priority::Write, ep, &vars);
             req.body = Some(write_body(&t.spec, ep, body));
             req.retry_safe = true;
-            match t.client.send_request(req).await {
-                Ok(_) => ("compensated", None),
-                Err(e) => ("compensation_failed", Some(e.to_string())),
+            if let Err(e) = t.client.send_request(req).await {
+                return ("compensation_failed", Some(e.to_string()));
+            }
+            // Sync may have brought the undone values in meanwhile: put the
+            // record as the API now has it back in the table.
+            match refresh_local(j, t, api_id).await {
+                Ok(()) => ("compensated", None),
+                Err(e) => (
+                    "compensated",
+                    Some(format!("refreshing the local row failed: {e}")),
+                ),
             }
         }
         _ => {
             // The record is gone at the API; the rolled-back transaction
             // brought its row back: remove it.
-            let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
-            let sql = format!(
-                "DELETE FROM {} WHERE {}::text = $1",
-                t.plan.table.qualified(),
-                super::sql::ident(pk)
-            );
-            match j.client.execute(&sql, &[&api_id]).await {
-                Ok(_) => ("irreversible", None),
+            match delete_local(j, t, api_id).await {
+                Ok(()) => ("irreversible", None),
                 Err(e) => (
                     "irreversible",
                     Some(format!("removing the local row failed: {e}")),
@@ -296,4 +306,42 @@ async fn compensate(
             }
         }
     }
+}
+
+/// Removes a record's row (on Sequin's session, which holds the key).
+async fn delete_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), String> {
+    let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
+    let sql = format!(
+        "DELETE FROM {} WHERE {}::text = $1",
+        t.plan.table.qualified(),
+        super::sql::ident(pk)
+    );
+    j.client
+        .execute(&sql, &[&api_id])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a record from the API and writes it over its row.
+async fn refresh_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), String> {
+    let record = super::apply::fetch(t, api_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let doc = super::canonical_doc(t, &record, api_id)?;
+    let columns: Vec<String> = t
+        .plan
+        .table
+        .columns
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
+    let sql = super::sql::write_back(&t.plan.table.qualified(), pk, &columns);
+    let doc = Value::Array(vec![doc]).to_string();
+    j.client
+        .execute(&sql, &[&doc])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -644,6 +644,21 @@ impl WriteThrough {
             sql::write_back(&qualified, &pk, &columns)
         });
         let write_back_params = texts(&[Some(&Value::Array(docs).to_string())]);
+        // A created record the sync engine already brought in (its events
+        // feed or a poll can be faster than this statement, above all after
+        // a retried create) is the same record: its row gives way to the
+        // client's, which then gets the canonical values.
+        let created: Vec<Value> = applied
+            .done
+            .iter()
+            .filter(|(i, d)| matches!(ops[*i], RowOp::Create { .. }) && d.api_id != keys[*i])
+            .map(|(_, d)| Value::String(d.api_id.clone()))
+            .collect();
+        let synced_copy_sql = format!(
+            "DELETE FROM {qualified} WHERE {}::text IN (SELECT jsonb_array_elements_text($1::text::jsonb))",
+            sql::ident(&pk)
+        );
+        let synced_copy_params = texts(&[Some(&Value::Array(created.clone()).to_string())]);
         let reset_params = texts(&[Some(&key)]);
         let shape = self.shape(sql_text);
         let returning = match &shape.returning {
@@ -681,6 +696,15 @@ impl WriteThrough {
             None => None,
         };
         let mut steps = Vec::with_capacity(3);
+        if !created.is_empty() {
+            steps.push(Step::Query(InjectedQuery {
+                sql: &synced_copy_sql,
+                param_types: &[0],
+                param_formats: &[],
+                params: &synced_copy_params,
+                result_formats: &[],
+            }));
+        }
         if let Some(q) = &write_back_sql {
             steps.push(Step::Query(InjectedQuery {
                 sql: q,
@@ -928,7 +952,7 @@ fn final_row(c: &Change, written: Option<&String>) -> Value {
 }
 
 /// The row document of a canonical API record for the write-back.
-fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<Value, String> {
+pub(crate) fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<Value, String> {
     let cells = decode_row(&table.plan.table.columns, record).map_err(|e| e.to_string())?;
     let mut doc = Map::new();
     for (c, cell) in table.plan.table.columns.iter().zip(&cells) {

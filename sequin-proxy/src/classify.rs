@@ -86,10 +86,17 @@ pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
         if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
             walk(node, false, &mut found);
         }
+        // An unqualified name is kept with an empty schema when a synced
+        // table has that name: the session's search_path decides, and the
+        // interceptor asks the server which table it is.
         let writes = found
             .into_iter()
             .filter(|(rv, _, _)| {
-                !rv.schemaname.is_empty() && synced.contains(&rv.schemaname, &rv.relname)
+                if rv.schemaname.is_empty() {
+                    synced.may_be_unqualified(&rv.relname)
+                } else {
+                    synced.contains(&rv.schemaname, &rv.relname)
+                }
             })
             .map(|(rv, kind, in_cte)| TableWrite {
                 table: TableName::new(rv.schemaname.clone(), rv.relname.clone()),
@@ -338,15 +345,31 @@ mod tests {
     }
 
     #[test]
-    fn reads_other_tables_and_unqualified_names_are_not_writes() {
+    fn reads_other_tables_are_not_writes() {
         assert!(writes("select * from stripe.customer").is_empty());
         assert!(writes("insert into public.log select * from stripe.customer").is_empty());
         assert!(writes("update other set x = (select 1 from stripe.customer)").is_empty());
-        assert!(writes("insert into customer values (1)").is_empty());
+        assert!(writes("insert into unrelated values (1)").is_empty());
         assert!(writes("copy stripe.customer to stdout").is_empty());
         let c = classify("not sql at all", &synced().snapshot());
         assert!(c.parse_error.is_some());
         assert!(!c.writes_synced());
+    }
+
+    #[test]
+    fn unqualified_names_of_synced_tables_are_kept_for_the_server_to_resolve() {
+        let c = classify("insert into customer values (1)", &synced().snapshot());
+        let w = &c.statements[0].writes;
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            (w[0].table.schema.as_str(), w[0].table.table.as_str()),
+            ("", "customer")
+        );
+        assert!(
+            synced()
+                .snapshot()
+                .may_mention(b"INSERT INTO Customer VALUES (1)")
+        );
     }
 
     #[test]

@@ -46,19 +46,30 @@ impl std::fmt::Display for TableName {
 #[derive(Debug, Default)]
 pub struct SyncedSet {
     tables: HashSet<TableName>,
-    /// Distinct schema names, lowercased, for the pre-filter.
-    schemas: Vec<Vec<u8>>,
+    /// Distinct schema names and listed table names, lowercased, for the
+    /// pre-filter (a table named without its schema, resolved through the
+    /// session's search_path, contains only its own name).
+    words: Vec<Vec<u8>>,
 }
 
 impl SyncedSet {
     fn new(tables: HashSet<TableName>) -> Self {
-        let mut schemas: Vec<Vec<u8>> = tables
+        let mut words: Vec<Vec<u8>> = tables
             .iter()
-            .map(|t| t.schema.to_ascii_lowercase().into_bytes())
+            .flat_map(|t| [&t.schema, &t.table])
+            .filter(|w| w.as_str() != ALL_TABLES)
+            .map(|w| w.to_ascii_lowercase().into_bytes())
             .collect();
-        schemas.sort();
-        schemas.dedup();
-        SyncedSet { tables, schemas }
+        words.sort();
+        words.dedup();
+        SyncedSet { tables, words }
+    }
+
+    /// Whether a table named `table` without a schema may be a synced one:
+    /// a listed table has that name. Which one it is depends on the
+    /// session's search_path, so the interceptor asks the server.
+    pub fn may_be_unqualified(&self, table: &str) -> bool {
+        self.tables.iter().any(|t| t.table == table)
     }
 
     /// Whether `schema.table` is synced: listed, or in a schema listed
@@ -77,11 +88,12 @@ impl SyncedSet {
     }
 
     /// The cheap pre-filter: can `sql` possibly name a synced table? True
-    /// when it contains a synced schema name (ASCII case-insensitively).
-    /// False positives only cost a parse; false negatives are impossible for
-    /// qualified names, because a qualified name contains its schema.
+    /// when it contains a synced schema name or a listed table's name (ASCII
+    /// case-insensitively). False positives only cost a parse; false
+    /// negatives are impossible for qualified names, because a qualified
+    /// name contains its schema, and for unqualified names of listed tables.
     pub fn may_mention(&self, sql: &[u8]) -> bool {
-        self.schemas
+        self.words
             .iter()
             .any(|s| contains_ignore_ascii_case(sql, s))
     }

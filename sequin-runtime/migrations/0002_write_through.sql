@@ -108,6 +108,49 @@ BEGIN
 END
 $$;
 
+-- The proxy works in the client's session, as the client's role, which
+-- needs no rights on Sequin's tables: it lends a statement its key, and
+-- marks effects (while the statement's key is in force), through these
+-- functions, which ask for the key of a
+-- running Sequin process (known to Sequin alone; only its digest is
+-- stored) so that no client can call them to its own ends.
+CREATE OR REPLACE FUNCTION sequin.lend(process_key text, statement_digest bytea) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sequin.writer_key
+                    WHERE digest = sha256(convert_to(process_key, 'UTF8')) AND holder <> 'statement') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.lend: not a Sequin process key';
+    END IF;
+    INSERT INTO sequin.writer_key (digest, holder) VALUES (statement_digest, 'statement');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin.unlend(process_key text, statement_digest bytea) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sequin.writer_key
+                    WHERE digest = sha256(convert_to(process_key, 'UTF8')) AND holder <> 'statement') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.unlend: not a Sequin process key';
+    END IF;
+    DELETE FROM sequin.writer_key WHERE digest = statement_digest AND holder = 'statement';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin.mark(process_key text, ids uuid[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sequin.writer_key
+                    WHERE digest = sha256(convert_to(process_key, 'UTF8')) AND holder <> 'statement') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.mark: not a Sequin process key';
+    END IF;
+    INSERT INTO sequin.write_marker (id) SELECT unnest(ids);
+END
+$$;
+
+-- Clients may call Sequin's functions (each checks what it must); Sequin's
+-- tables stay closed to them.
+GRANT USAGE ON SCHEMA sequin TO PUBLIC;
+
 -- Installs the guard and the capture triggers on one synced table.
 CREATE OR REPLACE FUNCTION sequin.protect(t regclass) RETURNS void
 LANGUAGE plpgsql AS $$

@@ -56,6 +56,47 @@ pub fn upstream(database_url: &str) -> Result<Upstream, ServeError> {
     Ok(Upstream { host, port })
 }
 
+/// How often the names of the synced tables are read again.
+const TABLES_EVERY: Duration = Duration::from_secs(5);
+
+/// The synced set: every table of `schemas` (by wildcard, so a table
+/// created a moment ago is covered), plus the names of the tables there now.
+async fn refresh_synced(synced: &SyncedTables, url: &str, schemas: &[String]) {
+    let mut tables: Vec<TableName> = schemas
+        .iter()
+        .map(|s| TableName::new(s.as_str(), ALL_TABLES))
+        .collect();
+    let listed = async {
+        let client = crate::store::connect(url).await?;
+        client
+            .query(
+                "SELECT table_schema::text, table_name::text FROM information_schema.tables
+                  WHERE table_schema = ANY($1) AND table_type = 'BASE TABLE'",
+                &[&schemas],
+            )
+            .await
+            .map_err(|source| StoreError::Db {
+                context: "listing synced tables".into(),
+                source,
+            })
+    };
+    match listed.await {
+        Ok(rows) => tables.extend(
+            rows.iter()
+                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))),
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot list the synced tables"),
+    }
+    // Unchanged: keep the set (a new one drops the proxy's statement cache).
+    let snapshot = synced.snapshot();
+    let now: std::collections::HashSet<&TableName> = snapshot.tables().collect();
+    let changed = now.len() != tables.len() || tables.iter().any(|t| !now.contains(t));
+    drop(now);
+    if changed {
+        synced.replace(tables);
+    }
+}
+
 /// How often write-through looks up the connections' objects again.
 const CATALOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -79,15 +120,17 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
     }
     // Every table of a connection's schema is synced, also one discovered
     // later (an Airtable table); Sequin's own schema is in the set too:
-    // clients may not write it.
-    pc.synced = SyncedTables::new(
-        config
-            .connections
-            .iter()
-            .map(|c| c.name.as_str())
-            .chain(["sequin"])
-            .map(|schema| TableName::new(schema, ALL_TABLES)),
-    );
+    // clients may not write it. The tables' names are listed as well, for
+    // statements that name them without a schema (search_path).
+    let schemas: Vec<String> = config
+        .connections
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(["sequin".to_string()])
+        .collect();
+    let synced = SyncedTables::default();
+    refresh_synced(&synced, &url, &schemas).await;
+    pc.synced = synced.clone();
     let writes = WriteThrough::new(config).await?;
     let reconciler = tokio::spawn(write::journal::reconcile(
         url.clone(),
@@ -103,11 +146,18 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
         })?;
     tracing::info!(listen = %proxy.local_addr(), "proxy listening");
     let handle = proxy.spawn();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             // New custom fields and tables reach write-through by this
             // refresh, or sooner when a statement names an unknown table.
-            _ = tokio::time::sleep(CATALOG_EVERY) => writes.refresh().await,
+            _ = tokio::time::sleep(TABLES_EVERY) => {
+                refresh_synced(&synced, &url, &schemas).await;
+                ticks += 1;
+                if ticks % (CATALOG_EVERY.as_secs() / TABLES_EVERY.as_secs()) == 0 {
+                    writes.refresh().await;
+                }
+            }
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
         }
     }

@@ -70,12 +70,20 @@ impl Table {
     /// The column of an API field name, if it is one.
     fn column_of(&self, field: Option<&str>) -> Option<String> {
         let f = field?;
-        self.plan
-            .table
-            .columns
-            .iter()
-            .find(|c| &*c.api_name == f || &*c.path == f || c.path.ends_with(&format!(".{f}")))
-            .map(|c| c.name.to_string())
+        let find = |f: &str| {
+            self.plan
+                .table
+                .columns
+                .iter()
+                .find(|c| &*c.api_name == f || &*c.path == f || c.path.ends_with(&format!(".{f}")))
+                .map(|c| c.name.to_string())
+        };
+        // A member of a nested field (Stripe's form keys
+        // `invoice_settings[footer]`, dotted paths) belongs to its column.
+        find(f).or_else(|| {
+            let top = f.split(['[', '.']).next().unwrap_or(f);
+            (top != f).then(|| find(top)).flatten()
+        })
     }
 }
 
@@ -157,6 +165,9 @@ impl WriteThrough {
                 lookup_errors: std::sync::Mutex::new(HashMap::new()),
             }),
         };
+        // Registers this process's key, which the proxy's statements show
+        // `sequin.lend`, before the first write.
+        let _ = w.journal().await;
         w.refresh().await;
         Ok(w)
     }
@@ -302,6 +313,17 @@ fn failed(reply: &Reply) -> bool {
 
 impl WriteThrough {
     async fn run(&self, ctx: &mut InterceptContext<'_>) -> Result<Outcome, InjectError> {
+        match self.run_statements(ctx).await {
+            // A statement of Sequin's own failed at the server: the client's
+            // transaction is aborted by it, and the client gets its error.
+            Err(InjectError::Server(e)) => {
+                Ok(Outcome::Respond(vec![BackendMessage::ErrorResponse(e)]))
+            }
+            other => other,
+        }
+    }
+
+    async fn run_statements(&self, ctx: &mut InterceptContext<'_>) -> Result<Outcome, InjectError> {
         let st = ctx.statement().clone();
         if st.classification.parse_error.is_some() || ctx.transaction_status() == b'E' {
             return Ok(Outcome::PassThrough);
@@ -324,18 +346,31 @@ impl WriteThrough {
                 let Some(stmt) = st.classification.statements.first() else {
                     return Ok(Outcome::PassThrough);
                 };
-                self.statement(ctx, &st, &stmt.sql, &stmt.writes, &mut reply)
+                let writes = self.resolve(ctx, &stmt.writes).await?;
+                if writes.is_empty() {
+                    return Ok(Outcome::PassThrough);
+                }
+                self.statement(ctx, &st, &stmt.sql, &writes, &mut reply)
                     .await?;
             }
             Protocol::Simple => {
-                if st.classification.statements.is_empty() {
+                let statements = &st.classification.statements;
+                if statements.is_empty() {
                     return Ok(Outcome::PassThrough);
                 }
-                for stmt in &st.classification.statements {
-                    if stmt.writes.is_empty() {
+                if let [only] = statements.as_slice()
+                    && self.resolve(ctx, &only.writes).await?.is_empty()
+                {
+                    return Ok(Outcome::PassThrough);
+                }
+                for stmt in statements {
+                    // Resolved when it runs: an earlier statement of the
+                    // query may have changed the search_path.
+                    let writes = self.resolve(ctx, &stmt.writes).await?;
+                    if writes.is_empty() {
                         plain(ctx, &stmt.sql, &mut reply).await?;
                     } else {
-                        self.statement(ctx, &st, &stmt.sql, &stmt.writes, &mut reply)
+                        self.statement(ctx, &st, &stmt.sql, &writes, &mut reply)
                             .await?;
                     }
                     if failed(&reply) {
@@ -345,6 +380,45 @@ impl WriteThrough {
             }
         }
         Ok(Outcome::Respond(reply))
+    }
+
+    /// The synced tables a statement writes, with the schema of each
+    /// unqualified name resolved by the server through the session's
+    /// search_path (only names some synced table has reach here). Tables
+    /// that turn out not to be synced are left out.
+    async fn resolve(
+        &self,
+        ctx: &mut InterceptContext<'_>,
+        writes: &[sequin_proxy::TableWrite],
+    ) -> Result<Vec<sequin_proxy::TableWrite>, InjectError> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            if !w.table.schema.is_empty() {
+                out.push(w.clone());
+                continue;
+            }
+            let name = sql::ident(&w.table.table);
+            let resolved = ctx
+                .query(
+                    "SELECT n.nspname::text FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.oid = pg_catalog.to_regclass($1)",
+                    &[Some(&name)],
+                )
+                .await;
+            // A failure here (the server is not skipping: the transaction
+            // was checked) becomes the client's error in `run`.
+            let schema = text_at(&resolved?, 0, 0);
+            let synced = schema.as_deref().is_some_and(|s| {
+                s == "sequin" || self.inner.connections.iter().any(|c| c.config.name == s)
+            });
+            if let (true, Some(schema)) = (synced, schema) {
+                let mut w = w.clone();
+                w.table = sequin_proxy::TableName::new(schema, w.table.table.clone());
+                out.push(w);
+            }
+        }
+        Ok(out)
     }
 
     /// Refuses a statement: the client's transaction is aborted (as after
@@ -480,16 +554,19 @@ impl WriteThrough {
         // The steps up to the capture go in one round trip.
         let cap = table.max_rows.to_string();
         let key = crate::guard::statement_key();
-        let prep_params = texts(&[Some(&key), Some(&cap), Some(&api)]);
+        let prep_params = texts(&[
+            Some(&key),
+            Some(&cap),
+            Some(&api),
+            Some(crate::guard::key()),
+        ]);
         let prep = InjectedQuery {
-            sql: "WITH k AS (INSERT INTO sequin.writer_key (digest, holder)
-                            VALUES (sha256(convert_to($1, 'UTF8')), 'statement') RETURNING 1)
-                 SELECT txid_current()::text, set_config('sequin.write_key', $1, true),
+            sql: "SELECT txid_current()::text, sequin.lend($4, sha256(convert_to($1, 'UTF8'))),
+                        set_config('sequin.write_key', $1, true),
                         set_config('sequin.capture', 'on', true), set_config('sequin.capture_cap', $2, true),
                         set_config('sequin.capture_api', $3, true), set_config('sequin.captured', '', true),
-                        set_config('sequin.captured_n', '0', true)
-                   FROM k",
-            param_types: &[0, 0, 0],
+                        set_config('sequin.captured_n', '0', true)",
+            param_types: &[0, 0, 0, 0],
             param_formats: &[],
             params: &prep_params,
             result_formats: &[],
@@ -659,7 +736,7 @@ impl WriteThrough {
             sql::ident(&pk)
         );
         let synced_copy_params = texts(&[Some(&Value::Array(created.clone()).to_string())]);
-        let reset_params = texts(&[Some(&key)]);
+        let reset_params = texts(&[Some(&key), Some(crate::guard::key())]);
         let shape = self.shape(sql_text);
         let returning = match &shape.returning {
             Some(list) => {
@@ -716,28 +793,30 @@ impl WriteThrough {
         }
         // Markers of the effects, in the client's (sub)transaction: see
         // `journal` for what their absence after a commit means.
-        let marker_params = texts(&[Some(
-            &Value::Array(
-                entries
-                    .iter()
-                    .map(|e| Value::String(e.id.to_string()))
-                    .collect(),
-            )
-            .to_string(),
-        )]);
+        let marker_params = texts(&[
+            Some(
+                &Value::Array(
+                    entries
+                        .iter()
+                        .map(|e| Value::String(e.id.to_string()))
+                        .collect(),
+                )
+                .to_string(),
+            ),
+            Some(crate::guard::key()),
+        ]);
         if !entries.is_empty() {
             steps.push(Step::Query(InjectedQuery {
-                sql: "INSERT INTO sequin.write_marker (id) SELECT jsonb_array_elements_text($1::text::jsonb)::uuid",
-                param_types: &[0],
+                sql: "SELECT sequin.mark($2, ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)::uuid))",
+                param_types: &[0, 0],
                 param_formats: &[],
                 params: &marker_params,
                 result_formats: &[],
             }));
         }
         steps.push(Step::Query(InjectedQuery {
-            sql: "WITH d AS (DELETE FROM sequin.writer_key WHERE digest = sha256(convert_to($1, 'UTF8')) RETURNING 1)
-                  SELECT set_config('sequin.write_key', '', true), (SELECT count(*) FROM d)",
-            param_types: &[0],
+            sql: "SELECT sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
+            param_types: &[0, 0],
             param_formats: &[],
             params: &reset_params,
             result_formats: &[],

@@ -3,7 +3,8 @@
 //! `backfilling N%`, N being the rows in the table against that count; the
 //! real binary syncs a Salesforce simulator into a real Postgres, and the
 //! API goes down mid-backfill so the state can be looked at while it stays
-//! put.
+//! put. And on a terminal (a pty from `script`) each backfill draws a bar,
+//! with a percentage when the API gives the count, and log lines stay whole.
 //!
 //! It lives in `sequin-runtime/tests` because only this package's tests get
 //! the built binary (`CARGO_BIN_EXE_sequin`).
@@ -216,14 +217,25 @@ async fn on_a_terminal_each_backfill_has_a_bar_and_log_lines_stay_whole() {
     .await
     .unwrap();
     sim.stripe().seed_customers(CUSTOMERS);
+    // Salesforce gives the query's size: its bar has a length and percent.
+    let sf_sim = sequin_sim::start(
+        SimConfig::new(Api::Salesforce)
+            .seed_records(2500)
+            .rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let scratch = Scratch::new("bars");
     let config = scratch.write(
         "sequin.yaml",
         &format!(
-            "database_url: {}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: \"{}\" }}\n    objects: [customer]\n",
+            "database_url: {}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: \"{}\" }}\n    objects: [customer]\n  - name: salesforce\n    connector: salesforce\n    base_url: {sf}\n    token_url: {sf}/services/oauth2/token\n    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}\n    objects: [account]\n",
             db.url,
             sim.base_url(),
-            sim.token()
+            sim.token(),
+            sf = sf_sim.base_url(),
+            refresh = sf_sim.salesforce().refresh_token(),
         ),
     );
     // `script` gives the process a pseudo-terminal and copies what it
@@ -253,12 +265,18 @@ async fn on_a_terminal_each_backfill_has_a_bar_and_log_lines_stay_whole() {
             && text.contains(") done"),
         "no finished bar for stripe.customer in:\n{text}"
     );
+    assert!(
+        text.lines()
+            .chain(text.split('\r'))
+            .any(|l| l.contains("salesforce.account") && l.contains("2,500/2,500 100%")),
+        "no finished bar with a percentage for salesforce.account in:\n{text}"
+    );
     // Every log line is whole on its own line: the timestamp first and the
     // fields after the message (bars are cleared while a line is written).
     let segments: Vec<&str> = text.split(['\n', '\r']).collect();
     let done = segments
         .iter()
-        .find(|l| l.contains("backfill done"))
+        .find(|l| l.contains("backfill done") && l.contains("connection=stripe"))
         .unwrap_or_else(|| panic!("no `backfill done` line in:\n{text}"));
     let stamp = done.split_whitespace().next().unwrap_or_default();
     assert!(

@@ -218,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn bar_templates_parse() {
+        // `expect`ed at run time: a typo would panic the first backfill.
+        let _ = counting_style();
+        let _ = total_style();
+        // A hidden bar goes through the same calls as a shown one.
+        let bar = ProgressBar::hidden();
+        bar.set_style(total_style());
+        bar.set_length(10);
+        bar.set_position(4);
+        assert_eq!(bar.position(), 4);
+    }
+
+    #[test]
     fn counts_without_bars() {
         let mut p = Backfill::start("stripe", "customer", 5000);
         p.set_total(12_000);

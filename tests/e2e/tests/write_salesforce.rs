@@ -1121,5 +1121,54 @@ async fn unqualified_names_resolve_through_search_path() {
         assert!(sf.get("Contact", &id).is_none());
     }
     assert_eq!(sf.count("Contact", false), before);
+
+    // A plain table of the same name earlier in the search_path is the one
+    // written (Postgres' resolution decides), and nothing reaches the org.
+    t.pg.batch_execute("create table public.contact (last_name text)")
+        .await
+        .unwrap();
+    in_session
+        .batch_execute("set search_path = public, salesforce")
+        .await
+        .unwrap();
+    let n = in_session
+        .execute("insert into contact (last_name) values ('Shadowed')", &[])
+        .await
+        .expect("an insert into the plain public.contact");
+    assert_eq!(n, 1);
+    assert_eq!(
+        count(
+            &t.pg,
+            "select count(*) from public.contact where last_name = 'Shadowed'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &t.pg,
+            "select count(*) from salesforce.contact where last_name = 'Shadowed'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(sf.count("Contact", false), before);
+    // Back to the synced table first: written through again.
+    in_session
+        .batch_execute("set search_path = salesforce, public")
+        .await
+        .unwrap();
+    let id: String = in_session
+        .query_one(
+            "insert into contact (last_name) values ('Unshadowed') returning id",
+            &[],
+        )
+        .await
+        .expect("an unqualified insert into the synced table")
+        .get(0);
+    assert_eq!(
+        sf.get("Contact", &id).expect("in the org")["LastName"],
+        "Unshadowed"
+    );
     t.finish().await;
 }

@@ -154,7 +154,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
             _ = tokio::time::sleep(TABLES_EVERY) => {
                 refresh_synced(&synced, &url, &schemas).await;
                 ticks += 1;
-                if ticks % (CATALOG_EVERY.as_secs() / TABLES_EVERY.as_secs()) == 0 {
+                if ticks.is_multiple_of(CATALOG_EVERY.as_secs() / TABLES_EVERY.as_secs()) {
                     writes.refresh().await;
                 }
             }

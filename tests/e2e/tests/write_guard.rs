@@ -433,3 +433,59 @@ async fn an_application_role_writes_through_the_proxy() {
     drop(proxied);
     t.finish().await;
 }
+
+/// The key the proxy lends a statement opens that statement's table to
+/// write-through only: a function the statement calls cannot use it to
+/// TRUNCATE (or otherwise change behind the capture) another synced table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lent_key_opens_only_its_statement() {
+    let t = Setup::start(Api::Salesforce, 5, "write_guard_lent", |sim| {
+        salesforce_connection(sim, "contact, account")
+    })
+    .await;
+    t.wait_objects_live("salesforce", &["contact", "account"])
+        .await;
+    let sf = t.sim.salesforce();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let accounts = count(pg, "select count(*) from salesforce.account").await;
+    assert_eq!(accounts, 5);
+    let contacts = sf.count("Contact", false);
+    pg.batch_execute(
+        "create function public.truncate_accounts() returns text language plpgsql as $$
+         begin truncate salesforce.account; return 'Truncator'; end $$;
+         create function public.rename_accounts() returns text language plpgsql as $$
+         begin update salesforce.account set name = 'Renamed'; return 'Renamer'; end $$;",
+    )
+    .await
+    .unwrap();
+    for (sql, what) in [
+        (
+            "insert into salesforce.contact (last_name) values (public.truncate_accounts())",
+            "a TRUNCATE of another synced table inside a written-through INSERT",
+        ),
+        (
+            "insert into salesforce.contact (last_name) values (public.rename_accounts())",
+            "an UPDATE of another synced table inside a written-through INSERT",
+        ),
+    ] {
+        let err = expect_err(proxy.execute(sql, &[]).await, what);
+        let code = db_error(&err).code().code().to_string();
+        assert!(code == "42501" || code == "0A000", "{what}: {err:?}");
+        assert_eq!(
+            count(
+                pg,
+                "select count(*) from salesforce.account where name <> 'Renamed'"
+            )
+            .await,
+            accounts,
+            "{what}: Postgres keeps every account"
+        );
+        assert_eq!(sf.count("Account", false), 5, "{what}");
+        assert_eq!(
+            sf.count("Contact", false),
+            contacts,
+            "{what}: no contact created"
+        );
+    }
+    t.finish().await;
+}

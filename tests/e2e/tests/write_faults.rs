@@ -828,11 +828,26 @@ async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reve
 /// from Stripe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
-    let db = sequin_pgtemp::Database::create("write_faults_disconnect").unwrap();
-    let stack = Stack::start(Which::Stripe, &db.url, None).await;
+    disconnect_mid_write(Which::Stripe).await;
+}
 
-    // 1. Autocommit INSERT; the client drops its socket while the API call
-    //    is in flight.
+/// The same with Salesforce, whose creates are never repeated: the
+/// uncommitted contact is deleted from the org again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnecting_mid_write_salesforce() {
+    disconnect_mid_write(Which::Salesforce).await;
+}
+
+async fn disconnect_mid_write(which: Which) {
+    let db = sequin_pgtemp::Database::create("write_faults_disconnect").unwrap();
+    let stack = Stack::start(which, &db.url, None).await;
+    let (sql, id_prefix) = match which {
+        Which::Stripe => (STRIPE_INSERT, "cus_"),
+        Which::Salesforce => (SALESFORCE_INSERT, "003"),
+    };
+
+    // 1. An INSERT (autocommit, then inside BEGIN); the client drops its
+    //    socket while the API call is in flight.
     for in_transaction in [false, true] {
         let email = format!("gone-mid-call-{in_transaction}@example.com");
         let (client, conn) = stack.client().await;
@@ -840,12 +855,15 @@ async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
             client.batch_execute("BEGIN").await.unwrap();
         }
         let before = stack.creates();
-        let insert = tokio::spawn(async move {
-            client
-                .query_one(STRIPE_INSERT, &[&email, &"Gone Mid Call"])
-                .await
-                .map(|r| r.get::<_, String>(0))
-        });
+        let insert = {
+            let email = email.clone();
+            tokio::spawn(async move {
+                client
+                    .query_one(sql, &[&email, &"Gone Mid Call"])
+                    .await
+                    .map(|r| r.get::<_, String>(0))
+            })
+        };
         let slow = Faults {
             latency: IN_FLIGHT_LATENCY,
             ..Faults::default()
@@ -854,18 +872,17 @@ async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
         assert_eq!(stack.creates(), before + 1, "the create reached the API");
         conn.abort();
         insert.abort();
-        let email = format!("gone-mid-call-{in_transaction}@example.com");
         // Let the API call finish and the proxy notice.
         tokio::time::sleep(IN_FLIGHT_LATENCY).await;
         let settled = stack.settle(&email).await;
         eprintln!(
-            "disconnect mid-call (in transaction: {in_transaction}): the customer exists {} time(s)",
+            "{which:?}: disconnect mid-call (in transaction: {in_transaction}): the record exists {} time(s)",
             settled.len()
         );
         if in_transaction {
             assert!(
                 settled.is_empty(),
-                "an uncommitted transaction's create is compensated: {settled:?}"
+                "{which:?}: an uncommitted transaction's create is compensated: {settled:?}"
             );
         }
     }
@@ -875,21 +892,22 @@ async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
     let (client, conn) = stack.client().await;
     client.batch_execute("BEGIN").await.unwrap();
     let id: String = client
-        .query_one(STRIPE_INSERT, &[&email, &"Gone Before Commit"])
+        .query_one(sql, &[&email, &"Gone Before Commit"])
         .await
         .unwrap()
         .get(0);
-    assert!(id.starts_with("cus_"), "the Stripe id: {id}");
-    assert!(
-        stack.sim.stripe().get(Kind::Customer, &id).is_some(),
-        "the create reached Stripe when the statement ran"
+    assert!(id.starts_with(id_prefix), "{which:?}: the API's id: {id}");
+    assert_eq!(
+        stack.api_ids_with_email(email).await,
+        vec![id.clone()],
+        "{which:?}: the create reached the API when the statement ran"
     );
     conn.abort();
     drop(client);
     stack.wait_journal(&id, "compensated").await;
     assert!(
-        stack.sim.stripe().get(Kind::Customer, &id).is_none(),
-        "the compensation deleted the customer from Stripe"
+        stack.api_ids_with_email(email).await.is_empty(),
+        "{which:?}: the compensation deleted the record from the API"
     );
     assert!(stack.settle(email).await.is_empty());
 }

@@ -4,9 +4,12 @@
 //! the proxy: a direct connection's INSERT, UPDATE, DELETE, COPY, TRUNCATE,
 //! with or without a forged `sequin.write_key`, in a DO block or a function;
 //! and through the proxy, writes hidden in a DO block or a function, even
-//! after setting `sequin.write_key`, and writes to Sequin's own tables.
-//! After all of them Postgres and the API hold exactly what they held.
-
+//! after setting `sequin.write_key`, COPY, and writes to Sequin's own
+//! tables. The key a statement can read does not outlive it. After all of
+//! them Postgres and the API hold exactly what they held. An application
+//! role with DML rights only writes through the proxy and nowhere else; a
+//! function called by a written-through statement cannot use its key on
+//! another synced table.
 mod write_common;
 
 use sequin_sim::Api;
@@ -437,6 +440,8 @@ async fn an_application_role_writes_through_the_proxy() {
 /// The key the proxy lends a statement opens that statement's table to
 /// write-through only: a function the statement calls cannot use it to
 /// TRUNCATE (or otherwise change behind the capture) another synced table.
+/// The client is a role that may TRUNCATE the synced tables but owns none
+/// (an owner could drop the triggers: the README's stated limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lent_key_opens_only_its_statement() {
     let t = Setup::start(Api::Salesforce, 5, "write_guard_lent", |sim| {
@@ -446,18 +451,44 @@ async fn a_lent_key_opens_only_its_statement() {
     t.wait_objects_live("salesforce", &["contact", "account"])
         .await;
     let sf = t.sim.salesforce();
-    let (pg, proxy) = (&t.pg, &t.proxy);
-    let accounts = count(pg, "select count(*) from salesforce.account").await;
-    assert_eq!(accounts, 5);
-    let contacts = sf.count("Contact", false);
-    pg.batch_execute(
-        "create function public.truncate_accounts() returns text language plpgsql as $$
+    let pg = &t.pg;
+    let role = format!("sequin_maint_{}", std::process::id());
+    let _drop_role = DropRole {
+        role: role.clone(),
+        database_url: t.db.url.clone(),
+        database: t.db.name.clone(),
+    };
+    pg.batch_execute(&format!(
+        "create role {role} login password 'maint';
+         grant connect on database \"{db}\" to {role};
+         grant usage on schema salesforce to {role};
+         grant select, insert, update, delete, truncate on all tables in schema salesforce to {role};
+         create function public.truncate_accounts() returns text language plpgsql as $$
          begin truncate salesforce.account; return 'Truncator'; end $$;
          create function public.rename_accounts() returns text language plpgsql as $$
          begin update salesforce.account set name = 'Renamed'; return 'Renamer'; end $$;",
-    )
+        db = t.db.name
+    ))
     .await
     .unwrap();
+    let proxied = {
+        let (scheme, rest) = t.proxy_url.split_once("://").unwrap();
+        let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+        connect_when_up(&format!("{scheme}://{role}:maint@{host}")).await
+    };
+    // A direct TRUNCATE by this role is refused by the guard.
+    let direct = {
+        let (scheme, rest) = t.db.url.split_once("://").unwrap();
+        let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+        connect_when_up(&format!("{scheme}://{role}:maint@{host}")).await
+    };
+    assert_guard_refusal(
+        direct.execute("truncate salesforce.account", &[]).await,
+        "a direct TRUNCATE by a role with the TRUNCATE privilege",
+    );
+    let accounts = count(pg, "select count(*) from salesforce.account").await;
+    assert_eq!(accounts, 5);
+    let contacts = sf.count("Contact", false);
     for (sql, what) in [
         (
             "insert into salesforce.contact (last_name) values (public.truncate_accounts())",
@@ -468,7 +499,7 @@ async fn a_lent_key_opens_only_its_statement() {
             "an UPDATE of another synced table inside a written-through INSERT",
         ),
     ] {
-        let err = expect_err(proxy.execute(sql, &[]).await, what);
+        let err = expect_err(proxied.execute(sql, &[]).await, what);
         let code = db_error(&err).code().code().to_string();
         assert!(code == "42501" || code == "0A000", "{what}: {err:?}");
         assert_eq!(
@@ -487,5 +518,7 @@ async fn a_lent_key_opens_only_its_statement() {
             "{what}: no contact created"
         );
     }
+    drop(direct);
+    drop(proxied);
     t.finish().await;
 }

@@ -443,5 +443,45 @@ async fn airtable_write_through() {
         1
     );
 
+    // --- A create and an update rolled back are undone at Airtable.
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let rolled: String = proxy
+        .query_one(
+            "insert into airtable.contacts (name) values ('Rolled Back') returning id",
+            &[],
+        )
+        .await
+        .expect("insert in a transaction")
+        .get(0);
+    proxy
+        .execute(
+            "update airtable.contacts set company = 'Rolled Back' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("update in a transaction");
+    assert!(
+        at.get(DEMO_BASE_ID, TABLE, &rolled).is_some(),
+        "applied when the statement ran"
+    );
+    proxy.batch_execute("ROLLBACK").await.unwrap();
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the rolled-back create and update undone at Airtable",
+        || async {
+            let created = at.get(DEMO_BASE_ID, TABLE, &rolled).is_some();
+            let company = at.get(DEMO_BASE_ID, TABLE, &andrea).unwrap()["fields"]
+                .get("Company")
+                .cloned();
+            (!created && company.is_none(), (created, company))
+        },
+    )
+    .await;
+    assert_eq!(records(), live);
+    assert_eq!(
+        count(pg, "select count(*) from airtable.contacts where name = 'Rolled Back' or company = 'Rolled Back'").await,
+        0
+    );
+
     t.finish().await;
 }

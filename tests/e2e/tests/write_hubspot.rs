@@ -495,5 +495,43 @@ async fn hubspot_write_through() {
     assert_eq!(db_error(&err).code().code(), "23514");
     assert_eq!(contacts(), live);
 
+    // --- A create and an update rolled back are undone at HubSpot.
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let rolled: String = proxy
+        .query_one(
+            "insert into hubspot.contact (email, lastname) values ('rolled@back.example', 'Rolled Back') returning id",
+            &[],
+        )
+        .await
+        .expect("insert in a transaction")
+        .get(0);
+    proxy
+        .execute(
+            "update hubspot.contact set firstname = 'Rolled Back' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("update in a transaction");
+    assert!(
+        hs.get(CONTACTS, &rolled).is_some(),
+        "applied when the statement ran"
+    );
+    proxy.batch_execute("ROLLBACK").await.unwrap();
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the rolled-back create and update undone at HubSpot",
+        || async {
+            let created = hs.get(CONTACTS, &rolled).is_some();
+            let first = hs.get(CONTACTS, &andrea).unwrap()["properties"]["firstname"].clone();
+            (!created && first != "Rolled Back", (created, first))
+        },
+    )
+    .await;
+    assert_eq!(contacts(), live);
+    assert_eq!(
+        count(pg, "select count(*) from hubspot.contact where lastname = 'Rolled Back' or firstname = 'Rolled Back'").await,
+        0
+    );
+
     t.finish().await;
 }

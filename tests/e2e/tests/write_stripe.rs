@@ -506,5 +506,47 @@ async fn stripe_write_through() {
         },
     );
 
+    // --- A create and an update rolled back are undone at Stripe.
+    proxy.batch_execute("BEGIN").await.unwrap();
+    let rolled: String = proxy
+        .query_one(
+            "insert into stripe.customer (name) values ('Rolled Back') returning id",
+            &[],
+        )
+        .await
+        .expect("insert in a transaction")
+        .get(0);
+    proxy
+        .execute(
+            "update stripe.customer set phone = '+39 0444 000000' where id = $1",
+            &[&andrea],
+        )
+        .await
+        .expect("update in a transaction");
+    assert!(
+        stripe.get(Kind::Customer, &rolled).is_some(),
+        "applied when the statement ran"
+    );
+    proxy.batch_execute("ROLLBACK").await.unwrap();
+    sequin_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "the rolled-back create and update undone at Stripe",
+        || async {
+            let created = stripe.get(Kind::Customer, &rolled).is_some();
+            let phone = stripe.get(Kind::Customer, &andrea).unwrap()["phone"].clone();
+            (!created && phone.is_null(), (created, phone))
+        },
+    )
+    .await;
+    assert_eq!(customers(), live);
+    assert_eq!(
+        count(
+            pg,
+            &format!("select count(*) from stripe.customer where name = 'Rolled Back' or (id = '{andrea}' and phone is not null)")
+        )
+        .await,
+        0
+    );
+
     t.finish().await;
 }

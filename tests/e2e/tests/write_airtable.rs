@@ -1,12 +1,12 @@
 //! Write-through to Airtable through the Sequin proxy (issue #6), against
-//! the Airtable simulator: INSERT ... RETURNING gets Airtable's `rec` id and
-//! its computed fields, a multi-row INSERT (batches of 10), an UPDATE by an
-//! arbitrary WHERE, every kind of cell (date-time, multiple select, number,
-//! checkbox), a DELETE; refusals by Airtable (records deleted by a
+//! the Airtable simulator: INSERT ... RETURNING gets Airtable's `rec` id
+//! and its computed fields, a multi-row INSERT (batches of 10), an UPDATE
+//! by an arbitrary WHERE, every kind of cell (date-time, multiple select,
+//! number, checkbox), a DELETE; refusals by Airtable (records deleted by a
 //! collaborator behind the engine's back, also in the last of several
 //! requests, whose predecessors are then undone), computed (read-only)
-//! columns, too many rows; a failed write in an explicit transaction.
-
+//! columns, too many rows; explicit transactions (a failed write aborts it;
+//! a create and an update rolled back are undone upstream).
 mod write_common;
 
 use sequin_sim::Api;

@@ -1,13 +1,12 @@
-//! Write-through to HubSpot through the Sequin proxy (issue #6), against the
-//! HubSpot simulator: INSERT ... RETURNING gets HubSpot's id and the
+//! Write-through to HubSpot through the Sequin proxy (issue #6), against
+//! the HubSpot simulator: INSERT ... RETURNING gets HubSpot's id and the
 //! properties HubSpot sets, a multi-row INSERT (batch create), an UPDATE by
 //! an arbitrary WHERE, NULL clearing a property, custom (discovered)
-//! properties, a DELETE (archive); refusals by HubSpot (an option the portal
-//! does not have, an email another contact has, a batch reaching a contact
-//! archived behind the engine's back) and local ones (email format,
-//! read-only columns, too many rows); a failed write in an explicit
-//! transaction.
-
+//! properties, a DELETE (archive); refusals by HubSpot (an option the
+//! portal does not have, an email another contact has, a batch reaching a
+//! contact archived behind the engine's back) and local ones (email format,
+//! read-only columns, too many rows); explicit transactions (a failed write
+//! aborts it; a create and an update rolled back are undone upstream).
 mod write_common;
 
 use sequin_sim::Api;

@@ -6,9 +6,9 @@
 //! has, a customer deleted behind the engine's back, an unknown nested
 //! parameter in the second row of a multi-row insert, whose first row is
 //! then undone) and local ones (email format, enum, read-only and
-//! create-only columns, a delete prices do not have, too many rows); a
-//! failed write in an explicit transaction.
-
+//! create-only columns, a delete prices do not have, too many rows);
+//! explicit transactions (a failed write aborts it; a create and an update
+//! rolled back are undone upstream).
 mod write_common;
 
 use sequin_sim::Api;

@@ -557,6 +557,20 @@ async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
         stack.wait_journal(&id, "committed").await;
         assert_eq!(stack.settle(&email).await, vec![id]);
     }
+    // Without faults, creates back to back while the events feed is polled
+    // every 100 ms: now and then sync stores a customer while its write-back
+    // is running, and the statement must still succeed.
+    for n in 0..40 {
+        let email = format!("back-to-back-{n}@example.com");
+        let id: String = client
+            .query_one(STRIPE_INSERT, &[&email, &"Back To Back"])
+            .await
+            .unwrap_or_else(|e| panic!("create {n} racing the sync of its record: {e:?}"))
+            .get(0);
+        assert!(id.starts_with("cus_"), "the Stripe id: {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.settle("back-to-back-0@example.com").await;
 }
 
 /// Salesforce: a create that fails ambiguously is not retried (a second

@@ -10,6 +10,9 @@ CREATE TABLE IF NOT EXISTS sequin.writer_key (
     holder text NOT NULL,
     created_at timestamp with time zone NOT NULL DEFAULT now()
 );
+-- A key lent to one statement opens its target table only (a function the
+-- statement calls cannot use it on another synced table).
+ALTER TABLE sequin.writer_key ADD COLUMN IF NOT EXISTS relid oid;
 
 -- Every effect write-through had on an API, with what undoes it. `xid` is the
 -- client's transaction: its outcome (txid_status) decides whether the effect
@@ -50,8 +53,13 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
     k text := current_setting('sequin.write_key', true);
 BEGIN
+    -- A process key opens every table; a key lent to a statement opens its
+    -- target only, and never for TRUNCATE (which fires no row trigger, so
+    -- the statement's capture would not see it).
     IF k IS NULL OR k = '' OR NOT EXISTS (
-        SELECT 1 FROM sequin.writer_key WHERE digest = sha256(convert_to(k, 'UTF8'))
+        SELECT 1 FROM sequin.writer_key
+         WHERE digest = sha256(convert_to(k, 'UTF8'))
+           AND (holder <> 'statement' OR (relid = TG_RELID AND TG_OP <> 'TRUNCATE'))
     ) THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
@@ -114,14 +122,15 @@ $$;
 -- functions, which ask for the key of a
 -- running Sequin process (known to Sequin alone; only its digest is
 -- stored) so that no client can call them to its own ends.
-CREATE OR REPLACE FUNCTION sequin.lend(process_key text, statement_digest bytea) RETURNS void
+DROP FUNCTION IF EXISTS sequin.lend(text, bytea);
+CREATE OR REPLACE FUNCTION sequin.lend(process_key text, statement_digest bytea, target regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM sequin.writer_key
                     WHERE digest = sha256(convert_to(process_key, 'UTF8')) AND holder <> 'statement') THEN
         RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.lend: not a Sequin process key';
     END IF;
-    INSERT INTO sequin.writer_key (digest, holder) VALUES (statement_digest, 'statement');
+    INSERT INTO sequin.writer_key (digest, holder, relid) VALUES (statement_digest, 'statement', target);
 END
 $$;
 
@@ -138,12 +147,19 @@ $$;
 
 CREATE OR REPLACE FUNCTION sequin.mark(process_key text, ids uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+    lent text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM sequin.writer_key
                     WHERE digest = sha256(convert_to(process_key, 'UTF8')) AND holder <> 'statement') THEN
         RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.mark: not a Sequin process key';
     END IF;
+    -- The statement's key opens its own table only: the marker is written
+    -- under the process key, restored at once.
+    lent := current_setting('sequin.write_key', true);
+    PERFORM set_config('sequin.write_key', process_key, true);
     INSERT INTO sequin.write_marker (id) SELECT unnest(ids);
+    PERFORM set_config('sequin.write_key', coalesce(lent, ''), true);
 END
 $$;
 

@@ -1003,6 +1003,19 @@ mod tests {
 // code above so concurrent work on this file does not collide).
 
 impl Writer {
+    /// Forgets an object's sync state (the connection-level error row once
+    /// the connection runs again).
+    pub async fn clear_state(&self, connection: &str, object: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "DELETE FROM sequin.sync_state WHERE connection = $1 AND object = $2",
+                &[&connection, &object],
+            )
+            .await
+            .map_err(db("clearing sync state"))?;
+        Ok(())
+    }
+
     /// Records how many records an object's backfill listing has (the
     /// API's count), which `sequin status` turns into a percentage.
     pub async fn record_backfill_total(

@@ -386,6 +386,11 @@ async fn run_connection_inner(
         shutdown,
     });
     let plans = plans(&ctx, loaded).await?;
+    // The connection runs (again): an earlier connection-level error (see
+    // `run_connection`) no longer holds.
+    if let Ok(w) = Writer::connect(&ctx.url).await {
+        let _ = w.clear_state(&ctx.conn.name, CONNECTION).await;
+    }
     // The events feed cursor is captured before any backfill starts.
     let event_objects: Vec<ObjectPlan> = plans
         .iter()

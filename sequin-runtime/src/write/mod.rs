@@ -559,14 +559,15 @@ impl WriteThrough {
             Some(&cap),
             Some(&api),
             Some(crate::guard::key()),
+            Some(&table.plan.table.qualified()),
         ]);
         let prep = InjectedQuery {
-            sql: "SELECT txid_current()::text, sequin.lend($4, sha256(convert_to($1, 'UTF8'))),
+            sql: "SELECT txid_current()::text, sequin.lend($4, sha256(convert_to($1, 'UTF8')), $5::text::regclass),
                         set_config('sequin.write_key', $1, true),
                         set_config('sequin.capture', 'on', true), set_config('sequin.capture_cap', $2, true),
                         set_config('sequin.capture_api', $3, true), set_config('sequin.captured', '', true),
                         set_config('sequin.captured_n', '0', true)",
-            param_types: &[0, 0, 0, 0],
+            param_types: &[0, 0, 0, 0, 0],
             param_formats: &[],
             params: &prep_params,
             result_formats: &[],
@@ -691,11 +692,12 @@ impl WriteThrough {
         }
 
         // 5. Canonical rows back into the table, and the journal.
-        let mut docs = Vec::new();
+        let (mut created_docs, mut updated_docs) = (Vec::new(), Vec::new());
         for (i, done) in &applied.done {
             let Some(record) = &done.record else { continue };
             match canonical_doc(&table, record, &keys[*i]) {
-                Ok(d) => docs.push(d),
+                Ok(d) if matches!(ops[*i], RowOp::Create { .. }) => created_docs.push(d),
+                Ok(d) => updated_docs.push(d),
                 Err(message) => {
                     self.journal_record(&entries).await;
                     let e = WriteError::new(&api, "58030", format!("the API accepted the write, but its record could not be read: {message}"))
@@ -710,32 +712,24 @@ impl WriteThrough {
         let pk = table.plan.table.columns[table.plan.table.primary_key]
             .name
             .to_string();
-        let write_back_sql = (!docs.is_empty()).then(|| {
-            let columns: Vec<String> = table
-                .plan
-                .table
-                .columns
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect();
-            sql::write_back(&qualified, &pk, &columns)
-        });
-        let write_back_params = texts(&[Some(&Value::Array(docs).to_string())]);
-        // A created record the sync engine already brought in (its events
-        // feed or a poll can be faster than this statement, above all after
-        // a retried create) is the same record: its row gives way to the
-        // client's, which then gets the canonical values.
-        let created: Vec<Value> = applied
-            .done
+        let columns: Vec<String> = table
+            .plan
+            .table
+            .columns
             .iter()
-            .filter(|(i, d)| matches!(ops[*i], RowOp::Create { .. }) && d.api_id != keys[*i])
-            .map(|(_, d)| Value::String(d.api_id.clone()))
+            .map(|c| c.name.to_string())
             .collect();
-        let synced_copy_sql = format!(
-            "DELETE FROM {qualified} WHERE {}::text IN (SELECT jsonb_array_elements_text($1::text::jsonb))",
-            sql::ident(&pk)
-        );
-        let synced_copy_params = texts(&[Some(&Value::Array(created.clone()).to_string())]);
+        // Created rows are inserted under the API's id: a copy the sync
+        // engine brought in first (its events feed or a poll can be faster
+        // than this statement, above all after a retried create), even one
+        // it has not committed yet, is the same record and takes the
+        // client's canonical values.
+        let created_sql =
+            (!created_docs.is_empty()).then(|| sql::write_back_created(&qualified, &pk, &columns));
+        let created_params = texts(&[Some(&Value::Array(created_docs).to_string())]);
+        let updated_sql =
+            (!updated_docs.is_empty()).then(|| sql::write_back(&qualified, &pk, &columns));
+        let updated_params = texts(&[Some(&Value::Array(updated_docs).to_string())]);
         let reset_params = texts(&[Some(&key), Some(crate::guard::key())]);
         let shape = self.shape(sql_text);
         let returning = match &shape.returning {
@@ -772,24 +766,20 @@ impl WriteThrough {
             }
             None => None,
         };
-        let mut steps = Vec::with_capacity(3);
-        if !created.is_empty() {
-            steps.push(Step::Query(InjectedQuery {
-                sql: &synced_copy_sql,
-                param_types: &[0],
-                param_formats: &[],
-                params: &synced_copy_params,
-                result_formats: &[],
-            }));
-        }
-        if let Some(q) = &write_back_sql {
-            steps.push(Step::Query(InjectedQuery {
-                sql: q,
-                param_types: &[0],
-                param_formats: &[],
-                params: &write_back_params,
-                result_formats: &[],
-            }));
+        let mut steps = Vec::with_capacity(5);
+        for (q, params) in [
+            (&created_sql, &created_params),
+            (&updated_sql, &updated_params),
+        ] {
+            if let Some(q) = q {
+                steps.push(Step::Query(InjectedQuery {
+                    sql: q,
+                    param_types: &[0],
+                    param_formats: &[],
+                    params,
+                    result_formats: &[],
+                }));
+            }
         }
         // Markers of the effects, in the client's (sub)transaction: see
         // `journal` for what their absence after a commit means.

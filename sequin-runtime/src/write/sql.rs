@@ -166,6 +166,33 @@ pub fn write_back(table: &str, pk: &str, columns: &[String]) -> String {
     )
 }
 
+/// Replaces created rows (found by their provisional key, `__sequin_key`)
+/// with the API's canonical records under the API's ids. The insert takes
+/// the update path when the sync engine already wrote that id, waiting for
+/// its transaction if it has not committed yet. `$1` is a JSON array of row
+/// objects.
+pub fn write_back_created(table: &str, pk: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+    let vals: Vec<String> = columns.iter().map(|c| format!("r.{}", ident(c))).collect();
+    let excluded: Vec<String> = columns
+        .iter()
+        .map(|c| format!("EXCLUDED.{}", ident(c)))
+        .collect();
+    format!(
+        "WITH pending AS (DELETE FROM {table} AS d USING jsonb_array_elements($1::text::jsonb) AS e(doc) \
+                          WHERE d.{pk}::text = e.doc->>'__sequin_key') \
+         INSERT INTO {table} ({cols}, _sequin_synced_at, _sequin_updated_at) \
+         SELECT {vals}, now(), r._sequin_updated_at \
+           FROM jsonb_array_elements($1::text::jsonb) AS e(doc), jsonb_populate_record(NULL::{table}, e.doc) AS r \
+         ON CONFLICT ({pk}) DO UPDATE SET ({cols}, _sequin_synced_at, _sequin_updated_at) = \
+           ({excluded}, EXCLUDED._sequin_synced_at, EXCLUDED._sequin_updated_at)",
+        cols = cols.join(", "),
+        vals = vals.join(", "),
+        excluded = excluded.join(", "),
+        pk = ident(pk),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,7 +108,7 @@ pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Dur
     eventually(limit, "all objects live", || async {
         let rows = db
             .query(
-                "SELECT object, phase, last_error FROM sequin.sync_state WHERE connection = $1 AND object <> '_events'",
+                "SELECT object, phase, last_error FROM sequin.sync_state WHERE connection = $1 AND object NOT IN ('_events', '_connection')",
                 &[&connection],
             )
             .await

@@ -433,6 +433,7 @@ async fn established(
         client_read,
         buf: cbuf,
         server_write,
+        injected: Default::default(),
         track: Tracker {
             env,
             snapshot: synced.snapshot(),
@@ -441,6 +442,7 @@ async fn established(
             portals: HashMap::new(),
             skip: 0,
             skip_until_sync: false,
+            deallocated: false,
             tags: Vec::with_capacity(64),
         },
     };
@@ -532,6 +534,9 @@ struct Tracker<'e> {
     /// After a synthesized error in the extended protocol: drop messages
     /// until Sync, as the server would.
     skip_until_sync: bool,
+    /// The client may have dropped every prepared statement since the
+    /// interceptor last ran.
+    deallocated: bool,
     /// Tags forwarded in the current chunk, for the protocol state.
     tags: Vec<u8>,
 }
@@ -604,6 +609,12 @@ impl Tracker<'_> {
                 return (pos, Stop::NeedMore);
             }
             let body = &buf[pos + codec::HEADER_LEN..pos + len];
+            // DISCARD ALL / DEALLOCATE drop the interceptor's prepared
+            // statements too (a cheap scan; false positives only cost a
+            // Parse later).
+            if matches!(tag, b'Q' | b'P') && mentions_deallocation(body) {
+                self.deallocated = true;
+            }
             match tag {
                 b'Q' => {
                     if let Some(i) = self.on_query(body) {
@@ -769,6 +780,9 @@ struct ClientToServer<'a> {
     buf: BytesMut,
     server_write: OwnedWriteHalf,
     track: Tracker<'a>,
+    /// The interceptor's statements prepared on this session's server
+    /// connection (see `InterceptContext`).
+    injected: crate::interceptor::Prepared,
 }
 
 impl ClientToServer<'_> {
@@ -881,6 +895,9 @@ impl ClientToServer<'_> {
         what: &Intercepted,
         status: u8,
     ) -> Result<(), SessionError> {
+        if std::mem::take(&mut self.track.deallocated) {
+            self.injected.forget();
+        }
         let mut ctx = InterceptContext {
             statement: what,
             session: self.info,
@@ -891,6 +908,7 @@ impl ClientToServer<'_> {
             client_write: &mut side.client_write,
             server_failed: false,
             max_message_len: codec::MAX_MESSAGE_LEN,
+            prepared: &mut self.injected,
         };
         let outcome = self
             .env
@@ -1058,4 +1076,34 @@ impl ServerToClient<'_> {
             self.io = Some(io);
         }
     }
+}
+
+/// Whether a Query or Parse body drops prepared statements (DISCARD ALL,
+/// DEALLOCATE): a cheap scan first, the real grammar only on a match.
+fn mentions_deallocation(body: &[u8]) -> bool {
+    let has = |word: &[u8]| {
+        body.windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !has(b"discard") && !has(b"deallocate") {
+        return false;
+    }
+    // A Parse body starts with the statement name; the text follows it.
+    let text = body
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .find(|t| {
+            let l = t.to_ascii_lowercase();
+            l.contains("discard") || l.contains("deallocate")
+        });
+    let Some(text) = text else { return false };
+    let Ok(parsed) = pg_query::parse(&text) else {
+        return false;
+    };
+    parsed.protobuf.stmts.iter().any(|s| {
+        matches!(
+            s.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(pg_query::NodeEnum::DeallocateStmt(_)) | Some(pg_query::NodeEnum::DiscardStmt(_))
+        )
+    })
 }

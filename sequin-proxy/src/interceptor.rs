@@ -129,6 +129,10 @@ pub struct InjectedQuery<'q> {
     pub params: &'q [Option<bytes::Bytes>],
     /// Result formats, with Bind's none/one/each convention.
     pub result_formats: &'q [i16],
+    /// Keep the statement prepared on the session for the next time the
+    /// same text runs (for the interceptor's fixed statements; the client
+    /// never sees it).
+    pub cache: bool,
 }
 
 /// One step of [`InterceptContext::pipeline`].
@@ -138,6 +142,40 @@ pub enum Step<'q> {
     Query(InjectedQuery<'q>),
     /// Execute one of the client's portals (all rows).
     Portal(&'q str),
+}
+
+/// Encodes Bind, Describe, Execute and Close of the reserved portal for
+/// an already prepared statement (preceded by a Close of the portal, so a
+/// leftover from a failed injection is harmless).
+fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
+    Close {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
+    Bind {
+        portal: INJECTED_NAME.into(),
+        statement: statement.into(),
+        param_formats: q.param_formats.to_vec(),
+        params: q.params.to_vec(),
+        result_formats: q.result_formats.to_vec(),
+    }
+    .encode(out);
+    Describe {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
+    Execute {
+        portal: INJECTED_NAME.into(),
+        max_rows: 0,
+    }
+    .encode(out);
+    Close {
+        target: Target::Portal,
+        name: INJECTED_NAME.into(),
+    }
+    .encode(out);
 }
 
 /// Encodes an injected statement with the reserved names. Closing first
@@ -219,7 +257,28 @@ pub struct InterceptContext<'a> {
     pub(crate) client_write: &'a mut ClientWrite,
     pub(crate) server_failed: bool,
     pub(crate) max_message_len: u32,
+    pub(crate) prepared: &'a mut Prepared,
 }
+
+/// The interceptor's statements prepared on one session's server connection
+/// (`InjectedQuery::cache`), by text: parsed and planned once per session.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    names: std::collections::HashMap<String, String>,
+    /// Names are never reused: a Parse whose outcome is unknown (its
+    /// pipeline failed) leaves its name taken.
+    next: u64,
+}
+
+impl Prepared {
+    /// Forgets the statements (the client dropped them); names stay unique.
+    pub(crate) fn forget(&mut self) {
+        self.names.clear();
+    }
+}
+
+/// Most statements kept prepared per session.
+const PREPARED_MAX: usize = 64;
 
 impl InterceptContext<'_> {
     /// The intercepted statement.
@@ -263,6 +322,7 @@ impl InterceptContext<'_> {
             param_formats: &[],
             params: &params,
             result_formats: &[],
+            cache: false,
         })
         .await
     }
@@ -304,8 +364,37 @@ impl InterceptContext<'_> {
             ));
         }
         let mut out = BytesMut::with_capacity(256);
-        for step in steps {
+        // Statements parsed by this pipeline, recorded once it succeeds.
+        let mut parsed: Vec<(usize, String)> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
             match step {
+                // Past the limit, further texts run unprepared.
+                Step::Query(q)
+                    if q.cache
+                        && (self.prepared.names.contains_key(q.sql)
+                            || self.prepared.names.len() + parsed.len() < PREPARED_MAX) =>
+                {
+                    match self.prepared.names.get(q.sql) {
+                        Some(name) => encode_bind(&mut out, name, q),
+                        None => {
+                            let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
+                            self.prepared.next += 1;
+                            Close {
+                                target: Target::Portal,
+                                name: INJECTED_NAME.into(),
+                            }
+                            .encode(&mut out);
+                            Parse {
+                                name: name.clone(),
+                                sql: q.sql.into(),
+                                param_types: q.param_types.to_vec(),
+                            }
+                            .encode(&mut out);
+                            encode_bind(&mut out, &name, q);
+                            parsed.push((i, name));
+                        }
+                    }
+                }
                 Step::Query(q) => encode_query(&mut out, q),
                 Step::Portal(name) => Execute {
                     portal: (*name).into(),
@@ -324,6 +413,20 @@ impl InterceptContext<'_> {
             if failed {
                 self.server_failed = true;
                 break;
+            }
+        }
+        // The client dropped the prepared statements (DISCARD ALL,
+        // DEALLOCATE ALL): prepare again from the next statement on.
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(e) if e.code() == Some("26000")))
+        {
+            self.prepared.names.clear();
+            return Ok(results);
+        }
+        for (i, name) in parsed {
+            if let (Some(Ok(_)), Step::Query(q)) = (results.get(i), &steps[i]) {
+                self.prepared.names.insert(q.sql.to_string(), name);
             }
         }
         Ok(results)

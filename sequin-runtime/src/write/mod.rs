@@ -571,6 +571,7 @@ impl WriteThrough {
             param_formats: &[],
             params: &prep_params,
             result_formats: &[],
+            cache: true,
         };
         // 2. The client's statement, as sent (its own portal in the
         // extended protocol, so its parameters are exactly the client's).
@@ -582,6 +583,7 @@ impl WriteThrough {
                 param_formats: &[],
                 params: &[],
                 result_formats: &[],
+                cache: false,
             }),
         };
         let capture = Step::Query(InjectedQuery {
@@ -590,6 +592,7 @@ impl WriteThrough {
             param_formats: &[],
             params: &[],
             result_formats: &[],
+            cache: true,
         });
         let mut results = ctx
             .pipeline(&[Step::Query(prep), statement, capture])
@@ -778,6 +781,7 @@ impl WriteThrough {
                     param_formats: &[],
                     params,
                     result_formats: &[],
+                    cache: true,
                 }));
             }
         }
@@ -802,6 +806,7 @@ impl WriteThrough {
                 param_formats: &[],
                 params: &marker_params,
                 result_formats: &[],
+                cache: true,
             }));
         }
         steps.push(Step::Query(InjectedQuery {
@@ -810,6 +815,7 @@ impl WriteThrough {
             param_formats: &[],
             params: &reset_params,
             result_formats: &[],
+            cache: true,
         }));
         if let Some(r) = &returning {
             steps.push(Step::Query(r.query()));
@@ -920,6 +926,7 @@ impl Returning {
             param_formats: &self.formats,
             params: &self.params,
             result_formats: &self.result_formats,
+            cache: false,
         }
     }
 }

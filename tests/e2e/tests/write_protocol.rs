@@ -169,5 +169,28 @@ async fn protocol_shapes() {
     assert_eq!(n, 2);
     assert!(sf.get("Contact", &ids[0]).is_none() && sf.get("Contact", &ids[1]).is_none());
     assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+
+    // --- The client drops every prepared statement (as a pooler does
+    // between clients): write-through prepares its own again.
+    for drop_all in ["DISCARD ALL", "DEALLOCATE ALL"] {
+        let fresh = t.proxy_client().await;
+        fresh
+            .execute(
+                "update salesforce.contact set title = 'Before' where last_name = 'Pipe'",
+                &[],
+            )
+            .await
+            .unwrap();
+        fresh.batch_execute(drop_all).await.unwrap();
+        let n = fresh
+            .execute(
+                "update salesforce.contact set title = 'After' where last_name = 'Pipe'",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a write after {drop_all}: {e:?}"));
+        assert_eq!(n, 2);
+        assert_eq!(sf.get("Contact", &ida).unwrap()["Title"], "After");
+    }
     t.finish().await;
 }

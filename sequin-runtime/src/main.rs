@@ -183,6 +183,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status => {
             let client = store::connect(&url).await?;
             print!("{}", status::render(&status::read(&client).await?));
+            print!(
+                "{}",
+                status::render_writes(&status::read_writes(&client).await?)
+            );
         }
         Command::Connectors => unreachable!("handled above"),
     }

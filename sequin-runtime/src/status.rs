@@ -1,6 +1,7 @@
 //! `sequin status`: per connection and object, phase, rows, last poll, lag
 //! and last error, read from the `sequin` schema. A backfill whose API
-//! gave a record count shows how far it is (`backfilling 42%`).
+//! gave a record count shows how far it is (`backfilling 42%`). Below it,
+//! write-through's journal: API effects per connection by outcome.
 
 use std::fmt::Write as _;
 
@@ -146,6 +147,85 @@ pub fn render(items: &[ObjectStatus]) -> String {
     out
 }
 
+/// Write-through's API effects of one connection, by journal state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteStatus {
+    pub connection: String,
+    /// Transaction still open.
+    pub pending: i64,
+    pub committed: i64,
+    /// Undone at the API after a rollback.
+    pub compensated: i64,
+    /// Deletes whose transaction rolled back (the local row was removed).
+    pub irreversible: i64,
+    /// Undoing failed, or the outcome is unknown.
+    pub failed: i64,
+    pub last_failure: Option<String>,
+}
+
+/// Reads the journal's counts per connection (none before write-through
+/// was ever used).
+pub async fn read_writes(client: &Client) -> Result<Vec<WriteStatus>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT connection,
+                    count(*) FILTER (WHERE state = 'applied'),
+                    count(*) FILTER (WHERE state = 'committed'),
+                    count(*) FILTER (WHERE state = 'compensated'),
+                    count(*) FILTER (WHERE state = 'irreversible'),
+                    count(*) FILTER (WHERE state IN ('compensation_failed', 'unknown')),
+                    (array_agg(error ORDER BY resolved_at DESC)
+                       FILTER (WHERE state IN ('compensation_failed', 'unknown')))[1]
+               FROM sequin.write_journal
+              GROUP BY connection ORDER BY connection",
+            &[],
+        )
+        .await
+        .map_err(|source| StoreError::Db {
+            context: "reading the write journal".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| WriteStatus {
+            connection: r.get(0),
+            pending: r.get(1),
+            committed: r.get(2),
+            compensated: r.get(3),
+            irreversible: r.get(4),
+            failed: r.get(5),
+            last_failure: r.get(6),
+        })
+        .collect())
+}
+
+/// Renders the journal counts; empty when there are none.
+pub fn render_writes(items: &[WriteStatus]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nWRITE-THROUGH (API effects, sequin.write_journal)\n");
+    let _ = writeln!(
+        out,
+        "{:<12}  {:>7}  {:>9}  {:>11}  {:>12}  {:>6}  LAST FAILURE",
+        "CONNECTION", "PENDING", "COMMITTED", "COMPENSATED", "IRREVERSIBLE", "FAILED"
+    );
+    for w in items {
+        let _ = writeln!(
+            out,
+            "{:<12}  {:>7}  {:>9}  {:>11}  {:>12}  {:>6}  {}",
+            w.connection,
+            w.pending,
+            w.committed,
+            w.compensated,
+            w.irreversible,
+            w.failed,
+            w.last_failure.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +250,27 @@ mod tests {
         // A table that cannot be counted (-1) is not a negative percentage.
         assert_eq!(phase_text("backfilling", -1, Some(100)), "backfilling 0%");
         assert_eq!(phase_text("live", 10_000, Some(10_000)), "live");
+    }
+
+    #[test]
+    fn renders_write_counts() {
+        assert_eq!(render_writes(&[]), "");
+        let out = render_writes(&[WriteStatus {
+            connection: "salesforce".into(),
+            committed: 12,
+            compensated: 1,
+            ..Default::default()
+        }]);
+        let lines: Vec<&str> = out.trim().lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[1].starts_with("CONNECTION    PENDING  COMMITTED"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("salesforce          0         12            1"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -192,5 +192,21 @@ async fn protocol_shapes() {
         assert_eq!(n, 2);
         assert_eq!(sf.get("Contact", &ida).unwrap()["Title"], "After");
     }
+    // --- `sequin status` counts the journal: every effect above settled,
+    // the rolled-back create compensated.
+    let counts = eventually(Duration::from_secs(20), "the journal settles", || async {
+        let w = sequin_runtime::status::read_writes(pg).await.unwrap();
+        (w.len() == 1 && w[0].pending == 0, w)
+    })
+    .await;
+    let w = &counts[0];
+    assert_eq!(w.connection, "salesforce");
+    assert_eq!((w.compensated, w.failed), (1, 0), "{w:?}");
+    assert!(w.committed >= 10, "{w:?}");
+    let text = sequin_runtime::status::render_writes(&counts);
+    assert!(
+        text.contains("salesforce") && text.contains("COMPENSATED"),
+        "{text}"
+    );
     t.finish().await;
 }

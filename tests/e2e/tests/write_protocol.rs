@@ -115,6 +115,30 @@ async fn protocol_shapes() {
     assert_eq!(c.unwrap().get::<_, i64>(0), 2);
     assert!(sf.get("Contact", &ida).is_some() && sf.get("Contact", &idb).is_some());
 
+    // --- INSERT ... ON CONFLICT DO UPDATE: the conflicting row is updated at
+    // the API; without a conflict, an explicit Salesforce id is refused.
+    let row = proxy
+        .query_one(
+            "insert into salesforce.contact (id, last_name) values ($1, 'Pipe') \
+             on conflict (id) do update set title = 'Upserted' returning id, title",
+            &[&ida],
+        )
+        .await
+        .expect("an upsert hitting an existing row");
+    assert_eq!(row.get::<_, String>(0), ida);
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("Upserted"));
+    assert_eq!(sf.get("Contact", &ida).unwrap()["Title"], "Upserted");
+    let e = proxy
+        .execute(
+            "insert into salesforce.contact (id, last_name) values ('003Dn0000000zzzAAA', 'New') \
+             on conflict (id) do update set title = 'Upserted'",
+            &[],
+        )
+        .await
+        .expect_err("an explicit id on create");
+    assert_eq!(db_error(&e).code().code(), "428C9");
+    assert_eq!(db_error(&e).column(), Some("id"));
+
     // --- RETURNING that uses a parameter the rest of the statement does not.
     let row = proxy
         .query_one(

@@ -415,14 +415,33 @@ async fn airtable_write_through() {
         },
     )
     .await;
-    assert_eq!(
-        count(
-            pg,
-            "select count(*) from airtable.contacts where notes = 'Chunk'"
-        )
-        .await,
-        0
-    );
+    let chunk_rows = count(
+        pg,
+        "select count(*) from airtable.contacts where notes = 'Chunk'",
+    )
+    .await;
+    if chunk_rows != 0 {
+        // Where did they come from: sync (its timestamps) or the statement?
+        let detail: Vec<String> = pg
+            .query(
+                "select format('%s synced_at=%s updated_at=%s', id, _sequin_synced_at, _sequin_updated_at) \
+                   from airtable.contacts where notes = 'Chunk' \
+                 union all \
+                 select format('sync_state %s phase=%s last_poll_at=%s last_error=%s', object, phase, last_poll_at, last_error) \
+                   from sequin.sync_state where connection = 'airtable' \
+                 union all select format('now %s', clock_timestamp())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!(
+            "{chunk_rows} rows keep the undone value 'Chunk' in Postgres:\n{}",
+            detail.join("\n")
+        );
+    }
     assert_eq!(records(), live - 1);
     let live = records();
 

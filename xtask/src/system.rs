@@ -1,7 +1,9 @@
 //! System packages the tests need, installed with apt when we can.
 //!
 //! A fresh Debian machine with only Rust lacks the PostgreSQL server (the
-//! tests start throwaway clusters) and libclang (pg_query's bindgen). As
+//! tests start throwaway clusters), libclang (pg_query's bindgen), and the
+//! Python and Node runtimes the driver tests use (psycopg 3 + SQLAlchemy,
+//! node-postgres; those packages themselves come from PyPI and npm). As
 //! root we install them; otherwise we stop with the exact command to run.
 
 use std::path::Path;
@@ -54,6 +56,26 @@ fn has_libclang() -> bool {
     })
 }
 
+fn runs(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn has_python_venv() -> bool {
+    runs("python3", &["-m", "venv", "--help"]) && runs("python3", &["-m", "ensurepip", "--version"])
+}
+
+fn has_node() -> bool {
+    runs("node", &["--version"])
+}
+
+fn has_npm() -> bool {
+    runs("npm", &["--version"])
+}
+
 const NEEDS: &[Need] = &[
     Need {
         package: "postgresql",
@@ -64,6 +86,21 @@ const NEEDS: &[Need] = &[
         package: "libclang-dev",
         why: "pg_query (the proxy's SQL parser) generates bindings with libclang",
         present: has_libclang,
+    },
+    Need {
+        package: "python3-venv",
+        why: "driver tests run psycopg 3 and SQLAlchemy from a virtualenv",
+        present: has_python_venv,
+    },
+    Need {
+        package: "nodejs",
+        why: "driver tests run node-postgres",
+        present: has_node,
+    },
+    Need {
+        package: "npm",
+        why: "driver tests install node-postgres with npm",
+        present: has_npm,
     },
 ];
 

@@ -303,10 +303,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         bail!("the invalid email was accepted through the proxy");
     }
     println!("  {seed};");
-    println!(
-        "  -> {}",
-        String::from_utf8_lossy(&refused.stderr).trim()
-    );
+    println!("  -> {}", String::from_utf8_lossy(&refused.stderr).trim());
     println!("\nEvery 5s a Stripe customer is renamed upstream; watch it arrive:");
     println!(
         "  select id, name, _sequin_synced_at from stripe.customer order by _sequin_synced_at desc limit 3;\n"

@@ -122,4 +122,3 @@ pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Dur
     })
     .await;
 }
-

@@ -388,9 +388,14 @@ async fn run_connection_inner(
     let plans = plans(&ctx, loaded).await?;
     // The connection runs (again): an earlier connection-level error (see
     // `run_connection`) no longer holds.
-    if let Ok(w) = Writer::connect(&ctx.url).await {
-        let _ = w.clear_state(&ctx.conn.name, CONNECTION).await;
+    // Every object is in `sequin status` (and backfilling) from the start,
+    // not only once its task gets going.
+    let w = Writer::connect(&ctx.url).await?;
+    let _ = w.clear_state(&ctx.conn.name, CONNECTION).await;
+    for p in &plans {
+        w.state(&ctx.conn.name, &p.table.name).await?;
     }
+    drop(w);
     // The events feed cursor is captured before any backfill starts.
     let event_objects: Vec<ObjectPlan> = plans
         .iter()

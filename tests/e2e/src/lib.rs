@@ -103,22 +103,41 @@ where
     }
 }
 
-/// Waits until every object of `connection` is live.
+/// Waits until every object of `connection` is live, and stays so with no
+/// object added for a moment (the tasks of an engine start concurrently: one
+/// may not have recorded its state yet when the others are live).
 pub async fn wait_live(db: &tokio_postgres::Client, connection: &str, limit: Duration) {
-    eventually(limit, "all objects live", || async {
-        let rows = db
-            .query(
-                "SELECT object, phase, last_error FROM sequin.sync_state WHERE connection = $1 AND object NOT IN ('_events', '_connection')",
-                &[&connection],
-            )
-            .await
-            .map(|r| {
-                r.iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Option<String>>(2)))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        (!rows.is_empty() && rows.iter().all(|r| r.1 == "live"), rows)
-    })
-    .await;
+    let read = || async {
+        db.query(
+            "SELECT object, phase, last_error FROM sequin.sync_state
+              WHERE connection = $1 AND object NOT IN ('_events', '_connection') ORDER BY object",
+            &[&connection],
+        )
+        .await
+        .map(|r| {
+            r.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, Option<String>>(2),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    };
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        let rows = eventually(left, "all objects live", || async {
+            let rows = read().await;
+            (!rows.is_empty() && rows.iter().all(|r| r.1 == "live"), rows)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if read().await == rows {
+            return;
+        }
+    }
 }

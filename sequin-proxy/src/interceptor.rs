@@ -183,42 +183,19 @@ fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
 /// does not exist is not an error.
 fn encode_query(out: &mut BytesMut, q: &InjectedQuery<'_>) {
     Close {
-        target: Target::Portal,
-        name: INJECTED_NAME.into(),
-    }
-    .encode(out);
-    Close {
         target: Target::Statement,
         name: INJECTED_NAME.into(),
     }
     .encode(out);
+    encode_parse(out, INJECTED_NAME, q);
+    encode_bind(out, INJECTED_NAME, q);
+}
+
+fn encode_parse(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
     Parse {
-        name: INJECTED_NAME.into(),
+        name: statement.into(),
         sql: q.sql.into(),
         param_types: q.param_types.to_vec(),
-    }
-    .encode(out);
-    Bind {
-        portal: INJECTED_NAME.into(),
-        statement: INJECTED_NAME.into(),
-        param_formats: q.param_formats.to_vec(),
-        params: q.params.to_vec(),
-        result_formats: q.result_formats.to_vec(),
-    }
-    .encode(out);
-    Describe {
-        target: Target::Portal,
-        name: INJECTED_NAME.into(),
-    }
-    .encode(out);
-    Execute {
-        portal: INJECTED_NAME.into(),
-        max_rows: 0,
-    }
-    .encode(out);
-    Close {
-        target: Target::Portal,
-        name: INJECTED_NAME.into(),
     }
     .encode(out);
 }
@@ -379,17 +356,7 @@ impl InterceptContext<'_> {
                         None => {
                             let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
                             self.prepared.next += 1;
-                            Close {
-                                target: Target::Portal,
-                                name: INJECTED_NAME.into(),
-                            }
-                            .encode(&mut out);
-                            Parse {
-                                name: name.clone(),
-                                sql: q.sql.into(),
-                                param_types: q.param_types.to_vec(),
-                            }
-                            .encode(&mut out);
+                            encode_parse(&mut out, &name, q);
                             encode_bind(&mut out, &name, q);
                             parsed.push((i, name));
                         }

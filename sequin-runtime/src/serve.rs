@@ -61,32 +61,46 @@ const TABLES_EVERY: Duration = Duration::from_secs(5);
 
 /// The synced set: every table of `schemas` (by wildcard, so a table
 /// created a moment ago is covered), plus the names of the tables there now.
-async fn refresh_synced(synced: &SyncedTables, url: &str, schemas: &[String]) {
-    let mut tables: Vec<TableName> = schemas
+/// `db` is kept between calls (opened again when lost); when the tables
+/// cannot be listed, the set stays as it was.
+async fn refresh_synced(
+    synced: &SyncedTables,
+    db: &mut Option<tokio_postgres::Client>,
+    url: &str,
+    schemas: &[String],
+) {
+    if db.as_ref().is_none_or(|c| c.is_closed()) {
+        match crate::store::connect(url).await {
+            Ok(c) => *db = Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the synced tables");
+                return;
+            }
+        }
+    }
+    let Some(client) = db.as_ref() else { return };
+    let rows = match client
+        .query(
+            "SELECT table_schema::text, table_name::text FROM information_schema.tables
+              WHERE table_schema = ANY($1) AND table_type = 'BASE TABLE'",
+            &[&schemas],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the synced tables");
+            return;
+        }
+    };
+    let tables: Vec<TableName> = schemas
         .iter()
         .map(|s| TableName::new(s.as_str(), ALL_TABLES))
-        .collect();
-    let listed = async {
-        let client = crate::store::connect(url).await?;
-        client
-            .query(
-                "SELECT table_schema::text, table_name::text FROM information_schema.tables
-                  WHERE table_schema = ANY($1) AND table_type = 'BASE TABLE'",
-                &[&schemas],
-            )
-            .await
-            .map_err(|source| StoreError::Db {
-                context: "listing synced tables".into(),
-                source,
-            })
-    };
-    match listed.await {
-        Ok(rows) => tables.extend(
+        .chain(
             rows.iter()
                 .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))),
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot list the synced tables"),
-    }
+        )
+        .collect();
     // Unchanged: keep the set (a new one drops the proxy's statement cache).
     let snapshot = synced.snapshot();
     let now: std::collections::HashSet<&TableName> = snapshot.tables().collect();
@@ -128,8 +142,13 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
         .map(|c| c.name.clone())
         .chain(["sequin".to_string()])
         .collect();
-    let synced = SyncedTables::default();
-    refresh_synced(&synced, &url, &schemas).await;
+    let synced = SyncedTables::new(
+        schemas
+            .iter()
+            .map(|s| TableName::new(s.as_str(), ALL_TABLES)),
+    );
+    let mut db = None;
+    refresh_synced(&synced, &mut db, &url, &schemas).await;
     pc.synced = synced.clone();
     let writes = WriteThrough::new(config).await?;
     let reconciler = tokio::spawn(write::journal::reconcile(
@@ -152,7 +171,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
             // New custom fields and tables reach write-through by this
             // refresh, or sooner when a statement names an unknown table.
             _ = tokio::time::sleep(TABLES_EVERY) => {
-                refresh_synced(&synced, &url, &schemas).await;
+                refresh_synced(&synced, &mut db, &url, &schemas).await;
                 ticks += 1;
                 if ticks.is_multiple_of(CATALOG_EVERY.as_secs() / TABLES_EVERY.as_secs()) {
                     writes.refresh().await;

@@ -131,7 +131,7 @@ const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60);
 /// assigned before their change became visible upstream.
 const OVERLAP_US: i64 = 1_000_000;
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
@@ -217,9 +217,7 @@ impl Ctx {
     /// client).
     fn vars(&self, plan: Option<&ObjectPlan>) -> Vars {
         match plan {
-            Some(p) => Vars::new()
-                .with("object", p.api_name.clone())
-                .fields(p.field_names(self.spec.fields_under.as_deref())),
+            Some(p) => p.vars(self.spec.fields_under.as_deref()),
             None => Vars::new(),
         }
     }

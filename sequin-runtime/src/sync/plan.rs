@@ -105,6 +105,14 @@ impl ObjectPlan {
         plan
     }
 
+    /// Template variables of the object's endpoints: `{object}` and
+    /// `{fields}` (connection params are added by the client).
+    pub fn vars(&self, fields_under: Option<&str>) -> crate::api::Vars {
+        crate::api::Vars::new()
+            .with("object", self.api_name.clone())
+            .fields(self.field_names(fields_under))
+    }
+
     /// API names of the columns (`{fields}` in templates), restricted to
     /// those whose value path lies under `under` when the connector says so
     /// (HubSpot's `properties=` takes property names only).

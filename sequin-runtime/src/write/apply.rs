@@ -32,10 +32,9 @@ pub struct Applied {
     pub error: Option<ApiError>,
 }
 
-fn vars(t: &Table) -> Vars {
-    Vars::new()
-        .with("object", t.plan.api_name.clone())
-        .fields(t.plan.field_names(t.spec.fields_under.as_deref()))
+/// Template variables of the table's endpoints.
+pub(super) fn vars(t: &Table) -> Vars {
+    t.plan.vars(t.spec.fields_under.as_deref())
 }
 
 fn pk_path(t: &Table) -> &str {

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tokio_postgres::Client as PgClient;
 
-use crate::api::{Priority, SendRequest, Vars, write_body};
+use crate::api::{Priority, SendRequest, write_body};
 use crate::store::{self, StoreError};
 
 use super::Table;
@@ -238,10 +238,7 @@ async fn compensate(
     api_id: &str,
     undo: &Value,
 ) -> (&'static str, Option<String>) {
-    let vars = Vars::new()
-        .with("object", t.plan.api_name.clone())
-        .fields(t.plan.field_names(t.spec.fields_under.as_deref()))
-        .with("id", api_id.to_string());
+    let vars = super::apply::vars(t).with("id", api_id.to_string());
     match op {
         "create" => {
             let Some(ep) = &t.plan.endpoints.delete else {

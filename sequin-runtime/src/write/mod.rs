@@ -49,7 +49,7 @@ use crate::sync::plan::ObjectPlan;
 
 use error::WriteError;
 use journal::{Entry, Journal};
-use rows::{Change, RowOp};
+use rows::RowOp;
 
 /// A synced table write-through can write: its connection's API client and
 /// the object's plan (columns incl. discovered ones, endpoints).
@@ -111,7 +111,7 @@ struct Inner {
 
 /// The rest of a portal's RETURNING rows after a row-limited Execute.
 struct Suspended {
-    rows: std::collections::VecDeque<sequin_proxy::codec::DataRow>,
+    rows: Vec<sequin_proxy::codec::DataRow>,
     tag: String,
 }
 
@@ -130,13 +130,6 @@ pub struct WriteThrough {
 
 /// Least time between two catalog refreshes caused by unknown tables.
 const REFRESH_MIN: Duration = Duration::from_secs(5);
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
 
 impl WriteThrough {
     /// Builds the interceptor for every connection of `config`. Looking up
@@ -340,7 +333,7 @@ impl WriteThrough {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&st.portal_id);
                 if let Some(rest) = resumed {
-                    self.send_rows(&st, rest.rows.into(), rest.tag, &mut reply);
+                    self.send_rows(&st, rest.rows, rest.tag, &mut reply);
                     return Ok(Outcome::Respond(reply));
                 }
                 let Some(stmt) = st.classification.statements.first() else {
@@ -746,7 +739,12 @@ impl WriteThrough {
                     .map(|(i, d)| (*i, d.api_id.as_str()))
                     .collect();
                 let doc = if deleting {
-                    Value::Array(changes.iter().map(|c| final_row(c, None)).collect())
+                    Value::Array(
+                        changes
+                            .iter()
+                            .map(|c| c.old.clone().map(Value::Object).unwrap_or(Value::Null))
+                            .collect(),
+                    )
                 } else {
                     Value::Array(
                         keys.iter()
@@ -887,13 +885,7 @@ impl WriteThrough {
             if s.len() >= SUSPENDED_MAX {
                 s.clear();
             }
-            s.insert(
-                st.portal_id,
-                Suspended {
-                    rows: rest.into(),
-                    tag,
-                },
-            );
+            s.insert(st.portal_id, Suspended { rows: rest, tag });
             return;
         }
         reply.extend(rows.into_iter().map(BackendMessage::DataRow));
@@ -1013,20 +1005,6 @@ async fn plain(
     }
 }
 
-/// The final state of a changed row: the canonical row written back, else
-/// the row as the statement left it (deleted rows: as they were).
-fn final_row(c: &Change, written: Option<&String>) -> Value {
-    if let Some(w) = written
-        && let Ok(v) = serde_json::from_str(w)
-    {
-        return v;
-    }
-    match c.op {
-        WriteOp::Delete => c.old.clone().map(Value::Object).unwrap_or(Value::Null),
-        _ => c.new.clone().map(Value::Object).unwrap_or(Value::Null),
-    }
-}
-
 /// The row document of a canonical API record for the write-back.
 pub(crate) fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<Value, String> {
     let cells = decode_row(&table.plan.table.columns, record).map_err(|e| e.to_string())?;
@@ -1034,7 +1012,7 @@ pub(crate) fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<
     for (c, cell) in table.plan.table.columns.iter().zip(&cells) {
         doc.insert(c.name.to_string(), rows::cell_to_pg(cell));
     }
-    let marker = table.plan.marker_of_row(&cells, now_us());
+    let marker = table.plan.marker_of_row(&cells, crate::sync::now_us());
     doc.insert(
         "_sequin_updated_at".into(),
         marker

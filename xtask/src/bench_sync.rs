@@ -97,7 +97,7 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     let root = crate::root();
     let sequin = match &args.sequin {
         Some(path) => path.clone(),
-        None => sequin_release_binary(&root)?,
+        None => crate::demo::sequin_binary(&root, true)?,
     };
     let counts: Vec<usize> = if args.flatness {
         vec![100_000, 1_000_000]
@@ -118,30 +118,6 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     // Markdown for the "Sync" section of BENCHMARKS.md.
     println!("\n{}", markdown(&results, &args));
     Ok(())
-}
-
-fn sequin_release_binary(root: &Path) -> Result<PathBuf> {
-    eprintln!("building sequin (release) ...");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "sequin-runtime",
-            "--bin",
-            "sequin",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release of sequin failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("sequin"))
 }
 
 /// The simulator child: seeds `n` customers, prints its URL, and serves
@@ -251,7 +227,7 @@ fn run_measured(
 }
 
 /// CPU seconds (user + system) a live process has used so far.
-fn proc_cpu_secs(pid: u32) -> Result<f64> {
+pub(crate) fn proc_cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.

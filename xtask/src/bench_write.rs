@@ -27,7 +27,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::bench_proxy::median;
+use crate::bench_sync::proc_cpu_secs;
 
 /// Arguments of `cargo xtask bench write`.
 #[derive(clap::Args, Debug, Clone)]
@@ -73,7 +76,7 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     let root = crate::root();
     let sequin = match &args.sequin {
         Some(path) => path.clone(),
-        None => sequin_release_binary(&root)?,
+        None => crate::demo::sequin_binary(&root, true)?,
     };
     eprintln!("starting a throwaway Postgres ...");
     let cluster = sequin_pgtemp::Cluster::start().context("starting Postgres")?;
@@ -604,30 +607,6 @@ async fn connect_retrying(url: &str, limit: Duration) -> Result<tokio_postgres::
     }
 }
 
-fn sequin_release_binary(root: &Path) -> Result<PathBuf> {
-    eprintln!("building sequin (release) ...");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "sequin-runtime",
-            "--bin",
-            "sequin",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release of sequin failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("sequin"))
-}
-
 /// The simulator child: Stripe with no rate limit and no latency; prints
 /// its URL and serves until its stdin closes.
 fn serve_sim() -> Result<()> {
@@ -680,20 +659,6 @@ fn start_sim() -> Result<(Killed, String, String)> {
     }
 }
 
-/// CPU seconds (user + system) a live process has used so far.
-fn proc_cpu_secs(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("parsing /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
-}
-
 /// The nearest-rank quantile of unsorted samples.
 fn quantile(samples: &[f64], q: f64) -> f64 {
     if samples.is_empty() {
@@ -703,18 +668,6 @@ fn quantile(samples: &[f64], q: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -39,7 +39,9 @@ struct Sims {
 
 const ANY: &str = "127.0.0.1:0";
 
-fn sequin_binary(root: &Path, release: bool) -> Result<PathBuf> {
+/// Builds `sequin` (the demo's debug build, or release for the benchmarks)
+/// and returns its path.
+pub(crate) fn sequin_binary(root: &Path, release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root).args([
         "build",

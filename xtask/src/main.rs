@@ -138,6 +138,7 @@ fn gen_task(check: bool) -> Result<bool> {
 
 fn test_task(args: &[String]) -> Result<bool> {
     system::ensure_packages()?;
+    warn_low_disk(&[root(), std::env::temp_dir()]);
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root())
@@ -146,4 +147,41 @@ fn test_task(args: &[String]) -> Result<bool> {
             .status()
             .context("running cargo test")?;
     Ok(status.success())
+}
+
+/// Free space the test run wants where it builds and where its throwaway
+/// clusters live: a full disk makes Postgres PANIC mid-test, which shows up
+/// as unrelated-looking failures in every test sharing that server.
+const TEST_DISK_BYTES: u64 = 6 << 30;
+
+/// Prints a warning for each of `paths` on a filesystem with less than
+/// [`TEST_DISK_BYTES`] free (`df -Pk`; silent when `df` is unavailable).
+fn warn_low_disk(paths: &[std::path::PathBuf]) {
+    for path in paths {
+        let Ok(out) = std::process::Command::new("df")
+            .arg("-Pk")
+            .arg(path)
+            .output()
+        else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let avail_kib = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(kib) = avail_kib
+            && kib * 1024 < TEST_DISK_BYTES
+        {
+            eprintln!(
+                "warning: only {:.1} GiB free at {}; the tests want about {} GiB \
+                 (a full disk makes the test Postgres servers crash). \
+                 Free space, e.g. `cargo clean`, before trusting failures.",
+                kib as f64 / (1 << 20) as f64,
+                path.display(),
+                TEST_DISK_BYTES >> 30
+            );
+        }
+    }
 }

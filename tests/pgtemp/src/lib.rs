@@ -366,13 +366,83 @@ impl Cluster {
             return Err(Error::Command {
                 what: format!("{bin} {}", args.join(" ")),
                 detail: format!(
-                    "{}{}",
+                    "{}{}{}",
                     String::from_utf8_lossy(&out.stderr),
-                    String::from_utf8_lossy(&out.stdout)
+                    String::from_utf8_lossy(&out.stdout),
+                    self.crash_report()
                 ),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A psql running `select pg_sleep(60)` in the background.
+    #[cfg(test)]
+    fn background_sleep(&self) -> std::process::Child {
+        let psql = self.bindir.join("psql");
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&psql);
+            c
+        } else {
+            Command::new(&psql)
+        };
+        cmd.args([
+            "-X",
+            "-q",
+            "-h",
+            &self.socket_dir().display().to_string(),
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            "-c",
+            "select pg_sleep(60)",
+        ])
+        .current_dir(&self.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn psql")
+    }
+
+    /// The server log's lines about a crash (a backend killed by a signal, a
+    /// PANIC, a full disk), with the free space where the cluster lives: when
+    /// a command fails because the server is restarting, the reason is in the
+    /// log, not in the client's error. Empty when the log shows no crash.
+    fn crash_report(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                [
+                    "PANIC",
+                    "terminated by signal",
+                    "was terminated",
+                    "No space left",
+                    "out of memory",
+                    "server process",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+            })
+            .collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let df = Command::new("df")
+            .args(["-h", &self.root.display().to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let tail = &lines[lines.len().saturating_sub(10)..];
+        format!(
+            "\nthe server crashed; its log says:\n{}\nfree space:\n{df}",
+            tail.join("\n")
+        )
     }
 
     fn sh_root(&self, script: &str) -> Result<()> {
@@ -636,5 +706,39 @@ mod tests {
         let no_pw = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", c.port());
         assert!(run_psql_url(&no_pw, "select 1").is_err());
         assert!(run_psql_url(&c.url("postgres"), "select 1").is_ok());
+    }
+
+    #[test]
+    fn a_crashed_backend_is_reported_from_the_log() {
+        let c = Cluster::start().expect("start cluster");
+        assert_eq!(c.crash_report(), "", "no crash yet");
+        // A backend killed by the kernel (as the OOM killer does) makes the
+        // postmaster restart every session: the report must say so.
+        let mut sleeper = c.background_sleep();
+        let victim = loop {
+            let out = c
+                .psql(
+                    "postgres",
+                    "select pid from pg_stat_activity where query like 'select pg_sleep(60)%'",
+                )
+                .unwrap();
+            if let Some(p) = out.lines().next().filter(|p| !p.is_empty()) {
+                break p.trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let killed = Command::new("kill").args(["-9", &victim]).status().unwrap();
+        assert!(killed.success());
+        let _ = sleeper.wait();
+        let start = Instant::now();
+        let report = loop {
+            let r = c.crash_report();
+            if !r.is_empty() || start.elapsed() > Duration::from_secs(20) {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(report.contains("terminated by signal 9"), "{report}");
+        assert!(report.contains("free space"), "{report}");
     }
 }

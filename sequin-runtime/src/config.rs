@@ -41,6 +41,14 @@ pub struct ProxyConfig {
     /// PEM private key for TLS (optional).
     #[serde(default)]
     pub tls_key: Option<String>,
+    /// How long settled entries of the write journal are kept (default 7
+    /// days); entries still open are kept whatever their age.
+    #[serde(default = "default_journal_retention", deserialize_with = "duration")]
+    pub journal_retention: Duration,
+}
+
+fn default_journal_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 /// One API account.

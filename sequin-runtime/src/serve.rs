@@ -155,6 +155,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
         url.clone(),
         writes.lookup(),
         RECONCILE_EVERY,
+        p.journal_retention,
         shutdown.clone(),
     ));
     let proxy = Proxy::bind(pc, Arc::new(writes.clone()))

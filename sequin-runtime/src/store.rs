@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_sequin_schema.sql")),
     (2, include_str!("../migrations/0002_write_through.sql")),
     (3, include_str!("../migrations/0003_backfill_total.sql")),
+    (4, include_str!("../migrations/0004_journal_retention.sql")),
 ];
 
 /// Errors of the store layer.

@@ -109,16 +109,26 @@ impl Journal {
 /// Looks up the table of a journalled effect.
 pub type Lookup = Arc<dyn Fn(&str, &str) -> Option<Arc<Table>> + Send + Sync>;
 
+/// How often settled entries older than the retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Most entries removed per statement, so pruning a long backlog never
+/// holds many row locks at once.
+const PRUNE_BATCH: i64 = 10_000;
+
 /// Settles journal entries until `shutdown`: every `every`, entries whose
-/// transaction ended are marked committed or undone.
+/// transaction ended are marked committed or undone; settled entries older
+/// than `retention` are removed (checked every minute).
 pub async fn reconcile(
     url: String,
     lookup: Lookup,
     every: Duration,
+    retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut journal: Option<Journal> = None;
     let mut suspects = HashSet::new();
+    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         if journal.is_none() {
             match Journal::connect(&url).await {
@@ -132,6 +142,17 @@ pub async fn reconcile(
             tracing::warn!(error = %e, "write journal: reconciling failed");
             if j.client.is_closed() {
                 journal = None;
+            }
+        }
+        if let Some(j) = &journal
+            && j.reconciler.load(std::sync::atomic::Ordering::Relaxed)
+            && last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY.min(retention.max(every)))
+        {
+            last_prune = Some(tokio::time::Instant::now());
+            match prune(j, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "write journal: settled entries pruned"),
+                Err(e) => tracing::warn!(error = %e, "write journal: pruning failed"),
             }
         }
         tokio::select! {
@@ -169,15 +190,34 @@ pub async fn settle(
         }
         j.reconciler.store(true, Ordering::Relaxed);
     }
+    // The common case in one statement: committed with its marker.
+    let committed = j
+        .client
+        .execute(
+            "WITH done AS (
+                 SELECT j.id FROM sequin.write_journal j
+                  WHERE j.state = 'applied' AND txid_status(j.xid) = 'committed'
+                    AND EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id)
+             ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
+             UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
+              WHERE id IN (SELECT id FROM done)",
+            &[],
+        )
+        .await?;
     let rows = j
         .client
         .query(
             "SELECT j.id::text, connection, object, op, api_id, undo::text, txid_status(xid),
                     EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id)
-               FROM sequin.write_journal j WHERE state = 'applied' ORDER BY created_at LIMIT 200",
+               FROM sequin.write_journal j
+              WHERE state = 'applied' AND txid_status(xid) IS DISTINCT FROM 'in progress'
+              ORDER BY created_at LIMIT 200",
             &[],
         )
         .await?;
+    // A suspect not listed any more was settled (its marker showed up).
+    let listed: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    suspects.retain(|id| listed.contains(id));
     let mut settled = 0;
     for r in rows {
         let id: String = r.get(0);
@@ -227,7 +267,30 @@ pub async fn settle(
         }
         settled += 1;
     }
-    Ok(settled)
+    Ok(settled + committed as usize)
+}
+
+/// Removes settled entries resolved more than `retention` ago (open ones
+/// are never removed, whatever their age).
+pub async fn prune(j: &Journal, retention: Duration) -> Result<u64, tokio_postgres::Error> {
+    let secs = retention.as_secs_f64();
+    let mut removed = 0;
+    loop {
+        let n = j
+            .client
+            .execute(
+                "DELETE FROM sequin.write_journal WHERE id IN (
+                     SELECT id FROM sequin.write_journal
+                      WHERE state <> 'applied' AND resolved_at < now() - make_interval(secs => $1)
+                      LIMIT $2)",
+                &[&secs, &PRUNE_BATCH],
+            )
+            .await?;
+        removed += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Undoes one effect of an aborted transaction.

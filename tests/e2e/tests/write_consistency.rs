@@ -133,3 +133,98 @@ async fn stripe_events_do_not_revert_write_through_results() {
     assert_eq!(after, written, "the row was not written again");
     t.finish().await;
 }
+
+/// The journal keeps settled entries for `journal_retention`, then removes
+/// them; an entry whose transaction is still open stays whatever its age,
+/// and is settled and removed once the transaction ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_journal_entries_are_pruned_after_the_retention() {
+    let t = Setup::start_with_proxy(
+        Api::Stripe,
+        2,
+        "write_journal_retention",
+        "  journal_retention: 2s\n",
+        |sim| stripe_connection(sim, "customer"),
+    )
+    .await;
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let entries = || async {
+        let rows = pg
+            .query(
+                "select api_id, state from sequin.write_journal order by created_at",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let committed: String = proxy
+        .query_one(
+            "insert into stripe.customer (name, email) values ('Kept', 'kept@example.com') returning id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A second client keeps its transaction open.
+    let open_client = t.proxy_client().await;
+    open_client.batch_execute("begin").await.unwrap();
+    let open: String = open_client
+        .query_one(
+            "insert into stripe.customer (name, email) values ('Open', 'open@example.com') returning id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        Duration::from_secs(30),
+        "the committed entry settled",
+        || async {
+            let e = entries().await;
+            (e.contains(&(committed.clone(), "committed".into())), e)
+        },
+    )
+    .await;
+    // Pruning runs every retention period (2 s here): the committed entry
+    // goes, the open one stays.
+    let e = eventually(
+        Duration::from_secs(30),
+        "the settled entry removed",
+        || async {
+            let e = entries().await;
+            (!e.iter().any(|(id, _)| id == &committed), e)
+        },
+    )
+    .await;
+    assert_eq!(e, vec![(open.clone(), "applied".to_string())]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        entries().await,
+        vec![(open.clone(), "applied".to_string())],
+        "an open transaction's entry is never pruned"
+    );
+    open_client.batch_execute("commit").await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the last entry settled and removed",
+        || async {
+            let e = entries().await;
+            (e.is_empty(), e)
+        },
+    )
+    .await;
+    // Pruning removes journal entries only, never the records.
+    let n: i64 = pg
+        .query_one(
+            "select count(*) from stripe.customer where id = any($1)",
+            &[&vec![committed, open]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    t.finish().await;
+}

@@ -40,6 +40,18 @@ impl Setup {
         db_prefix: &str,
         connection: impl FnOnce(&Sim) -> String,
     ) -> Setup {
+        Setup::start_with_proxy(api, seed, db_prefix, "", connection).await
+    }
+
+    /// [`Setup::start`] with more keys under `proxy:` (`proxy_keys`: YAML
+    /// lines indented by two spaces).
+    pub async fn start_with_proxy(
+        api: Api,
+        seed: usize,
+        db_prefix: &str,
+        proxy_keys: &str,
+        connection: impl FnOnce(&Sim) -> String,
+    ) -> Setup {
         let db = sequin_pgtemp::Database::create(db_prefix).expect("a test database");
         let sim = sequin_sim::start(
             SimConfig::new(api).seed_records(seed).rate_limit(0.0),
@@ -49,7 +61,7 @@ impl Setup {
         .expect("the simulator starts");
         let port = sequin_pgtemp::free_port().expect("a free port");
         let config = format!(
-            "database_url: {db}\nproxy:\n  listen: 127.0.0.1:{port}\nconnections:\n{conn}",
+            "database_url: {db}\nproxy:\n  listen: 127.0.0.1:{port}\n{proxy_keys}connections:\n{conn}",
             db = db.url,
             conn = connection(&sim),
         );

@@ -37,7 +37,7 @@ use crate::interceptor::{
     InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol, SessionInfo,
     read_message,
 };
-use crate::state::ProtocolState;
+use crate::state::{Pending, ProtocolState};
 use crate::synced::SyncedSet;
 
 /// Cancel keys handed to clients, mapped to the real server keys. The pid
@@ -451,6 +451,7 @@ async fn established(
             server_read,
             buf: sbuf,
             client_write,
+            held: BytesMut::new(),
         }),
         state: &state,
         ctl: ctl_rx,
@@ -758,14 +759,20 @@ struct ServerSide {
     server_read: OwnedReadHalf,
     buf: BytesMut,
     client_write: ClientWrite,
+    /// An interceptor's answer held back because the client's Sync follows
+    /// at once: it goes to the client with the server's ReadyForQuery, in
+    /// one write (the client wakes up once, not twice).
+    held: BytesMut,
 }
 
 type Handover = (ServerSide, oneshot::Sender<ServerSide>);
 
 /// Requests from the client-to-server direction.
 enum Control {
-    /// Lend the server side once the server owes no replies.
-    Handover(oneshot::Sender<Handover>),
+    /// Lend the server side once the server owes no replies (`false`), or
+    /// at the next message boundary (`true`: the borrower reads the owed
+    /// replies itself).
+    Handover(oneshot::Sender<Handover>, bool),
     /// Send this FATAL error to the client at the next message boundary and
     /// end the session.
     Fatal(BytesMut),
@@ -795,13 +802,20 @@ impl ClientToServer<'_> {
                     st.client_sent(t);
                 }
             }
-            if forward > 0 {
-                self.server_write
-                    .write_all(&self.buf[..forward])
-                    .await
-                    .map_err(SessionError::Server)?;
-                self.buf.advance(forward);
-            }
+            // Messages ahead of an intercepted statement (its Bind, say)
+            // go out with the interceptor's first write, not on their own.
+            let prefix = if forward > 0 && matches!(stop, Stop::Intercept(..)) {
+                self.buf.split_to(forward)
+            } else {
+                if forward > 0 {
+                    self.server_write
+                        .write_all(&self.buf[..forward])
+                        .await
+                        .map_err(SessionError::Server)?;
+                    self.buf.advance(forward);
+                }
+                BytesMut::new()
+            };
             match stop {
                 Stop::NeedMore => {
                     if let Ok(Some((_, len))) =
@@ -830,7 +844,7 @@ impl ClientToServer<'_> {
                 }
                 Stop::Intercept(len, what) => {
                     let msg = self.buf.split_to(len);
-                    self.intercept(msg, *what).await?;
+                    self.intercept(prefix, msg, *what).await?;
                 }
                 Stop::Violation(e) => {
                     let err = fatal("08P01", format!("invalid frontend message: {e}"));
@@ -846,28 +860,68 @@ impl ClientToServer<'_> {
         }
     }
 
-    async fn forward_message(&mut self, msg: &[u8]) -> Result<(), SessionError> {
+    /// Forwards one client message, after `unsent` (messages ahead of it
+    /// already recorded in the protocol state), in one write.
+    async fn forward_message(
+        &mut self,
+        mut unsent: BytesMut,
+        msg: &[u8],
+    ) -> Result<(), SessionError> {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .client_sent(msg[0]);
+        let out: &[u8] = if unsent.is_empty() {
+            msg
+        } else {
+            unsent.extend_from_slice(msg);
+            &unsent
+        };
         self.server_write
-            .write_all(msg)
+            .write_all(out)
             .await
             .map_err(SessionError::Server)
     }
 
-    async fn intercept(&mut self, msg: BytesMut, what: Intercepted) -> Result<(), SessionError> {
-        if what.protocol == Protocol::Extended {
-            // Make the server send what it owes for earlier messages of the
-            // pipeline without ending it.
-            self.server_write
-                .write_all(&codec::Flush.to_bytes())
-                .await
-                .map_err(SessionError::Server)?;
+    async fn intercept(
+        &mut self,
+        mut prefix: BytesMut,
+        msg: BytesMut,
+        what: Intercepted,
+    ) -> Result<(), SessionError> {
+        // Replies the server owes for earlier messages of the client's
+        // pipeline that come back at once (Parse, Bind, Describe, Close: a
+        // prepared statement's Bind, typically) are read by the
+        // interceptor's first round trip, in front of its own: no round trip
+        // of their own. Anything else owed (an earlier Execute, a Sync) is
+        // waited for first.
+        let early = what.protocol == Protocol::Extended && {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            !st.is_discarding()
+                && !st.is_idle()
+                && st.pending().all(|p| {
+                    matches!(
+                        p,
+                        Pending::Parse | Pending::Bind | Pending::Describe | Pending::Close
+                    )
+                })
+        };
+        if !early {
+            if what.protocol == Protocol::Extended {
+                // Make the server send what it owes for earlier messages of
+                // the pipeline without ending it.
+                prefix.extend_from_slice(&codec::Flush.to_bytes());
+            }
+            if !prefix.is_empty() {
+                self.server_write
+                    .write_all(&prefix)
+                    .await
+                    .map_err(SessionError::Server)?;
+                prefix.clear();
+            }
         }
         let (tx, rx) = oneshot::channel();
-        if self.ctl.send(Control::Handover(tx)).await.is_err() {
+        if self.ctl.send(Control::Handover(tx, early)).await.is_err() {
             return Ok(());
         }
         let Ok((mut side, back)) = rx.await else {
@@ -881,9 +935,11 @@ impl ClientToServer<'_> {
             // The server skips this Execute anyway (an earlier message of the
             // pipeline failed): nothing to intercept.
             let _ = back.send(side);
-            return self.forward_message(&msg).await;
+            return self.forward_message(prefix, &msg).await;
         }
-        let result = self.run_interceptor(&mut side, &msg, &what, status).await;
+        let result = self
+            .run_interceptor(&mut side, prefix, &msg, &what, status)
+            .await;
         let _ = back.send(side);
         result
     }
@@ -891,6 +947,7 @@ impl ClientToServer<'_> {
     async fn run_interceptor(
         &mut self,
         side: &mut ServerSide,
+        prefix: BytesMut,
         msg: &[u8],
         what: &Intercepted,
         status: u8,
@@ -909,22 +966,63 @@ impl ClientToServer<'_> {
             server_failed: false,
             max_message_len: codec::MAX_MESSAGE_LEN,
             prepared: &mut self.injected,
+            owed: (!self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_idle())
+            .then_some(self.state),
+            early: BytesMut::new(),
+            client_failed: false,
+            unsent: prefix,
         };
-        let outcome = self
-            .env
-            .interceptor
-            .intercept(&mut ctx)
-            .await
-            .map_err(SessionError::Intercept)?;
+        let outcome = self.env.interceptor.intercept(&mut ctx).await;
+        if ctx.client_failed {
+            // An earlier message of the client's pipeline failed: the server
+            // skipped the interceptor's statements and skips this Execute
+            // too, as it would have without the proxy. The client gets the
+            // error, and the Execute goes on so the protocol state stays
+            // exact.
+            let early = std::mem::take(&mut ctx.early);
+            ctx.client_write
+                .write_all(&early)
+                .await
+                .map_err(SessionError::Client)?;
+            ctx.client_write
+                .flush()
+                .await
+                .map_err(SessionError::Client)?;
+            let unsent = std::mem::take(&mut ctx.unsent);
+            return self.forward_message(unsent, msg).await;
+        }
+        let outcome = outcome.map_err(SessionError::Intercept)?;
         match outcome {
             Outcome::PassThrough => {
                 if what.protocol == Protocol::Simple && ctx.server_failed {
                     ctx.sync().await.map_err(SessionError::Intercept)?;
                 }
-                self.forward_message(msg).await
+                // Replies to the client's earlier messages the interceptor
+                // read go first; any still owed come through the other
+                // direction as usual.
+                if !ctx.early.is_empty() {
+                    let early = std::mem::take(&mut ctx.early);
+                    ctx.client_write
+                        .write_all(&early)
+                        .await
+                        .map_err(SessionError::Client)?;
+                    ctx.client_write
+                        .flush()
+                        .await
+                        .map_err(SessionError::Client)?;
+                }
+                let unsent = std::mem::take(&mut ctx.unsent);
+                self.forward_message(unsent, msg).await
             }
             Outcome::Respond(messages) => {
-                let mut out = BytesMut::new();
+                let mut out = std::mem::take(&mut ctx.early);
+                ctx.drain_owed_into(&mut out)
+                    .await
+                    .map_err(SessionError::Intercept)?;
                 let mut has_error = false;
                 for m in &messages {
                     has_error |= matches!(m, BackendMessage::ErrorResponse(_));
@@ -935,8 +1033,16 @@ impl ClientToServer<'_> {
                     // the transaction status the client sees is the truth.
                     let status = ctx.sync().await.map_err(SessionError::Intercept)?;
                     codec::ReadyForQuery { status }.encode(&mut out);
-                } else if has_error {
-                    self.track.skip_until_sync = true;
+                } else {
+                    if has_error {
+                        self.track.skip_until_sync = true;
+                    }
+                    // The client's Sync is next: the server's ReadyForQuery
+                    // for it will carry this answer along.
+                    if self.buf.first() == Some(&b'S') {
+                        side.held = out;
+                        return Ok(());
+                    }
                 }
                 ctx.client_write
                     .write_all(&out)
@@ -962,7 +1068,7 @@ struct ServerToClient<'a> {
 impl ServerToClient<'_> {
     async fn run(mut self) -> Result<SessionEnd, SessionError> {
         let mut skip = 0usize;
-        let mut handover: Option<oneshot::Sender<Handover>> = None;
+        let mut handover: Option<(oneshot::Sender<Handover>, bool)> = None;
         let mut fatal_to_send: Option<BytesMut> = None;
         let mut last_tag = 0u8;
         loop {
@@ -972,6 +1078,7 @@ impl ServerToClient<'_> {
                 .expect("server side is home between iterations");
             if skip == 0 {
                 if let Some(f) = fatal_to_send.take() {
+                    let _ = io.client_write.write_all(&io.held).await;
                     let _ = io.client_write.write_all(&f).await;
                     let _ = io.client_write.flush().await;
                     return Ok(SessionEnd::ProtocolViolation);
@@ -981,7 +1088,7 @@ impl ServerToClient<'_> {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .is_idle();
-                if idle && let Some(tx) = handover.take() {
+                if let Some((tx, _)) = handover.take_if(|(_, now)| idle || *now) {
                     let (back_tx, back_rx) = oneshot::channel();
                     match tx.send((io, back_tx)) {
                         Ok(()) => match back_rx.await {
@@ -1009,12 +1116,13 @@ impl ServerToClient<'_> {
                 r = io.server_read.read_buf(&mut io.buf) => Ok(r),
             };
             match event {
-                Err(Some(Control::Handover(tx))) => handover = Some(tx),
+                Err(Some(Control::Handover(tx, now))) => handover = Some((tx, now)),
                 Err(Some(Control::Fatal(f))) => fatal_to_send = Some(f),
                 Err(None) => return std::future::pending().await,
                 Ok(read) => {
                     let n = read.map_err(SessionError::Server)?;
                     if n == 0 {
+                        let _ = io.client_write.write_all(&io.held).await;
                         if skip == 0 && last_tag != b'E' {
                             let _ = io
                                 .client_write
@@ -1061,10 +1169,17 @@ impl ServerToClient<'_> {
                         }
                     }
                     if pos > 0 {
+                        let out: &[u8] = if io.held.is_empty() {
+                            &io.buf[..pos]
+                        } else {
+                            io.held.extend_from_slice(&io.buf[..pos]);
+                            &io.held
+                        };
                         io.client_write
-                            .write_all(&io.buf[..pos])
+                            .write_all(out)
                             .await
                             .map_err(SessionError::Client)?;
+                        io.held.clear();
                         io.client_write
                             .flush()
                             .await

@@ -5,10 +5,12 @@
 //! connection (injected with Flush, never Sync, replies swallowed), answer
 //! the client with synthesized messages, or let the statement pass through.
 //!
-//! When the interceptor runs, every earlier reply has been forwarded to the
-//! client and the server owes nothing: the proxy waited for that (sending a
-//! Flush first in the extended protocol), so injected replies cannot mix with
-//! the client's.
+//! When the interceptor runs, the server owes nothing for the client's
+//! earlier messages, or only replies that come back at once (ParseComplete,
+//! BindComplete, a Describe's): those are read by the interceptor's first
+//! round trip, in front of its own replies, and reach the client before its
+//! answer. Anything else owed is waited for first (a Flush in the extended
+//! protocol). So injected replies never mix with the client's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,6 +106,12 @@ pub enum InjectError {
     Codec(#[from] CodecError),
     #[error("server closed the connection")]
     Closed,
+    /// An earlier message of the client's pipeline (its Parse or Bind)
+    /// failed: the server skips everything up to the client's Sync, the
+    /// injected statements included. The proxy sends the client that error
+    /// and lets the intercepted Execute be skipped too.
+    #[error("an earlier message of the client's pipeline failed")]
+    ClientFailed,
 }
 
 /// Result rows of an injected statement (text format).
@@ -235,6 +243,19 @@ pub struct InterceptContext<'a> {
     pub(crate) server_failed: bool,
     pub(crate) max_message_len: u32,
     pub(crate) prepared: &'a mut Prepared,
+    /// Set while the server still owes replies to the client's earlier
+    /// messages (see the module docs): the session's protocol state, fed
+    /// with them as they are read.
+    pub(crate) owed: Option<&'a std::sync::Mutex<crate::state::ProtocolState>>,
+    /// Replies to the client's earlier messages read so far, for the client
+    /// ahead of anything else.
+    pub(crate) early: BytesMut,
+    /// One of those replies was an error (see [`InjectError::ClientFailed`]).
+    pub(crate) client_failed: bool,
+    /// The client's messages ahead of the intercepted one, not yet sent to
+    /// the server: they go out with the first write to it (one write, and
+    /// one wake-up of the server, instead of two).
+    pub(crate) unsent: BytesMut,
 }
 
 /// The interceptor's statements prepared on one session's server connection
@@ -371,7 +392,8 @@ impl InterceptContext<'_> {
             }
         }
         Flush.encode(&mut out);
-        self.server_write.write_all(&out).await?;
+        self.write_server(&out).await?;
+        self.drain_owed().await?;
         let mut results = Vec::with_capacity(steps.len());
         for step in steps {
             let r = self.read_step(matches!(step, Step::Query(_))).await?;
@@ -397,6 +419,54 @@ impl InterceptContext<'_> {
             }
         }
         Ok(results)
+    }
+
+    /// Reads the replies still owed to the client's earlier messages into
+    /// `self.early` (the caller has sent a Flush, or a pipeline ending in
+    /// one). An error among them means the server skipped whatever was sent
+    /// after it: [`InjectError::ClientFailed`].
+    async fn drain_owed(&mut self) -> Result<(), InjectError> {
+        if self.client_failed {
+            return Err(InjectError::ClientFailed);
+        }
+        let Some(state) = self.owed else {
+            return Ok(());
+        };
+        loop {
+            if state.lock().unwrap_or_else(|e| e.into_inner()).is_idle() {
+                self.owed = None;
+                return Ok(());
+            }
+            let frame = self.read_server_message().await?;
+            let tag = frame[0];
+            let status = (tag == b'Z')
+                .then(|| frame.get(codec::HEADER_LEN).copied())
+                .flatten();
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .server_sent(tag, status);
+            self.early.extend_from_slice(&frame);
+            if tag == b'E' {
+                self.owed = None;
+                self.client_failed = true;
+                return Err(InjectError::ClientFailed);
+            }
+        }
+    }
+
+    /// Asks the server for the replies still owed to the client's earlier
+    /// messages (if any) and appends them, and those read before, to `out`.
+    pub(crate) async fn drain_owed_into(&mut self, out: &mut BytesMut) -> Result<(), InjectError> {
+        if self.owed.is_some() {
+            self.write_server(&Flush.to_bytes()).await?;
+            match self.drain_owed().await {
+                Ok(()) | Err(InjectError::ClientFailed) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.extend_from_slice(&std::mem::take(&mut self.early));
+        Ok(())
     }
 
     /// Reads one step's replies. An injected query ends with the
@@ -438,7 +508,7 @@ impl InterceptContext<'_> {
                     }
                     .encode(&mut out);
                     Flush.encode(&mut out);
-                    self.server_write.write_all(&out).await?;
+                    self.write_server(&out).await?;
                 }
                 // COPY TO STDOUT data is dropped until CommandComplete.
                 _ => {}
@@ -461,7 +531,8 @@ impl InterceptContext<'_> {
         }
         .encode(&mut out);
         Flush.encode(&mut out);
-        self.server_write.write_all(&out).await?;
+        self.write_server(&out).await?;
+        self.drain_owed().await?;
         let mut types = Vec::new();
         loop {
             let frame = self.read_server_message().await?;
@@ -491,7 +562,7 @@ impl InterceptContext<'_> {
                 "Sync inside the client's extended-protocol pipeline",
             ));
         }
-        self.server_write.write_all(&codec::Sync.to_bytes()).await?;
+        self.write_server(&codec::Sync.to_bytes()).await?;
         loop {
             let frame = self.read_server_message().await?;
             match frame[0] {
@@ -513,11 +584,25 @@ impl InterceptContext<'_> {
     /// Sends raw bytes to the client (for interceptors that stream results).
     pub async fn send_to_client(&mut self, messages: &[BackendMessage]) -> Result<(), InjectError> {
         let mut out = BytesMut::new();
+        self.drain_owed_into(&mut out).await?;
         for m in messages {
             m.encode(&mut out);
         }
         self.client_write.write_all(&out).await?;
         self.client_write.flush().await?;
+        Ok(())
+    }
+
+    /// Writes to the server, after any of the client's messages still
+    /// unsent.
+    async fn write_server(&mut self, out: &[u8]) -> Result<(), InjectError> {
+        if self.unsent.is_empty() {
+            self.server_write.write_all(out).await?;
+        } else {
+            let mut all = std::mem::take(&mut self.unsent);
+            all.extend_from_slice(out);
+            self.server_write.write_all(&all).await?;
+        }
         Ok(())
     }
 

@@ -47,6 +47,14 @@ impl Interceptor for Recorder {
                         .collect()
                 })
                 .unwrap_or_default();
+            // Answered without a word to the server.
+            if params.iter().flatten().any(|p| p.contains("at-once")) {
+                return Ok(Outcome::Respond(vec![BackendMessage::CommandComplete(
+                    CommandComplete {
+                        tag: "INSERT 0 1".into(),
+                    },
+                )]));
+            }
             let protocol = format!("{:?}", st.protocol);
             let tables: Vec<String> = st
                 .classification
@@ -378,4 +386,146 @@ async fn the_synced_set_is_updatable_at_runtime() {
         .await
         .unwrap();
     assert_eq!(count(&client, "public.audit").await, 1);
+}
+
+/// Message tags up to and including the next ReadyForQuery.
+async fn tags_to_ready(raw: &mut Raw) -> String {
+    let mut tags = String::new();
+    loop {
+        let m = raw.next().await.expect("a reply");
+        tags.push(m[0] as char);
+        if m[0] == b'Z' {
+            return tags;
+        }
+    }
+}
+
+/// A Bind (and Parse) sent in front of an intercepted Execute: the server's
+/// replies to them are read in the interceptor's own round trip and reach
+/// the client first, in order, whatever the interceptor does; a Bind that
+/// fails reaches the client once, the Execute is skipped as Postgres would
+/// skip it, and the session goes on.
+#[tokio::test]
+async fn replies_owed_before_an_interception_reach_the_client_in_order() {
+    use sequin_proxy::codec::{Bind, Execute, Message, Parse, Query, Sync};
+    let (cluster, db, recorder, proxy) = setup().await;
+    let mut raw = Raw::connect(&proxy, &db).await;
+    let batch = |parse: Option<(&str, &str)>, statement: &str, params: [&str; 2]| {
+        let mut out = bytes::BytesMut::new();
+        if let Some((name, sql)) = parse {
+            Parse {
+                name: name.into(),
+                sql: sql.into(),
+                param_types: vec![],
+            }
+            .encode(&mut out);
+        }
+        Bind {
+            portal: String::new(),
+            statement: statement.into(),
+            param_formats: vec![],
+            params: params
+                .iter()
+                .map(|p| Some(bytes::Bytes::copy_from_slice(p.as_bytes())))
+                .collect(),
+            result_formats: vec![],
+        }
+        .encode(&mut out);
+        Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .encode(&mut out);
+        Sync.encode(&mut out);
+        out
+    };
+    let insert = "insert into stripe.customer (id, email) values ($1, $2)";
+    // Passed through: ParseComplete, BindComplete, then the server's own
+    // CommandComplete.
+    raw.send(&batch(Some(("w", insert)), "w", ["a1", "e"]))
+        .await;
+    assert_eq!(tags_to_ready(&mut raw).await, "12CZ");
+    // Synthesized rows after the owed BindComplete.
+    raw.send(&batch(None, "w", ["synth", "e"])).await;
+    assert_eq!(tags_to_ready(&mut raw).await, "2DCZ");
+    // Without a Sync behind it (Execute, then Flush: the client waits for
+    // the answer before it goes on), the answer is not held back.
+    let mut out = batch(None, "w", ["synth", "e"]);
+    out.truncate(out.len() - 5);
+    sequin_proxy::codec::Flush.encode(&mut out);
+    raw.send(&out).await;
+    let mut tags = String::new();
+    for _ in 0..3 {
+        tags.push(raw.next().await.expect("the answer before any Sync")[0] as char);
+    }
+    assert_eq!(tags, "2DC");
+    let mut out = bytes::BytesMut::new();
+    Sync.encode(&mut out);
+    raw.send(&out).await;
+    assert_eq!(tags_to_ready(&mut raw).await, "Z");
+    // Answered without the server: the proxy still gets the BindComplete
+    // first.
+    raw.send(&batch(None, "w", ["at-once", "e"])).await;
+    assert_eq!(tags_to_ready(&mut raw).await, "2CZ");
+    // A Bind that fails (not an integer): its error, once, then
+    // ReadyForQuery; the interceptor's statement was skipped with it.
+    let audited = recorder.seen.lock().unwrap().len();
+    raw.send(&batch(
+        Some((
+            "f",
+            "insert into stripe.customer (id, email) values ($1::int::text, $2)",
+        )),
+        "f",
+        ["not a number", "e"],
+    ))
+    .await;
+    let mut tags = String::new();
+    let mut code = None;
+    loop {
+        let m = raw.next().await.expect("a reply");
+        tags.push(m[0] as char);
+        if m[0] == b'E' {
+            code = sequin_proxy::codec::ErrorResponse::decode(&m)
+                .unwrap()
+                .code()
+                .map(str::to_string);
+        }
+        if m[0] == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(tags, "1EZ");
+    assert_eq!(code.as_deref(), Some("22P02"));
+    assert_eq!(recorder.seen.lock().unwrap().len(), audited);
+    // The session goes on, prepared statements and all.
+    raw.send(&batch(None, "w", ["a2", "e"])).await;
+    assert_eq!(tags_to_ready(&mut raw).await, "2CZ");
+    let mut out = bytes::BytesMut::new();
+    Query {
+        sql: "select count(*) from stripe.customer".into(),
+    }
+    .encode(&mut out);
+    raw.send(&out).await;
+    let mut rows = Vec::new();
+    loop {
+        let m = raw.next().await.expect("a reply");
+        if m[0] == b'D' {
+            rows.push(sequin_proxy::codec::DataRow::decode(&m).unwrap());
+        }
+        if m[0] == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].values[0].as_deref(), Some(&b"2"[..]));
+    let audit: i64 = connect(&via(cluster, &proxy, &db))
+        .await
+        .query_one("select count(*) from public.audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        audit, 4,
+        "a1, synth twice and a2 were audited; the failed Bind was not"
+    );
 }

@@ -10,71 +10,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::*;
 use sequin_pgtemp::{Cluster, shared};
-use sequin_proxy::codec::startup::{PROTOCOL_3_0, StartupMessage, StartupPacket};
 use sequin_proxy::codec::{self, ErrorResponse, Message, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A hand-driven client for sending what no driver would.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Raw {
-    async fn connect(proxy: &sequin_proxy::ProxyHandle, db: &str) -> Raw {
-        let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
-        let mut out = BytesMut::new();
-        StartupPacket::Startup(StartupMessage {
-            protocol: PROTOCOL_3_0,
-            params: vec![
-                ("user".into(), "postgres".into()),
-                ("database".into(), db.into()),
-            ],
-        })
-        .encode(&mut out);
-        stream.write_all(&out).await.unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: BytesMut::new(),
-        };
-        while raw.next().await.expect("startup reply")[0] != b'Z' {}
-        raw
-    }
-
-    /// The next message, or `None` once the proxy closed the connection.
-    async fn next(&mut self) -> Option<BytesMut> {
-        loop {
-            if let Ok(Some(f)) = codec::split_frame(&self.buf, codec::MAX_MESSAGE_LEN) {
-                let len = f.len;
-                return Some(self.buf.split_to(len));
-            }
-            let n =
-                tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
-                    .await
-                    .expect("the proxy answers or closes in time")
-                    .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    /// Reads to the end and returns the first ErrorResponse.
-    async fn error_then_close(&mut self) -> ErrorResponse {
-        let mut error = None;
-        while let Some(m) = self.next().await {
-            if m[0] == b'E' && error.is_none() {
-                error = Some(ErrorResponse::decode(&m).unwrap());
-            }
-        }
-        error.expect("an ErrorResponse before the close")
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-}
 
 async fn backends_running(admin: &tokio_postgres::Client, pattern: &str) -> i64 {
     admin

@@ -4,6 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use sequin_proxy::codec::startup::{PROTOCOL_3_0, StartupMessage, StartupPacket};
+use sequin_proxy::codec::{self, ErrorResponse, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use sequin_pgtemp::Cluster;
 use sequin_proxy::{
     Interceptor, PassThrough, Proxy, ProxyConfig, ProxyHandle, SyncedTables, Upstream,
@@ -88,4 +94,65 @@ pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// A hand-driven client for sending what no driver would.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+}
+
+impl Raw {
+    pub async fn connect(proxy: &sequin_proxy::ProxyHandle, db: &str) -> Raw {
+        let mut stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
+        let mut out = BytesMut::new();
+        StartupPacket::Startup(StartupMessage {
+            protocol: PROTOCOL_3_0,
+            params: vec![
+                ("user".into(), "postgres".into()),
+                ("database".into(), db.into()),
+            ],
+        })
+        .encode(&mut out);
+        stream.write_all(&out).await.unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: BytesMut::new(),
+        };
+        while raw.next().await.expect("startup reply")[0] != b'Z' {}
+        raw
+    }
+
+    /// The next message, or `None` once the proxy closed the connection.
+    pub async fn next(&mut self) -> Option<BytesMut> {
+        loop {
+            if let Ok(Some(f)) = codec::split_frame(&self.buf, codec::MAX_MESSAGE_LEN) {
+                let len = f.len;
+                return Some(self.buf.split_to(len));
+            }
+            let n =
+                tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("the proxy answers or closes in time")
+                    .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads to the end and returns the first ErrorResponse.
+    pub async fn error_then_close(&mut self) -> ErrorResponse {
+        let mut error = None;
+        while let Some(m) = self.next().await {
+            if m[0] == b'E' && error.is_none() {
+                error = Some(ErrorResponse::decode(&m).unwrap());
+            }
+        }
+        error.expect("an ErrorResponse before the close")
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
 }

@@ -194,7 +194,7 @@ struct Inner {
     params: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     auth: auth::Method,
-    http: reqwest::Client,
+    http: Http,
     budget: Arc<Budget>,
     retry: RetryPolicy,
     /// Configured credentials, scrubbed from every error.
@@ -232,6 +232,39 @@ pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     match last {
         Some(cause) if !cause.contains("://") => format!("{what}: {cause}"),
         _ => what.to_string(),
+    }
+}
+
+/// HTTP connection pools, one per thread that sends requests.
+///
+/// A pooled connection's I/O task runs on the runtime that opened it. The
+/// proxy runs sessions on dedicated single-threaded runtimes, so with one
+/// shared pool a write-through call would hand its request to a connection
+/// owned by another thread and wait for that thread to wake up, twice per
+/// call. A pool per thread keeps the call, its connection and the session
+/// on one thread.
+struct Http {
+    timeout: Duration,
+    per_thread: thread_local::ThreadLocal<reqwest::Client>,
+}
+
+impl Http {
+    fn new(timeout: Duration) -> Http {
+        Http {
+            timeout,
+            per_thread: thread_local::ThreadLocal::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&reqwest::Client, reqwest::Error> {
+        self.per_thread.get_or_try(|| {
+            reqwest::Client::builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+                // Redirects could carry credentials to another host.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+        })
     }
 }
 
@@ -371,18 +404,15 @@ impl Client {
             None => Budget::new(limit),
         }
         .ok_or_else(|| config_error(format!("rate_limit.per `{}` is not a duration", limit.per)))?;
-        let http = reqwest::Client::builder()
-            .timeout(config.retry.timeout)
-            .connect_timeout(config.retry.timeout.min(Duration::from_secs(10)))
-            // Redirects could carry credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                config_error(format!(
-                    "cannot build the HTTP client: {}",
-                    transport_reason(&e)
-                ))
-            })?;
+        let http = Http::new(config.retry.timeout);
+        // Built once here so a client that cannot be built is a config error
+        // now, not a failed request later.
+        http.get().map_err(|e| {
+            config_error(format!(
+                "cannot build the HTTP client: {}",
+                transport_reason(&e)
+            ))
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 secrets: config
@@ -418,12 +448,22 @@ impl Client {
         &self.inner.budget
     }
 
+    /// This thread's HTTP pool.
+    fn http(&self) -> Result<&reqwest::Client, ApiError> {
+        self.inner.http.get().map_err(|e| {
+            self.err(
+                ErrorKind::Config,
+                format!("cannot build the HTTP client: {}", transport_reason(&e)),
+            )
+        })
+    }
+
     /// The base URL requests go to now: the OAuth2 instance URL once known
     /// (obtaining a token if needed), else the configured or spec base URL.
     pub async fn base_url(&self) -> Result<String, ApiError> {
         if let auth::Method::OAuth(o) = &self.inner.auth
             && let Some(u) = o
-                .instance_url(self.api(), &self.inner.http)
+                .instance_url(self.api(), self.http()?)
                 .await
                 .map_err(|e| self.scrub(e))?
         {
@@ -726,7 +766,7 @@ impl Client {
         match &self.inner.auth {
             auth::Method::Static(a) => Ok((Some(a.clone()), 0)),
             auth::Method::OAuth(o) => {
-                let t = o.token(self.api(), &self.inner.http, stale).await?;
+                let t = o.token(self.api(), self.http()?, stale).await?;
                 Ok((Some(t.applied), t.generation))
             }
         }
@@ -829,7 +869,8 @@ impl Client {
             if let Some(Applied::Query(name, value)) = applied {
                 template::set_query_param(&mut url, name, value.expose());
             }
-            let mut rb = self.inner.http.request(reqwest_method(call.method), url);
+            let http = self.http().map_err(ReqFailure::Config)?;
+            let mut rb = http.request(reqwest_method(call.method), url);
             for (k, v) in &self.inner.headers {
                 rb = rb.header(k, v);
             }

@@ -43,6 +43,10 @@ pub struct Entry {
 /// Sequin's own session for the journal; it holds the writer key.
 pub struct Journal {
     client: PgClient,
+    /// The entries' INSERT, prepared once: unprepared, every write would
+    /// cost the journal session three round trips (prepare, execute,
+    /// close) instead of one.
+    insert: tokio_postgres::Statement,
     /// This session holds the reconciler lock.
     reconciler: std::sync::atomic::AtomicBool,
 }
@@ -72,8 +76,21 @@ impl Journal {
                 context: "registering the writer key".into(),
                 source,
             })?;
+        let insert = client
+            .prepare(
+                "INSERT INTO sequin.write_journal (id, connection, object, op, api_id, xid, request, undo)
+                 SELECT id, connection, object, op, api_id, xid, request, undo
+                   FROM jsonb_to_recordset($1::text::jsonb)
+                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint, request jsonb, undo jsonb)",
+            )
+            .await
+            .map_err(|source| StoreError::Db {
+                context: "preparing the journal's statement".into(),
+                source,
+            })?;
         Ok(Journal {
             client,
+            insert,
             reconciler: Default::default(),
         })
     }
@@ -93,15 +110,7 @@ impl Journal {
             })
             .collect();
         let doc = Value::Array(rows).to_string();
-        self.client
-            .execute(
-                "INSERT INTO sequin.write_journal (id, connection, object, op, api_id, xid, request, undo)
-                 SELECT id, connection, object, op, api_id, xid, request, undo
-                   FROM jsonb_to_recordset($1::text::jsonb)
-                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint, request jsonb, undo jsonb)",
-                &[&doc],
-            )
-            .await?;
+        self.client.execute(&self.insert, &[&doc]).await?;
         Ok(())
     }
 }

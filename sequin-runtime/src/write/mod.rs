@@ -98,7 +98,11 @@ struct Inner {
     connections: Vec<Connection>,
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     last_refresh: std::sync::Mutex<Option<Instant>>,
-    journal: tokio::sync::Mutex<Option<Arc<Journal>>>,
+    /// Sequin's journal sessions, one per thread that runs client sessions:
+    /// a session's journal write then stays on its own thread (a database
+    /// connection's I/O task runs where it was opened), instead of waking
+    /// another thread and waiting for it.
+    journal: thread_local::ThreadLocal<tokio::sync::Mutex<Option<Arc<Journal>>>>,
     /// The last failure to look up a connection's objects, by connection.
     lookup_errors: std::sync::Mutex<HashMap<String, String>>,
     /// What write-through needs of a statement's text (RETURNING list,
@@ -152,7 +156,7 @@ impl WriteThrough {
                 connections,
                 tables: RwLock::new(HashMap::new()),
                 last_refresh: std::sync::Mutex::new(None),
-                journal: tokio::sync::Mutex::new(None),
+                journal: thread_local::ThreadLocal::new(),
                 suspended: std::sync::Mutex::new(HashMap::new()),
                 shapes: std::sync::Mutex::new(HashMap::new()),
                 lookup_errors: std::sync::Mutex::new(HashMap::new()),
@@ -249,8 +253,13 @@ impl WriteThrough {
         self.table(schema, table)
     }
 
+    /// This thread's journal slot.
+    fn journal_slot(&self) -> &tokio::sync::Mutex<Option<Arc<Journal>>> {
+        self.inner.journal.get_or(|| tokio::sync::Mutex::new(None))
+    }
+
     async fn journal(&self) -> Option<Arc<Journal>> {
-        let mut j = self.inner.journal.lock().await;
+        let mut j = self.journal_slot().lock().await;
         if j.is_none() {
             match Journal::connect(&self.inner.url).await {
                 Ok(x) => *j = Some(Arc::new(x)),
@@ -273,7 +282,7 @@ impl WriteThrough {
         };
         if let Err(e) = j.record(entries).await {
             tracing::error!(error = %e, effects = entries.len(), "write journal: recording failed");
-            *self.inner.journal.lock().await = None;
+            *self.journal_slot().lock().await = None;
         }
     }
 }
@@ -785,7 +794,11 @@ impl WriteThrough {
         }
         // Markers of the effects, in the client's (sub)transaction: see
         // `journal` for what their absence after a commit means.
+        // The key is removed in the same statement (target-list items are
+        // evaluated in order: the markers first).
         let marker_params = texts(&[
+            Some(&key),
+            Some(crate::guard::key()),
             Some(
                 &Value::Array(
                     entries
@@ -795,26 +808,27 @@ impl WriteThrough {
                 )
                 .to_string(),
             ),
-            Some(crate::guard::key()),
         ]);
-        if !entries.is_empty() {
-            steps.push(Step::Query(InjectedQuery {
-                sql: "SELECT sequin.mark($2, ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)::uuid))",
+        steps.push(if entries.is_empty() {
+            Step::Query(InjectedQuery {
+                sql: "SELECT sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
                 param_types: &[0, 0],
+                param_formats: &[],
+                params: &reset_params,
+                result_formats: &[],
+                cache: true,
+            })
+        } else {
+            Step::Query(InjectedQuery {
+                sql: "SELECT sequin.mark($2, ARRAY(SELECT jsonb_array_elements_text($3::text::jsonb)::uuid)),
+                        sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
+                param_types: &[0, 0, 0],
                 param_formats: &[],
                 params: &marker_params,
                 result_formats: &[],
                 cache: true,
-            }));
-        }
-        steps.push(Step::Query(InjectedQuery {
-            sql: "SELECT sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
-            param_types: &[0, 0],
-            param_formats: &[],
-            params: &reset_params,
-            result_formats: &[],
-            cache: true,
-        }));
+            })
+        });
         if let Some(r) = &returning {
             steps.push(Step::Query(r.query()));
         }

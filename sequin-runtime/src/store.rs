@@ -441,10 +441,13 @@ impl Writer {
                 .map_err(db(format!("merging into {}", t.qualified())))?;
         }
         if !deletes.is_empty() {
+            // The keys in the column's own type: the index finds them.
+            let pk = &t.columns[t.primary_key];
             let sql = format!(
-                "DELETE FROM {} WHERE {}::text = ANY($1)",
+                "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
                 t.qualified(),
-                quote_ident(&t.columns[t.primary_key].name)
+                quote_ident(&pk.name),
+                pk.ty.pg_type()
             );
             changed += tx
                 .execute(&sql, &[&deletes])

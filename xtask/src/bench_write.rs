@@ -58,6 +58,10 @@ pub struct BenchWriteArgs {
     /// Use this `sequin` binary instead of building it (release).
     #[arg(long)]
     pub sequin: Option<PathBuf>,
+    /// Also print where Postgres spends its time: pg_stat_statements over
+    /// the whole run (nested statements included), by total time.
+    #[arg(long)]
+    pub server_profile: bool,
     /// Internal: serve the simulator (the benchmark's child process).
     #[arg(long, hide = true)]
     pub serve_sim: bool,
@@ -79,9 +83,23 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
         None => crate::demo::sequin_binary(&root, true)?,
     };
     eprintln!("starting a throwaway Postgres ...");
-    let cluster = sequin_pgtemp::Cluster::start().context("starting Postgres")?;
+    let cluster = if args.server_profile {
+        sequin_pgtemp::Cluster::start_with(sequin_pgtemp::Options {
+            config: vec![
+                "shared_preload_libraries = 'pg_stat_statements'".into(),
+                "pg_stat_statements.track = 'all'".into(),
+            ],
+            ..Default::default()
+        })
+    } else {
+        sequin_pgtemp::Cluster::start()
+    }
+    .context("starting Postgres")?;
     let db = "bench_write";
     let database_url = cluster.create_database(db)?;
+    if args.server_profile {
+        cluster.psql(db, "CREATE EXTENSION pg_stat_statements")?;
+    }
     let (sim, base_url, token) = start_sim()?;
     let proxy_port = sequin_pgtemp::free_port()?;
     let dir = tempfile::tempdir()?;
@@ -148,6 +166,19 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     })?;
     print_table(&report, &args);
     println!("\n{}", markdown(&report, &args));
+    if args.server_profile {
+        println!("\nPostgres time by statement (pg_stat_statements, whole run):");
+        println!(
+            "{}",
+            cluster.psql(
+                db,
+                "SELECT lpad(calls::text, 8) || lpad(round(total_exec_time::numeric, 0)::text, 8) || ' ms'
+                        || lpad(round((1000 * mean_exec_time)::numeric, 0)::text, 7) || ' us  '
+                        || left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
+            )?
+        );
+    }
     Ok(())
 }
 

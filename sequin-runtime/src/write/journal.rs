@@ -379,11 +379,12 @@ async fn compensate(
 
 /// Removes a record's row (on Sequin's session, which holds the key).
 async fn delete_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), String> {
-    let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
+    let pk = super::sql::Key::of(&t.plan.table);
     let sql = format!(
-        "DELETE FROM {} WHERE {}::text = $1",
+        "DELETE FROM {} WHERE {} = $1::text::{}",
         t.plan.table.qualified(),
-        super::sql::ident(pk)
+        super::sql::ident(pk.name),
+        pk.ty
     );
     j.client
         .execute(&sql, &[&api_id])
@@ -405,8 +406,11 @@ async fn refresh_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), Strin
         .iter()
         .map(|c| c.name.to_string())
         .collect();
-    let pk = &t.plan.table.columns[t.plan.table.primary_key].name;
-    let sql = super::sql::write_back(&t.plan.table.qualified(), pk, &columns);
+    let sql = super::sql::write_back(
+        &t.plan.table.qualified(),
+        super::sql::Key::of(&t.plan.table),
+        &columns,
+    );
     let doc = Value::Array(vec![doc]).to_string();
     j.client
         .execute(&sql, &[&doc])

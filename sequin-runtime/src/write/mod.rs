@@ -714,9 +714,7 @@ impl WriteThrough {
         // 6. Write-back, key removal and RETURNING in one round trip (the
         // journal is written meanwhile on Sequin's own session).
         let qualified = table.plan.table.qualified();
-        let pk = table.plan.table.columns[table.plan.table.primary_key]
-            .name
-            .to_string();
+        let pk = sql::Key::of(&table.plan.table);
         let columns: Vec<String> = table
             .plan
             .table
@@ -730,10 +728,10 @@ impl WriteThrough {
         // it has not committed yet, is the same record and takes the
         // client's canonical values.
         let created_sql =
-            (!created_docs.is_empty()).then(|| sql::write_back_created(&qualified, &pk, &columns));
+            (!created_docs.is_empty()).then(|| sql::write_back_created(&qualified, pk, &columns));
         let created_params = texts(&[Some(&Value::Array(created_docs).to_string())]);
         let updated_sql =
-            (!updated_docs.is_empty()).then(|| sql::write_back(&qualified, &pk, &columns));
+            (!updated_docs.is_empty()).then(|| sql::write_back(&qualified, pk, &columns));
         let updated_params = texts(&[Some(&Value::Array(updated_docs).to_string())]);
         let reset_params = texts(&[Some(&key), Some(crate::guard::key())]);
         let shape = self.shape(sql_text);
@@ -767,7 +765,7 @@ impl WriteThrough {
                 let from = if deleting {
                     sql::FinalRows::Json
                 } else {
-                    sql::FinalRows::Table { pk: &pk }
+                    sql::FinalRows::Table { pk }
                 };
                 Some(
                     returning_query(ctx, st, &qualified, &shape, list, from, doc.to_string())

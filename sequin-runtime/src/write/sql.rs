@@ -116,12 +116,42 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A table's primary key column: its name and Postgres type.
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    pub name: &'a str,
+    pub ty: &'a str,
+}
+
+impl Key<'_> {
+    /// The key of `t`.
+    pub fn of(t: &crate::store::Table) -> Key<'_> {
+        let c = &t.columns[t.primary_key];
+        Key {
+            name: &c.name,
+            ty: c.ty.pg_type(),
+        }
+    }
+
+    /// `{alias}.{key} = ANY(the keys listed in {json})`: the keys are
+    /// turned into the column's type once (an init plan), so the primary
+    /// key's index finds the rows whatever the table's size. (Comparing
+    /// `key::text` with each element instead reads the whole table.)
+    fn any_of(&self, alias: &str, keys: &str) -> String {
+        format!(
+            "{alias}.{pk} = ANY(ARRAY(SELECT k::{ty} FROM {keys} AS s(k)))",
+            pk = ident(self.name),
+            ty = self.ty,
+        )
+    }
+}
+
 /// Where the RETURNING query reads the final rows.
 #[derive(Clone, Copy, Debug)]
 pub enum FinalRows<'a> {
     /// The table itself, the rows whose primary key `pk` is in the JSON
     /// array of keys, in that order.
-    Table { pk: &'a str },
+    Table { pk: Key<'a> },
     /// A JSON array of row objects (deleted rows, as they were).
     Json,
 }
@@ -139,9 +169,13 @@ pub fn returning_query(
     match from {
         FinalRows::Table { pk } => format!(
             "SELECT {list} FROM {table} AS {alias} \
-             WHERE {alias}.{pk}::text IN (SELECT jsonb_array_elements_text(${json_param}::jsonb)) \
-             ORDER BY array_position(ARRAY(SELECT jsonb_array_elements_text(${json_param}::jsonb)), {alias}.{pk}::text)",
-            pk = ident(pk)
+             WHERE {any} \
+             ORDER BY array_position(ARRAY(SELECT jsonb_array_elements_text(${json_param}::jsonb)), {alias}.{name}::text)",
+            any = pk.any_of(
+                &alias,
+                &format!("jsonb_array_elements_text(${json_param}::jsonb)")
+            ),
+            name = ident(pk.name),
         ),
         FinalRows::Json => format!(
             "SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, ${json_param}::jsonb) AS {alias}"
@@ -152,26 +186,31 @@ pub fn returning_query(
 /// Replaces rows with the API's canonical values, matched by their current
 /// key (`__sequin_key`: the provisional id of a created row). `$1` is a
 /// JSON array of row objects.
-pub fn write_back(table: &str, pk: &str, columns: &[String]) -> String {
+pub fn write_back(table: &str, pk: Key<'_>, columns: &[String]) -> String {
     let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let vals: Vec<String> = columns.iter().map(|c| format!("r.{}", ident(c))).collect();
     format!(
         "UPDATE {table} AS d SET ({cols}, _sequin_synced_at, _sequin_updated_at) = \
            (SELECT {vals}, now(), r._sequin_updated_at FROM jsonb_populate_record(NULL::{table}, e.doc) AS r) \
          FROM jsonb_array_elements($1::text::jsonb) AS e(doc) \
-         WHERE d.{pk}::text = e.doc->>'__sequin_key'",
+         WHERE {any} AND d.{name} = (e.doc->>'__sequin_key')::{ty}",
         cols = cols.join(", "),
         vals = vals.join(", "),
-        pk = ident(pk),
+        any = pk.any_of("d", KEYS),
+        name = ident(pk.name),
+        ty = pk.ty,
     )
 }
+
+/// The `__sequin_key`s of the rows in `$1` (text).
+const KEYS: &str = "(SELECT x->>'__sequin_key' FROM jsonb_array_elements($1::text::jsonb) AS x)";
 
 /// Replaces created rows (found by their provisional key, `__sequin_key`)
 /// with the API's canonical records under the API's ids. The insert takes
 /// the update path when the sync engine already wrote that id, waiting for
 /// its transaction if it has not committed yet. `$1` is a JSON array of row
 /// objects.
-pub fn write_back_created(table: &str, pk: &str, columns: &[String]) -> String {
+pub fn write_back_created(table: &str, pk: Key<'_>, columns: &[String]) -> String {
     let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let vals: Vec<String> = columns.iter().map(|c| format!("r.{}", ident(c))).collect();
     let excluded: Vec<String> = columns
@@ -179,8 +218,7 @@ pub fn write_back_created(table: &str, pk: &str, columns: &[String]) -> String {
         .map(|c| format!("EXCLUDED.{}", ident(c)))
         .collect();
     format!(
-        "WITH pending AS (DELETE FROM {table} AS d USING jsonb_array_elements($1::text::jsonb) AS e(doc) \
-                          WHERE d.{pk}::text = e.doc->>'__sequin_key') \
+        "WITH pending AS (DELETE FROM {table} AS d WHERE {any}) \
          INSERT INTO {table} ({cols}, _sequin_synced_at, _sequin_updated_at) \
          SELECT {vals}, now(), r._sequin_updated_at \
            FROM jsonb_array_elements($1::text::jsonb) AS e(doc), jsonb_populate_record(NULL::{table}, e.doc) AS r \
@@ -189,7 +227,8 @@ pub fn write_back_created(table: &str, pk: &str, columns: &[String]) -> String {
         cols = cols.join(", "),
         vals = vals.join(", "),
         excluded = excluded.join(", "),
-        pk = ident(pk),
+        any = pk.any_of("d", KEYS),
+        pk = ident(pk.name),
     )
 }
 
@@ -226,11 +265,25 @@ mod tests {
 
     #[test]
     fn write_back_matches_rows_by_their_key() {
-        let q = write_back("\"s\".\"t\"", "id", &["id".into(), "name".into()]);
+        let key = Key {
+            name: "id",
+            ty: "bigint",
+        };
+        let q = write_back("\"s\".\"t\"", key, &["id".into(), "name".into()]);
         assert!(
             q.contains("SET (\"id\", \"name\", _sequin_synced_at, _sequin_updated_at)"),
             "{q}"
         );
-        assert!(q.contains("d.\"id\"::text = e.doc->>'__sequin_key'"), "{q}");
+        // Typed comparisons, never `id::text`: the key's index applies.
+        assert!(
+            q.contains("d.\"id\" = (e.doc->>'__sequin_key')::bigint"),
+            "{q}"
+        );
+        assert!(
+            q.contains("d.\"id\" = ANY(ARRAY(SELECT k::bigint FROM"),
+            "{q}"
+        );
+        assert!(q.contains(" AS s(k)))"), "the key column, not the row: {q}");
+        assert!(!q.contains("::text ="), "{q}");
     }
 }

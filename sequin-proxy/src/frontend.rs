@@ -975,6 +975,10 @@ impl ClientToServer<'_> {
             early: BytesMut::new(),
             client_failed: false,
             unsent: prefix,
+            sync_follows: what.protocol == Protocol::Extended
+                && self.buf.len() >= 5
+                && self.buf[..5] == codec::Sync.to_bytes()[..],
+            ready: None,
         };
         let outcome = self.env.interceptor.intercept(&mut ctx).await;
         if ctx.client_failed {
@@ -996,6 +1000,35 @@ impl ClientToServer<'_> {
             return self.forward_message(unsent, msg).await;
         }
         let outcome = outcome.map_err(SessionError::Intercept)?;
+        if let Some(ready) = ctx.ready.take() {
+            // The interceptor sent the client's Sync (`pipeline_to_sync`):
+            // the answer, then the server's ReadyForQuery; the Sync is
+            // consumed here.
+            let Outcome::Respond(messages) = outcome else {
+                return Err(SessionError::Intercept(InjectError::NotAllowed(
+                    "passing a statement through after the client's Sync was sent",
+                )));
+            };
+            let mut out = std::mem::take(&mut ctx.early);
+            for m in &messages {
+                m.encode(&mut out);
+            }
+            out.extend_from_slice(&ready);
+            ctx.client_write
+                .write_all(&out)
+                .await
+                .map_err(SessionError::Client)?;
+            ctx.client_write
+                .flush()
+                .await
+                .map_err(SessionError::Client)?;
+            self.buf.advance(5);
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .server_sent(b'Z', Some(ctx.transaction_status));
+            return Ok(());
+        }
         match outcome {
             Outcome::PassThrough => {
                 if what.protocol == Protocol::Simple && ctx.server_failed {

@@ -256,6 +256,11 @@ pub struct InterceptContext<'a> {
     /// the server: they go out with the first write to it (one write, and
     /// one wake-up of the server, instead of two).
     pub(crate) unsent: BytesMut,
+    /// The client's next message is a Sync (extended protocol), which
+    /// [`InterceptContext::pipeline_to_sync`] may send for it.
+    pub(crate) sync_follows: bool,
+    /// The server's ReadyForQuery for the client's Sync, once sent.
+    pub(crate) ready: Option<BytesMut>,
 }
 
 /// The interceptor's statements prepared on one session's server connection
@@ -356,6 +361,34 @@ impl InterceptContext<'_> {
         &mut self,
         steps: &[Step<'_>],
     ) -> Result<Vec<Result<QueryResult, ErrorResponse>>, InjectError> {
+        self.run_pipeline(steps, false).await
+    }
+
+    /// [`Self::pipeline`] for the interceptor's last round trip: when the
+    /// client's Sync follows the intercepted Execute, it is sent in the
+    /// same write (so the client's pipeline, and an implicit transaction,
+    /// end with this round trip instead of one more), and the server's
+    /// ReadyForQuery reaches the client after the answer. Afterwards the
+    /// interceptor must answer ([`Outcome::Respond`]) without talking to
+    /// the server again.
+    pub async fn pipeline_to_sync(
+        &mut self,
+        steps: &[Step<'_>],
+    ) -> Result<Vec<Result<QueryResult, ErrorResponse>>, InjectError> {
+        let sync = self.sync_follows;
+        self.run_pipeline(steps, sync).await
+    }
+
+    async fn run_pipeline(
+        &mut self,
+        steps: &[Step<'_>],
+        sync: bool,
+    ) -> Result<Vec<Result<QueryResult, ErrorResponse>>, InjectError> {
+        if self.ready.is_some() {
+            return Err(InjectError::NotAllowed(
+                "the client's Sync was sent: its pipeline has ended",
+            ));
+        }
         if self.server_failed {
             return Err(InjectError::NotAllowed(
                 "the server is skipping messages after a failed injected statement",
@@ -391,7 +424,11 @@ impl InterceptContext<'_> {
                 .encode(&mut out),
             }
         }
-        Flush.encode(&mut out);
+        if sync {
+            codec::Sync.encode(&mut out);
+        } else {
+            Flush.encode(&mut out);
+        }
         self.write_server(&out).await?;
         self.drain_owed().await?;
         let mut results = Vec::with_capacity(steps.len());
@@ -402,6 +439,26 @@ impl InterceptContext<'_> {
             if failed {
                 self.server_failed = true;
                 break;
+            }
+        }
+        if sync {
+            // After the steps (or the failed one, past which the server
+            // skipped), its ReadyForQuery.
+            loop {
+                let frame = self.read_server_message().await?;
+                match frame[0] {
+                    b'Z' => {
+                        self.transaction_status = codec::ReadyForQuery::decode(&frame)?.status;
+                        self.server_failed = false;
+                        self.ready = Some(frame);
+                        break;
+                    }
+                    b'A' | b'S' => {
+                        self.client_write.write_all(&frame).await?;
+                        self.client_write.flush().await?;
+                    }
+                    _ => {}
+                }
             }
         }
         // The client dropped the prepared statements (DISCARD ALL,

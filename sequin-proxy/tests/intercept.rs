@@ -16,8 +16,8 @@ use sequin_proxy::codec::{
     BackendMessage, CommandComplete, DataRow, ErrorResponse, FieldDescription, RowDescription,
 };
 use sequin_proxy::{
-    BoxFuture, InjectError, InterceptContext, Interceptor, Outcome, Protocol, SyncedTables,
-    TableName,
+    BoxFuture, InjectError, InjectedQuery, InterceptContext, Interceptor, Outcome, Protocol, Step,
+    SyncedTables, TableName,
 };
 
 /// Records every interception in `public.audit` through an injected
@@ -47,6 +47,42 @@ impl Interceptor for Recorder {
                         .collect()
                 })
                 .unwrap_or_default();
+            // The last round trip carries the client's Sync when it
+            // follows: `to-sync-ok` answers with the server's result,
+            // `to-sync-fail` with a failed step's error.
+            if let Some(p) = params.iter().flatten().find(|p| p.starts_with("to-sync")) {
+                let sql = if p == "to-sync-ok" {
+                    "select 'from-server'::text"
+                } else {
+                    "select 1/0"
+                };
+                let results = ctx
+                    .pipeline_to_sync(&[Step::Query(InjectedQuery {
+                        sql,
+                        param_types: &[],
+                        param_formats: &[],
+                        params: &[],
+                        result_formats: &[],
+                        cache: false,
+                    })])
+                    .await?;
+                let mut msgs = Vec::new();
+                match results.into_iter().next() {
+                    Some(Ok(r)) => {
+                        msgs.extend(r.rows.into_iter().map(BackendMessage::DataRow));
+                        msgs.push(BackendMessage::CommandComplete(CommandComplete {
+                            tag: "INSERT 0 1".into(),
+                        }));
+                    }
+                    Some(Err(e)) => msgs.push(BackendMessage::ErrorResponse(e)),
+                    None => return Err(InjectError::Closed),
+                }
+                // Nothing more may go to the server once the Sync went.
+                if ctx.query("select 1", &[]).await.is_ok() {
+                    panic!("a statement after the client's Sync was allowed");
+                }
+                return Ok(Outcome::Respond(msgs));
+            }
             // Answered without a word to the server.
             if params.iter().flatten().any(|p| p.contains("at-once")) {
                 return Ok(Outcome::Respond(vec![BackendMessage::CommandComplete(
@@ -528,4 +564,102 @@ async fn replies_owed_before_an_interception_reach_the_client_in_order() {
         audit, 4,
         "a1, synth twice and a2 were audited; the failed Bind was not"
     );
+}
+
+/// The interceptor's last round trip carries the client's Sync when it
+/// follows the Execute: the client gets the answer and exactly one
+/// ReadyForQuery, with the right transaction status, after a success and
+/// after a failed step alike, and its next statements are not skipped.
+#[tokio::test]
+async fn the_last_round_trip_carries_the_clients_sync() {
+    use sequin_proxy::codec::{Bind, Execute, Message, Parse, ReadyForQuery, Sync};
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let mut raw = Raw::connect(&proxy, &db).await;
+    let bind_execute_sync = |param: &str, parse: bool| {
+        let mut out = bytes::BytesMut::new();
+        if parse {
+            Parse {
+                name: "w".into(),
+                sql: "insert into stripe.customer (id, email) values ($1, 'e')".into(),
+                param_types: vec![],
+            }
+            .encode(&mut out);
+        }
+        Bind {
+            portal: String::new(),
+            statement: "w".into(),
+            param_formats: vec![],
+            params: vec![Some(bytes::Bytes::copy_from_slice(param.as_bytes()))],
+            result_formats: vec![],
+        }
+        .encode(&mut out);
+        Execute {
+            portal: String::new(),
+            max_rows: 0,
+        }
+        .encode(&mut out);
+        Sync.encode(&mut out);
+        out
+    };
+    // Collects messages up to ReadyForQuery, then checks nothing else
+    // (a second ReadyForQuery) arrives before the next exchange.
+    async fn exchange(raw: &mut Raw) -> (String, Vec<bytes::BytesMut>) {
+        let mut tags = String::new();
+        let mut msgs = Vec::new();
+        loop {
+            let m = raw.next().await.expect("a reply");
+            tags.push(m[0] as char);
+            let end = m[0] == b'Z';
+            msgs.push(m);
+            if end {
+                return (tags, msgs);
+            }
+        }
+    }
+    raw.send(&bind_execute_sync("to-sync-ok", true)).await;
+    let (tags, msgs) = exchange(&mut raw).await;
+    assert_eq!(tags, "12DCZ");
+    let row = sequin_proxy::codec::DataRow::decode(&msgs[2]).unwrap();
+    assert_eq!(row.values[0].as_deref(), Some(&b"from-server"[..]));
+    assert_eq!(ReadyForQuery::decode(&msgs[4]).unwrap().status, b'I');
+    // A failed step: its error, then ReadyForQuery, once.
+    raw.send(&bind_execute_sync("to-sync-fail", false)).await;
+    let (tags, msgs) = exchange(&mut raw).await;
+    assert_eq!(tags, "2EZ");
+    let e = sequin_proxy::codec::ErrorResponse::decode(&msgs[1]).unwrap();
+    assert_eq!(e.code(), Some("22012"));
+    // Inside a transaction block the status says so: `T`, then `E` after
+    // the failure, and ROLLBACK recovers.
+    let mut out = bytes::BytesMut::new();
+    sequin_proxy::codec::Query {
+        sql: "begin".into(),
+    }
+    .encode(&mut out);
+    raw.send(&out).await;
+    assert_eq!(exchange(&mut raw).await.0, "CZ");
+    raw.send(&bind_execute_sync("to-sync-ok", false)).await;
+    let (tags, msgs) = exchange(&mut raw).await;
+    assert_eq!(tags, "2DCZ");
+    assert_eq!(ReadyForQuery::decode(&msgs[3]).unwrap().status, b'T');
+    raw.send(&bind_execute_sync("to-sync-fail", false)).await;
+    let (tags, msgs) = exchange(&mut raw).await;
+    assert_eq!(tags, "2EZ");
+    assert_eq!(ReadyForQuery::decode(&msgs[2]).unwrap().status, b'E');
+    let mut out = bytes::BytesMut::new();
+    sequin_proxy::codec::Query {
+        sql: "rollback".into(),
+    }
+    .encode(&mut out);
+    raw.send(&out).await;
+    assert_eq!(exchange(&mut raw).await.0, "CZ");
+    // The session goes on: a plain pass-through write, not skipped.
+    raw.send(&bind_execute_sync("a9", false)).await;
+    assert_eq!(exchange(&mut raw).await.0, "2CZ");
+    let n: i64 = connect(&via(cluster, &proxy, &db))
+        .await
+        .query_one("select count(*) from stripe.customer where id = 'a9'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
 }

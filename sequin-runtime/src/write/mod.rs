@@ -830,7 +830,11 @@ impl WriteThrough {
         if let Some(r) = &returning {
             steps.push(Step::Query(r.query()));
         }
-        let (results, ()) = tokio::join!(ctx.pipeline(&steps), self.journal_record(&entries));
+        // The last round trip: it carries the client's Sync when one
+        // follows (the implicit transaction commits with it; the journal's
+        // reconciler settles the entry either way).
+        let (results, ()) =
+            tokio::join!(ctx.pipeline_to_sync(&steps), self.journal_record(&entries));
         let results = results?;
         let n = results.len();
         let mut last = None;

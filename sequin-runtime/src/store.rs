@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_write_through.sql")),
     (3, include_str!("../migrations/0003_backfill_total.sql")),
     (4, include_str!("../migrations/0004_journal_retention.sql")),
+    (5, include_str!("../migrations/0005_release.sql")),
 ];
 
 /// Errors of the store layer.

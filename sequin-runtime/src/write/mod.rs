@@ -733,7 +733,6 @@ impl WriteThrough {
         let updated_sql =
             (!updated_docs.is_empty()).then(|| sql::write_back(&qualified, pk, &columns));
         let updated_params = texts(&[Some(&Value::Array(updated_docs).to_string())]);
-        let reset_params = texts(&[Some(&key), Some(crate::guard::key())]);
         let shape = self.shape(sql_text);
         let returning = match &shape.returning {
             Some(list) => {
@@ -790,13 +789,12 @@ impl WriteThrough {
                 }));
             }
         }
-        // Markers of the effects, in the client's (sub)transaction: see
-        // `journal` for what their absence after a commit means.
-        // The key is removed in the same statement (target-list items are
-        // evaluated in order: the markers first).
-        let marker_params = texts(&[
-            Some(&key),
+        // Markers of the effects, in the client's (sub)transaction (see
+        // `journal` for what their absence after a commit means), and the
+        // statement's key removed, in one call.
+        let release_params = texts(&[
             Some(crate::guard::key()),
+            Some(&key),
             Some(
                 &Value::Array(
                     entries
@@ -807,26 +805,15 @@ impl WriteThrough {
                 .to_string(),
             ),
         ]);
-        steps.push(if entries.is_empty() {
-            Step::Query(InjectedQuery {
-                sql: "SELECT sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
-                param_types: &[0, 0],
-                param_formats: &[],
-                params: &reset_params,
-                result_formats: &[],
-                cache: true,
-            })
-        } else {
-            Step::Query(InjectedQuery {
-                sql: "SELECT sequin.mark($2, ARRAY(SELECT jsonb_array_elements_text($3::text::jsonb)::uuid)),
-                        sequin.unlend($2, sha256(convert_to($1, 'UTF8'))), set_config('sequin.write_key', '', true)",
-                param_types: &[0, 0, 0],
-                param_formats: &[],
-                params: &marker_params,
-                result_formats: &[],
-                cache: true,
-            })
-        });
+        steps.push(Step::Query(InjectedQuery {
+            sql: "SELECT sequin.release($1, sha256(convert_to($2, 'UTF8')),
+                        ARRAY(SELECT jsonb_array_elements_text($3::text::jsonb)::uuid))",
+            param_types: &[0, 0, 0],
+            param_formats: &[],
+            params: &release_params,
+            result_formats: &[],
+            cache: true,
+        }));
         if let Some(r) = &returning {
             steps.push(Step::Query(r.query()));
         }

@@ -381,6 +381,21 @@ async fn an_application_role_writes_through_the_proxy() {
         "the application role registering a key",
     );
     assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    // Sequin's functions lend and release keys only for a caller that
+    // knows a process key.
+    for sql in [
+        "select sequin.lend('forged', sha256('mine'::bytea), 'salesforce.contact'::regclass)",
+        "select sequin.release('forged', sha256('mine'::bytea), '{}'::uuid[])",
+    ] {
+        let err = expect_err(direct.execute(sql, &[]).await, sql);
+        assert_eq!(db_error(&err).code().code(), "42501", "{sql}: {err:?}");
+        assert!(
+            db_error(&err)
+                .message()
+                .contains("not a Sequin process key"),
+            "{sql}: {err:?}"
+        );
+    }
 
     let proxied = connect_when_up(&as_role(&t.proxy_url)).await;
     let id: String = proxied

@@ -975,9 +975,9 @@ impl ClientToServer<'_> {
             early: BytesMut::new(),
             client_failed: false,
             unsent: prefix,
-            sync_follows: what.protocol == Protocol::Extended
-                && self.buf.len() >= 5
-                && self.buf[..5] == codec::Sync.to_bytes()[..],
+            // The proxy syncs after answering a simple Query itself.
+            sync_follows: what.protocol == Protocol::Simple
+                || (self.buf.len() >= 5 && self.buf[..5] == codec::Sync.to_bytes()[..]),
             ready: None,
         };
         let outcome = self.env.interceptor.intercept(&mut ctx).await;
@@ -1000,7 +1000,13 @@ impl ClientToServer<'_> {
             return self.forward_message(unsent, msg).await;
         }
         let outcome = outcome.map_err(SessionError::Intercept)?;
-        if let Some(ready) = ctx.ready.take() {
+        if what.protocol == Protocol::Simple {
+            if ctx.ready.is_some() && matches!(outcome, Outcome::PassThrough) {
+                return Err(SessionError::Intercept(InjectError::NotAllowed(
+                    "passing a statement through after the Sync was sent",
+                )));
+            }
+        } else if let Some(ready) = ctx.ready.take() {
             // The interceptor sent the client's Sync (`pipeline_to_sync`):
             // the answer, then the server's ReadyForQuery; the Sync is
             // consumed here.

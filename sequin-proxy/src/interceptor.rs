@@ -364,13 +364,15 @@ impl InterceptContext<'_> {
         self.run_pipeline(steps, false).await
     }
 
-    /// [`Self::pipeline`] for the interceptor's last round trip: when the
-    /// client's Sync follows the intercepted Execute, it is sent in the
-    /// same write (so the client's pipeline, and an implicit transaction,
-    /// end with this round trip instead of one more), and the server's
-    /// ReadyForQuery reaches the client after the answer. Afterwards the
-    /// interceptor must answer ([`Outcome::Respond`]) without talking to
-    /// the server again.
+    /// [`Self::pipeline`] for the interceptor's last round trip, which
+    /// also ends the exchange: in the extended protocol, when the client's
+    /// Sync follows the intercepted Execute, it is sent in the same write
+    /// (so the client's pipeline, and an implicit transaction, end with this
+    /// round trip instead of one more) and the server's ReadyForQuery
+    /// reaches the client after the answer; in the simple protocol, the
+    /// Sync the proxy sends after an answer goes in the same write.
+    /// Afterwards the interceptor must answer ([`Outcome::Respond`])
+    /// without talking to the server again.
     pub async fn pipeline_to_sync(
         &mut self,
         steps: &[Step<'_>],
@@ -618,6 +620,10 @@ impl InterceptContext<'_> {
             return Err(InjectError::NotAllowed(
                 "Sync inside the client's extended-protocol pipeline",
             ));
+        }
+        // Already sent with the last round trip (`pipeline_to_sync`).
+        if self.ready.take().is_some() {
+            return Ok(self.transaction_status);
         }
         self.write_server(&codec::Sync.to_bytes()).await?;
         loop {

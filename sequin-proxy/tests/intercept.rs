@@ -50,7 +50,18 @@ impl Interceptor for Recorder {
             // The last round trip carries the client's Sync when it
             // follows: `to-sync-ok` answers with the server's result,
             // `to-sync-fail` with a failed step's error.
-            if let Some(p) = params.iter().flatten().find(|p| p.starts_with("to-sync")) {
+            let to_sync = params
+                .iter()
+                .flatten()
+                .find(|p| p.starts_with("to-sync"))
+                .cloned()
+                .or_else(|| {
+                    ["to-sync-ok", "to-sync-fail"]
+                        .into_iter()
+                        .find(|m| st.sql.contains(m))
+                        .map(str::to_string)
+                });
+            if let Some(p) = to_sync {
                 let sql = if p == "to-sync-ok" {
                     "select 'from-server'::text"
                 } else {
@@ -69,6 +80,9 @@ impl Interceptor for Recorder {
                 let mut msgs = Vec::new();
                 match results.into_iter().next() {
                     Some(Ok(r)) => {
+                        if st.protocol == Protocol::Simple {
+                            msgs.push(BackendMessage::RowDescription(r.columns));
+                        }
                         msgs.extend(r.rows.into_iter().map(BackendMessage::DataRow));
                         msgs.push(BackendMessage::CommandComplete(CommandComplete {
                             tag: "INSERT 0 1".into(),
@@ -662,4 +676,53 @@ async fn the_last_round_trip_carries_the_clients_sync() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// In the simple protocol the Sync the proxy sends after an answer goes
+/// with the interceptor's last round trip: the client gets the answer and
+/// the right transaction status, and the session goes on.
+#[tokio::test]
+async fn the_last_round_trip_carries_the_proxys_sync_in_the_simple_protocol() {
+    let (cluster, db, _recorder, proxy) = setup().await;
+    let client = connect(&via(cluster, &proxy, &db)).await;
+    let rows = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let got = client
+        .simple_query("insert into stripe.customer values ('to-sync-ok', 'x')")
+        .await
+        .unwrap();
+    assert_eq!(rows(got), ["from-server"]);
+    let err = client
+        .simple_query("insert into stripe.customer values ('to-sync-fail', 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "22012");
+    // In a transaction block: still in it after the answer, aborted after
+    // the failure (so the next statement is refused), and ROLLBACK works.
+    client.batch_execute("begin").await.unwrap();
+    let got = client
+        .simple_query("insert into stripe.customer values ('to-sync-ok', 'x')")
+        .await
+        .unwrap();
+    assert_eq!(rows(got), ["from-server"]);
+    // SAVEPOINT works only inside a transaction block.
+    client
+        .batch_execute("savepoint still_in_the_block")
+        .await
+        .unwrap();
+    client
+        .simple_query("insert into stripe.customer values ('to-sync-fail', 'x')")
+        .await
+        .unwrap_err();
+    let err = client.simple_query("select 1").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "25P02");
+    client.batch_execute("rollback").await.unwrap();
+    let got = client.simple_query("select 'after'").await.unwrap();
+    assert_eq!(rows(got), ["after"]);
 }

@@ -477,7 +477,8 @@ impl Client {
     async fn request_base(&self) -> Result<String, ApiError> {
         let policy = &self.inner.retry;
         let started = Instant::now();
-        let mut rng = StdRng::from_os_rng();
+        // Jitter only: seeded from the thread's generator (no system call).
+        let mut rng = StdRng::from_rng(&mut rand::rng());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -776,7 +777,8 @@ impl Client {
     async fn execute(&self, call: Call<'_>) -> Result<Raw, ApiError> {
         let started = Instant::now();
         let policy = &self.inner.retry;
-        let mut rng = StdRng::from_os_rng();
+        // Jitter only: seeded from the thread's generator (no system call).
+        let mut rng = StdRng::from_rng(&mut rand::rng());
         let mut attempt: u32 = 0;
         let mut stale: Option<u64> = None;
         let mut refreshed = false;

@@ -352,7 +352,7 @@ impl WriteThrough {
                 if writes.is_empty() {
                     return Ok(Outcome::PassThrough);
                 }
-                self.statement(ctx, &st, &stmt.sql, &writes, &mut reply)
+                self.statement(ctx, &st, &stmt.sql, &writes, &mut reply, true)
                     .await?;
             }
             Protocol::Simple => {
@@ -365,14 +365,15 @@ impl WriteThrough {
                 {
                     return Ok(Outcome::PassThrough);
                 }
-                for stmt in statements {
+                for (i, stmt) in statements.iter().enumerate() {
                     // Resolved when it runs: an earlier statement of the
                     // query may have changed the search_path.
                     let writes = self.resolve(ctx, &stmt.writes).await?;
                     if writes.is_empty() {
                         plain(ctx, &stmt.sql, &mut reply).await?;
                     } else {
-                        self.statement(ctx, &st, &stmt.sql, &writes, &mut reply)
+                        let ends_exchange = i + 1 == statements.len();
+                        self.statement(ctx, &st, &stmt.sql, &writes, &mut reply, ends_exchange)
                             .await?;
                     }
                     if failed(&reply) {
@@ -462,6 +463,7 @@ impl WriteThrough {
         sql_text: &str,
         writes: &[sequin_proxy::TableWrite],
         reply: &mut Reply,
+        ends_exchange: bool,
     ) -> Result<(), InjectError> {
         let first = &writes[0];
         let (schema, name) = (first.table.schema.as_str(), first.table.table.as_str());
@@ -817,11 +819,17 @@ impl WriteThrough {
         if let Some(r) = &returning {
             steps.push(Step::Query(r.query()));
         }
-        // The last round trip: it carries the client's Sync when one
-        // follows (the implicit transaction commits with it; the journal's
+        // The last round trip of the exchange carries the Sync that ends
+        // it (the implicit transaction commits with it; the journal's
         // reconciler settles the entry either way).
-        let (results, ()) =
-            tokio::join!(ctx.pipeline_to_sync(&steps), self.journal_record(&entries));
+        let write_back = async {
+            if ends_exchange {
+                ctx.pipeline_to_sync(&steps).await
+            } else {
+                ctx.pipeline(&steps).await
+            }
+        };
+        let (results, ()) = tokio::join!(write_back, self.journal_record(&entries));
         let results = results?;
         let n = results.len();
         let mut last = None;
@@ -1040,7 +1048,8 @@ fn journal_entry(table: &Table, op: &RowOp, done: &apply::Done, xid: i64) -> Opt
         RowOp::Unchanged { .. } => return None,
     };
     Some(Entry {
-        id: uuid::Uuid::new_v4(),
+        // From the thread's generator: no system call per write.
+        id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
         connection: table.connection.clone(),
         object: table.plan.table.name.clone(),
         op: kind,

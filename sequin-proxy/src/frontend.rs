@@ -976,8 +976,7 @@ impl ClientToServer<'_> {
             client_failed: false,
             unsent: prefix,
             // The proxy syncs after answering a simple Query itself.
-            sync_follows: what.protocol == Protocol::Simple
-                || (self.buf.len() >= 5 && self.buf[..5] == codec::Sync.to_bytes()[..]),
+            sync_follows: what.protocol == Protocol::Simple || sync_next(&self.buf),
             ready: None,
         };
         let outcome = self.env.interceptor.intercept(&mut ctx).await;
@@ -988,72 +987,25 @@ impl ClientToServer<'_> {
             // error, and the Execute goes on so the protocol state stays
             // exact.
             let early = std::mem::take(&mut ctx.early);
-            ctx.client_write
-                .write_all(&early)
-                .await
-                .map_err(SessionError::Client)?;
-            ctx.client_write
-                .flush()
-                .await
-                .map_err(SessionError::Client)?;
+            write_client(ctx.client_write, &early).await?;
             let unsent = std::mem::take(&mut ctx.unsent);
             return self.forward_message(unsent, msg).await;
         }
-        let outcome = outcome.map_err(SessionError::Intercept)?;
-        if what.protocol == Protocol::Simple {
-            if ctx.ready.is_some() && matches!(outcome, Outcome::PassThrough) {
-                return Err(SessionError::Intercept(InjectError::NotAllowed(
-                    "passing a statement through after the Sync was sent",
-                )));
-            }
-        } else if let Some(ready) = ctx.ready.take() {
-            // The interceptor sent the client's Sync (`pipeline_to_sync`):
-            // the answer, then the server's ReadyForQuery; the Sync is
-            // consumed here.
-            let Outcome::Respond(messages) = outcome else {
-                return Err(SessionError::Intercept(InjectError::NotAllowed(
-                    "passing a statement through after the client's Sync was sent",
-                )));
-            };
-            let mut out = std::mem::take(&mut ctx.early);
-            for m in &messages {
-                m.encode(&mut out);
-            }
-            out.extend_from_slice(&ready);
-            ctx.client_write
-                .write_all(&out)
-                .await
-                .map_err(SessionError::Client)?;
-            ctx.client_write
-                .flush()
-                .await
-                .map_err(SessionError::Client)?;
-            self.buf.advance(5);
-            self.state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .server_sent(b'Z', Some(ctx.transaction_status));
-            return Ok(());
-        }
-        match outcome {
+        match outcome.map_err(SessionError::Intercept)? {
             Outcome::PassThrough => {
+                if ctx.ready.is_some() {
+                    return Err(SessionError::Intercept(InjectError::NotAllowed(
+                        "passing a statement through after the Sync was sent",
+                    )));
+                }
                 if what.protocol == Protocol::Simple && ctx.server_failed {
                     ctx.sync().await.map_err(SessionError::Intercept)?;
                 }
                 // Replies to the client's earlier messages the interceptor
                 // read go first; any still owed come through the other
                 // direction as usual.
-                if !ctx.early.is_empty() {
-                    let early = std::mem::take(&mut ctx.early);
-                    ctx.client_write
-                        .write_all(&early)
-                        .await
-                        .map_err(SessionError::Client)?;
-                    ctx.client_write
-                        .flush()
-                        .await
-                        .map_err(SessionError::Client)?;
-                }
+                let early = std::mem::take(&mut ctx.early);
+                write_client(ctx.client_write, &early).await?;
                 let unsent = std::mem::take(&mut ctx.unsent);
                 self.forward_message(unsent, msg).await
             }
@@ -1069,32 +1021,57 @@ impl ClientToServer<'_> {
                 }
                 if what.protocol == Protocol::Simple {
                     // The server's own ReadyForQuery ends the exchange, so
-                    // the transaction status the client sees is the truth.
+                    // the transaction status the client sees is the truth
+                    // (already read when the Sync went with the last round
+                    // trip).
                     let status = ctx.sync().await.map_err(SessionError::Intercept)?;
                     codec::ReadyForQuery { status }.encode(&mut out);
+                } else if let Some(ready) = ctx.ready.take() {
+                    // The interceptor sent the client's Sync
+                    // (`pipeline_to_sync`): the server's ReadyForQuery goes
+                    // after the answer, and the Sync is consumed here.
+                    out.extend_from_slice(&ready);
+                    self.buf.advance(SYNC.len());
+                    self.state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .server_sent(b'Z', Some(ctx.transaction_status));
                 } else {
                     if has_error {
                         self.track.skip_until_sync = true;
                     }
                     // The client's Sync is next: the server's ReadyForQuery
                     // for it will carry this answer along.
-                    if self.buf.first() == Some(&b'S') {
+                    if sync_next(&self.buf) {
                         side.held = out;
                         return Ok(());
                     }
                 }
-                ctx.client_write
-                    .write_all(&out)
-                    .await
-                    .map_err(SessionError::Client)?;
-                ctx.client_write
-                    .flush()
-                    .await
-                    .map_err(SessionError::Client)?;
-                Ok(())
+                write_client(ctx.client_write, &out).await
             }
         }
     }
+}
+
+/// The client's next message (at the start of its buffer), already
+/// received whole, is a Sync.
+fn sync_next(client_buf: &[u8]) -> bool {
+    client_buf.starts_with(&SYNC)
+}
+
+/// A Sync message, as the client sends it.
+const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
+
+/// Writes `bytes` to the client and flushes (nothing when empty).
+async fn write_client(client: &mut ClientWrite, bytes: &[u8]) -> Result<(), SessionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    client
+        .write_all(bytes)
+        .await
+        .map_err(SessionError::Client)?;
+    client.flush().await.map_err(SessionError::Client)
 }
 
 struct ServerToClient<'a> {

@@ -446,22 +446,7 @@ impl InterceptContext<'_> {
         if sync {
             // After the steps (or the failed one, past which the server
             // skipped), its ReadyForQuery.
-            loop {
-                let frame = self.read_server_message().await?;
-                match frame[0] {
-                    b'Z' => {
-                        self.transaction_status = codec::ReadyForQuery::decode(&frame)?.status;
-                        self.server_failed = false;
-                        self.ready = Some(frame);
-                        break;
-                    }
-                    b'A' | b'S' => {
-                        self.client_write.write_all(&frame).await?;
-                        self.client_write.flush().await?;
-                    }
-                    _ => {}
-                }
-            }
+            self.ready = Some(self.read_ready().await?);
         }
         // The client dropped the prepared statements (DISCARD ALL,
         // DEALLOCATE ALL): prepare again from the next statement on.
@@ -626,14 +611,21 @@ impl InterceptContext<'_> {
             return Ok(self.transaction_status);
         }
         self.write_server(&codec::Sync.to_bytes()).await?;
+        self.read_ready().await?;
+        Ok(self.transaction_status)
+    }
+
+    /// Reads up to the ReadyForQuery that answers a Sync (skipping what the
+    /// server sends before it, forwarding notifications and parameter
+    /// changes), records the transaction status it carries, and returns it.
+    async fn read_ready(&mut self) -> Result<BytesMut, InjectError> {
         loop {
             let frame = self.read_server_message().await?;
             match frame[0] {
                 b'Z' => {
-                    let z = codec::ReadyForQuery::decode(&frame)?;
-                    self.transaction_status = z.status;
+                    self.transaction_status = codec::ReadyForQuery::decode(&frame)?.status;
                     self.server_failed = false;
-                    return Ok(z.status);
+                    return Ok(frame);
                 }
                 b'A' | b'S' => {
                     self.client_write.write_all(&frame).await?;

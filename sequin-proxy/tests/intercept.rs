@@ -438,16 +438,66 @@ async fn the_synced_set_is_updatable_at_runtime() {
     assert_eq!(count(&client, "public.audit").await, 1);
 }
 
-/// Message tags up to and including the next ReadyForQuery.
-async fn tags_to_ready(raw: &mut Raw) -> String {
+/// Messages up to and including the next ReadyForQuery, with their tags
+/// as a string. A second ReadyForQuery for one Sync would start the next
+/// exchange's tags, which the tests compare whole.
+async fn exchange(raw: &mut Raw) -> (String, Vec<bytes::BytesMut>) {
     let mut tags = String::new();
+    let mut msgs = Vec::new();
     loop {
         let m = raw.next().await.expect("a reply");
         tags.push(m[0] as char);
-        if m[0] == b'Z' {
-            return tags;
+        let end = m[0] == b'Z';
+        msgs.push(m);
+        if end {
+            return (tags, msgs);
         }
     }
+}
+
+/// [Parse,] Bind (text parameters) of `statement` into the unnamed portal,
+/// Execute, Sync.
+fn bind_execute_sync(
+    parse: Option<(&str, &str)>,
+    statement: &str,
+    params: &[&str],
+) -> bytes::BytesMut {
+    use sequin_proxy::codec::{Bind, Execute, Message, Parse, Sync};
+    let mut out = bytes::BytesMut::new();
+    if let Some((name, sql)) = parse {
+        Parse {
+            name: name.into(),
+            sql: sql.into(),
+            param_types: vec![],
+        }
+        .encode(&mut out);
+    }
+    Bind {
+        portal: String::new(),
+        statement: statement.into(),
+        param_formats: vec![],
+        params: params
+            .iter()
+            .map(|p| Some(bytes::Bytes::copy_from_slice(p.as_bytes())))
+            .collect(),
+        result_formats: vec![],
+    }
+    .encode(&mut out);
+    Execute {
+        portal: String::new(),
+        max_rows: 0,
+    }
+    .encode(&mut out);
+    Sync.encode(&mut out);
+    out
+}
+
+/// A simple Query message.
+fn query(sql: &str) -> bytes::BytesMut {
+    use sequin_proxy::codec::{Message, Query};
+    let mut out = bytes::BytesMut::new();
+    Query { sql: sql.into() }.encode(&mut out);
+    out
 }
 
 /// A Bind (and Parse) sent in front of an intercepted Execute: the server's
@@ -457,52 +507,24 @@ async fn tags_to_ready(raw: &mut Raw) -> String {
 /// skip it, and the session goes on.
 #[tokio::test]
 async fn replies_owed_before_an_interception_reach_the_client_in_order() {
-    use sequin_proxy::codec::{Bind, Execute, Message, Parse, Query, Sync};
+    use sequin_proxy::codec::{DataRow, ErrorResponse, Flush, Message, Sync};
     let (cluster, db, recorder, proxy) = setup().await;
     let mut raw = Raw::connect(&proxy, &db).await;
-    let batch = |parse: Option<(&str, &str)>, statement: &str, params: [&str; 2]| {
-        let mut out = bytes::BytesMut::new();
-        if let Some((name, sql)) = parse {
-            Parse {
-                name: name.into(),
-                sql: sql.into(),
-                param_types: vec![],
-            }
-            .encode(&mut out);
-        }
-        Bind {
-            portal: String::new(),
-            statement: statement.into(),
-            param_formats: vec![],
-            params: params
-                .iter()
-                .map(|p| Some(bytes::Bytes::copy_from_slice(p.as_bytes())))
-                .collect(),
-            result_formats: vec![],
-        }
-        .encode(&mut out);
-        Execute {
-            portal: String::new(),
-            max_rows: 0,
-        }
-        .encode(&mut out);
-        Sync.encode(&mut out);
-        out
-    };
     let insert = "insert into stripe.customer (id, email) values ($1, $2)";
     // Passed through: ParseComplete, BindComplete, then the server's own
     // CommandComplete.
-    raw.send(&batch(Some(("w", insert)), "w", ["a1", "e"]))
+    raw.send(&bind_execute_sync(Some(("w", insert)), "w", &["a1", "e"]))
         .await;
-    assert_eq!(tags_to_ready(&mut raw).await, "12CZ");
+    assert_eq!(exchange(&mut raw).await.0, "12CZ");
     // Synthesized rows after the owed BindComplete.
-    raw.send(&batch(None, "w", ["synth", "e"])).await;
-    assert_eq!(tags_to_ready(&mut raw).await, "2DCZ");
+    raw.send(&bind_execute_sync(None, "w", &["synth", "e"]))
+        .await;
+    assert_eq!(exchange(&mut raw).await.0, "2DCZ");
     // Without a Sync behind it (Execute, then Flush: the client waits for
     // the answer before it goes on), the answer is not held back.
-    let mut out = batch(None, "w", ["synth", "e"]);
+    let mut out = bind_execute_sync(None, "w", &["synth", "e"]);
     out.truncate(out.len() - 5);
-    sequin_proxy::codec::Flush.encode(&mut out);
+    Flush.encode(&mut out);
     raw.send(&out).await;
     let mut tags = String::new();
     for _ in 0..3 {
@@ -512,62 +534,40 @@ async fn replies_owed_before_an_interception_reach_the_client_in_order() {
     let mut out = bytes::BytesMut::new();
     Sync.encode(&mut out);
     raw.send(&out).await;
-    assert_eq!(tags_to_ready(&mut raw).await, "Z");
+    assert_eq!(exchange(&mut raw).await.0, "Z");
     // Answered without the server: the proxy still gets the BindComplete
     // first.
-    raw.send(&batch(None, "w", ["at-once", "e"])).await;
-    assert_eq!(tags_to_ready(&mut raw).await, "2CZ");
+    raw.send(&bind_execute_sync(None, "w", &["at-once", "e"]))
+        .await;
+    assert_eq!(exchange(&mut raw).await.0, "2CZ");
     // A Bind that fails (not an integer): its error, once, then
     // ReadyForQuery; the interceptor's statement was skipped with it.
     let audited = recorder.seen.lock().unwrap().len();
-    raw.send(&batch(
+    raw.send(&bind_execute_sync(
         Some((
             "f",
             "insert into stripe.customer (id, email) values ($1::int::text, $2)",
         )),
         "f",
-        ["not a number", "e"],
+        &["not a number", "e"],
     ))
     .await;
-    let mut tags = String::new();
-    let mut code = None;
-    loop {
-        let m = raw.next().await.expect("a reply");
-        tags.push(m[0] as char);
-        if m[0] == b'E' {
-            code = sequin_proxy::codec::ErrorResponse::decode(&m)
-                .unwrap()
-                .code()
-                .map(str::to_string);
-        }
-        if m[0] == b'Z' {
-            break;
-        }
-    }
+    let (tags, msgs) = exchange(&mut raw).await;
     assert_eq!(tags, "1EZ");
-    assert_eq!(code.as_deref(), Some("22P02"));
+    assert_eq!(
+        ErrorResponse::decode(&msgs[1]).unwrap().code(),
+        Some("22P02")
+    );
     assert_eq!(recorder.seen.lock().unwrap().len(), audited);
     // The session goes on, prepared statements and all.
-    raw.send(&batch(None, "w", ["a2", "e"])).await;
-    assert_eq!(tags_to_ready(&mut raw).await, "2CZ");
-    let mut out = bytes::BytesMut::new();
-    Query {
-        sql: "select count(*) from stripe.customer".into(),
-    }
-    .encode(&mut out);
-    raw.send(&out).await;
-    let mut rows = Vec::new();
-    loop {
-        let m = raw.next().await.expect("a reply");
-        if m[0] == b'D' {
-            rows.push(sequin_proxy::codec::DataRow::decode(&m).unwrap());
-        }
-        if m[0] == b'Z' {
-            break;
-        }
-    }
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].values[0].as_deref(), Some(&b"2"[..]));
+    raw.send(&bind_execute_sync(None, "w", &["a2", "e"])).await;
+    assert_eq!(exchange(&mut raw).await.0, "2CZ");
+    raw.send(&query("select count(*) from stripe.customer"))
+        .await;
+    let (tags, msgs) = exchange(&mut raw).await;
+    assert_eq!(tags, "TDCZ");
+    let row = DataRow::decode(&msgs[1]).unwrap();
+    assert_eq!(row.values[0].as_deref(), Some(&b"2"[..]));
     let audit: i64 = connect(&via(cluster, &proxy, &db))
         .await
         .query_one("select count(*) from public.audit", &[])
@@ -586,88 +586,46 @@ async fn replies_owed_before_an_interception_reach_the_client_in_order() {
 /// after a failed step alike, and its next statements are not skipped.
 #[tokio::test]
 async fn the_last_round_trip_carries_the_clients_sync() {
-    use sequin_proxy::codec::{Bind, Execute, Message, Parse, ReadyForQuery, Sync};
+    use sequin_proxy::codec::{DataRow, ErrorResponse, Message, ReadyForQuery};
     let (cluster, db, _recorder, proxy) = setup().await;
     let mut raw = Raw::connect(&proxy, &db).await;
-    let bind_execute_sync = |param: &str, parse: bool| {
-        let mut out = bytes::BytesMut::new();
-        if parse {
-            Parse {
-                name: "w".into(),
-                sql: "insert into stripe.customer (id, email) values ($1, 'e')".into(),
-                param_types: vec![],
-            }
-            .encode(&mut out);
-        }
-        Bind {
-            portal: String::new(),
-            statement: "w".into(),
-            param_formats: vec![],
-            params: vec![Some(bytes::Bytes::copy_from_slice(param.as_bytes()))],
-            result_formats: vec![],
-        }
-        .encode(&mut out);
-        Execute {
-            portal: String::new(),
-            max_rows: 0,
-        }
-        .encode(&mut out);
-        Sync.encode(&mut out);
-        out
-    };
-    // Collects messages up to ReadyForQuery, then checks nothing else
-    // (a second ReadyForQuery) arrives before the next exchange.
-    async fn exchange(raw: &mut Raw) -> (String, Vec<bytes::BytesMut>) {
-        let mut tags = String::new();
-        let mut msgs = Vec::new();
-        loop {
-            let m = raw.next().await.expect("a reply");
-            tags.push(m[0] as char);
-            let end = m[0] == b'Z';
-            msgs.push(m);
-            if end {
-                return (tags, msgs);
-            }
-        }
-    }
-    raw.send(&bind_execute_sync("to-sync-ok", true)).await;
+    let insert = "insert into stripe.customer (id, email) values ($1, 'e')";
+    raw.send(&bind_execute_sync(
+        Some(("w", insert)),
+        "w",
+        &["to-sync-ok"],
+    ))
+    .await;
     let (tags, msgs) = exchange(&mut raw).await;
     assert_eq!(tags, "12DCZ");
-    let row = sequin_proxy::codec::DataRow::decode(&msgs[2]).unwrap();
+    let row = DataRow::decode(&msgs[2]).unwrap();
     assert_eq!(row.values[0].as_deref(), Some(&b"from-server"[..]));
     assert_eq!(ReadyForQuery::decode(&msgs[4]).unwrap().status, b'I');
     // A failed step: its error, then ReadyForQuery, once.
-    raw.send(&bind_execute_sync("to-sync-fail", false)).await;
+    raw.send(&bind_execute_sync(None, "w", &["to-sync-fail"]))
+        .await;
     let (tags, msgs) = exchange(&mut raw).await;
     assert_eq!(tags, "2EZ");
-    let e = sequin_proxy::codec::ErrorResponse::decode(&msgs[1]).unwrap();
+    let e = ErrorResponse::decode(&msgs[1]).unwrap();
     assert_eq!(e.code(), Some("22012"));
     // Inside a transaction block the status says so: `T`, then `E` after
     // the failure, and ROLLBACK recovers.
-    let mut out = bytes::BytesMut::new();
-    sequin_proxy::codec::Query {
-        sql: "begin".into(),
-    }
-    .encode(&mut out);
-    raw.send(&out).await;
+    raw.send(&query("begin")).await;
     assert_eq!(exchange(&mut raw).await.0, "CZ");
-    raw.send(&bind_execute_sync("to-sync-ok", false)).await;
+    raw.send(&bind_execute_sync(None, "w", &["to-sync-ok"]))
+        .await;
     let (tags, msgs) = exchange(&mut raw).await;
     assert_eq!(tags, "2DCZ");
     assert_eq!(ReadyForQuery::decode(&msgs[3]).unwrap().status, b'T');
-    raw.send(&bind_execute_sync("to-sync-fail", false)).await;
+    raw.send(&bind_execute_sync(None, "w", &["to-sync-fail"]))
+        .await;
     let (tags, msgs) = exchange(&mut raw).await;
     assert_eq!(tags, "2EZ");
     assert_eq!(ReadyForQuery::decode(&msgs[2]).unwrap().status, b'E');
-    let mut out = bytes::BytesMut::new();
-    sequin_proxy::codec::Query {
-        sql: "rollback".into(),
-    }
-    .encode(&mut out);
-    raw.send(&out).await;
+    raw.send(&query("rollback")).await;
     assert_eq!(exchange(&mut raw).await.0, "CZ");
     // The session goes on: a plain pass-through write, not skipped.
-    raw.send(&bind_execute_sync("a9", false)).await;
+    raw.send(&bind_execute_sync(None, "w", &["a9"])).await;
     assert_eq!(exchange(&mut raw).await.0, "2CZ");
     let n: i64 = connect(&via(cluster, &proxy, &db))
         .await

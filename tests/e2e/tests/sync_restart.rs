@@ -7,6 +7,24 @@ use std::time::Duration;
 use sequin_e2e::{Running, connect, eventually, wait_live};
 use sequin_sim::{Api, SimConfig};
 
+/// The engine's config: Stripe customers from `sim` into `url`, polled
+/// every 200 ms, plus the connection keys in `extra` (indented YAML lines).
+fn stripe_config(url: &str, sim: &sequin_sim::Sim, extra: &str) -> String {
+    format!(
+        "database_url: {url}
+connections:
+  - name: stripe
+    connector: stripe
+    base_url: {base}
+    credentials: {{ api_key: '{token}' }}
+    objects: [customer]
+    poll_interval: 200ms
+{extra}",
+        base = sim.base_url(),
+        token = sim.token(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_survives_a_postgres_restart() {
     let _ = tracing_subscriber::fmt()
@@ -20,19 +38,7 @@ async fn sync_survives_a_postgres_restart() {
     )
     .await
     .unwrap();
-    let config = format!(
-        "database_url: {url}
-connections:
-  - name: stripe
-    connector: stripe
-    base_url: {base}
-    credentials: {{ api_key: '{token}' }}
-    objects: [customer]
-    poll_interval: 200ms
-",
-        base = sim.base_url(),
-        token = sim.token(),
-    );
+    let config = stripe_config(&url, &sim, "");
     let running = Running::start(&config);
     let pg = connect(&url).await;
     wait_live(&pg, "stripe", Duration::from_secs(60)).await;
@@ -79,21 +85,7 @@ async fn sync_waits_out_an_api_that_is_down_at_start() {
         p_5xx: 1.0,
         ..Default::default()
     });
-    let config = format!(
-        "database_url: {url}
-connections:
-  - name: stripe
-    connector: stripe
-    base_url: {base}
-    credentials: {{ api_key: '{token}' }}
-    objects: [customer]
-    poll_interval: 200ms
-    request_timeout: 1s
-",
-        url = db.url,
-        base = sim.base_url(),
-        token = sim.token(),
-    );
+    let config = stripe_config(&db.url, &sim, "    request_timeout: 1s\n");
     let running = Running::start(&config);
     let pg = connect(&db.url).await;
     // The first attempts fail (their error is visible in sync_state) and

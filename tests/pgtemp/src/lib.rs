@@ -344,15 +344,20 @@ impl Cluster {
     }
 
     /// Runs a server binary from [`Self::bindir`], as `postgres` when we are root.
-    fn pg(&self, bin: &str, args: &[&str]) -> Result<String> {
+    /// A command running one of the server binaries as the cluster's user.
+    fn command(&self, bin: &str) -> Command {
         let exe = self.bindir.join(bin);
-        let mut cmd = if self.run_as_postgres {
+        if self.run_as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
-        };
+        }
+    }
+
+    fn pg(&self, bin: &str, args: &[&str]) -> Result<String> {
+        let mut cmd = self.command(bin);
         cmd.args(args)
             .current_dir(&self.root)
             .stdin(Stdio::null())
@@ -379,34 +384,27 @@ impl Cluster {
     /// A psql running `select pg_sleep(60)` in the background.
     #[cfg(test)]
     fn background_sleep(&self) -> std::process::Child {
-        let psql = self.bindir.join("psql");
-        let mut cmd = if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&psql);
-            c
-        } else {
-            Command::new(&psql)
-        };
-        cmd.args([
-            "-X",
-            "-q",
-            "-h",
-            &self.socket_dir().display().to_string(),
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            SUPERUSER,
-            "-d",
-            "postgres",
-            "-c",
-            "select pg_sleep(60)",
-        ])
-        .current_dir(&self.root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn psql")
+        self.command("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                &self.socket_dir().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-c",
+                "select pg_sleep(60)",
+            ])
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psql")
     }
 
     /// The server log's lines about a crash (a backend killed by a signal, a

@@ -1,7 +1,9 @@
 -- One call ends a write-through statement inside the client's transaction:
 -- the markers of its API effects (see sequin.mark) and the removal of the
 -- statement's lent key (see sequin.unlend), with one check of the process
--- key instead of two. Idempotent like every migration.
+-- key instead of two. Idempotent like every migration. sequin.mark and
+-- sequin.unlend (0002) stay for sequin processes of earlier versions that
+-- may still serve the database during an upgrade.
 
 CREATE OR REPLACE FUNCTION sequin.release(process_key text, statement_digest bytea, ids uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$

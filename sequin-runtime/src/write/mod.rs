@@ -163,8 +163,17 @@ impl WriteThrough {
             }),
         };
         // Registers this process's key, which the proxy's statements show
-        // `sequin.lend`, before the first write.
-        let _ = w.journal().await;
+        // `sequin.lend`, before the first write. The registration outlives
+        // the session; journal sessions are opened by the threads that
+        // write (and register the key again, harmlessly).
+        match crate::store::connect(&w.inner.url).await {
+            Ok(c) => {
+                if let Err(e) = crate::guard::hold(&c).await {
+                    tracing::warn!(error = %e, "write-through: cannot register the process key");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "write-through: cannot register the process key"),
+        }
         w.refresh().await;
         Ok(w)
     }

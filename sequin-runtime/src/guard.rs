@@ -34,25 +34,41 @@ fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Makes every session opened with `config` hold this process's key from
+/// its start: `-c sequin.write_key=<key>` is added to the startup packet's
+/// options (after the URL's own), which no statement log, error CONTEXT or
+/// `pg_stat_activity` shows.
+pub fn add_startup_option(config: &mut tokio_postgres::Config) {
+    let own = format!("-c {SETTING}={}", key());
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} {own}"),
+        _ => own,
+    };
+    config.options(&options);
+}
+
+/// The key's SHA-256 digest, the only form of it the database stores.
+pub fn digest() -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(key().as_bytes()).to_vec()
+}
+
 /// Registers the key's digest (once per database is enough; repeating is
-/// harmless) and makes `client`'s session hold the key. Without migration
-/// 0002 applied there is no guard to pass, and nothing to do.
+/// harmless). The digest is computed here: the key itself is never a
+/// parameter of a statement. Without migration 0002 applied there is no
+/// guard to pass, and nothing to do.
 pub async fn hold(client: &Client) -> Result<(), tokio_postgres::Error> {
     let holder = format!("pid {}", std::process::id());
     let registered = client
         .execute(
-            "INSERT INTO sequin.writer_key (digest, holder) VALUES (sha256(convert_to($1, 'UTF8')), $2)
+            "INSERT INTO sequin.writer_key (digest, holder) VALUES ($1, $2)
              ON CONFLICT (digest) DO NOTHING",
-            &[&key(), &holder],
+            &[&digest(), &holder],
         )
         .await;
     match registered {
-        Ok(_) => {}
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {}
-        Err(e) => return Err(e),
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(()),
+        Err(e) => Err(e),
     }
-    client
-        .execute("SELECT set_config($1, $2, false)", &[&SETTING, &key()])
-        .await?;
-    Ok(())
 }

@@ -89,15 +89,21 @@ pub fn redact_url(url: &str) -> String {
     rest.split('?').next().unwrap_or(rest).to_string()
 }
 
-/// Opens a connection; the connection task runs in the background.
+/// Opens one of Sequin's own sessions; the connection task runs in the
+/// background. The session holds this process's writer key from its start:
+/// the key travels in the startup packet's `options` (never in SQL text or
+/// a bind parameter, so no statement log, error CONTEXT or
+/// `pg_stat_activity` shows it), and opens the guard once the process has
+/// registered its digest (`guard::register`).
 pub async fn connect(url: &str) -> Result<Client, StoreError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|source| StoreError::Connect {
-            target: redact_url(url),
-            reason: error_chain(&source),
-            source,
-        })?;
+    let connect_error = |source: tokio_postgres::Error| StoreError::Connect {
+        target: redact_url(url),
+        reason: error_chain(&source),
+        source,
+    };
+    let mut config: tokio_postgres::Config = url.parse().map_err(connect_error)?;
+    crate::guard::add_startup_option(&mut config);
+    let (client, conn) = config.connect(NoTls).await.map_err(connect_error)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection closed");

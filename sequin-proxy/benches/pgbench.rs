@@ -1,8 +1,8 @@
-//! The proxy benchmark, runnable without the xtask binary:
+//! The proxy benchmark, runnable without xtask and sequin-devtool:
 //! `cargo bench -p sequin-proxy --bench pgbench -- [--duration N ...]`.
-//! The code is `xtask/src/bench_proxy.rs` (also `cargo xtask bench proxy`).
+//! The code is `tests/devtool/src/bench_proxy.rs` (also `cargo xtask bench proxy`).
 
-#[path = "../../xtask/src/bench_proxy.rs"]
+#[path = "../../tests/devtool/src/bench_proxy.rs"]
 mod bench_proxy;
 
 use clap::Parser;

@@ -3,21 +3,23 @@
 //! - `gen [--check]`: validate every connector spec and (re)generate the
 //!   committed files; `--check` changes nothing and fails on any spec problem
 //!   or stale file.
-//! - `test`: install missing system packages (PostgreSQL server, libclang)
-//!   when possible, then run every test of the workspace.
-//! - `demo`: the main job on an embedded default (throwaway Postgres and
-//!   API simulators).
-//! - `bench ...`: benchmarks, reported as ratios against a baseline measured
-//!   in the same run.
+//! - `deps`: install the missing system packages (see [`system`]).
+//! - `test`: `deps`, then every test of the workspace.
+//! - `demo ...`, `bench ...`: `deps`, then `sequin-devtool` (tests/devtool)
+//!   with the same arguments: the demo on an embedded default, and the
+//!   benchmarks.
+//!
+//! xtask stays light so that it builds on a machine with only Rust: it is
+//! what installs libclang, which `sequin-proxy` (through pg_query) needs at
+//! build time, so nothing that needs a system library may be linked here.
+//! The demo and the benchmarks link the proxy, hence their own crate, built
+//! by `cargo run` once the packages are in place.
 
-mod bench_proxy;
-mod bench_sync;
-mod bench_write;
-mod demo;
 mod system;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -42,27 +44,22 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install the system packages the tests and the demo need (PostgreSQL server, libclang).
+    /// Install the system packages the tests, the demo and the benchmarks need.
     Deps,
-    /// The main job: throwaway Postgres + API simulators, migrate, backfill, live sync.
-    Demo(demo::DemoArgs),
-    /// Benchmarks, each reported against a baseline measured in the same run.
-    Bench {
-        #[command(subcommand)]
-        which: BenchWhich,
+    /// The main job: throwaway Postgres + API simulators, migrate, backfill,
+    /// live sync (options: `cargo xtask demo --help`).
+    #[command(disable_help_flag = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum BenchWhich {
-    /// Backfill N Stripe customers with `sequin sync --once` (release) and
-    /// compare with COPY + upsert of the same rows; peak RSS.
-    Sync(bench_sync::BenchSyncArgs),
-    /// pgbench through the proxy vs direct Postgres vs PgBouncer (session mode).
-    Proxy(bench_proxy::BenchProxyArgs),
-    /// Write-through latency (overhead beyond the API call and the Postgres
-    /// write, p50/p99) and statements/s with 8 clients vs direct Postgres.
-    Write(bench_write::BenchWriteArgs),
+    /// Benchmarks `sync`, `proxy` and `write`, each reported against a
+    /// baseline measured in the same run (`cargo xtask bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,12 +68,8 @@ fn main() -> ExitCode {
         Task::Gen { check } => gen_task(check),
         Task::Test { args } => test_task(&args),
         Task::Deps => system::ensure_packages().map(|_| true),
-        Task::Demo(args) => demo::run(args).map(|_| true),
-        Task::Bench { which } => match which {
-            BenchWhich::Sync(args) => bench_sync::run(args).map(|_| true),
-            BenchWhich::Proxy(args) => bench_proxy::run(args).map(|_| true),
-            BenchWhich::Write(args) => bench_write::run(args).map(|_| true),
-        },
+        Task::Demo { args } => devtool("demo", &args),
+        Task::Bench { args } => devtool("bench", &args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -136,16 +129,34 @@ fn gen_task(check: bool) -> Result<bool> {
     Ok(true)
 }
 
+/// Cargo, as the one that runs us (`CARGO`), so the toolchain stays the same.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Installs the missing system packages, then becomes `sequin-devtool
+/// <task> <args>` (built by `cargo run`, dev profile as xtask itself). Replacing this
+/// process (exec) rather than waiting for a child leaves Ctrl-C, which the
+/// demo handles to clean up, and the exit status to the tool alone.
+fn devtool(task: &str, args: &[String]) -> Result<bool> {
+    system::ensure_packages()?;
+    eprintln!("building sequin-devtool (the demo and the benchmarks) ...");
+    let mut run = cargo();
+    run.current_dir(root())
+        .args(["run", "--quiet", "-p", "sequin-devtool", "--", task])
+        .args(args);
+    Err(run.exec()).context("running `cargo run -p sequin-devtool`")
+}
+
 fn test_task(args: &[String]) -> Result<bool> {
     system::ensure_packages()?;
     warn_low_disk(&[root(), std::env::temp_dir()]);
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
-            .args(["test", "--workspace"])
-            .args(args)
-            .status()
-            .context("running cargo test")?;
+    let status = cargo()
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(args)
+        .status()
+        .context("running cargo test")?;
     Ok(status.success())
 }
 

@@ -140,7 +140,6 @@ impl Drop for Running {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
-    crate::system::ensure_packages()?;
     let root = crate::root();
     let sequin = sequin_binary(&root, args.release)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -93,7 +93,6 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     if args.measure {
         return measure_command(&args.command);
     }
-    crate::system::ensure_packages()?;
     let root = crate::root();
     let sequin = match &args.sequin {
         Some(path) => path.clone(),
@@ -154,7 +153,7 @@ impl Drop for Killed {
 }
 
 fn start_sim(n: usize) -> Result<(Killed, String, String)> {
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe = std::env::current_exe().context("finding the sequin-devtool binary")?;
     let mut child = Command::new(exe)
         .args(["bench", "sync", "--serve-sim", "--records", &n.to_string()])
         .stdin(Stdio::piped())
@@ -200,7 +199,7 @@ fn run_measured(
     args: &[&std::ffi::OsStr],
     log: &Path,
 ) -> Result<(i32, i64, f64, f64)> {
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe = std::env::current_exe().context("finding the sequin-devtool binary")?;
     let out = Command::new(exe)
         .args(["bench", "sync", "--measure", "--"])
         .arg(sequin)

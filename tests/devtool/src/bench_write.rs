@@ -76,7 +76,6 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     if args.serve_sim {
         return serve_sim();
     }
-    crate::system::ensure_packages()?;
     let root = crate::root();
     let sequin = match &args.sequin {
         Some(path) => path.clone(),
@@ -670,7 +669,7 @@ impl Drop for Killed {
 }
 
 fn start_sim() -> Result<(Killed, String, String)> {
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe = std::env::current_exe().context("finding the sequin-devtool binary")?;
     let mut child = Command::new(exe)
         .args(["bench", "write", "--serve-sim"])
         .stdin(Stdio::piped())

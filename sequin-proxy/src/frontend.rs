@@ -434,6 +434,7 @@ async fn established(
         buf: cbuf,
         server_write,
         injected: Default::default(),
+        local: None,
         track: Tracker {
             env,
             snapshot: synced.snapshot(),
@@ -790,6 +791,9 @@ struct ClientToServer<'a> {
     /// The interceptor's statements prepared on this session's server
     /// connection (see `InterceptContext`).
     injected: crate::interceptor::Prepared,
+    /// The interceptor's own state for this session
+    /// (`InterceptContext::local`).
+    local: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl ClientToServer<'_> {
@@ -966,6 +970,7 @@ impl ClientToServer<'_> {
             server_failed: false,
             max_message_len: codec::MAX_MESSAGE_LEN,
             prepared: &mut self.injected,
+            local: &mut self.local,
             owed: (!self
                 .state
                 .lock()

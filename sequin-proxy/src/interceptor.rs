@@ -243,6 +243,8 @@ pub struct InterceptContext<'a> {
     pub(crate) server_failed: bool,
     pub(crate) max_message_len: u32,
     pub(crate) prepared: &'a mut Prepared,
+    /// The interceptor's own state for this session ([`Self::local`]).
+    pub(crate) local: &'a mut Option<Box<dyn std::any::Any + Send>>,
     /// Set while the server still owes replies to the client's earlier
     /// messages (see the module docs): the session's protocol state, fed
     /// with them as they are read.
@@ -267,7 +269,8 @@ pub struct InterceptContext<'a> {
 /// (`InjectedQuery::cache`), by text: parsed and planned once per session.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    names: std::collections::HashMap<String, String>,
+    /// Statement names by text and parameter types.
+    names: std::collections::HashMap<(String, Vec<u32>), String>,
     /// Names are never reused: a Parse whose outcome is unknown (its
     /// pipeline failed) leaves its name taken.
     next: u64,
@@ -283,6 +286,11 @@ impl Prepared {
 /// Most statements kept prepared per session.
 const PREPARED_MAX: usize = 64;
 
+/// What identifies a prepared statement: its text and parameter types.
+fn cache_key(q: &InjectedQuery<'_>) -> (String, Vec<u32>) {
+    (q.sql.to_string(), q.param_types.to_vec())
+}
+
 impl InterceptContext<'_> {
     /// The intercepted statement.
     pub fn statement(&self) -> &Intercepted {
@@ -291,6 +299,20 @@ impl InterceptContext<'_> {
 
     pub fn session(&self) -> &SessionInfo {
         self.session
+    }
+
+    /// State the interceptor keeps for this session, from one intercepted
+    /// statement to the next (created with `Default` on first use, dropped
+    /// with the session). One type per session: asking for another type
+    /// starts it afresh.
+    pub fn local<T: Default + Send + 'static>(&mut self) -> &mut T {
+        if !self.local.as_ref().is_some_and(|l| l.is::<T>()) {
+            *self.local = Some(Box::new(T::default()));
+        }
+        self.local
+            .as_mut()
+            .and_then(|l| l.downcast_mut::<T>())
+            .expect("the session's local state was just made a T")
     }
 
     /// Transaction status as of the last ReadyForQuery (or [`Self::sync`]):
@@ -404,10 +426,10 @@ impl InterceptContext<'_> {
                 // Past the limit, further texts run unprepared.
                 Step::Query(q)
                     if q.cache
-                        && (self.prepared.names.contains_key(q.sql)
+                        && (self.prepared.names.contains_key(&cache_key(q))
                             || self.prepared.names.len() + parsed.len() < PREPARED_MAX) =>
                 {
-                    match self.prepared.names.get(q.sql) {
+                    match self.prepared.names.get(&cache_key(q)) {
                         Some(name) => encode_bind(&mut out, name, q),
                         None => {
                             let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
@@ -459,7 +481,7 @@ impl InterceptContext<'_> {
         }
         for (i, name) in parsed {
             if let (Some(Ok(_)), Step::Query(q)) = (results.get(i), &steps[i]) {
-                self.prepared.names.insert(q.sql.to_string(), name);
+                self.prepared.names.insert(cache_key(q), name);
             }
         }
         Ok(results)

@@ -1,43 +1,45 @@
-//! The writer key: what lets a session write synced tables past the guard
-//! trigger (`sequin.guard()`, migration 0002).
+//! The process key: what lets Sequin's own sessions write synced tables past
+//! the guard trigger (`sequin.guard()`, migrations 0002 and 0006).
 //!
-//! Each `sequin` process draws a random key at start and registers only its
-//! SHA-256 digest in `sequin.writer_key`. Its own sessions (the sync engine's
-//! writers, the journal) hold the key for their whole life. The proxy, which
-//! works in the client's session, uses a fresh key per statement instead
-//! ([`statement_key`]), registered inside the client's transaction and
-//! removed before the client's next statement: a statement can read the
-//! setting while it runs, but the value opens nothing afterwards.
+//! Each `sequin` process draws a random key at start. Its own sessions (the
+//! sync engine's writers, the journal) carry the key in their startup
+//! packet's options, so it never appears in SQL text, a bind parameter, an
+//! error's CONTEXT, a statement log or `pg_stat_activity`, and it never
+//! enters a client's session: the proxy lets a client's statement write
+//! through a grant instead (`write::grant`). Only the key's SHA-256 digest
+//! is stored, in `sequin.writer_key`, with an expiry the process renews
+//! ([`keep_registered`]); the row is removed when the process stops, and a
+//! key whose process died stops working within [`TTL`].
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use rand::RngCore;
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 /// The setting the guard reads.
 pub const SETTING: &str = "sequin.write_key";
 
+/// How long a registration lasts unless renewed.
+pub const TTL: Duration = Duration::from_secs(120);
+
+/// How often a running process renews its registration.
+const RENEW_EVERY: Duration = Duration::from_secs(30);
+
 /// This process's key (64 hex characters).
 pub fn key() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
-    KEY.get_or_init(random_key)
-}
-
-/// A new key for one statement applied by the proxy.
-pub fn statement_key() -> String {
-    random_key()
-}
-
-fn random_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    KEY.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// Makes every session opened with `config` hold this process's key from
 /// its start: `-c sequin.write_key=<key>` is added to the startup packet's
-/// options (after the URL's own), which no statement log, error CONTEXT or
-/// `pg_stat_activity` shows.
+/// options (after the URL's own).
 pub fn add_startup_option(config: &mut tokio_postgres::Config) {
     let own = format!("-c {SETTING}={}", key());
     let options = match config.get_options() {
@@ -53,17 +55,20 @@ pub fn digest() -> Vec<u8> {
     sha2::Sha256::digest(key().as_bytes()).to_vec()
 }
 
-/// Registers the key's digest (once per database is enough; repeating is
-/// harmless). The digest is computed here: the key itself is never a
-/// parameter of a statement. Without migration 0002 applied there is no
-/// guard to pass, and nothing to do.
+/// Registers the key's digest, or renews its registration, for [`TTL`],
+/// and removes registrations that expired (their processes are gone). The
+/// digest is computed here: the key itself is never a statement parameter.
+/// Without the `sequin` schema there is no guard to pass, and nothing to
+/// do.
 pub async fn hold(client: &Client) -> Result<(), tokio_postgres::Error> {
-    let holder = format!("pid {}", std::process::id());
+    let holder = format!("pid {} on {}", std::process::id(), hostname());
     let registered = client
         .execute(
-            "INSERT INTO sequin.writer_key (digest, holder) VALUES ($1, $2)
-             ON CONFLICT (digest) DO NOTHING",
-            &[&digest(), &holder],
+            "WITH gone AS (DELETE FROM sequin.writer_key WHERE expires_at < now())
+             INSERT INTO sequin.writer_key (digest, holder, expires_at)
+             VALUES ($1, $2, now() + make_interval(secs => $3))
+             ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+            &[&digest(), &holder, &TTL.as_secs_f64()],
         )
         .await;
     match registered {
@@ -71,4 +76,81 @@ pub async fn hold(client: &Client) -> Result<(), tokio_postgres::Error> {
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Removes this process's registration: its key opens nothing any more.
+pub async fn unregister(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM sequin.writer_key WHERE digest = $1",
+            &[&digest()],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// This process's registration of its key, renewed in the background
+/// until [`Registration::stop`].
+pub struct Registration {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Users of the registration in this process (sync and proxy in `sequin
+/// run`): the last one to stop removes it.
+static USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Registration {
+    /// Registers the key on `client`'s database (so the process's first
+    /// writes pass the guard) and renews it every 30 s. A failure to renew
+    /// is logged and retried; if renewal fails for longer than [`TTL`],
+    /// Sequin's own writes are refused by the guard until it succeeds again.
+    pub async fn start(url: &str, client: &Client) -> Result<Registration, tokio_postgres::Error> {
+        hold(client).await?;
+        USERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (stop, mut stopped) = watch::channel(false);
+        let url = url.to_string();
+        let task = tokio::spawn(async move {
+            let mut db: Option<Client> = None;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RENEW_EVERY) => {}
+                    _ = async { let _ = stopped.wait_for(|s| *s).await; } => break,
+                }
+                if db.as_ref().is_none_or(|c| c.is_closed()) {
+                    db = crate::store::connect(&url).await.ok();
+                }
+                if let Some(c) = &db
+                    && let Err(e) = hold(c).await
+                {
+                    tracing::warn!(error = %e, "cannot renew this process's writer key");
+                }
+            }
+            if USERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 1 {
+                return;
+            }
+            if db.as_ref().is_none_or(|c| c.is_closed()) {
+                db = crate::store::connect(&url).await.ok();
+            }
+            if let Some(c) = &db
+                && let Err(e) = unregister(c).await
+            {
+                tracing::warn!(error = %e, "cannot remove this process's writer key (it expires on its own)");
+            }
+        });
+        Ok(Registration { stop, task })
+    }
+
+    /// Stops renewing and, unless another part of the process still uses
+    /// it, removes the registration.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into())
 }

@@ -132,6 +132,22 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
             private_key_pem: key.into(),
         });
     }
+    // The schema first (applied once; a no-op when in place, and
+    // serialized with `sync`'s own migration in `sequin run`): the journal,
+    // the guard and the connections' rows must exist before the first
+    // client writes, and the synced tables before they are listed.
+    let mut admin = crate::store::connect(&url).await?;
+    let loaded: Vec<(&str, &crate::registry::Loaded)> = config
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                crate::registry::get(&c.connector).expect("config is checked"),
+            )
+        })
+        .collect();
+    crate::store::migrate(&mut admin, &loaded).await?;
     // Every table of a connection's schema is synced, also one discovered
     // later (an Airtable table); Sequin's own schema is in the set too:
     // clients may not write it. The tables' names are listed as well, for
@@ -151,6 +167,12 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
     refresh_synced(&synced, &mut db, &url, &schemas).await;
     pc.synced = synced.clone();
     let writes = WriteThrough::new(config).await?;
+    // This process's key opens the guard for its journal sessions (which
+    // write compensations); clients' statements write under grants.
+    let registration = crate::guard::Registration::start(&url, &admin)
+        .await
+        .map_err(crate::store::db("registering this process's writer key"))?;
+    drop(admin);
     let reconciler = tokio::spawn(write::journal::reconcile(
         url.clone(),
         writes.lookup(),
@@ -183,6 +205,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
     }
     handle.shutdown(Duration::from_secs(5)).await;
     let _ = reconciler.await;
+    registration.stop().await;
     Ok(())
 }
 

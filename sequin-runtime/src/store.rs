@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::Hasher;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_backfill_total.sql")),
     (4, include_str!("../migrations/0004_journal_retention.sql")),
     (5, include_str!("../migrations/0005_release.sql")),
+    (6, include_str!("../migrations/0006_grants.sql")),
 ];
 
 /// Errors of the store layer.
@@ -62,13 +64,13 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Db { context, source }
 }
 
 /// An error and its causes, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -112,55 +114,224 @@ pub async fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(client)
 }
 
-/// Applies the `sequin` schema and each connection's static tables, and
-/// records the connections. Idempotent; serialized by an advisory lock so
-/// several `sequin` processes may start at once.
+/// Applies the `sequin` schema's migrations not applied yet and each
+/// connection's static tables and guards, and records the connections.
+/// Several `sequin` processes may start at once: a session-level advisory
+/// lock lets one migrate at a time.
+///
+/// Nothing is changed that is in place already, so a process that starts
+/// beside running ones takes no lock they could queue behind. What must
+/// change does, each piece in its own transaction under a short
+/// `lock_timeout`, retried (see [`ddl`]): a client's open transaction makes
+/// the migration wait, never the other clients.
 pub async fn migrate(
     client: &mut Client,
     connections: &[(&str, &Loaded)],
 ) -> Result<(), StoreError> {
-    let tx = client
-        .transaction()
+    client
+        .batch_execute("SET client_min_messages = warning")
         .await
-        .map_err(db("starting the migration"))?;
-    tx.execute("SELECT pg_advisory_xact_lock(7305001)", &[])
+        .map_err(db("configuring the migration session"))?;
+    client
+        .execute("SELECT pg_advisory_lock(7305001)", &[])
         .await
         .map_err(db("locking migrations"))?;
-    for (version, sql) in MIGRATIONS {
-        tx.batch_execute(sql)
-            .await
-            .map_err(db(format!("applying sequin migration {version}")))?;
-    }
-    for (name, loaded) in connections {
-        tx.batch_execute(&loaded.ddl(name))
-            .await
-            .map_err(db(format!("creating the tables of connection `{name}`")))?;
-        for o in &loaded.spec.objects {
-            protect(&tx, name, &o.name).await?;
-        }
-        tx.execute(
-            "INSERT INTO sequin.connection (name, connector) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET connector = EXCLUDED.connector",
-            &[name, &loaded.spec.name],
+    let migrated = migrate_locked(client, connections).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock(7305001)", &[])
+        .await
+        .map_err(db("unlocking migrations"));
+    migrated.and(unlocked.map(|_| ()))
+}
+
+async fn migrate_locked(
+    client: &mut Client,
+    connections: &[(&str, &Loaded)],
+) -> Result<(), StoreError> {
+    let versioned: bool = client
+        .query_one(
+            "SELECT to_regclass('sequin.schema_version') IS NOT NULL",
+            &[],
         )
         .await
-        .map_err(db("recording the connection"))?;
+        .map_err(db("reading the schema version"))?
+        .get(0);
+    if !versioned {
+        ddl(
+            client,
+            "creating sequin.schema_version",
+            "CREATE SCHEMA IF NOT EXISTS sequin;
+             CREATE TABLE IF NOT EXISTS sequin.schema_version (
+                 version int PRIMARY KEY,
+                 applied_at timestamp with time zone NOT NULL DEFAULT now()
+             );",
+        )
+        .await?;
     }
-    tx.commit().await.map_err(db("committing the migration"))
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM sequin.schema_version", &[])
+        .await
+        .map_err(db("reading the schema version"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        ddl(
+            client,
+            &format!("applying sequin migration {version}"),
+            &format!("{sql}\nINSERT INTO sequin.schema_version (version) VALUES ({version});"),
+        )
+        .await?;
+    }
+    for (name, loaded) in connections {
+        let tables: Vec<String> = loaded
+            .spec
+            .objects
+            .iter()
+            .map(|o| format!("{}.{}", quote_ident(name), quote_ident(&o.name)))
+            .collect();
+        // The schema too: a connector whose objects are discovered at run
+        // time has no static table, and its tables' creation must not race
+        // on the schema.
+        let missing: bool = client
+            .query_one(
+                "SELECT to_regnamespace($2) IS NULL
+                     OR coalesce((SELECT bool_or(to_regclass(t) IS NULL) FROM unnest($1::text[]) AS t), false)",
+                &[&tables, &quote_ident(name)],
+            )
+            .await
+            .map_err(db("looking up the connection's tables"))?
+            .get::<_, Option<bool>>(0)
+            .unwrap_or(false);
+        if missing {
+            ddl(
+                client,
+                &format!("creating the tables of connection `{name}`"),
+                &loaded.ddl(name),
+            )
+            .await?;
+        }
+        for t in &tables {
+            protect(client, t).await?;
+        }
+        client
+            .execute(
+                "INSERT INTO sequin.connection (name, connector) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET connector = EXCLUDED.connector
+                  WHERE sequin.connection.connector IS DISTINCT FROM EXCLUDED.connector",
+                &[name, &loaded.spec.name],
+            )
+            .await
+            .map_err(db("recording the connection"))?;
+    }
+    Ok(())
 }
 
 /// Installs the write guard and the row capture of write-through on a
-/// synced table (`sequin.protect`, migration 0002).
-async fn protect(
-    tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-    table: &str,
-) -> Result<(), StoreError> {
-    let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    tx.execute("SELECT sequin.protect($1::text::regclass)", &[&qualified])
+/// synced table (`sequin.protect`, migration 0006), unless in place.
+async fn protect(client: &mut Client, qualified: &str) -> Result<(), StoreError> {
+    let protected: bool = client
+        .query_one("SELECT sequin.protected($1::text::regclass)", &[&qualified])
         .await
-        .map_err(db(format!("installing the write guard on {qualified}")))?;
-    Ok(())
+        .map_err(db(format!("checking the write guard on {qualified}")))?
+        .get(0);
+    if protected {
+        return Ok(());
+    }
+    ddl(
+        client,
+        &format!("installing the write guard on {qualified}"),
+        &format!("SELECT sequin.protect({})", quote_literal(qualified)),
+    )
+    .await
+}
+
+/// How long one attempt at a schema change waits for its locks. Other
+/// sessions' statements that need the same tables queue behind the attempt
+/// for at most this long.
+const DDL_LOCK_TIMEOUT: &str = "100ms";
+
+/// Longest pause between two attempts at a schema change.
+const DDL_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often a schema change still waiting says so.
+const DDL_WAIT_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Runs `sql` (a schema change, `what`) in a transaction of its own under a
+/// short `lock_timeout`, again until it gets its locks: a transaction left
+/// open by a client delays the change, but never makes every other session
+/// queue behind it. While it waits, it says so (and which session it waits
+/// for) in the log.
+async fn ddl(client: &mut Client, what: &str, sql: &str) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    let mut last_log: Option<std::time::Instant> = None;
+    loop {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db(format!("starting: {what}")))?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
+            .await
+            .map_err(db(format!("configuring: {what}")))?;
+        match tx.batch_execute(sql).await {
+            Ok(()) => {
+                tx.commit()
+                    .await
+                    .map_err(db(format!("committing: {what}")))?;
+                if last_log.is_some() {
+                    tracing::info!(waited_s = started.elapsed().as_secs(), "{what}: done");
+                }
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                drop(tx);
+                if last_log.is_none_or(|t| t.elapsed() >= DDL_WAIT_LOG_EVERY) {
+                    last_log = Some(std::time::Instant::now());
+                    let oldest = oldest_transaction(client).await;
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        oldest_transaction = %oldest,
+                        "{what}: waiting for other sessions' transactions on the tables it changes to end (retrying; nothing else waits for it meanwhile)"
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(DDL_RETRY_MAX);
+            }
+            Err(e) => return Err(db(what.to_string())(e)),
+        }
+    }
+}
+
+/// The database's oldest open transaction, for the log of a waiting
+/// schema change.
+async fn oldest_transaction(client: &Client) -> String {
+    let row = client
+        .query_opt(
+            "SELECT pid, coalesce(state, ''), extract(epoch FROM now() - xact_start)::bigint, coalesce(application_name, '')
+               FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+              ORDER BY xact_start LIMIT 1",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => format!(
+            "pid {} ({}, {} s, application `{}`)",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, i64>(2),
+            r.get::<_, String>(3)
+        ),
+        _ => "unknown".into(),
+    }
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A synced table as the store sees it.
@@ -559,7 +730,37 @@ impl Writer {
     /// Creates a runtime-discovered table, or adds columns that appeared.
     /// Columns that disappeared upstream are kept (and marked removed in
     /// `sequin.discovered_column`): dropping data is the user's decision.
+    /// Like every schema change, under a short `lock_timeout`, retried (see
+    /// [`ddl`]): a client's open transaction on the table delays the new
+    /// column, not the client's neighbours.
     pub async fn ensure_table(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        api_types: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pause = Duration::from_millis(20);
+        let mut waits = 0u32;
+        loop {
+            match self.try_ensure_table(connection, t, api_types).await {
+                Err(StoreError::Db { source, .. })
+                    if source.code()
+                        == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    if waits.is_multiple_of(100) {
+                        let oldest = oldest_transaction(&self.client).await;
+                        tracing::warn!(table = %t.qualified(), oldest_transaction = %oldest, "adding discovered columns waits for other sessions' transactions on the table to end (retrying)");
+                    }
+                    waits += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(DDL_RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_ensure_table(
         &mut self,
         connection: &str,
         t: &Table,
@@ -582,6 +783,9 @@ impl Writer {
             .transaction()
             .await
             .map_err(db("starting a schema change"))?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'"))
+            .await
+            .map_err(db("configuring a schema change"))?;
         if existing.is_empty() {
             let pk = &t.columns[t.primary_key];
             let mut sql = format!(
@@ -615,7 +819,15 @@ impl Writer {
             tx.batch_execute(&sql)
                 .await
                 .map_err(db(format!("creating {}", t.qualified())))?;
-            protect(&tx, &t.schema, &t.name).await?;
+            tx.execute(
+                "SELECT sequin.protect($1::text::regclass)",
+                &[&t.qualified()],
+            )
+            .await
+            .map_err(db(format!(
+                "installing the write guard on {}",
+                t.qualified()
+            )))?;
             added = t.columns.iter().map(|c| c.name.to_string()).collect();
         } else {
             for c in &t.columns {

@@ -33,7 +33,8 @@ impl PgTokenStore {
             Ok(v) => Ok(v),
             Err(e) => {
                 *guard = None;
-                Err(Box::new(e))
+                // The server's message, not just "db error".
+                Err(crate::store::error_chain(&e).into())
             }
         }
     }

@@ -155,6 +155,9 @@ pub async fn run(
         })
         .collect();
     store::migrate(&mut admin, &loaded).await?;
+    let registration = crate::guard::Registration::start(&url, &admin)
+        .await
+        .map_err(store::db("registering this process's writer key"))?;
     let mut tasks = tokio::task::JoinSet::new();
     for conn in &config.connections {
         let conn = conn.clone();
@@ -196,6 +199,7 @@ pub async fn run(
             }
         }
     }
+    registration.stop().await;
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),

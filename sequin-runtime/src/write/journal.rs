@@ -36,6 +36,9 @@ pub struct Entry {
     pub op: &'static str,
     pub api_id: String,
     pub xid: i64,
+    /// The capture row of the statement that made the effect: its marker
+    /// (`sequin.write_mark`) says whether the effect was kept.
+    pub capture_id: i64,
     pub request: Value,
     pub undo: Value,
 }
@@ -47,6 +50,9 @@ pub struct Journal {
     /// cost the journal session three round trips (prepare, execute,
     /// close) instead of one.
     insert: tokio_postgres::Statement,
+    /// Takes and ends write-through grants (`super::grant`).
+    grant: tokio_postgres::Statement,
+    ungrant: tokio_postgres::Statement,
     /// This session holds the reconciler lock.
     reconciler: std::sync::atomic::AtomicBool,
 }
@@ -61,9 +67,12 @@ impl Journal {
         // crash in that window only means its effect, if its transaction
         // did not commit either, is not undone at the API: sync then brings
         // the table in line with the API (a created record appears).
+        // A journal write waits for a lock (a migration's DDL) for a
+        // bounded time: it sits on the path of a client's answer.
         client
             .batch_execute(
-                "SET application_name = 'sequin-write-journal'; SET synchronous_commit = off",
+                "SET application_name = 'sequin-write-journal'; SET synchronous_commit = off;
+                 SET lock_timeout = '2s'; SET statement_timeout = '30s'",
             )
             .await
             .map_err(|source| StoreError::Db {
@@ -78,21 +87,57 @@ impl Journal {
             })?;
         let insert = client
             .prepare(
-                "INSERT INTO sequin.write_journal (id, connection, object, op, api_id, xid, request, undo)
-                 SELECT id, connection, object, op, api_id, xid, request, undo
+                "INSERT INTO sequin.write_journal (id, connection, object, op, api_id, xid, capture_id, request, undo)
+                 SELECT id, connection, object, op, api_id, xid, capture_id, request, undo
                    FROM jsonb_to_recordset($1::text::jsonb)
-                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint, request jsonb, undo jsonb)",
+                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint, capture_id bigint, request jsonb, undo jsonb)",
             )
             .await
             .map_err(|source| StoreError::Db {
                 context: "preparing the journal's statement".into(),
                 source,
             })?;
+        let prepare = |sql: &'static str| {
+            let client = &client;
+            async move {
+                client.prepare(sql).await.map_err(|source| StoreError::Db {
+                    context: "preparing the journal's statements".into(),
+                    source,
+                })
+            }
+        };
+        let grant = prepare("SELECT pg_try_advisory_lock($1::int4, $2::int4)").await?;
+        let ungrant = prepare("SELECT pg_advisory_unlock($1::int4, $2::int4)").await?;
         Ok(Journal {
             client,
             insert,
+            grant,
+            ungrant,
             reconciler: Default::default(),
         })
+    }
+
+    /// The session is gone (a new one is needed).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Takes the write-through grant of backend `pid` unless some session
+    /// holds it (see `super::grant`).
+    pub async fn try_grant(&self, pid: i32) -> Result<bool, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_one(&self.grant, &[&super::grant::CLASS, &pid])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Ends the grant of backend `pid`.
+    pub async fn ungrant(&self, pid: i32) -> Result<(), tokio_postgres::Error> {
+        self.client
+            .query_one(&self.ungrant, &[&super::grant::CLASS, &pid])
+            .await
+            .map(|_| ())
     }
 
     /// Records effects (one statement, committed on its own).
@@ -105,7 +150,8 @@ impl Journal {
             .map(|e| {
                 json!({
                     "id": e.id.to_string(), "connection": e.connection, "object": e.object,
-                    "op": e.op, "api_id": e.api_id, "xid": e.xid, "request": e.request, "undo": e.undo,
+                    "op": e.op, "api_id": e.api_id, "xid": e.xid, "capture_id": e.capture_id,
+                    "request": e.request, "undo": e.undo,
                 })
             })
             .collect();
@@ -203,24 +249,26 @@ pub async fn settle(
     let committed = j
         .client
         .execute(
-            "WITH done AS (
-                 SELECT j.id FROM sequin.write_journal j
-                  WHERE j.state = 'applied' AND txid_status(j.xid) = 'committed'
-                    AND EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id)
-             ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
-             UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
-              WHERE id IN (SELECT id FROM done)",
+            &format!(
+                "WITH done AS (
+                     SELECT j.id FROM sequin.write_journal j
+                      WHERE j.state = 'applied' AND txid_status(j.xid) = 'committed' AND {MARKED}
+                 ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
+                 UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
+                  WHERE id IN (SELECT id FROM done)"
+            ),
             &[],
         )
         .await?;
     let rows = j
         .client
         .query(
-            "SELECT j.id::text, connection, object, op, api_id, undo::text, txid_status(xid),
-                    EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id)
+            &format!(
+                "SELECT j.id::text, connection, object, op, api_id, undo::text, txid_status(xid), {MARKED}
                FROM sequin.write_journal j
               WHERE state = 'applied' AND txid_status(xid) IS DISTINCT FROM 'in progress'
-              ORDER BY created_at LIMIT 200",
+              ORDER BY created_at LIMIT 200"
+            ),
             &[],
         )
         .await?;
@@ -276,8 +324,24 @@ pub async fn settle(
         }
         settled += 1;
     }
+    // Marks whose effects are all settled, and capture rows of ended
+    // transactions (those of running ones are not visible here).
+    j.client
+        .batch_execute(
+            "DELETE FROM sequin.write_mark m WHERE NOT EXISTS (
+                 SELECT 1 FROM sequin.write_journal j
+                  WHERE j.state IN ('intent', 'applied') AND j.capture_id = m.capture_id);
+             DELETE FROM sequin.capture;",
+        )
+        .await?;
     Ok(settled + committed as usize)
 }
+
+/// Whether journal entry `j`'s effect was kept by its (sub)transaction: its
+/// statement's capture row was marked (`sequin.release`), or, for entries
+/// of Sequin versions before 0006, its own marker row exists.
+const MARKED: &str = "(EXISTS (SELECT 1 FROM sequin.write_mark k WHERE k.capture_id = j.capture_id)
+     OR EXISTS (SELECT 1 FROM sequin.write_marker m WHERE m.id = j.id))";
 
 /// Removes settled entries resolved more than `retention` ago (open ones
 /// are never removed, whatever their age).

@@ -1,5 +1,5 @@
-//! Rows captured by the `sequin.capture()` trigger, and what they mean for
-//! the API: the per-row creates, updates and deletes with only the changed
+//! Step 3 of a write: the rows the client's statement changed, and what
+//! they mean for the API: the per-row creates, updates and deletes with only the changed
 //! writable fields, checked against the spec before anything is sent.
 
 use sequin_spec::model::FieldType;
@@ -8,6 +8,7 @@ use sequin_spec::record::{
 };
 use serde_json::{Map, Value};
 
+use super::capture::Change;
 use super::error::WriteError;
 
 /// Prefix of the provisional primary key an INSERT gets from the column
@@ -16,42 +17,6 @@ pub const PENDING_PREFIX: &str = "_pending_";
 
 /// Metadata columns Sequin maintains itself.
 pub const META_COLUMNS: [&str; 2] = ["_sequin_synced_at", "_sequin_updated_at"];
-
-/// One row changed by the client's statement, as the trigger saw it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    pub op: WriteOp,
-    pub schema: String,
-    pub table: String,
-    pub old: Option<Map<String, Value>>,
-    pub new: Option<Map<String, Value>>,
-}
-
-/// Parses the `sequin.captured` setting: one JSON array per line,
-/// `[op, schema, table, old, new]`.
-pub fn parse_captured(text: &str) -> Result<Vec<Change>, String> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("captured row: {e}"))?;
-        let a = v.as_array().ok_or("captured row is not an array")?;
-        let text = |i: usize| a.get(i).and_then(Value::as_str).unwrap_or_default();
-        let op = match text(0) {
-            "INSERT" => WriteOp::Create,
-            "UPDATE" => WriteOp::Update,
-            "DELETE" => WriteOp::Delete,
-            other => return Err(format!("captured row has operation {other:?}")),
-        };
-        let obj = |i: usize| a.get(i).and_then(Value::as_object).cloned();
-        out.push(Change {
-            op,
-            schema: text(1).to_string(),
-            table: text(2).to_string(),
-            old: obj(3),
-            new: obj(4),
-        });
-    }
-    Ok(out)
-}
 
 /// A column value as `to_jsonb(row)` renders it, as a cell.
 pub fn cell_from_pg(col: &Column, v: Option<&Value>) -> Result<Cell, String> {
@@ -336,21 +301,10 @@ mod tests {
         let obj = |v: Option<Value>| v.map(|v| v.as_object().unwrap().clone());
         Change {
             op,
-            schema: "s".into(),
-            table: "contact".into(),
             old: obj(old),
             new: obj(new),
+            capture_id: 1,
         }
-    }
-
-    #[test]
-    fn captured_lines_parse() {
-        let text = "[\"INSERT\",\"s\",\"contact\",null,{\"id\":\"_pending_1\"}]\n[\"DELETE\",\"s\",\"contact\",{\"id\":\"003\"},null]\n";
-        let c = parse_captured(text).unwrap();
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[0].op, WriteOp::Create);
-        assert_eq!(c[1].old.as_ref().unwrap()["id"], json!("003"));
-        assert!(parse_captured("[\"TRUNCATE\"]").is_err());
     }
 
     #[test]

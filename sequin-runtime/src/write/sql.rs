@@ -12,6 +12,10 @@ pub struct Shape {
     pub returning: Option<String>,
     /// Whether the RETURNING list uses `$n` parameters.
     pub returning_params: bool,
+    /// Where the RETURNING clause starts: the statement without it is the
+    /// text before (write-through runs that, and computes RETURNING once,
+    /// over the final rows).
+    pub returning_at: Option<usize>,
     /// The name the statement gives the target table (its alias, else the
     /// table's name), which RETURNING expressions refer to.
     pub alias: String,
@@ -61,6 +65,7 @@ pub fn shape(sql: &str) -> Shape {
         }
     }
     if let Some(i) = at {
+        out.returning_at = usize::try_from(scan.tokens[i].start).ok();
         let tokens = &scan.tokens[i + 1..];
         out.returning_params = tokens
             .iter()
@@ -240,6 +245,7 @@ mod tests {
     fn returning_list_and_alias() {
         let s = shape("insert into salesforce.contact (first_name) values ('a') returning id;");
         assert_eq!(s.returning.as_deref(), Some("id"));
+        assert_eq!(s.returning_at, Some(57));
         assert_eq!(s.alias, "contact");
         assert!(!s.returning_params);
         let s = shape(

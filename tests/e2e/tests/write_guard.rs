@@ -12,6 +12,8 @@
 //! another synced table.
 mod write_common;
 
+use std::time::Duration;
+
 use sequin_sim::Api;
 use tokio_postgres::Client;
 use write_common::*;
@@ -381,21 +383,48 @@ async fn an_application_role_writes_through_the_proxy() {
         "the application role registering a key",
     );
     assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
-    // Sequin's functions lend and release keys only for a caller that
-    // knows a process key.
+    // Sequin's functions are not the application role's to call, nor to
+    // build triggers of its own on (a trigger on a temp table running
+    // sequin.capture() would forge captured rows).
     for sql in [
-        "select sequin.lend('forged', sha256('mine'::bytea), 'salesforce.contact'::regclass)",
-        "select sequin.release('forged', sha256('mine'::bytea), '{}'::uuid[])",
+        "select sequin.granted()",
+        "select sequin.holds_process_key()",
+        "select sequin.protect('salesforce.contact'::regclass)",
+        "insert into sequin.capture (xid, relid, op, new) values (txid_current(), 'salesforce.contact'::regclass, 'INSERT', '[]')",
+        "insert into sequin.write_mark (capture_id) values (1)",
+        "create temp table forged (id text); \
+         create trigger forge after insert on forged referencing new table as sequin_new \
+         for each statement execute function sequin.capture()",
     ] {
-        let err = expect_err(direct.execute(sql, &[]).await, sql);
+        let err = expect_err(direct.batch_execute(sql).await, sql);
         assert_eq!(db_error(&err).code().code(), "42501", "{sql}: {err:?}");
-        assert!(
-            db_error(&err)
-                .message()
-                .contains("not a Sequin process key"),
-            "{sql}: {err:?}"
-        );
     }
+    // Taking the advisory lock of a grant for its own backend, from
+    // another session of its own, opens nothing: the holder must be a
+    // session of Sequin's role.
+    let accomplice = connect_when_up(&as_role(&t.db.url)).await;
+    let pid: i32 = direct
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    accomplice
+        .execute(
+            "select pg_advisory_lock($1, $2)",
+            &[&sequin_runtime::write::grant::CLASS, &pid],
+        )
+        .await
+        .unwrap();
+    assert_guard_refusal(
+        direct
+            .execute(
+                "insert into salesforce.contact (last_name) values ('Self-granted')",
+                &[],
+            )
+            .await,
+        "a direct insert while an accomplice session holds the grant's lock",
+    );
+    drop(accomplice);
 
     let proxied = connect_when_up(&as_role(&t.proxy_url)).await;
     let id: String = proxied
@@ -452,13 +481,13 @@ async fn an_application_role_writes_through_the_proxy() {
     t.finish().await;
 }
 
-/// The key the proxy lends a statement opens that statement's table to
-/// write-through only: a function the statement calls cannot use it to
+/// The grant the proxy holds for a statement opens that statement's table
+/// to write-through only: a function the statement calls cannot use it to
 /// TRUNCATE (or otherwise change behind the capture) another synced table.
 /// The client is a role that may TRUNCATE the synced tables but owns none
 /// (an owner could drop the triggers: the README's stated limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lent_key_opens_only_its_statement() {
+async fn a_grant_opens_only_its_statement() {
     let t = Setup::start(Api::Salesforce, 5, "write_guard_lent", |sim| {
         salesforce_connection(sim, "contact, account")
     })
@@ -535,5 +564,418 @@ async fn a_lent_key_opens_only_its_statement() {
     }
     drop(direct);
     drop(proxied);
+    t.finish().await;
+}
+
+/// A login role of the application's kind, dropped with the value.
+struct AppRole {
+    name: String,
+    _drop: DropRole,
+}
+
+impl AppRole {
+    /// Creates role `<prefix>_<pid>` with password `app`, CONNECT on the
+    /// test database and `grants` (SQL, `{role}` stands for its name).
+    async fn create(t: &Setup, prefix: &str, grants: &str) -> AppRole {
+        let name = format!("{prefix}_{}", std::process::id());
+        let drop = DropRole {
+            role: name.clone(),
+            database_url: t.db.url.clone(),
+            database: t.db.name.clone(),
+        };
+        t.pg.batch_execute(&format!(
+            "create role {name} login password 'app';
+             grant connect on database \"{db}\" to {name};
+             {grants}",
+            db = t.db.name,
+            grants = grants.replace("{role}", &name),
+        ))
+        .await
+        .unwrap();
+        AppRole { name, _drop: drop }
+    }
+
+    /// `url` with this role's credentials.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+        format!("{scheme}://{}:app@{host}", self.name)
+    }
+}
+
+/// Every text field of an error, for "this never shows up" checks.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!(
+            "{} | {:?} | {:?} | {:?}",
+            d.message(),
+            d.detail(),
+            d.hint(),
+            d.where_()
+        ),
+        None => format!("{e:?}"),
+    }
+}
+
+/// Issue #10, items 1 to 3, as an application role with DML rights only,
+/// through the proxy: what a statement can set, call or read in its own
+/// session changes nothing of what Sequin captures or sends, no process key
+/// reaches the client or the server log, and every attempt ends with
+/// Postgres and the API equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_statement_cannot_bypass_the_api() {
+    let t = Setup::start(Api::Salesforce, 5, "write_hostile", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let pg = &t.pg;
+    let role = AppRole::create(
+        &t,
+        "sequin_hostile",
+        "grant usage on schema salesforce to {role};
+         grant select, insert, update, delete on all tables in schema salesforce to {role};
+         grant usage on schema sequin to {role};",
+    )
+    .await;
+    let app = connect_when_up(&role.url(&t.proxy_url)).await;
+    let ids: Vec<String> = pg
+        .query("select id from salesforce.contact order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (target, victim) = (&ids[0], &ids[1]);
+    let title = |id: &str| sf.get("Contact", id).unwrap()["Title"].clone();
+    let (target_title, victim_title) = (title(target), title(victim));
+    let key = sequin_runtime::guard::key().to_string();
+
+    // 1. The process key: a failing write with every parameter logged
+    // shows no key, and no injected statement's parameters.
+    app.batch_execute("set log_parameter_max_length_on_error = -1")
+        .await
+        .unwrap();
+    let err = expect_err(
+        simple_rows(
+            &app,
+            &format!(
+                "begin read only; update salesforce.contact set title = 'x' where id = '{target}'"
+            ),
+        )
+        .await,
+        "an update in a read-only transaction",
+    );
+    assert!(!error_text(&err).contains(&key), "{err:?}");
+    app.batch_execute("rollback").await.unwrap();
+    // A write-back that fails (a RETURNING expression that writes): the
+    // error is Sequin's, with no parameters of its statements.
+    app.batch_execute(&format!(
+        "create function pg_temp.sneaky() returns text language plpgsql as $$
+         begin update salesforce.contact set title = 'Sneaky' where id = '{victim}'; return 'x'; end $$"
+    ))
+    .await
+    .unwrap();
+    let err = expect_err(
+        app.query(
+            "update salesforce.contact set title = 'Returned' where id = $1 returning pg_temp.sneaky()",
+            &[target],
+        )
+        .await,
+        "a RETURNING expression that writes a synced row",
+    );
+    let text = error_text(&err);
+    assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    assert!(
+        !text.contains(&key) && !text.contains("parameters: $1"),
+        "{text}"
+    );
+    // The reconciler undoes the API's update of the aborted transaction.
+    sequin_e2e::eventually(Duration::from_secs(20), "the update undone", || async {
+        let now = title(target);
+        (now == target_title, now)
+    })
+    .await;
+
+    // 2. Capture cannot be switched off: the settings of the old design
+    // are ignored, and the write goes to the API like any other.
+    let n = app
+        .execute(
+            "update salesforce.contact set title = 'Captured' \
+             where id = $1 and set_config('sequin.capture', 'off', true) is not null",
+            &[target],
+        )
+        .await
+        .expect("an update with capture 'off'");
+    assert_eq!(n, 1);
+    assert_eq!(sf.get("Contact", target).unwrap()["Title"], "Captured");
+    let created: String = app
+        .query_one(
+            "insert into salesforce.contact (last_name) \
+             select 'Uncapturable' where set_config('sequin.capture', 'off', true) is not null \
+             returning id",
+            &[],
+        )
+        .await
+        .expect("an insert with capture 'off'")
+        .get(0);
+    assert!(created.starts_with("003"), "the API's id: {created}");
+    assert_eq!(
+        sf.get("Contact", &created).unwrap()["LastName"],
+        "Uncapturable"
+    );
+    let n = app
+        .execute(
+            "delete from salesforce.contact \
+             where id = $1 and set_config('sequin.capture', 'off', true) is not null",
+            &[&created],
+        )
+        .await
+        .expect("a delete with capture 'off'");
+    assert_eq!(n, 1);
+    assert!(sf.get("Contact", &created).is_none());
+    // Sequin's own columns are Sequin's.
+    let err = expect_err(
+        app.execute(
+            "update salesforce.contact set title = 'Forever', _sequin_updated_at = 'infinity' where id = $1",
+            &[target],
+        )
+        .await,
+        "an update of _sequin_updated_at",
+    );
+    assert_eq!(db_error(&err).code().code(), "428C9", "{err:?}");
+    // A function the statement calls writes other rows: refused, nothing
+    // changes anywhere.
+    let err = expect_err(
+        app.execute(
+            "update salesforce.contact set title = pg_temp.sneaky() where id = $1",
+            &[target],
+        )
+        .await,
+        "an update whose function writes another row",
+    );
+    assert_eq!(db_error(&err).code().code(), "0A000", "{err:?}");
+    assert!(db_error(&err).message().contains("function"), "{err:?}");
+
+    // 3. Captured rows cannot be forged: a statement that changes nothing
+    // sends nothing, whatever it sets.
+    let forged = serde_json::json!([
+        "UPDATE", "salesforce", "contact",
+        {"id": victim, "title": null},
+        {"id": victim, "title": "Forged"}
+    ])
+    .to_string()
+        + "\n";
+    let n = app
+        .execute(
+            "update salesforce.contact set title = 'Nothing' \
+             where id = 'none' and set_config('sequin.captured', $1, true) is not null \
+               and set_config('sequin.capture_cap', '0', true) is not null",
+            &[&forged],
+        )
+        .await
+        .expect("an update of no row");
+    assert_eq!(n, 0);
+    let n = app
+        .execute(
+            "delete from salesforce.contact \
+             where id = 'none' and set_config('sequin.captured', $1, true) is not null",
+            &[&forged.replace("UPDATE", "DELETE")],
+        )
+        .await
+        .expect("a delete of no row");
+    assert_eq!(n, 0);
+    assert_eq!(title(victim), victim_title);
+
+    // Postgres and the API agree on every row, and the victim is untouched.
+    sequin_e2e::eventually(
+        Duration::from_secs(20),
+        "Postgres equals the org",
+        || async {
+            let rows = snapshot(pg).await;
+            let org: Vec<(String, Option<String>, Option<String>)> = rows
+                .iter()
+                .filter_map(|(id, _, _)| sf.get("Contact", id).map(|c| (id.clone(), c)))
+                .map(|(id, c)| {
+                    (
+                        id,
+                        c["LastName"].as_str().map(str::to_string),
+                        c["Title"].as_str().map(str::to_string),
+                    )
+                })
+                .collect();
+            (
+                rows == org && rows.len() == sf.count("Contact", false),
+                (rows, org),
+            )
+        },
+    )
+    .await;
+    assert_eq!(title(victim), victim_title, "the victim is untouched");
+    // No key in the server's log either.
+    if let Ok(cluster) = sequin_pgtemp::shared() {
+        assert!(
+            !cluster.log().contains(&key),
+            "the server log shows the process key"
+        );
+    }
+    drop(app);
+    // Once sequin stops, its key is gone from the database.
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes()).to_vec()
+    };
+    let running = t.running.as_ref().expect("running");
+    assert!(!running.finished());
+    let Setup {
+        sim,
+        running,
+        pg,
+        db,
+        ..
+    } = t;
+    running
+        .expect("running")
+        .stop()
+        .await
+        .expect("the engine stops cleanly");
+    assert_eq!(
+        count_with(
+            &pg,
+            "select count(*) from sequin.writer_key where digest = $1",
+            &digest
+        )
+        .await,
+        0,
+        "the key's registration is removed when sequin stops"
+    );
+    sim.shutdown().await;
+    drop(db);
+}
+
+async fn count_with(
+    c: &Client,
+    sql: &str,
+    param: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> i64 {
+    c.query_one(sql, &[param]).await.unwrap().get(0)
+}
+
+/// Row-level security decides which rows a statement changes, and so what
+/// reaches the API: a tenant that names another tenant's record, and sets
+/// what the old design read as captured rows, changes nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_bounds_what_reaches_the_api() {
+    let t = Setup::start(Api::Salesforce, 4, "write_rls", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let pg = &t.pg;
+    let tenant = AppRole::create(
+        &t,
+        "sequin_tenant",
+        "grant usage on schema salesforce to {role};
+         grant select, insert, update, delete on all tables in schema salesforce to {role};",
+    )
+    .await;
+    let ids: Vec<String> = pg
+        .query("select id from salesforce.contact order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The first two contacts are the tenant's, the others another's.
+    let mine = &ids[..2];
+    let theirs = &ids[2..];
+    let proxy = t.proxy_client().await;
+    for (id, owner) in mine
+        .iter()
+        .map(|i| (i, tenant.name.as_str()))
+        .chain(theirs.iter().map(|i| (i, "someone_else")))
+    {
+        proxy
+            .execute(
+                "update salesforce.contact set description = $2 where id = $1",
+                &[id, &owner],
+            )
+            .await
+            .expect("tagging contacts with their tenant");
+    }
+    pg.batch_execute(
+        "alter table salesforce.contact enable row level security;
+         create policy tenant on salesforce.contact
+             using (description = current_user) with check (description = current_user);",
+    )
+    .await
+    .unwrap();
+    let app = connect_when_up(&tenant.url(&t.proxy_url)).await;
+    let title = |id: &str| sf.get("Contact", id).unwrap()["Title"].clone();
+    let their_titles: Vec<_> = theirs.iter().map(|id| title(id)).collect();
+    let visible = count(&app, "select count(*) from salesforce.contact").await;
+    assert_eq!(visible, 2, "the tenant sees its own contacts only");
+    for victim in theirs {
+        let forged = serde_json::json!([
+            "UPDATE", "salesforce", "contact",
+            {"id": victim, "last_name": "x"},
+            {"id": victim, "last_name": "Renamed by another tenant"}
+        ])
+        .to_string()
+            + "\n";
+        let n = app
+            .execute(
+                "update salesforce.contact set last_name = 'Renamed by another tenant' \
+                 where id = $1 and set_config('sequin.captured', $2, true) is not null",
+                &[victim, &forged],
+            )
+            .await
+            .expect("an update of another tenant's row");
+        assert_eq!(n, 0, "RLS hides the row");
+        let n = app
+            .execute(
+                "delete from salesforce.contact where id = $1 \
+                 and set_config('sequin.captured', $2, true) is not null",
+                &[victim, &forged.replace("UPDATE", "DELETE")],
+            )
+            .await
+            .expect("a delete of another tenant's row");
+        assert_eq!(n, 0);
+        let c = sf.get("Contact", victim).expect("still in the org");
+        assert_ne!(c["LastName"], "Renamed by another tenant");
+    }
+    // The tenant's own rows write through as usual, under its policy.
+    let n = app
+        .execute(
+            "update salesforce.contact set title = 'Mine' where title is distinct from 'Mine'",
+            &[],
+        )
+        .await
+        .expect("the tenant updates its rows");
+    assert_eq!(n, 2);
+    for id in mine {
+        assert_eq!(sf.get("Contact", id).unwrap()["Title"], "Mine");
+    }
+    let after: Vec<_> = theirs.iter().map(|id| title(id)).collect();
+    assert_eq!(
+        after, their_titles,
+        "the other tenant's titles are untouched"
+    );
+    let created: String = app
+        .query_one(
+            "insert into salesforce.contact (last_name, description) values ('New', current_user) returning id",
+            &[],
+        )
+        .await
+        .expect("the tenant creates a contact")
+        .get(0);
+    assert_eq!(
+        sf.get("Contact", &created).unwrap()["Description"],
+        tenant.name.as_str()
+    );
+    pg.batch_execute("drop policy tenant on salesforce.contact; alter table salesforce.contact disable row level security")
+        .await
+        .unwrap();
+    drop(app);
     t.finish().await;
 }

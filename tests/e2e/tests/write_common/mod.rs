@@ -52,6 +52,13 @@ impl Setup {
         proxy_keys: &str,
         connection: impl FnOnce(&Sim) -> String,
     ) -> Setup {
+        // The engine's own log, for a test that fails: SEQUIN_TEST_LOG=info.
+        if let Ok(filter) = std::env::var("SEQUIN_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(format!("sequin_runtime={filter}"))
+                .with_test_writer()
+                .try_init();
+        }
         let db = sequin_pgtemp::Database::create(db_prefix).expect("a test database");
         let sim = sequin_sim::start(
             SimConfig::new(api).seed_records(seed).rate_limit(0.0),

@@ -23,20 +23,22 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{self, BackendError, ClientRead, ClientWrite, Upstream};
+use crate::backend::{
+    self, BackendError, ClientRead, ClientWrite, ServerRead, ServerWrite, Upstream, write_server,
+};
 use crate::classify::{Classification, Classifier};
 use crate::codec::startup::{CancelRequest, StartupMessage, StartupPacket};
 use crate::codec::{
     self, Authentication, BackendKeyData, BackendMessage, Bind, Close, CodecError, ErrorResponse,
-    Execute, Message, Parse, Target,
+    Execute, Message, Parse, PasswordMessage, Target,
 };
 use crate::interceptor::{
     InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol, SessionInfo,
     read_message,
 };
+use crate::pgtls::SslMode;
 use crate::state::{Pending, ProtocolState};
 use crate::synced::SyncedSet;
 
@@ -270,6 +272,49 @@ async fn session(
     established(client_read, client_write, packet, startup, peer, env).await
 }
 
+/// What a client whose SCRAM offers channel binding is told when the
+/// proxy speaks TLS to the server (see `established`).
+const CHANNEL_BINDING_REFUSED: &str = "the Sequin proxy cannot relay SCRAM channel binding (it holds TLS to you and to the server): connect with channel_binding=disable";
+
+/// Connects to the server (over TLS when `encrypted`, else as the
+/// upstream's sslmode says) and sends the client's startup packet. On a
+/// failure the client gets a FATAL error. Returns whether the connection
+/// is encrypted, and its halves.
+async fn open_server(
+    env: &SessionEnv,
+    client_write: &mut ClientWrite,
+    startup_packet: &[u8],
+    encrypted: bool,
+) -> Result<(bool, ServerRead, ServerWrite), SessionError> {
+    let connected = if encrypted {
+        backend::connect_encrypted(&env.upstream).await
+    } else {
+        backend::connect(&env.upstream).await
+    };
+    let server = match connected {
+        Ok(s) => s,
+        Err(e) => {
+            // TLS problems are the operator's to fix, but the client may
+            // as well know which one it is.
+            let message = match &e {
+                BackendError::NoSsl { .. } | BackendError::Tls { .. } => {
+                    format!("the proxy cannot reach the database server: {e}")
+                }
+                _ => "the proxy cannot reach the database server".to_string(),
+            };
+            let _ = client_write.write_all(&fatal("08006", message)).await;
+            let _ = client_write.flush().await;
+            return Err(e.into());
+        }
+    };
+    let tls = server.is_tls();
+    let (server_read, mut server_write) = server.into_split();
+    write_server(&mut server_write, startup_packet)
+        .await
+        .map_err(SessionError::Server)?;
+    Ok((tls, server_read, server_write))
+}
+
 async fn established(
     mut client_read: ClientRead,
     mut client_write: ClientWrite,
@@ -278,24 +323,11 @@ async fn established(
     peer: SocketAddr,
     env: &SessionEnv,
 ) -> Result<SessionEnd, SessionError> {
-    let server = match backend::connect(&env.upstream).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = client_write
-                .write_all(&fatal(
-                    "08006",
-                    "the proxy cannot reach the database server",
-                ))
-                .await;
-            let _ = client_write.flush().await;
-            return Err(e.into());
-        }
-    };
-    let (mut server_read, mut server_write) = server.into_split();
-    server_write
-        .write_all(&startup_packet)
-        .await
-        .map_err(SessionError::Server)?;
+    let (mut upstream_tls, mut server_read, mut server_write) =
+        open_server(env, &mut client_write, &startup_packet, false).await?;
+    // `sslmode=allow`: a server that refuses the plain session at once
+    // (pg_hba.conf `hostssl`) gets the startup again over TLS.
+    let mut may_retry_with_tls = !upstream_tls && env.upstream.tls.mode() == SslMode::Allow;
 
     // Startup and authentication are relayed message by message: Postgres
     // decides who gets in; the proxy only swaps the cancel secret.
@@ -320,8 +352,12 @@ async fn established(
         };
         match frame[0] {
             b'R' => {
+                may_retry_with_tls = false;
                 let auth = Authentication::decode(&frame).map_err(SessionError::ServerProtocol)?;
-                out.extend_from_slice(&frame);
+                match auth.without_channel_binding() {
+                    Some(stripped) => stripped.encode(&mut out),
+                    None => out.extend_from_slice(&frame),
+                }
                 client_write
                     .write_all(&out)
                     .await
@@ -354,8 +390,24 @@ async fn established(
                             .await;
                         return Err(SessionError::ClientProtocol(e));
                     }
-                    server_write
-                        .write_all(&answer)
+                    if upstream_tls
+                        && matches!(auth, Authentication::Sasl { .. })
+                        && PasswordMessage::decode(&answer)
+                            .ok()
+                            .and_then(|p| p.sasl_claims_binding_support())
+                            == Some(true)
+                    {
+                        // The server would refuse it as a downgrade ("SCRAM
+                        // channel binding negotiation error"); say why and
+                        // what to do instead.
+                        let _ = client_write
+                            .write_all(&fatal("28000", CHANNEL_BINDING_REFUSED))
+                            .await;
+                        let _ = client_write.flush().await;
+                        tracing::info!(%peer, "client offered SCRAM channel binding through the TLS proxy; refused");
+                        return Ok(SessionEnd::Refused);
+                    }
+                    write_server(&mut server_write, &answer)
                         .await
                         .map_err(SessionError::Server)?;
                 }
@@ -383,6 +435,12 @@ async fn established(
                     secret,
                 }
                 .encode(&mut out);
+            }
+            b'E' if std::mem::take(&mut may_retry_with_tls) => {
+                tracing::debug!(%peer, "server refused a plain session; sslmode=allow tries TLS");
+                (upstream_tls, server_read, server_write) =
+                    open_server(env, &mut client_write, &startup_packet, true).await?;
+                sbuf.clear();
             }
             b'E' => {
                 out.extend_from_slice(&frame);
@@ -756,7 +814,7 @@ impl Tracker<'_> {
 /// The server's read side and the client's write side, owned by the
 /// server-to-client direction and lent out for interception.
 struct ServerSide {
-    server_read: OwnedReadHalf,
+    server_read: ServerRead,
     buf: BytesMut,
     client_write: ClientWrite,
     /// An interceptor's answer held back because the client's Sync follows
@@ -785,7 +843,7 @@ struct ClientToServer<'a> {
     info: &'a SessionInfo,
     client_read: ClientRead,
     buf: BytesMut,
-    server_write: OwnedWriteHalf,
+    server_write: ServerWrite,
     track: Tracker<'a>,
     /// The interceptor's statements prepared on this session's server
     /// connection (see `InterceptContext`).
@@ -808,8 +866,7 @@ impl ClientToServer<'_> {
                 self.buf.split_to(forward)
             } else {
                 if forward > 0 {
-                    self.server_write
-                        .write_all(&self.buf[..forward])
+                    write_server(&mut self.server_write, &self.buf[..forward])
                         .await
                         .map_err(SessionError::Server)?;
                     self.buf.advance(forward);
@@ -839,7 +896,7 @@ impl ClientToServer<'_> {
                 }
                 Stop::Drop(len) => self.buf.advance(len),
                 Stop::Terminate(len) => {
-                    let _ = self.server_write.write_all(&self.buf[..len]).await;
+                    let _ = write_server(&mut self.server_write, &self.buf[..len]).await;
                     return Ok(SessionEnd::Terminated);
                 }
                 Stop::Intercept(len, what) => {
@@ -877,8 +934,7 @@ impl ClientToServer<'_> {
             unsent.extend_from_slice(msg);
             &unsent
         };
-        self.server_write
-            .write_all(out)
+        write_server(&mut self.server_write, out)
             .await
             .map_err(SessionError::Server)
     }
@@ -913,8 +969,7 @@ impl ClientToServer<'_> {
                 prefix.extend_from_slice(&codec::Flush.to_bytes());
             }
             if !prefix.is_empty() {
-                self.server_write
-                    .write_all(&prefix)
+                write_server(&mut self.server_write, &prefix)
                     .await
                     .map_err(SessionError::Server)?;
                 prefix.clear();

@@ -277,35 +277,17 @@ async fn session(
 const CHANNEL_BINDING_REFUSED: &str = "the Sequin proxy cannot relay SCRAM channel binding (it holds TLS to you and to the server): connect with channel_binding=disable";
 
 /// Connects to the server (over TLS when `encrypted`, else as the
-/// upstream's sslmode says) and sends the client's startup packet. On a
-/// failure the client gets a FATAL error. Returns whether the connection
-/// is encrypted, and its halves.
+/// upstream's sslmode says) and sends the client's startup packet. Returns
+/// whether the connection is encrypted, and its halves.
 async fn open_server(
     env: &SessionEnv,
-    client_write: &mut ClientWrite,
     startup_packet: &[u8],
     encrypted: bool,
 ) -> Result<(bool, ServerRead, ServerWrite), SessionError> {
-    let connected = if encrypted {
-        backend::connect_encrypted(&env.upstream).await
+    let server = if encrypted {
+        backend::connect_encrypted(&env.upstream).await?
     } else {
-        backend::connect(&env.upstream).await
-    };
-    let server = match connected {
-        Ok(s) => s,
-        Err(e) => {
-            // TLS problems are the operator's to fix, but the client may
-            // as well know which one it is.
-            let message = match &e {
-                BackendError::NoSsl { .. } | BackendError::Tls { .. } => {
-                    format!("the proxy cannot reach the database server: {e}")
-                }
-                _ => "the proxy cannot reach the database server".to_string(),
-            };
-            let _ = client_write.write_all(&fatal("08006", message)).await;
-            let _ = client_write.flush().await;
-            return Err(e.into());
-        }
+        backend::connect(&env.upstream).await?
     };
     let tls = server.is_tls();
     let (server_read, mut server_write) = server.into_split();
@@ -313,6 +295,36 @@ async fn open_server(
         .await
         .map_err(SessionError::Server)?;
     Ok((tls, server_read, server_write))
+}
+
+/// Tells the client that the server cannot be reached (with the reason
+/// when it is TLS: the operator's to fix, but the client may as well know
+/// which one it is).
+async fn send_unreachable(client_write: &mut ClientWrite, e: &SessionError) {
+    let message = match e {
+        SessionError::Backend(b @ (BackendError::NoSsl { .. } | BackendError::Tls { .. })) => {
+            format!("the proxy cannot reach the database server: {b}")
+        }
+        _ => "the proxy cannot reach the database server".to_string(),
+    };
+    let _ = client_write.write_all(&fatal("08006", message)).await;
+    let _ = client_write.flush().await;
+}
+
+/// Relays the server's refusal of the session (after what is pending in
+/// `out`).
+async fn relay_refusal(
+    client_write: &mut ClientWrite,
+    out: &mut BytesMut,
+    frame: &[u8],
+    peer: SocketAddr,
+) {
+    out.extend_from_slice(frame);
+    let _ = client_write.write_all(out).await;
+    let _ = client_write.flush().await;
+    if let Ok(e) = ErrorResponse::decode(frame) {
+        tracing::info!(%peer, error = %e, "server refused the session");
+    }
 }
 
 async fn established(
@@ -324,7 +336,13 @@ async fn established(
     env: &SessionEnv,
 ) -> Result<SessionEnd, SessionError> {
     let (mut upstream_tls, mut server_read, mut server_write) =
-        open_server(env, &mut client_write, &startup_packet, false).await?;
+        match open_server(env, &startup_packet, false).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                send_unreachable(&mut client_write, &e).await;
+                return Err(e);
+            }
+        };
     // `sslmode=allow`: a server that refuses the plain session at once
     // (pg_hba.conf `hostssl`) gets the startup again over TLS.
     let mut may_retry_with_tls = !upstream_tls && env.upstream.tls.mode() == SslMode::Allow;
@@ -438,17 +456,24 @@ async fn established(
             }
             b'E' if std::mem::take(&mut may_retry_with_tls) => {
                 tracing::debug!(%peer, "server refused a plain session; sslmode=allow tries TLS");
-                (upstream_tls, server_read, server_write) =
-                    open_server(env, &mut client_write, &startup_packet, true).await?;
-                sbuf.clear();
+                match open_server(env, &startup_packet, true).await {
+                    Ok(opened) => {
+                        (upstream_tls, server_read, server_write) = opened;
+                        sbuf.clear();
+                    }
+                    // No SSL either: the plain refusal is the answer.
+                    Err(SessionError::Backend(BackendError::NoSsl { .. })) => {
+                        relay_refusal(&mut client_write, &mut out, &frame, peer).await;
+                        return Ok(SessionEnd::Refused);
+                    }
+                    Err(e) => {
+                        send_unreachable(&mut client_write, &e).await;
+                        return Err(e);
+                    }
+                }
             }
             b'E' => {
-                out.extend_from_slice(&frame);
-                let _ = client_write.write_all(&out).await;
-                let _ = client_write.flush().await;
-                if let Ok(e) = ErrorResponse::decode(&frame) {
-                    tracing::info!(%peer, error = %e, "server refused the session");
-                }
+                relay_refusal(&mut client_write, &mut out, &frame, peer).await;
                 return Ok(SessionEnd::Refused);
             }
             b'Z' => {

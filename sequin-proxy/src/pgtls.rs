@@ -383,13 +383,25 @@ impl SslParams {
     }
 }
 
-/// The first `ssl*` keyword of a `key=value` connection string.
+/// The first TLS keyword of a `key=value` connection string (`key = value`
+/// with spaces too).
 fn keyword_ssl_parameter(conninfo: &str) -> Option<String> {
-    conninfo
-        .split_whitespace()
-        .filter_map(|t| t.split_once('=').map(|(k, _)| k.trim()))
-        .find(|k| OURS.contains(k) || UNSUPPORTED.iter().any(|(u, _)| u == k))
-        .map(str::to_string)
+    let keys = OURS
+        .iter()
+        .copied()
+        .chain(UNSUPPORTED.iter().map(|(k, _)| *k));
+    keys.filter_map(|key| {
+        conninfo
+            .match_indices(key)
+            .find(|(at, _)| {
+                let before = conninfo[..*at].chars().next_back();
+                let after = conninfo[at + key.len()..].trim_start();
+                before.is_none_or(char::is_whitespace) && after.starts_with('=')
+            })
+            .map(|(at, _)| (at, key))
+    })
+    .min()
+    .map(|(_, key)| key.to_string())
 }
 
 fn decode(raw: &str) -> Result<String, TlsParamError> {
@@ -754,6 +766,11 @@ mod tests {
             split("host=db sslmode=require")
                 .unwrap_err()
                 .starts_with("database_url: sslmode needs the URL form")
+        );
+        assert!(
+            split("host=db sslrootcert = /ca.pem")
+                .unwrap_err()
+                .starts_with("database_url: sslrootcert needs the URL form")
         );
         let (p, rest) = split("host=db dbname=app").unwrap();
         assert_eq!(

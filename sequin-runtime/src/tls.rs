@@ -40,9 +40,14 @@ pub async fn connect(
                 .connect(make.clone())
                 .await
             {
-                // Refused in plain text (pg_hba.conf `hostssl`): try TLS.
-                Err(e) if e.as_db_error().is_some() => {
-                    config.ssl_mode(DriverSslMode::Require).connect(make).await
+                // Refused in plain text (pg_hba.conf `hostssl`): try TLS;
+                // a server without SSL leaves the plain refusal as the
+                // answer.
+                Err(plain) if plain.as_db_error().is_some() => {
+                    match config.ssl_mode(DriverSslMode::Require).connect(make).await {
+                        Err(e) if no_tls(&e) => Err(plain),
+                        other => other,
+                    }
                 }
                 other => other,
             }
@@ -72,10 +77,7 @@ pub fn explain(e: &tokio_postgres::Error, tls: &PgTls, host: &str) -> Option<Str
     if let Some(text) = tls.explain(e, host) {
         return Some(text);
     }
-    // tokio-postgres has no error kind for it; its message is in the cause.
-    let no_tls = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source())
-        .any(|c| c.to_string().contains("server does not support TLS"));
-    if no_tls {
+    if no_tls(e) {
         return Some(format!(
             "the server does not accept SSL connections, and database_url has sslmode={}: enable ssl on the server (ssl = on), or set sslmode=prefer",
             tls.mode()
@@ -92,6 +94,13 @@ pub fn explain(e: &tokio_postgres::Error, tls: &PgTls, host: &str) -> Option<Str
         ));
     }
     None
+}
+
+/// The server answered SSLRequest with 'N' under `sslmode=require`.
+/// tokio-postgres has no error kind for it; its message is in the cause.
+fn no_tls(e: &tokio_postgres::Error) -> bool {
+    std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source())
+        .any(|c| c.to_string().contains("server does not support TLS"))
 }
 
 /// Makes a TLS connector per host (tokio-postgres asks once per host).

@@ -79,13 +79,12 @@ async fn refused(url: &str) -> String {
 }
 
 async fn stripe_sim() -> Sim {
-    let sim = sequin_sim::start(
+    sequin_sim::start(
         SimConfig::new(Api::Stripe).seed_records(3).rate_limit(0.0),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
-    .expect("the simulator starts");
-    sim
+    .expect("the simulator starts")
 }
 
 /// Sync and write-through with `database_url` = `db_url`: the engine
@@ -490,4 +489,58 @@ async fn drivers_over_tls_to_a_proxy_whose_upstream_is_tls() {
     running.stop().await.expect("the engine stops cleanly");
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pass-through proxy (the real listener and sessions) to the TLS
+/// cluster, its upstream read from `database_url` as `sequin proxy` does.
+async fn proxy_to(database_url: &str) -> sequin_proxy::ProxyHandle {
+    let upstream = sequin_runtime::serve::upstream(database_url).expect("a valid upstream");
+    let config = sequin_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    sequin_proxy::Proxy::bind(config, std::sync::Arc::new(sequin_proxy::PassThrough))
+        .await
+        .expect("the proxy binds")
+        .spawn()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_upstream_allow_and_a_refused_certificate() {
+    let db = database("tls_proxy_upstream");
+    let port = cluster().port();
+    let client_url = |proxy: &sequin_proxy::ProxyHandle| {
+        format!(
+            "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
+            proxy.local_addr().port()
+        )
+    };
+
+    // allow: the server refuses the plain session, the proxy tries TLS.
+    let allow = proxy_to(&url("127.0.0.1", port, &db, "sslmode=allow")).await;
+    let (client, conn) = tokio_postgres::connect(&client_url(&allow), tokio_postgres::NoTls)
+        .await
+        .expect("sslmode=allow gets through over TLS");
+    tokio::spawn(conn);
+    assert!(server_sees_ssl(&client).await);
+    allow.shutdown(Duration::from_secs(1)).await;
+
+    // verify-full to an address the certificate does not name: the client
+    // learns why the proxy cannot reach the server.
+    let wrong_host = proxy_to(&url(
+        "127.0.0.1",
+        port,
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={}", ca()),
+    ))
+    .await;
+    let e = tokio_postgres::connect(&client_url(&wrong_host), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("the proxy cannot verify the server");
+    let message = e.as_db_error().expect("a FATAL from the proxy").message();
+    assert!(
+        message.starts_with(&format!(
+            "the proxy cannot reach the database server: TLS with the upstream server 127.0.0.1:{port}: the server's certificate is not valid for host `127.0.0.1`"
+        )),
+        "{message}"
+    );
+    wrong_host.shutdown(Duration::from_secs(1)).await;
 }

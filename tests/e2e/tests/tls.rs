@@ -210,6 +210,18 @@ async fn certificate_checks_and_sslmodes_with_worded_errors() {
     .expect("verify-ca does not check the host");
     assert!(server_sees_ssl(&ca_only).await);
 
+    // Sequin's sessions bind SCRAM to the TLS channel (tls-server-end-point):
+    // with channel_binding=require tokio-postgres accepts nothing less.
+    let bound = store::connect(&url(
+        "localhost",
+        port,
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={ca}&channel_binding=require"),
+    ))
+    .await
+    .expect("SCRAM-SHA-256-PLUS with Sequin's channel binding data");
+    assert!(server_sees_ssl(&bound).await);
+
     // A CA that did not sign the server's certificate.
     let dir = tempfile_dir("tls-unknown-ca");
     let other = sequin_pgtemp::tls::TestCa::new("Some other CA").unwrap();

@@ -23,20 +23,22 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{self, BackendError, ClientRead, ClientWrite, Upstream};
+use crate::backend::{
+    self, BackendError, ClientRead, ClientWrite, ServerRead, ServerWrite, Upstream, write_server,
+};
 use crate::classify::{Classification, Classifier};
 use crate::codec::startup::{CancelRequest, StartupMessage, StartupPacket};
 use crate::codec::{
     self, Authentication, BackendKeyData, BackendMessage, Bind, Close, CodecError, ErrorResponse,
-    Execute, Message, Parse, Target,
+    Execute, Message, Parse, PasswordMessage, Target,
 };
 use crate::interceptor::{
     InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol, SessionInfo,
     read_message,
 };
+use crate::pgtls::SslMode;
 use crate::state::{Pending, ProtocolState};
 use crate::synced::SyncedSet;
 
@@ -270,6 +272,61 @@ async fn session(
     established(client_read, client_write, packet, startup, peer, env).await
 }
 
+/// What a client whose SCRAM offers channel binding is told when the
+/// proxy speaks TLS to the server (see `established`).
+const CHANNEL_BINDING_REFUSED: &str = "the Sequin proxy cannot relay SCRAM channel binding (it holds TLS to you and to the server): connect with channel_binding=disable";
+
+/// Connects to the server (over TLS when `encrypted`, else as the
+/// upstream's sslmode says) and sends the client's startup packet. Returns
+/// whether the connection is encrypted, and its halves.
+async fn open_server(
+    env: &SessionEnv,
+    startup_packet: &[u8],
+    encrypted: bool,
+) -> Result<(bool, ServerRead, ServerWrite), SessionError> {
+    let server = if encrypted {
+        backend::connect_encrypted(&env.upstream).await?
+    } else {
+        backend::connect(&env.upstream).await?
+    };
+    let tls = server.is_tls();
+    let (server_read, mut server_write) = server.into_split();
+    write_server(&mut server_write, startup_packet)
+        .await
+        .map_err(SessionError::Server)?;
+    Ok((tls, server_read, server_write))
+}
+
+/// Tells the client that the server cannot be reached (with the reason
+/// when it is TLS: the operator's to fix, but the client may as well know
+/// which one it is).
+async fn send_unreachable(client_write: &mut ClientWrite, e: &SessionError) {
+    let message = match e {
+        SessionError::Backend(b @ (BackendError::NoSsl { .. } | BackendError::Tls { .. })) => {
+            format!("the proxy cannot reach the database server: {b}")
+        }
+        _ => "the proxy cannot reach the database server".to_string(),
+    };
+    let _ = client_write.write_all(&fatal("08006", message)).await;
+    let _ = client_write.flush().await;
+}
+
+/// Relays the server's refusal of the session (after what is pending in
+/// `out`).
+async fn relay_refusal(
+    client_write: &mut ClientWrite,
+    out: &mut BytesMut,
+    frame: &[u8],
+    peer: SocketAddr,
+) {
+    out.extend_from_slice(frame);
+    let _ = client_write.write_all(out).await;
+    let _ = client_write.flush().await;
+    if let Ok(e) = ErrorResponse::decode(frame) {
+        tracing::info!(%peer, error = %e, "server refused the session");
+    }
+}
+
 async fn established(
     mut client_read: ClientRead,
     mut client_write: ClientWrite,
@@ -278,24 +335,17 @@ async fn established(
     peer: SocketAddr,
     env: &SessionEnv,
 ) -> Result<SessionEnd, SessionError> {
-    let server = match backend::connect(&env.upstream).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = client_write
-                .write_all(&fatal(
-                    "08006",
-                    "the proxy cannot reach the database server",
-                ))
-                .await;
-            let _ = client_write.flush().await;
-            return Err(e.into());
-        }
-    };
-    let (mut server_read, mut server_write) = server.into_split();
-    server_write
-        .write_all(&startup_packet)
-        .await
-        .map_err(SessionError::Server)?;
+    let (mut upstream_tls, mut server_read, mut server_write) =
+        match open_server(env, &startup_packet, false).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                send_unreachable(&mut client_write, &e).await;
+                return Err(e);
+            }
+        };
+    // `sslmode=allow`: a server that refuses the plain session at once
+    // (pg_hba.conf `hostssl`) gets the startup again over TLS.
+    let mut may_retry_with_tls = !upstream_tls && env.upstream.tls.mode() == SslMode::Allow;
 
     // Startup and authentication are relayed message by message: Postgres
     // decides who gets in; the proxy only swaps the cancel secret.
@@ -320,8 +370,12 @@ async fn established(
         };
         match frame[0] {
             b'R' => {
+                may_retry_with_tls = false;
                 let auth = Authentication::decode(&frame).map_err(SessionError::ServerProtocol)?;
-                out.extend_from_slice(&frame);
+                match auth.without_channel_binding() {
+                    Some(stripped) => stripped.encode(&mut out),
+                    None => out.extend_from_slice(&frame),
+                }
                 client_write
                     .write_all(&out)
                     .await
@@ -354,8 +408,24 @@ async fn established(
                             .await;
                         return Err(SessionError::ClientProtocol(e));
                     }
-                    server_write
-                        .write_all(&answer)
+                    if upstream_tls
+                        && matches!(auth, Authentication::Sasl { .. })
+                        && PasswordMessage::decode(&answer)
+                            .ok()
+                            .and_then(|p| p.sasl_claims_binding_support())
+                            == Some(true)
+                    {
+                        // The server would refuse it as a downgrade ("SCRAM
+                        // channel binding negotiation error"); say why and
+                        // what to do instead.
+                        let _ = client_write
+                            .write_all(&fatal("28000", CHANNEL_BINDING_REFUSED))
+                            .await;
+                        let _ = client_write.flush().await;
+                        tracing::info!(%peer, "client offered SCRAM channel binding through the TLS proxy; refused");
+                        return Ok(SessionEnd::Refused);
+                    }
+                    write_server(&mut server_write, &answer)
                         .await
                         .map_err(SessionError::Server)?;
                 }
@@ -384,13 +454,26 @@ async fn established(
                 }
                 .encode(&mut out);
             }
-            b'E' => {
-                out.extend_from_slice(&frame);
-                let _ = client_write.write_all(&out).await;
-                let _ = client_write.flush().await;
-                if let Ok(e) = ErrorResponse::decode(&frame) {
-                    tracing::info!(%peer, error = %e, "server refused the session");
+            b'E' if std::mem::take(&mut may_retry_with_tls) => {
+                tracing::debug!(%peer, "server refused a plain session; sslmode=allow tries TLS");
+                match open_server(env, &startup_packet, true).await {
+                    Ok(opened) => {
+                        (upstream_tls, server_read, server_write) = opened;
+                        sbuf.clear();
+                    }
+                    // No SSL either: the plain refusal is the answer.
+                    Err(SessionError::Backend(BackendError::NoSsl { .. })) => {
+                        relay_refusal(&mut client_write, &mut out, &frame, peer).await;
+                        return Ok(SessionEnd::Refused);
+                    }
+                    Err(e) => {
+                        send_unreachable(&mut client_write, &e).await;
+                        return Err(e);
+                    }
                 }
+            }
+            b'E' => {
+                relay_refusal(&mut client_write, &mut out, &frame, peer).await;
                 return Ok(SessionEnd::Refused);
             }
             b'Z' => {
@@ -757,7 +840,7 @@ impl Tracker<'_> {
 /// The server's read side and the client's write side, owned by the
 /// server-to-client direction and lent out for interception.
 struct ServerSide {
-    server_read: OwnedReadHalf,
+    server_read: ServerRead,
     buf: BytesMut,
     client_write: ClientWrite,
     /// An interceptor's answer held back because the client's Sync follows
@@ -786,7 +869,7 @@ struct ClientToServer<'a> {
     info: &'a SessionInfo,
     client_read: ClientRead,
     buf: BytesMut,
-    server_write: OwnedWriteHalf,
+    server_write: ServerWrite,
     track: Tracker<'a>,
     /// The interceptor's statements prepared on this session's server
     /// connection (see `InterceptContext`).
@@ -812,8 +895,7 @@ impl ClientToServer<'_> {
                 self.buf.split_to(forward)
             } else {
                 if forward > 0 {
-                    self.server_write
-                        .write_all(&self.buf[..forward])
+                    write_server(&mut self.server_write, &self.buf[..forward])
                         .await
                         .map_err(SessionError::Server)?;
                     self.buf.advance(forward);
@@ -843,7 +925,7 @@ impl ClientToServer<'_> {
                 }
                 Stop::Drop(len) => self.buf.advance(len),
                 Stop::Terminate(len) => {
-                    let _ = self.server_write.write_all(&self.buf[..len]).await;
+                    let _ = write_server(&mut self.server_write, &self.buf[..len]).await;
                     return Ok(SessionEnd::Terminated);
                 }
                 Stop::Intercept(len, what) => {
@@ -881,8 +963,7 @@ impl ClientToServer<'_> {
             unsent.extend_from_slice(msg);
             &unsent
         };
-        self.server_write
-            .write_all(out)
+        write_server(&mut self.server_write, out)
             .await
             .map_err(SessionError::Server)
     }
@@ -917,8 +998,7 @@ impl ClientToServer<'_> {
                 prefix.extend_from_slice(&codec::Flush.to_bytes());
             }
             if !prefix.is_empty() {
-                self.server_write
-                    .write_all(&prefix)
+                write_server(&mut self.server_write, &prefix)
                     .await
                     .map_err(SessionError::Server)?;
                 prefix.clear();

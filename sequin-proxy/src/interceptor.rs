@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::backend::ClientWrite;
 use crate::classify::Classification;
@@ -236,9 +235,9 @@ pub struct InterceptContext<'a> {
     pub(crate) statement: &'a Intercepted,
     pub(crate) session: &'a SessionInfo,
     pub(crate) transaction_status: u8,
-    pub(crate) server_read: &'a mut OwnedReadHalf,
+    pub(crate) server_read: &'a mut crate::backend::ServerRead,
     pub(crate) server_buf: &'a mut BytesMut,
-    pub(crate) server_write: &'a mut OwnedWriteHalf,
+    pub(crate) server_write: &'a mut crate::backend::ServerWrite,
     pub(crate) client_write: &'a mut ClientWrite,
     pub(crate) server_failed: bool,
     pub(crate) max_message_len: u32,
@@ -674,11 +673,11 @@ impl InterceptContext<'_> {
     /// unsent.
     async fn write_server(&mut self, out: &[u8]) -> Result<(), InjectError> {
         if self.unsent.is_empty() {
-            self.server_write.write_all(out).await?;
+            crate::backend::write_server(self.server_write, out).await?;
         } else {
             let mut all = std::mem::take(&mut self.unsent);
             all.extend_from_slice(out);
-            self.server_write.write_all(&all).await?;
+            crate::backend::write_server(self.server_write, &all).await?;
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 //! Layers, each depending only on those before it:
 //! [`codec`] (one module per message) ← [`state`] (protocol state machine) ←
 //! [`backend`] (server connections) ← `frontend` (client sessions) ←
-//! [`Proxy`] (listener, cancel keys, TLS). Classification ([`classify`])
+//! [`Proxy`] (listener, cancel keys, TLS). [`pgtls`] reads libpq's
+//! `sslmode` parameters for the upstream connection. Classification ([`classify`])
 //! uses the real Postgres grammar through pg_query, behind a cheap
 //! pre-filter and a cache.
 //!
@@ -15,7 +16,7 @@
 //! use sequin_proxy::{PassThrough, Proxy, ProxyConfig, SyncedTables, TableName, Upstream};
 //! let mut config = ProxyConfig::new(
 //!     "127.0.0.1:6432".parse()?,
-//!     Upstream { host: "127.0.0.1".into(), port: 5432 },
+//!     Upstream::plain("127.0.0.1", 5432),
 //! );
 //! config.synced = SyncedTables::new([TableName::new("stripe", "customer")]);
 //! let proxy = Proxy::bind(config, Arc::new(PassThrough)).await?.spawn();
@@ -29,6 +30,7 @@ pub mod classify;
 pub mod codec;
 mod frontend;
 pub mod interceptor;
+pub mod pgtls;
 mod server;
 pub mod state;
 pub mod synced;
@@ -41,6 +43,7 @@ pub use interceptor::{
     BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
     PassThrough, Protocol, QueryResult, SessionInfo, Step,
 };
+pub use pgtls::{PgTls, SslMode, SslParams, TlsParamError};
 pub use server::{Proxy, ProxyConfig, ProxyError, ProxyHandle, ProxyStats};
 pub use synced::{ALL_TABLES, SyncedSet, SyncedTables, TableName};
 pub use tls::{TlsConfig, TlsError};

@@ -190,10 +190,7 @@ async fn tls_with_a_configured_certificate() {
     );
     let mut config = ProxyConfig::new(
         "127.0.0.1:0".parse().unwrap(),
-        Upstream {
-            host: "127.0.0.1".into(),
-            port: cluster.port(),
-        },
+        Upstream::plain("127.0.0.1", cluster.port()),
     );
     config.tls = Some(TlsConfig {
         cert_chain_pem: cert.clone(),

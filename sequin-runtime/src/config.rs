@@ -197,8 +197,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks connections against the compiled-in connectors.
+    /// Checks the database URL's TLS parameters (and reads the files they
+    /// name, so a bad path fails before any work) and the connections
+    /// against the compiled-in connectors.
     fn check(&self) -> Result<(), (String, String)> {
+        sequin_proxy::SslParams::split_url(self.database_url.expose())
+            .and_then(|(params, _)| params.load())
+            .map_err(|e| ("/database_url".to_string(), e.to_string()))?;
         let mut names = std::collections::BTreeSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let p = format!("/connections/{i}");
@@ -474,5 +479,34 @@ mod tests {
             "{bad_object}"
         );
         assert!(!bad_object.contains('\n'));
+    }
+
+    #[test]
+    fn tls_parameters_of_database_url_are_checked_at_load() {
+        let with_url = |url: &str| {
+            Config::parse(
+                "s.yaml",
+                &GOOD.replace("postgres://u@127.0.0.1:5432/app", url),
+                &env,
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with_url("postgres://u@db/app?sslmode=verify").unwrap_err(),
+            "s.yaml:1:15: database_url: sslmode=`verify` is not a libpq sslmode; use one of disable, allow, prefer, require, verify-ca, verify-full"
+        );
+        let missing =
+            with_url("postgres://u@db/app?sslmode=verify-full&sslrootcert=/no/such/ca.pem")
+                .unwrap_err();
+        assert!(
+            missing.starts_with(
+                "s.yaml:1:15: database_url: cannot read sslrootcert `/no/such/ca.pem`: "
+            ),
+            "{missing}"
+        );
+        let no_key = with_url("postgres://u@db/app?sslmode=require&sslcert=/c.pem").unwrap_err();
+        assert!(no_key.contains("sslcert needs sslkey"), "{no_key}");
+        with_url("postgres://u@db/app?sslmode=require").unwrap();
     }
 }

@@ -5,7 +5,8 @@
 //! - [`sync`]: backfill and incremental sync, driven by the specs.
 //! - [`api`]: the HTTP client layer (auth, rate limits, retries, pagination,
 //!   error decoding), driven by the specs.
-//! - [`store`]: Postgres (migrations, COPY + upsert, sync state).
+//! - [`store`]: Postgres (migrations, COPY + upsert, sync state); its
+//!   sessions speak TLS through [`tls`] (libpq's `sslmode` meanings).
 //! - [`serve`]: `sequin proxy`, the Postgres proxy (crate `sequin-proxy`).
 //! - [`status`]: `sequin status`.
 //! - [`registry`]: the compiled-in connectors as models, and their DDL.
@@ -23,5 +24,6 @@ pub mod serve;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod tokens;
 pub mod write;

@@ -11,7 +11,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequin_proxy::{ALL_TABLES, Proxy, ProxyConfig, SyncedTables, TableName, TlsConfig, Upstream};
+use sequin_proxy::{
+    ALL_TABLES, Proxy, ProxyConfig, SslParams, SyncedTables, TableName, TlsConfig, TlsParamError,
+    Upstream,
+};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -34,15 +37,21 @@ pub enum ServeError {
         source: sequin_proxy::ProxyError,
     },
     #[error(transparent)]
+    Tls(#[from] TlsParamError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Api(#[from] crate::sync::SyncError),
 }
 
-/// The Postgres server behind `database_url`.
+/// The Postgres server behind `database_url`, with its TLS parameters
+/// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `sslsni`): the proxy
+/// encrypts its upstream sessions as Sequin's own sessions are.
 pub fn upstream(database_url: &str) -> Result<Upstream, ServeError> {
-    let cfg = tokio_postgres::Config::from_str(database_url)
-        .map_err(|e| ServeError::Upstream(e.to_string()))?;
+    let (params, rest) = SslParams::split_url(database_url)?;
+    let tls = params.load()?;
+    let cfg =
+        tokio_postgres::Config::from_str(&rest).map_err(|e| ServeError::Upstream(e.to_string()))?;
     let host = cfg
         .get_hosts()
         .iter()
@@ -53,7 +62,7 @@ pub fn upstream(database_url: &str) -> Result<Upstream, ServeError> {
         })
         .ok_or_else(|| ServeError::Upstream("no TCP host".into()))?;
     let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    Ok(Upstream { host, port })
+    Ok(Upstream { host, port, tls })
 }
 
 /// How often the names of the synced tables are read again.
@@ -220,5 +229,15 @@ mod tests {
         let d = upstream("postgres://u@127.0.0.1/app").unwrap();
         assert_eq!(d.port, 5432);
         assert!(upstream("not a url").is_err());
+        assert_eq!(d.tls.mode(), sequin_proxy::SslMode::Prefer);
+        let off =
+            upstream("postgres://u@127.0.0.1/app?sslmode=disable&application_name=x").unwrap();
+        assert_eq!(off.tls.mode(), sequin_proxy::SslMode::Disable);
+        assert!(
+            upstream("postgres://u@127.0.0.1/app?sslmode=verify-full")
+                .unwrap_err()
+                .to_string()
+                .contains("needs sslrootcert")
+        );
     }
 }

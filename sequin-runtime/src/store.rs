@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::SinkExt;
+use sequin_proxy::SslParams;
 use sequin_spec::model::FieldType;
 use sequin_spec::naming::quote_ident;
 use sequin_spec::record::{Cell, Column};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::registry::Loaded;
 
@@ -45,6 +46,9 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A TLS problem, worded with the `database_url` parameter to change.
+    #[error("cannot connect to Postgres at {target}: {problem}")]
+    Tls { target: String, problem: String },
     #[error("{context}: {}", db_message(source))]
     Db {
         context: String,
@@ -96,22 +100,43 @@ pub fn redact_url(url: &str) -> String {
 /// the key travels in the startup packet's `options` (never in SQL text or
 /// a bind parameter, so no statement log, error CONTEXT or
 /// `pg_stat_activity` shows it), and opens the guard once the process has
-/// registered its digest (`guard::register`).
+/// registered its digest (`guard::register`). The session is encrypted as
+/// the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` say, with
+/// libpq's meanings ([`crate::tls`]).
 pub async fn connect(url: &str) -> Result<Client, StoreError> {
+    let tls_error = |problem: String| StoreError::Tls {
+        target: redact_url(url),
+        problem,
+    };
+    let (params, url_rest) = SslParams::split_url(url).map_err(|e| tls_error(e.to_string()))?;
+    let tls = params.load().map_err(|e| tls_error(e.to_string()))?;
     let connect_error = |source: tokio_postgres::Error| StoreError::Connect {
         target: redact_url(url),
         reason: error_chain(&source),
         source,
     };
-    let mut config: tokio_postgres::Config = url.parse().map_err(connect_error)?;
+    let mut config: tokio_postgres::Config = url_rest.parse().map_err(connect_error)?;
     crate::guard::add_startup_option(&mut config);
-    let (client, conn) = config.connect(NoTls).await.map_err(connect_error)?;
+    let (client, conn) = crate::tls::connect(&mut config, &tls).await.map_err(|e| {
+        match crate::tls::explain(&e, &tls, &first_host(&config)) {
+            Some(problem) => tls_error(problem),
+            None => connect_error(e),
+        }
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
     Ok(client)
+}
+
+/// The first host of a config, for messages.
+fn first_host(config: &tokio_postgres::Config) -> String {
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => String::new(),
+    }
 }
 
 /// Applies the `sequin` schema's migrations not applied yet and each

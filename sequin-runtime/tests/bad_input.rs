@@ -516,3 +516,86 @@ async fn a_revoked_salesforce_refresh_token_names_the_fix_and_a_new_one_works() 
     assert_eq!(name.as_deref(), Some("Renamed While Revoked"));
     sim.shutdown().await;
 }
+
+/// TLS mistakes in `database_url` end `sequin` with one line naming the URL
+/// parameter: a bad sslmode or an unreadable sslrootcert before any work
+/// (when the config loads), a server without SSL under `sslmode=require`,
+/// a certificate for another host under `verify-full`. And
+/// `sslrootcert=system` means the system's store as OpenSSL reads it
+/// (`SSL_CERT_FILE` here): `sequin migrate` gets through with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mistakes_fail_with_one_line_naming_the_parameter() {
+    use sequin_pgtemp::{Auth, Cluster, Options, PASSWORD, SUPERUSER};
+    let scratch = Scratch::new("bad-input-tls");
+    let config = |name: &str, url: &str| {
+        scratch.write(name, &format!("database_url: \"{url}\"\nconnections: []\n"))
+    };
+    let migrate = |path: &Path, envs: &[(&str, &str)]| run(path, &["migrate"], envs, FAIL_WITHIN);
+
+    let path = config("mode.yaml", "postgres://u@127.0.0.1:1/app?sslmode=verify");
+    let out = migrate(&path, &[]);
+    assert_one_line_failure(
+        "unknown sslmode",
+        &out,
+        &[
+            "mode.yaml:1:15: database_url: sslmode=`verify` is not a libpq sslmode",
+            "verify-ca, verify-full",
+        ],
+    );
+    let path = config(
+        "root.yaml",
+        "postgres://u@127.0.0.1:1/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    );
+    let out = migrate(&path, &[]);
+    assert_one_line_failure(
+        "unreadable sslrootcert",
+        &out,
+        &["database_url: cannot read sslrootcert `/nonexistent/ca.pem`"],
+    );
+
+    // A server without SSL (the plain shared cluster).
+    let plain = sequin_pgtemp::Database::create("bad_input_tls").unwrap();
+    let path = config("require.yaml", &format!("{}?sslmode=require", plain.url));
+    let out = migrate(&path, &[]);
+    assert_one_line_failure(
+        "require without SSL",
+        &out,
+        &["does not accept SSL connections, and database_url has sslmode=require"],
+    );
+
+    // A TLS-only server whose certificate names localhost.
+    let tls = Cluster::start_with(Options {
+        auth: Auth::Scram,
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let ca = tls.ca_cert().display().to_string();
+    let url = |host: &str, params: &str| {
+        format!(
+            "postgres://{SUPERUSER}:{PASSWORD}@{host}:{}/postgres?{params}",
+            tls.port()
+        )
+    };
+    let path = config(
+        "host.yaml",
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+    );
+    let out = migrate(&path, &[]);
+    assert_one_line_failure(
+        "wrong host",
+        &out,
+        &["not valid for host `127.0.0.1`", "sslmode=verify-ca"],
+    );
+    let path = config("system.yaml", &url("localhost", "sslrootcert=system"));
+    let out = migrate(&path, &[("SSL_CERT_FILE", &ca)]);
+    assert!(
+        out.status.success(),
+        "sslrootcert=system with SSL_CERT_FILE: {}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("migrated"), "{}", out.stdout);
+}

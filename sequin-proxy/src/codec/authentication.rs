@@ -24,10 +24,36 @@ pub enum Authentication {
     Other { code: i32, data: Bytes },
 }
 
+/// The SASL mechanisms with channel binding (`SCRAM-SHA-256-PLUS`) end so.
+const CHANNEL_BINDING_SUFFIX: &str = "-PLUS";
+
 impl Authentication {
     /// Whether the client must answer with a PasswordMessage.
     pub fn expects_answer(&self) -> bool {
         !matches!(self, Authentication::Ok | Authentication::SaslFinal { .. })
+    }
+
+    /// The SASL request without its channel-binding mechanisms, when it
+    /// offers any. A proxy that holds TLS on both sides cannot relay
+    /// channel binding (the client would bind to the proxy's certificate,
+    /// the server checks its own), so it must not be offered.
+    pub fn without_channel_binding(&self) -> Option<Authentication> {
+        let Authentication::Sasl { mechanisms } = self else {
+            return None;
+        };
+        if !mechanisms
+            .iter()
+            .any(|m| m.ends_with(CHANNEL_BINDING_SUFFIX))
+        {
+            return None;
+        }
+        Some(Authentication::Sasl {
+            mechanisms: mechanisms
+                .iter()
+                .filter(|m| !m.ends_with(CHANNEL_BINDING_SUFFIX))
+                .cloned()
+                .collect(),
+        })
     }
 }
 
@@ -131,6 +157,24 @@ mod tests {
         }
         assert!(!Authentication::Ok.expects_answer());
         assert!(Authentication::CleartextPassword.expects_answer());
+    }
+
+    #[test]
+    fn channel_binding_mechanisms_are_stripped() {
+        let offered = Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()],
+        };
+        assert_eq!(
+            offered.without_channel_binding(),
+            Some(Authentication::Sasl {
+                mechanisms: vec!["SCRAM-SHA-256".into()]
+            })
+        );
+        let plain = Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+        };
+        assert_eq!(plain.without_channel_binding(), None);
+        assert_eq!(Authentication::Ok.without_channel_binding(), None);
     }
 
     #[test]

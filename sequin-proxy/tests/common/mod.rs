@@ -32,10 +32,7 @@ pub async fn proxy_to(
     init_tracing();
     let mut config = ProxyConfig::new(
         "127.0.0.1:0".parse().unwrap(),
-        Upstream {
-            host: "127.0.0.1".into(),
-            port,
-        },
+        Upstream::plain("127.0.0.1", port),
     );
     config.synced = synced;
     Proxy::bind(config, interceptor)

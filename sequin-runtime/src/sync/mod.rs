@@ -73,6 +73,8 @@ impl SyncError {
     pub fn is_transient(&self) -> bool {
         match self {
             SyncError::Store(StoreError::Connect { .. }) => true,
+            // A refused certificate or sslmode waits for the operator.
+            SyncError::Store(StoreError::Tls { .. }) => false,
             SyncError::Store(StoreError::Db { source, .. }) => match source.code() {
                 None => true,
                 Some(c) => {

@@ -131,10 +131,7 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
     let proxy = runtime.block_on(async {
         let mut config = ProxyConfig::new(
             "127.0.0.1:0".parse().expect("valid address"),
-            Upstream {
-                host: "127.0.0.1".into(),
-                port: cluster.port(),
-            },
+            Upstream::plain("127.0.0.1", cluster.port()),
         );
         // A synced table makes every Query/Parse pay the pre-filter, as in
         // production.

@@ -33,17 +33,15 @@ impl Running {
                 let url = config.database_url.expose().to_string();
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let migrated = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                    {
-                        Ok((c, conn)) => {
-                            tokio::spawn(conn);
-                            c.query_opt("SELECT to_regclass('sequin.write_journal')::text", &[])
-                                .await
-                                .ok()
-                                .flatten()
-                                .and_then(|r| r.get::<_, Option<String>>(0))
-                                .is_some()
-                        }
+                    // Sequin's own way in: the URL may ask for TLS.
+                    let migrated = match sequin_runtime::store::connect(&url).await {
+                        Ok(c) => c
+                            .query_opt("SELECT to_regclass('sequin.write_journal')::text", &[])
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|r| r.get::<_, Option<String>>(0))
+                            .is_some(),
                         Err(_) => false,
                     };
                     if migrated || Instant::now() > deadline {

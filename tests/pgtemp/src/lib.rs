@@ -8,6 +8,11 @@
 //!    free loopback port. Postgres refuses to run as root, so when we are root
 //!    the cluster runs as the `postgres` system user.
 //!
+//! A cluster started with [`Options::tls`] speaks TLS only: `ssl = on` with
+//! a certificate for `localhost` from its own test CA ([`tls::TestCa`]), and
+//! a pg_hba.conf that takes TCP sessions over SSL only (`hostssl`; the unix
+//! socket stays open for admin work).
+//!
 //! A cluster is stopped and its directory removed when its [`Cluster`] is
 //! dropped, and also by a watchdog process when the owning process dies
 //! without running destructors (statics, SIGKILL, a panicking test binary):
@@ -19,6 +24,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod tls;
 
 /// What went wrong while getting a Postgres server.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,7 @@ pub enum Error {
 
 type Result<T> = std::result::Result<T, Error>;
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
 }
@@ -77,7 +84,17 @@ pub struct Options {
     pub config: Vec<String>,
     /// Use this port instead of a free one (used to restart on the same port).
     pub port: Option<u16>,
+    /// TLS only: `ssl = on`, a server certificate for `localhost` signed by
+    /// the cluster's own CA ([`Cluster::ca_cert`]), and pg_hba.conf lines
+    /// `hostssl` only (127.0.0.1 and ::1 with the [`Auth`] method; the role
+    /// [`CERT_USER`] by client certificate).
+    pub tls: bool,
 }
+
+/// In a TLS cluster, the role (if a test creates it) that logs in with a
+/// client certificate of the cluster's CA (pg_hba `cert`) instead of a
+/// password.
+pub const CERT_USER: &str = "sequin_cert";
 
 /// A running Postgres cluster owned by this process.
 pub struct Cluster {
@@ -87,6 +104,7 @@ pub struct Cluster {
     run_as_postgres: bool,
     auth: Auth,
     stopped: bool,
+    ca: Option<tls::TestCa>,
 }
 
 /// The superuser name in clusters we start.
@@ -120,6 +138,7 @@ impl Cluster {
             run_as_postgres,
             auth: opts.auth,
             stopped: true,
+            ca: None,
         };
         if run_as_postgres {
             cluster.sh_root(&format!(
@@ -171,6 +190,9 @@ impl Cluster {
             "max_connections = 200".into(),
             format!("password_encryption = '{pw_enc}'"),
         ];
+        if opts.tls {
+            conf.extend(cluster.set_up_tls(method)?);
+        }
         conf.extend(opts.config.iter().cloned());
         let conf_path = cluster.data().join("postgresql.auto.conf");
         let mut text = std::fs::read_to_string(&conf_path).unwrap_or_default();
@@ -182,6 +204,52 @@ impl Cluster {
         spawn_watchdog(&cluster);
         cluster.start_on(opts.port)?;
         Ok(cluster)
+    }
+
+    /// Makes the CA and the server certificate, restricts pg_hba.conf to
+    /// SSL sessions, and returns the `postgresql.conf` lines for TLS.
+    fn set_up_tls(&mut self, method: &str) -> Result<Vec<String>> {
+        let ca = tls::TestCa::new("Sequin test CA")?;
+        let data = self.data();
+        let (_, key) = ca.server(&["localhost"])?.write(&data, "server")?;
+        std::fs::write(data.join("ca.crt"), ca.cert_pem())
+            .map_err(io("writing the CA certificate"))?;
+        std::fs::write(self.ca_cert(), ca.cert_pem()).map_err(io("writing the CA certificate"))?;
+        let hba = format!(
+            "local all all trust\n\
+             hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
+             hostssl all {CERT_USER} ::1/128 cert\n\
+             hostssl all all 127.0.0.1/32 {method}\n\
+             hostssl all all ::1/128 {method}\n"
+        );
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(io("writing pg_hba.conf"))?;
+        if self.run_as_postgres {
+            // The server reads its key only when it owns it.
+            self.sh_root(&format!(
+                "chown postgres:postgres '{}' '{}' '{}' '{}'",
+                key.display(),
+                data.join("server.crt").display(),
+                data.join("ca.crt").display(),
+                data.join("pg_hba.conf").display()
+            ))?;
+        }
+        self.ca = Some(ca);
+        Ok(vec![
+            "ssl = on".into(),
+            "ssl_cert_file = 'server.crt'".into(),
+            "ssl_key_file = 'server.key'".into(),
+            "ssl_ca_file = 'ca.crt'".into(),
+        ])
+    }
+
+    /// The CA certificate of a TLS cluster (for `sslrootcert`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+
+    /// The CA of a TLS cluster, to issue client certificates.
+    pub fn ca(&self) -> Option<&tls::TestCa> {
+        self.ca.as_ref()
     }
 
     fn start_on(&mut self, port: Option<u16>) -> Result<()> {

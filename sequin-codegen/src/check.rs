@@ -831,6 +831,16 @@ impl Semantic {
                     Some("remove it or set `type: timestamp`".into()),
                 );
             }
+            if f.merge.is_some() && f.ty != FieldType::Json {
+                self.err(
+                    format!("{fp}/merge"),
+                    format!(
+                        "merge applies to json object fields, `{}` is not one",
+                        f.name
+                    ),
+                    Some("remove it or set `type: json`".into()),
+                );
+            }
             if f.required_on_create && f.access == Access::ReadOnly {
                 self.err(
                     format!("{fp}/required_on_create"),

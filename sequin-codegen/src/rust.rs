@@ -187,6 +187,9 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
     if f.stringly {
         attrs.push(quote!(stringly));
     }
+    if f.merge == Some(sequin_spec::model::Merge::Keys) {
+        attrs.push(quote!(merge_keys));
+    }
     let access_doc = match f.access {
         Access::ReadOnly => "read-only",
         Access::CreateOnly => "create-only",

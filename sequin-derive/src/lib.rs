@@ -118,6 +118,7 @@ struct FieldSpec {
     pattern: Option<String>,
     time_format: Option<syn::Ident>,
     stringly: bool,
+    merge_keys: bool,
     primary_key: bool,
 }
 
@@ -135,6 +136,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
     let mut pattern = None;
     let mut time_format = None;
     let mut stringly = false;
+    let mut merge_keys = false;
     let mut primary_key = false;
     let mut seen = false;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("sequin")) {
@@ -160,6 +162,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
                 "nullable" => nullable = meta.value()?.parse::<syn::LitBool>()?.value,
                 "required_on_create" => required_on_create = true,
                 "stringly" => stringly = true,
+                "merge_keys" => merge_keys = true,
                 "primary_key" => primary_key = true,
                 "max_length" => max_length = Some(meta.value()?.parse::<LitInt>()?.base10_parse()?),
                 "pattern" => pattern = Some(string(&meta)?.value()),
@@ -173,7 +176,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
                     return Err(meta.error(format!(
                         "unknown sequin field attribute `{key}`; expected one of: api, path, ty, access, \
                          nullable, required_on_create, format, max_length, values, pattern, time_format, \
-                         stringly, primary_key"
+                         stringly, merge_keys, primary_key"
                     )));
                 }
             }
@@ -213,6 +216,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
         pattern,
         time_format,
         stringly,
+        merge_keys,
         primary_key,
     })
 }
@@ -296,6 +300,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
             required_on_create,
             max_length,
             stringly,
+            merge_keys,
             ..
         } = s;
         let path = s.path.clone().unwrap_or_else(|| api.clone());
@@ -322,6 +327,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
                 pattern: #pattern,
                 time_format: ::sequin_spec::model::TimeFormat::#tf,
                 stringly: #stringly,
+                merge_keys: #merge_keys,
             }
         }
     });

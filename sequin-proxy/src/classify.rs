@@ -34,6 +34,25 @@ pub struct TableWrite {
     /// Written by a data-modifying CTE (`WITH x AS (INSERT ...)`), not by the
     /// statement's main clause.
     pub in_cte: bool,
+    /// The statement the write is wrapped in, if any.
+    pub via: Via,
+}
+
+/// What a write is wrapped in, when it is not a statement of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Via {
+    /// The statement itself (or a CTE of it).
+    #[default]
+    Statement,
+    /// `EXPLAIN ANALYZE` (which executes it; plain `EXPLAIN` does not, and
+    /// is no write).
+    ExplainAnalyze,
+    /// `PREPARE name AS ...` (SQL-level; the later `EXECUTE` runs it).
+    Prepare,
+    /// `COPY (... RETURNING ...) TO`.
+    CopyTo,
+    /// `CREATE TABLE AS`, `DECLARE CURSOR`.
+    Other,
 }
 
 /// One statement of a query string.
@@ -84,24 +103,25 @@ pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
         let text = sql.get(start..end).unwrap_or(sql).trim();
         let mut found = Vec::new();
         if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
-            walk(node, false, &mut found);
+            walk(node, false, Via::Statement, &mut found);
         }
         // An unqualified name is kept with an empty schema when a synced
         // table has that name: the session's search_path decides, and the
         // interceptor asks the server which table it is.
         let writes = found
             .into_iter()
-            .filter(|(rv, _, _)| {
-                if rv.schemaname.is_empty() {
-                    synced.may_be_unqualified(&rv.relname)
+            .filter(|w| {
+                if w.rv.schemaname.is_empty() {
+                    synced.may_be_unqualified(&w.rv.relname)
                 } else {
-                    synced.contains(&rv.schemaname, &rv.relname)
+                    synced.contains(&w.rv.schemaname, &w.rv.relname)
                 }
             })
-            .map(|(rv, kind, in_cte)| TableWrite {
-                table: TableName::new(rv.schemaname.clone(), rv.relname.clone()),
-                kind,
-                in_cte,
+            .map(|w| TableWrite {
+                table: TableName::new(w.rv.schemaname.clone(), w.rv.relname.clone()),
+                kind: w.kind,
+                in_cte: w.in_cte,
+                via: w.via,
             })
             .collect();
         statements.push(ClassifiedStatement {
@@ -115,87 +135,124 @@ pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
     }
 }
 
+/// A relation a statement writes, as found in the parse tree.
+struct Found<'a> {
+    rv: &'a RangeVar,
+    kind: WriteKind,
+    in_cte: bool,
+    via: Via,
+}
+
 /// Collects every relation a statement writes (synced or not).
-fn walk<'a>(node: &'a NodeEnum, in_cte: bool, out: &mut Vec<(&'a RangeVar, WriteKind, bool)>) {
+fn walk<'a>(node: &'a NodeEnum, in_cte: bool, via: Via, out: &mut Vec<Found<'a>>) {
     let mut target = |rv: &'a Option<RangeVar>, kind| {
         if let Some(rv) = rv {
-            out.push((rv, kind, in_cte));
+            out.push(Found {
+                rv,
+                kind,
+                in_cte,
+                via,
+            });
         }
     };
     match node {
         NodeEnum::InsertStmt(s) => {
             target(&s.relation, WriteKind::Insert);
-            with(&s.with_clause, out);
+            with(&s.with_clause, via, out);
             if let Some(n) = s.select_stmt.as_ref().and_then(|n| n.node.as_ref()) {
-                walk(n, in_cte, out);
+                walk(n, in_cte, via, out);
             }
         }
         NodeEnum::UpdateStmt(s) => {
             target(&s.relation, WriteKind::Update);
-            with(&s.with_clause, out);
+            with(&s.with_clause, via, out);
         }
         NodeEnum::DeleteStmt(s) => {
             target(&s.relation, WriteKind::Delete);
-            with(&s.with_clause, out);
+            with(&s.with_clause, via, out);
         }
         NodeEnum::MergeStmt(s) => {
             target(&s.relation, WriteKind::Merge);
-            with(&s.with_clause, out);
+            with(&s.with_clause, via, out);
         }
-        NodeEnum::SelectStmt(s) => walk_select(s, out),
+        NodeEnum::SelectStmt(s) => walk_select(s, via, out),
         NodeEnum::CopyStmt(s) => {
             if s.is_from {
                 target(&s.relation, WriteKind::Copy);
             }
-            if let Some(n) = s.query.as_ref().and_then(|n| n.node.as_ref()) {
-                walk(n, in_cte, out);
-            }
+            sub(&s.query, in_cte, Via::CopyTo, out);
         }
         NodeEnum::TruncateStmt(s) => {
             for r in &s.relations {
                 if let Some(NodeEnum::RangeVar(rv)) = &r.node {
-                    out.push((rv, WriteKind::Truncate, in_cte));
+                    out.push(Found {
+                        rv,
+                        kind: WriteKind::Truncate,
+                        in_cte,
+                        via,
+                    });
                 }
             }
         }
-        // Conservative: EXPLAIN ANALYZE executes its statement; a PREPARE'd
-        // write runs later through SQL-level EXECUTE, which the proxy cannot
-        // see into, so refusing or handling it at PREPARE time is the seam.
-        NodeEnum::ExplainStmt(s) => sub(&s.query, in_cte, out),
-        NodeEnum::PrepareStmt(s) => sub(&s.query, in_cte, out),
-        NodeEnum::CreateTableAsStmt(s) => sub(&s.query, in_cte, out),
-        NodeEnum::DeclareCursorStmt(s) => sub(&s.query, in_cte, out),
+        // EXPLAIN ANALYZE executes its statement, plain EXPLAIN does not.
+        NodeEnum::ExplainStmt(s) if explains_analyze(s) => {
+            sub(&s.query, in_cte, Via::ExplainAnalyze, out)
+        }
+        NodeEnum::ExplainStmt(_) => {}
+        // A PREPARE'd write runs later through SQL-level EXECUTE, which the
+        // proxy cannot see into: refusing it at PREPARE time is the seam.
+        NodeEnum::PrepareStmt(s) => sub(&s.query, in_cte, Via::Prepare, out),
+        NodeEnum::CreateTableAsStmt(s) => sub(&s.query, in_cte, Via::Other, out),
+        NodeEnum::DeclareCursorStmt(s) => sub(&s.query, in_cte, Via::Other, out),
         _ => {}
     }
+}
+
+/// Whether an EXPLAIN has the ANALYZE option on (`ANALYZE`, `(ANALYZE)`,
+/// `(ANALYZE true)`, `(ANALYZE on)`, ...).
+fn explains_analyze(s: &pg_query::protobuf::ExplainStmt) -> bool {
+    s.options.iter().any(|o| match &o.node {
+        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("analyze") => {
+            match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                None => true,
+                Some(NodeEnum::Boolean(b)) => b.boolval,
+                Some(NodeEnum::String(v)) => !matches!(
+                    v.sval.to_ascii_lowercase().as_str(),
+                    "false" | "off" | "no" | "0"
+                ),
+                Some(NodeEnum::Integer(i)) => i.ival != 0,
+                Some(_) => true,
+            }
+        }
+        _ => false,
+    })
 }
 
 fn sub<'a>(
     query: &'a Option<Box<pg_query::protobuf::Node>>,
     in_cte: bool,
-    out: &mut Vec<(&'a RangeVar, WriteKind, bool)>,
+    via: Via,
+    out: &mut Vec<Found<'a>>,
 ) {
     if let Some(n) = query.as_ref().and_then(|n| n.node.as_ref()) {
-        walk(n, in_cte, out);
+        walk(n, in_cte, via, out);
     }
 }
 
-fn with<'a>(w: &'a Option<WithClause>, out: &mut Vec<(&'a RangeVar, WriteKind, bool)>) {
+fn with<'a>(w: &'a Option<WithClause>, via: Via, out: &mut Vec<Found<'a>>) {
     let Some(w) = w else { return };
     for cte in &w.ctes {
         if let Some(NodeEnum::CommonTableExpr(c)) = &cte.node {
-            sub(&c.ctequery, true, out);
+            sub(&c.ctequery, true, via, out);
         }
     }
 }
 
 /// A SELECT writes only through its WITH clause, also in UNION arms.
-fn walk_select<'a>(
-    s: &'a pg_query::protobuf::SelectStmt,
-    out: &mut Vec<(&'a RangeVar, WriteKind, bool)>,
-) {
-    with(&s.with_clause, out);
+fn walk_select<'a>(s: &'a pg_query::protobuf::SelectStmt, via: Via, out: &mut Vec<Found<'a>>) {
+    with(&s.with_clause, via, out);
     for side in [&s.larg, &s.rarg].into_iter().flatten() {
-        walk_select(side, out);
+        walk_select(side, via, out);
     }
 }
 
@@ -292,6 +349,15 @@ mod tests {
             .collect()
     }
 
+    fn vias(sql: &str) -> Vec<Via> {
+        classify(sql, &synced().snapshot())
+            .statements
+            .into_iter()
+            .flat_map(|s| s.writes)
+            .map(|w| w.via)
+            .collect()
+    }
+
     #[test]
     fn finds_direct_writes() {
         use WriteKind::*;
@@ -337,6 +403,28 @@ mod tests {
         assert_eq!(
             writes("explain analyze delete from stripe.charge"),
             [("stripe.charge".into(), Delete, false)]
+        );
+        assert_eq!(
+            vias("explain analyze delete from stripe.charge"),
+            [Via::ExplainAnalyze]
+        );
+        assert_eq!(
+            vias("explain (analyze, buffers) update stripe.customer set name = 'x'"),
+            [Via::ExplainAnalyze]
+        );
+        assert!(writes("explain update stripe.customer set name = 'x'").is_empty());
+        assert!(writes("explain (analyze false) delete from stripe.charge").is_empty());
+        assert_eq!(
+            vias("copy (update stripe.customer set name = 'x' returning id) to stdout"),
+            [Via::CopyTo]
+        );
+        assert_eq!(
+            vias("prepare p as delete from stripe.charge"),
+            [Via::Prepare]
+        );
+        assert_eq!(
+            writes("update U&\"\\0073tripe\".customer set name = 'x'"),
+            [("stripe.customer".into(), Update, false)]
         );
         assert_eq!(
             writes("prepare p as update stripe.customer set name = $1"),

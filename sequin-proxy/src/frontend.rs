@@ -590,6 +590,7 @@ async fn established(
 struct Prepared {
     name: String,
     sql: String,
+    invalid_utf8: bool,
     param_types: Vec<u32>,
     classification: Arc<Classification>,
 }
@@ -644,6 +645,13 @@ enum Stop {
 fn lossy_cstr(b: &[u8]) -> Option<(std::borrow::Cow<'_, str>, &[u8])> {
     let nul = b.iter().position(|&c| c == 0)?;
     Some((String::from_utf8_lossy(&b[..nul]), &b[nul + 1..]))
+}
+
+/// Whether a leniently decoded text lost bytes (it borrows exactly when
+/// the bytes were valid UTF-8).
+#[allow(clippy::ptr_arg)] // the Cow's variant is the answer
+fn lossy(text: &std::borrow::Cow<'_, str>) -> bool {
+    matches!(text, std::borrow::Cow::Owned(_))
 }
 
 impl Tracker<'_> {
@@ -730,6 +738,7 @@ impl Tracker<'_> {
         let classification = self.env.classifier.writes_synced(&sql, &self.snapshot)?;
         Some(Intercepted {
             protocol: Protocol::Simple,
+            invalid_utf8: lossy(&sql),
             sql: sql.into_owned(),
             classification,
             statement_name: None,
@@ -759,6 +768,7 @@ impl Tracker<'_> {
                     name.to_string(),
                     Arc::new(Prepared {
                         name: name.into_owned(),
+                        invalid_utf8: lossy(&sql),
                         sql: sql.into_owned(),
                         param_types,
                         classification,
@@ -811,6 +821,7 @@ impl Tracker<'_> {
         Some(Intercepted {
             protocol: Protocol::Extended,
             sql: bound.prepared.sql.clone(),
+            invalid_utf8: bound.prepared.invalid_utf8,
             classification: bound.prepared.classification.clone(),
             statement_name: Some(bound.prepared.name.clone()),
             param_types: bound.prepared.param_types.clone(),

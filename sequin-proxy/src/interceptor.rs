@@ -47,8 +47,12 @@ pub enum Protocol {
 #[derive(Debug, Clone)]
 pub struct Intercepted {
     pub protocol: Protocol,
-    /// The query string (simple) or the prepared statement's text (extended).
+    /// The query string (simple) or the prepared statement's text (extended),
+    /// decoded leniently (see `invalid_utf8`).
     pub sql: String,
+    /// The text as sent is not valid UTF-8 (`sql` has U+FFFD in place of
+    /// the bad bytes, so it is not what the client sent).
+    pub invalid_utf8: bool,
     /// Per-statement classification of `sql`.
     pub classification: Arc<Classification>,
     /// Extended protocol: the prepared statement's name ("" = unnamed).

@@ -89,13 +89,16 @@ impl SyncedSet {
 
     /// The cheap pre-filter: can `sql` possibly name a synced table? True
     /// when it contains a synced schema name or a listed table's name (ASCII
-    /// case-insensitively). False positives only cost a parse; false
-    /// negatives are impossible for qualified names, because a qualified
-    /// name contains its schema, and for unqualified names of listed tables.
+    /// case-insensitively), or a Unicode-escaped identifier (`U&"\0073tripe"`
+    /// names `stripe` without containing it). False positives only cost a
+    /// parse; false negatives are impossible for qualified names, because a
+    /// qualified name contains its schema or an escape, and for unqualified
+    /// names of listed tables.
     pub fn may_mention(&self, sql: &[u8]) -> bool {
         self.words
             .iter()
             .any(|s| contains_ignore_ascii_case(sql, s))
+            || contains_ignore_ascii_case(sql, b"u&\"")
     }
 
     pub fn tables(&self) -> impl Iterator<Item = &TableName> {
@@ -187,6 +190,7 @@ mod tests {
         assert!(snap.may_mention(b"insert into STRIPE.customer values (1)"));
         assert!(snap.may_mention(b"update \"stripe\".\"customer\" set x=1"));
         assert!(!snap.may_mention(b"select abalance from pgbench_accounts where aid = $1"));
+        assert!(snap.may_mention(b"update U&\"\\0073tripe\".customer set x=1"));
         assert!(snap.contains("stripe", "customer"));
         assert!(!snap.contains("stripe", "charge"));
     }

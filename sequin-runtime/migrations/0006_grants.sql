@@ -70,6 +70,11 @@ ALTER TABLE sequin.write_journal ADD CONSTRAINT write_journal_state_check CHECK 
     ('intent', 'applied', 'rejected', 'committed', 'compensated', 'irreversible',
      'compensation_failed', 'conflict', 'unknown'));
 ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS idempotency_key text;
+-- The client backend whose statement journalled an intent: while the
+-- proxy still applies that statement it holds the backend's grant, and
+-- the intent is the statement's to settle; once the grant is gone (the
+-- statement ended, or Sequin died), the reconciler may settle it.
+ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS backend integer;
 DROP INDEX IF EXISTS sequin.write_journal_open;
 CREATE INDEX IF NOT EXISTS write_journal_unsettled ON sequin.write_journal (created_at)
     WHERE state IN ('intent', 'applied');
@@ -229,6 +234,9 @@ $$;
 -- triggers on them. The few that clients' sessions call through the proxy
 -- are granted back below.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA sequin FROM PUBLIC;
+-- sequin.fail runs in clients' sessions: nothing in it resolves through
+-- their search_path.
+ALTER FUNCTION sequin.fail(text, text, text, text, text, text) SET search_path = pg_catalog, pg_temp;
 GRANT EXECUTE ON FUNCTION sequin.fail(text, text, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION sequin.captured(bigint, regclass, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION sequin.release(bigint, oid, bigint, bigint, bigint[]) TO PUBLIC;

@@ -182,7 +182,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
         .await
         .map_err(crate::store::db("registering this process's writer key"))?;
     drop(admin);
-    let reconciler = tokio::spawn(write::journal::reconcile(
+    let reconciler = tokio::spawn(write::reconcile::reconcile(
         url.clone(),
         writes.lookup(),
         RECONCILE_EVERY,

@@ -158,7 +158,8 @@ pub struct WriteStatus {
     pub compensated: i64,
     /// Deletes whose transaction rolled back (the local row was removed).
     pub irreversible: i64,
-    /// Undoing failed, or the outcome is unknown.
+    /// Undoing failed, was not done because another writer changed the
+    /// record meanwhile (`conflict`), or the outcome is unknown.
     pub failed: i64,
     pub last_failure: Option<String>,
 }
@@ -169,13 +170,13 @@ pub async fn read_writes(client: &Client) -> Result<Vec<WriteStatus>, StoreError
     let rows = client
         .query(
             "SELECT connection,
-                    count(*) FILTER (WHERE state = 'applied'),
+                    count(*) FILTER (WHERE state IN ('intent', 'applied')),
                     count(*) FILTER (WHERE state = 'committed'),
                     count(*) FILTER (WHERE state = 'compensated'),
                     count(*) FILTER (WHERE state = 'irreversible'),
-                    count(*) FILTER (WHERE state IN ('compensation_failed', 'unknown')),
+                    count(*) FILTER (WHERE state IN ('compensation_failed', 'unknown', 'conflict')),
                     (array_agg(error ORDER BY resolved_at DESC)
-                       FILTER (WHERE state IN ('compensation_failed', 'unknown')))[1]
+                       FILTER (WHERE state IN ('compensation_failed', 'unknown', 'conflict')))[1]
                FROM sequin.write_journal
               GROUP BY connection ORDER BY connection",
             &[],

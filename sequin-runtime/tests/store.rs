@@ -156,6 +156,7 @@ fn field(name: &str, ty: FieldType) -> Column {
         pattern: None,
         time_format: None,
         stringly: false,
+        merge: None,
         description: None,
     })
 }

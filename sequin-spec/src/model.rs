@@ -712,9 +712,23 @@ pub struct Field {
     /// strings (HubSpot properties): `string`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stringly: bool,
+    /// How the API applies a new value of a `json` object field on update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<Merge>,
     /// For the docs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// How an API applies a new value of an object field on update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// Key by key: keys left out of the new value stay, and a key is
+    /// removed by sending it empty (Stripe's `metadata`). Write-through
+    /// sends the keys that changed (removed ones as null), the value must
+    /// be a JSON object, and an undo restores exactly the keys it changed.
+    Keys,
 }
 
 /// Column types. Each maps to one Postgres type.

@@ -39,6 +39,9 @@ pub struct Column {
     pub time_format: TimeFormat,
     /// The API sends and expects every value as a string (HubSpot).
     pub stringly: bool,
+    /// The API merges the value, an object, key by key on update
+    /// ([`crate::model::Merge::Keys`]).
+    pub merge_keys: bool,
 }
 
 impl Column {
@@ -63,6 +66,7 @@ impl Column {
             pattern: f.pattern.clone().map(Text::from),
             time_format: f.time_format.unwrap_or_default(),
             stringly: f.stringly,
+            merge_keys: f.merge == Some(crate::model::Merge::Keys),
         }
     }
 
@@ -542,6 +546,15 @@ pub fn validate_cell(col: &Column, cell: &Cell) -> Result<(), Violation> {
             };
         }
         Cell::Text(s) => s,
+        Cell::Json(j) if col.merge_keys && !j.is_object() => {
+            return Err(v(
+                ViolationKind::Malformed,
+                format!(
+                    "`{}` takes a JSON object of keys and values, not {j}",
+                    col.name
+                ),
+            ));
+        }
         _ => return Ok(()),
     };
     if let Some(max) = col.max_length {
@@ -874,6 +887,7 @@ mod tests {
             pattern: None,
             time_format: TimeFormat::Iso8601,
             stringly: false,
+            merge_keys: false,
         }
     }
 

@@ -229,7 +229,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "name",
@@ -376,7 +377,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "name",
@@ -528,7 +530,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "nickname",
@@ -818,7 +821,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "next_pending_invoice_item_invoice",
@@ -1267,7 +1271,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "next_payment_attempt",
@@ -1677,7 +1682,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "next_action",
@@ -1962,7 +1968,8 @@ pub const SPEC_JSON: &str = r#"{
           "name": "metadata",
           "type": "json",
           "nullable": true,
-          "access": "writable"
+          "access": "writable",
+          "merge": "keys"
         },
         {
           "name": "object",
@@ -2199,7 +2206,7 @@ pub struct Customer {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `name` (writable).
     #[sequin(api = "name", ty = "string", access = "writable", max_length = 256u32)]
@@ -2289,7 +2296,7 @@ pub struct Product {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `name` (writable).
     #[sequin(
@@ -2398,7 +2405,7 @@ pub struct Price {
     )]
     pub lookup_key: Option<String>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `nickname` (writable).
     #[sequin(
@@ -2613,7 +2620,7 @@ pub struct Subscription {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `next_pending_invoice_item_invoice` (read-only).
     #[sequin(
@@ -2925,7 +2932,7 @@ pub struct Invoice {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `next_payment_attempt` (read-only).
     #[sequin(
@@ -3210,7 +3217,7 @@ pub struct PaymentIntent {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `next_action` (read-only).
     #[sequin(api = "next_action", ty = "json", access = "read_only")]
@@ -3411,7 +3418,7 @@ pub struct Charge {
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
     /// `metadata` (writable).
-    #[sequin(api = "metadata", ty = "json", access = "writable")]
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `object` (read-only).
     #[sequin(api = "object", ty = "string", access = "read_only", values("charge"))]

@@ -238,6 +238,7 @@ pub fn discovered_column(
         },
         pattern: None,
         time_format: TimeFormat::Iso8601,
+        merge_keys: false,
         stringly,
     };
     Some((col, api_type))

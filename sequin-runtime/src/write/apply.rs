@@ -30,6 +30,20 @@ pub struct Done {
 pub struct Applied {
     pub done: Vec<(usize, Done)>,
     pub error: Option<ApiError>,
+    /// Operations of the request that failed without an answer to say so
+    /// (`ApiError::maybe_applied`): the API may have applied them.
+    pub unknown: Vec<usize>,
+}
+
+impl Applied {
+    fn fail(&mut self, e: ApiError, request: std::ops::Range<usize>) {
+        if e.maybe_applied {
+            self.unknown = request
+                .filter(|i| !self.done.iter().any(|(d, _)| d == i))
+                .collect();
+        }
+        self.error = Some(e);
+    }
 }
 
 /// Template variables of the table's endpoints.
@@ -53,6 +67,35 @@ fn decode_failure(t: &Table, what: &str) -> ApiError {
     ApiError::new(&t.spec.display_name, ErrorKind::Decode, what.to_string())
 }
 
+/// The batch endpoint for `op`'s kind, if the object has one.
+fn batch_endpoint<'t>(t: &'t Table, op: &RowOp) -> Option<&'t BatchEndpoint> {
+    match op {
+        RowOp::Create { .. } => t.plan.endpoints.batch_create.as_ref(),
+        RowOp::Update { .. } => t.plan.endpoints.batch_update.as_ref(),
+        RowOp::Delete { .. } => t.plan.endpoints.batch_delete.as_ref(),
+        RowOp::Unchanged { .. } => None,
+    }
+}
+
+/// Whether each operation goes to the API on its own (not in a batch
+/// request), as [`apply`] sends them.
+pub fn sent_singly(t: &Table, ops: &[RowOp]) -> Vec<bool> {
+    let mut out = vec![true; ops.len()];
+    let mut i = 0;
+    while i < ops.len() {
+        let kind = std::mem::discriminant(&ops[i]);
+        let mut j = i + 1;
+        while j < ops.len() && std::mem::discriminant(&ops[j]) == kind {
+            j += 1;
+        }
+        if j - i > 1 && batch_endpoint(t, &ops[i]).is_some() {
+            out[i..j].fill(false);
+        }
+        i = j;
+    }
+    out
+}
+
 /// Applies `ops` in order, batching runs of the same kind where the object
 /// has a batch endpoint. Stops at the first rejection.
 pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
@@ -64,12 +107,7 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
         while j < ops.len() && std::mem::discriminant(&ops[j]) == kind {
             j += 1;
         }
-        let batch = match &ops[i] {
-            RowOp::Create { .. } => t.plan.endpoints.batch_create.as_ref(),
-            RowOp::Update { .. } => t.plan.endpoints.batch_update.as_ref(),
-            RowOp::Delete { .. } => t.plan.endpoints.batch_delete.as_ref(),
-            RowOp::Unchanged { .. } => None,
-        };
+        let batch = batch_endpoint(t, &ops[i]);
         match batch {
             Some(b) if j - i > 1 => {
                 for start in (i..j).step_by(b.max_size.max(1) as usize) {
@@ -77,8 +115,8 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
                     let (done, error) = send_batch(t, b, &ops[start..end], &keys[start..end]).await;
                     out.done
                         .extend(done.into_iter().map(|(k, d)| (start + k, d)));
-                    if error.is_some() {
-                        out.error = error;
+                    if let Some(e) = error {
+                        out.fail(e, start..end);
                         return out;
                     }
                 }
@@ -89,7 +127,7 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
                         Ok(Some(d)) => out.done.push((k, d)),
                         Ok(None) => {}
                         Err(e) => {
-                            out.error = Some(e);
+                            out.fail(e, k..k + 1);
                             return out;
                         }
                     }

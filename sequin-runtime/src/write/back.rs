@@ -118,7 +118,7 @@ pub async fn run(
         steps.push(Step::Query(r.query()));
     }
     steps.push(Step::Query(InjectedQuery {
-        sql: "SELECT sequin.release($1::int8, $2::text::regclass, $3::int8, $4::int8, $5::int8[])",
+        sql: "SELECT sequin.release($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8, $4::pg_catalog.int8, $5::pg_catalog.int8[])",
         param_types: &[0, 0, 0, 0, 0],
         param_formats: &[],
         params: &release_params,
@@ -169,7 +169,7 @@ pub async fn run(
 }
 
 /// Each row's key: the provisional id of a created row, the id otherwise.
-fn keys(ops: &[RowOp]) -> Vec<String> {
+pub fn keys(ops: &[RowOp]) -> Vec<String> {
     ops.iter()
         .map(|o| match o {
             RowOp::Create { key, .. } => key.clone(),

@@ -70,7 +70,7 @@ pub async fn run(
         Some(Bytes::from(table.max_rows.to_string())),
     ];
     let capture = Step::Query(InjectedQuery {
-        sql: "SELECT c.id, c.xid, c.is_target, c.op, c.old, c.new FROM sequin.captured($1::int8, $2::text::regclass, $3::int8) AS c",
+        sql: "SELECT c.id, c.xid, c.is_target, c.op, c.old, c.new FROM sequin.captured($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8) AS c",
         param_types: &[0, 0, 0],
         param_formats: &[],
         params: &capture_params,

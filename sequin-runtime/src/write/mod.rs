@@ -34,6 +34,7 @@ pub mod capture;
 pub mod error;
 pub mod grant;
 pub mod journal;
+pub mod reconcile;
 pub mod rows;
 pub mod sql;
 pub mod table;
@@ -44,10 +45,10 @@ use std::sync::Arc;
 use sequin_proxy::codec::{BackendMessage, CommandComplete, DataRow, ErrorResponse};
 use sequin_proxy::{
     BoxFuture, InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol,
-    TableWrite, WriteKind,
+    TableWrite, Via, WriteKind,
 };
 use sequin_spec::record::WriteOp;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::ApiError;
 use crate::config::Config;
@@ -190,7 +191,7 @@ impl WriteThrough {
     }
 
     /// A lookup for the journal's reconciler.
-    pub fn lookup(&self) -> journal::Lookup {
+    pub fn lookup(&self) -> reconcile::Lookup {
         let w = self.clone();
         Arc::new(move |schema: &str, table: &str| w.table(schema, table))
     }
@@ -338,7 +339,7 @@ impl WriteThrough {
             let name = sql::ident(&w.table.table);
             let resolved = ctx
                 .query(
-                    "SELECT n.nspname::text FROM pg_catalog.pg_class c
+                    "SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
                       WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
                     &[Some(&name)],
@@ -438,7 +439,7 @@ impl WriteThrough {
         writes: &[TableWrite],
         ends_exchange: bool,
     ) -> Result<back::Answer, Stop> {
-        let (table, op) = self.check(writes).await?;
+        let (table, op) = self.check(st, writes).await?;
         let shape = self.shape(sql_text);
         let journal = self.journal().await.map_err(|e| {
             WriteError::new(
@@ -469,9 +470,41 @@ impl WriteThrough {
     }
 
     /// Step 1: the table the statement writes, and how.
-    async fn check(&self, writes: &[TableWrite]) -> Result<(Arc<Table>, WriteOp), WriteError> {
+    async fn check(
+        &self,
+        st: &Intercepted,
+        writes: &[TableWrite],
+    ) -> Result<(Arc<Table>, WriteOp), WriteError> {
         let first = &writes[0];
         let (schema, name) = (first.table.schema.as_str(), first.table.table.as_str());
+        if st.invalid_utf8 {
+            // What would reach the API is not what the client sent.
+            return Err(WriteError::new(
+                "Sequin",
+                "22021",
+                format!(
+                    "the statement writing {schema}.{name} is not valid UTF-8, so it cannot be written through; send UTF-8 text (client_encoding UTF8)"
+                ),
+            ));
+        }
+        let wrapped = match first.via {
+            Via::Statement => None,
+            Via::ExplainAnalyze => Some(
+                "EXPLAIN ANALYZE would change the synced table without the API; use EXPLAIN without ANALYZE, or run the statement itself",
+            ),
+            Via::CopyTo => Some(
+                "COPY (... RETURNING ...) TO cannot write through to the API; run the statement itself, with RETURNING",
+            ),
+            Via::Prepare => Some(
+                "a write to a synced table cannot be PREPAREd in SQL (its EXECUTE would run where write-through cannot apply it to the API); use the driver's prepared statements, or send the statement itself",
+            ),
+            Via::Other => {
+                Some("this statement cannot write a synced table; use INSERT, UPDATE or DELETE")
+            }
+        };
+        if let Some(why) = wrapped {
+            return Err(WriteError::new("Sequin", "0A000", why));
+        }
         if schema == "sequin" {
             return Err(WriteError::new(
                 "Sequin",
@@ -569,57 +602,94 @@ impl WriteThrough {
         let after = ctx.local::<Session>().last_capture;
         let captured = capture::run(ctx, st, sql_text, shape, table, after).await?;
         let ops = plan(table, &captured.changes)?;
-        let xid = captured.xid;
-        let applied = self.apply(table, op, &ops, journal, xid, &captured).await?;
-        back::run(
-            ctx,
-            st,
-            table,
-            shape,
-            &captured,
-            &ops,
-            &applied,
-            ends_exchange,
-        )
-        .await
+        let backend = ctx.session().backend_pid;
+        let (applied, outcomes) = self
+            .apply(table, op, &ops, journal, &captured, backend)
+            .await?;
+        let (answer, settled) = tokio::join!(
+            back::run(
+                ctx,
+                st,
+                table,
+                shape,
+                &captured,
+                &ops,
+                &applied,
+                ends_exchange
+            ),
+            journal.settle_intents(&outcomes)
+        );
+        if let Err(e) = settled {
+            tracing::error!(error = %e, "write journal: recording the API's answer failed (the reconciler settles the intents once this process stops)");
+        }
+        answer
     }
 
-    /// Step 4: the API applies the operations; each effect is journalled.
+    /// Step 4: the operations are journalled as intents, then the API
+    /// applies them. Returns what it did, and each intent's outcome for
+    /// the journal (an intent the API may or may not have applied, its
+    /// answer lost, stays an intent: the reconciler finds out).
     async fn apply(
         &self,
         table: &Table,
         op: WriteOp,
         ops: &[RowOp],
         journal: &Journal,
-        xid: i64,
         captured: &capture::Captured,
-    ) -> Result<apply::Applied, Stop> {
-        let keys: Vec<String> = ops
+        backend: i32,
+    ) -> Result<(apply::Applied, Vec<(uuid::Uuid, journal::Outcome)>), Stop> {
+        let keys = back::keys(ops);
+        let singly = apply::sent_singly(table, ops);
+        let idempotent = table.spec.idempotency.is_some();
+        let intents: Vec<(usize, Entry)> = ops
             .iter()
-            .map(|o| match o {
-                RowOp::Create { key, .. } => key.clone(),
-                RowOp::Update { id, .. } | RowOp::Delete { id } | RowOp::Unchanged { id } => {
-                    id.clone()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let key = (idempotent && singly[i]).then(|| keys[i].clone());
+                intent(table, o, captured.xid, captured.changes[i].capture_id, key).map(|e| (i, e))
+            })
+            .collect();
+        let entries: Vec<Entry> = intents.iter().map(|(_, e)| e.clone()).collect();
+        if let Err(e) = journal.record(backend, &entries).await {
+            return Err(WriteError::new(
+                table.api(),
+                "58030",
+                format!("Sequin's write journal cannot record the write, so nothing was sent to the API; try again: {}", crate::store::error_chain(&e)),
+            )
+            .into());
+        }
+        let applied = apply::apply(table, ops, &keys).await;
+        let outcomes = intents
+            .iter()
+            .filter_map(|(i, e)| {
+                if let Some((_, d)) = applied.done.iter().find(|(k, _)| k == i) {
+                    let written = d
+                        .record
+                        .as_ref()
+                        .and_then(|r| canonical_values(table, r, &e.undo));
+                    Some((
+                        e.id,
+                        journal::Outcome::Applied {
+                            api_id: d.api_id.clone(),
+                            written,
+                        },
+                    ))
+                } else if applied.unknown.contains(i) {
+                    None
+                } else {
+                    Some((e.id, journal::Outcome::Rejected))
                 }
             })
-            .collect();
-        let applied = apply::apply(table, ops, &keys).await;
-        let entries: Vec<Entry> = applied
-            .done
-            .iter()
-            .filter_map(|(i, d)| {
-                journal_entry(table, &ops[*i], d, xid, captured.changes[*i].capture_id)
-            })
-            .collect();
-        if let Err(e) = journal.record(&entries).await {
-            tracing::error!(error = %e, effects = entries.len(), "write journal: recording failed");
-        }
-        if let Some(err) = applied.error {
+            .collect::<Vec<_>>();
+        if let Some(err) = &applied.error {
             // Effects applied before the failure are undone by the
             // reconciler once the aborted transaction is seen.
-            return Err(api_refusal(table, op, &err).into());
+            if let Err(e) = journal.settle_intents(&outcomes).await {
+                tracing::error!(error = %e, "write journal: recording the API's answer failed");
+            }
+            return Err(api_refusal(table, op, err).into());
         }
-        Ok(applied)
+        Ok((applied, outcomes))
     }
 }
 
@@ -739,23 +809,30 @@ async fn plain(
     }
 }
 
-fn journal_entry(
+/// The journal's intent for one operation (none when nothing is sent).
+fn intent(
     table: &Table,
     op: &RowOp,
-    done: &apply::Done,
     xid: i64,
     capture_id: i64,
+    idempotency_key: Option<String>,
 ) -> Option<Entry> {
-    let (kind, request, undo) = match op {
-        RowOp::Create { body, .. } => (
+    let (kind, api_id, request, undo, key) = match op {
+        RowOp::Create { body, written, .. } => (
             "create",
+            None,
             Value::Object(body.clone()),
-            json!({"id": done.api_id}),
+            json!({ "written": written }),
+            idempotency_key,
         ),
-        RowOp::Update { body, undo, .. } => {
-            ("update", Value::Object(body.clone()), json!({"body": undo}))
-        }
-        RowOp::Delete { .. } => ("delete", Value::Null, Value::Null),
+        RowOp::Update { id, body, undo } => (
+            "update",
+            Some(id.clone()),
+            Value::Object(body.clone()),
+            json!({"body": undo.body, "written": undo.written, "previous": undo.previous}),
+            None,
+        ),
+        RowOp::Delete { id } => ("delete", Some(id.clone()), Value::Null, Value::Null, None),
         RowOp::Unchanged { .. } => return None,
     };
     Some(Entry {
@@ -764,12 +841,33 @@ fn journal_entry(
         connection: table.connection.clone(),
         object: table.plan.table.name.clone(),
         op: kind,
-        api_id: done.api_id.clone(),
+        api_id,
         xid,
         capture_id,
         request,
         undo,
+        idempotency_key: key,
     })
+}
+
+/// The values the API holds after a write, for the columns the write set
+/// (the keys of `undo.written`), as `to_jsonb` shows them: what an undo
+/// later checks the API still holds (the API may have normalized what it
+/// was sent).
+fn canonical_values(table: &Table, record: &Value, undo: &Value) -> Option<Map<String, Value>> {
+    let set = undo.get("written")?.as_object()?;
+    let cells = sequin_spec::record::decode_row(&table.plan.table.columns, record).ok()?;
+    Some(
+        table
+            .plan
+            .table
+            .columns
+            .iter()
+            .zip(&cells)
+            .filter(|(c, _)| set.contains_key(&*c.name))
+            .map(|(c, cell)| (c.name.to_string(), rows::cell_to_pg(cell)))
+            .collect(),
+    )
 }
 
 /// The client-visible error of an API rejection.
@@ -777,7 +875,7 @@ fn api_refusal(table: &Table, op: WriteOp, err: &ApiError) -> WriteError {
     let mut e = WriteError::api(err, table.column_of(err.field.as_deref()).as_deref());
     if op == WriteOp::Create && err.maybe_applied && table.spec.idempotency.is_none() {
         e.message.push_str(
-            "; the record may have been created anyway: Sequin did not repeat the request (this API has no idempotency keys), and sync will bring the record in if it exists",
+            "; the record may have been created anyway: Sequin did not repeat the request (this API has no idempotency keys); if the API did create it, Sequin finds and deletes it again, since this statement failed",
         );
     }
     e

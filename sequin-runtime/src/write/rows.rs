@@ -77,16 +77,19 @@ pub fn cell_to_pg(cell: &Cell) -> Value {
 /// What one changed row asks of the API.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowOp {
-    /// Create a record from `body`; `key` is the row's provisional id.
+    /// Create a record from `body`; `key` is the row's provisional id;
+    /// `written` the set columns' values (as `to_jsonb` shows them), which
+    /// find the record after a crash left its id unknown.
     Create {
         key: String,
         body: Map<String, Value>,
+        written: Map<String, Value>,
     },
     /// Change `body`'s fields of record `id`; `undo` restores the old values.
     Update {
         id: String,
         body: Map<String, Value>,
-        undo: Map<String, Value>,
+        undo: Box<Undo>,
     },
     /// Delete record `id`.
     Delete { id: String },
@@ -103,6 +106,17 @@ impl RowOp {
             RowOp::Unchanged { .. } => None,
         }
     }
+}
+
+/// How to take an update back: the body that restores the old values, and
+/// the changed columns' values before and after (as `to_jsonb` shows them),
+/// so that the undo is sent only while the API still holds what the update
+/// wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Undo {
+    pub body: Map<String, Value>,
+    pub written: Map<String, Value>,
+    pub previous: Map<String, Value>,
 }
 
 /// The primary key of a row as text.
@@ -159,7 +173,12 @@ pub fn plan_row(
                 .collect();
             validate_write(columns, WriteOp::Create, &set).map_err(violation)?;
             let body = write_object(set.iter().map(|(i, c)| (&columns[*i], *c)), strip);
-            Ok(RowOp::Create { key, body })
+            let written = set
+                .iter()
+                .filter(|(i, _)| *i != pk)
+                .map(|(i, c)| (columns[*i].name.to_string(), cell_to_pg(c)))
+                .collect();
+            Ok(RowOp::Create { key, body, written })
         }
         WriteOp::Update => {
             let (old, new) = match (&change.old, &change.new) {
@@ -186,12 +205,41 @@ pub fn plan_row(
             }
             let set: Vec<(usize, &Cell)> = changed.iter().map(|i| (*i, &new_cells[*i])).collect();
             validate_write(columns, WriteOp::Update, &set).map_err(violation)?;
-            let body = write_object(set.iter().map(|(i, c)| (&columns[*i], *c)), strip);
-            let undo = write_object(
-                changed.iter().map(|i| (&columns[*i], &old_cells[*i])),
-                strip,
-            );
-            Ok(RowOp::Update { id, body, undo })
+            // An object the API merges key by key travels as the keys that
+            // changed (a removed key as null, which unsets it); so does its
+            // undo.
+            let sent = |from: &[Cell], to: &[Cell], i: usize| {
+                if columns[i].merge_keys {
+                    key_diff(&from[i], &to[i])
+                } else {
+                    to[i].clone()
+                }
+            };
+            let forward: Vec<Cell> = changed
+                .iter()
+                .map(|i| sent(&old_cells, &new_cells, *i))
+                .collect();
+            let backward: Vec<Cell> = changed
+                .iter()
+                .map(|i| sent(&new_cells, &old_cells, *i))
+                .collect();
+            let body = write_object(changed.iter().map(|i| &columns[*i]).zip(&forward), strip);
+            let undo = Undo {
+                body: write_object(changed.iter().map(|i| &columns[*i]).zip(&backward), strip),
+                written: changed
+                    .iter()
+                    .map(|i| (columns[*i].name.to_string(), cell_to_pg(&new_cells[*i])))
+                    .collect(),
+                previous: changed
+                    .iter()
+                    .map(|i| (columns[*i].name.to_string(), cell_to_pg(&old_cells[*i])))
+                    .collect(),
+            };
+            Ok(RowOp::Update {
+                id,
+                body,
+                undo: Box::new(undo),
+            })
         }
         WriteOp::Delete => {
             let old = change
@@ -202,6 +250,27 @@ pub fn plan_row(
             Ok(RowOp::Delete { id })
         }
     }
+}
+
+/// What turns object `from` into object `to` at an API that merges keys:
+/// the keys whose values differ, and null for the keys `to` lacks. A value
+/// that is not an object on either side travels whole (null clears it).
+pub fn key_diff(from: &Cell, to: &Cell) -> Cell {
+    let (Cell::Json(Value::Object(from)), Cell::Json(Value::Object(to))) = (from, to) else {
+        return to.clone();
+    };
+    let mut diff = Map::new();
+    for (k, v) in to {
+        if from.get(k) != Some(v) {
+            diff.insert(k.clone(), v.clone());
+        }
+    }
+    for k in from.keys() {
+        if !to.contains_key(k) {
+            diff.insert(k.clone(), Value::Null);
+        }
+    }
+    Cell::Json(Value::Object(diff))
 }
 
 fn internal(api: &str, what: &str) -> WriteError {
@@ -219,7 +288,26 @@ fn cells_of(
 ) -> Result<Vec<Cell>, WriteError> {
     columns
         .iter()
-        .map(|c| cell_from_pg(c, row.get(&*c.name)).map_err(|e| internal(api, &e)))
+        .map(|c| {
+            let v = row.get(&*c.name);
+            // A NULL element of a text[] has no value the API could take
+            // (it is not the string "null").
+            if c.ty == FieldType::StringArray
+                && let Some(Value::Array(items)) = v
+                && items.iter().any(Value::is_null)
+            {
+                return Err(WriteError::new(
+                    api,
+                    "22004",
+                    format!(
+                        "column `{}` has a NULL element; the API takes none: remove it (array_remove(..., NULL))",
+                        c.name
+                    ),
+                )
+                .column(c.name.to_string()));
+            }
+            cell_from_pg(c, v).map_err(|e| internal(api, &e))
+        })
         .collect()
 }
 
@@ -276,6 +364,7 @@ mod tests {
             pattern: None,
             time_format: Default::default(),
             stringly: false,
+            merge_keys: false,
         }
     }
 
@@ -317,7 +406,7 @@ mod tests {
             ),
         );
         match plan_row("Salesforce", &columns(), 0, &c, None).unwrap() {
-            RowOp::Create { key, body } => {
+            RowOp::Create { key, body, .. } => {
                 assert_eq!(key, "_pending_x");
                 assert_eq!(Value::Object(body), json!({"LastName": "Palladio"}));
             }
@@ -374,6 +463,59 @@ mod tests {
     }
 
     #[test]
+    fn merged_objects_travel_as_the_keys_that_changed() {
+        let mut cols = columns();
+        let mut meta = col("metadata", "metadata", FieldType::Json, Access::Writable);
+        meta.merge_keys = true;
+        cols.push(meta);
+        let c = change(
+            WriteOp::Update,
+            Some(json!({"id": "cus_1", "metadata": {"kept": "1", "gone": "2", "changed": "3"}})),
+            Some(json!({"id": "cus_1", "metadata": {"kept": "1", "changed": "4", "added": "yes"}})),
+        );
+        match plan_row("Stripe", &cols, 0, &c, None).unwrap() {
+            RowOp::Update { body, undo, .. } => {
+                assert_eq!(
+                    Value::Object(body),
+                    json!({"metadata": {"changed": "4", "added": "yes", "gone": null}})
+                );
+                assert_eq!(
+                    Value::Object(undo.body),
+                    json!({"metadata": {"gone": "2", "changed": "3", "added": null}})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // An array is no object of keys.
+        let c = change(
+            WriteOp::Update,
+            Some(json!({"id": "cus_1", "metadata": {}})),
+            Some(json!({"id": "cus_1", "metadata": ["a", "b"]})),
+        );
+        let e = plan_row("Stripe", &cols, 0, &c, None).unwrap_err();
+        assert_eq!(e.sqlstate, "22023", "{e:?}");
+    }
+
+    #[test]
+    fn null_array_elements_are_refused() {
+        let mut cols = columns();
+        cols.push(col(
+            "tags",
+            "tags",
+            FieldType::StringArray,
+            Access::Writable,
+        ));
+        let c = change(
+            WriteOp::Create,
+            None,
+            Some(json!({"id": "_pending_1", "last_name": "L", "tags": ["a", null]})),
+        );
+        let e = plan_row("Stripe", &cols, 0, &c, None).unwrap_err();
+        assert_eq!(e.sqlstate, "22004", "{e:?}");
+        assert_eq!(e.fields.column.as_deref(), Some("tags"));
+    }
+
+    #[test]
     fn update_sends_the_diff_and_keeps_the_undo() {
         let c = change(
             WriteOp::Update,
@@ -384,7 +526,9 @@ mod tests {
             RowOp::Update { id, body, undo } => {
                 assert_eq!(id, "003");
                 assert_eq!(Value::Object(body), json!({"LastName": "New"}));
-                assert_eq!(Value::Object(undo), json!({"LastName": "Old"}));
+                assert_eq!(Value::Object(undo.body), json!({"LastName": "Old"}));
+                assert_eq!(Value::Object(undo.written), json!({"last_name": "New"}));
+                assert_eq!(Value::Object(undo.previous), json!({"last_name": "Old"}));
             }
             other => panic!("{other:?}"),
         }

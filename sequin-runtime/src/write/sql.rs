@@ -4,6 +4,7 @@
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::Token;
+use sequin_spec::model::FieldType;
 
 /// What write-through needs to know of a statement's text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,10 +122,30 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A column type by its `pg_catalog` name: the statements write-through
+/// runs in a client's session never resolve a name through the client's
+/// `search_path` (a type, function or operator of the client's own, in a
+/// schema it puts ahead of `pg_catalog`, would run its code there or
+/// change what is written).
+pub fn catalog_type(t: FieldType) -> &'static str {
+    match t {
+        FieldType::String => "pg_catalog.text",
+        FieldType::Integer => "pg_catalog.int8",
+        FieldType::Float => "pg_catalog.float8",
+        FieldType::Decimal => "pg_catalog.numeric",
+        FieldType::Boolean => "pg_catalog.bool",
+        FieldType::Timestamp => "pg_catalog.timestamptz",
+        FieldType::Date => "pg_catalog.date",
+        FieldType::Json => "pg_catalog.jsonb",
+        FieldType::StringArray => "pg_catalog.text[]",
+    }
+}
+
 /// A table's primary key column: its name and Postgres type.
 #[derive(Clone, Copy, Debug)]
 pub struct Key<'a> {
     pub name: &'a str,
+    /// Qualified ([`catalog_type`]).
     pub ty: &'a str,
 }
 
@@ -134,7 +155,7 @@ impl Key<'_> {
         let c = &t.columns[t.primary_key];
         Key {
             name: &c.name,
-            ty: c.ty.pg_type(),
+            ty: catalog_type(c.ty),
         }
     }
 
@@ -144,7 +165,7 @@ impl Key<'_> {
     /// `key::text` with each element instead reads the whole table.)
     fn any_of(&self, alias: &str, keys: &str) -> String {
         format!(
-            "{alias}.{pk} = ANY(ARRAY(SELECT k::{ty} FROM {keys} AS s(k)))",
+            "{alias}.{pk} OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT k::{ty} FROM {keys} AS s(k)))",
             pk = ident(self.name),
             ty = self.ty,
         )
@@ -175,15 +196,15 @@ pub fn returning_query(
         FinalRows::Table { pk } => format!(
             "SELECT {list} FROM {table} AS {alias} \
              WHERE {any} \
-             ORDER BY array_position(ARRAY(SELECT jsonb_array_elements_text(${json_param}::jsonb)), {alias}.{name}::text)",
+             ORDER BY pg_catalog.array_position(ARRAY(SELECT pg_catalog.jsonb_array_elements_text(${json_param}::pg_catalog.jsonb)), {alias}.{name}::pg_catalog.text)",
             any = pk.any_of(
                 &alias,
-                &format!("jsonb_array_elements_text(${json_param}::jsonb)")
+                &format!("pg_catalog.jsonb_array_elements_text(${json_param}::pg_catalog.jsonb)")
             ),
             name = ident(pk.name),
         ),
         FinalRows::Json => format!(
-            "SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, ${json_param}::jsonb) AS {alias}"
+            "SELECT {list} FROM pg_catalog.jsonb_populate_recordset(NULL::{table}, ${json_param}::pg_catalog.jsonb) AS {alias}"
         ),
     }
 }
@@ -196,9 +217,9 @@ pub fn write_back(table: &str, pk: Key<'_>, columns: &[String]) -> String {
     let vals: Vec<String> = columns.iter().map(|c| format!("r.{}", ident(c))).collect();
     format!(
         "UPDATE {table} AS d SET ({cols}, _sequin_synced_at, _sequin_updated_at) = \
-           (SELECT {vals}, now(), r._sequin_updated_at FROM jsonb_populate_record(NULL::{table}, e.doc) AS r) \
-         FROM jsonb_array_elements($1::text::jsonb) AS e(doc) \
-         WHERE {any} AND d.{name} = (e.doc->>'__sequin_key')::{ty}",
+           (SELECT {vals}, pg_catalog.now(), r._sequin_updated_at FROM pg_catalog.jsonb_populate_record(NULL::{table}, e.doc) AS r) \
+         FROM pg_catalog.jsonb_array_elements($1::pg_catalog.text::pg_catalog.jsonb) AS e(doc) \
+         WHERE {any} AND d.{name} OPERATOR(pg_catalog.=) (e.doc OPERATOR(pg_catalog.->>) '__sequin_key')::{ty}",
         cols = cols.join(", "),
         vals = vals.join(", "),
         any = pk.any_of("d", KEYS),
@@ -208,7 +229,7 @@ pub fn write_back(table: &str, pk: Key<'_>, columns: &[String]) -> String {
 }
 
 /// The `__sequin_key`s of the rows in `$1` (text).
-const KEYS: &str = "(SELECT x->>'__sequin_key' FROM jsonb_array_elements($1::text::jsonb) AS x)";
+const KEYS: &str = "(SELECT x OPERATOR(pg_catalog.->>) '__sequin_key' FROM pg_catalog.jsonb_array_elements($1::pg_catalog.text::pg_catalog.jsonb) AS x)";
 
 /// Replaces created rows (found by their provisional key, `__sequin_key`)
 /// with the API's canonical records under the API's ids. The insert takes
@@ -225,8 +246,8 @@ pub fn write_back_created(table: &str, pk: Key<'_>, columns: &[String]) -> Strin
     format!(
         "WITH pending AS (DELETE FROM {table} AS d WHERE {any}) \
          INSERT INTO {table} ({cols}, _sequin_synced_at, _sequin_updated_at) \
-         SELECT {vals}, now(), r._sequin_updated_at \
-           FROM jsonb_array_elements($1::text::jsonb) AS e(doc), jsonb_populate_record(NULL::{table}, e.doc) AS r \
+         SELECT {vals}, pg_catalog.now(), r._sequin_updated_at \
+           FROM pg_catalog.jsonb_array_elements($1::pg_catalog.text::pg_catalog.jsonb) AS e(doc), pg_catalog.jsonb_populate_record(NULL::{table}, e.doc) AS r \
          ON CONFLICT ({pk}) DO UPDATE SET ({cols}, _sequin_synced_at, _sequin_updated_at) = \
            ({excluded}, EXCLUDED._sequin_synced_at, EXCLUDED._sequin_updated_at)",
         cols = cols.join(", "),
@@ -273,7 +294,7 @@ mod tests {
     fn write_back_matches_rows_by_their_key() {
         let key = Key {
             name: "id",
-            ty: "bigint",
+            ty: "pg_catalog.int8",
         };
         let q = write_back("\"s\".\"t\"", key, &["id".into(), "name".into()]);
         assert!(
@@ -282,11 +303,11 @@ mod tests {
         );
         // Typed comparisons, never `id::text`: the key's index applies.
         assert!(
-            q.contains("d.\"id\" = (e.doc->>'__sequin_key')::bigint"),
+            q.contains("d.\"id\" OPERATOR(pg_catalog.=) (e.doc OPERATOR(pg_catalog.->>) '__sequin_key')::pg_catalog.int8"),
             "{q}"
         );
         assert!(
-            q.contains("d.\"id\" = ANY(ARRAY(SELECT k::bigint FROM"),
+            q.contains("d.\"id\" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT k::pg_catalog.int8 FROM"),
             "{q}"
         );
         assert!(q.contains(" AS s(k)))"), "the key column, not the row: {q}");

@@ -44,12 +44,14 @@ const TIMEOUT_LATENCY: Duration = Duration::from_millis(2000);
 const IN_FLIGHT_LATENCY: Duration = Duration::from_millis(1500);
 /// Journal states after which nothing more happens to an entry.
 /// (`unknown`: the transaction's fate could not be read; checked apart.)
-const FINAL_STATES: [&str; 5] = [
+const FINAL_STATES: [&str; 7] = [
     "committed",
     "compensated",
     "irreversible",
     "compensation_failed",
     "unknown",
+    "rejected",
+    "conflict",
 ];
 
 // ---------------------------------------------------------------------------
@@ -575,10 +577,11 @@ async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
 
 /// Salesforce: a create that fails ambiguously is not retried (a second
 /// POST could create a duplicate); the client gets 58030 saying the record
-/// may exist and will appear through sync; nothing is left in Postgres by
-/// the statement, and afterwards Postgres and the org agree: the contact
-/// the org did create (lost response) arrives through sync exactly once,
-/// the ones it did not create (5xx, reset) exist nowhere.
+/// may exist and will be deleted again; nothing is left in Postgres by the
+/// statement, and afterwards Postgres and the org agree: the contact the
+/// org did create (lost response) is found by its values and deleted (the
+/// statement failed: issue #10), the ones it did not create (5xx, reset)
+/// exist nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
     let db = sequin_pgtemp::Database::create("write_faults_sf").unwrap();
@@ -609,8 +612,8 @@ async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
         );
         let text = format!("{message} {}", detail.unwrap_or_default()).to_lowercase();
         assert!(
-            text.contains("may") && text.contains("sync"),
-            "{name}: the error says the record may exist and will appear through sync: {text}"
+            text.contains("may") && text.contains("deletes it"),
+            "{name}: the error says the record may exist and will be deleted again: {text}"
         );
         assert_eq!(
             stack.creates() - before,
@@ -639,10 +642,11 @@ async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
         }
         let settled = stack.settle(&email).await;
         match name {
-            "lost-response" => assert_eq!(
-                settled.len(),
-                1,
-                "the org created the contact; sync brought it in once"
+            // The org created the contact, but the statement failed: the
+            // reconciler finds the contact by its values and deletes it.
+            "lost-response" => assert!(
+                settled.is_empty(),
+                "the contact the failed statement made is gone again: {settled:?}"
             ),
             "5xx" | "reset" => assert!(
                 settled.is_empty(),
@@ -1130,4 +1134,116 @@ async fn delete_then_rollback_is_irreversible_and_postgres_follows_the_api() {
     )
     .await;
     assert!(stack.settle(&email).await.is_empty());
+}
+
+/// Issue #10, item 6: a rollback leaves the API holding exactly what it
+/// held before the transaction, under the API's merge rules (a metadata
+/// key the transaction added is unset, not left behind; a list that was
+/// empty is emptied again), and an undo never overwrites what another
+/// writer changed meanwhile (`conflict`, their value kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_exactly_the_state_before_the_transaction() {
+    let db = sequin_pgtemp::Database::create("write_faults_exact_undo").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, None).await;
+    let stripe = stack.sim.stripe();
+    let ids = stripe.ids(Kind::Customer);
+    let (merged, listed, contested) = (&ids[0], &ids[1], &ids[2]);
+    stripe
+        .update(Kind::Customer, listed, "preferred_locales=")
+        .unwrap();
+    let metadata = |id: &str| stripe.get(Kind::Customer, id).unwrap()["metadata"].clone();
+    let locales = |id: &str| stripe.get(Kind::Customer, id).unwrap()["preferred_locales"].clone();
+    let metadata_before = metadata(merged);
+    assert!(
+        metadata_before
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && !m.contains_key("added")),
+        "seeded metadata: {metadata_before}"
+    );
+    let before_name = stripe.get(Kind::Customer, contested).unwrap()["name"].clone();
+    let (client, _conn) = stack.client().await;
+
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            r#"update stripe.customer set metadata = metadata || '{"added": "yes"}' where id = $1"#,
+            &[merged],
+        )
+        .await
+        .expect("a metadata key added");
+    let mut with_added = metadata_before.clone();
+    with_added["added"] = "yes".into();
+    assert_eq!(metadata(merged), with_added);
+    client
+        .execute(
+            "update stripe.customer set preferred_locales = '{en,fr}' where id = $1",
+            &[listed],
+        )
+        .await
+        .expect("locales set on a customer without any");
+    assert_eq!(locales(listed), serde_json::json!(["en", "fr"]));
+    client
+        .execute(
+            "update stripe.customer set name = 'Ours' where id = $1",
+            &[contested],
+        )
+        .await
+        .expect("a name set");
+    // Another writer changes the same field at Stripe before the rollback.
+    stripe
+        .update(Kind::Customer, contested, "name=Theirs")
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    stack.wait_journal(merged, "compensated").await;
+    stack.wait_journal(listed, "compensated").await;
+    stack.wait_journal(contested, "conflict").await;
+    let why: Option<String> = stack
+        .pg
+        .query_one(
+            "SELECT error FROM sequin.write_journal WHERE api_id = $1 AND state = 'conflict'",
+            &[contested],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("name")),
+        "the conflict names the field: {why:?}"
+    );
+    assert_eq!(
+        metadata(merged),
+        metadata_before,
+        "the added key is gone, the others stay"
+    );
+    assert_eq!(
+        locales(listed),
+        serde_json::json!([]),
+        "the list is empty again"
+    );
+    assert_eq!(
+        stripe.get(Kind::Customer, contested).unwrap()["name"],
+        "Theirs",
+        "the other writer's change is kept (it was {before_name})"
+    );
+    // A JSON array is no metadata: refused before any API call.
+    let err = client
+        .execute(
+            r#"update stripe.customer set metadata = '["a", "b"]' where id = $1"#,
+            &[merged],
+        )
+        .await
+        .expect_err("an array written to metadata");
+    assert_eq!(err.code().unwrap().code(), "22023", "{err:?}");
+    assert_eq!(metadata(merged), metadata_before);
+    // A NULL inside a text[] is no locale: refused too.
+    let err = client
+        .execute(
+            "update stripe.customer set preferred_locales = '{en,NULL}' where id = $1",
+            &[listed],
+        )
+        .await
+        .expect_err("a NULL locale");
+    assert_eq!(err.code().unwrap().code(), "22004", "{err:?}");
+    assert_eq!(locales(listed), serde_json::json!([]));
 }

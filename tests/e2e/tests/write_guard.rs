@@ -979,3 +979,273 @@ async fn row_level_security_bounds_what_reaches_the_api() {
     drop(app);
     t.finish().await;
 }
+
+/// Issue #10, item 7, and the client's search_path: statements that wrap
+/// a write or disguise its table are handled as what they are, and a
+/// session whose search_path puts functions and operators of its own
+/// ahead of `pg_catalog` runs none of them in Sequin's statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrapped_and_disguised_writes() {
+    let t = Setup::start(Api::Salesforce, 4, "write_wrapped", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let pg = &t.pg;
+    let proxy = &t.proxy;
+    let id: String = pg
+        .query_one("select id from salesforce.contact order by id limit 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let title = |id: &str| sf.get("Contact", id).unwrap()["Title"].clone();
+    let before = title(&id);
+
+    // Plain EXPLAIN changes nothing and shows the plan.
+    let plan = proxy
+        .simple_query(&format!(
+            "explain update salesforce.contact set title = 'Explained' where id = '{id}'"
+        ))
+        .await
+        .expect("EXPLAIN of a write");
+    assert!(
+        plan.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))),
+        "EXPLAIN returns its plan"
+    );
+    assert_eq!(title(&id), before);
+    // What would execute a write past write-through is refused, clearly.
+    for (sql, says) in [
+        (
+            format!(
+                "explain analyze update salesforce.contact set title = 'Analyzed' where id = '{id}'"
+            ),
+            "EXPLAIN ANALYZE",
+        ),
+        (
+            format!(
+                "copy (update salesforce.contact set title = 'Copied' where id = '{id}' returning id) to stdout"
+            ),
+            "COPY",
+        ),
+        (
+            "prepare later as update salesforce.contact set title = 'Prepared' where id = $1"
+                .to_string(),
+            "PREPARE",
+        ),
+    ] {
+        let err = expect_err(proxy.batch_execute(&sql).await, &sql);
+        assert_eq!(db_error(&err).code().code(), "0A000", "{sql}: {err:?}");
+        assert!(db_error(&err).message().contains(says), "{sql}: {err:?}");
+        assert_eq!(title(&id), before, "{sql}");
+    }
+    // A Unicode-escaped name is the same table, written through.
+    let n = proxy
+        .execute(
+            r#"update U&"\0073alesforce".contact set title = 'Escaped' where id = $1"#,
+            &[&id],
+        )
+        .await
+        .expect("a write naming the table with U& escapes");
+    assert_eq!(n, 1);
+    assert_eq!(title(&id), "Escaped");
+    // Bytes that are not UTF-8 are refused, not turned into U+FFFD and sent.
+    let mut script = b"update salesforce.contact set title = 'Bad ".to_vec();
+    script.extend_from_slice(b"\xff\xfe");
+    script.extend_from_slice(format!("' where id = '{id}';\n").as_bytes());
+    let out = {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(psql())
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "VERBOSITY=verbose",
+                "-d",
+                &t.proxy_url,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&script).await.unwrap();
+        drop(stdin);
+        child.wait_with_output().await.unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("22021"), "invalid UTF-8 refused: {err}");
+    assert_eq!(title(&id), "Escaped");
+
+    // A search_path that puts the session's own functions, operators and
+    // types first: Sequin's statements run none of them.
+    let role = AppRole::create(
+        &t,
+        "sequin_pathological",
+        &format!(
+            "grant usage on schema salesforce to {{role}};
+             grant select, insert, update, delete on all tables in schema salesforce to {{role}};
+             grant create on database \"{}\" to {{role}};",
+            t.db.name
+        ),
+    )
+    .await;
+    let app = connect_when_up(&role.url(&t.proxy_url)).await;
+    app.batch_execute(
+        "create schema evil;
+         create function evil.boom() returns boolean language plpgsql as $$
+             begin raise exception 'a function of the session ran in a statement of Sequin''s'; end $$;
+         create function evil.now() returns timestamptz language sql as 'select case when evil.boom() then pg_catalog.now() end';
+         create function evil.jsonb_array_elements(j jsonb) returns setof jsonb language sql
+             as 'select x from pg_catalog.jsonb_array_elements(j) x where evil.boom()';
+         create function evil.jsonb_array_elements_text(j jsonb) returns setof text language sql
+             as 'select x from pg_catalog.jsonb_array_elements_text(j) x where evil.boom()';
+         create function evil.jsonb_populate_record(r anyelement, j jsonb) returns anyelement language sql
+             as 'select pg_catalog.jsonb_populate_record(r, j) where evil.boom()';
+         create function evil.texteq(a text, b text) returns boolean language sql
+             as 'select evil.boom()';
+         create operator evil.= (leftarg = text, rightarg = text, function = evil.texteq);
+         create domain evil.text as pg_catalog.text check (evil.boom());
+         create domain evil.int8 as pg_catalog.int8 check (evil.boom());
+         set search_path = evil, pg_catalog, salesforce;",
+    )
+    .await
+    .unwrap();
+    let created: String = app
+        .query_one(
+            "insert into contact (last_name, title) values ('Pathological', 'Path') returning id",
+            &[],
+        )
+        .await
+        .expect("an insert with a hostile search_path")
+        .get(0);
+    assert_eq!(
+        sf.get("Contact", &created).unwrap()["LastName"],
+        "Pathological"
+    );
+    let n = app
+        .execute(
+            "update contact set title = 'Still fine' where id operator(pg_catalog.=) $1",
+            &[&created],
+        )
+        .await
+        .expect("an update with a hostile search_path");
+    assert_eq!(n, 1);
+    assert_eq!(title(&created), "Still fine");
+    let gone: Vec<tokio_postgres::Row> = app
+        .query(
+            "delete from contact where id operator(pg_catalog.=) $1 returning last_name",
+            &[&created],
+        )
+        .await
+        .expect("a delete with a hostile search_path");
+    assert_eq!(gone.len(), 1);
+    assert!(sf.get("Contact", &created).is_none());
+    drop(app);
+    t.finish().await;
+}
+
+/// Issue #10, item 4: a migration that must change a table a client's open
+/// write-through transaction holds, and a second `sequin run` starting,
+/// stall nobody: other clients' write-throughs go on, the migration waits
+/// (retrying under a short lock_timeout) and finishes once the transaction
+/// ends, and the second process then serves writes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_waits_for_open_transactions_and_stalls_no_one() {
+    use sequin_sim::stripe::Kind;
+    let t = Setup::start(Api::Stripe, 5, "write_migrate_wait", |sim| {
+        stripe_connection(sim, "customer, product")
+    })
+    .await;
+    t.wait_objects_live("stripe", &["customer", "product"])
+        .await;
+    let stripe = t.sim.stripe();
+    let customers = stripe.ids(Kind::Customer);
+    let products = stripe.ids(Kind::Product);
+    // Work for the migration on a table the open transaction has read: a
+    // trigger missing, as after an upgrade that changes them.
+    t.pg.batch_execute("drop trigger sequin_capture_delete on stripe.product")
+        .await
+        .unwrap();
+    let holder = t.proxy_client().await;
+    holder.batch_execute("begin").await.unwrap();
+    holder
+        .execute(
+            "update stripe.customer set name = 'Held' where id = $1",
+            &[&customers[0]],
+        )
+        .await
+        .expect("a write-through in the open transaction");
+    holder
+        .query("select count(*) from stripe.product", &[])
+        .await
+        .unwrap();
+
+    let mut admin = sequin_runtime::store::connect(&t.db.url).await.unwrap();
+    let connector = sequin_runtime::registry::get("stripe").unwrap();
+    let migration = tokio::spawn(async move {
+        sequin_runtime::store::migrate(&mut admin, &[("stripe", connector)]).await
+    });
+    // A second `sequin run` starts meanwhile.
+    let port = sequin_pgtemp::free_port().unwrap();
+    let second = sequin_e2e::Running::start(&format!(
+        "database_url: {db}\nproxy:\n  listen: 127.0.0.1:{port}\nconnections:\n{conn}",
+        db = t.db.url,
+        conn = stripe_connection(&t.sim, "customer, product"),
+    ));
+    let other = t.proxy_client().await;
+    for i in 1..4 {
+        let name = format!("Other {i}");
+        for (table, id) in [("customer", &customers[i]), ("product", &products[i])] {
+            let sql = format!("update stripe.{table} set name = $2 where id = $1");
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), other.execute(&sql, &[id, &name]))
+                    .await
+                    .unwrap_or_else(|_| panic!("{sql} is stalled by the migration"))
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            assert_eq!(n, 1);
+        }
+        assert_eq!(
+            stripe.get(Kind::Product, &products[i]).unwrap()["name"],
+            name.as_str()
+        );
+    }
+    assert!(
+        !migration.is_finished(),
+        "the migration waits for the open transaction"
+    );
+    holder.batch_execute("commit").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), migration)
+        .await
+        .expect("the migration finishes once the transaction ended")
+        .unwrap()
+        .expect("the migration succeeds");
+    let protected: bool =
+        t.pg.query_one("select sequin.protected('stripe.product')", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert!(protected, "the trigger is back");
+    // The second process serves write-through as well.
+    let through_second = connect_when_up(&proxy_url(&t.db.url, port)).await;
+    let n = through_second
+        .execute(
+            "update stripe.customer set name = 'Second' where id = $1",
+            &[&customers[4]],
+        )
+        .await
+        .expect("a write through the second process");
+    assert_eq!(n, 1);
+    assert_eq!(
+        stripe.get(Kind::Customer, &customers[4]).unwrap()["name"],
+        "Second"
+    );
+    assert!(!second.finished(), "the second process runs");
+    second
+        .stop()
+        .await
+        .expect("the second process stops cleanly");
+    t.finish().await;
+}

@@ -689,6 +689,12 @@ fn check(node: &Node, value: &Value, param: &str) -> Result<Value, StripeError> 
                 }
                 Ok(Value::Array(out))
             }
+            // An empty value unsets a list, which leaves it empty: Stripe's
+            // convention for form-encoded bodies ("set it to null and the
+            // library converts that into an empty string, which will cause
+            // Stripe to set it to an empty list", stripe-node#337; the same
+            // for `spending_controls[blocked_categories]=`, stripe-python#802).
+            Value::String(s) if s.is_empty() => Ok(Value::Array(Vec::new())),
             _ => Err(StripeError::invalid(param, "Invalid array")),
         },
         "any" => {

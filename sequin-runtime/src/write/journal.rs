@@ -305,7 +305,11 @@ pub async fn settle(
                         )),
                     ),
                     Some(t) => {
-                        compensate(j, &t, &op, api_id.as_deref().unwrap_or_default(), &undo).await
+                        let settled =
+                            compensate(j, &t, &op, api_id.as_deref().unwrap_or_default(), &undo)
+                                .await;
+                        t.client.metrics().compensation(&connection, settled.0);
+                        settled
                     }
                 }
             }

@@ -49,6 +49,8 @@ pub(crate) type CancelKeys = Arc<Mutex<HashMap<(i32, i32), CancelRequest>>>;
 
 /// Everything a session needs from the proxy.
 pub(crate) struct SessionEnv {
+    /// The proxy's counters (statements are counted here).
+    pub stats: Arc<crate::server::ProxyStats>,
     pub upstream: Upstream,
     pub classifier: Arc<Classifier>,
     pub interceptor: Arc<dyn Interceptor>,
@@ -655,6 +657,14 @@ fn lossy(text: &std::borrow::Cow<'_, str>) -> bool {
 }
 
 impl Tracker<'_> {
+    /// Counts a statement forwarded as the client sent it.
+    fn passed(&self) {
+        self.env
+            .stats
+            .statements_passed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn refresh_snapshot(&mut self) {
         let synced = self.env.classifier.synced();
         let v = synced.version();
@@ -713,6 +723,7 @@ impl Tracker<'_> {
                     if let Some(i) = self.on_query(body) {
                         return (pos, Stop::Intercept(len, Box::new(i)));
                     }
+                    self.passed();
                 }
                 b'P' => self.on_parse(body),
                 b'B' => self.on_bind(body),
@@ -720,6 +731,7 @@ impl Tracker<'_> {
                     if let Some(i) = self.on_execute(body) {
                         return (pos, Stop::Intercept(len, Box::new(i)));
                     }
+                    self.passed();
                 }
                 b'C' => self.on_close(body),
                 b'X' => return (pos, Stop::Terminate(len)),
@@ -1030,6 +1042,7 @@ impl ClientToServer<'_> {
             // The server skips this Execute anyway (an earlier message of the
             // pipeline failed): nothing to intercept.
             let _ = back.send(side);
+            self.track.passed();
             return self.forward_message(prefix, &msg).await;
         }
         let result = self
@@ -1085,9 +1098,16 @@ impl ClientToServer<'_> {
             let early = std::mem::take(&mut ctx.early);
             write_client(ctx.client_write, &early).await?;
             let unsent = std::mem::take(&mut ctx.unsent);
+            self.track.passed();
             return self.forward_message(unsent, msg).await;
         }
-        match outcome.map_err(SessionError::Intercept)? {
+        let outcome = outcome.map_err(SessionError::Intercept)?;
+        let handled = match &outcome {
+            Outcome::PassThrough => &self.env.stats.statements_passed,
+            Outcome::Respond(_) => &self.env.stats.statements_intercepted,
+        };
+        handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
             Outcome::PassThrough => {
                 if ctx.ready.is_some() {
                     return Err(SessionError::Intercept(InjectError::NotAllowed(

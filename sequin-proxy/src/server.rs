@@ -76,11 +76,19 @@ pub enum ProxyError {
     Tls(#[from] TlsError),
 }
 
-/// Counters for operators and tests.
+/// Counters for operators and tests: the seam a metrics exporter reads
+/// (the proxy itself exports nothing).
 #[derive(Debug, Default)]
 pub struct ProxyStats {
+    /// Client sessions open now.
     pub active_sessions: AtomicUsize,
+    /// Client sessions accepted.
     pub sessions_total: AtomicU64,
+    /// Statements (Query and Execute messages) the interceptor answered.
+    pub statements_intercepted: AtomicU64,
+    /// Statements forwarded to the server as the client sent them: those
+    /// that write no synced table, and those the interceptor gave back.
+    pub statements_passed: AtomicU64,
 }
 
 /// A bound proxy, not yet serving.
@@ -111,7 +119,9 @@ impl Proxy {
             addr: config.listen,
             source,
         })?;
+        let stats = Arc::new(ProxyStats::default());
         let env = Arc::new(SessionEnv {
+            stats: stats.clone(),
             upstream: config.upstream,
             classifier: Arc::new(Classifier::new(config.synced.clone())),
             interceptor,
@@ -125,7 +135,7 @@ impl Proxy {
             local_addr,
             env,
             synced: config.synced,
-            stats: Arc::default(),
+            stats,
             worker_threads: config.worker_threads,
         })
     }

@@ -200,6 +200,17 @@ async fn setup() -> (
     (cluster, db, recorder, proxy)
 }
 
+/// Statements the proxy counted as answered by the interceptor, and as
+/// passed through.
+fn handled(proxy: &sequin_proxy::ProxyHandle) -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = proxy.stats();
+    (
+        stats.statements_intercepted.load(Relaxed),
+        stats.statements_passed.load(Relaxed),
+    )
+}
+
 async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
     client
         .query_one(&format!("select count(*) from {table}"), &[])
@@ -267,6 +278,10 @@ async fn simple_and_extended_writes_reach_the_interceptor_and_pass_through() {
         [Some("c2".to_string()), Some("b@example.com".to_string())],
         "the interceptor sees the Bind parameters"
     );
+    // Counted for metrics: the recorder passed its three back, and the four
+    // other statements never reached it.
+    let (intercepted, passed) = handled(&proxy);
+    assert_eq!((intercepted, passed), (0, 7));
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -372,6 +387,9 @@ async fn synthesized_rows_and_errors_reach_the_client() {
     // The session is intact after synthesized errors, in both protocols.
     let one: i32 = client.query_one("select 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+    // Two answered with rows, two with errors; the count and `select 1`
+    // passed through.
+    assert_eq!(handled(&proxy), (4, 2));
 
     // An injected statement that fails: the interceptor reports it; the
     // session recovers (simple protocol: the proxy syncs).

@@ -27,6 +27,34 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     /// API accounts to sync; each gets its own Postgres schema.
     pub connections: Vec<ConnectionConfig>,
+    /// The HTTP endpoint of `/metrics`, `/healthz` and `/readyz` (optional:
+    /// without it there is none).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where the metrics endpoint listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to listen on (an IP address: the endpoint binds to it).
+    #[serde(deserialize_with = "metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn metrics_listen<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::net::SocketAddr, D::Error> {
+    // Any scalar: a bare port (`9464`) is a YAML number.
+    let s = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "metrics.listen `{s}` is not host:port; write an IP address and a port, e.g. 127.0.0.1:9464 (0.0.0.0:9464 for every interface)"
+        ))
+    })
 }
 
 /// Where the proxy listens.
@@ -479,6 +507,41 @@ mod tests {
             "{bad_object}"
         );
         assert!(!bad_object.contains('\n'));
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_and_port() {
+        let with_metrics = |listen: &str| {
+            Config::parse(
+                "s.yaml",
+                &format!("{GOOD}metrics:\n  listen: {listen}\n"),
+                &env,
+            )
+        };
+        assert_eq!(
+            with_metrics("127.0.0.1:9464")
+                .unwrap()
+                .metrics
+                .unwrap()
+                .listen,
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            with_metrics("9464").unwrap_err().to_string(),
+            "s.yaml:12:11: metrics.listen `9464` is not host:port; write an IP address and a port, e.g. 127.0.0.1:9464 (0.0.0.0:9464 for every interface)"
+        );
+        assert!(
+            with_metrics("localhost")
+                .unwrap_err()
+                .to_string()
+                .contains("metrics.listen `localhost` is not host:port")
+        );
+        assert!(
+            Config::parse("s.yaml", GOOD, &env)
+                .unwrap()
+                .metrics
+                .is_none()
+        );
     }
 
     #[test]

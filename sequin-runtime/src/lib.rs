@@ -8,7 +8,13 @@
 //! - [`store`]: Postgres (migrations, COPY + upsert, sync state); its
 //!   sessions speak TLS through [`tls`] (libpq's `sslmode` meanings).
 //! - [`serve`]: `sequin proxy`, the Postgres proxy (crate `sequin-proxy`).
-//! - [`status`]: `sequin status`.
+//! - [`process`]: one `sequin sync`/`proxy`/`run` process: its halves and
+//!   the endpoint [`health`] serves on `metrics.listen` (`/metrics`,
+//!   `/healthz`, `/readyz`).
+//! - [`metrics`]: the process's Prometheus metrics, counted by `api`,
+//!   `sync`, `write` and `serve` with one call each.
+//! - [`status`]: `sequin status`, from the views `sequin.status` and
+//!   `sequin.write_status`.
 //! - [`registry`]: the compiled-in connectors as models, and their DDL.
 //! - [`connectors`]: generated from `connectors/*.yaml` by `cargo xtask gen`
 //!   (typed records, descriptors, DDL); never edited by hand.
@@ -19,6 +25,9 @@ pub mod api;
 pub mod config;
 pub mod connectors;
 pub mod guard;
+pub mod health;
+pub mod metrics;
+pub mod process;
 pub mod registry;
 pub mod serve;
 pub mod status;

@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use sequin_runtime::config::Config;
-use sequin_runtime::{registry, serve, status, store, sync};
+use sequin_runtime::process::{self, Halves};
+use sequin_runtime::{registry, status, store, sync};
 
 #[derive(Parser)]
 #[command(
@@ -163,22 +164,13 @@ async fn run(cli: Cli) -> Result<()> {
             println!("migrated: sequin schema and {} connection(s)", conns.len());
         }
         Command::Sync { once } => {
-            let rx = stop_on_ctrl_c();
-            sync::run(&config, sync::Options { once }, rx)
-                .await
-                .context("sync stopped")?;
+            process::run(&config, Halves::Sync { once }, stop_on_ctrl_c()).await?;
         }
         Command::Proxy => {
-            serve::proxy(&config, stop_on_ctrl_c()).await?;
+            process::run(&config, Halves::Proxy, stop_on_ctrl_c()).await?;
         }
         Command::Run => {
-            let rx = stop_on_ctrl_c();
-            let (synced, proxied) = tokio::join!(
-                sync::run(&config, sync::Options::default(), rx.clone()),
-                serve::proxy(&config, rx)
-            );
-            proxied?;
-            synced.context("sync stopped")?;
+            process::run(&config, Halves::Both, stop_on_ctrl_c()).await?;
         }
         Command::Status => {
             let client = store::connect(&url).await?;

@@ -18,6 +18,7 @@ use sequin_proxy::{
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::metrics::{Metrics, Part, PartState};
 use crate::store::StoreError;
 use crate::write::{self, WriteThrough};
 
@@ -126,9 +127,16 @@ const CATALOG_EVERY: Duration = Duration::from_secs(60);
 /// How often the journal's reconciler looks for transactions that ended.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs the proxy, with write-through, until `shutdown` turns true.
-pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
+/// Runs the proxy, with write-through, until `shutdown` turns true. Its
+/// counters and write-through's go to `metrics`, which also learns when the
+/// proxy listens (`/readyz`).
+pub async fn proxy(
+    config: &Config,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     let p = config.proxy.as_ref().ok_or(ServeError::NoProxy)?;
+    metrics.part(Part::Proxy, PartState::Starting);
     let listen: SocketAddr = p
         .listen
         .parse()
@@ -175,7 +183,7 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
     let mut db = None;
     refresh_synced(&synced, &mut db, &url, &schemas).await;
     pc.synced = synced.clone();
-    let writes = WriteThrough::new(config).await?;
+    let writes = WriteThrough::new(config, metrics).await?;
     // This process's key opens the guard for its journal sessions (which
     // write compensations); clients' statements write under grants.
     let registration = crate::guard::Registration::start(&url, &admin)
@@ -196,6 +204,8 @@ pub async fn proxy(config: &Config, mut shutdown: watch::Receiver<bool>) -> Resu
             source,
         })?;
     tracing::info!(listen = %proxy.local_addr(), "proxy listening");
+    metrics.watch_proxy(proxy.stats());
+    metrics.part(Part::Proxy, PartState::Started);
     let handle = proxy.spawn();
     let mut ticks = 0u64;
     loop {

@@ -1,7 +1,8 @@
 //! `sequin status`: per connection and object, phase, rows, last poll, lag
-//! and last error, read from the `sequin` schema. A backfill whose API
-//! gave a record count shows how far it is (`backfilling 42%`). Below it,
-//! write-through's journal: API effects per connection by outcome.
+//! and last error; below it, write-through's journal: API effects per
+//! connection by outcome. Both are read from the views `sequin.status` and
+//! `sequin.write_status` (migration 0007), which applications and
+//! dashboards query too: one definition of what the status is.
 
 use std::fmt::Write as _;
 
@@ -17,75 +18,47 @@ pub struct ObjectStatus {
     /// `live`, `backfilling`, or `backfilling 42%` when the API gave the
     /// listing's size.
     pub phase: String,
-    pub rows: i64,
+    /// Rows in the table; `None` when it could not be counted.
+    pub rows: Option<i64>,
     pub seconds_since_poll: Option<f64>,
     pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
 }
 
-/// Reads the status of every object.
+/// Reads the status of every object (`sequin.status`).
 pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
     let rows = client
         .query(
-            "SELECT s.connection, s.object, s.phase, s.rows_synced,
-                    extract(epoch FROM now() - s.last_poll_at)::float8,
-                    extract(epoch FROM now() - s.last_success_at)::float8,
-                    s.last_error, s.backfill_total
-               FROM sequin.sync_state s
-              ORDER BY s.connection, s.object",
+            "SELECT connection, object, phase, backfill_percent, rows, seconds_since_poll,
+                    lag_seconds, last_error
+               FROM sequin.status
+              ORDER BY connection, object",
             &[],
         )
         .await
         .map_err(|source| StoreError::Db {
-            context: "reading sync status (has `sequin migrate` run?)".into(),
+            context: "reading sequin.status (has `sequin migrate` run?)".into(),
             source,
         })?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let connection: String = r.get(0);
-        let object: String = r.get(1);
-        // Rows in the table now (not the number of upserts so far);
-        // pseudo-objects such as the events feed have no table.
-        let count = if object.starts_with('_') {
-            r.get(3)
-        } else {
-            let sql = format!(
-                "SELECT count(*) FROM {}.{}",
-                sequin_spec::naming::quote_ident(&connection),
-                sequin_spec::naming::quote_ident(&object)
-            );
-            client
-                .query_one(&sql, &[])
-                .await
-                .map(|c| c.get(0))
-                .unwrap_or(-1)
-        };
-        let phase: String = r.get(2);
-        let total: Option<i64> = r.get(7);
-        out.push(ObjectStatus {
-            phase: phase_text(&phase, count, total),
-            connection,
-            object,
-            rows: count,
-            seconds_since_poll: r.get(4),
-            lag_seconds: r.get(5),
-            last_error: r.get(6),
-        });
-    }
-    Ok(out)
+    Ok(rows
+        .iter()
+        .map(|r| ObjectStatus {
+            connection: r.get(0),
+            object: r.get(1),
+            phase: phase_text(r.get(2), r.get(3)),
+            rows: r.get(4),
+            seconds_since_poll: r.get(5),
+            lag_seconds: r.get(6),
+            last_error: r.get(7),
+        })
+        .collect())
 }
 
-/// The phase as shown: a backfill with a known total says how far it is,
-/// from the rows in the table (which include those of a resumed run). It
-/// stays below 100% until the last batch is committed and the phase is
-/// `live`: records created meanwhile can make the table reach the count
-/// the API gave at the start before the listing ends.
-fn phase_text(phase: &str, rows: i64, total: Option<i64>) -> String {
-    match (
-        phase,
-        total.and_then(|t| crate::sync::progress::percent(rows, t)),
-    ) {
-        ("backfilling", Some(p)) => format!("backfilling {}%", p.min(99)),
+/// The phase as shown: a backfill with a known total says how far it is
+/// (`sequin.backfill_percent`).
+fn phase_text(phase: &str, percent: Option<i32>) -> String {
+    match (phase, percent) {
+        ("backfilling", Some(p)) => format!("backfilling {p}%"),
         _ => phase.to_string(),
     }
 }
@@ -116,7 +89,7 @@ pub fn render(items: &[ObjectStatus]) -> String {
             s.connection.clone(),
             s.object.clone(),
             s.phase.clone(),
-            s.rows.to_string(),
+            s.rows.map_or_else(|| "-".into(), |n| n.to_string()),
             ago(s.seconds_since_poll),
             s.lag_seconds
                 .map(|l| format!("{l:.1}s"))
@@ -151,53 +124,94 @@ pub fn render(items: &[ObjectStatus]) -> String {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteStatus {
     pub connection: String,
-    /// Transaction still open.
+    /// Transaction still open (`intent`, `applied`).
     pub pending: i64,
     pub committed: i64,
     /// Undone at the API after a rollback.
     pub compensated: i64,
     /// Deletes whose transaction rolled back (the local row was removed).
     pub irreversible: i64,
-    /// Undoing failed, was not done because another writer changed the
-    /// record meanwhile (`conflict`), or the outcome is unknown.
+    /// Undoing failed, would have overwritten another change, or the
+    /// outcome is unknown.
     pub failed: i64,
     pub last_failure: Option<String>,
 }
 
-/// Reads the journal's counts per connection (none before write-through
-/// was ever used).
-pub async fn read_writes(client: &Client) -> Result<Vec<WriteStatus>, StoreError> {
+/// One row of `sequin.write_status`: a connection's journal entries in one
+/// state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalCount {
+    pub connection: String,
+    pub state: String,
+    pub entries: i64,
+    /// When the latest of them was settled (or made, if none is).
+    pub last_at: chrono::DateTime<chrono::Utc>,
+    /// The latest error among them.
+    pub last_error: Option<String>,
+}
+
+/// Reads `sequin.write_status` (nothing before write-through was ever
+/// used).
+pub async fn read_journal(client: &Client) -> Result<Vec<JournalCount>, StoreError> {
     let rows = client
         .query(
-            "SELECT connection,
-                    count(*) FILTER (WHERE state IN ('intent', 'applied')),
-                    count(*) FILTER (WHERE state = 'committed'),
-                    count(*) FILTER (WHERE state = 'compensated'),
-                    count(*) FILTER (WHERE state = 'irreversible'),
-                    count(*) FILTER (WHERE state IN ('compensation_failed', 'unknown', 'conflict')),
-                    (array_agg(error ORDER BY resolved_at DESC)
-                       FILTER (WHERE state IN ('compensation_failed', 'unknown', 'conflict')))[1]
-               FROM sequin.write_journal
-              GROUP BY connection ORDER BY connection",
+            "SELECT connection, state, entries, last_at, last_error FROM sequin.write_status
+              ORDER BY connection, state",
             &[],
         )
         .await
         .map_err(|source| StoreError::Db {
-            context: "reading the write journal".into(),
+            context: "reading sequin.write_status".into(),
             source,
         })?;
     Ok(rows
         .iter()
-        .map(|r| WriteStatus {
+        .map(|r| JournalCount {
             connection: r.get(0),
-            pending: r.get(1),
-            committed: r.get(2),
-            compensated: r.get(3),
-            irreversible: r.get(4),
-            failed: r.get(5),
-            last_failure: r.get(6),
+            state: r.get(1),
+            entries: r.get(2),
+            last_at: r.get(3),
+            last_error: r.get(4),
         })
         .collect())
+}
+
+/// The journal's counts per connection, grouped as `sequin status` shows
+/// them.
+pub async fn read_writes(client: &Client) -> Result<Vec<WriteStatus>, StoreError> {
+    Ok(group_writes(&read_journal(client).await?))
+}
+
+/// Groups journal states per connection (`counts` ordered by connection).
+/// A refused write (`rejected`) had no effect and is not shown.
+fn group_writes(counts: &[JournalCount]) -> Vec<WriteStatus> {
+    let mut out: Vec<WriteStatus> = Vec::new();
+    let mut last_failure_at = None;
+    for c in counts {
+        if out.last().is_none_or(|w| w.connection != c.connection) {
+            out.push(WriteStatus {
+                connection: c.connection.clone(),
+                ..Default::default()
+            });
+            last_failure_at = None;
+        }
+        let w = out.last_mut().expect("pushed above");
+        match c.state.as_str() {
+            "intent" | "applied" => w.pending += c.entries,
+            "committed" => w.committed += c.entries,
+            "compensated" => w.compensated += c.entries,
+            "irreversible" => w.irreversible += c.entries,
+            "compensation_failed" | "conflict" | "unknown" => {
+                w.failed += c.entries;
+                if c.last_error.is_some() && last_failure_at.is_none_or(|t| t < c.last_at) {
+                    w.last_failure = c.last_error.clone();
+                    last_failure_at = Some(c.last_at);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Renders the journal counts; empty when there are none.
@@ -232,25 +246,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backfill_percentages() {
+    fn phases() {
+        assert_eq!(phase_text("backfilling", Some(42)), "backfilling 42%");
+        assert_eq!(phase_text("backfilling", None), "backfilling");
+        assert_eq!(phase_text("live", None), "live");
+    }
+
+    #[test]
+    fn journal_states_grouped() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        let count =
+            |connection: &str, state: &str, entries: i64, err: Option<&str>, t: i64| JournalCount {
+                connection: connection.into(),
+                state: state.into(),
+                entries,
+                last_at: at(t),
+                last_error: err.map(String::from),
+            };
+        let grouped = group_writes(&[
+            count("hubspot", "committed", 3, None, 1),
+            count("stripe", "applied", 1, None, 1),
+            count(
+                "stripe",
+                "compensation_failed",
+                2,
+                Some("[Stripe]: gone"),
+                5,
+            ),
+            count(
+                "stripe",
+                "conflict",
+                1,
+                Some("[Stripe]: changed meanwhile"),
+                3,
+            ),
+            count("stripe", "intent", 1, None, 1),
+            count("stripe", "rejected", 5, Some("[Stripe]: invalid"), 9),
+            count("stripe", "unknown", 1, None, 1),
+        ]);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].committed, 3);
         assert_eq!(
-            phase_text("backfilling", 4200, Some(10_000)),
-            "backfilling 42%"
+            grouped[1],
+            WriteStatus {
+                connection: "stripe".into(),
+                pending: 2,
+                failed: 4,
+                last_failure: Some("[Stripe]: gone".into()),
+                ..Default::default()
+            }
         );
-        assert_eq!(phase_text("backfilling", 0, Some(10_000)), "backfilling 0%");
-        assert_eq!(
-            phase_text("backfilling", 10_000, Some(10_000)),
-            "backfilling 99%"
-        );
-        assert_eq!(
-            phase_text("backfilling", 12_000, Some(10_000)),
-            "backfilling 99%"
-        );
-        assert_eq!(phase_text("backfilling", 4200, None), "backfilling");
-        assert_eq!(phase_text("backfilling", 4200, Some(0)), "backfilling");
-        // A table that cannot be counted (-1) is not a negative percentage.
-        assert_eq!(phase_text("backfilling", -1, Some(100)), "backfilling 0%");
-        assert_eq!(phase_text("live", 10_000, Some(10_000)), "live");
     }
 
     #[test]
@@ -280,7 +325,7 @@ mod tests {
             connection: "stripe".into(),
             object: "customer".into(),
             phase: "live".into(),
-            rows: 1000,
+            rows: Some(1000),
             seconds_since_poll: Some(0.5),
             lag_seconds: Some(0.5),
             last_error: None,

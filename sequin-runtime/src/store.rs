@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/0004_journal_retention.sql")),
     (5, include_str!("../migrations/0005_release.sql")),
     (6, include_str!("../migrations/0006_grants.sql")),
+    (7, include_str!("../migrations/0007_status.sql")),
 ];
 
 /// Errors of the store layer.

@@ -1,8 +1,8 @@
 //! Bad input to the real `sequin` binary: an unknown connector, a missing
-//! credential variable, an unreachable database, malformed YAML and a
-//! revoked API token each end the process with a non-zero exit and ONE line
-//! on stderr (apart from log lines) that names the fix, and nothing already
-//! synced is lost.
+//! credential variable, an unreachable database, malformed YAML, a revoked
+//! API token, TLS mistakes and a bad or busy `metrics.listen` each end the
+//! process with a non-zero exit and ONE line on stderr (apart from log
+//! lines) that names the fix, and nothing already synced is lost.
 //!
 //! It lives in `sequin-runtime/tests` (not `tests/e2e`) because only this
 //! package's tests get the built binary (`CARGO_BIN_EXE_sequin`).
@@ -598,4 +598,62 @@ async fn tls_mistakes_fail_with_one_line_naming_the_parameter() {
         out.stderr
     );
     assert!(out.stdout.contains("migrated"), "{}", out.stdout);
+}
+
+/// `metrics.listen` that is not host:port fails when the config loads, and
+/// a port already in use fails before any work (no migration, no sync), in
+/// `sync` and `run` alike: one line naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_mistakes_fail_with_one_line_naming_the_key() {
+    let db = sequin_pgtemp::Database::create("bad_input_metrics").unwrap();
+    let scratch = Scratch::new("bad-input-metrics");
+    // No API is needed: nothing gets that far.
+    let base = stripe_config(&db.url, "http://127.0.0.1:9", "sk_test_unused");
+
+    let path = scratch.write(
+        "port_only.yaml",
+        &format!("{base}metrics:\n  listen: 9464\n"),
+    );
+    failing_sync(
+        "metrics.listen without a host",
+        &path,
+        &[],
+        &[
+            "port_only.yaml:10:11:",
+            "metrics.listen `9464` is not host:port",
+            "e.g. 127.0.0.1:9464",
+        ],
+    );
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let path = scratch.write(
+        "busy.yaml",
+        &format!("{base}metrics:\n  listen: 127.0.0.1:{port}\n"),
+    );
+    let needles = [
+        &format!("metrics.listen 127.0.0.1:{port}: cannot listen there") as &str,
+        "in use",
+        "set metrics.listen to a free one",
+    ];
+    failing_sync("metrics port in use (sync)", &path, &[], &needles);
+    let proxy_port = sequin_pgtemp::free_port().unwrap();
+    let path = scratch.write(
+        "busy_run.yaml",
+        &format!(
+            "{base}proxy:\n  listen: 127.0.0.1:{proxy_port}\nmetrics:\n  listen: 127.0.0.1:{port}\n"
+        ),
+    );
+    let out = run(&path, &["run"], &[], FAIL_WITHIN);
+    assert_one_line_failure("metrics port in use (run)", &out, &needles);
+
+    // Before any work: the database was not even migrated.
+    let pgc = pg(&db.url).await;
+    let migrated: bool = pgc
+        .query_one("SELECT to_regclass('sequin.sync_state') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!migrated, "nothing ran before the port was refused");
+    drop(busy);
 }

@@ -188,6 +188,16 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct Permit {
     budget: Arc<Budget>,
+    /// How long the request waited for the slot, if it had to.
+    waited: Option<Duration>,
+}
+
+impl Permit {
+    /// How long the request was held back for its slot (`None`: a slot was
+    /// free at once).
+    pub fn waited(&self) -> Option<Duration> {
+        self.waited
+    }
 }
 
 impl Drop for Permit {
@@ -214,6 +224,8 @@ impl Budget {
 
     /// Waits until a request of `priority` may be sent.
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Permit {
+        let asked = Instant::now();
+        let mut waited = false;
         loop {
             // Registered before looking, so a release in between is not missed.
             let mut notified = pin!(self.notify.notified());
@@ -223,6 +235,7 @@ impl Budget {
                 Ok(()) => {
                     return Permit {
                         budget: self.clone(),
+                        waited: waited.then(|| asked.elapsed()),
                     };
                 }
                 Err(Wait::Until(t)) => {
@@ -233,6 +246,7 @@ impl Budget {
                 }
                 Err(Wait::Release) => notified.await,
             }
+            waited = true;
         }
     }
 
@@ -250,6 +264,11 @@ impl Budget {
             .paused_until
             .filter(|p| *p > now)
             .map(|p| p - now)
+    }
+
+    /// Requests the window allows (writes may use all of them).
+    pub fn capacity(&self) -> u32 {
+        self.lock().capacity
     }
 
     /// Slots in use now (in flight or cooling down), for metrics.

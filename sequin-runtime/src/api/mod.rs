@@ -19,7 +19,9 @@
 //!
 //! Every attempt runs in a `tracing` span `api_request` with the connector,
 //! connection, method, the path *template* (never the URL, whose query may
-//! hold a key), attempt number, status and elapsed milliseconds.
+//! hold a key), attempt number, status and elapsed milliseconds, and is
+//! counted in the process's [`Metrics`] by [`Purpose`] and status class, as
+//! are waits for the rate limit.
 
 // An ApiError carries everything a Postgres ErrorResponse needs (about 160
 // bytes); errors are rare next to successful calls, so returning it by value
@@ -58,6 +60,8 @@ pub use template::Vars;
 
 use auth::Applied;
 
+use crate::metrics::{BudgetLevel, Metrics, Purpose, WaitReason};
+
 /// How to build a [`Client`] for one connection.
 #[derive(Clone, Debug, Default)]
 pub struct ClientConfig {
@@ -81,6 +85,9 @@ pub struct ClientConfig {
     /// Shared budgets; clients of one account must get the same registry.
     /// `None`: a budget of this client (and its clones) alone.
     pub budgets: Option<Budgets>,
+    /// Where requests and rate-limit waits are counted, and the budget's
+    /// level is read from.
+    pub metrics: Metrics,
 }
 
 impl ClientConfig {
@@ -185,6 +192,8 @@ pub fn write_body(connector: &Connector, endpoint: &Endpoint, object: Map<String
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// What this clone's reads are for (writes count as [`Purpose::Write`]).
+    purpose: Purpose,
 }
 
 struct Inner {
@@ -199,6 +208,7 @@ struct Inner {
     retry: RetryPolicy,
     /// Configured credentials, scrubbed from every error.
     secrets: Vec<String>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Client {
@@ -404,6 +414,16 @@ impl Client {
             None => Budget::new(limit),
         }
         .ok_or_else(|| config_error(format!("rate_limit.per `{}` is not a duration", limit.per)))?;
+        let watched = budget.clone();
+        config
+            .metrics
+            .watch_budget(&config.connection, move || BudgetLevel {
+                capacity: watched.capacity(),
+                available: match watched.paused_for() {
+                    Some(_) => 0,
+                    None => watched.capacity().saturating_sub(watched.in_use()),
+                },
+            });
         let http = Http::new(config.retry.timeout);
         // Built once here so a client that cannot be built is a config error
         // now, not a failed request later.
@@ -429,8 +449,32 @@ impl Client {
                 http,
                 budget,
                 retry: config.retry,
+                metrics: config.metrics,
             }),
+            purpose: Purpose::default(),
         })
+    }
+
+    /// This client, counting its reads as made for `purpose`.
+    pub fn with_purpose(&self, purpose: Purpose) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            purpose,
+        }
+    }
+
+    /// The metrics this client counts in (write-through counts its
+    /// statements in them too).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// What a request of `priority` is for.
+    fn purpose(&self, priority: Priority) -> Purpose {
+        match priority {
+            Priority::Write => Purpose::Write,
+            Priority::Read => self.purpose,
+        }
     }
 
     /// The connector this client speaks for.
@@ -841,6 +885,14 @@ impl Client {
                 reason = %error.message,
                 "retrying API request"
             );
+            if error.kind == ErrorKind::RateLimited {
+                self.inner.metrics.rate_limit_wait(
+                    &self.inner.connection,
+                    call.priority == Priority::Write,
+                    WaitReason::Api,
+                    wait,
+                );
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -865,6 +917,14 @@ impl Client {
             elapsed_ms = tracing::field::Empty,
         );
         let permit = self.inner.budget.acquire(call.priority).await;
+        if let Some(waited) = permit.waited() {
+            self.inner.metrics.rate_limit_wait(
+                &self.inner.connection,
+                call.priority == Priority::Write,
+                WaitReason::Budget,
+                waited,
+            );
+        }
         let t0 = Instant::now();
         let outcome = async {
             let mut url = call.url.clone();
@@ -913,6 +973,19 @@ impl Client {
         drop(permit);
         let elapsed_ms = t0.elapsed().as_millis() as u64;
         span.record("elapsed_ms", elapsed_ms);
+        if let Some(status) = match &outcome {
+            Ok((status, _, _)) => Some(Some(*status)),
+            Err(ReqFailure::Transport(..)) => Some(None),
+            // Never sent.
+            Err(ReqFailure::Config(_)) => None,
+        } {
+            self.inner.metrics.api_request(
+                &self.inner.connection,
+                &connector.name,
+                self.purpose(call.priority),
+                status,
+            );
+        }
         let (status, headers, bytes) = match outcome {
             Ok(parts) => parts,
             Err(ReqFailure::Config(e)) => return Err(Failure::Fatal(e)),

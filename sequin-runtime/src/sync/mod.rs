@@ -31,6 +31,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, Client, ClientConfig, PageCursor, Priority, Vars};
 use crate::config::{Config, ConnectionConfig};
+use crate::metrics::{Metrics, Part, PartState, Purpose};
 use crate::registry::{self, Loaded};
 use crate::store::{self, Checkpoint, CopyBatch, Phase, Row, StoreError, Table, Writer};
 use plan::{ObjectPlan, discovered_column};
@@ -112,6 +113,9 @@ impl SyncError {
 pub struct Options {
     /// Backfill, do one incremental pass, and return.
     pub once: bool,
+    /// Where API requests are counted and each connection says whether it
+    /// has started (`/readyz`).
+    pub metrics: Metrics,
 }
 
 /// Records per transaction during backfill (several pages per commit).
@@ -162,6 +166,8 @@ pub async fn run(
         .map_err(store::db("registering this process's writer key"))?;
     let mut tasks = tokio::task::JoinSet::new();
     for conn in &config.connections {
+        opts.metrics
+            .part(Part::Connection(conn.name.clone()), PartState::Starting);
         let conn = conn.clone();
         let url = url.clone();
         let opts = opts.clone();
@@ -259,8 +265,13 @@ async fn run_connection(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let name = conn.name.clone();
+    let metrics = opts.metrics.clone();
     let result = run_connection_inner(url.clone(), conn, opts, shutdown).await;
     if let Err(e) = &result {
+        metrics.part(
+            Part::Connection(name.clone()),
+            PartState::Failed(e.to_string()),
+        );
         // Make a connection-level failure (bad credentials, unreachable API)
         // visible in `sequin status`, not only in the log.
         if let Ok(w) = Writer::connect(&url).await {
@@ -315,6 +326,7 @@ async fn run_connection_resilient(
 pub fn api_client(
     url: &str,
     conn: &ConnectionConfig,
+    metrics: &Metrics,
 ) -> Result<(Arc<Connector>, Client), SyncError> {
     static BUDGETS: std::sync::OnceLock<crate::api::Budgets> = std::sync::OnceLock::new();
     let loaded = registry::get(&conn.connector).expect("config is checked");
@@ -332,6 +344,7 @@ pub fn api_client(
     cc.params = conn.params.clone();
     cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
     cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
+    cc.metrics = metrics.clone();
     if let Some(t) = conn.request_timeout {
         cc.retry.timeout = t;
     }
@@ -380,7 +393,7 @@ async fn run_connection_inner(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let loaded = registry::get(&conn.connector).expect("config is checked");
-    let (spec, client) = api_client(&url, &conn)?;
+    let (spec, client) = api_client(&url, &conn, &opts.metrics)?;
     let ctx = Arc::new(Ctx {
         conn,
         spec: spec.clone(),
@@ -400,6 +413,9 @@ async fn run_connection_inner(
         w.state(&ctx.conn.name, &p.table.name).await?;
     }
     drop(w);
+    ctx.opts
+        .metrics
+        .part(Part::Connection(ctx.conn.name.clone()), PartState::Started);
     // The events feed cursor is captured before any backfill starts.
     let event_objects: Vec<ObjectPlan> = plans
         .iter()
@@ -604,6 +620,7 @@ async fn get_json(
 ) -> Result<Value, SyncError> {
     let resp = ctx
         .client
+        .with_purpose(Purpose::Discover)
         .send(Priority::Read, ep, vars, None, None)
         .await?;
     Ok(resp.json.unwrap_or(Value::Null))
@@ -926,7 +943,7 @@ async fn backfill(
     }
     let _fetcher = AbortOnDrop(tokio::spawn(fetch_batches(
         BatchSource {
-            client: ctx.client.clone(),
+            client: ctx.client.with_purpose(Purpose::Backfill),
             plan: plan.clone(),
             pagination: ctx.pagination_with_size(&plan.pagination),
             vars: ctx.vars(Some(plan)),

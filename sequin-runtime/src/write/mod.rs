@@ -111,6 +111,7 @@ pub fn without_parameters(mut e: ErrorResponse) -> ErrorResponse {
 struct Inner {
     url: String,
     catalog: Catalog,
+    metrics: crate::metrics::Metrics,
     /// Sequin's journal sessions, one per thread that runs client sessions:
     /// a session's journal write (and its grants) then stays on its own
     /// thread (a database connection's I/O task runs where it was opened),
@@ -156,11 +157,14 @@ impl WriteThrough {
     /// Builds the interceptor for every connection of `config`. Looking up
     /// the objects' run-time fields needs the APIs; a connection whose API
     /// cannot be reached now is looked up again later.
-    pub async fn new(config: &Config) -> Result<WriteThrough, crate::sync::SyncError> {
+    pub async fn new(
+        config: &Config,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<WriteThrough, crate::sync::SyncError> {
         let url = config.database_url.expose().to_string();
         let mut connections = Vec::new();
         for c in &config.connections {
-            let (spec, client) = crate::sync::api_client(&url, c)?;
+            let (spec, client) = crate::sync::api_client(&url, c, metrics)?;
             connections.push(Connection {
                 config: c.clone(),
                 spec,
@@ -170,6 +174,7 @@ impl WriteThrough {
         let w = WriteThrough {
             inner: Arc::new(Inner {
                 catalog: Catalog::new(url.clone(), connections),
+                metrics: metrics.clone(),
                 url,
                 journal: thread_local::ThreadLocal::new(),
                 shapes: std::sync::Mutex::new(HashMap::new()),
@@ -406,7 +411,11 @@ impl WriteThrough {
             writes[0].table.schema.clone(),
             writes[0].table.table.clone(),
         );
-        match self.write(ctx, st, sql_text, writes, ends_exchange).await {
+        let (written, times) =
+            crate::metrics::time_statement(self.write(ctx, st, sql_text, writes, ends_exchange))
+                .await;
+        crate::metrics::write_statement(&self.inner.metrics, &schema, &written, times);
+        match written {
             Ok(answer) => {
                 let session = ctx.local::<Session>();
                 session.last_capture = answer.last;
@@ -658,7 +667,7 @@ impl WriteThrough {
             )
             .into());
         }
-        let applied = apply::apply(table, ops, &keys).await;
+        let applied = crate::metrics::time_api(apply::apply(table, ops, &keys)).await;
         let outcomes = intents
             .iter()
             .filter_map(|(i, e)| {

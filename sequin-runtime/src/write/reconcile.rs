@@ -195,7 +195,11 @@ pub async fn settle(
                         p.connection, p.object
                     )),
                 ),
-                Some(t) => undo(j, &t, p, &mut claimed).await,
+                Some(t) => {
+                    let settled = undo(j, &t, p, &mut claimed).await;
+                    t.client.metrics().compensation(&p.connection, settled.0);
+                    settled
+                }
             },
             // Too old to know (or never assigned): say so rather than guess.
             _ => ("unknown", None),

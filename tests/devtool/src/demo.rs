@@ -241,7 +241,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("  {} '{proxied_url}'", psql.display());
     println!("  select id, email, name from stripe.customer order by created desc limit 5;");
     println!("  select first_name, last_name, email from salesforce.contact limit 5;");
-    println!("  select * from sequin.sync_state;");
+    println!("  select * from sequin.status;");
     println!(
         "  {} --config {} status",
         sequin.display(),

@@ -25,9 +25,12 @@ impl Running {
         let config =
             Config::parse("test.yaml", config_yaml, &|_| None).expect("test config is valid");
         let (stop, rx) = watch::channel(false);
+        // One process's metrics, shared by its halves as in `sequin run`.
+        let metrics = sequin_runtime::metrics::Metrics::new();
         let proxy = config.proxy.is_some().then(|| {
             let config = config.clone();
             let rx = rx.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 // The proxy reads the synced tables the migration creates.
                 let url = config.database_url.expose().to_string();
@@ -49,11 +52,14 @@ impl Running {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                sequin_runtime::serve::proxy(&config, rx).await
+                sequin_runtime::serve::proxy(&config, &metrics, rx).await
             })
         });
-        let task =
-            tokio::spawn(async move { sync::run(&config, sync::Options::default(), rx).await });
+        let options = sync::Options {
+            once: false,
+            metrics,
+        };
+        let task = tokio::spawn(async move { sync::run(&config, options, rx).await });
         Running { stop, task, proxy }
     }
 

@@ -396,6 +396,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts a stopped server again on its port.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.start_on(Some(self.port))
+    }
+
     /// Restarts the server on the same port (a server restart as clients see it).
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;

@@ -1,7 +1,10 @@
 //! Crash safety of the real `sequin` binary: `sequin sync` is SIGKILLed at
 //! random moments of a 50,000-customer Stripe backfill and restarted each
 //! time; the table must end exactly equal to the API (same ids, no
-//! duplicates, no gaps, same field values).
+//! duplicates, no gaps, same field values). And `sequin run` is SIGKILLed
+//! in the middle of write-through transactions: after restart and
+//! reconciliation no effect of a transaction that did not commit survives
+//! at the API, and every committed one does.
 //!
 //! It lives in `sequin-runtime/tests` (not `tests/e2e`) because only this
 //! package's tests get the built binary (`CARGO_BIN_EXE_sequin`).
@@ -20,7 +23,7 @@ use process_support::{Scratch, Sequin};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sequin_sim::stripe::Kind;
-use sequin_sim::{Api, SimConfig};
+use sequin_sim::{Api, Faults, SimConfig};
 use serde_json::Value;
 
 const CUSTOMERS: usize = 50_000;
@@ -307,4 +310,235 @@ async fn sigkill_at_random_points_of_a_50k_backfill_loses_nothing() {
         started.elapsed().as_secs_f64()
     );
     sim.shutdown().await;
+}
+
+/// Rounds of the write-through kill test.
+const WRITE_KILLS: usize = 10;
+/// Seed of its kill delays (printed, so a failure can be replayed).
+const WRITE_SEED: u64 = 0x5e9_0010;
+/// Added to every Stripe request: the kills land inside API calls.
+const API_LATENCY: Duration = Duration::from_millis(150);
+
+/// Issue #10, item 5: `sequin run` SIGKILLed at random points of multi-row
+/// writes inside transactions (creates and updates, each an API call of
+/// 150 ms). Every round first commits a transaction of its own (its
+/// effects must stay), then starts one that never commits and kills
+/// `sequin` while it runs. After a last restart and reconciliation, the
+/// API and Postgres are equal, nothing the uncommitted transactions
+/// created exists, and none of their updates is left at the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_write_through_transactions_leaves_no_uncommitted_effect() {
+    let db = sequin_pgtemp::Database::create("crash_writes").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe)
+            .seed_records(5)
+            .rate_limit(0.0)
+            .faults(Faults {
+                latency: API_LATENCY,
+                ..Faults::default()
+            }),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let stripe = sim.stripe();
+    let seeded = stripe.ids(Kind::Customer);
+    let port = sequin_pgtemp::free_port().unwrap();
+    let scratch = Scratch::new("crash_writes");
+    let config = scratch.write(
+        "sequin.yaml",
+        &format!(
+            "database_url: {}\nproxy:\n  listen: 127.0.0.1:{port}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: {} }}\n    objects: [customer]\n    poll_interval: 500ms\n",
+            db.url,
+            sim.base_url(),
+            sim.token()
+        ),
+    );
+    let user = db
+        .url
+        .parse::<tokio_postgres::Config>()
+        .unwrap()
+        .get_user()
+        .unwrap_or("postgres")
+        .to_string();
+    let dbname = db.name.clone();
+    let db_client = pg(&db.url).await;
+    let mut rng = StdRng::seed_from_u64(WRITE_SEED);
+    let mut kept_names: std::collections::HashMap<String, String> = Default::default();
+    eprintln!("write kill seed {WRITE_SEED:#x}");
+    for round in 0..WRITE_KILLS {
+        let mut proc = Sequin::spawn(
+            &config,
+            "warn",
+            &["run"],
+            scratch.path(&format!("write{round}.stderr")),
+        );
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1").port(port).user(&user).dbname(&dbname);
+        let client = {
+            let start = Instant::now();
+            loop {
+                if let Ok((client, conn)) = cfg.connect(tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    break client;
+                }
+                if let Some(status) = proc.exited() {
+                    panic!("sequin exited ({status}); stderr:\n{}", proc.stderr());
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the proxy did not start; stderr:\n{}",
+                    proc.stderr()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        // A transaction that commits.
+        let kept_id = &seeded[round % seeded.len()];
+        let kept_name = format!("Kept {round}");
+        client.batch_execute("BEGIN").await.unwrap();
+        for k in 0..2 {
+            client
+                .execute(
+                    "INSERT INTO stripe.customer (email, name) VALUES ($1, 'Kept')",
+                    &[&format!("round-{round}-kept-{k}@example.com")],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: a committed insert: {e:?}"));
+        }
+        client
+            .execute(
+                "UPDATE stripe.customer SET name = $2 WHERE id = $1",
+                &[kept_id, &kept_name],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: a committed update: {e:?}"));
+        client.batch_execute("COMMIT").await.unwrap();
+        kept_names.insert(kept_id.clone(), kept_name);
+        // One that never commits, killed in flight.
+        let lost_id = seeded[(round + 1) % seeded.len()].clone();
+        let uncommitted = tokio::spawn(async move {
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute(
+                    "INSERT INTO stripe.customer (email, name) VALUES ($1, 'Lost'), ($2, 'Lost'), ($3, 'Lost')",
+                    &[
+                        &format!("round-{round}-lost-0@example.com"),
+                        &format!("round-{round}-lost-1@example.com"),
+                        &format!("round-{round}-lost-2@example.com"),
+                    ],
+                )
+                .await?;
+            client
+                .execute(
+                    "UPDATE stripe.customer SET name = 'Lost' WHERE id = $1",
+                    &[&lost_id],
+                )
+                .await?;
+            client
+                .execute(
+                    "INSERT INTO stripe.customer (email, name) VALUES ($1, 'Lost'), ($2, 'Lost')",
+                    &[
+                        &format!("round-{round}-lost-3@example.com"),
+                        &format!("round-{round}-lost-4@example.com"),
+                    ],
+                )
+                .await?;
+            // Held open until the kill ends it.
+            client.simple_query("SELECT pg_sleep(30)").await?;
+            Ok::<_, tokio_postgres::Error>(())
+        });
+        let delay = Duration::from_millis(rng.random_range(0..1300));
+        tokio::time::sleep(delay).await;
+        let status = proc.kill9();
+        assert!(
+            !status.success(),
+            "round {round}: sequin had ended ({status})"
+        );
+        let ended = tokio::time::timeout(Duration::from_secs(10), uncommitted)
+            .await
+            .expect("the client sees the proxy die");
+        assert!(
+            matches!(ended, Ok(Err(_))),
+            "round {round}: the uncommitted transaction ended with an error: {ended:?}"
+        );
+        eprintln!("round {round}: killed after {delay:?}");
+    }
+
+    // A last run reconciles what the killed ones left.
+    let mut proc = Sequin::spawn(&config, "warn", &["run"], scratch.path("final.stderr"));
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.exited() {
+            panic!("sequin exited ({status}); stderr:\n{}", proc.stderr());
+        }
+        let open: i64 = db_client
+            .query_one(
+                "SELECT count(*) FROM sequin.write_journal WHERE state IN ('intent', 'applied')",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(-1);
+        let api: HashSet<String> = stripe.ids(Kind::Customer).into_iter().collect();
+        let local: HashSet<String> = db_client
+            .query("SELECT id FROM stripe.customer", &[])
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        if open == 0 && api == local {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not reconciled: {open} open journal entries, {} API records, {} rows; stderr:\n{}",
+            api.len(),
+            local.len(),
+            proc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let records: Vec<Value> = stripe
+        .ids(Kind::Customer)
+        .iter()
+        .filter_map(|id| stripe.get(Kind::Customer, id))
+        .collect();
+    let emails: Vec<&str> = records.iter().filter_map(|r| r["email"].as_str()).collect();
+    assert!(
+        !emails.iter().any(|e| e.contains("-lost-")),
+        "a create of an uncommitted transaction survives: {emails:?}"
+    );
+    for round in 0..WRITE_KILLS {
+        for k in 0..2 {
+            let email = format!("round-{round}-kept-{k}@example.com");
+            assert_eq!(
+                emails.iter().filter(|e| **e == email).count(),
+                1,
+                "the committed create {email} exists once"
+            );
+        }
+    }
+    assert!(
+        !records.iter().any(|r| r["name"] == "Lost"),
+        "an update of an uncommitted transaction survives"
+    );
+    for (id, name) in &kept_names {
+        let last_kept = stripe.get(Kind::Customer, id).unwrap()["name"].clone();
+        assert!(
+            last_kept.as_str().is_some_and(|n| n.starts_with("Kept ")),
+            "{id}: a committed update stays ({name} or a later one): {last_kept}"
+        );
+    }
+    let journal: Vec<(String, i64)> = db_client
+        .query(
+            "SELECT state, count(*) FROM sequin.write_journal GROUP BY state ORDER BY state",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    eprintln!("journal after reconciliation: {journal:?}");
+    drop(proc);
 }

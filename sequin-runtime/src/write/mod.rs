@@ -827,13 +827,24 @@ fn intent(
     idempotency_key: Option<String>,
 ) -> Option<Entry> {
     let (kind, api_id, request, undo, key) = match op {
-        RowOp::Create { body, written, .. } => (
-            "create",
-            None,
-            Value::Object(body.clone()),
-            json!({ "written": written }),
-            idempotency_key,
-        ),
+        RowOp::Create { body, written, .. } => {
+            // A create sent again with its idempotency key must carry the
+            // very body it was first sent with (the API compares them).
+            let replay = idempotency_key
+                .as_ref()
+                .zip(table.plan.endpoints.create.as_ref())
+                .map(|(_, ep)| {
+                    let sent = crate::api::write_body(&table.spec, ep, body.clone());
+                    String::from_utf8_lossy(&sent.into_bytes()).into_owned()
+                });
+            (
+                "create",
+                None,
+                Value::Object(body.clone()),
+                json!({ "written": written, "replay": replay }),
+                idempotency_key,
+            )
+        }
         RowOp::Update { id, body, undo } => (
             "update",
             Some(id.clone()),

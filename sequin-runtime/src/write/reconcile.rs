@@ -29,7 +29,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequin_spec::record::{Cell, Column, decode_row, get_path};
+use sequin_spec::model::BodyEncoding;
+use sequin_spec::record::{Body, Cell, Column, decode_row, get_path};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -370,7 +371,17 @@ async fn created_by(
         let vars = super::apply::vars(t);
         let body = p.request.as_object().cloned().unwrap_or_default();
         let mut req = SendRequest::new(Priority::Write, ep, &vars);
-        req.body = Some(write_body(&t.spec, ep, body));
+        // The very bytes first sent (the journal's JSON does not keep the
+        // order of the body's keys).
+        req.body = Some(match p.undo.get("replay").and_then(Value::as_str) {
+            Some(sent) => match t.spec.body {
+                BodyEncoding::Form => Body::Form(sent.to_string()),
+                BodyEncoding::Json => {
+                    Body::Json(serde_json::from_str(sent).unwrap_or(Value::Object(body)))
+                }
+            },
+            None => write_body(&t.spec, ep, body),
+        });
         req.idempotency_key = Some(key);
         return match t.client.send_request(req).await {
             Ok(resp) => {

@@ -1,7 +1,8 @@
 //! The process key: what lets Sequin's own sessions write synced tables past
 //! the guard trigger (`sequin.guard()`, migrations 0002 and 0006).
 //!
-//! Each `sequin` process draws a random key at start. Its own sessions (the
+//! Each `sequin` process draws a random key at start (and a grant key, for
+//! the tokens of `write::grant`). Its own sessions (the
 //! sync engine's writers, the journal) carry the key in their startup
 //! packet's options, so it never appears in SQL text, a bind parameter, an
 //! error's CONTEXT, a statement log or `pg_stat_activity`, and it never
@@ -65,10 +66,15 @@ pub async fn hold(client: &Client) -> Result<(), tokio_postgres::Error> {
     let registered = client
         .execute(
             "WITH gone AS (DELETE FROM sequin.writer_key WHERE expires_at < now())
-             INSERT INTO sequin.writer_key (digest, holder, expires_at)
-             VALUES ($1, $2, now() + make_interval(secs => $3))
-             ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-            &[&digest(), &holder, &TTL.as_secs_f64()],
+             INSERT INTO sequin.writer_key (digest, holder, expires_at, grant_key)
+             VALUES ($1, $2, now() + make_interval(secs => $3), $4)
+             ON CONFLICT (digest) DO UPDATE SET expires_at = EXCLUDED.expires_at, grant_key = EXCLUDED.grant_key",
+            &[
+                &digest(),
+                &holder,
+                &TTL.as_secs_f64(),
+                &crate::write::grant::key().as_slice(),
+            ],
         )
         .await;
     match registered {

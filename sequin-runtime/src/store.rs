@@ -435,8 +435,12 @@ impl Writer {
         let client = connect(url).await?;
         // Rows written by the sync engine are the API's own truth: the
         // session holds the writer key the guard trigger asks for.
+        // Sync yields to applications: a batch that waits on a row a
+        // client's open write-through transaction holds gives up (and is
+        // retried) well before Postgres's deadlock check (1 s) could pick
+        // the client's transaction as its victim.
         client
-            .batch_execute("SET application_name = 'sequin-sync'")
+            .batch_execute("SET application_name = 'sequin-sync'; SET lock_timeout = '300ms'")
             .await
             .map_err(db("configuring the sync session"))?;
         crate::guard::hold(&client)

@@ -657,3 +657,53 @@ async fn metrics_listen_mistakes_fail_with_one_line_naming_the_key() {
     assert!(!migrated, "nothing ran before the port was refused");
     drop(busy);
 }
+
+/// Issue #10, item 7: starting again on a database that is in place says
+/// nothing about it: no "already exists, skipping" NOTICE from Postgres, at
+/// any log level, because nothing that is in place is created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_again_is_quiet() {
+    let db = sequin_pgtemp::Database::create("migrate_quiet").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).seed_records(1).rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let scratch = Scratch::new("migrate_quiet");
+    let config = scratch.write(
+        "sequin.yaml",
+        &stripe_config(&db.url, &sim.base_url(), sim.token()),
+    );
+    let migrate = || {
+        tokio::task::block_in_place(|| {
+            std::process::Command::new(process_support::SEQUIN)
+                .arg("--config")
+                .arg(&config)
+                .args(["--log", "info", "migrate"])
+                .env_remove("SEQUIN_CONFIG")
+                .env_remove("SEQUIN_LOG")
+                .output()
+                .expect("sequin migrate runs")
+        })
+    };
+    let first = migrate();
+    assert!(first.status.success(), "{first:?}");
+    let again = migrate();
+    assert!(again.status.success(), "{again:?}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !stderr.contains("NOTICE") && !stderr.contains("skipping"),
+        "a second migration logs nothing about what is in place:\n{stderr}"
+    );
+    let versions: i64 = pg(&db.url)
+        .await
+        .query_one("SELECT count(*) FROM sequin.schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        versions >= 6,
+        "every migration is recorded once: {versions}"
+    );
+}

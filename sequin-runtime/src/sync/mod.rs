@@ -80,7 +80,13 @@ impl SyncError {
                 None => true,
                 Some(c) => {
                     let c = c.code();
-                    c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+                    // 55P03: a lock an application's transaction holds
+                    // (sync sessions wait at most 300 ms, then retry).
+                    c.starts_with("08")
+                        || c.starts_with("57P")
+                        || c == "40001"
+                        || c == "40P01"
+                        || c == "55P03"
                 }
             },
             SyncError::Api(e) => match e.kind {

@@ -1,9 +1,9 @@
 //! Step 2 of a write: the client's statement, executed under the grant, and
 //! the rows it changed as the capture triggers recorded them.
 //!
-//! One round trip: the statement (the client's own portal, or its text
-//! without RETURNING, which is computed once over the final rows later)
-//! and `sequin.captured()`. What was captured must be exactly what the
+//! One round trip: `sequin.open_grant(token)`, the statement (the client's own
+//! portal, or its text without RETURNING, which is computed once over the
+//! final rows later) and `sequin.captured()`. What was captured must be exactly what the
 //! command tag counts, all of the target table: a row more is a row a
 //! function the statement called wrote, and the statement is refused.
 
@@ -77,7 +77,22 @@ pub async fn run(
         result_formats: &[],
         cache: true,
     });
-    let mut results = ctx.pipeline(&[statement, capture]).await?.into_iter();
+    // The grant opens for this statement (a one-time token of this
+    // process, bound to the backend), then the statement runs, then its
+    // rows are read.
+    let token = super::grant::token(ctx.session().backend_pid);
+    let open = Step::Query(InjectedQuery {
+        sql: "SELECT sequin.open_grant($1::pg_catalog.bytea, $2::pg_catalog.int8, $3::pg_catalog.bytea)",
+        param_types: &[0, 0, 0],
+        param_formats: &[],
+        params: &token,
+        result_formats: &[],
+        cache: true,
+    });
+    let mut results = ctx.pipeline(&[open, statement, capture]).await?.into_iter();
+    if let Err(Stop::Failed(e)) = next(&mut results) {
+        return Err(Stop::Failed(super::without_parameters(e)));
+    }
     let executed = next(&mut results)?;
     let captured = match next(&mut results) {
         Err(Stop::Failed(e)) if e.code() == Some("54000") => {

@@ -1,10 +1,11 @@
 //! The journal of API writes (`sequin.write_journal`), on a session of
 //! Sequin's own: every write is journalled as an intent before it is sent
 //! (with what finds its effect after a crash), and its outcome once the API
-//! answered; the session also holds write-through grants (`super::grant`).
+//! answered. Its sessions hold this process's advisory lock, which says
+//! the intents it journalled are still its own to settle.
 //! [`super::reconcile`] settles each entry once its transaction ended.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio_postgres::Client as PgClient;
 
 use crate::store::{self, StoreError};
@@ -47,6 +48,9 @@ pub enum Outcome {
     /// Refused, or never sent (an earlier write of the statement was
     /// refused): no effect.
     Rejected,
+    /// Sent, but the answer was lost: the reconciler finds out what the
+    /// API did, once the transaction ended.
+    Unknown,
 }
 
 /// Sequin's own session for the journal; it holds the writer key.
@@ -58,9 +62,6 @@ pub struct Journal {
     insert: tokio_postgres::Statement,
     /// Records intents' outcomes.
     outcome: tokio_postgres::Statement,
-    /// Takes and ends write-through grants (`super::grant`).
-    grant: tokio_postgres::Statement,
-    ungrant: tokio_postgres::Statement,
     /// This session holds the reconciler lock.
     pub(super) reconciler: std::sync::atomic::AtomicBool,
 }
@@ -93,14 +94,16 @@ impl Journal {
                 context: "registering the writer key".into(),
                 source,
             })?;
+        // Typed arrays, not a JSON document: the common single-row write
+        // costs Postgres no JSON parsing of the entry itself.
         let insert = client
             .prepare(
                 "INSERT INTO sequin.write_journal
-                        (id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key, state, backend)
-                 SELECT id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key, 'intent', $2
-                   FROM jsonb_to_recordset($1::text::jsonb)
-                     AS x(id uuid, connection text, object text, op text, api_id text, xid bigint,
-                          capture_id bigint, request jsonb, undo jsonb, idempotency_key text)",
+                        (id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key, state, process)
+                 SELECT id::uuid, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key, 'intent', $11
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                               $7::int8[], $8::jsonb[], $9::jsonb[], $10::text[])
+                     AS x(id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key)",
             )
             .await
             .map_err(|source| StoreError::Db {
@@ -113,35 +116,33 @@ impl Journal {
             .prepare(
                 "UPDATE sequin.write_journal j
                     SET state = x.state, api_id = coalesce(x.api_id, j.api_id),
-                        undo = CASE WHEN x.written IS NULL THEN j.undo
-                                    ELSE jsonb_set(coalesce(j.undo, '{}'), '{written}', x.written) END,
+                        written = x.written, process = NULL,
                         resolved_at = CASE WHEN x.state = 'rejected' THEN now() END
-                   FROM jsonb_to_recordset($1::text::jsonb)
-                     AS x(id uuid, state text, api_id text, written jsonb)
-                  WHERE j.id = x.id AND j.state = 'intent'",
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+                     AS x(id, state, api_id, written)
+                  WHERE j.id = x.id::uuid AND j.state = 'intent'",
             )
             .await
             .map_err(|source| StoreError::Db {
                 context: "preparing the journal's statement".into(),
                 source,
             })?;
-        let prepare = |sql: &'static str| {
-            let client = &client;
-            async move {
-                client.prepare(sql).await.map_err(|source| StoreError::Db {
-                    context: "preparing the journal's statements".into(),
-                    source,
-                })
-            }
-        };
-        let grant = prepare("SELECT pg_try_advisory_lock($1::int4, $2::int4)").await?;
-        let ungrant = prepare("SELECT pg_advisory_unlock($1::int4, $2::int4)").await?;
+        // This process's mark while it runs: its intents are its own to
+        // settle (see `PROCESS_CLASS`).
+        client
+            .execute(
+                "SELECT pg_advisory_lock_shared($1::int4, $2::int4)",
+                &[&PROCESS_CLASS, &process_id()],
+            )
+            .await
+            .map_err(|source| StoreError::Db {
+                context: "marking the journal session as this process's".into(),
+                source,
+            })?;
         Ok(Journal {
             client,
             insert,
             outcome,
-            grant,
-            ungrant,
             reconciler: Default::default(),
         })
     }
@@ -151,47 +152,43 @@ impl Journal {
         self.client.is_closed()
     }
 
-    /// Takes the write-through grant of backend `pid` unless some session
-    /// holds it (see `super::grant`).
-    pub async fn try_grant(&self, pid: i32) -> Result<bool, tokio_postgres::Error> {
-        let row = self
-            .client
-            .query_one(&self.grant, &[&super::grant::CLASS, &pid])
-            .await?;
-        Ok(row.get(0))
-    }
-
-    /// Ends the grant of backend `pid`.
-    pub async fn ungrant(&self, pid: i32) -> Result<(), tokio_postgres::Error> {
-        self.client
-            .query_one(&self.ungrant, &[&super::grant::CLASS, &pid])
-            .await
-            .map(|_| ())
-    }
-
     /// Records intents (one statement, committed on its own), before the
-    /// API is called, for the statement of client backend `backend` (whose
-    /// grant this session holds meanwhile).
-    pub async fn record(
-        &self,
-        backend: i32,
-        entries: &[Entry],
-    ) -> Result<(), tokio_postgres::Error> {
+    /// API is called; this process settles them (see [`process_id`]).
+    pub async fn record(&self, entries: &[Entry]) -> Result<(), tokio_postgres::Error> {
         if entries.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Value> = entries
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        let connections: Vec<&str> = entries.iter().map(|e| e.connection.as_str()).collect();
+        let objects: Vec<&str> = entries.iter().map(|e| e.object.as_str()).collect();
+        let ops: Vec<&str> = entries.iter().map(|e| e.op).collect();
+        let api_ids: Vec<Option<&str>> = entries.iter().map(|e| e.api_id.as_deref()).collect();
+        let xids: Vec<i64> = entries.iter().map(|e| e.xid).collect();
+        let captures: Vec<i64> = entries.iter().map(|e| e.capture_id).collect();
+        let requests: Vec<&Value> = entries.iter().map(|e| &e.request).collect();
+        let undos: Vec<&Value> = entries.iter().map(|e| &e.undo).collect();
+        let keys: Vec<Option<&str>> = entries
             .iter()
-            .map(|e| {
-                json!({
-                    "id": e.id.to_string(), "connection": e.connection, "object": e.object,
-                    "op": e.op, "api_id": e.api_id, "xid": e.xid, "capture_id": e.capture_id,
-                    "request": e.request, "undo": e.undo, "idempotency_key": e.idempotency_key,
-                })
-            })
+            .map(|e| e.idempotency_key.as_deref())
             .collect();
-        let doc = Value::Array(rows).to_string();
-        self.client.execute(&self.insert, &[&doc, &backend]).await?;
+        self.client
+            .execute(
+                &self.insert,
+                &[
+                    &ids,
+                    &connections,
+                    &objects,
+                    &ops,
+                    &api_ids,
+                    &xids,
+                    &captures,
+                    &requests,
+                    &undos,
+                    &keys,
+                    &process_id(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
@@ -203,17 +200,45 @@ impl Journal {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Value> = outcomes
+        let ids: Vec<String> = outcomes.iter().map(|(id, _)| id.to_string()).collect();
+        let states: Vec<&str> = outcomes
             .iter()
-            .map(|(id, o)| match o {
-                Outcome::Applied { api_id, written } => json!({
-                    "id": id.to_string(), "state": "applied", "api_id": api_id, "written": written,
-                }),
-                Outcome::Rejected => json!({"id": id.to_string(), "state": "rejected"}),
+            .map(|(_, o)| match o {
+                Outcome::Applied { .. } => "applied",
+                Outcome::Rejected => "rejected",
+                Outcome::Unknown => "intent",
             })
             .collect();
-        let doc = Value::Array(rows).to_string();
-        self.client.execute(&self.outcome, &[&doc]).await?;
+        let api_ids: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Applied { api_id, .. } => Some(api_id.as_str()),
+                Outcome::Rejected | Outcome::Unknown => None,
+            })
+            .collect();
+        let written: Vec<Option<Value>> = outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Applied {
+                    written: Some(w), ..
+                } => Some(Value::Object(w.clone())),
+                _ => None,
+            })
+            .collect();
+        self.client
+            .execute(&self.outcome, &[&ids, &states, &api_ids, &written])
+            .await?;
         Ok(())
     }
+}
+
+/// The advisory lock class that marks the journal sessions of a running
+/// Sequin process: ASCII `SQNP` (see migration 0006).
+pub const PROCESS_CLASS: i32 = 0x5351_4E50;
+
+/// This process's id among the Sequin processes sharing the database
+/// (random; the journal's intents name it).
+pub fn process_id() -> i32 {
+    static ID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| rand::random::<i32>() & 0x7fff_ffff)
 }

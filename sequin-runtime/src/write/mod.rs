@@ -457,25 +457,17 @@ impl WriteThrough {
                 format!("Sequin's own database session is unavailable, so nothing was written; try again: {e}"),
             )
         })?;
-        let pid = ctx.session().backend_pid;
-        tracing::debug!(pid, table = %table.plan.table.qualified(), "write-through: taking the grant");
-        let grant = grant::Grant::take(journal.clone(), pid)
-            .await
-            .map_err(|e| WriteError::new(table.api(), "55P03", e.to_string()))?;
-        let written = self
-            .granted(
-                ctx,
-                st,
-                sql_text,
-                &shape,
-                &table,
-                op,
-                &journal,
-                ends_exchange,
-            )
-            .await;
-        grant.end().await;
-        written
+        self.granted(
+            ctx,
+            st,
+            sql_text,
+            &shape,
+            &table,
+            op,
+            &journal,
+            ends_exchange,
+        )
+        .await
     }
 
     /// Step 1: the table the statement writes, and how.
@@ -595,7 +587,8 @@ impl WriteThrough {
         Ok((table, op))
     }
 
-    /// Steps 2 to 5, under the grant.
+    /// Steps 2 to 5, under the grant of the client's transaction (opened by
+    /// `capture`, closed by `back`).
     #[allow(clippy::too_many_arguments)]
     async fn granted(
         &self,
@@ -611,10 +604,7 @@ impl WriteThrough {
         let after = ctx.local::<Session>().last_capture;
         let captured = capture::run(ctx, st, sql_text, shape, table, after).await?;
         let ops = plan(table, &captured.changes)?;
-        let backend = ctx.session().backend_pid;
-        let (applied, outcomes) = self
-            .apply(table, op, &ops, journal, &captured, backend)
-            .await?;
+        let (applied, outcomes) = self.apply(table, op, &ops, journal, &captured).await?;
         let (answer, settled) = tokio::join!(
             back::run(
                 ctx,
@@ -629,15 +619,48 @@ impl WriteThrough {
             journal.settle_intents(&outcomes)
         );
         if let Err(e) = settled {
-            tracing::error!(error = %e, "write journal: recording the API's answer failed (the reconciler settles the intents once this process stops)");
+            self.settle_later(outcomes, e);
         }
         answer
+    }
+
+    /// Records intents' outcomes the journal session could not take (it
+    /// failed, or Postgres restarted): again on fresh sessions, in the
+    /// background, until it works (an intent this process owns is settled
+    /// by nobody else while it runs).
+    fn settle_later(
+        &self,
+        outcomes: Vec<(uuid::Uuid, journal::Outcome)>,
+        e: tokio_postgres::Error,
+    ) {
+        tracing::warn!(error = %e, "write journal: recording the API's answer failed; retrying on a new session");
+        let url = self.inner.url.clone();
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_millis(100);
+            for _ in 0..60 {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                let recorded = match Journal::connect(&url).await {
+                    Ok(j) => j.settle_intents(&outcomes).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match recorded {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "write journal: still cannot record the API's answer")
+                    }
+                }
+            }
+            tracing::error!(
+                "write journal: the API's answer to a write could not be recorded; its intent is settled once this process stops"
+            );
+        });
     }
 
     /// Step 4: the operations are journalled as intents, then the API
     /// applies them. Returns what it did, and each intent's outcome for
     /// the journal (an intent the API may or may not have applied, its
-    /// answer lost, stays an intent: the reconciler finds out).
+    /// answer lost, is handed to the reconciler to find out).
     async fn apply(
         &self,
         table: &Table,
@@ -645,7 +668,6 @@ impl WriteThrough {
         ops: &[RowOp],
         journal: &Journal,
         captured: &capture::Captured,
-        backend: i32,
     ) -> Result<(apply::Applied, Vec<(uuid::Uuid, journal::Outcome)>), Stop> {
         let keys = back::keys(ops);
         let singly = apply::sent_singly(table, ops);
@@ -659,7 +681,7 @@ impl WriteThrough {
             })
             .collect();
         let entries: Vec<Entry> = intents.iter().map(|(_, e)| e.clone()).collect();
-        if let Err(e) = journal.record(backend, &entries).await {
+        if let Err(e) = journal.record(&entries).await {
             return Err(WriteError::new(
                 table.api(),
                 "58030",
@@ -670,31 +692,28 @@ impl WriteThrough {
         let applied = crate::metrics::time_api(apply::apply(table, ops, &keys)).await;
         let outcomes = intents
             .iter()
-            .filter_map(|(i, e)| {
-                if let Some((_, d)) = applied.done.iter().find(|(k, _)| k == i) {
-                    let written = d
-                        .record
-                        .as_ref()
-                        .and_then(|r| canonical_values(table, r, &e.undo));
-                    Some((
-                        e.id,
-                        journal::Outcome::Applied {
-                            api_id: d.api_id.clone(),
-                            written,
-                        },
-                    ))
+            .map(|(i, e)| {
+                let outcome = if let Some((_, d)) = applied.done.iter().find(|(k, _)| k == i) {
+                    journal::Outcome::Applied {
+                        api_id: d.api_id.clone(),
+                        written: d
+                            .record
+                            .as_ref()
+                            .and_then(|r| canonical_values(table, r, &e.undo)),
+                    }
                 } else if applied.unknown.contains(i) {
-                    None
+                    journal::Outcome::Unknown
                 } else {
-                    Some((e.id, journal::Outcome::Rejected))
-                }
+                    journal::Outcome::Rejected
+                };
+                (e.id, outcome)
             })
             .collect::<Vec<_>>();
         if let Some(err) = &applied.error {
             // Effects applied before the failure are undone by the
             // reconciler once the aborted transaction is seen.
             if let Err(e) = journal.settle_intents(&outcomes).await {
-                tracing::error!(error = %e, "write journal: recording the API's answer failed");
+                self.settle_later(outcomes, e);
             }
             return Err(api_refusal(table, op, err).into());
         }

@@ -20,10 +20,11 @@
 //!     brought back is removed, so the table matches the API;
 //!   - a write the API never applied needs nothing (`rejected`).
 //! - An intent (the API's answer not journalled yet) is left alone while
-//!   the proxy still applies its statement (it holds the client backend's
-//!   grant): the statement records the answer itself. Once the grant is
-//!   gone (the statement ended with the answer unknown, or Sequin died),
-//!   the intent is settled here.
+//!   the Sequin process applying its statement runs (its journal sessions
+//!   hold that process's advisory lock, `journal::PROCESS_CLASS`): the
+//!   statement records the answer itself, and hands an intent over when
+//!   the answer was lost. Once the process is gone, the intent is settled
+//!   here.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,8 +38,7 @@ use tokio::sync::watch;
 use crate::api::{ApiError, Priority, SendRequest, write_body};
 
 use super::Table;
-use super::grant::CLASS;
-use super::journal::Journal;
+use super::journal::{Journal, PROCESS_CLASS};
 use super::rows::{cell_from_pg, cell_to_pg};
 
 /// Looks up the table of a journalled write.
@@ -237,18 +237,20 @@ async fn pending(j: &Journal) -> Result<Vec<Pending>, tokio_postgres::Error> {
         .client
         .query(
             &format!(
-                "SELECT j.id::text, connection, object, op, api_id, request::text, undo::text,
+                "SELECT j.id::text, connection, object, op, api_id, request::text,
+                        (CASE WHEN j.written IS NULL THEN j.undo
+                              ELSE jsonb_set(coalesce(j.undo, '{{}}'), '{{written}}', j.written) END)::text,
                         idempotency_key, state = 'intent', txid_status(xid), {MARKED}
                    FROM sequin.write_journal j
                   WHERE state IN ('applied', 'intent') AND txid_status(xid) IS DISTINCT FROM 'in progress'
-                    AND (state = 'applied' OR backend IS NULL OR NOT EXISTS (
+                    AND (state = 'applied' OR process IS NULL OR NOT EXISTS (
                          SELECT 1 FROM pg_locks l
                           WHERE l.locktype = 'advisory' AND l.classid = $1::int4::oid
-                            AND l.objid = j.backend::oid AND l.objsubid = 2 AND l.granted
+                            AND l.objid = j.process::oid AND l.objsubid = 2 AND l.granted
                             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
                   ORDER BY created_at LIMIT 200"
             ),
-            &[&CLASS],
+            &[&PROCESS_CLASS],
         )
         .await?;
     let json = |t: Option<String>| {

@@ -387,8 +387,8 @@ async fn an_application_role_writes_through_the_proxy() {
     // build triggers of its own on (a trigger on a temp table running
     // sequin.capture() would forge captured rows).
     for sql in [
-        "select sequin.granted()",
         "select sequin.holds_process_key()",
+        "select sequin.grant_open()",
         "select sequin.protect('salesforce.contact'::regclass)",
         "insert into sequin.capture (xid, relid, op, new) values (txid_current(), 'salesforce.contact'::regclass, 'INSERT', '[]')",
         "insert into sequin.write_mark (capture_id) values (1)",
@@ -399,22 +399,24 @@ async fn an_application_role_writes_through_the_proxy() {
         let err = expect_err(direct.batch_execute(sql).await, sql);
         assert_eq!(db_error(&err).code().code(), "42501", "{sql}: {err:?}");
     }
-    // Taking the advisory lock of a grant for its own backend, from
-    // another session of its own, opens nothing: the holder must be a
-    // session of Sequin's role.
-    let accomplice = connect_when_up(&as_role(&t.db.url)).await;
-    let pid: i32 = direct
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    accomplice
-        .execute(
-            "select pg_advisory_lock($1, $2)",
-            &[&sequin_runtime::write::grant::CLASS, &pid],
-        )
-        .await
-        .unwrap();
+    // Opening a grant takes a token of a running proxy: a forged one (or
+    // one spent) opens nothing, and the write after it is refused.
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(sequin_runtime::guard::key().as_bytes()).to_vec()
+    };
+    for n in [1i64, i64::MAX] {
+        let err = expect_err(
+            direct
+                .execute(
+                    "select sequin.open_grant($1, $2, sha256('forged'::bytea))",
+                    &[&digest, &n],
+                )
+                .await,
+            "a forged grant token",
+        );
+        assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    }
     assert_guard_refusal(
         direct
             .execute(
@@ -422,9 +424,23 @@ async fn an_application_role_writes_through_the_proxy() {
                 &[],
             )
             .await,
-        "a direct insert while an accomplice session holds the grant's lock",
+        "a direct insert after forged grant tokens",
     );
-    drop(accomplice);
+    // Sequin's temporary objects cannot be taken over: a table of the
+    // client's own under the grant's name is refused, not trusted.
+    direct
+        .batch_execute("create temp table sequin_grant (xid bigint); insert into sequin_grant values (txid_current())")
+        .await
+        .unwrap();
+    assert_guard_refusal(
+        direct
+            .execute(
+                "insert into salesforce.contact (last_name) values ('Own grant table')",
+                &[],
+            )
+            .await,
+        "a direct insert with a grant table of the client's own",
+    );
 
     let proxied = connect_when_up(&as_role(&t.proxy_url)).await;
     let id: String = proxied
@@ -1039,6 +1055,26 @@ async fn wrapped_and_disguised_writes() {
         assert!(db_error(&err).message().contains(says), "{sql}: {err:?}");
         assert_eq!(title(&id), before, "{sql}");
     }
+    // A volatile RETURNING expression runs once (RETURNING is computed over
+    // the final rows only), and shows only the target's rows.
+    pg.batch_execute("create sequence public.returned_once")
+        .await
+        .unwrap();
+    let returned: i64 = proxy
+        .query_one(
+            "update salesforce.contact set title = 'Counted' where id = $1 returning nextval('public.returned_once')",
+            &[&id],
+        )
+        .await
+        .expect("a volatile RETURNING expression")
+        .get(0);
+    assert_eq!(returned, 1);
+    let last: i64 = pg
+        .query_one("select last_value from public.returned_once", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, 1, "nextval ran once");
     // A Unicode-escaped name is the same table, written through.
     let n = proxy
         .execute(

@@ -77,9 +77,8 @@ pub async fn run(
         result_formats: &[],
         cache: true,
     });
-    // The grant opens for this statement (a one-time token of this
-    // process, bound to the backend), then the statement runs, then its
-    // rows are read.
+    // The grant opens for this statement (a token of this process, bound
+    // to the backend), then the statement runs, then its rows are read.
     let token = super::grant::token(ctx.session().backend_pid);
     let open = Step::Query(InjectedQuery {
         sql: "SELECT sequin.open_grant($1::pg_catalog.bytea, $2::pg_catalog.int8, $3::pg_catalog.bytea)",

@@ -1,16 +1,14 @@
-//! The one-time tokens that open a client's transaction for one
-//! write-through statement (`sequin.open_grant`, migration 0006).
+//! The tokens that open a client's transaction for one write-through
+//! statement (`sequin.open_grant`, migration 0006).
 //!
 //! Each proxy process has a random grant key, registered beside its process
 //! key's digest in `sequin.writer_key` (readable by Sequin's role only). A
-//! token for backend `pid` is a counter `n` and the MAC
-//! `sha256(k || sha256(k || "<pid>:<n>"))`: bound to that backend, good
-//! once (the session records the last counter spent, not transactionally),
-//! and useless to anyone who sees it afterwards. The counter only grows in
-//! this process, and a client session lives on one proxy process.
+//! token for backend `pid` is the time `at` (milliseconds since the epoch)
+//! and the MAC `sha256(k || sha256(k || "<pid>:<at>"))`: good for that
+//! backend only, for a minute, and never shown to the client (the proxy
+//! keeps its statements' parameters out of the errors it forwards).
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use rand::RngCore;
@@ -27,21 +25,30 @@ pub fn key() -> &'static [u8; 32] {
 }
 
 /// A token for one statement of backend `pid`: the arguments of
-/// `sequin.open_grant(kid, n, mac)`, as bind parameters in text format.
+/// `sequin.open_grant(kid, at, mac)`, as bind parameters in text format.
 pub fn token(pid: i32) -> [Option<Bytes>; 3] {
-    static COUNTER: AtomicI64 = AtomicI64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-    let k = key();
-    let inner = Sha256::new()
-        .chain_update(k)
-        .chain_update(format!("{pid}:{n}"))
-        .finalize();
-    let mac = Sha256::new().chain_update(k).chain_update(inner).finalize();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     [
         Some(Bytes::from(bytea_hex(&crate::guard::digest()))),
-        Some(Bytes::from(n.to_string())),
-        Some(Bytes::from(bytea_hex(&mac))),
+        Some(Bytes::from(at.to_string())),
+        Some(Bytes::from(bytea_hex(&mac(key(), pid, at)))),
     ]
+}
+
+/// The MAC of a token.
+fn mac(k: &[u8], pid: i32, at: i64) -> Vec<u8> {
+    let inner = Sha256::new()
+        .chain_update(k)
+        .chain_update(format!("{pid}:{at}"))
+        .finalize();
+    Sha256::new()
+        .chain_update(k)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
 }
 
 /// A `bytea` in Postgres's hex text format.
@@ -59,21 +66,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_count_up_and_bind_the_backend() {
-        let [_, n1, m1] = token(42);
-        let [_, n2, m2] = token(42);
-        let n1: i64 = std::str::from_utf8(n1.as_ref().unwrap())
+    fn tokens_bind_the_backend_and_the_time() {
+        let k = [7u8; 32];
+        assert_ne!(mac(&k, 42, 1000), mac(&k, 43, 1000));
+        assert_ne!(mac(&k, 42, 1000), mac(&k, 42, 1001));
+        assert_ne!(mac(&k, 42, 1000), mac(&[8u8; 32], 42, 1000));
+        let [kid, at, m] = token(42);
+        assert!(kid.unwrap().starts_with(b"\\x"));
+        assert!(m.unwrap().starts_with(b"\\x"));
+        let at: i64 = std::str::from_utf8(at.as_ref().unwrap())
             .unwrap()
             .parse()
             .unwrap();
-        let n2: i64 = std::str::from_utf8(n2.as_ref().unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(n2 > n1);
-        assert_ne!(m1, m2);
-        let [_, _, other] = token(43);
-        assert_ne!(other, m2);
-        assert!(m1.unwrap().starts_with(b"\\x"));
+        assert!(at > 1_700_000_000_000, "milliseconds since the epoch: {at}");
     }
 }

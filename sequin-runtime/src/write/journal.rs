@@ -110,17 +110,14 @@ impl Journal {
                 context: "preparing the journal's statement".into(),
                 source,
             })?;
-        // An intent whose outcome arrives after the reconciler settled it
-        // (its transaction ended first) keeps the reconciler's verdict.
+        // Appended, not updated in place: the reconciler folds answers into
+        // the journal (`super::reconcile`), off the client's path.
         let outcome = client
             .prepare(
-                "UPDATE sequin.write_journal j
-                    SET state = x.state, api_id = coalesce(x.api_id, j.api_id),
-                        written = x.written, process = NULL,
-                        resolved_at = CASE WHEN x.state = 'rejected' THEN now() END
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
-                     AS x(id, state, api_id, written)
-                  WHERE j.id = x.id::uuid AND j.state = 'intent'",
+                "INSERT INTO sequin.write_outcome (id, state, api_id, written)
+                 SELECT id::uuid, state, api_id, written
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS x(id, state, api_id, written)
+                 ON CONFLICT (id) DO NOTHING",
             )
             .await
             .map_err(|source| StoreError::Db {
@@ -206,7 +203,7 @@ impl Journal {
             .map(|(_, o)| match o {
                 Outcome::Applied { .. } => "applied",
                 Outcome::Rejected => "rejected",
-                Outcome::Unknown => "intent",
+                Outcome::Unknown => "unknown",
             })
             .collect();
         let api_ids: Vec<Option<&str>> = outcomes

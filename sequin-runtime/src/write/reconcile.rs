@@ -156,6 +156,21 @@ pub async fn settle(
         }
         j.reconciler.store(true, Ordering::Relaxed);
     }
+    // The API's answers the statements appended, into the journal (an
+    // answer to an entry settled meanwhile is dropped with it).
+    j.client
+        .execute(
+            "WITH o AS (DELETE FROM sequin.write_outcome RETURNING *)
+             UPDATE sequin.write_journal j
+                SET state = CASE WHEN o.state = 'unknown' THEN j.state ELSE o.state END,
+                    api_id = coalesce(o.api_id, j.api_id), written = coalesce(o.written, j.written),
+                    process = NULL,
+                    resolved_at = CASE WHEN o.state = 'rejected' THEN now() END
+               FROM o
+              WHERE j.id = o.id AND j.state = 'intent'",
+            &[],
+        )
+        .await?;
     // The common case in one statement: committed with its marker.
     let committed = j
         .client

@@ -388,7 +388,6 @@ async fn an_application_role_writes_through_the_proxy() {
     // sequin.capture() would forge captured rows).
     for sql in [
         "select sequin.holds_process_key()",
-        "select sequin.grant_open()",
         "select sequin.protect('salesforce.contact'::regclass)",
         "insert into sequin.capture (xid, relid, op, new) values (txid_current(), 'salesforce.contact'::regclass, 'INSERT', '[]')",
         "insert into sequin.write_mark (capture_id) values (1)",
@@ -399,18 +398,22 @@ async fn an_application_role_writes_through_the_proxy() {
         let err = expect_err(direct.batch_execute(sql).await, sql);
         assert_eq!(db_error(&err).code().code(), "42501", "{sql}: {err:?}");
     }
-    // Opening a grant takes a token of a running proxy: a forged one (or
-    // one spent) opens nothing, and the write after it is refused.
+    // Opening a grant takes a current token of a running proxy: a forged
+    // one opens nothing, and the write after it is refused.
     let digest = {
         use sha2::Digest;
         sha2::Sha256::digest(sequin_runtime::guard::key().as_bytes()).to_vec()
     };
-    for n in [1i64, i64::MAX] {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for at in [now_ms, 0] {
         let err = expect_err(
             direct
                 .execute(
                     "select sequin.open_grant($1, $2, sha256('forged'::bytea))",
-                    &[&digest, &n],
+                    &[&digest, &at],
                 )
                 .await,
             "a forged grant token",
@@ -426,21 +429,17 @@ async fn an_application_role_writes_through_the_proxy() {
             .await,
         "a direct insert after forged grant tokens",
     );
-    // Sequin's temporary objects cannot be taken over: a table of the
-    // client's own under the grant's name is refused, not trusted.
-    direct
-        .batch_execute("create temp table sequin_grant (xid bigint); insert into sequin_grant values (txid_current())")
-        .await
-        .unwrap();
-    assert_guard_refusal(
+    // The open grants are Sequin's to write.
+    let err = expect_err(
         direct
             .execute(
-                "insert into salesforce.contact (last_name) values ('Own grant table')",
+                "insert into sequin.grant (xid, pid) values (txid_current(), pg_backend_pid())",
                 &[],
             )
             .await,
-        "a direct insert with a grant table of the client's own",
+        "the application role opening a grant itself",
     );
+    assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
 
     let proxied = connect_when_up(&as_role(&t.proxy_url)).await;
     let id: String = proxied

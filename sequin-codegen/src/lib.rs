@@ -3,9 +3,11 @@
 //! `connectors/*.yaml` -> [`check`] (JSON Schema, serde, semantics; every
 //! problem with `file:line:column`) -> [`generate`]:
 //! - `connectors/schema.json`: the format's JSON Schema (from `schemars`);
-//! - `sequin-runtime/src/connectors/<name>.rs`: typed structs + descriptor;
-//! - `sequin-runtime/src/connectors/<name>.sql`: the connector's DDL;
-//! - `sequin-runtime/src/connectors/mod.rs`: the registry;
+//! - `sequin-connectors/src/<name>.rs`: typed records + descriptor;
+//! - `sequin-connectors/src/<name>.spec.json`: the validated spec, which the
+//!   module includes with `include_str!`;
+//! - `sequin-connectors/src/<name>.sql`: the connector's DDL;
+//! - `sequin-connectors/src/lib.rs`: the crate root, listing every connector;
 //! - `docs/connectors/<name>.md`: the docs page.
 //!
 //! Output is a pure function of the specs (sorted, no timestamps), so
@@ -35,7 +37,7 @@ pub fn header(source: &str) -> String {
 
 /// Where generated files go, relative to the workspace root.
 pub const SCHEMA_PATH: &str = "connectors/schema.json";
-pub const RUST_DIR: &str = "sequin-runtime/src/connectors";
+pub const RUST_DIR: &str = "sequin-connectors/src";
 pub const DOCS_DIR: &str = "docs/connectors";
 
 /// One output file.
@@ -136,18 +138,26 @@ pub fn generate(root: &Path) -> Result<Vec<GeneratedFile>, Error> {
     }
     let all: Vec<&Connector> = connectors.iter().map(|(c, _)| *c).collect();
     out.push(GeneratedFile {
-        path: Path::new(RUST_DIR).join("mod.rs"),
+        path: Path::new(RUST_DIR).join("lib.rs"),
         contents: rust::registry_module(&all)?,
     });
     Ok(out)
 }
 
-/// The files generated for one connector: its Rust module, DDL and docs.
+/// The files generated for one connector: its Rust module, the spec the
+/// module includes, DDL and docs.
 pub fn connector_files(c: &Connector, source: &str) -> Result<Vec<GeneratedFile>, Error> {
+    let spec_file = format!("{}.spec.json", c.name);
+    let mut spec_json = serde_json::to_string_pretty(c).expect("the model serializes");
+    spec_json.push('\n');
     Ok(vec![
         GeneratedFile {
             path: Path::new(RUST_DIR).join(format!("{}.rs", c.name)),
-            contents: rust::connector_module(c, source)?,
+            contents: rust::connector_module(c, source, &spec_file)?,
+        },
+        GeneratedFile {
+            path: Path::new(RUST_DIR).join(&spec_file),
+            contents: spec_json,
         },
         GeneratedFile {
             path: Path::new(RUST_DIR).join(format!("{}.sql", c.name)),

@@ -1,22 +1,28 @@
 //! Rust generation: a module per connector with a typed struct per static
-//! object (annotated for `sequin-derive`) and the connector descriptor, plus
-//! the registry module listing every compiled-in connector.
+//! object (annotated for `sequin-derive`, deserializable from a synced row)
+//! and the connector descriptor, plus the crate root of `sequin-connectors`
+//! listing every compiled-in connector.
 //!
-//! Code is built as tokens and formatted with prettyplease, so output is
-//! deterministic and independent of the developer's rustfmt.
+//! Code is built as tokens, one top-level item at a time, printed with
+//! prettyplease (items joined by a blank line, docs as `///` lines), then
+//! passed through the toolchain's rustfmt so that `cargo fmt --check` agrees
+//! with the committed files. The validated spec is not Rust: it goes to a
+//! sibling `<name>.spec.json` that the module includes with `include_str!`.
 
 use heck::ToUpperCamelCase;
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use sequin_spec::model::{Access, Connector, Field, FieldType, Format, Object, TimeFormat};
 
-/// The generated module of one connector.
-pub fn connector_module(c: &Connector, source: &str) -> Result<String, crate::Error> {
+/// The generated module of one connector; its spec is `spec_file` beside it.
+pub fn connector_module(
+    c: &Connector,
+    source: &str,
+    spec_file: &str,
+) -> Result<String, crate::Error> {
     let name = &c.name;
     let display = &c.display_name;
     let display_doc = format!(" The name used in client-visible errors (`[{display}]: ...`).");
-    let spec_json = raw_string(&serde_json::to_string_pretty(c).expect("the model serializes"));
-    let structs: Vec<TokenStream> = c.objects.iter().map(|o| object_struct(c, o)).collect();
     let arms: Vec<TokenStream> = c
         .objects
         .iter()
@@ -26,9 +32,15 @@ pub fn connector_module(c: &Connector, source: &str) -> Result<String, crate::Er
             quote! { #table => Some(<#ty as Record>::columns()), }
         })
         .collect();
-    let uses_record = !c.objects.is_empty();
-    let imports = imports(c);
-    let columns_fn = if uses_record {
+    let columns_fn = if c.objects.is_empty() {
+        quote! {
+            /// The columns of a static object, by table name (this connector
+            /// has none: its objects are discovered at run time).
+            pub fn object_columns(_table: &str) -> Option<&'static [Column]> {
+                None
+            }
+        }
+    } else {
         quote! {
             /// The columns of a static object, by table name.
             pub fn object_columns(table: &str) -> Option<&'static [Column]> {
@@ -38,36 +50,29 @@ pub fn connector_module(c: &Connector, source: &str) -> Result<String, crate::Er
                 }
             }
         }
-    } else {
+    };
+    let mut items = vec![
+        imports(c),
         quote! {
-            /// The columns of a static object, by table name (this connector
-            /// has none: its objects are discovered at run time).
-            pub fn object_columns(_table: &str) -> Option<&'static [Column]> {
-                None
-            }
-        }
-    };
-    let tokens = quote! {
-        #imports
-
-        /// The connector's name.
-        pub const NAME: &str = #name;
-
-        #[doc = #display_doc]
-        pub const DISPLAY_NAME: &str = #display;
-
-        /// The validated spec, as canonical JSON of [`sequin_spec::Connector`].
-        pub const SPEC_JSON: &str = #spec_json;
-
-        #columns_fn
-
-        #(#structs)*
-    };
+            /// The connector's name.
+            pub const NAME: &str = #name;
+        },
+        quote! {
+            #[doc = #display_doc]
+            pub const DISPLAY_NAME: &str = #display;
+        },
+        quote! {
+            /// The validated spec, as canonical JSON of [`sequin_spec::Connector`].
+            pub const SPEC_JSON: &str = include_str!(#spec_file);
+        },
+        columns_fn,
+    ];
+    items.extend(c.objects.iter().map(|o| object_struct(c, o)));
     let doc = format!(
-        "//! {}.\n//!\n//! The {display} connector: typed records of its static objects and its descriptor.\n\n",
+        "//! {}.\n//!\n//! The {display} connector: typed records of its static objects and its descriptor.\n",
         crate::header(source)
     );
-    format_file(&doc, tokens)
+    format_file(&doc, &items)
 }
 
 fn imports(c: &Connector) -> TokenStream {
@@ -85,7 +90,10 @@ fn imports(c: &Connector) -> TokenStream {
     if c.objects.is_empty() {
         quote! { use sequin_spec::record::Column; }
     } else {
-        quote! { use sequin_spec::record::{Column, Record, #(#wrappers),*}; }
+        quote! {
+            use sequin_spec::record::{Column, Record, #(#wrappers),*};
+            use serde::Deserialize;
+        }
     }
 }
 
@@ -101,24 +109,23 @@ fn object_struct(c: &Connector, o: &Object) -> TokenStream {
     let ident = struct_ident(o);
     let table = &o.name;
     let api_name = &o.api_name;
-    let doc = format!(
-        " A {} `{}` record (table `{}`).{}",
-        c.display_name,
-        o.api_name,
-        o.name,
-        o.description
-            .as_deref()
-            .map(|d| format!("\n\n {}", d.trim()))
-            .unwrap_or_default()
+    let mut doc = format!(
+        "A {} `{}` record (table `{}`).",
+        c.display_name, o.api_name, o.name
     );
+    if let Some(d) = o.description.as_deref() {
+        doc.push_str("\n\n");
+        doc.push_str(d.trim());
+    }
+    let docs = doc_lines(&doc);
     let fields: Vec<TokenStream> = o
         .fields
         .iter()
         .map(|f| struct_field(f, f.name == o.primary_key))
         .collect();
     quote! {
-        #[doc = #doc]
-        #[derive(Clone, Debug, PartialEq, sequin_derive::Record)]
+        #(#docs)*
+        #[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
         #[sequin(table = #table, api_name = #api_name)]
         pub struct #ident {
             #(#fields)*
@@ -169,6 +176,7 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
         attrs.push(quote!(format = #s));
     }
     if let Some(n) = f.max_length {
+        let n = Literal::u32_unsuffixed(n);
         attrs.push(quote!(max_length = #n));
     }
     if !f.enum_values.is_empty() {
@@ -196,11 +204,12 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
         Access::Writable => "writable",
     };
     let doc = match &f.description {
-        Some(d) => format!(" `{}` ({access_doc}): {}", f.name, d.trim()),
-        None => format!(" `{}` ({access_doc}).", f.name),
+        Some(d) => format!("`{}` ({access_doc}): {}", f.name, d.trim()),
+        None => format!("`{}` ({access_doc}).", f.name),
     };
+    let docs = doc_lines(&doc);
     quote! {
-        #[doc = #doc]
+        #(#docs)*
         #[sequin(#(#attrs),*)]
         pub #ident: #ty,
     }
@@ -214,11 +223,33 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
         .expect("unit variants serialize as strings")
 }
 
-/// The registry of every compiled-in connector.
+/// One `#[doc]` attribute per line, so prettyplease prints `///` lines
+/// (a multi-line attribute would come out as a `/** */` block).
+fn doc_lines(doc: &str) -> Vec<TokenStream> {
+    doc.lines()
+        .map(|line| {
+            let line = if line.is_empty() {
+                String::new()
+            } else {
+                format!(" {line}")
+            };
+            quote! { #[doc = #line] }
+        })
+        .collect()
+}
+
+/// The crate root of `sequin-connectors`: every compiled-in connector.
 pub fn registry_module(connectors: &[&Connector]) -> Result<String, crate::Error> {
-    let mods: Vec<Ident> = connectors
+    let mut items: Vec<TokenStream> = connectors
         .iter()
-        .map(|c| format_ident!("{}", c.name))
+        .map(|c| {
+            let m = format_ident!("{}", c.name);
+            let doc = format!(" The {} connector.", c.display_name);
+            quote! {
+                #[doc = #doc]
+                pub mod #m;
+            }
+        })
         .collect();
     let entries: Vec<TokenStream> = connectors
         .iter()
@@ -235,10 +266,8 @@ pub fn registry_module(connectors: &[&Connector]) -> Result<String, crate::Error
             }
         })
         .collect();
-    let tokens = quote! {
-        #(pub mod #mods;)*
-
-        /// A connector compiled into this binary.
+    items.push(quote! {
+        /// A connector compiled into this crate.
         pub struct Compiled {
             /// The connector's name (`stripe`).
             pub name: &'static str,
@@ -249,32 +278,51 @@ pub fn registry_module(connectors: &[&Connector]) -> Result<String, crate::Error
             /// Columns of a static object by table name.
             pub object_columns: fn(&str) -> Option<&'static [sequin_spec::record::Column]>,
         }
-
+    });
+    items.push(quote! {
         /// Every compiled-in connector, by name.
         pub const ALL: &[Compiled] = &[#(#entries)*];
-    };
+    });
     let doc = format!(
-        "//! {}.\n//!\n//! Every compiled-in connector (one module per `connectors/*.yaml`).\n\n",
-        crate::header("connectors/*.yaml")
+        "//! {}.\n//!\n{}\n",
+        crate::header("connectors/*.yaml"),
+        CRATE_DOC
+            .lines()
+            .map(|l| if l.is_empty() {
+                "//!".to_string()
+            } else {
+                format!("//! {l}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    format_file(&doc, tokens)
+    format_file(&doc, &items)
 }
 
-/// A raw string literal (`r##"..."##`) so embedded JSON stays readable.
-fn raw_string(s: &str) -> proc_macro2::Literal {
-    let mut hashes = String::from("#");
-    while s.contains(&format!("\"{hashes}")) {
-        hashes.push('#');
-    }
-    format!("r{hashes}\"{s}\"{hashes}")
-        .parse()
-        .expect("a raw string literal parses")
-}
+/// What the `sequin-connectors` crate is for (its generated root's docs).
+const CRATE_DOC: &str = "\
+The connectors compiled into Sequin, one module per `connectors/*.yaml`.
 
-/// Formats generated tokens: prettyplease first (deterministic structure),
-/// then rustfmt so `cargo fmt --check` agrees with the committed file.
-fn format_file(doc: &str, tokens: TokenStream) -> Result<String, crate::Error> {
-    let file: syn::File = syn::parse2(tokens).expect("generated tokens parse as a file");
-    let text = format!("{doc}{}", prettyplease::unparse(&file));
-    crate::rustfmt(&text)
+Each module has the connector's name, its validated spec (`SPEC_JSON`,
+read by the runtime) and a typed record per static object. A record is
+what applications use for the synced tables: `Record::TABLE` and
+`Record::columns()` name the table and its columns, and the struct
+deserializes (serde) from a row as Postgres's `row_to_json` renders it.
+`numeric` columns come back exactly when the JSON holds them as strings
+(`amount::text`), through `f64` otherwise.
+The runtime reads only `ALL`: each connector's spec, DDL and columns.";
+
+/// Formats generated items: each printed by prettyplease on its own and
+/// joined by a blank line, then rustfmt so `cargo fmt --check` agrees with
+/// the committed file.
+fn format_file(doc: &str, items: &[TokenStream]) -> Result<String, crate::Error> {
+    let printed: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let file: syn::File =
+                syn::parse2(item.clone()).expect("generated tokens parse as items");
+            prettyplease::unparse(&file)
+        })
+        .collect();
+    crate::rustfmt(&format!("{doc}\n{}", printed.join("\n")))
 }

@@ -1,5 +1,5 @@
-//! The generated Rust snapshot compiles without warnings and its derived
-//! `Record` impl round-trips an API record.
+//! The generated Rust snapshot compiles without warnings, its derived
+//! `Record` impl round-trips an API record, and it reads a synced row.
 #![deny(warnings)]
 
 #[path = "snapshots/todo.rs"]
@@ -103,4 +103,36 @@ fn descriptor_round_trips() {
     assert_eq!(c.name, todo::NAME);
     assert_eq!(c.display_name, todo::DISPLAY_NAME);
     assert_eq!(c.objects[0].fields.len(), todo::Task::columns().len());
+}
+
+#[test]
+fn deserializes_a_synced_row() {
+    // A row as Postgres's row_to_json renders it, metadata columns included.
+    let row = json!({
+        "id": "t_1",
+        "title": "Write the spec",
+        "status": "open",
+        "due_on": "2024-05-01",
+        "estimate_hours": 2.50,
+        "owner_email": null,
+        "tags": ["docs"],
+        "updated_at": "2024-05-01T00:00:00+00:00",
+        "_sequin_synced_at": "2024-05-01T00:00:01.5+00:00",
+        "_sequin_updated_at": null
+    });
+    let t: todo::Task = serde_json::from_value(row).unwrap();
+    assert_eq!(t.id, "t_1");
+    assert_eq!(t.due_on.unwrap().0, 19844);
+    assert_eq!(t.estimate_hours.unwrap().0, "2.5");
+    assert_eq!(t.owner_email, None);
+    assert_eq!(t.tags, Some(vec!["docs".to_string()]));
+    assert_eq!(t.updated_at.unwrap().0, 1_714_521_600_000_000);
+    let exact: todo::Task =
+        serde_json::from_value(json!({"id": "t_2", "estimate_hours": "2.50"})).unwrap();
+    assert_eq!(exact.estimate_hours.unwrap().0, "2.50");
+    let err = serde_json::from_value::<todo::Task>(json!({"title": "no id"})).unwrap_err();
+    assert!(err.to_string().contains("missing field `id`"), "{err}");
+    let err =
+        serde_json::from_value::<todo::Task>(json!({"id": "t", "due_on": "May 1"})).unwrap_err();
+    assert!(err.to_string().contains("not a YYYY-MM-DD date"), "{err}");
 }

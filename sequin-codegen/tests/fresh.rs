@@ -12,6 +12,18 @@ fn generated_files_are_fresh() {
             panic!("connector specs do not generate:\n{e}\nfix them, then run `cargo xtask gen`")
         }
     };
+    // Each module's spec sibling is one of the files checked.
+    let modules = files
+        .iter()
+        .filter(|f| f.path.extension().is_some_and(|e| e == "rs") && !f.path.ends_with("lib.rs"));
+    for m in modules {
+        let spec = m.path.with_extension("spec.json");
+        assert!(
+            files.iter().any(|f| f.path == spec),
+            "{} is not generated",
+            spec.display()
+        );
+    }
     let stale = sequin_codegen::stale_files(root, &files);
     assert!(
         stale.is_empty(),

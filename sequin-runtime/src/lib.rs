@@ -15,15 +15,14 @@
 //!   `sync`, `write` and `serve` with one call each.
 //! - [`status`]: `sequin status`, from the views `sequin.status` and
 //!   `sequin.write_status`.
-//! - [`registry`]: the compiled-in connectors as models, and their DDL.
-//! - [`connectors`]: generated from `connectors/*.yaml` by `cargo xtask gen`
-//!   (typed records, descriptors, DDL); never edited by hand.
+//! - [`registry`]: the compiled-in connectors (crate `sequin-connectors`,
+//!   generated from `connectors/*.yaml` by `cargo xtask gen`) as models,
+//!   with their DDL and columns.
 //!
 //! The runtime does not depend on the generator (`sequin-codegen`).
 
 pub mod api;
 pub mod config;
-pub mod connectors;
 pub mod guard;
 pub mod health;
 pub mod metrics;

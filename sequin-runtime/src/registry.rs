@@ -1,8 +1,9 @@
 //! The connectors compiled into this binary.
 //!
-//! Each generated module embeds its validated spec as JSON; this module turns
-//! them into [`sequin_spec::Connector`] models once and hands out DDL for a
-//! given connection schema.
+//! Each module of the generated crate `sequin-connectors` includes its
+//! validated spec as JSON; this module turns them into
+//! [`sequin_spec::Connector`] models once and hands out DDL for a given
+//! connection schema.
 
 use std::sync::OnceLock;
 
@@ -10,7 +11,7 @@ use sequin_spec::Connector;
 use sequin_spec::naming::quote_ident;
 use sequin_spec::record::Column;
 
-use crate::connectors::{ALL, Compiled};
+use sequin_connectors::{ALL, Compiled};
 
 /// A compiled-in connector: its model plus generated artifacts.
 pub struct Loaded {

@@ -835,6 +835,77 @@ impl FromCell for Date {
     }
 }
 
+/// Typed records deserialize from a synced row as Postgres's `row_to_json`
+/// renders it: `timestamptz` as RFC 3339 text, `date` as `YYYY-MM-DD`,
+/// `numeric` as a number (or as text, which keeps every digit).
+mod row_json {
+    use std::fmt;
+
+    use chrono::{DateTime, NaiveDate};
+    use serde::de::{self, Deserializer, Visitor};
+
+    use super::{Date, Decimal, Timestamp, date_to_days, is_decimal};
+
+    impl<'de> serde::Deserialize<'de> for Timestamp {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| Timestamp(t.timestamp_micros()))
+                .map_err(|e| de::Error::custom(format!("`{s}` is not an RFC 3339 timestamp ({e})")))
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Date {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let s = String::deserialize(d)?;
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                .map(|day| Date(date_to_days(day)))
+                .map_err(|e| de::Error::custom(format!("`{s}` is not a YYYY-MM-DD date ({e})")))
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Decimal {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(DecimalVisitor)
+        }
+    }
+
+    struct DecimalVisitor;
+
+    impl Visitor<'_> for DecimalVisitor {
+        type Value = Decimal;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a decimal number, or its text")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+            Ok(Decimal(v.to_string()))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+            Ok(Decimal(v.to_string()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+            let text = v.to_string();
+            if is_decimal(&text) {
+                Ok(Decimal(text))
+            } else {
+                Err(E::custom(format!("{v} is not a finite decimal")))
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+            if is_decimal(v) {
+                Ok(Decimal(v.to_string()))
+            } else {
+                Err(E::custom(format!("`{v}` is not a decimal number")))
+            }
+        }
+    }
+}
+
 impl<T: FromCell> FromCell for Option<T> {
     fn from_cell(cell: Cell, col: &Column) -> Result<Self, DecodeError> {
         match cell {

@@ -3,148 +3,17 @@
 //! The Todo connector: typed records of its static objects and its descriptor.
 
 use sequin_spec::record::{Column, Date, Decimal, Record, Timestamp};
+use serde::Deserialize;
+
 /// The connector's name.
 pub const NAME: &str = "todo";
+
 /// The name used in client-visible errors (`[Todo]: ...`).
 pub const DISPLAY_NAME: &str = "Todo";
+
 /// The validated spec, as canonical JSON of [`sequin_spec::Connector`].
-pub const SPEC_JSON: &str = r#"{
-  "$schema": "../../../connectors/schema.json",
-  "name": "todo",
-  "display_name": "Todo",
-  "description": "Tasks of a to-do list service.",
-  "base_url": "https://api.todo.example",
-  "auth": {
-    "kind": "bearer",
-    "credential": "token"
-  },
-  "body": "json",
-  "pagination": {
-    "kind": "page_number",
-    "param": "page",
-    "first_page": 1,
-    "size_param": "per_page",
-    "page_size": 100,
-    "max_page_size": 100,
-    "stop": {
-      "when": "short_page"
-    }
-  },
-  "rate_limit": {
-    "requests": 10,
-    "per": "1s",
-    "write_share": 0.2,
-    "retry_after_header": "Retry-After"
-  },
-  "errors": {
-    "message": "error.message",
-    "code": "error.code",
-    "field": "error.field",
-    "status": {
-      "422": "23514"
-    }
-  },
-  "incremental": {
-    "kind": "updated_since",
-    "field": "updated_at",
-    "since_param": "updated_since",
-    "since_format": "iso8601",
-    "inclusive": false
-  },
-  "deletes": {
-    "kind": "full_diff",
-    "every": "60s"
-  },
-  "objects": [
-    {
-      "name": "task",
-      "api_name": "tasks",
-      "primary_key": "id",
-      "endpoints": {
-        "list": {
-          "method": "GET",
-          "path": "/tasks",
-          "records": "items"
-        },
-        "get": {
-          "method": "GET",
-          "path": "/tasks/{id}"
-        },
-        "create": {
-          "method": "POST",
-          "path": "/tasks"
-        },
-        "update": {
-          "method": "PATCH",
-          "path": "/tasks/{id}"
-        },
-        "delete": {
-          "method": "DELETE",
-          "path": "/tasks/{id}"
-        }
-      },
-      "fields": [
-        {
-          "name": "id",
-          "type": "string",
-          "nullable": false,
-          "access": "read_only"
-        },
-        {
-          "name": "title",
-          "type": "string",
-          "nullable": true,
-          "access": "writable",
-          "required_on_create": true,
-          "max_length": 200
-        },
-        {
-          "name": "status",
-          "type": "string",
-          "nullable": true,
-          "access": "writable",
-          "enum": [
-            "open",
-            "done"
-          ]
-        },
-        {
-          "name": "dueOn",
-          "type": "date",
-          "nullable": true,
-          "access": "writable"
-        },
-        {
-          "name": "estimateHours",
-          "type": "decimal",
-          "nullable": true,
-          "access": "writable"
-        },
-        {
-          "name": "ownerEmail",
-          "path": "owner.email",
-          "type": "string",
-          "nullable": true,
-          "access": "create_only",
-          "format": "email"
-        },
-        {
-          "name": "tags",
-          "type": "string_array",
-          "nullable": true,
-          "access": "writable"
-        },
-        {
-          "name": "updated_at",
-          "type": "timestamp",
-          "nullable": true,
-          "access": "read_only",
-          "time_format": "unix_seconds"
-        }
-      ]
-    }
-  ]
-}"#;
+pub const SPEC_JSON: &str = include_str!("todo.spec.json");
+
 /// The columns of a static object, by table name.
 pub fn object_columns(table: &str) -> Option<&'static [Column]> {
     match table {
@@ -152,8 +21,9 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         _ => None,
     }
 }
+
 /// A Todo `tasks` record (table `task`).
-#[derive(Clone, Debug, PartialEq, sequin_derive::Record)]
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
 #[sequin(table = "task", api_name = "tasks")]
 pub struct Task {
     /// `id` (read-only).
@@ -171,7 +41,7 @@ pub struct Task {
         ty = "string",
         access = "writable",
         required_on_create,
-        max_length = 200u32
+        max_length = 200
     )]
     pub title: Option<String>,
     /// `status` (writable).

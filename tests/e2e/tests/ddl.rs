@@ -96,8 +96,7 @@ fn ddl_applies_through_psql_variables() {
     // The committed .sql files are usable as they are with psql.
     let cluster = sequin_pgtemp::shared().unwrap();
     let db = sequin_pgtemp::Database::create("ddlpsql").unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../sequin-runtime/src/connectors");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sequin-connectors/src");
     for c in sequin_runtime::registry::all() {
         let file = dir.join(format!("{}.sql", c.spec.name));
         let out = std::process::Command::new(cluster.bindir().join("psql"))

@@ -37,7 +37,9 @@ pub mod synced;
 mod tls;
 
 pub use backend::Upstream;
-pub use classify::{Classification, ClassifiedStatement, Classifier, TableWrite, Via, WriteKind};
+pub use classify::{
+    Classification, ClassifiedStatement, Classifier, Shape, TableWrite, Via, WriteKind,
+};
 pub use frontend::{SessionEnd, SessionError};
 pub use interceptor::{
     BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,

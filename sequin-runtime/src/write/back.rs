@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use sequin_proxy::codec::{BackendMessage, DataRow};
-use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Step};
+use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Shape, Step};
 use sequin_spec::record::{WriteOp, decode_row, format_iso8601};
 use serde_json::{Map, Value};
 
@@ -25,7 +25,7 @@ use super::apply::Applied;
 use super::capture::Captured;
 use super::error::WriteError;
 use super::rows::{self, RowOp};
-use super::sql::{self, Shape};
+use super::sql;
 use super::table::Table;
 
 /// The client's answer to a write: its RETURNING rows (with their

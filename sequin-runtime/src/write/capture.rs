@@ -9,13 +9,12 @@
 
 use bytes::Bytes;
 use sequin_proxy::codec::ErrorResponse;
-use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Step};
+use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Shape, Step};
 use sequin_spec::record::WriteOp;
 use serde_json::{Map, Value};
 
 use super::Stop;
 use super::error::WriteError;
-use super::sql::Shape;
 use super::table::Table;
 
 /// One row changed by the client's statement, as the trigger saw it.

@@ -39,13 +39,13 @@ pub mod rows;
 pub mod sql;
 pub mod table;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use sequin_proxy::codec::{BackendMessage, CommandComplete, DataRow, ErrorResponse};
 use sequin_proxy::{
-    BoxFuture, InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol,
-    TableWrite, Via, WriteKind,
+    BoxFuture, ClassifiedStatement, InjectError, InterceptContext, Intercepted, Interceptor,
+    Outcome, Protocol, Shape, TableWrite, Via, WriteKind,
 };
 use sequin_spec::record::WriteOp;
 use serde_json::{Map, Value, json};
@@ -117,13 +117,7 @@ struct Inner {
     /// thread (a database connection's I/O task runs where it was opened),
     /// instead of waking another thread and waiting for it.
     journal: thread_local::ThreadLocal<tokio::sync::Mutex<Option<Arc<Journal>>>>,
-    /// What write-through needs of a statement's text (RETURNING list,
-    /// alias), by text: parsing it again per execution is wasted work.
-    shapes: std::sync::Mutex<HashMap<String, Arc<sql::Shape>>>,
 }
-
-/// Most statement shapes cached.
-const SHAPES_MAX: usize = 4096;
 
 /// What write-through keeps of one client session between statements.
 #[derive(Default)]
@@ -177,7 +171,6 @@ impl WriteThrough {
                 metrics: metrics.clone(),
                 url,
                 journal: thread_local::ThreadLocal::new(),
-                shapes: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         w.refresh().await;
@@ -224,21 +217,6 @@ impl WriteThrough {
                 Err(e.to_string())
             }
         }
-    }
-
-    /// The shape of a statement, cached by text (bounded like the proxy's
-    /// classification cache).
-    fn shape(&self, sql_text: &str) -> Arc<sql::Shape> {
-        let mut shapes = self.inner.shapes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = shapes.get(sql_text) {
-            return s.clone();
-        }
-        if shapes.len() >= SHAPES_MAX {
-            shapes.clear();
-        }
-        let s = Arc::new(sql::shape(sql_text));
-        shapes.insert(sql_text.to_string(), s.clone());
-        s
     }
 }
 
@@ -293,7 +271,7 @@ impl WriteThrough {
                 if writes.is_empty() {
                     return Ok(Outcome::PassThrough);
                 }
-                self.statement(ctx, &st, &stmt.sql, &writes, &mut reply, true)
+                self.statement(ctx, &st, stmt, &writes, &mut reply, true)
                     .await?;
             }
             Protocol::Simple => {
@@ -314,7 +292,7 @@ impl WriteThrough {
                         plain(ctx, &stmt.sql, &mut reply).await?;
                     } else {
                         let ends_exchange = i + 1 == statements.len();
-                        self.statement(ctx, &st, &stmt.sql, &writes, &mut reply, ends_exchange)
+                        self.statement(ctx, &st, stmt, &writes, &mut reply, ends_exchange)
                             .await?;
                     }
                     if failed(&reply) {
@@ -402,7 +380,7 @@ impl WriteThrough {
         &self,
         ctx: &mut InterceptContext<'_>,
         st: &Intercepted,
-        sql_text: &str,
+        stmt: &ClassifiedStatement,
         writes: &[TableWrite],
         reply: &mut Reply,
         ends_exchange: bool,
@@ -412,8 +390,7 @@ impl WriteThrough {
             writes[0].table.table.clone(),
         );
         let (written, times) =
-            crate::metrics::time_statement(self.write(ctx, st, sql_text, writes, ends_exchange))
-                .await;
+            crate::metrics::time_statement(self.write(ctx, st, stmt, writes, ends_exchange)).await;
         crate::metrics::write_statement(&self.inner.metrics, &schema, &written, times);
         match written {
             Ok(answer) => {
@@ -444,12 +421,11 @@ impl WriteThrough {
         &self,
         ctx: &mut InterceptContext<'_>,
         st: &Intercepted,
-        sql_text: &str,
+        stmt: &ClassifiedStatement,
         writes: &[TableWrite],
         ends_exchange: bool,
     ) -> Result<back::Answer, Stop> {
         let (table, op) = self.check(st, writes).await?;
-        let shape = self.shape(sql_text);
         let journal = self.journal().await.map_err(|e| {
             WriteError::new(
                 table.api(),
@@ -460,8 +436,8 @@ impl WriteThrough {
         self.granted(
             ctx,
             st,
-            sql_text,
-            &shape,
+            &stmt.sql,
+            &stmt.shape,
             &table,
             op,
             &journal,
@@ -595,7 +571,7 @@ impl WriteThrough {
         ctx: &mut InterceptContext<'_>,
         st: &Intercepted,
         sql_text: &str,
-        shape: &sql::Shape,
+        shape: &Shape,
         table: &Table,
         op: WriteOp,
         journal: &Journal,

@@ -130,3 +130,97 @@ fn complete(tag: String, out: &mut BytesMut) {
         CommandComplete { tag }.encode(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::codec::{ErrorResponse, FieldDescription, RowDescription};
+
+    fn execute(max_rows: i32) -> Intercepted {
+        Intercepted {
+            protocol: Protocol::Extended,
+            sql: "insert into s.t (id) values ('a'), ('b') returning id".into(),
+            invalid_utf8: false,
+            classification: Arc::default(),
+            statement_name: Some(String::new()),
+            param_types: Vec::new(),
+            bind: None,
+            max_rows,
+            portal_id: 7,
+        }
+    }
+
+    fn result() -> QueryResult {
+        QueryResult {
+            columns: RowDescription {
+                fields: vec![FieldDescription::new("id", 25)],
+            },
+            rows: vec![
+                DataRow::from_text([Some("a")]),
+                DataRow::from_text([Some("b")]),
+            ],
+            command_tag: "INSERT 0 2".into(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// The message tags of an answer.
+    fn tags(out: &BytesMut) -> Vec<u8> {
+        let mut tags = Vec::new();
+        let mut at = 0;
+        while at < out.len() {
+            tags.push(out[at]);
+            let len = u32::from_be_bytes(out[at + 1..at + 5].try_into().unwrap()) as usize;
+            at += 1 + len;
+        }
+        tags
+    }
+
+    #[test]
+    fn simple_protocol_gets_columns_rows_and_tag_and_stops_at_an_error() {
+        let mut st = execute(0);
+        st.protocol = Protocol::Simple;
+        let mut out = BytesMut::new();
+        let failed = render(
+            vec![
+                Reply::Done(result()),
+                Reply::Failed(ErrorResponse::new("ERROR", "22012", "division by zero")),
+                Reply::Done(result()),
+            ],
+            &st,
+            &mut Portals::default(),
+            &mut out,
+        );
+        assert!(failed);
+        assert_eq!(tags(&out), b"TDDCE");
+    }
+
+    #[test]
+    fn a_row_limit_suspends_the_portal_and_its_next_execute_gets_the_rest() {
+        let mut portals = Portals::default();
+        let mut out = BytesMut::new();
+        assert!(!render(
+            vec![Reply::Done(result())],
+            &execute(1),
+            &mut portals,
+            &mut out
+        ));
+        assert_eq!(tags(&out), b"Ds", "no RowDescription, one row, suspended");
+        let rest = portals.replay(7).expect("the portal owes a row");
+        let mut out = BytesMut::new();
+        render(vec![rest], &execute(1), &mut portals, &mut out);
+        assert_eq!(tags(&out), b"DC");
+        assert!(out.ends_with(b"INSERT 0 2\0"));
+        // Executed again: its tag again, no rows, and never the interceptor.
+        let again = portals.replay(7).expect("an executed portal is remembered");
+        let mut out = BytesMut::new();
+        render(vec![again], &execute(0), &mut portals, &mut out);
+        assert_eq!(tags(&out), b"C");
+        assert!(
+            portals.replay(8).is_none(),
+            "another portal is not answered"
+        );
+    }
+}

@@ -381,3 +381,43 @@ async fn plain(ctx: &mut InterceptContext<'_>, sql_text: &str) -> Result<Reply, 
         Err(other) => Err(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The layering of issue #12: every step of `write/` stands on its
+    /// own (nothing points back up to this file), and the runtime reads
+    /// SQL only through the proxy's classification (no pg_query).
+    #[test]
+    fn steps_do_not_import_the_pipeline_and_the_runtime_parses_no_sql() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/write");
+        let modules: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "rs").then(|| p.file_stem().unwrap().to_string_lossy().into())
+            })
+            .collect();
+        for m in modules.iter().filter(|m| *m != "mod") {
+            let text = std::fs::read_to_string(dir.join(format!("{m}.rs"))).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for (at, _) in line.match_indices("super::") {
+                    let next: String = line[at + 7..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '*')
+                        .collect();
+                    assert!(
+                        next == "*" || modules.contains(&next),
+                        "write/{m}.rs:{}: `super::{next}` points back up to write/mod.rs; import it from the file that defines it",
+                        n + 1
+                    );
+                }
+            }
+        }
+        let manifest =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+        assert!(
+            !manifest.contains("pg_query"),
+            "sequin-runtime depends on pg_query; read statements through sequin_proxy::classify"
+        );
+    }
+}

@@ -2,6 +2,11 @@
 //! which statements of a query string write which synced tables, through
 //! CTEs, `EXPLAIN`, `PREPARE`, `COPY ... FROM` and `TRUNCATE` too.
 //!
+//! For a statement that writes a synced table, it also records what
+//! write-through needs of its text ([`Shape`]: the target's alias and the
+//! RETURNING clause), from the same parse tree and the statement's tokens,
+//! so nothing downstream parses SQL again.
+//!
 //! Only text that passes [`SyncedSet::may_mention`] is parsed, and results are
 //! cached by statement text (the prepared-statement-name cache lives in the
 //! session, see `frontend`). The cache is dropped when the synced set changes.
@@ -10,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{RangeVar, WithClause};
+use pg_query::protobuf::{RangeVar, Token, WithClause};
 
 use crate::synced::{SyncedSet, SyncedTables, TableName};
 
@@ -62,6 +67,26 @@ pub struct ClassifiedStatement {
     pub sql: String,
     /// Synced tables it writes; empty when it writes none.
     pub writes: Vec<TableWrite>,
+    /// What write-through needs of its text (default when it writes no
+    /// synced table).
+    pub shape: Shape,
+}
+
+/// What write-through needs to know of an INSERT, UPDATE or DELETE's text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// The RETURNING list's text (`id, upper(name) AS n`), if any, with
+    /// `schema.table.` qualifications of the target rewritten to the alias.
+    pub returning: Option<String>,
+    /// Whether the RETURNING list uses `$n` parameters.
+    pub returning_params: bool,
+    /// Where the RETURNING clause starts in the statement's text
+    /// ([`ClassifiedStatement::sql`]): the statement without it is the text
+    /// before.
+    pub returning_at: Option<usize>,
+    /// The name the statement gives the target table (its alias, else the
+    /// table's name), which RETURNING expressions refer to.
+    pub alias: String,
 }
 
 /// The classification of a whole query string.
@@ -102,13 +127,14 @@ pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
         };
         let text = sql.get(start..end).unwrap_or(sql).trim();
         let mut found = Vec::new();
-        if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+        let node = raw.stmt.as_ref().and_then(|s| s.node.as_ref());
+        if let Some(node) = node {
             walk(node, false, Via::Statement, &mut found);
         }
         // An unqualified name is kept with an empty schema when a synced
         // table has that name: the session's search_path decides, and the
         // interceptor asks the server which table it is.
-        let writes = found
+        let writes: Vec<TableWrite> = found
             .into_iter()
             .filter(|w| {
                 if w.rv.schemaname.is_empty() {
@@ -124,14 +150,123 @@ pub fn classify(sql: &str, synced: &SyncedSet) -> Classification {
                 via: w.via,
             })
             .collect();
+        let shape = if writes.is_empty() {
+            Shape::default()
+        } else {
+            shape(text, node)
+        };
         statements.push(ClassifiedStatement {
             sql: text.to_owned(),
             writes,
+            shape,
         });
     }
     Classification {
         statements,
         parse_error: None,
+    }
+}
+
+/// The shape of one statement: the target's alias from its parse tree
+/// `node`, the RETURNING clause from the tokens of its text.
+pub fn shape(sql: &str, node: Option<&NodeEnum>) -> Shape {
+    let mut out = Shape::default();
+    let rel = match node {
+        Some(NodeEnum::InsertStmt(s)) => s.relation.as_ref(),
+        Some(NodeEnum::UpdateStmt(s)) => s.relation.as_ref(),
+        Some(NodeEnum::DeleteStmt(s)) => s.relation.as_ref(),
+        _ => None,
+    };
+    let (schema, table) = match rel {
+        Some(r) => {
+            out.alias = r
+                .alias
+                .as_ref()
+                .map(|a| a.aliasname.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| r.relname.clone());
+            (r.schemaname.as_str(), r.relname.as_str())
+        }
+        None => ("", ""),
+    };
+    let Ok(scan) = pg_query::scan(sql) else {
+        return out;
+    };
+    let mut depth = 0i32;
+    let mut at = None;
+    for (i, t) in scan.tokens.iter().enumerate() {
+        match Token::try_from(t.token) {
+            Ok(Token::Ascii40) => depth += 1,
+            Ok(Token::Ascii41) => depth -= 1,
+            Ok(Token::Returning) if depth == 0 => at = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(i) = at {
+        out.returning_at = usize::try_from(scan.tokens[i].start).ok();
+        let tokens = &scan.tokens[i + 1..];
+        out.returning_params = tokens
+            .iter()
+            .any(|t| Token::try_from(t.token) == Ok(Token::Param));
+        out.returning = Some(returning_list(
+            sql,
+            scan.tokens[i].end as usize,
+            tokens,
+            (schema, table),
+            &out.alias,
+        ));
+    }
+    out
+}
+
+/// The RETURNING list's text from `pos` on. `schema.table.column` (as ORMs
+/// write it) names the target; the list is recomputed over the rows under
+/// the bare alias, so such names are rewritten to `alias.column`.
+fn returning_list(
+    sql: &str,
+    mut pos: usize,
+    tokens: &[pg_query::protobuf::ScanToken],
+    (schema, table): (&str, &str),
+    alias: &str,
+) -> String {
+    let name_at = |k: usize| {
+        tokens
+            .get(k)
+            .and_then(|t| sql.get(t.start as usize..t.end as usize))
+            .map(normalize)
+    };
+    let dot_at = |k: usize| {
+        tokens
+            .get(k)
+            .is_some_and(|t| Token::try_from(t.token) == Ok(Token::Ascii46))
+    };
+    let mut text = String::new();
+    let mut k = 0;
+    while k < tokens.len() {
+        let qualified = !schema.is_empty()
+            && name_at(k).as_deref() == Some(schema)
+            && dot_at(k + 1)
+            && name_at(k + 2).as_deref() == Some(table)
+            && dot_at(k + 3);
+        if qualified {
+            text.push_str(sql.get(pos..tokens[k].start as usize).unwrap_or_default());
+            text.push_str(&format!("\"{}\"", alias.replace('"', "\"\"")));
+            pos = tokens[k + 2].end as usize;
+            k += 3;
+        } else {
+            k += 1;
+        }
+    }
+    text.push_str(sql.get(pos..).unwrap_or_default());
+    text.trim().trim_end_matches(';').trim().to_string()
+}
+
+/// An identifier token as Postgres resolves it: quoted as written,
+/// unquoted folded to lower case.
+fn normalize(token: &str) -> String {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(q) => q.replace("\"\"", "\""),
+        None => token.to_lowercase(),
     }
 }
 
@@ -476,6 +611,57 @@ mod tests {
             ]
         );
         assert!(c.statements[1].writes.len() == 1 && c.statements[0].writes.is_empty());
+    }
+
+    fn shape_of(sql: &str) -> Shape {
+        let parsed = pg_query::parse(sql).unwrap();
+        let node = parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .and_then(|s| s.node.as_ref());
+        shape(sql, node)
+    }
+
+    #[test]
+    fn returning_list_and_alias() {
+        let s = shape_of("insert into salesforce.contact (first_name) values ('a') returning id;");
+        assert_eq!(s.returning.as_deref(), Some("id"));
+        assert_eq!(s.returning_at, Some(57));
+        assert_eq!(s.alias, "contact");
+        assert!(!s.returning_params);
+        let s = shape_of(
+            "WITH c AS (DELETE FROM y RETURNING z) UPDATE s.t AS x SET a = 1 FROM c WHERE b = $1 RETURNING x.id, upper(x.name) || $2 AS n",
+        );
+        assert_eq!(
+            s.returning.as_deref(),
+            Some("x.id, upper(x.name) || $2 AS n")
+        );
+        assert_eq!(s.alias, "x");
+        assert!(s.returning_params);
+        let s = shape_of(
+            "INSERT INTO salesforce.contact (last_name) VALUES ($1) RETURNING salesforce.contact.id, \"salesforce\".\"contact\".name",
+        );
+        assert_eq!(
+            s.returning.as_deref(),
+            Some("\"contact\".id, \"contact\".name")
+        );
+        let s = shape_of("delete from s.t where id = $1");
+        assert_eq!(s.returning, None);
+        assert_eq!(s.alias, "t");
+    }
+
+    #[test]
+    fn statements_writing_synced_tables_carry_their_shape() {
+        let c = classify(
+            "select 1; update stripe.customer c set name = 'x' returning c.id; select 2",
+            &synced().snapshot(),
+        );
+        assert_eq!(c.statements[0].shape, Shape::default());
+        let s = &c.statements[1];
+        assert_eq!(s.shape.alias, "c");
+        assert_eq!(s.shape.returning.as_deref(), Some("c.id"));
+        let at = s.shape.returning_at.expect("a RETURNING clause");
+        assert_eq!(&s.sql[at..], "returning c.id");
     }
 
     #[test]

@@ -31,8 +31,8 @@ use crate::backend::{
 use crate::classify::{Classification, Classifier};
 use crate::codec::startup::{CancelRequest, StartupMessage, StartupPacket};
 use crate::codec::{
-    self, Authentication, BackendKeyData, BackendMessage, Bind, Close, CodecError, ErrorResponse,
-    Execute, Message, Parse, PasswordMessage, Target,
+    self, Authentication, BackendKeyData, Bind, Close, CodecError, ErrorResponse, Execute, Message,
+    Parse, PasswordMessage, Target,
 };
 use crate::interceptor::{
     InjectError, InterceptContext, Intercepted, Interceptor, Outcome, Protocol, SessionInfo,
@@ -520,6 +520,7 @@ async fn established(
         server_write,
         injected: Default::default(),
         local: None,
+        portals: Default::default(),
         track: Tracker {
             env,
             snapshot: synced.snapshot(),
@@ -900,6 +901,8 @@ struct ClientToServer<'a> {
     /// The interceptor's own state for this session
     /// (`InterceptContext::local`).
     local: Option<Box<dyn std::any::Any + Send>>,
+    /// Portals the interceptor answered, for their later Executes.
+    portals: crate::reply::Portals,
 }
 
 impl ClientToServer<'_> {
@@ -1088,7 +1091,15 @@ impl ClientToServer<'_> {
             sync_follows: what.protocol == Protocol::Simple || sync_next(&self.buf),
             ready: None,
         };
-        let outcome = self.env.interceptor.intercept(&mut ctx).await;
+        // A later Execute of a portal already answered: the write happened
+        // at the first one (in a failed transaction the server answers).
+        let replay = (what.protocol == Protocol::Extended && status != b'E')
+            .then(|| self.portals.replay(what.portal_id))
+            .flatten();
+        let outcome = match replay {
+            Some(reply) => Ok(Outcome::Respond(vec![reply])),
+            None => self.env.interceptor.intercept(&mut ctx).await,
+        };
         if ctx.client_failed {
             // An earlier message of the client's pipeline failed: the server
             // skipped the interceptor's statements and skips this Execute
@@ -1125,16 +1136,12 @@ impl ClientToServer<'_> {
                 let unsent = std::mem::take(&mut ctx.unsent);
                 self.forward_message(unsent, msg).await
             }
-            Outcome::Respond(messages) => {
+            Outcome::Respond(replies) => {
                 let mut out = std::mem::take(&mut ctx.early);
                 ctx.drain_owed_into(&mut out)
                     .await
                     .map_err(SessionError::Intercept)?;
-                let mut has_error = false;
-                for m in &messages {
-                    has_error |= matches!(m, BackendMessage::ErrorResponse(_));
-                    m.encode(&mut out);
-                }
+                let has_error = crate::reply::render(replies, what, &mut self.portals, &mut out);
                 if what.protocol == Protocol::Simple {
                     // The server's own ReadyForQuery ends the exchange, so
                     // the transaction status the client sees is the truth

@@ -3,7 +3,10 @@
 //! portal whose statement was classified at Parse). Through the
 //! [`InterceptContext`] it can run its own statements on the session's server
 //! connection (injected with Flush, never Sync, replies swallowed), answer
-//! the client with synthesized messages, or let the statement pass through.
+//! the client with results and errors ([`Outcome::Respond`]), which the
+//! proxy renders in the client's protocol (`reply`: RowDescription,
+//! `max_rows`, PortalSuspended, portals executed before), or let the
+//! statement pass through. The interceptor never writes wire messages.
 //!
 //! When the interceptor runs, the server owes nothing for the client's
 //! earlier messages, or only replies that come back at once (ParseComplete,
@@ -22,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::backend::ClientWrite;
 use crate::classify::Classification;
 use crate::codec::{
-    self, BackendMessage, Bind, Close, CodecError, DataRow, Describe, ErrorResponse, Execute,
-    Flush, Message, NoticeResponse, Parse, RowDescription, Target,
+    self, Bind, Close, CodecError, DataRow, Describe, ErrorResponse, Execute, Flush, Message,
+    NoticeResponse, Parse, RowDescription, Target,
 };
 
 /// A boxed, sendable future (the trait is object-safe this way).
@@ -86,12 +89,26 @@ pub struct SessionInfo {
 pub enum Outcome {
     /// Forward the client's message unchanged.
     PassThrough,
-    /// Do not forward it; send these messages to the client instead. In the
-    /// simple protocol the proxy then ends the exchange with the server's own
-    /// ReadyForQuery (it sends a Sync itself); do not include one. In the
-    /// extended protocol, an ErrorResponse among them makes the proxy skip
-    /// the client's messages up to its next Sync, as Postgres would.
-    Respond(Vec<BackendMessage>),
+    /// Do not forward it; answer with these results instead: one per
+    /// statement of a simple Query that ran (a failed one last), one for
+    /// an Execute. In the simple protocol the proxy then ends the exchange
+    /// with the server's own ReadyForQuery (it sends a Sync itself). In the
+    /// extended protocol, a failure makes the proxy skip the client's
+    /// messages up to its next Sync, as Postgres would; a later Execute of
+    /// the same portal is answered by the proxy (see `reply`).
+    Respond(Vec<Reply>),
+}
+
+/// The result of one statement the interceptor answers for.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// It ran: its rows (with their columns, empty for a statement
+    /// without rows, in the formats asked for: see
+    /// [`InjectedQuery::in_client_formats`]), notices and command tag
+    /// (empty for an empty query).
+    Done(QueryResult),
+    /// It failed with this error.
+    Failed(ErrorResponse),
 }
 
 /// An error while talking to the server for the interceptor.
@@ -129,21 +146,77 @@ pub struct QueryResult {
 }
 
 /// A statement for [`InterceptContext::query_with`], in the terms of the
-/// extended protocol's Parse and Bind.
+/// extended protocol's Parse and Bind; built from [`InjectedQuery::new`]
+/// (no parameters, text results, not kept prepared).
 #[derive(Debug, Clone, Copy)]
 pub struct InjectedQuery<'q> {
-    pub sql: &'q str,
+    sql: &'q str,
     /// Parameter type OIDs (0 = let the server infer).
-    pub param_types: &'q [u32],
+    param_types: &'q [u32],
     /// Parameter formats, with Bind's none/one/each convention.
-    pub param_formats: &'q [i16],
-    pub params: &'q [Option<bytes::Bytes>],
-    /// Result formats, with Bind's none/one/each convention.
-    pub result_formats: &'q [i16],
+    param_formats: &'q [i16],
+    params: &'q [Option<bytes::Bytes>],
+    /// Results in the formats the intercepted Execute's Bind asked for
+    /// (text otherwise).
+    client_formats: bool,
     /// Keep the statement prepared on the session for the next time the
+    /// same text runs.
+    cache: bool,
+}
+
+impl<'q> InjectedQuery<'q> {
+    /// The statement `sql`, without parameters.
+    pub fn new(sql: &'q str) -> Self {
+        InjectedQuery {
+            sql,
+            param_types: &[],
+            param_formats: &[],
+            params: &[],
+            client_formats: false,
+            cache: false,
+        }
+    }
+
+    /// Its parameter values (`None` = NULL), in text format and of types
+    /// the server infers unless given.
+    pub fn params(mut self, params: &'q [Option<bytes::Bytes>]) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Its parameters' type OIDs (0 = let the server infer).
+    pub fn param_types(mut self, types: &'q [u32]) -> Self {
+        self.param_types = types;
+        self
+    }
+
+    /// Its parameters' formats, with Bind's none/one/each convention (a
+    /// client's Bind values pass through as they are).
+    pub fn param_formats(mut self, formats: &'q [i16]) -> Self {
+        self.param_formats = formats;
+        self
+    }
+
+    /// Results in the formats the client asked for in the Bind of the
+    /// intercepted Execute (text in the simple protocol): for rows that go
+    /// to the client as they are.
+    pub fn in_client_formats(mut self) -> Self {
+        self.client_formats = true;
+        self
+    }
+
+    /// Keeps the statement prepared on the session for the next time the
     /// same text runs (for the interceptor's fixed statements; the client
     /// never sees it).
-    pub cache: bool,
+    pub fn cached(mut self) -> Self {
+        self.cache = true;
+        self
+    }
+
+    /// The statement's text.
+    pub fn sql(&self) -> &'q str {
+        self.sql
+    }
 }
 
 /// One step of [`InterceptContext::pipeline`].
@@ -158,7 +231,7 @@ pub enum Step<'q> {
 /// Encodes Bind, Describe, Execute and Close of the reserved portal for
 /// an already prepared statement (preceded by a Close of the portal, so a
 /// leftover from a failed injection is harmless).
-fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
+fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>, result_formats: &[i16]) {
     Close {
         target: Target::Portal,
         name: INJECTED_NAME.into(),
@@ -169,7 +242,7 @@ fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
         statement: statement.into(),
         param_formats: q.param_formats.to_vec(),
         params: q.params.to_vec(),
-        result_formats: q.result_formats.to_vec(),
+        result_formats: result_formats.to_vec(),
     }
     .encode(out);
     Describe {
@@ -192,14 +265,14 @@ fn encode_bind(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
 /// Encodes an injected statement with the reserved names. Closing first
 /// makes a leftover from an earlier failed injection harmless; closing what
 /// does not exist is not an error.
-fn encode_query(out: &mut BytesMut, q: &InjectedQuery<'_>) {
+fn encode_query(out: &mut BytesMut, q: &InjectedQuery<'_>, result_formats: &[i16]) {
     Close {
         target: Target::Statement,
         name: INJECTED_NAME.into(),
     }
     .encode(out);
     encode_parse(out, INJECTED_NAME, q);
-    encode_bind(out, INJECTED_NAME, q);
+    encode_bind(out, INJECTED_NAME, q, result_formats);
 }
 
 fn encode_parse(out: &mut BytesMut, statement: &str, q: &InjectedQuery<'_>) {
@@ -344,15 +417,8 @@ impl InterceptContext<'_> {
             .iter()
             .map(|p| p.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes())))
             .collect();
-        self.query_with(&InjectedQuery {
-            sql,
-            param_types: &vec![0; params.len()],
-            param_formats: &[],
-            params: &params,
-            result_formats: &[],
-            cache: false,
-        })
-        .await
+        self.query_with(&InjectedQuery::new(sql).params(&params))
+            .await
     }
 
     /// Runs one statement as [`Self::query`] does, with parameter types and
@@ -424,7 +490,12 @@ impl InterceptContext<'_> {
         let mut out = BytesMut::with_capacity(256);
         // Statements parsed by this pipeline, recorded once it succeeds.
         let mut parsed: Vec<(usize, String)> = Vec::new();
+        let client_formats = self.client_result_formats();
         for (i, step) in steps.iter().enumerate() {
+            let formats = match step {
+                Step::Query(q) if q.client_formats => client_formats.as_slice(),
+                _ => &[],
+            };
             match step {
                 // Past the limit, further texts run unprepared.
                 Step::Query(q)
@@ -433,17 +504,17 @@ impl InterceptContext<'_> {
                             || self.prepared.names.len() + parsed.len() < PREPARED_MAX) =>
                 {
                     match self.prepared.names.get(&cache_key(q)) {
-                        Some(name) => encode_bind(&mut out, name, q),
+                        Some(name) => encode_bind(&mut out, name, q, formats),
                         None => {
                             let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
                             self.prepared.next += 1;
                             encode_parse(&mut out, &name, q);
-                            encode_bind(&mut out, &name, q);
+                            encode_bind(&mut out, &name, q, formats);
                             parsed.push((i, name));
                         }
                     }
                 }
-                Step::Query(q) => encode_query(&mut out, q),
+                Step::Query(q) => encode_query(&mut out, q, formats),
                 Step::Portal(name) => Execute {
                     portal: (*name).into(),
                     max_rows: 0,
@@ -488,6 +559,14 @@ impl InterceptContext<'_> {
             }
         }
         Ok(results)
+    }
+
+    /// The result formats of the intercepted Execute's Bind (none: text).
+    fn client_result_formats(&self) -> Vec<i16> {
+        match (self.statement.protocol, &self.statement.bind) {
+            (Protocol::Extended, Some(b)) => b.result_formats.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// Reads the replies still owed to the client's earlier messages into
@@ -659,18 +738,6 @@ impl InterceptContext<'_> {
                 _ => {}
             }
         }
-    }
-
-    /// Sends raw bytes to the client (for interceptors that stream results).
-    pub async fn send_to_client(&mut self, messages: &[BackendMessage]) -> Result<(), InjectError> {
-        let mut out = BytesMut::new();
-        self.drain_owed_into(&mut out).await?;
-        for m in messages {
-            m.encode(&mut out);
-        }
-        self.client_write.write_all(&out).await?;
-        self.client_write.flush().await?;
-        Ok(())
     }
 
     /// Writes to the server, after any of the client's messages still

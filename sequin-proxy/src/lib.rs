@@ -4,7 +4,8 @@
 //!
 //! Layers, each depending only on those before it:
 //! [`codec`] (one module per message) ← [`state`] (protocol state machine) ←
-//! [`backend`] (server connections) ← `frontend` (client sessions) ←
+//! [`backend`] (server connections) ← `frontend` (client sessions, with
+//! `reply` rendering an interceptor's results and errors) ←
 //! [`Proxy`] (listener, cancel keys, TLS). [`pgtls`] reads libpq's
 //! `sslmode` parameters for the upstream connection. Classification ([`classify`])
 //! uses the real Postgres grammar through pg_query, behind a cheap
@@ -31,17 +32,20 @@ pub mod codec;
 mod frontend;
 pub mod interceptor;
 pub mod pgtls;
+mod reply;
 mod server;
 pub mod state;
 pub mod synced;
 mod tls;
 
 pub use backend::Upstream;
-pub use classify::{Classification, ClassifiedStatement, Classifier, TableWrite, Via, WriteKind};
+pub use classify::{
+    Classification, ClassifiedStatement, Classifier, Shape, TableWrite, Via, WriteKind,
+};
 pub use frontend::{SessionEnd, SessionError};
 pub use interceptor::{
     BoxFuture, InjectError, InjectedQuery, InterceptContext, Intercepted, Interceptor, Outcome,
-    PassThrough, Protocol, QueryResult, SessionInfo, Step,
+    PassThrough, Protocol, QueryResult, Reply, SessionInfo, Step,
 };
 pub use pgtls::{PgTls, SslMode, SslParams, TlsParamError};
 pub use server::{Proxy, ProxyConfig, ProxyError, ProxyHandle, ProxyStats};

@@ -2,7 +2,7 @@
 //! interceptor (simple Query and Execute of a portal classified at Parse),
 //! which can run injected statements on the session's connection (inside the
 //! client's transaction, replies swallowed, pipeline untouched), answer with
-//! synthesized rows or errors, or pass through. Other traffic never does.
+//! rows or errors (which the proxy renders for the protocol), or pass through. Other traffic never does.
 
 mod common;
 
@@ -12,12 +12,10 @@ use std::time::Duration;
 use common::*;
 use sequin_pgtemp::shared;
 use sequin_proxy::codec::error_response::field;
-use sequin_proxy::codec::{
-    BackendMessage, CommandComplete, DataRow, ErrorResponse, FieldDescription, RowDescription,
-};
+use sequin_proxy::codec::{DataRow, ErrorResponse, FieldDescription, RowDescription};
 use sequin_proxy::{
-    BoxFuture, InjectError, InjectedQuery, InterceptContext, Interceptor, Outcome, Protocol, Step,
-    SyncedTables, TableName,
+    BoxFuture, InjectError, InjectedQuery, InterceptContext, Interceptor, Outcome, Protocol,
+    QueryResult, Reply, Step, SyncedTables, TableName,
 };
 
 /// Records every interception in `public.audit` through an injected
@@ -68,42 +66,28 @@ impl Interceptor for Recorder {
                     "select 1/0"
                 };
                 let results = ctx
-                    .pipeline_to_sync(&[Step::Query(InjectedQuery {
-                        sql,
-                        param_types: &[],
-                        param_formats: &[],
-                        params: &[],
-                        result_formats: &[],
-                        cache: false,
-                    })])
+                    .pipeline_to_sync(&[Step::Query(InjectedQuery::new(sql))])
                     .await?;
-                let mut msgs = Vec::new();
-                match results.into_iter().next() {
-                    Some(Ok(r)) => {
-                        if st.protocol == Protocol::Simple {
-                            msgs.push(BackendMessage::RowDescription(r.columns));
-                        }
-                        msgs.extend(r.rows.into_iter().map(BackendMessage::DataRow));
-                        msgs.push(BackendMessage::CommandComplete(CommandComplete {
-                            tag: "INSERT 0 1".into(),
-                        }));
-                    }
-                    Some(Err(e)) => msgs.push(BackendMessage::ErrorResponse(e)),
+                let reply = match results.into_iter().next() {
+                    Some(Ok(r)) => Reply::Done(QueryResult {
+                        command_tag: "INSERT 0 1".into(),
+                        ..r
+                    }),
+                    Some(Err(e)) => Reply::Failed(e),
                     None => return Err(InjectError::Closed),
-                }
+                };
                 // Nothing more may go to the server once the Sync went.
                 if ctx.query("select 1", &[]).await.is_ok() {
                     panic!("a statement after the client's Sync was allowed");
                 }
-                return Ok(Outcome::Respond(msgs));
+                return Ok(Outcome::Respond(vec![reply]));
             }
             // Answered without a word to the server.
             if params.iter().flatten().any(|p| p.contains("at-once")) {
-                return Ok(Outcome::Respond(vec![BackendMessage::CommandComplete(
-                    CommandComplete {
-                        tag: "INSERT 0 1".into(),
-                    },
-                )]));
+                return Ok(Outcome::Respond(vec![Reply::Done(QueryResult {
+                    command_tag: "INSERT 0 1".into(),
+                    ..QueryResult::default()
+                })]));
             }
             let protocol = format!("{:?}", st.protocol);
             let tables: Vec<String> = st
@@ -130,9 +114,11 @@ impl Interceptor for Recorder {
                     other => panic!("unexpected {other}"),
                 }
                 assert!(ctx.server_failed());
-                return Ok(Outcome::Respond(vec![BackendMessage::ErrorResponse(
-                    ErrorResponse::new("ERROR", "22012", "injected failure reported"),
-                )]));
+                return Ok(Outcome::Respond(vec![Reply::Failed(ErrorResponse::new(
+                    "ERROR",
+                    "22012",
+                    "injected failure reported",
+                ))]));
             }
             self.seen
                 .lock()
@@ -145,7 +131,7 @@ impl Interceptor for Recorder {
                 .chain([st.sql.as_str()]);
             let marker: Vec<&str> = marker.collect();
             if marker.iter().any(|m| m.contains("reject")) {
-                return Ok(Outcome::Respond(vec![BackendMessage::ErrorResponse(
+                return Ok(Outcome::Respond(vec![Reply::Failed(
                     ErrorResponse::new("ERROR", "23514", "[Stripe]: Invalid email")
                         .with(field::DETAIL, "HTTP 400, code email_invalid")
                         .with(field::SCHEMA, "stripe")
@@ -154,19 +140,14 @@ impl Interceptor for Recorder {
                 )]));
             }
             if marker.iter().any(|m| m.contains("synth")) {
-                let mut msgs = Vec::new();
-                if st.protocol == Protocol::Simple {
-                    msgs.push(BackendMessage::RowDescription(RowDescription {
+                return Ok(Outcome::Respond(vec![Reply::Done(QueryResult {
+                    columns: RowDescription {
                         fields: vec![FieldDescription::new("id", 25)],
-                    }));
-                }
-                msgs.push(BackendMessage::DataRow(DataRow::from_text([Some(
-                    "cus_from_api",
-                )])));
-                msgs.push(BackendMessage::CommandComplete(CommandComplete {
-                    tag: "INSERT 0 1".into(),
-                }));
-                return Ok(Outcome::Respond(msgs));
+                    },
+                    rows: vec![DataRow::from_text([Some("cus_from_api")])],
+                    command_tag: "INSERT 0 1".into(),
+                    notices: Vec::new(),
+                })]));
             }
             Ok(Outcome::PassThrough)
         })

@@ -1,5 +1,6 @@
-//! Applying row operations to the API: single-record endpoints, or the
-//! object's batch endpoints (Salesforce composite with allOrNone, HubSpot
+//! Step 4 of a write: the operations are journalled as intents
+//! ([`journalled`]), then applied to the API: single-record endpoints, or
+//! the object's batch endpoints (Salesforce composite with allOrNone, HubSpot
 //! batch, Airtable's 10-record writes) when a statement changes several
 //! rows. Every successful write yields the API's canonical record, read
 //! back with `get` when the write's answer is only an id.
@@ -12,8 +13,73 @@ use crate::api::{
     ApiError, ErrorKind, Priority, SendRequest, Vars, error::decode_error, write_body,
 };
 
-use super::Table;
-use super::rows::RowOp;
+use sequin_spec::record::WriteOp;
+
+use super::entry;
+use super::error::{Stop, WriteError};
+use super::journal::{self, Entry, Journal};
+use super::rows::{self, RowOp};
+use super::table::Table;
+
+/// What the API did, and each intent's outcome for the journal.
+pub type Journalled = (Applied, Vec<(uuid::Uuid, journal::Outcome)>);
+
+/// Journals the operations as intents, then has the API apply them.
+/// Returns what it did, and each intent's outcome for the journal (an
+/// intent the API may or may not have applied, its answer lost, is handed
+/// to the reconciler to find out). When the API refused, the outcomes are
+/// recorded here and the refusal is the client's error.
+pub async fn journalled(
+    url: &str,
+    table: &Table,
+    op: WriteOp,
+    ops: &[RowOp],
+    journal: &Journal,
+    (xid, capture_ids): (i64, &[i64]),
+) -> Result<Journalled, Stop> {
+    let keys = rows::keys(ops);
+    let singly = sent_singly(table, ops);
+    let idempotent = table.spec.idempotency.is_some();
+    let intents: Vec<(usize, Entry)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let key = (idempotent && singly[i]).then(|| keys[i].clone());
+            entry::intent(table, o, xid, capture_ids[i], key).map(|e| (i, e))
+        })
+        .collect();
+    let entries: Vec<Entry> = intents.iter().map(|(_, e)| e.clone()).collect();
+    if let Err(e) = journal.record(&entries).await {
+        return Err(WriteError::new(
+            table.api(),
+            "58030",
+            format!("Sequin's write journal cannot record the write, so nothing was sent to the API; try again: {}", crate::store::error_chain(&e)),
+        )
+        .into());
+    }
+    let applied = crate::metrics::time_api(apply(table, ops, &keys)).await;
+    let outcomes = entry::outcomes(table, &intents, &applied);
+    if let Some(err) = &applied.error {
+        // Effects applied before the failure are undone by the
+        // reconciler once the aborted transaction is seen.
+        if let Err(e) = journal.settle_intents(&outcomes).await {
+            journal::settle_later(url.to_string(), outcomes, e);
+        }
+        return Err(refusal(table, op, err).into());
+    }
+    Ok((applied, outcomes))
+}
+
+/// The client-visible error of an API rejection.
+fn refusal(table: &Table, op: WriteOp, err: &ApiError) -> WriteError {
+    let mut e = WriteError::api(err, table.column_of(err.field.as_deref()).as_deref());
+    if op == WriteOp::Create && err.maybe_applied && table.spec.idempotency.is_none() {
+        e.message.push_str(
+            "; the record may have been created anyway: Sequin did not repeat the request (this API has no idempotency keys); if the API did create it, Sequin finds and deletes it again, since this statement failed",
+        );
+    }
+    e
+}
 
 /// A write the API accepted.
 #[derive(Clone, Debug)]
@@ -243,45 +309,8 @@ async fn send_batch(
         Ok(r) => r,
         Err(e) => return (Vec::new(), Some(e)),
     };
-    let results: Vec<Value> = match &resp.json {
-        None => Vec::new(),
-        Some(j) => {
-            let at = match b.results.as_deref() {
-                None | Some("") => Some(j),
-                Some(p) => get_path(j, p),
-            };
-            at.and_then(Value::as_array).cloned().unwrap_or_default()
-        }
-    };
-    // Failures inside a 2xx answer: per item (Salesforce composite's
-    // `success: false`) or for the batch (HubSpot's 207 `errors`).
-    let mut error = None;
-    let failures: Vec<&Value> = results
-        .iter()
-        .filter(|r| r.get("success") == Some(&Value::Bool(false)))
-        .collect();
-    if !failures.is_empty() {
-        let first = failures
-            .iter()
-            .find(|r| !item_code(r).is_some_and(|c| c.contains("ALL_OR_NONE")))
-            .unwrap_or(&failures[0]);
-        error = Some(item_error(t, first));
-    } else if let Some(first) = resp
-        .json
-        .as_ref()
-        .and_then(|j| j.get("errors"))
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-    {
-        let body = serde_json::to_vec(first).unwrap_or_default();
-        error = Some(decode_error(
-            &t.spec.display_name,
-            &t.spec.errors,
-            resp.status,
-            Some(&resp.headers),
-            &body,
-        ));
-    }
+    let results = batch_results(b, &resp);
+    let mut error = batch_error(t, &resp, &results);
     let deleting = matches!(ops[0], RowOp::Delete { .. });
     let mut out = Vec::with_capacity(ops.len());
     if deleting {
@@ -361,6 +390,51 @@ async fn send_batch(
         }
     }
     (out, error)
+}
+
+/// The per-record results of a batch answer (under the endpoint's
+/// `results` path).
+fn batch_results(b: &BatchEndpoint, resp: &crate::api::ApiResponse) -> Vec<Value> {
+    match &resp.json {
+        None => Vec::new(),
+        Some(j) => {
+            let at = match b.results.as_deref() {
+                None | Some("") => Some(j),
+                Some(p) => get_path(j, p),
+            };
+            at.and_then(Value::as_array).cloned().unwrap_or_default()
+        }
+    }
+}
+
+/// Failures inside a 2xx batch answer: per item (Salesforce composite's
+/// `success: false`) or for the batch (HubSpot's 207 `errors`).
+fn batch_error(t: &Table, resp: &crate::api::ApiResponse, results: &[Value]) -> Option<ApiError> {
+    let failures: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("success") == Some(&Value::Bool(false)))
+        .collect();
+    if !failures.is_empty() {
+        let first = failures
+            .iter()
+            .find(|r| !item_code(r).is_some_and(|c| c.contains("ALL_OR_NONE")))
+            .unwrap_or(&failures[0]);
+        return Some(item_error(t, first));
+    }
+    let first = resp
+        .json
+        .as_ref()
+        .and_then(|j| j.get("errors"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())?;
+    let body = serde_json::to_vec(first).unwrap_or_default();
+    Some(decode_error(
+        &t.spec.display_name,
+        &t.spec.errors,
+        resp.status,
+        Some(&resp.headers),
+        &body,
+    ))
 }
 
 /// Builds and sends the batch request.

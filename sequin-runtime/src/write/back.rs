@@ -6,7 +6,8 @@
 //!    CONFLICT`, so a copy sync brought in first gives way) in place of
 //!    their provisional rows; updated rows are rewritten with the API's
 //!    values;
-//! 2. RETURNING is computed over these final rows, in the client's formats;
+//! 2. RETURNING is computed over these final rows, in the client's formats
+//!    (the proxy asks for them: `InjectedQuery::in_client_formats`);
 //! 3. `sequin.release()` checks that nothing but this write-back changed
 //!    synced rows since the client's statement (a RETURNING expression
 //!    could), and marks the statement's effects in the client's
@@ -15,25 +16,21 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use sequin_proxy::codec::{BackendMessage, DataRow};
-use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Step};
+use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, QueryResult, Shape, Step};
 use sequin_spec::record::{WriteOp, decode_row, format_iso8601};
 use serde_json::{Map, Value};
 
-use super::Stop;
 use super::apply::Applied;
 use super::capture::Captured;
-use super::error::WriteError;
+use super::error::{Stop, WriteError, without_parameters};
 use super::rows::{self, RowOp};
-use super::sql::{self, Shape};
+use super::sql;
 use super::table::Table;
 
-/// The client's answer to a write: its RETURNING rows (with their
-/// RowDescription in the simple protocol) and command tag.
+/// The client's answer to a write: its RETURNING rows with their columns
+/// (none without RETURNING) and command tag, which the proxy renders.
 pub struct Answer {
-    pub description: Option<BackendMessage>,
-    pub rows: Vec<DataRow>,
-    pub tag: String,
+    pub result: QueryResult,
     /// The session's new high-water mark of capture rows.
     pub last: i64,
 }
@@ -52,7 +49,7 @@ pub async fn run(
     applied: &Applied,
     ends_exchange: bool,
 ) -> Result<Answer, Stop> {
-    let keys = keys(ops);
+    let keys = rows::keys(ops);
     let (created, updated) = canonical_docs(table, ops, applied, &keys)?;
     let qualified = table.plan.table.qualified();
     let pk = sql::Key::of(&table.plan.table);
@@ -74,57 +71,33 @@ pub async fn run(
         }
         None => None,
     };
-    let marks: Vec<i64> = {
-        let mut m: Vec<i64> = applied
-            .done
-            .iter()
-            .map(|(i, _)| captured.changes[*i].capture_id)
-            .collect();
-        m.sort_unstable();
-        m.dedup();
-        m
-    };
-    let release_params = [
-        Some(Bytes::from(captured.last.to_string())),
-        Some(Bytes::from(qualified.clone())),
-        Some(Bytes::from(created.len().to_string())),
-        Some(Bytes::from((created.len() + updated.len()).to_string())),
-        Some(Bytes::from(format!(
-            "{{{}}}",
-            marks
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ))),
-    ];
+    let release_params =
+        release_params(captured, applied, &qualified, created.len(), updated.len());
     let mut steps = Vec::with_capacity(4);
     for (q, params) in [
         (&created_sql, &created_params),
         (&updated_sql, &updated_params),
     ] {
         if let Some(q) = q {
-            steps.push(Step::Query(InjectedQuery {
-                sql: q,
-                param_types: &[0],
-                param_formats: &[],
-                params,
-                result_formats: &[],
-                cache: true,
-            }));
+            steps.push(Step::Query(
+                InjectedQuery::new(q)
+                    .params(params)
+                    .param_types(&[0])
+                    .cached(),
+            ));
         }
     }
     if let Some(r) = &returning {
         steps.push(Step::Query(r.query()));
     }
-    steps.push(Step::Query(InjectedQuery {
-        sql: "SELECT sequin.release($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8, $4::pg_catalog.int8, $5::pg_catalog.int8[])",
-        param_types: &[0, 0, 0, 0, 0],
-        param_formats: &[],
-        params: &release_params,
-        result_formats: &[],
-        cache: true,
-    }));
+    steps.push(Step::Query(
+        InjectedQuery::new(
+            "SELECT sequin.release($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8, $4::pg_catalog.int8, $5::pg_catalog.int8[])",
+        )
+        .params(&release_params)
+        .param_types(&[0, 0, 0, 0, 0])
+        .cached(),
+    ));
     // The last round trip of the exchange carries the Sync that ends it
     // (the implicit transaction commits with it; the journal's reconciler
     // settles the effects either way).
@@ -133,49 +106,72 @@ pub async fn run(
     } else {
         ctx.pipeline(&steps).await?
     };
-    let n = results.len();
-    let mut outputs = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(results.len());
     for r in results {
-        match r {
-            Ok(r) => outputs.push(r),
-            Err(e) => return Err(Stop::Failed(super::without_parameters(e))),
-        }
+        outputs.push(r.map_err(|e| Stop::Failed(without_parameters(e)))?);
     }
-    if n < steps.len() {
+    if outputs.len() < steps.len() {
         return Err(Stop::Inject(sequin_proxy::InjectError::Closed));
     }
     let released = outputs.pop().expect("release is the last step");
-    let last = released
-        .rows
-        .first()
-        .and_then(|r| r.values.first())
-        .and_then(|v| v.as_ref())
-        .and_then(|b| std::str::from_utf8(b).ok())
+    let last = first_value(&released)
         .and_then(|s| s.parse().ok())
         .unwrap_or(captured.last);
-    let (description, rows) = match (returning.is_some(), outputs.pop()) {
-        (true, Some(r)) => (
-            (st.protocol == Protocol::Simple).then_some(BackendMessage::RowDescription(r.columns)),
-            r.rows,
-        ),
-        _ => (None, Vec::new()),
+    let (columns, rows) = match (returning.is_some(), outputs.pop()) {
+        (true, Some(r)) => (r.columns, r.rows),
+        _ => Default::default(),
     };
     Ok(Answer {
-        description,
-        rows,
-        tag: captured.tag.clone(),
+        result: QueryResult {
+            columns,
+            rows,
+            command_tag: captured.tag.clone(),
+            notices: Vec::new(),
+        },
         last,
     })
 }
 
-/// Each row's key: the provisional id of a created row, the id otherwise.
-pub fn keys(ops: &[RowOp]) -> Vec<String> {
-    ops.iter()
-        .map(|o| match o {
-            RowOp::Create { key, .. } => key.clone(),
-            RowOp::Update { id, .. } | RowOp::Delete { id } | RowOp::Unchanged { id } => id.clone(),
-        })
-        .collect()
+/// The parameters of `sequin.release()`: the statement's last capture
+/// row, its table, how many rows the write-back creates and writes, and
+/// the capture rows whose effects the API applied (marked as kept).
+fn release_params(
+    captured: &Captured,
+    applied: &Applied,
+    qualified: &str,
+    created: usize,
+    updated: usize,
+) -> [Option<Bytes>; 5] {
+    let mut marks: Vec<i64> = applied
+        .done
+        .iter()
+        .map(|(i, _)| captured.changes[*i].capture_id)
+        .collect();
+    marks.sort_unstable();
+    marks.dedup();
+    [
+        Some(Bytes::from(captured.last.to_string())),
+        Some(Bytes::from(qualified.to_string())),
+        Some(Bytes::from(created.to_string())),
+        Some(Bytes::from((created + updated).to_string())),
+        Some(Bytes::from(format!(
+            "{{{}}}",
+            marks
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ))),
+    ]
+}
+
+/// The first column of the first row, as text.
+fn first_value(r: &QueryResult) -> Option<&str> {
+    r.rows
+        .first()
+        .and_then(|r| r.values.first())
+        .and_then(|v| v.as_ref())
+        .and_then(|b| std::str::from_utf8(b).ok())
 }
 
 /// The row documents of the API's canonical records: created ones, and
@@ -223,25 +219,22 @@ pub(crate) fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<
     Ok(Value::Object(doc))
 }
 
-/// The RETURNING query of a statement with its parameters, owned.
+/// The RETURNING query of a statement with its parameters, owned; its
+/// rows go to the client as they are, so in the client's formats.
 struct Returning {
     sql: String,
     types: Vec<u32>,
     formats: Vec<i16>,
     params: Vec<Option<Bytes>>,
-    result_formats: Vec<i16>,
 }
 
 impl Returning {
     fn query(&self) -> InjectedQuery<'_> {
-        InjectedQuery {
-            sql: &self.sql,
-            param_types: &self.types,
-            param_formats: &self.formats,
-            params: &self.params,
-            result_formats: &self.result_formats,
-            cache: false,
-        }
+        InjectedQuery::new(&self.sql)
+            .params(&self.params)
+            .param_types(&self.types)
+            .param_formats(&self.formats)
+            .in_client_formats()
     }
 }
 
@@ -304,11 +297,7 @@ async fn returning_query(
                     .copied()
                     .unwrap_or(0),
             );
-            formats.push(match bind.param_formats.len() {
-                0 => 0,
-                1 => bind.param_formats[0],
-                _ => bind.param_formats.get(i).copied().unwrap_or(0),
-            });
+            formats.push(bind.param_format(i));
         }
         params.extend(bind.params.iter().cloned());
     }
@@ -323,15 +312,10 @@ async fn returning_query(
         params.len(),
         from,
     );
-    let result_formats = match (&st.protocol, &st.bind) {
-        (Protocol::Extended, Some(b)) => b.result_formats.clone(),
-        _ => Vec::new(),
-    };
     Ok(Returning {
         sql,
         types,
         formats,
         params,
-        result_formats,
     })
 }

@@ -9,13 +9,11 @@
 
 use bytes::Bytes;
 use sequin_proxy::codec::ErrorResponse;
-use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Step};
+use sequin_proxy::{InjectedQuery, InterceptContext, Intercepted, Protocol, Shape, Step};
 use sequin_spec::record::WriteOp;
 use serde_json::{Map, Value};
 
-use super::Stop;
-use super::error::WriteError;
-use super::sql::Shape;
+use super::error::{Stop, WriteError, without_parameters};
 use super::table::Table;
 
 /// One row changed by the client's statement, as the trigger saw it.
@@ -55,52 +53,74 @@ pub async fn run(
     let statement = match (&stripped, st.protocol, &st.bind) {
         (Some(s), _, _) => Step::Query(s.query()),
         (None, Protocol::Extended, Some(bind)) => Step::Portal(&bind.portal),
-        (None, _, _) => Step::Query(InjectedQuery {
-            sql: sql_text,
-            param_types: &[],
-            param_formats: &[],
-            params: &[],
-            result_formats: &[],
-            cache: false,
-        }),
+        (None, _, _) => Step::Query(InjectedQuery::new(sql_text)),
     };
     let capture_params = [
         Some(Bytes::from(after.to_string())),
         Some(Bytes::from(table.plan.table.qualified())),
         Some(Bytes::from(table.max_rows.to_string())),
     ];
-    let capture = Step::Query(InjectedQuery {
-        sql: "SELECT c.id, c.xid, c.is_target, c.op, c.old, c.new FROM sequin.captured($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8) AS c",
-        param_types: &[0, 0, 0],
-        param_formats: &[],
-        params: &capture_params,
-        result_formats: &[],
-        cache: true,
-    });
+    let capture = Step::Query(
+        InjectedQuery::new(
+            "SELECT c.id, c.xid, c.is_target, c.op, c.old, c.new FROM sequin.captured($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8) AS c",
+        )
+        .params(&capture_params)
+        .param_types(&[0, 0, 0])
+        .cached(),
+    );
     // The grant opens for this statement (a token of this process, bound
     // to the backend), then the statement runs, then its rows are read.
     let token = super::grant::token(ctx.session().backend_pid);
-    let open = Step::Query(InjectedQuery {
-        sql: "SELECT sequin.open_grant($1::pg_catalog.bytea, $2::pg_catalog.int8, $3::pg_catalog.bytea)",
-        param_types: &[0, 0, 0],
-        param_formats: &[],
-        params: &token,
-        result_formats: &[],
-        cache: true,
-    });
+    let open = Step::Query(
+        InjectedQuery::new(
+            "SELECT sequin.open_grant($1::pg_catalog.bytea, $2::pg_catalog.int8, $3::pg_catalog.bytea)",
+        )
+        .params(&token)
+        .param_types(&[0, 0, 0])
+        .cached(),
+    );
     let mut results = ctx.pipeline(&[open, statement, capture]).await?.into_iter();
     if let Err(Stop::Failed(e)) = next(&mut results) {
-        return Err(Stop::Failed(super::without_parameters(e)));
+        return Err(Stop::Failed(without_parameters(e)));
     }
     let executed = next(&mut results)?;
     let captured = match next(&mut results) {
         Err(Stop::Failed(e)) if e.code() == Some("54000") => {
-            return Err(super::too_many_rows(table, e.message().unwrap_or_default()).into());
+            return Err(too_many_rows(table, e.message().unwrap_or_default()).into());
         }
-        Err(Stop::Failed(e)) => return Err(Stop::Failed(super::without_parameters(e))),
+        Err(Stop::Failed(e)) => return Err(Stop::Failed(without_parameters(e))),
         other => other?,
     };
-    let api = table.api();
+    let (changes, last, xid) = changes(table.api(), &captured, after)?;
+    let counted = rows_counted(&executed.command_tag);
+    if counted != Some(changes.len()) {
+        return Err(WriteError::new(
+            table.api(),
+            "0A000",
+            format!(
+                "the statement reports {} row(s) but changed {} row(s) of synced tables: rows were written by a function it called, which cannot be written through; write them with their own statement",
+                counted.map(|n| n.to_string()).unwrap_or_else(|| "no".into()),
+                changes.len()
+            ),
+        )
+        .into());
+    }
+    Ok(Captured {
+        tag: executed.command_tag,
+        changes,
+        last,
+        xid,
+    })
+}
+
+/// The changes recorded in `sequin.captured()`'s rows, the last capture
+/// row seen (from `after`) and the client's transaction id; a row of
+/// another synced table refuses the statement.
+fn changes(
+    api: &str,
+    captured: &sequin_proxy::QueryResult,
+    after: i64,
+) -> Result<(Vec<Change>, i64, i64), WriteError> {
     let mut changes = Vec::new();
     let mut last = after;
     let mut xid = 0;
@@ -119,8 +139,7 @@ pub async fn run(
                 api,
                 "0A000",
                 "the statement also changed another synced table (through a function it called?); write-through applies one table per statement",
-            )
-            .into());
+            ));
         }
         let rows = |i: usize| -> Result<Vec<Map<String, Value>>, WriteError> {
             match text(i) {
@@ -131,25 +150,22 @@ pub async fn run(
         let (old, new) = (rows(4)?, rows(5)?);
         changes.extend(pair(api, text(3).as_deref(), old, new, id)?);
     }
-    let counted = rows_counted(&executed.command_tag);
-    if counted != Some(changes.len()) {
-        return Err(WriteError::new(
-            api,
-            "0A000",
-            format!(
-                "the statement reports {} row(s) but changed {} row(s) of synced tables: rows were written by a function it called, which cannot be written through; write them with their own statement",
-                counted.map(|n| n.to_string()).unwrap_or_else(|| "no".into()),
-                changes.len()
-            ),
-        )
-        .into());
-    }
-    Ok(Captured {
-        tag: executed.command_tag,
-        changes,
-        last,
-        xid,
-    })
+    Ok((changes, last, xid))
+}
+
+/// The refusal of a statement that changed more rows than the object's
+/// limit (`why`: the server's count).
+fn too_many_rows(table: &Table, why: &str) -> WriteError {
+    WriteError::new(
+        table.api(),
+        "54000",
+        format!(
+            "this statement changes more than {} rows of {}, the most one statement may write through to the API ({why})",
+            table.max_rows,
+            table.plan.table.qualified(),
+        ),
+    )
+    .hint("Split the statement (e.g. by a range of ids) into several smaller ones.")
 }
 
 /// The next result of the pipeline; the server's error ends the write as
@@ -229,14 +245,11 @@ pub struct Stripped {
 
 impl Stripped {
     fn query(&self) -> InjectedQuery<'_> {
-        InjectedQuery {
-            sql: &self.sql,
-            param_types: &self.types,
-            param_formats: &self.formats,
-            params: &self.params,
-            result_formats: &[],
-            cache: true,
-        }
+        InjectedQuery::new(&self.sql)
+            .params(&self.params)
+            .param_types(&self.types)
+            .param_formats(&self.formats)
+            .cached()
     }
 }
 

@@ -1,7 +1,9 @@
 //! What a client sees when write-through refuses a statement: one error type
 //! carrying the contract's fields (`[<Api>]: message`, SQLSTATE, DETAIL,
-//! schema/table/column), turned into a Postgres ErrorResponse.
+//! schema/table/column), turned into a Postgres ErrorResponse; and why a
+//! step of the pipeline stopped ([`Stop`]).
 
+use sequin_proxy::InjectError;
 use sequin_proxy::codec::ErrorResponse;
 use sequin_proxy::codec::error_response::field;
 use sequin_spec::record::Violation;
@@ -100,6 +102,54 @@ impl WriteError {
         }
         r
     }
+}
+
+/// Why a statement's write-through stopped before its answer: what every
+/// step of the pipeline returns as its error.
+#[derive(Debug)]
+pub enum Stop {
+    /// Refused by write-through: raised in the client's transaction, and
+    /// sent as the error contract's ErrorResponse.
+    Refuse(WriteError),
+    /// The server refused (the client's statement, or one of Sequin's):
+    /// the transaction is aborted by it already; the client gets it.
+    Failed(ErrorResponse),
+    /// The session's server connection is unusable.
+    Inject(InjectError),
+}
+
+impl From<WriteError> for Stop {
+    fn from(e: WriteError) -> Stop {
+        Stop::Refuse(e)
+    }
+}
+
+impl From<InjectError> for Stop {
+    fn from(e: InjectError) -> Stop {
+        match e {
+            InjectError::Server(e) => Stop::Failed(without_parameters(e)),
+            other => Stop::Inject(other),
+        }
+    }
+}
+
+/// The error of one of Sequin's own statements, for the client: without
+/// the CONTEXT line that lists the statement's parameters (which a client
+/// that sets `log_parameter_max_length_on_error` would otherwise get).
+/// None of them is secret; they are just not the client's business.
+pub fn without_parameters(mut e: ErrorResponse) -> ErrorResponse {
+    for (code, value) in &mut e.fields {
+        if *code == field::WHERE {
+            *value = value
+                .lines()
+                .filter(|l| !l.contains(" with parameters: "))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+    }
+    e.fields
+        .retain(|(code, value)| *code != field::WHERE || !value.is_empty());
+    e
 }
 
 #[cfg(test)]

@@ -239,3 +239,31 @@ pub fn process_id() -> i32 {
     static ID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
     *ID.get_or_init(|| rand::random::<i32>() & 0x7fff_ffff)
 }
+
+/// Records intents' outcomes the journal session could not take (it
+/// failed, or Postgres restarted): again on fresh sessions, in the
+/// background, until it works (an intent this process owns is settled by
+/// nobody else while it runs).
+pub fn settle_later(url: String, outcomes: Vec<(uuid::Uuid, Outcome)>, e: tokio_postgres::Error) {
+    tracing::warn!(error = %e, "write journal: recording the API's answer failed; retrying on a new session");
+    tokio::spawn(async move {
+        let mut pause = std::time::Duration::from_millis(100);
+        for _ in 0..60 {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            let recorded = match Journal::connect(&url).await {
+                Ok(j) => j.settle_intents(&outcomes).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match recorded {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "write journal: still cannot record the API's answer")
+                }
+            }
+        }
+        tracing::error!(
+            "write journal: the API's answer to a write could not be recorded; its intent is settled once this process stops"
+        );
+    });
+}

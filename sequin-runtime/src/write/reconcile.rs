@@ -37,9 +37,9 @@ use tokio::sync::watch;
 
 use crate::api::{ApiError, Priority, SendRequest, write_body};
 
-use super::Table;
 use super::journal::{Journal, PROCESS_CLASS};
 use super::rows::{cell_from_pg, cell_to_pg};
+use super::table::Table;
 
 /// Looks up the table of a journalled write.
 pub type Lookup = Arc<dyn Fn(&str, &str) -> Option<Arc<Table>> + Send + Sync>;
@@ -620,7 +620,7 @@ async fn refresh_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), Strin
     let record = super::apply::fetch(t, api_id)
         .await
         .map_err(|e| e.to_string())?;
-    let doc = super::canonical_doc(t, &record, api_id)?;
+    let doc = super::back::canonical_doc(t, &record, api_id)?;
     let columns: Vec<String> = t
         .plan
         .table

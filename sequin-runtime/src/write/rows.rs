@@ -1,6 +1,7 @@
-//! Step 3 of a write: the rows the client's statement changed, and what
-//! they mean for the API: the per-row creates, updates and deletes with only the changed
-//! writable fields, checked against the spec before anything is sent.
+//! Step 3 of a write (plan): the rows the client's statement changed, and
+//! what they mean for the API ([`plan`]): the per-row creates, updates and
+//! deletes with only the changed writable fields, checked against the spec
+//! before anything is sent.
 
 use sequin_spec::model::FieldType;
 use sequin_spec::record::{
@@ -10,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::capture::Change;
 use super::error::WriteError;
+use super::table::Table;
 
 /// Prefix of the provisional primary key an INSERT gets from the column
 /// default until the API assigns the real one.
@@ -341,6 +343,45 @@ fn unknown_columns(
         }
     }
     Ok(())
+}
+
+/// The API operations of a statement's changed rows, checked locally.
+/// Values sit under the key the endpoint wraps bodies in (HubSpot's
+/// `properties.x`, Airtable's `fields.x`); the wrap adds it back.
+pub fn plan(table: &Table, changes: &[Change]) -> Result<Vec<RowOp>, WriteError> {
+    let ep = &table.plan.endpoints;
+    let strip = [ep.create.as_ref(), ep.update.as_ref()]
+        .into_iter()
+        .flatten()
+        .chain(
+            [&ep.batch_create, &ep.batch_update]
+                .into_iter()
+                .flatten()
+                .map(|b| &b.endpoint),
+        )
+        .find_map(|e| e.wrap.as_deref());
+    changes
+        .iter()
+        .map(|c| {
+            plan_row(
+                table.api(),
+                &table.plan.table.columns,
+                table.plan.table.primary_key,
+                c,
+                strip,
+            )
+        })
+        .collect()
+}
+
+/// Each row's key: the provisional id of a created row, the id otherwise.
+pub fn keys(ops: &[RowOp]) -> Vec<String> {
+    ops.iter()
+        .map(|o| match o {
+            RowOp::Create { key, .. } => key.clone(),
+            RowOp::Update { id, .. } | RowOp::Delete { id } | RowOp::Unchanged { id } => id.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

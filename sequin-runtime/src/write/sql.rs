@@ -1,121 +1,9 @@
 //! The SQL write-through runs around a client's statement: the RETURNING
 //! clause recomputed over the final rows, and the write-back of the API's
-//! canonical records.
+//! canonical records. (What a statement's text says is read by the
+//! proxy's classifier: [`sequin_proxy::Shape`].)
 
-use pg_query::NodeEnum;
-use pg_query::protobuf::Token;
 use sequin_spec::model::FieldType;
-
-/// What write-through needs to know of a statement's text.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Shape {
-    /// The RETURNING list's text (`id, upper(name) AS n`), if any.
-    pub returning: Option<String>,
-    /// Whether the RETURNING list uses `$n` parameters.
-    pub returning_params: bool,
-    /// Where the RETURNING clause starts: the statement without it is the
-    /// text before (write-through runs that, and computes RETURNING once,
-    /// over the final rows).
-    pub returning_at: Option<usize>,
-    /// The name the statement gives the target table (its alias, else the
-    /// table's name), which RETURNING expressions refer to.
-    pub alias: String,
-}
-
-/// Reads the RETURNING clause and the target's alias of one INSERT, UPDATE
-/// or DELETE.
-pub fn shape(sql: &str) -> Shape {
-    let mut out = Shape::default();
-    let (mut schema, mut table) = (String::new(), String::new());
-    if let Ok(parsed) = pg_query::parse(sql)
-        && let Some(node) = parsed
-            .protobuf
-            .stmts
-            .first()
-            .and_then(|s| s.stmt.as_ref())
-            .and_then(|s| s.node.as_ref())
-    {
-        let rel = match node {
-            NodeEnum::InsertStmt(s) => s.relation.as_ref(),
-            NodeEnum::UpdateStmt(s) => s.relation.as_ref(),
-            NodeEnum::DeleteStmt(s) => s.relation.as_ref(),
-            _ => None,
-        };
-        if let Some(r) = rel {
-            schema = r.schemaname.clone();
-            table = r.relname.clone();
-            out.alias = r
-                .alias
-                .as_ref()
-                .map(|a| a.aliasname.clone())
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| r.relname.clone());
-        }
-    }
-    let Ok(scan) = pg_query::scan(sql) else {
-        return out;
-    };
-    let mut depth = 0i32;
-    let mut at = None;
-    for (i, t) in scan.tokens.iter().enumerate() {
-        match Token::try_from(t.token) {
-            Ok(Token::Ascii40) => depth += 1,
-            Ok(Token::Ascii41) => depth -= 1,
-            Ok(Token::Returning) if depth == 0 => at = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(i) = at {
-        out.returning_at = usize::try_from(scan.tokens[i].start).ok();
-        let tokens = &scan.tokens[i + 1..];
-        out.returning_params = tokens
-            .iter()
-            .any(|t| Token::try_from(t.token) == Ok(Token::Param));
-        // `schema.table.column` (as ORMs write it) names the target; the
-        // recomputed list reads the rows under the bare alias.
-        let name_at = |k: usize| {
-            tokens
-                .get(k)
-                .and_then(|t| sql.get(t.start as usize..t.end as usize))
-                .map(normalize)
-        };
-        let dot_at = |k: usize| {
-            tokens
-                .get(k)
-                .is_some_and(|t| Token::try_from(t.token) == Ok(Token::Ascii46))
-        };
-        let mut text = String::new();
-        let mut pos = scan.tokens[i].end as usize;
-        let mut k = 0;
-        while k < tokens.len() {
-            let qualified = !schema.is_empty()
-                && name_at(k).as_deref() == Some(schema.as_str())
-                && dot_at(k + 1)
-                && name_at(k + 2).as_deref() == Some(table.as_str())
-                && dot_at(k + 3);
-            if qualified {
-                text.push_str(sql.get(pos..tokens[k].start as usize).unwrap_or_default());
-                text.push_str(&ident(&out.alias));
-                pos = tokens[k + 2].end as usize;
-                k += 3;
-            } else {
-                k += 1;
-            }
-        }
-        text.push_str(sql.get(pos..).unwrap_or_default());
-        out.returning = Some(text.trim().trim_end_matches(';').trim().to_string());
-    }
-    out
-}
-
-/// An identifier token as Postgres resolves it: quoted as written,
-/// unquoted folded to lower case.
-fn normalize(token: &str) -> String {
-    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(q) => q.replace("\"\"", "\""),
-        None => token.to_lowercase(),
-    }
-}
 
 /// Quotes an identifier for SQL.
 pub fn ident(s: &str) -> String {
@@ -261,34 +149,6 @@ pub fn write_back_created(table: &str, pk: Key<'_>, columns: &[String]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn returning_list_and_alias() {
-        let s = shape("insert into salesforce.contact (first_name) values ('a') returning id;");
-        assert_eq!(s.returning.as_deref(), Some("id"));
-        assert_eq!(s.returning_at, Some(57));
-        assert_eq!(s.alias, "contact");
-        assert!(!s.returning_params);
-        let s = shape(
-            "WITH c AS (DELETE FROM y RETURNING z) UPDATE s.t AS x SET a = 1 FROM c WHERE b = $1 RETURNING x.id, upper(x.name) || $2 AS n",
-        );
-        assert_eq!(
-            s.returning.as_deref(),
-            Some("x.id, upper(x.name) || $2 AS n")
-        );
-        assert_eq!(s.alias, "x");
-        assert!(s.returning_params);
-        let s = shape(
-            "INSERT INTO salesforce.contact (last_name) VALUES ($1) RETURNING salesforce.contact.id, \"salesforce\".\"contact\".name",
-        );
-        assert_eq!(
-            s.returning.as_deref(),
-            Some("\"contact\".id, \"contact\".name")
-        );
-        let s = shape("delete from s.t where id = $1");
-        assert_eq!(s.returning, None);
-        assert_eq!(s.alias, "t");
-    }
 
     #[test]
     fn write_back_matches_rows_by_their_key() {

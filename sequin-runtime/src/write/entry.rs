@@ -1,0 +1,111 @@
+//! The journal's entries for a statement's API operations: the intent
+//! written before each is sent (with what finds and undoes its effect),
+//! and its outcome once the API answered.
+
+use serde_json::{Map, Value, json};
+
+use super::apply::Applied;
+use super::journal::{Entry, Outcome};
+use super::rows::{self, RowOp};
+use super::table::Table;
+
+/// The journal's intent for one operation (none when nothing is sent).
+pub fn intent(
+    table: &Table,
+    op: &RowOp,
+    xid: i64,
+    capture_id: i64,
+    idempotency_key: Option<String>,
+) -> Option<Entry> {
+    let (kind, api_id, request, undo, key) = match op {
+        RowOp::Create { body, written, .. } => {
+            // A create sent again with its idempotency key must carry the
+            // very body it was first sent with (the API compares them).
+            let replay = idempotency_key
+                .as_ref()
+                .zip(table.plan.endpoints.create.as_ref())
+                .map(|(_, ep)| {
+                    let sent = crate::api::write_body(&table.spec, ep, body.clone());
+                    String::from_utf8_lossy(&sent.into_bytes()).into_owned()
+                });
+            (
+                "create",
+                None,
+                Value::Object(body.clone()),
+                json!({ "written": written, "replay": replay }),
+                idempotency_key,
+            )
+        }
+        RowOp::Update { id, body, undo } => (
+            "update",
+            Some(id.clone()),
+            Value::Object(body.clone()),
+            json!({"body": undo.body, "written": undo.written, "previous": undo.previous}),
+            None,
+        ),
+        RowOp::Delete { id } => ("delete", Some(id.clone()), Value::Null, Value::Null, None),
+        RowOp::Unchanged { .. } => return None,
+    };
+    Some(Entry {
+        // From the thread's generator: no system call per write.
+        id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
+        connection: table.connection.clone(),
+        object: table.plan.table.name.clone(),
+        op: kind,
+        api_id,
+        xid,
+        capture_id,
+        request,
+        undo,
+        idempotency_key: key,
+    })
+}
+
+/// Each intent's outcome (`intents` by operation index): applied, with
+/// what the API holds now; lost in transit (the reconciler finds out); or
+/// refused or never sent.
+pub fn outcomes(
+    table: &Table,
+    intents: &[(usize, Entry)],
+    applied: &Applied,
+) -> Vec<(uuid::Uuid, Outcome)> {
+    intents
+        .iter()
+        .map(|(i, e)| {
+            let outcome = if let Some((_, d)) = applied.done.iter().find(|(k, _)| k == i) {
+                Outcome::Applied {
+                    api_id: d.api_id.clone(),
+                    written: d
+                        .record
+                        .as_ref()
+                        .and_then(|r| canonical_values(table, r, &e.undo)),
+                }
+            } else if applied.unknown.contains(i) {
+                Outcome::Unknown
+            } else {
+                Outcome::Rejected
+            };
+            (e.id, outcome)
+        })
+        .collect()
+}
+
+/// The values the API holds after a write, for the columns the write set
+/// (the keys of `undo.written`), as `to_jsonb` shows them: what an undo
+/// later checks the API still holds (the API may have normalized what it
+/// was sent).
+fn canonical_values(table: &Table, record: &Value, undo: &Value) -> Option<Map<String, Value>> {
+    let set = undo.get("written")?.as_object()?;
+    let cells = sequin_spec::record::decode_row(&table.plan.table.columns, record).ok()?;
+    Some(
+        table
+            .plan
+            .table
+            .columns
+            .iter()
+            .zip(&cells)
+            .filter(|(c, _)| set.contains_key(&*c.name))
+            .map(|(c, cell)| (c.name.to_string(), rows::cell_to_pg(cell)))
+            .collect(),
+    )
+}

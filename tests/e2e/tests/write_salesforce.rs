@@ -48,7 +48,9 @@ async fn journal_states(pg: &tokio_postgres::Client, api_id: &str) -> Vec<String
             .map(|r| r.get(0))
             .collect();
         (
-            !states.is_empty() && !states.iter().any(|s| s == "applied"),
+            // Open entries: an intent (its API answer not yet folded in
+            // by the reconciler) or applied (its transaction not ended).
+            !states.is_empty() && !states.iter().any(|s| s == "applied" || s == "intent"),
             states,
         )
     })

@@ -22,6 +22,7 @@
 //! The runtime does not depend on the generator (`sequin-codegen`).
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod connectors;
 pub mod guard;

@@ -16,25 +16,22 @@
 //! Data never goes backwards: every row carries an upstream update marker
 //! and the store ignores a record older than the row it would replace.
 
-pub mod plan;
 pub mod progress;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sequin_spec::Connector;
 use sequin_spec::model::{DeleteDetection, Incremental, Pagination, TimeFormat};
-use sequin_spec::naming::table_name;
 use sequin_spec::record::{Cell, Column, decode_row, encode_time, get_path};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::api::{self, Client, ClientConfig, PageCursor, Priority, Vars};
+use crate::api::{self, Client, PageCursor, Vars};
+use crate::catalog::{self, ObjectPlan, now_us, plan};
 use crate::config::{Config, ConnectionConfig};
 use crate::metrics::{Metrics, Part, PartState, Purpose};
 use crate::registry::{self, Loaded};
-use crate::store::{self, Checkpoint, CopyBatch, Phase, Row, StoreError, Table, Writer};
-use plan::{ObjectPlan, discovered_column};
+use crate::store::{self, Checkpoint, CopyBatch, Phase, Row, StoreError, Writer};
 
 /// Errors that stop a sync task.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +40,9 @@ pub enum SyncError {
     Api(Box<api::ApiError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The catalog's errors but the API's (which are [`SyncError::Api`]).
     #[error(transparent)]
-    Plan(#[from] plan::PlanError),
+    Catalog(catalog::Error),
     #[error("{0}")]
     Decode(String),
     /// The API refused the connection's credentials: retrying cannot help,
@@ -64,6 +62,15 @@ pub enum SyncError {
 impl From<api::ApiError> for SyncError {
     fn from(e: api::ApiError) -> SyncError {
         SyncError::Api(Box::new(e))
+    }
+}
+
+impl From<catalog::Error> for SyncError {
+    fn from(e: catalog::Error) -> SyncError {
+        match e {
+            catalog::Error::Api(e) => SyncError::Api(e),
+            e => SyncError::Catalog(e),
+        }
     }
 }
 
@@ -98,7 +105,7 @@ impl SyncError {
                 api::ErrorKind::Auth | api::ErrorKind::Config => false,
             },
             SyncError::Decode(_) => true,
-            SyncError::Plan(_) | SyncError::Credentials { .. } => false,
+            SyncError::Catalog(_) | SyncError::Credentials { .. } => false,
         }
     }
 
@@ -142,10 +149,6 @@ const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Overlap of updated-since polls, for records whose update time was
 /// assigned before their change became visible upstream.
 const OVERLAP_US: i64 = 1_000_000;
-
-pub(crate) fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 /// Runs every connection of `config` until `shutdown` turns true (or, with
 /// `once`, until everything is backfilled and polled once).
@@ -222,24 +225,13 @@ pub async fn run(
 
 /// Shared by the tasks of one connection.
 struct Ctx {
-    conn: ConnectionConfig,
-    spec: Arc<Connector>,
-    client: Client,
+    api: catalog::Connection,
     url: String,
     opts: Options,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Ctx {
-    /// Template variables of an object (connection params are added by the
-    /// client).
-    fn vars(&self, plan: Option<&ObjectPlan>) -> Vars {
-        match plan {
-            Some(p) => p.vars(self.spec.fields_under.as_deref()),
-            None => Vars::new(),
-        }
-    }
-
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -256,7 +248,7 @@ impl Ctx {
 
     fn pagination_with_size(&self, p: &Pagination) -> Pagination {
         let mut p = p.clone();
-        if let Some(size) = self.conn.page_size {
+        if let Some(size) = self.api.config.page_size {
             let common = p.common_mut();
             common.page_size = Some(common.max_page_size.map_or(size, |m| size.min(m)));
         }
@@ -325,70 +317,6 @@ async fn run_connection_resilient(
     }
 }
 
-/// The spec (with the connection's rate-limit override) and the API client
-/// of a connection. Every client of one connection in this process shares
-/// one rate-limit budget, so sync and write-through together stay within
-/// the API's limits.
-pub fn api_client(
-    url: &str,
-    conn: &ConnectionConfig,
-    metrics: &Metrics,
-) -> Result<(Arc<Connector>, Client), SyncError> {
-    static BUDGETS: std::sync::OnceLock<crate::api::Budgets> = std::sync::OnceLock::new();
-    let loaded = registry::get(&conn.connector).expect("config is checked");
-    let mut spec = loaded.spec.clone();
-    if let Some(r) = &conn.rate_limit {
-        spec.rate_limit.requests = r.requests;
-        spec.rate_limit.per = r.per.clone();
-        spec.rate_limit.burst = None;
-    }
-    let spec = Arc::new(spec);
-    let mut cc = ClientConfig::new(conn.name.clone());
-    cc.base_url = conn.base_url.clone();
-    cc.token_url = conn.token_url.clone();
-    cc.credentials = conn.credentials.clone();
-    cc.params = conn.params.clone();
-    cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
-    cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
-    cc.metrics = metrics.clone();
-    if let Some(t) = conn.request_timeout {
-        cc.retry.timeout = t;
-    }
-    let client = Client::new(spec.clone(), cc)?;
-    Ok((spec, client))
-}
-
-/// The plans of a connection's configured objects with their discovered
-/// columns, as the sync engine sees them (write-through encodes writes with
-/// them).
-pub async fn connection_plans(
-    url: &str,
-    conn: &ConnectionConfig,
-    spec: Arc<Connector>,
-    client: Client,
-) -> Result<Vec<ObjectPlan>, SyncError> {
-    let loaded = registry::get(&conn.connector).expect("config is checked");
-    let (_tx, shutdown) = watch::channel(false);
-    let ctx = Ctx {
-        conn: conn.clone(),
-        spec,
-        client,
-        url: url.to_string(),
-        opts: Options::default(),
-        shutdown,
-    };
-    let mut out = Vec::new();
-    for p in plans(&ctx, loaded).await? {
-        if p.discovered_fields.is_some() {
-            let found = discover_fields(&ctx, &p).await?;
-            out.push(p.with_discovered(found.into_iter().map(|(c, _)| c).collect()));
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
-
 /// The pseudo-object under which connection-level errors are recorded.
 pub const CONNECTION: &str = "_connection";
 
@@ -398,30 +326,28 @@ async fn run_connection_inner(
     opts: Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
-    let loaded = registry::get(&conn.connector).expect("config is checked");
-    let (spec, client) = api_client(&url, &conn, &opts.metrics)?;
+    let api = catalog::Connection::open(&url, &conn, &opts.metrics)?;
     let ctx = Arc::new(Ctx {
-        conn,
-        spec: spec.clone(),
-        client,
+        api,
         url,
         opts,
         shutdown,
     });
-    let plans = plans(&ctx, loaded).await?;
+    let plans = ctx.api.plans().await?;
     // The connection runs (again): an earlier connection-level error (see
     // `run_connection`) no longer holds.
     // Every object is in `sequin status` (and backfilling) from the start,
     // not only once its task gets going.
     let w = Writer::connect(&ctx.url).await?;
-    let _ = w.clear_state(&ctx.conn.name, CONNECTION).await;
+    let _ = w.clear_state(&ctx.api.config.name, CONNECTION).await;
     for p in &plans {
-        w.state(&ctx.conn.name, &p.table.name).await?;
+        w.state(&ctx.api.config.name, &p.table.name).await?;
     }
     drop(w);
-    ctx.opts
-        .metrics
-        .part(Part::Connection(ctx.conn.name.clone()), PartState::Started);
+    ctx.opts.metrics.part(
+        Part::Connection(ctx.api.config.name.clone()),
+        PartState::Started,
+    );
     // The events feed cursor is captured before any backfill starts.
     let event_objects: Vec<ObjectPlan> = plans
         .iter()
@@ -454,9 +380,10 @@ async fn run_connection_inner(
     for plan in plans {
         spawn(&mut tasks, plan);
     }
-    let rediscover_every = match &ctx.spec.discovered_objects {
+    let rediscover_every = match &ctx.api.spec.discovered_objects {
         Some(d) if !ctx.opts.once => ctx
-            .conn
+            .api
+            .config
             .discovery_interval
             .or_else(|| crate::config::parse_duration(&d.every)),
         _ => None,
@@ -473,7 +400,7 @@ async fn run_connection_inner(
             res = tasks.join_next() => match res {
                 None => break,
                 Some(Ok(Err(e))) => {
-                    tracing::error!(connection = %ctx.conn.name, error = %e, "sync task stopped");
+                    tracing::error!(connection = %ctx.api.config.name, error = %e, "sync task stopped");
                     // Refused credentials fail every task of the connection:
                     // stop them all (the error is recorded in sync_state).
                     if e.is_auth() {
@@ -494,177 +421,28 @@ async fn run_connection_inner(
                 if ctx.stopping() {
                     continue;
                 }
-                match discover_objects(&ctx).await {
+                match ctx.api.discover_objects().await {
                     Ok(found) => {
                         let found: Vec<ObjectPlan> = found
                             .into_iter()
-                            .filter(|p| wanted(&ctx.conn, &p.table.name))
+                            .filter(|p| ctx.api.wants(&p.table.name))
                             .collect();
                         for p in &found {
                             if known.insert(p.api_name.clone()) {
-                                tracing::info!(connection = %ctx.conn.name, table = %p.table.name, "new table discovered");
+                                tracing::info!(connection = %ctx.api.config.name, table = %p.table.name, "new table discovered");
                                 spawn(&mut tasks, p.clone());
                             }
                         }
                         discovered_tx.send_replace(Arc::new(found));
                     }
                     Err(e) => {
-                        tracing::warn!(connection = %ctx.conn.name, error = %e, "object discovery failed");
+                        tracing::warn!(connection = %ctx.api.config.name, error = %e, "object discovery failed");
                     }
                 }
             }
         }
     }
     first_error.map_or(Ok(()), Err)
-}
-
-/// Whether the connection syncs the table `name` (all tables by default).
-fn wanted(conn: &ConnectionConfig, name: &str) -> bool {
-    conn.objects
-        .as_ref()
-        .is_none_or(|o| o.iter().any(|x| x == name))
-}
-
-/// The plans of every configured object (static, plus discovered tables).
-async fn plans(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<ObjectPlan>, SyncError> {
-    let spec = &ctx.spec;
-    let wanted = |name: &str| wanted(&ctx.conn, name);
-    let mut out = Vec::new();
-    for o in spec.objects.iter().filter(|o| wanted(&o.name)) {
-        let columns = loaded
-            .object_columns(&o.name)
-            .map(|c| c.to_vec())
-            .unwrap_or_else(|| o.fields.iter().map(Column::from_field).collect());
-        out.push(ObjectPlan::for_object(spec, &ctx.conn.name, o, columns)?);
-    }
-    if spec.discovered_objects.is_some() {
-        for p in discover_objects(ctx).await? {
-            if wanted(&p.table.name) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Lists runtime-defined objects (Airtable tables) as plans.
-async fn discover_objects(ctx: &Ctx) -> Result<Vec<ObjectPlan>, SyncError> {
-    let spec = &ctx.spec;
-    let d = spec.discovered_objects.as_ref().expect("caller checked");
-    let resp = get_json(ctx, &d.endpoint, &ctx.vars(None)).await?;
-    let empty = Vec::new();
-    let objects = get_path(&resp, &d.records)
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let pagination = d
-        .pagination
-        .clone()
-        .or_else(|| spec.pagination.clone())
-        .ok_or_else(|| plan::PlanError::NoPagination {
-            connector: spec.name.clone(),
-            object: "(discovered)".into(),
-        })?;
-    let mut plans = Vec::new();
-    for o in objects {
-        let Some(display) = get_path(o, &d.name).and_then(Value::as_str) else {
-            continue;
-        };
-        let Some(api_name) = get_path(o, &d.api_name).and_then(Value::as_str) else {
-            continue;
-        };
-        let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
-        for f in get_path(o, &d.fields)
-            .and_then(Value::as_array)
-            .unwrap_or(&empty)
-        {
-            if let Some((c, _)) = discovered_column(spec, &d.field, &d.value_path, false, f)
-                && !columns.iter().any(|x| x.name == c.name)
-            {
-                columns.push(c);
-            }
-        }
-        let primary_key = d
-            .fixed_fields
-            .iter()
-            .position(|f| f.name == d.primary_key)
-            .expect("specs are checked");
-        let incremental = d
-            .incremental
-            .clone()
-            .or_else(|| spec.incremental.clone())
-            .unwrap_or(Incremental::FullRefresh);
-        let static_columns = columns.len();
-        let plan = ObjectPlan {
-            table: Table {
-                schema: ctx.conn.name.clone(),
-                name: table_name(display),
-                columns,
-                primary_key,
-            },
-            api_name: api_name.to_string(),
-            endpoints: d.endpoints.clone(),
-            pagination: pagination.clone(),
-            incremental,
-            deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
-            marker: plan::Marker::FetchTime,
-            discovered_fields: None,
-            // The table's fields are all its columns: the whole table is
-            // discovered again (see `refresh_dynamic`), not field by field.
-            static_columns,
-            dynamic_table: true,
-        };
-        plans.push(plan);
-    }
-    Ok(plans)
-}
-
-/// GETs a describe/meta endpoint.
-async fn get_json(
-    ctx: &Ctx,
-    ep: &sequin_spec::model::Endpoint,
-    vars: &Vars,
-) -> Result<Value, SyncError> {
-    let resp = ctx
-        .client
-        .with_purpose(Purpose::Discover)
-        .send(Priority::Read, ep, vars, None, None)
-        .await?;
-    Ok(resp.json.unwrap_or(Value::Null))
-}
-
-/// Looks up an object's runtime fields (custom fields, custom properties).
-async fn discover_fields(ctx: &Ctx, plan: &ObjectPlan) -> Result<Vec<(Column, String)>, SyncError> {
-    let Some(d) = &plan.discovered_fields else {
-        return Ok(Vec::new());
-    };
-    let resp = get_json(ctx, &d.endpoint, &ctx.vars(Some(plan))).await?;
-    let empty = Vec::new();
-    let value_path = d.value_path.as_deref().unwrap_or("{name}");
-    let mut out = Vec::new();
-    for f in get_path(&resp, &d.records)
-        .and_then(Value::as_array)
-        .unwrap_or(&empty)
-    {
-        if let Some(flag) = &d.only_if
-            && get_path(f, flag).and_then(Value::as_bool) != Some(true)
-        {
-            continue;
-        }
-        if let Some(flag) = &d.only_if_not
-            && get_path(f, flag).and_then(Value::as_bool) == Some(true)
-        {
-            continue;
-        }
-        if let Some((c, t)) = discovered_column(&ctx.spec, &d.field, value_path, d.stringly, f) {
-            let clash = plan.table.columns[..plan.static_columns]
-                .iter()
-                .any(|x| x.name == c.name);
-            if !clash {
-                out.push((c, t));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Applies discovered fields: new columns are added to the table. Returns
@@ -677,7 +455,7 @@ async fn refresh_fields(
     if plan.discovered_fields.is_none() {
         return Ok(Vec::new());
     }
-    let found = discover_fields(ctx, plan).await?;
+    let found = ctx.api.discover_fields(plan).await?;
     let (cols, types): (Vec<Column>, Vec<String>) = found.into_iter().unzip();
     let next = plan.with_discovered(cols);
     if next.table.columns == plan.table.columns {
@@ -686,10 +464,10 @@ async fn refresh_fields(
     let mut all_types: Vec<String> = vec![String::new(); next.static_columns];
     all_types.extend(types);
     let added = writer
-        .ensure_table(&ctx.conn.name, &next.table, &all_types)
+        .ensure_table(&ctx.api.config.name, &next.table, &all_types)
         .await?;
     if !added.is_empty() {
-        tracing::info!(connection = %ctx.conn.name, table = %next.table.name, columns = ?added, "new columns discovered");
+        tracing::info!(connection = %ctx.api.config.name, table = %next.table.name, columns = ?added, "new columns discovered");
     }
     *plan = next;
     Ok(added)
@@ -722,10 +500,10 @@ async fn refresh_dynamic(
     next.marker = found.marker.clone();
     let types = vec![String::new(); next.table.columns.len()];
     let added = writer
-        .ensure_table(&ctx.conn.name, &next.table, &types)
+        .ensure_table(&ctx.api.config.name, &next.table, &types)
         .await?;
     if !added.is_empty() {
-        tracing::info!(connection = %ctx.conn.name, table = %next.table.name, columns = ?added, "new columns discovered");
+        tracing::info!(connection = %ctx.api.config.name, table = %next.table.name, columns = ?added, "new columns discovered");
     }
     *plan = next;
     Ok(added)
@@ -741,7 +519,7 @@ async fn resync(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(),
         return Ok(());
     }
     let seen = full_list(ctx, writer, plan).await?;
-    tracing::info!(connection = %ctx.conn.name, table = %plan.table.name, records = seen.len(), "re-listed for new columns");
+    tracing::info!(connection = %ctx.api.config.name, table = %plan.table.name, records = seen.len(), "re-listed for new columns");
     Ok(())
 }
 
@@ -753,7 +531,7 @@ async fn run_object(
     mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {
     let mut writer = Writer::connect(&ctx.url).await?;
-    let name = ctx.conn.name.clone();
+    let name = ctx.api.config.name.clone();
     let mut added = match refresh_fields(&ctx, &mut writer, &mut plan).await {
         Ok(added) => added,
         Err(e) => {
@@ -867,7 +645,7 @@ async fn run_object(
                 }
             }
         }
-        if !ctx.sleep(ctx.conn.poll_interval).await {
+        if !ctx.sleep(ctx.api.config.poll_interval).await {
             return Ok(());
         }
     }
@@ -879,11 +657,13 @@ fn discovery_interval(ctx: &Ctx, plan: &ObjectPlan) -> Option<Duration> {
         .as_ref()
         .map(|d| d.every.as_str())
         .or(ctx
+            .api
             .spec
             .discovered_objects
             .as_ref()
             .map(|d| d.every.as_str()))?;
-    ctx.conn
+    ctx.api
+        .config
         .discovery_interval
         .or_else(|| crate::config::parse_duration(spec_every))
 }
@@ -899,7 +679,7 @@ async fn backfill(
     capture_incremental: bool,
     resumed: u64,
 ) -> Result<(), SyncError> {
-    let name = &ctx.conn.name;
+    let name = &ctx.api.config.name;
     let started = now_us();
     // Where incremental polling will start once the backfill is done.
     if capture_incremental {
@@ -949,10 +729,10 @@ async fn backfill(
     }
     let _fetcher = AbortOnDrop(tokio::spawn(fetch_batches(
         BatchSource {
-            client: ctx.client.with_purpose(Purpose::Backfill),
+            client: ctx.api.client.with_purpose(Purpose::Backfill),
             plan: plan.clone(),
             pagination: ctx.pagination_with_size(&plan.pagination),
-            vars: ctx.vars(Some(plan)),
+            vars: ctx.api.vars(Some(plan)),
             stop: ctx.shutdown.clone(),
         },
         cursor,
@@ -1158,7 +938,7 @@ fn pk_text(cells: &[Cell], pk: usize) -> Option<String> {
 
 /// One incremental poll (non-events strategies) plus delete detection.
 async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
-    let name = &ctx.conn.name;
+    let name = &ctx.api.config.name;
     let state = writer.state(name, &plan.table.name).await?;
     let mut cursor = state.incremental_cursor.unwrap_or(json!({}));
     let poll_started = now_us();
@@ -1172,6 +952,7 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
         } => {
             let since = cursor.get("since").and_then(Value::as_i64).unwrap_or(0);
             let vars = ctx
+                .api
                 .vars(Some(plan))
                 .with("since", format_since(since - OVERLAP_US, *since_format));
             let mut ep = endpoint
@@ -1206,6 +987,7 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
             let mut since = cursor.get("since").and_then(Value::as_i64).unwrap_or(0);
             loop {
                 let vars = ctx
+                    .api
                     .vars(Some(plan))
                     .with("since", format_since(since - OVERLAP_US, *since_format));
                 let (n, max, capped) = pull_search(
@@ -1254,6 +1036,7 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             let vars = ctx
+                .api
                 .vars(Some(plan))
                 .with("since", format_since(since - OVERLAP_US, *since_format));
             let mut ep = endpoint.clone();
@@ -1266,6 +1049,7 @@ async fn poll_once(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<
             let mut page_cursor: Option<PageCursor> = None;
             loop {
                 let page = ctx
+                    .api
                     .client
                     .fetch_page(&ep, Some(&pagination), &vars, page_cursor.as_ref(), None)
                     .await?;
@@ -1351,11 +1135,12 @@ async fn full_list(
     plan: &ObjectPlan,
 ) -> Result<std::collections::HashSet<String>, SyncError> {
     let mut seen = std::collections::HashSet::new();
-    let vars = ctx.vars(Some(plan));
+    let vars = ctx.api.vars(Some(plan));
     let pagination = ctx.pagination_with_size(&plan.pagination);
     let mut cursor: Option<PageCursor> = None;
     loop {
         let page = ctx
+            .api
             .client
             .fetch_page(
                 &plan.endpoints.list,
@@ -1376,7 +1161,7 @@ async fn full_list(
         }
         writer
             .apply(
-                &ctx.conn.name,
+                &ctx.api.config.name,
                 &plan.table,
                 &rows,
                 &[],
@@ -1405,6 +1190,7 @@ async fn pull_all(
     let mut n = 0;
     loop {
         let page = ctx
+            .api
             .client
             .fetch_page(ep, Some(pagination), vars, cursor.as_ref(), body.clone())
             .await?;
@@ -1419,7 +1205,7 @@ async fn pull_all(
         }
         n += writer
             .apply(
-                &ctx.conn.name,
+                &ctx.api.config.name,
                 &plan.table,
                 &rows,
                 &[],
@@ -1452,6 +1238,7 @@ async fn pull_search(
     let mut seen = 0usize;
     loop {
         let page = ctx
+            .api
             .client
             .fetch_page(
                 ep,
@@ -1473,7 +1260,7 @@ async fn pull_search(
         seen += rows.len();
         n += writer
             .apply(
-                &ctx.conn.name,
+                &ctx.api.config.name,
                 &plan.table,
                 &rows,
                 &[],

@@ -1,0 +1,36 @@
+//! The catalog: what Sequin knows of each connection's API, shared by
+//! [`crate::sync`] and [`crate::write`] (both depend on it, neither on the
+//! other).
+//!
+//! - [`Connection`] (`connection.rs`): a connection's spec (with its
+//!   rate-limit override) and API client, one rate-limit budget per
+//!   connection in the process;
+//! - [`plan`]: an object's plan (table, endpoints, strategies, update
+//!   marker), from the spec or from discovery;
+//! - `discover.rs`: objects and fields known only at run time (Airtable
+//!   tables, custom fields), looked up through the API.
+
+mod connection;
+mod discover;
+pub mod plan;
+
+pub use connection::{Connection, wanted};
+pub use plan::{Marker, ObjectPlan, now_us};
+
+use crate::api;
+
+/// Why a connection's API client or object plans could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API client could not be built, or a discovery request failed.
+    #[error(transparent)]
+    Api(Box<api::ApiError>),
+    #[error("object `{object}` has no pagination in the {connector} spec")]
+    NoPagination { connector: String, object: String },
+}
+
+impl From<api::ApiError> for Error {
+    fn from(e: api::ApiError) -> Error {
+        Error::Api(Box::new(e))
+    }
+}

@@ -684,6 +684,34 @@ impl Writer {
         tx.commit().await.map_err(db("committing a checkpoint"))
     }
 
+    /// Saves where an object's incremental polls (or a pseudo-object's
+    /// feed) resume, as its `incremental_cursor`.
+    pub async fn save_cursor(
+        &mut self,
+        connection: &str,
+        object: &str,
+        cursor: &impl serde::Serialize,
+    ) -> Result<(), StoreError> {
+        let cursor = serde_json::to_value(cursor).expect("cursors serialize");
+        let checkpoint = Checkpoint {
+            incremental_cursor: Some(Some(cursor)),
+            ..Default::default()
+        };
+        self.checkpoint(connection, object, &checkpoint).await
+    }
+
+    /// Deletes the rows of `t` with the primary keys `keys`. Returns the
+    /// rows deleted.
+    pub async fn delete(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
+        self.apply(connection, t, &[], keys, &Checkpoint::default())
+            .await
+    }
+
     /// Records a failed poll (the error text must not contain secrets).
     pub async fn record_error(
         &self,

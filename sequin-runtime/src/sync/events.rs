@@ -96,14 +96,7 @@ pub async fn ensure_cursor(
         .and_then(|e| get_path(e, f.id))
         .cloned();
     writer
-        .checkpoint(
-            &ctx.api.config.name,
-            EVENTS,
-            &Checkpoint {
-                incremental_cursor: Some(Some(json!({ "event": newest }))),
-                ..Default::default()
-            },
-        )
+        .save_cursor(&ctx.api.config.name, EVENTS, &json!({ "event": newest }))
         .await?;
     Ok(())
 }

@@ -190,11 +190,9 @@ impl Tasks {
     async fn supervise(mut self) -> Result<(), SyncError> {
         let ctx = self.ctx.clone();
         let rediscover_every = match &ctx.api.spec.discovered_objects {
-            Some(d) if !ctx.opts.once => ctx
-                .api
-                .config
-                .discovery_interval
-                .or_else(|| crate::config::parse_duration(&d.every)),
+            Some(d) if !ctx.opts.once => {
+                Some(ctx.api.config.discovery_interval.unwrap_or(d.every.get()))
+            }
             _ => None,
         };
         let mut first_error = None;

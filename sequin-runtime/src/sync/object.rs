@@ -201,15 +201,12 @@ fn discovery_interval(ctx: &Ctx, plan: &ObjectPlan) -> Option<Duration> {
     let spec_every = plan
         .discovered_fields
         .as_ref()
-        .map(|d| d.every.as_str())
+        .map(|d| d.every.get())
         .or(ctx
             .api
             .spec
             .discovered_objects
             .as_ref()
-            .map(|d| d.every.as_str()))?;
-    ctx.api
-        .config
-        .discovery_interval
-        .or_else(|| crate::config::parse_duration(spec_every))
+            .map(|d| d.every.get()))?;
+    Some(ctx.api.config.discovery_interval.unwrap_or(spec_every))
 }

@@ -3,7 +3,6 @@
 //! diffs).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use sequin_spec::model::{DeleteDetection, Endpoint, Incremental, Pagination, TimeFormat};
 use sequin_spec::record::{Cell, encode_time, get_path};
@@ -203,9 +202,7 @@ async fn detect_deletes(
         Some(DeleteDetection::FullDiff { every })
             if !matches!(plan.incremental, Incremental::FullRefresh) =>
         {
-            let every_us = crate::config::parse_duration(every)
-                .unwrap_or(Duration::from_secs(60))
-                .as_micros() as i64;
+            let every_us = every.get().as_micros() as i64;
             let last = cursor.diff_at.unwrap_or(0);
             if poll_started - last < every_us {
                 return Ok(0);

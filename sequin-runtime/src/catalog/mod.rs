@@ -34,3 +34,42 @@ impl From<api::ApiError> for Error {
         Error::Api(Box::new(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The `.rs` files under `src/<dir>` with their text.
+    fn sources(dir: &str) -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+        assert!(!out.is_empty(), "no sources under {}", root.display());
+        out
+    }
+
+    #[test]
+    fn sync_and_write_depend_on_the_catalog_not_on_each_other() {
+        for (dir, other) in [("write", "crate::sync"), ("sync", "crate::write")] {
+            for (path, text) in sources(dir) {
+                assert!(!text.contains(other), "{path} uses {other}");
+            }
+        }
+        for (path, text) in sources("catalog") {
+            for upper in ["crate::sync", "crate::write"] {
+                assert!(
+                    !text
+                        .lines()
+                        .any(|l| l.starts_with("use ") && l.contains(upper)),
+                    "{path} uses {upper}"
+                );
+            }
+        }
+    }
+}

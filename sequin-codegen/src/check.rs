@@ -4,7 +4,8 @@
 //! `file:line:column` through [`sequin_spec::yaml::Located`]:
 //! 1. JSON Schema (the committed `connectors/schema.json`) via `jsonschema`,
 //!    which catches unknown keys, wrong types and missing members;
-//! 2. serde deserialization into the model (only if pass 1 is clean);
+//! 2. serde deserialization into the model (only if pass 1 is clean),
+//!    which also checks durations (`sequin_spec::duration::Duration`);
 //! 3. semantic checks that a schema cannot express (references between
 //!    parts of the spec, uniqueness, consistency).
 //!
@@ -315,7 +316,6 @@ impl Semantic {
             if let Some(del) = &d.deletes {
                 self.deletes(&format!("{base}/deletes"), del, &params, None);
             }
-            self.duration(&format!("{base}/every"), &d.every);
             self.template(
                 &format!("{base}/endpoint/path"),
                 &d.endpoint.path,
@@ -386,7 +386,6 @@ impl Semantic {
                 None,
             );
         }
-        self.duration("/rate_limit/per", &r.per);
         if !(0.0..1.0).contains(&r.write_share) {
             self.err(
                 "/rate_limit/write_share",
@@ -439,16 +438,6 @@ impl Semantic {
         }
     }
 
-    fn duration(&mut self, pointer: &str, s: &str) {
-        if sequin_spec::duration::parse(s).is_none() {
-            self.err(
-                pointer,
-                format!("`{s}` is not a duration"),
-                Some("write a number and a unit: 500ms, 1s, 10s, 5m, 1h, 30d".into()),
-            );
-        }
-    }
-
     fn pagination(&mut self, pointer: &str, p: &Pagination) {
         let common = p.common();
         if let (Some(size), Some(max)) = (common.page_size, common.max_page_size)
@@ -486,7 +475,6 @@ impl Semantic {
             Incremental::Events {
                 endpoint,
                 pagination,
-                retention,
                 ..
             } => {
                 self.template(
@@ -497,9 +485,6 @@ impl Semantic {
                     false,
                 );
                 self.pagination(&format!("{pointer}/pagination"), pagination);
-                if let Some(r) = retention {
-                    self.duration(&format!("{pointer}/retention"), r);
-                }
             }
             Incremental::UpdatedSince {
                 field,
@@ -606,10 +591,8 @@ impl Semantic {
                     self.pagination(&format!("{pointer}/pagination"), p);
                 }
             }
-            DeleteDetection::FullDiff { every } => {
-                self.duration(&format!("{pointer}/every"), every)
-            }
-            DeleteDetection::Events | DeleteDetection::None => {}
+            // Its `every` is a duration, checked by serde (pass 2).
+            DeleteDetection::FullDiff { .. } | DeleteDetection::Events | DeleteDetection::None => {}
         }
     }
 
@@ -727,7 +710,6 @@ impl Semantic {
                 &fields,
                 true,
             );
-            self.duration(&format!("{base}/discovered_fields/every"), &df.every);
             if let Some(vp) = &df.value_path
                 && !vp.contains("{name}")
             {
@@ -1041,5 +1023,39 @@ mod tests {
             ["base_id", "object", "since"]
         );
         assert_eq!(placeholders("{\"a\": 1}"), Vec::<String>::new());
+    }
+
+    /// The todo spec with `every: 60s` (its full diff's) replaced.
+    fn todo_with_every(every: &str) -> Result<CheckedSpec, Diagnostics> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs/todo.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("  every: 60s\n"));
+        let text = text.replace("  every: 60s\n", &format!("  every: {every}\n"));
+        check_source(Path::new("todo.yaml"), &text, &crate::current_validator())
+    }
+
+    #[test]
+    fn a_bad_duration_is_a_spec_error_at_its_place() {
+        let good = todo_with_every("60s").expect("the todo spec is valid");
+        match &good.connector.deletes {
+            Some(DeleteDetection::FullDiff { every }) => {
+                assert_eq!(every.get(), std::time::Duration::from_secs(60))
+            }
+            other => panic!("{other:?}"),
+        }
+        let Err(d) = todo_with_every("5 minutes") else {
+            panic!("a bad duration must be rejected");
+        };
+        // Inside an internally tagged enum (`deletes`) serde loses the key,
+        // so the place is the enclosing block.
+        let got: Vec<String> = d.0.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "todo.yaml:33:7: `5 minutes` is not a duration; write a number and a unit: 500ms, 1s, 10s, 5m, 1h, 30d"
+            ],
+            "got:\n{}",
+            got.join("\n")
+        );
     }
 }

@@ -2,12 +2,19 @@
 //!
 //! Modules (dependencies point one way, top to bottom):
 //! - [`config`]: `sequin.yaml`, checked against the compiled-in connectors.
+//! - [`serve`]: `sequin proxy`, the Postgres proxy (crate `sequin-proxy`),
+//!   writing through [`write`] (write-through: SQL -> API -> Postgres, the
+//!   write journal and its reconciler).
 //! - [`sync`]: backfill and incremental sync, driven by the specs.
+//! - [`catalog`]: below `sync` and `write` (neither depends on the other):
+//!   each connection's API client, the object plans, and discovery of
+//!   objects and fields known only at run time.
 //! - [`api`]: the HTTP client layer (auth, rate limits, retries, pagination,
 //!   error decoding), driven by the specs.
 //! - [`store`]: Postgres (migrations, COPY + upsert, sync state); its
 //!   sessions speak TLS through [`tls`] (libpq's `sslmode` meanings).
-//! - [`serve`]: `sequin proxy`, the Postgres proxy (crate `sequin-proxy`).
+//! - [`guard`]: process keys (the write guard's startup option, digests
+//!   registered with expiry); [`tokens`]: OAuth tokens kept in Postgres.
 //! - [`process`]: one `sequin sync`/`proxy`/`run` process: its halves and
 //!   the endpoint [`health`] serves on `metrics.listen` (`/metrics`,
 //!   `/healthz`, `/readyz`).
@@ -22,6 +29,7 @@
 //! The runtime does not depend on the generator (`sequin-codegen`).
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod guard;
 pub mod health;

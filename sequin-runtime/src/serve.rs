@@ -42,7 +42,7 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Api(#[from] crate::sync::SyncError),
+    Catalog(#[from] crate::catalog::Error),
 }
 
 /// The Postgres server behind `database_url`, with its TLS parameters

@@ -684,6 +684,34 @@ impl Writer {
         tx.commit().await.map_err(db("committing a checkpoint"))
     }
 
+    /// Saves where an object's incremental polls (or a pseudo-object's
+    /// feed) resume, as its `incremental_cursor`.
+    pub async fn save_cursor(
+        &mut self,
+        connection: &str,
+        object: &str,
+        cursor: &impl serde::Serialize,
+    ) -> Result<(), StoreError> {
+        let cursor = serde_json::to_value(cursor).expect("cursors serialize");
+        let checkpoint = Checkpoint {
+            incremental_cursor: Some(Some(cursor)),
+            ..Default::default()
+        };
+        self.checkpoint(connection, object, &checkpoint).await
+    }
+
+    /// Deletes the rows of `t` with the primary keys `keys`. Returns the
+    /// rows deleted.
+    pub async fn delete(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
+        self.apply(connection, t, &[], keys, &Checkpoint::default())
+            .await
+    }
+
     /// Records a failed poll (the error text must not contain secrets).
     pub async fn record_error(
         &self,
@@ -905,6 +933,38 @@ impl Writer {
         }
         Ok(added)
     }
+
+    /// Forgets an object's sync state (the connection-level error row once
+    /// the connection runs again).
+    pub async fn clear_state(&self, connection: &str, object: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "DELETE FROM sequin.sync_state WHERE connection = $1 AND object = $2",
+                &[&connection, &object],
+            )
+            .await
+            .map_err(db("clearing sync state"))?;
+        Ok(())
+    }
+
+    /// Records how many records an object's backfill listing has (the
+    /// API's count), which `sequin status` turns into a percentage.
+    pub async fn record_backfill_total(
+        &self,
+        connection: &str,
+        object: &str,
+        total: u64,
+    ) -> Result<(), StoreError> {
+        let total = i64::try_from(total).unwrap_or(i64::MAX);
+        self.client
+            .execute(
+                "UPDATE sequin.sync_state SET backfill_total = $3 WHERE connection = $1 AND object = $2",
+                &[&connection, &object, &total],
+            )
+            .await
+            .map_err(db("recording the backfill total"))?;
+        Ok(())
+    }
 }
 
 /// Updates an object's sync state inside the batch's transaction.
@@ -1019,6 +1079,24 @@ impl CopyBatch {
         let seq = self.rows as i64;
         encode_copy_row(&mut self.buf, &mut self.json, cells, updated_at, seq);
         self.rows += 1;
+    }
+
+    /// The batch's encoded rows as shared bytes, without a copy; the batch
+    /// holds no data until [`CopyBatch::take_back`].
+    fn lend(&mut self) -> bytes::Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+
+    /// Takes back the buffer lent by [`CopyBatch::lend`]. Once every slice
+    /// of it is dropped (the COPY is finished) this is the same allocation,
+    /// capacity included, so the next batch is encoded into it.
+    fn take_back(&mut self, data: bytes::Bytes) {
+        self.buf = match data.try_into_mut() {
+            Ok(whole) => whole,
+            // Still shared (not expected once the COPY finished): keep a
+            // copy of the rows rather than lose them.
+            Err(data) => BytesMut::from(&data[..]),
+        };
     }
 }
 
@@ -1250,68 +1328,6 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h:5/db?x=1"), "h:5/db");
         assert_eq!(redact_url("postgres://h/db"), "h/db");
     }
-}
-
-// Backfill progress and batch buffer reuse (issue #4, kept apart from the
-// code above so concurrent work on this file does not collide).
-
-impl Writer {
-    /// Forgets an object's sync state (the connection-level error row once
-    /// the connection runs again).
-    pub async fn clear_state(&self, connection: &str, object: &str) -> Result<(), StoreError> {
-        self.client
-            .execute(
-                "DELETE FROM sequin.sync_state WHERE connection = $1 AND object = $2",
-                &[&connection, &object],
-            )
-            .await
-            .map_err(db("clearing sync state"))?;
-        Ok(())
-    }
-
-    /// Records how many records an object's backfill listing has (the
-    /// API's count), which `sequin status` turns into a percentage.
-    pub async fn record_backfill_total(
-        &self,
-        connection: &str,
-        object: &str,
-        total: u64,
-    ) -> Result<(), StoreError> {
-        let total = i64::try_from(total).unwrap_or(i64::MAX);
-        self.client
-            .execute(
-                "UPDATE sequin.sync_state SET backfill_total = $3 WHERE connection = $1 AND object = $2",
-                &[&connection, &object, &total],
-            )
-            .await
-            .map_err(db("recording the backfill total"))?;
-        Ok(())
-    }
-}
-
-impl CopyBatch {
-    /// The batch's encoded rows as shared bytes, without a copy; the batch
-    /// holds no data until [`CopyBatch::take_back`].
-    fn lend(&mut self) -> bytes::Bytes {
-        std::mem::take(&mut self.buf).freeze()
-    }
-
-    /// Takes back the buffer lent by [`CopyBatch::lend`]. Once every slice
-    /// of it is dropped (the COPY is finished) this is the same allocation,
-    /// capacity included, so the next batch is encoded into it.
-    fn take_back(&mut self, data: bytes::Bytes) {
-        self.buf = match data.try_into_mut() {
-            Ok(whole) => whole,
-            // Still shared (not expected once the COPY finished): keep a
-            // copy of the rows rather than lose them.
-            Err(data) => BytesMut::from(&data[..]),
-        };
-    }
-}
-
-#[cfg(test)]
-mod batch_reuse_tests {
-    use super::*;
 
     #[test]
     fn a_lent_buffer_comes_back_as_the_same_allocation() {

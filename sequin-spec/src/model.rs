@@ -28,6 +28,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::Duration;
+
 /// A connector: everything Sequin needs to sync an API into Postgres and to
 /// write back to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -321,7 +323,7 @@ pub struct RateLimit {
     /// Requests allowed per `per`.
     pub requests: u32,
     /// The window, as a duration (`1s`, `10s`, `1h`).
-    pub per: String,
+    pub per: Duration,
     /// Requests that may go at once after an idle period (defaults to
     /// `requests`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -432,7 +434,7 @@ pub enum Incremental {
         /// How long the feed keeps events (e.g. `30d`); a cursor older than
         /// this forces a fresh backfill.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        retention: Option<String>,
+        retention: Option<Duration>,
     },
     /// The list endpoint filtered to records updated since a time: the
     /// object's list endpoint with `since_param`, or a `list_since` endpoint
@@ -502,7 +504,7 @@ pub enum DeleteDetection {
     /// Compare the full id list with the table each `every` (Airtable).
     FullDiff {
         /// How often (e.g. `60s`); full lists are expensive.
-        every: String,
+        every: Duration,
     },
     /// The API never deletes (GitHub issues close instead).
     None,
@@ -826,11 +828,11 @@ pub struct DiscoveredFields {
     pub value_path: Option<String>,
     /// How often to look again (e.g. `5m`).
     #[serde(default = "rediscover")]
-    pub every: String,
+    pub every: Duration,
 }
 
-fn rediscover() -> String {
-    "5m".into()
+fn rediscover() -> Duration {
+    "5m".parse().expect("a duration")
 }
 
 /// How to read one field description of a describe/meta response.
@@ -907,7 +909,7 @@ pub struct DiscoveredObjects {
     pub max_rows_per_write: u32,
     /// How often to look again (e.g. `5m`).
     #[serde(default = "rediscover")]
-    pub every: String,
+    pub every: Duration,
 }
 
 impl Field {

@@ -208,13 +208,12 @@ impl Drop for Permit {
 }
 
 impl Budget {
-    /// A budget for `limit`; `None` when its `per` is not a duration.
-    pub fn new(limit: &RateLimit) -> Option<Arc<Budget>> {
-        let window = parse_duration(&limit.per)?;
-        Some(Arc::new(Budget {
-            core: Mutex::new(Core::new(limit, window, Instant::now())),
+    /// A budget for `limit`.
+    pub fn new(limit: &RateLimit) -> Arc<Budget> {
+        Arc::new(Budget {
+            core: Mutex::new(Core::new(limit, limit.per.get(), Instant::now())),
             notify: Notify::new(),
-        }))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
@@ -295,14 +294,14 @@ impl Budgets {
     }
 
     /// The budget of `key`, created from `limit` on first use.
-    pub fn get(&self, key: &str, limit: &RateLimit) -> Option<Arc<Budget>> {
+    pub fn get(&self, key: &str, limit: &RateLimit) -> Arc<Budget> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(key) {
-            return Some(b.clone());
+            return b.clone();
         }
-        let b = Budget::new(limit)?;
+        let b = Budget::new(limit);
         map.insert(key.to_string(), b.clone());
-        Some(b)
+        b
     }
 }
 
@@ -313,7 +312,7 @@ mod tests {
     fn limit(requests: u32, per: &str, burst: Option<u32>, write_share: f64) -> RateLimit {
         RateLimit {
             requests,
-            per: per.into(),
+            per: per.parse().unwrap(),
             burst,
             write_share,
             per_param: None,
@@ -444,10 +443,10 @@ mod tests {
     async fn shared_budget_blocks_and_wakes() {
         let budgets = Budgets::new();
         let l = limit(2, "200ms", None, 0.0);
-        let a = budgets.get("airtable:app1", &l).unwrap();
-        let b = budgets.get("airtable:app1", &l).unwrap();
+        let a = budgets.get("airtable:app1", &l);
+        let b = budgets.get("airtable:app1", &l);
         assert!(Arc::ptr_eq(&a, &b));
-        let other = budgets.get("airtable:app2", &l).unwrap();
+        let other = budgets.get("airtable:app2", &l);
         assert!(!Arc::ptr_eq(&a, &other));
         let p1 = a.acquire(Priority::Read).await;
         let _p2 = b.acquire(Priority::Read).await;

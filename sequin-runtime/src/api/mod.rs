@@ -412,8 +412,7 @@ impl Client {
         let budget = match &config.budgets {
             Some(b) => b.get(&budget_key, limit),
             None => Budget::new(limit),
-        }
-        .ok_or_else(|| config_error(format!("rate_limit.per `{}` is not a duration", limit.per)))?;
+        };
         let watched = budget.clone();
         config
             .metrics

@@ -18,8 +18,8 @@ use sequin_spec::record::{decode_time, get_path};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::plan::ObjectPlan;
 use super::{Ctx, SyncError, decode};
+use crate::catalog::ObjectPlan;
 use crate::store::{Checkpoint, Row, Writer};
 
 /// The pseudo-object under which the feed's cursor is kept.
@@ -78,7 +78,7 @@ pub async fn ensure_cursor(
     writer: &mut Writer,
     plan: &ObjectPlan,
 ) -> Result<(), SyncError> {
-    let state = writer.state(&ctx.conn.name, EVENTS).await?;
+    let state = writer.state(&ctx.api.config.name, EVENTS).await?;
     if state.incremental_cursor.is_some() {
         return Ok(());
     }
@@ -86,8 +86,9 @@ pub async fn ensure_cursor(
     let mut ep = f.endpoint.clone();
     ep.records = Some(f.records.to_string());
     let page = ctx
+        .api
         .client
-        .fetch_page(&ep, Some(f.pagination), &ctx.vars(None), None, None)
+        .fetch_page(&ep, Some(f.pagination), &ctx.api.vars(None), None, None)
         .await?;
     let newest = page
         .records
@@ -95,14 +96,7 @@ pub async fn ensure_cursor(
         .and_then(|e| get_path(e, f.id))
         .cloned();
     writer
-        .checkpoint(
-            &ctx.conn.name,
-            EVENTS,
-            &Checkpoint {
-                incremental_cursor: Some(Some(json!({ "event": newest }))),
-                ..Default::default()
-            },
-        )
+        .save_cursor(&ctx.api.config.name, EVENTS, &json!({ "event": newest }))
         .await?;
     Ok(())
 }
@@ -127,16 +121,18 @@ pub async fn run(
         phase: Some(crate::store::Phase::Live),
         ..Default::default()
     };
-    writer.checkpoint(&ctx.conn.name, EVENTS, &live).await?;
+    writer
+        .checkpoint(&ctx.api.config.name, EVENTS, &live)
+        .await?;
     loop {
         match poll(&ctx, &mut writer, &objects).await {
             Ok(n) if n > 0 => {
-                tracing::info!(connection = %ctx.conn.name, events = n, "events applied")
+                tracing::info!(connection = %ctx.api.config.name, events = n, "events applied")
             }
             Ok(_) => {}
             Err(e) if ctx.opts.once || e.is_auth() => {
                 writer
-                    .record_error(&ctx.conn.name, EVENTS, &e.to_string())
+                    .record_error(&ctx.api.config.name, EVENTS, &e.to_string())
                     .await?;
                 return Err(e);
             }
@@ -144,13 +140,13 @@ pub async fn run(
             // starts again with new sessions.
             Err(e) if writer.client().is_closed() => return Err(e),
             Err(e) => {
-                tracing::warn!(connection = %ctx.conn.name, error = %e, "events poll failed; will retry");
+                tracing::warn!(connection = %ctx.api.config.name, error = %e, "events poll failed; will retry");
                 writer
-                    .record_error(&ctx.conn.name, EVENTS, &e.to_string())
+                    .record_error(&ctx.api.config.name, EVENTS, &e.to_string())
                     .await?;
             }
         }
-        if ctx.opts.once || !ctx.sleep(ctx.conn.poll_interval).await {
+        if ctx.opts.once || !ctx.sleep(ctx.api.config.poll_interval).await {
             return Ok(());
         }
     }
@@ -161,7 +157,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
     let f = feed(&objects[0]);
     let by_type: BTreeMap<&str, &ObjectPlan> =
         objects.iter().map(|p| (p.api_name.as_str(), p)).collect();
-    let state = writer.state(&ctx.conn.name, EVENTS).await?;
+    let state = writer.state(&ctx.api.config.name, EVENTS).await?;
     let mut cursor: Option<String> = state
         .incremental_cursor
         .as_ref()
@@ -180,8 +176,9 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
                 let mut e = ep.clone();
                 e.query.insert(f.newer_param.to_string(), c.clone());
                 let page = ctx
+                    .api
                     .client
-                    .fetch_page(&e, Some(f.pagination), &ctx.vars(None), None, None)
+                    .fetch_page(&e, Some(f.pagination), &ctx.api.vars(None), None, None)
                     .await?;
                 let more = page.next.is_some();
                 pages.push(page.records);
@@ -191,11 +188,12 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
                 let mut next = None;
                 loop {
                     let page = ctx
+                        .api
                         .client
                         .fetch_page(
                             &ep,
                             Some(f.pagination),
-                            &ctx.vars(None),
+                            &ctx.api.vars(None),
                             next.as_ref(),
                             None,
                         )
@@ -213,7 +211,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
         if events.is_empty() {
             let mut polled: Vec<&str> = objects.iter().map(|p| p.table.name.as_str()).collect();
             polled.push(EVENTS);
-            writer.record_poll(&ctx.conn.name, &polled).await?;
+            writer.record_poll(&ctx.api.config.name, &polled).await?;
             return Ok(applied);
         }
         // Newest first on the wire; apply oldest first.
@@ -228,7 +226,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
         cursor = newest;
         writer
             .checkpoint(
-                &ctx.conn.name,
+                &ctx.api.config.name,
                 EVENTS,
                 &Checkpoint {
                     phase: Some(crate::store::Phase::Live),
@@ -264,7 +262,7 @@ async fn apply_events(
         };
         let created = get_path(e, f.created)
             .and_then(|v| decode_time(v, f.created_format))
-            .unwrap_or_else(super::now_us);
+            .unwrap_or_else(crate::catalog::now_us);
         let etype = get_path(e, f.event_type)
             .and_then(Value::as_str)
             .unwrap_or("");
@@ -291,7 +289,7 @@ async fn apply_events(
             .expect("grouped by plan");
         writer
             .apply(
-                &ctx.conn.name,
+                &ctx.api.config.name,
                 &plan.table,
                 &rows,
                 &deletes,

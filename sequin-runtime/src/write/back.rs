@@ -208,7 +208,7 @@ pub(crate) fn canonical_doc(table: &Table, record: &Value, key: &str) -> Result<
     for (c, cell) in table.plan.table.columns.iter().zip(&cells) {
         doc.insert(c.name.to_string(), rows::cell_to_pg(cell));
     }
-    let marker = table.plan.marker_of_row(&cells, crate::sync::now_us());
+    let marker = table.plan.marker_of_row(&cells, crate::catalog::now_us());
     doc.insert(
         "_sequin_updated_at".into(),
         marker

@@ -95,20 +95,15 @@ impl WriteThrough {
     pub async fn new(
         config: &Config,
         metrics: &crate::metrics::Metrics,
-    ) -> Result<WriteThrough, crate::sync::SyncError> {
+    ) -> Result<WriteThrough, crate::catalog::Error> {
         let url = config.database_url.expose().to_string();
         let mut connections = Vec::new();
         for c in &config.connections {
-            let (spec, client) = crate::sync::api_client(&url, c, metrics)?;
-            connections.push(Connection {
-                config: c.clone(),
-                spec,
-                client,
-            });
+            connections.push(Connection::open(&url, c, metrics)?);
         }
         let w = WriteThrough {
             inner: Arc::new(Inner {
-                catalog: Catalog::new(url.clone(), connections),
+                catalog: Catalog::new(connections),
                 metrics: metrics.clone(),
                 url,
                 journal: thread_local::ThreadLocal::new(),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use sequin_spec::Connector;
 
 use crate::api::Client;
-use crate::config::ConnectionConfig;
-use crate::sync::plan::ObjectPlan;
+pub(super) use crate::catalog::Connection;
+use crate::catalog::ObjectPlan;
 
 /// A synced table write-through can write: its connection's API client and
 /// the object's plan (columns incl. discovered ones, endpoints).
@@ -49,16 +49,8 @@ impl Table {
     }
 }
 
-/// One configured connection.
-pub(super) struct Connection {
-    pub config: ConnectionConfig,
-    pub spec: Arc<Connector>,
-    pub client: Client,
-}
-
 /// Every connection's tables, refreshed on demand.
 pub(super) struct Catalog {
-    url: String,
     pub connections: Vec<Connection>,
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     last_refresh: std::sync::Mutex<Option<Instant>>,
@@ -70,9 +62,8 @@ pub(super) struct Catalog {
 const REFRESH_MIN: Duration = Duration::from_secs(5);
 
 impl Catalog {
-    pub fn new(url: String, connections: Vec<Connection>) -> Catalog {
+    pub fn new(connections: Vec<Connection>) -> Catalog {
         Catalog {
-            url,
             connections,
             tables: RwLock::new(HashMap::new()),
             last_refresh: std::sync::Mutex::new(None),
@@ -85,13 +76,7 @@ impl Catalog {
     pub async fn refresh(&self) {
         *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         for c in &self.connections {
-            let plans = crate::sync::connection_plans(
-                &self.url,
-                &c.config,
-                c.spec.clone(),
-                c.client.clone(),
-            )
-            .await;
+            let plans = c.plans_with_fields().await;
             let mut errors = self.lookup_errors.lock().unwrap_or_else(|e| e.into_inner());
             match plans {
                 Ok(plans) => {

@@ -11,7 +11,14 @@ use sequin_spec::naming::column_name;
 use sequin_spec::record::{Column, get_path};
 use serde_json::Value;
 
+use super::Error;
 use crate::store::Table;
+
+/// Now, in microseconds since the epoch: the clock of update markers
+/// taken at fetch time ([`Marker::FetchTime`]).
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
 
 /// How a row's upstream update marker (`_sequin_updated_at`) is found.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,13 +48,6 @@ pub struct ObjectPlan {
     pub dynamic_table: bool,
 }
 
-/// Problems building a plan.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("object `{object}` has no pagination in the {connector} spec")]
-    NoPagination { connector: String, object: String },
-}
-
 impl ObjectPlan {
     /// The plan of a static object of the spec, with its generated columns.
     pub fn for_object(
@@ -55,11 +55,11 @@ impl ObjectPlan {
         schema: &str,
         o: &Object,
         columns: Vec<Column>,
-    ) -> Result<ObjectPlan, PlanError> {
+    ) -> Result<ObjectPlan, Error> {
         let pagination = spec
             .pagination_of(o)
             .cloned()
-            .ok_or_else(|| PlanError::NoPagination {
+            .ok_or_else(|| Error::NoPagination {
                 connector: spec.name.clone(),
                 object: o.name.clone(),
             })?;

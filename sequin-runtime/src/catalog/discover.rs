@@ -1,0 +1,174 @@
+//! Discovery: a connection's object plans, static ones from the spec and
+//! those known only at run time (Airtable tables, custom fields), looked
+//! up through the API.
+
+use sequin_spec::model::{Endpoint, Incremental};
+use sequin_spec::naming::table_name;
+use sequin_spec::record::{Column, get_path};
+use serde_json::Value;
+
+use super::plan::{Marker, ObjectPlan, discovered_column};
+use super::{Connection, Error};
+use crate::api::{Priority, Vars};
+use crate::metrics::Purpose;
+use crate::registry;
+use crate::store::Table;
+
+impl Connection {
+    /// The plans of every configured object (static, plus discovered
+    /// tables), without their discovered fields.
+    pub async fn plans(&self) -> Result<Vec<ObjectPlan>, Error> {
+        let loaded = registry::get(&self.config.connector).expect("config is checked");
+        let spec = &self.spec;
+        let mut out = Vec::new();
+        for o in spec.objects.iter().filter(|o| self.wants(&o.name)) {
+            let columns = loaded
+                .object_columns(&o.name)
+                .map(|c| c.to_vec())
+                .unwrap_or_else(|| o.fields.iter().map(Column::from_field).collect());
+            out.push(ObjectPlan::for_object(spec, &self.config.name, o, columns)?);
+        }
+        if spec.discovered_objects.is_some() {
+            for p in self.discover_objects().await? {
+                if self.wants(&p.table.name) {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The plans of the configured objects with their discovered columns,
+    /// as the sync engine sees them (write-through encodes writes with
+    /// them).
+    pub async fn plans_with_fields(&self) -> Result<Vec<ObjectPlan>, Error> {
+        let mut out = Vec::new();
+        for p in self.plans().await? {
+            if p.discovered_fields.is_some() {
+                let found = self.discover_fields(&p).await?;
+                out.push(p.with_discovered(found.into_iter().map(|(c, _)| c).collect()));
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lists runtime-defined objects (Airtable tables) as plans.
+    pub async fn discover_objects(&self) -> Result<Vec<ObjectPlan>, Error> {
+        let spec = &self.spec;
+        let d = spec.discovered_objects.as_ref().expect("caller checked");
+        let resp = self.get_json(&d.endpoint, &self.vars(None)).await?;
+        let empty = Vec::new();
+        let objects = get_path(&resp, &d.records)
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
+        let pagination = d
+            .pagination
+            .clone()
+            .or_else(|| spec.pagination.clone())
+            .ok_or_else(|| Error::NoPagination {
+                connector: spec.name.clone(),
+                object: "(discovered)".into(),
+            })?;
+        let mut plans = Vec::new();
+        for o in objects {
+            let Some(display) = get_path(o, &d.name).and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(api_name) = get_path(o, &d.api_name).and_then(Value::as_str) else {
+                continue;
+            };
+            let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
+            for f in get_path(o, &d.fields)
+                .and_then(Value::as_array)
+                .unwrap_or(&empty)
+            {
+                if let Some((c, _)) = discovered_column(spec, &d.field, &d.value_path, false, f)
+                    && !columns.iter().any(|x| x.name == c.name)
+                {
+                    columns.push(c);
+                }
+            }
+            let primary_key = d
+                .fixed_fields
+                .iter()
+                .position(|f| f.name == d.primary_key)
+                .expect("specs are checked");
+            let incremental = d
+                .incremental
+                .clone()
+                .or_else(|| spec.incremental.clone())
+                .unwrap_or(Incremental::FullRefresh);
+            let static_columns = columns.len();
+            plans.push(ObjectPlan {
+                table: Table {
+                    schema: self.config.name.clone(),
+                    name: table_name(display),
+                    columns,
+                    primary_key,
+                },
+                api_name: api_name.to_string(),
+                endpoints: d.endpoints.clone(),
+                pagination: pagination.clone(),
+                incremental,
+                deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
+                marker: Marker::FetchTime,
+                discovered_fields: None,
+                // The table's fields are all its columns: the whole table is
+                // discovered again (the sync engine's `refresh_dynamic`), not
+                // field by field.
+                static_columns,
+                dynamic_table: true,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// Looks up an object's runtime fields (custom fields, custom
+    /// properties), with each one's API type.
+    pub async fn discover_fields(&self, plan: &ObjectPlan) -> Result<Vec<(Column, String)>, Error> {
+        let Some(d) = &plan.discovered_fields else {
+            return Ok(Vec::new());
+        };
+        let resp = self.get_json(&d.endpoint, &self.vars(Some(plan))).await?;
+        let empty = Vec::new();
+        let value_path = d.value_path.as_deref().unwrap_or("{name}");
+        let mut out = Vec::new();
+        for f in get_path(&resp, &d.records)
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+        {
+            if let Some(flag) = &d.only_if
+                && get_path(f, flag).and_then(Value::as_bool) != Some(true)
+            {
+                continue;
+            }
+            if let Some(flag) = &d.only_if_not
+                && get_path(f, flag).and_then(Value::as_bool) == Some(true)
+            {
+                continue;
+            }
+            if let Some((c, t)) = discovered_column(&self.spec, &d.field, value_path, d.stringly, f)
+            {
+                let clash = plan.table.columns[..plan.static_columns]
+                    .iter()
+                    .any(|x| x.name == c.name);
+                if !clash {
+                    out.push((c, t));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// GETs a describe/meta endpoint.
+    async fn get_json(&self, ep: &Endpoint, vars: &Vars) -> Result<Value, Error> {
+        let resp = self
+            .client
+            .with_purpose(Purpose::Discover)
+            .send(Priority::Read, ep, vars, None, None)
+            .await?;
+        Ok(resp.json.unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,260 @@
+//! One connection's life: started, announced in `sequin status`, its
+//! object tasks and events feed supervised, started again after a failure
+//! that waiting can cure.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sequin_spec::model::Incremental;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{Ctx, Options, SyncError, events, object};
+use crate::catalog::{self, ObjectPlan};
+use crate::config::ConnectionConfig;
+use crate::metrics::{Part, PartState};
+use crate::store::Writer;
+
+async fn run_connection(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let name = conn.name.clone();
+    let metrics = opts.metrics.clone();
+    let result = run_connection_inner(url.clone(), conn, opts, shutdown).await;
+    if let Err(e) = &result {
+        metrics.part(
+            Part::Connection(name.clone()),
+            PartState::Failed(e.to_string()),
+        );
+        // Make a connection-level failure (bad credentials, unreachable API)
+        // visible in `sequin status`, not only in the log.
+        if let Ok(w) = Writer::connect(&url).await {
+            let _ = w.state(&name, CONNECTION).await;
+            let _ = w.record_error(&name, CONNECTION, &e.to_string()).await;
+        }
+    }
+    result
+}
+
+/// First pause before a connection that failed transiently starts again
+/// (doubling up to [`RESTART_MAX`]).
+const RESTART_MIN: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+/// Runs a connection, starting it again (from its checkpoints) after a
+/// failure that waiting can cure: the database restarting or unreachable,
+/// the API down, timing out or limiting. Credentials, configuration and
+/// spec problems stop it.
+pub(super) async fn run_connection_resilient(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let mut pause = RESTART_MIN;
+    loop {
+        let started = Instant::now();
+        match run_connection(url.clone(), conn.clone(), opts.clone(), shutdown.clone()).await {
+            // `--once` reports failures instead of waiting them out.
+            Err(e) if e.is_transient() && !opts.once && !*shutdown.borrow() => {
+                if started.elapsed() > RESTART_MAX * 2 {
+                    pause = RESTART_MIN;
+                }
+                tracing::warn!(connection = %conn.name, error = %e, retry_in = ?pause, "connection failed; starting it again");
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = async { let _ = rx.wait_for(|s| *s).await; } => return Ok(()),
+                }
+                pause = (pause * 2).min(RESTART_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The pseudo-object under which connection-level errors are recorded.
+pub const CONNECTION: &str = "_connection";
+
+async fn run_connection_inner(
+    url: String,
+    conn: ConnectionConfig,
+    opts: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let api = catalog::Connection::open(&url, &conn, &opts.metrics)?;
+    let ctx = Arc::new(Ctx {
+        api,
+        url,
+        opts,
+        shutdown,
+    });
+    let plans = ctx.api.plans().await?;
+    announce(&ctx, &plans).await?;
+    let mut tasks = Tasks::new(ctx.clone(), &plans);
+    tasks.start_events(&plans).await?;
+    for plan in plans {
+        tasks.spawn_object(plan);
+    }
+    tasks.supervise().await
+}
+
+/// Says the connection runs (again): an earlier connection-level error
+/// (see `run_connection`) no longer holds, and every object is in `sequin
+/// status` (and backfilling) from the start, not only once its task gets
+/// going.
+async fn announce(ctx: &Ctx, plans: &[ObjectPlan]) -> Result<(), SyncError> {
+    let w = Writer::connect(&ctx.url).await?;
+    let _ = w.clear_state(&ctx.api.config.name, CONNECTION).await;
+    for p in plans {
+        w.state(&ctx.api.config.name, &p.table.name).await?;
+    }
+    drop(w);
+    ctx.opts.metrics.part(
+        Part::Connection(ctx.api.config.name.clone()),
+        PartState::Started,
+    );
+    Ok(())
+}
+
+/// The tasks of one connection: one per object, and the events feed's.
+struct Tasks {
+    ctx: Arc<Ctx>,
+    set: JoinSet<Result<(), SyncError>>,
+    /// How many event-driven objects are live (the feed waits for all).
+    live_tx: Arc<watch::Sender<usize>>,
+    live_rx: watch::Receiver<usize>,
+    /// The latest discovered tables: runtime-defined objects (Airtable
+    /// tables) are looked up again every discovery interval; a new table
+    /// gets its own task, and the tasks of known tables pick up added
+    /// fields from this channel.
+    discovered_tx: watch::Sender<Arc<Vec<ObjectPlan>>>,
+    discovered_rx: watch::Receiver<Arc<Vec<ObjectPlan>>>,
+    /// API names of the discovered tables that have a task.
+    known: HashSet<String>,
+}
+
+impl Tasks {
+    fn new(ctx: Arc<Ctx>, plans: &[ObjectPlan]) -> Tasks {
+        let (live_tx, live_rx) = watch::channel(0usize);
+        let dynamic: Vec<ObjectPlan> = plans.iter().filter(|p| p.dynamic_table).cloned().collect();
+        let known = dynamic.iter().map(|p| p.api_name.clone()).collect();
+        let (discovered_tx, discovered_rx) = watch::channel(Arc::new(dynamic));
+        Tasks {
+            ctx,
+            set: JoinSet::new(),
+            live_tx: Arc::new(live_tx),
+            live_rx,
+            discovered_tx,
+            discovered_rx,
+            known,
+        }
+    }
+
+    /// Starts the events feed of the event-driven objects, if any. The
+    /// feed's cursor is captured before any backfill starts.
+    async fn start_events(&mut self, plans: &[ObjectPlan]) -> Result<(), SyncError> {
+        let event_objects: Vec<ObjectPlan> = plans
+            .iter()
+            .filter(|p| matches!(p.incremental, Incremental::Events { .. }))
+            .cloned()
+            .collect();
+        let Some(first) = event_objects.first() else {
+            return Ok(());
+        };
+        let mut writer = Writer::connect(&self.ctx.url).await?;
+        events::ensure_cursor(&self.ctx, &mut writer, first).await?;
+        let ctx = self.ctx.clone();
+        let live_rx = self.live_rx.clone();
+        self.set
+            .spawn(async move { events::run(ctx, event_objects, live_rx).await });
+        Ok(())
+    }
+
+    fn spawn_object(&mut self, plan: ObjectPlan) {
+        let ctx = self.ctx.clone();
+        let live_tx = self.live_tx.clone();
+        let discovered = self.discovered_rx.clone();
+        self.set
+            .spawn(async move { object::run_object(ctx, plan, live_tx, discovered).await });
+    }
+
+    /// Waits for the tasks, looking for new tables every discovery
+    /// interval. A transient failure of one task stops them all (the
+    /// connection starts again from its checkpoints); otherwise the first
+    /// error is returned once every task ended.
+    async fn supervise(mut self) -> Result<(), SyncError> {
+        let ctx = self.ctx.clone();
+        let rediscover_every = match &ctx.api.spec.discovered_objects {
+            Some(d) if !ctx.opts.once => {
+                Some(ctx.api.config.discovery_interval.unwrap_or(d.every.get()))
+            }
+            _ => None,
+        };
+        let mut first_error = None;
+        loop {
+            let tick = async {
+                match rediscover_every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                res = self.set.join_next() => match res {
+                    None => break,
+                    Some(Ok(Err(e))) => {
+                        tracing::error!(connection = %ctx.api.config.name, error = %e, "sync task stopped");
+                        // Refused credentials fail every task of the connection:
+                        // stop them all (the error is recorded in sync_state).
+                        if e.is_auth() {
+                            self.set.abort_all();
+                        }
+                        // A lost database session or the like: stop every task,
+                        // and the connection starts again from its checkpoints
+                        // (see `run_connection_resilient`).
+                        if e.is_transient() && !ctx.opts.once {
+                            self.set.abort_all();
+                            return Err(e);
+                        }
+                        first_error.get_or_insert(e);
+                    }
+                    Some(_) => {}
+                },
+                _ = tick => {
+                    if !ctx.stopping() {
+                        self.rediscover().await;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Looks up the runtime-defined objects again: a new table gets a task,
+    /// known ones get their latest columns.
+    async fn rediscover(&mut self) {
+        let ctx = self.ctx.clone();
+        match ctx.api.discover_objects().await {
+            Ok(found) => {
+                let found: Vec<ObjectPlan> = found
+                    .into_iter()
+                    .filter(|p| ctx.api.wants(&p.table.name))
+                    .collect();
+                for p in &found {
+                    if self.known.insert(p.api_name.clone()) {
+                        tracing::info!(connection = %ctx.api.config.name, table = %p.table.name, "new table discovered");
+                        self.spawn_object(p.clone());
+                    }
+                }
+                self.discovered_tx.send_replace(Arc::new(found));
+            }
+            Err(e) => {
+                tracing::warn!(connection = %ctx.api.config.name, error = %e, "object discovery failed");
+            }
+        }
+    }
+}

@@ -459,6 +459,26 @@ mod tests {
         );
     }
 
+    /// Every field of the configuration's structs appears in the example
+    /// (as a key or a commented-out key): the example is the reference.
+    #[test]
+    fn the_example_config_names_every_key() {
+        let example = include_str!("../../sequin.example.yaml");
+        let source = include_str!("config.rs");
+        let model = &source[..source.find("#[cfg(test)]").unwrap()];
+        let missing: Vec<&str> = model
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':'))
+            .map(|(name, _)| name.trim())
+            .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .filter(|name| !example.contains(&format!("{name}:")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "sequin.example.yaml does not show {missing:?}; add each with a comment saying what it does"
+        );
+    }
+
     #[test]
     fn one_line_errors_with_positions() {
         let missing = Config::parse("sequin.yaml", GOOD, &|_| None)

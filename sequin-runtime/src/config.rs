@@ -135,7 +135,7 @@ pub struct RateLimitOverride {
     /// Requests allowed per window.
     pub requests: u32,
     /// The window (`1s`, `10s`, `24h`).
-    pub per: String,
+    pub per: sequin_spec::duration::Duration,
 }
 
 fn default_poll() -> Duration {
@@ -318,11 +318,11 @@ impl Config {
                 }
             }
             if let Some(r) = &c.rate_limit
-                && (r.requests == 0 || parse_duration(&r.per).is_none())
+                && r.requests == 0
             {
                 return Err((
                     format!("{p}/rate_limit"),
-                    "rate_limit needs `requests` above 0 and `per` as a duration (e.g. 100 per 1s)"
+                    "rate_limit needs `requests` above 0 (e.g. { requests: 100, per: 1s })"
                         .to_string(),
                 ));
             }
@@ -527,6 +527,23 @@ mod tests {
             "{bad_object}"
         );
         assert!(!bad_object.contains('\n'));
+        let rate = |limit: &str| {
+            Config::parse("s.yaml", &format!("{GOOD}    rate_limit: {limit}\n"), &env)
+                .map(|c| c.connections[0].rate_limit.clone().unwrap().per.get())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            rate("{ requests: 100, per: 10s }"),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            rate("{ requests: 100, per: soon }"),
+            Err("s.yaml:11:39: `soon` is not a duration; write a number and a unit: 500ms, 1s, 10s, 5m, 1h, 30d".into())
+        );
+        assert_eq!(
+            rate("{ requests: 0, per: 1s }"),
+            Err("s.yaml:11:17: rate_limit needs `requests` above 0 (e.g. { requests: 100, per: 1s })".into())
+        );
     }
 
     #[test]

@@ -35,10 +35,7 @@ impl Connection {
         let mut spec = loaded.spec.clone();
         if let Some(r) = &conn.rate_limit {
             spec.rate_limit.requests = r.requests;
-            spec.rate_limit.per = r
-                .per
-                .parse()
-                .expect("config is checked: rate_limit.per is a duration");
+            spec.rate_limit.per = r.per.clone();
             spec.rate_limit.burst = None;
         }
         let spec = Arc::new(spec);

@@ -2,7 +2,7 @@
 //! `Record` impl round-trips an API record.
 #![deny(warnings)]
 
-#[path = "snapshots/todo.rs"]
+#[path = "../snapshots/todo.rs"]
 mod todo;
 
 use sequin_spec::model::BodyEncoding;

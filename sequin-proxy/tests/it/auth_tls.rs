@@ -3,7 +3,7 @@
 //! wrong one. SSLRequest gets 'S' and a rustls handshake when a certificate
 //! is configured, 'N' otherwise; GSSENCRequest gets 'N'.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

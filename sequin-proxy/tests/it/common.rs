@@ -1,5 +1,4 @@
 //! Shared test helpers: a proxy in front of a throwaway Postgres cluster.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;

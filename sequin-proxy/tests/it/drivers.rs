@@ -9,7 +9,7 @@
 //! an npm prefix) under the system temp dir. A driver that cannot be
 //! installed fails its test. tokio-postgres is covered by `protocol.rs`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

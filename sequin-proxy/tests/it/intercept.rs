@@ -4,7 +4,7 @@
 //! client's transaction, replies swallowed, pipeline untouched), answer with
 //! synthesized rows or errors, or pass through. Other traffic never does.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! loads data with COPY) and the TPC-B-like script in the simple, extended
 //! and prepared protocols, with pgbench verifying every reply.
 
-mod common;
+use crate::common;
 
 use common::*;
 use sequin_pgtemp::shared;

@@ -3,7 +3,7 @@
 //! server errors, COPY both ways, LISTEN/NOTIFY, cancel, large results,
 //! notices and parameter status.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! session (its server session is cancelled/closed and rolled back); the
 //! proxy keeps serving everybody else and never panics.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! never exceeded (checked on the simulator's own counters), with room kept
 //! for writes.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

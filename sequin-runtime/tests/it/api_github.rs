@@ -2,7 +2,7 @@
 //! connection parameters in the path, the secondary rate limit (403 with
 //! Retry-After) treated as a rate limit, and 422 validation errors.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

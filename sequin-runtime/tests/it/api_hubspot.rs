@@ -3,7 +3,7 @@
 //! `{fields}` list as a comma-joined query value and as a body array, and
 //! HubSpot's error bodies.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::*;
 use sequin_runtime::api::{Client, ClientConfig, PageCursor, Priority, Vars};

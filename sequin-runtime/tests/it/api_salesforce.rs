@@ -3,7 +3,7 @@
 //! URL from the token response, 401 -> one refresh -> retry, and SOQL
 //! paging with `nextRecordsUrl`.
 
-mod api_support;
+use crate::api_support;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! Retry-After honoured, idempotent writes, error decoding, and secrets kept
 //! out of errors and logs.
 
-mod api_support;
+use crate::api_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 //! It lives in `sequin-runtime/tests` (not `tests/e2e`) because only this
 //! package's tests get the built binary (`CARGO_BIN_EXE_sequin`).
 
-mod process_support;
+use crate::process_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

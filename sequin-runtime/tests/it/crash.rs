@@ -14,7 +14,7 @@
 //! exactly the first N customers in the API's list order — a prefix, which
 //! is what "no gap" means for a paged backfill.
 
-mod process_support;
+use crate::process_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! failing test leaves no process behind), a scratch directory for config
 //! files and logs, and helpers to read what the process printed.
 
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -74,10 +73,6 @@ impl Sequin {
         Sequin { child, stderr }
     }
 
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The exit status, if the process has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("poll the child")
@@ -87,20 +82,6 @@ impl Sequin {
     pub fn kill9(&mut self) -> ExitStatus {
         let _ = self.child.kill();
         self.child.wait().expect("reap the child")
-    }
-
-    /// Waits up to `limit` for the process to end by itself.
-    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            if start.elapsed() > limit {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     pub fn stderr(&self) -> String {

@@ -9,7 +9,7 @@
 //! It lives in `sequin-runtime/tests` because only this package's tests get
 //! the built binary (`CARGO_BIN_EXE_sequin`).
 
-mod process_support;
+use crate::process_support;
 
 use std::time::{Duration, Instant};
 

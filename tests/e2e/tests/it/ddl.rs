@@ -5,7 +5,7 @@ use sequin_spec::model::FieldType;
 use sequin_spec::naming::quote_ident;
 
 const SEQUIN_SCHEMA: &str =
-    include_str!("../../../sequin-runtime/migrations/0001_sequin_schema.sql");
+    include_str!("../../../../sequin-runtime/migrations/0001_sequin_schema.sql");
 
 #[tokio::test]
 async fn generated_ddl_applies_and_matches_the_specs() {

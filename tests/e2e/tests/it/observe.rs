@@ -12,7 +12,7 @@
 //! - `sequin.status` and `sequin.write_status` show the objects and the
 //!   journal, to any role.
 
-mod write_common;
+use crate::write_common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

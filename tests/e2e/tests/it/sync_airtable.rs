@@ -5,7 +5,7 @@
 //! becomes a column without a restart, values included; and the 5 requests
 //! per second limit of the base is never exceeded.
 
-mod sync_common;
+use crate::sync_common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! declared field equal to the API's, then updates and new issues arrive
 //! through `since` polls that fetch only what changed.
 
-mod sync_common;
+use crate::sync_common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

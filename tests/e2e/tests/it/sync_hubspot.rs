@@ -4,7 +4,7 @@
 //! on last-modified, archived records removed, and custom properties created
 //! in the portal that become columns without a restart, values included.
 
-mod sync_common;
+use crate::sync_common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

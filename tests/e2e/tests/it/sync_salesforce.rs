@@ -5,7 +5,7 @@
 //! `queryAll ... IsDeleted = true`, and custom fields added in the org that
 //! become columns without a restart, values included.
 
-mod sync_common;
+use crate::sync_common;
 
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@
 //!   relay, is not offered, and a client that would insist is told what to
 //!   do.
 
-mod write_common;
+use crate::write_common;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! requests, whose predecessors are then undone), computed (read-only)
 //! columns, too many rows; explicit transactions (a failed write aborts it;
 //! a create and an update rolled back are undone upstream).
-mod write_common;
+use crate::write_common;
 
 use sequin_sim::Api;
 use sequin_sim::airtable::DEMO_BASE_ID;

@@ -4,7 +4,6 @@
 //! and one through the proxy (to write as an application would), plus
 //! checks of the ErrorResponse a rejected write produces.
 
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

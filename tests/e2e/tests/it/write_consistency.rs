@@ -3,7 +3,7 @@
 //! polls; Stripe's events feed) and neither reverts it with older data nor
 //! writes the row again; a later upstream change still arrives.
 
-mod write_common;
+use crate::write_common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! node-postgres (named prepared statements). tokio-postgres runs the per-connector files. Each driver
 //! writes its own rows; the test then checks the org and Postgres.
 
-mod write_common;
+use crate::write_common;
 
 use sequin_sim::Api;
 use sequin_sim::salesforce::Salesforce;

@@ -10,7 +10,7 @@
 //! role with DML rights only writes through the proxy and nowhere else; a
 //! function called by a written-through statement cannot use its key on
 //! another synced table.
-mod write_common;
+use crate::write_common;
 
 use std::time::Duration;
 

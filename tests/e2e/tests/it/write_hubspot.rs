@@ -7,7 +7,7 @@
 //! contact archived behind the engine's back) and local ones (email format,
 //! read-only columns, too many rows); explicit transactions (a failed write
 //! aborts it; a create and an update rolled back are undone upstream).
-mod write_common;
+use crate::write_common;
 
 use sequin_sim::Api;
 use sequin_sim::hubspot::ObjectType;

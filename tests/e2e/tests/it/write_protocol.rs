@@ -4,7 +4,7 @@
 //! a named prepared statement reused, RETURNING that uses a parameter, and
 //! INSERT ... SELECT / UPDATE ... FROM / DELETE ... USING.
 
-mod write_common;
+use crate::write_common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! upstream, so is one rolled back to a savepoint); Execute with a row
 //! limit; unqualified names through the client's search_path.
 
-mod write_common;
+use crate::write_common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! create-only columns, a delete prices do not have, too many rows);
 //! explicit transactions (a failed write aborts it; a create and an update
 //! rolled back are undone upstream).
-mod write_common;
+use crate::write_common;
 
 use sequin_sim::Api;
 use sequin_sim::stripe::Kind;

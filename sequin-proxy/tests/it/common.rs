@@ -9,7 +9,7 @@ use sequin_proxy::codec::{self, ErrorResponse, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use sequin_pgtemp::Cluster;
+pub use sequin_pgtemp::{Cluster, connect};
 use sequin_proxy::{
     Interceptor, PassThrough, Proxy, ProxyConfig, ProxyHandle, SyncedTables, Upstream,
 };
@@ -56,17 +56,6 @@ pub fn via(cluster: &Cluster, proxy: &ProxyHandle, db: &str) -> String {
         &format!(":{}/", cluster.port()),
         &format!(":{}/", proxy.local_addr().port()),
     )
-}
-
-/// A tokio-postgres connection whose driver task runs in the background.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
 }
 
 /// A fresh database in `cluster`.

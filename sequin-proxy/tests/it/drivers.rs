@@ -5,133 +5,23 @@
 //!
 //! psql and sqlx (prepared and unprepared) run here; psycopg 3 + SQLAlchemy
 //! and node-postgres run as scripts from `tests/drivers/`, with their
-//! packages installed on first use into a cached directory (a Python venv,
-//! an npm prefix) under the system temp dir. A driver that cannot be
-//! installed fails its test. tokio-postgres is covered by `protocol.rs`.
+//! packages installed on first use into the kit's cached directory
+//! (`sequin_pgtemp::drivers`: a Python venv, an npm prefix). A driver that
+//! cannot be installed fails its test. tokio-postgres is covered by `protocol.rs`.
 
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use futures_util::TryStreamExt;
+use sequin_pgtemp::drivers::{node_modules, python_env, run_script};
 use sequin_pgtemp::shared;
 use sqlx::{Connection, Executor, PgConnection};
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
-}
-
-fn cache_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join("sequin-proxy-drivers").join(name)
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> bool {
-    match cmd.output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "{what} failed:\n{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("{what} could not run: {e}");
-            false
-        }
-    }
-}
-
-/// A venv with psycopg 3 and SQLAlchemy 2, created once and reused.
-fn python_env() -> PathBuf {
-    let dir = cache_dir("venv-psycopg3-sqlalchemy2");
-    let python = dir.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import psycopg, sqlalchemy"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if ready(&python) {
-        return python;
-    }
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
-    assert!(
-        run_ok(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            "python3 -m venv"
-        ),
-        "cannot create a Python venv (install python3 and python3-venv)"
-    );
-    assert!(
-        run_ok(
-            Command::new(tmp.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                "psycopg[binary]>=3.1,<4",
-                "sqlalchemy>=2,<3"
-            ]),
-            "pip install psycopg sqlalchemy"
-        ),
-        "cannot install psycopg 3 and SQLAlchemy from PyPI into {}",
-        tmp.display()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir).unwrap();
-    assert!(
-        ready(&python),
-        "the venv at {} does not import psycopg",
-        dir.display()
-    );
-    python
-}
-
-/// node_modules with pg and pg-copy-streams, installed once and reused.
-fn node_modules() -> PathBuf {
-    let dir = cache_dir("node-pg8");
-    let modules = dir.join("node_modules");
-    if modules.join("pg").exists() && modules.join("pg-copy-streams").exists() {
-        return modules;
-    }
-    assert!(
-        Command::new("node").arg("--version").output().is_ok(),
-        "node is not installed (apt-get install -y nodejs npm)"
-    );
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    assert!(
-        run_ok(
-            Command::new("npm")
-                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&tmp)
-                .args(["pg@8", "pg-copy-streams@6"]),
-            "npm install pg pg-copy-streams"
-        ),
-        "cannot install node-postgres from npm"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir).unwrap();
-    modules
-}
-
-async fn output(cmd: &mut tokio::process::Command) -> (bool, String, String) {
-    let o = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("driver script finishes in time")
-        .expect("driver script runs");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]
@@ -140,7 +30,7 @@ async fn psycopg3_and_sqlalchemy() {
     let cluster = shared().unwrap();
     let db = database(cluster, "drv");
     let proxy = plain_proxy(cluster).await;
-    let (ok, out, err) = output(
+    let (ok, out, err) = run_script(
         tokio::process::Command::new(python)
             .arg(scripts().join("psycopg_sqlalchemy.py"))
             .arg(via(cluster, &proxy, &db)),
@@ -156,7 +46,7 @@ async fn node_postgres() {
     let cluster = shared().unwrap();
     let db = database(cluster, "drv");
     let proxy = plain_proxy(cluster).await;
-    let (ok, out, err) = output(
+    let (ok, out, err) = run_script(
         tokio::process::Command::new("node")
             .env("NODE_PATH", &modules)
             .arg(scripts().join("node_pg.js"))
@@ -174,7 +64,7 @@ async fn psql() {
     let proxy = plain_proxy(cluster).await;
     let url = via(cluster, &proxy, &db);
     let psql = cluster.bindir().join("psql");
-    let (ok, out, err) = output(
+    let (ok, out, err) = run_script(
         tokio::process::Command::new(&psql)
             .args(["-X", "-A", "-t", "-d", &url, "-f"])
             .arg(scripts().join("psql_scenario.sql")),

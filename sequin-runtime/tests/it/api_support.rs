@@ -2,7 +2,6 @@
 //! from `connectors/*.yaml` as written, simulators started in-process, a fast
 //! retry policy, and a loop that pages through a whole list.
 
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,8 @@
 
 use crate::process_support;
 
+use sequin_pgtemp::connect;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,14 +21,6 @@ use sequin_sim::{Api, SimConfig};
 
 /// How long a failing start may take: failing fast is part of the contract.
 const FAIL_WITHIN: Duration = Duration::from_secs(30);
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
-}
 
 fn stripe_config(db_url: &str, base_url: &str, key: &str) -> String {
     format!(
@@ -111,7 +105,7 @@ async fn config_and_database_mistakes_fail_with_one_line_naming_the_fix() {
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "initial sync: {}", out.stderr);
-    let pgc = pg(&db.url).await;
+    let pgc = connect(&db.url).await;
     let before = customers(&pgc).await;
     assert_eq!(before.len(), 300);
 
@@ -258,7 +252,7 @@ async fn a_revoked_token_stops_sync_with_the_error_recorded_and_data_kept() {
         "revoked.yaml",
         &stripe_config(&db.url, &sim.base_url(), revoked_key),
     );
-    let pgc = pg(&db.url).await;
+    let pgc = connect(&db.url).await;
 
     // 1. Part of a backfill is committed, then the process dies.
     let mut proc = Sequin::spawn(&good, "warn", &["sync"], scratch.path("first.stderr"));
@@ -433,7 +427,7 @@ async fn a_revoked_salesforce_refresh_token_names_the_fix_and_a_new_one_works() 
     let first = scratch.write("first.yaml", &config(&first_refresh));
     let out = run(&first, &["sync", "--once"], &[], Duration::from_secs(120));
     assert!(out.status.success(), "first sync: {}", out.stderr);
-    let pgc = pg(&db.url).await;
+    let pgc = connect(&db.url).await;
     let synced: Vec<(String, Option<String>)> = pgc
         .query("SELECT id, name FROM salesforce.account ORDER BY id", &[])
         .await
@@ -648,7 +642,7 @@ async fn metrics_listen_mistakes_fail_with_one_line_naming_the_key() {
     assert_one_line_failure("metrics port in use (run)", &out, &needles);
 
     // Before any work: the database was not even migrated.
-    let pgc = pg(&db.url).await;
+    let pgc = connect(&db.url).await;
     let migrated: bool = pgc
         .query_one("SELECT to_regclass('sequin.sync_state') IS NOT NULL", &[])
         .await
@@ -696,7 +690,7 @@ async fn migrating_again_is_quiet() {
         !stderr.contains("NOTICE") && !stderr.contains("skipping"),
         "a second migration logs nothing about what is in place:\n{stderr}"
     );
-    let versions: i64 = pg(&db.url)
+    let versions: i64 = connect(&db.url)
         .await
         .query_one("SELECT count(*) FROM sequin.schema_version", &[])
         .await

@@ -16,6 +16,8 @@
 
 use crate::process_support;
 
+use sequin_pgtemp::connect;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -30,14 +32,6 @@ const CUSTOMERS: usize = 50_000;
 const KILLS: usize = 6;
 /// Seed of the kill schedule (printed, so a failure can be replayed).
 const SCHEDULE_SEED: u64 = 0x5e9_c4a5;
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
-}
 
 /// Committed customers (0 before the first migration created the table).
 async fn committed(db: &tokio_postgres::Client) -> i64 {
@@ -89,7 +83,7 @@ async fn sigkill_at_random_points_of_a_50k_backfill_loses_nothing() {
             sim.token()
         ),
     );
-    let db_client = pg(&db.url).await;
+    let db_client = connect(&db.url).await;
 
     // Kill points: one per equal slice of the first 90% of the backfill (so
     // they are spread), at a random committed-row count within the slice,
@@ -362,7 +356,7 @@ async fn sigkill_during_write_through_transactions_leaves_no_uncommitted_effect(
         .unwrap_or("postgres")
         .to_string();
     let dbname = db.name.clone();
-    let db_client = pg(&db.url).await;
+    let db_client = connect(&db.url).await;
     let mut rng = StdRng::seed_from_u64(WRITE_SEED);
     let mut kept_names: std::collections::HashMap<String, String> = Default::default();
     eprintln!("write kill seed {WRITE_SEED:#x}");

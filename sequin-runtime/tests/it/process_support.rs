@@ -3,10 +3,11 @@
 //! failing test leaves no process behind), a scratch directory for config
 //! files and logs, and helpers to read what the process printed.
 
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use sequin_pgtemp::Killed;
 
 /// The binary under test, built by cargo for this package's tests.
 pub const SEQUIN: &str = env!("CARGO_BIN_EXE_sequin");
@@ -48,7 +49,7 @@ impl Drop for Scratch {
 
 /// A running `sequin` process, SIGKILLed (and reaped) when dropped.
 pub struct Sequin {
-    child: Child,
+    child: Killed,
     stderr: PathBuf,
 }
 
@@ -70,7 +71,10 @@ impl Sequin {
             .stderr(err)
             .spawn()
             .expect("spawn the sequin binary");
-        Sequin { child, stderr }
+        Sequin {
+            child: Killed(child),
+            stderr,
+        }
     }
 
     /// The exit status, if the process has ended.
@@ -86,13 +90,6 @@ impl Sequin {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Sequin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -123,7 +120,7 @@ fn run_blocking(config: &Path, args: &[&str], envs: &[(&str, &str)], limit: Dura
     }
     let child = cmd.spawn().expect("spawn the sequin binary");
     let mut guard = Sequin {
-        child,
+        child: Killed(child),
         stderr: scratch_err.clone(),
     };
     let start = Instant::now();

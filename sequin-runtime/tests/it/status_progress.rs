@@ -11,6 +11,8 @@
 
 use crate::process_support;
 
+use sequin_pgtemp::connect;
+
 use std::time::{Duration, Instant};
 
 use process_support::{Scratch, Sequin, run};
@@ -20,14 +22,6 @@ use sequin_sim::{Api, Faults, SimConfig};
 /// More than three SOQL batches of 2000, so the first commit (5000 records
 /// or more) leaves most of the backfill to do.
 const ACCOUNTS: usize = 20_000;
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
-}
 
 async fn accounts(db: &tokio_postgres::Client) -> i64 {
     db.query_one("SELECT count(*) FROM salesforce.account", &[])
@@ -88,7 +82,7 @@ async fn status_shows_the_backfill_percentage_from_the_apis_count() {
             refresh = sf.refresh_token(),
         ),
     );
-    let pgc = pg(&db.url).await;
+    let pgc = connect(&db.url).await;
     let mut sync = Sequin::spawn(&config, "info", &["sync"], scratch.path("sync.stderr"));
 
     // 1. The first batch is committed; then the API goes down, so the

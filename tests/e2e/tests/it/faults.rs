@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::airtable::DEMO_BASE_ID;
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, Faults, Sim, SimConfig};

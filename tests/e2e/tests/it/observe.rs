@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sequin_e2e::{connect, eventually, wait_live};
+use sequin_e2e::{eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_runtime::config::Config;
 use sequin_runtime::process::{self, Halves, ProcessError};
 use sequin_sim::stripe::Kind;

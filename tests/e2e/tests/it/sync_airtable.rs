@@ -10,7 +10,8 @@ use crate::sync_common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::airtable::DEMO_BASE_ID;
 use sequin_sim::{Api, SimConfig};
 use sequin_spec::model::FieldType;

@@ -7,7 +7,6 @@
 //! API's JSON is normalised here by the column's declared type. A decoder bug
 //! therefore shows up as a mismatch instead of being repeated on both sides.
 
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -9,7 +9,8 @@ use crate::sync_common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sequin_e2e::{Running, connect, wait_live};
+use sequin_e2e::{Running, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::github::Github;
 use sequin_sim::{Api, SimConfig};
 use serde_json::{Value, json};

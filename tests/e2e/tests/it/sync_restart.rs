@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::{Api, SimConfig};
 
 /// The engine's config: Stripe customers from `sim` into `url`, polled

@@ -9,7 +9,8 @@ use crate::sync_common;
 
 use std::time::{Duration, Instant};
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET, FieldType as SfType};
 use sequin_sim::{Api, SimConfig};
 use sequin_spec::model::FieldType;

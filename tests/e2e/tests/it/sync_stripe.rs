@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, SimConfig};
 

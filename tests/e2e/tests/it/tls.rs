@@ -25,7 +25,7 @@ use sequin_pgtemp::{Auth, CERT_USER, Cluster, Options, PASSWORD, SUPERUSER};
 use sequin_runtime::store;
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, Sim, SimConfig};
-use write_common::{psql, python_env, run_script, stripe_connection};
+use write_common::{connect_when_up, psql, python_env, run_script, stripe_connection};
 
 /// One TLS-only cluster for the file's tests (each test has its own
 /// database in it).
@@ -144,24 +144,6 @@ async fn sync_and_write_through(db: &str, db_url: &str) {
     assert_eq!(plain, 0);
     running.stop().await.expect("the engine stops cleanly");
     sim.shutdown().await;
-}
-
-/// A plain client of the proxy, retried while the proxy starts.
-async fn connect_when_up(url: &str) -> tokio_postgres::Client {
-    let start = std::time::Instant::now();
-    loop {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                return client;
-            }
-            Err(e) if start.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot connect to {url}: {e}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,13 @@
 //! and one through the proxy (to write as an application would), plus
 //! checks of the ErrorResponse a rejected write produces.
 
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sequin_e2e::{Running, connect, wait_live};
+use sequin_e2e::{Running, wait_live};
+// The kit's, re-exported for the tests that glob-import these helpers.
+pub use sequin_pgtemp::drivers::{node_modules, python_env, run_script};
+pub use sequin_pgtemp::{connect, connect_when_up};
 use sequin_sim::{Api, Sim, SimConfig};
 use tokio_postgres::error::DbError;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -209,24 +210,6 @@ pub fn proxy_url(direct: &str, port: u16) -> String {
     )
 }
 
-/// Connects, retrying while the proxy is still starting (30 s at most).
-pub async fn connect_when_up(url: &str) -> Client {
-    let start = Instant::now();
-    loop {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                return client;
-            }
-            Err(e) if start.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot connect to {url}: {e}"),
-        }
-    }
-}
-
 /// The server's error inside a client error (panics on I/O errors).
 pub fn db_error(e: &tokio_postgres::Error) -> &DbError {
     e.as_db_error()
@@ -383,125 +366,6 @@ pub async fn run_psql(url: &str, script: &str) -> (String, String) {
 /// The driver scripts of `tests/write_drivers/`.
 pub fn driver_scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/write_drivers")
-}
-
-/// Shared with sequin-proxy's driver matrix, which installs the same
-/// packages into the same place.
-fn cache_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join("sequin-proxy-drivers").join(name)
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> bool {
-    match cmd.output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "{what} failed:\n{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("{what} could not run: {e}");
-            false
-        }
-    }
-}
-
-/// A venv with psycopg 3 and SQLAlchemy 2, created once and reused (the
-/// same venv as sequin-proxy's driver matrix). A failure to install fails
-/// the test.
-pub fn python_env() -> PathBuf {
-    let dir = cache_dir("venv-psycopg3-sqlalchemy2");
-    let python = dir.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import psycopg, sqlalchemy"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if ready(&python) {
-        return python;
-    }
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
-    assert!(
-        run_ok(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            "python3 -m venv"
-        ),
-        "cannot create a Python venv (install python3 and python3-venv)"
-    );
-    assert!(
-        run_ok(
-            Command::new(tmp.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                "psycopg[binary]>=3.1,<4",
-                "sqlalchemy>=2,<3"
-            ]),
-            "pip install psycopg sqlalchemy"
-        ),
-        "cannot install psycopg 3 and SQLAlchemy from PyPI into {}",
-        tmp.display()
-    );
-    if !ready(&python) {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).unwrap();
-    }
-    assert!(
-        ready(&python),
-        "the venv at {} does not import psycopg",
-        dir.display()
-    );
-    python
-}
-
-/// node_modules with pg (node-postgres) 8, installed once and reused.
-pub fn node_modules() -> PathBuf {
-    let dir = cache_dir("node-pg8");
-    let modules = dir.join("node_modules");
-    if modules.join("pg").exists() {
-        return modules;
-    }
-    assert!(
-        Command::new("node").arg("--version").output().is_ok(),
-        "node is not installed (apt-get install -y nodejs npm)"
-    );
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    assert!(
-        run_ok(
-            Command::new("npm")
-                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&tmp)
-                .args(["pg@8", "pg-copy-streams@6"]),
-            "npm install pg"
-        ),
-        "cannot install node-postgres from npm"
-    );
-    if !modules.join("pg").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).unwrap();
-    }
-    modules
-}
-
-/// Runs a driver script; returns (success, stdout, stderr).
-pub async fn run_script(cmd: &mut tokio::process::Command) -> (bool, String, String) {
-    let o = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-        .await
-        .expect("driver script finishes in time")
-        .expect("driver script runs");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// The JSON a driver script prints on its `RESULT ` line.

@@ -25,7 +25,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use sequin_e2e::{Running, connect, eventually, wait_live};
+use sequin_e2e::{Running, eventually, wait_live};
+use sequin_pgtemp::connect;
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, Faults, Sim, SimConfig};
 use serde_json::Value;

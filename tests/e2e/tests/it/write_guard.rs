@@ -95,7 +95,7 @@ async fn writes_outside_the_proxy_are_refused() {
         if key.is_empty() {
             continue;
         }
-        let direct = sequin_e2e::connect(&t.db.url).await;
+        let direct = sequin_pgtemp::connect(&t.db.url).await;
         direct
             .query("select set_config('sequin.write_key', $1, false)", &[&key])
             .await

@@ -2,10 +2,11 @@
 //! determinism of the seeded RNG, the `/_sim` control routes and the `sequin-sim` binary.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sequin_pgtemp::SimChild;
 use sequin_sim::{Api, Faults, RateLimit, Sim, SimConfig, StatsSnapshot};
 use serde_json::Value;
 
@@ -459,27 +460,17 @@ async fn control_routes_stats_reset_and_faults_over_http() {
 
 #[tokio::test]
 async fn binary_prints_its_address_and_serves_stripe() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sequin-sim"))
-        .args([
-            "--api",
-            "stripe",
-            "--seed-records",
-            "1000",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line names the address: {line:?}"))
-        .to_owned();
+    // Killed on drop, also when an assertion below fails.
+    let mut sim = SimChild::spawn(Command::new(env!("CARGO_BIN_EXE_sequin-sim")).args([
+        "--api",
+        "stripe",
+        "--seed-records",
+        "1000",
+        "--listen",
+        "127.0.0.1:0",
+    ]))
+    .unwrap_or_else(|e| panic!("first line names the address: {e}"));
+    let base = sim.url.clone();
     let result = async {
         let http = reqwest::Client::new();
         let r = http
@@ -501,8 +492,8 @@ async fn binary_prints_its_address_and_serves_stripe() {
         assert_eq!(r.status(), 401);
     }
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    sim.child.kill().unwrap();
+    sim.child.wait().unwrap();
     result
 }
 

@@ -2,8 +2,9 @@
 //! and what every test crate needs around it, each in one place:
 //! [`client`] (`connect`, `connect_when_up`), [`drivers`] (the Python venv
 //! and node_modules of the real-driver tests, one way to run their
-//! scripts), [`process`] ([`Killed`], a child killed on drop, and
-//! [`SimChild`], a simulator in a child process).
+//! scripts), [`process`] ([`Killed`], a child killed on drop,
+//! [`SimChild`], a simulator in a child process, and `alone`, a test in a
+//! process of its own).
 //!
 //! Postgres comes from one of two sources, in this order:
 //! 1. `DATABASE_URL`, when set: an existing server; every [`Database`] is a

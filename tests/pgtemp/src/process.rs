@@ -1,7 +1,8 @@
 //! Child processes of tests and benchmarks: [`Killed`], a guard that kills
 //! and reaps its child when dropped (a failing test leaves no process
-//! behind), and [`SimChild`], a simulator running as a child process that
-//! announces its address on its first line of output.
+//! behind), [`SimChild`], a simulator running as a child process that
+//! announces its address on its first line of output, and [`alone`], which
+//! runs a test in a process of its own.
 
 use std::io::{BufRead, BufReader};
 use std::ops::{Deref, DerefMut};
@@ -88,6 +89,49 @@ fn parse_address(line: &str) -> Option<(String, Option<String>)> {
         (Some("token"), Some(token), None) => Some((url, Some(token.to_string()))),
         _ => None,
     }
+}
+
+/// Set in the child [`alone`] starts, to the name of the test it runs.
+const ALONE_ENV: &str = "SEQUIN_TEST_ALONE";
+
+/// Runs the calling test again in a child process of the test binary, as
+/// the only test there, for a test that watches process-wide state (the
+/// runtime shares rate-limit budgets by connection name and the writer
+/// key's registration by every engine of the process, and the tests of a
+/// crate share one binary). `module` is the caller's `module_path!()`,
+/// `test` its function name. Returns `true` in the parent once the child
+/// passed (the caller returns; the child's output is printed), `false` in
+/// the child (the caller runs its body). Panics when the child fails.
+pub fn alone(module: &str, test: &str) -> bool {
+    // libtest names tests by their path below the crate.
+    let name = match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{test}"),
+        None => test.to_string(),
+    };
+    if std::env::var(ALONE_ENV).as_deref() == Ok(name.as_str()) {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args([&name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(ALONE_ENV, &name)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(
+        out.status.success(),
+        "{name} failed in its own process ({})",
+        out.status
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{name} did not run in its own process (is `module`/`test` its path?):\n{stdout}"
+    );
+    true
 }
 
 #[cfg(test)]

@@ -504,6 +504,14 @@ const SALESFORCE_INSERT: &str = "insert into salesforce.contact (first_name, las
 /// and Postgres holds the same row under the id the client got back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "stripe_create_is_retried_with_its_idempotency_key_and_happens_once",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_stripe").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
     let (client, _conn) = stack.client().await;
@@ -585,6 +593,14 @@ async fn stripe_create_is_retried_with_its_idempotency_key_and_happens_once() {
 /// exist nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "salesforce_create_is_not_retried_after_an_ambiguous_failure",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_sf").unwrap();
     let stack = Stack::start(Which::Salesforce, &db.url, Some(API_TIMEOUT)).await;
     let (client, _conn) = stack.client().await;
@@ -663,6 +679,14 @@ async fn salesforce_create_is_not_retried_after_an_ambiguous_failure() {
 /// Stripe holds nothing new and Postgres no row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_create_failing_every_attempt_reports_the_api_error() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "stripe_create_failing_every_attempt_reports_the_api_error",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_stripe_down").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
     let (client, _conn) = stack.client().await;
@@ -713,6 +737,14 @@ async fn stripe_create_failing_every_attempt_reports_the_api_error() {
 /// update is reverted in the org.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reverted() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reverted",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_sf_upd").unwrap();
     let stack = Stack::start(Which::Salesforce, &db.url, Some(API_TIMEOUT)).await;
     let sf = stack.sim.salesforce();
@@ -847,6 +879,14 @@ async fn salesforce_updates_and_deletes_are_retried_and_rolled_back_updates_reve
 /// from Stripe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing",
+    ) {
+        return;
+    }
     disconnect_mid_write(Which::Stripe).await;
 }
 
@@ -854,6 +894,11 @@ async fn client_disconnecting_mid_write_leaves_postgres_and_the_api_agreeing() {
 /// uncommitted contact is deleted from the org again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnecting_mid_write_salesforce() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(module_path!(), "client_disconnecting_mid_write_salesforce") {
+        return;
+    }
     disconnect_mid_write(Which::Salesforce).await;
 }
 
@@ -940,6 +985,14 @@ async fn disconnect_mid_write(which: Which) {
 /// or in neither (compensated), and exists once at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing",
+    ) {
+        return;
+    }
     restart_mid_write(Which::Stripe).await;
 }
 
@@ -947,6 +1000,11 @@ async fn postgres_restarting_mid_write_leaves_postgres_and_the_api_agreeing() {
 /// the org created is in Postgres too (through sync) or deleted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_mid_write_salesforce() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(module_path!(), "postgres_restarting_mid_write_salesforce") {
+        return;
+    }
     restart_mid_write(Which::Salesforce).await;
 }
 
@@ -1031,6 +1089,11 @@ async fn restart_mid_write(which: Which) {
 /// write (`committed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_compensates_creates_and_updates() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(module_path!(), "rollback_compensates_creates_and_updates") {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_rollback").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, None).await;
     let stripe = stack.sim.stripe();
@@ -1103,6 +1166,14 @@ async fn rollback_compensates_creates_and_updates() {
 /// is removed too so that Postgres matches the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_then_rollback_is_irreversible_and_postgres_follows_the_api() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "delete_then_rollback_is_irreversible_and_postgres_follows_the_api",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_delete").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, None).await;
     let stripe = stack.sim.stripe();
@@ -1144,6 +1215,14 @@ async fn delete_then_rollback_is_irreversible_and_postgres_follows_the_api() {
 /// writer changed meanwhile (`conflict`, their value kept).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_restores_exactly_the_state_before_the_transaction() {
+    // In a process of its own: its rate limit (a million requests a second)
+    // is the budget of every connection of its name in the process.
+    if sequin_pgtemp::process::alone(
+        module_path!(),
+        "rollback_restores_exactly_the_state_before_the_transaction",
+    ) {
+        return;
+    }
     let db = sequin_pgtemp::Database::create("write_faults_exact_undo").unwrap();
     let stack = Stack::start(Which::Stripe, &db.url, None).await;
     let stripe = stack.sim.stripe();

@@ -639,6 +639,10 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 /// Postgres and the API equal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_statement_cannot_bypass_the_api() {
+    // In a process of its own: the key's registration is removed only when the last engine of the process stops.
+    if sequin_pgtemp::process::alone(module_path!(), "a_hostile_statement_cannot_bypass_the_api") {
+        return;
+    }
     let t = Setup::start(Api::Salesforce, 5, "write_hostile", |sim| {
         salesforce_connection(sim, "contact")
     })

@@ -2,7 +2,7 @@
 //!
 //! The snapshots under `tests/snapshots/` are committed; set
 //! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change. The Rust
-//! snapshot is also compiled (with warnings denied) by `tests/compiles.rs`.
+//! snapshot is also compiled (with warnings denied) by `tests/it/compiles.rs`.
 
 use std::path::Path;
 

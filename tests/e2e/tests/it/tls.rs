@@ -9,7 +9,7 @@
 //!   server without SSL, each worded with the parameter to change; `allow`,
 //!   `prefer`, `verify-ca` and client certificates connect (the `sequin`
 //!   binary with `sslrootcert=system` and its exit codes are tested in
-//!   `sequin-runtime/tests/bad_input.rs`, which has the binary);
+//!   `sequin-runtime/tests/it/bad_input.rs`, which has the binary);
 //! - psql, tokio-postgres and psycopg connect to the proxy over TLS while
 //!   its upstream is TLS; SCRAM channel binding, which the proxy cannot
 //!   relay, is not offered, and a client that would insist is told what to

@@ -24,13 +24,14 @@
 //! instead of looking fast. The simulator's CPU time is reported beside
 //! Sequin's to show it is not the bottleneck.
 
-use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
+
+use crate::sim_child;
 
 /// Arguments of `cargo xtask bench sync`.
 #[derive(clap::Args, Debug, Clone)]
@@ -88,7 +89,7 @@ impl Measured {
 /// Runs the benchmark (or, with `--serve-sim`, the simulator child).
 pub fn run(args: BenchSyncArgs) -> Result<()> {
     if args.serve_sim {
-        return serve_sim(args.records);
+        return sim_child::serve(args.records);
     }
     if args.measure {
         return measure_command(&args.command);
@@ -117,60 +118,6 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     // Markdown for the "Sync" section of BENCHMARKS.md.
     println!("\n{}", markdown(&results, &args));
     Ok(())
-}
-
-/// The simulator child: seeds `n` customers, prints its URL, and serves
-/// until its stdin closes (the parent exited or is done with it).
-fn serve_sim(n: usize) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let cfg = sequin_sim::SimConfig::new(sequin_sim::Api::Stripe).rate_limit(0.0);
-        let sim = sequin_sim::start(cfg, "127.0.0.1:0".parse()?).await?;
-        sim.stripe().seed_customers(n);
-        println!("listening on {} token {}", sim.base_url(), sim.token());
-        std::io::stdout().flush()?;
-        // Blocks a worker thread until EOF; the simulator runs on the others.
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await?;
-        sim.shutdown().await;
-        anyhow::Ok(())
-    })
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(n: usize) -> Result<(Killed, String, String)> {
-    let exe = std::env::current_exe().context("finding the sequin-devtool binary")?;
-    let mut child = Command::new(exe)
-        .args(["bench", "sync", "--serve-sim", "--records", &n.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the simulator child")?;
-    let stdout = child.stdout.take().expect("piped");
-    let child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .context("reading the simulator's address")?;
-    let mut words = line.split_whitespace();
-    match (words.nth(2), words.nth(1)) {
-        (Some(url), Some(token)) => Ok((child, url.to_string(), token.to_string())),
-        _ => bail!("the simulator child said {line:?} instead of its address"),
-    }
 }
 
 /// The measuring helper: runs `command` (stdin and stdout closed, stderr
@@ -276,7 +223,9 @@ fn measure(
     run_no: usize,
 ) -> Result<Measured> {
     eprintln!("seeding {n} Stripe customers in the simulator (child process) ...");
-    let (sim, base_url, token) = start_sim(n)?;
+    let (sim, token) =
+        sim_child::start(&["bench", "sync", "--serve-sim", "--records", &n.to_string()])?;
+    let base_url = &sim.url;
     let db = format!("bench_sync_{run_no}");
     let database_url = cluster.create_database(&db)?;
     let dir = tempfile::tempdir()?;
@@ -301,7 +250,7 @@ fn measure(
         );
     }
     let log_path = dir.path().join("sync.log");
-    let sim_cpu_before = proc_cpu_secs(sim.0.id())?;
+    let sim_cpu_before = proc_cpu_secs(sim.child.id())?;
     eprintln!("running sequin sync --once ...");
     let (code, peak_rss_kb, sequin_cpu_secs, sync_secs) = run_measured(
         sequin,
@@ -313,7 +262,7 @@ fn measure(
         ],
         &log_path,
     )?;
-    let sim_cpu_secs = proc_cpu_secs(sim.0.id())? - sim_cpu_before;
+    let sim_cpu_secs = proc_cpu_secs(sim.child.id())? - sim_cpu_before;
     drop(sim);
     // Kept for a look at what the run did (timings are in the log).
     let kept_log = std::env::temp_dir().join(format!("bench-sync-{n}.log"));
@@ -343,8 +292,7 @@ fn measure(
 /// Checks the synced rows, then times COPY + upsert of the same rows into
 /// fresh tables of the same shape. Returns (batched, one transaction) secs.
 async fn ceiling(database_url: &str, n: usize, batch: usize) -> Result<(f64, f64)> {
-    let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = sequin_pgtemp::client::try_connect(database_url).await?;
     let count: i64 = client
         .query_one("SELECT count(*) FROM stripe.customer", &[])
         .await?

@@ -26,9 +26,8 @@
 //! path fails the benchmark instead of looking fast.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,8 +35,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
+use sequin_pgtemp::Killed;
+use sequin_pgtemp::client::{try_connect, try_connect_when_up};
+
 use crate::bench_proxy::median;
 use crate::bench_sync::proc_cpu_secs;
+use crate::sim_child;
 
 /// Arguments of `cargo xtask bench write`.
 #[derive(clap::Args, Debug, Clone)]
@@ -74,7 +77,7 @@ const WARMUP: usize = 50;
 /// Runs the benchmark (or, with `--serve-sim`, the simulator child).
 pub fn run(args: BenchWriteArgs) -> Result<()> {
     if args.serve_sim {
-        return serve_sim();
+        return sim_child::serve(0);
     }
     let root = crate::root();
     let sequin = match &args.sequin {
@@ -99,7 +102,8 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     if args.server_profile {
         cluster.psql(db, "CREATE EXTENSION pg_stat_statements")?;
     }
-    let (sim, base_url, token) = start_sim()?;
+    let (sim, token) = sim_child::start(&["bench", "write", "--serve-sim"])?;
+    let base_url = &sim.url;
     let proxy_port = sequin_pgtemp::free_port()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("sequin.yaml");
@@ -151,8 +155,8 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
                 .to_string(),
             token,
         },
-        sequin_pid: proxy.0.id(),
-        sim_pid: sim.0.id(),
+        sequin_pid: proxy.id(),
+        sim_pid: sim.child.id(),
     };
     let report = rt.block_on(measure(&args, &target));
     drop(proxy);
@@ -247,7 +251,7 @@ struct Report {
 }
 
 async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
-    let direct = connect(&t.direct_url).await?;
+    let direct = try_connect(&t.direct_url).await?;
     direct
         .batch_execute(
             "CREATE SCHEMA IF NOT EXISTS bench;
@@ -256,7 +260,7 @@ async fn measure(args: &BenchWriteArgs, t: &Target) -> Result<Report> {
         )
         .await
         .context("creating the direct table")?;
-    let proxied = connect_retrying(&t.proxy_url, Duration::from_secs(60)).await?;
+    let proxied = try_connect_when_up(&t.proxy_url, Duration::from_secs(60)).await?;
     let mut api = Http::connect(&t.api).await?;
 
     let wt_insert = proxied
@@ -410,7 +414,7 @@ async fn throughput(
     for _ in 0..args.clients {
         conns.push(match which {
             0 => {
-                let c = connect(&t.proxy_url).await?;
+                let c = try_connect(&t.proxy_url).await?;
                 let s = c
                     .prepare(
                         "INSERT INTO stripe.customer (email, name) VALUES ($1, $2) RETURNING id",
@@ -419,7 +423,7 @@ async fn throughput(
                 Conn::Pg(c, s)
             }
             1 => {
-                let c = connect(&t.direct_url).await?;
+                let c = try_connect(&t.direct_url).await?;
                 let s = c
                     .prepare(
                         "INSERT INTO bench.customer (email, name) VALUES ($1, $2) RETURNING id",
@@ -615,79 +619,6 @@ fn form(s: &str) -> String {
 
 // ---------------------------------------------------------------------------
 // Processes, connections, numbers.
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-async fn connect_retrying(url: &str, limit: Duration) -> Result<tokio_postgres::Client> {
-    let start = Instant::now();
-    loop {
-        match connect(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) if start.elapsed() > limit => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-/// The simulator child: Stripe with no rate limit and no latency; prints
-/// its URL and serves until its stdin closes.
-fn serve_sim() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let cfg = sequin_sim::SimConfig::new(sequin_sim::Api::Stripe).rate_limit(0.0);
-        let sim = sequin_sim::start(cfg, "127.0.0.1:0".parse()?).await?;
-        println!("listening on {} token {}", sim.base_url(), sim.token());
-        std::io::stdout().flush()?;
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await?;
-        sim.shutdown().await;
-        anyhow::Ok(())
-    })
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim() -> Result<(Killed, String, String)> {
-    let exe = std::env::current_exe().context("finding the sequin-devtool binary")?;
-    let mut child = Command::new(exe)
-        .args(["bench", "write", "--serve-sim"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the simulator child")?;
-    let stdout = child.stdout.take().expect("piped");
-    let child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .context("reading the simulator's address")?;
-    let mut words = line.split_whitespace();
-    match (words.nth(2), words.nth(1)) {
-        (Some(url), Some(token)) => Ok((child, url.to_string(), token.to_string())),
-        _ => bail!("the simulator child said {line:?} instead of its address"),
-    }
-}
 
 /// The nearest-rank quantile of unsorted samples.
 fn quantile(samples: &[f64], q: f64) -> f64 {

@@ -16,6 +16,7 @@ mod bench_proxy;
 mod bench_sync;
 mod bench_write;
 mod demo;
+mod sim_child;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

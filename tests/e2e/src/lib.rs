@@ -78,15 +78,6 @@ impl Running {
     }
 }
 
-/// Connects to a test database.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(conn);
-    client
-}
-
 /// Waits until `check` holds, polling every 50 ms, or panics after `limit`
 /// with `what` and the last value seen.
 pub async fn eventually<T: std::fmt::Debug, F, Fut>(limit: Duration, what: &str, mut check: F) -> T

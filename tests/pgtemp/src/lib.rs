@@ -1,6 +1,12 @@
-//! Throwaway PostgreSQL for tests, benchmarks and the demo.
+//! The test kit: throwaway PostgreSQL for tests, benchmarks and the demo,
+//! and what every test crate needs around it, each in one place:
+//! [`client`] (`connect`, `connect_when_up`), [`drivers`] (the Python venv
+//! and node_modules of the real-driver tests, one way to run their
+//! scripts), [`process`] ([`Killed`], a child killed on drop,
+//! [`SimChild`], a simulator in a child process, and `alone`, a test in a
+//! process of its own).
 //!
-//! Two sources of a server, in this order:
+//! Postgres comes from one of two sources, in this order:
 //! 1. `DATABASE_URL`, when set: an existing server; every [`Database`] is a
 //!    fresh database created in it (and dropped afterwards).
 //! 2. Otherwise a cluster started from the system's PostgreSQL binaries
@@ -25,7 +31,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod client;
+pub mod drivers;
+pub mod process;
 pub mod tls;
+
+pub use client::{connect, connect_when_up};
+pub use process::{Killed, SimChild};
 
 /// What went wrong while getting a Postgres server.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,27 @@
+//! End-to-end tests: every integration test, in one binary (one link of tokio,
+//! reqwest and tokio-postgres instead of one per file). One module per
+//! former test file; the helpers they share are modules too.
+
+mod sync_common;
+mod write_common;
+
+mod ddl;
+mod faults;
+mod observe;
+mod spec_vs_reference;
+mod sync_airtable;
+mod sync_github;
+mod sync_hubspot;
+mod sync_restart;
+mod sync_salesforce;
+mod sync_stripe;
+mod tls;
+mod write_airtable;
+mod write_consistency;
+mod write_drivers;
+mod write_faults;
+mod write_guard;
+mod write_hubspot;
+mod write_protocol;
+mod write_salesforce;
+mod write_stripe;

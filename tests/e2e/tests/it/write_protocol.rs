@@ -1,0 +1,236 @@
+//! Write-through across the protocol's shapes, against the Salesforce
+//! simulator: several statements in one simple query (results of each, and
+//! all-or-nothing when one is refused), pipelined extended-protocol writes,
+//! a named prepared statement reused, RETURNING that uses a parameter, and
+//! INSERT ... SELECT / UPDATE ... FROM / DELETE ... USING.
+
+use crate::write_common;
+
+use std::time::Duration;
+
+use sequin_e2e::eventually;
+use sequin_sim::Api;
+use tokio_postgres::SimpleQueryMessage;
+use write_common::*;
+
+fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn tags(msgs: &[SimpleQueryMessage]) -> Vec<u64> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_shapes() {
+    let t = Setup::start(Api::Salesforce, 5, "write_protocol", |sim| {
+        salesforce_connection(sim, "contact")
+    })
+    .await;
+    let sf = t.sim.salesforce();
+    let (pg, proxy) = (&t.pg, &t.proxy);
+
+    // --- Several statements in one simple query: each one's results, in order.
+    let msgs = proxy
+        .simple_query(
+            "insert into salesforce.contact (last_name) values ('Multi One') returning id, last_name;
+             select count(*) from salesforce.contact where last_name like 'Multi%';
+             update salesforce.contact set title = 'Both' where last_name like 'Multi%'",
+        )
+        .await
+        .expect("a multi-statement simple query");
+    let r = rows(&msgs);
+    assert_eq!(r.len(), 2, "{r:?}");
+    let one = r[0][0].clone().unwrap();
+    assert!(one.starts_with("003") && one.len() == 18, "API id: {one}");
+    assert_eq!(r[0][1].as_deref(), Some("Multi One"));
+    assert_eq!(r[1][0].as_deref(), Some("1"));
+    assert_eq!(tags(&msgs), vec![1, 1, 1]);
+    assert_eq!(sf.get("Contact", &one).unwrap()["Title"], "Both");
+
+    // --- One refused statement undoes the whole implicit transaction: the
+    // first insert is rolled back locally and compensated at the API.
+    let before = sf.count("Contact", false);
+    let e = proxy
+        .simple_query(
+            "insert into salesforce.contact (last_name) values ('Multi Two');
+             insert into salesforce.contact (last_name, email) values ('Multi Bad', 'not-an-email');
+             insert into salesforce.contact (last_name) values ('Multi Three')",
+        )
+        .await
+        .expect_err("the second statement is refused");
+    assert_eq!(db_error(&e).code().code(), "22023");
+    assert_eq!(
+        count(pg, "select count(*) from salesforce.contact where last_name in ('Multi Two', 'Multi Three')").await,
+        0
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the rolled-back create is compensated upstream",
+        || async {
+            let states: Vec<String> = pg
+                .query("select state from sequin.write_journal where request->>'LastName' = 'Multi Two'", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (states == ["compensated"] && sf.count("Contact", false) == before, states)
+        },
+    )
+    .await;
+
+    // --- Pipelined extended-protocol writes on one connection, one named
+    // statement reused.
+    let insert = proxy
+        .prepare("insert into salesforce.contact (last_name, first_name) values ($1, $2) returning id, name")
+        .await
+        .unwrap();
+    let (a, b, c) = tokio::join!(
+        proxy.query_one(&insert, &[&"Pipe", &"A"]),
+        proxy.query_one(&insert, &[&"Pipe", &"B"]),
+        proxy.query_one(
+            "select count(*) from salesforce.contact where last_name = 'Pipe'",
+            &[]
+        ),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (ida, idb): (String, String) = (a.get(0), b.get(0));
+    assert_ne!(ida, idb);
+    assert_eq!(a.get::<_, Option<String>>(1).as_deref(), Some("A Pipe"));
+    assert_eq!(b.get::<_, Option<String>>(1).as_deref(), Some("B Pipe"));
+    // The count was pipelined behind both inserts.
+    assert_eq!(c.unwrap().get::<_, i64>(0), 2);
+    assert!(sf.get("Contact", &ida).is_some() && sf.get("Contact", &idb).is_some());
+
+    // --- INSERT ... ON CONFLICT DO UPDATE: the conflicting row is updated at
+    // the API; without a conflict, an explicit Salesforce id is refused.
+    let row = proxy
+        .query_one(
+            "insert into salesforce.contact (id, last_name) values ($1, 'Pipe') \
+             on conflict (id) do update set title = 'Upserted' returning id, title",
+            &[&ida],
+        )
+        .await
+        .expect("an upsert hitting an existing row");
+    assert_eq!(row.get::<_, String>(0), ida);
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("Upserted"));
+    assert_eq!(sf.get("Contact", &ida).unwrap()["Title"], "Upserted");
+    let e = proxy
+        .execute(
+            "insert into salesforce.contact (id, last_name) values ('003Dn0000000zzzAAA', 'New') \
+             on conflict (id) do update set title = 'Upserted'",
+            &[],
+        )
+        .await
+        .expect_err("an explicit id on create");
+    assert_eq!(db_error(&e).code().code(), "428C9");
+    assert_eq!(db_error(&e).column(), Some("id"));
+
+    // --- RETURNING that uses a parameter the rest of the statement does not.
+    let row = proxy
+        .query_one(
+            "insert into salesforce.contact (last_name) values ($1) returning id, last_name || $2",
+            &[&"Param", &"-suffix"],
+        )
+        .await
+        .expect("RETURNING with a parameter");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("Param-suffix")
+    );
+
+    // --- INSERT ... SELECT, UPDATE ... FROM, DELETE ... USING.
+    pg.batch_execute("create table public.names (n text)")
+        .await
+        .unwrap();
+    pg.batch_execute("insert into public.names values ('Sel1'), ('Sel2')")
+        .await
+        .unwrap();
+    let n = proxy
+        .execute(
+            "insert into salesforce.contact (last_name) select n from public.names",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let n = proxy
+        .execute(
+            "update salesforce.contact c set title = 'From ' || p.n from public.names p where c.last_name = p.n",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let ids: Vec<String> = pg
+        .query("select id from salesforce.contact where last_name in ('Sel1', 'Sel2') order by last_name", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sf.get("Contact", &ids[0]).unwrap()["Title"], "From Sel1");
+    let n = proxy
+        .execute(
+            "delete from salesforce.contact c using public.names p where c.last_name = p.n",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(sf.get("Contact", &ids[0]).is_none() && sf.get("Contact", &ids[1]).is_none());
+    assert_no_pending_ids(pg, "salesforce.contact", "id").await;
+
+    // --- The client drops every prepared statement (as a pooler does
+    // between clients): write-through prepares its own again.
+    for drop_all in ["DISCARD ALL", "DEALLOCATE ALL"] {
+        let fresh = t.proxy_client().await;
+        fresh
+            .execute(
+                "update salesforce.contact set title = 'Before' where last_name = 'Pipe'",
+                &[],
+            )
+            .await
+            .unwrap();
+        fresh.batch_execute(drop_all).await.unwrap();
+        let n = fresh
+            .execute(
+                "update salesforce.contact set title = 'After' where last_name = 'Pipe'",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a write after {drop_all}: {e:?}"));
+        assert_eq!(n, 2);
+        assert_eq!(sf.get("Contact", &ida).unwrap()["Title"], "After");
+    }
+    // --- `sequin status` counts the journal: every effect above settled,
+    // the rolled-back create compensated.
+    let counts = eventually(Duration::from_secs(20), "the journal settles", || async {
+        let w = sequin_runtime::status::read_writes(pg).await.unwrap();
+        (w.len() == 1 && w[0].pending == 0, w)
+    })
+    .await;
+    let w = &counts[0];
+    assert_eq!(w.connection, "salesforce");
+    assert_eq!((w.compensated, w.failed), (1, 0), "{w:?}");
+    assert!(w.committed >= 10, "{w:?}");
+    let text = sequin_runtime::status::render_writes(&counts);
+    assert!(
+        text.contains("salesforce") && text.contains("COMPENSATED"),
+        "{text}"
+    );
+    t.finish().await;
+}

@@ -12,5 +12,6 @@ mod api_salesforce;
 mod api_stripe;
 mod bad_input;
 mod crash;
+mod layering;
 mod status_progress;
 mod store;

@@ -123,7 +123,9 @@ fn raw_string_len(s: &[u8]) -> Option<usize> {
         .chain(std::iter::repeat_n(b'#', hashes))
         .collect();
     let body = &s[j + 1..];
-    let end = body.windows(close.len()).position(|w| w == close.as_slice())?;
+    let end = body
+        .windows(close.len())
+        .position(|w| w == close.as_slice())?;
     Some(j + 1 + end + close.len())
 }
 
@@ -136,7 +138,8 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
     while let Some(p) = code[from..].find("fn ") {
         let at = from + p;
         from = at + 3;
-        let word_start = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        let word_start =
+            at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
         if !word_start {
             continue;
         }
@@ -261,7 +264,9 @@ fn no_file_in_write_imports_from_its_mod_rs() {
         .collect();
     // What mod.rs itself defines (not its submodules or their re-exports).
     let mut defined = BTreeSet::new();
-    for kw in ["fn ", "struct ", "enum ", "trait ", "type ", "const ", "static "] {
+    for kw in [
+        "fn ", "struct ", "enum ", "trait ", "type ", "const ", "static ",
+    ] {
         for (p, _) in mod_code.match_indices(kw) {
             let before = mod_code[..p].chars().next_back();
             if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {

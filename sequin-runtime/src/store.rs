@@ -700,6 +700,18 @@ impl Writer {
         self.checkpoint(connection, object, &checkpoint).await
     }
 
+    /// Upserts `rows` into `t` (never backwards), with no checkpoint.
+    /// Returns the rows changed.
+    pub async fn upsert(
+        &mut self,
+        connection: &str,
+        t: &Table,
+        rows: &[Row],
+    ) -> Result<u64, StoreError> {
+        self.apply(connection, t, rows, &[], &Checkpoint::default())
+            .await
+    }
+
     /// Deletes the rows of `t` with the primary keys `keys`. Returns the
     /// rows deleted.
     pub async fn delete(

@@ -135,16 +135,20 @@ fn cargo() -> Command {
 }
 
 /// Installs the missing system packages, then becomes `sequin-devtool
-/// <task> <args>` (built by `cargo run`, dev profile as xtask itself). Replacing this
-/// process (exec) rather than waiting for a child leaves Ctrl-C, which the
-/// demo handles to clean up, and the exit status to the tool alone.
+/// <task> <args>` (built by `cargo run`). Benchmarks build it in release:
+/// `bench proxy` runs the proxy in-process, and a debug proxy measures the
+/// compiler's work, not ours; the demo keeps xtask's dev profile. Replacing
+/// this process (exec) rather than waiting for a child leaves Ctrl-C, which
+/// the demo handles to clean up, and the exit status to the tool alone.
 fn devtool(task: &str, args: &[String]) -> Result<bool> {
     system::ensure_packages()?;
     eprintln!("building sequin-devtool (the demo and the benchmarks) ...");
     let mut run = cargo();
-    run.current_dir(root())
-        .args(["run", "--quiet", "-p", "sequin-devtool", "--", task])
-        .args(args);
+    run.current_dir(root()).args(["run", "--quiet"]);
+    if task == "bench" {
+        run.arg("--release");
+    }
+    run.args(["-p", "sequin-devtool", "--", task]).args(args);
     Err(run.exec()).context("running `cargo run -p sequin-devtool`")
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{Ctx, SyncError, decode, pk_text};
 use crate::api::{PageCursor, Vars};
 use crate::catalog::{ObjectPlan, now_us, plan};
-use crate::store::{Checkpoint, Writer};
+use crate::store::Writer;
 
 /// Overlap of updated-since polls, for records whose update time was
 /// assigned before their change became visible upstream.
@@ -297,13 +297,7 @@ pub(super) async fn full_list(
             rows.push(row);
         }
         writer
-            .apply(
-                &ctx.api.config.name,
-                &plan.table,
-                &rows,
-                &[],
-                &Checkpoint::default(),
-            )
+            .upsert(&ctx.api.config.name, &plan.table, &rows)
             .await?;
         match page.next {
             Some(n) => cursor = Some(n),
@@ -341,13 +335,7 @@ async fn pull_all(
             rows.push(row);
         }
         n += writer
-            .apply(
-                &ctx.api.config.name,
-                &plan.table,
-                &rows,
-                &[],
-                &Checkpoint::default(),
-            )
+            .upsert(&ctx.api.config.name, &plan.table, &rows)
             .await?;
         match page.next {
             Some(c) => cursor = Some(c),
@@ -401,13 +389,7 @@ async fn pull_search(
         }
         seen += rows.len();
         n += writer
-            .apply(
-                &ctx.api.config.name,
-                &plan.table,
-                &rows,
-                &[],
-                &Checkpoint::default(),
-            )
+            .upsert(&ctx.api.config.name, &plan.table, &rows)
             .await?;
         let capped = search
             .max_results

@@ -3,11 +3,14 @@
 --
 -- * No long-lived secret ever enters a client's session. The proxy no
 --   longer lends a statement a key: it opens the grant of the client's
---   transaction for one statement with sequin.open_grant(token), the token
---   a MAC over the client's backend pid and the time under a secret of
---   the proxy process that only Sequin's role can read: good for that
---   backend, for a minute, and never shown to the client (the proxy keeps
---   its statements' parameters out of the errors it forwards).
+--   transaction for one statement with sequin.open_grant(), whose
+--   arguments are a one-time token bound to the client's backend (a
+--   counter the session has not seen yet, and a MAC over backend pid and
+--   counter under a secret of the proxy process that only Sequin's role
+--   can read). A token is spent when used (a temporary sequence of the
+--   session, owned by Sequin's role: not transactional, so an aborted
+--   transaction does not give it back), and the proxy keeps injected
+--   statements' parameters out of the errors its clients see.
 --   sequin.release() closes the grant at the end of the statement.
 -- * Capture cannot be switched off or forged: three statement-level
 --   triggers with transition tables record every row a granted statement
@@ -73,15 +76,6 @@ ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS idempotency_key text;
 -- What the API holds after an applied write, for the columns it set (its
 -- canonical values): an undo is sent only while the API still holds them.
 ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS written jsonb;
--- The API's answers to journalled intents, appended by the statement that
--- sent them (an insert costs the client's statement far less than an
--- update of the journal) and folded into the journal by the reconciler.
-CREATE TABLE IF NOT EXISTS sequin.write_outcome (
-    id uuid PRIMARY KEY,
-    state text NOT NULL CHECK (state IN ('applied', 'rejected', 'unknown')),
-    api_id text,
-    written jsonb
-);
 -- The Sequin process applying the statement that journalled an intent:
 -- while it runs, its journal sessions hold the advisory lock (ASCII
 -- 'SQNP', process) in share mode, and the intent is its to settle (it
@@ -109,38 +103,61 @@ BEGIN
 END
 $$;
 
--- Open grants: the transactions of client backends that may write synced
--- tables right now, each for the one statement the proxy is applying
--- (sequin.open_grant opens, sequin.release closes; a failure in between
--- aborts the transaction, and the row with it). Only Sequin's role can
--- write it. Unlogged: a server crash ends every transaction in it.
-CREATE UNLOGGED TABLE IF NOT EXISTS sequin.grant (
-    xid bigint NOT NULL,
-    pid integer NOT NULL,
-    PRIMARY KEY (xid, pid)
-);
-
--- Opens the grant of this session's current transaction, given a token of
--- a running proxy process (`kid`: the digest of its process key): `mac`
--- must be sha256(k || sha256(k || '<backend pid>:<at>')) under that
--- process's grant key k (readable by Sequin's role only), and `at` (the
--- proxy's clock, in milliseconds since the epoch) within a minute of the
--- server's.
-CREATE OR REPLACE FUNCTION sequin.open_grant(kid bytea, at bigint, mac bytea) RETURNS void
+-- Opens the grant of this session's current transaction for the statement
+-- the proxy is about to run, given a token of a running proxy process
+-- (`kid`: the digest of its process key): `mac` must be
+-- sha256(k || sha256(k || '<backend pid>:<n>')) under that process's
+-- grant key k, which only Sequin's role can read, and `n` must be greater
+-- than any counter this session has spent (a temporary sequence of the
+-- session, owned by Sequin's role, set before anything else can fail).
+-- The open grant is a row in `pg_temp.sequin_grant`, a temporary table of
+-- this session owned by Sequin's role: the client can neither write it nor
+-- drop it (nor pass off a table of its own under that name: the owner is
+-- checked). sequin.release() deletes the row at the end of the statement;
+-- any failure before that aborts the transaction, and the row with it.
+CREATE OR REPLACE FUNCTION sequin.open_grant(kid bytea, n bigint, mac bytea) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k bytea;
+    spent regclass := to_regclass('pg_temp.sequin_grant_spent');
+    t regclass := to_regclass('pg_temp.sequin_grant');
 BEGIN
+    IF spent IS NULL THEN
+        CREATE TEMPORARY SEQUENCE sequin_grant_spent MINVALUE 0 START 0;
+        spent := 'pg_temp.sequin_grant_spent'::regclass;
+    END IF;
+    IF (SELECT relowner FROM pg_class WHERE oid = spent) <> current_user::regrole
+       OR t IS NOT NULL AND (SELECT relowner FROM pg_class WHERE oid = t) <> current_user::regrole THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'a temporary table or sequence named sequin_grant* is in the way of write-through; drop it';
+    END IF;
+    -- Spent first, whatever follows: a token is good once.
+    IF n <= (SELECT last_value FROM pg_temp.sequin_grant_spent) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.open_grant: a spent token';
+    END IF;
+    PERFORM setval('pg_temp.sequin_grant_spent', n);
     SELECT w.grant_key INTO k FROM sequin.writer_key w
      WHERE w.digest = kid AND w.expires_at > now() AND w.grant_key IS NOT NULL;
-    IF k IS NULL
-       OR abs(extract(epoch FROM clock_timestamp()) * 1000 - at) > 60000
-       OR mac IS DISTINCT FROM sha256(k || sha256(k || convert_to(pg_backend_pid()::text || ':' || at::text, 'UTF8'))) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = 'sequin.open_grant: not a current token of a running Sequin proxy';
+    IF k IS NULL OR mac IS DISTINCT FROM sha256(k || sha256(k || convert_to(pg_backend_pid()::text || ':' || n::text, 'UTF8'))) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.open_grant: not a token of a running Sequin proxy';
     END IF;
-    INSERT INTO sequin.grant (xid, pid) VALUES (txid_current(), pg_backend_pid())
-    ON CONFLICT DO NOTHING;
+    IF t IS NULL THEN
+        CREATE TEMPORARY TABLE sequin_grant (xid bigint NOT NULL);
+    END IF;
+    INSERT INTO pg_temp.sequin_grant (xid) VALUES (txid_current());
+END
+$$;
+
+-- Whether this transaction's grant is open (see sequin.open_grant).
+CREATE OR REPLACE FUNCTION sequin.grant_open() RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass := to_regclass('pg_temp.sequin_grant');
+BEGIN
+    IF t IS NULL OR (SELECT relowner FROM pg_class WHERE oid = t) <> current_user::regrole THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_temp.sequin_grant WHERE xid = txid_current());
 END
 $$;
 
@@ -152,17 +169,23 @@ CREATE OR REPLACE FUNCTION sequin.guard() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k text := current_setting('sequin.write_key', true);
+    t regclass;
 BEGIN
-    -- sequin.holds_process_key(), inlined: this runs for every statement
-    -- that writes a synced table.
+    -- sequin.holds_process_key() and sequin.grant_open(), inlined: this
+    -- runs for every statement that writes a synced table.
     IF k IS NOT NULL AND k <> '' AND EXISTS (
         SELECT 1 FROM sequin.writer_key
          WHERE digest = sha256(convert_to(k, 'UTF8')) AND expires_at > now()) THEN
         RETURN NULL;
     END IF;
-    IF TG_OP <> 'TRUNCATE' AND EXISTS (
-        SELECT 1 FROM sequin.grant WHERE xid = txid_current() AND pid = pg_backend_pid()) THEN
-        RETURN NULL;
+    IF TG_OP <> 'TRUNCATE' THEN
+        t := to_regclass('pg_temp.sequin_grant');
+        -- Nested: the table's query is planned only once it exists.
+        IF t IS NOT NULL AND (SELECT relowner FROM pg_class WHERE oid = t) = current_user::regrole THEN
+            IF EXISTS (SELECT 1 FROM pg_temp.sequin_grant WHERE xid = txid_current()) THEN
+                RETURN NULL;
+            END IF;
+        END IF;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = '42501',
@@ -260,7 +283,9 @@ BEGIN
     SELECT c.id FROM sequin.capture c WHERE c.id = ANY(marks) AND c.xid = mine
     ON CONFLICT DO NOTHING;
     -- The statement is over: its grant closes.
-    DELETE FROM sequin.grant WHERE xid = mine AND pid = pg_backend_pid();
+    IF to_regclass('pg_temp.sequin_grant') IS NOT NULL THEN
+        DELETE FROM pg_temp.sequin_grant;
+    END IF;
     RETURN coalesce(last, after);
 END
 $$;

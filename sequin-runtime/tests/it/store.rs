@@ -303,3 +303,67 @@ async fn write_back_statements_use_the_primary_key_index() {
         assert_eq!(n, 1, "{ty} key");
     }
 }
+
+/// A database migrated by the release before migration 8 (its grants in
+/// temporary objects, 0006) upgrades in place: `migrate` applies only what
+/// it has not run, and 0008 replaces 0006's token function and guard.
+#[tokio::test]
+async fn a_database_of_the_previous_release_upgrades() {
+    let db = sequin_pgtemp::Database::create("store_upgrade").unwrap();
+    let mut admin = store::connect(&db.url).await.unwrap();
+    let previous = [
+        include_str!("../../migrations/0001_sequin_schema.sql"),
+        include_str!("../../migrations/0002_write_through.sql"),
+        include_str!("../../migrations/0003_backfill_total.sql"),
+        include_str!("../../migrations/0004_journal_retention.sql"),
+        include_str!("../../migrations/0005_release.sql"),
+        include_str!("../../migrations/0006_grants.sql"),
+        include_str!("../../migrations/0007_status.sql"),
+    ];
+    admin
+        .batch_execute(
+            "CREATE SCHEMA sequin;
+             CREATE TABLE sequin.schema_version (
+                 version int PRIMARY KEY,
+                 applied_at timestamp with time zone NOT NULL DEFAULT now());",
+        )
+        .await
+        .unwrap();
+    for (i, sql) in previous.iter().enumerate() {
+        admin.batch_execute(sql).await.unwrap();
+        admin
+            .execute(
+                "INSERT INTO sequin.schema_version (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    let open_grant_args = "SELECT array_to_string(proargnames, ',') FROM pg_proc
+                            WHERE oid = to_regprocedure('sequin.open_grant(bytea,bigint,bytea)')";
+    let before: String = admin.query_one(open_grant_args, &[]).await.unwrap().get(0);
+    assert_eq!(before, "kid,n,mac", "0006's token function");
+    store::migrate(&mut admin, &[("stripe", registry::get("stripe").unwrap())])
+        .await
+        .unwrap();
+    let after: String = admin.query_one(open_grant_args, &[]).await.unwrap().get(0);
+    assert_eq!(after, "kid,at,mac", "0008's token function");
+    let row = admin
+        .query_one(
+            "SELECT to_regprocedure('sequin.grant_open()') IS NULL,
+                    to_regclass('sequin.grant') IS NOT NULL,
+                    to_regclass('sequin.write_outcome') IS NOT NULL,
+                    (SELECT max(version) FROM sequin.schema_version),
+                    pg_get_functiondef('sequin.guard()'::regprocedure) LIKE '%sequin.grant WHERE%',
+                    has_function_privilege('public', 'sequin.open_grant(bytea,bigint,bytea)', 'EXECUTE')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "0006's grant_open() is gone");
+    assert!(row.get::<_, bool>(1), "sequin.grant exists");
+    assert!(row.get::<_, bool>(2), "sequin.write_outcome exists");
+    assert_eq!(row.get::<_, i32>(3), 8);
+    assert!(row.get::<_, bool>(4), "the guard reads sequin.grant");
+    assert!(row.get::<_, bool>(5), "clients' sessions may call open_grant");
+}

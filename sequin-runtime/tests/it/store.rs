@@ -365,5 +365,8 @@ async fn a_database_of_the_previous_release_upgrades() {
     assert!(row.get::<_, bool>(2), "sequin.write_outcome exists");
     assert_eq!(row.get::<_, i32>(3), 8);
     assert!(row.get::<_, bool>(4), "the guard reads sequin.grant");
-    assert!(row.get::<_, bool>(5), "clients' sessions may call open_grant");
+    assert!(
+        row.get::<_, bool>(5),
+        "clients' sessions may call open_grant"
+    );
 }

@@ -1,17 +1,13 @@
 -- Write-through against a hostile application role (the threat model is in
 -- ARCHITECTURE.md). What changes from 0002:
 --
--- * No long-lived secret ever enters a client's session. The proxy no
---   longer lends a statement a key: it opens the grant of the client's
---   transaction for one statement with sequin.open_grant(), whose
---   arguments are a one-time token bound to the client's backend (a
---   counter the session has not seen yet, and a MAC over backend pid and
---   counter under a secret of the proxy process that only Sequin's role
---   can read). A token is spent when used (a temporary sequence of the
---   session, owned by Sequin's role: not transactional, so an aborted
---   transaction does not give it back), and the proxy keeps injected
---   statements' parameters out of the errors its clients see.
---   sequin.release() closes the grant at the end of the statement.
+-- * No secret ever enters a client's session. The proxy no longer lends a
+--   statement a key: while it applies a client's statement, a session of
+--   Sequin's own (the journal session) holds the advisory lock
+--   (GRANT_CLASS, <client backend pid>). The guard lets a session write
+--   while a backend whose role is Sequin's holds that lock for it. Locks are
+--   not MVCC, so a client whose snapshot is older sees the grant too, and
+--   the grant ends the moment Sequin's session lets go (or dies).
 -- * Capture cannot be switched off or forged: three statement-level
 --   triggers with transition tables record every row a granted statement
 --   changed, in `sequin.capture`, which only Sequin's role can write. No
@@ -24,10 +20,11 @@
 -- Applied once (`sequin.schema_version`), under a short lock_timeout with
 -- retries.
 
+-- The advisory lock class of grants: ASCII 'SQNG'.
+-- pg_try_advisory_lock(1397837383, <pid>) shows in pg_locks as
+-- classid = 1397837383, objid = <pid>, objsubid = 2.
+
 ALTER TABLE sequin.writer_key ADD COLUMN IF NOT EXISTS expires_at timestamp with time zone;
--- The secret under which a running proxy process signs the grant tokens
--- of its clients' statements (see sequin.open_grant).
-ALTER TABLE sequin.writer_key ADD COLUMN IF NOT EXISTS grant_key bytea;
 -- Keys lent to statements (0002) are gone for good, and so are keys of
 -- processes that never renew theirs.
 DELETE FROM sequin.writer_key WHERE holder = 'statement' OR expires_at IS NULL;
@@ -73,16 +70,11 @@ ALTER TABLE sequin.write_journal ADD CONSTRAINT write_journal_state_check CHECK 
     ('intent', 'applied', 'rejected', 'committed', 'compensated', 'irreversible',
      'compensation_failed', 'conflict', 'unknown'));
 ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS idempotency_key text;
--- What the API holds after an applied write, for the columns it set (its
--- canonical values): an undo is sent only while the API still holds them.
-ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS written jsonb;
--- The Sequin process applying the statement that journalled an intent:
--- while it runs, its journal sessions hold the advisory lock (ASCII
--- 'SQNP', process) in share mode, and the intent is its to settle (it
--- clears this when the API's answer was lost, for the reconciler to find
--- out); once the lock is gone (the process died), the reconciler settles
--- the intent.
-ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS process integer;
+-- The client backend whose statement journalled an intent: while the
+-- proxy still applies that statement it holds the backend's grant, and
+-- the intent is the statement's to settle; once the grant is gone (the
+-- statement ended, or Sequin died), the reconciler may settle it.
+ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS backend integer;
 DROP INDEX IF EXISTS sequin.write_journal_open;
 CREATE INDEX IF NOT EXISTS write_journal_unsettled ON sequin.write_journal (created_at)
     WHERE state IN ('intent', 'applied');
@@ -103,89 +95,45 @@ BEGIN
 END
 $$;
 
--- Opens the grant of this session's current transaction for the statement
--- the proxy is about to run, given a token of a running proxy process
--- (`kid`: the digest of its process key): `mac` must be
--- sha256(k || sha256(k || '<backend pid>:<n>')) under that process's
--- grant key k, which only Sequin's role can read, and `n` must be greater
--- than any counter this session has spent (a temporary sequence of the
--- session, owned by Sequin's role, set before anything else can fail).
--- The open grant is a row in `pg_temp.sequin_grant`, a temporary table of
--- this session owned by Sequin's role: the client can neither write it nor
--- drop it (nor pass off a table of its own under that name: the owner is
--- checked). sequin.release() deletes the row at the end of the statement;
--- any failure before that aborts the transaction, and the row with it.
-CREATE OR REPLACE FUNCTION sequin.open_grant(kid bytea, n bigint, mac bytea) RETURNS void
+-- Whether a backend of Sequin's role holds the grant of this session: the
+-- advisory lock (GRANT_CLASS, pg_backend_pid()) in exclusive mode. A client
+-- can take that lock itself, from any of its sessions, which is why the
+-- holder's role is checked: Sequin's role is the owner of this function
+-- (current_user inside it). The activity snapshot is per transaction; it
+-- is read again when the holder is not in it (a Sequin session opened
+-- since).
+CREATE OR REPLACE FUNCTION sequin.granted() RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    k bytea;
-    spent regclass := to_regclass('pg_temp.sequin_grant_spent');
-    t regclass := to_regclass('pg_temp.sequin_grant');
+    holder int;
+    role oid;
 BEGIN
-    IF spent IS NULL THEN
-        CREATE TEMPORARY SEQUENCE sequin_grant_spent MINVALUE 0 START 0;
-        spent := 'pg_temp.sequin_grant_spent'::regclass;
-    END IF;
-    IF (SELECT relowner FROM pg_class WHERE oid = spent) <> current_user::regrole
-       OR t IS NOT NULL AND (SELECT relowner FROM pg_class WHERE oid = t) <> current_user::regrole THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = 'a temporary table or sequence named sequin_grant* is in the way of write-through; drop it';
-    END IF;
-    -- Spent first, whatever follows: a token is good once.
-    IF n <= (SELECT last_value FROM pg_temp.sequin_grant_spent) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.open_grant: a spent token';
-    END IF;
-    PERFORM setval('pg_temp.sequin_grant_spent', n);
-    SELECT w.grant_key INTO k FROM sequin.writer_key w
-     WHERE w.digest = kid AND w.expires_at > now() AND w.grant_key IS NOT NULL;
-    IF k IS NULL OR mac IS DISTINCT FROM sha256(k || sha256(k || convert_to(pg_backend_pid()::text || ':' || n::text, 'UTF8'))) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sequin.open_grant: not a token of a running Sequin proxy';
-    END IF;
-    IF t IS NULL THEN
-        CREATE TEMPORARY TABLE sequin_grant (xid bigint NOT NULL);
-    END IF;
-    INSERT INTO pg_temp.sequin_grant (xid) VALUES (txid_current());
-END
-$$;
-
--- Whether this transaction's grant is open (see sequin.open_grant).
-CREATE OR REPLACE FUNCTION sequin.grant_open() RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    t regclass := to_regclass('pg_temp.sequin_grant');
-BEGIN
-    IF t IS NULL OR (SELECT relowner FROM pg_class WHERE oid = t) <> current_user::regrole THEN
+    SELECT l.pid INTO holder FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.classid = 1397837383 AND l.objid = pg_backend_pid()
+       AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.pid <> pg_backend_pid();
+    IF holder IS NULL THEN
         RETURN false;
     END IF;
-    RETURN EXISTS (SELECT 1 FROM pg_temp.sequin_grant WHERE xid = txid_current());
+    SELECT a.usesysid INTO role FROM pg_stat_get_activity(holder) a;
+    IF role IS NULL THEN
+        PERFORM pg_stat_clear_snapshot();
+        SELECT a.usesysid INTO role FROM pg_stat_get_activity(holder) a;
+    END IF;
+    RETURN role IS NOT NULL AND pg_has_role(role, current_user, 'MEMBER');
 END
 $$;
 
 -- Refuses writes to a synced table unless the session holds a process key
--- (Sequin's own sessions: every operation) or its transaction's grant is
--- open (a client's session while the proxy applies its statement: not
--- TRUNCATE, which fires no capture).
+-- (Sequin's own sessions: every operation) or a grant (a client's session
+-- while the proxy applies its statement: not TRUNCATE, which fires no
+-- capture).
 CREATE OR REPLACE FUNCTION sequin.guard() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k text := current_setting('sequin.write_key', true);
-    t regclass;
 BEGIN
-    -- sequin.holds_process_key() and sequin.grant_open(), inlined: this
-    -- runs for every statement that writes a synced table.
-    IF k IS NOT NULL AND k <> '' AND EXISTS (
-        SELECT 1 FROM sequin.writer_key
-         WHERE digest = sha256(convert_to(k, 'UTF8')) AND expires_at > now()) THEN
+    IF sequin.holds_process_key() OR (TG_OP <> 'TRUNCATE' AND sequin.granted()) THEN
         RETURN NULL;
-    END IF;
-    IF TG_OP <> 'TRUNCATE' THEN
-        t := to_regclass('pg_temp.sequin_grant');
-        -- Nested: the table's query is planned only once it exists.
-        IF t IS NOT NULL AND (SELECT relowner FROM pg_class WHERE oid = t) = current_user::regrole THEN
-            IF EXISTS (SELECT 1 FROM pg_temp.sequin_grant WHERE xid = txid_current()) THEN
-                RETURN NULL;
-            END IF;
-        END IF;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = '42501',
@@ -201,13 +149,8 @@ $$;
 -- Sequin's own sessions are not recorded.
 CREATE OR REPLACE FUNCTION sequin.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k text := current_setting('sequin.write_key', true);
 BEGIN
-    -- sequin.holds_process_key(), inlined (see sequin.guard).
-    IF k IS NOT NULL AND k <> '' AND EXISTS (
-        SELECT 1 FROM sequin.writer_key
-         WHERE digest = sha256(convert_to(k, 'UTF8')) AND expires_at > now()) THEN
+    IF sequin.holds_process_key() THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -282,10 +225,6 @@ BEGIN
     INSERT INTO sequin.write_mark (capture_id)
     SELECT c.id FROM sequin.capture c WHERE c.id = ANY(marks) AND c.xid = mine
     ON CONFLICT DO NOTHING;
-    -- The statement is over: its grant closes.
-    IF to_regclass('pg_temp.sequin_grant') IS NOT NULL THEN
-        DELETE FROM pg_temp.sequin_grant;
-    END IF;
     RETURN coalesce(last, after);
 END
 $$;
@@ -300,7 +239,6 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA sequin FROM PUBLIC;
 ALTER FUNCTION sequin.fail(text, text, text, text, text, text) SET search_path = pg_catalog, pg_temp;
 GRANT EXECUTE ON FUNCTION sequin.fail(text, text, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION sequin.captured(bigint, regclass, bigint) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION sequin.open_grant(bytea, bigint, bytea) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION sequin.release(bigint, oid, bigint, bigint, bigint[]) TO PUBLIC;
 
 -- Whether a synced table has the guard and capture triggers of this

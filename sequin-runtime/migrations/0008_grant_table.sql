@@ -1,22 +1,34 @@
--- Write-through grants, second form (issue #10). Migration 0006's grant was
--- a row in a temporary table of the client's session and its tokens were
--- counted by a temporary sequence: creating those objects cost 7-9 ms on a
--- session's first write-through, and every guard firing looked them up by
--- name. Here:
+-- Write-through grants, second form (issue #10). Migration 0006 (as it
+-- landed) granted a client's statement while a session of Sequin's held an
+-- advisory lock for the client's backend, which the guard found in
+-- pg_locks on every firing (69-89 us each, taking every lock-manager
+-- partition lock) and which cost Sequin two round trips per statement.
+-- Here:
 --
 -- * The open grants are rows of one unlogged table, sequin.grant, keyed by
 --   (transaction, backend pid); only Sequin's role can write it.
--- * A token is a MAC over the client's backend pid and the time under a
---   secret of the proxy process that only Sequin's role can read: good for
---   that backend, for a minute, and never shown to the client (the proxy
---   keeps its statements' parameters out of the errors it forwards).
--- * The API's answers to journalled intents are appended to
+-- * sequin.open_grant(kid, at, mac) opens one, given a token: a MAC over
+--   the client's backend pid and the time under a secret of the proxy
+--   process (`writer_key.grant_key`) that only Sequin's role can read: good
+--   for that backend, for a minute, and never shown to the client (the
+--   proxy keeps its statements' parameters out of the errors it forwards).
+-- * The guard and the capture check the process key inline (they run for
+--   every statement that writes a synced table).
+-- * The journal says which Sequin process applies an intent (`process`, its
+--   advisory lock held in share mode while it runs) instead of which client
+--   backend, and what the API holds after an applied write (`written`, for
+--   undo only while it still holds it). The API's answers are appended to
 --   sequin.write_outcome by the statement that sent them (an insert costs
 --   the client's statement far less than an update of the journal) and
 --   folded into the journal by the reconciler.
 --
--- A migration that has run never changes: this one replaces what 0006
--- defined.
+-- A migration that has landed never changes (a database runs each once):
+-- this one replaces what 0006 defined.
+
+ALTER TABLE sequin.writer_key ADD COLUMN IF NOT EXISTS grant_key bytea;
+ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS written jsonb;
+ALTER TABLE sequin.write_journal ADD COLUMN IF NOT EXISTS process integer;
+ALTER TABLE sequin.write_journal DROP COLUMN IF EXISTS backend;
 
 CREATE TABLE IF NOT EXISTS sequin.write_outcome (
     id uuid PRIMARY KEY,
@@ -36,10 +48,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS sequin.grant (
     PRIMARY KEY (xid, pid)
 );
 
--- Same argument types as 0006's, other meaning and names: replaced, not
--- redefined in place (Postgres refuses to rename a parameter).
-DROP FUNCTION IF EXISTS sequin.open_grant(bytea, bigint, bytea);
-DROP FUNCTION IF EXISTS sequin.grant_open();
+-- 0006's grant check, for the guard defined below (which no longer calls it).
+DROP FUNCTION IF EXISTS sequin.granted();
 
 -- Opens the grant of this session's current transaction, given a token of
 -- a running proxy process (`kid`: the digest of its process key): `mac`
@@ -93,6 +103,36 @@ BEGIN
 END
 $$;
 
+-- Records the rows a granted statement changed (as in 0006), the process
+-- key checked inline.
+CREATE OR REPLACE FUNCTION sequin.capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text := current_setting('sequin.write_key', true);
+BEGIN
+    -- sequin.holds_process_key(), inlined (see sequin.guard).
+    IF k IS NOT NULL AND k <> '' AND EXISTS (
+        SELECT 1 FROM sequin.writer_key
+         WHERE digest = sha256(convert_to(k, 'UTF8')) AND expires_at > now()) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sequin.capture (xid, relid, op, new)
+        SELECT txid_current(), TG_RELID, TG_OP, jsonb_agg(to_jsonb(n)) FROM sequin_new n HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO sequin.capture (xid, relid, op, old, new)
+        SELECT txid_current(), TG_RELID, TG_OP, o.rows, n.rows
+          FROM (SELECT jsonb_agg(to_jsonb(o)) AS rows, count(*) AS c FROM sequin_old o) o,
+               (SELECT jsonb_agg(to_jsonb(n)) AS rows FROM sequin_new n) n
+         WHERE o.c > 0;
+    ELSE
+        INSERT INTO sequin.capture (xid, relid, op, old)
+        SELECT txid_current(), TG_RELID, TG_OP, jsonb_agg(to_jsonb(o)) FROM sequin_old o HAVING count(*) > 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- Ends a granted statement (see 0006): as there, and the grant's row goes.
 CREATE OR REPLACE FUNCTION sequin.release(after bigint, target oid, deleted bigint, upserted bigint, marks bigint[])
 RETURNS bigint
@@ -125,6 +165,7 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION sequin.open_grant(bytea, bigint, bytea) FROM PUBLIC;
+-- New functions are executable by PUBLIC unless revoked (0006 revoked
+-- those it found): the one clients' sessions call through the proxy.
 GRANT EXECUTE ON FUNCTION sequin.open_grant(bytea, bigint, bytea) TO PUBLIC;
 REVOKE ALL ON sequin.grant, sequin.write_outcome FROM PUBLIC;

@@ -304,9 +304,12 @@ async fn write_back_statements_use_the_primary_key_index() {
     }
 }
 
-/// A database migrated by the release before migration 8 (its grants in
-/// temporary objects, 0006) upgrades in place: `migrate` applies only what
-/// it has not run, and 0008 replaces 0006's token function and guard.
+/// A database migrated by the release before migration 8 (grants by an
+/// advisory lock that the guard looked up in pg_locks, 0006 as it landed)
+/// upgrades in place: `migrate` applies only what it has not run, and 0008
+/// brings the grant table, the token function, the guard and the journal's
+/// columns the code uses now. (Every other test's fresh database runs the
+/// same files in the same order, so they exercise this path too.)
 #[tokio::test]
 async fn a_database_of_the_previous_release_upgrades() {
     let db = sequin_pgtemp::Database::create("store_upgrade").unwrap();
@@ -339,34 +342,57 @@ async fn a_database_of_the_previous_release_upgrades() {
             .await
             .unwrap();
     }
-    let open_grant_args = "SELECT array_to_string(proargnames, ',') FROM pg_proc
-                            WHERE oid = to_regprocedure('sequin.open_grant(bytea,bigint,bytea)')";
-    let before: String = admin.query_one(open_grant_args, &[]).await.unwrap().get(0);
-    assert_eq!(before, "kid,n,mac", "0006's token function");
+    let shape = "SELECT to_regprocedure('sequin.granted()') IS NOT NULL,
+                        to_regprocedure('sequin.open_grant(bytea,bigint,bytea)') IS NOT NULL,
+                        to_regclass('sequin.grant') IS NOT NULL,
+                        to_regclass('sequin.write_outcome') IS NOT NULL,
+                        (SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute
+                          WHERE attrelid = 'sequin.write_journal'::regclass
+                            AND attname IN ('backend', 'process', 'written') AND NOT attisdropped),
+                        EXISTS (SELECT 1 FROM pg_attribute
+                                 WHERE attrelid = 'sequin.writer_key'::regclass
+                                   AND attname = 'grant_key' AND NOT attisdropped)";
+    let read = |row: tokio_postgres::Row| {
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, bool>(3),
+            row.get::<_, String>(4),
+            row.get::<_, bool>(5),
+        )
+    };
+    assert_eq!(
+        read(admin.query_one(shape, &[]).await.unwrap()),
+        (true, false, false, false, "backend".to_string(), false),
+        "0006 as it landed"
+    );
     store::migrate(&mut admin, &[("stripe", registry::get("stripe").unwrap())])
         .await
         .unwrap();
-    let after: String = admin.query_one(open_grant_args, &[]).await.unwrap().get(0);
-    assert_eq!(after, "kid,at,mac", "0008's token function");
+    assert_eq!(
+        read(admin.query_one(shape, &[]).await.unwrap()),
+        (false, true, true, true, "process,written".to_string(), true),
+        "after 0008"
+    );
     let row = admin
         .query_one(
-            "SELECT to_regprocedure('sequin.grant_open()') IS NULL,
-                    to_regclass('sequin.grant') IS NOT NULL,
-                    to_regclass('sequin.write_outcome') IS NOT NULL,
+            "SELECT array_to_string(proargnames, ','),
                     (SELECT max(version) FROM sequin.schema_version),
                     pg_get_functiondef('sequin.guard()'::regprocedure) LIKE '%sequin.grant WHERE%',
-                    has_function_privilege('public', 'sequin.open_grant(bytea,bigint,bytea)', 'EXECUTE')",
+                    has_function_privilege('public', 'sequin.open_grant(bytea,bigint,bytea)', 'EXECUTE'),
+                    has_table_privilege('public', 'sequin.grant', 'INSERT')
+               FROM pg_proc WHERE oid = 'sequin.open_grant(bytea,bigint,bytea)'::regprocedure",
             &[],
         )
         .await
         .unwrap();
-    assert!(row.get::<_, bool>(0), "0006's grant_open() is gone");
-    assert!(row.get::<_, bool>(1), "sequin.grant exists");
-    assert!(row.get::<_, bool>(2), "sequin.write_outcome exists");
-    assert_eq!(row.get::<_, i32>(3), 8);
-    assert!(row.get::<_, bool>(4), "the guard reads sequin.grant");
+    assert_eq!(row.get::<_, String>(0), "kid,at,mac");
+    assert_eq!(row.get::<_, i32>(1), 8);
+    assert!(row.get::<_, bool>(2), "the guard reads sequin.grant");
     assert!(
-        row.get::<_, bool>(5),
+        row.get::<_, bool>(3),
         "clients' sessions may call open_grant"
     );
+    assert!(!row.get::<_, bool>(4), "only Sequin's role writes grants");
 }

@@ -228,14 +228,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
     // Exact counts of every synced table (not the planner's estimates).
     let counts = cluster.psql(
         "demo",
-        "SELECT string_agg(format('%s.%s: %s rows', table_schema, table_name,
-                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text),
-                E'\\n' ORDER BY table_schema, table_name)
+        "SELECT table_schema, table_name,
+                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
            FROM information_schema.tables
           WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('sequin', 'pg_catalog', 'information_schema')
-            AND table_schema NOT LIKE 'pg_temp%'",
+            AND table_schema NOT LIKE 'pg_temp%'
+          ORDER BY table_schema, table_name",
     )?;
-    println!("Tables:\n{counts}\n");
+    println!("{}", TableCounts::parse(&counts).report());
     let proxied_url = format!("postgres://postgres@{proxy}/demo");
     println!("Try it (through Sequin's proxy; direct: {database_url}):");
     println!("  {} '{proxied_url}'", psql.display());
@@ -373,6 +373,58 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
 /// Sends on `tx` when SIGINT arrives (a thread polling a tokio signal would
 /// need a runtime; a tiny one is enough).
+/// Rows per synced table, grouped by connection (Postgres schema).
+struct TableCounts(Vec<(String, String, u64)>);
+
+impl TableCounts {
+    /// Reads psql's unaligned `schema|table|count` lines.
+    fn parse(psql: &str) -> Self {
+        TableCounts(
+            psql.lines()
+                .filter_map(|l| {
+                    let mut parts = l.split('|');
+                    let schema = parts.next()?.to_string();
+                    let table = parts.next()?.to_string();
+                    let count = parts.next()?.trim().parse().ok()?;
+                    Some((schema, table, count))
+                })
+                .collect(),
+        )
+    }
+
+    /// Every table with its rows, then tables per connection and the
+    /// tables that stayed empty (each should have rows: the simulators seed
+    /// every object).
+    fn report(&self) -> String {
+        let mut out = String::from("Tables:\n");
+        for (schema, table, count) in &self.0 {
+            out.push_str(&format!("{schema}.{table}: {count} rows\n"));
+        }
+        out.push_str("\nTables per connection:\n");
+        let mut schemas: Vec<&str> = self.0.iter().map(|(s, _, _)| s.as_str()).collect();
+        schemas.dedup();
+        for schema in schemas {
+            let tables: Vec<_> = self.0.iter().filter(|(s, _, _)| s == schema).collect();
+            let empty: Vec<&str> = tables
+                .iter()
+                .filter(|(_, _, c)| *c == 0)
+                .map(|(_, t, _)| t.as_str())
+                .collect();
+            out.push_str(&format!("  {schema}: {} tables", tables.len()));
+            if empty.is_empty() {
+                out.push_str(", every one with rows\n");
+            } else {
+                out.push_str(&format!(
+                    ", {} without rows: {}\n",
+                    empty.len(),
+                    empty.join(", ")
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ctrl-c".into())
@@ -389,4 +441,24 @@ fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TableCounts;
+
+    #[test]
+    fn counts_are_grouped_per_connection_and_empty_tables_named() {
+        let counts = TableCounts::parse("hubspot|contact|3\nhubspot|ticket|0\nstripe|customer|5\n");
+        let report = counts.report();
+        assert!(report.contains("hubspot.ticket: 0 rows\n"), "{report}");
+        assert!(
+            report.contains("  hubspot: 2 tables, 1 without rows: ticket\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  stripe: 1 tables, every one with rows\n"),
+            "{report}"
+        );
+    }
 }

@@ -13,9 +13,13 @@
 //! Output is a pure function of the specs (sorted, no timestamps), so
 //! `--check` can compare it byte for byte with what is committed. The
 //! runtime never depends on this crate.
+//!
+//! [`openapi`] drafts specs from OpenAPI documents (`cargo xtask import
+//! openapi`), and checks what it writes with the same [`check`].
 
 pub mod check;
 pub mod diagnostic;
+pub mod openapi;
 mod render;
 mod rust;
 

@@ -3,6 +3,9 @@
 //! - `gen [--check]`: validate every connector spec and (re)generate the
 //!   committed files; `--check` changes nothing and fails on any spec problem
 //!   or stale file.
+//! - `import openapi <file> --connector <name> [--objects a,b] [--out f]`:
+//!   draft a connector spec from an OpenAPI 3 document, or add what is new
+//!   to an existing one (`sequin_codegen::openapi`), then check it.
 //! - `deps`: install the missing system packages (see [`system`]).
 //! - `test`: `deps`, then every test of the workspace.
 //! - `demo ...`, `bench ...`: `deps`, then `sequin-devtool` (tests/devtool)
@@ -39,6 +42,11 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Draft a connector spec from an API description, or add what is new to one.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Install missing system packages, then run every test (extra args go to `cargo test`).
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -62,10 +70,38 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From an OpenAPI 3 document (JSON or YAML): writes connectors/<name>.yaml, or adds the
+    /// objects and fields new in the document to it when it exists, then checks it.
+    Openapi {
+        /// The OpenAPI document.
+        file: PathBuf,
+        /// The connector's name (lowercase snake_case).
+        #[arg(long)]
+        connector: String,
+        /// Resources to import, comma-separated (`customer,refund`); default: every top-level one.
+        #[arg(long, value_delimiter = ',')]
+        objects: Vec<String>,
+        /// The spec to write or update (default: connectors/<connector>.yaml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Gen { check } => gen_task(check),
+        Task::Import {
+            source:
+                ImportSource::Openapi {
+                    file,
+                    connector,
+                    objects,
+                    out,
+                },
+        } => import_openapi(file, connector, objects, out),
         Task::Test { args } => test_task(&args),
         Task::Deps => system::ensure_packages().map(|_| true),
         Task::Demo { args } => devtool("demo", &args),
@@ -127,6 +163,30 @@ fn gen_task(check: bool) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+fn import_openapi(
+    file: PathBuf,
+    connector: String,
+    objects: Vec<String>,
+    out: Option<PathBuf>,
+) -> Result<bool> {
+    let root = root();
+    let out = match out {
+        Some(p) => std::path::absolute(p).context("resolving --out")?,
+        None => root.join("connectors").join(format!("{connector}.yaml")),
+    };
+    let shown_as = out.strip_prefix(&root).unwrap_or(&out).to_path_buf();
+    let request = sequin_codegen::openapi::Request {
+        document: file,
+        connector,
+        objects: objects.into_iter().filter(|o| !o.is_empty()).collect(),
+        out,
+        shown_as,
+    };
+    let report = sequin_codegen::openapi::import(&request)?;
+    print!("{report}");
+    Ok(report.is_valid())
 }
 
 /// Cargo, as the one that runs us (`CARGO`), so the toolchain stays the same.

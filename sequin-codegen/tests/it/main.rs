@@ -5,4 +5,5 @@
 mod compiles;
 mod errors;
 mod fresh;
+mod openapi;
 mod snapshots;

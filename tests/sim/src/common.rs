@@ -119,6 +119,11 @@ pub trait Simulator: Send + Sync + 'static {
     fn default_rate_limit(&self) -> RateLimit;
     /// Seed n records per main object with deterministic fake data.
     fn seed(&self, n: usize);
+    /// Seed n records of every object the API serves (for APIs that serve more objects than
+    /// their main ones: Stripe); defaults to [`Simulator::seed`].
+    fn seed_every_object(&self, n: usize) {
+        self.seed(n);
+    }
     /// Control routes mounted under /_sim (mutating data behind the client's back).
     /// Paths are relative: a route `/customers` is served at `/_sim/customers`.
     fn control_routes(self: Arc<Self>) -> Router;
@@ -196,6 +201,9 @@ pub struct RateKeyStats {
     pub max_attempted_in_window: u32,
     /// Requests rejected with 429 for this key.
     pub rejected: u64,
+    /// Every request checked against this key's limit, admitted or not (Stripe: the account's
+    /// requests).
+    pub requests: u64,
 }
 
 /// Thread-safe holder of the counters.
@@ -259,6 +267,7 @@ impl Limiter {
         };
         let mut s = stats.lock();
         let k = s.rate_keys.entry(key.to_owned()).or_default();
+        k.requests += 1;
         k.limit = limit.requests;
         k.window_ms = limit.window.as_millis() as u64;
         k.max_admitted_in_window = k.max_admitted_in_window.max(w.admitted.len() as u32);

@@ -96,6 +96,12 @@ pub struct SimConfig {
     pub token: Option<String>,
     /// Records seeded per main object.
     pub seed_records: usize,
+    /// Seed `seed_records` records of every object the API serves, not only its main ones
+    /// (Stripe: every catalogued object; other APIs seed their main objects either way).
+    pub seed_every_object: bool,
+    /// Stripe restricted keys (`rk_test_...`) the account also accepts, each with the
+    /// permissions it lacks (`rak_event_read`).
+    pub restricted_keys: Vec<(String, Vec<String>)>,
     /// Requests per second; `None`: the API's documented default; `Some(0.0)`: no limit.
     pub rate_limit: Option<f64>,
     pub fault_5xx: f64,
@@ -113,6 +119,8 @@ impl SimConfig {
             api,
             token: None,
             seed_records: 0,
+            seed_every_object: false,
+            restricted_keys: Vec::new(),
             rate_limit: None,
             fault_5xx: 0.0,
             fault_429: 0.0,
@@ -125,6 +133,24 @@ impl SimConfig {
 
     pub fn seed_records(mut self, n: usize) -> Self {
         self.seed_records = n;
+        self
+    }
+
+    /// Seed `seed_records` records of every object the API serves (see the field).
+    pub fn seed_every_object(mut self) -> Self {
+        self.seed_every_object = true;
+        self
+    }
+
+    /// Adds a Stripe restricted key lacking the `denied` permissions
+    /// (`.restricted_key("rk_test_sequin", ["rak_event_read"])`: a key that cannot read events).
+    pub fn restricted_key<I, S>(mut self, key: impl Into<String>, denied: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.restricted_keys
+            .push((key.into(), denied.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -173,6 +199,10 @@ pub enum Error {
     },
     #[error("unknown API {0:?} (expected stripe, salesforce, hubspot, airtable or github)")]
     UnknownApi(String),
+    #[error(
+        "{0} has no restricted keys (fix: configure restricted keys for the stripe simulator only)"
+    )]
+    RestrictedKeys(Api),
 }
 
 /// The typed state of the running API, for tests that mutate data behind the client's back.
@@ -231,7 +261,21 @@ pub async fn start(cfg: SimConfig, listen: SocketAddr) -> Result<Sim, Error> {
         Api::Airtable => pair(airtable::Airtable::new(ctx), Handle::Airtable),
         Api::Github => pair(github::Github::new(ctx), Handle::Github),
     };
-    sim.seed(cfg.seed_records);
+    match &handle {
+        Handle::Stripe(stripe) => {
+            for (key, denied) in &cfg.restricted_keys {
+                let denied: Vec<&str> = denied.iter().map(String::as_str).collect();
+                stripe.add_restricted_key(key, &denied);
+            }
+        }
+        _ if !cfg.restricted_keys.is_empty() => return Err(Error::RestrictedKeys(cfg.api)),
+        _ => {}
+    }
+    if cfg.seed_every_object {
+        sim.seed_every_object(cfg.seed_records);
+    } else {
+        sim.seed(cfg.seed_records);
+    }
     let rate_limit = match cfg.rate_limit {
         None => Some(sim.default_rate_limit()),
         Some(r) => RateLimit::from_rate(r),

@@ -33,9 +33,17 @@ struct Cli {
     /// Records seeded per main object.
     #[arg(long, default_value_t = 0)]
     seed_records: usize,
+    /// Seed --seed-records records of every object the API serves, not only its main ones
+    /// (Stripe: all 78 catalogued objects).
+    #[arg(long)]
+    seed_every_object: bool,
     /// Accepted credential (default: per API, see above).
     #[arg(long)]
     token: Option<String>,
+    /// Stripe: also accept this restricted key, lacking the permissions after `=`
+    /// (`rk_test_sequin=rak_event_read,rak_charge_read`); repeatable.
+    #[arg(long, value_parser = parse_restricted_key)]
+    restricted_key: Vec<(String, Vec<String>)>,
     /// Rate limit in requests per second (default: the API's documented limit; 0: none).
     #[arg(long)]
     rate_limit: Option<f64>,
@@ -59,6 +67,22 @@ struct Cli {
     seed: u64,
 }
 
+/// `KEY=perm,perm` (or `KEY` alone: a restricted key lacking nothing).
+fn parse_restricted_key(arg: &str) -> Result<(String, Vec<String>), String> {
+    let (key, denied) = arg.split_once('=').unwrap_or((arg, ""));
+    if !key.starts_with("rk_") {
+        return Err(format!(
+            "{key:?} is not a restricted key (fix: give one starting with rk_test_ or rk_live_)"
+        ));
+    }
+    let denied = denied
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok((key.to_owned(), denied))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -66,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
         api: cli.api,
         token: cli.token,
         seed_records: cli.seed_records,
+        seed_every_object: cli.seed_every_object,
+        restricted_keys: cli.restricted_key,
         rate_limit: cli.rate_limit,
         fault_5xx: cli.fault_5xx,
         fault_429: cli.fault_429,

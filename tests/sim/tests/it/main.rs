@@ -10,3 +10,4 @@ mod openapi;
 mod openapi_hubspot;
 mod salesforce;
 mod stripe;
+mod stripe_catalogue;

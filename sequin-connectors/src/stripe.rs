@@ -2536,12 +2536,11 @@ pub struct File {
     /// `object` (read-only).
     #[sequin(api = "object", ty = "string", access = "read_only", values("file"))]
     pub object: Option<String>,
-    /// `purpose` (create-only).
+    /// `purpose` (read-only).
     #[sequin(
         api = "purpose",
         ty = "string",
-        access = "create_only",
-        required_on_create,
+        access = "read_only",
         values(
             "account_requirement",
             "additional_verification",
@@ -2645,12 +2644,7 @@ pub struct FinancialConnectionsAccount {
     #[sequin(api = "ownership_refresh", ty = "json", access = "read_only")]
     pub ownership_refresh: Option<serde_json::Value>,
     /// `permissions` (read-only).
-    #[sequin(
-        api = "permissions",
-        ty = "string_array",
-        access = "read_only",
-        values("balances", "ownership", "payment_method", "transactions")
-    )]
+    #[sequin(api = "permissions", ty = "string_array", access = "read_only")]
     pub permissions: Option<Vec<String>>,
     /// `status` (read-only).
     #[sequin(
@@ -2679,8 +2673,7 @@ pub struct FinancialConnectionsAccount {
     #[sequin(
         api = "supported_payment_method_types",
         ty = "string_array",
-        access = "read_only",
-        values("link", "us_bank_account")
+        access = "read_only"
     )]
     pub supported_payment_method_types: Option<Vec<String>>,
 }
@@ -3110,12 +3103,7 @@ pub struct IssuingCardholder {
     #[sequin(api = "phone_number", ty = "string", access = "writable")]
     pub phone_number: Option<String>,
     /// `preferred_locales` (writable).
-    #[sequin(
-        api = "preferred_locales",
-        ty = "string_array",
-        access = "writable",
-        values("de", "en", "es", "fr", "it")
-    )]
+    #[sequin(api = "preferred_locales", ty = "string_array", access = "writable")]
     pub preferred_locales: Option<Vec<String>>,
     /// `requirements` (read-only).
     #[sequin(api = "requirements", ty = "json", access = "read_only")]
@@ -3619,41 +3607,7 @@ pub struct PaymentLink {
     )]
     pub payment_method_collection: Option<String>,
     /// `payment_method_types` (writable).
-    #[sequin(
-        api = "payment_method_types",
-        ty = "string_array",
-        access = "writable",
-        values(
-            "affirm",
-            "afterpay_clearpay",
-            "alipay",
-            "au_becs_debit",
-            "bacs_debit",
-            "bancontact",
-            "blik",
-            "boleto",
-            "card",
-            "cashapp",
-            "eps",
-            "fpx",
-            "giropay",
-            "grabpay",
-            "ideal",
-            "klarna",
-            "konbini",
-            "link",
-            "oxxo",
-            "p24",
-            "paynow",
-            "paypal",
-            "pix",
-            "promptpay",
-            "sepa_debit",
-            "sofort",
-            "us_bank_account",
-            "wechat_pay"
-        )
-    )]
+    #[sequin(api = "payment_method_types", ty = "string_array", access = "writable")]
     pub payment_method_types: Option<Vec<String>>,
     /// `phone_number_collection` (create-only).
     #[sequin(api = "phone_number_collection", ty = "json", access = "create_only")]
@@ -4029,7 +3983,8 @@ pub struct Payout {
         api = "method",
         ty = "string",
         access = "create_only",
-        max_length = 5000
+        max_length = 5000,
+        values("instant", "standard")
     )]
     pub method: Option<String>,
     /// `object` (read-only).
@@ -4054,7 +4009,8 @@ pub struct Payout {
         api = "source_type",
         ty = "string",
         access = "create_only",
-        max_length = 5000
+        max_length = 5000,
+        values("bank_account", "card", "fpx")
     )]
     pub source_type: Option<String>,
     /// `statement_descriptor` (create-only).
@@ -4862,12 +4818,7 @@ pub struct SetupIntent {
     )]
     pub description: Option<String>,
     /// `flow_directions` (writable).
-    #[sequin(
-        api = "flow_directions",
-        ty = "string_array",
-        access = "writable",
-        values("inbound", "outbound")
-    )]
+    #[sequin(api = "flow_directions", ty = "string_array", access = "writable")]
     pub flow_directions: Option<Vec<String>>,
     /// `last_setup_error` (read-only).
     #[sequin(api = "last_setup_error", ty = "json", access = "read_only")]
@@ -4931,7 +4882,12 @@ pub struct SetupIntent {
     )]
     pub status: Option<String>,
     /// `usage` (create-only).
-    #[sequin(api = "usage", ty = "string", access = "create_only")]
+    #[sequin(
+        api = "usage",
+        ty = "string",
+        access = "create_only",
+        values("off_session", "on_session")
+    )]
     pub usage: Option<String>,
 }
 
@@ -5534,7 +5490,8 @@ pub struct Transfer {
         api = "source_type",
         ty = "string",
         access = "create_only",
-        max_length = 5000
+        max_length = 5000,
+        values("bank_account", "card", "fpx")
     )]
     pub source_type: Option<String>,
     /// `transfer_group` (create-only).
@@ -5561,23 +5518,7 @@ pub struct TreasuryFinancialAccount {
     )]
     pub id: String,
     /// `active_features` (read-only).
-    #[sequin(
-        api = "active_features",
-        ty = "string_array",
-        access = "read_only",
-        values(
-            "card_issuing",
-            "deposit_insurance",
-            "financial_addresses.aba",
-            "inbound_transfers.ach",
-            "intra_stripe_flows",
-            "outbound_payments.ach",
-            "outbound_payments.us_domestic_wire",
-            "outbound_transfers.ach",
-            "outbound_transfers.us_domestic_wire",
-            "remote_deposit_capture"
-        )
-    )]
+    #[sequin(api = "active_features", ty = "string_array", access = "read_only")]
     pub active_features: Option<Vec<String>>,
     /// `balance` (read-only).
     #[sequin(api = "balance", ty = "json", access = "read_only")]
@@ -5614,45 +5555,13 @@ pub struct TreasuryFinancialAccount {
     )]
     pub object: Option<String>,
     /// `pending_features` (read-only).
-    #[sequin(
-        api = "pending_features",
-        ty = "string_array",
-        access = "read_only",
-        values(
-            "card_issuing",
-            "deposit_insurance",
-            "financial_addresses.aba",
-            "inbound_transfers.ach",
-            "intra_stripe_flows",
-            "outbound_payments.ach",
-            "outbound_payments.us_domestic_wire",
-            "outbound_transfers.ach",
-            "outbound_transfers.us_domestic_wire",
-            "remote_deposit_capture"
-        )
-    )]
+    #[sequin(api = "pending_features", ty = "string_array", access = "read_only")]
     pub pending_features: Option<Vec<String>>,
     /// `platform_restrictions` (writable).
     #[sequin(api = "platform_restrictions", ty = "json", access = "writable")]
     pub platform_restrictions: Option<serde_json::Value>,
     /// `restricted_features` (read-only).
-    #[sequin(
-        api = "restricted_features",
-        ty = "string_array",
-        access = "read_only",
-        values(
-            "card_issuing",
-            "deposit_insurance",
-            "financial_addresses.aba",
-            "inbound_transfers.ach",
-            "intra_stripe_flows",
-            "outbound_payments.ach",
-            "outbound_payments.us_domestic_wire",
-            "outbound_transfers.ach",
-            "outbound_transfers.us_domestic_wire",
-            "remote_deposit_capture"
-        )
-    )]
+    #[sequin(api = "restricted_features", ty = "string_array", access = "read_only")]
     pub restricted_features: Option<Vec<String>>,
     /// `status` (read-only).
     #[sequin(
@@ -5695,7 +5604,108 @@ pub struct WebhookEndpoint {
         api = "api_version",
         ty = "string",
         access = "create_only",
-        max_length = 5000
+        max_length = 5000,
+        values(
+            "2011-01-01",
+            "2011-06-21",
+            "2011-06-28",
+            "2011-08-01",
+            "2011-09-15",
+            "2011-11-17",
+            "2012-02-23",
+            "2012-03-25",
+            "2012-06-18",
+            "2012-06-28",
+            "2012-07-09",
+            "2012-09-24",
+            "2012-10-26",
+            "2012-11-07",
+            "2013-02-11",
+            "2013-02-13",
+            "2013-07-05",
+            "2013-08-12",
+            "2013-08-13",
+            "2013-10-29",
+            "2013-12-03",
+            "2014-01-31",
+            "2014-03-13",
+            "2014-03-28",
+            "2014-05-19",
+            "2014-06-13",
+            "2014-06-17",
+            "2014-07-22",
+            "2014-07-26",
+            "2014-08-04",
+            "2014-08-20",
+            "2014-09-08",
+            "2014-10-07",
+            "2014-11-05",
+            "2014-11-20",
+            "2014-12-08",
+            "2014-12-17",
+            "2014-12-22",
+            "2015-01-11",
+            "2015-01-26",
+            "2015-02-10",
+            "2015-02-16",
+            "2015-02-18",
+            "2015-03-24",
+            "2015-04-07",
+            "2015-06-15",
+            "2015-07-07",
+            "2015-07-13",
+            "2015-07-28",
+            "2015-08-07",
+            "2015-08-19",
+            "2015-09-03",
+            "2015-09-08",
+            "2015-09-23",
+            "2015-10-01",
+            "2015-10-12",
+            "2015-10-16",
+            "2016-02-03",
+            "2016-02-19",
+            "2016-02-22",
+            "2016-02-23",
+            "2016-02-29",
+            "2016-03-07",
+            "2016-06-15",
+            "2016-07-06",
+            "2016-10-19",
+            "2017-01-27",
+            "2017-02-14",
+            "2017-04-06",
+            "2017-05-25",
+            "2017-06-05",
+            "2017-08-15",
+            "2017-12-14",
+            "2018-01-23",
+            "2018-02-05",
+            "2018-02-06",
+            "2018-02-28",
+            "2018-05-21",
+            "2018-07-27",
+            "2018-08-23",
+            "2018-09-06",
+            "2018-09-24",
+            "2018-10-31",
+            "2018-11-08",
+            "2019-02-11",
+            "2019-02-19",
+            "2019-03-14",
+            "2019-05-16",
+            "2019-08-14",
+            "2019-09-09",
+            "2019-10-08",
+            "2019-10-17",
+            "2019-11-05",
+            "2019-12-03",
+            "2020-03-02",
+            "2020-08-27",
+            "2022-08-01",
+            "2022-11-15",
+            "2023-08-16"
+        )
     )]
     pub api_version: Option<String>,
     /// `application` (read-only).

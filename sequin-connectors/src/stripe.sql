@@ -1064,7 +1064,7 @@ COMMENT ON COLUMN :"schema".file.expires_at IS 'read-only `expires_at`';
 COMMENT ON COLUMN :"schema".file.filename IS 'read-only `filename`';
 COMMENT ON COLUMN :"schema".file.links IS 'read-only `links`';
 COMMENT ON COLUMN :"schema".file.object IS 'read-only `object`; one of file';
-COMMENT ON COLUMN :"schema".file.purpose IS 'create-only `purpose`; required on create; one of account_requirement, additional_verification, business_icon, business_logo, customer_signature, dispute_evidence, document_provider_identity_document, finance_report_run, identity_document, identity_document_downloadable, pci_document, selfie, sigma_scheduled_query, tax_document_user_upload, terminal_reader_splashscreen';
+COMMENT ON COLUMN :"schema".file.purpose IS 'read-only `purpose`; one of account_requirement, additional_verification, business_icon, business_logo, customer_signature, dispute_evidence, document_provider_identity_document, finance_report_run, identity_document, identity_document_downloadable, pci_document, selfie, sigma_scheduled_query, tax_document_user_upload, terminal_reader_splashscreen';
 COMMENT ON COLUMN :"schema".file.size IS 'read-only `size`';
 COMMENT ON COLUMN :"schema".file.title IS 'read-only `title`';
 COMMENT ON COLUMN :"schema".file.type IS 'read-only `type`';
@@ -1106,10 +1106,10 @@ COMMENT ON COLUMN :"schema".financial_connections_account.livemode IS 'read-only
 COMMENT ON COLUMN :"schema".financial_connections_account.object IS 'read-only `object`; one of financial_connections.account';
 COMMENT ON COLUMN :"schema".financial_connections_account.ownership IS 'read-only `ownership`';
 COMMENT ON COLUMN :"schema".financial_connections_account.ownership_refresh IS 'read-only `ownership_refresh`';
-COMMENT ON COLUMN :"schema".financial_connections_account.permissions IS 'read-only `permissions`; one of balances, ownership, payment_method, transactions';
+COMMENT ON COLUMN :"schema".financial_connections_account.permissions IS 'read-only `permissions`';
 COMMENT ON COLUMN :"schema".financial_connections_account.status IS 'read-only `status`; one of active, disconnected, inactive';
 COMMENT ON COLUMN :"schema".financial_connections_account.subcategory IS 'read-only `subcategory`; one of checking, credit_card, line_of_credit, mortgage, other, savings';
-COMMENT ON COLUMN :"schema".financial_connections_account.supported_payment_method_types IS 'read-only `supported_payment_method_types`; one of link, us_bank_account';
+COMMENT ON COLUMN :"schema".financial_connections_account.supported_payment_method_types IS 'read-only `supported_payment_method_types`';
 
 CREATE TABLE IF NOT EXISTS :"schema".identity_verification_report (
     id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
@@ -1312,7 +1312,7 @@ COMMENT ON COLUMN :"schema".issuing_cardholder.metadata IS 'writable `metadata`'
 COMMENT ON COLUMN :"schema".issuing_cardholder.name IS 'create-only `name`; required on create';
 COMMENT ON COLUMN :"schema".issuing_cardholder.object IS 'read-only `object`; one of issuing.cardholder';
 COMMENT ON COLUMN :"schema".issuing_cardholder.phone_number IS 'writable `phone_number`';
-COMMENT ON COLUMN :"schema".issuing_cardholder.preferred_locales IS 'writable `preferred_locales`; one of de, en, es, fr, it';
+COMMENT ON COLUMN :"schema".issuing_cardholder.preferred_locales IS 'writable `preferred_locales`';
 COMMENT ON COLUMN :"schema".issuing_cardholder.requirements IS 'read-only `requirements`';
 COMMENT ON COLUMN :"schema".issuing_cardholder.spending_controls IS 'writable `spending_controls`';
 COMMENT ON COLUMN :"schema".issuing_cardholder.status IS 'writable `status`; one of active, blocked, inactive';
@@ -1547,7 +1547,7 @@ COMMENT ON COLUMN :"schema".payment_link.object IS 'read-only `object`; one of p
 COMMENT ON COLUMN :"schema".payment_link.on_behalf_of IS 'create-only `on_behalf_of`';
 COMMENT ON COLUMN :"schema".payment_link.payment_intent_data IS 'create-only `payment_intent_data`';
 COMMENT ON COLUMN :"schema".payment_link.payment_method_collection IS 'writable `payment_method_collection`; one of always, if_required';
-COMMENT ON COLUMN :"schema".payment_link.payment_method_types IS 'writable `payment_method_types`; one of affirm, afterpay_clearpay, alipay, au_becs_debit, bacs_debit, bancontact, blik, boleto, card, cashapp, eps, fpx, giropay, grabpay, ideal, klarna, konbini, link, oxxo, p24, paynow, paypal, pix, promptpay, sepa_debit, sofort, us_bank_account, wechat_pay';
+COMMENT ON COLUMN :"schema".payment_link.payment_method_types IS 'writable `payment_method_types`';
 COMMENT ON COLUMN :"schema".payment_link.phone_number_collection IS 'create-only `phone_number_collection`';
 COMMENT ON COLUMN :"schema".payment_link.shipping_address_collection IS 'writable `shipping_address_collection`';
 COMMENT ON COLUMN :"schema".payment_link.shipping_options IS 'create-only `shipping_options`';
@@ -1718,12 +1718,12 @@ COMMENT ON COLUMN :"schema".payout.failure_code IS 'read-only `failure_code`';
 COMMENT ON COLUMN :"schema".payout.failure_message IS 'read-only `failure_message`';
 COMMENT ON COLUMN :"schema".payout.livemode IS 'read-only `livemode`';
 COMMENT ON COLUMN :"schema".payout.metadata IS 'writable `metadata`';
-COMMENT ON COLUMN :"schema".payout.method IS 'create-only `method`; max 5000 chars';
+COMMENT ON COLUMN :"schema".payout.method IS 'create-only `method`; max 5000 chars; one of instant, standard';
 COMMENT ON COLUMN :"schema".payout.object IS 'read-only `object`; one of payout';
 COMMENT ON COLUMN :"schema".payout.original_payout IS 'read-only `original_payout`';
 COMMENT ON COLUMN :"schema".payout.reconciliation_status IS 'read-only `reconciliation_status`; one of completed, in_progress, not_applicable';
 COMMENT ON COLUMN :"schema".payout.reversed_by IS 'read-only `reversed_by`';
-COMMENT ON COLUMN :"schema".payout.source_type IS 'create-only `source_type`; max 5000 chars';
+COMMENT ON COLUMN :"schema".payout.source_type IS 'create-only `source_type`; max 5000 chars; one of bank_account, card, fpx';
 COMMENT ON COLUMN :"schema".payout.statement_descriptor IS 'create-only `statement_descriptor`; max 22 chars';
 COMMENT ON COLUMN :"schema".payout.status IS 'read-only `status`';
 COMMENT ON COLUMN :"schema".payout.type IS 'read-only `type`; one of bank_account, card';
@@ -2081,7 +2081,7 @@ COMMENT ON COLUMN :"schema".setup_intent.client_secret IS 'read-only `client_sec
 COMMENT ON COLUMN :"schema".setup_intent.created IS 'read-only `created`';
 COMMENT ON COLUMN :"schema".setup_intent.customer IS 'writable `customer`; max 5000 chars';
 COMMENT ON COLUMN :"schema".setup_intent.description IS 'writable `description`; max 1000 chars';
-COMMENT ON COLUMN :"schema".setup_intent.flow_directions IS 'writable `flow_directions`; one of inbound, outbound';
+COMMENT ON COLUMN :"schema".setup_intent.flow_directions IS 'writable `flow_directions`';
 COMMENT ON COLUMN :"schema".setup_intent.last_setup_error IS 'read-only `last_setup_error`';
 COMMENT ON COLUMN :"schema".setup_intent.latest_attempt IS 'read-only `latest_attempt`';
 COMMENT ON COLUMN :"schema".setup_intent.livemode IS 'read-only `livemode`';
@@ -2095,7 +2095,7 @@ COMMENT ON COLUMN :"schema".setup_intent.payment_method_options IS 'writable `pa
 COMMENT ON COLUMN :"schema".setup_intent.payment_method_types IS 'writable `payment_method_types`';
 COMMENT ON COLUMN :"schema".setup_intent.single_use_mandate IS 'read-only `single_use_mandate`';
 COMMENT ON COLUMN :"schema".setup_intent.status IS 'read-only `status`; one of canceled, processing, requires_action, requires_confirmation, requires_payment_method, succeeded';
-COMMENT ON COLUMN :"schema".setup_intent.usage IS 'create-only `usage`';
+COMMENT ON COLUMN :"schema".setup_intent.usage IS 'create-only `usage`; one of off_session, on_session';
 
 CREATE TABLE IF NOT EXISTS :"schema".shipping_rate (
     id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
@@ -2350,7 +2350,7 @@ COMMENT ON COLUMN :"schema".transfer.object IS 'read-only `object`; one of trans
 COMMENT ON COLUMN :"schema".transfer.reversals IS 'read-only `reversals`';
 COMMENT ON COLUMN :"schema".transfer.reversed IS 'read-only `reversed`';
 COMMENT ON COLUMN :"schema".transfer.source_transaction IS 'create-only `source_transaction`';
-COMMENT ON COLUMN :"schema".transfer.source_type IS 'create-only `source_type`; max 5000 chars';
+COMMENT ON COLUMN :"schema".transfer.source_type IS 'create-only `source_type`; max 5000 chars; one of bank_account, card, fpx';
 COMMENT ON COLUMN :"schema".transfer.transfer_group IS 'create-only `transfer_group`';
 
 CREATE TABLE IF NOT EXISTS :"schema".treasury_financial_account (
@@ -2376,7 +2376,7 @@ CREATE TABLE IF NOT EXISTS :"schema".treasury_financial_account (
 );
 COMMENT ON TABLE :"schema".treasury_financial_account IS 'Stripe treasury.financial_account, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".treasury_financial_account.id IS 'read-only `id`; not null';
-COMMENT ON COLUMN :"schema".treasury_financial_account.active_features IS 'read-only `active_features`; one of card_issuing, deposit_insurance, financial_addresses.aba, inbound_transfers.ach, intra_stripe_flows, outbound_payments.ach, outbound_payments.us_domestic_wire, outbound_transfers.ach, outbound_transfers.us_domestic_wire, remote_deposit_capture';
+COMMENT ON COLUMN :"schema".treasury_financial_account.active_features IS 'read-only `active_features`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.balance IS 'read-only `balance`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.country IS 'read-only `country`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.created IS 'read-only `created`';
@@ -2385,9 +2385,9 @@ COMMENT ON COLUMN :"schema".treasury_financial_account.financial_addresses IS 'r
 COMMENT ON COLUMN :"schema".treasury_financial_account.livemode IS 'read-only `livemode`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.metadata IS 'writable `metadata`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.object IS 'read-only `object`; one of treasury.financial_account';
-COMMENT ON COLUMN :"schema".treasury_financial_account.pending_features IS 'read-only `pending_features`; one of card_issuing, deposit_insurance, financial_addresses.aba, inbound_transfers.ach, intra_stripe_flows, outbound_payments.ach, outbound_payments.us_domestic_wire, outbound_transfers.ach, outbound_transfers.us_domestic_wire, remote_deposit_capture';
+COMMENT ON COLUMN :"schema".treasury_financial_account.pending_features IS 'read-only `pending_features`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.platform_restrictions IS 'writable `platform_restrictions`';
-COMMENT ON COLUMN :"schema".treasury_financial_account.restricted_features IS 'read-only `restricted_features`; one of card_issuing, deposit_insurance, financial_addresses.aba, inbound_transfers.ach, intra_stripe_flows, outbound_payments.ach, outbound_payments.us_domestic_wire, outbound_transfers.ach, outbound_transfers.us_domestic_wire, remote_deposit_capture';
+COMMENT ON COLUMN :"schema".treasury_financial_account.restricted_features IS 'read-only `restricted_features`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.status IS 'read-only `status`; one of closed, open';
 COMMENT ON COLUMN :"schema".treasury_financial_account.status_details IS 'read-only `status_details`';
 COMMENT ON COLUMN :"schema".treasury_financial_account.supported_currencies IS 'create-only `supported_currencies`; required on create';
@@ -2411,7 +2411,7 @@ CREATE TABLE IF NOT EXISTS :"schema".webhook_endpoint (
 );
 COMMENT ON TABLE :"schema".webhook_endpoint IS 'Stripe webhook_endpoint, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".webhook_endpoint.id IS 'read-only `id`; not null';
-COMMENT ON COLUMN :"schema".webhook_endpoint.api_version IS 'create-only `api_version`; max 5000 chars';
+COMMENT ON COLUMN :"schema".webhook_endpoint.api_version IS 'create-only `api_version`; max 5000 chars; one of 2011-01-01, 2011-06-21, 2011-06-28, 2011-08-01, 2011-09-15, 2011-11-17, 2012-02-23, 2012-03-25, 2012-06-18, 2012-06-28, 2012-07-09, 2012-09-24, 2012-10-26, 2012-11-07, 2013-02-11, 2013-02-13, 2013-07-05, 2013-08-12, 2013-08-13, 2013-10-29, 2013-12-03, 2014-01-31, 2014-03-13, 2014-03-28, 2014-05-19, 2014-06-13, 2014-06-17, 2014-07-22, 2014-07-26, 2014-08-04, 2014-08-20, 2014-09-08, 2014-10-07, 2014-11-05, 2014-11-20, 2014-12-08, 2014-12-17, 2014-12-22, 2015-01-11, 2015-01-26, 2015-02-10, 2015-02-16, 2015-02-18, 2015-03-24, 2015-04-07, 2015-06-15, 2015-07-07, 2015-07-13, 2015-07-28, 2015-08-07, 2015-08-19, 2015-09-03, 2015-09-08, 2015-09-23, 2015-10-01, 2015-10-12, 2015-10-16, 2016-02-03, 2016-02-19, 2016-02-22, 2016-02-23, 2016-02-29, 2016-03-07, 2016-06-15, 2016-07-06, 2016-10-19, 2017-01-27, 2017-02-14, 2017-04-06, 2017-05-25, 2017-06-05, 2017-08-15, 2017-12-14, 2018-01-23, 2018-02-05, 2018-02-06, 2018-02-28, 2018-05-21, 2018-07-27, 2018-08-23, 2018-09-06, 2018-09-24, 2018-10-31, 2018-11-08, 2019-02-11, 2019-02-19, 2019-03-14, 2019-05-16, 2019-08-14, 2019-09-09, 2019-10-08, 2019-10-17, 2019-11-05, 2019-12-03, 2020-03-02, 2020-08-27, 2022-08-01, 2022-11-15, 2023-08-16';
 COMMENT ON COLUMN :"schema".webhook_endpoint.application IS 'read-only `application`';
 COMMENT ON COLUMN :"schema".webhook_endpoint.created IS 'read-only `created`';
 COMMENT ON COLUMN :"schema".webhook_endpoint.description IS 'writable `description`; max 5000 chars';

@@ -24,6 +24,50 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         "invoice" => Some(<Invoice as Record>::columns()),
         "payment_intent" => Some(<PaymentIntent as Record>::columns()),
         "charge" => Some(<Charge as Record>::columns()),
+        "account" => Some(<Account as Record>::columns()),
+        "apple_pay_domain" => Some(<ApplePayDomain as Record>::columns()),
+        "application_fee" => Some(<ApplicationFee as Record>::columns()),
+        "balance_transaction" => Some(<BalanceTransaction as Record>::columns()),
+        "billing_portal_configuration" => Some(<BillingPortalConfiguration as Record>::columns()),
+        "checkout_session" => Some(<CheckoutSession as Record>::columns()),
+        "coupon" => Some(<Coupon as Record>::columns()),
+        "credit_note" => Some(<CreditNote as Record>::columns()),
+        "dispute" => Some(<Dispute as Record>::columns()),
+        "file_link" => Some(<FileLink as Record>::columns()),
+        "file" => Some(<File as Record>::columns()),
+        "financial_connections_account" => Some(<FinancialConnectionsAccount as Record>::columns()),
+        "identity_verification_report" => Some(<IdentityVerificationReport as Record>::columns()),
+        "identity_verification_session" => Some(<IdentityVerificationSession as Record>::columns()),
+        "invoiceitem" => Some(<Invoiceitem as Record>::columns()),
+        "issuing_authorization" => Some(<IssuingAuthorization as Record>::columns()),
+        "issuing_cardholder" => Some(<IssuingCardholder as Record>::columns()),
+        "issuing_card" => Some(<IssuingCard as Record>::columns()),
+        "issuing_dispute" => Some(<IssuingDispute as Record>::columns()),
+        "issuing_settlement" => Some(<IssuingSettlement as Record>::columns()),
+        "issuing_transaction" => Some(<IssuingTransaction as Record>::columns()),
+        "payment_link" => Some(<PaymentLink as Record>::columns()),
+        "payment_method_domain" => Some(<PaymentMethodDomain as Record>::columns()),
+        "payment_method" => Some(<PaymentMethod as Record>::columns()),
+        "payout" => Some(<Payout as Record>::columns()),
+        "plan" => Some(<Plan as Record>::columns()),
+        "promotion_code" => Some(<PromotionCode as Record>::columns()),
+        "quote" => Some(<Quote as Record>::columns()),
+        "radar_early_fraud_warning" => Some(<RadarEarlyFraudWarning as Record>::columns()),
+        "radar_value_list" => Some(<RadarValueList as Record>::columns()),
+        "refund" => Some(<Refund as Record>::columns()),
+        "reporting_report_run" => Some(<ReportingReportRun as Record>::columns()),
+        "review" => Some(<Review as Record>::columns()),
+        "setup_intent" => Some(<SetupIntent as Record>::columns()),
+        "shipping_rate" => Some(<ShippingRate as Record>::columns()),
+        "scheduled_query_run" => Some(<ScheduledQueryRun as Record>::columns()),
+        "subscription_schedule" => Some(<SubscriptionSchedule as Record>::columns()),
+        "terminal_configuration" => Some(<TerminalConfiguration as Record>::columns()),
+        "terminal_location" => Some(<TerminalLocation as Record>::columns()),
+        "terminal_reader" => Some(<TerminalReader as Record>::columns()),
+        "topup" => Some(<Topup as Record>::columns()),
+        "transfer" => Some(<Transfer as Record>::columns()),
+        "treasury_financial_account" => Some(<TreasuryFinancialAccount as Record>::columns()),
+        "webhook_endpoint" => Some(<WebhookEndpoint as Record>::columns()),
         _ => None,
     }
 }
@@ -1403,4 +1447,4315 @@ pub struct Charge {
     /// `transfer_group` (writable).
     #[sequin(api = "transfer_group", ty = "string", access = "writable")]
     pub transfer_group: Option<String>,
+}
+
+/// A Stripe `account` record (table `account`).
+///
+/// This is an object representing a Stripe account.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "account", api_name = "account")]
+pub struct Account {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `business_profile` (writable).
+    #[sequin(api = "business_profile", ty = "json", access = "writable")]
+    pub business_profile: Option<serde_json::Value>,
+    /// `business_type` (writable).
+    #[sequin(
+        api = "business_type",
+        ty = "string",
+        access = "writable",
+        values("company", "government_entity", "individual", "non_profit")
+    )]
+    pub business_type: Option<String>,
+    /// `capabilities` (writable).
+    #[sequin(api = "capabilities", ty = "json", access = "writable")]
+    pub capabilities: Option<serde_json::Value>,
+    /// `charges_enabled` (read-only).
+    #[sequin(api = "charges_enabled", ty = "boolean", access = "read_only")]
+    pub charges_enabled: Option<bool>,
+    /// `company` (writable).
+    #[sequin(api = "company", ty = "json", access = "writable")]
+    pub company: Option<serde_json::Value>,
+    /// `controller` (read-only).
+    #[sequin(api = "controller", ty = "json", access = "read_only")]
+    pub controller: Option<serde_json::Value>,
+    /// `country` (create-only).
+    #[sequin(
+        api = "country",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub country: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `default_currency` (writable).
+    #[sequin(
+        api = "default_currency",
+        ty = "string",
+        access = "writable",
+        format = "currency"
+    )]
+    pub default_currency: Option<String>,
+    /// `details_submitted` (read-only).
+    #[sequin(api = "details_submitted", ty = "boolean", access = "read_only")]
+    pub details_submitted: Option<bool>,
+    /// `email` (writable).
+    #[sequin(api = "email", ty = "string", access = "writable", format = "email")]
+    pub email: Option<String>,
+    /// `external_accounts` (read-only).
+    #[sequin(api = "external_accounts", ty = "json", access = "read_only")]
+    pub external_accounts: Option<serde_json::Value>,
+    /// `future_requirements` (read-only).
+    #[sequin(api = "future_requirements", ty = "json", access = "read_only")]
+    pub future_requirements: Option<serde_json::Value>,
+    /// `individual` (writable).
+    #[sequin(api = "individual", ty = "json", access = "writable")]
+    pub individual: Option<serde_json::Value>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("account"))]
+    pub object: Option<String>,
+    /// `payouts_enabled` (read-only).
+    #[sequin(api = "payouts_enabled", ty = "boolean", access = "read_only")]
+    pub payouts_enabled: Option<bool>,
+    /// `requirements` (read-only).
+    #[sequin(api = "requirements", ty = "json", access = "read_only")]
+    pub requirements: Option<serde_json::Value>,
+    /// `settings` (writable).
+    #[sequin(api = "settings", ty = "json", access = "writable")]
+    pub settings: Option<serde_json::Value>,
+    /// `tos_acceptance` (writable).
+    #[sequin(api = "tos_acceptance", ty = "json", access = "writable")]
+    pub tos_acceptance: Option<serde_json::Value>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        values("custom", "express", "standard")
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `apple_pay_domain` record (table `apple_pay_domain`).
+///
+/// List apple pay domains.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "apple_pay_domain", api_name = "apple_pay_domain")]
+pub struct ApplePayDomain {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `domain_name` (create-only).
+    #[sequin(
+        api = "domain_name",
+        ty = "string",
+        access = "create_only",
+        required_on_create
+    )]
+    pub domain_name: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("apple_pay_domain")
+    )]
+    pub object: Option<String>,
+}
+
+/// A Stripe `application_fee` record (table `application_fee`).
+///
+/// Returns a list of application fees you’ve previously collected.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "application_fee", api_name = "application_fee")]
+pub struct ApplicationFee {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `account` (read-only).
+    #[sequin(api = "account", ty = "string", access = "read_only")]
+    pub account: Option<String>,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `amount_refunded` (read-only).
+    #[sequin(api = "amount_refunded", ty = "integer", access = "read_only")]
+    pub amount_refunded: Option<i64>,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `charge` (read-only).
+    #[sequin(api = "charge", ty = "string", access = "read_only")]
+    pub charge: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("application_fee")
+    )]
+    pub object: Option<String>,
+    /// `originating_transaction` (read-only).
+    #[sequin(api = "originating_transaction", ty = "string", access = "read_only")]
+    pub originating_transaction: Option<String>,
+    /// `refunded` (read-only).
+    #[sequin(api = "refunded", ty = "boolean", access = "read_only")]
+    pub refunded: Option<bool>,
+    /// `refunds` (read-only).
+    #[sequin(api = "refunds", ty = "json", access = "read_only")]
+    pub refunds: Option<serde_json::Value>,
+}
+
+/// A Stripe `balance_transaction` record (table `balance_transaction`).
+///
+/// Balance transactions represent funds moving through your Stripe account.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "balance_transaction", api_name = "balance_transaction")]
+pub struct BalanceTransaction {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `available_on` (read-only).
+    #[sequin(
+        api = "available_on",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub available_on: Option<Timestamp>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `exchange_rate` (read-only).
+    #[sequin(api = "exchange_rate", ty = "decimal", access = "read_only")]
+    pub exchange_rate: Option<Decimal>,
+    /// `fee` (read-only).
+    #[sequin(api = "fee", ty = "integer", access = "read_only")]
+    pub fee: Option<i64>,
+    /// `fee_details` (read-only).
+    #[sequin(api = "fee_details", ty = "json", access = "read_only")]
+    pub fee_details: Option<serde_json::Value>,
+    /// `net` (read-only).
+    #[sequin(api = "net", ty = "integer", access = "read_only")]
+    pub net: Option<i64>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("balance_transaction")
+    )]
+    pub object: Option<String>,
+    /// `reporting_category` (read-only).
+    #[sequin(api = "reporting_category", ty = "string", access = "read_only")]
+    pub reporting_category: Option<String>,
+    /// `source` (read-only).
+    #[sequin(api = "source", ty = "string", access = "read_only")]
+    pub source: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values(
+            "adjustment",
+            "advance",
+            "advance_funding",
+            "anticipation_repayment",
+            "application_fee",
+            "application_fee_refund",
+            "charge",
+            "connect_collection_transfer",
+            "contribution",
+            "issuing_authorization_hold",
+            "issuing_authorization_release",
+            "issuing_dispute",
+            "issuing_transaction",
+            "obligation_inbound",
+            "obligation_outbound",
+            "obligation_payout",
+            "obligation_payout_failure",
+            "obligation_reversal_inbound",
+            "obligation_reversal_outbound",
+            "payment",
+            "payment_failure_refund",
+            "payment_refund",
+            "payment_reversal",
+            "payout",
+            "payout_cancel",
+            "payout_failure",
+            "refund",
+            "refund_failure",
+            "reserve_transaction",
+            "reserved_funds",
+            "stripe_fee",
+            "stripe_fx_fee",
+            "tax_fee",
+            "topup",
+            "topup_reversal",
+            "transfer",
+            "transfer_cancel",
+            "transfer_failure",
+            "transfer_refund"
+        )
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `billing_portal.configuration` record (table `billing_portal_configuration`).
+///
+/// A portal configuration describes the functionality and behavior of a portal session.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "billing_portal_configuration",
+    api_name = "billing_portal.configuration"
+)]
+pub struct BillingPortalConfiguration {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `active` (read-only).
+    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    pub active: Option<bool>,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `business_profile` (writable).
+    #[sequin(
+        api = "business_profile",
+        ty = "json",
+        access = "writable",
+        required_on_create
+    )]
+    pub business_profile: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `default_return_url` (writable).
+    #[sequin(api = "default_return_url", ty = "string", access = "writable")]
+    pub default_return_url: Option<String>,
+    /// `features` (writable).
+    #[sequin(api = "features", ty = "json", access = "writable", required_on_create)]
+    pub features: Option<serde_json::Value>,
+    /// `is_default` (read-only).
+    #[sequin(api = "is_default", ty = "boolean", access = "read_only")]
+    pub is_default: Option<bool>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `login_page` (writable).
+    #[sequin(api = "login_page", ty = "json", access = "writable")]
+    pub login_page: Option<serde_json::Value>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("billing_portal.configuration")
+    )]
+    pub object: Option<String>,
+    /// `updated` (read-only).
+    #[sequin(
+        api = "updated",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub updated: Option<Timestamp>,
+}
+
+/// A Stripe `checkout.session` record (table `checkout_session`).
+///
+/// A Checkout Session represents your customer's session as they pay for one-time purchases or subscriptions through Checkout or Payment Links.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "checkout_session", api_name = "checkout.session")]
+pub struct CheckoutSession {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `after_expiration` (create-only).
+    #[sequin(api = "after_expiration", ty = "json", access = "create_only")]
+    pub after_expiration: Option<serde_json::Value>,
+    /// `allow_promotion_codes` (create-only).
+    #[sequin(api = "allow_promotion_codes", ty = "boolean", access = "create_only")]
+    pub allow_promotion_codes: Option<bool>,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `automatic_tax` (create-only).
+    #[sequin(api = "automatic_tax", ty = "json", access = "create_only")]
+    pub automatic_tax: Option<serde_json::Value>,
+    /// `billing_address_collection` (create-only).
+    #[sequin(
+        api = "billing_address_collection",
+        ty = "string",
+        access = "create_only",
+        values("auto", "required")
+    )]
+    pub billing_address_collection: Option<String>,
+    /// `cancel_url` (create-only).
+    #[sequin(
+        api = "cancel_url",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub cancel_url: Option<String>,
+    /// `client_reference_id` (create-only).
+    #[sequin(
+        api = "client_reference_id",
+        ty = "string",
+        access = "create_only",
+        max_length = 200
+    )]
+    pub client_reference_id: Option<String>,
+    /// `consent` (read-only).
+    #[sequin(api = "consent", ty = "json", access = "read_only")]
+    pub consent: Option<serde_json::Value>,
+    /// `consent_collection` (create-only).
+    #[sequin(api = "consent_collection", ty = "json", access = "create_only")]
+    pub consent_collection: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `currency_conversion` (read-only).
+    #[sequin(api = "currency_conversion", ty = "json", access = "read_only")]
+    pub currency_conversion: Option<serde_json::Value>,
+    /// `custom_fields` (create-only).
+    #[sequin(api = "custom_fields", ty = "json", access = "create_only")]
+    pub custom_fields: Option<serde_json::Value>,
+    /// `custom_text` (create-only).
+    #[sequin(api = "custom_text", ty = "json", access = "create_only")]
+    pub custom_text: Option<serde_json::Value>,
+    /// `customer` (create-only).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `customer_creation` (create-only).
+    #[sequin(
+        api = "customer_creation",
+        ty = "string",
+        access = "create_only",
+        values("always", "if_required")
+    )]
+    pub customer_creation: Option<String>,
+    /// `customer_details` (read-only).
+    #[sequin(api = "customer_details", ty = "json", access = "read_only")]
+    pub customer_details: Option<serde_json::Value>,
+    /// `customer_email` (create-only).
+    #[sequin(
+        api = "customer_email",
+        ty = "string",
+        access = "create_only",
+        format = "email"
+    )]
+    pub customer_email: Option<String>,
+    /// `expires_at` (create-only).
+    #[sequin(
+        api = "expires_at",
+        ty = "timestamp",
+        access = "create_only",
+        time_format = "unix_seconds"
+    )]
+    pub expires_at: Option<Timestamp>,
+    /// `invoice` (read-only).
+    #[sequin(api = "invoice", ty = "string", access = "read_only")]
+    pub invoice: Option<String>,
+    /// `invoice_creation` (create-only).
+    #[sequin(api = "invoice_creation", ty = "json", access = "create_only")]
+    pub invoice_creation: Option<serde_json::Value>,
+    /// `line_items` (create-only).
+    #[sequin(api = "line_items", ty = "json", access = "create_only")]
+    pub line_items: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `locale` (create-only).
+    #[sequin(
+        api = "locale",
+        ty = "string",
+        access = "create_only",
+        values(
+            "auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil",
+            "fr", "fr-CA", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt", "nb", "nl",
+            "pl", "pt", "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi", "zh", "zh-HK",
+            "zh-TW"
+        )
+    )]
+    pub locale: Option<String>,
+    /// `metadata` (create-only).
+    #[sequin(api = "metadata", ty = "json", access = "create_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `mode` (create-only).
+    #[sequin(
+        api = "mode",
+        ty = "string",
+        access = "create_only",
+        values("payment", "setup", "subscription")
+    )]
+    pub mode: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("checkout.session")
+    )]
+    pub object: Option<String>,
+    /// `payment_intent` (read-only).
+    #[sequin(api = "payment_intent", ty = "string", access = "read_only")]
+    pub payment_intent: Option<String>,
+    /// `payment_link` (read-only).
+    #[sequin(api = "payment_link", ty = "string", access = "read_only")]
+    pub payment_link: Option<String>,
+    /// `payment_method_collection` (create-only).
+    #[sequin(
+        api = "payment_method_collection",
+        ty = "string",
+        access = "create_only",
+        values("always", "if_required")
+    )]
+    pub payment_method_collection: Option<String>,
+    /// `payment_method_options` (create-only).
+    #[sequin(api = "payment_method_options", ty = "json", access = "create_only")]
+    pub payment_method_options: Option<serde_json::Value>,
+    /// `payment_method_types` (create-only).
+    #[sequin(
+        api = "payment_method_types",
+        ty = "string_array",
+        access = "create_only"
+    )]
+    pub payment_method_types: Option<Vec<String>>,
+    /// `payment_status` (read-only).
+    #[sequin(
+        api = "payment_status",
+        ty = "string",
+        access = "read_only",
+        values("no_payment_required", "paid", "unpaid")
+    )]
+    pub payment_status: Option<String>,
+    /// `phone_number_collection` (create-only).
+    #[sequin(api = "phone_number_collection", ty = "json", access = "create_only")]
+    pub phone_number_collection: Option<serde_json::Value>,
+    /// `recovered_from` (read-only).
+    #[sequin(api = "recovered_from", ty = "string", access = "read_only")]
+    pub recovered_from: Option<String>,
+    /// `setup_intent` (read-only).
+    #[sequin(api = "setup_intent", ty = "string", access = "read_only")]
+    pub setup_intent: Option<String>,
+    /// `shipping_address_collection` (create-only).
+    #[sequin(
+        api = "shipping_address_collection",
+        ty = "json",
+        access = "create_only"
+    )]
+    pub shipping_address_collection: Option<serde_json::Value>,
+    /// `shipping_cost` (read-only).
+    #[sequin(api = "shipping_cost", ty = "json", access = "read_only")]
+    pub shipping_cost: Option<serde_json::Value>,
+    /// `shipping_details` (read-only).
+    #[sequin(api = "shipping_details", ty = "json", access = "read_only")]
+    pub shipping_details: Option<serde_json::Value>,
+    /// `shipping_options` (create-only).
+    #[sequin(api = "shipping_options", ty = "json", access = "create_only")]
+    pub shipping_options: Option<serde_json::Value>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("complete", "expired", "open")
+    )]
+    pub status: Option<String>,
+    /// `submit_type` (create-only).
+    #[sequin(
+        api = "submit_type",
+        ty = "string",
+        access = "create_only",
+        values("auto", "book", "donate", "pay")
+    )]
+    pub submit_type: Option<String>,
+    /// `subscription` (read-only).
+    #[sequin(api = "subscription", ty = "string", access = "read_only")]
+    pub subscription: Option<String>,
+    /// `success_url` (create-only).
+    #[sequin(
+        api = "success_url",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub success_url: Option<String>,
+    /// `tax_id_collection` (create-only).
+    #[sequin(api = "tax_id_collection", ty = "json", access = "create_only")]
+    pub tax_id_collection: Option<serde_json::Value>,
+    /// `total_details` (read-only).
+    #[sequin(api = "total_details", ty = "json", access = "read_only")]
+    pub total_details: Option<serde_json::Value>,
+    /// `url` (read-only).
+    #[sequin(api = "url", ty = "string", access = "read_only")]
+    pub url: Option<String>,
+}
+
+/// A Stripe `coupon` record (table `coupon`).
+///
+/// A coupon contains information about a percent-off or amount-off discount you might want to apply to a customer.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "coupon", api_name = "coupon")]
+pub struct Coupon {
+    /// `id` (create-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        max_length = 5000
+    )]
+    pub id: String,
+    /// `amount_off` (create-only).
+    #[sequin(api = "amount_off", ty = "integer", access = "create_only")]
+    pub amount_off: Option<i64>,
+    /// `applies_to` (create-only).
+    #[sequin(api = "applies_to", ty = "json", access = "create_only")]
+    pub applies_to: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `currency_options` (writable).
+    #[sequin(api = "currency_options", ty = "json", access = "writable")]
+    pub currency_options: Option<serde_json::Value>,
+    /// `duration` (create-only).
+    #[sequin(
+        api = "duration",
+        ty = "string",
+        access = "create_only",
+        values("forever", "once", "repeating")
+    )]
+    pub duration: Option<String>,
+    /// `duration_in_months` (create-only).
+    #[sequin(api = "duration_in_months", ty = "integer", access = "create_only")]
+    pub duration_in_months: Option<i64>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `max_redemptions` (create-only).
+    #[sequin(api = "max_redemptions", ty = "integer", access = "create_only")]
+    pub max_redemptions: Option<i64>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `name` (writable).
+    #[sequin(api = "name", ty = "string", access = "writable", max_length = 40)]
+    pub name: Option<String>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("coupon"))]
+    pub object: Option<String>,
+    /// `percent_off` (create-only).
+    #[sequin(api = "percent_off", ty = "decimal", access = "create_only")]
+    pub percent_off: Option<Decimal>,
+    /// `redeem_by` (create-only).
+    #[sequin(
+        api = "redeem_by",
+        ty = "timestamp",
+        access = "create_only",
+        time_format = "unix_seconds"
+    )]
+    pub redeem_by: Option<Timestamp>,
+    /// `times_redeemed` (read-only).
+    #[sequin(api = "times_redeemed", ty = "integer", access = "read_only")]
+    pub times_redeemed: Option<i64>,
+    /// `valid` (read-only).
+    #[sequin(api = "valid", ty = "boolean", access = "read_only")]
+    pub valid: Option<bool>,
+}
+
+/// A Stripe `credit_note` record (table `credit_note`).
+///
+/// Issue a credit note to adjust an invoice's amount after the invoice is finalized.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "credit_note", api_name = "credit_note")]
+pub struct CreditNote {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `amount_shipping` (read-only).
+    #[sequin(api = "amount_shipping", ty = "integer", access = "read_only")]
+    pub amount_shipping: Option<i64>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `customer` (read-only).
+    #[sequin(api = "customer", ty = "string", access = "read_only")]
+    pub customer: Option<String>,
+    /// `customer_balance_transaction` (read-only).
+    #[sequin(
+        api = "customer_balance_transaction",
+        ty = "string",
+        access = "read_only"
+    )]
+    pub customer_balance_transaction: Option<String>,
+    /// `discount_amount` (read-only).
+    #[sequin(api = "discount_amount", ty = "integer", access = "read_only")]
+    pub discount_amount: Option<i64>,
+    /// `discount_amounts` (read-only).
+    #[sequin(api = "discount_amounts", ty = "json", access = "read_only")]
+    pub discount_amounts: Option<serde_json::Value>,
+    /// `effective_at` (create-only).
+    #[sequin(
+        api = "effective_at",
+        ty = "timestamp",
+        access = "create_only",
+        time_format = "unix_seconds"
+    )]
+    pub effective_at: Option<Timestamp>,
+    /// `invoice` (create-only).
+    #[sequin(
+        api = "invoice",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub invoice: Option<String>,
+    /// `lines` (create-only).
+    #[sequin(api = "lines", ty = "json", access = "create_only")]
+    pub lines: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `memo` (writable).
+    #[sequin(api = "memo", ty = "string", access = "writable", max_length = 5000)]
+    pub memo: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `number` (read-only).
+    #[sequin(api = "number", ty = "string", access = "read_only")]
+    pub number: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("credit_note")
+    )]
+    pub object: Option<String>,
+    /// `out_of_band_amount` (create-only).
+    #[sequin(api = "out_of_band_amount", ty = "integer", access = "create_only")]
+    pub out_of_band_amount: Option<i64>,
+    /// `pdf` (read-only).
+    #[sequin(api = "pdf", ty = "string", access = "read_only")]
+    pub pdf: Option<String>,
+    /// `reason` (create-only).
+    #[sequin(
+        api = "reason",
+        ty = "string",
+        access = "create_only",
+        values("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
+    )]
+    pub reason: Option<String>,
+    /// `refund` (create-only).
+    #[sequin(api = "refund", ty = "string", access = "create_only")]
+    pub refund: Option<String>,
+    /// `shipping_cost` (create-only).
+    #[sequin(api = "shipping_cost", ty = "json", access = "create_only")]
+    pub shipping_cost: Option<serde_json::Value>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("issued", "void")
+    )]
+    pub status: Option<String>,
+    /// `subtotal` (read-only).
+    #[sequin(api = "subtotal", ty = "integer", access = "read_only")]
+    pub subtotal: Option<i64>,
+    /// `subtotal_excluding_tax` (read-only).
+    #[sequin(api = "subtotal_excluding_tax", ty = "integer", access = "read_only")]
+    pub subtotal_excluding_tax: Option<i64>,
+    /// `tax_amounts` (read-only).
+    #[sequin(api = "tax_amounts", ty = "json", access = "read_only")]
+    pub tax_amounts: Option<serde_json::Value>,
+    /// `total` (read-only).
+    #[sequin(api = "total", ty = "integer", access = "read_only")]
+    pub total: Option<i64>,
+    /// `total_excluding_tax` (read-only).
+    #[sequin(api = "total_excluding_tax", ty = "integer", access = "read_only")]
+    pub total_excluding_tax: Option<i64>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("post_payment", "pre_payment")
+    )]
+    pub r#type: Option<String>,
+    /// `voided_at` (read-only).
+    #[sequin(
+        api = "voided_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub voided_at: Option<Timestamp>,
+}
+
+/// A Stripe `dispute` record (table `dispute`).
+///
+/// A dispute occurs when a customer questions your charge with their card issuer.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "dispute", api_name = "dispute")]
+pub struct Dispute {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `balance_transactions` (read-only).
+    #[sequin(api = "balance_transactions", ty = "json", access = "read_only")]
+    pub balance_transactions: Option<serde_json::Value>,
+    /// `charge` (read-only).
+    #[sequin(api = "charge", ty = "string", access = "read_only")]
+    pub charge: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `evidence` (read-only).
+    #[sequin(api = "evidence", ty = "json", access = "read_only")]
+    pub evidence: Option<serde_json::Value>,
+    /// `evidence_details` (read-only).
+    #[sequin(api = "evidence_details", ty = "json", access = "read_only")]
+    pub evidence_details: Option<serde_json::Value>,
+    /// `is_charge_refundable` (read-only).
+    #[sequin(api = "is_charge_refundable", ty = "boolean", access = "read_only")]
+    pub is_charge_refundable: Option<bool>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (read-only).
+    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("dispute"))]
+    pub object: Option<String>,
+    /// `payment_intent` (read-only).
+    #[sequin(api = "payment_intent", ty = "string", access = "read_only")]
+    pub payment_intent: Option<String>,
+    /// `payment_method_details` (read-only).
+    #[sequin(api = "payment_method_details", ty = "json", access = "read_only")]
+    pub payment_method_details: Option<serde_json::Value>,
+    /// `reason` (read-only).
+    #[sequin(api = "reason", ty = "string", access = "read_only")]
+    pub reason: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values(
+            "lost",
+            "needs_response",
+            "under_review",
+            "warning_closed",
+            "warning_needs_response",
+            "warning_under_review",
+            "won"
+        )
+    )]
+    pub status: Option<String>,
+}
+
+/// A Stripe `file_link` record (table `file_link`).
+///
+/// To share the contents of a `File` object with non-Stripe users, you can create a `FileLink`.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "file_link", api_name = "file_link")]
+pub struct FileLink {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `expired` (read-only).
+    #[sequin(api = "expired", ty = "boolean", access = "read_only")]
+    pub expired: Option<bool>,
+    /// `expires_at` (writable).
+    #[sequin(
+        api = "expires_at",
+        ty = "timestamp",
+        access = "writable",
+        time_format = "unix_seconds"
+    )]
+    pub expires_at: Option<Timestamp>,
+    /// `file` (create-only).
+    #[sequin(
+        api = "file",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub file: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("file_link")
+    )]
+    pub object: Option<String>,
+    /// `url` (read-only).
+    #[sequin(api = "url", ty = "string", access = "read_only")]
+    pub url: Option<String>,
+}
+
+/// A Stripe `file` record (table `file`).
+///
+/// This is an object representing a file hosted on Stripe's servers.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "file", api_name = "file")]
+pub struct File {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `expires_at` (read-only).
+    #[sequin(
+        api = "expires_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub expires_at: Option<Timestamp>,
+    /// `filename` (read-only).
+    #[sequin(api = "filename", ty = "string", access = "read_only")]
+    pub filename: Option<String>,
+    /// `links` (read-only).
+    #[sequin(api = "links", ty = "json", access = "read_only")]
+    pub links: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("file"))]
+    pub object: Option<String>,
+    /// `purpose` (read-only).
+    #[sequin(
+        api = "purpose",
+        ty = "string",
+        access = "read_only",
+        values(
+            "account_requirement",
+            "additional_verification",
+            "business_icon",
+            "business_logo",
+            "customer_signature",
+            "dispute_evidence",
+            "document_provider_identity_document",
+            "finance_report_run",
+            "identity_document",
+            "identity_document_downloadable",
+            "pci_document",
+            "selfie",
+            "sigma_scheduled_query",
+            "tax_document_user_upload",
+            "terminal_reader_splashscreen"
+        )
+    )]
+    pub purpose: Option<String>,
+    /// `size` (read-only).
+    #[sequin(api = "size", ty = "integer", access = "read_only")]
+    pub size: Option<i64>,
+    /// `title` (read-only).
+    #[sequin(api = "title", ty = "string", access = "read_only")]
+    pub title: Option<String>,
+    /// `type` (read-only).
+    #[sequin(api = "type", ty = "string", access = "read_only")]
+    pub r#type: Option<String>,
+    /// `url` (read-only).
+    #[sequin(api = "url", ty = "string", access = "read_only")]
+    pub url: Option<String>,
+}
+
+/// A Stripe `financial_connections.account` record (table `financial_connections_account`).
+///
+/// A Financial Connections Account represents an account that exists outside of Stripe, to which you have been granted some degree of access.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "financial_connections_account",
+    api_name = "financial_connections.account"
+)]
+pub struct FinancialConnectionsAccount {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `account_holder` (read-only).
+    #[sequin(api = "account_holder", ty = "json", access = "read_only")]
+    pub account_holder: Option<serde_json::Value>,
+    /// `balance` (read-only).
+    #[sequin(api = "balance", ty = "json", access = "read_only")]
+    pub balance: Option<serde_json::Value>,
+    /// `balance_refresh` (read-only).
+    #[sequin(api = "balance_refresh", ty = "json", access = "read_only")]
+    pub balance_refresh: Option<serde_json::Value>,
+    /// `category` (read-only).
+    #[sequin(
+        api = "category",
+        ty = "string",
+        access = "read_only",
+        values("cash", "credit", "investment", "other")
+    )]
+    pub category: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `display_name` (read-only).
+    #[sequin(api = "display_name", ty = "string", access = "read_only")]
+    pub display_name: Option<String>,
+    /// `institution_name` (read-only).
+    #[sequin(api = "institution_name", ty = "string", access = "read_only")]
+    pub institution_name: Option<String>,
+    /// `last4` (read-only).
+    #[sequin(api = "last4", ty = "string", access = "read_only")]
+    pub last4: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("financial_connections.account")
+    )]
+    pub object: Option<String>,
+    /// `ownership` (read-only).
+    #[sequin(api = "ownership", ty = "string", access = "read_only")]
+    pub ownership: Option<String>,
+    /// `ownership_refresh` (read-only).
+    #[sequin(api = "ownership_refresh", ty = "json", access = "read_only")]
+    pub ownership_refresh: Option<serde_json::Value>,
+    /// `permissions` (read-only).
+    #[sequin(api = "permissions", ty = "string_array", access = "read_only")]
+    pub permissions: Option<Vec<String>>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("active", "disconnected", "inactive")
+    )]
+    pub status: Option<String>,
+    /// `subcategory` (read-only).
+    #[sequin(
+        api = "subcategory",
+        ty = "string",
+        access = "read_only",
+        values(
+            "checking",
+            "credit_card",
+            "line_of_credit",
+            "mortgage",
+            "other",
+            "savings"
+        )
+    )]
+    pub subcategory: Option<String>,
+    /// `supported_payment_method_types` (read-only).
+    #[sequin(
+        api = "supported_payment_method_types",
+        ty = "string_array",
+        access = "read_only"
+    )]
+    pub supported_payment_method_types: Option<Vec<String>>,
+}
+
+/// A Stripe `identity.verification_report` record (table `identity_verification_report`).
+///
+/// A VerificationReport is the result of an attempt to collect and verify data from a user.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "identity_verification_report",
+    api_name = "identity.verification_report"
+)]
+pub struct IdentityVerificationReport {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `document` (read-only).
+    #[sequin(api = "document", ty = "json", access = "read_only")]
+    pub document: Option<serde_json::Value>,
+    /// `id_number` (read-only).
+    #[sequin(api = "id_number", ty = "json", access = "read_only")]
+    pub id_number: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("identity.verification_report")
+    )]
+    pub object: Option<String>,
+    /// `options` (read-only).
+    #[sequin(api = "options", ty = "json", access = "read_only")]
+    pub options: Option<serde_json::Value>,
+    /// `selfie` (read-only).
+    #[sequin(api = "selfie", ty = "json", access = "read_only")]
+    pub selfie: Option<serde_json::Value>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("document", "id_number")
+    )]
+    pub r#type: Option<String>,
+    /// `verification_session` (read-only).
+    #[sequin(api = "verification_session", ty = "string", access = "read_only")]
+    pub verification_session: Option<String>,
+}
+
+/// A Stripe `identity.verification_session` record (table `identity_verification_session`).
+///
+/// A VerificationSession guides you through the process of collecting and verifying the identities of your users.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "identity_verification_session",
+    api_name = "identity.verification_session"
+)]
+pub struct IdentityVerificationSession {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `client_secret` (read-only).
+    #[sequin(api = "client_secret", ty = "string", access = "read_only")]
+    pub client_secret: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `last_error` (read-only).
+    #[sequin(api = "last_error", ty = "json", access = "read_only")]
+    pub last_error: Option<serde_json::Value>,
+    /// `last_verification_report` (read-only).
+    #[sequin(api = "last_verification_report", ty = "string", access = "read_only")]
+    pub last_verification_report: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("identity.verification_session")
+    )]
+    pub object: Option<String>,
+    /// `options` (writable).
+    #[sequin(api = "options", ty = "json", access = "writable")]
+    pub options: Option<serde_json::Value>,
+    /// `redaction` (read-only).
+    #[sequin(api = "redaction", ty = "json", access = "read_only")]
+    pub redaction: Option<serde_json::Value>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("canceled", "processing", "requires_input", "verified")
+    )]
+    pub status: Option<String>,
+    /// `type` (writable).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "writable",
+        required_on_create,
+        values("document", "id_number")
+    )]
+    pub r#type: Option<String>,
+    /// `url` (read-only).
+    #[sequin(api = "url", ty = "string", access = "read_only")]
+    pub url: Option<String>,
+    /// `verified_outputs` (read-only).
+    #[sequin(api = "verified_outputs", ty = "json", access = "read_only")]
+    pub verified_outputs: Option<serde_json::Value>,
+}
+
+/// A Stripe `invoiceitem` record (table `invoiceitem`).
+///
+/// Invoice Items represent the component lines of an invoice.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "invoiceitem", api_name = "invoiceitem")]
+pub struct Invoiceitem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (writable).
+    #[sequin(api = "amount", ty = "integer", access = "writable")]
+    pub amount: Option<i64>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `customer` (create-only).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `date` (read-only).
+    #[sequin(
+        api = "date",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub date: Option<Timestamp>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub description: Option<String>,
+    /// `discountable` (writable).
+    #[sequin(api = "discountable", ty = "boolean", access = "writable")]
+    pub discountable: Option<bool>,
+    /// `discounts` (writable).
+    #[sequin(api = "discounts", ty = "json", access = "writable")]
+    pub discounts: Option<serde_json::Value>,
+    /// `invoice` (create-only).
+    #[sequin(
+        api = "invoice",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub invoice: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("invoiceitem")
+    )]
+    pub object: Option<String>,
+    /// `period` (writable).
+    #[sequin(api = "period", ty = "json", access = "writable")]
+    pub period: Option<serde_json::Value>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `proration` (read-only).
+    #[sequin(api = "proration", ty = "boolean", access = "read_only")]
+    pub proration: Option<bool>,
+    /// `quantity` (writable).
+    #[sequin(api = "quantity", ty = "integer", access = "writable")]
+    pub quantity: Option<i64>,
+    /// `subscription` (create-only).
+    #[sequin(
+        api = "subscription",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub subscription: Option<String>,
+    /// `subscription_item` (read-only).
+    #[sequin(api = "subscription_item", ty = "string", access = "read_only")]
+    pub subscription_item: Option<String>,
+    /// `tax_rates` (writable).
+    #[sequin(api = "tax_rates", ty = "json", access = "writable")]
+    pub tax_rates: Option<serde_json::Value>,
+    /// `test_clock` (read-only).
+    #[sequin(api = "test_clock", ty = "string", access = "read_only")]
+    pub test_clock: Option<String>,
+    /// `unit_amount` (writable).
+    #[sequin(api = "unit_amount", ty = "integer", access = "writable")]
+    pub unit_amount: Option<i64>,
+    /// `unit_amount_decimal` (writable).
+    #[sequin(api = "unit_amount_decimal", ty = "decimal", access = "writable")]
+    pub unit_amount_decimal: Option<Decimal>,
+}
+
+/// A Stripe `issuing.authorization` record (table `issuing_authorization`).
+///
+/// When an issued card is used to make a purchase, an Issuing `Authorization` object is created.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_authorization", api_name = "issuing.authorization")]
+pub struct IssuingAuthorization {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `amount_details` (read-only).
+    #[sequin(api = "amount_details", ty = "json", access = "read_only")]
+    pub amount_details: Option<serde_json::Value>,
+    /// `approved` (read-only).
+    #[sequin(api = "approved", ty = "boolean", access = "read_only")]
+    pub approved: Option<bool>,
+    /// `authorization_method` (read-only).
+    #[sequin(
+        api = "authorization_method",
+        ty = "string",
+        access = "read_only",
+        values("chip", "contactless", "keyed_in", "online", "swipe")
+    )]
+    pub authorization_method: Option<String>,
+    /// `balance_transactions` (read-only).
+    #[sequin(api = "balance_transactions", ty = "json", access = "read_only")]
+    pub balance_transactions: Option<serde_json::Value>,
+    /// `card` (read-only).
+    #[sequin(api = "card", ty = "json", access = "read_only")]
+    pub card: Option<serde_json::Value>,
+    /// `cardholder` (read-only).
+    #[sequin(api = "cardholder", ty = "string", access = "read_only")]
+    pub cardholder: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `merchant_amount` (read-only).
+    #[sequin(api = "merchant_amount", ty = "integer", access = "read_only")]
+    pub merchant_amount: Option<i64>,
+    /// `merchant_currency` (read-only).
+    #[sequin(api = "merchant_currency", ty = "string", access = "read_only")]
+    pub merchant_currency: Option<String>,
+    /// `merchant_data` (read-only).
+    #[sequin(api = "merchant_data", ty = "json", access = "read_only")]
+    pub merchant_data: Option<serde_json::Value>,
+    /// `metadata` (read-only).
+    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `network_data` (read-only).
+    #[sequin(api = "network_data", ty = "json", access = "read_only")]
+    pub network_data: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.authorization")
+    )]
+    pub object: Option<String>,
+    /// `pending_request` (read-only).
+    #[sequin(api = "pending_request", ty = "json", access = "read_only")]
+    pub pending_request: Option<serde_json::Value>,
+    /// `request_history` (read-only).
+    #[sequin(api = "request_history", ty = "json", access = "read_only")]
+    pub request_history: Option<serde_json::Value>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("closed", "pending", "reversed")
+    )]
+    pub status: Option<String>,
+    /// `transactions` (read-only).
+    #[sequin(api = "transactions", ty = "json", access = "read_only")]
+    pub transactions: Option<serde_json::Value>,
+    /// `treasury` (read-only).
+    #[sequin(api = "treasury", ty = "json", access = "read_only")]
+    pub treasury: Option<serde_json::Value>,
+    /// `verification_data` (read-only).
+    #[sequin(api = "verification_data", ty = "json", access = "read_only")]
+    pub verification_data: Option<serde_json::Value>,
+    /// `wallet` (read-only).
+    #[sequin(api = "wallet", ty = "string", access = "read_only")]
+    pub wallet: Option<String>,
+}
+
+/// A Stripe `issuing.cardholder` record (table `issuing_cardholder`).
+///
+/// An Issuing `Cardholder` object represents an individual or business entity who is issued cards.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_cardholder", api_name = "issuing.cardholder")]
+pub struct IssuingCardholder {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `billing` (writable).
+    #[sequin(api = "billing", ty = "json", access = "writable", required_on_create)]
+    pub billing: Option<serde_json::Value>,
+    /// `company` (writable).
+    #[sequin(api = "company", ty = "json", access = "writable")]
+    pub company: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `email` (writable).
+    #[sequin(api = "email", ty = "string", access = "writable", format = "email")]
+    pub email: Option<String>,
+    /// `individual` (writable).
+    #[sequin(api = "individual", ty = "json", access = "writable")]
+    pub individual: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `name` (create-only).
+    #[sequin(
+        api = "name",
+        ty = "string",
+        access = "create_only",
+        required_on_create
+    )]
+    pub name: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.cardholder")
+    )]
+    pub object: Option<String>,
+    /// `phone_number` (writable).
+    #[sequin(api = "phone_number", ty = "string", access = "writable")]
+    pub phone_number: Option<String>,
+    /// `preferred_locales` (writable).
+    #[sequin(api = "preferred_locales", ty = "string_array", access = "writable")]
+    pub preferred_locales: Option<Vec<String>>,
+    /// `requirements` (read-only).
+    #[sequin(api = "requirements", ty = "json", access = "read_only")]
+    pub requirements: Option<serde_json::Value>,
+    /// `spending_controls` (writable).
+    #[sequin(api = "spending_controls", ty = "json", access = "writable")]
+    pub spending_controls: Option<serde_json::Value>,
+    /// `status` (writable).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "writable",
+        values("active", "blocked", "inactive")
+    )]
+    pub status: Option<String>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        values("company", "individual")
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `issuing.card` record (table `issuing_card`).
+///
+/// You can create physical or virtual cards that are issued to cardholders.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_card", api_name = "issuing.card")]
+pub struct IssuingCard {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `brand` (read-only).
+    #[sequin(api = "brand", ty = "string", access = "read_only")]
+    pub brand: Option<String>,
+    /// `cancellation_reason` (read-only).
+    #[sequin(
+        api = "cancellation_reason",
+        ty = "string",
+        access = "read_only",
+        values("design_rejected", "lost", "stolen")
+    )]
+    pub cancellation_reason: Option<String>,
+    /// `cardholder` (read-only).
+    #[sequin(api = "cardholder", ty = "json", access = "read_only")]
+    pub cardholder: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `cvc` (read-only).
+    #[sequin(api = "cvc", ty = "string", access = "read_only")]
+    pub cvc: Option<String>,
+    /// `exp_month` (read-only).
+    #[sequin(api = "exp_month", ty = "integer", access = "read_only")]
+    pub exp_month: Option<i64>,
+    /// `exp_year` (read-only).
+    #[sequin(api = "exp_year", ty = "integer", access = "read_only")]
+    pub exp_year: Option<i64>,
+    /// `financial_account` (create-only).
+    #[sequin(api = "financial_account", ty = "string", access = "create_only")]
+    pub financial_account: Option<String>,
+    /// `last4` (read-only).
+    #[sequin(api = "last4", ty = "string", access = "read_only")]
+    pub last4: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `number` (read-only).
+    #[sequin(api = "number", ty = "string", access = "read_only")]
+    pub number: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.card")
+    )]
+    pub object: Option<String>,
+    /// `replaced_by` (read-only).
+    #[sequin(api = "replaced_by", ty = "string", access = "read_only")]
+    pub replaced_by: Option<String>,
+    /// `replacement_for` (create-only).
+    #[sequin(
+        api = "replacement_for",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub replacement_for: Option<String>,
+    /// `replacement_reason` (create-only).
+    #[sequin(
+        api = "replacement_reason",
+        ty = "string",
+        access = "create_only",
+        values("damaged", "expired", "lost", "stolen")
+    )]
+    pub replacement_reason: Option<String>,
+    /// `shipping` (create-only).
+    #[sequin(api = "shipping", ty = "json", access = "create_only")]
+    pub shipping: Option<serde_json::Value>,
+    /// `spending_controls` (writable).
+    #[sequin(api = "spending_controls", ty = "json", access = "writable")]
+    pub spending_controls: Option<serde_json::Value>,
+    /// `status` (writable).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "writable",
+        values("active", "canceled", "inactive")
+    )]
+    pub status: Option<String>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        values("physical", "virtual")
+    )]
+    pub r#type: Option<String>,
+    /// `wallets` (read-only).
+    #[sequin(api = "wallets", ty = "json", access = "read_only")]
+    pub wallets: Option<serde_json::Value>,
+}
+
+/// A Stripe `issuing.dispute` record (table `issuing_dispute`).
+///
+/// As a card issuer, you can dispute transactions that the cardholder does not recognize, suspects to be fraudulent, or has other issues with.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_dispute", api_name = "issuing.dispute")]
+pub struct IssuingDispute {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (writable).
+    #[sequin(api = "amount", ty = "integer", access = "writable")]
+    pub amount: Option<i64>,
+    /// `balance_transactions` (read-only).
+    #[sequin(api = "balance_transactions", ty = "json", access = "read_only")]
+    pub balance_transactions: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `evidence` (writable).
+    #[sequin(api = "evidence", ty = "json", access = "writable")]
+    pub evidence: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.dispute")
+    )]
+    pub object: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("expired", "lost", "submitted", "unsubmitted", "won")
+    )]
+    pub status: Option<String>,
+    /// `transaction` (create-only).
+    #[sequin(
+        api = "transaction",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub transaction: Option<String>,
+    /// `treasury` (create-only).
+    #[sequin(api = "treasury", ty = "json", access = "create_only")]
+    pub treasury: Option<serde_json::Value>,
+}
+
+/// A Stripe `issuing.settlement` record (table `issuing_settlement`).
+///
+/// When a non-stripe BIN is used, any use of an issued card must be settled directly with the card network.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_settlement", api_name = "issuing.settlement")]
+pub struct IssuingSettlement {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `bin` (read-only).
+    #[sequin(api = "bin", ty = "string", access = "read_only")]
+    pub bin: Option<String>,
+    /// `clearing_date` (read-only).
+    #[sequin(api = "clearing_date", ty = "integer", access = "read_only")]
+    pub clearing_date: Option<i64>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `interchange_fees` (read-only).
+    #[sequin(api = "interchange_fees", ty = "integer", access = "read_only")]
+    pub interchange_fees: Option<i64>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (read-only).
+    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `net_total` (read-only).
+    #[sequin(api = "net_total", ty = "integer", access = "read_only")]
+    pub net_total: Option<i64>,
+    /// `network` (read-only).
+    #[sequin(api = "network", ty = "string", access = "read_only", values("visa"))]
+    pub network: Option<String>,
+    /// `network_fees` (read-only).
+    #[sequin(api = "network_fees", ty = "integer", access = "read_only")]
+    pub network_fees: Option<i64>,
+    /// `network_settlement_identifier` (read-only).
+    #[sequin(
+        api = "network_settlement_identifier",
+        ty = "string",
+        access = "read_only"
+    )]
+    pub network_settlement_identifier: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.settlement")
+    )]
+    pub object: Option<String>,
+    /// `settlement_service` (read-only).
+    #[sequin(api = "settlement_service", ty = "string", access = "read_only")]
+    pub settlement_service: Option<String>,
+    /// `transaction_count` (read-only).
+    #[sequin(api = "transaction_count", ty = "integer", access = "read_only")]
+    pub transaction_count: Option<i64>,
+    /// `transaction_volume` (read-only).
+    #[sequin(api = "transaction_volume", ty = "integer", access = "read_only")]
+    pub transaction_volume: Option<i64>,
+}
+
+/// A Stripe `issuing.transaction` record (table `issuing_transaction`).
+///
+/// Any use of an issued card that results in funds entering or leaving your Stripe account, such as a completed purchase or refund, is represented by an Issuing `Transaction` object.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "issuing_transaction", api_name = "issuing.transaction")]
+pub struct IssuingTransaction {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `amount_details` (read-only).
+    #[sequin(api = "amount_details", ty = "json", access = "read_only")]
+    pub amount_details: Option<serde_json::Value>,
+    /// `authorization` (read-only).
+    #[sequin(api = "authorization", ty = "string", access = "read_only")]
+    pub authorization: Option<String>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `card` (read-only).
+    #[sequin(api = "card", ty = "string", access = "read_only")]
+    pub card: Option<String>,
+    /// `cardholder` (read-only).
+    #[sequin(api = "cardholder", ty = "string", access = "read_only")]
+    pub cardholder: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `dispute` (read-only).
+    #[sequin(api = "dispute", ty = "string", access = "read_only")]
+    pub dispute: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `merchant_amount` (read-only).
+    #[sequin(api = "merchant_amount", ty = "integer", access = "read_only")]
+    pub merchant_amount: Option<i64>,
+    /// `merchant_currency` (read-only).
+    #[sequin(api = "merchant_currency", ty = "string", access = "read_only")]
+    pub merchant_currency: Option<String>,
+    /// `merchant_data` (read-only).
+    #[sequin(api = "merchant_data", ty = "json", access = "read_only")]
+    pub merchant_data: Option<serde_json::Value>,
+    /// `metadata` (read-only).
+    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("issuing.transaction")
+    )]
+    pub object: Option<String>,
+    /// `purchase_details` (read-only).
+    #[sequin(api = "purchase_details", ty = "json", access = "read_only")]
+    pub purchase_details: Option<serde_json::Value>,
+    /// `treasury` (read-only).
+    #[sequin(api = "treasury", ty = "json", access = "read_only")]
+    pub treasury: Option<serde_json::Value>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("capture", "refund")
+    )]
+    pub r#type: Option<String>,
+    /// `wallet` (read-only).
+    #[sequin(
+        api = "wallet",
+        ty = "string",
+        access = "read_only",
+        values("apple_pay", "google_pay", "samsung_pay")
+    )]
+    pub wallet: Option<String>,
+}
+
+/// A Stripe `payment_link` record (table `payment_link`).
+///
+/// A payment link is a shareable URL that will take your customers to a hosted payment page.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "payment_link", api_name = "payment_link")]
+pub struct PaymentLink {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `active` (read-only).
+    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    pub active: Option<bool>,
+    /// `after_completion` (writable).
+    #[sequin(api = "after_completion", ty = "json", access = "writable")]
+    pub after_completion: Option<serde_json::Value>,
+    /// `allow_promotion_codes` (writable).
+    #[sequin(api = "allow_promotion_codes", ty = "boolean", access = "writable")]
+    pub allow_promotion_codes: Option<bool>,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `application_fee_amount` (create-only).
+    #[sequin(api = "application_fee_amount", ty = "integer", access = "create_only")]
+    pub application_fee_amount: Option<i64>,
+    /// `application_fee_percent` (create-only).
+    #[sequin(
+        api = "application_fee_percent",
+        ty = "decimal",
+        access = "create_only"
+    )]
+    pub application_fee_percent: Option<Decimal>,
+    /// `automatic_tax` (writable).
+    #[sequin(api = "automatic_tax", ty = "json", access = "writable")]
+    pub automatic_tax: Option<serde_json::Value>,
+    /// `billing_address_collection` (writable).
+    #[sequin(
+        api = "billing_address_collection",
+        ty = "string",
+        access = "writable",
+        values("auto", "required")
+    )]
+    pub billing_address_collection: Option<String>,
+    /// `consent_collection` (create-only).
+    #[sequin(api = "consent_collection", ty = "json", access = "create_only")]
+    pub consent_collection: Option<serde_json::Value>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `custom_fields` (writable).
+    #[sequin(api = "custom_fields", ty = "json", access = "writable")]
+    pub custom_fields: Option<serde_json::Value>,
+    /// `custom_text` (writable).
+    #[sequin(api = "custom_text", ty = "json", access = "writable")]
+    pub custom_text: Option<serde_json::Value>,
+    /// `customer_creation` (writable).
+    #[sequin(
+        api = "customer_creation",
+        ty = "string",
+        access = "writable",
+        values("always", "if_required")
+    )]
+    pub customer_creation: Option<String>,
+    /// `invoice_creation` (writable).
+    #[sequin(api = "invoice_creation", ty = "json", access = "writable")]
+    pub invoice_creation: Option<serde_json::Value>,
+    /// `line_items` (writable).
+    #[sequin(
+        api = "line_items",
+        ty = "json",
+        access = "writable",
+        required_on_create
+    )]
+    pub line_items: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("payment_link")
+    )]
+    pub object: Option<String>,
+    /// `on_behalf_of` (create-only).
+    #[sequin(api = "on_behalf_of", ty = "string", access = "create_only")]
+    pub on_behalf_of: Option<String>,
+    /// `payment_intent_data` (create-only).
+    #[sequin(api = "payment_intent_data", ty = "json", access = "create_only")]
+    pub payment_intent_data: Option<serde_json::Value>,
+    /// `payment_method_collection` (writable).
+    #[sequin(
+        api = "payment_method_collection",
+        ty = "string",
+        access = "writable",
+        values("always", "if_required")
+    )]
+    pub payment_method_collection: Option<String>,
+    /// `payment_method_types` (writable).
+    #[sequin(api = "payment_method_types", ty = "string_array", access = "writable")]
+    pub payment_method_types: Option<Vec<String>>,
+    /// `phone_number_collection` (create-only).
+    #[sequin(api = "phone_number_collection", ty = "json", access = "create_only")]
+    pub phone_number_collection: Option<serde_json::Value>,
+    /// `shipping_address_collection` (writable).
+    #[sequin(api = "shipping_address_collection", ty = "json", access = "writable")]
+    pub shipping_address_collection: Option<serde_json::Value>,
+    /// `shipping_options` (create-only).
+    #[sequin(api = "shipping_options", ty = "json", access = "create_only")]
+    pub shipping_options: Option<serde_json::Value>,
+    /// `submit_type` (create-only).
+    #[sequin(
+        api = "submit_type",
+        ty = "string",
+        access = "create_only",
+        values("auto", "book", "donate", "pay")
+    )]
+    pub submit_type: Option<String>,
+    /// `subscription_data` (create-only).
+    #[sequin(api = "subscription_data", ty = "json", access = "create_only")]
+    pub subscription_data: Option<serde_json::Value>,
+    /// `tax_id_collection` (create-only).
+    #[sequin(api = "tax_id_collection", ty = "json", access = "create_only")]
+    pub tax_id_collection: Option<serde_json::Value>,
+    /// `transfer_data` (create-only).
+    #[sequin(api = "transfer_data", ty = "json", access = "create_only")]
+    pub transfer_data: Option<serde_json::Value>,
+    /// `url` (read-only).
+    #[sequin(api = "url", ty = "string", access = "read_only")]
+    pub url: Option<String>,
+}
+
+/// A Stripe `payment_method_domain` record (table `payment_method_domain`).
+///
+/// A payment method domain represents a web domain that you have registered with Stripe.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "payment_method_domain", api_name = "payment_method_domain")]
+pub struct PaymentMethodDomain {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `apple_pay` (read-only).
+    #[sequin(api = "apple_pay", ty = "json", access = "read_only")]
+    pub apple_pay: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `domain_name` (create-only).
+    #[sequin(
+        api = "domain_name",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub domain_name: Option<String>,
+    /// `enabled` (writable).
+    #[sequin(api = "enabled", ty = "boolean", access = "writable")]
+    pub enabled: Option<bool>,
+    /// `google_pay` (read-only).
+    #[sequin(api = "google_pay", ty = "json", access = "read_only")]
+    pub google_pay: Option<serde_json::Value>,
+    /// `link` (read-only).
+    #[sequin(api = "link", ty = "json", access = "read_only")]
+    pub link: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("payment_method_domain")
+    )]
+    pub object: Option<String>,
+    /// `paypal` (read-only).
+    #[sequin(api = "paypal", ty = "json", access = "read_only")]
+    pub paypal: Option<serde_json::Value>,
+}
+
+/// A Stripe `payment_method` record (table `payment_method`).
+///
+/// PaymentMethod objects represent your customer's payment instruments.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "payment_method", api_name = "payment_method")]
+pub struct PaymentMethod {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `acss_debit` (create-only).
+    #[sequin(api = "acss_debit", ty = "json", access = "create_only")]
+    pub acss_debit: Option<serde_json::Value>,
+    /// `affirm` (create-only).
+    #[sequin(api = "affirm", ty = "json", access = "create_only")]
+    pub affirm: Option<serde_json::Value>,
+    /// `afterpay_clearpay` (create-only).
+    #[sequin(api = "afterpay_clearpay", ty = "json", access = "create_only")]
+    pub afterpay_clearpay: Option<serde_json::Value>,
+    /// `alipay` (create-only).
+    #[sequin(api = "alipay", ty = "json", access = "create_only")]
+    pub alipay: Option<serde_json::Value>,
+    /// `au_becs_debit` (create-only).
+    #[sequin(api = "au_becs_debit", ty = "json", access = "create_only")]
+    pub au_becs_debit: Option<serde_json::Value>,
+    /// `bacs_debit` (create-only).
+    #[sequin(api = "bacs_debit", ty = "json", access = "create_only")]
+    pub bacs_debit: Option<serde_json::Value>,
+    /// `bancontact` (create-only).
+    #[sequin(api = "bancontact", ty = "json", access = "create_only")]
+    pub bancontact: Option<serde_json::Value>,
+    /// `billing_details` (writable).
+    #[sequin(api = "billing_details", ty = "json", access = "writable")]
+    pub billing_details: Option<serde_json::Value>,
+    /// `blik` (create-only).
+    #[sequin(api = "blik", ty = "json", access = "create_only")]
+    pub blik: Option<serde_json::Value>,
+    /// `boleto` (create-only).
+    #[sequin(api = "boleto", ty = "json", access = "create_only")]
+    pub boleto: Option<serde_json::Value>,
+    /// `card` (writable).
+    #[sequin(api = "card", ty = "json", access = "writable")]
+    pub card: Option<serde_json::Value>,
+    /// `card_present` (read-only).
+    #[sequin(api = "card_present", ty = "json", access = "read_only")]
+    pub card_present: Option<serde_json::Value>,
+    /// `cashapp` (create-only).
+    #[sequin(api = "cashapp", ty = "json", access = "create_only")]
+    pub cashapp: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `customer` (create-only).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `customer_balance` (create-only).
+    #[sequin(api = "customer_balance", ty = "json", access = "create_only")]
+    pub customer_balance: Option<serde_json::Value>,
+    /// `eps` (create-only).
+    #[sequin(api = "eps", ty = "json", access = "create_only")]
+    pub eps: Option<serde_json::Value>,
+    /// `fpx` (create-only).
+    #[sequin(api = "fpx", ty = "json", access = "create_only")]
+    pub fpx: Option<serde_json::Value>,
+    /// `giropay` (create-only).
+    #[sequin(api = "giropay", ty = "json", access = "create_only")]
+    pub giropay: Option<serde_json::Value>,
+    /// `grabpay` (create-only).
+    #[sequin(api = "grabpay", ty = "json", access = "create_only")]
+    pub grabpay: Option<serde_json::Value>,
+    /// `ideal` (create-only).
+    #[sequin(api = "ideal", ty = "json", access = "create_only")]
+    pub ideal: Option<serde_json::Value>,
+    /// `interac_present` (create-only).
+    #[sequin(api = "interac_present", ty = "json", access = "create_only")]
+    pub interac_present: Option<serde_json::Value>,
+    /// `klarna` (create-only).
+    #[sequin(api = "klarna", ty = "json", access = "create_only")]
+    pub klarna: Option<serde_json::Value>,
+    /// `konbini` (create-only).
+    #[sequin(api = "konbini", ty = "json", access = "create_only")]
+    pub konbini: Option<serde_json::Value>,
+    /// `link` (writable).
+    #[sequin(api = "link", ty = "json", access = "writable")]
+    pub link: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("payment_method")
+    )]
+    pub object: Option<String>,
+    /// `oxxo` (create-only).
+    #[sequin(api = "oxxo", ty = "json", access = "create_only")]
+    pub oxxo: Option<serde_json::Value>,
+    /// `p24` (create-only).
+    #[sequin(api = "p24", ty = "json", access = "create_only")]
+    pub p24: Option<serde_json::Value>,
+    /// `paynow` (create-only).
+    #[sequin(api = "paynow", ty = "json", access = "create_only")]
+    pub paynow: Option<serde_json::Value>,
+    /// `paypal` (create-only).
+    #[sequin(api = "paypal", ty = "json", access = "create_only")]
+    pub paypal: Option<serde_json::Value>,
+    /// `pix` (create-only).
+    #[sequin(api = "pix", ty = "json", access = "create_only")]
+    pub pix: Option<serde_json::Value>,
+    /// `promptpay` (create-only).
+    #[sequin(api = "promptpay", ty = "json", access = "create_only")]
+    pub promptpay: Option<serde_json::Value>,
+    /// `radar_options` (create-only).
+    #[sequin(api = "radar_options", ty = "json", access = "create_only")]
+    pub radar_options: Option<serde_json::Value>,
+    /// `sepa_debit` (create-only).
+    #[sequin(api = "sepa_debit", ty = "json", access = "create_only")]
+    pub sepa_debit: Option<serde_json::Value>,
+    /// `sofort` (create-only).
+    #[sequin(api = "sofort", ty = "json", access = "create_only")]
+    pub sofort: Option<serde_json::Value>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        values(
+            "acss_debit",
+            "affirm",
+            "afterpay_clearpay",
+            "alipay",
+            "au_becs_debit",
+            "bacs_debit",
+            "bancontact",
+            "blik",
+            "boleto",
+            "card",
+            "card_present",
+            "cashapp",
+            "customer_balance",
+            "eps",
+            "fpx",
+            "giropay",
+            "grabpay",
+            "ideal",
+            "interac_present",
+            "klarna",
+            "konbini",
+            "link",
+            "oxxo",
+            "p24",
+            "paynow",
+            "paypal",
+            "pix",
+            "promptpay",
+            "sepa_debit",
+            "sofort",
+            "us_bank_account",
+            "wechat_pay",
+            "zip"
+        )
+    )]
+    pub r#type: Option<String>,
+    /// `us_bank_account` (writable).
+    #[sequin(api = "us_bank_account", ty = "json", access = "writable")]
+    pub us_bank_account: Option<serde_json::Value>,
+    /// `wechat_pay` (create-only).
+    #[sequin(api = "wechat_pay", ty = "json", access = "create_only")]
+    pub wechat_pay: Option<serde_json::Value>,
+    /// `zip` (create-only).
+    #[sequin(api = "zip", ty = "json", access = "create_only")]
+    pub zip: Option<serde_json::Value>,
+}
+
+/// A Stripe `payout` record (table `payout`).
+///
+/// A `Payout` object is created when you receive funds from Stripe, or when you initiate a payout to either a bank account or debit card of a connected Stripe account.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "payout", api_name = "payout")]
+pub struct Payout {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(
+        api = "amount",
+        ty = "integer",
+        access = "create_only",
+        required_on_create
+    )]
+    pub amount: Option<i64>,
+    /// `arrival_date` (read-only).
+    #[sequin(
+        api = "arrival_date",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub arrival_date: Option<Timestamp>,
+    /// `automatic` (read-only).
+    #[sequin(api = "automatic", ty = "boolean", access = "read_only")]
+    pub automatic: Option<bool>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `description` (create-only).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub description: Option<String>,
+    /// `destination` (create-only).
+    #[sequin(api = "destination", ty = "string", access = "create_only")]
+    pub destination: Option<String>,
+    /// `failure_balance_transaction` (read-only).
+    #[sequin(
+        api = "failure_balance_transaction",
+        ty = "string",
+        access = "read_only"
+    )]
+    pub failure_balance_transaction: Option<String>,
+    /// `failure_code` (read-only).
+    #[sequin(api = "failure_code", ty = "string", access = "read_only")]
+    pub failure_code: Option<String>,
+    /// `failure_message` (read-only).
+    #[sequin(api = "failure_message", ty = "string", access = "read_only")]
+    pub failure_message: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `method` (create-only).
+    #[sequin(
+        api = "method",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values("instant", "standard")
+    )]
+    pub method: Option<String>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("payout"))]
+    pub object: Option<String>,
+    /// `original_payout` (read-only).
+    #[sequin(api = "original_payout", ty = "string", access = "read_only")]
+    pub original_payout: Option<String>,
+    /// `reconciliation_status` (read-only).
+    #[sequin(
+        api = "reconciliation_status",
+        ty = "string",
+        access = "read_only",
+        values("completed", "in_progress", "not_applicable")
+    )]
+    pub reconciliation_status: Option<String>,
+    /// `reversed_by` (read-only).
+    #[sequin(api = "reversed_by", ty = "string", access = "read_only")]
+    pub reversed_by: Option<String>,
+    /// `source_type` (create-only).
+    #[sequin(
+        api = "source_type",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values("bank_account", "card", "fpx")
+    )]
+    pub source_type: Option<String>,
+    /// `statement_descriptor` (create-only).
+    #[sequin(
+        api = "statement_descriptor",
+        ty = "string",
+        access = "create_only",
+        max_length = 22
+    )]
+    pub statement_descriptor: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("bank_account", "card")
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `plan` record (table `plan`).
+///
+/// You can now model subscriptions more flexibly using the Prices API.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "plan", api_name = "plan")]
+pub struct Plan {
+    /// `id` (create-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        max_length = 5000
+    )]
+    pub id: String,
+    /// `active` (writable).
+    #[sequin(api = "active", ty = "boolean", access = "writable")]
+    pub active: Option<bool>,
+    /// `aggregate_usage` (create-only).
+    #[sequin(
+        api = "aggregate_usage",
+        ty = "string",
+        access = "create_only",
+        values("last_during_period", "last_ever", "max", "sum")
+    )]
+    pub aggregate_usage: Option<String>,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `amount_decimal` (create-only).
+    #[sequin(api = "amount_decimal", ty = "decimal", access = "create_only")]
+    pub amount_decimal: Option<Decimal>,
+    /// `billing_scheme` (create-only).
+    #[sequin(
+        api = "billing_scheme",
+        ty = "string",
+        access = "create_only",
+        values("per_unit", "tiered")
+    )]
+    pub billing_scheme: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `interval` (create-only).
+    #[sequin(
+        api = "interval",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        values("day", "month", "week", "year")
+    )]
+    pub interval: Option<String>,
+    /// `interval_count` (create-only).
+    #[sequin(api = "interval_count", ty = "integer", access = "create_only")]
+    pub interval_count: Option<i64>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `nickname` (writable).
+    #[sequin(
+        api = "nickname",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub nickname: Option<String>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("plan"))]
+    pub object: Option<String>,
+    /// `product` (writable).
+    #[sequin(api = "product", ty = "string", access = "writable", max_length = 5000)]
+    pub product: Option<String>,
+    /// `tiers` (create-only).
+    #[sequin(api = "tiers", ty = "json", access = "create_only")]
+    pub tiers: Option<serde_json::Value>,
+    /// `tiers_mode` (create-only).
+    #[sequin(
+        api = "tiers_mode",
+        ty = "string",
+        access = "create_only",
+        values("graduated", "volume")
+    )]
+    pub tiers_mode: Option<String>,
+    /// `transform_usage` (create-only).
+    #[sequin(api = "transform_usage", ty = "json", access = "create_only")]
+    pub transform_usage: Option<serde_json::Value>,
+    /// `trial_period_days` (writable).
+    #[sequin(api = "trial_period_days", ty = "integer", access = "writable")]
+    pub trial_period_days: Option<i64>,
+    /// `usage_type` (create-only).
+    #[sequin(
+        api = "usage_type",
+        ty = "string",
+        access = "create_only",
+        values("licensed", "metered")
+    )]
+    pub usage_type: Option<String>,
+}
+
+/// A Stripe `promotion_code` record (table `promotion_code`).
+///
+/// A Promotion Code represents a customer-redeemable code for a coupon.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "promotion_code", api_name = "promotion_code")]
+pub struct PromotionCode {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `active` (writable).
+    #[sequin(api = "active", ty = "boolean", access = "writable")]
+    pub active: Option<bool>,
+    /// `code` (create-only).
+    #[sequin(api = "code", ty = "string", access = "create_only", max_length = 500)]
+    pub code: Option<String>,
+    /// `coupon` (read-only).
+    #[sequin(api = "coupon", ty = "json", access = "read_only")]
+    pub coupon: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `customer` (create-only).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `expires_at` (create-only).
+    #[sequin(
+        api = "expires_at",
+        ty = "timestamp",
+        access = "create_only",
+        time_format = "unix_seconds"
+    )]
+    pub expires_at: Option<Timestamp>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `max_redemptions` (create-only).
+    #[sequin(api = "max_redemptions", ty = "integer", access = "create_only")]
+    pub max_redemptions: Option<i64>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("promotion_code")
+    )]
+    pub object: Option<String>,
+    /// `restrictions` (writable).
+    #[sequin(api = "restrictions", ty = "json", access = "writable")]
+    pub restrictions: Option<serde_json::Value>,
+    /// `times_redeemed` (read-only).
+    #[sequin(api = "times_redeemed", ty = "integer", access = "read_only")]
+    pub times_redeemed: Option<i64>,
+}
+
+/// A Stripe `quote` record (table `quote`).
+///
+/// A Quote is a way to model prices that you'd like to provide to a customer.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote", api_name = "quote")]
+pub struct Quote {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `application_fee_amount` (writable).
+    #[sequin(api = "application_fee_amount", ty = "integer", access = "writable")]
+    pub application_fee_amount: Option<i64>,
+    /// `application_fee_percent` (writable).
+    #[sequin(api = "application_fee_percent", ty = "decimal", access = "writable")]
+    pub application_fee_percent: Option<Decimal>,
+    /// `automatic_tax` (writable).
+    #[sequin(api = "automatic_tax", ty = "json", access = "writable")]
+    pub automatic_tax: Option<serde_json::Value>,
+    /// `collection_method` (writable).
+    #[sequin(
+        api = "collection_method",
+        ty = "string",
+        access = "writable",
+        values("charge_automatically", "send_invoice")
+    )]
+    pub collection_method: Option<String>,
+    /// `computed` (read-only).
+    #[sequin(api = "computed", ty = "json", access = "read_only")]
+    pub computed: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `customer` (writable).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `default_tax_rates` (writable).
+    #[sequin(api = "default_tax_rates", ty = "json", access = "writable")]
+    pub default_tax_rates: Option<serde_json::Value>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 500
+    )]
+    pub description: Option<String>,
+    /// `discounts` (writable).
+    #[sequin(api = "discounts", ty = "json", access = "writable")]
+    pub discounts: Option<serde_json::Value>,
+    /// `expires_at` (writable).
+    #[sequin(
+        api = "expires_at",
+        ty = "timestamp",
+        access = "writable",
+        time_format = "unix_seconds"
+    )]
+    pub expires_at: Option<Timestamp>,
+    /// `footer` (writable).
+    #[sequin(api = "footer", ty = "string", access = "writable", max_length = 500)]
+    pub footer: Option<String>,
+    /// `from_quote` (create-only).
+    #[sequin(api = "from_quote", ty = "json", access = "create_only")]
+    pub from_quote: Option<serde_json::Value>,
+    /// `header` (writable).
+    #[sequin(api = "header", ty = "string", access = "writable", max_length = 50)]
+    pub header: Option<String>,
+    /// `invoice` (read-only).
+    #[sequin(api = "invoice", ty = "string", access = "read_only")]
+    pub invoice: Option<String>,
+    /// `invoice_settings` (writable).
+    #[sequin(api = "invoice_settings", ty = "json", access = "writable")]
+    pub invoice_settings: Option<serde_json::Value>,
+    /// `line_items` (writable).
+    #[sequin(api = "line_items", ty = "json", access = "writable")]
+    pub line_items: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `number` (read-only).
+    #[sequin(api = "number", ty = "string", access = "read_only")]
+    pub number: Option<String>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("quote"))]
+    pub object: Option<String>,
+    /// `on_behalf_of` (writable).
+    #[sequin(api = "on_behalf_of", ty = "string", access = "writable")]
+    pub on_behalf_of: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("accepted", "canceled", "draft", "open")
+    )]
+    pub status: Option<String>,
+    /// `status_transitions` (read-only).
+    #[sequin(api = "status_transitions", ty = "json", access = "read_only")]
+    pub status_transitions: Option<serde_json::Value>,
+    /// `subscription` (read-only).
+    #[sequin(api = "subscription", ty = "string", access = "read_only")]
+    pub subscription: Option<String>,
+    /// `subscription_data` (writable).
+    #[sequin(api = "subscription_data", ty = "json", access = "writable")]
+    pub subscription_data: Option<serde_json::Value>,
+    /// `subscription_schedule` (read-only).
+    #[sequin(api = "subscription_schedule", ty = "string", access = "read_only")]
+    pub subscription_schedule: Option<String>,
+    /// `test_clock` (create-only).
+    #[sequin(
+        api = "test_clock",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub test_clock: Option<String>,
+    /// `total_details` (read-only).
+    #[sequin(api = "total_details", ty = "json", access = "read_only")]
+    pub total_details: Option<serde_json::Value>,
+    /// `transfer_data` (writable).
+    #[sequin(api = "transfer_data", ty = "json", access = "writable")]
+    pub transfer_data: Option<serde_json::Value>,
+}
+
+/// A Stripe `radar.early_fraud_warning` record (table `radar_early_fraud_warning`).
+///
+/// An early fraud warning indicates that the card issuer has notified us that a charge may be fraudulent.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "radar_early_fraud_warning",
+    api_name = "radar.early_fraud_warning"
+)]
+pub struct RadarEarlyFraudWarning {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `actionable` (read-only).
+    #[sequin(api = "actionable", ty = "boolean", access = "read_only")]
+    pub actionable: Option<bool>,
+    /// `charge` (read-only).
+    #[sequin(api = "charge", ty = "string", access = "read_only")]
+    pub charge: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `fraud_type` (read-only).
+    #[sequin(api = "fraud_type", ty = "string", access = "read_only")]
+    pub fraud_type: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("radar.early_fraud_warning")
+    )]
+    pub object: Option<String>,
+    /// `payment_intent` (read-only).
+    #[sequin(api = "payment_intent", ty = "string", access = "read_only")]
+    pub payment_intent: Option<String>,
+}
+
+/// A Stripe `radar.value_list` record (table `radar_value_list`).
+///
+/// Value lists allow you to group values together which can then be referenced in rules.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "radar_value_list", api_name = "radar.value_list")]
+pub struct RadarValueList {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `alias` (writable).
+    #[sequin(
+        api = "alias",
+        ty = "string",
+        access = "writable",
+        required_on_create,
+        max_length = 100
+    )]
+    pub alias: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `created_by` (read-only).
+    #[sequin(api = "created_by", ty = "string", access = "read_only")]
+    pub created_by: Option<String>,
+    /// `item_type` (create-only).
+    #[sequin(
+        api = "item_type",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values(
+            "card_bin",
+            "card_fingerprint",
+            "case_sensitive_string",
+            "country",
+            "customer_id",
+            "email",
+            "ip_address",
+            "sepa_debit_fingerprint",
+            "string",
+            "us_bank_account_fingerprint"
+        )
+    )]
+    pub item_type: Option<String>,
+    /// `list_items` (read-only).
+    #[sequin(api = "list_items", ty = "json", access = "read_only")]
+    pub list_items: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `name` (writable).
+    #[sequin(
+        api = "name",
+        ty = "string",
+        access = "writable",
+        required_on_create,
+        max_length = 100
+    )]
+    pub name: Option<String>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("radar.value_list")
+    )]
+    pub object: Option<String>,
+}
+
+/// A Stripe `refund` record (table `refund`).
+///
+/// `Refund` objects allow you to refund a charge that has previously been created but not yet refunded.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "refund", api_name = "refund")]
+pub struct Refund {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `charge` (create-only).
+    #[sequin(
+        api = "charge",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub charge: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `failure_balance_transaction` (read-only).
+    #[sequin(
+        api = "failure_balance_transaction",
+        ty = "string",
+        access = "read_only"
+    )]
+    pub failure_balance_transaction: Option<String>,
+    /// `failure_reason` (read-only).
+    #[sequin(api = "failure_reason", ty = "string", access = "read_only")]
+    pub failure_reason: Option<String>,
+    /// `instructions_email` (create-only).
+    #[sequin(
+        api = "instructions_email",
+        ty = "string",
+        access = "create_only",
+        format = "email"
+    )]
+    pub instructions_email: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `next_action` (read-only).
+    #[sequin(api = "next_action", ty = "json", access = "read_only")]
+    pub next_action: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("refund"))]
+    pub object: Option<String>,
+    /// `payment_intent` (create-only).
+    #[sequin(
+        api = "payment_intent",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub payment_intent: Option<String>,
+    /// `reason` (create-only).
+    #[sequin(
+        api = "reason",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values(
+            "duplicate",
+            "expired_uncaptured_charge",
+            "fraudulent",
+            "requested_by_customer"
+        )
+    )]
+    pub reason: Option<String>,
+    /// `receipt_number` (read-only).
+    #[sequin(api = "receipt_number", ty = "string", access = "read_only")]
+    pub receipt_number: Option<String>,
+    /// `source_transfer_reversal` (read-only).
+    #[sequin(api = "source_transfer_reversal", ty = "string", access = "read_only")]
+    pub source_transfer_reversal: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `transfer_reversal` (read-only).
+    #[sequin(api = "transfer_reversal", ty = "string", access = "read_only")]
+    pub transfer_reversal: Option<String>,
+}
+
+/// A Stripe `reporting.report_run` record (table `reporting_report_run`).
+///
+/// The Report Run object represents an instance of a report type generated with specific run parameters.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "reporting_report_run", api_name = "reporting.report_run")]
+pub struct ReportingReportRun {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `error` (read-only).
+    #[sequin(api = "error", ty = "string", access = "read_only")]
+    pub error: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("reporting.report_run")
+    )]
+    pub object: Option<String>,
+    /// `parameters` (create-only).
+    #[sequin(api = "parameters", ty = "json", access = "create_only")]
+    pub parameters: Option<serde_json::Value>,
+    /// `report_type` (create-only).
+    #[sequin(
+        api = "report_type",
+        ty = "string",
+        access = "create_only",
+        required_on_create
+    )]
+    pub report_type: Option<String>,
+    /// `result` (read-only).
+    #[sequin(api = "result", ty = "json", access = "read_only")]
+    pub result: Option<serde_json::Value>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `succeeded_at` (read-only).
+    #[sequin(
+        api = "succeeded_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub succeeded_at: Option<Timestamp>,
+}
+
+/// A Stripe `review` record (table `review`).
+///
+/// Reviews can be used to supplement automated fraud detection with human expertise.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "review", api_name = "review")]
+pub struct Review {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `billing_zip` (read-only).
+    #[sequin(api = "billing_zip", ty = "string", access = "read_only")]
+    pub billing_zip: Option<String>,
+    /// `charge` (read-only).
+    #[sequin(api = "charge", ty = "string", access = "read_only")]
+    pub charge: Option<String>,
+    /// `closed_reason` (read-only).
+    #[sequin(
+        api = "closed_reason",
+        ty = "string",
+        access = "read_only",
+        values("approved", "disputed", "redacted", "refunded", "refunded_as_fraud")
+    )]
+    pub closed_reason: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `ip_address` (read-only).
+    #[sequin(api = "ip_address", ty = "string", access = "read_only")]
+    pub ip_address: Option<String>,
+    /// `ip_address_location` (read-only).
+    #[sequin(api = "ip_address_location", ty = "json", access = "read_only")]
+    pub ip_address_location: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("review"))]
+    pub object: Option<String>,
+    /// `open` (read-only).
+    #[sequin(api = "open", ty = "boolean", access = "read_only")]
+    pub open: Option<bool>,
+    /// `opened_reason` (read-only).
+    #[sequin(
+        api = "opened_reason",
+        ty = "string",
+        access = "read_only",
+        values("manual", "rule")
+    )]
+    pub opened_reason: Option<String>,
+    /// `payment_intent` (read-only).
+    #[sequin(api = "payment_intent", ty = "string", access = "read_only")]
+    pub payment_intent: Option<String>,
+    /// `reason` (read-only).
+    #[sequin(api = "reason", ty = "string", access = "read_only")]
+    pub reason: Option<String>,
+    /// `session` (read-only).
+    #[sequin(api = "session", ty = "json", access = "read_only")]
+    pub session: Option<serde_json::Value>,
+}
+
+/// A Stripe `setup_intent` record (table `setup_intent`).
+///
+/// A SetupIntent guides you through the process of setting up and saving a customer's payment credentials for future payments.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "setup_intent", api_name = "setup_intent")]
+pub struct SetupIntent {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `attach_to_self` (writable).
+    #[sequin(api = "attach_to_self", ty = "boolean", access = "writable")]
+    pub attach_to_self: Option<bool>,
+    /// `automatic_payment_methods` (create-only).
+    #[sequin(api = "automatic_payment_methods", ty = "json", access = "create_only")]
+    pub automatic_payment_methods: Option<serde_json::Value>,
+    /// `cancellation_reason` (read-only).
+    #[sequin(
+        api = "cancellation_reason",
+        ty = "string",
+        access = "read_only",
+        values("abandoned", "duplicate", "requested_by_customer")
+    )]
+    pub cancellation_reason: Option<String>,
+    /// `client_secret` (read-only).
+    #[sequin(api = "client_secret", ty = "string", access = "read_only")]
+    pub client_secret: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `customer` (writable).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 1000
+    )]
+    pub description: Option<String>,
+    /// `flow_directions` (writable).
+    #[sequin(api = "flow_directions", ty = "string_array", access = "writable")]
+    pub flow_directions: Option<Vec<String>>,
+    /// `last_setup_error` (read-only).
+    #[sequin(api = "last_setup_error", ty = "json", access = "read_only")]
+    pub last_setup_error: Option<serde_json::Value>,
+    /// `latest_attempt` (read-only).
+    #[sequin(api = "latest_attempt", ty = "string", access = "read_only")]
+    pub latest_attempt: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `mandate` (read-only).
+    #[sequin(api = "mandate", ty = "string", access = "read_only")]
+    pub mandate: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `next_action` (read-only).
+    #[sequin(api = "next_action", ty = "json", access = "read_only")]
+    pub next_action: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("setup_intent")
+    )]
+    pub object: Option<String>,
+    /// `on_behalf_of` (create-only).
+    #[sequin(api = "on_behalf_of", ty = "string", access = "create_only")]
+    pub on_behalf_of: Option<String>,
+    /// `payment_method` (writable).
+    #[sequin(
+        api = "payment_method",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub payment_method: Option<String>,
+    /// `payment_method_options` (writable).
+    #[sequin(api = "payment_method_options", ty = "json", access = "writable")]
+    pub payment_method_options: Option<serde_json::Value>,
+    /// `payment_method_types` (writable).
+    #[sequin(api = "payment_method_types", ty = "string_array", access = "writable")]
+    pub payment_method_types: Option<Vec<String>>,
+    /// `single_use_mandate` (read-only).
+    #[sequin(api = "single_use_mandate", ty = "string", access = "read_only")]
+    pub single_use_mandate: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values(
+            "canceled",
+            "processing",
+            "requires_action",
+            "requires_confirmation",
+            "requires_payment_method",
+            "succeeded"
+        )
+    )]
+    pub status: Option<String>,
+    /// `usage` (create-only).
+    #[sequin(
+        api = "usage",
+        ty = "string",
+        access = "create_only",
+        values("off_session", "on_session")
+    )]
+    pub usage: Option<String>,
+}
+
+/// A Stripe `shipping_rate` record (table `shipping_rate`).
+///
+/// Shipping rates describe the price of shipping presented to your customers and applied to a purchase.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "shipping_rate", api_name = "shipping_rate")]
+pub struct ShippingRate {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `active` (read-only).
+    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    pub active: Option<bool>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `delivery_estimate` (create-only).
+    #[sequin(api = "delivery_estimate", ty = "json", access = "create_only")]
+    pub delivery_estimate: Option<serde_json::Value>,
+    /// `display_name` (create-only).
+    #[sequin(
+        api = "display_name",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 100
+    )]
+    pub display_name: Option<String>,
+    /// `fixed_amount` (writable).
+    #[sequin(api = "fixed_amount", ty = "json", access = "writable")]
+    pub fixed_amount: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("shipping_rate")
+    )]
+    pub object: Option<String>,
+    /// `tax_behavior` (writable).
+    #[sequin(
+        api = "tax_behavior",
+        ty = "string",
+        access = "writable",
+        values("exclusive", "inclusive", "unspecified")
+    )]
+    pub tax_behavior: Option<String>,
+    /// `tax_code` (create-only).
+    #[sequin(api = "tax_code", ty = "string", access = "create_only")]
+    pub tax_code: Option<String>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        values("fixed_amount")
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `scheduled_query_run` record (table `scheduled_query_run`).
+///
+/// If you have scheduled a Sigma query, you'll receive a `sigma.scheduled_query_run.created` webhook each time the query runs.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "scheduled_query_run", api_name = "scheduled_query_run")]
+pub struct ScheduledQueryRun {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `data_load_time` (read-only).
+    #[sequin(
+        api = "data_load_time",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub data_load_time: Option<Timestamp>,
+    /// `error` (read-only).
+    #[sequin(api = "error", ty = "json", access = "read_only")]
+    pub error: Option<serde_json::Value>,
+    /// `file` (read-only).
+    #[sequin(api = "file", ty = "json", access = "read_only")]
+    pub file: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("scheduled_query_run")
+    )]
+    pub object: Option<String>,
+    /// `result_available_until` (read-only).
+    #[sequin(
+        api = "result_available_until",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub result_available_until: Option<Timestamp>,
+    /// `sql` (read-only).
+    #[sequin(api = "sql", ty = "string", access = "read_only")]
+    pub sql: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `title` (read-only).
+    #[sequin(api = "title", ty = "string", access = "read_only")]
+    pub title: Option<String>,
+}
+
+/// A Stripe `subscription_schedule` record (table `subscription_schedule`).
+///
+/// A subscription schedule allows you to create and manage the lifecycle of a subscription by predefining expected changes.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "subscription_schedule", api_name = "subscription_schedule")]
+pub struct SubscriptionSchedule {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `canceled_at` (read-only).
+    #[sequin(
+        api = "canceled_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub canceled_at: Option<Timestamp>,
+    /// `completed_at` (read-only).
+    #[sequin(
+        api = "completed_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub completed_at: Option<Timestamp>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `current_phase` (read-only).
+    #[sequin(api = "current_phase", ty = "json", access = "read_only")]
+    pub current_phase: Option<serde_json::Value>,
+    /// `customer` (create-only).
+    #[sequin(
+        api = "customer",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub customer: Option<String>,
+    /// `default_settings` (writable).
+    #[sequin(api = "default_settings", ty = "json", access = "writable")]
+    pub default_settings: Option<serde_json::Value>,
+    /// `end_behavior` (writable).
+    #[sequin(
+        api = "end_behavior",
+        ty = "string",
+        access = "writable",
+        values("cancel", "none", "release", "renew")
+    )]
+    pub end_behavior: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("subscription_schedule")
+    )]
+    pub object: Option<String>,
+    /// `phases` (writable).
+    #[sequin(api = "phases", ty = "json", access = "writable")]
+    pub phases: Option<serde_json::Value>,
+    /// `released_at` (read-only).
+    #[sequin(
+        api = "released_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub released_at: Option<Timestamp>,
+    /// `released_subscription` (read-only).
+    #[sequin(api = "released_subscription", ty = "string", access = "read_only")]
+    pub released_subscription: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("active", "canceled", "completed", "not_started", "released")
+    )]
+    pub status: Option<String>,
+    /// `subscription` (read-only).
+    #[sequin(api = "subscription", ty = "string", access = "read_only")]
+    pub subscription: Option<String>,
+    /// `test_clock` (read-only).
+    #[sequin(api = "test_clock", ty = "string", access = "read_only")]
+    pub test_clock: Option<String>,
+}
+
+/// A Stripe `terminal.configuration` record (table `terminal_configuration`).
+///
+/// A Configurations object represents how features should be configured for terminal readers.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "terminal_configuration", api_name = "terminal.configuration")]
+pub struct TerminalConfiguration {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `bbpos_wisepos_e` (writable).
+    #[sequin(api = "bbpos_wisepos_e", ty = "json", access = "writable")]
+    pub bbpos_wisepos_e: Option<serde_json::Value>,
+    /// `is_account_default` (read-only).
+    #[sequin(api = "is_account_default", ty = "boolean", access = "read_only")]
+    pub is_account_default: Option<bool>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("terminal.configuration")
+    )]
+    pub object: Option<String>,
+    /// `tipping` (writable).
+    #[sequin(api = "tipping", ty = "json", access = "writable")]
+    pub tipping: Option<serde_json::Value>,
+    /// `verifone_p400` (writable).
+    #[sequin(api = "verifone_p400", ty = "json", access = "writable")]
+    pub verifone_p400: Option<serde_json::Value>,
+}
+
+/// A Stripe `terminal.location` record (table `terminal_location`).
+///
+/// A Location represents a grouping of readers.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "terminal_location", api_name = "terminal.location")]
+pub struct TerminalLocation {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `address` (writable).
+    #[sequin(api = "address", ty = "json", access = "writable", required_on_create)]
+    pub address: Option<serde_json::Value>,
+    /// `configuration_overrides` (writable).
+    #[sequin(
+        api = "configuration_overrides",
+        ty = "string",
+        access = "writable",
+        max_length = 1000
+    )]
+    pub configuration_overrides: Option<String>,
+    /// `display_name` (writable).
+    #[sequin(
+        api = "display_name",
+        ty = "string",
+        access = "writable",
+        required_on_create,
+        max_length = 1000
+    )]
+    pub display_name: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("terminal.location")
+    )]
+    pub object: Option<String>,
+}
+
+/// A Stripe `terminal.reader` record (table `terminal_reader`).
+///
+/// A Reader represents a physical device for accepting payment details.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "terminal_reader", api_name = "terminal.reader")]
+pub struct TerminalReader {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `action` (read-only).
+    #[sequin(api = "action", ty = "json", access = "read_only")]
+    pub action: Option<serde_json::Value>,
+    /// `device_sw_version` (read-only).
+    #[sequin(api = "device_sw_version", ty = "string", access = "read_only")]
+    pub device_sw_version: Option<String>,
+    /// `device_type` (read-only).
+    #[sequin(
+        api = "device_type",
+        ty = "string",
+        access = "read_only",
+        values(
+            "bbpos_chipper2x",
+            "bbpos_wisepad3",
+            "bbpos_wisepos_e",
+            "simulated_wisepos_e",
+            "stripe_m2",
+            "verifone_P400"
+        )
+    )]
+    pub device_type: Option<String>,
+    /// `ip_address` (read-only).
+    #[sequin(api = "ip_address", ty = "string", access = "read_only")]
+    pub ip_address: Option<String>,
+    /// `label` (writable).
+    #[sequin(api = "label", ty = "string", access = "writable", max_length = 5000)]
+    pub label: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `location` (create-only).
+    #[sequin(
+        api = "location",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000
+    )]
+    pub location: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("terminal.reader")
+    )]
+    pub object: Option<String>,
+    /// `serial_number` (read-only).
+    #[sequin(api = "serial_number", ty = "string", access = "read_only")]
+    pub serial_number: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+}
+
+/// A Stripe `topup` record (table `topup`).
+///
+/// To top up your Stripe balance, you create a top-up object.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "topup", api_name = "topup")]
+pub struct Topup {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(
+        api = "amount",
+        ty = "integer",
+        access = "create_only",
+        required_on_create
+    )]
+    pub amount: Option<i64>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub description: Option<String>,
+    /// `expected_availability_date` (read-only).
+    #[sequin(
+        api = "expected_availability_date",
+        ty = "integer",
+        access = "read_only"
+    )]
+    pub expected_availability_date: Option<i64>,
+    /// `failure_code` (read-only).
+    #[sequin(api = "failure_code", ty = "string", access = "read_only")]
+    pub failure_code: Option<String>,
+    /// `failure_message` (read-only).
+    #[sequin(api = "failure_message", ty = "string", access = "read_only")]
+    pub failure_message: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("topup"))]
+    pub object: Option<String>,
+    /// `source` (read-only).
+    #[sequin(api = "source", ty = "json", access = "read_only")]
+    pub source: Option<serde_json::Value>,
+    /// `statement_descriptor` (create-only).
+    #[sequin(
+        api = "statement_descriptor",
+        ty = "string",
+        access = "create_only",
+        max_length = 15
+    )]
+    pub statement_descriptor: Option<String>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("canceled", "failed", "pending", "reversed", "succeeded")
+    )]
+    pub status: Option<String>,
+    /// `transfer_group` (create-only).
+    #[sequin(api = "transfer_group", ty = "string", access = "create_only")]
+    pub transfer_group: Option<String>,
+}
+
+/// A Stripe `transfer` record (table `transfer`).
+///
+/// A `Transfer` object is created when you move funds between Stripe accounts as part of Connect.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "transfer", api_name = "transfer")]
+pub struct Transfer {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `amount_reversed` (read-only).
+    #[sequin(api = "amount_reversed", ty = "integer", access = "read_only")]
+    pub amount_reversed: Option<i64>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub description: Option<String>,
+    /// `destination` (create-only).
+    #[sequin(
+        api = "destination",
+        ty = "string",
+        access = "create_only",
+        required_on_create
+    )]
+    pub destination: Option<String>,
+    /// `destination_payment` (read-only).
+    #[sequin(api = "destination_payment", ty = "string", access = "read_only")]
+    pub destination_payment: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("transfer")
+    )]
+    pub object: Option<String>,
+    /// `reversals` (read-only).
+    #[sequin(api = "reversals", ty = "json", access = "read_only")]
+    pub reversals: Option<serde_json::Value>,
+    /// `reversed` (read-only).
+    #[sequin(api = "reversed", ty = "boolean", access = "read_only")]
+    pub reversed: Option<bool>,
+    /// `source_transaction` (create-only).
+    #[sequin(api = "source_transaction", ty = "string", access = "create_only")]
+    pub source_transaction: Option<String>,
+    /// `source_type` (create-only).
+    #[sequin(
+        api = "source_type",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values("bank_account", "card", "fpx")
+    )]
+    pub source_type: Option<String>,
+    /// `transfer_group` (create-only).
+    #[sequin(api = "transfer_group", ty = "string", access = "create_only")]
+    pub transfer_group: Option<String>,
+}
+
+/// A Stripe `treasury.financial_account` record (table `treasury_financial_account`).
+///
+/// Stripe Treasury provides users with a container for money called a FinancialAccount that is separate from their Payments balance.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "treasury_financial_account",
+    api_name = "treasury.financial_account"
+)]
+pub struct TreasuryFinancialAccount {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `active_features` (read-only).
+    #[sequin(api = "active_features", ty = "string_array", access = "read_only")]
+    pub active_features: Option<Vec<String>>,
+    /// `balance` (read-only).
+    #[sequin(api = "balance", ty = "json", access = "read_only")]
+    pub balance: Option<serde_json::Value>,
+    /// `country` (read-only).
+    #[sequin(api = "country", ty = "string", access = "read_only")]
+    pub country: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `features` (writable).
+    #[sequin(api = "features", ty = "json", access = "writable")]
+    pub features: Option<serde_json::Value>,
+    /// `financial_addresses` (read-only).
+    #[sequin(api = "financial_addresses", ty = "json", access = "read_only")]
+    pub financial_addresses: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("treasury.financial_account")
+    )]
+    pub object: Option<String>,
+    /// `pending_features` (read-only).
+    #[sequin(api = "pending_features", ty = "string_array", access = "read_only")]
+    pub pending_features: Option<Vec<String>>,
+    /// `platform_restrictions` (writable).
+    #[sequin(api = "platform_restrictions", ty = "json", access = "writable")]
+    pub platform_restrictions: Option<serde_json::Value>,
+    /// `restricted_features` (read-only).
+    #[sequin(api = "restricted_features", ty = "string_array", access = "read_only")]
+    pub restricted_features: Option<Vec<String>>,
+    /// `status` (read-only).
+    #[sequin(
+        api = "status",
+        ty = "string",
+        access = "read_only",
+        values("closed", "open")
+    )]
+    pub status: Option<String>,
+    /// `status_details` (read-only).
+    #[sequin(api = "status_details", ty = "json", access = "read_only")]
+    pub status_details: Option<serde_json::Value>,
+    /// `supported_currencies` (create-only).
+    #[sequin(
+        api = "supported_currencies",
+        ty = "string_array",
+        access = "create_only",
+        required_on_create
+    )]
+    pub supported_currencies: Option<Vec<String>>,
+}
+
+/// A Stripe `webhook_endpoint` record (table `webhook_endpoint`).
+///
+/// You can configure webhook endpoints via the API to be notified about events that happen in your Stripe account or connected accounts.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "webhook_endpoint", api_name = "webhook_endpoint")]
+pub struct WebhookEndpoint {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `api_version` (create-only).
+    #[sequin(
+        api = "api_version",
+        ty = "string",
+        access = "create_only",
+        max_length = 5000,
+        values(
+            "2011-01-01",
+            "2011-06-21",
+            "2011-06-28",
+            "2011-08-01",
+            "2011-09-15",
+            "2011-11-17",
+            "2012-02-23",
+            "2012-03-25",
+            "2012-06-18",
+            "2012-06-28",
+            "2012-07-09",
+            "2012-09-24",
+            "2012-10-26",
+            "2012-11-07",
+            "2013-02-11",
+            "2013-02-13",
+            "2013-07-05",
+            "2013-08-12",
+            "2013-08-13",
+            "2013-10-29",
+            "2013-12-03",
+            "2014-01-31",
+            "2014-03-13",
+            "2014-03-28",
+            "2014-05-19",
+            "2014-06-13",
+            "2014-06-17",
+            "2014-07-22",
+            "2014-07-26",
+            "2014-08-04",
+            "2014-08-20",
+            "2014-09-08",
+            "2014-10-07",
+            "2014-11-05",
+            "2014-11-20",
+            "2014-12-08",
+            "2014-12-17",
+            "2014-12-22",
+            "2015-01-11",
+            "2015-01-26",
+            "2015-02-10",
+            "2015-02-16",
+            "2015-02-18",
+            "2015-03-24",
+            "2015-04-07",
+            "2015-06-15",
+            "2015-07-07",
+            "2015-07-13",
+            "2015-07-28",
+            "2015-08-07",
+            "2015-08-19",
+            "2015-09-03",
+            "2015-09-08",
+            "2015-09-23",
+            "2015-10-01",
+            "2015-10-12",
+            "2015-10-16",
+            "2016-02-03",
+            "2016-02-19",
+            "2016-02-22",
+            "2016-02-23",
+            "2016-02-29",
+            "2016-03-07",
+            "2016-06-15",
+            "2016-07-06",
+            "2016-10-19",
+            "2017-01-27",
+            "2017-02-14",
+            "2017-04-06",
+            "2017-05-25",
+            "2017-06-05",
+            "2017-08-15",
+            "2017-12-14",
+            "2018-01-23",
+            "2018-02-05",
+            "2018-02-06",
+            "2018-02-28",
+            "2018-05-21",
+            "2018-07-27",
+            "2018-08-23",
+            "2018-09-06",
+            "2018-09-24",
+            "2018-10-31",
+            "2018-11-08",
+            "2019-02-11",
+            "2019-02-19",
+            "2019-03-14",
+            "2019-05-16",
+            "2019-08-14",
+            "2019-09-09",
+            "2019-10-08",
+            "2019-10-17",
+            "2019-11-05",
+            "2019-12-03",
+            "2020-03-02",
+            "2020-08-27",
+            "2022-08-01",
+            "2022-11-15",
+            "2023-08-16"
+        )
+    )]
+    pub api_version: Option<String>,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub description: Option<String>,
+    /// `enabled_events` (writable).
+    #[sequin(
+        api = "enabled_events",
+        ty = "string_array",
+        access = "writable",
+        required_on_create
+    )]
+    pub enabled_events: Option<Vec<String>>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("webhook_endpoint")
+    )]
+    pub object: Option<String>,
+    /// `secret` (read-only).
+    #[sequin(api = "secret", ty = "string", access = "read_only")]
+    pub secret: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `url` (writable).
+    #[sequin(api = "url", ty = "string", access = "writable", required_on_create)]
+    pub url: Option<String>,
 }

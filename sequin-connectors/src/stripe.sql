@@ -590,3 +590,1835 @@ COMMENT ON COLUMN :"schema".charge.status IS 'read-only `status`; one of failed,
 COMMENT ON COLUMN :"schema".charge.transfer IS 'read-only `transfer`';
 COMMENT ON COLUMN :"schema".charge.transfer_data IS 'create-only `transfer_data`';
 COMMENT ON COLUMN :"schema".charge.transfer_group IS 'writable `transfer_group`';
+
+CREATE TABLE IF NOT EXISTS :"schema".account (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    business_profile jsonb,
+    business_type text,
+    capabilities jsonb,
+    charges_enabled boolean,
+    company jsonb,
+    controller jsonb,
+    country text,
+    created timestamp with time zone,
+    default_currency text,
+    details_submitted boolean,
+    email text,
+    external_accounts jsonb,
+    future_requirements jsonb,
+    individual jsonb,
+    metadata jsonb,
+    object text,
+    payouts_enabled boolean,
+    requirements jsonb,
+    settings jsonb,
+    tos_acceptance jsonb,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".account IS 'Stripe account, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".account.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".account.business_profile IS 'writable `business_profile`';
+COMMENT ON COLUMN :"schema".account.business_type IS 'writable `business_type`; one of company, government_entity, individual, non_profit';
+COMMENT ON COLUMN :"schema".account.capabilities IS 'writable `capabilities`';
+COMMENT ON COLUMN :"schema".account.charges_enabled IS 'read-only `charges_enabled`';
+COMMENT ON COLUMN :"schema".account.company IS 'writable `company`';
+COMMENT ON COLUMN :"schema".account.controller IS 'read-only `controller`';
+COMMENT ON COLUMN :"schema".account.country IS 'create-only `country`; max 5000 chars';
+COMMENT ON COLUMN :"schema".account.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".account.default_currency IS 'writable `default_currency`; format currency';
+COMMENT ON COLUMN :"schema".account.details_submitted IS 'read-only `details_submitted`';
+COMMENT ON COLUMN :"schema".account.email IS 'writable `email`; format email';
+COMMENT ON COLUMN :"schema".account.external_accounts IS 'read-only `external_accounts`';
+COMMENT ON COLUMN :"schema".account.future_requirements IS 'read-only `future_requirements`';
+COMMENT ON COLUMN :"schema".account.individual IS 'writable `individual`';
+COMMENT ON COLUMN :"schema".account.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".account.object IS 'read-only `object`; one of account';
+COMMENT ON COLUMN :"schema".account.payouts_enabled IS 'read-only `payouts_enabled`';
+COMMENT ON COLUMN :"schema".account.requirements IS 'read-only `requirements`';
+COMMENT ON COLUMN :"schema".account.settings IS 'writable `settings`';
+COMMENT ON COLUMN :"schema".account.tos_acceptance IS 'writable `tos_acceptance`';
+COMMENT ON COLUMN :"schema".account.type IS 'create-only `type`; one of custom, express, standard';
+
+CREATE TABLE IF NOT EXISTS :"schema".apple_pay_domain (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    domain_name text,
+    livemode boolean,
+    object text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".apple_pay_domain IS 'Stripe apple_pay_domain, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".apple_pay_domain.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".apple_pay_domain.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".apple_pay_domain.domain_name IS 'create-only `domain_name`; required on create';
+COMMENT ON COLUMN :"schema".apple_pay_domain.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".apple_pay_domain.object IS 'read-only `object`; one of apple_pay_domain';
+
+CREATE TABLE IF NOT EXISTS :"schema".application_fee (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    account text,
+    amount bigint,
+    amount_refunded bigint,
+    application text,
+    balance_transaction text,
+    charge text,
+    created timestamp with time zone,
+    currency text,
+    livemode boolean,
+    object text,
+    originating_transaction text,
+    refunded boolean,
+    refunds jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".application_fee IS 'Stripe application_fee, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".application_fee.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".application_fee.account IS 'read-only `account`';
+COMMENT ON COLUMN :"schema".application_fee.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".application_fee.amount_refunded IS 'read-only `amount_refunded`';
+COMMENT ON COLUMN :"schema".application_fee.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".application_fee.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".application_fee.charge IS 'read-only `charge`';
+COMMENT ON COLUMN :"schema".application_fee.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".application_fee.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".application_fee.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".application_fee.object IS 'read-only `object`; one of application_fee';
+COMMENT ON COLUMN :"schema".application_fee.originating_transaction IS 'read-only `originating_transaction`';
+COMMENT ON COLUMN :"schema".application_fee.refunded IS 'read-only `refunded`';
+COMMENT ON COLUMN :"schema".application_fee.refunds IS 'read-only `refunds`';
+
+CREATE TABLE IF NOT EXISTS :"schema".balance_transaction (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    available_on timestamp with time zone,
+    created timestamp with time zone,
+    currency text,
+    description text,
+    exchange_rate numeric,
+    fee bigint,
+    fee_details jsonb,
+    net bigint,
+    object text,
+    reporting_category text,
+    source text,
+    status text,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".balance_transaction IS 'Stripe balance_transaction, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".balance_transaction.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".balance_transaction.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".balance_transaction.available_on IS 'read-only `available_on`';
+COMMENT ON COLUMN :"schema".balance_transaction.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".balance_transaction.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".balance_transaction.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".balance_transaction.exchange_rate IS 'read-only `exchange_rate`';
+COMMENT ON COLUMN :"schema".balance_transaction.fee IS 'read-only `fee`';
+COMMENT ON COLUMN :"schema".balance_transaction.fee_details IS 'read-only `fee_details`';
+COMMENT ON COLUMN :"schema".balance_transaction.net IS 'read-only `net`';
+COMMENT ON COLUMN :"schema".balance_transaction.object IS 'read-only `object`; one of balance_transaction';
+COMMENT ON COLUMN :"schema".balance_transaction.reporting_category IS 'read-only `reporting_category`';
+COMMENT ON COLUMN :"schema".balance_transaction.source IS 'read-only `source`';
+COMMENT ON COLUMN :"schema".balance_transaction.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".balance_transaction.type IS 'read-only `type`; one of adjustment, advance, advance_funding, anticipation_repayment, application_fee, application_fee_refund, charge, connect_collection_transfer, contribution, issuing_authorization_hold, issuing_authorization_release, issuing_dispute, issuing_transaction, obligation_inbound, obligation_outbound, obligation_payout, obligation_payout_failure, obligation_reversal_inbound, obligation_reversal_outbound, payment, payment_failure_refund, payment_refund, payment_reversal, payout, payout_cancel, payout_failure, refund, refund_failure, reserve_transaction, reserved_funds, stripe_fee, stripe_fx_fee, tax_fee, topup, topup_reversal, transfer, transfer_cancel, transfer_failure, transfer_refund';
+
+CREATE TABLE IF NOT EXISTS :"schema".billing_portal_configuration (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active boolean,
+    application text,
+    business_profile jsonb,
+    created timestamp with time zone,
+    default_return_url text,
+    features jsonb,
+    is_default boolean,
+    livemode boolean,
+    login_page jsonb,
+    metadata jsonb,
+    object text,
+    updated timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".billing_portal_configuration IS 'Stripe billing_portal.configuration, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.active IS 'read-only `active`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.business_profile IS 'writable `business_profile`; required on create';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.default_return_url IS 'writable `default_return_url`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.features IS 'writable `features`; required on create';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.is_default IS 'read-only `is_default`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.login_page IS 'writable `login_page`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.object IS 'read-only `object`; one of billing_portal.configuration';
+COMMENT ON COLUMN :"schema".billing_portal_configuration.updated IS 'read-only `updated`';
+
+CREATE TABLE IF NOT EXISTS :"schema".checkout_session (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    after_expiration jsonb,
+    allow_promotion_codes boolean,
+    amount_subtotal bigint,
+    amount_total bigint,
+    automatic_tax jsonb,
+    billing_address_collection text,
+    cancel_url text,
+    client_reference_id text,
+    consent jsonb,
+    consent_collection jsonb,
+    created timestamp with time zone,
+    currency text,
+    currency_conversion jsonb,
+    custom_fields jsonb,
+    custom_text jsonb,
+    customer text,
+    customer_creation text,
+    customer_details jsonb,
+    customer_email text,
+    expires_at timestamp with time zone,
+    invoice text,
+    invoice_creation jsonb,
+    line_items jsonb,
+    livemode boolean,
+    locale text,
+    metadata jsonb,
+    mode text,
+    object text,
+    payment_intent text,
+    payment_link text,
+    payment_method_collection text,
+    payment_method_options jsonb,
+    payment_method_types text[],
+    payment_status text,
+    phone_number_collection jsonb,
+    recovered_from text,
+    setup_intent text,
+    shipping_address_collection jsonb,
+    shipping_cost jsonb,
+    shipping_details jsonb,
+    shipping_options jsonb,
+    status text,
+    submit_type text,
+    subscription text,
+    success_url text,
+    tax_id_collection jsonb,
+    total_details jsonb,
+    url text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".checkout_session IS 'Stripe checkout.session, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".checkout_session.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".checkout_session.after_expiration IS 'create-only `after_expiration`';
+COMMENT ON COLUMN :"schema".checkout_session.allow_promotion_codes IS 'create-only `allow_promotion_codes`';
+COMMENT ON COLUMN :"schema".checkout_session.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".checkout_session.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".checkout_session.automatic_tax IS 'create-only `automatic_tax`';
+COMMENT ON COLUMN :"schema".checkout_session.billing_address_collection IS 'create-only `billing_address_collection`; one of auto, required';
+COMMENT ON COLUMN :"schema".checkout_session.cancel_url IS 'create-only `cancel_url`; max 5000 chars';
+COMMENT ON COLUMN :"schema".checkout_session.client_reference_id IS 'create-only `client_reference_id`; max 200 chars';
+COMMENT ON COLUMN :"schema".checkout_session.consent IS 'read-only `consent`';
+COMMENT ON COLUMN :"schema".checkout_session.consent_collection IS 'create-only `consent_collection`';
+COMMENT ON COLUMN :"schema".checkout_session.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".checkout_session.currency IS 'create-only `currency`; format currency';
+COMMENT ON COLUMN :"schema".checkout_session.currency_conversion IS 'read-only `currency_conversion`';
+COMMENT ON COLUMN :"schema".checkout_session.custom_fields IS 'create-only `custom_fields`';
+COMMENT ON COLUMN :"schema".checkout_session.custom_text IS 'create-only `custom_text`';
+COMMENT ON COLUMN :"schema".checkout_session.customer IS 'create-only `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".checkout_session.customer_creation IS 'create-only `customer_creation`; one of always, if_required';
+COMMENT ON COLUMN :"schema".checkout_session.customer_details IS 'read-only `customer_details`';
+COMMENT ON COLUMN :"schema".checkout_session.customer_email IS 'create-only `customer_email`; format email';
+COMMENT ON COLUMN :"schema".checkout_session.expires_at IS 'create-only `expires_at`';
+COMMENT ON COLUMN :"schema".checkout_session.invoice IS 'read-only `invoice`';
+COMMENT ON COLUMN :"schema".checkout_session.invoice_creation IS 'create-only `invoice_creation`';
+COMMENT ON COLUMN :"schema".checkout_session.line_items IS 'create-only `line_items`';
+COMMENT ON COLUMN :"schema".checkout_session.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".checkout_session.locale IS 'create-only `locale`; one of auto, bg, cs, da, de, el, en, en-GB, es, es-419, et, fi, fil, fr, fr-CA, hr, hu, id, it, ja, ko, lt, lv, ms, mt, nb, nl, pl, pt, pt-BR, ro, ru, sk, sl, sv, th, tr, vi, zh, zh-HK, zh-TW';
+COMMENT ON COLUMN :"schema".checkout_session.metadata IS 'create-only `metadata`';
+COMMENT ON COLUMN :"schema".checkout_session.mode IS 'create-only `mode`; one of payment, setup, subscription';
+COMMENT ON COLUMN :"schema".checkout_session.object IS 'read-only `object`; one of checkout.session';
+COMMENT ON COLUMN :"schema".checkout_session.payment_intent IS 'read-only `payment_intent`';
+COMMENT ON COLUMN :"schema".checkout_session.payment_link IS 'read-only `payment_link`';
+COMMENT ON COLUMN :"schema".checkout_session.payment_method_collection IS 'create-only `payment_method_collection`; one of always, if_required';
+COMMENT ON COLUMN :"schema".checkout_session.payment_method_options IS 'create-only `payment_method_options`';
+COMMENT ON COLUMN :"schema".checkout_session.payment_method_types IS 'create-only `payment_method_types`';
+COMMENT ON COLUMN :"schema".checkout_session.payment_status IS 'read-only `payment_status`; one of no_payment_required, paid, unpaid';
+COMMENT ON COLUMN :"schema".checkout_session.phone_number_collection IS 'create-only `phone_number_collection`';
+COMMENT ON COLUMN :"schema".checkout_session.recovered_from IS 'read-only `recovered_from`';
+COMMENT ON COLUMN :"schema".checkout_session.setup_intent IS 'read-only `setup_intent`';
+COMMENT ON COLUMN :"schema".checkout_session.shipping_address_collection IS 'create-only `shipping_address_collection`';
+COMMENT ON COLUMN :"schema".checkout_session.shipping_cost IS 'read-only `shipping_cost`';
+COMMENT ON COLUMN :"schema".checkout_session.shipping_details IS 'read-only `shipping_details`';
+COMMENT ON COLUMN :"schema".checkout_session.shipping_options IS 'create-only `shipping_options`';
+COMMENT ON COLUMN :"schema".checkout_session.status IS 'read-only `status`; one of complete, expired, open';
+COMMENT ON COLUMN :"schema".checkout_session.submit_type IS 'create-only `submit_type`; one of auto, book, donate, pay';
+COMMENT ON COLUMN :"schema".checkout_session.subscription IS 'read-only `subscription`';
+COMMENT ON COLUMN :"schema".checkout_session.success_url IS 'create-only `success_url`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".checkout_session.tax_id_collection IS 'create-only `tax_id_collection`';
+COMMENT ON COLUMN :"schema".checkout_session.total_details IS 'read-only `total_details`';
+COMMENT ON COLUMN :"schema".checkout_session.url IS 'read-only `url`';
+
+CREATE TABLE IF NOT EXISTS :"schema".coupon (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_off bigint,
+    applies_to jsonb,
+    created timestamp with time zone,
+    currency text,
+    currency_options jsonb,
+    duration text,
+    duration_in_months bigint,
+    livemode boolean,
+    max_redemptions bigint,
+    metadata jsonb,
+    name text,
+    object text,
+    percent_off numeric,
+    redeem_by timestamp with time zone,
+    times_redeemed bigint,
+    valid boolean,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".coupon IS 'Stripe coupon, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".coupon.id IS 'create-only `id`; not null; max 5000 chars';
+COMMENT ON COLUMN :"schema".coupon.amount_off IS 'create-only `amount_off`';
+COMMENT ON COLUMN :"schema".coupon.applies_to IS 'create-only `applies_to`';
+COMMENT ON COLUMN :"schema".coupon.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".coupon.currency IS 'create-only `currency`; format currency';
+COMMENT ON COLUMN :"schema".coupon.currency_options IS 'writable `currency_options`';
+COMMENT ON COLUMN :"schema".coupon.duration IS 'create-only `duration`; one of forever, once, repeating';
+COMMENT ON COLUMN :"schema".coupon.duration_in_months IS 'create-only `duration_in_months`';
+COMMENT ON COLUMN :"schema".coupon.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".coupon.max_redemptions IS 'create-only `max_redemptions`';
+COMMENT ON COLUMN :"schema".coupon.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".coupon.name IS 'writable `name`; max 40 chars';
+COMMENT ON COLUMN :"schema".coupon.object IS 'read-only `object`; one of coupon';
+COMMENT ON COLUMN :"schema".coupon.percent_off IS 'create-only `percent_off`';
+COMMENT ON COLUMN :"schema".coupon.redeem_by IS 'create-only `redeem_by`';
+COMMENT ON COLUMN :"schema".coupon.times_redeemed IS 'read-only `times_redeemed`';
+COMMENT ON COLUMN :"schema".coupon.valid IS 'read-only `valid`';
+
+CREATE TABLE IF NOT EXISTS :"schema".credit_note (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_shipping bigint,
+    created timestamp with time zone,
+    currency text,
+    customer text,
+    customer_balance_transaction text,
+    discount_amount bigint,
+    discount_amounts jsonb,
+    effective_at timestamp with time zone,
+    invoice text,
+    lines jsonb,
+    livemode boolean,
+    memo text,
+    metadata jsonb,
+    number text,
+    object text,
+    out_of_band_amount bigint,
+    pdf text,
+    reason text,
+    refund text,
+    shipping_cost jsonb,
+    status text,
+    subtotal bigint,
+    subtotal_excluding_tax bigint,
+    tax_amounts jsonb,
+    total bigint,
+    total_excluding_tax bigint,
+    type text,
+    voided_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".credit_note IS 'Stripe credit_note, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".credit_note.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".credit_note.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".credit_note.amount_shipping IS 'read-only `amount_shipping`';
+COMMENT ON COLUMN :"schema".credit_note.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".credit_note.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".credit_note.customer IS 'read-only `customer`';
+COMMENT ON COLUMN :"schema".credit_note.customer_balance_transaction IS 'read-only `customer_balance_transaction`';
+COMMENT ON COLUMN :"schema".credit_note.discount_amount IS 'read-only `discount_amount`';
+COMMENT ON COLUMN :"schema".credit_note.discount_amounts IS 'read-only `discount_amounts`';
+COMMENT ON COLUMN :"schema".credit_note.effective_at IS 'create-only `effective_at`';
+COMMENT ON COLUMN :"schema".credit_note.invoice IS 'create-only `invoice`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".credit_note.lines IS 'create-only `lines`';
+COMMENT ON COLUMN :"schema".credit_note.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".credit_note.memo IS 'writable `memo`; max 5000 chars';
+COMMENT ON COLUMN :"schema".credit_note.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".credit_note.number IS 'read-only `number`';
+COMMENT ON COLUMN :"schema".credit_note.object IS 'read-only `object`; one of credit_note';
+COMMENT ON COLUMN :"schema".credit_note.out_of_band_amount IS 'create-only `out_of_band_amount`';
+COMMENT ON COLUMN :"schema".credit_note.pdf IS 'read-only `pdf`';
+COMMENT ON COLUMN :"schema".credit_note.reason IS 'create-only `reason`; one of duplicate, fraudulent, order_change, product_unsatisfactory';
+COMMENT ON COLUMN :"schema".credit_note.refund IS 'create-only `refund`';
+COMMENT ON COLUMN :"schema".credit_note.shipping_cost IS 'create-only `shipping_cost`';
+COMMENT ON COLUMN :"schema".credit_note.status IS 'read-only `status`; one of issued, void';
+COMMENT ON COLUMN :"schema".credit_note.subtotal IS 'read-only `subtotal`';
+COMMENT ON COLUMN :"schema".credit_note.subtotal_excluding_tax IS 'read-only `subtotal_excluding_tax`';
+COMMENT ON COLUMN :"schema".credit_note.tax_amounts IS 'read-only `tax_amounts`';
+COMMENT ON COLUMN :"schema".credit_note.total IS 'read-only `total`';
+COMMENT ON COLUMN :"schema".credit_note.total_excluding_tax IS 'read-only `total_excluding_tax`';
+COMMENT ON COLUMN :"schema".credit_note.type IS 'read-only `type`; one of post_payment, pre_payment';
+COMMENT ON COLUMN :"schema".credit_note.voided_at IS 'read-only `voided_at`';
+
+CREATE TABLE IF NOT EXISTS :"schema".dispute (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transactions jsonb,
+    charge text,
+    created timestamp with time zone,
+    currency text,
+    evidence jsonb,
+    evidence_details jsonb,
+    is_charge_refundable boolean,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    payment_intent text,
+    payment_method_details jsonb,
+    reason text,
+    status text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".dispute IS 'Stripe dispute, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".dispute.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".dispute.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".dispute.balance_transactions IS 'read-only `balance_transactions`';
+COMMENT ON COLUMN :"schema".dispute.charge IS 'read-only `charge`';
+COMMENT ON COLUMN :"schema".dispute.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".dispute.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".dispute.evidence IS 'read-only `evidence`';
+COMMENT ON COLUMN :"schema".dispute.evidence_details IS 'read-only `evidence_details`';
+COMMENT ON COLUMN :"schema".dispute.is_charge_refundable IS 'read-only `is_charge_refundable`';
+COMMENT ON COLUMN :"schema".dispute.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".dispute.metadata IS 'read-only `metadata`';
+COMMENT ON COLUMN :"schema".dispute.object IS 'read-only `object`; one of dispute';
+COMMENT ON COLUMN :"schema".dispute.payment_intent IS 'read-only `payment_intent`';
+COMMENT ON COLUMN :"schema".dispute.payment_method_details IS 'read-only `payment_method_details`';
+COMMENT ON COLUMN :"schema".dispute.reason IS 'read-only `reason`';
+COMMENT ON COLUMN :"schema".dispute.status IS 'read-only `status`; one of lost, needs_response, under_review, warning_closed, warning_needs_response, warning_under_review, won';
+
+CREATE TABLE IF NOT EXISTS :"schema".file_link (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    expired boolean,
+    expires_at timestamp with time zone,
+    file text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    url text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".file_link IS 'Stripe file_link, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".file_link.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".file_link.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".file_link.expired IS 'read-only `expired`';
+COMMENT ON COLUMN :"schema".file_link.expires_at IS 'writable `expires_at`';
+COMMENT ON COLUMN :"schema".file_link.file IS 'create-only `file`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".file_link.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".file_link.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".file_link.object IS 'read-only `object`; one of file_link';
+COMMENT ON COLUMN :"schema".file_link.url IS 'read-only `url`';
+
+CREATE TABLE IF NOT EXISTS :"schema".file (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    expires_at timestamp with time zone,
+    filename text,
+    links jsonb,
+    object text,
+    purpose text,
+    size bigint,
+    title text,
+    type text,
+    url text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".file IS 'Stripe file, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".file.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".file.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".file.expires_at IS 'read-only `expires_at`';
+COMMENT ON COLUMN :"schema".file.filename IS 'read-only `filename`';
+COMMENT ON COLUMN :"schema".file.links IS 'read-only `links`';
+COMMENT ON COLUMN :"schema".file.object IS 'read-only `object`; one of file';
+COMMENT ON COLUMN :"schema".file.purpose IS 'read-only `purpose`; one of account_requirement, additional_verification, business_icon, business_logo, customer_signature, dispute_evidence, document_provider_identity_document, finance_report_run, identity_document, identity_document_downloadable, pci_document, selfie, sigma_scheduled_query, tax_document_user_upload, terminal_reader_splashscreen';
+COMMENT ON COLUMN :"schema".file.size IS 'read-only `size`';
+COMMENT ON COLUMN :"schema".file.title IS 'read-only `title`';
+COMMENT ON COLUMN :"schema".file.type IS 'read-only `type`';
+COMMENT ON COLUMN :"schema".file.url IS 'read-only `url`';
+
+CREATE TABLE IF NOT EXISTS :"schema".financial_connections_account (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    account_holder jsonb,
+    balance jsonb,
+    balance_refresh jsonb,
+    category text,
+    created timestamp with time zone,
+    display_name text,
+    institution_name text,
+    last4 text,
+    livemode boolean,
+    object text,
+    ownership text,
+    ownership_refresh jsonb,
+    permissions text[],
+    status text,
+    subcategory text,
+    supported_payment_method_types text[],
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".financial_connections_account IS 'Stripe financial_connections.account, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".financial_connections_account.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".financial_connections_account.account_holder IS 'read-only `account_holder`';
+COMMENT ON COLUMN :"schema".financial_connections_account.balance IS 'read-only `balance`';
+COMMENT ON COLUMN :"schema".financial_connections_account.balance_refresh IS 'read-only `balance_refresh`';
+COMMENT ON COLUMN :"schema".financial_connections_account.category IS 'read-only `category`; one of cash, credit, investment, other';
+COMMENT ON COLUMN :"schema".financial_connections_account.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".financial_connections_account.display_name IS 'read-only `display_name`';
+COMMENT ON COLUMN :"schema".financial_connections_account.institution_name IS 'read-only `institution_name`';
+COMMENT ON COLUMN :"schema".financial_connections_account.last4 IS 'read-only `last4`';
+COMMENT ON COLUMN :"schema".financial_connections_account.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".financial_connections_account.object IS 'read-only `object`; one of financial_connections.account';
+COMMENT ON COLUMN :"schema".financial_connections_account.ownership IS 'read-only `ownership`';
+COMMENT ON COLUMN :"schema".financial_connections_account.ownership_refresh IS 'read-only `ownership_refresh`';
+COMMENT ON COLUMN :"schema".financial_connections_account.permissions IS 'read-only `permissions`';
+COMMENT ON COLUMN :"schema".financial_connections_account.status IS 'read-only `status`; one of active, disconnected, inactive';
+COMMENT ON COLUMN :"schema".financial_connections_account.subcategory IS 'read-only `subcategory`; one of checking, credit_card, line_of_credit, mortgage, other, savings';
+COMMENT ON COLUMN :"schema".financial_connections_account.supported_payment_method_types IS 'read-only `supported_payment_method_types`';
+
+CREATE TABLE IF NOT EXISTS :"schema".identity_verification_report (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    document jsonb,
+    id_number jsonb,
+    livemode boolean,
+    object text,
+    options jsonb,
+    selfie jsonb,
+    type text,
+    verification_session text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".identity_verification_report IS 'Stripe identity.verification_report, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".identity_verification_report.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".identity_verification_report.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".identity_verification_report.document IS 'read-only `document`';
+COMMENT ON COLUMN :"schema".identity_verification_report.id_number IS 'read-only `id_number`';
+COMMENT ON COLUMN :"schema".identity_verification_report.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".identity_verification_report.object IS 'read-only `object`; one of identity.verification_report';
+COMMENT ON COLUMN :"schema".identity_verification_report.options IS 'read-only `options`';
+COMMENT ON COLUMN :"schema".identity_verification_report.selfie IS 'read-only `selfie`';
+COMMENT ON COLUMN :"schema".identity_verification_report.type IS 'read-only `type`; one of document, id_number';
+COMMENT ON COLUMN :"schema".identity_verification_report.verification_session IS 'read-only `verification_session`';
+
+CREATE TABLE IF NOT EXISTS :"schema".identity_verification_session (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    client_secret text,
+    created timestamp with time zone,
+    last_error jsonb,
+    last_verification_report text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    options jsonb,
+    redaction jsonb,
+    status text,
+    type text,
+    url text,
+    verified_outputs jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".identity_verification_session IS 'Stripe identity.verification_session, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".identity_verification_session.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".identity_verification_session.client_secret IS 'read-only `client_secret`';
+COMMENT ON COLUMN :"schema".identity_verification_session.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".identity_verification_session.last_error IS 'read-only `last_error`';
+COMMENT ON COLUMN :"schema".identity_verification_session.last_verification_report IS 'read-only `last_verification_report`';
+COMMENT ON COLUMN :"schema".identity_verification_session.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".identity_verification_session.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".identity_verification_session.object IS 'read-only `object`; one of identity.verification_session';
+COMMENT ON COLUMN :"schema".identity_verification_session.options IS 'writable `options`';
+COMMENT ON COLUMN :"schema".identity_verification_session.redaction IS 'read-only `redaction`';
+COMMENT ON COLUMN :"schema".identity_verification_session.status IS 'read-only `status`; one of canceled, processing, requires_input, verified';
+COMMENT ON COLUMN :"schema".identity_verification_session.type IS 'writable `type`; required on create; one of document, id_number';
+COMMENT ON COLUMN :"schema".identity_verification_session.url IS 'read-only `url`';
+COMMENT ON COLUMN :"schema".identity_verification_session.verified_outputs IS 'read-only `verified_outputs`';
+
+CREATE TABLE IF NOT EXISTS :"schema".invoiceitem (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    currency text,
+    customer text,
+    date timestamp with time zone,
+    description text,
+    discountable boolean,
+    discounts jsonb,
+    invoice text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    period jsonb,
+    price jsonb,
+    proration boolean,
+    quantity bigint,
+    subscription text,
+    subscription_item text,
+    tax_rates jsonb,
+    test_clock text,
+    unit_amount bigint,
+    unit_amount_decimal numeric,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".invoiceitem IS 'Stripe invoiceitem, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".invoiceitem.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".invoiceitem.amount IS 'writable `amount`';
+COMMENT ON COLUMN :"schema".invoiceitem.currency IS 'create-only `currency`; format currency';
+COMMENT ON COLUMN :"schema".invoiceitem.customer IS 'create-only `customer`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".invoiceitem.date IS 'read-only `date`';
+COMMENT ON COLUMN :"schema".invoiceitem.description IS 'writable `description`; max 5000 chars';
+COMMENT ON COLUMN :"schema".invoiceitem.discountable IS 'writable `discountable`';
+COMMENT ON COLUMN :"schema".invoiceitem.discounts IS 'writable `discounts`';
+COMMENT ON COLUMN :"schema".invoiceitem.invoice IS 'create-only `invoice`; max 5000 chars';
+COMMENT ON COLUMN :"schema".invoiceitem.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".invoiceitem.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".invoiceitem.object IS 'read-only `object`; one of invoiceitem';
+COMMENT ON COLUMN :"schema".invoiceitem.period IS 'writable `period`';
+COMMENT ON COLUMN :"schema".invoiceitem.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".invoiceitem.proration IS 'read-only `proration`';
+COMMENT ON COLUMN :"schema".invoiceitem.quantity IS 'writable `quantity`';
+COMMENT ON COLUMN :"schema".invoiceitem.subscription IS 'create-only `subscription`; max 5000 chars';
+COMMENT ON COLUMN :"schema".invoiceitem.subscription_item IS 'read-only `subscription_item`';
+COMMENT ON COLUMN :"schema".invoiceitem.tax_rates IS 'writable `tax_rates`';
+COMMENT ON COLUMN :"schema".invoiceitem.test_clock IS 'read-only `test_clock`';
+COMMENT ON COLUMN :"schema".invoiceitem.unit_amount IS 'writable `unit_amount`';
+COMMENT ON COLUMN :"schema".invoiceitem.unit_amount_decimal IS 'writable `unit_amount_decimal`';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_authorization (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_details jsonb,
+    approved boolean,
+    authorization_method text,
+    balance_transactions jsonb,
+    card jsonb,
+    cardholder text,
+    created timestamp with time zone,
+    currency text,
+    livemode boolean,
+    merchant_amount bigint,
+    merchant_currency text,
+    merchant_data jsonb,
+    metadata jsonb,
+    network_data jsonb,
+    object text,
+    pending_request jsonb,
+    request_history jsonb,
+    status text,
+    transactions jsonb,
+    treasury jsonb,
+    verification_data jsonb,
+    wallet text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_authorization IS 'Stripe issuing.authorization, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_authorization.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_authorization.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".issuing_authorization.amount_details IS 'read-only `amount_details`';
+COMMENT ON COLUMN :"schema".issuing_authorization.approved IS 'read-only `approved`';
+COMMENT ON COLUMN :"schema".issuing_authorization.authorization_method IS 'read-only `authorization_method`; one of chip, contactless, keyed_in, online, swipe';
+COMMENT ON COLUMN :"schema".issuing_authorization.balance_transactions IS 'read-only `balance_transactions`';
+COMMENT ON COLUMN :"schema".issuing_authorization.card IS 'read-only `card`';
+COMMENT ON COLUMN :"schema".issuing_authorization.cardholder IS 'read-only `cardholder`';
+COMMENT ON COLUMN :"schema".issuing_authorization.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_authorization.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".issuing_authorization.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_authorization.merchant_amount IS 'read-only `merchant_amount`';
+COMMENT ON COLUMN :"schema".issuing_authorization.merchant_currency IS 'read-only `merchant_currency`';
+COMMENT ON COLUMN :"schema".issuing_authorization.merchant_data IS 'read-only `merchant_data`';
+COMMENT ON COLUMN :"schema".issuing_authorization.metadata IS 'read-only `metadata`';
+COMMENT ON COLUMN :"schema".issuing_authorization.network_data IS 'read-only `network_data`';
+COMMENT ON COLUMN :"schema".issuing_authorization.object IS 'read-only `object`; one of issuing.authorization';
+COMMENT ON COLUMN :"schema".issuing_authorization.pending_request IS 'read-only `pending_request`';
+COMMENT ON COLUMN :"schema".issuing_authorization.request_history IS 'read-only `request_history`';
+COMMENT ON COLUMN :"schema".issuing_authorization.status IS 'read-only `status`; one of closed, pending, reversed';
+COMMENT ON COLUMN :"schema".issuing_authorization.transactions IS 'read-only `transactions`';
+COMMENT ON COLUMN :"schema".issuing_authorization.treasury IS 'read-only `treasury`';
+COMMENT ON COLUMN :"schema".issuing_authorization.verification_data IS 'read-only `verification_data`';
+COMMENT ON COLUMN :"schema".issuing_authorization.wallet IS 'read-only `wallet`';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_cardholder (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    billing jsonb,
+    company jsonb,
+    created timestamp with time zone,
+    email text,
+    individual jsonb,
+    livemode boolean,
+    metadata jsonb,
+    name text,
+    object text,
+    phone_number text,
+    preferred_locales text[],
+    requirements jsonb,
+    spending_controls jsonb,
+    status text,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_cardholder IS 'Stripe issuing.cardholder, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_cardholder.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_cardholder.billing IS 'writable `billing`; required on create';
+COMMENT ON COLUMN :"schema".issuing_cardholder.company IS 'writable `company`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.email IS 'writable `email`; format email';
+COMMENT ON COLUMN :"schema".issuing_cardholder.individual IS 'writable `individual`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.name IS 'create-only `name`; required on create';
+COMMENT ON COLUMN :"schema".issuing_cardholder.object IS 'read-only `object`; one of issuing.cardholder';
+COMMENT ON COLUMN :"schema".issuing_cardholder.phone_number IS 'writable `phone_number`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.preferred_locales IS 'writable `preferred_locales`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.requirements IS 'read-only `requirements`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.spending_controls IS 'writable `spending_controls`';
+COMMENT ON COLUMN :"schema".issuing_cardholder.status IS 'writable `status`; one of active, blocked, inactive';
+COMMENT ON COLUMN :"schema".issuing_cardholder.type IS 'create-only `type`; one of company, individual';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_card (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    brand text,
+    cancellation_reason text,
+    cardholder jsonb,
+    created timestamp with time zone,
+    currency text,
+    cvc text,
+    exp_month bigint,
+    exp_year bigint,
+    financial_account text,
+    last4 text,
+    livemode boolean,
+    metadata jsonb,
+    number text,
+    object text,
+    replaced_by text,
+    replacement_for text,
+    replacement_reason text,
+    shipping jsonb,
+    spending_controls jsonb,
+    status text,
+    type text,
+    wallets jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_card IS 'Stripe issuing.card, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_card.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_card.brand IS 'read-only `brand`';
+COMMENT ON COLUMN :"schema".issuing_card.cancellation_reason IS 'read-only `cancellation_reason`; one of design_rejected, lost, stolen';
+COMMENT ON COLUMN :"schema".issuing_card.cardholder IS 'read-only `cardholder`';
+COMMENT ON COLUMN :"schema".issuing_card.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_card.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".issuing_card.cvc IS 'read-only `cvc`';
+COMMENT ON COLUMN :"schema".issuing_card.exp_month IS 'read-only `exp_month`';
+COMMENT ON COLUMN :"schema".issuing_card.exp_year IS 'read-only `exp_year`';
+COMMENT ON COLUMN :"schema".issuing_card.financial_account IS 'create-only `financial_account`';
+COMMENT ON COLUMN :"schema".issuing_card.last4 IS 'read-only `last4`';
+COMMENT ON COLUMN :"schema".issuing_card.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_card.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".issuing_card.number IS 'read-only `number`';
+COMMENT ON COLUMN :"schema".issuing_card.object IS 'read-only `object`; one of issuing.card';
+COMMENT ON COLUMN :"schema".issuing_card.replaced_by IS 'read-only `replaced_by`';
+COMMENT ON COLUMN :"schema".issuing_card.replacement_for IS 'create-only `replacement_for`; max 5000 chars';
+COMMENT ON COLUMN :"schema".issuing_card.replacement_reason IS 'create-only `replacement_reason`; one of damaged, expired, lost, stolen';
+COMMENT ON COLUMN :"schema".issuing_card.shipping IS 'create-only `shipping`';
+COMMENT ON COLUMN :"schema".issuing_card.spending_controls IS 'writable `spending_controls`';
+COMMENT ON COLUMN :"schema".issuing_card.status IS 'writable `status`; one of active, canceled, inactive';
+COMMENT ON COLUMN :"schema".issuing_card.type IS 'create-only `type`; required on create; one of physical, virtual';
+COMMENT ON COLUMN :"schema".issuing_card.wallets IS 'read-only `wallets`';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_dispute (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transactions jsonb,
+    created timestamp with time zone,
+    currency text,
+    evidence jsonb,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    status text,
+    transaction text,
+    treasury jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_dispute IS 'Stripe issuing.dispute, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_dispute.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_dispute.amount IS 'writable `amount`';
+COMMENT ON COLUMN :"schema".issuing_dispute.balance_transactions IS 'read-only `balance_transactions`';
+COMMENT ON COLUMN :"schema".issuing_dispute.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_dispute.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".issuing_dispute.evidence IS 'writable `evidence`';
+COMMENT ON COLUMN :"schema".issuing_dispute.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_dispute.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".issuing_dispute.object IS 'read-only `object`; one of issuing.dispute';
+COMMENT ON COLUMN :"schema".issuing_dispute.status IS 'read-only `status`; one of expired, lost, submitted, unsubmitted, won';
+COMMENT ON COLUMN :"schema".issuing_dispute.transaction IS 'create-only `transaction`; max 5000 chars';
+COMMENT ON COLUMN :"schema".issuing_dispute.treasury IS 'create-only `treasury`';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_settlement (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    bin text,
+    clearing_date bigint,
+    created timestamp with time zone,
+    currency text,
+    interchange_fees bigint,
+    livemode boolean,
+    metadata jsonb,
+    net_total bigint,
+    network text,
+    network_fees bigint,
+    network_settlement_identifier text,
+    object text,
+    settlement_service text,
+    transaction_count bigint,
+    transaction_volume bigint,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_settlement IS 'Stripe issuing.settlement, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_settlement.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_settlement.bin IS 'read-only `bin`';
+COMMENT ON COLUMN :"schema".issuing_settlement.clearing_date IS 'read-only `clearing_date`';
+COMMENT ON COLUMN :"schema".issuing_settlement.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_settlement.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".issuing_settlement.interchange_fees IS 'read-only `interchange_fees`';
+COMMENT ON COLUMN :"schema".issuing_settlement.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_settlement.metadata IS 'read-only `metadata`';
+COMMENT ON COLUMN :"schema".issuing_settlement.net_total IS 'read-only `net_total`';
+COMMENT ON COLUMN :"schema".issuing_settlement.network IS 'read-only `network`; one of visa';
+COMMENT ON COLUMN :"schema".issuing_settlement.network_fees IS 'read-only `network_fees`';
+COMMENT ON COLUMN :"schema".issuing_settlement.network_settlement_identifier IS 'read-only `network_settlement_identifier`';
+COMMENT ON COLUMN :"schema".issuing_settlement.object IS 'read-only `object`; one of issuing.settlement';
+COMMENT ON COLUMN :"schema".issuing_settlement.settlement_service IS 'read-only `settlement_service`';
+COMMENT ON COLUMN :"schema".issuing_settlement.transaction_count IS 'read-only `transaction_count`';
+COMMENT ON COLUMN :"schema".issuing_settlement.transaction_volume IS 'read-only `transaction_volume`';
+
+CREATE TABLE IF NOT EXISTS :"schema".issuing_transaction (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_details jsonb,
+    authorization text,
+    balance_transaction text,
+    card text,
+    cardholder text,
+    created timestamp with time zone,
+    currency text,
+    dispute text,
+    livemode boolean,
+    merchant_amount bigint,
+    merchant_currency text,
+    merchant_data jsonb,
+    metadata jsonb,
+    object text,
+    purchase_details jsonb,
+    treasury jsonb,
+    type text,
+    wallet text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".issuing_transaction IS 'Stripe issuing.transaction, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".issuing_transaction.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".issuing_transaction.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".issuing_transaction.amount_details IS 'read-only `amount_details`';
+COMMENT ON COLUMN :"schema".issuing_transaction.authorization IS 'read-only `authorization`';
+COMMENT ON COLUMN :"schema".issuing_transaction.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".issuing_transaction.card IS 'read-only `card`';
+COMMENT ON COLUMN :"schema".issuing_transaction.cardholder IS 'read-only `cardholder`';
+COMMENT ON COLUMN :"schema".issuing_transaction.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".issuing_transaction.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".issuing_transaction.dispute IS 'read-only `dispute`';
+COMMENT ON COLUMN :"schema".issuing_transaction.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".issuing_transaction.merchant_amount IS 'read-only `merchant_amount`';
+COMMENT ON COLUMN :"schema".issuing_transaction.merchant_currency IS 'read-only `merchant_currency`';
+COMMENT ON COLUMN :"schema".issuing_transaction.merchant_data IS 'read-only `merchant_data`';
+COMMENT ON COLUMN :"schema".issuing_transaction.metadata IS 'read-only `metadata`';
+COMMENT ON COLUMN :"schema".issuing_transaction.object IS 'read-only `object`; one of issuing.transaction';
+COMMENT ON COLUMN :"schema".issuing_transaction.purchase_details IS 'read-only `purchase_details`';
+COMMENT ON COLUMN :"schema".issuing_transaction.treasury IS 'read-only `treasury`';
+COMMENT ON COLUMN :"schema".issuing_transaction.type IS 'read-only `type`; one of capture, refund';
+COMMENT ON COLUMN :"schema".issuing_transaction.wallet IS 'read-only `wallet`; one of apple_pay, google_pay, samsung_pay';
+
+CREATE TABLE IF NOT EXISTS :"schema".payment_link (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active boolean,
+    after_completion jsonb,
+    allow_promotion_codes boolean,
+    application text,
+    application_fee_amount bigint,
+    application_fee_percent numeric,
+    automatic_tax jsonb,
+    billing_address_collection text,
+    consent_collection jsonb,
+    currency text,
+    custom_fields jsonb,
+    custom_text jsonb,
+    customer_creation text,
+    invoice_creation jsonb,
+    line_items jsonb,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    on_behalf_of text,
+    payment_intent_data jsonb,
+    payment_method_collection text,
+    payment_method_types text[],
+    phone_number_collection jsonb,
+    shipping_address_collection jsonb,
+    shipping_options jsonb,
+    submit_type text,
+    subscription_data jsonb,
+    tax_id_collection jsonb,
+    transfer_data jsonb,
+    url text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".payment_link IS 'Stripe payment_link, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".payment_link.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".payment_link.active IS 'read-only `active`';
+COMMENT ON COLUMN :"schema".payment_link.after_completion IS 'writable `after_completion`';
+COMMENT ON COLUMN :"schema".payment_link.allow_promotion_codes IS 'writable `allow_promotion_codes`';
+COMMENT ON COLUMN :"schema".payment_link.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".payment_link.application_fee_amount IS 'create-only `application_fee_amount`';
+COMMENT ON COLUMN :"schema".payment_link.application_fee_percent IS 'create-only `application_fee_percent`';
+COMMENT ON COLUMN :"schema".payment_link.automatic_tax IS 'writable `automatic_tax`';
+COMMENT ON COLUMN :"schema".payment_link.billing_address_collection IS 'writable `billing_address_collection`; one of auto, required';
+COMMENT ON COLUMN :"schema".payment_link.consent_collection IS 'create-only `consent_collection`';
+COMMENT ON COLUMN :"schema".payment_link.currency IS 'create-only `currency`; format currency';
+COMMENT ON COLUMN :"schema".payment_link.custom_fields IS 'writable `custom_fields`';
+COMMENT ON COLUMN :"schema".payment_link.custom_text IS 'writable `custom_text`';
+COMMENT ON COLUMN :"schema".payment_link.customer_creation IS 'writable `customer_creation`; one of always, if_required';
+COMMENT ON COLUMN :"schema".payment_link.invoice_creation IS 'writable `invoice_creation`';
+COMMENT ON COLUMN :"schema".payment_link.line_items IS 'writable `line_items`; required on create';
+COMMENT ON COLUMN :"schema".payment_link.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".payment_link.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".payment_link.object IS 'read-only `object`; one of payment_link';
+COMMENT ON COLUMN :"schema".payment_link.on_behalf_of IS 'create-only `on_behalf_of`';
+COMMENT ON COLUMN :"schema".payment_link.payment_intent_data IS 'create-only `payment_intent_data`';
+COMMENT ON COLUMN :"schema".payment_link.payment_method_collection IS 'writable `payment_method_collection`; one of always, if_required';
+COMMENT ON COLUMN :"schema".payment_link.payment_method_types IS 'writable `payment_method_types`';
+COMMENT ON COLUMN :"schema".payment_link.phone_number_collection IS 'create-only `phone_number_collection`';
+COMMENT ON COLUMN :"schema".payment_link.shipping_address_collection IS 'writable `shipping_address_collection`';
+COMMENT ON COLUMN :"schema".payment_link.shipping_options IS 'create-only `shipping_options`';
+COMMENT ON COLUMN :"schema".payment_link.submit_type IS 'create-only `submit_type`; one of auto, book, donate, pay';
+COMMENT ON COLUMN :"schema".payment_link.subscription_data IS 'create-only `subscription_data`';
+COMMENT ON COLUMN :"schema".payment_link.tax_id_collection IS 'create-only `tax_id_collection`';
+COMMENT ON COLUMN :"schema".payment_link.transfer_data IS 'create-only `transfer_data`';
+COMMENT ON COLUMN :"schema".payment_link.url IS 'read-only `url`';
+
+CREATE TABLE IF NOT EXISTS :"schema".payment_method_domain (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    apple_pay jsonb,
+    created timestamp with time zone,
+    domain_name text,
+    enabled boolean,
+    google_pay jsonb,
+    link jsonb,
+    livemode boolean,
+    object text,
+    paypal jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".payment_method_domain IS 'Stripe payment_method_domain, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".payment_method_domain.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".payment_method_domain.apple_pay IS 'read-only `apple_pay`';
+COMMENT ON COLUMN :"schema".payment_method_domain.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".payment_method_domain.domain_name IS 'create-only `domain_name`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".payment_method_domain.enabled IS 'writable `enabled`';
+COMMENT ON COLUMN :"schema".payment_method_domain.google_pay IS 'read-only `google_pay`';
+COMMENT ON COLUMN :"schema".payment_method_domain.link IS 'read-only `link`';
+COMMENT ON COLUMN :"schema".payment_method_domain.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".payment_method_domain.object IS 'read-only `object`; one of payment_method_domain';
+COMMENT ON COLUMN :"schema".payment_method_domain.paypal IS 'read-only `paypal`';
+
+CREATE TABLE IF NOT EXISTS :"schema".payment_method (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    acss_debit jsonb,
+    affirm jsonb,
+    afterpay_clearpay jsonb,
+    alipay jsonb,
+    au_becs_debit jsonb,
+    bacs_debit jsonb,
+    bancontact jsonb,
+    billing_details jsonb,
+    blik jsonb,
+    boleto jsonb,
+    card jsonb,
+    card_present jsonb,
+    cashapp jsonb,
+    created timestamp with time zone,
+    customer text,
+    customer_balance jsonb,
+    eps jsonb,
+    fpx jsonb,
+    giropay jsonb,
+    grabpay jsonb,
+    ideal jsonb,
+    interac_present jsonb,
+    klarna jsonb,
+    konbini jsonb,
+    link jsonb,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    oxxo jsonb,
+    p24 jsonb,
+    paynow jsonb,
+    paypal jsonb,
+    pix jsonb,
+    promptpay jsonb,
+    radar_options jsonb,
+    sepa_debit jsonb,
+    sofort jsonb,
+    type text,
+    us_bank_account jsonb,
+    wechat_pay jsonb,
+    zip jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".payment_method IS 'Stripe payment_method, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".payment_method.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".payment_method.acss_debit IS 'create-only `acss_debit`';
+COMMENT ON COLUMN :"schema".payment_method.affirm IS 'create-only `affirm`';
+COMMENT ON COLUMN :"schema".payment_method.afterpay_clearpay IS 'create-only `afterpay_clearpay`';
+COMMENT ON COLUMN :"schema".payment_method.alipay IS 'create-only `alipay`';
+COMMENT ON COLUMN :"schema".payment_method.au_becs_debit IS 'create-only `au_becs_debit`';
+COMMENT ON COLUMN :"schema".payment_method.bacs_debit IS 'create-only `bacs_debit`';
+COMMENT ON COLUMN :"schema".payment_method.bancontact IS 'create-only `bancontact`';
+COMMENT ON COLUMN :"schema".payment_method.billing_details IS 'writable `billing_details`';
+COMMENT ON COLUMN :"schema".payment_method.blik IS 'create-only `blik`';
+COMMENT ON COLUMN :"schema".payment_method.boleto IS 'create-only `boleto`';
+COMMENT ON COLUMN :"schema".payment_method.card IS 'writable `card`';
+COMMENT ON COLUMN :"schema".payment_method.card_present IS 'read-only `card_present`';
+COMMENT ON COLUMN :"schema".payment_method.cashapp IS 'create-only `cashapp`';
+COMMENT ON COLUMN :"schema".payment_method.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".payment_method.customer IS 'create-only `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".payment_method.customer_balance IS 'create-only `customer_balance`';
+COMMENT ON COLUMN :"schema".payment_method.eps IS 'create-only `eps`';
+COMMENT ON COLUMN :"schema".payment_method.fpx IS 'create-only `fpx`';
+COMMENT ON COLUMN :"schema".payment_method.giropay IS 'create-only `giropay`';
+COMMENT ON COLUMN :"schema".payment_method.grabpay IS 'create-only `grabpay`';
+COMMENT ON COLUMN :"schema".payment_method.ideal IS 'create-only `ideal`';
+COMMENT ON COLUMN :"schema".payment_method.interac_present IS 'create-only `interac_present`';
+COMMENT ON COLUMN :"schema".payment_method.klarna IS 'create-only `klarna`';
+COMMENT ON COLUMN :"schema".payment_method.konbini IS 'create-only `konbini`';
+COMMENT ON COLUMN :"schema".payment_method.link IS 'writable `link`';
+COMMENT ON COLUMN :"schema".payment_method.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".payment_method.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".payment_method.object IS 'read-only `object`; one of payment_method';
+COMMENT ON COLUMN :"schema".payment_method.oxxo IS 'create-only `oxxo`';
+COMMENT ON COLUMN :"schema".payment_method.p24 IS 'create-only `p24`';
+COMMENT ON COLUMN :"schema".payment_method.paynow IS 'create-only `paynow`';
+COMMENT ON COLUMN :"schema".payment_method.paypal IS 'create-only `paypal`';
+COMMENT ON COLUMN :"schema".payment_method.pix IS 'create-only `pix`';
+COMMENT ON COLUMN :"schema".payment_method.promptpay IS 'create-only `promptpay`';
+COMMENT ON COLUMN :"schema".payment_method.radar_options IS 'create-only `radar_options`';
+COMMENT ON COLUMN :"schema".payment_method.sepa_debit IS 'create-only `sepa_debit`';
+COMMENT ON COLUMN :"schema".payment_method.sofort IS 'create-only `sofort`';
+COMMENT ON COLUMN :"schema".payment_method.type IS 'create-only `type`; one of acss_debit, affirm, afterpay_clearpay, alipay, au_becs_debit, bacs_debit, bancontact, blik, boleto, card, card_present, cashapp, customer_balance, eps, fpx, giropay, grabpay, ideal, interac_present, klarna, konbini, link, oxxo, p24, paynow, paypal, pix, promptpay, sepa_debit, sofort, us_bank_account, wechat_pay, zip';
+COMMENT ON COLUMN :"schema".payment_method.us_bank_account IS 'writable `us_bank_account`';
+COMMENT ON COLUMN :"schema".payment_method.wechat_pay IS 'create-only `wechat_pay`';
+COMMENT ON COLUMN :"schema".payment_method.zip IS 'create-only `zip`';
+
+CREATE TABLE IF NOT EXISTS :"schema".payout (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    arrival_date timestamp with time zone,
+    automatic boolean,
+    balance_transaction text,
+    created timestamp with time zone,
+    currency text,
+    description text,
+    destination text,
+    failure_balance_transaction text,
+    failure_code text,
+    failure_message text,
+    livemode boolean,
+    metadata jsonb,
+    method text,
+    object text,
+    original_payout text,
+    reconciliation_status text,
+    reversed_by text,
+    source_type text,
+    statement_descriptor text,
+    status text,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".payout IS 'Stripe payout, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".payout.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".payout.amount IS 'create-only `amount`; required on create';
+COMMENT ON COLUMN :"schema".payout.arrival_date IS 'read-only `arrival_date`';
+COMMENT ON COLUMN :"schema".payout.automatic IS 'read-only `automatic`';
+COMMENT ON COLUMN :"schema".payout.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".payout.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".payout.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".payout.description IS 'create-only `description`; max 5000 chars';
+COMMENT ON COLUMN :"schema".payout.destination IS 'create-only `destination`';
+COMMENT ON COLUMN :"schema".payout.failure_balance_transaction IS 'read-only `failure_balance_transaction`';
+COMMENT ON COLUMN :"schema".payout.failure_code IS 'read-only `failure_code`';
+COMMENT ON COLUMN :"schema".payout.failure_message IS 'read-only `failure_message`';
+COMMENT ON COLUMN :"schema".payout.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".payout.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".payout.method IS 'create-only `method`; max 5000 chars; one of instant, standard';
+COMMENT ON COLUMN :"schema".payout.object IS 'read-only `object`; one of payout';
+COMMENT ON COLUMN :"schema".payout.original_payout IS 'read-only `original_payout`';
+COMMENT ON COLUMN :"schema".payout.reconciliation_status IS 'read-only `reconciliation_status`; one of completed, in_progress, not_applicable';
+COMMENT ON COLUMN :"schema".payout.reversed_by IS 'read-only `reversed_by`';
+COMMENT ON COLUMN :"schema".payout.source_type IS 'create-only `source_type`; max 5000 chars; one of bank_account, card, fpx';
+COMMENT ON COLUMN :"schema".payout.statement_descriptor IS 'create-only `statement_descriptor`; max 22 chars';
+COMMENT ON COLUMN :"schema".payout.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".payout.type IS 'read-only `type`; one of bank_account, card';
+
+CREATE TABLE IF NOT EXISTS :"schema".plan (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active boolean,
+    aggregate_usage text,
+    amount bigint,
+    amount_decimal numeric,
+    billing_scheme text,
+    created timestamp with time zone,
+    currency text,
+    interval text,
+    interval_count bigint,
+    livemode boolean,
+    metadata jsonb,
+    nickname text,
+    object text,
+    product text,
+    tiers jsonb,
+    tiers_mode text,
+    transform_usage jsonb,
+    trial_period_days bigint,
+    usage_type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".plan IS 'Stripe plan, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".plan.id IS 'create-only `id`; not null; max 5000 chars';
+COMMENT ON COLUMN :"schema".plan.active IS 'writable `active`';
+COMMENT ON COLUMN :"schema".plan.aggregate_usage IS 'create-only `aggregate_usage`; one of last_during_period, last_ever, max, sum';
+COMMENT ON COLUMN :"schema".plan.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".plan.amount_decimal IS 'create-only `amount_decimal`';
+COMMENT ON COLUMN :"schema".plan.billing_scheme IS 'create-only `billing_scheme`; one of per_unit, tiered';
+COMMENT ON COLUMN :"schema".plan.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".plan.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".plan.interval IS 'create-only `interval`; required on create; one of day, month, week, year';
+COMMENT ON COLUMN :"schema".plan.interval_count IS 'create-only `interval_count`';
+COMMENT ON COLUMN :"schema".plan.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".plan.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".plan.nickname IS 'writable `nickname`; max 5000 chars';
+COMMENT ON COLUMN :"schema".plan.object IS 'read-only `object`; one of plan';
+COMMENT ON COLUMN :"schema".plan.product IS 'writable `product`; max 5000 chars';
+COMMENT ON COLUMN :"schema".plan.tiers IS 'create-only `tiers`';
+COMMENT ON COLUMN :"schema".plan.tiers_mode IS 'create-only `tiers_mode`; one of graduated, volume';
+COMMENT ON COLUMN :"schema".plan.transform_usage IS 'create-only `transform_usage`';
+COMMENT ON COLUMN :"schema".plan.trial_period_days IS 'writable `trial_period_days`';
+COMMENT ON COLUMN :"schema".plan.usage_type IS 'create-only `usage_type`; one of licensed, metered';
+
+CREATE TABLE IF NOT EXISTS :"schema".promotion_code (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active boolean,
+    code text,
+    coupon jsonb,
+    created timestamp with time zone,
+    customer text,
+    expires_at timestamp with time zone,
+    livemode boolean,
+    max_redemptions bigint,
+    metadata jsonb,
+    object text,
+    restrictions jsonb,
+    times_redeemed bigint,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".promotion_code IS 'Stripe promotion_code, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".promotion_code.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".promotion_code.active IS 'writable `active`';
+COMMENT ON COLUMN :"schema".promotion_code.code IS 'create-only `code`; max 500 chars';
+COMMENT ON COLUMN :"schema".promotion_code.coupon IS 'read-only `coupon`';
+COMMENT ON COLUMN :"schema".promotion_code.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".promotion_code.customer IS 'create-only `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".promotion_code.expires_at IS 'create-only `expires_at`';
+COMMENT ON COLUMN :"schema".promotion_code.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".promotion_code.max_redemptions IS 'create-only `max_redemptions`';
+COMMENT ON COLUMN :"schema".promotion_code.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".promotion_code.object IS 'read-only `object`; one of promotion_code';
+COMMENT ON COLUMN :"schema".promotion_code.restrictions IS 'writable `restrictions`';
+COMMENT ON COLUMN :"schema".promotion_code.times_redeemed IS 'read-only `times_redeemed`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_subtotal bigint,
+    amount_total bigint,
+    application text,
+    application_fee_amount bigint,
+    application_fee_percent numeric,
+    automatic_tax jsonb,
+    collection_method text,
+    computed jsonb,
+    created timestamp with time zone,
+    currency text,
+    customer text,
+    default_tax_rates jsonb,
+    description text,
+    discounts jsonb,
+    expires_at timestamp with time zone,
+    footer text,
+    from_quote jsonb,
+    header text,
+    invoice text,
+    invoice_settings jsonb,
+    line_items jsonb,
+    livemode boolean,
+    metadata jsonb,
+    number text,
+    object text,
+    on_behalf_of text,
+    status text,
+    status_transitions jsonb,
+    subscription text,
+    subscription_data jsonb,
+    subscription_schedule text,
+    test_clock text,
+    total_details jsonb,
+    transfer_data jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".quote IS 'Stripe quote, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".quote.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".quote.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".quote.application_fee_amount IS 'writable `application_fee_amount`';
+COMMENT ON COLUMN :"schema".quote.application_fee_percent IS 'writable `application_fee_percent`';
+COMMENT ON COLUMN :"schema".quote.automatic_tax IS 'writable `automatic_tax`';
+COMMENT ON COLUMN :"schema".quote.collection_method IS 'writable `collection_method`; one of charge_automatically, send_invoice';
+COMMENT ON COLUMN :"schema".quote.computed IS 'read-only `computed`';
+COMMENT ON COLUMN :"schema".quote.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".quote.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".quote.customer IS 'writable `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".quote.default_tax_rates IS 'writable `default_tax_rates`';
+COMMENT ON COLUMN :"schema".quote.description IS 'writable `description`; max 500 chars';
+COMMENT ON COLUMN :"schema".quote.discounts IS 'writable `discounts`';
+COMMENT ON COLUMN :"schema".quote.expires_at IS 'writable `expires_at`';
+COMMENT ON COLUMN :"schema".quote.footer IS 'writable `footer`; max 500 chars';
+COMMENT ON COLUMN :"schema".quote.from_quote IS 'create-only `from_quote`';
+COMMENT ON COLUMN :"schema".quote.header IS 'writable `header`; max 50 chars';
+COMMENT ON COLUMN :"schema".quote.invoice IS 'read-only `invoice`';
+COMMENT ON COLUMN :"schema".quote.invoice_settings IS 'writable `invoice_settings`';
+COMMENT ON COLUMN :"schema".quote.line_items IS 'writable `line_items`';
+COMMENT ON COLUMN :"schema".quote.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".quote.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".quote.number IS 'read-only `number`';
+COMMENT ON COLUMN :"schema".quote.object IS 'read-only `object`; one of quote';
+COMMENT ON COLUMN :"schema".quote.on_behalf_of IS 'writable `on_behalf_of`';
+COMMENT ON COLUMN :"schema".quote.status IS 'read-only `status`; one of accepted, canceled, draft, open';
+COMMENT ON COLUMN :"schema".quote.status_transitions IS 'read-only `status_transitions`';
+COMMENT ON COLUMN :"schema".quote.subscription IS 'read-only `subscription`';
+COMMENT ON COLUMN :"schema".quote.subscription_data IS 'writable `subscription_data`';
+COMMENT ON COLUMN :"schema".quote.subscription_schedule IS 'read-only `subscription_schedule`';
+COMMENT ON COLUMN :"schema".quote.test_clock IS 'create-only `test_clock`; max 5000 chars';
+COMMENT ON COLUMN :"schema".quote.total_details IS 'read-only `total_details`';
+COMMENT ON COLUMN :"schema".quote.transfer_data IS 'writable `transfer_data`';
+
+CREATE TABLE IF NOT EXISTS :"schema".radar_early_fraud_warning (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    actionable boolean,
+    charge text,
+    created timestamp with time zone,
+    fraud_type text,
+    livemode boolean,
+    object text,
+    payment_intent text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".radar_early_fraud_warning IS 'Stripe radar.early_fraud_warning, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.actionable IS 'read-only `actionable`';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.charge IS 'read-only `charge`';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.fraud_type IS 'read-only `fraud_type`';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.object IS 'read-only `object`; one of radar.early_fraud_warning';
+COMMENT ON COLUMN :"schema".radar_early_fraud_warning.payment_intent IS 'read-only `payment_intent`';
+
+CREATE TABLE IF NOT EXISTS :"schema".radar_value_list (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    alias text,
+    created timestamp with time zone,
+    created_by text,
+    item_type text,
+    list_items jsonb,
+    livemode boolean,
+    metadata jsonb,
+    name text,
+    object text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".radar_value_list IS 'Stripe radar.value_list, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".radar_value_list.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".radar_value_list.alias IS 'writable `alias`; required on create; max 100 chars';
+COMMENT ON COLUMN :"schema".radar_value_list.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".radar_value_list.created_by IS 'read-only `created_by`';
+COMMENT ON COLUMN :"schema".radar_value_list.item_type IS 'create-only `item_type`; max 5000 chars; one of card_bin, card_fingerprint, case_sensitive_string, country, customer_id, email, ip_address, sepa_debit_fingerprint, string, us_bank_account_fingerprint';
+COMMENT ON COLUMN :"schema".radar_value_list.list_items IS 'read-only `list_items`';
+COMMENT ON COLUMN :"schema".radar_value_list.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".radar_value_list.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".radar_value_list.name IS 'writable `name`; required on create; max 100 chars';
+COMMENT ON COLUMN :"schema".radar_value_list.object IS 'read-only `object`; one of radar.value_list';
+
+CREATE TABLE IF NOT EXISTS :"schema".refund (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transaction text,
+    charge text,
+    created timestamp with time zone,
+    currency text,
+    description text,
+    failure_balance_transaction text,
+    failure_reason text,
+    instructions_email text,
+    metadata jsonb,
+    next_action jsonb,
+    object text,
+    payment_intent text,
+    reason text,
+    receipt_number text,
+    source_transfer_reversal text,
+    status text,
+    transfer_reversal text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".refund IS 'Stripe refund, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".refund.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".refund.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".refund.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".refund.charge IS 'create-only `charge`; max 5000 chars';
+COMMENT ON COLUMN :"schema".refund.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".refund.currency IS 'create-only `currency`; format currency';
+COMMENT ON COLUMN :"schema".refund.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".refund.failure_balance_transaction IS 'read-only `failure_balance_transaction`';
+COMMENT ON COLUMN :"schema".refund.failure_reason IS 'read-only `failure_reason`';
+COMMENT ON COLUMN :"schema".refund.instructions_email IS 'create-only `instructions_email`; format email';
+COMMENT ON COLUMN :"schema".refund.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".refund.next_action IS 'read-only `next_action`';
+COMMENT ON COLUMN :"schema".refund.object IS 'read-only `object`; one of refund';
+COMMENT ON COLUMN :"schema".refund.payment_intent IS 'create-only `payment_intent`; max 5000 chars';
+COMMENT ON COLUMN :"schema".refund.reason IS 'create-only `reason`; max 5000 chars; one of duplicate, expired_uncaptured_charge, fraudulent, requested_by_customer';
+COMMENT ON COLUMN :"schema".refund.receipt_number IS 'read-only `receipt_number`';
+COMMENT ON COLUMN :"schema".refund.source_transfer_reversal IS 'read-only `source_transfer_reversal`';
+COMMENT ON COLUMN :"schema".refund.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".refund.transfer_reversal IS 'read-only `transfer_reversal`';
+
+CREATE TABLE IF NOT EXISTS :"schema".reporting_report_run (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    error text,
+    livemode boolean,
+    object text,
+    parameters jsonb,
+    report_type text,
+    result jsonb,
+    status text,
+    succeeded_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".reporting_report_run IS 'Stripe reporting.report_run, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".reporting_report_run.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".reporting_report_run.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".reporting_report_run.error IS 'read-only `error`';
+COMMENT ON COLUMN :"schema".reporting_report_run.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".reporting_report_run.object IS 'read-only `object`; one of reporting.report_run';
+COMMENT ON COLUMN :"schema".reporting_report_run.parameters IS 'create-only `parameters`';
+COMMENT ON COLUMN :"schema".reporting_report_run.report_type IS 'create-only `report_type`; required on create';
+COMMENT ON COLUMN :"schema".reporting_report_run.result IS 'read-only `result`';
+COMMENT ON COLUMN :"schema".reporting_report_run.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".reporting_report_run.succeeded_at IS 'read-only `succeeded_at`';
+
+CREATE TABLE IF NOT EXISTS :"schema".review (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    billing_zip text,
+    charge text,
+    closed_reason text,
+    created timestamp with time zone,
+    ip_address text,
+    ip_address_location jsonb,
+    livemode boolean,
+    object text,
+    open boolean,
+    opened_reason text,
+    payment_intent text,
+    reason text,
+    session jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".review IS 'Stripe review, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".review.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".review.billing_zip IS 'read-only `billing_zip`';
+COMMENT ON COLUMN :"schema".review.charge IS 'read-only `charge`';
+COMMENT ON COLUMN :"schema".review.closed_reason IS 'read-only `closed_reason`; one of approved, disputed, redacted, refunded, refunded_as_fraud';
+COMMENT ON COLUMN :"schema".review.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".review.ip_address IS 'read-only `ip_address`';
+COMMENT ON COLUMN :"schema".review.ip_address_location IS 'read-only `ip_address_location`';
+COMMENT ON COLUMN :"schema".review.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".review.object IS 'read-only `object`; one of review';
+COMMENT ON COLUMN :"schema".review.open IS 'read-only `open`';
+COMMENT ON COLUMN :"schema".review.opened_reason IS 'read-only `opened_reason`; one of manual, rule';
+COMMENT ON COLUMN :"schema".review.payment_intent IS 'read-only `payment_intent`';
+COMMENT ON COLUMN :"schema".review.reason IS 'read-only `reason`';
+COMMENT ON COLUMN :"schema".review.session IS 'read-only `session`';
+
+CREATE TABLE IF NOT EXISTS :"schema".setup_intent (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    application text,
+    attach_to_self boolean,
+    automatic_payment_methods jsonb,
+    cancellation_reason text,
+    client_secret text,
+    created timestamp with time zone,
+    customer text,
+    description text,
+    flow_directions text[],
+    last_setup_error jsonb,
+    latest_attempt text,
+    livemode boolean,
+    mandate text,
+    metadata jsonb,
+    next_action jsonb,
+    object text,
+    on_behalf_of text,
+    payment_method text,
+    payment_method_options jsonb,
+    payment_method_types text[],
+    single_use_mandate text,
+    status text,
+    usage text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".setup_intent IS 'Stripe setup_intent, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".setup_intent.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".setup_intent.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".setup_intent.attach_to_self IS 'writable `attach_to_self`';
+COMMENT ON COLUMN :"schema".setup_intent.automatic_payment_methods IS 'create-only `automatic_payment_methods`';
+COMMENT ON COLUMN :"schema".setup_intent.cancellation_reason IS 'read-only `cancellation_reason`; one of abandoned, duplicate, requested_by_customer';
+COMMENT ON COLUMN :"schema".setup_intent.client_secret IS 'read-only `client_secret`';
+COMMENT ON COLUMN :"schema".setup_intent.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".setup_intent.customer IS 'writable `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".setup_intent.description IS 'writable `description`; max 1000 chars';
+COMMENT ON COLUMN :"schema".setup_intent.flow_directions IS 'writable `flow_directions`';
+COMMENT ON COLUMN :"schema".setup_intent.last_setup_error IS 'read-only `last_setup_error`';
+COMMENT ON COLUMN :"schema".setup_intent.latest_attempt IS 'read-only `latest_attempt`';
+COMMENT ON COLUMN :"schema".setup_intent.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".setup_intent.mandate IS 'read-only `mandate`';
+COMMENT ON COLUMN :"schema".setup_intent.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".setup_intent.next_action IS 'read-only `next_action`';
+COMMENT ON COLUMN :"schema".setup_intent.object IS 'read-only `object`; one of setup_intent';
+COMMENT ON COLUMN :"schema".setup_intent.on_behalf_of IS 'create-only `on_behalf_of`';
+COMMENT ON COLUMN :"schema".setup_intent.payment_method IS 'writable `payment_method`; max 5000 chars';
+COMMENT ON COLUMN :"schema".setup_intent.payment_method_options IS 'writable `payment_method_options`';
+COMMENT ON COLUMN :"schema".setup_intent.payment_method_types IS 'writable `payment_method_types`';
+COMMENT ON COLUMN :"schema".setup_intent.single_use_mandate IS 'read-only `single_use_mandate`';
+COMMENT ON COLUMN :"schema".setup_intent.status IS 'read-only `status`; one of canceled, processing, requires_action, requires_confirmation, requires_payment_method, succeeded';
+COMMENT ON COLUMN :"schema".setup_intent.usage IS 'create-only `usage`; one of off_session, on_session';
+
+CREATE TABLE IF NOT EXISTS :"schema".shipping_rate (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active boolean,
+    created timestamp with time zone,
+    delivery_estimate jsonb,
+    display_name text,
+    fixed_amount jsonb,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    tax_behavior text,
+    tax_code text,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".shipping_rate IS 'Stripe shipping_rate, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".shipping_rate.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".shipping_rate.active IS 'read-only `active`';
+COMMENT ON COLUMN :"schema".shipping_rate.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".shipping_rate.delivery_estimate IS 'create-only `delivery_estimate`';
+COMMENT ON COLUMN :"schema".shipping_rate.display_name IS 'create-only `display_name`; required on create; max 100 chars';
+COMMENT ON COLUMN :"schema".shipping_rate.fixed_amount IS 'writable `fixed_amount`';
+COMMENT ON COLUMN :"schema".shipping_rate.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".shipping_rate.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".shipping_rate.object IS 'read-only `object`; one of shipping_rate';
+COMMENT ON COLUMN :"schema".shipping_rate.tax_behavior IS 'writable `tax_behavior`; one of exclusive, inclusive, unspecified';
+COMMENT ON COLUMN :"schema".shipping_rate.tax_code IS 'create-only `tax_code`';
+COMMENT ON COLUMN :"schema".shipping_rate.type IS 'create-only `type`; one of fixed_amount';
+
+CREATE TABLE IF NOT EXISTS :"schema".scheduled_query_run (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    data_load_time timestamp with time zone,
+    error jsonb,
+    file jsonb,
+    livemode boolean,
+    object text,
+    result_available_until timestamp with time zone,
+    sql text,
+    status text,
+    title text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".scheduled_query_run IS 'Stripe scheduled_query_run, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".scheduled_query_run.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".scheduled_query_run.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.data_load_time IS 'read-only `data_load_time`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.error IS 'read-only `error`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.file IS 'read-only `file`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.object IS 'read-only `object`; one of scheduled_query_run';
+COMMENT ON COLUMN :"schema".scheduled_query_run.result_available_until IS 'read-only `result_available_until`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.sql IS 'read-only `sql`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".scheduled_query_run.title IS 'read-only `title`';
+
+CREATE TABLE IF NOT EXISTS :"schema".subscription_schedule (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    application text,
+    canceled_at timestamp with time zone,
+    completed_at timestamp with time zone,
+    created timestamp with time zone,
+    current_phase jsonb,
+    customer text,
+    default_settings jsonb,
+    end_behavior text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    phases jsonb,
+    released_at timestamp with time zone,
+    released_subscription text,
+    status text,
+    subscription text,
+    test_clock text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".subscription_schedule IS 'Stripe subscription_schedule, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".subscription_schedule.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".subscription_schedule.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".subscription_schedule.canceled_at IS 'read-only `canceled_at`';
+COMMENT ON COLUMN :"schema".subscription_schedule.completed_at IS 'read-only `completed_at`';
+COMMENT ON COLUMN :"schema".subscription_schedule.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".subscription_schedule.current_phase IS 'read-only `current_phase`';
+COMMENT ON COLUMN :"schema".subscription_schedule.customer IS 'create-only `customer`; max 5000 chars';
+COMMENT ON COLUMN :"schema".subscription_schedule.default_settings IS 'writable `default_settings`';
+COMMENT ON COLUMN :"schema".subscription_schedule.end_behavior IS 'writable `end_behavior`; one of cancel, none, release, renew';
+COMMENT ON COLUMN :"schema".subscription_schedule.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".subscription_schedule.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".subscription_schedule.object IS 'read-only `object`; one of subscription_schedule';
+COMMENT ON COLUMN :"schema".subscription_schedule.phases IS 'writable `phases`';
+COMMENT ON COLUMN :"schema".subscription_schedule.released_at IS 'read-only `released_at`';
+COMMENT ON COLUMN :"schema".subscription_schedule.released_subscription IS 'read-only `released_subscription`';
+COMMENT ON COLUMN :"schema".subscription_schedule.status IS 'read-only `status`; one of active, canceled, completed, not_started, released';
+COMMENT ON COLUMN :"schema".subscription_schedule.subscription IS 'read-only `subscription`';
+COMMENT ON COLUMN :"schema".subscription_schedule.test_clock IS 'read-only `test_clock`';
+
+CREATE TABLE IF NOT EXISTS :"schema".terminal_configuration (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    bbpos_wisepos_e jsonb,
+    is_account_default boolean,
+    livemode boolean,
+    object text,
+    tipping jsonb,
+    verifone_p400 jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".terminal_configuration IS 'Stripe terminal.configuration, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".terminal_configuration.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".terminal_configuration.bbpos_wisepos_e IS 'writable `bbpos_wisepos_e`';
+COMMENT ON COLUMN :"schema".terminal_configuration.is_account_default IS 'read-only `is_account_default`';
+COMMENT ON COLUMN :"schema".terminal_configuration.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".terminal_configuration.object IS 'read-only `object`; one of terminal.configuration';
+COMMENT ON COLUMN :"schema".terminal_configuration.tipping IS 'writable `tipping`';
+COMMENT ON COLUMN :"schema".terminal_configuration.verifone_p400 IS 'writable `verifone_p400`';
+
+CREATE TABLE IF NOT EXISTS :"schema".terminal_location (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    address jsonb,
+    configuration_overrides text,
+    display_name text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".terminal_location IS 'Stripe terminal.location, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".terminal_location.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".terminal_location.address IS 'writable `address`; required on create';
+COMMENT ON COLUMN :"schema".terminal_location.configuration_overrides IS 'writable `configuration_overrides`; max 1000 chars';
+COMMENT ON COLUMN :"schema".terminal_location.display_name IS 'writable `display_name`; required on create; max 1000 chars';
+COMMENT ON COLUMN :"schema".terminal_location.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".terminal_location.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".terminal_location.object IS 'read-only `object`; one of terminal.location';
+
+CREATE TABLE IF NOT EXISTS :"schema".terminal_reader (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    action jsonb,
+    device_sw_version text,
+    device_type text,
+    ip_address text,
+    label text,
+    livemode boolean,
+    location text,
+    metadata jsonb,
+    object text,
+    serial_number text,
+    status text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".terminal_reader IS 'Stripe terminal.reader, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".terminal_reader.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".terminal_reader.action IS 'read-only `action`';
+COMMENT ON COLUMN :"schema".terminal_reader.device_sw_version IS 'read-only `device_sw_version`';
+COMMENT ON COLUMN :"schema".terminal_reader.device_type IS 'read-only `device_type`; one of bbpos_chipper2x, bbpos_wisepad3, bbpos_wisepos_e, simulated_wisepos_e, stripe_m2, verifone_P400';
+COMMENT ON COLUMN :"schema".terminal_reader.ip_address IS 'read-only `ip_address`';
+COMMENT ON COLUMN :"schema".terminal_reader.label IS 'writable `label`; max 5000 chars';
+COMMENT ON COLUMN :"schema".terminal_reader.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".terminal_reader.location IS 'create-only `location`; max 5000 chars';
+COMMENT ON COLUMN :"schema".terminal_reader.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".terminal_reader.object IS 'read-only `object`; one of terminal.reader';
+COMMENT ON COLUMN :"schema".terminal_reader.serial_number IS 'read-only `serial_number`';
+COMMENT ON COLUMN :"schema".terminal_reader.status IS 'read-only `status`';
+
+CREATE TABLE IF NOT EXISTS :"schema".topup (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transaction text,
+    created timestamp with time zone,
+    currency text,
+    description text,
+    expected_availability_date bigint,
+    failure_code text,
+    failure_message text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    source jsonb,
+    statement_descriptor text,
+    status text,
+    transfer_group text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".topup IS 'Stripe topup, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".topup.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".topup.amount IS 'create-only `amount`; required on create';
+COMMENT ON COLUMN :"schema".topup.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".topup.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".topup.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".topup.description IS 'writable `description`; max 5000 chars';
+COMMENT ON COLUMN :"schema".topup.expected_availability_date IS 'read-only `expected_availability_date`';
+COMMENT ON COLUMN :"schema".topup.failure_code IS 'read-only `failure_code`';
+COMMENT ON COLUMN :"schema".topup.failure_message IS 'read-only `failure_message`';
+COMMENT ON COLUMN :"schema".topup.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".topup.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".topup.object IS 'read-only `object`; one of topup';
+COMMENT ON COLUMN :"schema".topup.source IS 'read-only `source`';
+COMMENT ON COLUMN :"schema".topup.statement_descriptor IS 'create-only `statement_descriptor`; max 15 chars';
+COMMENT ON COLUMN :"schema".topup.status IS 'read-only `status`; one of canceled, failed, pending, reversed, succeeded';
+COMMENT ON COLUMN :"schema".topup.transfer_group IS 'create-only `transfer_group`';
+
+CREATE TABLE IF NOT EXISTS :"schema".transfer (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_reversed bigint,
+    balance_transaction text,
+    created timestamp with time zone,
+    currency text,
+    description text,
+    destination text,
+    destination_payment text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    reversals jsonb,
+    reversed boolean,
+    source_transaction text,
+    source_type text,
+    transfer_group text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".transfer IS 'Stripe transfer, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".transfer.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".transfer.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".transfer.amount_reversed IS 'read-only `amount_reversed`';
+COMMENT ON COLUMN :"schema".transfer.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".transfer.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".transfer.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".transfer.description IS 'writable `description`; max 5000 chars';
+COMMENT ON COLUMN :"schema".transfer.destination IS 'create-only `destination`; required on create';
+COMMENT ON COLUMN :"schema".transfer.destination_payment IS 'read-only `destination_payment`';
+COMMENT ON COLUMN :"schema".transfer.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".transfer.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".transfer.object IS 'read-only `object`; one of transfer';
+COMMENT ON COLUMN :"schema".transfer.reversals IS 'read-only `reversals`';
+COMMENT ON COLUMN :"schema".transfer.reversed IS 'read-only `reversed`';
+COMMENT ON COLUMN :"schema".transfer.source_transaction IS 'create-only `source_transaction`';
+COMMENT ON COLUMN :"schema".transfer.source_type IS 'create-only `source_type`; max 5000 chars; one of bank_account, card, fpx';
+COMMENT ON COLUMN :"schema".transfer.transfer_group IS 'create-only `transfer_group`';
+
+CREATE TABLE IF NOT EXISTS :"schema".treasury_financial_account (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    active_features text[],
+    balance jsonb,
+    country text,
+    created timestamp with time zone,
+    features jsonb,
+    financial_addresses jsonb,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    pending_features text[],
+    platform_restrictions jsonb,
+    restricted_features text[],
+    status text,
+    status_details jsonb,
+    supported_currencies text[],
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".treasury_financial_account IS 'Stripe treasury.financial_account, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".treasury_financial_account.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".treasury_financial_account.active_features IS 'read-only `active_features`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.balance IS 'read-only `balance`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.country IS 'read-only `country`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.features IS 'writable `features`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.financial_addresses IS 'read-only `financial_addresses`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.object IS 'read-only `object`; one of treasury.financial_account';
+COMMENT ON COLUMN :"schema".treasury_financial_account.pending_features IS 'read-only `pending_features`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.platform_restrictions IS 'writable `platform_restrictions`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.restricted_features IS 'read-only `restricted_features`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.status IS 'read-only `status`; one of closed, open';
+COMMENT ON COLUMN :"schema".treasury_financial_account.status_details IS 'read-only `status_details`';
+COMMENT ON COLUMN :"schema".treasury_financial_account.supported_currencies IS 'create-only `supported_currencies`; required on create';
+
+CREATE TABLE IF NOT EXISTS :"schema".webhook_endpoint (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    api_version text,
+    application text,
+    created timestamp with time zone,
+    description text,
+    enabled_events text[],
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    secret text,
+    status text,
+    url text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".webhook_endpoint IS 'Stripe webhook_endpoint, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".webhook_endpoint.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".webhook_endpoint.api_version IS 'create-only `api_version`; max 5000 chars; one of 2011-01-01, 2011-06-21, 2011-06-28, 2011-08-01, 2011-09-15, 2011-11-17, 2012-02-23, 2012-03-25, 2012-06-18, 2012-06-28, 2012-07-09, 2012-09-24, 2012-10-26, 2012-11-07, 2013-02-11, 2013-02-13, 2013-07-05, 2013-08-12, 2013-08-13, 2013-10-29, 2013-12-03, 2014-01-31, 2014-03-13, 2014-03-28, 2014-05-19, 2014-06-13, 2014-06-17, 2014-07-22, 2014-07-26, 2014-08-04, 2014-08-20, 2014-09-08, 2014-10-07, 2014-11-05, 2014-11-20, 2014-12-08, 2014-12-17, 2014-12-22, 2015-01-11, 2015-01-26, 2015-02-10, 2015-02-16, 2015-02-18, 2015-03-24, 2015-04-07, 2015-06-15, 2015-07-07, 2015-07-13, 2015-07-28, 2015-08-07, 2015-08-19, 2015-09-03, 2015-09-08, 2015-09-23, 2015-10-01, 2015-10-12, 2015-10-16, 2016-02-03, 2016-02-19, 2016-02-22, 2016-02-23, 2016-02-29, 2016-03-07, 2016-06-15, 2016-07-06, 2016-10-19, 2017-01-27, 2017-02-14, 2017-04-06, 2017-05-25, 2017-06-05, 2017-08-15, 2017-12-14, 2018-01-23, 2018-02-05, 2018-02-06, 2018-02-28, 2018-05-21, 2018-07-27, 2018-08-23, 2018-09-06, 2018-09-24, 2018-10-31, 2018-11-08, 2019-02-11, 2019-02-19, 2019-03-14, 2019-05-16, 2019-08-14, 2019-09-09, 2019-10-08, 2019-10-17, 2019-11-05, 2019-12-03, 2020-03-02, 2020-08-27, 2022-08-01, 2022-11-15, 2023-08-16';
+COMMENT ON COLUMN :"schema".webhook_endpoint.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.description IS 'writable `description`; max 5000 chars';
+COMMENT ON COLUMN :"schema".webhook_endpoint.enabled_events IS 'writable `enabled_events`; required on create';
+COMMENT ON COLUMN :"schema".webhook_endpoint.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.object IS 'read-only `object`; one of webhook_endpoint';
+COMMENT ON COLUMN :"schema".webhook_endpoint.secret IS 'read-only `secret`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".webhook_endpoint.url IS 'writable `url`; required on create';

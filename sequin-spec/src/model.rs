@@ -93,6 +93,20 @@ pub struct Connector {
     /// Objects that exist only at run time (Airtable tables of a base).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered_objects: Option<DiscoveredObjects>,
+    /// What of the API is deliberately not synced, and why (listed in the
+    /// generated docs, so a user can tell a gap from a choice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// Part of an API a connector deliberately does not sync.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeftOut {
+    /// The endpoint or object (`/v1/country_specs`).
+    pub what: String,
+    /// Why it is not synced.
+    pub why: String,
 }
 
 /// A connection parameter, referenced as `{name}` in templates.

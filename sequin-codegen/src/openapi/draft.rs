@@ -491,6 +491,7 @@ fn connector(
         fields_under: None,
         objects,
         discovered_objects: None,
+        left_out: Vec::new(),
     }
 }
 

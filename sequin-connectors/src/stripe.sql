@@ -1445,7 +1445,7 @@ CREATE TABLE IF NOT EXISTS :"schema".issuing_transaction (
     id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
     amount bigint,
     amount_details jsonb,
-    authorization text,
+    "authorization" text,
     balance_transaction text,
     card text,
     cardholder text,
@@ -1470,7 +1470,7 @@ COMMENT ON TABLE :"schema".issuing_transaction IS 'Stripe issuing.transaction, s
 COMMENT ON COLUMN :"schema".issuing_transaction.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".issuing_transaction.amount IS 'read-only `amount`';
 COMMENT ON COLUMN :"schema".issuing_transaction.amount_details IS 'read-only `amount_details`';
-COMMENT ON COLUMN :"schema".issuing_transaction.authorization IS 'read-only `authorization`';
+COMMENT ON COLUMN :"schema".issuing_transaction."authorization" IS 'read-only `authorization`';
 COMMENT ON COLUMN :"schema".issuing_transaction.balance_transaction IS 'read-only `balance_transaction`';
 COMMENT ON COLUMN :"schema".issuing_transaction.card IS 'read-only `card`';
 COMMENT ON COLUMN :"schema".issuing_transaction.cardholder IS 'read-only `cardholder`';

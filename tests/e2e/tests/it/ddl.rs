@@ -122,3 +122,31 @@ fn ddl_applies_through_psql_variables() {
         );
     }
 }
+
+#[tokio::test]
+async fn identifiers_are_quoted_for_every_keyword_postgres_reserves() {
+    let db = sequin_pgtemp::Database::create("ddl_keywords").unwrap();
+    let client = sequin_pgtemp::connect(&db.url).await;
+    let reserved: Vec<String> = client
+        .query(
+            "SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T') ORDER BY word",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ours: Vec<&str> = sequin_spec::naming::RESERVED.to_vec();
+    ours.sort();
+    assert_eq!(ours, reserved, "naming::RESERVED against pg_get_keywords()");
+    // And each one works as a column name once quoted.
+    let columns: Vec<String> = reserved
+        .iter()
+        .map(|w| format!("{} text", quote_ident(w)))
+        .collect();
+    client
+        .batch_execute(&format!("CREATE TABLE keywords ({})", columns.join(", ")))
+        .await
+        .unwrap();
+}

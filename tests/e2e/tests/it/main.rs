@@ -15,6 +15,7 @@ mod sync_hubspot;
 mod sync_restart;
 mod sync_salesforce;
 mod sync_stripe;
+mod sync_stripe_account;
 mod tls;
 mod write_consistency;
 mod write_contract;

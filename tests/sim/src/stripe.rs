@@ -450,6 +450,9 @@ pub struct Stripe {
     ctx: SimContext,
     state: Mutex<StripeState>,
     request_seq: AtomicU64,
+    /// The key is a restricted key without the Events read permission
+    /// (`rak_event_read`): the events endpoints answer 403.
+    events_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Who asked for a change (recorded in the event's `request`).
@@ -473,7 +476,32 @@ impl Stripe {
                 idempotency: HashMap::new(),
             }),
             request_seq: AtomicU64::new(0),
+            events_refused: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes the account's key a restricted key without the Events read
+    /// permission (or gives it back): `GET /v1/events` and
+    /// `GET /v1/events/{id}` then answer 403 as Stripe does.
+    pub fn refuse_events(&self, refuse: bool) {
+        self.events_refused.store(refuse, Ordering::Relaxed);
+    }
+
+    /// Stripe's answer to a restricted key without `rak_event_read`.
+    fn events_permission(&self) -> Result<(), StripeError> {
+        if !self.events_refused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        Err(StripeError {
+            status: StatusCode::FORBIDDEN,
+            kind: "invalid_request_error",
+            code: None,
+            param: None,
+            message: format!(
+                "The provided key '{}' does not have the required permissions for this endpoint on account 'acct_1SequinSimulator'. Having the 'rak_event_read' permission would allow this request to continue.",
+                masked(&self.ctx.token)
+            ),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, StripeState> {
@@ -1831,6 +1859,7 @@ async fn events_list(
     State(s): State<Arc<Stripe>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, StripeError> {
+    s.events_permission()?;
     let q = parse_query(op("GET /v1/events"), query.as_deref())?;
     let now = s.ctx.clock.now_secs();
     let body = s.lock().list_events(now, &q)?;
@@ -1842,6 +1871,7 @@ async fn event_retrieve(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, StripeError> {
+    s.events_permission()?;
     parse_query(op("GET /v1/events/{id}"), query.as_deref())?;
     let oldest = s.ctx.clock.now_secs() - EVENT_RETENTION_SECS;
     let st = s.lock();

@@ -72,26 +72,44 @@ fn feed(plan: &ObjectPlan) -> Feed<'_> {
     }
 }
 
-/// Asks the feed for its newest events and stores the newest event id as
-/// the starting cursor, unless one exists. The feed is asked even then: a
-/// refused feed (`fallback.rs`) must be known before any object polls.
+/// Stores the newest event id as the starting cursor, unless one exists.
+/// When the spec has a fallback for a refused feed, the feed is asked even
+/// then, so that a refusal is known before any object polls; any other
+/// failure of that extra request is left to the feed's own polls, which
+/// report it as they always did.
 pub async fn ensure_cursor(
     ctx: &Ctx,
     writer: &mut Writer,
     plan: &ObjectPlan,
 ) -> Result<(), SyncError> {
     let state = writer.state(&ctx.api.config.name, EVENTS).await?;
+    let stored = state.incremental_cursor.is_some();
     let f = feed(plan);
+    if stored
+        && !matches!(
+            plan.incremental,
+            Incremental::Events {
+                fallback: Some(_),
+                ..
+            }
+        )
+    {
+        return Ok(());
+    }
     let mut ep = f.endpoint.clone();
     ep.records = Some(f.records.to_string());
     let page = ctx
         .api
         .client
         .fetch_page(&ep, Some(f.pagination), &ctx.api.vars(None), None, None)
-        .await?;
-    if state.incremental_cursor.is_some() {
-        return Ok(());
-    }
+        .await
+        .map_err(SyncError::from);
+    let page = match page {
+        Err(e) if stored && fallback::applies(&plan.incremental, &e).is_none() => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) if stored => return Ok(()),
+        Ok(page) => page,
+    };
     let newest = page
         .records
         .first()
@@ -104,9 +122,8 @@ pub async fn ensure_cursor(
 }
 
 /// Polls the feed every poll interval once all `objects` but children are
-/// live. A feed
-/// refused with a status the spec's fallback lists ends the task, leaving
-/// the objects to re-listing (`fallback.rs`).
+/// live. A feed refused with a status the spec's fallback lists ends the
+/// task, leaving the objects to re-listing (`fallback.rs`).
 pub async fn run(
     ctx: Arc<Ctx>,
     objects: Vec<ObjectPlan>,

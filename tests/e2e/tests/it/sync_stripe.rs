@@ -330,16 +330,37 @@ async fn restricted_key_without_events_syncs_by_relisting() {
         .await;
     }
     sync.stop().await.unwrap();
+
+    // A later `sync --once` re-lists what changed while it was stopped.
+    stripe
+        .update(Kind::Customer, &changed, "name=While+Stopped")
+        .unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let once = sequin_runtime::sync::Options {
+        once: true,
+        metrics: sequin_runtime::metrics::Metrics::new(),
+    };
+    let config = Config::parse("test.yaml", &yaml, &|_| None).unwrap();
+    sequin_runtime::sync::run(&config, once, rx).await.unwrap();
+    let name: Option<String> = pg
+        .query_one(
+            "SELECT name FROM stripe.customer WHERE id = $1",
+            &[&changed],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name.as_deref(), Some("While Stopped"));
     sim.shutdown().await;
 }
 
 /// The Stripe spec with `invoice` made a child of `customer`, listed with
-/// `GET /v1/invoices?customer={customer}` under each customer and kept
-/// current through its customer only (not its own events): a real listing
-/// of Stripe's under a parent, which the simulator serves, to prove child
-/// objects end to end until the connector has its own (invoice lines and
-/// tax ids).
-fn invoices_under_customers() -> Connector {
+/// `GET /v1/invoices?customer={customer}` under each customer: a real
+/// listing of Stripe's under a parent, which the simulator serves, to prove
+/// child objects end to end until the connector has its own (invoice lines
+/// and tax ids). Without `changes_without_parent` it is kept current
+/// through its customer only, with it also by its own events.
+fn invoices_under_customers(changes_without_parent: bool) -> Connector {
     let mut spec = sequin_runtime::registry::get("stripe")
         .unwrap()
         .spec
@@ -353,7 +374,7 @@ fn invoices_under_customers() -> Connector {
         object: "customer".into(),
         param: "customer".into(),
         field: "customer".into(),
-        changes_without_parent: false,
+        changes_without_parent,
     });
     let mut list = invoice.endpoints.list.clone();
     list.query.insert("customer".into(), "{customer}".into());
@@ -367,8 +388,6 @@ fn invoices_under_customers() -> Connector {
         batch_update: None,
         batch_delete: None,
     };
-    // `changes_without_parent` unset: only its customer's changes bring it
-    // in, not its own events.
     spec
 }
 
@@ -410,7 +429,7 @@ async fn a_child_object_is_listed_under_its_parents_and_follows_them() {
         sim.token()
     );
     let mut config = Config::parse("test.yaml", &yaml, &|_| None).unwrap();
-    config.connections[0].spec = Some(Arc::new(invoices_under_customers()));
+    config.connections[0].spec = Some(Arc::new(invoices_under_customers(false)));
     sim.reset_stats();
     let sync = Running::start_config(config);
     let pg = connect(&db.url).await;
@@ -521,6 +540,105 @@ async fn a_child_object_is_listed_under_its_parents_and_follows_them() {
     assert!(e.message().contains("child table"), "{}", e.message());
     assert!(has_row(&pg, "invoice", &new).await);
 
+    assert!(!sync.finished(), "the engine is still running");
+    sync.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+/// A child object that changes without its parent takes its own events
+/// (a new invoice shows up though its customer does not change); once the
+/// key loses the events permission while running, it is listed again under
+/// every parent each fallback interval (a new invoice appears, a deleted one
+/// goes, still without any customer changing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_changes_on_its_own_takes_its_events_then_relists_when_refused() {
+    let db = sequin_pgtemp::Database::create("sync_stripe_child_events").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Stripe).seed_records(20).rate_limit(0.0),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let stripe = sim.stripe();
+    let customers = stripe.ids(Kind::Customer);
+    let yaml = format!(
+        "database_url: {}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: {} }}\n    objects: [customer, invoice]\n    poll_interval: 200ms\n    events_fallback_interval: 1s\n",
+        db.url,
+        sim.base_url(),
+        sim.token()
+    );
+    let mut config = Config::parse("test.yaml", &yaml, &|_| None).unwrap();
+    config.connections[0].spec = Some(Arc::new(invoices_under_customers(true)));
+    let sync = Running::start_config(config);
+    let pg = connect(&db.url).await;
+    wait_live(&pg, "stripe", Duration::from_secs(60)).await;
+    let cols = spec_columns("stripe", "invoice");
+    assert_table_equals(
+        &pg,
+        "stripe",
+        "invoice",
+        "id",
+        &cols,
+        &api_records(stripe, Kind::Invoice),
+    )
+    .await;
+
+    // Its own event: no customer changes.
+    let by_event = stripe
+        .create(Kind::Invoice, &format!("customer={}", customers[0]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the invoice from its event",
+        || async { (has_row(&pg, "invoice", &by_event).await, ()) },
+    )
+    .await;
+
+    // The feed refused from now on: listed again under every customer.
+    stripe.refuse_events(true);
+    let by_walk = stripe
+        .create(Kind::Invoice, &format!("customer={}", customers[1]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stripe.delete(Kind::Invoice, &by_event).unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the walk's insert and delete",
+        || async {
+            let added = has_row(&pg, "invoice", &by_walk).await;
+            let gone = !has_row(&pg, "invoice", &by_event).await;
+            (added && gone, (added, gone))
+        },
+    )
+    .await;
+    let status: Option<String> = pg
+        .query_one(
+            "SELECT last_error FROM sequin.status WHERE connection = 'stripe' AND object = '_events'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains("rak_event_read")),
+        "{status:?}"
+    );
+    assert_table_equals(
+        &pg,
+        "stripe",
+        "invoice",
+        "id",
+        &cols,
+        &api_records(stripe, Kind::Invoice),
+    )
+    .await;
     assert!(!sync.finished(), "the engine is still running");
     sync.stop().await.unwrap();
     sim.shutdown().await;

@@ -28,6 +28,9 @@ struct TableCtx {
     /// For a child object: its parent key column (indexed) and how it is
     /// listed.
     parent: Option<ParentCtx>,
+    /// A parent of child objects: its `_sequin_synced_at` is indexed (sync
+    /// looks up the parents written since its last poll).
+    has_children: bool,
 }
 
 #[derive(Serialize)]
@@ -231,6 +234,7 @@ fn tables(c: &Connector) -> Vec<TableCtx> {
                 Some(p) => child_deletes(c, o, p),
                 None => deletes_name(c.deletes_of(o)),
             },
+            has_children: c.children_of(&o.name).next().is_some(),
             parent: o.parent.as_ref().map(|p| {
                 let column = o
                     .fields

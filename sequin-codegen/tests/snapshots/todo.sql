@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS :"schema".task (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS task__sequin_synced_at_idx ON :"schema".task (_sequin_synced_at);
 COMMENT ON TABLE :"schema".task IS 'Todo tasks, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".task.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".task.title IS 'writable `title`; required on create; max 200 chars';

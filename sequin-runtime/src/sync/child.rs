@@ -37,7 +37,10 @@ use crate::store::{Checkpoint, Phase, Row, Table, Writer};
 
 /// Parents written this long before the cursor are looked at again: a
 /// parent's transaction that began before the last poll (its
-/// `_sequin_synced_at` is its start) may have committed after it.
+/// `_sequin_synced_at` is its start) may have committed after it. Not
+/// before a walk's start, though (the cursor's `floor`): a walk lists the
+/// children of every parent after it began, which covers every change made
+/// before.
 const OVERLAP_US: i64 = 5_000_000;
 
 /// How often children whose parent row is gone are deleted.
@@ -64,6 +67,10 @@ type Live = (
 struct ChildCursor {
     /// Parents written at or after this are listed again.
     since: i64,
+    /// When the last walk under every parent began: parents written before
+    /// it need no listing again.
+    #[serde(default)]
+    floor: i64,
     /// Parents already listed again for the write at the given time (those
     /// within [`OVERLAP_US`] before `since`), not listed twice for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,6 +94,18 @@ impl ChildCursor {
         }
     }
 
+    /// Parents written from this time on may need listing again.
+    fn lower_bound(&self) -> i64 {
+        (self.since - OVERLAP_US).max(self.floor)
+    }
+
+    /// A walk under every parent begins at `at` (the database's clock).
+    fn walked(&mut self, at: i64) {
+        self.floor = self.floor.max(at);
+        self.since = self.since.max(at);
+        self.recent.retain(|(_, t)| *t >= at);
+    }
+
     /// Whether the parent's write at `at` was listed already.
     fn done(&self, key: &str, at: i64) -> bool {
         self.recent.iter().any(|(k, t)| k == key && *t == at)
@@ -97,8 +116,8 @@ impl ChildCursor {
         let mut next = self.clone();
         next.since = next.since.max(at);
         next.recent.push((key.to_string(), at));
-        let floor = next.since - OVERLAP_US;
-        next.recent.retain(|(_, t)| *t >= floor);
+        let bound = next.lower_bound();
+        next.recent.retain(|(_, t)| *t >= bound);
         next
     }
 
@@ -165,16 +184,8 @@ async fn backfill_until_done(
         }
         let mut cursor = ChildCursor::from_stored(state.incremental_cursor)?;
         if cursor.since == 0 {
-            // Parents written from now on are listed again once live; those
-            // written just before and committed now are the walk's.
-            let since = writer.now_us().await?;
-            cursor.since = since;
-            cursor.recent = writer
-                .written_since(&child.parent, since - OVERLAP_US)
-                .await?
-                .into_iter()
-                .filter(|(_, at)| *at < since)
-                .collect();
+            // Parents written from now on are listed again once live.
+            cursor.walked(writer.now_us().await?);
             cursor.walked_at = Some(now_us());
             writer.save_cursor(name, table, &cursor).await?;
         }
@@ -275,7 +286,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, child: &Child) -> Result<(), SyncE
     let state = writer.state(name, table).await?;
     let mut cursor = ChildCursor::from_stored(state.incremental_cursor)?;
     let written = writer
-        .written_since(&child.parent, cursor.since - OVERLAP_US)
+        .written_since(&child.parent, cursor.lower_bound())
         .await?;
     let mut listed = 0;
     for (key, at) in written {
@@ -316,7 +327,12 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, child: &Child) -> Result<(), SyncE
     if let Some(r) = refused
         && fallback::due(ctx, r, cursor.walked_at, now)
     {
+        let began = writer.now_us().await?;
         walk(ctx, writer, child, None, Walk::Refresh).await?;
+        if ctx.stopping() {
+            return Ok(());
+        }
+        cursor.walked(began);
         cursor.walked_at = Some(now);
     }
     writer.save_cursor(name, table, &cursor).await?;
@@ -443,6 +459,22 @@ mod tests {
             ChildCursor::default()
         );
         assert!(ChildCursor::from_stored(Some(json!({"since": "x"}))).is_err());
+    }
+
+    #[test]
+    fn parents_written_before_a_walk_began_are_not_listed_again() {
+        let mut c = ChildCursor::default();
+        c.walked(50_000_000);
+        // No overlap before the walk: it listed every parent after it began.
+        assert_eq!(c.lower_bound(), 50_000_000);
+        let c = c.after("cus_1", 52_000_000);
+        assert_eq!(c.lower_bound(), 50_000_000);
+        let c = c.after("cus_2", 60_000_000);
+        // Past the walk, the overlap applies again.
+        assert_eq!(c.lower_bound(), 60_000_000 - OVERLAP_US);
+        // Below the bound the query no longer returns a write: forgotten.
+        assert!(!c.done("cus_1", 52_000_000));
+        assert!(c.done("cus_2", 60_000_000));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
-    Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, Field, FieldType,
-    Incremental, Object, Pagination,
+    Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
+    Field, FieldType, Incremental, Object, Pagination, Parent,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -475,6 +475,7 @@ impl Semantic {
             Incremental::Events {
                 endpoint,
                 pagination,
+                fallback,
                 ..
             } => {
                 self.template(
@@ -485,6 +486,9 @@ impl Semantic {
                     false,
                 );
                 self.pagination(&format!("{pointer}/pagination"), pagination);
+                if let Some(f) = fallback {
+                    self.fallback(&format!("{pointer}/fallback"), f);
+                }
             }
             Incremental::UpdatedSince {
                 field,
@@ -564,6 +568,34 @@ impl Semantic {
         }
     }
 
+    /// What counts as a refused feed: client errors other than a refused
+    /// key (401) and rate limiting (429), which must keep their meaning.
+    fn fallback(&mut self, pointer: &str, f: &EventsFallback) {
+        if f.on_status.is_empty() {
+            self.err(
+                format!("{pointer}/on_status"),
+                "on_status is empty, so the fallback never applies",
+                Some("list the statuses of a refused feed, e.g. [403, 404]".into()),
+            );
+        }
+        for (i, status) in f.on_status.iter().enumerate() {
+            if !(400..500).contains(status) || *status == 401 || *status == 429 {
+                self.err(
+                    format!("{pointer}/on_status/{i}"),
+                    format!("HTTP {status} cannot mean \"this key may not read the feed\""),
+                    Some("list client errors other than 401 (a refused key) and 429 (rate limited), e.g. 403".into()),
+                );
+            }
+        }
+        if f.every.get().is_zero() {
+            self.err(
+                format!("{pointer}/every"),
+                "a fallback re-listing every 0s would never rest",
+                Some("re-list every few minutes, e.g. `every: 5m`".into()),
+            );
+        }
+    }
+
     fn deletes(
         &mut self,
         pointer: &str,
@@ -634,10 +666,16 @@ impl Semantic {
             Some(_) => {}
         }
         let fields: BTreeSet<&str> = o.fields.iter().map(|f| f.name.as_str()).collect();
+        // A child's endpoints also take its parent's key.
+        let mut with_parent = params.clone();
+        if let Some(p) = &o.parent {
+            with_parent.insert(p.param.as_str());
+            self.parent(c, base, o, p);
+        }
         self.endpoints(
             &format!("{base}/endpoints"),
             &o.endpoints,
-            params,
+            &with_parent,
             &fields,
             false,
         );
@@ -695,7 +733,10 @@ impl Semantic {
             } else {
                 "/incremental".into()
             };
-            if o.incremental.is_some() || !matches!(inc, Incremental::Events { .. }) {
+            // A child uses no strategy of its own (checked in `parent`).
+            if o.parent.is_none()
+                && (o.incremental.is_some() || !matches!(inc, Incremental::Events { .. }))
+            {
                 self.incremental(&p, inc, params, Some(o));
             }
         }
@@ -726,6 +767,142 @@ impl Semantic {
                     Some("add `type_map:` mapping the API's type names to column types".into()),
                 );
             }
+        }
+    }
+
+    /// A child object: its parent exists and is no child itself, the list
+    /// endpoint uses the parent's key, the field holding it is a top-level
+    /// field typed like that key, and nothing is asked of it that sync or
+    /// write-through do not do for children.
+    fn parent(&mut self, c: &Connector, base: &str, o: &Object, p: &Parent) {
+        let pp = format!("{base}/parent");
+        match c.object(&p.object) {
+            None => {
+                let known: Vec<&str> = c
+                    .objects
+                    .iter()
+                    .filter(|x| x.parent.is_none() && x.name != o.name)
+                    .map(|x| x.name.as_str())
+                    .collect();
+                self.err(
+                    format!("{pp}/object"),
+                    format!("unknown parent object `{}`", p.object),
+                    Some(format!(
+                        "name one of this connector's objects: {}",
+                        known.join(", ")
+                    )),
+                );
+            }
+            Some(parent) if parent.name == o.name || parent.parent.is_some() => self.err(
+                format!("{pp}/object"),
+                format!(
+                    "parent `{}` is {}",
+                    p.object,
+                    if parent.name == o.name {
+                        "the object itself"
+                    } else {
+                        "itself a child object"
+                    }
+                ),
+                Some("name an object listed on its own (one level of nesting)".into()),
+            ),
+            Some(parent) => {
+                if let (Some(key), Some(f)) = (
+                    parent.primary_key_field(),
+                    o.fields.iter().find(|f| f.name == p.field),
+                ) && key.ty != f.ty
+                {
+                    self.err(
+                        format!("{pp}/field"),
+                        format!(
+                            "field `{}` is {:?} but the primary key of `{}` is {:?}",
+                            f.name, f.ty, parent.name, key.ty
+                        )
+                        .to_lowercase(),
+                        Some(format!(
+                            "declare `{}` with the type of `{}.{}`",
+                            f.name, parent.name, key.name
+                        )),
+                    );
+                }
+            }
+        }
+        if !endpoint_mentions(&o.endpoints.list, &format!("{{{}}}", p.param)) {
+            self.err(
+                format!("{pp}/param"),
+                format!(
+                    "the list endpoint `{}` never uses `{{{}}}`",
+                    o.endpoints.list.path, p.param
+                ),
+                Some(format!(
+                    "put `{{{}}}` where the parent's id goes, e.g. `/v1/invoices/{{{}}}/lines`",
+                    p.param, p.param
+                )),
+            );
+        }
+        match o.fields.iter().find(|f| f.name == p.field) {
+            None => self.err(
+                format!("{pp}/field"),
+                format!("field `{}` is not a field of object `{}`", p.field, o.name),
+                Some(format!(
+                    "declare `{}` (the parent's id) under the object's fields",
+                    p.field
+                )),
+            ),
+            Some(f) if f.path.as_deref().is_some_and(|x| x.contains('.')) => self.err(
+                format!("{pp}/field"),
+                format!("field `{}` is nested (`path: {}`)", f.name, f.value_path()),
+                Some("hold the parent's id in a top-level field".into()),
+            ),
+            Some(_) => {}
+        }
+        let e = &o.endpoints;
+        for (name, set) in [
+            ("create", e.create.is_some()),
+            ("update", e.update.is_some()),
+            ("delete", e.delete.is_some()),
+            ("batch_create", e.batch_create.is_some()),
+            ("batch_update", e.batch_update.is_some()),
+            ("batch_delete", e.batch_delete.is_some()),
+        ] {
+            if set {
+                self.err(
+                    format!("{base}/endpoints/{name}"),
+                    format!(
+                        "write-through does not write child objects yet, so `{}` cannot have a {name} endpoint",
+                        o.name
+                    ),
+                    Some(format!("remove `{name}` (writes to the table are refused with 0A000)")),
+                );
+            }
+        }
+        if o.discovered_fields.is_some() {
+            self.err(
+                format!("{base}/discovered_fields"),
+                "a child object's fields cannot be discovered at run time yet",
+                Some("declare its fields, or remove `discovered_fields:`".into()),
+            );
+        }
+        if o.incremental.is_some() {
+            self.err(
+                format!("{base}/incremental"),
+                "a child object is kept current through its parent (and the connector's events feed, with `changes_without_parent`)",
+                Some("remove `incremental:`".into()),
+            );
+        }
+        if o.deletes.is_some() {
+            self.err(
+                format!("{base}/deletes"),
+                "a child object's deletes are found through its parent (and the connector's events feed, with `changes_without_parent`)",
+                Some("remove `deletes:`".into()),
+            );
+        }
+        if p.changes_without_parent && !matches!(c.incremental, Some(Incremental::Events { .. })) {
+            self.err(
+                format!("{pp}/changes_without_parent"),
+                "a child that changes without its parent needs the connector's events feed to see those changes",
+                Some("remove `changes_without_parent`, or sync the connector through an events feed".into()),
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 
 use sequin_spec::model::{
     Access, Auth, BodyEncoding, Connector, DeleteDetection, Field, FieldType, Incremental, Object,
+    Parent,
 };
 use sequin_spec::naming::quote_ident;
 use serde::Serialize;
@@ -24,6 +25,24 @@ struct TableCtx {
     incremental: String,
     deletes: String,
     discovered: Option<String>,
+    /// For a child object: its parent key column (indexed) and how it is
+    /// listed.
+    parent: Option<ParentCtx>,
+    /// A parent of child objects: its `_sequin_synced_at` is indexed (sync
+    /// looks up the parents written since its last poll).
+    has_children: bool,
+}
+
+#[derive(Serialize)]
+struct ParentCtx {
+    /// The parent's table.
+    object: String,
+    /// The child's column holding the parent's primary key, quoted.
+    ident: String,
+    /// The column, unquoted (index names).
+    column: String,
+    /// The list endpoint's path.
+    list: String,
 }
 
 #[derive(Serialize)]
@@ -128,6 +147,20 @@ fn operations(o: &Object) -> String {
 
 fn incremental_name(i: Option<&Incremental>) -> String {
     match i {
+        Some(Incremental::Events {
+            endpoint,
+            fallback: Some(f),
+            ..
+        }) => format!(
+            "events feed `{}` (refused with HTTP {}: re-listed every {} and diffed)",
+            endpoint.path,
+            f.on_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            f.every
+        ),
         Some(Incremental::Events { endpoint, .. }) => format!("events feed `{}`", endpoint.path),
         Some(Incremental::UpdatedSince { field, .. }) => {
             format!("records updated since the last poll (`{field}`)")
@@ -135,6 +168,33 @@ fn incremental_name(i: Option<&Incremental>) -> String {
         Some(Incremental::Search { field, .. }) => format!("search on `{field}`"),
         Some(Incremental::FullRefresh) | None => "full refresh".into(),
     }
+}
+
+/// How a child object is kept current: through its parent, plus its own
+/// events where it has them.
+fn child_incremental(c: &Connector, o: &Object, p: &Parent) -> String {
+    let own = match c.incremental_of(o) {
+        Some(i @ Incremental::Events { .. }) if p.changes_without_parent => {
+            format!(", and its own {}", incremental_name(Some(i)))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "listed again under a `{}` whenever that row changes{own}",
+        p.object
+    )
+}
+
+/// How a child object's deletes are found.
+fn child_deletes(c: &Connector, o: &Object, p: &Parent) -> String {
+    let own = match c.deletes_of(o) {
+        Some(DeleteDetection::Events) if p.changes_without_parent => " and from the events feed",
+        _ => "",
+    };
+    format!(
+        "records no longer listed under their `{}` (and every record of a deleted `{}`){own}",
+        p.object, p.object
+    )
 }
 
 fn deletes_name(d: Option<&DeleteDetection>) -> String {
@@ -166,8 +226,29 @@ fn tables(c: &Connector) -> Vec<TableCtx> {
                 .map(|f| column(f, f.name == o.primary_key))
                 .collect(),
             operations: operations(o),
-            incremental: incremental_name(c.incremental_of(o)),
-            deletes: deletes_name(c.deletes_of(o)),
+            incremental: match &o.parent {
+                Some(p) => child_incremental(c, o, p),
+                None => incremental_name(c.incremental_of(o)),
+            },
+            deletes: match &o.parent {
+                Some(p) => child_deletes(c, o, p),
+                None => deletes_name(c.deletes_of(o)),
+            },
+            has_children: c.children_of(&o.name).next().is_some(),
+            parent: o.parent.as_ref().map(|p| {
+                let column = o
+                    .fields
+                    .iter()
+                    .find(|f| f.name == p.field)
+                    .map(Field::column_name)
+                    .unwrap_or_else(|| p.field.clone());
+                ParentCtx {
+                    object: p.object.clone(),
+                    ident: quote_ident(&column),
+                    column,
+                    list: o.endpoints.list.path.clone(),
+                }
+            }),
             discovered: o.discovered_fields.as_ref().map(|d| {
                 format!(
                     "`{}`{}, every {}",
@@ -257,6 +338,7 @@ pub fn doc(c: &Connector, source: &str) -> String {
                 max_rows_per_write: d.max_rows_per_write,
                 fields: Vec::new(),
                 discovered_fields: None,
+                parent: None,
             }),
             incremental_name(d.incremental.as_ref().or(c.incremental.as_ref())),
             deletes_name(d.deletes.as_ref().or(c.deletes.as_ref())),

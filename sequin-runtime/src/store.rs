@@ -980,6 +980,146 @@ impl Writer {
     }
 }
 
+/// The queries of child objects (records listed under a parent record):
+/// the parents to walk, those that changed, the children under one parent,
+/// and the children whose parent is gone. Keys travel as text and are cast
+/// to the key column's own type, so the indexes find them.
+impl Writer {
+    /// The database's clock now, in microseconds since the epoch: the clock
+    /// of `_sequin_synced_at`, which child objects follow their parents by.
+    pub async fn now_us(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT (extract(epoch FROM now()) * 1000000)::bigint", &[])
+            .await
+            .map_err(db("reading the database's clock"))?;
+        Ok(row.get(0))
+    }
+
+    /// Up to `limit` primary keys of `t` after `after`, in key order.
+    pub async fn keys_after(
+        &self,
+        t: &Table,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let pk = &t.columns[t.primary_key];
+        let sql = format!(
+            "SELECT {c}::text FROM {t} WHERE $1::text IS NULL OR {c} > $1::text::{ty} ORDER BY {c} LIMIT $2",
+            c = quote_ident(&pk.name),
+            t = t.qualified(),
+            ty = pk.ty.pg_type(),
+        );
+        Ok(self
+            .client
+            .query(&sql, &[&after, &limit])
+            .await
+            .map_err(db(format!("listing the keys of {}", t.qualified())))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// The keys of `t`'s rows written at or after `since_us` (the
+    /// database's clock), with when, oldest first.
+    pub async fn written_since(
+        &self,
+        t: &Table,
+        since_us: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT {}::text, (extract(epoch FROM _sequin_synced_at) * 1000000)::bigint FROM {}
+              WHERE _sequin_synced_at >= 'epoch'::timestamptz + $1::bigint * interval '1 microsecond'
+              ORDER BY 2, 1",
+            quote_ident(&t.columns[t.primary_key].name),
+            t.qualified()
+        );
+        Ok(self
+            .client
+            .query(&sql, &[&since_us])
+            .await
+            .map_err(db(format!(
+                "listing the rows of {} written since",
+                t.qualified()
+            )))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// Keys of `t`'s rows whose column `column` is `value` and that were
+    /// last written before `before_us` (rows written since may be newer
+    /// than the listing they are compared with).
+    pub async fn keys_where(
+        &self,
+        t: &Table,
+        column: usize,
+        value: &str,
+        before_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let c = &t.columns[column];
+        let sql = format!(
+            "SELECT {}::text FROM {} WHERE {} = $1::text::{} AND _sequin_synced_at < 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'",
+            quote_ident(&t.columns[t.primary_key].name),
+            t.qualified(),
+            quote_ident(&c.name),
+            c.ty.pg_type()
+        );
+        Ok(self
+            .client
+            .query(&sql, &[&value, &before_us])
+            .await
+            .map_err(db(format!("listing rows of {}", t.qualified())))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Deletes `t`'s rows whose column `column` is one of `values` (the
+    /// children of deleted parents). Returns the rows deleted.
+    pub async fn delete_where(
+        &self,
+        t: &Table,
+        column: usize,
+        values: &[String],
+    ) -> Result<u64, StoreError> {
+        let c = &t.columns[column];
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
+            t.qualified(),
+            quote_ident(&c.name),
+            c.ty.pg_type()
+        );
+        self.client
+            .execute(&sql, &[&values])
+            .await
+            .map_err(db(format!("deleting from {}", t.qualified())))
+    }
+
+    /// Deletes `child`'s rows whose column `column` names no row of
+    /// `parent` (children of parents deleted by another path, such as a
+    /// write through the proxy). Returns the rows deleted.
+    pub async fn delete_orphans(
+        &self,
+        child: &Table,
+        column: usize,
+        parent: &Table,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "DELETE FROM {child} c WHERE c.{col} IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{pk} = c.{col})",
+            child = child.qualified(),
+            col = quote_ident(&child.columns[column].name),
+            parent = parent.qualified(),
+            pk = quote_ident(&parent.columns[parent.primary_key].name),
+        );
+        self.client
+            .execute(&sql, &[])
+            .await
+            .map_err(db(format!("deleting orphans from {}", child.qualified())))
+    }
+}
+
 /// Updates an object's sync state inside the batch's transaction.
 async fn record_checkpoint(
     tx: &tokio_postgres::Transaction<'_>,

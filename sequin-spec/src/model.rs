@@ -22,6 +22,9 @@
 //!   of the same name.
 //! - In a JSON body template, a string that is exactly `"{fields}"` becomes
 //!   the *array* of field API names (HubSpot's search `properties`).
+//! - The endpoints of a child object (one with a [`Parent`]) may use
+//!   `{<parent.param>}` (`{invoice}` in `/v1/invoices/{invoice}/lines`):
+//!   the parent record's primary key.
 
 use std::collections::BTreeMap;
 
@@ -449,6 +452,12 @@ pub enum Incremental {
         /// this forces a fresh backfill.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retention: Option<Duration>,
+        /// What to do when the feed is refused, as a key without the
+        /// permission to read events is (Stripe's restricted keys): sync
+        /// by re-listing instead of stopping. Absent: a refused feed stops
+        /// the connection like any refused request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<EventsFallback>,
     },
     /// The list endpoint filtered to records updated since a time: the
     /// object's list endpoint with `since_param`, or a `list_since` endpoint
@@ -492,6 +501,39 @@ pub enum Incremental {
         max_results: Option<u32>,
     },
     /// Re-list everything each poll and diff against the table.
+    FullRefresh,
+}
+
+/// How an events-driven connection syncs when its key may not read the
+/// events feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsFallback {
+    /// The strategy: `full_refresh`, each event-driven object re-listed
+    /// every `every` and diffed against its table (changes upserted,
+    /// records no longer listed deleted; a child that changes without its
+    /// parent listed again under every parent).
+    pub kind: FallbackKind,
+    /// How often each object is re-listed (each connection may override
+    /// it with `events_fallback_interval`). A full listing costs a request
+    /// per page of every object, so minutes rather than seconds.
+    pub every: Duration,
+    /// HTTP statuses of the feed's answer that mean "this key may not read
+    /// the feed" (Stripe answers a restricted key without the permission
+    /// 403; stand-ins that have no feed answer 404). 401 (a refused key)
+    /// and 429 (rate limited) never count.
+    pub on_status: Vec<u16>,
+    /// The permission the feed needs, named in the warning logged when it
+    /// is refused (`rak_event_read`), so the fix is plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+}
+
+/// A fallback strategy for a refused events feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackKind {
+    /// Re-list every object and diff it against its table.
     FullRefresh,
 }
 
@@ -617,6 +659,49 @@ pub struct Object {
     /// custom fields, HubSpot custom properties).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered_fields: Option<DiscoveredFields>,
+    /// Set when the API lists this object only under a parent record
+    /// (Stripe's invoice lines under an invoice, a customer's tax ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+/// The parent of a *child object*: one the API lists only under a parent
+/// record (`GET /v1/invoices/{invoice}/lines`).
+///
+/// The child's backfill lists the children of every parent in the
+/// parent's table once the parent is backfilled; afterwards, whenever a
+/// parent row changes (an event or a poll upserts it), that parent's
+/// children are listed again and those no longer listed are deleted, and
+/// deleting a parent deletes its children. That is all for a child that
+/// changes only with its parent (an invoice's lines); one that changes on
+/// its own (`changes_without_parent`) also takes its own events from the
+/// connector's events feed. A child object has no `incremental` or
+/// `deletes` of its own. The child's primary key stays its own id, which
+/// must be unique across parents (Stripe's `il_`, `txn_` ids are); its
+/// `field` column is indexed. Write-through does not write child objects
+/// yet (0A000): the spec declares no write endpoints for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parent {
+    /// The parent object (its table name, an object of this connector that
+    /// is not itself a child).
+    pub object: String,
+    /// The placeholder of the child's endpoints filled with the parent's
+    /// primary key: `invoice` for `/v1/invoices/{invoice}/lines`.
+    pub param: String,
+    /// The child's field (by API name, a top-level field typed like the
+    /// parent's primary key) that holds the parent's primary key: taken
+    /// from the record when the API sends it (a tax id's `customer`), set
+    /// by Sequin when it does not (an invoice line has no `invoice`).
+    pub field: String,
+    /// Whether a child changes without its parent changing (a customer's
+    /// tax id is added while the customer stays as it was; an invoice's
+    /// lines change the invoice). Such a child also takes its own events
+    /// from the connector's events feed (which it needs), and while the
+    /// feed is refused it is listed again under every parent each fallback
+    /// interval (a request per parent: costly for many parents).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes_without_parent: bool,
 }
 
 fn max_rows() -> u32 {
@@ -966,5 +1051,12 @@ impl Connector {
     /// The delete detection of an object.
     pub fn deletes_of<'a>(&'a self, object: &'a Object) -> Option<&'a DeleteDetection> {
         object.deletes.as_ref().or(self.deletes.as_ref())
+    }
+
+    /// The child objects of `parent` (objects whose `parent.object` it is).
+    pub fn children_of<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a Object> + 'a {
+        self.objects
+            .iter()
+            .filter(move |o| o.parent.as_ref().is_some_and(|p| p.object == parent))
     }
 }

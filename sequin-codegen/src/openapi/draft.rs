@@ -237,6 +237,7 @@ fn object(doc: &Document, r: &Resource) -> (Object, Option<Pagination>, Notes) {
         max_rows_per_write: 100,
         fields,
         discovered_fields: None,
+        parent: None,
     };
     (object, pagination, notes)
 }

@@ -18,6 +18,7 @@ pub const SPEC_JSON: &str = include_str!("todo.spec.json");
 pub fn object_columns(table: &str) -> Option<&'static [Column]> {
     match table {
         "task" => Some(<Task as Record>::columns()),
+        "comment" => Some(<Comment as Record>::columns()),
         _ => None,
     }
 }
@@ -70,6 +71,35 @@ pub struct Task {
     /// `tags` (writable).
     #[sequin(api = "tags", ty = "string_array", access = "writable")]
     pub tags: Option<Vec<String>>,
+    /// `updated_at` (read-only).
+    #[sequin(
+        api = "updated_at",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A Todo `comments` record (table `comment`).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "comment", api_name = "comments")]
+pub struct Comment {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `task_id` (read-only).
+    #[sequin(api = "task_id", ty = "string", access = "read_only")]
+    pub task_id: Option<String>,
+    /// `body` (read-only).
+    #[sequin(api = "body", ty = "string", access = "read_only")]
+    pub body: Option<String>,
     /// `updated_at` (read-only).
     #[sequin(
         api = "updated_at",

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS :"schema".task (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS task__sequin_synced_at_idx ON :"schema".task (_sequin_synced_at);
 COMMENT ON TABLE :"schema".task IS 'Todo tasks, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".task.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".task.title IS 'writable `title`; required on create; max 200 chars';
@@ -32,3 +33,19 @@ COMMENT ON COLUMN :"schema".task.estimate_hours IS 'writable `estimateHours`';
 COMMENT ON COLUMN :"schema".task.owner_email IS 'create-only `ownerEmail`; format email';
 COMMENT ON COLUMN :"schema".task.tags IS 'writable `tags`';
 COMMENT ON COLUMN :"schema".task.updated_at IS 'read-only `updated_at`';
+
+CREATE TABLE IF NOT EXISTS :"schema".comment (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    task_id text,
+    body text,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS comment_task_id_idx ON :"schema".comment (task_id);
+COMMENT ON TABLE :"schema".comment IS 'Todo comments, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".comment.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".comment.task_id IS 'read-only `task_id`';
+COMMENT ON COLUMN :"schema".comment.body IS 'read-only `body`';
+COMMENT ON COLUMN :"schema".comment.updated_at IS 'read-only `updated_at`';

@@ -32,7 +32,7 @@ impl Connection {
     ) -> Result<Connection, Error> {
         static BUDGETS: OnceLock<Budgets> = OnceLock::new();
         let loaded = registry::get(&conn.connector).expect("config is checked");
-        let mut spec = loaded.spec.clone();
+        let mut spec = conn.spec.as_deref().unwrap_or(&loaded.spec).clone();
         if let Some(r) = &conn.rate_limit {
             spec.rate_limit.requests = r.requests;
             spec.rate_limit.per = r.per.clone();

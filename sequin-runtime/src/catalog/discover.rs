@@ -120,6 +120,7 @@ impl Connection {
                 // field by field.
                 static_columns,
                 dynamic_table: true,
+                parent: None,
             });
         }
         Ok(plans)

@@ -15,7 +15,7 @@ mod discover;
 pub mod plan;
 
 pub use connection::{Connection, wanted};
-pub use plan::{Marker, ObjectPlan, now_us};
+pub use plan::{Marker, ObjectPlan, ParentPlan, now_us};
 
 use crate::api;
 

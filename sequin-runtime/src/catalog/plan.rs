@@ -46,6 +46,20 @@ pub struct ObjectPlan {
     pub static_columns: usize,
     /// The table itself was discovered (created at run time, not by DDL).
     pub dynamic_table: bool,
+    /// For a child object (listed only under a parent record): its parent.
+    pub parent: Option<ParentPlan>,
+}
+
+/// The parent of a child object ([`sequin_spec::model::Parent`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParentPlan {
+    /// The parent's table.
+    pub object: String,
+    /// The placeholder of the child's endpoints filled with the parent's
+    /// primary key.
+    pub param: String,
+    /// The child's column holding the parent's primary key.
+    pub column: usize,
 }
 
 impl ObjectPlan {
@@ -67,12 +81,29 @@ impl ObjectPlan {
             .incremental_of(o)
             .cloned()
             .unwrap_or(Incremental::FullRefresh);
+        // A child is kept current through its parent; the events feed adds
+        // its own events only to one that changes without its parent.
+        let own_events = o.parent.as_ref().is_none_or(|p| p.changes_without_parent);
+        let (incremental, deletes) = if own_events {
+            (incremental, spec.deletes_of(o).cloned())
+        } else {
+            (Incremental::FullRefresh, None)
+        };
         let primary_key = o
             .fields
             .iter()
             .position(|f| f.name == o.primary_key)
             .expect("specs are checked: the primary key is a field");
         let marker = marker_of(&incremental, &columns);
+        let parent = o.parent.as_ref().map(|p| ParentPlan {
+            object: p.object.clone(),
+            param: p.param.clone(),
+            column: o
+                .fields
+                .iter()
+                .position(|f| f.name == p.field)
+                .expect("specs are checked: the parent's key is a field"),
+        });
         Ok(ObjectPlan {
             static_columns: columns.len(),
             table: Table {
@@ -85,10 +116,11 @@ impl ObjectPlan {
             endpoints: o.endpoints.clone(),
             pagination,
             incremental,
-            deletes: spec.deletes_of(o).cloned(),
+            deletes,
             marker,
             discovered_fields: o.discovered_fields.clone(),
             dynamic_table: false,
+            parent,
         })
     }
 

@@ -2,15 +2,15 @@
 //! object tasks and events feed supervised, started again after a failure
 //! that waiting can cure.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sequin_spec::model::Incremental;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{Ctx, Options, SyncError, events, object};
+use super::{ChildLink, Ctx, Options, SyncError, child, events, fallback, object};
 use crate::catalog::{self, ObjectPlan};
 use crate::config::ConnectionConfig;
 use crate::metrics::{Part, PartState};
@@ -87,13 +87,16 @@ async fn run_connection_inner(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let api = catalog::Connection::open(&url, &conn, &opts.metrics)?;
+    let plans = api.plans().await?;
     let ctx = Arc::new(Ctx {
         api,
         url,
         opts,
         shutdown,
+        started_us: catalog::now_us(),
+        feed_refused: OnceLock::new(),
+        children: children(&plans),
     });
-    let plans = ctx.api.plans().await?;
     announce(&ctx, &plans).await?;
     let mut tasks = Tasks::new(ctx.clone(), &plans);
     tasks.start_events(&plans).await?;
@@ -101,6 +104,22 @@ async fn run_connection_inner(
         tasks.spawn_object(plan);
     }
     tasks.supervise().await
+}
+
+/// The child objects among `plans`, by parent table.
+fn children(plans: &[ObjectPlan]) -> BTreeMap<String, Vec<ChildLink>> {
+    let mut out: BTreeMap<String, Vec<ChildLink>> = BTreeMap::new();
+    for p in plans {
+        if let Some(parent) = &p.parent {
+            out.entry(parent.object.clone())
+                .or_default()
+                .push(ChildLink {
+                    table: p.table.clone(),
+                    column: parent.column,
+                });
+        }
+    }
+    out
 }
 
 /// Says the connection runs (again): an earlier connection-level error
@@ -125,9 +144,12 @@ async fn announce(ctx: &Ctx, plans: &[ObjectPlan]) -> Result<(), SyncError> {
 struct Tasks {
     ctx: Arc<Ctx>,
     set: JoinSet<Result<(), SyncError>>,
-    /// How many event-driven objects are live (the feed waits for all).
-    live_tx: Arc<watch::Sender<usize>>,
-    live_rx: watch::Receiver<usize>,
+    /// The tables that are live (backfilled): the feed waits for every
+    /// event-driven object, a child object for its parent.
+    live_tx: Arc<watch::Sender<BTreeSet<String>>>,
+    live_rx: watch::Receiver<BTreeSet<String>>,
+    /// Every static object's table, for a child to find its parent's.
+    tables: BTreeMap<String, crate::store::Table>,
     /// The latest discovered tables: runtime-defined objects (Airtable
     /// tables) are looked up again every discovery interval; a new table
     /// gets its own task, and the tasks of known tables pick up added
@@ -140,7 +162,7 @@ struct Tasks {
 
 impl Tasks {
     fn new(ctx: Arc<Ctx>, plans: &[ObjectPlan]) -> Tasks {
-        let (live_tx, live_rx) = watch::channel(0usize);
+        let (live_tx, live_rx) = watch::channel(BTreeSet::new());
         let dynamic: Vec<ObjectPlan> = plans.iter().filter(|p| p.dynamic_table).cloned().collect();
         let known = dynamic.iter().map(|p| p.api_name.clone()).collect();
         let (discovered_tx, discovered_rx) = watch::channel(Arc::new(dynamic));
@@ -149,6 +171,10 @@ impl Tasks {
             set: JoinSet::new(),
             live_tx: Arc::new(live_tx),
             live_rx,
+            tables: plans
+                .iter()
+                .map(|p| (p.table.name.clone(), p.table.clone()))
+                .collect(),
             discovered_tx,
             discovered_rx,
             known,
@@ -156,7 +182,9 @@ impl Tasks {
     }
 
     /// Starts the events feed of the event-driven objects, if any. The
-    /// feed's cursor is captured before any backfill starts.
+    /// feed's cursor is captured before any backfill starts. A feed the
+    /// key may not read leaves the objects to re-listing, when the spec
+    /// says so (`fallback.rs`).
     async fn start_events(&mut self, plans: &[ObjectPlan]) -> Result<(), SyncError> {
         let event_objects: Vec<ObjectPlan> = plans
             .iter()
@@ -167,7 +195,12 @@ impl Tasks {
             return Ok(());
         };
         let mut writer = Writer::connect(&self.ctx.url).await?;
-        events::ensure_cursor(&self.ctx, &mut writer, first).await?;
+        if let Err(e) = events::ensure_cursor(&self.ctx, &mut writer, first).await {
+            let Some(f) = fallback::applies(&first.incremental, &e) else {
+                return Err(e);
+            };
+            return fallback::fall_back(&self.ctx, &mut writer, f, &e).await;
+        }
         let ctx = self.ctx.clone();
         let live_rx = self.live_rx.clone();
         self.set
@@ -178,6 +211,19 @@ impl Tasks {
     fn spawn_object(&mut self, plan: ObjectPlan) {
         let ctx = self.ctx.clone();
         let live_tx = self.live_tx.clone();
+        if let Some(p) = &plan.parent {
+            let parent = self.tables.get(&p.object).cloned().unwrap_or_else(|| {
+                panic!(
+                    "the config is checked: `{}`'s parent `{}` is synced",
+                    plan.table.name, p.object
+                )
+            });
+            let live_rx = self.live_rx.clone();
+            self.set.spawn(
+                async move { child::run_child(ctx, plan, parent, (live_tx, live_rx)).await },
+            );
+            return;
+        }
         let discovered = self.discovered_rx.clone();
         self.set
             .spawn(async move { object::run_object(ctx, plan, live_tx, discovered).await });

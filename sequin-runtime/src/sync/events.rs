@@ -10,7 +10,7 @@
 //! event after a crash is harmless (upserts are idempotent and never go
 //! backwards).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use sequin_spec::model::{Incremental, TimeFormat};
@@ -18,7 +18,7 @@ use sequin_spec::record::{decode_time, get_path};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Ctx, SyncError, decode};
+use super::{Ctx, SyncError, decode, fallback};
 use crate::catalog::ObjectPlan;
 use crate::store::{Checkpoint, Row, Writer};
 
@@ -73,23 +73,43 @@ fn feed(plan: &ObjectPlan) -> Feed<'_> {
 }
 
 /// Stores the newest event id as the starting cursor, unless one exists.
+/// When the spec has a fallback for a refused feed, the feed is asked even
+/// then, so that a refusal is known before any object polls; any other
+/// failure of that extra request is left to the feed's own polls, which
+/// report it as they always did.
 pub async fn ensure_cursor(
     ctx: &Ctx,
     writer: &mut Writer,
     plan: &ObjectPlan,
 ) -> Result<(), SyncError> {
     let state = writer.state(&ctx.api.config.name, EVENTS).await?;
-    if state.incremental_cursor.is_some() {
+    let stored = state.incremental_cursor.is_some();
+    let f = feed(plan);
+    if stored
+        && !matches!(
+            plan.incremental,
+            Incremental::Events {
+                fallback: Some(_),
+                ..
+            }
+        )
+    {
         return Ok(());
     }
-    let f = feed(plan);
     let mut ep = f.endpoint.clone();
     ep.records = Some(f.records.to_string());
     let page = ctx
         .api
         .client
         .fetch_page(&ep, Some(f.pagination), &ctx.api.vars(None), None, None)
-        .await?;
+        .await
+        .map_err(SyncError::from);
+    let page = match page {
+        Err(e) if stored && fallback::applies(&plan.incremental, &e).is_none() => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) if stored => return Ok(()),
+        Ok(page) => page,
+    };
     let newest = page
         .records
         .first()
@@ -101,17 +121,26 @@ pub async fn ensure_cursor(
     Ok(())
 }
 
-/// Polls the feed every poll interval once all `objects` are live.
+/// Polls the feed every poll interval once all `objects` but children are
+/// live. A feed refused with a status the spec's fallback lists ends the
+/// task, leaving the objects to re-listing (`fallback.rs`).
 pub async fn run(
     ctx: Arc<Ctx>,
     objects: Vec<ObjectPlan>,
-    mut live: watch::Receiver<usize>,
+    mut live: watch::Receiver<BTreeSet<String>>,
 ) -> Result<(), SyncError> {
-    let wanted = objects.len();
     {
+        // Children (listed under every parent, which may take long) are not
+        // waited for: their own events apply to rows that never go backwards.
+        let all_live = |l: &BTreeSet<String>| {
+            objects
+                .iter()
+                .filter(|o| o.parent.is_none())
+                .all(|o| l.contains(&o.table.name))
+        };
         let mut stop = ctx.shutdown.clone();
         tokio::select! {
-            r = live.wait_for(|n| *n >= wanted) => { if r.is_err() { return Ok(()); } }
+            r = live.wait_for(all_live) => { if r.is_err() { return Ok(()); } }
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
@@ -130,6 +159,10 @@ pub async fn run(
                 tracing::info!(connection = %ctx.api.config.name, events = n, "events applied")
             }
             Ok(_) => {}
+            Err(e) if fallback::applies(&objects[0].incremental, &e).is_some() => {
+                let f = fallback::applies(&objects[0].incremental, &e).expect("just matched");
+                return fallback::fall_back(&ctx, &mut writer, f, &e).await;
+            }
             Err(e) if ctx.opts.once || e.is_auth() => {
                 writer
                     .record_error(&ctx.api.config.name, EVENTS, &e.to_string())
@@ -296,6 +329,7 @@ async fn apply_events(
                 &Checkpoint::default(),
             )
             .await?;
+        ctx.delete_children(writer, table, &deletes).await?;
     }
     Ok(())
 }

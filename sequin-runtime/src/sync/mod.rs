@@ -11,23 +11,33 @@
 //!   that happens during the backfill is missed;
 //! - objects and fields discovered at run time (Airtable tables, custom
 //!   fields) are looked up at start and every discovery interval; new ones
-//!   become tables and columns without a restart.
+//!   become tables and columns without a restart;
+//! - a child object (listed only under a parent record) is listed under
+//!   every parent once the parent is backfilled, again under each parent
+//!   whose row changes, and its rows go with their parent's (`child.rs`);
+//! - when the events feed is refused (a restricted key) and the spec allows
+//!   it, event-driven objects are re-listed and diffed instead
+//!   (`fallback.rs`).
 //!
 //! Data never goes backwards: every row carries an upstream update marker
 //! and the store ignores a record older than the row it would replace.
 
 mod backfill;
+mod child;
 mod connection;
 mod discover;
 mod error;
 mod events;
+mod fallback;
 mod object;
 mod poll;
 pub mod progress;
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use sequin_spec::model::Pagination;
+use sequin_spec::model::{Incremental, Pagination};
 use sequin_spec::record::{Cell, decode_row};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -36,7 +46,7 @@ use crate::catalog::{self, ObjectPlan};
 use crate::config::Config;
 use crate::metrics::{Metrics, Part, PartState};
 use crate::registry::{self, Loaded};
-use crate::store::{self, Row};
+use crate::store::{self, Row, Table, Writer};
 
 pub use connection::CONNECTION;
 pub use error::SyncError;
@@ -131,9 +141,67 @@ struct Ctx {
     url: String,
     opts: Options,
     shutdown: watch::Receiver<bool>,
+    /// When the connection started (microseconds since the epoch).
+    started_us: i64,
+    /// Set once the events feed is refused and the spec allows re-listing
+    /// instead (`fallback.rs`).
+    feed_refused: OnceLock<fallback::Refused>,
+    /// The child objects synced under each parent table, whose rows go
+    /// with their parent's.
+    children: BTreeMap<String, Vec<ChildLink>>,
+}
+
+/// A child object's table and the column holding its parent's key.
+#[derive(Clone, Debug)]
+struct ChildLink {
+    table: Table,
+    column: usize,
 }
 
 impl Ctx {
+    /// Whether `plan` is kept current by the events feed now (not when the
+    /// feed was refused and the object is re-listed instead).
+    fn by_events(&self, plan: &ObjectPlan) -> bool {
+        matches!(plan.incremental, Incremental::Events { .. }) && self.feed_refused.get().is_none()
+    }
+
+    /// Deletes the rows of `plan`'s table with the keys `keys`, and the
+    /// rows of its child objects under them. Returns the rows deleted from
+    /// `plan`'s table.
+    async fn delete_rows(
+        &self,
+        writer: &mut Writer,
+        plan: &ObjectPlan,
+        keys: &[String],
+    ) -> Result<u64, SyncError> {
+        let n = writer
+            .delete(&self.api.config.name, &plan.table, keys)
+            .await?;
+        self.delete_children(writer, &plan.table.name, keys).await?;
+        Ok(n)
+    }
+
+    /// Deletes the rows of `parent`'s child objects under the parents `keys`.
+    async fn delete_children(
+        &self,
+        writer: &Writer,
+        parent: &str,
+        keys: &[String],
+    ) -> Result<(), SyncError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for child in self.children.get(parent).into_iter().flatten() {
+            let n = writer
+                .delete_where(&child.table, child.column, keys)
+                .await?;
+            if n > 0 {
+                tracing::info!(connection = %self.api.config.name, table = %child.table.name, deleted = n, "children of deleted parents deleted");
+            }
+        }
+        Ok(())
+    }
+
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }

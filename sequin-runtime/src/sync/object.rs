@@ -1,10 +1,10 @@
 //! One object's task: backfill (resumed from its checkpoint after a
 //! failure), then polls and field discovery until shutdown.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sequin_spec::model::Incremental;
 use tokio::sync::watch;
 
 use super::{Ctx, SyncError, backfill, discover, poll};
@@ -19,7 +19,7 @@ const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60);
 pub(super) async fn run_object(
     ctx: Arc<Ctx>,
     mut plan: ObjectPlan,
-    live_tx: Arc<watch::Sender<usize>>,
+    live_tx: Arc<watch::Sender<BTreeSet<String>>>,
     mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {
     let mut writer = Writer::connect(&ctx.url).await?;
@@ -31,9 +31,9 @@ pub(super) async fn run_object(
     if !backfill_until_done(&ctx, &mut writer, &plan, state).await? {
         return Ok(());
     }
-    if matches!(plan.incremental, Incremental::Events { .. }) {
-        live_tx.send_modify(|n| *n += 1);
-    }
+    live_tx.send_modify(|live| {
+        live.insert(plan.table.name.clone());
+    });
     keep_current(
         &ctx,
         &mut writer,
@@ -136,7 +136,7 @@ async fn keep_current(
     let discovery_every = discovery_interval(ctx, plan);
     let mut last_discovery = Instant::now();
     loop {
-        if !matches!(plan.incremental, Incremental::Events { .. }) {
+        if !ctx.by_events(plan) {
             poll(ctx, writer, plan).await?;
         }
         if ctx.opts.once || ctx.stopping() {
@@ -172,26 +172,33 @@ async fn keep_current(
     }
 }
 
-/// One poll. A failure is recorded for `sequin status` and retried at the
-/// next poll, unless it must stop the object: with `once`, refused
-/// credentials, or the database session gone (a restart: the connection
-/// starts again with new sessions).
+/// One poll.
 async fn poll(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
+    let polled = poll::poll_once(ctx, writer, plan).await;
+    settle_poll(ctx, writer, &plan.table.name, polled).await
+}
+
+/// What a poll's failure does: it is recorded for `sequin status` and
+/// retried at the next poll, unless it must stop the object: with `once`,
+/// refused credentials, or the database session gone (a restart: the
+/// connection starts again with new sessions).
+pub(super) async fn settle_poll(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    table: &str,
+    polled: Result<(), SyncError>,
+) -> Result<(), SyncError> {
     let name = &ctx.api.config.name;
-    match poll::poll_once(ctx, writer, plan).await {
+    match polled {
         Ok(()) => Ok(()),
         Err(e) if ctx.opts.once || e.is_auth() => {
-            writer
-                .record_error(name, &plan.table.name, &e.to_string())
-                .await?;
+            writer.record_error(name, table, &e.to_string()).await?;
             Err(e)
         }
         Err(e) if writer.client().is_closed() => Err(e),
         Err(e) => {
-            tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "poll failed; will retry");
-            writer
-                .record_error(name, &plan.table.name, &e.to_string())
-                .await?;
+            tracing::warn!(connection = %name, table = %table, error = %e, "poll failed; will retry");
+            writer.record_error(name, table, &e.to_string()).await?;
             Ok(())
         }
     }

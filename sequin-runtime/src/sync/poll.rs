@@ -9,7 +9,7 @@ use sequin_spec::record::{Cell, encode_time, get_path};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, SyncError, decode, pk_text};
+use super::{Ctx, SyncError, decode, fallback, pk_text};
 use crate::api::{PageCursor, Vars};
 use crate::catalog::{ObjectPlan, now_us, plan};
 use crate::store::Writer;
@@ -30,7 +30,9 @@ pub struct PollCursor {
     /// Where the deleted-records list resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes_since: Option<i64>,
-    /// When the last full diff ran.
+    /// When the last full diff ran (or, for an event-driven object, its
+    /// last listing: the backfill, or a re-listing while the feed is
+    /// refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff_at: Option<i64>,
 }
@@ -47,7 +49,9 @@ impl PollCursor {
         PollCursor {
             since,
             deletes_since: Some(started),
-            diff_at: None,
+            // The backfill is the first listing of an event-driven object
+            // whose feed is refused (`fallback.rs`).
+            diff_at: matches!(incremental, Incremental::Events { .. }).then_some(started),
         }
     }
 
@@ -149,17 +153,33 @@ async fn poll_changes(
             cursor.since = Some(since);
             Ok(changed)
         }
-        Incremental::FullRefresh => {
-            let seen = full_list(ctx, writer, plan).await?;
-            // Rows written since the list began (a write-through insert
-            // made after the list passed its page) are not gone.
-            let gone = writer.stale_keys(&plan.table, &seen, poll_started).await?;
-            Ok(writer
-                .delete(&ctx.api.config.name, &plan.table, &gone)
-                .await?)
-        }
-        Incremental::Events { .. } => Ok(0),
+        Incremental::FullRefresh => refresh(ctx, writer, plan, poll_started).await,
+        // The feed applies the changes, unless it was refused: then the
+        // object is re-listed every fallback interval.
+        Incremental::Events { .. } => match ctx.feed_refused.get() {
+            Some(r) if fallback::due(ctx, r, cursor.diff_at, poll_started) => {
+                let changed = refresh(ctx, writer, plan, poll_started).await?;
+                cursor.diff_at = Some(poll_started);
+                Ok(changed)
+            }
+            _ => Ok(0),
+        },
     }
+}
+
+/// Re-lists the whole object, upserting, and deletes the rows it no longer
+/// lists (and their children). Returns the rows deleted.
+async fn refresh(
+    ctx: &Ctx,
+    writer: &mut Writer,
+    plan: &ObjectPlan,
+    poll_started: i64,
+) -> Result<u64, SyncError> {
+    let seen = full_list(ctx, writer, plan).await?;
+    // Rows written since the list began (a write-through insert made after
+    // the list passed its page) are not gone.
+    let gone = writer.stale_keys(&plan.table, &seen, poll_started).await?;
+    ctx.delete_rows(writer, plan, &gone).await
 }
 
 /// Deletes the rows the API no longer has, by the object's delete
@@ -171,7 +191,6 @@ async fn detect_deletes(
     cursor: &mut PollCursor,
     poll_started: i64,
 ) -> Result<u64, SyncError> {
-    let name = &ctx.api.config.name;
     match &plan.deletes {
         Some(DeleteDetection::DeletedList {
             endpoint,
@@ -197,7 +216,7 @@ async fn detect_deletes(
                 plan::Marker::Column(_) => newest.map_or(since, |m| m.max(since)),
                 plan::Marker::FetchTime => poll_started,
             });
-            Ok(writer.delete(name, &plan.table, &ids).await?)
+            ctx.delete_rows(writer, plan, &ids).await
         }
         Some(DeleteDetection::FullDiff { every })
             if !matches!(plan.incremental, Incremental::FullRefresh) =>
@@ -209,7 +228,7 @@ async fn detect_deletes(
             }
             let seen = full_list(ctx, writer, plan).await?;
             let gone = writer.stale_keys(&plan.table, &seen, poll_started).await?;
-            let deleted = writer.delete(name, &plan.table, &gone).await?;
+            let deleted = ctx.delete_rows(writer, plan, &gone).await?;
             cursor.diff_at = Some(poll_started);
             Ok(deleted)
         }
@@ -458,6 +477,9 @@ mod tests {
                 ) {
                     by_time += 1;
                     assert_eq!(cursor, json!({ "since": 42, "deletes_since": 42 }));
+                } else if matches!(incremental, Incremental::Events { .. }) {
+                    other += 1;
+                    assert_eq!(cursor, json!({ "deletes_since": 42, "diff_at": 42 }));
                 } else {
                     other += 1;
                     assert_eq!(cursor, json!({ "deletes_since": 42 }));

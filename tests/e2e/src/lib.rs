@@ -24,6 +24,12 @@ impl Running {
     pub fn start(config_yaml: &str) -> Running {
         let config =
             Config::parse("test.yaml", config_yaml, &|_| None).expect("test config is valid");
+        Running::start_config(config)
+    }
+
+    /// [`Running::start`] with a parsed config (a test may give a
+    /// connection a variant of its connector's spec, `ConnectionConfig::spec`).
+    pub fn start_config(config: Config) -> Running {
         let (stop, rx) = watch::channel(false);
         // One process's metrics, shared by its halves as in `sequin run`.
         let metrics = sequin_runtime::metrics::Metrics::new();

@@ -153,6 +153,24 @@ impl Stripe {
             );
     }
 
+    /// Makes the account's own key a restricted key without the Events read permission
+    /// (`rak_event_read`), or gives the permission back: `GET /v1/events` and
+    /// `GET /v1/events/{id}` then answer Stripe's 403.
+    pub fn refuse_events(&self, refuse: bool) {
+        let mut keys = self
+            .restricted_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if refuse {
+            keys.insert(
+                self.ctx.token.clone(),
+                HashSet::from(["rak_event_read".to_owned()]),
+            );
+        } else {
+            keys.remove(&self.ctx.token);
+        }
+    }
+
     /// Whether `key` is a restricted key lacking any of `permissions`.
     fn lacks_permission(&self, key: &str, permissions: &[&str]) -> bool {
         let keys = self

@@ -96,8 +96,10 @@ connections:
     connector: hubspot
     base_url: {hubspot}
     credentials: {{ access_token: "{hubspot_token}" }}
-    poll_interval: 1s
-    discovery_interval: 10s
+    # Every CRM object searches and lists its archived records each poll,
+    # within HubSpot's 100 requests per 10 s and 5 searches a second.
+    poll_interval: 5s
+    discovery_interval: 30s
   - name: airtable
     connector: airtable
     base_url: {airtable}
@@ -236,6 +238,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
             AND table_schema NOT LIKE 'pg_temp%'",
     )?;
     println!("Tables:\n{counts}\n");
+    // The HubSpot simulator seeds every object it serves (its custom object
+    // too), so none of its tables is empty.
+    let empty = cluster.psql(
+        "demo",
+        "SELECT string_agg(format('%s.%s', table_schema, table_name), ', ' ORDER BY 1)
+           FROM information_schema.tables
+          WHERE table_type = 'BASE TABLE' AND table_schema = 'hubspot'
+            AND (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text = '0'",
+    )?;
+    if !empty.trim().is_empty() {
+        bail!(
+            "HubSpot tables without rows (the simulator seeds every object): {}",
+            empty.trim()
+        );
+    }
     let proxied_url = format!("postgres://postgres@{proxy}/demo");
     println!("Try it (through Sequin's proxy; direct: {database_url}):");
     println!("  {} '{proxied_url}'", psql.display());

@@ -8,9 +8,10 @@
 //! request bodies (exceptions in [`STRIPE_ACCESS_EXCEPTIONS`]);
 //! `required_on_create`, enums, `max_length` and non-nullability agree with
 //! the OpenAPI; every endpoint exists with its method and query parameters;
-//! the official fixtures decode. HubSpot: the record shape matches
-//! `SimplePublicObject`, and endpoints, bodies, paging, error and properties
-//! paths exist in the OpenAPI.
+//! the official fixtures decode. HubSpot: every CRM object of HubSpot's
+//! reference files is in the spec, each object's record shape matches
+//! `SimplePublicObject` of its own OpenAPI file, and its endpoints, bodies,
+//! paging, error and properties paths exist there.
 //!
 //! Every check collects problems instead of stopping at the first, so one
 //! run lists everything that disagrees.
@@ -178,6 +179,37 @@ fn stripe_fixtures() -> Value {
 /// spells its paths with the id, the spec with the documented name.
 const HUBSPOT_OBJECT_TYPE_IDS: &[(&str, &str)] =
     &[("0-1", "contacts"), ("0-2", "companies"), ("0-3", "deals")];
+
+/// The CRM objects HubSpot publishes an objects API file for (`v3-<name>.json`,
+/// with `-` for `_`), all of which the spec syncs.
+const HUBSPOT_CRM_OBJECTS: &[&str] = &[
+    "contacts",
+    "companies",
+    "deals",
+    "tickets",
+    "products",
+    "line_items",
+    "quotes",
+    "calls",
+    "emails",
+    "meetings",
+    "notes",
+    "tasks",
+];
+
+/// The spec's CRM objects (served by the objects API, records with
+/// `properties`).
+fn hubspot_crm_objects(spec: &Connector) -> Vec<&sequin_spec::model::Object> {
+    spec.objects
+        .iter()
+        .filter(|o| o.endpoints.list.path.starts_with("/crm/v3/objects/"))
+        .collect()
+}
+
+/// An object's OpenAPI file (`v3-line-items.json` for `line_items`).
+fn hubspot_object_openapi(api_name: &str) -> Value {
+    hubspot_openapi(&format!("v3-{}.json", api_name.replace('_', "-")))
+}
 
 fn hubspot_openapi(file: &str) -> Value {
     let mut doc: Value = serde_json::from_str(&read(&reference(&format!("hubspot/{file}"))))
@@ -813,10 +845,15 @@ fn hubspot_record_fields(obj: &sequin_spec::model::Object) -> (Vec<&Field>, Vec<
 fn hubspot_record_shape_matches_simple_public_object() {
     let spec = connector("hubspot");
     let mut problems = Vec::new();
-    assert_eq!(spec.objects.len(), 3, "contacts, companies, deals");
-    for obj in &spec.objects {
+    let synced: BTreeSet<&str> = hubspot_crm_objects(&spec)
+        .iter()
+        .map(|o| o.api_name.as_str())
+        .collect();
+    let published: BTreeSet<&str> = HUBSPOT_CRM_OBJECTS.iter().copied().collect();
+    assert_eq!(synced, published, "every CRM object HubSpot publishes");
+    for obj in hubspot_crm_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_openapi(&format!("v3-{o}.json"));
+        let doc = hubspot_object_openapi(o);
         let schema = &doc["components"]["schemas"]["SimplePublicObject"];
         let props = schema["properties"]
             .as_object()
@@ -901,9 +938,9 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
         }) => (param.clone(), path.clone(), common.size_param.clone()),
         other => panic!("HubSpot pages by response cursor, not {other:?}"),
     };
-    for obj in &spec.objects {
+    for obj in hubspot_crm_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_openapi(&format!("v3-{o}.json"));
+        let doc = hubspot_object_openapi(o);
         let doc = &doc;
         let e = &obj.endpoints;
         let what = |s: &str| format!("{o} {s}");
@@ -1085,7 +1122,7 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
         {
             if !schema_has_path(doc, error, path) {
                 problems.push(format!(
-                    "errors: `{path}` is not in the Error schema of v3-{o}.json"
+                    "errors: `{path}` is not in the Error schema of {o}'s OpenAPI"
                 ));
             }
         }
@@ -1094,7 +1131,7 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
     // Discovered properties.
     let props_doc = hubspot_openapi("v3-properties.json");
     let property = &props_doc["components"]["schemas"]["Property"];
-    for obj in &spec.objects {
+    for obj in hubspot_crm_objects(&spec) {
         let o = obj.api_name.as_str();
         let Some(d) = &obj.discovered_fields else {
             problems.push(format!("{o}: custom properties are discovered"));

@@ -299,3 +299,286 @@ fn extra<'a>(c: &'a Ctx<'a>) -> Step<'a> {
         c.set_live(c.count());
     })
 }
+
+/// What write-through does with one of the other standard objects: a
+/// create, an update, a value HubSpot refuses, a read-only column and, where
+/// the object has one, a required property left out.
+pub struct ObjectWrites {
+    pub object_type: ObjectType,
+    pub table: &'static str,
+    /// `(column, SQL literal)` of a create; the first is checked upstream.
+    pub insert: &'static [(&'static str, &'static str)],
+    /// The first insert column's value as HubSpot holds it.
+    pub created: &'static str,
+    /// `(column, SQL literal, HubSpot's value)` of an update.
+    pub update: (&'static str, &'static str, &'static str),
+    /// A column HubSpot calculates from the update, not null afterwards.
+    pub derived: Option<&'static str>,
+    /// `(column, SQL literal)` HubSpot refuses (an option the portal lacks).
+    pub refused: (&'static str, &'static str),
+    /// `(column, SQL literal)` of a read-only column.
+    pub read_only: (&'static str, &'static str),
+    /// A property a create must set.
+    pub required: Option<&'static str>,
+}
+
+const AT: &str = "'2025-03-01T10:00:00Z'";
+
+/// Every standard object besides contacts, companies and deals.
+pub const OTHER_OBJECTS: &[ObjectWrites] = &[
+    ObjectWrites {
+        object_type: ObjectType::Tickets,
+        table: "ticket",
+        insert: &[
+            ("subject", "'Printer on fire'"),
+            ("hs_pipeline_stage", "'1'"),
+            ("hs_ticket_priority", "'HIGH'"),
+        ],
+        created: "Printer on fire",
+        update: ("hs_pipeline_stage", "'4'", "4"),
+        derived: Some("closed_date"),
+        refused: ("hs_ticket_priority", "'SOMEDAY'"),
+        read_only: ("closed_date", "now()"),
+        required: Some("subject"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Products,
+        table: "product",
+        insert: &[("name", "'Widget'"), ("price", "12.5")],
+        created: "Widget",
+        update: ("price", "13.75", "13.75"),
+        derived: None,
+        refused: ("hs_product_type", "'gadget'"),
+        read_only: ("hs_object_id", "7"),
+        required: Some("name"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::LineItems,
+        table: "line_item",
+        insert: &[("name", "'Seats'"), ("quantity", "3"), ("price", "10")],
+        created: "Seats",
+        update: ("quantity", "4", "4"),
+        derived: Some("amount"),
+        refused: ("recurringbillingfrequency", "'hourly'"),
+        read_only: ("amount", "1"),
+        required: None,
+    },
+    ObjectWrites {
+        object_type: ObjectType::Quotes,
+        table: "quote",
+        insert: &[
+            ("hs_title", "'Q-1'"),
+            ("hs_expiration_date", "'2025-12-31'"),
+        ],
+        created: "Q-1",
+        update: ("hs_status", "'APPROVED'", "APPROVED"),
+        derived: Some("hs_public_url_key"),
+        refused: ("hs_status", "'LOST'"),
+        read_only: ("hs_quote_number", "'Q-9'"),
+        required: Some("hs_title"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Calls,
+        table: "call",
+        insert: &[("hs_call_title", "'Intro'"), ("hs_timestamp", AT)],
+        created: "Intro",
+        update: ("hs_call_direction", "'INBOUND'", "INBOUND"),
+        derived: None,
+        refused: ("hs_call_direction", "'SIDEWAYS'"),
+        read_only: ("hs_createdate", "now()"),
+        required: Some("hs_timestamp"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Emails,
+        table: "email",
+        insert: &[("hs_email_subject", "'Hello'"), ("hs_timestamp", AT)],
+        created: "Hello",
+        update: ("hs_email_status", "'SENT'", "SENT"),
+        derived: None,
+        refused: ("hs_email_status", "'LOST'"),
+        read_only: ("hs_object_id", "7"),
+        required: Some("hs_timestamp"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Meetings,
+        table: "meeting",
+        insert: &[("hs_meeting_title", "'Kickoff'"), ("hs_timestamp", AT)],
+        created: "Kickoff",
+        update: ("hs_meeting_outcome", "'COMPLETED'", "COMPLETED"),
+        derived: None,
+        refused: ("hs_meeting_outcome", "'MAYBE'"),
+        read_only: ("hs_lastmodifieddate", "now()"),
+        required: Some("hs_timestamp"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Notes,
+        table: "note",
+        insert: &[("hs_note_body", "'Met at the fair'"), ("hs_timestamp", AT)],
+        created: "Met at the fair",
+        update: ("hs_note_body", "'Met twice'", "Met twice"),
+        derived: None,
+        // No such owner in the portal.
+        refused: ("hubspot_owner_id", "'424242'"),
+        read_only: ("hs_object_id", "7"),
+        required: Some("hs_timestamp"),
+    },
+    ObjectWrites {
+        object_type: ObjectType::Tasks,
+        table: "task",
+        insert: &[("hs_task_subject", "'Call back'"), ("hs_timestamp", AT)],
+        created: "Call back",
+        update: ("hs_task_status", "'COMPLETED'", "COMPLETED"),
+        derived: Some("hs_task_completion_date"),
+        refused: ("hs_task_priority", "'EXTREME'"),
+        read_only: ("hs_task_completion_date", "now()"),
+        required: Some("hs_timestamp"),
+    },
+];
+
+/// The HubSpot error contract of a statement on `table`.
+fn refusal<'a>(
+    err: &'a tokio_postgres::Error,
+    table: &str,
+    code: &str,
+    column: Option<&str>,
+    detail_has: &[&str],
+) -> &'a tokio_postgres::error::DbError {
+    assert_rejection(
+        err,
+        &Rejection {
+            code,
+            prefix: "[HubSpot]: ",
+            schema: "hubspot",
+            table,
+            column,
+            message_has: &[],
+            detail_has,
+        },
+    )
+}
+
+/// Creates, updates and deletes one object through the proxy, one row and
+/// several (HubSpot's batch endpoints), and checks its refusals.
+async fn write_object(t: &Setup, w: &ObjectWrites) {
+    let hs = t.sim.hubspot();
+    let table = format!("hubspot.{}", w.table);
+    let record = |id: &str| hs.full_record(w.object_type, id);
+    let live_before = hs.count(w.object_type, false);
+    let columns: Vec<&str> = w.insert.iter().map(|(c, _)| *c).collect();
+    let values: Vec<&str> = w.insert.iter().map(|(_, v)| *v).collect();
+    let (columns, values) = (columns.join(", "), values.join(", "));
+    let first = w.insert[0].0;
+    // One row: HubSpot's create, the row written back under HubSpot's id.
+    let sql = format!("insert into {table} ({columns}) values ({values}) returning id, {first}");
+    let row = t
+        .proxy
+        .query_one(&sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let id: String = row.get(0);
+    let rec = record(&id).unwrap_or_else(|| panic!("{table} {id} is in HubSpot"));
+    assert_eq!(rec["properties"][first], w.created, "{table}: {rec}");
+    assert_eq!(rec["properties"]["hs_object_id"], id.as_str());
+    assert_eq!(row.get::<_, String>(1), w.created, "{table}: returned");
+    // Several rows: one batch create.
+    let sql = format!("insert into {table} ({columns}) values ({values}), ({values}) returning id");
+    let ids: Vec<String> = t
+        .proxy
+        .query(&sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|i| record(i).is_some()), "{table}: {ids:?}");
+    assert_eq!(hs.count(w.object_type, false), live_before + 3, "{table}");
+    // Updates: one row, then the batch of two.
+    let (column, literal, api) = w.update;
+    let sql = format!("update {table} set {column} = {literal} where id = $1");
+    let n = t
+        .proxy
+        .execute(&sql, &[&id])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    assert_eq!(n, 1);
+    assert_eq!(record(&id).unwrap()["properties"][column], api, "{table}");
+    let sql = format!("update {table} set {column} = {literal} where id = any($1)");
+    let n = t
+        .proxy
+        .execute(&sql, &[&ids])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    assert_eq!(n, 2);
+    for i in &ids {
+        assert_eq!(record(i).unwrap()["properties"][column], api, "{table} {i}");
+    }
+    let local = format!("select count(*) from {table} where id = $1 and {column} = {literal}");
+    let matching: i64 = t.pg.query_one(&local, &[&id]).await.unwrap().get(0);
+    assert_eq!(matching, 1, "{table}: the update written back");
+    if let Some(derived) = w.derived {
+        let sql = format!("select count(*) from {table} where id = $1 and {derived} is not null");
+        let n: i64 = t.pg.query_one(&sql, &[&id]).await.unwrap().get(0);
+        assert_eq!(
+            n, 1,
+            "{table}.{derived}: HubSpot's calculated value written back"
+        );
+    }
+    // Refusals: by HubSpot (an option the portal lacks), then locally.
+    let (column, literal) = w.refused;
+    let sql = format!("update {table} set {column} = {literal} where id = $1");
+    let err = expect_err(t.proxy.execute(&sql, &[&id]).await, &sql);
+    refusal(&err, w.table, "23514", None, &["VALIDATION_ERROR", "400"]);
+    let (column, literal) = w.read_only;
+    let sql = format!("update {table} set {column} = {literal} where id = $1");
+    let err = expect_err(t.proxy.execute(&sql, &[&id]).await, &sql);
+    refusal(&err, w.table, "428C9", Some(column), &[]);
+    if let Some(required) = w.required {
+        let kept: Vec<&(&str, &str)> = w.insert.iter().filter(|(c, _)| *c != required).collect();
+        let columns: Vec<&str> = kept.iter().map(|(c, _)| *c).collect();
+        let values: Vec<&str> = kept.iter().map(|(_, v)| *v).collect();
+        let sql = format!(
+            "insert into {table} ({}) values ({})",
+            columns.join(", "),
+            values.join(", ")
+        );
+        let err = expect_err(t.proxy.execute(&sql, &[]).await, &sql);
+        refusal(&err, w.table, "23502", Some(required), &[]);
+    }
+    assert_eq!(
+        hs.count(w.object_type, false),
+        live_before + 3,
+        "{table}: refusals wrote nothing"
+    );
+    // Deletes: one row (HubSpot archives it), then the batch of two.
+    let n = t
+        .proxy
+        .execute(&format!("delete from {table} where id = $1"), &[&id])
+        .await
+        .expect("a delete");
+    assert_eq!(n, 1);
+    assert!(record(&id).is_none(), "{table}: archived at HubSpot");
+    let n = t
+        .proxy
+        .execute(&format!("delete from {table} where id = any($1)"), &[&ids])
+        .await
+        .expect("a batch delete");
+    assert_eq!(n, 2);
+    assert_eq!(hs.count(w.object_type, false), live_before, "{table}");
+    let sql = format!("select count(*) from {table} where id = $1 or id = any($2)");
+    let left: i64 = t.pg.query_one(&sql, &[&id, &ids]).await.unwrap().get(0);
+    assert_eq!(left, 0, "{table}: the rows are gone");
+}
+
+/// Write-through of every other standard object, against one simulator.
+pub async fn every_other_object() {
+    let tables: Vec<&str> = OTHER_OBJECTS.iter().map(|w| w.table).collect();
+    let t = Setup::start(Api::Hubspot, 5, "write_hubspot_objects", |sim| {
+        hubspot_connection(sim, &tables.join(", "))
+    })
+    .await;
+    for w in OTHER_OBJECTS {
+        write_object(&t, w).await;
+    }
+    t.finish().await;
+}

@@ -29,6 +29,9 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         "meeting" => Some(<Meeting as Record>::columns()),
         "note" => Some(<Note as Record>::columns()),
         "task" => Some(<Task as Record>::columns()),
+        "owner" => Some(<Owner as Record>::columns()),
+        "deal_pipeline" => Some(<DealPipeline as Record>::columns()),
+        "ticket_pipeline" => Some(<TicketPipeline as Record>::columns()),
         _ => None,
     }
 }
@@ -1842,4 +1845,147 @@ pub struct Task {
         stringly
     )]
     pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `owners` record (table `owner`).
+///
+/// The portal's owners (the users and queues records are assigned to through `hubspot_owner_id`), with their teams; deactivated owners are removed. Read-only: owners are the portal's users.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "owner", api_name = "owners")]
+pub struct Owner {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `type` (read-only).
+    #[sequin(api = "type", ty = "string", access = "read_only")]
+    pub r#type: Option<String>,
+    /// `email` (read-only).
+    #[sequin(api = "email", ty = "string", access = "read_only")]
+    pub email: Option<String>,
+    /// `firstName` (read-only).
+    #[sequin(api = "firstName", ty = "string", access = "read_only")]
+    pub first_name: Option<String>,
+    /// `lastName` (read-only).
+    #[sequin(api = "lastName", ty = "string", access = "read_only")]
+    pub last_name: Option<String>,
+    /// `userId` (read-only).
+    #[sequin(api = "userId", ty = "integer", access = "read_only")]
+    pub user_id: Option<i64>,
+    /// `userIdIncludingInactive` (read-only).
+    #[sequin(api = "userIdIncludingInactive", ty = "integer", access = "read_only")]
+    pub user_id_including_inactive: Option<i64>,
+    /// `teams` (read-only).
+    #[sequin(api = "teams", ty = "json", access = "read_only")]
+    pub teams: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A HubSpot `pipelines` record (table `deal_pipeline`).
+///
+/// The portal's deal pipelines with their stages (a deal's `pipeline` and `dealstage` are their ids).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "deal_pipeline", api_name = "pipelines")]
+pub struct DealPipeline {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `label` (writable).
+    #[sequin(api = "label", ty = "string", access = "writable", required_on_create)]
+    pub label: Option<String>,
+    /// `displayOrder` (writable).
+    #[sequin(
+        api = "displayOrder",
+        ty = "integer",
+        access = "writable",
+        required_on_create
+    )]
+    pub display_order: Option<i64>,
+    /// `stages` (create-only).
+    #[sequin(
+        api = "stages",
+        ty = "json",
+        access = "create_only",
+        required_on_create
+    )]
+    pub stages: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A HubSpot `pipelines` record (table `ticket_pipeline`).
+///
+/// The portal's ticket pipelines with their stages (a ticket's `hs_pipeline` and `hs_pipeline_stage` are their ids).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "ticket_pipeline", api_name = "pipelines")]
+pub struct TicketPipeline {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `label` (writable).
+    #[sequin(api = "label", ty = "string", access = "writable", required_on_create)]
+    pub label: Option<String>,
+    /// `displayOrder` (writable).
+    #[sequin(
+        api = "displayOrder",
+        ty = "integer",
+        access = "writable",
+        required_on_create
+    )]
+    pub display_order: Option<i64>,
+    /// `stages` (create-only).
+    #[sequin(
+        api = "stages",
+        ty = "json",
+        access = "create_only",
+        required_on_create
+    )]
+    pub stages: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
 }

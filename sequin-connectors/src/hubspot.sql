@@ -535,3 +535,78 @@ COMMENT ON COLUMN :"schema".task.hs_task_completion_date IS 'read-only `hs_task_
 COMMENT ON COLUMN :"schema".task.hs_object_id IS 'read-only `hs_object_id`';
 COMMENT ON COLUMN :"schema".task.hs_createdate IS 'read-only `hs_createdate`';
 COMMENT ON COLUMN :"schema".task.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".owner (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    type text,
+    email text,
+    first_name text,
+    last_name text,
+    user_id bigint,
+    user_id_including_inactive bigint,
+    teams jsonb,
+    archived boolean,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".owner IS 'HubSpot owners, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".owner.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".owner.type IS 'read-only `type`';
+COMMENT ON COLUMN :"schema".owner.email IS 'read-only `email`';
+COMMENT ON COLUMN :"schema".owner.first_name IS 'read-only `firstName`';
+COMMENT ON COLUMN :"schema".owner.last_name IS 'read-only `lastName`';
+COMMENT ON COLUMN :"schema".owner.user_id IS 'read-only `userId`';
+COMMENT ON COLUMN :"schema".owner.user_id_including_inactive IS 'read-only `userIdIncludingInactive`';
+COMMENT ON COLUMN :"schema".owner.teams IS 'read-only `teams`';
+COMMENT ON COLUMN :"schema".owner.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".owner.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".owner.updated_at IS 'read-only `updatedAt`';
+
+CREATE TABLE IF NOT EXISTS :"schema".deal_pipeline (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    label text,
+    display_order bigint,
+    stages jsonb,
+    archived boolean,
+    archived_at timestamp with time zone,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".deal_pipeline IS 'HubSpot pipelines, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".deal_pipeline.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".deal_pipeline.label IS 'writable `label`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.display_order IS 'writable `displayOrder`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.stages IS 'create-only `stages`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".deal_pipeline.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".deal_pipeline.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".deal_pipeline.updated_at IS 'read-only `updatedAt`';
+
+CREATE TABLE IF NOT EXISTS :"schema".ticket_pipeline (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    label text,
+    display_order bigint,
+    stages jsonb,
+    archived boolean,
+    archived_at timestamp with time zone,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".ticket_pipeline IS 'HubSpot pipelines, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".ticket_pipeline.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".ticket_pipeline.label IS 'writable `label`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.display_order IS 'writable `displayOrder`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.stages IS 'create-only `stages`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.updated_at IS 'read-only `updatedAt`';

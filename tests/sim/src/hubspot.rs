@@ -171,6 +171,15 @@ impl Hubspot {
             .collect()
     }
 
+    /// The live pipelines of `object` (`deals`, `tickets`), rendered as the API does.
+    pub fn pipelines(&self, object: &str) -> Vec<Value> {
+        let portal = self.portal();
+        portal
+            .resolve(object)
+            .and_then(|t| portal.pipelines.list(t))
+            .unwrap_or_default()
+    }
+
     /// Creates a pipeline of `object` (`deals`, `tickets`) from a `PipelineInput` body.
     pub fn create_pipeline(&self, object: &str, input: Value) -> Result<Value, HsError> {
         self.portal().create_pipeline(object, &input)

@@ -1175,3 +1175,220 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
     }
     report("hubspot.yaml vs OpenAPI", problems);
 }
+
+/// A HubSpot object that is not a CRM record, with its OpenAPI file, its
+/// record schema, and its create and update bodies when it is writable.
+struct HubspotOther {
+    table: &'static str,
+    file: &'static str,
+    record: &'static str,
+    create: Option<&'static str>,
+    update: Option<&'static str>,
+}
+
+const HUBSPOT_OTHER_OBJECTS: &[HubspotOther] = &[
+    HubspotOther {
+        table: "owner",
+        file: "v3-owners.json",
+        record: "PublicOwner",
+        create: None,
+        update: None,
+    },
+    HubspotOther {
+        table: "deal_pipeline",
+        file: "v3-pipelines.json",
+        record: "Pipeline",
+        create: Some("PipelineInput"),
+        update: Some("PipelinePatchInput"),
+    },
+    HubspotOther {
+        table: "ticket_pipeline",
+        file: "v3-pipelines.json",
+        record: "Pipeline",
+        create: Some("PipelineInput"),
+        update: Some("PipelinePatchInput"),
+    },
+];
+
+/// Fields whose access deliberately differs from the request bodies:
+/// (table, field, reason).
+const HUBSPOT_READ_ONLY_EXCEPTIONS: &[(&str, &str, &str)] = &[
+    (
+        "deal_pipeline",
+        "archived",
+        "PATCH takes `archived` only to restore an archived pipeline, and an archived pipeline is no row",
+    ),
+    (
+        "ticket_pipeline",
+        "archived",
+        "PATCH takes `archived` only to restore an archived pipeline, and an archived pipeline is no row",
+    ),
+];
+
+/// The column type an OpenAPI property of HubSpot's maps to.
+fn hubspot_type(p: &Value) -> FieldType {
+    match (p["type"].as_str(), p["format"].as_str()) {
+        (Some("string"), Some("date-time")) => FieldType::Timestamp,
+        (Some("string"), _) => FieldType::String,
+        (Some("boolean"), _) => FieldType::Boolean,
+        (Some("integer"), _) => FieldType::Integer,
+        (Some("number"), _) => FieldType::Decimal,
+        _ => FieldType::Json,
+    }
+}
+
+/// Checks fields against the record schema and request bodies: every
+/// field a property of the right type, every property declared, `access`
+/// and `required_on_create` as the bodies say.
+fn hubspot_plain_fields(
+    obj: &sequin_spec::model::Object,
+    doc: &Value,
+    record: &str,
+    create: Option<&str>,
+    update: Option<&str>,
+    problems: &mut Vec<String>,
+) {
+    let o = obj.name.as_str();
+    let schema = &doc["components"]["schemas"][record];
+    let props = schema["properties"].as_object().expect("record properties");
+    let required = |s: &Value| -> Vec<String> {
+        s["required"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let body = |name: Option<&str>| name.map(|n| &doc["components"]["schemas"][n]);
+    let (create, update) = (body(create), body(update));
+    for f in &obj.fields {
+        let name = f.name.as_str();
+        let Some(p) = props.get(name) else {
+            problems.push(format!("{o}.{name}: not a property of {record}"));
+            continue;
+        };
+        if f.ty != hubspot_type(p) {
+            problems.push(format!("{o}.{name}: type {:?}, {record} says {p}", f.ty));
+        }
+        if !f.nullable && !required(schema).iter().any(|r| r == name) {
+            problems.push(format!(
+                "{o}.{name}: non-nullable but not required by {record}"
+            ));
+        }
+        let in_create = create.is_some_and(|b| b["properties"].get(name).is_some());
+        let in_update = update.is_some_and(|b| b["properties"].get(name).is_some());
+        let excepted = HUBSPOT_READ_ONLY_EXCEPTIONS
+            .iter()
+            .any(|(t, n, _)| *t == o && *n == name);
+        let expected = match (in_create, in_update) {
+            _ if excepted => Access::ReadOnly,
+            (_, true) => Access::Writable,
+            (true, false) => Access::CreateOnly,
+            (false, false) => Access::ReadOnly,
+        };
+        if f.access != expected {
+            problems.push(format!(
+                "{o}.{name}: access {:?}, the request bodies say {expected:?}",
+                f.access
+            ));
+        }
+        let must = create.is_some_and(|b| required(b).iter().any(|r| r == name));
+        if f.required_on_create != must {
+            problems.push(format!(
+                "{o}.{name}: required_on_create {}, the create body says {must}",
+                f.required_on_create
+            ));
+        }
+    }
+    for name in props.keys() {
+        if !obj.fields.iter().any(|f| &f.name == name) {
+            problems.push(format!("{o}: {record}.{name} is not declared"));
+        }
+    }
+}
+
+#[test]
+fn hubspot_owners_and_pipelines_agree_with_their_openapi() {
+    let spec = connector("hubspot");
+    let mut problems = Vec::new();
+    let others: BTreeSet<&str> = spec
+        .objects
+        .iter()
+        .filter(|o| !o.endpoints.list.path.starts_with("/crm/v3/objects/"))
+        .map(|o| o.name.as_str())
+        .collect();
+    let known: BTreeSet<&str> = HUBSPOT_OTHER_OBJECTS.iter().map(|o| o.table).collect();
+    assert_eq!(
+        others, known,
+        "every HubSpot object is checked against its OpenAPI"
+    );
+    for other in HUBSPOT_OTHER_OBJECTS {
+        let HubspotOther {
+            table,
+            file,
+            record,
+            create,
+            update,
+        } = other;
+        let obj = spec.object(table).expect("declared");
+        let doc = hubspot_openapi(file);
+        let doc = &doc;
+        hubspot_plain_fields(obj, doc, record, *create, *update, &mut problems);
+        let e = &obj.endpoints;
+        let what = |s: &str| format!("{table} {s}");
+        let paging = match spec.pagination_of(obj) {
+            Some(sequin_spec::model::Pagination::ResponseCursor {
+                param,
+                path,
+                common,
+                ..
+            }) => (param.clone(), path.clone(), common.size_param.clone()),
+            other => panic!("{table} pages by response cursor, not {other:?}"),
+        };
+        if let Some(op) = operation(doc, &e.list, &what("list"), &mut problems) {
+            // A listing without paging (pipelines) never sends a cursor.
+            let resp = json_response(doc, op);
+            let pages = resp.is_some_and(|r| schema_has_path(doc, r, &paging.1));
+            let mut extra = Vec::new();
+            if pages {
+                extra.push(paging.0.as_str());
+                extra.extend(paging.2.as_deref());
+            } else if paging.2.is_some() {
+                problems.push(format!("{table} list: no paging, so no page size"));
+            }
+            check_query(doc, op, &e.list, &extra, &what("list"), &mut problems);
+            let records = e.list.records.as_deref().unwrap_or("");
+            if !resp.is_some_and(|r| schema_has_path(doc, r, &format!("{records}.0.id"))) {
+                problems.push(format!("{table} list: response has no `{records}[].id`"));
+            }
+        }
+        for (name, ep) in [
+            ("get", &e.get),
+            ("create", &e.create),
+            ("update", &e.update),
+            ("delete", &e.delete),
+        ] {
+            if let Some(ep) = ep {
+                operation(doc, ep, &what(name), &mut problems);
+            }
+        }
+        if create.is_some() != e.create.is_some() || update.is_some() != e.update.is_some() {
+            problems.push(format!("{table}: writable exactly where HubSpot's API is"));
+        }
+        let error = &doc["components"]["schemas"]["Error"];
+        for path in [Some(&spec.errors.message), spec.errors.code.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !schema_has_path(doc, error, path) {
+                problems.push(format!(
+                    "errors: `{path}` is not in the Error schema of {file}"
+                ));
+            }
+        }
+    }
+    report("hubspot.yaml owners and pipelines vs OpenAPI", problems);
+}

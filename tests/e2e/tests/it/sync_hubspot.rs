@@ -536,3 +536,169 @@ connections:
     sync.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+/// Every record of a list endpoint that pages by `after` (or not at all),
+/// by id.
+async fn api_list(base: &str, token: &str, path: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &after {
+            Some(a) => format!("{base}{path}{sep}after={a}"),
+            None => format!("{base}{path}"),
+        };
+        let page = get_json(&url, token).await;
+        for r in page["results"].as_array().expect("results") {
+            out.insert(r["id"].as_str().unwrap().to_string(), r.clone());
+        }
+        match page["paging"]["next"]["after"].as_str() {
+            Some(a) => after = Some(a.to_string()),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_pipelines_backfill_and_follow_live_changes() {
+    const SCHEMA: &str = "hubspot_meta";
+    const POLL_META: Duration = Duration::from_secs(1);
+    let tables = [
+        ("owner", "/crm/v3/owners?limit=2"),
+        ("deal_pipeline", "/crm/v3/pipelines/deals"),
+        ("ticket_pipeline", "/crm/v3/pipelines/tickets"),
+    ];
+    let db = sequin_pgtemp::Database::create("sync_hubspot_meta").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Hubspot).seed_records(3),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let hs = sim.hubspot();
+    let base = sim.base_url();
+    let token = sim.token().to_string();
+    for i in 0..4 {
+        hs.create_owner(&format!("rep{i}@example.com"), "Rep", &i.to_string());
+    }
+    let renewals = hs
+        .create_pipeline(
+            "deals",
+            json!({"label": "Renewals", "displayOrder": 1, "stages": [
+                {"label": "Up for renewal", "displayOrder": 0, "metadata": {"probability": "0.5"}}
+            ]}),
+        )
+        .unwrap();
+    let config = format!(
+        "database_url: {db}
+connections:
+  - name: {SCHEMA}
+    connector: hubspot
+    base_url: {base}
+    credentials: {{ access_token: '{token}' }}
+    objects: [owner, deal_pipeline, ticket_pipeline]
+    poll_interval: 1s
+",
+        db = db.url,
+    );
+    let sync = Running::start(&config);
+    let pg = connect(&db.url).await;
+    wait_live(&pg, SCHEMA, Duration::from_secs(120)).await;
+    let all_equal = || async {
+        for (table, path) in tables {
+            let cols = spec_columns("hubspot", table);
+            let api = api_list(&base, &token, path).await;
+            assert_table_equals(&pg, SCHEMA, table, "id", &cols, &api).await;
+        }
+    };
+    // Every owner (paged two at a time by the test, 500 by the engine) and
+    // pipeline, every field, the stages as JSON.
+    all_equal().await;
+    let owners: i64 = pg
+        .query_one(&format!("SELECT count(*) FROM {SCHEMA}.owner"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owners, 7, "three starting owners and four invited");
+
+    // Owners invited, renamed and deactivated; pipelines created, renamed,
+    // given a stage and deleted: all visible within two poll intervals.
+    let ids = hs.owner_ids();
+    let changed_at = Instant::now();
+    let invited = hs.create_owner("late@example.com", "Late", "Comer");
+    hs.rename_owner(&ids[1], "Grace", "Brewster Hopper")
+        .unwrap();
+    hs.archive_owner(&ids[2]).unwrap();
+    let support = hs
+        .create_pipeline(
+            "tickets",
+            json!({"label": "Escalations", "displayOrder": 1, "stages": [
+                {"label": "Escalated", "displayOrder": 0, "metadata": {"ticketState": "OPEN"}}
+            ]}),
+        )
+        .unwrap();
+    hs.update_pipeline("tickets", "0", json!({"label": "Support Pipeline (EU)"}))
+        .unwrap();
+    hs.add_stage(
+        "tickets",
+        "0",
+        json!({"label": "On hold", "displayOrder": 9, "metadata": {"ticketState": "OPEN"}}),
+    )
+    .unwrap();
+    hs.archive_pipeline("deals", renewals["id"].as_str().unwrap())
+        .unwrap();
+    within(
+        changed_at,
+        freshness(POLL_META, SLACK),
+        "owners and pipelines changed upstream",
+        || async {
+            let row = |table: &'static str, id: String, cols: Vec<Col>| {
+                let pg = &pg;
+                async move { db_row(pg, SCHEMA, table, "id", &id, &cols).await }
+            };
+            let owner_cols = spec_columns("hubspot", "owner");
+            let pipeline_cols = spec_columns("hubspot", "ticket_pipeline");
+            let new_owner = row("owner", invited.clone(), owner_cols.clone()).await.is_some();
+            let gone = row("owner", ids[2].clone(), owner_cols.clone()).await.is_none();
+            let renamed: Option<String> = pg
+                .query_opt(&format!("SELECT last_name FROM {SCHEMA}.owner WHERE id = $1"), &[&ids[1]])
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
+            let escalations = row(
+                "ticket_pipeline",
+                support["id"].as_str().unwrap().to_string(),
+                pipeline_cols,
+            )
+            .await
+            .is_some();
+            let support_eu: Option<(String, i64)> = pg
+                .query_opt(
+                    &format!("SELECT label, jsonb_array_length(stages)::bigint FROM {SCHEMA}.ticket_pipeline WHERE id = '0'"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|r| (r.get(0), r.get(1)));
+            let renewals_gone = row(
+                "deal_pipeline",
+                renewals["id"].as_str().unwrap().to_string(),
+                spec_columns("hubspot", "deal_pipeline"),
+            )
+            .await
+            .is_none();
+            let done = new_owner
+                && gone
+                && renamed.as_deref() == Some("Brewster Hopper")
+                && escalations
+                && support_eu == Some(("Support Pipeline (EU)".into(), 5))
+                && renewals_gone;
+            (done, (new_owner, gone, renamed, escalations, support_eu, renewals_gone))
+        },
+    )
+    .await;
+    all_equal().await;
+    assert!(!sync.finished(), "the engine is still running");
+    sync.stop().await.unwrap();
+    sim.shutdown().await;
+}

@@ -47,6 +47,12 @@ async fn hubspot_write_through_every_object() {
     hubspot::every_other_object().await;
 }
 
+/// Write-through of HubSpot's pipelines, and owners refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_write_through_pipelines_and_owners() {
+    hubspot::pipelines_and_owners().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_write_through() {
     contract(&salesforce::FIXTURE).await;

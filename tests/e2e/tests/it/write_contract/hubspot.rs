@@ -582,3 +582,148 @@ pub async fn every_other_object() {
     }
     t.finish().await;
 }
+
+/// Write-through of pipelines (create with stages, relabel, delete) and the
+/// refusals of owners and pipelines.
+pub async fn pipelines_and_owners() {
+    let t = Setup::start(Api::Hubspot, 2, "write_hubspot_pipelines", |sim| {
+        hubspot_connection(sim, "owner, deal_pipeline, ticket_pipeline")
+    })
+    .await;
+    let hs = t.sim.hubspot();
+    let stages = r#"[{"label": "Up for renewal", "displayOrder": 0, "metadata": {"probability": "0.5"}},
+                     {"label": "Renewed", "displayOrder": 1, "metadata": {"probability": "1.0"}}]"#;
+    // A create answers with the whole pipeline: its id and its stages' ids.
+    let row = t
+        .proxy
+        .query_one(
+            "insert into hubspot.deal_pipeline (label, display_order, stages) \
+             values ('Renewals', 1, $1::text::jsonb) \
+             returning id, jsonb_array_length(stages), stages->0->>'id', created_at is not null",
+            &[&stages],
+        )
+        .await
+        .expect("a pipeline created through the proxy");
+    let id: String = row.get(0);
+    assert_eq!(row.get::<_, i32>(1), 2);
+    let stage: Option<String> = row.get(2);
+    assert!(stage.is_some(), "HubSpot's stage ids written back");
+    assert!(row.get::<_, bool>(3));
+    let listed = |object: &str| -> Vec<(String, String)> {
+        let r: Vec<(String, String)> = t
+            .sim
+            .hubspot()
+            .pipelines(object)
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["label"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        r
+    };
+    assert!(listed("deals").contains(&(id.clone(), "Renewals".into())));
+    // Deals take the new pipeline and stage at once.
+    let deal = hs.create(
+        ObjectType::Deals,
+        serde_json::json!({"dealname": "Renewal", "pipeline": id, "dealstage": stage}),
+    );
+    assert!(deal.is_ok(), "{deal:?}");
+    // Relabelled.
+    let n = t
+        .proxy
+        .execute(
+            "update hubspot.deal_pipeline set label = 'Renewals 2025', display_order = 2 where id = $1",
+            &[&id],
+        )
+        .await
+        .expect("a relabel");
+    assert_eq!(n, 1);
+    assert!(listed("deals").contains(&(id.clone(), "Renewals 2025".into())));
+    // Refused by HubSpot: a label another pipeline has, a deal stage without
+    // its probability.
+    let err = expect_err(
+        t.proxy
+            .execute(
+                "insert into hubspot.deal_pipeline (label, display_order, stages) values ('Sales Pipeline', 3, '[]')",
+                &[],
+            )
+            .await,
+        "a duplicate label",
+    );
+    refusal(&err, "deal_pipeline", "23505", None, &["CONFLICT", "409"]);
+    let err = expect_err(
+        t.proxy
+            .execute(
+                "insert into hubspot.deal_pipeline (label, display_order, stages) \
+                 values ('Upsell', 3, '[{\"label\": \"Open\", \"displayOrder\": 0, \"metadata\": {}}]')",
+                &[],
+            )
+            .await,
+        "a deal stage without probability",
+    );
+    refusal(
+        &err,
+        "deal_pipeline",
+        "23514",
+        None,
+        &["VALIDATION_ERROR", "400"],
+    );
+    // Refused locally: stages only at create, a pipeline needs them.
+    let err = expect_err(
+        t.proxy
+            .execute(
+                "update hubspot.deal_pipeline set stages = '[]' where id = $1",
+                &[&id],
+            )
+            .await,
+        "stages changed by an update",
+    );
+    refusal(&err, "deal_pipeline", "428C9", Some("stages"), &[]);
+    let err = expect_err(
+        t.proxy
+            .execute(
+                "insert into hubspot.ticket_pipeline (label, display_order) values ('Escalations', 1)",
+                &[],
+            )
+            .await,
+        "a pipeline without stages",
+    );
+    refusal(&err, "ticket_pipeline", "23502", Some("stages"), &[]);
+    // Owners are the portal's users: not written through the API.
+    let owner = hs.owner_ids()[0].clone();
+    for sql in [
+        "insert into hubspot.owner (email) values ('new@example.com')",
+        "update hubspot.owner set first_name = 'Someone' where id = $1",
+        "delete from hubspot.owner where id = $1",
+    ] {
+        let result = if sql.contains("$1") {
+            t.proxy.execute(sql, &[&owner]).await
+        } else {
+            t.proxy.execute(sql, &[]).await
+        };
+        let err = expect_err(result, sql);
+        refusal(&err, "owner", "0A000", None, &[]);
+    }
+    assert_eq!(listed("deals").len(), 2, "nothing else was created");
+    // Deleted.
+    let n = t
+        .proxy
+        .execute("delete from hubspot.deal_pipeline where id = $1", &[&id])
+        .await
+        .expect("a delete");
+    assert_eq!(n, 1);
+    assert!(
+        !listed("deals").iter().any(|(p, _)| p == &id),
+        "deleted at HubSpot"
+    );
+    let left = count(
+        &t.pg,
+        &format!("select count(*) from hubspot.deal_pipeline where id = '{id}'"),
+    )
+    .await;
+    assert_eq!(left, 0);
+    t.finish().await;
+}

@@ -9,9 +9,11 @@
 //! `required_on_create`, enums, `max_length` and non-nullability agree with
 //! the OpenAPI; every endpoint exists with its method and query parameters;
 //! the official fixtures decode. HubSpot: every CRM object of HubSpot's
-//! reference files is in the spec, each object's record shape matches
-//! `SimplePublicObject` of its own OpenAPI file, and its endpoints, bodies,
-//! paging, error and properties paths exist there.
+//! reference files is in the spec, each object's record shape (custom
+//! objects' too) matches `SimplePublicObject` of its own OpenAPI file, and
+//! its endpoints, bodies, paging, error and properties paths exist there;
+//! custom objects are read from the schemas API as `v3-schemas.json` says;
+//! owners and pipelines agree with their own files field by field.
 //!
 //! Every check collects problems instead of stopping at the first, so one
 //! run lists everything that disagrees.
@@ -204,6 +206,36 @@ fn hubspot_crm_objects(spec: &Connector) -> Vec<&sequin_spec::model::Object> {
         .iter()
         .filter(|o| o.endpoints.list.path.starts_with("/crm/v3/objects/"))
         .collect()
+}
+
+/// Every kind of HubSpot record with its OpenAPI file: the CRM objects, and
+/// the custom objects' template (their fixed fields, endpoints and
+/// strategies, as an object named `{object}`) against the generic objects
+/// API (`v3-objects.json`).
+fn hubspot_record_objects(spec: &Connector) -> Vec<(sequin_spec::model::Object, Value)> {
+    let mut out: Vec<_> = hubspot_crm_objects(spec)
+        .into_iter()
+        .map(|o| (o.clone(), hubspot_object_openapi(&o.api_name)))
+        .collect();
+    let d = spec
+        .discovered_objects
+        .as_ref()
+        .expect("custom objects are discovered");
+    let custom = sequin_spec::model::Object {
+        name: "custom_object".into(),
+        api_name: "{object}".into(),
+        description: None,
+        primary_key: d.primary_key.clone(),
+        endpoints: d.endpoints.clone(),
+        pagination: d.pagination.clone(),
+        incremental: d.incremental.clone(),
+        deletes: d.deletes.clone(),
+        max_rows_per_write: d.max_rows_per_write,
+        fields: d.fixed_fields.clone(),
+        discovered_fields: None,
+    };
+    out.push((custom, hubspot_openapi("v3-objects.json")));
+    out
 }
 
 /// An object's OpenAPI file (`v3-line-items.json` for `line_items`).
@@ -851,9 +883,8 @@ fn hubspot_record_shape_matches_simple_public_object() {
         .collect();
     let published: BTreeSet<&str> = HUBSPOT_CRM_OBJECTS.iter().copied().collect();
     assert_eq!(synced, published, "every CRM object HubSpot publishes");
-    for obj in hubspot_crm_objects(&spec) {
+    for (obj, doc) in &hubspot_record_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_object_openapi(o);
         let schema = &doc["components"]["schemas"]["SimplePublicObject"];
         let props = schema["properties"]
             .as_object()
@@ -938,10 +969,8 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
         }) => (param.clone(), path.clone(), common.size_param.clone()),
         other => panic!("HubSpot pages by response cursor, not {other:?}"),
     };
-    for obj in hubspot_crm_objects(&spec) {
+    for (obj, doc) in &hubspot_record_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_object_openapi(o);
-        let doc = &doc;
         let e = &obj.endpoints;
         let what = |s: &str| format!("{o} {s}");
         if let Some(op) = operation(doc, &e.list, &what("list"), &mut problems) {
@@ -1173,7 +1202,54 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
             ));
         }
     }
+    hubspot_schemas(&spec, &mut problems);
     report("hubspot.yaml vs OpenAPI", problems);
+}
+
+/// Custom objects: the schemas listing, each schema's name, id and
+/// properties, and how a property is read, exist in `v3-schemas.json`.
+fn hubspot_schemas(spec: &Connector, problems: &mut Vec<String>) {
+    let doc = hubspot_openapi("v3-schemas.json");
+    let doc = &doc;
+    let d = spec
+        .discovered_objects
+        .as_ref()
+        .expect("custom objects are discovered");
+    let Some(op) = operation(doc, &d.endpoint, "schemas", problems) else {
+        return;
+    };
+    check_query(doc, op, &d.endpoint, &[], "schemas", problems);
+    let Some(resp) = json_response(doc, op) else {
+        problems.push("schemas: no JSON response".into());
+        return;
+    };
+    let schema = format!("{}.0", d.records);
+    for path in [&d.name, &d.api_name, &format!("{}.0", d.fields)] {
+        if !schema_has_path(doc, resp, &format!("{schema}.{path}")) {
+            problems.push(format!("schemas: `{path}` is not in ObjectSchema"));
+        }
+    }
+    let property = &doc["components"]["schemas"]["Property"];
+    for path in [
+        Some(&d.field.name),
+        Some(&d.field.ty),
+        d.field.read_only.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !schema_has_path(doc, property, path) {
+            problems.push(format!("schemas: `{path}` is not in the Property schema"));
+        }
+    }
+    if d.value_path != "properties.{name}" || !d.stringly {
+        problems.push("schemas: custom object values are strings at `properties.<name>`".into());
+    }
+    if d.api_name != "objectTypeId" {
+        problems.push(
+            "schemas: custom objects are addressed by objectTypeId, which survives renames".into(),
+        );
+    }
 }
 
 /// A HubSpot object that is not a CRM record, with its OpenAPI file, its

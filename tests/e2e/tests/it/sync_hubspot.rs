@@ -84,11 +84,16 @@ async fn api_record(base: &str, token: &str, object: &str, id: &str, cols: &[Col
     .await
 }
 
-async fn has_column(pg: &tokio_postgres::Client, table: &str, column: &str) -> Option<String> {
+async fn has_column(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Option<String> {
     pg.query_opt(
         "SELECT data_type::text FROM information_schema.columns
-          WHERE table_schema = 'hubspot' AND table_name = $1 AND column_name = $2",
-        &[&table, &column],
+          WHERE table_schema = $1 AND table_name = $2 AND column_name = $3",
+        &[&schema, &table, &column],
     )
     .await
     .unwrap()
@@ -97,6 +102,9 @@ async fn has_column(pg: &tokio_postgres::Client, table: &str, column: &str) -> O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_backfill_live_changes_archives_and_custom_properties() {
+    // A connection of its own name (and so its own rate-limit budget): the
+    // write-through tests' `hubspot` connections run beside this one.
+    const SCHEMA: &str = "hubspot_crm";
     let db = sequin_pgtemp::Database::create("sync_hubspot").unwrap();
     let sim = sequin_sim::start(
         SimConfig::new(Api::Hubspot).seed_records(SEED),
@@ -110,7 +118,7 @@ async fn search_backfill_live_changes_archives_and_custom_properties() {
     let config = format!(
         "database_url: {db}
 connections:
-  - name: hubspot
+  - name: {SCHEMA}
     connector: hubspot
     base_url: {base}
     credentials: {{ access_token: '{token}' }}
@@ -122,19 +130,19 @@ connections:
     );
     let sync = Running::start(&config);
     let pg = connect(&db.url).await;
-    wait_live(&pg, "hubspot", Duration::from_secs(120)).await;
+    wait_live(&pg, SCHEMA, Duration::from_secs(120)).await;
 
     // Every table equals the portal: every record, every declared property.
     for (_, object, table) in OBJECTS {
         let cols = spec_columns("hubspot", table);
         let api = api_records(&base, &token, object, &cols).await;
         assert_eq!(api.len(), SEED);
-        assert_table_equals(&pg, "hubspot", table, "id", &cols, &api).await;
+        assert_table_equals(&pg, SCHEMA, table, "id", &cols, &api).await;
     }
     // Stringly values are typed in Postgres.
     let row = pg
         .query_one(
-            "SELECT numberofemployees, hs_object_id, createdate FROM hubspot.company ORDER BY id LIMIT 1",
+            &format!("SELECT numberofemployees, hs_object_id, createdate FROM {SCHEMA}.company ORDER BY id LIMIT 1"),
             &[],
         )
         .await
@@ -146,12 +154,18 @@ connections:
     let company_cols = spec_columns("hubspot", "company");
     let deal_cols = spec_columns("hubspot", "deal");
     let contact_id: String = pg
-        .query_one("SELECT id FROM hubspot.contact ORDER BY id LIMIT 1", &[])
+        .query_one(
+            &format!("SELECT id FROM {SCHEMA}.contact ORDER BY id LIMIT 1"),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     let deal_gone: String = pg
-        .query_one("SELECT id FROM hubspot.deal ORDER BY id LIMIT 1", &[])
+        .query_one(
+            &format!("SELECT id FROM {SCHEMA}.deal ORDER BY id LIMIT 1"),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -178,7 +192,7 @@ connections:
         || async {
             let (a, arow) = row_equals(
                 &pg,
-                "hubspot",
+                SCHEMA,
                 "contact",
                 "id",
                 &contact_id,
@@ -188,7 +202,7 @@ connections:
             .await;
             let (c, _) = row_equals(
                 &pg,
-                "hubspot",
+                SCHEMA,
                 "company",
                 "id",
                 &company_id,
@@ -196,7 +210,7 @@ connections:
                 &company,
             )
             .await;
-            let gone = db_row(&pg, "hubspot", "deal", "id", &deal_gone, &deal_cols)
+            let gone = db_row(&pg, SCHEMA, "deal", "id", &deal_gone, &deal_cols)
                 .await
                 .is_none();
             (a && c && gone, (a, c, gone, arow))
@@ -224,8 +238,8 @@ connections:
     )
     .unwrap();
     eventually(Duration::from_secs(15), "custom columns", || async {
-        let a = has_column(&pg, "contact", "favorite_color").await;
-        let b = has_column(&pg, "contact", "nps_score").await;
+        let a = has_column(&pg, SCHEMA, "contact", "favorite_color").await;
+        let b = has_column(&pg, SCHEMA, "contact", "nps_score").await;
         (
             a.as_deref() == Some("text") && b.as_deref() == Some("numeric"),
             (a, b),
@@ -251,7 +265,7 @@ connections:
         || async {
             row_equals(
                 &pg,
-                "hubspot",
+                SCHEMA,
                 "contact",
                 "id",
                 &contact_id,
@@ -264,7 +278,7 @@ connections:
     .await;
     let other: String = pg
         .query_one(
-            "SELECT id FROM hubspot.contact WHERE id <> $1 ORDER BY id LIMIT 1",
+            &format!("SELECT id FROM {SCHEMA}.contact WHERE id <> $1 ORDER BY id LIMIT 1"),
             &[&contact_id],
         )
         .await
@@ -281,7 +295,7 @@ connections:
         || async {
             row_equals(
                 &pg,
-                "hubspot",
+                SCHEMA,
                 "contact",
                 "id",
                 &other,
@@ -301,7 +315,7 @@ connections:
             spec_columns("hubspot", table)
         };
         let api = api_records(&base, &token, object, &cols).await;
-        assert_table_equals(&pg, "hubspot", table, "id", &cols, &api).await;
+        assert_table_equals(&pg, SCHEMA, table, "id", &cols, &api).await;
     }
     assert!(!sync.finished(), "the engine is still running");
     eprintln!("hubspot: first live changes visible after {fresh:?}");
@@ -698,6 +712,227 @@ connections:
     )
     .await;
     all_equal().await;
+    assert!(!sync.finished(), "the engine is still running");
+    sync.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+/// The columns of a custom object as its schema describes it (read from
+/// the schemas API): the record fields, then one column per property at
+/// `properties.<name>`, typed by HubSpot's property type.
+async fn schema_columns(base: &str, token: &str, object: &str) -> Vec<Col> {
+    let schema = get_json(&format!("{base}/crm/v3/schemas/{object}"), token).await;
+    let mut cols = vec![
+        Col::new("id", "id", FieldType::String),
+        Col::new("created_at", "createdAt", FieldType::Timestamp),
+        Col::new("updated_at", "updatedAt", FieldType::Timestamp),
+        Col::new("archived", "archived", FieldType::Boolean),
+        Col::new("archived_at", "archivedAt", FieldType::Timestamp),
+    ];
+    for p in schema["properties"].as_array().expect("properties") {
+        let name = p["name"].as_str().unwrap();
+        let ty = match p["type"].as_str().unwrap() {
+            "number" if name == "hs_object_id" => FieldType::Integer,
+            "number" => FieldType::Decimal,
+            "bool" => FieldType::Boolean,
+            "date" => FieldType::Date,
+            "datetime" => FieldType::Timestamp,
+            _ => FieldType::String,
+        };
+        let mut c = Col::new(name, &format!("properties.{name}"), ty);
+        c.stringly = true;
+        cols.push(c);
+    }
+    cols
+}
+
+async fn table_exists(pg: &tokio_postgres::Client, schema: &str, table: &str) -> bool {
+    pg.query_one(
+        "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+        &[&schema, &table],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_objects_sync_beside_standard_ones_and_appear_without_restart() {
+    const SCHEMA: &str = "hubspot_custom";
+    const SEED_CUSTOM: usize = 60;
+    let db = sequin_pgtemp::Database::create("sync_hubspot_custom").unwrap();
+    let sim = sequin_sim::start(
+        SimConfig::new(Api::Hubspot).seed_records(SEED_CUSTOM),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let hs = sim.hubspot();
+    let base = sim.base_url();
+    let token = sim.token().to_string();
+    let pets = hs.object_type("pets").unwrap();
+    // A static object beside the discovered ones: both kinds in one
+    // connection. `boat` does not exist yet.
+    let config = format!(
+        "database_url: {db}
+connections:
+  - name: {SCHEMA}
+    connector: hubspot
+    base_url: {base}
+    credentials: {{ access_token: '{token}' }}
+    objects: [contact, pet, boat]
+    poll_interval: 1500ms
+    discovery_interval: 2s
+",
+        db = db.url,
+    );
+    let sync = Running::start(&config);
+    let pg = connect(&db.url).await;
+    wait_live(&pg, SCHEMA, Duration::from_secs(120)).await;
+
+    // The custom object's table equals the portal, every property typed.
+    let pet_cols = schema_columns(&base, &token, "pets").await;
+    let api = api_records(&base, &token, "pets", &pet_cols).await;
+    assert_eq!(api.len(), SEED_CUSTOM);
+    assert_table_equals(&pg, SCHEMA, "pet", "id", &pet_cols, &api).await;
+    let contact_cols = spec_columns("hubspot", "contact");
+    let api = api_records(&base, &token, "contacts", &contact_cols).await;
+    assert_table_equals(&pg, SCHEMA, "contact", "id", &contact_cols, &api).await;
+
+    // A create, an update and an archive of pets, within two poll intervals.
+    let ids: Vec<String> = pg
+        .query(
+            &format!("SELECT id FROM {SCHEMA}.pet ORDER BY id LIMIT 2"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let changed_at = Instant::now();
+    hs.update(pets, &ids[0], json!({"age": "7.5", "species": "bird"}))
+        .unwrap();
+    let created = hs
+        .create(pets, json!({"pet_name": "Bucefalo", "species": "dog", "adopted": "true", "adopted_on": "2024-06-01"}))
+        .unwrap();
+    hs.archive(pets, &ids[1]);
+    let updated_rec = api_record(&base, &token, "pets", &ids[0], &pet_cols).await;
+    let created_rec = api_record(&base, &token, "pets", &created, &pet_cols).await;
+    within(
+        changed_at,
+        freshness(POLL, SLACK),
+        "a custom object's create, update and archive",
+        || async {
+            let (u, _) =
+                row_equals(&pg, SCHEMA, "pet", "id", &ids[0], &pet_cols, &updated_rec).await;
+            let (c, _) =
+                row_equals(&pg, SCHEMA, "pet", "id", &created, &pet_cols, &created_rec).await;
+            let gone = db_row(&pg, SCHEMA, "pet", "id", &ids[1], &pet_cols)
+                .await
+                .is_none();
+            (u && c && gone, (u, c, gone))
+        },
+    )
+    .await;
+
+    // A schema created while Sequin runs is a table at the next discovery,
+    // without a restart, with the records already made.
+    let boats = hs
+        .create_schema(json!({
+            "name": "boats",
+            "labels": {"singular": "Boat", "plural": "Boats"},
+            "primaryDisplayProperty": "boat_name",
+            "requiredProperties": ["boat_name"],
+            "properties": [
+                {"name": "boat_name", "label": "Name", "type": "string", "fieldType": "text"},
+                {"name": "length_m", "label": "Length", "type": "number", "fieldType": "number"},
+                {"name": "launched", "label": "Launched", "type": "datetime", "fieldType": "date"}
+            ]
+        }))
+        .unwrap();
+    // Defined with it, a custom object labelled like a standard table: it
+    // must not take the `contact` table over.
+    let impostor = hs
+        .create_schema(json!({
+            "name": "people",
+            "labels": {"singular": "Contact", "plural": "Contacts"},
+            "requiredProperties": [],
+            "properties": [{"name": "nickname", "label": "Nickname", "type": "string", "fieldType": "text"}]
+        }))
+        .unwrap();
+    hs.create(impostor, json!({"nickname": "Not a contact"}))
+        .unwrap();
+    for (name, length) in [("Bucintoro", "35"), ("Peota", "12.5")] {
+        hs.create(
+            boats,
+            json!({"boat_name": name, "length_m": length, "launched": "1729-05-14T10:00:00Z"}),
+        )
+        .unwrap();
+    }
+    let boat_cols = schema_columns(&base, &token, "boats").await;
+    eventually(Duration::from_secs(30), "the boat table", || async {
+        (table_exists(&pg, SCHEMA, "boat").await, ())
+    })
+    .await;
+    let api = api_records(&base, &token, "boats", &boat_cols).await;
+    eventually(Duration::from_secs(30), "boats synced", || async {
+        let rows = sync_common::db_rows(&pg, SCHEMA, "boat", "id", &boat_cols).await;
+        (rows.len() == api.len(), rows.len())
+    })
+    .await;
+    assert_table_equals(&pg, SCHEMA, "boat", "id", &boat_cols, &api).await;
+    // The discovery that found boats skipped the impostor: `contact` is still
+    // the contacts, and no object recorded an error.
+    let api = api_records(&base, &token, "contacts", &contact_cols).await;
+    assert_table_equals(&pg, SCHEMA, "contact", "id", &contact_cols, &api).await;
+    assert_eq!(sync_common::sync_errors(&pg, SCHEMA).await, []);
+    // And it follows changes like any other table.
+    let changed_at = Instant::now();
+    let third = hs
+        .create(boats, json!({"boat_name": "Sandolo", "length_m": "7"}))
+        .unwrap();
+    let third_rec = api_record(&base, &token, "boats", &third, &boat_cols).await;
+    within(
+        changed_at,
+        freshness(POLL, SLACK),
+        "a record of the new custom object",
+        || async { row_equals(&pg, SCHEMA, "boat", "id", &third, &boat_cols, &third_rec).await },
+    )
+    .await;
+
+    // A property added to a custom object is a column at the next
+    // discovery, its values included.
+    hs.create_property(
+        pets,
+        json!({"name": "microchip", "label": "Microchip", "type": "string", "fieldType": "text", "groupName": "pets_information"}),
+    )
+    .unwrap();
+    hs.update(pets, &created, json!({"microchip": "985112004512345"}))
+        .unwrap();
+    let pet_cols = schema_columns(&base, &token, "pets").await;
+    let created_rec = api_record(&base, &token, "pets", &created, &pet_cols).await;
+    eventually(Duration::from_secs(30), "the microchip column", || async {
+        let found: Option<String> = pg
+            .query_opt(
+                "SELECT data_type::text FROM information_schema.columns
+                  WHERE table_schema = $1 AND table_name = 'pet' AND column_name = 'microchip'",
+                &[&SCHEMA],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        (found.as_deref() == Some("text"), found)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the new custom property",
+        || async { row_equals(&pg, SCHEMA, "pet", "id", &created, &pet_cols, &created_rec).await },
+    )
+    .await;
+    let api = api_records(&base, &token, "pets", &pet_cols).await;
+    assert_table_equals(&pg, SCHEMA, "pet", "id", &pet_cols, &api).await;
     assert!(!sync.finished(), "the engine is still running");
     sync.stop().await.unwrap();
     sim.shutdown().await;

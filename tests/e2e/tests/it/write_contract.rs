@@ -53,6 +53,12 @@ async fn hubspot_write_through_pipelines_and_owners() {
     hubspot::pipelines_and_owners().await;
 }
 
+/// Write-through of HubSpot's custom objects, one defined while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_write_through_custom_objects() {
+    hubspot::custom_objects().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_write_through() {
     contract(&salesforce::FIXTURE).await;

@@ -727,3 +727,168 @@ pub async fn pipelines_and_owners() {
     assert_eq!(left, 0);
     t.finish().await;
 }
+
+/// Write-through of custom objects: the seeded `pets`, and `boats`,
+/// defined while Sequin runs.
+pub async fn custom_objects() {
+    let t = Setup::start(Api::Hubspot, 4, "write_hubspot_custom", |sim| {
+        format!(
+            "  - name: hubspot
+    connector: hubspot
+    base_url: {base}
+    credentials: {{ access_token: '{token}' }}
+    objects: [pet, boat]
+    poll_interval: 1h
+    discovery_interval: 1s
+",
+            base = sim.base_url(),
+            token = sim.token(),
+        )
+    })
+    .await;
+    let hs = t.sim.hubspot();
+    let pets = hs.object_type("pets").unwrap();
+    let record = |id: &str| hs.full_record(pets, id);
+    let row = t
+        .proxy
+        .query_one(
+            "insert into hubspot.pet (pet_name, species, age, adopted, adopted_on) \
+             values ('Argo', 'dog', 3, true, '2024-01-02') returning id, hs_object_id",
+            &[],
+        )
+        .await
+        .expect("a custom object record created through the proxy");
+    let id: String = row.get(0);
+    assert_eq!(
+        row.get::<_, Option<i64>>(1).map(|n| n.to_string()),
+        Some(id.clone())
+    );
+    let rec = record(&id).expect("HubSpot holds the pet");
+    let props = &rec["properties"];
+    assert_eq!(
+        (
+            &props["pet_name"],
+            &props["species"],
+            &props["age"],
+            &props["adopted"],
+            &props["adopted_on"]
+        ),
+        (
+            &"Argo".into(),
+            &"dog".into(),
+            &"3".into(),
+            &"true".into(),
+            &"2024-01-02".into()
+        ),
+        "{rec}"
+    );
+    let ids: Vec<String> = t
+        .proxy
+        .query(
+            "insert into hubspot.pet (pet_name, species) values ('Tom', 'cat'), ('Jerry', 'cat') returning id",
+            &[],
+        )
+        .await
+        .expect("a batch create")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let n = t
+        .proxy
+        .execute(
+            "update hubspot.pet set species = 'bird', age = 1.5 where id = any($1)",
+            &[&ids],
+        )
+        .await
+        .expect("a batch update");
+    assert_eq!(n, 2);
+    for i in &ids {
+        let rec = record(i).unwrap();
+        assert_eq!(
+            (&rec["properties"]["species"], &rec["properties"]["age"]),
+            (&"bird".into(), &"1.5".into())
+        );
+    }
+    // Refused by HubSpot: an option the property lacks, the schema's
+    // required property left out.
+    let err = expect_err(
+        t.proxy
+            .execute(
+                "update hubspot.pet set species = 'dragon' where id = $1",
+                &[&id],
+            )
+            .await,
+        "an unknown species",
+    );
+    refusal(&err, "pet", "23514", None, &["VALIDATION_ERROR", "400"]);
+    let err = expect_err(
+        t.proxy
+            .execute("insert into hubspot.pet (species) values ('cat')", &[])
+            .await,
+        "a pet without its name",
+    );
+    let db = refusal(&err, "pet", "23514", None, &["VALIDATION_ERROR"]);
+    assert!(db.message().contains("pet_name"), "{db:?}");
+    // Refused locally: what HubSpot sets.
+    for column in ["hs_object_id", "hs_lastmodifieddate"] {
+        let value = if column == "hs_object_id" {
+            "7"
+        } else {
+            "now()"
+        };
+        let sql = format!("update hubspot.pet set {column} = {value} where id = $1");
+        let err = expect_err(t.proxy.execute(&sql, &[&id]).await, &sql);
+        refusal(&err, "pet", "428C9", Some(column), &[]);
+    }
+    let n = t
+        .proxy
+        .execute(
+            "delete from hubspot.pet where id = $1 or id = any($2)",
+            &[&id, &ids],
+        )
+        .await
+        .expect("a delete");
+    assert_eq!(n, 3);
+    assert!(record(&id).is_none() && ids.iter().all(|i| record(i).is_none()));
+    assert_eq!(hs.count(pets, false), 4, "the seeded pets only");
+
+    // A custom object defined while Sequin runs is written through as soon
+    // as its table is there.
+    let boats = hs
+        .create_schema(serde_json::json!({
+            "name": "boats",
+            "labels": {"singular": "Boat", "plural": "Boats"},
+            "requiredProperties": ["boat_name"],
+            "properties": [
+                {"name": "boat_name", "label": "Name", "type": "string", "fieldType": "text"},
+                {"name": "length_m", "label": "Length", "type": "number", "fieldType": "number"}
+            ]
+        }))
+        .unwrap();
+    t.wait_objects_live("hubspot", &["boat"]).await;
+    // The proxy looks its tables up again when a statement names an unknown
+    // one, at most every few seconds: until then the table is refused as
+    // not synced (0A000, nothing sent to HubSpot).
+    let id: String = eventually(
+        Duration::from_secs(20),
+        "a record of the new custom object",
+        || async {
+            let sql = "insert into hubspot.boat (boat_name, length_m) values ('Bucintoro', 35) returning id";
+            match t.proxy.query_one(sql, &[]).await {
+                Ok(row) => (true, row.get::<_, String>(0)),
+                Err(e) => {
+                    let db = db_error(&e);
+                    assert_eq!(db.code().code(), "0A000", "only an unknown table waits: {db:?}");
+                    assert!(db.message().contains("not an object of a configured connection"), "{db:?}");
+                    (false, String::new())
+                }
+            }
+        },
+    )
+    .await;
+    let rec = hs.full_record(boats, &id).expect("HubSpot holds the boat");
+    assert_eq!(rec["properties"]["boat_name"], "Bucintoro");
+    assert_eq!(rec["properties"]["length_m"], "35");
+    t.finish().await;
+}

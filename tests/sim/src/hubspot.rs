@@ -6,6 +6,8 @@
 //! schemas API, with private-app bearer auth, HubSpot's error bodies and its ten-secondly
 //! rolling rate limit.
 
+mod association_routes;
+mod associations;
 mod defaults;
 mod meta_routes;
 mod objects;
@@ -32,6 +34,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
 use crate::common::{self, RateLimit, SimContext, Simulator};
+pub use associations::Category as AssociationCategory;
 pub use objects::{ObjectType, STANDARD};
 pub use pipelines::{DEAL_STAGES, TICKET_STAGES};
 pub use schemas::PORTAL_ID;
@@ -169,6 +172,31 @@ impl Hubspot {
             .iter()
             .map(u64::to_string)
             .collect()
+    }
+
+    /// Links two records with association types `(category, typeId)`, as another user would.
+    pub fn associate(
+        &self,
+        from: (ObjectType, &str),
+        to: (ObjectType, &str),
+        types: &[(AssociationCategory, u32)],
+    ) -> Result<(), HsError> {
+        self.portal().associate(from, to, types).map(drop)
+    }
+
+    /// Removes a link (every type of it).
+    pub fn dissociate(&self, from: (ObjectType, &str), to: (ObjectType, &str)) {
+        self.portal().dissociate(from, to, None);
+    }
+
+    /// The associations of a record to a type (`MultiAssociatedObjectWithLabel` each).
+    pub fn associations_of(
+        &self,
+        from: ObjectType,
+        id: &str,
+        to: ObjectType,
+    ) -> Result<Vec<Value>, HsError> {
+        self.portal().associations_of(from, id, to)
     }
 
     /// The live pipelines of `object` (`deals`, `tickets`), rendered as the API does.
@@ -557,6 +585,43 @@ impl Simulator for Hubspot {
             .route(
                 "/crm-object-schemas/v3/schemas/{object}",
                 get(meta_routes::read_schema),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/read",
+                post(association_routes::batch_read),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/create",
+                post(association_routes::batch_create),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/archive",
+                post(association_routes::batch_archive),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/labels/archive",
+                post(association_routes::batch_archive_labels),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/associate/default",
+                post(association_routes::batch_associate_default),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/{to}",
+                get(association_routes::list_for_object),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/{to}/{to_id}",
+                axum::routing::put(association_routes::put_for_object)
+                    .delete(association_routes::delete_for_object),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/default/{to}/{to_id}",
+                axum::routing::put(association_routes::put_default_for_object),
+            )
+            .route(
+                "/crm/associations/v4/{from}/{to}/labels",
+                get(association_routes::list_labels).post(association_routes::create_label),
             )
             .with_state(self)
     }

@@ -28,8 +28,8 @@ pub struct Schema {
     pub secondary_display_properties: Vec<String>,
     pub required: Vec<String>,
     pub searchable: Vec<String>,
-    /// Type ids of the object types it associates with.
-    pub associated: Vec<String>,
+    /// The object types it associates with, and the association type of each (from it).
+    pub associated: Vec<(ObjectType, u32)>,
     pub created: i64,
     pub updated: i64,
 }
@@ -65,10 +65,10 @@ impl Schema {
         let associations: Vec<Value> = self
             .associated
             .iter()
-            .enumerate()
-            .map(|(i, to)| {
+            .map(|(to, id)| {
+                let to = to.type_id();
                 json!({
-                    "id": (1000 + self.number as usize * 10 + i).to_string(),
+                    "id": id.to_string(),
                     "fromObjectTypeId": type_id,
                     "toObjectTypeId": to,
                     "name": format!("{}_to_{}", self.name, to.replace('-', "_")),
@@ -100,12 +100,11 @@ impl Schema {
     }
 }
 
-/// The standard object an `associatedObjects` entry names (`CONTACT`, `COMPANY`, a type id).
-fn associated_type(portal: &Portal, name: &str) -> Result<String, HsError> {
+/// The object type an `associatedObjects` entry names (`CONTACT`, `COMPANY`, a type id).
+fn associated_type(portal: &Portal, name: &str) -> Result<ObjectType, HsError> {
     let singular = name.to_ascii_lowercase();
     portal
         .resolve(&singular)
-        .map(ObjectType::type_id)
         .map_err(|_| HsError::validation(format!("Unknown associated object type {name}")))
 }
 
@@ -191,6 +190,10 @@ impl Portal {
         let meta = schema.meta();
         properties.extend(defaults::custom_object_properties(&meta));
         let object_type = ObjectType::Custom(schema.number);
+        let mut schema = schema;
+        for (to, id) in schema.associated.iter_mut() {
+            *id = self.associations.add_pair(object_type, *to).0;
+        }
         let rendered = schema.to_json(&properties);
         self.objects
             .insert(object_type, ObjectStore::new(meta, properties));
@@ -228,9 +231,10 @@ impl Portal {
                     HsError::validation(format!("Invalid input JSON: labels.{key} is required"))
                 })
         };
+        // Type ids are assigned once the schema is accepted.
         let associated = text_list(body, "associatedObjects")
             .iter()
-            .map(|a| associated_type(self, a))
+            .map(|a| associated_type(self, a).map(|t| (t, 0)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Schema {
             number: 2_000_000 + self.schemas.len() as u32 + 1,

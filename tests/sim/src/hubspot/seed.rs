@@ -1,7 +1,9 @@
 //! Seeding a portal: `n` records of every standard object and of the portal's custom object
 //! (`pets`, defined here through the schemas API's own path), backdated three a second so
 //! modified times have ties, every value valid for its property (owners, pipelines and stages
-//! among the portal's).
+//! among the portal's), and the `i`-th records of related objects associated.
+
+use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -35,10 +37,13 @@ pub fn seed(portal: &mut Portal, rng: &mut StdRng, n: usize, now: i64) {
     let owners = portal.owners.active_ids();
     let owner = |i: usize| owners[i % owners.len()].to_string();
     let pets = define_pets(portal);
-    let add = |portal: &mut Portal, object_type, i: usize, properties: Value| {
-        portal
+    let mut ids: BTreeMap<ObjectType, Vec<u64>> = BTreeMap::new();
+    let mut add = |portal: &mut Portal, object_type, i: usize, properties: Value| {
+        let id = portal
             .create_at(object_type, &map(properties), stamp(i))
-            .unwrap_or_else(|e| panic!("seed {object_type:?} are valid: {e:?}"))
+            .unwrap_or_else(|e| panic!("seed {object_type:?} are valid: {e:?}"));
+        ids.entry(object_type).or_default().push(id);
+        id
     };
     for i in 0..n {
         add(portal, ObjectType::Contacts, i, contact(rng, i, owner(i)));
@@ -68,6 +73,64 @@ pub fn seed(portal: &mut Portal, rng: &mut StdRng, n: usize, now: i64) {
     }
     for i in 0..n {
         add(portal, pets, i, pet(rng, i));
+    }
+    associate(portal, &ids, pets);
+}
+
+/// Links the `i`-th records: a contact to its company (as primary too), a deal to both, a
+/// ticket and each engagement and pet to the contact, a line item and a quote to the deal.
+fn associate(portal: &mut Portal, ids: &BTreeMap<ObjectType, Vec<u64>>, pets: ObjectType) {
+    use super::associations::Category::HubspotDefined as Hs;
+    use super::associations::TypeKey;
+    let default_of = |portal: &Portal, from, to| {
+        let t = portal.associations.types(from, to);
+        let t = t
+            .iter()
+            .find(|t| t.label.is_none())
+            .expect("an associable pair");
+        (t.category, t.type_id)
+    };
+    let mut links: Vec<(ObjectType, ObjectType, Vec<TypeKey>)> = vec![
+        (
+            ObjectType::Contacts,
+            ObjectType::Companies,
+            vec![(Hs, 279), (Hs, 1)],
+        ),
+        (
+            ObjectType::Deals,
+            ObjectType::Companies,
+            vec![(Hs, 341), (Hs, 5)],
+        ),
+    ];
+    for (from, to) in [
+        (ObjectType::Deals, ObjectType::Contacts),
+        (ObjectType::Tickets, ObjectType::Contacts),
+        (ObjectType::LineItems, ObjectType::Deals),
+        (ObjectType::Quotes, ObjectType::Deals),
+        (ObjectType::Calls, ObjectType::Contacts),
+        (ObjectType::Emails, ObjectType::Contacts),
+        (ObjectType::Meetings, ObjectType::Contacts),
+        (ObjectType::Notes, ObjectType::Contacts),
+        (ObjectType::Tasks, ObjectType::Contacts),
+        (pets, ObjectType::Contacts),
+    ] {
+        links.push((from, to, vec![default_of(portal, from, to)]));
+    }
+    let none = Vec::new();
+    for (from, to, types) in links {
+        let pairs = ids
+            .get(&from)
+            .unwrap_or(&none)
+            .iter()
+            .zip(ids.get(&to).unwrap_or(&none));
+        for (a, b) in pairs {
+            for (category, id) in &types {
+                portal
+                    .associations
+                    .link((from, *a), (to, *b), *category, *id)
+                    .expect("seed association types exist");
+            }
+        }
     }
 }
 

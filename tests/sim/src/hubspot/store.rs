@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use super::associations::Associations;
 use super::defaults;
 use super::objects::{ObjectMeta, ObjectType, STANDARD};
 use super::owners::Owners;
@@ -130,6 +131,7 @@ pub struct Portal {
     pub(super) schemas: BTreeMap<u32, Schema>,
     pub(super) owners: Owners,
     pub(super) pipelines: Pipelines,
+    pub(super) associations: Associations,
     next_id: u64,
     pub(super) clock: Clock,
     /// Bumped by every write; invalidates the search cache.
@@ -155,6 +157,7 @@ impl Portal {
             schemas: BTreeMap::new(),
             owners: Owners::seeded(now),
             pipelines: Pipelines::defaults(),
+            associations: Associations::new(),
             next_id: 1001,
             clock,
             generation: 0,
@@ -539,6 +542,7 @@ impl Portal {
         if let Some(email) = record.properties.get("email") {
             store.by_email.remove(&email.to_lowercase());
         }
+        self.associations.forget(object_type, id);
     }
 
     /// A live record with every property that has a value.

@@ -1328,3 +1328,143 @@ async fn custom_objects_are_defined_by_schemas_and_served_like_standard_ones() {
             .any(|p| p["name"] == "home_port")
     );
 }
+
+#[tokio::test]
+async fn associations_link_both_ways_with_labels_and_leave_records_unmodified() {
+    let sim = sim(3).await;
+    let c = Client::new(&sim);
+    let first = |v: &Value| v["results"][0]["id"].as_str().unwrap().to_owned();
+    let (_, contacts) = c.get("/crm/v3/objects/contacts?limit=3").await;
+    let (_, companies) = c.get("/crm/v3/objects/companies?limit=3").await;
+    let (_, deals) = c.get("/crm/v3/objects/deals?limit=3").await;
+    let (contact, company, deal) = (first(&contacts), first(&companies), first(&deals));
+    // Seeded: contact 0 with company 0, unlabeled and primary; the same link seen from the company.
+    let (_, linked) = c
+        .get(&format!(
+            "/crm/v4/objects/contacts/{contact}/associations/companies"
+        ))
+        .await;
+    assert_eq!(linked["results"][0]["toObjectId"], company.as_str());
+    let types: Vec<&Value> = linked["results"][0]["associationTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(types.len(), 2, "{linked}");
+    assert!(
+        types
+            .iter()
+            .any(|t| t["typeId"] == 1 && t["label"] == "Primary")
+    );
+    let (_, back) = c
+        .get(&format!(
+            "/crm/v4/objects/companies/{company}/associations/contacts"
+        ))
+        .await;
+    let back_ids: Vec<i64> = back["results"][0]["associationTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["typeId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(back_ids, [2, 280], "the inverse types");
+
+    // A user-defined label, used on a deal-contact link; the deal's modified time stays.
+    let (_, before) = c.get(&format!("/crm/v3/objects/deals/{deal}")).await;
+    let (status, created) = c
+        .post(
+            "/crm/associations/v4/deals/contacts/labels",
+            json!({"label": "Decision maker", "name": "decision_maker"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let label_id = created["results"][0]["typeId"].as_u64().unwrap();
+    let (_, other_contacts) = c.get("/crm/v3/objects/contacts?limit=3").await;
+    let second_contact = other_contacts["results"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = c
+        .send(
+            c.http
+                .put(format!("{}/crm/v4/objects/deals/{deal}/associations/contacts/{second_contact}", c.base))
+                .json(&json!([{"associationCategory": "USER_DEFINED", "associationTypeId": label_id}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["labels"], json!(["Decision maker"]));
+    let (_, after) = c.get(&format!("/crm/v3/objects/deals/{deal}")).await;
+    assert_eq!(
+        after["properties"]["hs_lastmodifieddate"], before["properties"]["hs_lastmodifieddate"],
+        "an association change does not modify the record"
+    );
+    assert_eq!(after["updatedAt"], before["updatedAt"]);
+    // A type the pair does not have is refused.
+    let (status, err) = c
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/create",
+            json!({"inputs": [{"from": {"id": deal}, "to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&err, "VALIDATION_ERROR");
+    // Removing one label keeps the others; archiving removes the link both ways.
+    let (status, _) = c
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/labels/archive",
+            json!({"inputs": [{"from": {"id": contact}, "to": {"id": company}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, linked) = c
+        .get(&format!(
+            "/crm/v4/objects/contacts/{contact}/associations/companies"
+        ))
+        .await;
+    assert_eq!(
+        linked["results"][0]["associationTypes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, _) = c
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/archive",
+            json!({"inputs": [{"from": {"id": contact}, "to": [{"id": company}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, back) = c
+        .get(&format!(
+            "/crm/v4/objects/companies/{company}/associations/contacts"
+        ))
+        .await;
+    assert_eq!(back["results"], json!([]));
+    // Archiving a record drops its links.
+    c.delete(&format!("/crm/v3/objects/contacts/{second_contact}"))
+        .await;
+    let (_, left) = c
+        .get(&format!(
+            "/crm/v4/objects/deals/{deal}/associations/contacts"
+        ))
+        .await;
+    assert!(
+        !left["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["toObjectId"] == second_contact.as_str()),
+        "{left}"
+    );
+    // A custom object's pair comes from its schema.
+    let (_, pets) = c.get("/crm/v3/objects/pets?limit=1").await;
+    let pet = first(&pets);
+    let (_, owner) = c
+        .get(&format!("/crm/v4/objects/pets/{pet}/associations/contacts"))
+        .await;
+    assert_eq!(
+        owner["results"][0]["associationTypes"][0]["category"],
+        "USER_DEFINED"
+    );
+}

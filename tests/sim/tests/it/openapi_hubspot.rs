@@ -451,3 +451,147 @@ async fn a_response_missing_a_required_field_is_rejected() {
         "paging.next.after is required"
     );
 }
+
+#[tokio::test]
+async fn association_responses_match_the_published_schemas() {
+    let sim = sim().await;
+    let post = reqwest::Method::POST;
+    let v4 = spec("v4-associations.json");
+    let (_, contacts) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/v3/objects/contacts?limit=3",
+        None,
+    )
+    .await;
+    let (_, companies) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/v3/objects/companies?limit=3",
+        None,
+    )
+    .await;
+    let contact = |i: usize| contacts["results"][i]["id"].as_str().unwrap().to_owned();
+    let company = |i: usize| companies["results"][i]["id"].as_str().unwrap().to_owned();
+
+    let read = json!({"inputs": [{"id": contact(0)}, {"id": "999999999"}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/read",
+        Some(read),
+    )
+    .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(
+        body["results"][0]["to"][0]["toObjectId"],
+        company(0).as_str()
+    );
+    assert_valid(
+        &validator(
+            &v4,
+            "BatchResponsePublicAssociationMultiWithLabelWithErrors",
+        ),
+        "batch read",
+        &body,
+    );
+
+    let create = json!({"inputs": [{"from": {"id": contact(1)}, "to": {"id": company(2)},
+                         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/create",
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["results"][0]["labels"], json!(["Primary"]));
+    assert_valid(
+        &validator(&v4, "BatchResponseLabelsBetweenObjectPair"),
+        "batch create",
+        &body,
+    );
+
+    let default = json!({"inputs": [{"from": {"id": contact(2)}, "to": {"id": company(1)}}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/associate/default",
+        Some(default),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_valid(
+        &validator(&v4, "BatchResponsePublicDefaultAssociation"),
+        "default associations",
+        &body,
+    );
+
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::GET,
+        &format!(
+            "/crm/v4/objects/companies/{}/associations/contacts",
+            company(2)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(
+        &validator(
+            &v4,
+            "CollectionResponseMultiAssociatedObjectWithLabelForwardPaging",
+        ),
+        "a record's associations",
+        &body,
+    );
+
+    let spec_list = json!([{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]);
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::PUT,
+        &format!(
+            "/crm/v4/objects/contacts/{}/associations/companies/{}",
+            contact(0),
+            company(1)
+        ),
+        Some(spec_list),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_valid(
+        &validator(&v4, "LabelsBetweenObjectPair"),
+        "a link made",
+        &body,
+    );
+
+    let labels = spec("v4-associations-schema.json");
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/associations/v4/contacts/companies/labels",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(
+        &validator(
+            &labels,
+            "CollectionResponseAssociationSpecWithLabelNoPaging",
+        ),
+        "labels",
+        &body,
+    );
+    let (status, body) = call(&sim, post, "/crm/associations/v4/deals/contacts/labels", Some(json!({"label": "Decision maker", "name": "decision_maker", "inverseLabel": "Decides on"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_valid(
+        &validator(
+            &labels,
+            "CollectionResponseAssociationSpecWithLabelNoPaging",
+        ),
+        "labels created",
+        &body,
+    );
+}

@@ -2,9 +2,9 @@
 //! (`shared/reference/hubspot/v3-*.json`): the twelve standard objects (contacts, companies,
 //! deals, tickets, products, line items, quotes, calls, emails, meetings, notes, tasks) and the
 //! portal's custom objects (list, read, create, update, archive, search, batch
-//! create/update/read/archive), the properties API, owners, pipelines and the custom object
-//! schemas API, with private-app bearer auth, HubSpot's error bodies and its ten-secondly
-//! rolling rate limit.
+//! create/update/read/archive), the properties API, owners, pipelines, the custom object
+//! schemas API and associations v4, with private-app bearer auth, HubSpot's error bodies and
+//! its ten-secondly rolling rate limit.
 
 mod association_routes;
 mod associations;

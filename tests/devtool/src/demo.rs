@@ -254,6 +254,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
     }
     let proxied_url = format!("postgres://postgres@{proxy}/demo");
+    // The proxy listens once write-through has looked up every connection's
+    // objects (HubSpot: its custom objects and every object's properties),
+    // which may finish after the tables are live.
+    let waited = Instant::now();
+    while std::net::TcpStream::connect_timeout(&proxy, Duration::from_millis(200)).is_err() {
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the proxy did not listen on {proxy} within 60 s; log:\n{}",
+                sync_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     println!("Try it (through Sequin's proxy; direct: {database_url}):");
     println!("  {} '{proxied_url}'", psql.display());
     println!("  select id, email, name from stripe.customer order by created desc limit 5;");

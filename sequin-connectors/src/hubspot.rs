@@ -2,7 +2,7 @@
 //!
 //! The HubSpot connector: typed records of its static objects and its descriptor.
 
-use sequin_spec::record::{Column, Decimal, Record, Timestamp};
+use sequin_spec::record::{Column, Date, Decimal, Record, Timestamp};
 use serde::Deserialize;
 
 /// The connector's name.
@@ -20,6 +20,18 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         "contact" => Some(<Contact as Record>::columns()),
         "company" => Some(<Company as Record>::columns()),
         "deal" => Some(<Deal as Record>::columns()),
+        "ticket" => Some(<Ticket as Record>::columns()),
+        "product" => Some(<Product as Record>::columns()),
+        "line_item" => Some(<LineItem as Record>::columns()),
+        "quote" => Some(<Quote as Record>::columns()),
+        "call" => Some(<Call as Record>::columns()),
+        "email" => Some(<Email as Record>::columns()),
+        "meeting" => Some(<Meeting as Record>::columns()),
+        "note" => Some(<Note as Record>::columns()),
+        "task" => Some(<Task as Record>::columns()),
+        "owner" => Some(<Owner as Record>::columns()),
+        "deal_pipeline" => Some(<DealPipeline as Record>::columns()),
+        "ticket_pipeline" => Some(<TicketPipeline as Record>::columns()),
         _ => None,
     }
 }
@@ -544,4 +556,1436 @@ pub struct Deal {
         stringly
     )]
     pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `tickets` record (table `ticket`).
+///
+/// Support tickets in the portal's ticket pipelines.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "ticket", api_name = "tickets")]
+pub struct Ticket {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `subject` (writable).
+    #[sequin(
+        api = "subject",
+        ty = "string",
+        access = "writable",
+        path = "properties.subject",
+        required_on_create,
+        stringly
+    )]
+    pub subject: Option<String>,
+    /// `content` (writable).
+    #[sequin(
+        api = "content",
+        ty = "string",
+        access = "writable",
+        path = "properties.content",
+        stringly
+    )]
+    pub content: Option<String>,
+    /// `hs_pipeline` (writable).
+    #[sequin(
+        api = "hs_pipeline",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_pipeline",
+        stringly
+    )]
+    pub hs_pipeline: Option<String>,
+    /// `hs_pipeline_stage` (writable).
+    #[sequin(
+        api = "hs_pipeline_stage",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_pipeline_stage",
+        required_on_create,
+        stringly
+    )]
+    pub hs_pipeline_stage: Option<String>,
+    /// `hs_ticket_priority` (writable).
+    #[sequin(
+        api = "hs_ticket_priority",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_ticket_priority",
+        stringly
+    )]
+    pub hs_ticket_priority: Option<String>,
+    /// `hs_ticket_category` (writable).
+    #[sequin(
+        api = "hs_ticket_category",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_ticket_category",
+        stringly
+    )]
+    pub hs_ticket_category: Option<String>,
+    /// `source_type` (writable).
+    #[sequin(
+        api = "source_type",
+        ty = "string",
+        access = "writable",
+        path = "properties.source_type",
+        stringly
+    )]
+    pub source_type: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `closed_date` (read-only).
+    #[sequin(
+        api = "closed_date",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.closed_date",
+        stringly
+    )]
+    pub closed_date: Option<Timestamp>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `createdate` (read-only).
+    #[sequin(
+        api = "createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.createdate",
+        stringly
+    )]
+    pub createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `products` record (table `product`).
+///
+/// Products of the portal's product library.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "product", api_name = "products")]
+pub struct Product {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `name` (writable).
+    #[sequin(
+        api = "name",
+        ty = "string",
+        access = "writable",
+        path = "properties.name",
+        required_on_create,
+        stringly
+    )]
+    pub name: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        path = "properties.description",
+        stringly
+    )]
+    pub description: Option<String>,
+    /// `price` (writable).
+    #[sequin(
+        api = "price",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.price",
+        stringly
+    )]
+    pub price: Option<Decimal>,
+    /// `hs_sku` (writable).
+    #[sequin(
+        api = "hs_sku",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sku",
+        stringly
+    )]
+    pub hs_sku: Option<String>,
+    /// `hs_cost_of_goods_sold` (writable).
+    #[sequin(
+        api = "hs_cost_of_goods_sold",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.hs_cost_of_goods_sold",
+        stringly
+    )]
+    pub hs_cost_of_goods_sold: Option<Decimal>,
+    /// `hs_recurring_billing_period` (writable).
+    #[sequin(
+        api = "hs_recurring_billing_period",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_recurring_billing_period",
+        stringly
+    )]
+    pub hs_recurring_billing_period: Option<String>,
+    /// `recurringbillingfrequency` (writable).
+    #[sequin(
+        api = "recurringbillingfrequency",
+        ty = "string",
+        access = "writable",
+        path = "properties.recurringbillingfrequency",
+        stringly
+    )]
+    pub recurringbillingfrequency: Option<String>,
+    /// `hs_product_type` (writable).
+    #[sequin(
+        api = "hs_product_type",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_product_type",
+        stringly
+    )]
+    pub hs_product_type: Option<String>,
+    /// `hs_url` (writable).
+    #[sequin(
+        api = "hs_url",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_url",
+        stringly
+    )]
+    pub hs_url: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `createdate` (read-only).
+    #[sequin(
+        api = "createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.createdate",
+        stringly
+    )]
+    pub createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `line_items` record (table `line_item`).
+///
+/// Line items, products (or ad-hoc items) at a quantity and price, as deals and quotes carry them.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "line_item", api_name = "line_items")]
+pub struct LineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `name` (writable).
+    #[sequin(
+        api = "name",
+        ty = "string",
+        access = "writable",
+        path = "properties.name",
+        stringly
+    )]
+    pub name: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        path = "properties.description",
+        stringly
+    )]
+    pub description: Option<String>,
+    /// `quantity` (writable).
+    #[sequin(
+        api = "quantity",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.quantity",
+        stringly
+    )]
+    pub quantity: Option<Decimal>,
+    /// `price` (writable).
+    #[sequin(
+        api = "price",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.price",
+        stringly
+    )]
+    pub price: Option<Decimal>,
+    /// `discount` (writable).
+    #[sequin(
+        api = "discount",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.discount",
+        stringly
+    )]
+    pub discount: Option<Decimal>,
+    /// `hs_discount_percentage` (writable).
+    #[sequin(
+        api = "hs_discount_percentage",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.hs_discount_percentage",
+        stringly
+    )]
+    pub hs_discount_percentage: Option<Decimal>,
+    /// `hs_product_id` (writable).
+    #[sequin(
+        api = "hs_product_id",
+        ty = "integer",
+        access = "writable",
+        path = "properties.hs_product_id",
+        stringly
+    )]
+    pub hs_product_id: Option<i64>,
+    /// `hs_sku` (writable).
+    #[sequin(
+        api = "hs_sku",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sku",
+        stringly
+    )]
+    pub hs_sku: Option<String>,
+    /// `recurringbillingfrequency` (writable).
+    #[sequin(
+        api = "recurringbillingfrequency",
+        ty = "string",
+        access = "writable",
+        path = "properties.recurringbillingfrequency",
+        stringly
+    )]
+    pub recurringbillingfrequency: Option<String>,
+    /// `hs_recurring_billing_period` (writable).
+    #[sequin(
+        api = "hs_recurring_billing_period",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_recurring_billing_period",
+        stringly
+    )]
+    pub hs_recurring_billing_period: Option<String>,
+    /// `hs_recurring_billing_start_date` (writable).
+    #[sequin(
+        api = "hs_recurring_billing_start_date",
+        ty = "date",
+        access = "writable",
+        path = "properties.hs_recurring_billing_start_date",
+        stringly
+    )]
+    pub hs_recurring_billing_start_date: Option<Date>,
+    /// `amount` (read-only).
+    #[sequin(
+        api = "amount",
+        ty = "decimal",
+        access = "read_only",
+        path = "properties.amount",
+        stringly
+    )]
+    pub amount: Option<Decimal>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `createdate` (read-only).
+    #[sequin(
+        api = "createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.createdate",
+        stringly
+    )]
+    pub createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `quotes` record (table `quote`).
+///
+/// Sales quotes.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote", api_name = "quotes")]
+pub struct Quote {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_title` (writable).
+    #[sequin(
+        api = "hs_title",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_title",
+        required_on_create,
+        stringly
+    )]
+    pub hs_title: Option<String>,
+    /// `hs_expiration_date` (writable).
+    #[sequin(
+        api = "hs_expiration_date",
+        ty = "date",
+        access = "writable",
+        path = "properties.hs_expiration_date",
+        required_on_create,
+        stringly
+    )]
+    pub hs_expiration_date: Option<Date>,
+    /// `hs_status` (writable).
+    #[sequin(
+        api = "hs_status",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_status",
+        stringly
+    )]
+    pub hs_status: Option<String>,
+    /// `hs_language` (writable).
+    #[sequin(
+        api = "hs_language",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_language",
+        stringly
+    )]
+    pub hs_language: Option<String>,
+    /// `hs_currency` (writable).
+    #[sequin(
+        api = "hs_currency",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_currency",
+        stringly
+    )]
+    pub hs_currency: Option<String>,
+    /// `hs_sender_firstname` (writable).
+    #[sequin(
+        api = "hs_sender_firstname",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sender_firstname",
+        stringly
+    )]
+    pub hs_sender_firstname: Option<String>,
+    /// `hs_sender_lastname` (writable).
+    #[sequin(
+        api = "hs_sender_lastname",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sender_lastname",
+        stringly
+    )]
+    pub hs_sender_lastname: Option<String>,
+    /// `hs_sender_email` (writable).
+    #[sequin(
+        api = "hs_sender_email",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sender_email",
+        format = "email",
+        stringly
+    )]
+    pub hs_sender_email: Option<String>,
+    /// `hs_sender_company_name` (writable).
+    #[sequin(
+        api = "hs_sender_company_name",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_sender_company_name",
+        stringly
+    )]
+    pub hs_sender_company_name: Option<String>,
+    /// `hs_comments` (writable).
+    #[sequin(
+        api = "hs_comments",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_comments",
+        stringly
+    )]
+    pub hs_comments: Option<String>,
+    /// `hs_terms` (writable).
+    #[sequin(
+        api = "hs_terms",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_terms",
+        stringly
+    )]
+    pub hs_terms: Option<String>,
+    /// `hs_esign_enabled` (writable).
+    #[sequin(
+        api = "hs_esign_enabled",
+        ty = "boolean",
+        access = "writable",
+        path = "properties.hs_esign_enabled",
+        stringly
+    )]
+    pub hs_esign_enabled: Option<bool>,
+    /// `hs_quote_amount` (read-only).
+    #[sequin(
+        api = "hs_quote_amount",
+        ty = "decimal",
+        access = "read_only",
+        path = "properties.hs_quote_amount",
+        stringly
+    )]
+    pub hs_quote_amount: Option<Decimal>,
+    /// `hs_quote_number` (read-only).
+    #[sequin(
+        api = "hs_quote_number",
+        ty = "string",
+        access = "read_only",
+        path = "properties.hs_quote_number",
+        stringly
+    )]
+    pub hs_quote_number: Option<String>,
+    /// `hs_public_url_key` (read-only).
+    #[sequin(
+        api = "hs_public_url_key",
+        ty = "string",
+        access = "read_only",
+        path = "properties.hs_public_url_key",
+        stringly
+    )]
+    pub hs_public_url_key: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `calls` record (table `call`).
+///
+/// Calls logged on the timeline (engagements).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "call", api_name = "calls")]
+pub struct Call {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_timestamp` (writable).
+    #[sequin(
+        api = "hs_timestamp",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_timestamp",
+        required_on_create,
+        stringly
+    )]
+    pub hs_timestamp: Option<Timestamp>,
+    /// `hs_call_title` (writable).
+    #[sequin(
+        api = "hs_call_title",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_title",
+        stringly
+    )]
+    pub hs_call_title: Option<String>,
+    /// `hs_call_body` (writable).
+    #[sequin(
+        api = "hs_call_body",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_body",
+        stringly
+    )]
+    pub hs_call_body: Option<String>,
+    /// `hs_call_direction` (writable).
+    #[sequin(
+        api = "hs_call_direction",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_direction",
+        stringly
+    )]
+    pub hs_call_direction: Option<String>,
+    /// `hs_call_disposition` (writable).
+    #[sequin(
+        api = "hs_call_disposition",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_disposition",
+        stringly
+    )]
+    pub hs_call_disposition: Option<String>,
+    /// `hs_call_duration` (writable).
+    #[sequin(
+        api = "hs_call_duration",
+        ty = "decimal",
+        access = "writable",
+        path = "properties.hs_call_duration",
+        stringly
+    )]
+    pub hs_call_duration: Option<Decimal>,
+    /// `hs_call_from_number` (writable).
+    #[sequin(
+        api = "hs_call_from_number",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_from_number",
+        stringly
+    )]
+    pub hs_call_from_number: Option<String>,
+    /// `hs_call_to_number` (writable).
+    #[sequin(
+        api = "hs_call_to_number",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_to_number",
+        stringly
+    )]
+    pub hs_call_to_number: Option<String>,
+    /// `hs_call_recording_url` (writable).
+    #[sequin(
+        api = "hs_call_recording_url",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_recording_url",
+        stringly
+    )]
+    pub hs_call_recording_url: Option<String>,
+    /// `hs_call_status` (writable).
+    #[sequin(
+        api = "hs_call_status",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_call_status",
+        stringly
+    )]
+    pub hs_call_status: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `emails` record (table `email`).
+///
+/// Emails logged on the timeline (engagements).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "email", api_name = "emails")]
+pub struct Email {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_timestamp` (writable).
+    #[sequin(
+        api = "hs_timestamp",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_timestamp",
+        required_on_create,
+        stringly
+    )]
+    pub hs_timestamp: Option<Timestamp>,
+    /// `hs_email_direction` (writable).
+    #[sequin(
+        api = "hs_email_direction",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_direction",
+        stringly
+    )]
+    pub hs_email_direction: Option<String>,
+    /// `hs_email_subject` (writable).
+    #[sequin(
+        api = "hs_email_subject",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_subject",
+        stringly
+    )]
+    pub hs_email_subject: Option<String>,
+    /// `hs_email_text` (writable).
+    #[sequin(
+        api = "hs_email_text",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_text",
+        stringly
+    )]
+    pub hs_email_text: Option<String>,
+    /// `hs_email_html` (writable).
+    #[sequin(
+        api = "hs_email_html",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_html",
+        stringly
+    )]
+    pub hs_email_html: Option<String>,
+    /// `hs_email_status` (writable).
+    #[sequin(
+        api = "hs_email_status",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_status",
+        stringly
+    )]
+    pub hs_email_status: Option<String>,
+    /// `hs_email_headers` (writable).
+    #[sequin(
+        api = "hs_email_headers",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_email_headers",
+        stringly
+    )]
+    pub hs_email_headers: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `meetings` record (table `meeting`).
+///
+/// Meetings logged on the timeline (engagements).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "meeting", api_name = "meetings")]
+pub struct Meeting {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_timestamp` (writable).
+    #[sequin(
+        api = "hs_timestamp",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_timestamp",
+        required_on_create,
+        stringly
+    )]
+    pub hs_timestamp: Option<Timestamp>,
+    /// `hs_meeting_title` (writable).
+    #[sequin(
+        api = "hs_meeting_title",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_meeting_title",
+        stringly
+    )]
+    pub hs_meeting_title: Option<String>,
+    /// `hs_meeting_body` (writable).
+    #[sequin(
+        api = "hs_meeting_body",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_meeting_body",
+        stringly
+    )]
+    pub hs_meeting_body: Option<String>,
+    /// `hs_internal_meeting_notes` (writable).
+    #[sequin(
+        api = "hs_internal_meeting_notes",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_internal_meeting_notes",
+        stringly
+    )]
+    pub hs_internal_meeting_notes: Option<String>,
+    /// `hs_meeting_external_url` (writable).
+    #[sequin(
+        api = "hs_meeting_external_url",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_meeting_external_url",
+        stringly
+    )]
+    pub hs_meeting_external_url: Option<String>,
+    /// `hs_meeting_location` (writable).
+    #[sequin(
+        api = "hs_meeting_location",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_meeting_location",
+        stringly
+    )]
+    pub hs_meeting_location: Option<String>,
+    /// `hs_meeting_start_time` (writable).
+    #[sequin(
+        api = "hs_meeting_start_time",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_meeting_start_time",
+        stringly
+    )]
+    pub hs_meeting_start_time: Option<Timestamp>,
+    /// `hs_meeting_end_time` (writable).
+    #[sequin(
+        api = "hs_meeting_end_time",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_meeting_end_time",
+        stringly
+    )]
+    pub hs_meeting_end_time: Option<Timestamp>,
+    /// `hs_meeting_outcome` (writable).
+    #[sequin(
+        api = "hs_meeting_outcome",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_meeting_outcome",
+        stringly
+    )]
+    pub hs_meeting_outcome: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `notes` record (table `note`).
+///
+/// Notes on the timeline (engagements).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "note", api_name = "notes")]
+pub struct Note {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_timestamp` (writable).
+    #[sequin(
+        api = "hs_timestamp",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_timestamp",
+        required_on_create,
+        stringly
+    )]
+    pub hs_timestamp: Option<Timestamp>,
+    /// `hs_note_body` (writable).
+    #[sequin(
+        api = "hs_note_body",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_note_body",
+        stringly
+    )]
+    pub hs_note_body: Option<String>,
+    /// `hs_attachment_ids` (writable).
+    #[sequin(
+        api = "hs_attachment_ids",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_attachment_ids",
+        stringly
+    )]
+    pub hs_attachment_ids: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `tasks` record (table `task`).
+///
+/// Tasks (engagements), to-dos with a due date, status and priority.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "task", api_name = "tasks")]
+pub struct Task {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `hs_timestamp` (writable).
+    #[sequin(
+        api = "hs_timestamp",
+        ty = "timestamp",
+        access = "writable",
+        path = "properties.hs_timestamp",
+        required_on_create,
+        stringly
+    )]
+    pub hs_timestamp: Option<Timestamp>,
+    /// `hs_task_subject` (writable).
+    #[sequin(
+        api = "hs_task_subject",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_task_subject",
+        stringly
+    )]
+    pub hs_task_subject: Option<String>,
+    /// `hs_task_body` (writable).
+    #[sequin(
+        api = "hs_task_body",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_task_body",
+        stringly
+    )]
+    pub hs_task_body: Option<String>,
+    /// `hs_task_status` (writable).
+    #[sequin(
+        api = "hs_task_status",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_task_status",
+        stringly
+    )]
+    pub hs_task_status: Option<String>,
+    /// `hs_task_priority` (writable).
+    #[sequin(
+        api = "hs_task_priority",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_task_priority",
+        stringly
+    )]
+    pub hs_task_priority: Option<String>,
+    /// `hs_task_type` (writable).
+    #[sequin(
+        api = "hs_task_type",
+        ty = "string",
+        access = "writable",
+        path = "properties.hs_task_type",
+        stringly
+    )]
+    pub hs_task_type: Option<String>,
+    /// `hubspot_owner_id` (writable).
+    #[sequin(
+        api = "hubspot_owner_id",
+        ty = "string",
+        access = "writable",
+        path = "properties.hubspot_owner_id",
+        stringly
+    )]
+    pub hubspot_owner_id: Option<String>,
+    /// `hs_task_completion_date` (read-only).
+    #[sequin(
+        api = "hs_task_completion_date",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_task_completion_date",
+        stringly
+    )]
+    pub hs_task_completion_date: Option<Timestamp>,
+    /// `hs_object_id` (read-only).
+    #[sequin(
+        api = "hs_object_id",
+        ty = "integer",
+        access = "read_only",
+        path = "properties.hs_object_id",
+        stringly
+    )]
+    pub hs_object_id: Option<i64>,
+    /// `hs_createdate` (read-only).
+    #[sequin(
+        api = "hs_createdate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_createdate",
+        stringly
+    )]
+    pub hs_createdate: Option<Timestamp>,
+    /// `hs_lastmodifieddate` (read-only).
+    #[sequin(
+        api = "hs_lastmodifieddate",
+        ty = "timestamp",
+        access = "read_only",
+        path = "properties.hs_lastmodifieddate",
+        stringly
+    )]
+    pub hs_lastmodifieddate: Option<Timestamp>,
+}
+
+/// A HubSpot `owners` record (table `owner`).
+///
+/// The portal's owners (the users and queues records are assigned to through `hubspot_owner_id`), with their teams; deactivated owners are removed. Read-only: owners are the portal's users.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "owner", api_name = "owners")]
+pub struct Owner {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `type` (read-only).
+    #[sequin(api = "type", ty = "string", access = "read_only")]
+    pub r#type: Option<String>,
+    /// `email` (read-only).
+    #[sequin(api = "email", ty = "string", access = "read_only")]
+    pub email: Option<String>,
+    /// `firstName` (read-only).
+    #[sequin(api = "firstName", ty = "string", access = "read_only")]
+    pub first_name: Option<String>,
+    /// `lastName` (read-only).
+    #[sequin(api = "lastName", ty = "string", access = "read_only")]
+    pub last_name: Option<String>,
+    /// `userId` (read-only).
+    #[sequin(api = "userId", ty = "integer", access = "read_only")]
+    pub user_id: Option<i64>,
+    /// `userIdIncludingInactive` (read-only).
+    #[sequin(api = "userIdIncludingInactive", ty = "integer", access = "read_only")]
+    pub user_id_including_inactive: Option<i64>,
+    /// `teams` (read-only).
+    #[sequin(api = "teams", ty = "json", access = "read_only")]
+    pub teams: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A HubSpot `pipelines` record (table `deal_pipeline`).
+///
+/// The portal's deal pipelines with their stages (a deal's `pipeline` and `dealstage` are their ids).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "deal_pipeline", api_name = "pipelines")]
+pub struct DealPipeline {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `label` (writable).
+    #[sequin(api = "label", ty = "string", access = "writable", required_on_create)]
+    pub label: Option<String>,
+    /// `displayOrder` (writable).
+    #[sequin(
+        api = "displayOrder",
+        ty = "integer",
+        access = "writable",
+        required_on_create
+    )]
+    pub display_order: Option<i64>,
+    /// `stages` (create-only).
+    #[sequin(
+        api = "stages",
+        ty = "json",
+        access = "create_only",
+        required_on_create
+    )]
+    pub stages: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A HubSpot `pipelines` record (table `ticket_pipeline`).
+///
+/// The portal's ticket pipelines with their stages (a ticket's `hs_pipeline` and `hs_pipeline_stage` are their ids).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "ticket_pipeline", api_name = "pipelines")]
+pub struct TicketPipeline {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `label` (writable).
+    #[sequin(api = "label", ty = "string", access = "writable", required_on_create)]
+    pub label: Option<String>,
+    /// `displayOrder` (writable).
+    #[sequin(
+        api = "displayOrder",
+        ty = "integer",
+        access = "writable",
+        required_on_create
+    )]
+    pub display_order: Option<i64>,
+    /// `stages` (create-only).
+    #[sequin(
+        api = "stages",
+        ty = "json",
+        access = "create_only",
+        required_on_create
+    )]
+    pub stages: Option<serde_json::Value>,
+    /// `archived` (read-only).
+    #[sequin(api = "archived", ty = "boolean", access = "read_only")]
+    pub archived: Option<bool>,
+    /// `archivedAt` (read-only).
+    #[sequin(api = "archivedAt", ty = "timestamp", access = "read_only")]
+    pub archived_at: Option<Timestamp>,
+    /// `createdAt` (read-only).
+    #[sequin(api = "createdAt", ty = "timestamp", access = "read_only")]
+    pub created_at: Option<Timestamp>,
+    /// `updatedAt` (read-only).
+    #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
+    pub updated_at: Option<Timestamp>,
 }

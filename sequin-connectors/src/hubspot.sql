@@ -156,3 +156,457 @@ COMMENT ON COLUMN :"schema".deal.hubspot_owner_id IS 'writable `hubspot_owner_id
 COMMENT ON COLUMN :"schema".deal.hs_object_id IS 'read-only `hs_object_id`';
 COMMENT ON COLUMN :"schema".deal.createdate IS 'read-only `createdate`';
 COMMENT ON COLUMN :"schema".deal.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".ticket (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    subject text,
+    content text,
+    hs_pipeline text,
+    hs_pipeline_stage text,
+    hs_ticket_priority text,
+    hs_ticket_category text,
+    source_type text,
+    hubspot_owner_id text,
+    closed_date timestamp with time zone,
+    hs_object_id bigint,
+    createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".ticket IS 'HubSpot tickets, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".ticket.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".ticket.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".ticket.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".ticket.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".ticket.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".ticket.subject IS 'writable `subject`; required on create';
+COMMENT ON COLUMN :"schema".ticket.content IS 'writable `content`';
+COMMENT ON COLUMN :"schema".ticket.hs_pipeline IS 'writable `hs_pipeline`';
+COMMENT ON COLUMN :"schema".ticket.hs_pipeline_stage IS 'writable `hs_pipeline_stage`; required on create';
+COMMENT ON COLUMN :"schema".ticket.hs_ticket_priority IS 'writable `hs_ticket_priority`';
+COMMENT ON COLUMN :"schema".ticket.hs_ticket_category IS 'writable `hs_ticket_category`';
+COMMENT ON COLUMN :"schema".ticket.source_type IS 'writable `source_type`';
+COMMENT ON COLUMN :"schema".ticket.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".ticket.closed_date IS 'read-only `closed_date`';
+COMMENT ON COLUMN :"schema".ticket.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".ticket.createdate IS 'read-only `createdate`';
+COMMENT ON COLUMN :"schema".ticket.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".product (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    name text,
+    description text,
+    price numeric,
+    hs_sku text,
+    hs_cost_of_goods_sold numeric,
+    hs_recurring_billing_period text,
+    recurringbillingfrequency text,
+    hs_product_type text,
+    hs_url text,
+    hs_object_id bigint,
+    createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".product IS 'HubSpot products, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".product.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".product.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".product.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".product.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".product.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".product.name IS 'writable `name`; required on create';
+COMMENT ON COLUMN :"schema".product.description IS 'writable `description`';
+COMMENT ON COLUMN :"schema".product.price IS 'writable `price`';
+COMMENT ON COLUMN :"schema".product.hs_sku IS 'writable `hs_sku`';
+COMMENT ON COLUMN :"schema".product.hs_cost_of_goods_sold IS 'writable `hs_cost_of_goods_sold`';
+COMMENT ON COLUMN :"schema".product.hs_recurring_billing_period IS 'writable `hs_recurring_billing_period`';
+COMMENT ON COLUMN :"schema".product.recurringbillingfrequency IS 'writable `recurringbillingfrequency`';
+COMMENT ON COLUMN :"schema".product.hs_product_type IS 'writable `hs_product_type`';
+COMMENT ON COLUMN :"schema".product.hs_url IS 'writable `hs_url`';
+COMMENT ON COLUMN :"schema".product.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".product.createdate IS 'read-only `createdate`';
+COMMENT ON COLUMN :"schema".product.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    name text,
+    description text,
+    quantity numeric,
+    price numeric,
+    discount numeric,
+    hs_discount_percentage numeric,
+    hs_product_id bigint,
+    hs_sku text,
+    recurringbillingfrequency text,
+    hs_recurring_billing_period text,
+    hs_recurring_billing_start_date date,
+    amount numeric,
+    hs_object_id bigint,
+    createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".line_item IS 'HubSpot line_items, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".line_item.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".line_item.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".line_item.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".line_item.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".line_item.name IS 'writable `name`';
+COMMENT ON COLUMN :"schema".line_item.description IS 'writable `description`';
+COMMENT ON COLUMN :"schema".line_item.quantity IS 'writable `quantity`';
+COMMENT ON COLUMN :"schema".line_item.price IS 'writable `price`';
+COMMENT ON COLUMN :"schema".line_item.discount IS 'writable `discount`';
+COMMENT ON COLUMN :"schema".line_item.hs_discount_percentage IS 'writable `hs_discount_percentage`';
+COMMENT ON COLUMN :"schema".line_item.hs_product_id IS 'writable `hs_product_id`';
+COMMENT ON COLUMN :"schema".line_item.hs_sku IS 'writable `hs_sku`';
+COMMENT ON COLUMN :"schema".line_item.recurringbillingfrequency IS 'writable `recurringbillingfrequency`';
+COMMENT ON COLUMN :"schema".line_item.hs_recurring_billing_period IS 'writable `hs_recurring_billing_period`';
+COMMENT ON COLUMN :"schema".line_item.hs_recurring_billing_start_date IS 'writable `hs_recurring_billing_start_date`';
+COMMENT ON COLUMN :"schema".line_item.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".line_item.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".line_item.createdate IS 'read-only `createdate`';
+COMMENT ON COLUMN :"schema".line_item.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_title text,
+    hs_expiration_date date,
+    hs_status text,
+    hs_language text,
+    hs_currency text,
+    hs_sender_firstname text,
+    hs_sender_lastname text,
+    hs_sender_email text,
+    hs_sender_company_name text,
+    hs_comments text,
+    hs_terms text,
+    hs_esign_enabled boolean,
+    hs_quote_amount numeric,
+    hs_quote_number text,
+    hs_public_url_key text,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".quote IS 'HubSpot quotes, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".quote.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".quote.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".quote.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".quote.hs_title IS 'writable `hs_title`; required on create';
+COMMENT ON COLUMN :"schema".quote.hs_expiration_date IS 'writable `hs_expiration_date`; required on create';
+COMMENT ON COLUMN :"schema".quote.hs_status IS 'writable `hs_status`';
+COMMENT ON COLUMN :"schema".quote.hs_language IS 'writable `hs_language`';
+COMMENT ON COLUMN :"schema".quote.hs_currency IS 'writable `hs_currency`';
+COMMENT ON COLUMN :"schema".quote.hs_sender_firstname IS 'writable `hs_sender_firstname`';
+COMMENT ON COLUMN :"schema".quote.hs_sender_lastname IS 'writable `hs_sender_lastname`';
+COMMENT ON COLUMN :"schema".quote.hs_sender_email IS 'writable `hs_sender_email`; format email';
+COMMENT ON COLUMN :"schema".quote.hs_sender_company_name IS 'writable `hs_sender_company_name`';
+COMMENT ON COLUMN :"schema".quote.hs_comments IS 'writable `hs_comments`';
+COMMENT ON COLUMN :"schema".quote.hs_terms IS 'writable `hs_terms`';
+COMMENT ON COLUMN :"schema".quote.hs_esign_enabled IS 'writable `hs_esign_enabled`';
+COMMENT ON COLUMN :"schema".quote.hs_quote_amount IS 'read-only `hs_quote_amount`';
+COMMENT ON COLUMN :"schema".quote.hs_quote_number IS 'read-only `hs_quote_number`';
+COMMENT ON COLUMN :"schema".quote.hs_public_url_key IS 'read-only `hs_public_url_key`';
+COMMENT ON COLUMN :"schema".quote.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".quote.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".quote.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".call (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_timestamp timestamp with time zone,
+    hs_call_title text,
+    hs_call_body text,
+    hs_call_direction text,
+    hs_call_disposition text,
+    hs_call_duration numeric,
+    hs_call_from_number text,
+    hs_call_to_number text,
+    hs_call_recording_url text,
+    hs_call_status text,
+    hubspot_owner_id text,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".call IS 'HubSpot calls, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".call.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".call.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".call.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".call.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".call.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".call.hs_timestamp IS 'writable `hs_timestamp`; required on create';
+COMMENT ON COLUMN :"schema".call.hs_call_title IS 'writable `hs_call_title`';
+COMMENT ON COLUMN :"schema".call.hs_call_body IS 'writable `hs_call_body`';
+COMMENT ON COLUMN :"schema".call.hs_call_direction IS 'writable `hs_call_direction`';
+COMMENT ON COLUMN :"schema".call.hs_call_disposition IS 'writable `hs_call_disposition`';
+COMMENT ON COLUMN :"schema".call.hs_call_duration IS 'writable `hs_call_duration`';
+COMMENT ON COLUMN :"schema".call.hs_call_from_number IS 'writable `hs_call_from_number`';
+COMMENT ON COLUMN :"schema".call.hs_call_to_number IS 'writable `hs_call_to_number`';
+COMMENT ON COLUMN :"schema".call.hs_call_recording_url IS 'writable `hs_call_recording_url`';
+COMMENT ON COLUMN :"schema".call.hs_call_status IS 'writable `hs_call_status`';
+COMMENT ON COLUMN :"schema".call.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".call.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".call.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".call.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".email (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_timestamp timestamp with time zone,
+    hs_email_direction text,
+    hs_email_subject text,
+    hs_email_text text,
+    hs_email_html text,
+    hs_email_status text,
+    hs_email_headers text,
+    hubspot_owner_id text,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".email IS 'HubSpot emails, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".email.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".email.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".email.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".email.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".email.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".email.hs_timestamp IS 'writable `hs_timestamp`; required on create';
+COMMENT ON COLUMN :"schema".email.hs_email_direction IS 'writable `hs_email_direction`';
+COMMENT ON COLUMN :"schema".email.hs_email_subject IS 'writable `hs_email_subject`';
+COMMENT ON COLUMN :"schema".email.hs_email_text IS 'writable `hs_email_text`';
+COMMENT ON COLUMN :"schema".email.hs_email_html IS 'writable `hs_email_html`';
+COMMENT ON COLUMN :"schema".email.hs_email_status IS 'writable `hs_email_status`';
+COMMENT ON COLUMN :"schema".email.hs_email_headers IS 'writable `hs_email_headers`';
+COMMENT ON COLUMN :"schema".email.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".email.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".email.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".email.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".meeting (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_timestamp timestamp with time zone,
+    hs_meeting_title text,
+    hs_meeting_body text,
+    hs_internal_meeting_notes text,
+    hs_meeting_external_url text,
+    hs_meeting_location text,
+    hs_meeting_start_time timestamp with time zone,
+    hs_meeting_end_time timestamp with time zone,
+    hs_meeting_outcome text,
+    hubspot_owner_id text,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".meeting IS 'HubSpot meetings, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".meeting.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".meeting.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".meeting.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".meeting.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".meeting.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".meeting.hs_timestamp IS 'writable `hs_timestamp`; required on create';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_title IS 'writable `hs_meeting_title`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_body IS 'writable `hs_meeting_body`';
+COMMENT ON COLUMN :"schema".meeting.hs_internal_meeting_notes IS 'writable `hs_internal_meeting_notes`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_external_url IS 'writable `hs_meeting_external_url`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_location IS 'writable `hs_meeting_location`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_start_time IS 'writable `hs_meeting_start_time`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_end_time IS 'writable `hs_meeting_end_time`';
+COMMENT ON COLUMN :"schema".meeting.hs_meeting_outcome IS 'writable `hs_meeting_outcome`';
+COMMENT ON COLUMN :"schema".meeting.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".meeting.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".meeting.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".meeting.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".note (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_timestamp timestamp with time zone,
+    hs_note_body text,
+    hs_attachment_ids text,
+    hubspot_owner_id text,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".note IS 'HubSpot notes, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".note.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".note.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".note.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".note.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".note.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".note.hs_timestamp IS 'writable `hs_timestamp`; required on create';
+COMMENT ON COLUMN :"schema".note.hs_note_body IS 'writable `hs_note_body`';
+COMMENT ON COLUMN :"schema".note.hs_attachment_ids IS 'writable `hs_attachment_ids`';
+COMMENT ON COLUMN :"schema".note.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".note.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".note.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".note.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".task (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    archived boolean,
+    archived_at timestamp with time zone,
+    hs_timestamp timestamp with time zone,
+    hs_task_subject text,
+    hs_task_body text,
+    hs_task_status text,
+    hs_task_priority text,
+    hs_task_type text,
+    hubspot_owner_id text,
+    hs_task_completion_date timestamp with time zone,
+    hs_object_id bigint,
+    hs_createdate timestamp with time zone,
+    hs_lastmodifieddate timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".task IS 'HubSpot tasks, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".task.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".task.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".task.updated_at IS 'read-only `updatedAt`';
+COMMENT ON COLUMN :"schema".task.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".task.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".task.hs_timestamp IS 'writable `hs_timestamp`; required on create';
+COMMENT ON COLUMN :"schema".task.hs_task_subject IS 'writable `hs_task_subject`';
+COMMENT ON COLUMN :"schema".task.hs_task_body IS 'writable `hs_task_body`';
+COMMENT ON COLUMN :"schema".task.hs_task_status IS 'writable `hs_task_status`';
+COMMENT ON COLUMN :"schema".task.hs_task_priority IS 'writable `hs_task_priority`';
+COMMENT ON COLUMN :"schema".task.hs_task_type IS 'writable `hs_task_type`';
+COMMENT ON COLUMN :"schema".task.hubspot_owner_id IS 'writable `hubspot_owner_id`';
+COMMENT ON COLUMN :"schema".task.hs_task_completion_date IS 'read-only `hs_task_completion_date`';
+COMMENT ON COLUMN :"schema".task.hs_object_id IS 'read-only `hs_object_id`';
+COMMENT ON COLUMN :"schema".task.hs_createdate IS 'read-only `hs_createdate`';
+COMMENT ON COLUMN :"schema".task.hs_lastmodifieddate IS 'read-only `hs_lastmodifieddate`';
+
+CREATE TABLE IF NOT EXISTS :"schema".owner (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    type text,
+    email text,
+    first_name text,
+    last_name text,
+    user_id bigint,
+    user_id_including_inactive bigint,
+    teams jsonb,
+    archived boolean,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".owner IS 'HubSpot owners, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".owner.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".owner.type IS 'read-only `type`';
+COMMENT ON COLUMN :"schema".owner.email IS 'read-only `email`';
+COMMENT ON COLUMN :"schema".owner.first_name IS 'read-only `firstName`';
+COMMENT ON COLUMN :"schema".owner.last_name IS 'read-only `lastName`';
+COMMENT ON COLUMN :"schema".owner.user_id IS 'read-only `userId`';
+COMMENT ON COLUMN :"schema".owner.user_id_including_inactive IS 'read-only `userIdIncludingInactive`';
+COMMENT ON COLUMN :"schema".owner.teams IS 'read-only `teams`';
+COMMENT ON COLUMN :"schema".owner.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".owner.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".owner.updated_at IS 'read-only `updatedAt`';
+
+CREATE TABLE IF NOT EXISTS :"schema".deal_pipeline (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    label text,
+    display_order bigint,
+    stages jsonb,
+    archived boolean,
+    archived_at timestamp with time zone,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".deal_pipeline IS 'HubSpot pipelines, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".deal_pipeline.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".deal_pipeline.label IS 'writable `label`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.display_order IS 'writable `displayOrder`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.stages IS 'create-only `stages`; required on create';
+COMMENT ON COLUMN :"schema".deal_pipeline.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".deal_pipeline.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".deal_pipeline.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".deal_pipeline.updated_at IS 'read-only `updatedAt`';
+
+CREATE TABLE IF NOT EXISTS :"schema".ticket_pipeline (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    label text,
+    display_order bigint,
+    stages jsonb,
+    archived boolean,
+    archived_at timestamp with time zone,
+    created_at timestamp with time zone,
+    updated_at timestamp with time zone,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+COMMENT ON TABLE :"schema".ticket_pipeline IS 'HubSpot pipelines, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".ticket_pipeline.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".ticket_pipeline.label IS 'writable `label`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.display_order IS 'writable `displayOrder`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.stages IS 'create-only `stages`; required on create';
+COMMENT ON COLUMN :"schema".ticket_pipeline.archived IS 'read-only `archived`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.archived_at IS 'read-only `archivedAt`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.created_at IS 'read-only `createdAt`';
+COMMENT ON COLUMN :"schema".ticket_pipeline.updated_at IS 'read-only `updatedAt`';

@@ -133,10 +133,12 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Connectors = cli.command {
         for c in registry::all() {
             let objects: Vec<&str> = c.spec.objects.iter().map(|o| o.name.as_str()).collect();
-            let objects = if c.spec.discovered_objects.is_some() {
-                "(discovered at run time)".to_string()
-            } else {
-                objects.join(", ")
+            let objects = match (objects.is_empty(), c.spec.discovered_objects.is_some()) {
+                (true, _) => "(discovered at run time)".to_string(),
+                (false, true) => {
+                    format!("{}, and tables discovered at run time", objects.join(", "))
+                }
+                (false, false) => objects.join(", "),
             };
             println!(
                 "{:<12} {:<12} {}",

@@ -93,7 +93,8 @@ pub struct Connector {
     /// Objects known when the spec is written. Each becomes a table.
     #[serde(default)]
     pub objects: Vec<Object>,
-    /// Objects that exist only at run time (Airtable tables of a base).
+    /// Objects that exist only at run time (Airtable tables of a base,
+    /// HubSpot custom objects), besides the static ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered_objects: Option<DiscoveredObjects>,
     /// What of the API is deliberately not synced, and why (listed in the
@@ -973,7 +974,9 @@ pub struct FieldDescriptor {
     pub read_only_types: Vec<String>,
 }
 
-/// Objects that exist only at run time (Airtable tables).
+/// Objects that exist only at run time (Airtable tables, HubSpot custom
+/// objects). A connector may have them beside its static `objects`; one
+/// whose table name is a static object's is not synced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveredObjects {
@@ -992,6 +995,10 @@ pub struct DiscoveredObjects {
     /// How a field's value is found in a record: `{name}` is replaced by the
     /// field's API name (`fields.{name}`).
     pub value_path: String,
+    /// Discovered values travel as strings whatever their type (HubSpot
+    /// custom objects' properties); see [`Field::stringly`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stringly: bool,
     /// Fields every discovered object has (the record id, timestamps).
     pub fixed_fields: Vec<Field>,
     /// The primary key (a `fixed_fields` name).

@@ -1,13 +1,13 @@
 //! Discovery: a connection's object plans, static ones from the spec and
-//! those known only at run time (Airtable tables, custom fields), looked
-//! up through the API.
+//! those known only at run time (Airtable tables, HubSpot custom objects,
+//! custom fields), looked up through the API.
 
 use sequin_spec::model::{Endpoint, Incremental};
 use sequin_spec::naming::table_name;
 use sequin_spec::record::{Column, get_path};
 use serde_json::Value;
 
-use super::plan::{Marker, ObjectPlan, discovered_column};
+use super::plan::{ObjectPlan, discovered_column, marker_of};
 use super::{Connection, Error};
 use crate::api::{Priority, Vars};
 use crate::metrics::Purpose;
@@ -79,12 +79,20 @@ impl Connection {
             let Some(api_name) = get_path(o, &d.api_name).and_then(Value::as_str) else {
                 continue;
             };
+            let table = table_name(display);
+            // A static object's table is never taken over (a HubSpot custom
+            // object labelled "Ticket").
+            if spec.objects.iter().any(|s| s.name == table) {
+                tracing::warn!(connection = %self.config.name, table = %table, api_name, "a discovered object is named like a static one; not synced");
+                continue;
+            }
             let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
             for f in get_path(o, &d.fields)
                 .and_then(Value::as_array)
                 .unwrap_or(&empty)
             {
-                if let Some((c, _)) = discovered_column(spec, &d.field, &d.value_path, false, f)
+                if let Some((c, _)) =
+                    discovered_column(spec, &d.field, &d.value_path, d.stringly, f)
                     && !columns.iter().any(|x| x.name == c.name)
                 {
                     columns.push(c);
@@ -101,10 +109,11 @@ impl Connection {
                 .or_else(|| spec.incremental.clone())
                 .unwrap_or(Incremental::FullRefresh);
             let static_columns = columns.len();
+            let marker = marker_of(&incremental, &columns);
             plans.push(ObjectPlan {
                 table: Table {
                     schema: self.config.name.clone(),
-                    name: table_name(display),
+                    name: table,
                     columns,
                     primary_key,
                 },
@@ -113,7 +122,7 @@ impl Connection {
                 pagination: pagination.clone(),
                 incremental,
                 deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
-                marker: Marker::FetchTime,
+                marker,
                 discovered_fields: None,
                 // The table's fields are all its columns: the whole table is
                 // discovered again (the sync engine's `refresh_dynamic`), not

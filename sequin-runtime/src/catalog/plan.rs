@@ -183,7 +183,10 @@ impl ObjectPlan {
     }
 }
 
-fn marker_of(incremental: &Incremental, columns: &[Column]) -> Marker {
+/// The update marker of an object synced by `incremental` with `columns`:
+/// the timestamp column its updated-since list or search follows, else the
+/// fetch time.
+pub fn marker_of(incremental: &Incremental, columns: &[Column]) -> Marker {
     let field = match incremental {
         Incremental::UpdatedSince { field, .. } | Incremental::Search { field, .. } => field,
         _ => return Marker::FetchTime,

@@ -96,8 +96,10 @@ connections:
     connector: hubspot
     base_url: {hubspot}
     credentials: {{ access_token: "{hubspot_token}" }}
-    poll_interval: 1s
-    discovery_interval: 10s
+    # Every CRM object searches and lists its archived records each poll,
+    # within HubSpot's 100 requests per 10 s and 5 searches a second.
+    poll_interval: 5s
+    discovery_interval: 30s
   - name: airtable
     connector: airtable
     base_url: {airtable}
@@ -156,7 +158,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let sims = rt.block_on(async {
         let start = |api| {
             sequin_sim::start(
-                SimConfig::new(api).seed_records(args.records),
+                SimConfig::new(api)
+                    .seed_records(args.records)
+                    .seed_every_object(),
                 ANY.parse().unwrap(),
             )
         };
@@ -237,6 +241,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
     )?;
     println!("{}", TableCounts::parse(&counts).report());
     let proxied_url = format!("postgres://postgres@{proxy}/demo");
+    // The proxy listens once write-through has looked up every connection's
+    // objects (HubSpot: its custom objects and every object's properties),
+    // which may finish after the tables are live.
+    let waited = Instant::now();
+    while std::net::TcpStream::connect_timeout(&proxy, Duration::from_millis(200)).is_err() {
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the proxy did not listen on {proxy} within 60 s; log:\n{}",
+                sync_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     println!("Try it (through Sequin's proxy; direct: {database_url}):");
     println!("  {} '{proxied_url}'", psql.display());
     println!("  select id, email, name from stripe.customer order by created desc limit 5;");

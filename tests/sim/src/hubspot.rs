@@ -1,9 +1,23 @@
 //! HubSpot CRM v3 simulator, checked against HubSpot's published OpenAPI files
-//! (`shared/reference/hubspot/v3-*.json`): contacts, companies and deals (list, read, create,
-//! update, archive, search, batch create/update/read/archive) and the properties API, with
-//! private-app bearer auth, HubSpot's error bodies and its ten-secondly rolling rate limit.
+//! (`shared/reference/hubspot/v3-*.json`): the twelve standard objects (contacts, companies,
+//! deals, tickets, products, line items, quotes, calls, emails, meetings, notes, tasks) and the
+//! portal's custom objects (list, read, create, update, archive, search, batch
+//! create/update/read/archive), the properties API, owners, pipelines, the custom object
+//! schemas API and associations v4, with private-app bearer auth, HubSpot's error bodies and
+//! its ten-secondly rolling rate limit.
 
+mod association_routes;
+mod associations;
+mod defaults;
+mod meta_routes;
+mod objects;
+mod owners;
+mod pipelines;
 mod properties;
+mod rules;
+mod schemas;
+mod search;
+mod seed;
 mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +34,11 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
 use crate::common::{self, RateLimit, SimContext, Simulator};
-pub use store::{HsError, ObjectType};
+pub use associations::Category as AssociationCategory;
+pub use objects::{ObjectType, STANDARD};
+pub use pipelines::{DEAL_STAGES, TICKET_STAGES};
+pub use schemas::PORTAL_ID;
+pub use store::HsError;
 use store::{Portal, Selection};
 
 /// The simulated portal. Test-facing methods change it the way another HubSpot user would.
@@ -84,6 +102,130 @@ impl Hubspot {
         definition: Value,
     ) -> Result<Value, HsError> {
         self.portal().create_property(object_type, &definition)
+    }
+
+    /// A live record with every property that has a value (`None` if missing or archived).
+    pub fn full_record(&self, object_type: ObjectType, id: &str) -> Option<Value> {
+        self.portal().full_record(object_type, id)
+    }
+
+    /// Every live record of a type with every property that has a value.
+    pub fn records(&self, object_type: ObjectType) -> Vec<Value> {
+        self.portal().all_records(object_type)
+    }
+
+    /// Defines a custom object from an `ObjectSchemaEgg` body, as a portal admin would;
+    /// returns its type.
+    pub fn create_schema(&self, egg: Value) -> Result<ObjectType, HsError> {
+        self.portal().create_schema(&egg).map(|(t, _)| t)
+    }
+
+    /// The `{objectType}` the paths use for a type (`line_items`; a custom object's name).
+    pub fn path_name(&self, object_type: ObjectType) -> String {
+        self.portal().store(object_type).meta.name.clone()
+    }
+
+    /// The type of an object by any name the API accepts (`tickets`, `0-5`, `pets`).
+    pub fn object_type(&self, name: &str) -> Result<ObjectType, HsError> {
+        self.portal().resolve(name)
+    }
+
+    /// Adds an owner (a user invited to the portal); returns its id.
+    pub fn create_owner(&self, email: &str, first_name: &str, last_name: &str) -> String {
+        let now = self.ctx.clock.now_ms();
+        let mut portal = self.portal();
+        let id = portal
+            .owners
+            .create(email, first_name, last_name, None, now);
+        portal.refresh_options();
+        id.to_string()
+    }
+
+    /// Renames an active owner.
+    pub fn rename_owner(&self, id: &str, first_name: &str, last_name: &str) -> Result<(), HsError> {
+        let now = self.ctx.clock.now_ms();
+        let id = id.parse::<u64>().map_err(|_| HsError::not_found())?;
+        match self.portal().owners.rename(id, first_name, last_name, now) {
+            true => Ok(()),
+            false => Err(HsError::not_found()),
+        }
+    }
+
+    /// Deactivates an owner (it then lists only with `archived=true`).
+    pub fn archive_owner(&self, id: &str) -> Result<(), HsError> {
+        let now = self.ctx.clock.now_ms();
+        let id = id.parse::<u64>().map_err(|_| HsError::not_found())?;
+        let mut portal = self.portal();
+        if !portal.owners.archive(id, now) {
+            return Err(HsError::not_found());
+        }
+        portal.refresh_options();
+        Ok(())
+    }
+
+    /// Ids of the active owners.
+    pub fn owner_ids(&self) -> Vec<String> {
+        let portal = self.portal();
+        portal
+            .owners
+            .active_ids()
+            .iter()
+            .map(u64::to_string)
+            .collect()
+    }
+
+    /// Links two records with association types `(category, typeId)`, as another user would.
+    pub fn associate(
+        &self,
+        from: (ObjectType, &str),
+        to: (ObjectType, &str),
+        types: &[(AssociationCategory, u32)],
+    ) -> Result<(), HsError> {
+        self.portal().associate(from, to, types).map(drop)
+    }
+
+    /// Removes a link (every type of it).
+    pub fn dissociate(&self, from: (ObjectType, &str), to: (ObjectType, &str)) {
+        self.portal().dissociate(from, to, None);
+    }
+
+    /// The associations of a record to a type (`MultiAssociatedObjectWithLabel` each).
+    pub fn associations_of(
+        &self,
+        from: ObjectType,
+        id: &str,
+        to: ObjectType,
+    ) -> Result<Vec<Value>, HsError> {
+        self.portal().associations_of(from, id, to)
+    }
+
+    /// The live pipelines of `object` (`deals`, `tickets`), rendered as the API does.
+    pub fn pipelines(&self, object: &str) -> Vec<Value> {
+        let portal = self.portal();
+        portal
+            .resolve(object)
+            .and_then(|t| portal.pipelines.list(t))
+            .unwrap_or_default()
+    }
+
+    /// Creates a pipeline of `object` (`deals`, `tickets`) from a `PipelineInput` body.
+    pub fn create_pipeline(&self, object: &str, input: Value) -> Result<Value, HsError> {
+        self.portal().create_pipeline(object, &input)
+    }
+
+    /// Changes a pipeline's label or display order (`PipelinePatchInput`).
+    pub fn update_pipeline(&self, object: &str, id: &str, patch: Value) -> Result<Value, HsError> {
+        self.portal().update_pipeline(object, id, &patch)
+    }
+
+    /// Adds a stage to a pipeline (`PipelineStageInput`).
+    pub fn add_stage(&self, object: &str, id: &str, input: Value) -> Result<Value, HsError> {
+        self.portal().add_stage(object, id, &input)
+    }
+
+    /// Deletes (archives) a pipeline.
+    pub fn archive_pipeline(&self, object: &str, id: &str) -> Result<(), HsError> {
+        self.portal().archive_pipeline(object, id)
     }
 }
 
@@ -178,7 +320,7 @@ async fn list(
     Path(object): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let pairs = query_pairs(raw.as_deref());
     let limit = match query_value(&pairs, "limit") {
         None => 10,
@@ -210,7 +352,7 @@ async fn read(
     Path((object, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let pairs = query_pairs(raw.as_deref());
     let names = requested_properties(&pairs);
     let selection = names
@@ -237,7 +379,7 @@ async fn create(
     Path(object): Path<String>,
     body: Bytes,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let body = parse_json(&body)?;
     let created = sim.portal().create(object_type, body_properties(&body)?)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
@@ -249,7 +391,7 @@ async fn update(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let pairs = query_pairs(raw.as_deref());
     let body = parse_json(&body)?;
     let updated = sim.portal().update(
@@ -265,10 +407,9 @@ async fn archive(
     State(sim): Sim,
     Path((object, id)): Path<(String, String)>,
 ) -> Result<Response, HsError> {
-    ObjectType::parse(&object).map(|object_type| {
-        sim.portal().archive(object_type, &id);
-        StatusCode::NO_CONTENT.into_response()
-    })
+    let object_type = sim.portal().resolve(&object)?;
+    sim.portal().archive(object_type, &id);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn search(
@@ -276,7 +417,7 @@ async fn search(
     Path(object): Path<String>,
     body: Bytes,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let body = parse_json(&body)?;
     let (total, results, next) = sim.portal().search(object_type, &body)?;
     let mut response = json!({"total": total, "results": results});
@@ -316,72 +457,52 @@ async fn batch(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let body = parse_json(&body)?;
     let started = store::format_time(sim.ctx.clock.now_ms());
     let mut portal = sim.portal();
-    let not_found = |ids: Vec<String>| {
-        if ids.is_empty() {
-            Vec::new()
-        } else {
-            vec![Portal::not_found_batch_error(object_type, &ids)]
-        }
-    };
-    let response = match operation.as_str() {
-        "create" => {
-            let results = portal.batch_create(object_type, &body)?;
-            let completed = store::format_time(sim.ctx.clock.now_ms());
-            batch_response(
-                StatusCode::CREATED,
-                results,
-                Vec::new(),
-                &started,
-                &completed,
-            )
-        }
+    let (ok_status, results, missing) = match operation.as_str() {
+        "create" => (
+            StatusCode::CREATED,
+            portal.batch_create(object_type, &body)?,
+            Vec::new(),
+        ),
         "update" => {
             let (results, missing) = portal.batch_update(object_type, &body)?;
-            let completed = store::format_time(sim.ctx.clock.now_ms());
-            batch_response(
-                StatusCode::OK,
-                results,
-                not_found(missing),
-                &started,
-                &completed,
-            )
+            (StatusCode::OK, results, missing)
         }
         "read" => {
             let archived = flag(&query_pairs(raw.as_deref()), "archived");
             let (results, missing) = portal.batch_read(object_type, &body, archived)?;
-            let completed = store::format_time(sim.ctx.clock.now_ms());
-            batch_response(
-                StatusCode::OK,
-                results,
-                not_found(missing),
-                &started,
-                &completed,
-            )
+            (StatusCode::OK, results, missing)
         }
         "archive" => {
             portal.batch_archive(object_type, &body)?;
-            StatusCode::NO_CONTENT.into_response()
+            return Ok(StatusCode::NO_CONTENT.into_response());
         }
         _ => return Err(HsError::not_found()),
     };
-    Ok(response)
+    let errors = if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![portal.not_found_batch_error(object_type, &missing)]
+    };
+    let completed = store::format_time(sim.ctx.clock.now_ms());
+    Ok(batch_response(
+        ok_status, results, errors, &started, &completed,
+    ))
 }
 
 async fn list_properties(State(sim): Sim, Path(object): Path<String>) -> Result<Response, HsError> {
-    ObjectType::parse(&object).map(|object_type| {
-        Json(json!({"results": sim.portal().properties(object_type)})).into_response()
-    })
+    let object_type = sim.portal().resolve(&object)?;
+    Ok(Json(json!({"results": sim.portal().properties(object_type)})).into_response())
 }
 
 async fn read_property(
     State(sim): Sim,
     Path((object, name)): Path<(String, String)>,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     Ok(Json(sim.portal().property(object_type, &name)?).into_response())
 }
 
@@ -390,7 +511,7 @@ async fn create_property(
     Path(object): Path<String>,
     body: Bytes,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let body = parse_json(&body)?;
     let created = sim.portal().create_property(object_type, &body)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
@@ -403,7 +524,7 @@ async fn control_create(
     Path(object): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let created = sim.portal().create(object_type, body_properties(&body)?)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -413,7 +534,7 @@ async fn control_update(
     Path((object, id)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Result<Response, HsError> {
-    let object_type = ObjectType::parse(&object)?;
+    let object_type = sim.portal().resolve(&object)?;
     let updated = sim
         .portal()
         .update(object_type, &id, None, body_properties(&body)?)?;
@@ -435,6 +556,73 @@ impl Simulator for Hubspot {
                 get(list_properties).post(create_property),
             )
             .route("/crm/v3/properties/{object}/{name}", get(read_property))
+            .route("/crm/v3/owners", get(meta_routes::list_owners))
+            .route("/crm/v3/owners/{id}", get(meta_routes::read_owner))
+            .route(
+                "/crm/v3/pipelines/{object}",
+                get(meta_routes::list_pipelines).post(meta_routes::create_pipeline),
+            )
+            .route(
+                "/crm/v3/pipelines/{object}/{id}",
+                get(meta_routes::read_pipeline)
+                    .patch(meta_routes::update_pipeline)
+                    .delete(meta_routes::archive_pipeline),
+            )
+            .route(
+                "/crm/v3/pipelines/{object}/{id}/stages",
+                get(meta_routes::list_stages).post(meta_routes::create_stage),
+            )
+            // HubSpot's docs use /crm/v3/schemas; its OpenAPI the crm-object-schemas path.
+            .route(
+                "/crm/v3/schemas",
+                get(meta_routes::list_schemas).post(meta_routes::create_schema),
+            )
+            .route(
+                "/crm-object-schemas/v3/schemas",
+                get(meta_routes::list_schemas).post(meta_routes::create_schema),
+            )
+            .route("/crm/v3/schemas/{object}", get(meta_routes::read_schema))
+            .route(
+                "/crm-object-schemas/v3/schemas/{object}",
+                get(meta_routes::read_schema),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/read",
+                post(association_routes::batch_read),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/create",
+                post(association_routes::batch_create),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/archive",
+                post(association_routes::batch_archive),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/labels/archive",
+                post(association_routes::batch_archive_labels),
+            )
+            .route(
+                "/crm/v4/associations/{from}/{to}/batch/associate/default",
+                post(association_routes::batch_associate_default),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/{to}",
+                get(association_routes::list_for_object),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/{to}/{to_id}",
+                axum::routing::put(association_routes::put_for_object)
+                    .delete(association_routes::delete_for_object),
+            )
+            .route(
+                "/crm/v4/objects/{object}/{id}/associations/default/{to}/{to_id}",
+                axum::routing::put(association_routes::put_default_for_object),
+            )
+            .route(
+                "/crm/associations/v4/{from}/{to}/labels",
+                get(association_routes::list_labels).post(association_routes::create_label),
+            )
             .with_state(self)
     }
 
@@ -537,57 +725,8 @@ impl Simulator for Hubspot {
 
     fn seed(&self, n: usize) {
         let mut rng = common::seeded_rng(self.ctx.rng_seed, "hubspot");
-        let mut portal = self.portal();
-        // Backdated, three records per second, so modified times have ties.
-        let start = self.ctx.clock.now_ms() - (n as i64 / 3 + 1) * 1000;
-        let stamp = |i: usize| start + (i as i64 / 3) * 1000;
-        let map = |value: Value| as_object(value).expect("seed properties are an object");
-        for i in 0..n {
-            let person = common::fake_person(&mut rng, i);
-            let stage = ["lead", "customer", "opportunity"][i % 3];
-            let properties = json!({
-                "email": person.email,
-                "firstname": person.first_name,
-                "lastname": person.last_name,
-                "phone": person.phone,
-                "company": person.company,
-                "city": person.city,
-                "country": person.country,
-                "lifecyclestage": stage,
-            });
-            portal
-                .create_at(ObjectType::Contacts, &map(properties), stamp(i))
-                .expect("seed contacts are valid");
-        }
-        for i in 0..n {
-            let company = common::fake_company(&mut rng);
-            let domain = format!(
-                "{}{i}.example.com",
-                company.split(' ').next().unwrap_or("acme").to_lowercase()
-            );
-            let properties = json!({
-                "name": company,
-                "domain": domain,
-                "industry": "COMPUTER_SOFTWARE",
-                "numberofemployees": (10 + i % 500).to_string(),
-            });
-            portal
-                .create_at(ObjectType::Companies, &map(properties), stamp(i))
-                .expect("seed companies are valid");
-        }
-        for i in 0..n {
-            let close = 1_735_689_600_000 + (i as i64 % 365) * 86_400_000;
-            let properties = json!({
-                "dealname": format!("{} deal", common::fake_sentence(&mut rng, 2)),
-                "amount": (1000 + (i % 50) * 250).to_string(),
-                "dealstage": properties::DEAL_STAGES[i % properties::DEAL_STAGES.len()].0,
-                "pipeline": "default",
-                "closedate": close.to_string(),
-            });
-            portal
-                .create_at(ObjectType::Deals, &map(properties), stamp(i))
-                .expect("seed deals are valid");
-        }
+        let now = self.ctx.clock.now_ms();
+        seed::seed(&mut self.portal(), &mut rng, n, now);
     }
 
     fn control_routes(self: Arc<Self>) -> Router {
@@ -598,6 +737,7 @@ impl Simulator for Hubspot {
                 axum::routing::patch(control_update).delete(archive),
             )
             .route("/hubspot/properties/{object}", post(create_property))
+            .route("/hubspot/schemas", post(meta_routes::create_schema))
             .with_state(self)
     }
 }

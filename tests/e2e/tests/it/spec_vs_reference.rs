@@ -8,9 +8,12 @@
 //! request bodies (exceptions in [`STRIPE_ACCESS_EXCEPTIONS`]);
 //! `required_on_create`, enums, `max_length` and non-nullability agree with
 //! the OpenAPI; every endpoint exists with its method and query parameters;
-//! the official fixtures decode. HubSpot: the record shape matches
-//! `SimplePublicObject`, and endpoints, bodies, paging, error and properties
-//! paths exist in the OpenAPI.
+//! the official fixtures decode. HubSpot: every CRM object of HubSpot's
+//! reference files is in the spec, each object's record shape (custom
+//! objects' too) matches `SimplePublicObject` of its own OpenAPI file, and
+//! its endpoints, bodies, paging, error and properties paths exist there;
+//! custom objects are read from the schemas API as `v3-schemas.json` says;
+//! owners and pipelines agree with their own files field by field.
 //!
 //! Every check collects problems instead of stopping at the first, so one
 //! run lists everything that disagrees.
@@ -202,6 +205,67 @@ fn stripe_fixtures() -> Value {
 /// spells its paths with the id, the spec with the documented name.
 const HUBSPOT_OBJECT_TYPE_IDS: &[(&str, &str)] =
     &[("0-1", "contacts"), ("0-2", "companies"), ("0-3", "deals")];
+
+/// The CRM objects HubSpot publishes an objects API file for (`v3-<name>.json`,
+/// with `-` for `_`), all of which the spec syncs.
+const HUBSPOT_CRM_OBJECTS: &[&str] = &[
+    "contacts",
+    "companies",
+    "deals",
+    "tickets",
+    "products",
+    "line_items",
+    "quotes",
+    "calls",
+    "emails",
+    "meetings",
+    "notes",
+    "tasks",
+];
+
+/// The spec's CRM objects (served by the objects API, records with
+/// `properties`).
+fn hubspot_crm_objects(spec: &Connector) -> Vec<&sequin_spec::model::Object> {
+    spec.objects
+        .iter()
+        .filter(|o| o.endpoints.list.path.starts_with("/crm/v3/objects/"))
+        .collect()
+}
+
+/// Every kind of HubSpot record with its OpenAPI file: the CRM objects, and
+/// the custom objects' template (their fixed fields, endpoints and
+/// strategies, as an object named `{object}`) against the generic objects
+/// API (`v3-objects.json`).
+fn hubspot_record_objects(spec: &Connector) -> Vec<(sequin_spec::model::Object, Value)> {
+    let mut out: Vec<_> = hubspot_crm_objects(spec)
+        .into_iter()
+        .map(|o| (o.clone(), hubspot_object_openapi(&o.api_name)))
+        .collect();
+    let d = spec
+        .discovered_objects
+        .as_ref()
+        .expect("custom objects are discovered");
+    let custom = sequin_spec::model::Object {
+        name: "custom_object".into(),
+        api_name: "{object}".into(),
+        description: None,
+        primary_key: d.primary_key.clone(),
+        endpoints: d.endpoints.clone(),
+        pagination: d.pagination.clone(),
+        incremental: d.incremental.clone(),
+        deletes: d.deletes.clone(),
+        max_rows_per_write: d.max_rows_per_write,
+        fields: d.fixed_fields.clone(),
+        discovered_fields: None,
+    };
+    out.push((custom, hubspot_openapi("v3-objects.json")));
+    out
+}
+
+/// An object's OpenAPI file (`v3-line-items.json` for `line_items`).
+fn hubspot_object_openapi(api_name: &str) -> Value {
+    hubspot_openapi(&format!("v3-{}.json", api_name.replace('_', "-")))
+}
 
 fn hubspot_openapi(file: &str) -> Value {
     let mut doc: Value = serde_json::from_str(&read(&reference(&format!("hubspot/{file}"))))
@@ -856,10 +920,14 @@ fn hubspot_record_fields(obj: &sequin_spec::model::Object) -> (Vec<&Field>, Vec<
 fn hubspot_record_shape_matches_simple_public_object() {
     let spec = connector("hubspot");
     let mut problems = Vec::new();
-    assert_eq!(spec.objects.len(), 3, "contacts, companies, deals");
-    for obj in &spec.objects {
+    let synced: BTreeSet<&str> = hubspot_crm_objects(&spec)
+        .iter()
+        .map(|o| o.api_name.as_str())
+        .collect();
+    let published: BTreeSet<&str> = HUBSPOT_CRM_OBJECTS.iter().copied().collect();
+    assert_eq!(synced, published, "every CRM object HubSpot publishes");
+    for (obj, doc) in &hubspot_record_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_openapi(&format!("v3-{o}.json"));
         let schema = &doc["components"]["schemas"]["SimplePublicObject"];
         let props = schema["properties"]
             .as_object()
@@ -944,10 +1012,8 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
         }) => (param.clone(), path.clone(), common.size_param.clone()),
         other => panic!("HubSpot pages by response cursor, not {other:?}"),
     };
-    for obj in &spec.objects {
+    for (obj, doc) in &hubspot_record_objects(&spec) {
         let o = obj.api_name.as_str();
-        let doc = hubspot_openapi(&format!("v3-{o}.json"));
-        let doc = &doc;
         let e = &obj.endpoints;
         let what = |s: &str| format!("{o} {s}");
         if let Some(op) = operation(doc, &e.list, &what("list"), &mut problems) {
@@ -1128,7 +1194,7 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
         {
             if !schema_has_path(doc, error, path) {
                 problems.push(format!(
-                    "errors: `{path}` is not in the Error schema of v3-{o}.json"
+                    "errors: `{path}` is not in the Error schema of {o}'s OpenAPI"
                 ));
             }
         }
@@ -1137,7 +1203,7 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
     // Discovered properties.
     let props_doc = hubspot_openapi("v3-properties.json");
     let property = &props_doc["components"]["schemas"]["Property"];
-    for obj in &spec.objects {
+    for obj in hubspot_crm_objects(&spec) {
         let o = obj.api_name.as_str();
         let Some(d) = &obj.discovered_fields else {
             problems.push(format!("{o}: custom properties are discovered"));
@@ -1179,5 +1245,269 @@ fn hubspot_endpoints_bodies_and_errors_exist_in_the_openapi() {
             ));
         }
     }
+    hubspot_schemas(&spec, &mut problems);
     report("hubspot.yaml vs OpenAPI", problems);
+}
+
+/// Custom objects: the schemas listing, each schema's name, id and
+/// properties, and how a property is read, exist in `v3-schemas.json`.
+fn hubspot_schemas(spec: &Connector, problems: &mut Vec<String>) {
+    let doc = hubspot_openapi("v3-schemas.json");
+    let doc = &doc;
+    let d = spec
+        .discovered_objects
+        .as_ref()
+        .expect("custom objects are discovered");
+    let Some(op) = operation(doc, &d.endpoint, "schemas", problems) else {
+        return;
+    };
+    check_query(doc, op, &d.endpoint, &[], "schemas", problems);
+    let Some(resp) = json_response(doc, op) else {
+        problems.push("schemas: no JSON response".into());
+        return;
+    };
+    let schema = format!("{}.0", d.records);
+    for path in [&d.name, &d.api_name, &format!("{}.0", d.fields)] {
+        if !schema_has_path(doc, resp, &format!("{schema}.{path}")) {
+            problems.push(format!("schemas: `{path}` is not in ObjectSchema"));
+        }
+    }
+    let property = &doc["components"]["schemas"]["Property"];
+    for path in [
+        Some(&d.field.name),
+        Some(&d.field.ty),
+        d.field.read_only.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !schema_has_path(doc, property, path) {
+            problems.push(format!("schemas: `{path}` is not in the Property schema"));
+        }
+    }
+    if d.value_path != "properties.{name}" || !d.stringly {
+        problems.push("schemas: custom object values are strings at `properties.<name>`".into());
+    }
+    if d.api_name != "objectTypeId" {
+        problems.push(
+            "schemas: custom objects are addressed by objectTypeId, which survives renames".into(),
+        );
+    }
+}
+
+/// A HubSpot object that is not a CRM record, with its OpenAPI file, its
+/// record schema, and its create and update bodies when it is writable.
+struct HubspotOther {
+    table: &'static str,
+    file: &'static str,
+    record: &'static str,
+    create: Option<&'static str>,
+    update: Option<&'static str>,
+}
+
+const HUBSPOT_OTHER_OBJECTS: &[HubspotOther] = &[
+    HubspotOther {
+        table: "owner",
+        file: "v3-owners.json",
+        record: "PublicOwner",
+        create: None,
+        update: None,
+    },
+    HubspotOther {
+        table: "deal_pipeline",
+        file: "v3-pipelines.json",
+        record: "Pipeline",
+        create: Some("PipelineInput"),
+        update: Some("PipelinePatchInput"),
+    },
+    HubspotOther {
+        table: "ticket_pipeline",
+        file: "v3-pipelines.json",
+        record: "Pipeline",
+        create: Some("PipelineInput"),
+        update: Some("PipelinePatchInput"),
+    },
+];
+
+/// Fields whose access deliberately differs from the request bodies:
+/// (table, field, reason).
+const HUBSPOT_READ_ONLY_EXCEPTIONS: &[(&str, &str, &str)] = &[
+    (
+        "deal_pipeline",
+        "archived",
+        "PATCH takes `archived` only to restore an archived pipeline, and an archived pipeline is no row",
+    ),
+    (
+        "ticket_pipeline",
+        "archived",
+        "PATCH takes `archived` only to restore an archived pipeline, and an archived pipeline is no row",
+    ),
+];
+
+/// The column type an OpenAPI property of HubSpot's maps to.
+fn hubspot_type(p: &Value) -> FieldType {
+    match (p["type"].as_str(), p["format"].as_str()) {
+        (Some("string"), Some("date-time")) => FieldType::Timestamp,
+        (Some("string"), _) => FieldType::String,
+        (Some("boolean"), _) => FieldType::Boolean,
+        (Some("integer"), _) => FieldType::Integer,
+        (Some("number"), _) => FieldType::Decimal,
+        _ => FieldType::Json,
+    }
+}
+
+/// Checks fields against the record schema and request bodies: every
+/// field a property of the right type, every property declared, `access`
+/// and `required_on_create` as the bodies say.
+fn hubspot_plain_fields(
+    obj: &sequin_spec::model::Object,
+    doc: &Value,
+    record: &str,
+    create: Option<&str>,
+    update: Option<&str>,
+    problems: &mut Vec<String>,
+) {
+    let o = obj.name.as_str();
+    let schema = &doc["components"]["schemas"][record];
+    let props = schema["properties"].as_object().expect("record properties");
+    let required = |s: &Value| -> Vec<String> {
+        s["required"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let body = |name: Option<&str>| name.map(|n| &doc["components"]["schemas"][n]);
+    let (create, update) = (body(create), body(update));
+    for f in &obj.fields {
+        let name = f.name.as_str();
+        let Some(p) = props.get(name) else {
+            problems.push(format!("{o}.{name}: not a property of {record}"));
+            continue;
+        };
+        if f.ty != hubspot_type(p) {
+            problems.push(format!("{o}.{name}: type {:?}, {record} says {p}", f.ty));
+        }
+        if !f.nullable && !required(schema).iter().any(|r| r == name) {
+            problems.push(format!(
+                "{o}.{name}: non-nullable but not required by {record}"
+            ));
+        }
+        let in_create = create.is_some_and(|b| b["properties"].get(name).is_some());
+        let in_update = update.is_some_and(|b| b["properties"].get(name).is_some());
+        let excepted = HUBSPOT_READ_ONLY_EXCEPTIONS
+            .iter()
+            .any(|(t, n, _)| *t == o && *n == name);
+        let expected = match (in_create, in_update) {
+            _ if excepted => Access::ReadOnly,
+            (_, true) => Access::Writable,
+            (true, false) => Access::CreateOnly,
+            (false, false) => Access::ReadOnly,
+        };
+        if f.access != expected {
+            problems.push(format!(
+                "{o}.{name}: access {:?}, the request bodies say {expected:?}",
+                f.access
+            ));
+        }
+        let must = create.is_some_and(|b| required(b).iter().any(|r| r == name));
+        if f.required_on_create != must {
+            problems.push(format!(
+                "{o}.{name}: required_on_create {}, the create body says {must}",
+                f.required_on_create
+            ));
+        }
+    }
+    for name in props.keys() {
+        if !obj.fields.iter().any(|f| &f.name == name) {
+            problems.push(format!("{o}: {record}.{name} is not declared"));
+        }
+    }
+}
+
+#[test]
+fn hubspot_owners_and_pipelines_agree_with_their_openapi() {
+    let spec = connector("hubspot");
+    let mut problems = Vec::new();
+    let others: BTreeSet<&str> = spec
+        .objects
+        .iter()
+        .filter(|o| !o.endpoints.list.path.starts_with("/crm/v3/objects/"))
+        .map(|o| o.name.as_str())
+        .collect();
+    let known: BTreeSet<&str> = HUBSPOT_OTHER_OBJECTS.iter().map(|o| o.table).collect();
+    assert_eq!(
+        others, known,
+        "every HubSpot object is checked against its OpenAPI"
+    );
+    for other in HUBSPOT_OTHER_OBJECTS {
+        let HubspotOther {
+            table,
+            file,
+            record,
+            create,
+            update,
+        } = other;
+        let obj = spec.object(table).expect("declared");
+        let doc = hubspot_openapi(file);
+        let doc = &doc;
+        hubspot_plain_fields(obj, doc, record, *create, *update, &mut problems);
+        let e = &obj.endpoints;
+        let what = |s: &str| format!("{table} {s}");
+        let paging = match spec.pagination_of(obj) {
+            Some(sequin_spec::model::Pagination::ResponseCursor {
+                param,
+                path,
+                common,
+                ..
+            }) => (param.clone(), path.clone(), common.size_param.clone()),
+            other => panic!("{table} pages by response cursor, not {other:?}"),
+        };
+        if let Some(op) = operation(doc, &e.list, &what("list"), &mut problems) {
+            // A listing without paging (pipelines) never sends a cursor.
+            let resp = json_response(doc, op);
+            let pages = resp.is_some_and(|r| schema_has_path(doc, r, &paging.1));
+            let mut extra = Vec::new();
+            if pages {
+                extra.push(paging.0.as_str());
+                extra.extend(paging.2.as_deref());
+            } else if paging.2.is_some() {
+                problems.push(format!("{table} list: no paging, so no page size"));
+            }
+            check_query(doc, op, &e.list, &extra, &what("list"), &mut problems);
+            let records = e.list.records.as_deref().unwrap_or("");
+            if !resp.is_some_and(|r| schema_has_path(doc, r, &format!("{records}.0.id"))) {
+                problems.push(format!("{table} list: response has no `{records}[].id`"));
+            }
+        }
+        for (name, ep) in [
+            ("get", &e.get),
+            ("create", &e.create),
+            ("update", &e.update),
+            ("delete", &e.delete),
+        ] {
+            if let Some(ep) = ep {
+                operation(doc, ep, &what(name), &mut problems);
+            }
+        }
+        if create.is_some() != e.create.is_some() || update.is_some() != e.update.is_some() {
+            problems.push(format!("{table}: writable exactly where HubSpot's API is"));
+        }
+        let error = &doc["components"]["schemas"]["Error"];
+        for path in [Some(&spec.errors.message), spec.errors.code.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !schema_has_path(doc, error, path) {
+                problems.push(format!(
+                    "errors: `{path}` is not in the Error schema of {file}"
+                ));
+            }
+        }
+    }
+    report("hubspot.yaml owners and pipelines vs OpenAPI", problems);
 }

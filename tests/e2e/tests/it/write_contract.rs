@@ -40,6 +40,25 @@ async fn hubspot_write_through() {
     contract(&hubspot::FIXTURE).await;
 }
 
+/// Write-through of every other HubSpot object: create, update, delete (one
+/// row and batches) and refusals by HubSpot and locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_write_through_every_object() {
+    hubspot::every_other_object().await;
+}
+
+/// Write-through of HubSpot's pipelines, and owners refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_write_through_pipelines_and_owners() {
+    hubspot::pipelines_and_owners().await;
+}
+
+/// Write-through of HubSpot's custom objects, one defined while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_write_through_custom_objects() {
+    hubspot::custom_objects().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_write_through() {
     contract(&salesforce::FIXTURE).await;

@@ -1,6 +1,6 @@
-//! HubSpot property definitions (`/crm/v3/properties/{objectType}`): the default properties of
-//! contacts, companies and deals, custom properties created through the API, and the
-//! validation of property values sent in writes.
+//! HubSpot property definitions (`/crm/v3/properties/{objectType}`): the definition and its
+//! rendering, custom properties created through the API, and the validation of property values
+//! sent in writes. The default properties of each object are in `defaults.rs`.
 
 use serde_json::{Value, json};
 
@@ -30,9 +30,25 @@ pub struct Property {
     /// Set by HubSpot only (`createdate`, `hs_object_id`, ...).
     pub read_only_value: bool,
     pub has_unique_value: bool,
+    /// Computed by HubSpot from other properties (a line item's `amount`); read-only.
+    pub calculated: bool,
+    /// Where an enumeration's options come from when the portal keeps them (owners,
+    /// pipelines); `None`: its own list.
+    pub options_from: Option<OptionsSource>,
     pub display_order: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Portal data an enumeration's options follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsSource {
+    /// The active owners (`hubspot_owner_id`), by owner id.
+    Owners,
+    /// The object type's pipelines (`pipeline`, `hs_pipeline`), by pipeline id.
+    Pipelines,
+    /// The stages of the object type's pipelines (`dealstage`, `hs_pipeline_stage`).
+    PipelineStages,
 }
 
 /// Why a property value was rejected: one element of the `Property values were not valid` list.
@@ -50,7 +66,7 @@ impl InvalidValue {
 }
 
 impl Property {
-    fn standard(
+    pub fn standard(
         name: &str,
         label: &str,
         property_type: &str,
@@ -68,23 +84,38 @@ impl Property {
             hubspot_defined: true,
             read_only_value: false,
             has_unique_value: false,
+            calculated: false,
+            options_from: None,
             display_order: -1,
             created_at: 0,
             updated_at: 0,
         }
     }
 
-    fn read_only(mut self) -> Property {
+    pub fn read_only(mut self) -> Property {
         self.read_only_value = true;
         self
     }
 
-    fn unique(mut self) -> Property {
+    /// Read-only and computed by HubSpot.
+    pub fn calculated(mut self) -> Property {
+        self.read_only_value = true;
+        self.calculated = true;
+        self
+    }
+
+    pub fn unique(mut self) -> Property {
         self.has_unique_value = true;
         self
     }
 
-    fn options(mut self, values: &[(&str, &str)]) -> Property {
+    /// Options kept by the portal (filled in by it).
+    pub fn options_from(mut self, source: OptionsSource) -> Property {
+        self.options_from = Some(source);
+        self
+    }
+
+    pub fn options(mut self, values: &[(&str, &str)]) -> Property {
         self.options = values
             .iter()
             .map(|(value, label)| PropertyOption {
@@ -113,7 +144,7 @@ impl Property {
                 "hidden": false,
             })).collect::<Vec<_>>(),
             "displayOrder": self.display_order,
-            "calculated": false,
+            "calculated": self.calculated,
             "externalOptions": false,
             "hasUniqueValue": self.has_unique_value,
             "hidden": false,
@@ -128,6 +159,9 @@ impl Property {
         });
         if !self.hubspot_defined {
             value["archived"] = json!(false);
+        }
+        if self.options_from == Some(OptionsSource::Owners) {
+            value["referencedObjectType"] = json!("OWNER");
         }
         value
     }
@@ -217,153 +251,6 @@ impl Property {
             _ => Ok(raw.to_owned()),
         }
     }
-}
-
-const LIFECYCLE_STAGES: &[(&str, &str)] = &[
-    ("subscriber", "Subscriber"),
-    ("lead", "Lead"),
-    ("marketingqualifiedlead", "Marketing Qualified Lead"),
-    ("salesqualifiedlead", "Sales Qualified Lead"),
-    ("opportunity", "Opportunity"),
-    ("customer", "Customer"),
-    ("evangelist", "Evangelist"),
-    ("other", "Other"),
-];
-
-pub const DEAL_STAGES: &[(&str, &str)] = &[
-    ("appointmentscheduled", "Appointment Scheduled"),
-    ("qualifiedtobuy", "Qualified To Buy"),
-    ("presentationscheduled", "Presentation Scheduled"),
-    ("decisionmakerboughtin", "Decision Maker Bought-In"),
-    ("contractsent", "Contract Sent"),
-    ("closedwon", "Closed Won"),
-    ("closedlost", "Closed Lost"),
-];
-
-fn system_properties(modified: &str, group: &str) -> Vec<Property> {
-    vec![
-        Property::standard("createdate", "Create Date", "datetime", "date", group).read_only(),
-        Property::standard(modified, "Last Modified Date", "datetime", "date", group).read_only(),
-        Property::standard("hs_object_id", "Record ID", "number", "number", group)
-            .read_only()
-            .unique(),
-    ]
-}
-
-/// Default contact properties.
-pub fn contact_properties() -> Vec<Property> {
-    let group = "contactinformation";
-    let mut properties = vec![
-        Property::standard("email", "Email", "string", "text", group).unique(),
-        Property::standard("firstname", "First Name", "string", "text", group),
-        Property::standard("lastname", "Last Name", "string", "text", group),
-        Property::standard("phone", "Phone Number", "string", "phonenumber", group),
-        Property::standard("company", "Company Name", "string", "text", group),
-        Property::standard("jobtitle", "Job Title", "string", "text", group),
-        Property::standard("website", "Website URL", "string", "text", group),
-        Property::standard("city", "City", "string", "text", group),
-        Property::standard("country", "Country/Region", "string", "text", group),
-        Property::standard(
-            "lifecyclestage",
-            "Lifecycle Stage",
-            "enumeration",
-            "radio",
-            group,
-        )
-        .options(LIFECYCLE_STAGES),
-        Property::standard(
-            "hs_lead_status",
-            "Lead Status",
-            "enumeration",
-            "radio",
-            "sales_properties",
-        )
-        .options(&[
-            ("NEW", "New"),
-            ("OPEN", "Open"),
-            ("IN_PROGRESS", "In Progress"),
-            ("UNQUALIFIED", "Unqualified"),
-        ]),
-        Property::standard(
-            "associatedcompanyid",
-            "Primary Associated Company ID",
-            "number",
-            "number",
-            group,
-        ),
-    ];
-    properties.extend(system_properties("lastmodifieddate", group));
-    properties
-}
-
-/// Default company properties.
-pub fn company_properties() -> Vec<Property> {
-    let group = "companyinformation";
-    let mut properties = vec![
-        Property::standard("name", "Company name", "string", "text", group),
-        Property::standard("domain", "Company Domain Name", "string", "text", group),
-        Property::standard("industry", "Industry", "string", "text", group),
-        Property::standard("phone", "Phone Number", "string", "phonenumber", group),
-        Property::standard("city", "City", "string", "text", group),
-        Property::standard("country", "Country/Region", "string", "text", group),
-        Property::standard(
-            "numberofemployees",
-            "Number of Employees",
-            "number",
-            "number",
-            group,
-        ),
-        Property::standard("annualrevenue", "Annual Revenue", "number", "number", group),
-        Property::standard("description", "Description", "string", "textarea", group),
-        Property::standard(
-            "lifecyclestage",
-            "Lifecycle Stage",
-            "enumeration",
-            "radio",
-            group,
-        )
-        .options(LIFECYCLE_STAGES),
-    ];
-    properties.extend(system_properties("hs_lastmodifieddate", group));
-    properties
-}
-
-/// Default deal properties.
-pub fn deal_properties() -> Vec<Property> {
-    let group = "dealinformation";
-    let mut properties = vec![
-        Property::standard("dealname", "Deal Name", "string", "text", group),
-        Property::standard("amount", "Amount", "number", "number", group),
-        Property::standard("dealstage", "Deal Stage", "enumeration", "radio", group)
-            .options(DEAL_STAGES),
-        Property::standard("pipeline", "Pipeline", "enumeration", "select", group)
-            .options(&[("default", "Sales Pipeline")]),
-        Property::standard("closedate", "Close Date", "datetime", "date", group),
-        Property::standard("dealtype", "Deal Type", "enumeration", "radio", group).options(&[
-            ("newbusiness", "New Business"),
-            ("existingbusiness", "Existing Business"),
-        ]),
-        Property::standard(
-            "description",
-            "Deal Description",
-            "string",
-            "textarea",
-            group,
-        ),
-        Property::standard(
-            "hubspot_owner_id",
-            "Deal owner",
-            "enumeration",
-            "select",
-            group,
-        ),
-    ];
-    // Owners are not simulated: any owner id is accepted.
-    if let Some(owner) = properties.iter_mut().find(|p| p.name == "hubspot_owner_id") {
-        owner.property_type = "string".into();
-    }
-    properties.extend(system_properties("hs_lastmodifieddate", group));
-    properties
 }
 
 /// Types and field types accepted when creating a property (PropertyCreate's enums).
@@ -457,6 +344,8 @@ pub fn custom_property(body: &Value, now: i64) -> Result<Property, String> {
             .get("hasUniqueValue")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        calculated: false,
+        options_from: None,
         display_order: body
             .get("displayOrder")
             .and_then(Value::as_i64)

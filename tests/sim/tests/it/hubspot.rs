@@ -730,3 +730,741 @@ async fn control_routes_change_records_behind_the_clients_back() {
     let (_, archived) = client.get("/crm/v3/objects/deals?archived=true").await;
     assert_eq!(ids(&archived["results"]), std::slice::from_ref(&id));
 }
+
+/// `(path name, a valid create body, a property to change and its new value)` of every
+/// standard object besides contacts, companies and deals, and of the seeded custom object.
+fn new_objects() -> Vec<(&'static str, Value, &'static str, &'static str)> {
+    let when = "2025-03-01T10:00:00.000Z";
+    vec![
+        (
+            "tickets",
+            json!({"subject": "Printer on fire", "hs_pipeline_stage": "1"}),
+            "hs_pipeline_stage",
+            "2",
+        ),
+        (
+            "products",
+            json!({"name": "Widget", "price": "12.5"}),
+            "price",
+            "13",
+        ),
+        (
+            "line_items",
+            json!({"name": "Widgets", "quantity": "3", "price": "12.5"}),
+            "quantity",
+            "4",
+        ),
+        (
+            "quotes",
+            json!({"hs_title": "Q-1", "hs_expiration_date": "2025-12-31"}),
+            "hs_title",
+            "Q-2",
+        ),
+        (
+            "calls",
+            json!({"hs_timestamp": when, "hs_call_title": "Intro"}),
+            "hs_call_title",
+            "Intro call",
+        ),
+        (
+            "emails",
+            json!({"hs_timestamp": when, "hs_email_subject": "Hello"}),
+            "hs_email_subject",
+            "Hello again",
+        ),
+        (
+            "meetings",
+            json!({"hs_timestamp": when, "hs_meeting_title": "Kickoff"}),
+            "hs_meeting_outcome",
+            "COMPLETED",
+        ),
+        (
+            "notes",
+            json!({"hs_timestamp": when, "hs_note_body": "Met at the fair"}),
+            "hs_note_body",
+            "Met twice",
+        ),
+        (
+            "tasks",
+            json!({"hs_timestamp": when, "hs_task_subject": "Call back"}),
+            "hs_task_priority",
+            "HIGH",
+        ),
+        (
+            "pets",
+            json!({"pet_name": "Rex", "species": "dog"}),
+            "species",
+            "cat",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_object_lists_reads_writes_searches_and_archives() {
+    let sim = sim(12).await;
+    let c = Client::new(&sim);
+    for (object, create, key, changed) in new_objects() {
+        let (status, page) = c.get(&format!("/crm/v3/objects/{object}?limit=100")).await;
+        assert_eq!(status, StatusCode::OK, "{object}: {page}");
+        assert_eq!(
+            page["results"].as_array().unwrap().len(),
+            12,
+            "{object} seeded"
+        );
+        let (status, created) = c
+            .post(
+                &format!("/crm/v3/objects/{object}"),
+                json!({"properties": create}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{object}: {created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let props = &created["properties"];
+        assert_eq!(props["hs_object_id"], id.as_str(), "{object}");
+        assert!(
+            props["hs_lastmodifieddate"].is_string(),
+            "{object}: {props}"
+        );
+        // Every write bumps the modified time, which searches find.
+        let modified = props["hs_lastmodifieddate"].as_str().unwrap().to_owned();
+        let (status, updated) = c
+            .patch(
+                &format!("/crm/v3/objects/{object}/{id}"),
+                json!({"properties": {key: changed}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{object}: {updated}");
+        assert_eq!(updated["properties"][key], changed);
+        let (_, found) = c
+            .search(
+                object,
+                json!({"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GT", "value": chrono_millis(&modified).to_string()}]}],
+                       "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+                       "properties": [key], "limit": 200}),
+            )
+            .await;
+        assert_eq!(
+            ids(&found["results"]),
+            std::slice::from_ref(&id),
+            "{object}: {found}"
+        );
+        assert_eq!(found["results"][0]["properties"][key], changed);
+        let (status, _) = c.delete(&format!("/crm/v3/objects/{object}/{id}")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (_, archived) = c
+            .get(&format!("/crm/v3/objects/{object}?archived=true"))
+            .await;
+        assert_eq!(
+            ids(&archived["results"]),
+            std::slice::from_ref(&id),
+            "{object}"
+        );
+        // Batch create and archive.
+        let (status, batch) = c
+            .post(
+                &format!("/crm/v3/objects/{object}/batch/create"),
+                json!({"inputs": [{"properties": create}, {"properties": create}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{object}: {batch}");
+        let batch_ids = ids(&batch["results"]);
+        let inputs: Vec<Value> = batch_ids.iter().map(|id| json!({"id": id})).collect();
+        let (status, _) = c
+            .post(
+                &format!("/crm/v3/objects/{object}/batch/archive"),
+                json!({"inputs": inputs}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+}
+
+#[tokio::test]
+async fn default_properties_say_their_types_and_what_hubspot_calculates() {
+    let sim = sim(0).await;
+    let c = Client::new(&sim);
+    let property = |list: &Value, name: &str| -> Value {
+        list["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {list}"))
+    };
+    for (object, name, ty, read_only, calculated) in [
+        ("tickets", "hs_pipeline_stage", "enumeration", false, false),
+        ("tickets", "closed_date", "datetime", true, true),
+        ("tickets", "createdate", "datetime", true, false),
+        ("products", "price", "number", false, false),
+        ("line_items", "amount", "number", true, true),
+        (
+            "line_items",
+            "hs_recurring_billing_start_date",
+            "date",
+            false,
+            false,
+        ),
+        ("quotes", "hs_expiration_date", "date", false, false),
+        ("quotes", "hs_esign_enabled", "bool", false, false),
+        ("quotes", "hs_createdate", "datetime", true, false),
+        ("calls", "hs_timestamp", "datetime", false, false),
+        ("emails", "hs_email_direction", "enumeration", false, false),
+        ("meetings", "hs_meeting_end_time", "datetime", false, false),
+        ("notes", "hs_note_body", "string", false, false),
+        ("tasks", "hs_task_completion_date", "datetime", true, true),
+        ("tasks", "hs_lastmodifieddate", "datetime", true, false),
+    ] {
+        let (status, list) = c.get(&format!("/crm/v3/properties/{object}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let p = property(&list, name);
+        assert_eq!(p["type"], ty, "{object}.{name}");
+        assert_eq!(p["hubspotDefined"], true, "{object}.{name}");
+        assert_eq!(
+            p["modificationMetadata"]["readOnlyValue"], read_only,
+            "{object}.{name}"
+        );
+        assert_eq!(p["calculated"], calculated, "{object}.{name}");
+    }
+    // The owner property lists the portal's owners.
+    let (_, list) = c.get("/crm/v3/properties/calls").await;
+    let owner = property(&list, "hubspot_owner_id");
+    assert_eq!(owner["referencedObjectType"], "OWNER");
+    assert_eq!(
+        owner["options"].as_array().unwrap().len(),
+        sim.hubspot().owner_ids().len()
+    );
+    // Reads without `properties` return the documented defaults.
+    let (_, ticket) = c
+        .post(
+            "/crm/v3/objects/tickets",
+            json!({"properties": {"subject": "Defaults", "hs_pipeline_stage": "1", "source_type": "EMAIL"}}),
+        )
+        .await;
+    let id = ticket["id"].as_str().unwrap();
+    let (_, read) = c.get(&format!("/crm/v3/objects/tickets/{id}")).await;
+    let keys: Vec<&String> = read["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "createdate",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "hs_pipeline",
+            "hs_pipeline_stage",
+            "subject"
+        ],
+        "{read}"
+    );
+}
+
+#[tokio::test]
+async fn required_properties_pipelines_owners_and_calculated_values() {
+    let sim = sim(0).await;
+    let c = Client::new(&sim);
+    // Required properties.
+    for (object, body, missing) in [
+        (
+            "tickets",
+            json!({"subject": "No stage"}),
+            "hs_pipeline_stage",
+        ),
+        (
+            "quotes",
+            json!({"hs_title": "No expiry"}),
+            "hs_expiration_date",
+        ),
+        ("notes", json!({"hs_note_body": "No time"}), "hs_timestamp"),
+        ("products", json!({"price": "1"}), "name"),
+        ("pets", json!({"species": "cat"}), "pet_name"),
+    ] {
+        let (status, err) = c
+            .post(
+                &format!("/crm/v3/objects/{object}"),
+                json!({"properties": body}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{object}");
+        assert_error(&err, "VALIDATION_ERROR");
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains("REQUIRED_PROPERTY") && message.contains(missing),
+            "{message}"
+        );
+    }
+    // A ticket lands in the default pipeline; a stage of another pipeline is refused.
+    let (_, ticket) = c
+        .post(
+            "/crm/v3/objects/tickets",
+            json!({"properties": {"subject": "Stuck", "hs_pipeline_stage": "2"}}),
+        )
+        .await;
+    assert_eq!(ticket["properties"]["hs_pipeline"], "0");
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (status, err) = c
+        .patch(
+            &format!("/crm/v3/objects/tickets/{id}"),
+            json!({"properties": {"hs_pipeline_stage": "closedwon"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["message"].as_str().unwrap().contains("INVALID_OPTION"),
+        "{err}"
+    );
+    // Closing the ticket sets its close date; reopening clears it.
+    let (_, closed) = c
+        .patch(
+            &format!("/crm/v3/objects/tickets/{id}"),
+            json!({"properties": {"hs_pipeline_stage": "4"}}),
+        )
+        .await;
+    assert!(closed["properties"]["closed_date"].is_string(), "{closed}");
+    let (_, reopened) = c
+        .patch(
+            &format!("/crm/v3/objects/tickets/{id}"),
+            json!({"properties": {"hs_pipeline_stage": "3"}}),
+        )
+        .await;
+    assert!(
+        reopened["properties"].get("closed_date").is_none(),
+        "{reopened}"
+    );
+    // A line item's net price is calculated and read-only.
+    let (_, item) = c
+        .post(
+            "/crm/v3/objects/line_items",
+            json!({"properties": {"name": "Seats", "quantity": "4", "price": "10", "discount": "1"}}),
+        )
+        .await;
+    assert_eq!(item["properties"]["amount"], "36");
+    let item_id = item["id"].as_str().unwrap();
+    let (_, item) = c
+        .patch(
+            &format!("/crm/v3/objects/line_items/{item_id}"),
+            json!({"properties": {"quantity": "5"}}),
+        )
+        .await;
+    assert_eq!(item["properties"]["amount"], "45");
+    let (status, err) = c
+        .patch(
+            &format!("/crm/v3/objects/line_items/{item_id}"),
+            json!({"properties": {"amount": "1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["message"].as_str().unwrap().contains("READ_ONLY_VALUE"),
+        "{err}"
+    );
+    // A completed task gets its completion date; a quote its number and public key.
+    let (_, task) = c
+        .post(
+            "/crm/v3/objects/tasks",
+            json!({"properties": {"hs_timestamp": "2025-03-01T10:00:00Z", "hs_task_status": "COMPLETED"}}),
+        )
+        .await;
+    assert!(
+        task["properties"]["hs_task_completion_date"].is_string(),
+        "{task}"
+    );
+    let (_, quote) = c
+        .post(
+            "/crm/v3/objects/quotes",
+            json!({"properties": {"hs_title": "Q", "hs_expiration_date": "2025-12-31"}}),
+        )
+        .await;
+    assert!(
+        quote["properties"]["hs_public_url_key"].is_string(),
+        "{quote}"
+    );
+    // Owners: an active owner's id is accepted, an unknown or deactivated one is not.
+    let owners = sim.hubspot().owner_ids();
+    let (status, _) = c
+        .post(
+            "/crm/v3/objects/notes",
+            json!({"properties": {"hs_timestamp": "2025-03-01T10:00:00Z", "hubspot_owner_id": owners[0]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    sim.hubspot().archive_owner(&owners[0]).unwrap();
+    let (status, err) = c
+        .post(
+            "/crm/v3/objects/notes",
+            json!({"properties": {"hs_timestamp": "2025-03-01T10:00:00Z", "hubspot_owner_id": owners[0]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("INVALID_OPTION"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn owners_page_filter_and_archive() {
+    let sim = sim(0).await;
+    let c = Client::new(&sim);
+    let hs = sim.hubspot();
+    for i in 0..4 {
+        hs.create_owner(&format!("user{i}@example.com"), "User", &i.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/crm/v3/owners?limit=3".to_owned();
+    loop {
+        let (status, page) = c.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        seen.extend(ids(&page["results"]));
+        match page["paging"]["next"]["after"].as_str() {
+            Some(after) => path = format!("/crm/v3/owners?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "three starting owners and four invited");
+    let (_, by_email) = c.get("/crm/v3/owners?email=user2@example.com").await;
+    assert_eq!(by_email["results"][0]["lastName"], "2");
+    let gone = seen[3].clone();
+    hs.archive_owner(&gone).unwrap();
+    let (_, live) = c.get("/crm/v3/owners").await;
+    assert!(!ids(&live["results"]).contains(&gone));
+    let (_, archived) = c.get("/crm/v3/owners?archived=true").await;
+    assert_eq!(ids(&archived["results"]), std::slice::from_ref(&gone));
+    assert!(archived["results"][0].get("userId").is_none());
+    let (status, _) = c.get(&format!("/crm/v3/owners/{gone}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, owner) = c.get(&format!("/crm/v3/owners/{gone}?archived=true")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(owner["archived"], true);
+}
+
+#[tokio::test]
+async fn pipelines_and_stages_change_and_their_options_follow() {
+    let sim = sim(0).await;
+    let c = Client::new(&sim);
+    let (_, deals) = c.get("/crm/v3/pipelines/deals").await;
+    assert_eq!(deals["results"][0]["id"], "default");
+    assert_eq!(deals["results"][0]["createdAt"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(deals["results"][0]["stages"].as_array().unwrap().len(), 7);
+    let (status, err) = c
+        .post(
+            "/crm/v3/pipelines/deals",
+            json!({"label": "Renewals", "displayOrder": 1, "stages": [{"label": "Up", "displayOrder": 0, "metadata": {}}]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "deal stages need a probability"
+    );
+    assert_error(&err, "VALIDATION_ERROR");
+    let (status, created) = c
+        .post(
+            "/crm/v3/pipelines/deals",
+            json!({"label": "Renewals", "displayOrder": 1, "stages": [
+                {"label": "Up for renewal", "displayOrder": 0, "metadata": {"probability": "0.5"}},
+                {"label": "Renewed", "displayOrder": 1, "metadata": {"probability": "1.0"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let pipeline = created["id"].as_str().unwrap().to_owned();
+    let stage = created["stages"][0]["id"].as_str().unwrap().to_owned();
+    // Deals take the new pipeline and its stages, and no other pipeline's.
+    let (status, deal) = c
+        .post(
+            "/crm/v3/objects/deals",
+            json!({"properties": {"dealname": "Renewal", "pipeline": pipeline, "dealstage": stage}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{deal}");
+    let (status, _) = c
+        .post(
+            "/crm/v3/objects/deals",
+            json!({"properties": {"dealname": "Mixed", "pipeline": pipeline, "dealstage": "closedwon"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, duplicate) = c
+        .post(
+            "/crm/v3/pipelines/deals",
+            json!({"label": "Renewals", "displayOrder": 2, "stages": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{duplicate}");
+    let (status, renamed) = c
+        .patch(
+            &format!("/crm/v3/pipelines/deals/{pipeline}"),
+            json!({"label": "Renewals 2025"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(renamed["label"], "Renewals 2025");
+    let (status, added) = c
+        .post(
+            &format!("/crm/v3/pipelines/deals/{pipeline}/stages"),
+            json!({"label": "Churned", "displayOrder": 2, "metadata": {"probability": "0.0"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, stages) = c
+        .get(&format!("/crm/v3/pipelines/deals/{pipeline}/stages"))
+        .await;
+    assert_eq!(stages["results"].as_array().unwrap().len(), 3);
+    let (_, properties) = c.get("/crm/v3/properties/deals/dealstage").await;
+    assert!(
+        properties["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["value"] == added["id"]),
+        "dealstage options follow the stages"
+    );
+    let (status, _) = c
+        .delete(&format!("/crm/v3/pipelines/deals/{pipeline}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, deals) = c.get("/crm/v3/pipelines/deals").await;
+    assert_eq!(deals["results"].as_array().unwrap().len(), 1);
+    let (status, _) = c.get(&format!("/crm/v3/pipelines/deals/{pipeline}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn custom_objects_are_defined_by_schemas_and_served_like_standard_ones() {
+    let sim = sim(5).await;
+    let c = Client::new(&sim);
+    let (status, list) = c.get("/crm/v3/schemas").await;
+    assert_eq!(status, StatusCode::OK);
+    let pets = &list["results"][0];
+    assert_eq!(pets["name"], "pets");
+    assert_eq!(
+        pets["fullyQualifiedName"],
+        format!("p{}_pets", sequin_sim::hubspot::PORTAL_ID)
+    );
+    let pets_id = pets["objectTypeId"].as_str().unwrap().to_owned();
+    assert!(pets_id.starts_with("2-"), "{pets_id}");
+    let names: Vec<&str> = pets["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "pet_name",
+        "species",
+        "age",
+        "hs_object_id",
+        "hs_lastmodifieddate",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    // The same records by type id, name and fully qualified name.
+    let fqn = pets["fullyQualifiedName"].as_str().unwrap().to_owned();
+    let mut pages = Vec::new();
+    for name in [pets_id.as_str(), "pets", fqn.as_str()] {
+        let (status, page) = c.get(&format!("/crm/v3/objects/{name}?limit=100")).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        pages.push(ids(&page["results"]));
+    }
+    assert_eq!(pages[0].len(), 5);
+    assert!(pages.iter().all(|p| p == &pages[0]));
+    // A new schema is an object type at once.
+    let (status, created) = c
+        .post(
+            "/crm-object-schemas/v3/schemas",
+            json!({"name": "boats", "labels": {"singular": "Boat", "plural": "Boats"},
+                   "primaryDisplayProperty": "boat_name", "requiredProperties": ["boat_name"],
+                   "properties": [{"name": "boat_name", "label": "Name", "type": "string", "fieldType": "text"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let boats = created["objectTypeId"].as_str().unwrap();
+    let (status, boat) = c
+        .post(
+            &format!("/crm/v3/objects/{boats}"),
+            json!({"properties": {"boat_name": "Bucintoro"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{boat}");
+    assert!(boat["properties"]["hs_createdate"].is_string(), "{boat}");
+    let (_, read) = c
+        .get(&format!(
+            "/crm/v3/objects/boats/{}",
+            boat["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        read["properties"]["boat_name"], "Bucintoro",
+        "the primary display property is a default"
+    );
+    let (_, schema) = c.get(&format!("/crm/v3/schemas/{boats}")).await;
+    assert_eq!(schema["name"], "boats");
+    // Names are unique; unknown types are refused as HubSpot does.
+    let (status, err) = c
+        .post(
+            "/crm/v3/schemas",
+            json!({"name": "boats", "labels": {"singular": "B", "plural": "Bs"}, "requiredProperties": [], "properties": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&err, "OBJECT_ALREADY_EXISTS");
+    let (status, err) = c.get("/crm/v3/objects/2-999?limit=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&err, "VALIDATION_ERROR");
+    // Custom properties on a custom object show in its schema.
+    let (status, _) = c
+        .post(
+            "/crm/v3/properties/boats",
+            json!({"name": "home_port", "label": "Home port", "type": "string", "fieldType": "text", "groupName": "boats_information"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, schema) = c.get("/crm/v3/schemas/boats").await;
+    assert!(
+        schema["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "home_port")
+    );
+}
+
+#[tokio::test]
+async fn associations_link_both_ways_with_labels_and_leave_records_unmodified() {
+    let sim = sim(3).await;
+    let c = Client::new(&sim);
+    let first = |v: &Value| v["results"][0]["id"].as_str().unwrap().to_owned();
+    let (_, contacts) = c.get("/crm/v3/objects/contacts?limit=3").await;
+    let (_, companies) = c.get("/crm/v3/objects/companies?limit=3").await;
+    let (_, deals) = c.get("/crm/v3/objects/deals?limit=3").await;
+    let (contact, company, deal) = (first(&contacts), first(&companies), first(&deals));
+    // Seeded: contact 0 with company 0, unlabeled and primary; the same link seen from the company.
+    let (_, linked) = c
+        .get(&format!(
+            "/crm/v4/objects/contacts/{contact}/associations/companies"
+        ))
+        .await;
+    assert_eq!(linked["results"][0]["toObjectId"], company.as_str());
+    let types: Vec<&Value> = linked["results"][0]["associationTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(types.len(), 2, "{linked}");
+    assert!(
+        types
+            .iter()
+            .any(|t| t["typeId"] == 1 && t["label"] == "Primary")
+    );
+    let (_, back) = c
+        .get(&format!(
+            "/crm/v4/objects/companies/{company}/associations/contacts"
+        ))
+        .await;
+    let back_ids: Vec<i64> = back["results"][0]["associationTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["typeId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(back_ids, [2, 280], "the inverse types");
+
+    // A user-defined label, used on a deal-contact link; the deal's modified time stays.
+    let (_, before) = c.get(&format!("/crm/v3/objects/deals/{deal}")).await;
+    let (status, created) = c
+        .post(
+            "/crm/associations/v4/deals/contacts/labels",
+            json!({"label": "Decision maker", "name": "decision_maker"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let label_id = created["results"][0]["typeId"].as_u64().unwrap();
+    let (_, other_contacts) = c.get("/crm/v3/objects/contacts?limit=3").await;
+    let second_contact = other_contacts["results"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = c
+        .send(
+            c.http
+                .put(format!("{}/crm/v4/objects/deals/{deal}/associations/contacts/{second_contact}", c.base))
+                .json(&json!([{"associationCategory": "USER_DEFINED", "associationTypeId": label_id}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["labels"], json!(["Decision maker"]));
+    let (_, after) = c.get(&format!("/crm/v3/objects/deals/{deal}")).await;
+    assert_eq!(
+        after["properties"]["hs_lastmodifieddate"], before["properties"]["hs_lastmodifieddate"],
+        "an association change does not modify the record"
+    );
+    assert_eq!(after["updatedAt"], before["updatedAt"]);
+    // A type the pair does not have is refused.
+    let (status, err) = c
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/create",
+            json!({"inputs": [{"from": {"id": deal}, "to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&err, "VALIDATION_ERROR");
+    // Removing one label keeps the others; archiving removes the link both ways.
+    let (status, _) = c
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/labels/archive",
+            json!({"inputs": [{"from": {"id": contact}, "to": {"id": company}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, linked) = c
+        .get(&format!(
+            "/crm/v4/objects/contacts/{contact}/associations/companies"
+        ))
+        .await;
+    assert_eq!(
+        linked["results"][0]["associationTypes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, _) = c
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/archive",
+            json!({"inputs": [{"from": {"id": contact}, "to": [{"id": company}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, back) = c
+        .get(&format!(
+            "/crm/v4/objects/companies/{company}/associations/contacts"
+        ))
+        .await;
+    assert_eq!(back["results"], json!([]));
+    // Archiving a record drops its links.
+    c.delete(&format!("/crm/v3/objects/contacts/{second_contact}"))
+        .await;
+    let (_, left) = c
+        .get(&format!(
+            "/crm/v4/objects/deals/{deal}/associations/contacts"
+        ))
+        .await;
+    assert!(
+        !left["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["toObjectId"] == second_contact.as_str()),
+        "{left}"
+    );
+    // A custom object's pair comes from its schema.
+    let (_, pets) = c.get("/crm/v3/objects/pets?limit=1").await;
+    let pet = first(&pets);
+    let (_, owner) = c
+        .get(&format!("/crm/v4/objects/pets/{pet}/associations/contacts"))
+        .await;
+    assert_eq!(
+        owner["results"][0]["associationTypes"][0]["category"],
+        "USER_DEFINED"
+    );
+}

@@ -92,6 +92,7 @@ async fn object_responses_match_the_published_schemas() {
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
     let patch = reqwest::Method::PATCH;
+    let when = "2025-03-01T10:00:00.000Z";
     for (file, object, properties) in [
         (
             "v3-contacts.json",
@@ -107,6 +108,57 @@ async fn object_responses_match_the_published_schemas() {
             "v3-deals.json",
             "deals",
             json!({"dealname": "Schema deal", "amount": "100", "dealstage": "closedwon"}),
+        ),
+        (
+            "v3-tickets.json",
+            "tickets",
+            json!({"subject": "Schema ticket", "hs_pipeline_stage": "1"}),
+        ),
+        (
+            "v3-products.json",
+            "products",
+            json!({"name": "Schema product", "price": "9.5"}),
+        ),
+        (
+            "v3-line-items.json",
+            "line_items",
+            json!({"name": "Schema seats", "quantity": "2", "price": "9.5"}),
+        ),
+        (
+            "v3-quotes.json",
+            "quotes",
+            json!({"hs_title": "Schema quote", "hs_expiration_date": "2025-12-31"}),
+        ),
+        (
+            "v3-calls.json",
+            "calls",
+            json!({"hs_timestamp": when, "hs_call_title": "Schema call"}),
+        ),
+        (
+            "v3-emails.json",
+            "emails",
+            json!({"hs_timestamp": when, "hs_email_subject": "Schema email"}),
+        ),
+        (
+            "v3-meetings.json",
+            "meetings",
+            json!({"hs_timestamp": when, "hs_meeting_title": "Schema meeting"}),
+        ),
+        (
+            "v3-notes.json",
+            "notes",
+            json!({"hs_timestamp": when, "hs_note_body": "Schema note"}),
+        ),
+        (
+            "v3-tasks.json",
+            "tasks",
+            json!({"hs_timestamp": when, "hs_task_subject": "Schema task"}),
+        ),
+        // The seeded custom object, through the generic objects API.
+        (
+            "v3-objects.json",
+            "pets",
+            json!({"pet_name": "Schema", "species": "cat"}),
         ),
     ] {
         let spec = spec(file);
@@ -222,7 +274,21 @@ async fn property_responses_match_the_published_schemas() {
     let spec = spec("v3-properties.json");
     let collection = validator(&spec, "CollectionResponsePropertyNoPaging");
     let property = validator(&spec, "Property");
-    for object in ["contacts", "companies", "deals"] {
+    for object in [
+        "contacts",
+        "companies",
+        "deals",
+        "tickets",
+        "products",
+        "line_items",
+        "quotes",
+        "calls",
+        "emails",
+        "meetings",
+        "notes",
+        "tasks",
+        "pets",
+    ] {
         let (status, body) = call(
             &sim,
             reqwest::Method::GET,
@@ -243,6 +309,90 @@ async fn property_responses_match_the_published_schemas() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_valid(&property, "created property", &body);
+}
+
+#[tokio::test]
+async fn owner_pipeline_and_schema_responses_match_the_published_schemas() {
+    let sim = sim().await;
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+
+    let owners = spec("v3-owners.json");
+    let (status, page) = call(&sim, get.clone(), "/crm/v3/owners?limit=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page["paging"]["next"]["after"].is_string(), "{page}");
+    assert_valid(
+        &validator(&owners, "CollectionResponsePublicOwnerForwardPaging"),
+        "owners page",
+        &page,
+    );
+    let id = page["results"][0]["id"].as_str().unwrap();
+    let (_, owner) = call(&sim, get.clone(), &format!("/crm/v3/owners/{id}"), None).await;
+    assert_valid(&validator(&owners, "PublicOwner"), "owner", &owner);
+
+    let pipelines = spec("v3-pipelines.json");
+    for object in ["deals", "tickets"] {
+        let (status, list) = call(
+            &sim,
+            get.clone(),
+            &format!("/crm/v3/pipelines/{object}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!list["results"].as_array().unwrap().is_empty());
+        assert_valid(
+            &validator(&pipelines, "CollectionResponsePipelineNoPaging"),
+            "pipelines",
+            &list,
+        );
+    }
+    let input = json!({"label": "Schema pipeline", "displayOrder": 3, "stages": [
+        {"label": "Open", "displayOrder": 0, "metadata": {"ticketState": "OPEN"}},
+        {"label": "Done", "displayOrder": 1, "metadata": {"ticketState": "CLOSED"}}
+    ]});
+    let (status, created) =
+        call(&sim, post.clone(), "/crm/v3/pipelines/tickets", Some(input)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_valid(
+        &validator(&pipelines, "Pipeline"),
+        "created pipeline",
+        &created,
+    );
+    let (status, body) = call(&sim, get.clone(), "/crm/v3/pipelines/contacts", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_valid(&validator(&pipelines, "Error"), "no pipelines error", &body);
+
+    let schemas = spec("v3-schemas.json");
+    let (status, list) = call(&sim, get.clone(), "/crm-object-schemas/v3/schemas", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["results"][0]["name"], "pets");
+    assert_valid(
+        &validator(&schemas, "CollectionResponseObjectSchemaNoPaging"),
+        "schemas",
+        &list,
+    );
+    let egg = json!({
+        "name": "boats",
+        "labels": {"singular": "Boat", "plural": "Boats"},
+        "primaryDisplayProperty": "boat_name",
+        "requiredProperties": ["boat_name"],
+        "associatedObjects": ["CONTACT", "COMPANY"],
+        "properties": [
+            {"name": "boat_name", "label": "Name", "type": "string", "fieldType": "text"},
+            {"name": "length_m", "label": "Length", "type": "number", "fieldType": "number"}
+        ]
+    });
+    let (status, created) = call(&sim, post.clone(), "/crm/v3/schemas", Some(egg)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_valid(
+        &validator(&schemas, "ObjectSchema"),
+        "created schema",
+        &created,
+    );
+    let (status, body) = call(&sim, get, "/crm/v3/schemas/nothing_here", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_valid(&validator(&schemas, "Error"), "missing schema error", &body);
 }
 
 /// The check above has teeth: dropping any required field of a real response fails it.
@@ -299,5 +449,149 @@ async fn a_response_missing_a_required_field_is_rejected() {
     assert!(
         !list.is_valid(&no_paging_cursor),
         "paging.next.after is required"
+    );
+}
+
+#[tokio::test]
+async fn association_responses_match_the_published_schemas() {
+    let sim = sim().await;
+    let post = reqwest::Method::POST;
+    let v4 = spec("v4-associations.json");
+    let (_, contacts) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/v3/objects/contacts?limit=3",
+        None,
+    )
+    .await;
+    let (_, companies) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/v3/objects/companies?limit=3",
+        None,
+    )
+    .await;
+    let contact = |i: usize| contacts["results"][i]["id"].as_str().unwrap().to_owned();
+    let company = |i: usize| companies["results"][i]["id"].as_str().unwrap().to_owned();
+
+    let read = json!({"inputs": [{"id": contact(0)}, {"id": "999999999"}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/read",
+        Some(read),
+    )
+    .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(
+        body["results"][0]["to"][0]["toObjectId"],
+        company(0).as_str()
+    );
+    assert_valid(
+        &validator(
+            &v4,
+            "BatchResponsePublicAssociationMultiWithLabelWithErrors",
+        ),
+        "batch read",
+        &body,
+    );
+
+    let create = json!({"inputs": [{"from": {"id": contact(1)}, "to": {"id": company(2)},
+                         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/create",
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["results"][0]["labels"], json!(["Primary"]));
+    assert_valid(
+        &validator(&v4, "BatchResponseLabelsBetweenObjectPair"),
+        "batch create",
+        &body,
+    );
+
+    let default = json!({"inputs": [{"from": {"id": contact(2)}, "to": {"id": company(1)}}]});
+    let (status, body) = call(
+        &sim,
+        post.clone(),
+        "/crm/v4/associations/contacts/companies/batch/associate/default",
+        Some(default),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_valid(
+        &validator(&v4, "BatchResponsePublicDefaultAssociation"),
+        "default associations",
+        &body,
+    );
+
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::GET,
+        &format!(
+            "/crm/v4/objects/companies/{}/associations/contacts",
+            company(2)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(
+        &validator(
+            &v4,
+            "CollectionResponseMultiAssociatedObjectWithLabelForwardPaging",
+        ),
+        "a record's associations",
+        &body,
+    );
+
+    let spec_list = json!([{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]);
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::PUT,
+        &format!(
+            "/crm/v4/objects/contacts/{}/associations/companies/{}",
+            contact(0),
+            company(1)
+        ),
+        Some(spec_list),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_valid(
+        &validator(&v4, "LabelsBetweenObjectPair"),
+        "a link made",
+        &body,
+    );
+
+    let labels = spec("v4-associations-schema.json");
+    let (status, body) = call(
+        &sim,
+        reqwest::Method::GET,
+        "/crm/associations/v4/contacts/companies/labels",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(
+        &validator(
+            &labels,
+            "CollectionResponseAssociationSpecWithLabelNoPaging",
+        ),
+        "labels",
+        &body,
+    );
+    let (status, body) = call(&sim, post, "/crm/associations/v4/deals/contacts/labels", Some(json!({"label": "Decision maker", "name": "decision_maker", "inverseLabel": "Decides on"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_valid(
+        &validator(
+            &labels,
+            "CollectionResponseAssociationSpecWithLabelNoPaging",
+        ),
+        "labels created",
+        &body,
     );
 }

@@ -480,7 +480,17 @@ async fn write_object(t: &Setup, w: &ObjectWrites) {
     assert_eq!(rec["properties"][first], w.created, "{table}: {rec}");
     assert_eq!(rec["properties"]["hs_object_id"], id.as_str());
     assert_eq!(row.get::<_, String>(1), w.created, "{table}: returned");
-    // Several rows: one batch create.
+    // Several rows: one batch create (and below one batch update, one batch
+    // archive), counted by the simulator per route.
+    let batches = || {
+        t.sim
+            .stats()
+            .by_route
+            .get("POST /crm/v3/objects/{object}/batch/{operation}")
+            .copied()
+            .unwrap_or(0)
+    };
+    let batches_before = batches();
     let sql = format!("insert into {table} ({columns}) values ({values}), ({values}) returning id");
     let ids: Vec<String> = t
         .proxy
@@ -565,6 +575,13 @@ async fn write_object(t: &Setup, w: &ObjectWrites) {
         .expect("a batch delete");
     assert_eq!(n, 2);
     assert_eq!(hs.count(w.object_type, false), live_before, "{table}");
+    // The two-row create, update and delete: one batch request each (a
+    // single row goes to the single-record endpoints).
+    assert_eq!(
+        batches() - batches_before,
+        3,
+        "{table}: the batch endpoints, once per multi-row statement"
+    );
     let sql = format!("select count(*) from {table} where id = $1 or id = any($2)");
     let left: i64 = t.pg.query_one(&sql, &[&id, &ids]).await.unwrap().get(0);
     assert_eq!(left, 0, "{table}: the rows are gone");

@@ -268,8 +268,9 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// YAML 1.2 core schema resolution of a scalar.
-fn scalar(text: String, style: TScalarStyle) -> Value {
+/// YAML 1.2 core schema resolution of a scalar (quoted ones are text); also
+/// used by the OpenAPI importer's reader.
+pub fn scalar(text: String, style: TScalarStyle) -> Value {
     if style != TScalarStyle::Plain {
         return Value::String(text);
     }

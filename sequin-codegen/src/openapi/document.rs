@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::Marker;
 
 use super::Error;
 
@@ -265,7 +265,7 @@ impl MarkedEventReceiver for Builder {
                 let v = if self.expects_key() {
                     Value::String(text)
                 } else {
-                    scalar(text, style)
+                    sequin_spec::yaml::scalar(text, style)
                 };
                 self.complete(v, anchor);
             }
@@ -308,32 +308,6 @@ impl MarkedEventReceiver for Builder {
             | Event::DocumentEnd => {}
         }
     }
-}
-
-/// YAML 1.2 core schema resolution of a plain scalar; quoted ones are text.
-fn scalar(text: String, style: TScalarStyle) -> Value {
-    if style != TScalarStyle::Plain {
-        return Value::String(text);
-    }
-    match text.as_str() {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return Value::Number(i.into());
-    }
-    let numeric = text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
-    if numeric
-        && text.bytes().any(|b| b.is_ascii_digit())
-        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
-    {
-        return Value::Number(n);
-    }
-    Value::String(text)
 }
 
 #[cfg(test)]

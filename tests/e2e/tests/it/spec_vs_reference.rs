@@ -257,6 +257,7 @@ fn hubspot_record_objects(spec: &Connector) -> Vec<(sequin_spec::model::Object, 
         max_rows_per_write: d.max_rows_per_write,
         fields: d.fixed_fields.clone(),
         discovered_fields: None,
+        parent: None,
     };
     out.push((custom, hubspot_openapi("v3-objects.json")));
     out

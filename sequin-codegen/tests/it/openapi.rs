@@ -799,7 +799,20 @@ fn stripe_resources_over_the_whole_document() {
 fn stripe_drafts_agree_with_the_hand_written_spec() {
     let root = manifest().parent().unwrap();
     let text = std::fs::read_to_string(root.join("connectors/stripe.yaml")).unwrap();
-    let hand = spec(&text);
+    let mut hand = spec(&text);
+    // The seven objects written by hand; the file's others were drafted by
+    // this importer (and reviewed), so comparing them would prove little.
+    let written = [
+        "customer",
+        "product",
+        "price",
+        "subscription",
+        "invoice",
+        "payment_intent",
+        "charge",
+    ];
+    hand.objects.retain(|o| written.contains(&o.name.as_str()));
+    assert_eq!(hand.objects.len(), written.len());
     let names: Vec<&str> = hand.objects.iter().map(|o| o.name.as_str()).collect();
     let (draft, _) = import(stripe(), &options("stripe", &names), None);
     let drafted = spec(&draft);

@@ -4,7 +4,8 @@
 //! cell's Postgres text), read back with `row_to_json`, and deserialized
 //! into the same struct.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use sequin_connectors::{ALL, salesforce, stripe};
 use sequin_spec::naming::quote_ident;
@@ -17,7 +18,9 @@ fn psql(url: &str, sql: &str) -> String {
     let bin = sequin_pgtemp::find_bindir()
         .map(|b| b.join("psql"))
         .unwrap_or_else(|| "psql".into());
-    let out = Command::new(bin)
+    // The SQL goes in on stdin: a connector's DDL (Stripe's, 51 tables) is
+    // longer than one command-line argument may be (128 KiB).
+    let mut child = Command::new(bin)
         .args([
             "-X",
             "-w",
@@ -28,11 +31,21 @@ fn psql(url: &str, sql: &str) -> String {
             "ON_ERROR_STOP=1",
             "-d",
             url,
-            "-c",
-            sql,
+            "-f",
+            "-",
         ])
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("psql runs");
+    child
+        .stdin
+        .take()
+        .expect("psql's stdin")
+        .write_all(sql.as_bytes())
+        .expect("SQL written to psql");
+    let out = child.wait_with_output().expect("psql runs");
     assert!(
         out.status.success(),
         "psql failed on {sql}:\n{}",

@@ -239,7 +239,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
             AND table_schema NOT LIKE 'pg_temp%'
           ORDER BY table_schema, table_name",
     )?;
-    println!("{}", TableCounts::parse(&counts).report());
+    let counts = TableCounts::parse(&counts);
+    println!("{}", counts.report());
+    // The simulators seed every object they serve: an empty table means an
+    // object that does not sync.
+    let empty = counts.empty();
+    if !empty.is_empty() {
+        bail!("tables without rows: {}", empty.join(", "));
+    }
     let proxied_url = format!("postgres://postgres@{proxy}/demo");
     // The proxy listens once write-through has looked up every connection's
     // objects (HubSpot: its custom objects and every object's properties),
@@ -409,6 +416,15 @@ impl TableCounts {
         )
     }
 
+    /// The tables without rows, as `schema.table`.
+    fn empty(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, _, c)| *c == 0)
+            .map(|(s, t, _)| format!("{s}.{t}"))
+            .collect()
+    }
+
     /// Every table with its rows, then tables per connection and the
     /// tables that stayed empty (each should have rows: the simulators seed
     /// every object).
@@ -477,5 +493,6 @@ mod tests {
             report.contains("  stripe: 1 tables, every one with rows\n"),
             "{report}"
         );
+        assert_eq!(counts.empty(), ["hubspot.ticket"]);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Three passes, all reporting by JSON Pointer and mapped to
 //! `file:line:column` through [`sequin_spec::yaml::Located`]:
-//! 1. JSON Schema (the committed `connectors/schema.json`) via `jsonschema`,
+//! 1. JSON Schema (derived from the model, committed as `connectors/schema.json`) via `jsonschema`,
 //!    which catches unknown keys, wrong types and missing members;
 //! 2. serde deserialization into the model (only if pass 1 is clean),
 //!    which also checks durations (`sequin_spec::duration::Duration`);
@@ -392,6 +392,22 @@ impl Semantic {
                 format!("write_share {} is outside 0.0..1.0", r.write_share),
                 Some("a share such as 0.2 keeps 20% of the budget for writes".into()),
             );
+        }
+        for (i, e) in r.endpoints.iter().enumerate() {
+            if e.requests == 0 {
+                self.err(
+                    format!("/rate_limit/endpoints/{i}/requests"),
+                    "an endpoint limit of 0 requests would never let a request through",
+                    None,
+                );
+            }
+            if !e.path.starts_with('/') {
+                self.err(
+                    format!("/rate_limit/endpoints/{i}/path"),
+                    format!("endpoint limit path `{}` does not start with /", e.path),
+                    Some("write the path as the endpoints do, `*` for any one segment: /crm/v3/objects/*/search".into()),
+                );
+            }
         }
         if let Some(p) = &r.per_param
             && !params.contains(p.as_str())

@@ -367,6 +367,51 @@ pub struct RateLimit {
     /// limit answers 403 with Retry-After).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_statuses: Vec<u16>,
+    /// Further limits on some endpoints, each with a window of its own, on
+    /// top of the account's: a request to such an endpoint takes a slot of
+    /// both (HubSpot's search endpoints share 5 requests a second).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointLimit>,
+}
+
+/// A limit on some of an API's endpoints ([`RateLimit::endpoints`]), kept
+/// like the account's: at most `requests` in any window of `per`, with the
+/// account's `write_share`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointLimit {
+    /// The method it counts; absent: every method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// The endpoints' path as the spec's endpoints write it, where `*`
+    /// stands for any one segment: `/crm/v3/objects/*/search` covers
+    /// `/crm/v3/objects/contacts/search` and a custom object's
+    /// `/crm/v3/objects/{object_type_id}/search`.
+    pub path: String,
+    /// Requests allowed per `per`.
+    pub requests: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl EndpointLimit {
+    /// Whether a request of `method` to the path template `template` counts
+    /// against this limit.
+    pub fn covers(&self, method: Method, template: &str) -> bool {
+        if self.method.is_some_and(|m| m != method) {
+            return false;
+        }
+        let template = template.split('?').next().unwrap_or(template);
+        let mut want = self.path.trim_end_matches('/').split('/');
+        let mut have = template.trim_end_matches('/').split('/');
+        loop {
+            match (want.next(), have.next()) {
+                (None, None) => return true,
+                (Some(w), Some(h)) if w == "*" || w == h => {}
+                _ => return false,
+            }
+        }
+    }
 }
 
 fn retry_after() -> Option<String> {

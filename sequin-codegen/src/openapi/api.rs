@@ -594,6 +594,7 @@ pub fn rate_limit(doc: &Document, ops: &[&Value]) -> Guess<RateLimit> {
         remaining_header: find("remaining"),
         reset_header: find("reset"),
         extra_statuses: Vec::new(),
+        endpoints: Vec::new(),
     };
     (
         limit,

@@ -25,7 +25,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sequin_spec::model::RateLimit;
+use sequin_spec::model::{EndpointLimit, RateLimit};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -281,6 +281,23 @@ impl Budget {
     }
 }
 
+/// The account-like limit of an endpoint limit: its own requests and
+/// window, the account's write share (so reads leave writes room there too).
+pub fn endpoint_limit(account: &RateLimit, endpoint: &EndpointLimit) -> RateLimit {
+    RateLimit {
+        requests: endpoint.requests,
+        per: endpoint.per.clone(),
+        burst: None,
+        write_share: account.write_share,
+        per_param: None,
+        retry_after_header: None,
+        remaining_header: None,
+        reset_header: None,
+        extra_statuses: vec![],
+        endpoints: vec![],
+    }
+}
+
 /// Budgets by account key, so every client of one account shares one.
 #[derive(Clone, Debug, Default)]
 pub struct Budgets {
@@ -320,7 +337,36 @@ mod tests {
             remaining_header: None,
             reset_header: None,
             extra_statuses: vec![],
+            endpoints: vec![],
         }
+    }
+
+    #[test]
+    fn endpoint_limits_cover_their_paths_and_method() {
+        let search = EndpointLimit {
+            method: Some(sequin_spec::model::Method::Post),
+            path: "/crm/v3/objects/*/search".into(),
+            requests: 5,
+            per: "1s".parse().unwrap(),
+        };
+        use sequin_spec::model::Method::{Get, Post};
+        assert!(search.covers(Post, "/crm/v3/objects/contacts/search"));
+        assert!(search.covers(Post, "/crm/v3/objects/{object_type_id}/search"));
+        assert!(!search.covers(Get, "/crm/v3/objects/contacts/search"));
+        assert!(!search.covers(Post, "/crm/v3/objects/contacts"));
+        assert!(!search.covers(Post, "/crm/v3/objects/contacts/batch/read"));
+        assert!(!search.covers(Post, "/crm/v3/objects/a/b/search"));
+        let own = endpoint_limit(&limit(100, "10s", None, 0.2), &search);
+        assert_eq!((own.requests, own.per.get()), (5, Duration::from_secs(1)));
+        assert_eq!(own.write_share, 0.2);
+        // Reads get 4 of the 5 a second, writes the fifth.
+        let mut core = Core::new(&own, own.per.get(), Instant::now());
+        let now = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(core.try_acquire(now, Priority::Read), Ok(()));
+        }
+        assert_eq!(core.try_acquire(now, Priority::Read), Err(Wait::Release));
+        assert_eq!(core.try_acquire(now, Priority::Write), Ok(()));
     }
 
     #[test]

@@ -45,7 +45,7 @@ use rand::rngs::StdRng;
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use sequin_spec::Connector;
-use sequin_spec::model::{Endpoint, Method, Pagination};
+use sequin_spec::model::{Endpoint, EndpointLimit, Method, Pagination};
 use sequin_spec::record::{Body, encode_body, get_path};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -53,7 +53,7 @@ use tracing::Instrument;
 
 pub use auth::{MemoryTokenStore, Secret, StoredToken, TokenStore, TokenStoreError};
 pub use error::{ApiError, ErrorKind};
-pub use limit::{Budget, Budgets, Priority};
+pub use limit::{Budget, Budgets, Permit, Priority};
 pub use page::{Page, PageCursor};
 pub use retry::RetryPolicy;
 pub use template::Vars;
@@ -205,6 +205,8 @@ struct Inner {
     auth: auth::Method,
     http: Http,
     budget: Arc<Budget>,
+    /// The budgets of the spec's endpoint limits, each beside its limit.
+    endpoint_budgets: Vec<(EndpointLimit, Arc<Budget>)>,
     retry: RetryPolicy,
     /// Configured credentials, scrubbed from every error.
     secrets: Vec<String>,
@@ -413,6 +415,19 @@ impl Client {
             Some(b) => b.get(&budget_key, limit),
             None => Budget::new(limit),
         };
+        let endpoint_budgets = limit
+            .endpoints
+            .iter()
+            .map(|e| {
+                let own = limit::endpoint_limit(limit, e);
+                let key = format!("{budget_key}:{:?} {}", e.method, e.path);
+                let b = match &config.budgets {
+                    Some(b) => b.get(&key, &own),
+                    None => Budget::new(&own),
+                };
+                (e.clone(), b)
+            })
+            .collect();
         let watched = budget.clone();
         config
             .metrics
@@ -447,6 +462,7 @@ impl Client {
                 auth,
                 http,
                 budget,
+                endpoint_budgets,
                 retry: config.retry,
                 metrics: config.metrics,
             }),
@@ -915,8 +931,19 @@ impl Client {
             status = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
-        let permit = self.inner.budget.acquire(call.priority).await;
-        if let Some(waited) = permit.waited() {
+        // The endpoint's own limits first, so that waiting for one of them
+        // holds no slot of the account's.
+        let mut permits = Vec::new();
+        for (_, budget) in self
+            .inner
+            .endpoint_budgets
+            .iter()
+            .filter(|(e, _)| e.covers(call.method, call.template))
+        {
+            permits.push(budget.acquire(call.priority).await);
+        }
+        permits.push(self.inner.budget.acquire(call.priority).await);
+        for waited in permits.iter().filter_map(Permit::waited) {
             self.inner.metrics.rate_limit_wait(
                 &self.inner.connection,
                 call.priority == Priority::Write,
@@ -969,7 +996,7 @@ impl Client {
         }
         .instrument(span.clone())
         .await;
-        drop(permit);
+        drop(permits);
         let elapsed_ms = t0.elapsed().as_millis() as u64;
         span.record("elapsed_ms", elapsed_ms);
         if let Some(status) = match &outcome {

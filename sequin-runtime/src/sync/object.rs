@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::{Ctx, SyncError, backfill, discover, poll};
 use crate::catalog::ObjectPlan;
 use crate::store::{Phase, SyncState, Writer};
+use sequin_spec::model::Incremental;
 
 /// First pause before a failed backfill resumes (doubling up to the max).
 const BACKFILL_RETRY_BASE: Duration = Duration::from_millis(500);
@@ -28,12 +29,23 @@ pub(super) async fn run_object(
     // Fields added upstream while Sequin was stopped need a re-list (a
     // backfill lists them anyway).
     let pending_resync = state.phase == Phase::Live && !added.is_empty();
+    // With `once`, an object re-listed whole by its incremental strategy
+    // needs no poll right after a first backfill of this run listed it whole
+    // (the table held nothing else): it would list every record again.
+    let skip_poll = ctx.opts.once
+        && matches!(plan.incremental, Incremental::FullRefresh)
+        && state.phase == Phase::Backfilling
+        && state.backfill_cursor.is_none()
+        && state.incremental_cursor.is_none();
     if !backfill_until_done(&ctx, &mut writer, &plan, state).await? {
         return Ok(());
     }
     live_tx.send_modify(|live| {
         live.insert(plan.table.name.clone());
     });
+    if skip_poll {
+        return Ok(());
+    }
     keep_current(
         &ctx,
         &mut writer,

@@ -141,7 +141,7 @@ fn measure_command(command: &[String]) -> Result<()> {
 
 /// Runs `sequin args..` under the measuring helper; returns its exit code,
 /// peak RSS (KiB), CPU seconds and wall seconds.
-fn run_measured(
+pub(crate) fn run_measured(
     sequin: &Path,
     args: &[&std::ffi::OsStr],
     log: &Path,
@@ -441,7 +441,7 @@ fn markdown(results: &[Measured], args: &BenchSyncArgs) -> String {
 }
 
 /// Today's date (UTC) from `date`, to avoid a date dependency for one line.
-fn chrono_free_date() -> String {
+pub(crate) fn chrono_free_date() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d"])
         .output()

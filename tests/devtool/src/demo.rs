@@ -230,15 +230,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let psql = cluster.bindir().join("psql");
     // Exact counts of every synced table (not the planner's estimates).
-    let counts = cluster.psql(
-        "demo",
-        "SELECT table_schema, table_name,
-                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
-           FROM information_schema.tables
-          WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('sequin', 'pg_catalog', 'information_schema')
-            AND table_schema NOT LIKE 'pg_temp%'
-          ORDER BY table_schema, table_name",
-    )?;
+    let counts = cluster.psql("demo", TableCounts::QUERY)?;
     let counts = TableCounts::parse(&counts);
     println!("{}", counts.report());
     // The simulators seed every object they serve: an empty table means an
@@ -398,11 +390,20 @@ pub fn run(args: DemoArgs) -> Result<()> {
 /// Sends on `tx` when SIGINT arrives (a thread polling a tokio signal would
 /// need a runtime; a tiny one is enough).
 /// Rows per synced table, grouped by connection (Postgres schema).
-struct TableCounts(Vec<(String, String, u64)>);
+pub(crate) struct TableCounts(Vec<(String, String, u64)>);
 
 impl TableCounts {
+    /// Exact counts of every synced table (not the planner's estimates), as
+    /// psql's unaligned `schema|table|count` lines.
+    pub(crate) const QUERY: &str = "SELECT table_schema, table_name,
+                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
+           FROM information_schema.tables
+          WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('sequin', 'pg_catalog', 'information_schema')
+            AND table_schema NOT LIKE 'pg_temp%'
+          ORDER BY table_schema, table_name";
+
     /// Reads psql's unaligned `schema|table|count` lines.
-    fn parse(psql: &str) -> Self {
+    pub(crate) fn parse(psql: &str) -> Self {
         TableCounts(
             psql.lines()
                 .filter_map(|l| {
@@ -417,12 +418,27 @@ impl TableCounts {
     }
 
     /// The tables without rows, as `schema.table`.
-    fn empty(&self) -> Vec<String> {
+    pub(crate) fn empty(&self) -> Vec<String> {
+        self.below(1)
+    }
+
+    /// The tables with fewer than `n` rows, as `schema.table`.
+    pub(crate) fn below(&self, n: u64) -> Vec<String> {
         self.0
             .iter()
-            .filter(|(_, _, c)| *c == 0)
+            .filter(|(_, _, c)| *c < n)
             .map(|(s, t, _)| format!("{s}.{t}"))
             .collect()
+    }
+
+    /// How many tables.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Rows in every table together.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().map(|(_, _, c)| c).sum()
     }
 
     /// Every table with its rows, then tables per connection and the

@@ -9,9 +9,10 @@
 //!
 //! - `demo`: the main job on an embedded default (throwaway Postgres and
 //!   API simulators).
-//! - `bench sync|proxy|write`: benchmarks, reported as ratios against a
+//! - `bench sync|proxy|write|account`: benchmarks, reported as ratios against a
 //!   baseline measured in the same run.
 
+mod bench_account;
 mod bench_proxy;
 mod bench_sync;
 mod bench_write;
@@ -56,6 +57,10 @@ enum BenchWhich {
     /// Write-through latency (overhead beyond the API call and the Postgres
     /// write, p50/p99) and statements/s with 8 clients vs direct Postgres.
     Write(bench_write::BenchWriteArgs),
+    /// `sequin sync --once` of whole seeded Stripe and HubSpot accounts (N
+    /// records of every object) under the API's own rate limit: wall time
+    /// against the limit's floor, peak RSS, requests and 429s.
+    Account(bench_account::BenchAccountArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
             BenchWhich::Sync(args) => bench_sync::run(args),
             BenchWhich::Proxy(args) => bench_proxy::run(args),
             BenchWhich::Write(args) => bench_write::run(args),
+            BenchWhich::Account(args) => bench_account::run(args),
         },
     };
     match result {

@@ -12,15 +12,23 @@ use sequin_pgtemp::SimChild;
 /// prints `listening on <url> token <token>` and serves until its stdin
 /// closes (the parent exited or is done with it).
 pub fn serve(customers: usize) -> Result<()> {
+    let cfg = sequin_sim::SimConfig::new(sequin_sim::Api::Stripe).rate_limit(0.0);
+    serve_config(cfg, |sim| {
+        if customers > 0 {
+            sim.stripe().seed_customers(customers);
+        }
+    })
+}
+
+/// The child: `cfg`'s simulator, with `seed` run on it once it listens;
+/// serves as [`serve`] does.
+pub fn serve_config(cfg: sequin_sim::SimConfig, seed: impl FnOnce(&sequin_sim::Sim)) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let cfg = sequin_sim::SimConfig::new(sequin_sim::Api::Stripe).rate_limit(0.0);
         let sim = sequin_sim::start(cfg, "127.0.0.1:0".parse()?).await?;
-        if customers > 0 {
-            sim.stripe().seed_customers(customers);
-        }
+        seed(&sim);
         println!("listening on {} token {}", sim.base_url(), sim.token());
         std::io::stdout().flush()?;
         // Blocks a worker thread until EOF; the simulator runs on the others.

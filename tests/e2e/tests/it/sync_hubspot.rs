@@ -548,6 +548,13 @@ connections:
     }
     assert!(!sync.finished(), "the engine is still running");
     sync.stop().await.unwrap();
+    // Nine objects polled at once kept to the search endpoints' own limit
+    // (5 a second across objects, the spec's `rate_limit.endpoints`); the
+    // test itself never searches.
+    let search = sim.stats().rate_keys["portal:search"].clone();
+    assert_eq!(search.rejected, 0, "searches over the limit: {search:?}");
+    assert!(search.requests >= objects.len() as u64, "{search:?}");
+    assert!(search.max_attempted_in_window <= 5, "{search:?}");
     sim.shutdown().await;
 }
 

@@ -5,7 +5,7 @@
 //! Each function returns its finding and, where it had to guess, a
 //! `# review:` text naming what to check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sequin_spec::model::{
     Auth, BodyEncoding, ErrorDecoding, Field, FieldType, Idempotency, Incremental, KeyLocation,
@@ -642,6 +642,45 @@ const UPDATE_MARKERS: &[&str] = &[
     "date_modified",
     "modified",
 ];
+
+/// The event type names the document lists (`customer.created`,
+/// `invoice.paid`, ...): the values of every string enum holding a
+/// `<name>.created` among dotted names, as a webhook endpoint's
+/// `enabled_events` does. Empty when the document lists none.
+pub fn event_types(doc: &Document) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![&doc.root];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(values) = m.get("enum").and_then(Value::as_array) {
+                    let names: Vec<&str> = values
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter(|s| is_event_type(s))
+                        .collect();
+                    if names.iter().any(|n| n.ends_with(".created")) {
+                        out.extend(names.into_iter().map(String::from));
+                    }
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `customer.subscription.created`: lowercase words joined by dots.
+fn is_event_type(s: &str) -> bool {
+    s.contains('.')
+        && s.split('.').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
 
 /// `updated_since` when the list filters on an update time the record has.
 pub fn incremental(

@@ -1,10 +1,12 @@
 //! A draft connector from a surveyed document: the resources chosen, each
 //! made an object, the connector's settings around them, and the comments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sequin_spec::Connector;
-use sequin_spec::model::{BatchEndpoint, Endpoint, Endpoints, Method, Object, Pagination, Param};
+use sequin_spec::model::{
+    BatchEndpoint, Endpoint, Endpoints, Incremental, Method, Object, Pagination, Param,
+};
 use serde_json::Value;
 
 use super::Error;
@@ -42,8 +44,13 @@ pub fn draft<'a>(
     survey: &Survey<'a>,
     opts: &Options,
 ) -> Result<Draft<'a>, Error> {
-    let chosen = choose(doc, survey, &opts.objects)?;
+    let mut chosen = choose(doc, survey, &opts.objects)?;
     let mut notes = Notes::default();
+    for (i, r) in chosen.iter_mut().enumerate() {
+        for text in drop_unsendable_writes(doc, r) {
+            notes.review(format!("/objects/{i}/endpoints"), text);
+        }
+    }
     let mut objects = Vec::new();
     let mut paginations = Vec::new();
     let mut records = Vec::new();
@@ -77,8 +84,16 @@ pub fn draft<'a>(
             None => {}
         }
     }
+    let feed = survey
+        .resources
+        .iter()
+        .find(|r| r.is_plain() && r.segment == "events")
+        .map(|r| (r.collection.as_str(), api::event_types(doc)));
+    if let Some((_, types)) = feed.as_ref().filter(|(_, t)| !t.is_empty()) {
+        mark_unfollowed(&mut objects, types, &mut notes);
+    }
     let connector = connector(doc, opts, &chosen, objects, params, default, &mut notes);
-    full_refresh_notes(survey, &connector, &mut notes);
+    full_refresh_notes(feed, &connector, &mut notes);
     if !connector.params.is_empty() {
         notes.review(
             "/params",
@@ -102,11 +117,19 @@ fn choose<'a>(
     names: &[String],
 ) -> Result<Vec<Resource<'a>>, Error> {
     let mut chosen: Vec<Resource> = if names.is_empty() {
-        survey
-            .resources
+        let plain: Vec<&Resource> = survey.resources.iter().filter(|r| r.is_plain()).collect();
+        // One resource per record schema: a list served at two paths (an
+        // old name kept beside the new) is drafted once, at the preferred.
+        plain
             .iter()
-            .filter(|r| r.is_plain())
-            .cloned()
+            .filter(|r| {
+                !plain.iter().any(|o| {
+                    std::ptr::eq(doc.deref(o.record), doc.deref(r.record))
+                        && o.table == r.table
+                        && preference(o) < preference(r)
+                })
+            })
+            .map(|r| (*r).clone())
             .collect()
     } else {
         let mut out = Vec::new();
@@ -116,7 +139,7 @@ fn choose<'a>(
                 .iter()
                 .filter(|r| r.answers_to(name))
                 .collect();
-            matches.sort_by_key(|r| (!r.is_plain(), r.parents.len()));
+            matches.sort_by_key(|r| (!r.is_plain(), r.parents.len(), preference(r)));
             match matches.first() {
                 Some(r) => out.push((*r).clone()),
                 None => return Err(unknown_object(doc, survey, name)),
@@ -149,6 +172,43 @@ fn choose<'a>(
         }
     }
     Ok(chosen)
+}
+
+/// How a resource ranks among others serving the same records, lowest
+/// first: not deprecated, then a path whose last segment names the object
+/// (`/v1/balance_transactions` over `/v1/balance/history`).
+fn preference(r: &Resource) -> (bool, bool) {
+    let deprecated = r.list["deprecated"].as_bool() == Some(true);
+    let named = [r.table.as_str(), r.api_name.as_str()].iter().any(|n| {
+        Resource::same_name(n, &r.segment) || Resource::same_name(n, &singular(&r.segment))
+    });
+    (deprecated, !named)
+}
+
+/// Leaves out the create and update endpoints whose request body only
+/// comes as `multipart/form-data` (file uploads), which write-through
+/// cannot send (it sends JSON or form-urlencoded bodies); says why.
+fn drop_unsendable_writes(doc: &Document, r: &mut Resource) -> Vec<String> {
+    let multipart = |op: &Value| {
+        doc.request_body(op)
+            .is_some_and(|(media, _)| media.starts_with("multipart/"))
+    };
+    let mut out = Vec::new();
+    if r.create.is_some_and(multipart) {
+        r.create = None;
+        out.push(format!(
+            "POST {} takes only a multipart/form-data body (an upload), which write-through cannot send (it sends JSON or form-urlencoded): create is left out",
+            r.collection
+        ));
+    }
+    if r.update.is_some_and(|(_, op)| multipart(op)) {
+        r.update = None;
+        out.push(format!(
+            "the update of {} takes only a multipart/form-data body (an upload), which write-through cannot send (it sends JSON or form-urlencoded): update is left out",
+            r.collection
+        ));
+    }
+    out
 }
 
 fn unknown_object(doc: &Document, survey: &Survey, name: &str) -> Error {
@@ -510,13 +570,77 @@ fn display_name(name: &str) -> String {
         .join(" ")
 }
 
-/// Objects without an incremental strategy are re-listed in full at each
-/// poll; an events list in the document may serve them instead.
-fn full_refresh_notes(survey: &Survey, c: &Connector, notes: &mut Notes) {
+/// Marks `incremental: {kind: full_refresh}` the objects an events feed
+/// cannot follow: those for which the document's event types (`types`)
+/// hold no `<object>.created` and `<object>.updated` (the prefix may name
+/// the parent when the object has no events of its own name:
+/// `customer.subscription.updated`). Under a feed they are
+/// re-listed at each poll; without one the marker changes nothing.
+fn mark_unfollowed(objects: &mut [Object], types: &BTreeSet<String>, notes: &mut Notes) {
+    for (i, o) in objects.iter_mut().enumerate() {
+        if o.incremental.is_some() {
+            continue;
+        }
+        let names = [
+            o.api_name.clone(),
+            o.api_name.replace('.', "_"),
+            o.name.clone(),
+        ];
+        let split: Vec<(&str, &str)> = types.iter().filter_map(|t| t.rsplit_once('.')).collect();
+        let own: Vec<(&str, &str)> = split
+            .iter()
+            .copied()
+            .filter(|(prefix, _)| names.iter().any(|n| prefix == n))
+            .collect();
+        // Only when the object has no events of its own name: those named
+        // under a parent (`customer.subscription.*`, `charge.dispute.*`).
+        let events = if own.is_empty() {
+            split
+                .into_iter()
+                .filter(|(prefix, _)| names.iter().any(|n| prefix.ends_with(&format!(".{n}"))))
+                .collect()
+        } else {
+            own
+        };
+        let missing: Vec<String> = ["created", "updated"]
+            .into_iter()
+            .filter(|verb| !events.iter().any(|(_, v)| v == verb))
+            .map(|verb| format!("`{}.{verb}`", o.api_name))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        o.incremental = Some(Incremental::FullRefresh);
+        let others = if events.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = events
+                .iter()
+                .take(8)
+                .map(|(p, v)| format!("`{p}.{v}`"))
+                .collect();
+            format!(
+                " (it has {}: if these announce every new record and change, the feed can follow it)",
+                names.join(", ")
+            )
+        };
+        notes.review(
+            format!("/objects/{i}/incremental"),
+            format!(
+                "the document's event types have no {}: an events feed would miss records or changes of this object, so each poll re-lists it{others}",
+                missing.join(" nor ")
+            ),
+        );
+    }
+}
+
+/// The objects left to full refresh (no incremental filter, or marked so
+/// for the events feed), and the events feed that may serve the others.
+fn full_refresh_notes(feed: Option<(&str, BTreeSet<String>)>, c: &Connector, notes: &mut Notes) {
     let full: Vec<&str> = c
         .objects
         .iter()
-        .filter(|o| o.incremental.is_none())
+        .filter(|o| matches!(o.incremental, None | Some(Incremental::FullRefresh)))
         .map(|o| o.name.as_str())
         .collect();
     if full.is_empty() {
@@ -533,15 +657,15 @@ fn full_refresh_notes(survey: &Survey, c: &Connector, notes: &mut Notes) {
                 .join(", ")
         }
     );
-    if let Some(events) = survey
-        .resources
-        .iter()
-        .find(|r| r.is_plain() && r.segment == "events")
-    {
+    if let Some((path, types)) = feed {
         text.push_str(&format!(
-            "; GET {} lists events: an events feed (`incremental: {{kind: events}}`, `deletes: {{kind: events}}`) may serve instead",
-            events.collection
+            "; GET {path} lists events: an events feed (`incremental: {{kind: events}}`, `deletes: {{kind: events}}`) may serve instead"
         ));
+        if !types.is_empty() {
+            text.push_str(
+                " the objects not marked `incremental: {kind: full_refresh}`, whose created and updated events the document names",
+            );
+        }
     }
     notes.review("/objects", text);
 }

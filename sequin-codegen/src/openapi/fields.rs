@@ -8,12 +8,17 @@
 //! -> `json`. Access: `writable` when the property is a parameter of both
 //! the create and the update body, `create_only` when only of create,
 //! `read_only` otherwise (and when the document says `readOnly`).
-//! `max_length` is the request parameters' (the smaller of create and
-//! update), on settable strings only. Only the primary key is `nullable:
+//! A write parameter of another type than the field (an id where the record
+//! returns the object) does not count. `max_length` is the request
+//! parameters' (the smaller of create and update), on settable strings
+//! only; a string without an `enum` takes its parameters'. Arrays never
+//! get an `enum` (write-through checks it on single strings only). A
+//! free-form map whose update parameter says keys are unset one by one is
+//! `merge: keys`. Only the primary key is `nullable:
 //! false`: a row inserted through the proxy exists before the API has
 //! assigned the rest.
 
-use sequin_spec::model::{Access, Field, FieldType, Format, TimeFormat};
+use sequin_spec::model::{Access, Field, FieldType, Format, Merge, TimeFormat};
 use sequin_spec::naming::is_snake_identifier;
 
 use super::document::Document;
@@ -33,6 +38,8 @@ struct Typed {
     time_format: Option<TimeFormat>,
     format: Option<Format>,
     enum_values: Vec<String>,
+    /// The allowed values of an array's items, which `enum` cannot carry.
+    item_enum: Vec<String>,
     review: Option<String>,
 }
 
@@ -42,6 +49,7 @@ fn typed(doc: &Document, v: &View) -> Typed {
         time_format: None,
         format: None,
         enum_values: Vec::new(),
+        item_enum: Vec::new(),
         review: None,
     };
     if v.expandable {
@@ -74,7 +82,7 @@ fn typed(doc: &Document, v: &View) -> Typed {
             let items = v.items.map(|i| view(doc, i)).unwrap_or_default();
             if items.kind == Kind::String && !items.expandable && items.format.is_none() {
                 t.ty = FieldType::StringArray;
-                t.enum_values = items.enum_values;
+                t.item_enum = items.enum_values;
             }
         }
         Kind::Object => {}
@@ -186,11 +194,11 @@ pub fn fields(
     out
 }
 
-fn field(
-    doc: &Document,
+fn field<'a>(
+    doc: &'a Document,
     name: &str,
     v: &View,
-    bodies: &Bodies,
+    bodies: &Bodies<'a>,
     pk: &str,
     pointer: &str,
     notes: &mut Notes,
@@ -199,16 +207,34 @@ fn field(
     if let Some(r) = &t.review {
         notes.review(pointer, r.clone());
     }
-    let create = bodies
-        .create
-        .as_ref()
-        .and_then(|b| b.property(name))
-        .map(|s| view(doc, s));
-    let update = bodies
-        .update
-        .as_ref()
-        .and_then(|b| b.property(name))
-        .map(|s| view(doc, s));
+    if !t.item_enum.is_empty() {
+        notes.review(pointer, item_enum_note(&t.item_enum));
+    }
+    let mut refused = Vec::new();
+    let mut param = |body: &Option<View<'a>>, side: &'static str| {
+        let p = body.as_ref()?.property(name).map(|s| view(doc, s))?;
+        match carries(doc, &p, t.ty) {
+            Ok(()) => Some(p),
+            Err(pt) => {
+                refused.push((side, pt));
+                None
+            }
+        }
+    };
+    let create = param(&bodies.create, "create");
+    let update = param(&bodies.update, "update");
+    if let Some((_, pt)) = refused.first() {
+        let sides: Vec<&str> = refused.iter().map(|r| r.0).collect();
+        notes.review(
+            pointer,
+            format!(
+                "the {} parameter `{name}` is {pt:?}, the field {:?}: a column value could not be sent as it, so it does not make the field settable; check they are the same thing",
+                sides.join(" and "),
+                t.ty
+            )
+            .to_lowercase(),
+        );
+    }
     let access = match (&create, &update) {
         _ if v.read_only => Access::ReadOnly,
         (Some(_), Some(_)) => Access::Writable,
@@ -249,7 +275,7 @@ fn field(
         notes.review(pointer, "the document says the primary key may be null");
     }
     if settable {
-        settable_details(doc, &mut f, v, &params, pointer, notes);
+        settable_details(&mut f, v, &params, update.as_ref(), pointer, notes);
     }
     time_hint(&f, pointer, notes);
     if is_embedded_list(doc, v) {
@@ -262,12 +288,12 @@ fn field(
 }
 
 /// What only matters for values a write sends: lengths, guessed formats,
-/// parameters of another type than the field, merged maps.
+/// the write parameters' enums, merged maps.
 fn settable_details(
-    doc: &Document,
     f: &mut Field,
     record: &View,
     params: &[&View],
+    update: Option<&View>,
     pointer: &str,
     notes: &mut Notes,
 ) {
@@ -300,26 +326,75 @@ fn settable_details(
             }
         }
     }
-    for p in params {
-        let pt = typed(doc, p);
-        if family(pt.ty) != family(f.ty) && !p.mixed && p.kind != Kind::Unknown {
-            notes.review(
-                pointer,
-                format!(
-                    "the write parameter `{}` is {:?}, the field {:?}: check they are the same thing",
-                    f.name, pt.ty, f.ty
-                )
-                .to_lowercase(),
-            );
-            break;
+    if f.ty == FieldType::String && f.enum_values.is_empty() {
+        // The record says nothing of its values; what the API accepts on
+        // writes is what write-through can check before sending.
+        for p in params {
+            for e in &p.enum_values {
+                if !e.is_empty() && !f.enum_values.contains(e) {
+                    f.enum_values.push(e.clone());
+                }
+            }
         }
     }
     if f.ty == FieldType::Json && record.free_form {
-        notes.review(
-            pointer,
-            "a free-form map: if the API merges its keys on update (Stripe's metadata), add `merge: keys`; if it holds the record's properties, declare one field per key with `path:`",
-        );
+        match update.and_then(|u| u.description).filter(|d| unsets_keys(d)) {
+            Some(_) if f.access == Access::Writable => {
+                f.merge = Some(Merge::Keys);
+                notes.review(
+                    pointer,
+                    "`merge: keys`: the update parameter's description says keys are unset one by one, so the API merges the map key by key",
+                );
+            }
+            _ => notes.review(
+                pointer,
+                "a free-form map: if the API merges its keys on update (Stripe's metadata), add `merge: keys`; if it holds the record's properties, declare one field per key with `path:`",
+            ),
+        }
     }
+}
+
+/// Whether a map parameter's description says its keys are unset (or
+/// removed) one by one, which only an API merging the map key by key does
+/// ("Individual keys can be unset by posting an empty value to them").
+fn unsets_keys(description: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN
+        .get_or_init(|| {
+            regex::Regex::new(
+                r"(?i)\b(individual|each|single|specific)\s+keys?\b[^.]*\b(unset|remov|delet|clear)",
+            )
+            .expect("the pattern compiles")
+        })
+        .is_match(description)
+}
+
+/// Whether a write parameter can carry the field's value: a parameter of
+/// another type (an id where the record returns the object, an amount
+/// where it returns an id, a keyword where it returns a time) does not
+/// make the field settable by that write; the error is the parameter's type.
+fn carries(doc: &Document, param: &View, ty: FieldType) -> Result<(), FieldType> {
+    let pt = typed(doc, param).ty;
+    if family(pt) == family(ty) || param.mixed || param.kind == Kind::Unknown {
+        Ok(())
+    } else {
+        Err(pt)
+    }
+}
+
+/// Why an array field has no `enum`: write-through checks `enum` on single
+/// strings, not item by item.
+fn item_enum_note(values: &[String]) -> String {
+    let shown: Vec<&str> = values.iter().take(12).map(String::as_str).collect();
+    let more = if values.len() > shown.len() {
+        format!(" and {} more", values.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "each item is one of {}{more}; `enum` is left out: write-through checks it on single strings, never on the items of a string_array",
+        shown.join(", ")
+    )
 }
 
 /// Scalar families that a value of the one type cannot stand for the other.

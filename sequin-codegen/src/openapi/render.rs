@@ -103,6 +103,8 @@ fn strip_defaults(v: &mut Value) {
 fn is_flow(pointer: &str, value: &Value) -> bool {
     match value {
         Value::Array(items) => items.iter().all(|i| !i.is_object() && !i.is_array()),
+        // `{kind: full_refresh}`: a strategy without settings.
+        Value::Object(m) if m.len() == 1 && m.contains_key("kind") => true,
         Value::Object(_) => {
             let segs: Vec<&str> = pointer.split('/').collect();
             let last = segs.last().copied().unwrap_or("");

@@ -91,6 +91,11 @@ impl Resource<'_> {
         .iter()
         .any(|n| squash(n) == want)
     }
+
+    /// Whether two names are the same ignoring case, `_`, `-` and `.`.
+    pub fn same_name(a: &str, b: &str) -> bool {
+        squash(a) == squash(b)
+    }
 }
 
 fn squash(s: &str) -> String {

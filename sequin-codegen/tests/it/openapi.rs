@@ -783,60 +783,126 @@ fn stripe_resources_over_the_whole_document() {
         ),
         (109, 82, 21, 27)
     );
-    // Without --objects, every top-level list without required parameters is drafted, and valid.
+    // Without --objects, every top-level list without required parameters is drafted, and valid,
+    // once per kind of record: balance transactions are listed at /v1/balance_transactions and
+    // at their older path /v1/balance/history, and drafted at the one naming them.
     let (text, report) = import(stripe(), &options("stripe", &[]), None);
-    assert_eq!(report.drafted.len(), 82 - 21);
+    assert_eq!(report.drafted.len(), 82 - 21 - 1);
     assert!(report.is_valid(), "{report}");
-    assert_eq!(spec(&text).objects.len(), 61);
+    let c = spec(&text);
+    assert_eq!(c.objects.len(), 60);
+    assert_eq!(
+        object(&c, "balance_transaction").endpoints.list.path,
+        "/v1/balance_transactions"
+    );
+    assert!(c.object("balance_transaction_2").is_none());
 }
 
-/// How much of the hand-written Stripe spec the importer reproduces: every
-/// field of connectors/stripe.yaml's objects is drafted exactly as written
-/// (`merge: keys` aside, which the document cannot say), except the two
-/// whose access the file sets against the document's rule; and the draft
-/// has exactly the fields the file leaves out on purpose besides.
+/// The attributes of a drafted field that differ from the file's (`enum`,
+/// `access`, ...), by the names the spec format gives them.
+fn field_differences(hand: &Field, drafted: &Field) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |differs: bool, what: &'static str| {
+        if differs {
+            out.push(what);
+        }
+    };
+    check(hand.ty != drafted.ty, "type");
+    check(hand.column != drafted.column, "column");
+    check(hand.path != drafted.path, "path");
+    check(hand.nullable != drafted.nullable, "nullable");
+    check(hand.access != drafted.access, "access");
+    check(
+        hand.required_on_create != drafted.required_on_create,
+        "required_on_create",
+    );
+    check(hand.format != drafted.format, "format");
+    check(hand.max_length != drafted.max_length, "max_length");
+    check(hand.enum_values != drafted.enum_values, "enum");
+    check(hand.pattern != drafted.pattern, "pattern");
+    check(hand.time_format != drafted.time_format, "time_format");
+    check(hand.stringly != drafted.stringly, "stringly");
+    check(hand.merge != drafted.merge, "merge");
+    check(hand.description != drafted.description, "description");
+    out
+}
+
+/// The parts of a drafted object other than its fields that differ from
+/// the file's: endpoints by name, `incremental`, ...
+fn object_differences(hand: &Object, drafted: &Object) -> Vec<String> {
+    let (h, d) = (&hand.endpoints, &drafted.endpoints);
+    let mut out = Vec::new();
+    for (name, differs) in [
+        ("list", h.list != d.list),
+        ("get", h.get != d.get),
+        ("create", h.create != d.create),
+        ("update", h.update != d.update),
+        ("delete", h.delete != d.delete),
+        ("batch_create", h.batch_create != d.batch_create),
+        ("batch_update", h.batch_update != d.batch_update),
+        ("batch_delete", h.batch_delete != d.batch_delete),
+    ] {
+        if differs {
+            out.push(format!("endpoints.{name}"));
+        }
+    }
+    for (name, differs) in [
+        ("api_name", hand.api_name != drafted.api_name),
+        ("description", hand.description != drafted.description),
+        (
+            "max_rows_per_write",
+            hand.max_rows_per_write != drafted.max_rows_per_write,
+        ),
+        (
+            "discovered_fields",
+            hand.discovered_fields != drafted.discovered_fields,
+        ),
+        ("primary_key", hand.primary_key != drafted.primary_key),
+        ("pagination", hand.pagination != drafted.pagination),
+        ("incremental", hand.incremental != drafted.incremental),
+        ("deletes", hand.deletes != drafted.deletes),
+        ("parent", hand.parent != drafted.parent),
+    ] {
+        if differs {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// How much of connectors/stripe.yaml the importer drafts: all 51 objects
+/// (the first seven written by hand, the others drafted by this importer
+/// and then reviewed by hand) against a fresh draft of the same objects,
+/// field by field and in their endpoints and strategies. What still differs
+/// is listed exactly, each with the reason, so the test fails when either
+/// the importer or the file drifts; the counts are printed for issue #13.
 #[test]
 fn stripe_drafts_agree_with_the_hand_written_spec() {
     let root = manifest().parent().unwrap();
     let text = std::fs::read_to_string(root.join("connectors/stripe.yaml")).unwrap();
-    let mut hand = spec(&text);
-    // The seven objects written by hand; the file's others were drafted by
-    // this importer (and reviewed), so comparing them would prove little.
-    let written = [
-        "customer",
-        "product",
-        "price",
-        "subscription",
-        "invoice",
-        "payment_intent",
-        "charge",
-    ];
-    hand.objects.retain(|o| written.contains(&o.name.as_str()));
-    assert_eq!(hand.objects.len(), written.len());
+    let hand = spec(&text);
+    assert_eq!(hand.objects.len(), 51);
     let names: Vec<&str> = hand.objects.iter().map(|o| o.name.as_str()).collect();
-    let (draft, _) = import(stripe(), &options("stripe", &names), None);
+    let (draft, report) = import(stripe(), &options("stripe", &names), None);
+    assert!(report.is_valid(), "{report}");
     let drafted = spec(&draft);
     let mut same = 0;
     let mut differ = Vec::new();
     let mut extra = Vec::new();
+    let mut objects_differ = Vec::new();
+    let mut unchanged = 0;
     for o in &hand.objects {
         let d = object(&drafted, &o.name);
-        assert_eq!(d.endpoints.list.path, o.endpoints.list.path);
-        assert_eq!(d.api_name, o.api_name);
-        assert_eq!(d.primary_key, o.primary_key);
+        let before = (differ.len(), extra.len());
         for f in &o.fields {
             let Some(g) = d.fields.iter().find(|g| g.name == f.name) else {
                 panic!("{}.{} is not drafted", o.name, f.name);
             };
-            assert_eq!(g.ty, f.ty, "{}.{}", o.name, f.name);
-            let g = Field {
-                merge: f.merge,
-                ..g.clone()
-            };
-            if g == *f {
+            let what = field_differences(f, g);
+            if what.is_empty() {
                 same += 1;
             } else {
-                differ.push(format!("{}.{}", o.name, f.name));
+                differ.push(format!("{}.{}: {}", o.name, f.name, what.join(", ")));
             }
         }
         for g in &d.fields {
@@ -844,19 +910,33 @@ fn stripe_drafts_agree_with_the_hand_written_spec() {
                 extra.push(format!("{}.{}", o.name, g.name));
             }
         }
+        let parts = object_differences(o, d);
+        if parts.is_empty() && (differ.len(), extra.len()) == before {
+            unchanged += 1;
+        }
+        if !parts.is_empty() {
+            objects_differ.push(format!("{}: {}", o.name, parts.join(", ")));
+        }
     }
+    let fields: usize = hand.objects.iter().map(|o| o.fields.len()).sum();
     eprintln!(
-        "{same} fields drafted as written by hand; differing: {differ:?}; drafted besides: {extra:?}"
+        "Stripe: {} objects, {fields} fields: {same} drafted as in connectors/stripe.yaml, {} differ, {} drafted besides; {unchanged} objects drafted unchanged",
+        hand.objects.len(),
+        differ.len(),
+        extra.len()
     );
-    // tests/e2e's spec_vs_reference lists both as STRIPE_ACCESS_EXCEPTIONS.
-    assert_eq!(
-        differ,
-        [
-            "subscription.billing_cycle_anchor",
-            "charge.application_fee"
-        ]
-    );
-    // ... and these as STRIPE_OMITTED (returned only when expanded).
+    eprintln!("fields differing: {differ:#?}");
+    eprintln!("drafted besides: {extra:#?}");
+    eprintln!("objects differing: {objects_differ:#?}");
+    // Every field of the file is drafted as written: `merge: keys` on the
+    // maps whose update parameter unsets keys one by one, no `enum` on
+    // arrays, the write parameters' enums on strings without one, access
+    // only from parameters of the field's type, nothing from the multipart
+    // upload of files.
+    assert_eq!(differ, Vec::<String>::new());
+    // Returned only when expanded, so the file leaves them out (tests/e2e's
+    // spec_vs_reference lists them as STRIPE_OMITTED); the importer says so
+    // in a review comment on each but cannot know it.
     assert_eq!(
         extra,
         [
@@ -870,7 +950,50 @@ fn stripe_drafts_agree_with_the_hand_written_spec() {
             "price.tiers",
         ]
     );
-    assert_eq!(same, 264);
+    assert_eq!(
+        objects_differ,
+        [
+            // The seven objects written by hand describe themselves in
+            // their own words, not in the record schema's first sentence.
+            "customer: description",
+            "product: description",
+            "price: description",
+            // Canceled subscriptions are listed only with `status=all`,
+            // DELETE cancels rather than deletes, and so nothing is ever
+            // deleted (`deletes: {kind: none}`): the API reference's prose,
+            // not the document's structure, says all three.
+            "subscription: endpoints.list, endpoints.delete, description, deletes",
+            "invoice: description",
+            "payment_intent: description",
+            // No `charge.created` event, but charge.pending, .succeeded and
+            // .failed announce every new charge, so the file follows
+            // charges by the events feed; the importer re-lists them and
+            // names those events in its review comment.
+            "charge: description, incremental",
+        ]
+    );
+    assert_eq!((fields, same, unchanged), (1028, 1028, 44));
+    // Where the rules guessed, the draft says so.
+    assert!(
+        comments_above(&draft, "path: /v1/balance_transactions,").is_empty()
+            && !draft.contains("/v1/balance/history"),
+        "the list at the object's own name is drafted, the older path never"
+    );
+    let files = &draft[draft.find("  - name: file\n").unwrap()..];
+    assert!(
+        comments_above(files, "    endpoints:").contains("takes only a multipart/form-data body")
+    );
+    assert!(
+        comments_above(&draft, "- {name: permissions, type: string_array")
+            .contains("write-through checks it on single strings")
+    );
+    assert!(
+        comments_above(
+            &draft,
+            "- {name: metadata, type: json, access: writable, merge: keys}"
+        )
+        .contains("keys are unset one by one")
+    );
 }
 
 #[test]

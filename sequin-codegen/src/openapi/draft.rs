@@ -602,10 +602,12 @@ fn mark_unfollowed(objects: &mut [Object], types: &BTreeSet<String>, notes: &mut
         } else {
             own
         };
+        // Named as the object's other events name it, if it has any.
+        let prefix = events.first().map_or(o.api_name.as_str(), |e| e.0);
         let missing: Vec<String> = ["created", "updated"]
             .into_iter()
             .filter(|verb| !events.iter().any(|(_, v)| v == verb))
-            .map(|verb| format!("`{}.{verb}`", o.api_name))
+            .map(|verb| format!("`{prefix}.{verb}`"))
             .collect();
         if missing.is_empty() {
             continue;

@@ -16,8 +16,8 @@ use std::time::Instant;
 use sequin_codegen::openapi::{self, Document, Options, Report};
 use sequin_spec::Connector;
 use sequin_spec::model::{
-    Access, Auth, BodyEncoding, Field, FieldType, Format, Incremental, Method, Object, Pagination,
-    StopCondition, TimeFormat,
+    Access, Auth, BodyEncoding, Field, FieldType, Format, Incremental, Merge, Method, Object,
+    Pagination, StopCondition, TimeFormat,
 };
 use serde_json::Value;
 
@@ -119,7 +119,8 @@ fn field<'a>(o: &'a Object, name: &str) -> &'a Field {
         .unwrap_or_else(|| panic!("no field `{name}` in `{}`", o.name))
 }
 
-/// The comment lines right above the line holding `needle`.
+/// The text of the comment lines right above the line holding `needle`,
+/// joined into one line.
 fn comments_above(text: &str, needle: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let at = lines
@@ -130,7 +131,10 @@ fn comments_above(text: &str, needle: &str) -> String {
         .iter()
         .rev()
         .take_while(|l| l.trim_start().starts_with('#'))
-        .map(|l| l.trim())
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -540,6 +544,165 @@ fn reimport_keeps_hand_edits_adds_what_is_new_and_reports_what_is_gone() {
         "{m:?}"
     );
     assert!(report.to_string().contains("nothing new in the document"));
+}
+
+/// The shop document with what the importer's document-driven rules read:
+/// a map update parameter that unsets keys one by one, an array of enum
+/// items, a string whose enum only its parameter has, an object written by
+/// id, a multipart-only create, an older deprecated list of the same
+/// records (first in the document), and an events list with the event
+/// types a webhook parameter enumerates.
+fn shop_rules() -> Document {
+    use serde_json::json;
+    let mut root = shop().root;
+    let schemas = root["components"]["schemas"].as_object_mut().unwrap();
+    let order = schemas["Order"]["properties"].as_object_mut().unwrap();
+    order.insert(
+        "tags".into(),
+        json!({"type": "array", "items": {"type": "string", "enum": ["gift", "rush"]}}),
+    );
+    order.insert("channel".into(), json!({"type": "string"}));
+    order.insert(
+        "gift_card".into(),
+        json!({"type": "object", "properties": {"code": {"type": "string"}}}),
+    );
+    let params = schemas["OrderParams"]["properties"]
+        .as_object_mut()
+        .unwrap();
+    params.insert(
+        "tags".into(),
+        json!({"type": "array", "items": {"type": "string", "enum": ["gift", "rush"]}}),
+    );
+    params.insert(
+        "channel".into(),
+        json!({"type": "string", "enum": ["web", "phone"]}),
+    );
+    params.insert("gift_card".into(), json!({"type": "string"}));
+    schemas.insert(
+        "Event".into(),
+        json!({"type": "object", "properties": {
+            "id": {"type": "string"}, "type": {"type": "string"},
+            "data": {"type": "object", "properties": {"object": {"type": "object"}}}}}),
+    );
+    schemas.insert(
+        "WebhookParams".into(),
+        json!({"type": "object", "properties": {"events": {"type": "array", "items": {
+            "type": "string",
+            "enum": ["*", "order.created", "order.updated", "customer.created"]}}}}),
+    );
+    let paths = root["paths"].as_object_mut().unwrap();
+    paths["/orders/{order}"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        ["schema"]["properties"]["metadata"]["description"] =
+        json!("Individual keys can be unset by posting an empty value to them.");
+    paths["/invoices"]["post"] = json!({
+        "requestBody": {"content": {"multipart/form-data": {"schema": {
+            "type": "object", "properties": {"url": {"type": "string"}}}}}},
+        "responses": {"200": {"description": "Uploaded."}}
+    });
+    let mut legacy = paths["/orders"].clone();
+    legacy.as_object_mut().unwrap().shift_remove("post");
+    legacy["get"]["deprecated"] = json!(true);
+    paths.insert(
+        "/events".into(),
+        json!({"get": {"responses": {"200": {"description": "Events.", "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                "has_more": {"type": "boolean"}}}}}}}}}),
+    );
+    let mut reordered = serde_json::Map::new();
+    reordered.insert("/legacy/orders".into(), legacy);
+    reordered.extend(std::mem::take(paths));
+    root["paths"] = Value::Object(reordered);
+    Document::from_value("shop.rules.yaml", root).unwrap()
+}
+
+/// Each rule the importer draws from what a document says, on a document
+/// other than Stripe's; the plain shop document, which says none of it,
+/// keeps its snapshot.
+#[test]
+fn rules_drawn_from_the_document() {
+    let doc = shop_rules();
+    let (text, report) = import(&doc, &options("shop", &[]), None);
+    assert!(report.is_valid(), "{report}");
+    let c = spec(&text);
+    // One object for the two lists of orders, at the current path.
+    assert_eq!(
+        report
+            .drafted
+            .iter()
+            .filter(|n| n.starts_with("order"))
+            .count(),
+        1,
+        "{:?}",
+        report.drafted
+    );
+    let order = object(&c, "order");
+    assert_eq!(order.endpoints.list.path, "/orders");
+    let (named, _) = import(&doc, &options("shop", &["order"]), None);
+    assert_eq!(
+        object(&spec(&named), "order").endpoints.list.path,
+        "/orders"
+    );
+    // The map merged key by key, as its update parameter says.
+    assert_eq!(field(order, "metadata").merge, Some(Merge::Keys));
+    assert!(
+        comments_above(
+            &text,
+            "{name: metadata, type: json, access: writable, merge: keys}"
+        )
+        .contains("keys are unset one by one")
+    );
+    // Item enums are not an `enum`; a string takes its parameter's.
+    let tags = field(order, "tags");
+    assert_eq!(
+        (tags.ty, tags.enum_values.len()),
+        (FieldType::StringArray, 0)
+    );
+    let orders = &text[text.find("  - name: order\n").unwrap()..];
+    assert!(
+        comments_above(orders, "{name: tags, type: string_array")
+            .contains("each item is one of gift, rush")
+    );
+    assert_eq!(field(order, "channel").enum_values, ["web", "phone"]);
+    // An object written by id is not settable through its column.
+    assert_eq!(field(order, "gift_card").access, Access::ReadOnly);
+    assert!(
+        comments_above(&text, "{name: gift_card, type: json}")
+            .contains("the create parameter `gift_card` is string, the field json")
+    );
+    // The multipart upload is left out, with the reason.
+    let invoice = object(&c, "invoice");
+    assert!(invoice.endpoints.create.is_none());
+    let invoices = &text[text.find("  - name: invoice\n").unwrap()..];
+    assert!(comments_above(invoices, "    endpoints:").contains("multipart/form-data"));
+    // The events feed follows orders (created and updated events); customers
+    // have no `customer.updated`, so they are re-listed; shipments keep their
+    // own filter.
+    assert_eq!(order.incremental, None);
+    assert_eq!(
+        object(&c, "customer").incremental,
+        Some(Incremental::FullRefresh)
+    );
+    let customers = &text[text.find("  - name: customer\n").unwrap()..];
+    assert!(
+        comments_above(customers, "    incremental: {kind: full_refresh}")
+            .contains("no `customer.updated`")
+    );
+    assert!(matches!(
+        object(&c, "shipment").incremental,
+        Some(Incremental::UpdatedSince { .. })
+    ));
+
+    // The plain shop document says none of it: no merge, no markers.
+    let (plain, _) = import(&shop(), &options("shop", &[]), None);
+    let plain = spec(&plain);
+    assert_eq!(field(object(&plain, "order"), "metadata").merge, None);
+    assert!(
+        plain
+            .objects
+            .iter()
+            .all(|o| o.incremental != Some(Incremental::FullRefresh))
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What the document says about the API as a whole: base URL, auth,
 //! request body encoding, pagination of a list, error bodies, rate-limit
-//! headers, idempotency and incremental filters.
+//! headers, idempotency, incremental filters and the event types it lists.
 //!
 //! Each function returns its finding and, where it had to guess, a
 //! `# review:` text naming what to check.

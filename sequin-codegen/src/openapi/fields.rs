@@ -7,7 +7,8 @@
 //! `string`; arrays of strings -> `string_array`; other objects and arrays
 //! -> `json`. Access: `writable` when the property is a parameter of both
 //! the create and the update body, `create_only` when only of create,
-//! `read_only` otherwise (and when the document says `readOnly`).
+//! `update_only` when only of update, `read_only` otherwise (and when the
+//! document says `readOnly`).
 //! `max_length` is the request parameters' (the smaller of create and
 //! update), on settable strings only. Only the primary key is `nullable:
 //! false`: a row inserted through the proxy exists before the API has
@@ -213,13 +214,7 @@ fn field(
         _ if v.read_only => Access::ReadOnly,
         (Some(_), Some(_)) => Access::Writable,
         (Some(_), None) => Access::CreateOnly,
-        (None, Some(_)) => {
-            notes.note(
-                pointer,
-                "Settable by update only; the format has no update-only access, so it is read-only here.",
-            );
-            Access::ReadOnly
-        }
+        (None, Some(_)) => Access::UpdateOnly,
         (None, None) => Access::ReadOnly,
     };
     let settable = access != Access::ReadOnly;

@@ -6,9 +6,13 @@
 //! INSERT and UPDATE writes come from [`CASES`]; an object whose spec gains a
 //! write endpoint without a case fails the test, naming it.
 //!
+//! Objects Stripe creates itself (disputes, issuing authorizations ...) are
+//! updated through their update-only columns (`access: update_only`).
+//!
 //! Then the refusals of the error contract on these objects: creates Stripe
 //! refuses (a missing nested parameter, an id of nothing), local checks
-//! (format, enum, length, required), read-only and create-only columns.
+//! (format, enum, length, required, an update-only column on INSERT),
+//! read-only and create-only columns on UPDATE.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -48,8 +52,7 @@ struct Case {
     /// seeded row of `stripe.table`, `{table:filter}` for one matching a
     /// WHERE clause.
     insert: &'static [(&'static str, &'static str)],
-    /// The UPDATE's column and SQL value (`None`: the object has no column
-    /// an update may set, see `refused`).
+    /// The UPDATE's column and SQL value (`None`: the object has no update).
     update: Option<(&'static str, &'static str)>,
     /// Operations the spec declares that cannot succeed through SQL, with
     /// the refusal expected.
@@ -67,15 +70,6 @@ struct Refused {
     /// A piece of the message (Stripe's own text for Stripe's refusals).
     message: &'static str,
 }
-
-/// The update-only parameters (`metadata`, `evidence` ...) of objects that
-/// cannot be created are read-only columns: the spec format has no
-/// update-only access, so every column of theirs is refused (428C9).
-const UPDATE_ONLY_OBJECT: Refused = Refused {
-    op: Op::Update,
-    sqlstate: "428C9",
-    message: "",
-};
 
 const fn case(
     object: &'static str,
@@ -198,13 +192,8 @@ const CASES: &[Case] = &[
         &[("invoice", "'{invoice}'"), ("amount", "100")],
         ("memo", "'updated through the proxy'"),
     ),
-    Case {
-        object: "dispute",
-        insert: &[],
-        update: Some(("metadata", "'{\"k\": \"v\"}'")),
-        refused: &[UPDATE_ONLY_OBJECT],
-        unread: &[],
-    },
+    // Update-only: created by Stripe, its metadata set by an update.
+    case("dispute", &[], ("metadata", "'{\"k\": \"v\"}'")),
     case(
         "file_link",
         &[("file", "'{file}'")],
@@ -224,13 +213,12 @@ const CASES: &[Case] = &[
         ],
         ("description", "'updated through the proxy'"),
     ),
-    Case {
-        object: "issuing_authorization",
-        insert: &[],
-        update: Some(("metadata", "'{\"k\": \"v\"}'")),
-        refused: &[UPDATE_ONLY_OBJECT],
-        unread: &[],
-    },
+    // Update-only: created by Stripe, its metadata set by an update.
+    case(
+        "issuing_authorization",
+        &[],
+        ("metadata", "'{\"k\": \"v\"}'"),
+    ),
     case(
         "issuing_cardholder",
         &[
@@ -252,20 +240,10 @@ const CASES: &[Case] = &[
         &[("transaction", "'{issuing_transaction}'")],
         ("amount", "300"),
     ),
-    Case {
-        object: "issuing_settlement",
-        insert: &[],
-        update: Some(("metadata", "'{\"k\": \"v\"}'")),
-        refused: &[UPDATE_ONLY_OBJECT],
-        unread: &[],
-    },
-    Case {
-        object: "issuing_transaction",
-        insert: &[],
-        update: Some(("metadata", "'{\"k\": \"v\"}'")),
-        refused: &[UPDATE_ONLY_OBJECT],
-        unread: &[],
-    },
+    // Update-only: created by Stripe, its metadata set by an update.
+    case("issuing_settlement", &[], ("metadata", "'{\"k\": \"v\"}'")),
+    // Update-only: created by Stripe, its metadata set by an update.
+    case("issuing_transaction", &[], ("metadata", "'{\"k\": \"v\"}'")),
     // Line items are included only when expanded.
     Case {
         unread: &["line_items"],
@@ -275,7 +253,8 @@ const CASES: &[Case] = &[
                 "line_items",
                 "'[{\"price\": \"{price}\", \"quantity\": 1}]'",
             )],
-            ("allow_promotion_codes", "true"),
+            // Update-only (deactivates the link).
+            ("active", "false"),
         )
     },
     case(
@@ -460,6 +439,7 @@ pub async fn every_object() {
         created: HashSet::new(),
         problems: Vec::new(),
         full: Vec::new(),
+        written: [0; 3],
     };
     for obj in &objects {
         run.object(obj).await;
@@ -473,8 +453,11 @@ pub async fn every_object() {
     }
     refusals(&run).await;
     eprintln!(
-        "stripe write-through: {} objects, create+update+delete end to end on {} ({}); synced in {:.1?}, all in {:.1?}",
+        "stripe write-through: {} objects; created {}, updated {}, deleted {}; create+update+delete end to end on {} ({}); synced in {:.1?}, all in {:.1?}",
         objects.len(),
+        run.written[0],
+        run.written[1],
+        run.written[2],
         run.full.len(),
         run.full.join(", "),
         synced,
@@ -539,6 +522,8 @@ struct Run<'a> {
     created: HashSet<String>,
     problems: Vec<String>,
     full: Vec<String>,
+    /// Objects created, updated and deleted through the proxy.
+    written: [usize; 3],
 }
 
 impl Run<'_> {
@@ -587,6 +572,9 @@ impl Run<'_> {
         let Some(target) = target else { return };
         self.update(obj, kind, case, &target, &mut done).await;
         self.delete(obj, kind, &target, &mut done).await;
+        for op in &done {
+            self.written[*op as usize] += 1;
+        }
         if done == Op::ALL {
             self.full.push(obj.name.clone());
         }
@@ -961,7 +949,8 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// The tables the refusals write, none of which may change.
-const REFUSED_TABLES: [&str; 5] = [
+const REFUSED_TABLES: [&str; 6] = [
+    "product",
     "shipping_rate",
     "invoiceitem",
     "webhook_endpoint",
@@ -985,14 +974,15 @@ async fn refusals(run: &Run<'_>) {
         .await
         .unwrap()
         .get(0);
-    let coupon_before = stripe.get(kinds[3], &coupon);
+    let coupons = Kind::named("coupon").unwrap();
+    let coupon_before = stripe.get(coupons, &coupon);
     for (column, value) in [("created", "now()"), ("duration", "'forever'")] {
         let sql = format!("update stripe.coupon set {column} = {value} where id = $1");
         let err = expect_err(proxy.execute(&sql, &[&coupon]).await, &sql);
         refused(&err, "coupon", "428C9", Some(column), &[], &[]);
     }
     assert_eq!(
-        stripe.get(kinds[3], &coupon),
+        stripe.get(coupons, &coupon),
         coupon_before,
         "the coupon kept"
     );
@@ -1007,7 +997,8 @@ async fn refusals(run: &Run<'_>) {
     let refused_rows = count(
         pg,
         "select (select count(*) from stripe.shipping_rate where display_name = 'Refused') \
-              + (select count(*) from stripe.issuing_cardholder where name = 'Refused')",
+              + (select count(*) from stripe.issuing_cardholder where name = 'Refused') \
+              + (select count(*) from stripe.product where name = 'Refused')",
     )
     .await;
     assert_eq!(refused_rows, 0, "no refused row in Postgres");
@@ -1057,7 +1048,8 @@ async fn refused_by_stripe(proxy: &tokio_postgres::Client) {
 }
 
 /// Local checks, before any request: a required column (23502), an enum
-/// (23514), a length (22001), a format (22023).
+/// (23514), a length (22001), a format (22023), an update-only column
+/// (428C9).
 async fn refused_locally(proxy: &tokio_postgres::Client) {
     let local: &[(&str, &str, &str, &str)] = &[
         (
@@ -1090,6 +1082,17 @@ async fn refused_locally(proxy: &tokio_postgres::Client) {
         let err = expect_err(proxy.execute(*sql, &[]).await, sql);
         refused(&err, table, code, Some(column), &[], &[]);
     }
+    // An update-only column set by an INSERT (428C9, saying so).
+    let sql = "insert into stripe.product (name, default_price) values ('Refused', 'price_1')";
+    let err = expect_err(proxy.execute(sql, &[]).await, sql);
+    refused(
+        &err,
+        "product",
+        "428C9",
+        Some("default_price"),
+        &["can only be set by an UPDATE"],
+        &[],
+    );
 }
 
 /// Checks a refusal of a write of `stripe.table`.

@@ -189,7 +189,11 @@ const CASES: &[Case] = &[
     ),
     case(
         "credit_note",
-        &[("invoice", "'{invoice}'"), ("amount", "100")],
+        // Stripe credits finalized invoices only.
+        &[
+            ("invoice", "'{invoice:status = 'paid'}'"),
+            ("amount", "100"),
+        ],
         ("memo", "'updated through the proxy'"),
     ),
     // Update-only: created by Stripe, its metadata set by an update.
@@ -307,7 +311,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "refund",
-        &[("charge", "'{charge}'")],
+        &[("charge", "'{charge:status = 'succeeded' and not refunded}'")],
         ("metadata", "'{\"k\": \"v\"}'"),
     ),
     case(
@@ -966,7 +970,7 @@ async fn refusals(run: &Run<'_>) {
     let kinds = REFUSED_TABLES.map(|t| kind_of(objects.iter().find(|o| o.name == t).unwrap()));
     let counts = || kinds.map(|k| stripe.len(k));
     let before = counts();
-    refused_by_stripe(proxy).await;
+    refused_by_stripe(proxy, pg).await;
     refused_locally(proxy).await;
     // Read-only and create-only columns on UPDATE (428C9).
     let coupon: String = pg
@@ -1004,9 +1008,38 @@ async fn refusals(run: &Run<'_>) {
     assert_eq!(refused_rows, 0, "no refused row in Postgres");
 }
 
-/// Creates Stripe refuses: the SQLSTATE its error code maps to, its own
+/// Writes Stripe refuses: the SQLSTATE its error code maps to, its own
 /// message, the column of its parameter, its code and status in the DETAIL.
-async fn refused_by_stripe(proxy: &tokio_postgres::Client) {
+async fn refused_by_stripe(proxy: &tokio_postgres::Client, pg: &tokio_postgres::Client) {
+    // A product that has prices cannot be deleted (archive it instead).
+    let product: String = pg
+        .query_one(
+            "select product from stripe.price where product is not null order by id limit 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let err = expect_err(
+        proxy
+            .execute("delete from stripe.product where id = $1", &[&product])
+            .await,
+        "a delete of a product with prices",
+    );
+    refused(
+        &err,
+        "product",
+        "23514",
+        None,
+        &["cannot be deleted because it has one or more user-created prices"],
+        &["invalid_request_error", "400"],
+    );
+    let kept = count(
+        pg,
+        &format!("select count(*) from stripe.product where id = '{product}'"),
+    )
+    .await;
+    assert_eq!(kept, 1, "the refused DELETE keeps the row");
     // A nested object missing a required parameter (23502).
     let err = expect_err(
         proxy

@@ -720,6 +720,14 @@ impl Semantic {
                     ),
                     Some("declare endpoints.create, or make the field read_only".into()),
                 ),
+                Access::UpdateOnly if !can_update => self.err(
+                    fp,
+                    format!(
+                        "field `{}` is update_only but object `{}` has no update endpoint",
+                        f.name, o.name
+                    ),
+                    Some("declare endpoints.update, or make the field read_only".into()),
+                ),
                 _ => {}
             }
         }
@@ -1016,10 +1024,18 @@ impl Semantic {
                     Some("remove it or set `type: json`".into()),
                 );
             }
-            if f.required_on_create && f.access == Access::ReadOnly {
+            if f.required_on_create && matches!(f.access, Access::ReadOnly | Access::UpdateOnly) {
                 self.err(
                     format!("{fp}/required_on_create"),
-                    format!("field `{}` is required on create but read_only", f.name),
+                    format!(
+                        "field `{}` is required on create but {}",
+                        f.name,
+                        if f.access == Access::ReadOnly {
+                            "read_only"
+                        } else {
+                            "update_only"
+                        }
+                    ),
                     Some("set `access: writable` or `create_only`".into()),
                 );
             }

@@ -62,6 +62,7 @@ fn access_name(a: Access) -> &'static str {
     match a {
         Access::ReadOnly => "read-only",
         Access::CreateOnly => "create-only",
+        Access::UpdateOnly => "update-only",
         Access::Writable => "writable",
     }
 }

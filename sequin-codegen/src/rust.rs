@@ -201,6 +201,7 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
     let access_doc = match f.access {
         Access::ReadOnly => "read-only",
         Access::CreateOnly => "create-only",
+        Access::UpdateOnly => "update-only",
         Access::Writable => "writable",
     };
     let doc = match &f.description {

@@ -104,8 +104,13 @@ pub struct Customer {
     /// `currency` (read-only).
     #[sequin(api = "currency", ty = "string", access = "read_only")]
     pub currency: Option<String>,
-    /// `default_source` (read-only).
-    #[sequin(api = "default_source", ty = "string", access = "read_only")]
+    /// `default_source` (update-only).
+    #[sequin(
+        api = "default_source",
+        ty = "string",
+        access = "update_only",
+        max_length = 500
+    )]
     pub default_source: Option<String>,
     /// `delinquent` (read-only).
     #[sequin(api = "delinquent", ty = "boolean", access = "read_only")]
@@ -215,8 +220,13 @@ pub struct Product {
         time_format = "unix_seconds"
     )]
     pub created: Option<Timestamp>,
-    /// `default_price` (read-only).
-    #[sequin(api = "default_price", ty = "string", access = "read_only")]
+    /// `default_price` (update-only).
+    #[sequin(
+        api = "default_price",
+        ty = "string",
+        access = "update_only",
+        max_length = 5000
+    )]
     pub default_price: Option<String>,
     /// `description` (writable).
     #[sequin(
@@ -459,8 +469,8 @@ pub struct Subscription {
         time_format = "unix_seconds"
     )]
     pub canceled_at: Option<Timestamp>,
-    /// `cancellation_details` (read-only).
-    #[sequin(api = "cancellation_details", ty = "json", access = "read_only")]
+    /// `cancellation_details` (update-only).
+    #[sequin(api = "cancellation_details", ty = "json", access = "update_only")]
     pub cancellation_details: Option<serde_json::Value>,
     /// `collection_method` (writable).
     #[sequin(
@@ -583,8 +593,8 @@ pub struct Subscription {
     /// `on_behalf_of` (writable).
     #[sequin(api = "on_behalf_of", ty = "string", access = "writable")]
     pub on_behalf_of: Option<String>,
-    /// `pause_collection` (read-only).
-    #[sequin(api = "pause_collection", ty = "json", access = "read_only")]
+    /// `pause_collection` (update-only).
+    #[sequin(api = "pause_collection", ty = "json", access = "update_only")]
     pub pause_collection: Option<serde_json::Value>,
     /// `payment_settings` (writable).
     #[sequin(api = "payment_settings", ty = "json", access = "writable")]
@@ -1343,8 +1353,8 @@ pub struct Charge {
     /// `failure_message` (read-only).
     #[sequin(api = "failure_message", ty = "string", access = "read_only")]
     pub failure_message: Option<String>,
-    /// `fraud_details` (read-only).
-    #[sequin(api = "fraud_details", ty = "json", access = "read_only")]
+    /// `fraud_details` (update-only).
+    #[sequin(api = "fraud_details", ty = "json", access = "update_only")]
     pub fraud_details: Option<serde_json::Value>,
     /// `invoice` (read-only).
     #[sequin(api = "invoice", ty = "string", access = "read_only")]
@@ -1801,8 +1811,8 @@ pub struct BillingPortalConfiguration {
         nullable = false
     )]
     pub id: String,
-    /// `active` (read-only).
-    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    /// `active` (update-only).
+    #[sequin(api = "active", ty = "boolean", access = "update_only")]
     pub active: Option<bool>,
     /// `application` (read-only).
     #[sequin(api = "application", ty = "string", access = "read_only")]
@@ -2389,8 +2399,8 @@ pub struct Dispute {
     /// `currency` (read-only).
     #[sequin(api = "currency", ty = "string", access = "read_only")]
     pub currency: Option<String>,
-    /// `evidence` (read-only).
-    #[sequin(api = "evidence", ty = "json", access = "read_only")]
+    /// `evidence` (update-only).
+    #[sequin(api = "evidence", ty = "json", access = "update_only")]
     pub evidence: Option<serde_json::Value>,
     /// `evidence_details` (read-only).
     #[sequin(api = "evidence_details", ty = "json", access = "read_only")]
@@ -2401,8 +2411,8 @@ pub struct Dispute {
     /// `livemode` (read-only).
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
-    /// `metadata` (read-only).
-    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    /// `metadata` (update-only).
+    #[sequin(api = "metadata", ty = "json", access = "update_only", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `object` (read-only).
     #[sequin(api = "object", ty = "string", access = "read_only", values("dispute"))]
@@ -3000,8 +3010,8 @@ pub struct IssuingAuthorization {
     /// `merchant_data` (read-only).
     #[sequin(api = "merchant_data", ty = "json", access = "read_only")]
     pub merchant_data: Option<serde_json::Value>,
-    /// `metadata` (read-only).
-    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    /// `metadata` (update-only).
+    #[sequin(api = "metadata", ty = "json", access = "update_only", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `network_data` (read-only).
     #[sequin(api = "network_data", ty = "json", access = "read_only")]
@@ -3147,11 +3157,11 @@ pub struct IssuingCard {
     /// `brand` (read-only).
     #[sequin(api = "brand", ty = "string", access = "read_only")]
     pub brand: Option<String>,
-    /// `cancellation_reason` (read-only).
+    /// `cancellation_reason` (update-only).
     #[sequin(
         api = "cancellation_reason",
         ty = "string",
-        access = "read_only",
+        access = "update_only",
         values("design_rejected", "lost", "stolen")
     )]
     pub cancellation_reason: Option<String>,
@@ -3362,8 +3372,8 @@ pub struct IssuingSettlement {
     /// `livemode` (read-only).
     #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
     pub livemode: Option<bool>,
-    /// `metadata` (read-only).
-    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    /// `metadata` (update-only).
+    #[sequin(api = "metadata", ty = "json", access = "update_only", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `net_total` (read-only).
     #[sequin(api = "net_total", ty = "integer", access = "read_only")]
@@ -3459,8 +3469,8 @@ pub struct IssuingTransaction {
     /// `merchant_data` (read-only).
     #[sequin(api = "merchant_data", ty = "json", access = "read_only")]
     pub merchant_data: Option<serde_json::Value>,
-    /// `metadata` (read-only).
-    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    /// `metadata` (update-only).
+    #[sequin(api = "metadata", ty = "json", access = "update_only", merge_keys)]
     pub metadata: Option<serde_json::Value>,
     /// `object` (read-only).
     #[sequin(
@@ -3509,8 +3519,8 @@ pub struct PaymentLink {
         nullable = false
     )]
     pub id: String,
-    /// `active` (read-only).
-    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    /// `active` (update-only).
+    #[sequin(api = "active", ty = "boolean", access = "update_only")]
     pub active: Option<bool>,
     /// `after_completion` (writable).
     #[sequin(api = "after_completion", ty = "json", access = "writable")]
@@ -4906,8 +4916,8 @@ pub struct ShippingRate {
         nullable = false
     )]
     pub id: String,
-    /// `active` (read-only).
-    #[sequin(api = "active", ty = "boolean", access = "read_only")]
+    /// `active` (update-only).
+    #[sequin(api = "active", ty = "boolean", access = "update_only")]
     pub active: Option<bool>,
     /// `created` (read-only).
     #[sequin(

@@ -65,6 +65,7 @@ const TYPES: &[(&str, &str)] = &[
 const ACCESS: &[(&str, &str)] = &[
     ("read_only", "ReadOnly"),
     ("create_only", "CreateOnly"),
+    ("update_only", "UpdateOnly"),
     ("writable", "Writable"),
 ];
 const FORMATS: &[(&str, &str)] = &[

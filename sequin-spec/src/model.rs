@@ -928,6 +928,9 @@ pub enum Access {
     ReadOnly,
     /// Settable when creating, never changed afterwards.
     CreateOnly,
+    /// Settable by an update only (a parameter of the update request alone,
+    /// such as a Stripe dispute's `evidence`); refused on create.
+    UpdateOnly,
     /// Settable on create and update.
     Writable,
 }

@@ -74,7 +74,9 @@ impl Column {
     pub fn settable(&self, op: WriteOp) -> bool {
         matches!(
             (self.access, op),
-            (Access::Writable, _) | (Access::CreateOnly, WriteOp::Create)
+            (Access::Writable, _)
+                | (Access::CreateOnly, WriteOp::Create)
+                | (Access::UpdateOnly, WriteOp::Update)
         )
     }
 }
@@ -620,6 +622,7 @@ pub fn validate_write(
         if !col.settable(op) {
             let why = match col.access {
                 Access::ReadOnly => "is read-only",
+                Access::UpdateOnly => "can only be set by an UPDATE of an existing record",
                 _ => "can only be set when the record is created",
             };
             return Err(Violation {
@@ -1088,6 +1091,15 @@ mod tests {
             upd.message
                 .contains("only be set when the record is created")
         );
+        // Update-only (a Stripe dispute's evidence): refused on create.
+        let mut evidence = col("evidence", FieldType::Json);
+        evidence.access = Access::UpdateOnly;
+        let cols = [evidence];
+        let ev = Cell::Json(serde_json::json!({"product_description": "x"}));
+        assert!(validate_write(&cols, WriteOp::Update, &[(0, &ev)]).is_ok());
+        let create = validate_write(&cols, WriteOp::Create, &[(0, &ev)]).unwrap_err();
+        assert_eq!(create.kind.sqlstate(), "428C9");
+        assert!(create.message.contains("only be set by an UPDATE"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! `string`; arrays of strings -> `string_array`; other objects and arrays
 //! -> `json`. Access: `writable` when the property is a parameter of both
 //! the create and the update body, `create_only` when only of create,
-//! `read_only` otherwise (and when the document says `readOnly`).
+//! `update_only` when only of update, `read_only` otherwise (and when the
+//! document says `readOnly`).
 //! A write parameter of another type than the field (an id where the record
 //! returns the object) does not count. `max_length` is the request
 //! parameters' (the smaller of create and update), on settable strings
@@ -239,13 +240,7 @@ fn field<'a>(
         _ if v.read_only => Access::ReadOnly,
         (Some(_), Some(_)) => Access::Writable,
         (Some(_), None) => Access::CreateOnly,
-        (None, Some(_)) => {
-            notes.note(
-                pointer,
-                "Settable by update only; the format has no update-only access, so it is read-only here.",
-            );
-            Access::ReadOnly
-        }
+        (None, Some(_)) => Access::UpdateOnly,
         (None, None) => Access::ReadOnly,
     };
     let settable = access != Access::ReadOnly;
@@ -339,7 +334,7 @@ fn settable_details(
     }
     if f.ty == FieldType::Json && record.free_form {
         match update.and_then(|u| u.description).filter(|d| unsets_keys(d)) {
-            Some(_) if f.access == Access::Writable => {
+            Some(_) if matches!(f.access, Access::Writable | Access::UpdateOnly) => {
                 f.merge = Some(Merge::Keys);
                 notes.review(
                     pointer,

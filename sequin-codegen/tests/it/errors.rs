@@ -33,3 +33,14 @@ fn child_objects_and_a_feeds_fallback_are_checked_at_their_places() {
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }
+
+#[test]
+fn update_only_fields_need_an_update_and_cannot_be_required_on_create() {
+    let got = check("update_only.yaml");
+    let expected = [
+        "tests/specs/invalid/update_only.yaml:26:47: field `colour` is update_only but object `widget` has no update endpoint (fix: declare endpoints.update, or make the field read_only)",
+        "tests/specs/invalid/update_only.yaml:27:45: field `size` is update_only but object `widget` has no update endpoint (fix: declare endpoints.update, or make the field read_only)",
+        "tests/specs/invalid/update_only.yaml:27:78: field `size` is required on create but update_only (fix: set `access: writable` or `create_only`)",
+    ];
+    assert_eq!(got, expected, "got:\n{}", got.join("\n"));
+}

@@ -306,8 +306,16 @@ fn shop_fields_types_and_access() {
         (region.access, region.enum_values.clone()),
         (Access::CreateOnly, vec!["eu".to_string(), "us".into()])
     );
-    assert_eq!(field(customer, "nickname").access, Access::ReadOnly);
-    assert!(comments_above(&text, "{name: nickname").contains("Settable by update only"));
+    // A parameter of the update body alone, with the update's max length.
+    let nickname = field(customer, "nickname");
+    assert_eq!(
+        (
+            nickname.access,
+            nickname.max_length,
+            nickname.required_on_create
+        ),
+        (Access::UpdateOnly, Some(30), false)
+    );
     assert_eq!(field(customer, "tags").ty, FieldType::StringArray);
     assert_eq!(field(customer, "balance").ty, FieldType::Json);
     let created = field(customer, "created_at");

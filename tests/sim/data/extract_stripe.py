@@ -11,8 +11,9 @@ path parameter, the parent object and parent path parameter of a nested list, th
 length (from the example object's id), which operations exist (list, retrieve, create, update,
 delete) with their query and body parameter trees, how the list's query filters apply, the example
 object used as the template, the fields a create leaves null when their parameter is not given,
-and the event types Stripe emits for it (from the event type enum of
-`POST /v1/webhook_endpoints`' `enabled_events`).
+the fields of the object's schema the example leaves out (set once a write names them), and the
+event types Stripe emits for it (from the event type enum of `POST /v1/webhook_endpoints`'
+`enabled_events`).
 
 Every list endpoint of the spec is either served or named in LEFT_OUT with the reason; an endpoint
 that is neither (a newer spec) stops the script, so nothing is dropped silently.
@@ -215,6 +216,40 @@ def unset_on_create(spec, obj, create, template):
             if name in template and name != "metadata" and props.get(name, {}).get("nullable")]
 
 
+# Fields Stripe includes only when asked for with `expand[]` ("This field is not included by
+# default", Stripe's API reference), which a create or update parameter of the same name sets
+# without making them appear; only those that are write parameters matter here.
+INCLUDABLE = {
+    "customer": {"cash_balance", "tax"},
+    "price": {"currency_options", "tiers"},
+    "plan": {"tiers"},
+    "coupon": {"applies_to", "currency_options"},
+    "checkout.session": {"line_items"},
+    "payment_link": {"line_items"},
+    "quote": {"line_items"},
+}
+
+
+def is_list(spec, schema):
+    """Whether a property holds a list object (`{object: "list", data: [...]}`)."""
+    for alt in [schema] + schema.get("anyOf", []):
+        if "$ref" in alt:
+            alt = spec["components"]["schemas"][alt["$ref"].rsplit("/", 1)[-1]]
+        if alt.get("properties", {}).get("object", {}).get("enum") == ["list"]:
+            return True
+    return False
+
+
+def absent_fields(spec, obj, template):
+    """Properties of the object's schema that its example leaves out: optional ones Stripe
+    returns once they are set (a terminal configuration's `tipping`), which a create or update
+    may set; not embedded lists nor fields included only when expanded."""
+    props = spec["components"]["schemas"][obj].get("properties", {})
+    return [name for name, schema in props.items()
+            if name not in template and name not in INCLUDABLE.get(obj, ())
+            and not is_list(spec, schema)]
+
+
 def catalogue_entry(spec, fixtures, enum, collection, obj, parents):
     template = fixtures[obj]
     item = item_path(spec, collection)
@@ -250,6 +285,7 @@ def catalogue_entry(spec, fixtures, enum, collection, obj, parents):
         "ops": ops,
         "filters": filters(ops["list"]["query"], template, parent_param),
         "unset_on_create": unset_on_create(spec, obj, ops.get("create"), template),
+        "absent_fields": absent_fields(spec, obj, template),
         "events": event_types(obj, enum),
         "template": template,
     }

@@ -512,6 +512,7 @@ fn fmt_access(a: Access) -> &'static str {
     match a {
         Access::ReadOnly => "read_only",
         Access::CreateOnly => "create_only",
+        Access::UpdateOnly => "update_only",
         Access::Writable => "writable",
     }
 }
@@ -611,7 +612,8 @@ fn stripe_fields_agree_with_the_openapi_schemas_and_request_bodies() {
             let rule = match (in_create.is_some(), in_update.is_some()) {
                 (true, true) => Access::Writable,
                 (true, false) => Access::CreateOnly,
-                _ => Access::ReadOnly,
+                (false, true) => Access::UpdateOnly,
+                (false, false) => Access::ReadOnly,
             };
             let expected = match STRIPE_ACCESS_EXCEPTIONS
                 .iter()
@@ -640,10 +642,12 @@ fn stripe_fields_agree_with_the_openapi_schemas_and_request_bodies() {
             let write_params: Vec<&Value> = match f.access {
                 Access::ReadOnly => vec![],
                 Access::CreateOnly => in_create.into_iter().collect(),
+                Access::UpdateOnly => in_update.into_iter().collect(),
                 Access::Writable => in_create.into_iter().chain(in_update).collect(),
             };
 
-            let must_require = create_required.contains(&name) && f.access != Access::ReadOnly;
+            let must_require = create_required.contains(&name)
+                && matches!(f.access, Access::CreateOnly | Access::Writable);
             if f.required_on_create != must_require {
                 problems.push(format!(
                     "{o}.{name}: required_on_create {} but the create body's `required` says {must_require}",

@@ -47,6 +47,10 @@ pub(super) struct ObjectSpec {
     /// Nullable fields a create sets from a same-named optional parameter: null when the
     /// parameter is not given (rather than the example object's value).
     pub unset_on_create: Vec<String>,
+    /// Fields of the object's schema that the example object leaves out (optional ones Stripe
+    /// returns once set, such as a terminal configuration's `tipping`): a write naming one sets
+    /// it, where a parameter the object has no field for is dropped.
+    pub absent_fields: Vec<String>,
     /// Stripe's example object: every field a new object of this type has.
     pub template: Map<String, Value>,
 }

@@ -1,6 +1,7 @@
 //! Creating, updating and deleting objects of any catalogued type: Stripe's template filled with
-//! a new id and the request's parameters (metadata merges, nested objects merge, parameters the
-//! object has no field for are dropped), ids of other objects checked and embedded where Stripe
+//! a new id and the request's parameters (metadata merges, nested objects merge, a field the
+//! example object leaves out is added when a parameter sets it, parameters the object has no
+//! field for are dropped), ids of other objects checked and embedded where Stripe
 //! embeds them, `previous_attributes` computed, and the event Stripe emits recorded.
 //!
 //! The seven core billing objects add their own checks and computed fields (`billing.rs`).
@@ -213,7 +214,7 @@ impl StripeState {
         let id = self.id_for_create(kind, &mut params)?;
         let mut obj = new_object(kind, &id, now, &parent);
         self.init(ctx, kind, &mut obj, &mut params, now, origin)?;
-        self.apply_params(&mut obj, params);
+        self.apply_params(kind, &mut obj, params);
         if kind == Kind::Price
             && let Some(amount) = obj.get("unit_amount").and_then(Value::as_i64)
         {
@@ -306,8 +307,19 @@ impl StripeState {
     }
 
     /// Applies parameters; a parameter naming an object by id where the object embeds it
-    /// (`coupon` of a promotion code, `price` of a subscription item) puts that object there.
-    fn apply_params(&self, obj: &mut Map<String, Value>, mut params: Map<String, Value>) {
+    /// (`coupon` of a promotion code, `price` of a subscription item) puts that object there, and
+    /// one naming a field the example object leaves out adds that field.
+    fn apply_params(
+        &self,
+        kind: Kind,
+        obj: &mut Map<String, Value>,
+        mut params: Map<String, Value>,
+    ) {
+        for field in &kind.spec().absent_fields {
+            if params.contains_key(field) && !obj.contains_key(field) {
+                obj.insert(field.clone(), Value::Null);
+            }
+        }
         let mut embedded = Vec::new();
         for (name, value) in &params {
             let Some(id) = value.as_str() else { continue };
@@ -338,7 +350,7 @@ impl StripeState {
         let old = self.require_at(kind, parent, id)?.obj.clone();
         self.check_core_update(kind, id, &params)?;
         let mut obj = old.clone();
-        self.apply_params(&mut obj, params);
+        self.apply_params(kind, &mut obj, params);
         let previous = diff(&old, &obj);
         if previous.is_empty() {
             return Ok(Value::Object(obj));

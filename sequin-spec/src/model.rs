@@ -25,6 +25,10 @@
 //! - The endpoints of a child object (one with a [`Parent`]) may use
 //!   `{<parent.param>}` (`{invoice}` in `/v1/invoices/{invoice}/lines`):
 //!   the parent record's primary key.
+//! - The endpoints of link tables ([`Links`]) take `{from}` and `{to}`, the
+//!   paired objects' `api_name`s; their item templates take the link
+//!   columns (`{from_id}`, `{to_id}`, `{category}`, `{type_id}`), and the
+//!   read's item `{id}`, a source record's primary key.
 
 use std::collections::BTreeMap;
 

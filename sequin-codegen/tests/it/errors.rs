@@ -33,3 +33,14 @@ fn child_objects_and_a_feeds_fallback_are_checked_at_their_places() {
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }
+
+#[test]
+fn link_tables_are_checked_at_their_places() {
+    let got = check("links.yaml");
+    let expected = [
+        "tests/specs/invalid/links.yaml:50:7: unknown placeholder `{kind}` in the link id (fix: use the link columns: {from_id}, {to_id}, {category}, {type_id}, {label})",
+        "tests/specs/invalid/links.yaml:53:46: `team` is not an object of this connector (child objects cannot be linked) (fix: name an object of `objects:` by its table name)",
+        "tests/specs/invalid/links.yaml:54:15: table `org` is declared twice (fix: give each link table a name no object or other pair has, e.g. `contact_company`)",
+    ];
+    assert_eq!(got, expected, "got:\n{}", got.join("\n"));
+}

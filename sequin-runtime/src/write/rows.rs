@@ -248,18 +248,20 @@ pub fn plan_row(
                 undo: Box::new(undo),
             })
         }
-        WriteOp::Delete => {
-            let old = change
-                .old
-                .as_ref()
-                .ok_or_else(|| internal(api, "delete without an old row"))?;
-            let id = key_of(old, pk_name).unwrap_or_default();
-            Ok(RowOp::Delete {
-                id,
-                old: Box::new(old.clone()),
-            })
-        }
+        WriteOp::Delete => deleted(api, pk_name, change),
     }
+}
+
+/// The delete of a captured row, with the row.
+fn deleted(api: &str, pk_name: &str, change: &Change) -> Result<RowOp, WriteError> {
+    let old = change
+        .old
+        .as_ref()
+        .ok_or_else(|| internal(api, "delete without an old row"))?;
+    Ok(RowOp::Delete {
+        id: key_of(old, pk_name).unwrap_or_default(),
+        old: Box::new(old.clone()),
+    })
 }
 
 /// What turns object `from` into object `to` at an API that merges keys:

@@ -264,7 +264,7 @@ async fn current(
         .read(
             &t.client,
             Priority::Write,
-            &[from.clone()],
+            std::slice::from_ref(&from),
             Direction::Forward,
         )
         .await?;

@@ -1523,9 +1523,7 @@ fn template_paths(template: &Value, prefix: &str, out: &mut Vec<String>) {
         }
     };
     match template {
-        Value::Object(m) => m
-            .iter()
-            .for_each(|(k, v)| template_paths(v, &join(k), out)),
+        Value::Object(m) => m.iter().for_each(|(k, v)| template_paths(v, &join(k), out)),
         Value::Array(items) => items
             .iter()
             .for_each(|v| template_paths(v, &join("0"), out)),
@@ -1594,7 +1592,10 @@ fn hubspot_links_agree_with_the_v4_openapi() {
         && let Some(op) = operation(doc, &d.endpoint, "create_default", &mut problems)
         && let Some(resp) = json_response(doc, op)
     {
-        for p in [&d.result_category, &d.result_type_id].into_iter().flatten() {
+        for p in [&d.result_category, &d.result_type_id]
+            .into_iter()
+            .flatten()
+        {
             if !schema_has_path(doc, resp, &format!("results.0.{p}")) {
                 problems.push(format!("create_default: `{p}` is not in a result"));
             }

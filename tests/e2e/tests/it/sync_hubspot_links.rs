@@ -133,7 +133,7 @@ connections:
     // Every link table equals the portal's associations, field by field,
     // and each has rows (the seed links every pair).
     for (table, from, to) in PAIRS {
-        let expected = portal_links(&hs, from, to);
+        let expected = portal_links(hs, from, to);
         assert!(!expected.is_empty(), "the seed links {table}");
         let cols = spec_columns("hubspot", table);
         let n = assert_table_equals(&pg, SCHEMA, table, "id", &cols, &expected).await;
@@ -190,7 +190,7 @@ connections:
     )
     .await;
     let cols = spec_columns("hubspot", "contact_company");
-    let expected = portal_links(&hs, ObjectType::Contacts, ObjectType::Companies);
+    let expected = portal_links(hs, ObjectType::Contacts, ObjectType::Companies);
     assert_table_equals(&pg, SCHEMA, "contact_company", "id", &cols, &expected).await;
     assert!(!sync.finished(), "the engine is still running");
     sync.stop().await.unwrap();
@@ -297,7 +297,7 @@ connections:
     )
     .await;
     let cols = spec_columns("hubspot", "contact_company");
-    let expected = portal_links(&hs, ObjectType::Contacts, ObjectType::Companies);
+    let expected = portal_links(hs, ObjectType::Contacts, ObjectType::Companies);
     assert_table_equals(&pg, SCHEMA, "contact_company", "id", &cols, &expected).await;
     assert!(!sync.finished(), "the engine is still running");
     sync.stop().await.unwrap();

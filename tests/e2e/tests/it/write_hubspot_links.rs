@@ -90,9 +90,9 @@ fn types_at(
 async fn links_are_created_and_removed_through_the_proxy() {
     let t = start().await;
     let hs = t.sim.hubspot();
-    let contacts = ids(&hs, ObjectType::Contacts);
-    let companies = ids(&hs, ObjectType::Companies);
-    let deals = ids(&hs, ObjectType::Deals);
+    let contacts = ids(hs, ObjectType::Contacts);
+    let companies = ids(hs, ObjectType::Companies);
+    let deals = ids(hs, ObjectType::Deals);
     let (c, co, d) = (
         ObjectType::Contacts,
         ObjectType::Companies,
@@ -114,7 +114,7 @@ async fn links_are_created_and_removed_through_the_proxy() {
     let id: String = row.get(0);
     assert_eq!(id, format!("{}-{}-279", contacts[0], companies[3]));
     assert_eq!(row.get::<_, Option<String>>(1), None, "unlabeled");
-    assert_eq!(types_at(&hs, (c, &contacts[0]), (co, &companies[3])), [279]);
+    assert_eq!(types_at(hs, (c, &contacts[0]), (co, &companies[3])), [279]);
 
     // A labeled type: its label comes back.
     let label: Option<String> = t
@@ -131,7 +131,7 @@ async fn links_are_created_and_removed_through_the_proxy() {
         .get(0);
     assert_eq!(label.as_deref(), Some("Primary"));
     assert_eq!(
-        types_at(&hs, (c, &contacts[0]), (co, &companies[3])),
+        types_at(hs, (c, &contacts[0]), (co, &companies[3])),
         [1, 279]
     );
 
@@ -164,7 +164,7 @@ async fn links_are_created_and_removed_through_the_proxy() {
             Some("HUBSPOT_DEFINED")
         );
         assert_eq!(r.get::<_, Option<i64>>(2), Some(4));
-        assert_eq!(types_at(&hs, (c, from), (d, to)), [4]);
+        assert_eq!(types_at(hs, (c, from), (d, to)), [4]);
     }
     assert_no_pending_ids(&t.pg, &format!("{SCHEMA}.contact_deal"), "id").await;
 
@@ -179,7 +179,7 @@ async fn links_are_created_and_removed_through_the_proxy() {
         .await
         .expect("a link type removed");
     assert_eq!(n, 1);
-    assert_eq!(types_at(&hs, (c, &contacts[2]), (co, &companies[2])), [279]);
+    assert_eq!(types_at(hs, (c, &contacts[2]), (co, &companies[2])), [279]);
     let n = t
         .proxy
         .execute(
@@ -189,7 +189,7 @@ async fn links_are_created_and_removed_through_the_proxy() {
         .await
         .expect("a link removed");
     assert_eq!(n, 1);
-    assert_eq!(types_at(&hs, (c, &contacts[0]), (co, &companies[3])), [1]);
+    assert_eq!(types_at(hs, (c, &contacts[0]), (co, &companies[3])), [1]);
     let left = count(
         &t.pg,
         &format!("select count(*) from {SCHEMA}.contact_company where id = '{id}'"),
@@ -203,8 +203,8 @@ async fn links_are_created_and_removed_through_the_proxy() {
 async fn link_refusals_follow_the_error_contract_and_rollbacks_are_undone() {
     let t = start().await;
     let hs = t.sim.hubspot();
-    let contacts = ids(&hs, ObjectType::Contacts);
-    let companies = ids(&hs, ObjectType::Companies);
+    let contacts = ids(hs, ObjectType::Contacts);
+    let companies = ids(hs, ObjectType::Companies);
     let (c, co) = (ObjectType::Contacts, ObjectType::Companies);
     let table = format!("{SCHEMA}.contact_company");
     let rows_before = count(&t.pg, &format!("select count(*) from {table}")).await;
@@ -295,15 +295,15 @@ async fn link_refusals_follow_the_error_contract_and_rollbacks_are_undone() {
         .await
         .expect("a link removed in a transaction");
     assert_eq!(n, 1);
-    assert_eq!(types_at(&hs, (c, &contacts[6]), (co, &companies[1])), [279]);
-    assert_eq!(types_at(&hs, (c, &contacts[7]), (co, &companies[7])), [279]);
+    assert_eq!(types_at(hs, (c, &contacts[6]), (co, &companies[1])), [279]);
+    assert_eq!(types_at(hs, (c, &contacts[7]), (co, &companies[7])), [279]);
     t.proxy.batch_execute("ROLLBACK").await.unwrap();
     eventually(
         Duration::from_secs(30),
         "the rolled-back link writes undone at HubSpot",
         || async {
-            let made = types_at(&hs, (c, &contacts[6]), (co, &companies[1]));
-            let kept = types_at(&hs, (c, &contacts[7]), (co, &companies[7]));
+            let made = types_at(hs, (c, &contacts[6]), (co, &companies[1]));
+            let kept = types_at(hs, (c, &contacts[7]), (co, &companies[7]));
             (made.is_empty() && kept == [1, 279], (made, kept))
         },
     )

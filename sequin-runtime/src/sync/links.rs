@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -44,6 +45,10 @@ use crate::store::{Checkpoint, Phase, Row, Table, Writer};
 /// start) may have committed after it. Reading a record's links twice is
 /// harmless.
 const OVERLAP_US: i64 = 5_000_000;
+
+/// First pause before a failed backfill resumes (doubling up to the max).
+const RETRY_BASE: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A bound later than every row's write (2100-01-01): all rows.
 const EVER_US: i64 = 4_102_444_800_000_000;
@@ -135,14 +140,37 @@ pub(super) async fn run_link(
     }
 }
 
-/// Reads every source's links unless the table is live already. Returns
-/// false when shutting down.
+/// Reads every source's links unless the table is live already, resuming
+/// after the last batch done when a read fails (after a growing pause), as
+/// an object's backfill does. Returns false when shutting down.
 async fn backfill(ctx: &Ctx, writer: &mut Writer, l: &Link) -> Result<bool, SyncError> {
+    let (name, table) = (&ctx.api.config.name, &l.plan.table.name);
+    let mut failures: u32 = 0;
+    loop {
+        let Err(e) = backfill_once(ctx, writer, l).await else {
+            return Ok(!ctx.stopping());
+        };
+        if ctx.opts.once || e.is_auth() || writer.client().is_closed() {
+            return Err(e);
+        }
+        failures += 1;
+        let pause = RETRY_BASE
+            .saturating_mul(1u32 << failures.min(7))
+            .min(RETRY_MAX);
+        tracing::warn!(connection = %name, table = %table, error = %e, pause_ms = pause.as_millis() as u64, "backfill failed; resuming after the last batch done");
+        if !ctx.sleep(pause).await {
+            return Ok(false);
+        }
+    }
+}
+
+/// One attempt at the backfill, from its checkpoint.
+async fn backfill_once(ctx: &Ctx, writer: &mut Writer, l: &Link) -> Result<(), SyncError> {
     let name = &ctx.api.config.name;
     let table = &l.plan.table.name;
     let state = writer.state(name, table).await?;
     if state.phase == Phase::Live {
-        return Ok(true);
+        return Ok(());
     }
     let mut cursor = LinkCursor::from_stored(state.incremental_cursor)?;
     if cursor.since == 0 {
@@ -164,7 +192,7 @@ async fn backfill(ctx: &Ctx, writer: &mut Writer, l: &Link) -> Result<bool, Sync
         return Err(e);
     }
     if ctx.stopping() {
-        return Ok(false);
+        return Ok(());
     }
     let live = Checkpoint {
         phase: Some(Phase::Live),
@@ -173,7 +201,7 @@ async fn backfill(ctx: &Ctx, writer: &mut Writer, l: &Link) -> Result<bool, Sync
     };
     writer.checkpoint(name, table, &live).await?;
     tracing::info!(connection = %name, table = %table, "backfill done");
-    Ok(true)
+    Ok(())
 }
 
 /// Reads the links of every source after `after`, in key order, a batch

@@ -17,7 +17,7 @@ use std::path::Path;
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
     Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
-    Field, FieldType, Incremental, Object, Pagination, Parent,
+    Field, FieldType, Incremental, Links, Object, Pagination, Parent,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -324,11 +324,73 @@ impl Semantic {
                 false,
             );
         }
+        if let Some(l) = &c.links {
+            self.links(c, l, &names);
+        }
         if c.objects.is_empty() && c.discovered_objects.is_none() {
             self.err(
                 "/objects",
                 "the connector has no objects",
                 Some("declare `objects:` or `discovered_objects:`".into()),
+            );
+        }
+    }
+
+    /// Link tables: each pair names two objects that are no child objects,
+    /// its table name is free and an identifier; the id template uses only
+    /// the link columns; reads take at least one id.
+    fn links(&mut self, c: &Connector, l: &Links, objects: &HashMap<String, usize>) {
+        let mut seen = BTreeSet::new();
+        for (i, p) in l.pairs.iter().enumerate() {
+            let base = format!("/links/pairs/{i}");
+            if !is_snake_identifier(&p.name) {
+                self.err(
+                    format!("{base}/name"),
+                    format!(
+                        "link table name `{}` is not a snake_case identifier",
+                        p.name
+                    ),
+                    Some(format!(
+                        "use `{}`",
+                        sequin_spec::naming::table_name(&p.name)
+                    )),
+                );
+            }
+            if objects.contains_key(&p.name) || !seen.insert(p.name.as_str()) {
+                self.err(
+                    format!("{base}/name"),
+                    format!("table `{}` is declared twice", p.name),
+                    Some("give each link table a name no object or other pair has, e.g. `contact_company`".into()),
+                );
+            }
+            for (key, object) in [("from", &p.from), ("to", &p.to)] {
+                match c.object(object) {
+                    Some(o) if o.parent.is_none() => {}
+                    _ => self.err(
+                        format!("{base}/{key}"),
+                        format!("`{object}` is not an object of this connector (child objects cannot be linked)"),
+                        Some("name an object of `objects:` by its table name".into()),
+                    ),
+                }
+            }
+        }
+        for name in placeholders(&l.id) {
+            if !sequin_spec::links::LINK_COLUMNS[1..].contains(&name.as_str()) {
+                self.err(
+                    "/links/id",
+                    format!("unknown placeholder `{{{name}}}` in the link id"),
+                    Some(
+                        "use the link columns: {from_id}, {to_id}, {category}, {type_id}, {label}"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        if l.read.max_size == 0 {
+            self.err(
+                "/links/read/max_size",
+                "max_size is 0",
+                Some("the most source ids one read takes, e.g. 1000".into()),
             );
         }
     }

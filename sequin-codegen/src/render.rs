@@ -31,6 +31,17 @@ struct TableCtx {
     /// A parent of child objects: its `_sequin_synced_at` is indexed (sync
     /// looks up the parents written since its last poll).
     has_children: bool,
+    /// For a link table: its pair.
+    link: Option<LinkCtx>,
+}
+
+#[derive(Serialize)]
+struct LinkCtx {
+    from: String,
+    to: String,
+    /// The batch read's path.
+    read: String,
+    every: String,
 }
 
 #[derive(Serialize)]
@@ -211,58 +222,90 @@ fn deletes_name(d: Option<&DeleteDetection>) -> String {
 }
 
 fn tables(c: &Connector) -> Vec<TableCtx> {
-    c.objects
+    let links = c.links.as_ref();
+    let mut tables: Vec<TableCtx> = c.objects.iter().map(|o| table(c, o)).collect();
+    for (o, p) in c
+        .link_objects()
         .iter()
-        .map(|o| TableCtx {
-            name: o.name.clone(),
-            api_name: o.api_name.clone(),
-            description: o.description.clone(),
-            primary_key: o
-                .primary_key_field()
-                .map(|f| quote_ident(&f.column_name()))
-                .unwrap_or_default(),
-            columns: o
+        .zip(links.map_or(&[][..], |l| &l.pairs))
+    {
+        let mut t = table(c, o);
+        let l = links.expect("link objects come from `links`");
+        t.link = Some(LinkCtx {
+            from: p.from.clone(),
+            to: p.to.clone(),
+            read: o.endpoints.list.path.clone(),
+            every: l.every.to_string(),
+        });
+        t.incremental = format!(
+            "links of `{}` records read in batches of {} (`{}`): after both objects' backfill, again for every record of either object sync writes, and all of them every {} (per connection: `association_interval`)",
+            p.from, l.read.max_size, o.endpoints.list.path, l.every
+        );
+        t.deletes = format!(
+            "the full read every {} deletes links no longer there; a record's links go with it",
+            l.every
+        );
+        tables.push(t);
+    }
+    tables
+}
+
+fn table(c: &Connector, o: &Object) -> TableCtx {
+    TableCtx {
+        name: o.name.clone(),
+        api_name: o.api_name.clone(),
+        description: o.description.clone(),
+        primary_key: o
+            .primary_key_field()
+            .map(|f| quote_ident(&f.column_name()))
+            .unwrap_or_default(),
+        columns: o
+            .fields
+            .iter()
+            .map(|f| column(f, f.name == o.primary_key))
+            .collect(),
+        operations: operations(o),
+        incremental: match &o.parent {
+            Some(p) => child_incremental(c, o, p),
+            None => incremental_name(c.incremental_of(o)),
+        },
+        deletes: match &o.parent {
+            Some(p) => child_deletes(c, o, p),
+            None => deletes_name(c.deletes_of(o)),
+        },
+        // Sync looks up the rows written since its last poll on the
+        // parents of children and on the objects of link tables.
+        has_children: c.children_of(&o.name).next().is_some()
+            || c.links
+                .as_ref()
+                .is_some_and(|l| l.pairs.iter().any(|p| p.from == o.name || p.to == o.name)),
+        parent: o.parent.as_ref().map(|p| {
+            let column = o
                 .fields
                 .iter()
-                .map(|f| column(f, f.name == o.primary_key))
-                .collect(),
-            operations: operations(o),
-            incremental: match &o.parent {
-                Some(p) => child_incremental(c, o, p),
-                None => incremental_name(c.incremental_of(o)),
-            },
-            deletes: match &o.parent {
-                Some(p) => child_deletes(c, o, p),
-                None => deletes_name(c.deletes_of(o)),
-            },
-            has_children: c.children_of(&o.name).next().is_some(),
-            parent: o.parent.as_ref().map(|p| {
-                let column = o
-                    .fields
-                    .iter()
-                    .find(|f| f.name == p.field)
-                    .map(Field::column_name)
-                    .unwrap_or_else(|| p.field.clone());
-                ParentCtx {
-                    object: p.object.clone(),
-                    ident: quote_ident(&column),
-                    column,
-                    list: o.endpoints.list.path.clone(),
-                }
-            }),
-            discovered: o.discovered_fields.as_ref().map(|d| {
-                format!(
-                    "`{}`{}, every {}",
-                    d.endpoint.path,
-                    d.only_if
-                        .as_ref()
-                        .map(|p| format!(" where `{p}`"))
-                        .unwrap_or_default(),
-                    d.every
-                )
-            }),
-        })
-        .collect()
+                .find(|f| f.name == p.field)
+                .map(Field::column_name)
+                .unwrap_or_else(|| p.field.clone());
+            ParentCtx {
+                object: p.object.clone(),
+                ident: quote_ident(&column),
+                column,
+                list: o.endpoints.list.path.clone(),
+            }
+        }),
+        discovered: o.discovered_fields.as_ref().map(|d| {
+            format!(
+                "`{}`{}, every {}",
+                d.endpoint.path,
+                d.only_if
+                    .as_ref()
+                    .map(|p| format!(" where `{p}`"))
+                    .unwrap_or_default(),
+                d.every
+            )
+        }),
+        link: None,
+    }
 }
 
 fn render(template: &str, name: &str, ctx: &Context) -> String {

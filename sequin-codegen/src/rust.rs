@@ -23,8 +23,9 @@ pub fn connector_module(
     let name = &c.name;
     let display = &c.display_name;
     let display_doc = format!(" The name used in client-visible errors (`[{display}]: ...`).");
-    let arms: Vec<TokenStream> = c
-        .objects
+    // Link tables (`links:`) are tables like the objects: typed records too.
+    let objects = c.all_objects();
+    let arms: Vec<TokenStream> = objects
         .iter()
         .map(|o| {
             let table = &o.name;
@@ -32,7 +33,7 @@ pub fn connector_module(
             quote! { #table => Some(<#ty as Record>::columns()), }
         })
         .collect();
-    let columns_fn = if c.objects.is_empty() {
+    let columns_fn = if objects.is_empty() {
         quote! {
             /// The columns of a static object, by table name (this connector
             /// has none: its objects are discovered at run time).
@@ -67,7 +68,7 @@ pub fn connector_module(
         },
         columns_fn,
     ];
-    items.extend(c.objects.iter().map(|o| object_struct(c, o)));
+    items.extend(objects.iter().map(|o| object_struct(c, o)));
     let doc = format!(
         "//! {}.\n//!\n//! The {display} connector: typed records of its static objects and its descriptor.\n",
         crate::header(source)
@@ -77,7 +78,8 @@ pub fn connector_module(
 
 fn imports(c: &Connector) -> TokenStream {
     let mut wrappers: Vec<Ident> = Vec::new();
-    let all: Vec<&Field> = c.objects.iter().flat_map(|o| o.fields.iter()).collect();
+    let objects = c.all_objects();
+    let all: Vec<&Field> = objects.iter().flat_map(|o| o.fields.iter()).collect();
     for (ty, name) in [
         (FieldType::Date, "Date"),
         (FieldType::Decimal, "Decimal"),
@@ -87,7 +89,7 @@ fn imports(c: &Connector) -> TokenStream {
             wrappers.push(Ident::new(name, Span::call_site()));
         }
     }
-    if c.objects.is_empty() {
+    if objects.is_empty() {
         quote! { use sequin_spec::record::Column; }
     } else {
         quote! {

@@ -32,6 +32,20 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         "owner" => Some(<Owner as Record>::columns()),
         "deal_pipeline" => Some(<DealPipeline as Record>::columns()),
         "ticket_pipeline" => Some(<TicketPipeline as Record>::columns()),
+        "contact_company" => Some(<ContactCompany as Record>::columns()),
+        "contact_deal" => Some(<ContactDeal as Record>::columns()),
+        "contact_ticket" => Some(<ContactTicket as Record>::columns()),
+        "company_deal" => Some(<CompanyDeal as Record>::columns()),
+        "company_ticket" => Some(<CompanyTicket as Record>::columns()),
+        "deal_ticket" => Some(<DealTicket as Record>::columns()),
+        "deal_line_item" => Some(<DealLineItem as Record>::columns()),
+        "quote_deal" => Some(<QuoteDeal as Record>::columns()),
+        "quote_line_item" => Some(<QuoteLineItem as Record>::columns()),
+        "call_contact" => Some(<CallContact as Record>::columns()),
+        "email_contact" => Some(<EmailContact as Record>::columns()),
+        "meeting_contact" => Some(<MeetingContact as Record>::columns()),
+        "note_contact" => Some(<NoteContact as Record>::columns()),
+        "task_contact" => Some(<TaskContact as Record>::columns()),
         _ => None,
     }
 }
@@ -1988,4 +2002,620 @@ pub struct TicketPipeline {
     /// `updatedAt` (read-only).
     #[sequin(api = "updatedAt", ty = "timestamp", access = "read_only")]
     pub updated_at: Option<Timestamp>,
+}
+
+/// A HubSpot `contact_company` record (table `contact_company`).
+///
+/// Links from `contact` to `company` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "contact_company", api_name = "contact_company")]
+pub struct ContactCompany {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `contact_deal` record (table `contact_deal`).
+///
+/// Links from `contact` to `deal` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "contact_deal", api_name = "contact_deal")]
+pub struct ContactDeal {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `contact_ticket` record (table `contact_ticket`).
+///
+/// Links from `contact` to `ticket` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "contact_ticket", api_name = "contact_ticket")]
+pub struct ContactTicket {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `company_deal` record (table `company_deal`).
+///
+/// Links from `company` to `deal` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "company_deal", api_name = "company_deal")]
+pub struct CompanyDeal {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `company_ticket` record (table `company_ticket`).
+///
+/// Links from `company` to `ticket` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "company_ticket", api_name = "company_ticket")]
+pub struct CompanyTicket {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `deal_ticket` record (table `deal_ticket`).
+///
+/// Links from `deal` to `ticket` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "deal_ticket", api_name = "deal_ticket")]
+pub struct DealTicket {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `deal_line_item` record (table `deal_line_item`).
+///
+/// Links from `deal` to `line_item` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "deal_line_item", api_name = "deal_line_item")]
+pub struct DealLineItem {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `quote_deal` record (table `quote_deal`).
+///
+/// Links from `quote` to `deal` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote_deal", api_name = "quote_deal")]
+pub struct QuoteDeal {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `quote_line_item` record (table `quote_line_item`).
+///
+/// Links from `quote` to `line_item` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote_line_item", api_name = "quote_line_item")]
+pub struct QuoteLineItem {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `call_contact` record (table `call_contact`).
+///
+/// Links from `call` to `contact` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "call_contact", api_name = "call_contact")]
+pub struct CallContact {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `email_contact` record (table `email_contact`).
+///
+/// Links from `email` to `contact` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "email_contact", api_name = "email_contact")]
+pub struct EmailContact {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `meeting_contact` record (table `meeting_contact`).
+///
+/// Links from `meeting` to `contact` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "meeting_contact", api_name = "meeting_contact")]
+pub struct MeetingContact {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `note_contact` record (table `note_contact`).
+///
+/// Links from `note` to `contact` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "note_contact", api_name = "note_contact")]
+pub struct NoteContact {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
+}
+
+/// A HubSpot `task_contact` record (table `task_contact`).
+///
+/// Links from `task` to `contact` records: one row per linked pair and association type.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "task_contact", api_name = "task_contact")]
+pub struct TaskContact {
+    /// `id` (read-only): Derived from the other columns (the spec's `links.id`).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `from_id` (create-only): The source record's primary key.
+    #[sequin(
+        api = "from_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub from_id: String,
+    /// `to_id` (create-only): The target record's primary key.
+    #[sequin(
+        api = "to_id",
+        ty = "string",
+        access = "create_only",
+        nullable = false,
+        required_on_create
+    )]
+    pub to_id: String,
+    /// `category` (create-only): The association type's category; null on INSERT: the pair's default type.
+    #[sequin(api = "category", ty = "string", access = "create_only")]
+    pub category: Option<String>,
+    /// `type_id` (create-only): The association type's id; null on INSERT: the pair's default type.
+    #[sequin(api = "type_id", ty = "integer", access = "create_only")]
+    pub type_id: Option<i64>,
+    /// `label` (read-only): The association type's label (null for an unlabeled type).
+    #[sequin(api = "label", ty = "string", access = "read_only")]
+    pub label: Option<String>,
 }

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS :"schema".contact (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS contact__sequin_synced_at_idx ON :"schema".contact (_sequin_synced_at);
 COMMENT ON TABLE :"schema".contact IS 'HubSpot contacts, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".contact.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".contact.created_at IS 'read-only `createdAt`';
@@ -93,6 +94,7 @@ CREATE TABLE IF NOT EXISTS :"schema".company (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS company__sequin_synced_at_idx ON :"schema".company (_sequin_synced_at);
 COMMENT ON TABLE :"schema".company IS 'HubSpot companies, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".company.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".company.created_at IS 'read-only `createdAt`';
@@ -139,6 +141,7 @@ CREATE TABLE IF NOT EXISTS :"schema".deal (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS deal__sequin_synced_at_idx ON :"schema".deal (_sequin_synced_at);
 COMMENT ON TABLE :"schema".deal IS 'HubSpot deals, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".deal.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".deal.created_at IS 'read-only `createdAt`';
@@ -179,6 +182,7 @@ CREATE TABLE IF NOT EXISTS :"schema".ticket (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS ticket__sequin_synced_at_idx ON :"schema".ticket (_sequin_synced_at);
 COMMENT ON TABLE :"schema".ticket IS 'HubSpot tickets, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".ticket.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".ticket.created_at IS 'read-only `createdAt`';
@@ -264,6 +268,7 @@ CREATE TABLE IF NOT EXISTS :"schema".line_item (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS line_item__sequin_synced_at_idx ON :"schema".line_item (_sequin_synced_at);
 COMMENT ON TABLE :"schema".line_item IS 'HubSpot line_items, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".line_item.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".line_item.created_at IS 'read-only `createdAt`';
@@ -314,6 +319,7 @@ CREATE TABLE IF NOT EXISTS :"schema".quote (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS quote__sequin_synced_at_idx ON :"schema".quote (_sequin_synced_at);
 COMMENT ON TABLE :"schema".quote IS 'HubSpot quotes, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".quote.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".quote.created_at IS 'read-only `createdAt`';
@@ -363,6 +369,7 @@ CREATE TABLE IF NOT EXISTS :"schema".call (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS call__sequin_synced_at_idx ON :"schema".call (_sequin_synced_at);
 COMMENT ON TABLE :"schema".call IS 'HubSpot calls, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".call.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".call.created_at IS 'read-only `createdAt`';
@@ -405,6 +412,7 @@ CREATE TABLE IF NOT EXISTS :"schema".email (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS email__sequin_synced_at_idx ON :"schema".email (_sequin_synced_at);
 COMMENT ON TABLE :"schema".email IS 'HubSpot emails, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".email.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".email.created_at IS 'read-only `createdAt`';
@@ -446,6 +454,7 @@ CREATE TABLE IF NOT EXISTS :"schema".meeting (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS meeting__sequin_synced_at_idx ON :"schema".meeting (_sequin_synced_at);
 COMMENT ON TABLE :"schema".meeting IS 'HubSpot meetings, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".meeting.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".meeting.created_at IS 'read-only `createdAt`';
@@ -483,6 +492,7 @@ CREATE TABLE IF NOT EXISTS :"schema".note (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS note__sequin_synced_at_idx ON :"schema".note (_sequin_synced_at);
 COMMENT ON TABLE :"schema".note IS 'HubSpot notes, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".note.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".note.created_at IS 'read-only `createdAt`';
@@ -518,6 +528,7 @@ CREATE TABLE IF NOT EXISTS :"schema".task (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS task__sequin_synced_at_idx ON :"schema".task (_sequin_synced_at);
 COMMENT ON TABLE :"schema".task IS 'HubSpot tasks, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".task.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".task.created_at IS 'read-only `createdAt`';
@@ -610,3 +621,297 @@ COMMENT ON COLUMN :"schema".ticket_pipeline.archived IS 'read-only `archived`';
 COMMENT ON COLUMN :"schema".ticket_pipeline.archived_at IS 'read-only `archivedAt`';
 COMMENT ON COLUMN :"schema".ticket_pipeline.created_at IS 'read-only `createdAt`';
 COMMENT ON COLUMN :"schema".ticket_pipeline.updated_at IS 'read-only `updatedAt`';
+
+CREATE TABLE IF NOT EXISTS :"schema".contact_company (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS contact_company_from_id_idx ON :"schema".contact_company (from_id);
+CREATE INDEX IF NOT EXISTS contact_company_to_id_idx ON :"schema".contact_company (to_id);
+COMMENT ON TABLE :"schema".contact_company IS 'HubSpot contact_company, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".contact_company.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".contact_company.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_company.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_company.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".contact_company.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".contact_company.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".contact_deal (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS contact_deal_from_id_idx ON :"schema".contact_deal (from_id);
+CREATE INDEX IF NOT EXISTS contact_deal_to_id_idx ON :"schema".contact_deal (to_id);
+COMMENT ON TABLE :"schema".contact_deal IS 'HubSpot contact_deal, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".contact_deal.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".contact_deal.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_deal.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_deal.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".contact_deal.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".contact_deal.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".contact_ticket (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS contact_ticket_from_id_idx ON :"schema".contact_ticket (from_id);
+CREATE INDEX IF NOT EXISTS contact_ticket_to_id_idx ON :"schema".contact_ticket (to_id);
+COMMENT ON TABLE :"schema".contact_ticket IS 'HubSpot contact_ticket, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".contact_ticket.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".contact_ticket.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_ticket.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".contact_ticket.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".contact_ticket.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".contact_ticket.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".company_deal (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS company_deal_from_id_idx ON :"schema".company_deal (from_id);
+CREATE INDEX IF NOT EXISTS company_deal_to_id_idx ON :"schema".company_deal (to_id);
+COMMENT ON TABLE :"schema".company_deal IS 'HubSpot company_deal, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".company_deal.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".company_deal.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".company_deal.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".company_deal.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".company_deal.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".company_deal.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".company_ticket (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS company_ticket_from_id_idx ON :"schema".company_ticket (from_id);
+CREATE INDEX IF NOT EXISTS company_ticket_to_id_idx ON :"schema".company_ticket (to_id);
+COMMENT ON TABLE :"schema".company_ticket IS 'HubSpot company_ticket, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".company_ticket.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".company_ticket.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".company_ticket.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".company_ticket.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".company_ticket.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".company_ticket.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".deal_ticket (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS deal_ticket_from_id_idx ON :"schema".deal_ticket (from_id);
+CREATE INDEX IF NOT EXISTS deal_ticket_to_id_idx ON :"schema".deal_ticket (to_id);
+COMMENT ON TABLE :"schema".deal_ticket IS 'HubSpot deal_ticket, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".deal_ticket.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".deal_ticket.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".deal_ticket.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".deal_ticket.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".deal_ticket.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".deal_ticket.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".deal_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS deal_line_item_from_id_idx ON :"schema".deal_line_item (from_id);
+CREATE INDEX IF NOT EXISTS deal_line_item_to_id_idx ON :"schema".deal_line_item (to_id);
+COMMENT ON TABLE :"schema".deal_line_item IS 'HubSpot deal_line_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".deal_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".deal_line_item.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".deal_line_item.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".deal_line_item.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".deal_line_item.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".deal_line_item.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote_deal (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS quote_deal_from_id_idx ON :"schema".quote_deal (from_id);
+CREATE INDEX IF NOT EXISTS quote_deal_to_id_idx ON :"schema".quote_deal (to_id);
+COMMENT ON TABLE :"schema".quote_deal IS 'HubSpot quote_deal, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote_deal.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote_deal.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".quote_deal.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".quote_deal.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".quote_deal.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".quote_deal.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS quote_line_item_from_id_idx ON :"schema".quote_line_item (from_id);
+CREATE INDEX IF NOT EXISTS quote_line_item_to_id_idx ON :"schema".quote_line_item (to_id);
+COMMENT ON TABLE :"schema".quote_line_item IS 'HubSpot quote_line_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote_line_item.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".quote_line_item.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".quote_line_item.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".quote_line_item.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".quote_line_item.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".call_contact (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS call_contact_from_id_idx ON :"schema".call_contact (from_id);
+CREATE INDEX IF NOT EXISTS call_contact_to_id_idx ON :"schema".call_contact (to_id);
+COMMENT ON TABLE :"schema".call_contact IS 'HubSpot call_contact, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".call_contact.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".call_contact.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".call_contact.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".call_contact.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".call_contact.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".call_contact.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".email_contact (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS email_contact_from_id_idx ON :"schema".email_contact (from_id);
+CREATE INDEX IF NOT EXISTS email_contact_to_id_idx ON :"schema".email_contact (to_id);
+COMMENT ON TABLE :"schema".email_contact IS 'HubSpot email_contact, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".email_contact.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".email_contact.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".email_contact.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".email_contact.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".email_contact.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".email_contact.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".meeting_contact (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS meeting_contact_from_id_idx ON :"schema".meeting_contact (from_id);
+CREATE INDEX IF NOT EXISTS meeting_contact_to_id_idx ON :"schema".meeting_contact (to_id);
+COMMENT ON TABLE :"schema".meeting_contact IS 'HubSpot meeting_contact, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".meeting_contact.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".meeting_contact.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".meeting_contact.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".meeting_contact.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".meeting_contact.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".meeting_contact.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".note_contact (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS note_contact_from_id_idx ON :"schema".note_contact (from_id);
+CREATE INDEX IF NOT EXISTS note_contact_to_id_idx ON :"schema".note_contact (to_id);
+COMMENT ON TABLE :"schema".note_contact IS 'HubSpot note_contact, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".note_contact.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".note_contact.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".note_contact.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".note_contact.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".note_contact.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".note_contact.label IS 'read-only `label`';
+
+CREATE TABLE IF NOT EXISTS :"schema".task_contact (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    from_id text,
+    to_id text,
+    category text,
+    type_id bigint,
+    label text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS task_contact_from_id_idx ON :"schema".task_contact (from_id);
+CREATE INDEX IF NOT EXISTS task_contact_to_id_idx ON :"schema".task_contact (to_id);
+COMMENT ON TABLE :"schema".task_contact IS 'HubSpot task_contact, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".task_contact.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".task_contact.from_id IS 'create-only `from_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".task_contact.to_id IS 'create-only `to_id`; required on create; not null';
+COMMENT ON COLUMN :"schema".task_contact.category IS 'create-only `category`';
+COMMENT ON COLUMN :"schema".task_contact.type_id IS 'create-only `type_id`';
+COMMENT ON COLUMN :"schema".task_contact.label IS 'read-only `label`';

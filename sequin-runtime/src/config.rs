@@ -127,6 +127,12 @@ pub struct ConnectionConfig {
     /// fallback `every`).
     #[serde(default, deserialize_with = "opt_duration")]
     pub events_fallback_interval: Option<Duration>,
+    /// How often every link table (`links:` of the spec, HubSpot's
+    /// associations) is read whole again and diffed, which is what finds a
+    /// link changed without either record changing (default: the spec's
+    /// `links.every`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub association_interval: Option<Duration>,
     /// The connector's spec to run instead of the compiled-in one: never
     /// read from the config file, set by a program embedding the engine (a
     /// test running a variant of a compiled-in spec, whose tables are still
@@ -310,10 +316,32 @@ impl Config {
                     ));
                 }
             }
+            if let Some(objects) = &c.objects {
+                for (j, o) in objects.iter().enumerate() {
+                    let Some(pair) = spec.link_pair(o) else {
+                        continue;
+                    };
+                    if let Some(missing) = [&pair.from, &pair.to]
+                        .into_iter()
+                        .find(|x| !objects.contains(x))
+                    {
+                        return Err((
+                            format!("{p}/objects/{j}"),
+                            format!(
+                                "`{o}` links `{}` to `{}` records, so it needs `{missing}` synced too: add `{missing}` to objects",
+                                pair.from, pair.to
+                            ),
+                        ));
+                    }
+                }
+            }
             if let Some(objects) = &c.objects
                 && spec.discovered_objects.is_none()
             {
                 for (j, o) in objects.iter().enumerate() {
+                    if spec.link_pair(o).is_some() {
+                        continue;
+                    }
                     if let Some(parent) = spec.object(o).and_then(|o| o.parent.as_ref())
                         && !objects.contains(&parent.object)
                     {

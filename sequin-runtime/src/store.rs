@@ -214,11 +214,20 @@ async fn migrate_locked(
         .await?;
     }
     for (name, loaded) in connections {
+        // The objects' tables and the link tables (`links:`).
         let tables: Vec<String> = loaded
             .spec
             .objects
             .iter()
-            .map(|o| format!("{}.{}", quote_ident(name), quote_ident(&o.name)))
+            .map(|o| &o.name)
+            .chain(
+                loaded
+                    .spec
+                    .links
+                    .iter()
+                    .flat_map(|l| l.pairs.iter().map(|p| &p.name)),
+            )
+            .map(|t| format!("{}.{}", quote_ident(name), quote_ident(t)))
             .collect();
         // The schema too: a connector whose objects are discovered at run
         // time has no static table, and its tables' creation must not race
@@ -1072,6 +1081,36 @@ impl Writer {
             .map_err(db(format!("listing rows of {}", t.qualified())))?
             .iter()
             .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// `(primary key, column out)` of `t`'s rows whose column `column` is
+    /// one of `values` and that were last written before `before_us` (a
+    /// link table's rows of some records, compared with a read of them).
+    pub async fn rows_where_any(
+        &self,
+        t: &Table,
+        column: usize,
+        values: &[String],
+        out: usize,
+        before_us: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let c = &t.columns[column];
+        let sql = format!(
+            "SELECT {}::text, {}::text FROM {} WHERE {} = ANY($1::text[]::{}[]) AND _sequin_synced_at < 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'",
+            quote_ident(&t.columns[t.primary_key].name),
+            quote_ident(&t.columns[out].name),
+            t.qualified(),
+            quote_ident(&c.name),
+            c.ty.pg_type()
+        );
+        Ok(self
+            .client
+            .query(&sql, &[&values, &before_us])
+            .await
+            .map_err(db(format!("listing rows of {}", t.qualified())))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
     }
 

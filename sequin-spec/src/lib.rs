@@ -10,10 +10,13 @@
 //!   share.
 //! - [`duration`]: `500ms`, `10s`, `24h` in specs and configs.
 //! - [`naming`]: API names to Postgres identifiers.
+//! - [`links`]: link tables (`links:`) as objects, and their row and item
+//!   templates.
 //!
 //! This crate does not depend on the generator, on HTTP or on Postgres.
 
 pub mod duration;
+pub mod links;
 pub mod model;
 pub mod naming;
 pub mod record;

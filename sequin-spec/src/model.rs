@@ -25,6 +25,10 @@
 //! - The endpoints of a child object (one with a [`Parent`]) may use
 //!   `{<parent.param>}` (`{invoice}` in `/v1/invoices/{invoice}/lines`):
 //!   the parent record's primary key.
+//! - The endpoints of link tables ([`Links`]) take `{from}` and `{to}`, the
+//!   paired objects' `api_name`s; their item templates take the link
+//!   columns (`{from_id}`, `{to_id}`, `{category}`, `{type_id}`), and the
+//!   read's item `{id}`, a source record's primary key.
 
 use std::collections::BTreeMap;
 
@@ -97,10 +101,137 @@ pub struct Connector {
     /// HubSpot custom objects), besides the static ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered_objects: Option<DiscoveredObjects>,
+    /// Link tables: the associations between records of two objects
+    /// (HubSpot's associations v4), one table per object pair. See
+    /// [`Links`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<Links>,
     /// What of the API is deliberately not synced, and why (listed in the
     /// generated docs, so a user can tell a gap from a choice).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<LeftOut>,
+}
+
+/// Link tables: the associations between the records of two objects (a
+/// contact's companies), one table per ordered object pair, one row per
+/// linked pair of records and association type.
+///
+/// Every link table has the same columns: `id` (the primary key, derived
+/// with the `id` template from the other columns), `from_id`, `to_id` (the
+/// linked records' primary keys), `category` and `type_id` (the
+/// association type) and `label` (the type's label; null for an unlabeled
+/// type).
+///
+/// **How they are synced.** An API like HubSpot's changes no record when
+/// a link changes (`hs_lastmodifieddate` stays), so no modification search
+/// sees link changes. Sequin therefore (1) reads the links of every source
+/// record in batches (`read`, ids from the source's table) once both
+/// objects are backfilled; (2) reads again the links of every record of
+/// either object whose row sync writes (a link made or removed together
+/// with a record change arrives with it; for a target record, the sources
+/// linked to it are read again); (3) reads every source record's links
+/// again each `every` (each connection may override it with
+/// `association_interval`; about one request per `read.max_size` source
+/// records and pair) and deletes the rows no longer there, which finds a
+/// link changed on its own; (4) deletes a record's links with the record.
+///
+/// **How they are written.** An INSERT creates the link (`create`, or
+/// `create_default` when `category` and `type_id` are null); a DELETE
+/// removes that association type (`delete`); an UPDATE is refused (0A000:
+/// delete the row and insert the new one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Links {
+    /// How the links of a batch of source records are read.
+    pub read: LinkRead,
+    /// Creates links with an explicit association type. Templates of
+    /// `item` take the columns `{from_id}`, `{to_id}`, `{category}`,
+    /// `{type_id}`.
+    pub create: LinkWrite,
+    /// Creates links with the pair's default type (an INSERT that leaves
+    /// `category` and `type_id` null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_default: Option<LinkWrite>,
+    /// Removes one association type of a link.
+    pub delete: LinkWrite,
+    /// The primary key's template over the columns
+    /// (`{from_id}-{to_id}-{type_id}`); it must make each row unique.
+    pub id: String,
+    /// How often every source record's links are read again, to find links
+    /// changed without either record changing (e.g. `5m`).
+    #[serde(default = "rediscover")]
+    pub every: Duration,
+    /// Most rows one SQL statement may write.
+    #[serde(default = "max_rows", skip_serializing_if = "is_default_max_rows")]
+    pub max_rows_per_write: u32,
+    /// The object pairs, each a table.
+    pub pairs: Vec<LinkPair>,
+}
+
+/// One link table: the links from records of `from` to records of `to`.
+/// Endpoint templates take `{from}` and `{to}`, the objects' `api_name`s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPair {
+    /// Table name (`contact_company`); unique among the connector's tables.
+    pub name: String,
+    /// The source object (a table name of `objects`).
+    pub from: String,
+    /// The target object (a table name of `objects`).
+    pub to: String,
+    /// For the docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Reading the links of a batch of source records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRead {
+    /// The request (`records`: where the per-source results are).
+    pub endpoint: Endpoint,
+    /// Key of the body's array of source records (`inputs`).
+    pub items: String,
+    /// One item of that array; `{id}` is a source record's primary key.
+    pub item: serde_json::Value,
+    /// Most source records per request.
+    pub max_size: u32,
+    /// In a result: the source record's id (`from.id`).
+    pub from_id: JsonPath,
+    /// In a result: the array of linked records (`to`).
+    pub targets: JsonPath,
+    /// In a linked record: its id (`toObjectId`).
+    pub to_id: JsonPath,
+    /// In a linked record: the array of association types
+    /// (`associationTypes`).
+    pub types: JsonPath,
+    /// In a type: its category.
+    pub category: JsonPath,
+    /// In a type: its id.
+    pub type_id: JsonPath,
+    /// In a type: its label (absent or null for an unlabeled type).
+    pub label: JsonPath,
+}
+
+/// A batch write of links.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkWrite {
+    pub endpoint: Endpoint,
+    /// Key of the body's array of links (`inputs`).
+    pub items: String,
+    /// One item; a string that is exactly `"{column}"` becomes the column's
+    /// value with its type (a number for `type_id`), other strings have
+    /// their placeholders replaced by the values as text.
+    pub item: serde_json::Value,
+    /// Most links per request.
+    pub max_size: u32,
+    /// For `create_default`: in each result, where the assigned type's
+    /// category and id are (`associationSpec.associationCategory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_category: Option<JsonPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_type_id: Option<JsonPath>,
 }
 
 /// Part of an API a connector deliberately does not sync.

@@ -552,6 +552,7 @@ fn connector(
         fields_under: None,
         objects,
         discovered_objects: None,
+        links: None,
         left_out: Vec::new(),
     }
 }

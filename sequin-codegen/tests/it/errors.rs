@@ -44,3 +44,14 @@ fn update_only_fields_need_an_update_and_cannot_be_required_on_create() {
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }
+
+#[test]
+fn link_tables_are_checked_at_their_places() {
+    let got = check("links.yaml");
+    let expected = [
+        "tests/specs/invalid/links.yaml:50:7: unknown placeholder `{kind}` in the link id (fix: use the link columns: {from_id}, {to_id}, {category}, {type_id}, {label})",
+        "tests/specs/invalid/links.yaml:53:46: `team` is not an object of this connector (child objects cannot be linked) (fix: name an object of `objects:` by its table name)",
+        "tests/specs/invalid/links.yaml:54:15: table `org` is declared twice (fix: give each link table a name no object or other pair has, e.g. `contact_company`)",
+    ];
+    assert_eq!(got, expected, "got:\n{}", got.join("\n"));
+}

@@ -7,6 +7,7 @@ use sequin_spec::naming::table_name;
 use sequin_spec::record::{Column, get_path};
 use serde_json::Value;
 
+use super::LinkPlan;
 use super::plan::{ObjectPlan, discovered_column, marker_of};
 use super::{Connection, Error};
 use crate::api::{Priority, Vars};
@@ -28,6 +29,9 @@ impl Connection {
                 .unwrap_or_else(|| o.fields.iter().map(Column::from_field).collect());
             out.push(ObjectPlan::for_object(spec, &self.config.name, o, columns)?);
         }
+        for o in spec.link_objects().iter().filter(|o| self.wants(&o.name)) {
+            out.push(self.link_plan(o)?);
+        }
         if spec.discovered_objects.is_some() {
             for p in self.discover_objects().await? {
                 if self.wants(&p.table.name) {
@@ -36,6 +40,31 @@ impl Connection {
             }
         }
         Ok(out)
+    }
+
+    /// The plan of a link table: an object whose rows the link sync reads
+    /// (no incremental strategy or delete detection of its own).
+    fn link_plan(&self, o: &sequin_spec::model::Object) -> Result<ObjectPlan, Error> {
+        let loaded = registry::get(&self.config.connector).expect("config is checked");
+        let columns = loaded
+            .object_columns(&o.name)
+            .map(|c| c.to_vec())
+            .unwrap_or_else(|| o.fields.iter().map(Column::from_field).collect());
+        let mut o = o.clone();
+        o.incremental = Some(Incremental::FullRefresh);
+        o.deletes = Some(sequin_spec::model::DeleteDetection::None);
+        // Never paged (batch reads by id); the plan wants one all the same.
+        o.pagination =
+            self.spec
+                .pagination
+                .clone()
+                .or(Some(sequin_spec::model::Pagination::LinkHeader {
+                    common: Default::default(),
+                }));
+        let mut plan = ObjectPlan::for_object(&self.spec, &self.config.name, &o, columns)?;
+        plan.deletes = None;
+        plan.link = LinkPlan::of(&self.spec, &o.name);
+        Ok(plan)
     }
 
     /// The plans of the configured objects with their discovered columns,
@@ -130,6 +159,7 @@ impl Connection {
                 static_columns,
                 dynamic_table: true,
                 parent: None,
+                link: None,
             });
         }
         Ok(plans)

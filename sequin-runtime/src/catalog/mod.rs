@@ -8,13 +8,17 @@
 //! - [`plan`]: an object's plan (table, endpoints, strategies, update
 //!   marker), from the spec or from discovery;
 //! - `discover.rs`: objects and fields known only at run time (Airtable
-//!   tables, custom fields), looked up through the API.
+//!   tables, custom fields), looked up through the API;
+//! - [`links`]: a link table's plan (`links:` of the spec) and the batch
+//!   read of records' links.
 
 mod connection;
 mod discover;
+pub mod links;
 pub mod plan;
 
 pub use connection::{Connection, wanted};
+pub use links::{Direction, LinkPlan};
 pub use plan::{Marker, ObjectPlan, ParentPlan, now_us};
 
 use crate::api;

@@ -48,6 +48,8 @@ pub struct ObjectPlan {
     pub dynamic_table: bool,
     /// For a child object (listed only under a parent record): its parent.
     pub parent: Option<ParentPlan>,
+    /// For a link table (`links:` of the spec): its pair.
+    pub link: Option<super::LinkPlan>,
 }
 
 /// The parent of a child object ([`sequin_spec::model::Parent`]).
@@ -121,6 +123,7 @@ impl ObjectPlan {
             discovered_fields: o.discovered_fields.clone(),
             dynamic_table: false,
             parent,
+            link: None,
         })
     }
 

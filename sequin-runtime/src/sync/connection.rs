@@ -10,7 +10,7 @@ use sequin_spec::model::Incremental;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{ChildLink, Ctx, Options, SyncError, child, events, fallback, object};
+use super::{ChildLink, Ctx, Options, SyncError, child, events, fallback, links, object};
 use crate::catalog::{self, ObjectPlan};
 use crate::config::ConnectionConfig;
 use crate::metrics::{Part, PartState};
@@ -106,10 +106,25 @@ async fn run_connection_inner(
     tasks.supervise().await
 }
 
-/// The child objects among `plans`, by parent table.
+/// The child objects among `plans`, by parent table; a link table is a
+/// child of both of its objects (a record's links go with it).
 fn children(plans: &[ObjectPlan]) -> BTreeMap<String, Vec<ChildLink>> {
     let mut out: BTreeMap<String, Vec<ChildLink>> = BTreeMap::new();
     for p in plans {
+        if let Some(l) = &p.link {
+            for (object, column) in [(&l.pair.from, "from_id"), (&l.pair.to, "to_id")] {
+                let column = p
+                    .table
+                    .columns
+                    .iter()
+                    .position(|c| &*c.name == column)
+                    .expect("a link table has the link columns");
+                out.entry(object.clone()).or_default().push(ChildLink {
+                    table: p.table.clone(),
+                    column,
+                });
+            }
+        }
         if let Some(parent) = &p.parent {
             out.entry(parent.object.clone())
                 .or_default()
@@ -211,6 +226,21 @@ impl Tasks {
     fn spawn_object(&mut self, plan: ObjectPlan) {
         let ctx = self.ctx.clone();
         let live_tx = self.live_tx.clone();
+        if let Some(l) = &plan.link {
+            let table = |name: &str| {
+                self.tables.get(name).cloned().unwrap_or_else(|| {
+                    panic!(
+                        "the config is checked: `{}`'s object `{name}` is synced",
+                        plan.table.name
+                    )
+                })
+            };
+            let tables = (table(&l.pair.from), table(&l.pair.to));
+            let live_rx = self.live_rx.clone();
+            self.set
+                .spawn(async move { links::run_link(ctx, plan, tables, (live_tx, live_rx)).await });
+            return;
+        }
         if let Some(p) = &plan.parent {
             let parent = self.tables.get(&p.object).cloned().unwrap_or_else(|| {
                 panic!(

@@ -15,6 +15,10 @@
 //! - a child object (listed only under a parent record) is listed under
 //!   every parent once the parent is backfilled, again under each parent
 //!   whose row changes, and its rows go with their parent's (`child.rs`);
+//! - a link table (`links:` of the spec, HubSpot's associations) reads the
+//!   links of its source records in batches once both objects are
+//!   backfilled, again for each record of either object whose row changes,
+//!   and all of them every `association_interval`, diffed (`links.rs`);
 //! - when the events feed is refused (a restricted key) and the spec allows
 //!   it, event-driven objects are re-listed and diffed instead
 //!   (`fallback.rs`).
@@ -29,6 +33,7 @@ mod discover;
 mod error;
 mod events;
 mod fallback;
+mod links;
 mod object;
 mod poll;
 pub mod progress;

@@ -165,6 +165,11 @@ pub fn sent_singly(t: &Table, ops: &[RowOp]) -> Vec<bool> {
 /// Applies `ops` in order, batching runs of the same kind where the object
 /// has a batch endpoint. Stops at the first rejection.
 pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
+    // A link table's rows are associations, written by their own batch
+    // endpoints (`link.rs`).
+    if t.plan.link.is_some() {
+        return super::link::apply(t, ops).await;
+    }
     let mut out = Applied::default();
     let mut i = 0;
     while i < ops.len() {
@@ -270,7 +275,7 @@ async fn send_one(t: &Table, op: &RowOp, key: &str) -> Result<Option<Done>, ApiE
                 .await
                 .map(Some)
         }
-        RowOp::Delete { id } => {
+        RowOp::Delete { id, .. } => {
             let ep = e.delete.as_ref().ok_or_else(|| missing("delete"))?;
             delete_one(t, ep, id).await.map(Some)
         }
@@ -316,7 +321,7 @@ async fn send_batch(
     if deleting {
         if error.is_none() {
             out.extend(ops.iter().enumerate().filter_map(|(k, op)| match op {
-                RowOp::Delete { id } => Some((
+                RowOp::Delete { id, .. } => Some((
                     k,
                     Done {
                         api_id: id.clone(),
@@ -409,7 +414,11 @@ fn batch_results(b: &BatchEndpoint, resp: &crate::api::ApiResponse) -> Vec<Value
 
 /// Failures inside a 2xx batch answer: per item (Salesforce composite's
 /// `success: false`) or for the batch (HubSpot's 207 `errors`).
-fn batch_error(t: &Table, resp: &crate::api::ApiResponse, results: &[Value]) -> Option<ApiError> {
+pub(super) fn batch_error(
+    t: &Table,
+    resp: &crate::api::ApiResponse,
+    results: &[Value],
+) -> Option<ApiError> {
     let failures: Vec<&Value> = results
         .iter()
         .filter(|r| r.get("success") == Some(&Value::Bool(false)))
@@ -449,7 +458,7 @@ async fn send_batch_request(
     let ids: Vec<String> = ops
         .iter()
         .filter_map(|op| match op {
-            RowOp::Update { id, .. } | RowOp::Delete { id } => Some(id.clone()),
+            RowOp::Update { id, .. } | RowOp::Delete { id, .. } => Some(id.clone()),
             _ => None,
         })
         .collect();
@@ -466,7 +475,7 @@ async fn send_batch_request(
             let (id, body) = match op {
                 RowOp::Create { body, .. } => (None, Some(body)),
                 RowOp::Update { id, body, .. } => (Some(id), Some(body)),
-                RowOp::Delete { id } => (Some(id), None),
+                RowOp::Delete { id, .. } => (Some(id), None),
                 RowOp::Unchanged { .. } => continue,
             };
             if let Some(body) = body {

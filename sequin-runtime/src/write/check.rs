@@ -150,6 +150,13 @@ fn operation(table: &Table, kind: WriteKind) -> Result<WriteOp, WriteError> {
             table.connection, table.plan.table.name, p.object
         )));
     }
+    if table.plan.link.is_some() && kind == WriteKind::Update {
+        return Err(unsupported(&format!(
+            "{}.{} is a link table: the API creates and removes links but does not change them",
+            table.connection, table.plan.table.name
+        ))
+        .hint("DELETE the link's row and INSERT the new one"));
+    }
     let e = &table.plan.endpoints;
     let (op, supported) = match kind {
         WriteKind::Insert => (

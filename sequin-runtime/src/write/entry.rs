@@ -43,7 +43,18 @@ pub fn intent(
             json!({"body": undo.body, "written": undo.written, "previous": undo.previous}),
             None,
         ),
-        RowOp::Delete { id } => ("delete", Some(id.clone()), Value::Null, Value::Null, None),
+        // A link's row is what re-creates it (the reconciler's undo).
+        RowOp::Delete { id, old } => (
+            "delete",
+            Some(id.clone()),
+            if table.plan.link.is_some() {
+                Value::Object((**old).clone())
+            } else {
+                Value::Null
+            },
+            Value::Null,
+            None,
+        ),
         RowOp::Unchanged { .. } => return None,
     };
     Some(Entry {

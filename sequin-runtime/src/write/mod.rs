@@ -20,7 +20,8 @@
 //!    changed writable fields, checked against the spec first;
 //! 4. **apply** ([`apply`]): the operations are journalled as intents
 //!    ([`entry`]), then the API applies them (batch endpoints where the
-//!    object has them), and the journal records the outcome ([`journal`]);
+//!    object has them; a link table's associations through [`link`]), and
+//!    the journal records the outcome ([`journal`]);
 //! 5. **write back** ([`back`]): each row is replaced by the API's
 //!    canonical record (the API's id replaces the provisional one), the
 //!    client's command tag and RETURNING rows are computed over the final
@@ -42,6 +43,7 @@ pub mod entry;
 pub mod error;
 pub mod grant;
 pub mod journal;
+pub mod link;
 pub mod reconcile;
 pub mod rows;
 pub mod sql;

@@ -315,6 +315,19 @@ pub async fn prune(j: &Journal, retention: Duration) -> Result<u64, tokio_postgr
 
 /// Undoes one write of a transaction that did not keep it.
 async fn undo(j: &Journal, t: &Table, p: &Pending, claimed: &mut HashSet<String>) -> Settled {
+    if t.plan.link.is_some() {
+        let (settled, local) = super::link::undo(t, &p.op, p.api_id.as_deref(), &p.request).await;
+        if local && let Some(id) = &p.api_id {
+            // Sync may have brought the link in meanwhile.
+            if let Err(e) = delete_local(j, t, id).await {
+                return (
+                    settled.0,
+                    Some(format!("removing the local row failed: {e}")),
+                );
+            }
+        }
+        return settled;
+    }
     match p.op.as_str() {
         "create" => undo_create(j, t, p, claimed).await,
         "update" => undo_update(j, t, p).await,

@@ -93,8 +93,13 @@ pub enum RowOp {
         body: Map<String, Value>,
         undo: Box<Undo>,
     },
-    /// Delete record `id`.
-    Delete { id: String },
+    /// Delete record `id`; `old` is the deleted row (as `to_jsonb` shows
+    /// it), for APIs that address what to delete by more than its id (a
+    /// link table's association).
+    Delete {
+        id: String,
+        old: Box<Map<String, Value>>,
+    },
     /// Nothing writable changed (`SET x = x`): no API call.
     Unchanged { id: String },
 }
@@ -243,15 +248,20 @@ pub fn plan_row(
                 undo: Box::new(undo),
             })
         }
-        WriteOp::Delete => {
-            let old = change
-                .old
-                .as_ref()
-                .ok_or_else(|| internal(api, "delete without an old row"))?;
-            let id = key_of(old, pk_name).unwrap_or_default();
-            Ok(RowOp::Delete { id })
-        }
+        WriteOp::Delete => deleted(api, pk_name, change),
     }
+}
+
+/// The delete of a captured row, with the row.
+fn deleted(api: &str, pk_name: &str, change: &Change) -> Result<RowOp, WriteError> {
+    let old = change
+        .old
+        .as_ref()
+        .ok_or_else(|| internal(api, "delete without an old row"))?;
+    Ok(RowOp::Delete {
+        id: key_of(old, pk_name).unwrap_or_default(),
+        old: Box::new(old.clone()),
+    })
 }
 
 /// What turns object `from` into object `to` at an API that merges keys:
@@ -379,7 +389,9 @@ pub fn keys(ops: &[RowOp]) -> Vec<String> {
     ops.iter()
         .map(|o| match o {
             RowOp::Create { key, .. } => key.clone(),
-            RowOp::Update { id, .. } | RowOp::Delete { id } | RowOp::Unchanged { id } => id.clone(),
+            RowOp::Update { id, .. } | RowOp::Delete { id, .. } | RowOp::Unchanged { id } => {
+                id.clone()
+            }
         })
         .collect()
 }

@@ -149,6 +149,9 @@ fn max_rows(spec: &Connector, plan: &ObjectPlan) -> u32 {
     if let Some(o) = spec.objects.iter().find(|o| o.name == plan.table.name) {
         return o.max_rows_per_write;
     }
+    if let (Some(l), Some(_)) = (&spec.links, &plan.link) {
+        return l.max_rows_per_write;
+    }
     spec.discovered_objects
         .as_ref()
         .map(|d| d.max_rows_per_write)

@@ -1516,3 +1516,104 @@ fn hubspot_owners_and_pipelines_agree_with_their_openapi() {
     }
     report("hubspot.yaml owners and pipelines vs OpenAPI", problems);
 }
+
+/// The dot paths of an item template's values (`from.id`, `types.0.associationTypeId`).
+fn template_paths(template: &Value, prefix: &str, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match template {
+        Value::Object(m) => m.iter().for_each(|(k, v)| template_paths(v, &join(k), out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| template_paths(v, &join("0"), out)),
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+/// The link tables (associations v4): every endpoint exists with its
+/// method in `v4-associations.json`, every member of each request item is
+/// in the request body's schema, the batch read's answer has every path the
+/// spec reads, the default create's answer the assigned type, and every
+/// pair names two objects of the spec.
+#[test]
+fn hubspot_links_agree_with_the_v4_openapi() {
+    let spec = connector("hubspot");
+    let doc = hubspot_openapi("v4-associations.json");
+    let doc = &doc;
+    let l = spec.links.as_ref().expect("HubSpot has link tables");
+    let mut problems = Vec::new();
+    let writes = [
+        ("create", Some(&l.create)),
+        ("create_default", l.create_default.as_ref()),
+        ("delete", Some(&l.delete)),
+    ];
+    let read = (&l.read.endpoint, &l.read.items, &l.read.item, "read");
+    let bodies = writes
+        .iter()
+        .filter_map(|(what, w)| w.map(|w| (&w.endpoint, &w.items, &w.item, *what)))
+        .chain([read]);
+    for (endpoint, items, item, what) in bodies {
+        let Some(op) = operation(doc, endpoint, what, &mut problems) else {
+            continue;
+        };
+        let Some(body) = json_body(doc, op) else {
+            problems.push(format!("{what}: no JSON request body"));
+            continue;
+        };
+        let mut paths = Vec::new();
+        template_paths(item, "", &mut paths);
+        for p in paths {
+            let full = format!("{items}.0.{p}");
+            if !schema_has_path(doc, body, &full) {
+                problems.push(format!("{what}: `{full}` is not in the request body"));
+            }
+        }
+    }
+    if let Some(op) = operation(doc, &l.read.endpoint, "read", &mut problems)
+        && let Some(resp) = json_response(doc, op)
+    {
+        let records = l.read.endpoint.records.as_deref().unwrap_or_default();
+        let target = format!("{records}.0.{}.0", l.read.targets);
+        let kind = format!("{target}.{}.0", l.read.types);
+        for path in [
+            format!("{records}.0.{}", l.read.from_id),
+            format!("{target}.{}", l.read.to_id),
+            format!("{kind}.{}", l.read.category),
+            format!("{kind}.{}", l.read.type_id),
+            format!("{kind}.{}", l.read.label),
+        ] {
+            if !schema_has_path(doc, resp, &path) {
+                problems.push(format!("read: `{path}` is not in the answer"));
+            }
+        }
+    }
+    if let Some(d) = &l.create_default
+        && let Some(op) = operation(doc, &d.endpoint, "create_default", &mut problems)
+        && let Some(resp) = json_response(doc, op)
+    {
+        for p in [&d.result_category, &d.result_type_id]
+            .into_iter()
+            .flatten()
+        {
+            if !schema_has_path(doc, resp, &format!("results.0.{p}")) {
+                problems.push(format!("create_default: `{p}` is not in a result"));
+            }
+        }
+    }
+    if l.read.max_size > 1000 {
+        problems.push("read: HubSpot's batch read takes at most 1000 inputs".into());
+    }
+    for p in &l.pairs {
+        for o in [&p.from, &p.to] {
+            if spec.object(o).is_none() {
+                problems.push(format!("{}: `{o}` is not an object", p.name));
+            }
+        }
+    }
+    report("hubspot.yaml links vs v4-associations.json", problems);
+}

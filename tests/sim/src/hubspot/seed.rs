@@ -78,7 +78,8 @@ pub fn seed(portal: &mut Portal, rng: &mut StdRng, n: usize, now: i64) {
 }
 
 /// Links the `i`-th records: a contact to its company (as primary too), a deal to both, a
-/// ticket and each engagement and pet to the contact, a line item and a quote to the deal.
+/// ticket to all three, each engagement and pet to the contact, a line item and a quote to the
+/// deal, and the quote to the line item.
 fn associate(portal: &mut Portal, ids: &BTreeMap<ObjectType, Vec<u64>>, pets: ObjectType) {
     use super::associations::Category::HubspotDefined as Hs;
     use super::associations::TypeKey;
@@ -105,8 +106,11 @@ fn associate(portal: &mut Portal, ids: &BTreeMap<ObjectType, Vec<u64>>, pets: Ob
     for (from, to) in [
         (ObjectType::Deals, ObjectType::Contacts),
         (ObjectType::Tickets, ObjectType::Contacts),
+        (ObjectType::Tickets, ObjectType::Companies),
+        (ObjectType::Tickets, ObjectType::Deals),
         (ObjectType::LineItems, ObjectType::Deals),
         (ObjectType::Quotes, ObjectType::Deals),
+        (ObjectType::Quotes, ObjectType::LineItems),
         (ObjectType::Calls, ObjectType::Contacts),
         (ObjectType::Emails, ObjectType::Contacts),
         (ObjectType::Meetings, ObjectType::Contacts),

@@ -1,0 +1,356 @@
+//! Link tables (a spec's `links:`, [`crate::model::Links`]): each object
+//! pair becomes an ordinary [`Object`] with the fixed link columns, so the
+//! generator (DDL, docs, typed records) and the runtime (plans, write-through
+//! checks) treat it like any table; what is link-specific (the batch read by
+//! source ids, the item templates of the writes, the derived id) is here and
+//! in the runtime's `catalog::links`.
+//!
+//! A link row travels as a flat JSON record `{id, from_id, to_id, category,
+//! type_id, label}` (the columns' value paths are their names).
+
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Access, BatchEndpoint, Connector, Endpoint, Endpoints, Field, FieldType, LinkPair, LinkWrite,
+    Links, Object,
+};
+use crate::record::get_path;
+
+/// The columns of every link table, in order; `id` is the primary key.
+pub const LINK_COLUMNS: [&str; 6] = ["id", "from_id", "to_id", "category", "type_id", "label"];
+
+/// The fields of a link table.
+pub fn link_fields() -> Vec<Field> {
+    let field = |name: &str, ty, access, nullable, required_on_create, description: &str| Field {
+        name: name.into(),
+        column: None,
+        path: None,
+        ty,
+        nullable,
+        access,
+        required_on_create,
+        format: None,
+        max_length: None,
+        enum_values: Vec::new(),
+        pattern: None,
+        time_format: None,
+        stringly: false,
+        merge: None,
+        description: Some(description.into()),
+    };
+    use Access::{CreateOnly, ReadOnly};
+    vec![
+        field(
+            "id",
+            FieldType::String,
+            ReadOnly,
+            false,
+            false,
+            "Derived from the other columns (the spec's `links.id`).",
+        ),
+        field(
+            "from_id",
+            FieldType::String,
+            CreateOnly,
+            false,
+            true,
+            "The source record's primary key.",
+        ),
+        field(
+            "to_id",
+            FieldType::String,
+            CreateOnly,
+            false,
+            true,
+            "The target record's primary key.",
+        ),
+        field(
+            "category",
+            FieldType::String,
+            CreateOnly,
+            true,
+            false,
+            "The association type's category; null on INSERT: the pair's default type.",
+        ),
+        field(
+            "type_id",
+            FieldType::Integer,
+            CreateOnly,
+            true,
+            false,
+            "The association type's id; null on INSERT: the pair's default type.",
+        ),
+        field(
+            "label",
+            FieldType::String,
+            ReadOnly,
+            true,
+            false,
+            "The association type's label (null for an unlabeled type).",
+        ),
+    ]
+}
+
+/// A link endpoint's path with the pair's `{from}` and `{to}` filled in.
+pub fn pair_endpoint(e: &Endpoint, from: &str, to: &str) -> Endpoint {
+    let mut e = e.clone();
+    e.path = e.path.replace("{from}", from).replace("{to}", to);
+    e
+}
+
+fn batch(w: &LinkWrite, from: &str, to: &str) -> BatchEndpoint {
+    BatchEndpoint {
+        endpoint: pair_endpoint(&w.endpoint, from, to),
+        max_size: w.max_size,
+        items: Some(w.items.clone()),
+        results: None,
+        atomic: false,
+        item_id: None,
+        item_body: Map::new(),
+        ids_param: None,
+    }
+}
+
+impl Links {
+    /// The object of a pair, its endpoints filled with the objects'
+    /// `api_name`s (`None` when either object is unknown; specs are checked).
+    pub fn object(&self, c: &Connector, p: &LinkPair) -> Option<Object> {
+        let from = c.object(&p.from)?;
+        let to = c.object(&p.to)?;
+        let (f, t) = (from.api_name.as_str(), to.api_name.as_str());
+        Some(Object {
+            name: p.name.clone(),
+            api_name: p.name.clone(),
+            description: Some(p.description.clone().unwrap_or_else(|| {
+                format!(
+                    "Links from `{}` to `{}` records: one row per linked pair and association type.",
+                    p.from, p.to
+                )
+            })),
+            primary_key: "id".into(),
+            endpoints: Endpoints {
+                list: pair_endpoint(&self.read.endpoint, f, t),
+                get: None,
+                create: None,
+                update: None,
+                delete: None,
+                batch_create: Some(batch(&self.create, f, t)),
+                batch_update: None,
+                batch_delete: Some(batch(&self.delete, f, t)),
+            },
+            pagination: None,
+            incremental: None,
+            deletes: None,
+            max_rows_per_write: self.max_rows_per_write,
+            fields: link_fields(),
+            discovered_fields: None,
+            parent: None,
+        })
+    }
+}
+
+impl Connector {
+    /// The tables of `links:`, as objects.
+    pub fn link_objects(&self) -> Vec<Object> {
+        let Some(l) = &self.links else {
+            return Vec::new();
+        };
+        l.pairs.iter().filter_map(|p| l.object(self, p)).collect()
+    }
+
+    /// Every table of the spec: its objects, then its link tables.
+    pub fn all_objects(&self) -> Vec<Object> {
+        let mut out = self.objects.clone();
+        out.extend(self.link_objects());
+        out
+    }
+
+    /// The link pair whose table is `table`.
+    pub fn link_pair(&self, table: &str) -> Option<&LinkPair> {
+        self.links.as_ref()?.pairs.iter().find(|p| p.name == table)
+    }
+}
+
+/// A value as template text (`"279"`, `"HUBSPOT_DEFINED"`).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Fills `{name}` placeholders of a string with `values` as text.
+pub fn fill_text(template: &str, values: &Map<String, Value>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), &text(v));
+    }
+    out
+}
+
+/// Fills an item template: a string that is exactly `"{name}"` becomes
+/// `values[name]` as it is (typed); other strings are filled as text.
+pub fn fill(template: &Value, values: &Map<String, Value>) -> Value {
+    match template {
+        Value::String(s) => {
+            let whole = s
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .filter(|n| !n.contains(['{', '}']));
+            match whole.and_then(|n| values.get(n)) {
+                Some(v) => v.clone(),
+                None => Value::String(fill_text(s, values)),
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| fill(i, values)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), fill(v, values)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A link row as a flat record, its `id` derived with `id_template`.
+pub fn link_record(
+    id_template: &str,
+    from_id: &str,
+    to_id: &str,
+    category: Value,
+    type_id: Value,
+    label: Value,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("from_id".into(), Value::String(from_id.into()));
+    m.insert("to_id".into(), Value::String(to_id.into()));
+    m.insert("category".into(), category);
+    m.insert("type_id".into(), type_id);
+    m.insert("label".into(), label);
+    let id = fill_text(id_template, &m);
+    m.insert("id".into(), Value::String(id));
+    Value::Object(m)
+}
+
+fn id_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The link rows of a batch read's answer: one per source, target and
+/// association type.
+pub fn read_rows(l: &Links, answer: &Value) -> Vec<Value> {
+    let r = &l.read;
+    let results = match r.endpoint.records.as_deref() {
+        None | Some("") => Some(answer),
+        Some(p) => get_path(answer, p),
+    };
+    let mut out = Vec::new();
+    for result in results.and_then(Value::as_array).into_iter().flatten() {
+        let Some(from) = id_text(get_path(result, &r.from_id)) else {
+            continue;
+        };
+        let targets = get_path(result, &r.targets).and_then(Value::as_array);
+        for target in targets.into_iter().flatten() {
+            let Some(to) = id_text(get_path(target, &r.to_id)) else {
+                continue;
+            };
+            let types = get_path(target, &r.types).and_then(Value::as_array);
+            for t in types.into_iter().flatten() {
+                let at = |p: &str| get_path(t, p).cloned().unwrap_or(Value::Null);
+                out.push(link_record(
+                    &l.id,
+                    &from,
+                    &to,
+                    at(&r.category),
+                    at(&r.type_id),
+                    at(&r.label),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The body of a batch read of the links of `ids`.
+pub fn read_body(l: &Links, ids: &[String]) -> Value {
+    let items: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let mut m = Map::new();
+            m.insert("id".into(), Value::String(id.clone()));
+            fill(&l.read.item, &m)
+        })
+        .collect();
+    let mut body = l.read.endpoint.body.clone();
+    body.insert(l.read.items.clone(), Value::Array(items));
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn links() -> Links {
+        serde_json::from_value(json!({
+            "read": {
+                "endpoint": {"method": "POST", "path": "/v4/{from}/{to}/read", "records": "results"},
+                "items": "inputs", "item": {"id": "{id}"}, "max_size": 1000,
+                "from_id": "from.id", "targets": "to", "to_id": "toObjectId",
+                "types": "associationTypes", "category": "category", "type_id": "typeId", "label": "label"
+            },
+            "create": {"endpoint": {"method": "POST", "path": "/c"}, "items": "inputs", "max_size": 100,
+                "item": {"from": {"id": "{from_id}"}, "types": [{"associationTypeId": "{type_id}"}], "note": "{from_id}->{to_id}"}},
+            "delete": {"endpoint": {"method": "POST", "path": "/d"}, "items": "inputs", "max_size": 100, "item": {}},
+            "id": "{from_id}-{to_id}-{type_id}",
+            "pairs": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_read_answer_becomes_one_row_per_target_and_type() {
+        let answer = json!({"results": [
+            {"from": {"id": "1"}, "to": [
+                {"toObjectId": 7, "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 279},
+                    {"category": "HUBSPOT_DEFINED", "typeId": 1, "label": "Primary"}]},
+                {"toObjectId": "8", "associationTypes": [{"category": "USER_DEFINED", "typeId": 1001, "label": null}]}
+            ]}
+        ]});
+        let rows = read_rows(&links(), &answer);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[1],
+            json!({"id": "1-7-1", "from_id": "1", "to_id": "7", "category": "HUBSPOT_DEFINED", "type_id": 1, "label": "Primary"})
+        );
+        assert_eq!(rows[0]["label"], Value::Null);
+        assert_eq!(rows[2]["id"], "1-8-1001");
+        assert_eq!(
+            read_body(&links(), &["1".into(), "2".into()]),
+            json!({"inputs": [{"id": "1"}, {"id": "2"}]})
+        );
+    }
+
+    #[test]
+    fn an_item_template_keeps_whole_placeholders_typed() {
+        let row = link_record(
+            "{from_id}-{to_id}-{type_id}",
+            "1",
+            "7",
+            json!("HUBSPOT_DEFINED"),
+            json!(279),
+            Value::Null,
+        );
+        let item = fill(&links().create.item, row.as_object().unwrap());
+        assert_eq!(
+            item,
+            json!({"from": {"id": "1"}, "types": [{"associationTypeId": 279}], "note": "1->7"})
+        );
+    }
+}

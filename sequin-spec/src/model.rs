@@ -679,8 +679,10 @@ pub struct Object {
 /// connector's events feed. A child object has no `incremental` or
 /// `deletes` of its own. The child's primary key stays its own id, which
 /// must be unique across parents (Stripe's `il_`, `txn_` ids are); its
-/// `field` column is indexed. Write-through does not write child objects
-/// yet (0A000): the spec declares no write endpoints for them.
+/// `field` column is indexed. Write-through writes a child through the
+/// endpoints the spec declares, their `{<param>}` filled from the row's
+/// parent column (and any other `{<field>}` from the row's field of that
+/// API name); an endpoint the spec leaves out is refused with 0A000.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parent {
@@ -703,6 +705,14 @@ pub struct Parent {
     /// interval (a request per parent: costly for many parents).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changes_without_parent: bool,
+    /// The parent's field (by API name, a `json` field of the parent
+    /// object) holding the first page of the children as a list object
+    /// (`{data, has_more}`), when the API embeds it in the parent record
+    /// (Stripe's `invoice.lines`). Sync then takes the children from the
+    /// parent's row when the embedded list is complete (`has_more` false)
+    /// and lists them only when it is not: a request per parent saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<String>,
 }
 
 fn max_rows() -> u32 {

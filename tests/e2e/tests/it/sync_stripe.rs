@@ -376,6 +376,7 @@ fn invoices_under_customers(changes_without_parent: bool) -> Connector {
         param: "customer".into(),
         field: "customer".into(),
         changes_without_parent,
+        embedded: None,
     });
     let mut list = invoice.endpoints.list.clone();
     list.query.insert("customer".into(), "{customer}".into());

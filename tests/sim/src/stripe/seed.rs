@@ -194,7 +194,7 @@ impl Stripe {
         }
         let references = st.references(kind);
         let offset = st.collections[&kind].records.len();
-        (0..n)
+        let ids: Vec<String> = (0..n)
             .map(|i| {
                 let created = base + ((offset + i) / 4) as i64 * 60;
                 let parent = &parents[i % parents.len()];
@@ -213,7 +213,10 @@ impl Stripe {
                 c.insert(parent, created, id.clone(), Record::new(obj));
                 id
             })
-            .collect()
+            .collect();
+        // Lists Stripe embeds in a parent show the seeded children.
+        st.render_all(&self.ctx, kind);
+        ids
     }
 }
 

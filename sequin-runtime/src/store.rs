@@ -1040,7 +1040,11 @@ impl Writer {
             .client
             .query_opt(&sql, &[&key])
             .await
-            .map_err(db(format!("reading {}.{}", t.qualified(), t.columns[col].name)))?;
+            .map_err(db(format!(
+                "reading {}.{}",
+                t.qualified(),
+                t.columns[col].name
+            )))?;
         Ok(row.and_then(|r| r.get::<_, Option<serde_json::Value>>(0)))
     }
 

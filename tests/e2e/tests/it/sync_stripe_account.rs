@@ -233,7 +233,11 @@ fn child_changes(stripe: &Stripe) -> Vec<(String, String, bool)> {
     let created = stripe
         .create_in(tax_ids, &customer, "type=eu_vat&value=DE123456789")
         .expect("a tax id is added");
-    out.push(("tax_id".into(), created["id"].as_str().unwrap().into(), true));
+    out.push((
+        "tax_id".into(),
+        created["id"].as_str().unwrap().into(),
+        true,
+    ));
     let gone = stripe.ids_in(tax_ids, &customer).last().cloned().unwrap();
     if gone != created["id"] {
         stripe.delete(tax_ids, &gone).expect("a tax id is deleted");

@@ -148,10 +148,7 @@ async fn embedded_children_are_taken_from_the_parent_when_complete() {
         let invoices = stripe.len(Kind::Invoice);
         stripe.seed_objects(Kind::named("invoice.lines").unwrap(), 3 * invoices);
         let notes = stripe.seed_objects(Kind::named("credit_note").unwrap(), 4);
-        stripe.seed_objects(
-            Kind::named("credit_note.lines").unwrap(),
-            12 * notes.len(),
-        );
+        stripe.seed_objects(Kind::named("credit_note.lines").unwrap(), 12 * notes.len());
         stripe_connection(
             sim,
             "customer, invoice, invoice_line_item, credit_note, credit_note_line_item",
@@ -310,8 +307,15 @@ async fn child_tables_are_written_through() {
         .expect("a subscription item is created");
     let item: String = row.get(0);
     assert!(item.starts_with("si_"), "the API's id: {item}");
-    assert_eq!(row.get::<_, String>(1), price, "the row holds Stripe's price object");
-    assert_eq!(stripe.get(items, &item).unwrap()["subscription"], subscription.as_str());
+    assert_eq!(
+        row.get::<_, String>(1),
+        price,
+        "the row holds Stripe's price object"
+    );
+    assert_eq!(
+        stripe.get(items, &item).unwrap()["subscription"],
+        subscription.as_str()
+    );
     proxy
         .execute(
             "UPDATE stripe.subscription_item SET quantity = 5, metadata = '{\"k\":\"v\"}' WHERE id = $1",
@@ -336,7 +340,10 @@ async fn child_tables_are_written_through() {
     );
     assert_eq!(e.as_db_error().unwrap().code().code(), "428C9", "{e:?}");
     let gone = proxy
-        .execute("DELETE FROM stripe.subscription_item WHERE id = $1", &[&item])
+        .execute(
+            "DELETE FROM stripe.subscription_item WHERE id = $1",
+            &[&item],
+        )
         .await
         .expect("the item is deleted");
     assert_eq!(gone, 1);
@@ -356,7 +363,10 @@ async fn child_tables_are_written_through() {
     let reversal: String = row.get(0);
     assert!(reversal.starts_with("trr_"), "the API's id: {reversal}");
     assert_eq!(row.get::<_, String>(1), transfer);
-    assert_eq!(stripe.parent_of(reversals, &reversal).as_deref(), Some(transfer.as_str()));
+    assert_eq!(
+        stripe.parent_of(reversals, &reversal).as_deref(),
+        Some(transfer.as_str())
+    );
     proxy
         .execute(
             "UPDATE stripe.transfer_reversal SET metadata = '{\"why\":\"changed\"}' WHERE id = $1",
@@ -371,7 +381,10 @@ async fn child_tables_are_written_through() {
     assert_object_matches(pg, stripe, &stripe_object("transfer_reversal")).await;
     let e = expect_err(
         proxy
-            .execute("DELETE FROM stripe.transfer_reversal WHERE id = $1", &[&reversal])
+            .execute(
+                "DELETE FROM stripe.transfer_reversal WHERE id = $1",
+                &[&reversal],
+            )
             .await,
         "a delete of a reversal",
     );

@@ -173,10 +173,18 @@ impl Stripe {
             let ready: Vec<Kind> = pending
                 .iter()
                 .copied()
-                .filter(|k| referenced(*k).iter().all(|r| r == k || !pending.contains(r)))
+                .filter(|k| {
+                    referenced(*k)
+                        .iter()
+                        .all(|r| r == k || !pending.contains(r))
+                })
                 .collect();
             // A cycle of references: seed the rest in catalogue order.
-            let batch = if ready.is_empty() { pending.clone() } else { ready };
+            let batch = if ready.is_empty() {
+                pending.clone()
+            } else {
+                ready
+            };
             for kind in &batch {
                 let have = self.len(*kind);
                 if have < n {

@@ -6,6 +6,8 @@
 //! complete; and write-through of children (the parent's id filling the
 //! endpoint's path or a body parameter), with its refusals.
 
+use std::time::Duration;
+
 use sequin_sim::Api;
 use sequin_sim::stripe::{Kind, Stripe};
 use sequin_spec::model::Object;
@@ -229,6 +231,27 @@ async fn child_tables_are_written_through() {
     assert_eq!(deleted, 1);
     assert!(stripe.get(tax_ids, &tax_id).is_none(), "gone at Stripe");
     assert_object_matches(pg, stripe, &stripe_object("tax_id")).await;
+
+    // A create rolled back: the reconciler deletes it at Stripe through
+    // the path its journal entry kept (`/v1/customers/{customer}/tax_ids/{id}`).
+    let mut client = setup.proxy_client().await;
+    let tx = client.transaction().await.unwrap();
+    let rolled: String = tx
+        .query_one(
+            "INSERT INTO stripe.tax_id (customer, type, value) VALUES ($1, 'eu_vat', 'DE999999999') RETURNING id",
+            &[&customer],
+        )
+        .await
+        .expect("a tax id is created in a transaction")
+        .get(0);
+    assert!(stripe.get(tax_ids, &rolled).is_some(), "created at Stripe");
+    tx.rollback().await.unwrap();
+    sequin_e2e::eventually(
+        Duration::from_secs(60),
+        "the rolled-back tax id deleted at Stripe",
+        || async { (stripe.get(tax_ids, &rolled).is_none(), ()) },
+    )
+    .await;
 
     // A missing parent: refused before anything is sent.
     let before = stripe.len(tax_ids);

@@ -43,6 +43,8 @@ struct ParentCtx {
     column: String,
     /// The list endpoint's path.
     list: String,
+    /// The parent's field embedding the children's first page, if any.
+    embedded: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -247,6 +249,7 @@ fn tables(c: &Connector) -> Vec<TableCtx> {
                     ident: quote_ident(&column),
                     column,
                     list: o.endpoints.list.path.clone(),
+                    embedded: p.embedded.clone(),
                 }
             }),
             discovered: o.discovered_fields.as_ref().map(|d| {

@@ -15,11 +15,13 @@
 //!   `{base_id}`, `{object}` (the object's API name), `{fields}` (the
 //!   comma-joined API names of the object's fields) and `{since}` (the
 //!   incremental cursor).
-//! - In the paths of single-record endpoints (`get`, `update`, `delete`),
-//!   `{<field>}` may also name any field of the record by its API name, for
-//!   APIs that address records by something other than the primary key
-//!   (GitHub's `/issues/{number}`); connection parameters win over fields
-//!   of the same name.
+//! - In the paths of single-record endpoints (`create`, `get`, `update`,
+//!   `delete`), `{<field>}` may also name any field of the record by its
+//!   API name, for APIs that address records by something other than the
+//!   primary key (GitHub's `/issues/{number}`); write-through fills it from
+//!   the statement's row (refusing a NULL), and a create's body leaves out
+//!   the fields its path takes; connection parameters win over fields of
+//!   the same name.
 //! - In a JSON body template, a string that is exactly `"{fields}"` becomes
 //!   the *array* of field API names (HubSpot's search `properties`).
 //! - The endpoints of a child object (one with a [`Parent`]) may use

@@ -942,25 +942,8 @@ impl Semantic {
             ),
             Some(_) => {}
         }
-        let e = &o.endpoints;
-        for (name, set) in [
-            ("create", e.create.is_some()),
-            ("update", e.update.is_some()),
-            ("delete", e.delete.is_some()),
-            ("batch_create", e.batch_create.is_some()),
-            ("batch_update", e.batch_update.is_some()),
-            ("batch_delete", e.batch_delete.is_some()),
-        ] {
-            if set {
-                self.err(
-                    format!("{base}/endpoints/{name}"),
-                    format!(
-                        "write-through does not write child objects yet, so `{}` cannot have a {name} endpoint",
-                        o.name
-                    ),
-                    Some(format!("remove `{name}` (writes to the table are refused with 0A000)")),
-                );
-            }
+        if let Some(embedded) = &p.embedded {
+            self.embedded(c, &pp, p, embedded);
         }
         if o.discovered_fields.is_some() {
             self.err(
@@ -989,6 +972,33 @@ impl Semantic {
                 "a child that changes without its parent needs the connector's events feed to see those changes",
                 Some("remove `changes_without_parent`, or sync the connector through an events feed".into()),
             );
+        }
+    }
+
+    /// `parent.embedded`: a `json` field of the parent object.
+    fn embedded(&mut self, c: &Connector, pp: &str, p: &Parent, embedded: &str) {
+        let Some(parent) = c.object(&p.object) else {
+            return;
+        };
+        match parent.fields.iter().find(|f| f.name == embedded) {
+            None => self.err(
+                format!("{pp}/embedded"),
+                format!("`{embedded}` is not a field of the parent `{}`", parent.name),
+                Some(format!(
+                    "name the parent's field holding the embedded list, or declare `{embedded}` (type: json) on `{}`",
+                    parent.name
+                )),
+            ),
+            Some(f) if f.ty != FieldType::Json => self.err(
+                format!("{pp}/embedded"),
+                format!(
+                    "the parent's field `{embedded}` is {:?}, not json",
+                    f.ty
+                )
+                .to_lowercase(),
+                Some(format!("declare `{embedded}` on `{}` with `type: json`", parent.name)),
+            ),
+            Some(_) => {}
         }
     }
 

@@ -54,6 +54,8 @@ struct ParentCtx {
     column: String,
     /// The list endpoint's path.
     list: String,
+    /// The parent's field embedding the children's first page, if any.
+    embedded: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -291,6 +293,7 @@ fn table(c: &Connector, o: &Object) -> TableCtx {
                 ident: quote_ident(&column),
                 column,
                 list: o.endpoints.list.path.clone(),
+                embedded: p.embedded.clone(),
             }
         }),
         discovered: o.discovered_fields.as_ref().map(|d| {

@@ -68,6 +68,25 @@ pub fn object_columns(table: &str) -> Option<&'static [Column]> {
         "transfer" => Some(<Transfer as Record>::columns()),
         "treasury_financial_account" => Some(<TreasuryFinancialAccount as Record>::columns()),
         "webhook_endpoint" => Some(<WebhookEndpoint as Record>::columns()),
+        "invoice_line_item" => Some(<InvoiceLineItem as Record>::columns()),
+        "tax_id" => Some(<TaxId as Record>::columns()),
+        "customer_balance_transaction" => Some(<CustomerBalanceTransaction as Record>::columns()),
+        "customer_cash_balance_transaction" => {
+            Some(<CustomerCashBalanceTransaction as Record>::columns())
+        }
+        "credit_note_line_item" => Some(<CreditNoteLineItem as Record>::columns()),
+        "transfer_reversal" => Some(<TransferReversal as Record>::columns()),
+        "fee_refund" => Some(<FeeRefund as Record>::columns()),
+        "subscription_item" => Some(<SubscriptionItem as Record>::columns()),
+        "setup_attempt" => Some(<SetupAttempt as Record>::columns()),
+        "radar_value_list_item" => Some(<RadarValueListItem as Record>::columns()),
+        "person" => Some(<Person as Record>::columns()),
+        "checkout_session_line_item" => Some(<CheckoutSessionLineItem as Record>::columns()),
+        "payment_link_line_item" => Some(<PaymentLinkLineItem as Record>::columns()),
+        "quote_line_item" => Some(<QuoteLineItem as Record>::columns()),
+        "quote_computed_upfront_line_item" => {
+            Some(<QuoteComputedUpfrontLineItem as Record>::columns())
+        }
         _ => None,
     }
 }
@@ -5768,4 +5787,1145 @@ pub struct WebhookEndpoint {
     /// `url` (writable).
     #[sequin(api = "url", ty = "string", access = "writable", required_on_create)]
     pub url: Option<String>,
+}
+
+/// A Stripe `line_item` record (table `invoice_line_item`).
+///
+/// The lines of an invoice. Strategy: taken from the invoice's embedded `lines` when complete, else listed; again whenever the invoice changes (Stripe changes the invoice with its lines). Read-only: lines change through invoice items and subscriptions.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "invoice_line_item", api_name = "line_item")]
+pub struct InvoiceLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `amount_excluding_tax` (read-only).
+    #[sequin(api = "amount_excluding_tax", ty = "integer", access = "read_only")]
+    pub amount_excluding_tax: Option<i64>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discount_amounts` (read-only).
+    #[sequin(api = "discount_amounts", ty = "json", access = "read_only")]
+    pub discount_amounts: Option<serde_json::Value>,
+    /// `discountable` (read-only).
+    #[sequin(api = "discountable", ty = "boolean", access = "read_only")]
+    pub discountable: Option<bool>,
+    /// `discounts` (read-only).
+    #[sequin(api = "discounts", ty = "json", access = "read_only")]
+    pub discounts: Option<serde_json::Value>,
+    /// `invoice` (read-only).
+    #[sequin(api = "invoice", ty = "string", access = "read_only")]
+    pub invoice: Option<String>,
+    /// `invoice_item` (read-only).
+    #[sequin(api = "invoice_item", ty = "string", access = "read_only")]
+    pub invoice_item: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (read-only).
+    #[sequin(api = "metadata", ty = "json", access = "read_only")]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("line_item")
+    )]
+    pub object: Option<String>,
+    /// `period` (read-only).
+    #[sequin(api = "period", ty = "json", access = "read_only")]
+    pub period: Option<serde_json::Value>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `proration` (read-only).
+    #[sequin(api = "proration", ty = "boolean", access = "read_only")]
+    pub proration: Option<bool>,
+    /// `proration_details` (read-only).
+    #[sequin(api = "proration_details", ty = "json", access = "read_only")]
+    pub proration_details: Option<serde_json::Value>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `subscription` (read-only).
+    #[sequin(api = "subscription", ty = "string", access = "read_only")]
+    pub subscription: Option<String>,
+    /// `subscription_item` (read-only).
+    #[sequin(api = "subscription_item", ty = "string", access = "read_only")]
+    pub subscription_item: Option<String>,
+    /// `tax_amounts` (read-only).
+    #[sequin(api = "tax_amounts", ty = "json", access = "read_only")]
+    pub tax_amounts: Option<serde_json::Value>,
+    /// `tax_rates` (read-only).
+    #[sequin(api = "tax_rates", ty = "json", access = "read_only")]
+    pub tax_rates: Option<serde_json::Value>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("invoiceitem", "subscription")
+    )]
+    pub r#type: Option<String>,
+    /// `unit_amount_excluding_tax` (read-only).
+    #[sequin(
+        api = "unit_amount_excluding_tax",
+        ty = "decimal",
+        access = "read_only"
+    )]
+    pub unit_amount_excluding_tax: Option<Decimal>,
+}
+
+/// A Stripe `tax_id` record (table `tax_id`).
+///
+/// A customer's tax ids. Strategy: listed under every customer, then kept current by their own events (customer.tax_id.created, .updated, .deleted); while the feed is refused, listed again under every customer at each fallback interval. Write-through: INSERT (with `customer`) and DELETE; Stripe cannot change a tax id (0A000).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "tax_id", api_name = "tax_id")]
+pub struct TaxId {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `country` (read-only).
+    #[sequin(api = "country", ty = "string", access = "read_only")]
+    pub country: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `customer` (read-only).
+    #[sequin(api = "customer", ty = "string", access = "read_only")]
+    pub customer: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("tax_id"))]
+    pub object: Option<String>,
+    /// `type` (create-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000,
+        values(
+            "ad_nrt",
+            "ae_trn",
+            "ar_cuit",
+            "au_abn",
+            "au_arn",
+            "bg_uic",
+            "bo_tin",
+            "br_cnpj",
+            "br_cpf",
+            "ca_bn",
+            "ca_gst_hst",
+            "ca_pst_bc",
+            "ca_pst_mb",
+            "ca_pst_sk",
+            "ca_qst",
+            "ch_vat",
+            "cl_tin",
+            "cn_tin",
+            "co_nit",
+            "cr_tin",
+            "do_rcn",
+            "ec_ruc",
+            "eg_tin",
+            "es_cif",
+            "eu_oss_vat",
+            "eu_vat",
+            "gb_vat",
+            "ge_vat",
+            "hk_br",
+            "hu_tin",
+            "id_npwp",
+            "il_vat",
+            "in_gst",
+            "is_vat",
+            "jp_cn",
+            "jp_rn",
+            "jp_trn",
+            "ke_pin",
+            "kr_brn",
+            "li_uid",
+            "mx_rfc",
+            "my_frp",
+            "my_itn",
+            "my_sst",
+            "no_vat",
+            "nz_gst",
+            "pe_ruc",
+            "ph_tin",
+            "ro_tin",
+            "rs_pib",
+            "ru_inn",
+            "ru_kpp",
+            "sa_vat",
+            "sg_gst",
+            "sg_uen",
+            "si_tin",
+            "sv_nit",
+            "th_vat",
+            "tr_tin",
+            "tw_vat",
+            "ua_vat",
+            "unknown",
+            "us_ein",
+            "uy_ruc",
+            "ve_rif",
+            "vn_tin",
+            "za_vat"
+        )
+    )]
+    pub r#type: Option<String>,
+    /// `value` (create-only).
+    #[sequin(
+        api = "value",
+        ty = "string",
+        access = "create_only",
+        required_on_create
+    )]
+    pub value: Option<String>,
+    /// `verification` (read-only).
+    #[sequin(api = "verification", ty = "json", access = "read_only")]
+    pub verification: Option<serde_json::Value>,
+}
+
+/// A Stripe `customer_balance_transaction` record (table `customer_balance_transaction`).
+///
+/// Adjustments of a customer's credit balance. Strategy: listed under every customer, again whenever the customer changes (each transaction changes the customer's `balance`; Stripe sends no event of this type). An edit of `description` or `metadata` made outside Sequin arrives with the customer's next change. Write-through: INSERT (with `customer`) and UPDATE; Stripe cannot delete one (0A000).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "customer_balance_transaction",
+    api_name = "customer_balance_transaction"
+)]
+pub struct CustomerBalanceTransaction {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(
+        api = "amount",
+        ty = "integer",
+        access = "create_only",
+        required_on_create
+    )]
+    pub amount: Option<i64>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `credit_note` (read-only).
+    #[sequin(api = "credit_note", ty = "string", access = "read_only")]
+    pub credit_note: Option<String>,
+    /// `currency` (create-only).
+    #[sequin(
+        api = "currency",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        format = "currency"
+    )]
+    pub currency: Option<String>,
+    /// `customer` (read-only).
+    #[sequin(api = "customer", ty = "string", access = "read_only")]
+    pub customer: Option<String>,
+    /// `description` (writable).
+    #[sequin(
+        api = "description",
+        ty = "string",
+        access = "writable",
+        max_length = 350
+    )]
+    pub description: Option<String>,
+    /// `ending_balance` (read-only).
+    #[sequin(api = "ending_balance", ty = "integer", access = "read_only")]
+    pub ending_balance: Option<i64>,
+    /// `invoice` (read-only).
+    #[sequin(api = "invoice", ty = "string", access = "read_only")]
+    pub invoice: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("customer_balance_transaction")
+    )]
+    pub object: Option<String>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values(
+            "adjustment",
+            "applied_to_invoice",
+            "credit_note",
+            "initial",
+            "invoice_overpaid",
+            "invoice_too_large",
+            "invoice_too_small",
+            "migration",
+            "unapplied_from_invoice",
+            "unspent_receiver_credit"
+        )
+    )]
+    pub r#type: Option<String>,
+}
+
+/// A Stripe `customer_cash_balance_transaction` record (table `customer_cash_balance_transaction`).
+///
+/// Movements of a customer's cash balance. Strategy: listed under every customer, then kept current by their own events (customer_cash_balance_transaction.created; they never change after). Read-only: Stripe makes them.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(
+    table = "customer_cash_balance_transaction",
+    api_name = "customer_cash_balance_transaction"
+)]
+pub struct CustomerCashBalanceTransaction {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `adjusted_for_overdraft` (read-only).
+    #[sequin(api = "adjusted_for_overdraft", ty = "json", access = "read_only")]
+    pub adjusted_for_overdraft: Option<serde_json::Value>,
+    /// `applied_to_payment` (read-only).
+    #[sequin(api = "applied_to_payment", ty = "json", access = "read_only")]
+    pub applied_to_payment: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `customer` (read-only).
+    #[sequin(api = "customer", ty = "string", access = "read_only")]
+    pub customer: Option<String>,
+    /// `ending_balance` (read-only).
+    #[sequin(api = "ending_balance", ty = "integer", access = "read_only")]
+    pub ending_balance: Option<i64>,
+    /// `funded` (read-only).
+    #[sequin(api = "funded", ty = "json", access = "read_only")]
+    pub funded: Option<serde_json::Value>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `net_amount` (read-only).
+    #[sequin(api = "net_amount", ty = "integer", access = "read_only")]
+    pub net_amount: Option<i64>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("customer_cash_balance_transaction")
+    )]
+    pub object: Option<String>,
+    /// `refunded_from_payment` (read-only).
+    #[sequin(api = "refunded_from_payment", ty = "json", access = "read_only")]
+    pub refunded_from_payment: Option<serde_json::Value>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values(
+            "adjusted_for_overdraft",
+            "applied_to_payment",
+            "funded",
+            "funding_reversed",
+            "refunded_from_payment",
+            "return_canceled",
+            "return_initiated",
+            "unapplied_from_payment"
+        )
+    )]
+    pub r#type: Option<String>,
+    /// `unapplied_from_payment` (read-only).
+    #[sequin(api = "unapplied_from_payment", ty = "json", access = "read_only")]
+    pub unapplied_from_payment: Option<serde_json::Value>,
+}
+
+/// A Stripe `credit_note_line_item` record (table `credit_note_line_item`).
+///
+/// The lines of a credit note. Strategy: taken from the credit note's embedded `lines` when complete, else listed; again whenever the credit note changes. Read-only: lines are set when the credit note is created.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "credit_note_line_item", api_name = "credit_note_line_item")]
+pub struct CreditNoteLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (read-only).
+    #[sequin(api = "amount", ty = "integer", access = "read_only")]
+    pub amount: Option<i64>,
+    /// `amount_excluding_tax` (read-only).
+    #[sequin(api = "amount_excluding_tax", ty = "integer", access = "read_only")]
+    pub amount_excluding_tax: Option<i64>,
+    /// `credit_note` (read-only).
+    #[sequin(api = "credit_note", ty = "string", access = "read_only")]
+    pub credit_note: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discount_amount` (read-only).
+    #[sequin(api = "discount_amount", ty = "integer", access = "read_only")]
+    pub discount_amount: Option<i64>,
+    /// `discount_amounts` (read-only).
+    #[sequin(api = "discount_amounts", ty = "json", access = "read_only")]
+    pub discount_amounts: Option<serde_json::Value>,
+    /// `invoice_line_item` (read-only).
+    #[sequin(api = "invoice_line_item", ty = "string", access = "read_only")]
+    pub invoice_line_item: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("credit_note_line_item")
+    )]
+    pub object: Option<String>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `tax_amounts` (read-only).
+    #[sequin(api = "tax_amounts", ty = "json", access = "read_only")]
+    pub tax_amounts: Option<serde_json::Value>,
+    /// `tax_rates` (read-only).
+    #[sequin(api = "tax_rates", ty = "json", access = "read_only")]
+    pub tax_rates: Option<serde_json::Value>,
+    /// `type` (read-only).
+    #[sequin(
+        api = "type",
+        ty = "string",
+        access = "read_only",
+        values("custom_line_item", "invoice_line_item")
+    )]
+    pub r#type: Option<String>,
+    /// `unit_amount` (read-only).
+    #[sequin(api = "unit_amount", ty = "integer", access = "read_only")]
+    pub unit_amount: Option<i64>,
+    /// `unit_amount_decimal` (read-only).
+    #[sequin(api = "unit_amount_decimal", ty = "decimal", access = "read_only")]
+    pub unit_amount_decimal: Option<Decimal>,
+    /// `unit_amount_excluding_tax` (read-only).
+    #[sequin(
+        api = "unit_amount_excluding_tax",
+        ty = "decimal",
+        access = "read_only"
+    )]
+    pub unit_amount_excluding_tax: Option<Decimal>,
+}
+
+/// A Stripe `transfer_reversal` record (table `transfer_reversal`).
+///
+/// Reversals of a transfer. Strategy: taken from the transfer's embedded `reversals` when complete, else listed; again whenever the transfer changes (a reversal changes its `amount_reversed` and `reversals`). An edit of `metadata` made outside Sequin arrives with the transfer's next change. Write-through: INSERT (with `transfer`) and UPDATE; Stripe cannot delete one (0A000).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "transfer_reversal", api_name = "transfer_reversal")]
+pub struct TransferReversal {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `destination_payment_refund` (read-only).
+    #[sequin(
+        api = "destination_payment_refund",
+        ty = "string",
+        access = "read_only"
+    )]
+    pub destination_payment_refund: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("transfer_reversal")
+    )]
+    pub object: Option<String>,
+    /// `source_refund` (read-only).
+    #[sequin(api = "source_refund", ty = "string", access = "read_only")]
+    pub source_refund: Option<String>,
+    /// `transfer` (read-only).
+    #[sequin(api = "transfer", ty = "string", access = "read_only")]
+    pub transfer: Option<String>,
+}
+
+/// A Stripe `fee_refund` record (table `fee_refund`).
+///
+/// Refunds of an application fee. Strategy: taken from the fee's embedded `refunds` when complete, else listed; again whenever the fee changes (application fees are re-listed and compared each poll), and by their own events (application_fee.refund.updated). Write-through: INSERT (with `fee`) and UPDATE; Stripe cannot delete one (0A000).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "fee_refund", api_name = "fee_refund")]
+pub struct FeeRefund {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount` (create-only).
+    #[sequin(api = "amount", ty = "integer", access = "create_only")]
+    pub amount: Option<i64>,
+    /// `balance_transaction` (read-only).
+    #[sequin(api = "balance_transaction", ty = "string", access = "read_only")]
+    pub balance_transaction: Option<String>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `fee` (read-only).
+    #[sequin(api = "fee", ty = "string", access = "read_only")]
+    pub fee: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("fee_refund")
+    )]
+    pub object: Option<String>,
+}
+
+/// A Stripe `subscription_item` record (table `subscription_item`).
+///
+/// The items of a subscription (`GET /v1/subscription_items?subscription=` requires the subscription). Strategy: taken from the subscription's embedded `items` when complete, else listed; again whenever the subscription changes (Stripe sends customer.subscription.updated when its items change). Write-through: INSERT (with `subscription` and `price`), UPDATE and DELETE.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "subscription_item", api_name = "subscription_item")]
+pub struct SubscriptionItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `billing_thresholds` (writable).
+    #[sequin(api = "billing_thresholds", ty = "json", access = "writable")]
+    pub billing_thresholds: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(api = "created", ty = "integer", access = "read_only")]
+    pub created: Option<i64>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("subscription_item")
+    )]
+    pub object: Option<String>,
+    /// `price` (writable).
+    #[sequin(api = "price", ty = "json", access = "writable")]
+    pub price: Option<serde_json::Value>,
+    /// `quantity` (writable).
+    #[sequin(api = "quantity", ty = "integer", access = "writable")]
+    pub quantity: Option<i64>,
+    /// `subscription` (create-only).
+    #[sequin(
+        api = "subscription",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub subscription: Option<String>,
+    /// `tax_rates` (writable).
+    #[sequin(api = "tax_rates", ty = "json", access = "writable")]
+    pub tax_rates: Option<serde_json::Value>,
+}
+
+/// A Stripe `setup_attempt` record (table `setup_attempt`).
+///
+/// The attempts to confirm a setup intent (`GET /v1/setup_attempts?setup_intent=` requires the setup intent). Strategy: listed under every setup intent, again whenever the setup intent changes (an attempt changes its status). Read-only: Stripe makes them.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "setup_attempt", api_name = "setup_attempt")]
+pub struct SetupAttempt {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `application` (read-only).
+    #[sequin(api = "application", ty = "string", access = "read_only")]
+    pub application: Option<String>,
+    /// `attach_to_self` (read-only).
+    #[sequin(api = "attach_to_self", ty = "boolean", access = "read_only")]
+    pub attach_to_self: Option<bool>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `customer` (read-only).
+    #[sequin(api = "customer", ty = "string", access = "read_only")]
+    pub customer: Option<String>,
+    /// `flow_directions` (read-only).
+    #[sequin(api = "flow_directions", ty = "string_array", access = "read_only")]
+    pub flow_directions: Option<Vec<String>>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("setup_attempt")
+    )]
+    pub object: Option<String>,
+    /// `on_behalf_of` (read-only).
+    #[sequin(api = "on_behalf_of", ty = "string", access = "read_only")]
+    pub on_behalf_of: Option<String>,
+    /// `payment_method` (read-only).
+    #[sequin(api = "payment_method", ty = "string", access = "read_only")]
+    pub payment_method: Option<String>,
+    /// `payment_method_details` (read-only).
+    #[sequin(api = "payment_method_details", ty = "json", access = "read_only")]
+    pub payment_method_details: Option<serde_json::Value>,
+    /// `setup_error` (read-only).
+    #[sequin(api = "setup_error", ty = "json", access = "read_only")]
+    pub setup_error: Option<serde_json::Value>,
+    /// `setup_intent` (read-only).
+    #[sequin(api = "setup_intent", ty = "string", access = "read_only")]
+    pub setup_intent: Option<String>,
+    /// `status` (read-only).
+    #[sequin(api = "status", ty = "string", access = "read_only")]
+    pub status: Option<String>,
+    /// `usage` (read-only).
+    #[sequin(api = "usage", ty = "string", access = "read_only")]
+    pub usage: Option<String>,
+}
+
+/// A Stripe `radar.value_list_item` record (table `radar_value_list_item`).
+///
+/// The items of a Radar value list (`GET /v1/radar/value_list_items?value_list=` requires the list). Strategy: taken from the list's embedded `list_items` when complete, else listed; again whenever the value list changes (value lists are re-listed and compared each poll). Write-through: INSERT (with `value_list`) and DELETE; Stripe cannot change one (0A000).
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "radar_value_list_item", api_name = "radar.value_list_item")]
+pub struct RadarValueListItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `created_by` (read-only).
+    #[sequin(api = "created_by", ty = "string", access = "read_only")]
+    pub created_by: Option<String>,
+    /// `livemode` (read-only).
+    #[sequin(api = "livemode", ty = "boolean", access = "read_only")]
+    pub livemode: Option<bool>,
+    /// `object` (read-only).
+    #[sequin(
+        api = "object",
+        ty = "string",
+        access = "read_only",
+        values("radar.value_list_item")
+    )]
+    pub object: Option<String>,
+    /// `value` (create-only).
+    #[sequin(
+        api = "value",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 800
+    )]
+    pub value: Option<String>,
+    /// `value_list` (create-only).
+    #[sequin(
+        api = "value_list",
+        ty = "string",
+        access = "create_only",
+        required_on_create,
+        max_length = 5000
+    )]
+    pub value_list: Option<String>,
+}
+
+/// A Stripe `person` record (table `person`).
+///
+/// The people of a connected account. Strategy: listed under every account, then kept current by their own events (person.created, .updated, .deleted). Write-through: INSERT (with `account`), UPDATE and DELETE.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "person", api_name = "person")]
+pub struct Person {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `account` (read-only).
+    #[sequin(api = "account", ty = "string", access = "read_only")]
+    pub account: Option<String>,
+    /// `address` (writable).
+    #[sequin(api = "address", ty = "json", access = "writable")]
+    pub address: Option<serde_json::Value>,
+    /// `address_kana` (writable).
+    #[sequin(api = "address_kana", ty = "json", access = "writable")]
+    pub address_kana: Option<serde_json::Value>,
+    /// `address_kanji` (writable).
+    #[sequin(api = "address_kanji", ty = "json", access = "writable")]
+    pub address_kanji: Option<serde_json::Value>,
+    /// `created` (read-only).
+    #[sequin(
+        api = "created",
+        ty = "timestamp",
+        access = "read_only",
+        time_format = "unix_seconds"
+    )]
+    pub created: Option<Timestamp>,
+    /// `dob` (writable).
+    #[sequin(api = "dob", ty = "json", access = "writable")]
+    pub dob: Option<serde_json::Value>,
+    /// `email` (writable).
+    #[sequin(api = "email", ty = "string", access = "writable", format = "email")]
+    pub email: Option<String>,
+    /// `first_name` (writable).
+    #[sequin(
+        api = "first_name",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub first_name: Option<String>,
+    /// `first_name_kana` (writable).
+    #[sequin(
+        api = "first_name_kana",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub first_name_kana: Option<String>,
+    /// `first_name_kanji` (writable).
+    #[sequin(
+        api = "first_name_kanji",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub first_name_kanji: Option<String>,
+    /// `full_name_aliases` (writable).
+    #[sequin(api = "full_name_aliases", ty = "string_array", access = "writable")]
+    pub full_name_aliases: Option<Vec<String>>,
+    /// `future_requirements` (read-only).
+    #[sequin(api = "future_requirements", ty = "json", access = "read_only")]
+    pub future_requirements: Option<serde_json::Value>,
+    /// `gender` (writable).
+    #[sequin(api = "gender", ty = "string", access = "writable")]
+    pub gender: Option<String>,
+    /// `id_number_provided` (read-only).
+    #[sequin(api = "id_number_provided", ty = "boolean", access = "read_only")]
+    pub id_number_provided: Option<bool>,
+    /// `id_number_secondary_provided` (read-only).
+    #[sequin(
+        api = "id_number_secondary_provided",
+        ty = "boolean",
+        access = "read_only"
+    )]
+    pub id_number_secondary_provided: Option<bool>,
+    /// `last_name` (writable).
+    #[sequin(
+        api = "last_name",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub last_name: Option<String>,
+    /// `last_name_kana` (writable).
+    #[sequin(
+        api = "last_name_kana",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub last_name_kana: Option<String>,
+    /// `last_name_kanji` (writable).
+    #[sequin(
+        api = "last_name_kanji",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub last_name_kanji: Option<String>,
+    /// `maiden_name` (writable).
+    #[sequin(
+        api = "maiden_name",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub maiden_name: Option<String>,
+    /// `metadata` (writable).
+    #[sequin(api = "metadata", ty = "json", access = "writable", merge_keys)]
+    pub metadata: Option<serde_json::Value>,
+    /// `nationality` (writable).
+    #[sequin(
+        api = "nationality",
+        ty = "string",
+        access = "writable",
+        max_length = 5000
+    )]
+    pub nationality: Option<String>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("person"))]
+    pub object: Option<String>,
+    /// `phone` (writable).
+    #[sequin(api = "phone", ty = "string", access = "writable")]
+    pub phone: Option<String>,
+    /// `political_exposure` (writable).
+    #[sequin(
+        api = "political_exposure",
+        ty = "string",
+        access = "writable",
+        max_length = 5000,
+        values("existing", "none")
+    )]
+    pub political_exposure: Option<String>,
+    /// `registered_address` (writable).
+    #[sequin(api = "registered_address", ty = "json", access = "writable")]
+    pub registered_address: Option<serde_json::Value>,
+    /// `relationship` (writable).
+    #[sequin(api = "relationship", ty = "json", access = "writable")]
+    pub relationship: Option<serde_json::Value>,
+    /// `requirements` (read-only).
+    #[sequin(api = "requirements", ty = "json", access = "read_only")]
+    pub requirements: Option<serde_json::Value>,
+    /// `ssn_last_4_provided` (read-only).
+    #[sequin(api = "ssn_last_4_provided", ty = "boolean", access = "read_only")]
+    pub ssn_last_4_provided: Option<bool>,
+    /// `verification` (writable).
+    #[sequin(api = "verification", ty = "json", access = "writable")]
+    pub verification: Option<serde_json::Value>,
+}
+
+/// A Stripe `item` record (table `checkout_session_line_item`).
+///
+/// The line items of a Checkout Session. Strategy: listed under every checkout_session, again whenever the session (line items are set when it is created). Read-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "checkout_session_line_item", api_name = "item")]
+pub struct CheckoutSessionLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount_discount` (read-only).
+    #[sequin(api = "amount_discount", ty = "integer", access = "read_only")]
+    pub amount_discount: Option<i64>,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_tax` (read-only).
+    #[sequin(api = "amount_tax", ty = "integer", access = "read_only")]
+    pub amount_tax: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `checkout_session` (read-only).
+    #[sequin(api = "checkout_session", ty = "string", access = "read_only")]
+    pub checkout_session: Option<String>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discounts` (read-only).
+    #[sequin(api = "discounts", ty = "json", access = "read_only")]
+    pub discounts: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("item"))]
+    pub object: Option<String>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `taxes` (read-only).
+    #[sequin(api = "taxes", ty = "json", access = "read_only")]
+    pub taxes: Option<serde_json::Value>,
+}
+
+/// A Stripe `item` record (table `payment_link_line_item`).
+///
+/// The line items of a payment link. Strategy: listed under every payment_link, again whenever the payment link (a change of its line items changes it). Read-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "payment_link_line_item", api_name = "item")]
+pub struct PaymentLinkLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount_discount` (read-only).
+    #[sequin(api = "amount_discount", ty = "integer", access = "read_only")]
+    pub amount_discount: Option<i64>,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_tax` (read-only).
+    #[sequin(api = "amount_tax", ty = "integer", access = "read_only")]
+    pub amount_tax: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `payment_link` (read-only).
+    #[sequin(api = "payment_link", ty = "string", access = "read_only")]
+    pub payment_link: Option<String>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discounts` (read-only).
+    #[sequin(api = "discounts", ty = "json", access = "read_only")]
+    pub discounts: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("item"))]
+    pub object: Option<String>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `taxes` (read-only).
+    #[sequin(api = "taxes", ty = "json", access = "read_only")]
+    pub taxes: Option<serde_json::Value>,
+}
+
+/// A Stripe `item` record (table `quote_line_item`).
+///
+/// The line items of a quote. Strategy: listed under every quote, again whenever the quote (a change of its line items changes it). Read-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote_line_item", api_name = "item")]
+pub struct QuoteLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount_discount` (read-only).
+    #[sequin(api = "amount_discount", ty = "integer", access = "read_only")]
+    pub amount_discount: Option<i64>,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_tax` (read-only).
+    #[sequin(api = "amount_tax", ty = "integer", access = "read_only")]
+    pub amount_tax: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `quote` (read-only).
+    #[sequin(api = "quote", ty = "string", access = "read_only")]
+    pub quote: Option<String>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discounts` (read-only).
+    #[sequin(api = "discounts", ty = "json", access = "read_only")]
+    pub discounts: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("item"))]
+    pub object: Option<String>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `taxes` (read-only).
+    #[sequin(api = "taxes", ty = "json", access = "read_only")]
+    pub taxes: Option<serde_json::Value>,
+}
+
+/// A Stripe `item` record (table `quote_computed_upfront_line_item`).
+///
+/// The line items of a quote, computed for its upfront payment. Strategy: listed under every quote, again whenever the quote (they are computed from it). Read-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, sequin_derive::Record)]
+#[sequin(table = "quote_computed_upfront_line_item", api_name = "item")]
+pub struct QuoteComputedUpfrontLineItem {
+    /// `id` (read-only).
+    #[sequin(
+        primary_key,
+        api = "id",
+        ty = "string",
+        access = "read_only",
+        nullable = false
+    )]
+    pub id: String,
+    /// `amount_discount` (read-only).
+    #[sequin(api = "amount_discount", ty = "integer", access = "read_only")]
+    pub amount_discount: Option<i64>,
+    /// `amount_subtotal` (read-only).
+    #[sequin(api = "amount_subtotal", ty = "integer", access = "read_only")]
+    pub amount_subtotal: Option<i64>,
+    /// `amount_tax` (read-only).
+    #[sequin(api = "amount_tax", ty = "integer", access = "read_only")]
+    pub amount_tax: Option<i64>,
+    /// `amount_total` (read-only).
+    #[sequin(api = "amount_total", ty = "integer", access = "read_only")]
+    pub amount_total: Option<i64>,
+    /// `quote` (read-only).
+    #[sequin(api = "quote", ty = "string", access = "read_only")]
+    pub quote: Option<String>,
+    /// `currency` (read-only).
+    #[sequin(api = "currency", ty = "string", access = "read_only")]
+    pub currency: Option<String>,
+    /// `description` (read-only).
+    #[sequin(api = "description", ty = "string", access = "read_only")]
+    pub description: Option<String>,
+    /// `discounts` (read-only).
+    #[sequin(api = "discounts", ty = "json", access = "read_only")]
+    pub discounts: Option<serde_json::Value>,
+    /// `object` (read-only).
+    #[sequin(api = "object", ty = "string", access = "read_only", values("item"))]
+    pub object: Option<String>,
+    /// `price` (read-only).
+    #[sequin(api = "price", ty = "json", access = "read_only")]
+    pub price: Option<serde_json::Value>,
+    /// `quantity` (read-only).
+    #[sequin(api = "quantity", ty = "integer", access = "read_only")]
+    pub quantity: Option<i64>,
+    /// `taxes` (read-only).
+    #[sequin(api = "taxes", ty = "json", access = "read_only")]
+    pub taxes: Option<serde_json::Value>,
 }

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS :"schema".customer (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS customer__sequin_synced_at_idx ON :"schema".customer (_sequin_synced_at);
 COMMENT ON TABLE :"schema".customer IS 'Stripe customer, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".customer.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".customer.address IS 'writable `address`';
@@ -197,6 +198,7 @@ CREATE TABLE IF NOT EXISTS :"schema".subscription (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS subscription__sequin_synced_at_idx ON :"schema".subscription (_sequin_synced_at);
 COMMENT ON TABLE :"schema".subscription IS 'Stripe subscription, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".subscription.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".subscription.application IS 'read-only `application`';
@@ -328,6 +330,7 @@ CREATE TABLE IF NOT EXISTS :"schema".invoice (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS invoice__sequin_synced_at_idx ON :"schema".invoice (_sequin_synced_at);
 COMMENT ON TABLE :"schema".invoice IS 'Stripe invoice, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".invoice.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".invoice.account_country IS 'read-only `account_country`';
@@ -618,6 +621,7 @@ CREATE TABLE IF NOT EXISTS :"schema".account (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS account__sequin_synced_at_idx ON :"schema".account (_sequin_synced_at);
 COMMENT ON TABLE :"schema".account IS 'Stripe account, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".account.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".account.business_profile IS 'writable `business_profile`';
@@ -678,6 +682,7 @@ CREATE TABLE IF NOT EXISTS :"schema".application_fee (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS application_fee__sequin_synced_at_idx ON :"schema".application_fee (_sequin_synced_at);
 COMMENT ON TABLE :"schema".application_fee IS 'Stripe application_fee, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".application_fee.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".application_fee.account IS 'read-only `account`';
@@ -818,6 +823,7 @@ CREATE TABLE IF NOT EXISTS :"schema".checkout_session (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS checkout_session__sequin_synced_at_idx ON :"schema".checkout_session (_sequin_synced_at);
 COMMENT ON TABLE :"schema".checkout_session IS 'Stripe checkout.session, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".checkout_session.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".checkout_session.after_expiration IS 'create-only `after_expiration`';
@@ -945,6 +951,7 @@ CREATE TABLE IF NOT EXISTS :"schema".credit_note (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS credit_note__sequin_synced_at_idx ON :"schema".credit_note (_sequin_synced_at);
 COMMENT ON TABLE :"schema".credit_note IS 'Stripe credit_note, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".credit_note.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".credit_note.amount IS 'create-only `amount`';
@@ -1524,6 +1531,7 @@ CREATE TABLE IF NOT EXISTS :"schema".payment_link (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS payment_link__sequin_synced_at_idx ON :"schema".payment_link (_sequin_synced_at);
 COMMENT ON TABLE :"schema".payment_link IS 'Stripe payment_link, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".payment_link.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".payment_link.active IS 'update-only `active`';
@@ -1848,6 +1856,7 @@ CREATE TABLE IF NOT EXISTS :"schema".quote (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS quote__sequin_synced_at_idx ON :"schema".quote (_sequin_synced_at);
 COMMENT ON TABLE :"schema".quote IS 'Stripe quote, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".quote.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".quote.amount_subtotal IS 'read-only `amount_subtotal`';
@@ -1923,6 +1932,7 @@ CREATE TABLE IF NOT EXISTS :"schema".radar_value_list (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS radar_value_list__sequin_synced_at_idx ON :"schema".radar_value_list (_sequin_synced_at);
 COMMENT ON TABLE :"schema".radar_value_list IS 'Stripe radar.value_list, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".radar_value_list.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".radar_value_list.alias IS 'writable `alias`; required on create; max 100 chars';
@@ -2071,6 +2081,7 @@ CREATE TABLE IF NOT EXISTS :"schema".setup_intent (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS setup_intent__sequin_synced_at_idx ON :"schema".setup_intent (_sequin_synced_at);
 COMMENT ON TABLE :"schema".setup_intent IS 'Stripe setup_intent, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".setup_intent.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".setup_intent.application IS 'read-only `application`';
@@ -2334,6 +2345,7 @@ CREATE TABLE IF NOT EXISTS :"schema".transfer (
     _sequin_updated_at timestamp with time zone,
     PRIMARY KEY (id)
 );
+CREATE INDEX IF NOT EXISTS transfer__sequin_synced_at_idx ON :"schema".transfer (_sequin_synced_at);
 COMMENT ON TABLE :"schema".transfer IS 'Stripe transfer, synced by Sequin; write through the Sequin proxy';
 COMMENT ON COLUMN :"schema".transfer.id IS 'read-only `id`; not null';
 COMMENT ON COLUMN :"schema".transfer.amount IS 'create-only `amount`';
@@ -2422,3 +2434,539 @@ COMMENT ON COLUMN :"schema".webhook_endpoint.object IS 'read-only `object`; one 
 COMMENT ON COLUMN :"schema".webhook_endpoint.secret IS 'read-only `secret`';
 COMMENT ON COLUMN :"schema".webhook_endpoint.status IS 'read-only `status`';
 COMMENT ON COLUMN :"schema".webhook_endpoint.url IS 'writable `url`; required on create';
+
+CREATE TABLE IF NOT EXISTS :"schema".invoice_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_excluding_tax bigint,
+    currency text,
+    description text,
+    discount_amounts jsonb,
+    discountable boolean,
+    discounts jsonb,
+    invoice text,
+    invoice_item text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    period jsonb,
+    price jsonb,
+    proration boolean,
+    proration_details jsonb,
+    quantity bigint,
+    subscription text,
+    subscription_item text,
+    tax_amounts jsonb,
+    tax_rates jsonb,
+    type text,
+    unit_amount_excluding_tax numeric,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS invoice_line_item_invoice_idx ON :"schema".invoice_line_item (invoice);
+COMMENT ON TABLE :"schema".invoice_line_item IS 'Stripe line_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".invoice_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".invoice_line_item.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".invoice_line_item.amount_excluding_tax IS 'read-only `amount_excluding_tax`';
+COMMENT ON COLUMN :"schema".invoice_line_item.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".invoice_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".invoice_line_item.discount_amounts IS 'read-only `discount_amounts`';
+COMMENT ON COLUMN :"schema".invoice_line_item.discountable IS 'read-only `discountable`';
+COMMENT ON COLUMN :"schema".invoice_line_item.discounts IS 'read-only `discounts`';
+COMMENT ON COLUMN :"schema".invoice_line_item.invoice IS 'read-only `invoice`';
+COMMENT ON COLUMN :"schema".invoice_line_item.invoice_item IS 'read-only `invoice_item`';
+COMMENT ON COLUMN :"schema".invoice_line_item.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".invoice_line_item.metadata IS 'read-only `metadata`';
+COMMENT ON COLUMN :"schema".invoice_line_item.object IS 'read-only `object`; one of line_item';
+COMMENT ON COLUMN :"schema".invoice_line_item.period IS 'read-only `period`';
+COMMENT ON COLUMN :"schema".invoice_line_item.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".invoice_line_item.proration IS 'read-only `proration`';
+COMMENT ON COLUMN :"schema".invoice_line_item.proration_details IS 'read-only `proration_details`';
+COMMENT ON COLUMN :"schema".invoice_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".invoice_line_item.subscription IS 'read-only `subscription`';
+COMMENT ON COLUMN :"schema".invoice_line_item.subscription_item IS 'read-only `subscription_item`';
+COMMENT ON COLUMN :"schema".invoice_line_item.tax_amounts IS 'read-only `tax_amounts`';
+COMMENT ON COLUMN :"schema".invoice_line_item.tax_rates IS 'read-only `tax_rates`';
+COMMENT ON COLUMN :"schema".invoice_line_item.type IS 'read-only `type`; one of invoiceitem, subscription';
+COMMENT ON COLUMN :"schema".invoice_line_item.unit_amount_excluding_tax IS 'read-only `unit_amount_excluding_tax`';
+
+CREATE TABLE IF NOT EXISTS :"schema".tax_id (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    country text,
+    created timestamp with time zone,
+    customer text,
+    livemode boolean,
+    object text,
+    type text,
+    value text,
+    verification jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS tax_id_customer_idx ON :"schema".tax_id (customer);
+COMMENT ON TABLE :"schema".tax_id IS 'Stripe tax_id, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".tax_id.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".tax_id.country IS 'read-only `country`';
+COMMENT ON COLUMN :"schema".tax_id.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".tax_id.customer IS 'read-only `customer`';
+COMMENT ON COLUMN :"schema".tax_id.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".tax_id.object IS 'read-only `object`; one of tax_id';
+COMMENT ON COLUMN :"schema".tax_id.type IS 'create-only `type`; required on create; max 5000 chars; one of ad_nrt, ae_trn, ar_cuit, au_abn, au_arn, bg_uic, bo_tin, br_cnpj, br_cpf, ca_bn, ca_gst_hst, ca_pst_bc, ca_pst_mb, ca_pst_sk, ca_qst, ch_vat, cl_tin, cn_tin, co_nit, cr_tin, do_rcn, ec_ruc, eg_tin, es_cif, eu_oss_vat, eu_vat, gb_vat, ge_vat, hk_br, hu_tin, id_npwp, il_vat, in_gst, is_vat, jp_cn, jp_rn, jp_trn, ke_pin, kr_brn, li_uid, mx_rfc, my_frp, my_itn, my_sst, no_vat, nz_gst, pe_ruc, ph_tin, ro_tin, rs_pib, ru_inn, ru_kpp, sa_vat, sg_gst, sg_uen, si_tin, sv_nit, th_vat, tr_tin, tw_vat, ua_vat, unknown, us_ein, uy_ruc, ve_rif, vn_tin, za_vat';
+COMMENT ON COLUMN :"schema".tax_id.value IS 'create-only `value`; required on create';
+COMMENT ON COLUMN :"schema".tax_id.verification IS 'read-only `verification`';
+
+CREATE TABLE IF NOT EXISTS :"schema".customer_balance_transaction (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    created timestamp with time zone,
+    credit_note text,
+    currency text,
+    customer text,
+    description text,
+    ending_balance bigint,
+    invoice text,
+    livemode boolean,
+    metadata jsonb,
+    object text,
+    type text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS customer_balance_transaction_customer_idx ON :"schema".customer_balance_transaction (customer);
+COMMENT ON TABLE :"schema".customer_balance_transaction IS 'Stripe customer_balance_transaction, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.amount IS 'create-only `amount`; required on create';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.credit_note IS 'read-only `credit_note`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.currency IS 'create-only `currency`; required on create; format currency';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.customer IS 'read-only `customer`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.description IS 'writable `description`; max 350 chars';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.ending_balance IS 'read-only `ending_balance`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.invoice IS 'read-only `invoice`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.object IS 'read-only `object`; one of customer_balance_transaction';
+COMMENT ON COLUMN :"schema".customer_balance_transaction.type IS 'read-only `type`; one of adjustment, applied_to_invoice, credit_note, initial, invoice_overpaid, invoice_too_large, invoice_too_small, migration, unapplied_from_invoice, unspent_receiver_credit';
+
+CREATE TABLE IF NOT EXISTS :"schema".customer_cash_balance_transaction (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    adjusted_for_overdraft jsonb,
+    applied_to_payment jsonb,
+    created timestamp with time zone,
+    currency text,
+    customer text,
+    ending_balance bigint,
+    funded jsonb,
+    livemode boolean,
+    net_amount bigint,
+    object text,
+    refunded_from_payment jsonb,
+    type text,
+    unapplied_from_payment jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS customer_cash_balance_transaction_customer_idx ON :"schema".customer_cash_balance_transaction (customer);
+COMMENT ON TABLE :"schema".customer_cash_balance_transaction IS 'Stripe customer_cash_balance_transaction, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.adjusted_for_overdraft IS 'read-only `adjusted_for_overdraft`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.applied_to_payment IS 'read-only `applied_to_payment`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.customer IS 'read-only `customer`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.ending_balance IS 'read-only `ending_balance`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.funded IS 'read-only `funded`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.net_amount IS 'read-only `net_amount`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.object IS 'read-only `object`; one of customer_cash_balance_transaction';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.refunded_from_payment IS 'read-only `refunded_from_payment`';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.type IS 'read-only `type`; one of adjusted_for_overdraft, applied_to_payment, funded, funding_reversed, refunded_from_payment, return_canceled, return_initiated, unapplied_from_payment';
+COMMENT ON COLUMN :"schema".customer_cash_balance_transaction.unapplied_from_payment IS 'read-only `unapplied_from_payment`';
+
+CREATE TABLE IF NOT EXISTS :"schema".credit_note_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    amount_excluding_tax bigint,
+    credit_note text,
+    description text,
+    discount_amount bigint,
+    discount_amounts jsonb,
+    invoice_line_item text,
+    livemode boolean,
+    object text,
+    quantity bigint,
+    tax_amounts jsonb,
+    tax_rates jsonb,
+    type text,
+    unit_amount bigint,
+    unit_amount_decimal numeric,
+    unit_amount_excluding_tax numeric,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS credit_note_line_item_credit_note_idx ON :"schema".credit_note_line_item (credit_note);
+COMMENT ON TABLE :"schema".credit_note_line_item IS 'Stripe credit_note_line_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".credit_note_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".credit_note_line_item.amount IS 'read-only `amount`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.amount_excluding_tax IS 'read-only `amount_excluding_tax`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.credit_note IS 'read-only `credit_note`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.discount_amount IS 'read-only `discount_amount`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.discount_amounts IS 'read-only `discount_amounts`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.invoice_line_item IS 'read-only `invoice_line_item`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.object IS 'read-only `object`; one of credit_note_line_item';
+COMMENT ON COLUMN :"schema".credit_note_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.tax_amounts IS 'read-only `tax_amounts`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.tax_rates IS 'read-only `tax_rates`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.type IS 'read-only `type`; one of custom_line_item, invoice_line_item';
+COMMENT ON COLUMN :"schema".credit_note_line_item.unit_amount IS 'read-only `unit_amount`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.unit_amount_decimal IS 'read-only `unit_amount_decimal`';
+COMMENT ON COLUMN :"schema".credit_note_line_item.unit_amount_excluding_tax IS 'read-only `unit_amount_excluding_tax`';
+
+CREATE TABLE IF NOT EXISTS :"schema".transfer_reversal (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transaction text,
+    created timestamp with time zone,
+    currency text,
+    destination_payment_refund text,
+    metadata jsonb,
+    object text,
+    source_refund text,
+    transfer text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS transfer_reversal_transfer_idx ON :"schema".transfer_reversal (transfer);
+COMMENT ON TABLE :"schema".transfer_reversal IS 'Stripe transfer_reversal, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".transfer_reversal.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".transfer_reversal.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".transfer_reversal.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".transfer_reversal.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".transfer_reversal.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".transfer_reversal.destination_payment_refund IS 'read-only `destination_payment_refund`';
+COMMENT ON COLUMN :"schema".transfer_reversal.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".transfer_reversal.object IS 'read-only `object`; one of transfer_reversal';
+COMMENT ON COLUMN :"schema".transfer_reversal.source_refund IS 'read-only `source_refund`';
+COMMENT ON COLUMN :"schema".transfer_reversal.transfer IS 'read-only `transfer`';
+
+CREATE TABLE IF NOT EXISTS :"schema".fee_refund (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount bigint,
+    balance_transaction text,
+    created timestamp with time zone,
+    currency text,
+    fee text,
+    metadata jsonb,
+    object text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS fee_refund_fee_idx ON :"schema".fee_refund (fee);
+COMMENT ON TABLE :"schema".fee_refund IS 'Stripe fee_refund, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".fee_refund.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".fee_refund.amount IS 'create-only `amount`';
+COMMENT ON COLUMN :"schema".fee_refund.balance_transaction IS 'read-only `balance_transaction`';
+COMMENT ON COLUMN :"schema".fee_refund.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".fee_refund.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".fee_refund.fee IS 'read-only `fee`';
+COMMENT ON COLUMN :"schema".fee_refund.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".fee_refund.object IS 'read-only `object`; one of fee_refund';
+
+CREATE TABLE IF NOT EXISTS :"schema".subscription_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    billing_thresholds jsonb,
+    created bigint,
+    metadata jsonb,
+    object text,
+    price jsonb,
+    quantity bigint,
+    subscription text,
+    tax_rates jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS subscription_item_subscription_idx ON :"schema".subscription_item (subscription);
+COMMENT ON TABLE :"schema".subscription_item IS 'Stripe subscription_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".subscription_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".subscription_item.billing_thresholds IS 'writable `billing_thresholds`';
+COMMENT ON COLUMN :"schema".subscription_item.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".subscription_item.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".subscription_item.object IS 'read-only `object`; one of subscription_item';
+COMMENT ON COLUMN :"schema".subscription_item.price IS 'writable `price`';
+COMMENT ON COLUMN :"schema".subscription_item.quantity IS 'writable `quantity`';
+COMMENT ON COLUMN :"schema".subscription_item.subscription IS 'create-only `subscription`; required on create; max 5000 chars';
+COMMENT ON COLUMN :"schema".subscription_item.tax_rates IS 'writable `tax_rates`';
+
+CREATE TABLE IF NOT EXISTS :"schema".setup_attempt (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    application text,
+    attach_to_self boolean,
+    created timestamp with time zone,
+    customer text,
+    flow_directions text[],
+    livemode boolean,
+    object text,
+    on_behalf_of text,
+    payment_method text,
+    payment_method_details jsonb,
+    setup_error jsonb,
+    setup_intent text,
+    status text,
+    usage text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS setup_attempt_setup_intent_idx ON :"schema".setup_attempt (setup_intent);
+COMMENT ON TABLE :"schema".setup_attempt IS 'Stripe setup_attempt, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".setup_attempt.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".setup_attempt.application IS 'read-only `application`';
+COMMENT ON COLUMN :"schema".setup_attempt.attach_to_self IS 'read-only `attach_to_self`';
+COMMENT ON COLUMN :"schema".setup_attempt.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".setup_attempt.customer IS 'read-only `customer`';
+COMMENT ON COLUMN :"schema".setup_attempt.flow_directions IS 'read-only `flow_directions`';
+COMMENT ON COLUMN :"schema".setup_attempt.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".setup_attempt.object IS 'read-only `object`; one of setup_attempt';
+COMMENT ON COLUMN :"schema".setup_attempt.on_behalf_of IS 'read-only `on_behalf_of`';
+COMMENT ON COLUMN :"schema".setup_attempt.payment_method IS 'read-only `payment_method`';
+COMMENT ON COLUMN :"schema".setup_attempt.payment_method_details IS 'read-only `payment_method_details`';
+COMMENT ON COLUMN :"schema".setup_attempt.setup_error IS 'read-only `setup_error`';
+COMMENT ON COLUMN :"schema".setup_attempt.setup_intent IS 'read-only `setup_intent`';
+COMMENT ON COLUMN :"schema".setup_attempt.status IS 'read-only `status`';
+COMMENT ON COLUMN :"schema".setup_attempt.usage IS 'read-only `usage`';
+
+CREATE TABLE IF NOT EXISTS :"schema".radar_value_list_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    created timestamp with time zone,
+    created_by text,
+    livemode boolean,
+    object text,
+    value text,
+    value_list text,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS radar_value_list_item_value_list_idx ON :"schema".radar_value_list_item (value_list);
+COMMENT ON TABLE :"schema".radar_value_list_item IS 'Stripe radar.value_list_item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".radar_value_list_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".radar_value_list_item.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".radar_value_list_item.created_by IS 'read-only `created_by`';
+COMMENT ON COLUMN :"schema".radar_value_list_item.livemode IS 'read-only `livemode`';
+COMMENT ON COLUMN :"schema".radar_value_list_item.object IS 'read-only `object`; one of radar.value_list_item';
+COMMENT ON COLUMN :"schema".radar_value_list_item.value IS 'create-only `value`; required on create; max 800 chars';
+COMMENT ON COLUMN :"schema".radar_value_list_item.value_list IS 'create-only `value_list`; required on create; max 5000 chars';
+
+CREATE TABLE IF NOT EXISTS :"schema".person (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    account text,
+    address jsonb,
+    address_kana jsonb,
+    address_kanji jsonb,
+    created timestamp with time zone,
+    dob jsonb,
+    email text,
+    first_name text,
+    first_name_kana text,
+    first_name_kanji text,
+    full_name_aliases text[],
+    future_requirements jsonb,
+    gender text,
+    id_number_provided boolean,
+    id_number_secondary_provided boolean,
+    last_name text,
+    last_name_kana text,
+    last_name_kanji text,
+    maiden_name text,
+    metadata jsonb,
+    nationality text,
+    object text,
+    phone text,
+    political_exposure text,
+    registered_address jsonb,
+    relationship jsonb,
+    requirements jsonb,
+    ssn_last_4_provided boolean,
+    verification jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS person_account_idx ON :"schema".person (account);
+COMMENT ON TABLE :"schema".person IS 'Stripe person, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".person.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".person.account IS 'read-only `account`';
+COMMENT ON COLUMN :"schema".person.address IS 'writable `address`';
+COMMENT ON COLUMN :"schema".person.address_kana IS 'writable `address_kana`';
+COMMENT ON COLUMN :"schema".person.address_kanji IS 'writable `address_kanji`';
+COMMENT ON COLUMN :"schema".person.created IS 'read-only `created`';
+COMMENT ON COLUMN :"schema".person.dob IS 'writable `dob`';
+COMMENT ON COLUMN :"schema".person.email IS 'writable `email`; format email';
+COMMENT ON COLUMN :"schema".person.first_name IS 'writable `first_name`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.first_name_kana IS 'writable `first_name_kana`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.first_name_kanji IS 'writable `first_name_kanji`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.full_name_aliases IS 'writable `full_name_aliases`';
+COMMENT ON COLUMN :"schema".person.future_requirements IS 'read-only `future_requirements`';
+COMMENT ON COLUMN :"schema".person.gender IS 'writable `gender`';
+COMMENT ON COLUMN :"schema".person.id_number_provided IS 'read-only `id_number_provided`';
+COMMENT ON COLUMN :"schema".person.id_number_secondary_provided IS 'read-only `id_number_secondary_provided`';
+COMMENT ON COLUMN :"schema".person.last_name IS 'writable `last_name`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.last_name_kana IS 'writable `last_name_kana`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.last_name_kanji IS 'writable `last_name_kanji`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.maiden_name IS 'writable `maiden_name`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.metadata IS 'writable `metadata`';
+COMMENT ON COLUMN :"schema".person.nationality IS 'writable `nationality`; max 5000 chars';
+COMMENT ON COLUMN :"schema".person.object IS 'read-only `object`; one of person';
+COMMENT ON COLUMN :"schema".person.phone IS 'writable `phone`';
+COMMENT ON COLUMN :"schema".person.political_exposure IS 'writable `political_exposure`; max 5000 chars; one of existing, none';
+COMMENT ON COLUMN :"schema".person.registered_address IS 'writable `registered_address`';
+COMMENT ON COLUMN :"schema".person.relationship IS 'writable `relationship`';
+COMMENT ON COLUMN :"schema".person.requirements IS 'read-only `requirements`';
+COMMENT ON COLUMN :"schema".person.ssn_last_4_provided IS 'read-only `ssn_last_4_provided`';
+COMMENT ON COLUMN :"schema".person.verification IS 'writable `verification`';
+
+CREATE TABLE IF NOT EXISTS :"schema".checkout_session_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_discount bigint,
+    amount_subtotal bigint,
+    amount_tax bigint,
+    amount_total bigint,
+    checkout_session text,
+    currency text,
+    description text,
+    discounts jsonb,
+    object text,
+    price jsonb,
+    quantity bigint,
+    taxes jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS checkout_session_line_item_checkout_session_idx ON :"schema".checkout_session_line_item (checkout_session);
+COMMENT ON TABLE :"schema".checkout_session_line_item IS 'Stripe item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.amount_discount IS 'read-only `amount_discount`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.amount_tax IS 'read-only `amount_tax`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.checkout_session IS 'read-only `checkout_session`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.discounts IS 'read-only `discounts`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.object IS 'read-only `object`; one of item';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".checkout_session_line_item.taxes IS 'read-only `taxes`';
+
+CREATE TABLE IF NOT EXISTS :"schema".payment_link_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_discount bigint,
+    amount_subtotal bigint,
+    amount_tax bigint,
+    amount_total bigint,
+    payment_link text,
+    currency text,
+    description text,
+    discounts jsonb,
+    object text,
+    price jsonb,
+    quantity bigint,
+    taxes jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS payment_link_line_item_payment_link_idx ON :"schema".payment_link_line_item (payment_link);
+COMMENT ON TABLE :"schema".payment_link_line_item IS 'Stripe item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".payment_link_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".payment_link_line_item.amount_discount IS 'read-only `amount_discount`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.amount_tax IS 'read-only `amount_tax`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.payment_link IS 'read-only `payment_link`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.discounts IS 'read-only `discounts`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.object IS 'read-only `object`; one of item';
+COMMENT ON COLUMN :"schema".payment_link_line_item.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".payment_link_line_item.taxes IS 'read-only `taxes`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_discount bigint,
+    amount_subtotal bigint,
+    amount_tax bigint,
+    amount_total bigint,
+    quote text,
+    currency text,
+    description text,
+    discounts jsonb,
+    object text,
+    price jsonb,
+    quantity bigint,
+    taxes jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS quote_line_item_quote_idx ON :"schema".quote_line_item (quote);
+COMMENT ON TABLE :"schema".quote_line_item IS 'Stripe item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote_line_item.amount_discount IS 'read-only `amount_discount`';
+COMMENT ON COLUMN :"schema".quote_line_item.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".quote_line_item.amount_tax IS 'read-only `amount_tax`';
+COMMENT ON COLUMN :"schema".quote_line_item.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".quote_line_item.quote IS 'read-only `quote`';
+COMMENT ON COLUMN :"schema".quote_line_item.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".quote_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".quote_line_item.discounts IS 'read-only `discounts`';
+COMMENT ON COLUMN :"schema".quote_line_item.object IS 'read-only `object`; one of item';
+COMMENT ON COLUMN :"schema".quote_line_item.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".quote_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".quote_line_item.taxes IS 'read-only `taxes`';
+
+CREATE TABLE IF NOT EXISTS :"schema".quote_computed_upfront_line_item (
+    id text NOT NULL DEFAULT ('_pending_' || gen_random_uuid()::text),
+    amount_discount bigint,
+    amount_subtotal bigint,
+    amount_tax bigint,
+    amount_total bigint,
+    quote text,
+    currency text,
+    description text,
+    discounts jsonb,
+    object text,
+    price jsonb,
+    quantity bigint,
+    taxes jsonb,
+    _sequin_synced_at timestamp with time zone NOT NULL DEFAULT now(),
+    _sequin_updated_at timestamp with time zone,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS quote_computed_upfront_line_item_quote_idx ON :"schema".quote_computed_upfront_line_item (quote);
+COMMENT ON TABLE :"schema".quote_computed_upfront_line_item IS 'Stripe item, synced by Sequin; write through the Sequin proxy';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.id IS 'read-only `id`; not null';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.amount_discount IS 'read-only `amount_discount`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.amount_subtotal IS 'read-only `amount_subtotal`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.amount_tax IS 'read-only `amount_tax`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.amount_total IS 'read-only `amount_total`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.quote IS 'read-only `quote`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.currency IS 'read-only `currency`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.description IS 'read-only `description`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.discounts IS 'read-only `discounts`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.object IS 'read-only `object`; one of item';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.price IS 'read-only `price`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.quantity IS 'read-only `quantity`';
+COMMENT ON COLUMN :"schema".quote_computed_upfront_line_item.taxes IS 'read-only `taxes`';

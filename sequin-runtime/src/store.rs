@@ -1029,6 +1029,34 @@ impl Writer {
             .collect())
     }
 
+    /// The `json` column `col` of `t`'s row `key` (a child list the API
+    /// embeds in the parent record); `None` when the row or value is gone.
+    pub async fn json_of(
+        &self,
+        t: &Table,
+        col: usize,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let pk = &t.columns[t.primary_key];
+        let sql = format!(
+            "SELECT {v} FROM {t} WHERE {c} = $1::text::{ty}",
+            v = quote_ident(&t.columns[col].name),
+            c = quote_ident(&pk.name),
+            t = t.qualified(),
+            ty = pk.ty.pg_type(),
+        );
+        let row = self
+            .client
+            .query_opt(&sql, &[&key])
+            .await
+            .map_err(db(format!(
+                "reading {}.{}",
+                t.qualified(),
+                t.columns[col].name
+            )))?;
+        Ok(row.and_then(|r| r.get::<_, Option<serde_json::Value>>(0)))
+    }
+
     /// The keys of `t`'s rows written at or after `since_us` (the
     /// database's clock), with when, oldest first.
     pub async fn written_since(

@@ -15,11 +15,13 @@
 //!   `{base_id}`, `{object}` (the object's API name), `{fields}` (the
 //!   comma-joined API names of the object's fields) and `{since}` (the
 //!   incremental cursor).
-//! - In the paths of single-record endpoints (`get`, `update`, `delete`),
-//!   `{<field>}` may also name any field of the record by its API name, for
-//!   APIs that address records by something other than the primary key
-//!   (GitHub's `/issues/{number}`); connection parameters win over fields
-//!   of the same name.
+//! - In the paths of single-record endpoints (`create`, `get`, `update`,
+//!   `delete`), `{<field>}` may also name any field of the record by its
+//!   API name, for APIs that address records by something other than the
+//!   primary key (GitHub's `/issues/{number}`); write-through fills it from
+//!   the statement's row (refusing a NULL), and a create's body leaves out
+//!   the fields its path takes; connection parameters win over fields of
+//!   the same name.
 //! - In a JSON body template, a string that is exactly `"{fields}"` becomes
 //!   the *array* of field API names (HubSpot's search `properties`).
 //! - The endpoints of a child object (one with a [`Parent`]) may use
@@ -855,8 +857,10 @@ pub struct Object {
 /// connector's events feed. A child object has no `incremental` or
 /// `deletes` of its own. The child's primary key stays its own id, which
 /// must be unique across parents (Stripe's `il_`, `txn_` ids are); its
-/// `field` column is indexed. Write-through does not write child objects
-/// yet (0A000): the spec declares no write endpoints for them.
+/// `field` column is indexed. Write-through writes a child through the
+/// endpoints the spec declares, their `{<param>}` filled from the row's
+/// parent column (and any other `{<field>}` from the row's field of that
+/// API name); an endpoint the spec leaves out is refused with 0A000.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parent {
@@ -879,6 +883,14 @@ pub struct Parent {
     /// interval (a request per parent: costly for many parents).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changes_without_parent: bool,
+    /// The parent's field (by API name, a `json` field of the parent
+    /// object) holding the first page of the children as a list object
+    /// (`{data, has_more}`), when the API embeds it in the parent record
+    /// (Stripe's `invoice.lines`). Sync then takes the children from the
+    /// parent's row when the embedded list is complete (`has_more` false)
+    /// and lists them only when it is not: a request per parent saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<String>,
 }
 
 fn max_rows() -> u32 {

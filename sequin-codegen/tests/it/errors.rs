@@ -29,7 +29,7 @@ fn child_objects_and_a_feeds_fallback_are_checked_at_their_places() {
         "tests/specs/invalid/child.yaml:24:63: HTTP 401 cannot mean \"this key may not read the feed\" (fix: list client errors other than 401 (a refused key) and 429 (rate limited), e.g. 403)",
         "tests/specs/invalid/child.yaml:36:23: unknown parent object `invoices` (fix: name one of this connector's objects: invoice)",
         "tests/specs/invalid/child.yaml:45:39: the list endpoint `/notes` never uses `{invoice}` (fix: put `{invoice}` where the parent's id goes, e.g. `/v1/invoices/{invoice}/lines`)",
-        "tests/specs/invalid/child.yaml:48:15: write-through does not write child objects yet, so `note` cannot have a create endpoint (fix: remove `create` (writes to the table are refused with 0A000))",
+        "tests/specs/invalid/child.yaml:45:74: `notes` is not a field of the parent `invoice` (fix: name the parent's field holding the embedded list, or declare `notes` (type: json) on `invoice`)",
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }

@@ -62,6 +62,9 @@ pub struct ParentPlan {
     pub param: String,
     /// The child's column holding the parent's primary key.
     pub column: usize,
+    /// The parent's field (API name) embedding the first page of the
+    /// children, if the API embeds them.
+    pub embedded: Option<String>,
 }
 
 impl ObjectPlan {
@@ -105,6 +108,7 @@ impl ObjectPlan {
                 .iter()
                 .position(|f| f.name == p.field)
                 .expect("specs are checked: the parent's key is a field"),
+            embedded: p.embedded.clone(),
         });
         Ok(ObjectPlan {
             static_columns: columns.len(),

@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequin_spec::model::{FieldType, Incremental};
+use sequin_spec::model::{FieldType, Incremental, StopCondition};
 use sequin_spec::record::{get_path, set_path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -131,6 +131,8 @@ struct Child {
     plan: ObjectPlan,
     link: ParentPlan,
     parent: Table,
+    /// The parent's column embedding the first page of the children.
+    embedded: Option<usize>,
 }
 
 /// Backfills a child object once its parent is, then keeps it current.
@@ -141,7 +143,16 @@ pub(super) async fn run_child(
     (live_tx, mut live_rx): Live,
 ) -> Result<(), SyncError> {
     let link = plan.parent.clone().expect("a child object has a parent");
-    let child = Child { plan, link, parent };
+    let embedded = link
+        .embedded
+        .as_deref()
+        .and_then(|f| parent.columns.iter().position(|c| &*c.api_name == f));
+    let child = Child {
+        plan,
+        link,
+        parent,
+        embedded,
+    };
     {
         let mut stop = ctx.shutdown.clone();
         let parent = child.parent.name.clone();
@@ -353,7 +364,15 @@ async fn relist(
     let name = &ctx.api.config.name;
     let table = &child.plan.table;
     let started = now_us();
-    let records = match list(ctx, child, key, purpose).await {
+    let from_parent = match child.embedded {
+        Some(col) => embedded(child, writer.json_of(&child.parent, col, key).await?),
+        None => None,
+    };
+    let listed = match from_parent {
+        Some(r) => Ok(r),
+        None => list(ctx, child, key, purpose).await,
+    };
+    let records = match listed {
         Ok(r) => r,
         Err(SyncError::Api(e)) if e.status == Some(404) => {
             tracing::warn!(connection = %name, table = %table.name, parent = %key, error = %e, "the parent's children answered 404: taking the parent as deleted upstream");
@@ -413,6 +432,28 @@ async fn list(
             None => return Ok(records),
         }
     }
+}
+
+/// The children embedded in the parent's row (`value`, the parent's
+/// embedding column), when that list is complete: its page says there is
+/// no more by the child's pagination's stop flag (Stripe's `has_more:
+/// false`). `None` when they must be listed: no value, more to list, or
+/// no flag that could say so.
+fn embedded(child: &Child, value: Option<Value>) -> Option<Vec<Value>> {
+    let value = value?;
+    let complete = match &child.plan.pagination.common().stop {
+        Some(StopCondition::FlagFalse { path }) => get_path(&value, path)? == &Value::Bool(false),
+        Some(StopCondition::FlagTrue { path }) => get_path(&value, path)? == &Value::Bool(true),
+        _ => false,
+    };
+    if !complete {
+        return None;
+    }
+    let records = match &child.plan.endpoints.list.records {
+        Some(path) => get_path(&value, path)?,
+        None => &value,
+    };
+    records.as_array().cloned()
 }
 
 /// Puts the parent's key into the record's parent field when the API did
@@ -486,6 +527,7 @@ mod tests {
             param: "customer".into(),
             field: "customer".into(),
             changes_without_parent: false,
+            embedded: None,
         });
         let columns = o
             .fields
@@ -496,6 +538,7 @@ mod tests {
         let customers = spec.object("customer").unwrap();
         let child = Child {
             link: plan.parent.clone().unwrap(),
+            embedded: None,
             parent: Table {
                 schema: "stripe".into(),
                 name: "customer".into(),

@@ -18,6 +18,7 @@ use sequin_spec::record::WriteOp;
 use super::entry;
 use super::error::{Stop, WriteError};
 use super::journal::{self, Entry, Journal};
+use super::path::PathVars;
 use super::rows::{self, RowOp};
 use super::table::Table;
 
@@ -33,7 +34,7 @@ pub async fn journalled(
     url: &str,
     table: &Table,
     op: WriteOp,
-    ops: &[RowOp],
+    (ops, paths): (&[RowOp], &[PathVars]),
     journal: &Journal,
     (xid, capture_ids): (i64, &[i64]),
 ) -> Result<Journalled, Stop> {
@@ -45,7 +46,7 @@ pub async fn journalled(
         .enumerate()
         .filter_map(|(i, o)| {
             let key = (idempotent && singly[i]).then(|| keys[i].clone());
-            entry::intent(table, o, xid, capture_ids[i], key).map(|e| (i, e))
+            entry::intent(table, o, &paths[i], xid, capture_ids[i], key).map(|e| (i, e))
         })
         .collect();
     let entries: Vec<Entry> = intents.iter().map(|(_, e)| e.clone()).collect();
@@ -57,7 +58,7 @@ pub async fn journalled(
         )
         .into());
     }
-    let applied = crate::metrics::time_api(apply(table, ops, &keys)).await;
+    let applied = crate::metrics::time_api(apply(table, ops, &keys, paths)).await;
     let outcomes = entry::outcomes(table, &intents, &applied);
     if let Some(err) = &applied.error {
         // Effects applied before the failure are undone by the
@@ -117,6 +118,16 @@ pub(super) fn vars(t: &Table) -> Vars {
     t.plan.vars(t.spec.fields_under.as_deref())
 }
 
+/// Template variables of one operation's endpoints: the table's, and the
+/// placeholders filled from its row (a child's parent).
+pub(super) fn vars_at(t: &Table, path: &PathVars) -> Vars {
+    let mut vars = vars(t);
+    for (k, v) in path {
+        vars.set(k.clone(), v.clone());
+    }
+    vars
+}
+
 fn pk_path(t: &Table) -> &str {
     &t.plan.table.columns[t.plan.table.primary_key].path
 }
@@ -164,7 +175,7 @@ pub fn sent_singly(t: &Table, ops: &[RowOp]) -> Vec<bool> {
 
 /// Applies `ops` in order, batching runs of the same kind where the object
 /// has a batch endpoint. Stops at the first rejection.
-pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
+pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String], paths: &[PathVars]) -> Applied {
     // A link table's rows are associations, written by their own batch
     // endpoints (`link.rs`).
     if t.plan.link.is_some() {
@@ -194,7 +205,7 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
             }
             _ => {
                 for k in i..j {
-                    match send_one(t, &ops[k], &keys[k]).await {
+                    match send_one(t, &ops[k], &keys[k], &paths[k]).await {
                         Ok(Some(d)) => out.done.push((k, d)),
                         Ok(None) => {}
                         Err(e) => {
@@ -211,14 +222,14 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String]) -> Applied {
 }
 
 /// Reads the canonical record.
-pub async fn fetch(t: &Table, id: &str) -> Result<Value, ApiError> {
+pub async fn fetch(t: &Table, id: &str, path: &PathVars) -> Result<Value, ApiError> {
     let ep = t.plan.endpoints.get.as_ref().ok_or_else(|| {
         decode_failure(
             t,
             "the spec has no `get` endpoint to read the written record back",
         )
     })?;
-    let vars = vars(t).with("id", id.to_string());
+    let vars = vars_at(t, path).with("id", id.to_string());
     let resp = t
         .client
         .send(Priority::Write, ep, &vars, None, None)
@@ -231,7 +242,7 @@ pub async fn fetch(t: &Table, id: &str) -> Result<Value, ApiError> {
 async fn canonical(
     t: &Table,
     ep: &Endpoint,
-    id: Option<String>,
+    (id, path): (Option<String>, &PathVars),
     json: Option<Value>,
 ) -> Result<Done, ApiError> {
     let id = match (&ep.returns_id, &json) {
@@ -240,53 +251,86 @@ async fn canonical(
         _ => id,
     };
     let id = id.ok_or_else(|| decode_failure(t, "the API's answer has no record id"))?;
-    let record = match json {
+    let mut record = match json {
         Some(j) if ep.returns_id.is_none() && j.is_object() => j,
-        _ => fetch(t, &id).await?,
+        _ => fetch(t, &id, path).await?,
     };
+    with_parent(t, &mut record, path);
     Ok(Done {
         api_id: id,
         record: Some(record),
     })
 }
 
-async fn send_one(t: &Table, op: &RowOp, key: &str) -> Result<Option<Done>, ApiError> {
+async fn send_one(
+    t: &Table,
+    op: &RowOp,
+    key: &str,
+    path: &PathVars,
+) -> Result<Option<Done>, ApiError> {
     let e = &t.plan.endpoints;
     let missing = |what: &str| decode_failure(t, &format!("no {what} endpoint"));
     match op {
         RowOp::Create { body, .. } => {
             let ep = e.create.as_ref().ok_or_else(|| missing("create"))?;
-            let vars = vars(t);
+            let vars = vars_at(t, path);
             let mut req = SendRequest::new(Priority::Write, ep, &vars);
             req.body = Some(write_body(&t.spec, ep, body.clone()));
             req.idempotency_key = Some(key);
             let resp = t.client.send_request(req).await?;
-            canonical(t, ep, None, resp.json).await.map(Some)
+            canonical(t, ep, (None, path), resp.json).await.map(Some)
         }
         RowOp::Update { id, body, .. } => {
             let ep = e.update.as_ref().ok_or_else(|| missing("update"))?;
-            let vars = vars(t).with("id", id.clone());
+            let vars = vars_at(t, path).with("id", id.clone());
             let mut req = SendRequest::new(Priority::Write, ep, &vars);
             req.body = Some(write_body(&t.spec, ep, body.clone()));
             // Setting the same values again is harmless.
             req.retry_safe = true;
             let resp = t.client.send_request(req).await?;
-            canonical(t, ep, Some(id.clone()), resp.json)
+            canonical(t, ep, (Some(id.clone()), path), resp.json)
                 .await
                 .map(Some)
         }
         RowOp::Delete { id, .. } => {
             let ep = e.delete.as_ref().ok_or_else(|| missing("delete"))?;
-            delete_one(t, ep, id).await.map(Some)
+            delete_one(t, ep, id, path).await.map(Some)
         }
         RowOp::Unchanged { .. } => Ok(None),
     }
 }
 
+/// Puts the parent's key into a child's record read back when the API
+/// does not send it (as sync does), from the value that addressed it.
+fn with_parent(t: &Table, record: &mut Value, path: &PathVars) {
+    let Some(p) = &t.plan.parent else { return };
+    let col = &t.plan.table.columns[p.column];
+    let Some(key) = path.get(&p.param) else {
+        return;
+    };
+    if get_path(record, &col.path).is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    let value = match col.ty {
+        sequin_spec::model::FieldType::Integer => {
+            key.parse::<i64>().map(Value::from).unwrap_or(Value::Null)
+        }
+        _ => Value::String(key.clone()),
+    };
+    if let Value::Object(m) = record {
+        sequin_spec::record::set_path(m, &col.path, value);
+    }
+}
+
 /// Deletes one record; a record already gone counts as deleted (a retry
 /// after a lost answer finds it gone).
-pub async fn delete_one(t: &Table, ep: &Endpoint, id: &str) -> Result<Done, ApiError> {
-    let vars = vars(t).with("id", id.to_string());
+pub async fn delete_one(
+    t: &Table,
+    ep: &Endpoint,
+    id: &str,
+    path: &PathVars,
+) -> Result<Done, ApiError> {
+    let vars = vars_at(t, path).with("id", id.to_string());
     let mut req = SendRequest::new(Priority::Write, ep, &vars);
     req.retry_safe = true;
     match t.client.send_request(req).await {
@@ -369,7 +413,7 @@ async fn send_batch(
         let record = if b.endpoint.returns_id.is_none() && result.is_object() {
             Ok(result.clone())
         } else {
-            fetch(t, &id).await
+            fetch(t, &id, &PathVars::new()).await
         };
         match record {
             Ok(r) => out.push((

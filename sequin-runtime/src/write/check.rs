@@ -142,14 +142,6 @@ fn unknown(catalog: &Catalog, schema: &str, name: &str) -> WriteError {
 /// The API operation of a statement kind, if the object supports it.
 fn operation(table: &Table, kind: WriteKind) -> Result<WriteOp, WriteError> {
     let unsupported = |what: &str| WriteError::new(table.api(), "0A000", what);
-    if let Some(p) = &table.plan.parent {
-        // Reads only, whatever the API allows: its writes address the
-        // parent too, which write-through does not do yet.
-        return Err(unsupported(&format!(
-            "{}.{} is a child table (its records are listed under each {}), and write-through does not write child tables yet; change them at the API and sync brings the change in",
-            table.connection, table.plan.table.name, p.object
-        )));
-    }
     if table.plan.link.is_some() && kind == WriteKind::Update {
         return Err(unsupported(&format!(
             "{}.{} is a link table: the API creates and removes links but does not change them",

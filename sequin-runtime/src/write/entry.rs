@@ -6,13 +6,17 @@ use serde_json::{Map, Value, json};
 
 use super::apply::Applied;
 use super::journal::{Entry, Outcome};
+use super::path::PathVars;
 use super::rows::{self, RowOp};
 use super::table::Table;
 
 /// The journal's intent for one operation (none when nothing is sent).
+/// Its `undo` keeps the placeholders filled from the row (`path`: a
+/// child's parent), which the reconciler needs to address the record.
 pub fn intent(
     table: &Table,
     op: &RowOp,
+    path: &PathVars,
     xid: i64,
     capture_id: i64,
     idempotency_key: Option<String>,
@@ -52,10 +56,20 @@ pub fn intent(
             } else {
                 Value::Null
             },
-            Value::Null,
+            json!({}),
             None,
         ),
         RowOp::Unchanged { .. } => return None,
+    };
+    let mut undo = undo;
+    if !path.is_empty()
+        && let Value::Object(m) = &mut undo
+    {
+        m.insert("path".into(), json!(path));
+    }
+    let undo = match undo {
+        Value::Object(m) if m.is_empty() => Value::Null,
+        other => other,
     };
     Some(Entry {
         // From the thread's generator: no system call per write.

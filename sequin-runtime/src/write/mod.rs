@@ -44,6 +44,7 @@ pub mod error;
 pub mod grant;
 pub mod journal;
 pub mod link;
+pub mod path;
 pub mod reconcile;
 pub mod rows;
 pub mod sql;
@@ -304,13 +305,14 @@ impl WriteThrough {
         } = run;
         let after = ctx.local::<Session>().last_capture;
         let captured = capture::run(ctx, st, &stmt.sql, &stmt.shape, table, after).await?;
+        let paths = path::of_changes(table, &captured.changes)?;
         let ops = rows::plan(table, &captured.changes)?;
         let capture_ids: Vec<i64> = captured.changes.iter().map(|c| c.capture_id).collect();
         let (applied, outcomes) = apply::journalled(
             &self.inner.url,
             table,
             op,
-            &ops,
+            (&ops, &paths),
             journal,
             (captured.xid, &capture_ids),
         )

@@ -38,6 +38,7 @@ use tokio::sync::watch;
 use crate::api::{ApiError, Priority, SendRequest, write_body};
 
 use super::journal::{Journal, PROCESS_CLASS};
+use super::path::PathVars;
 use super::rows::{cell_from_pg, cell_to_pg};
 use super::table::Table;
 
@@ -370,7 +371,7 @@ async fn undo_create(
             )),
         );
     };
-    let vars = super::apply::vars(t).with("id", api_id.clone());
+    let vars = super::apply::vars_at(t, &path_of(p)).with("id", api_id.clone());
     let mut req = SendRequest::new(Priority::Write, ep, &vars);
     req.retry_safe = true;
     match t.client.send_request(req).await {
@@ -398,7 +399,7 @@ async fn created_by(
     claimed: &HashSet<String>,
 ) -> Result<Option<String>, ApiError> {
     if let (Some(key), Some(ep)) = (&p.idempotency_key, &t.plan.endpoints.create) {
-        let vars = super::apply::vars(t);
+        let vars = super::apply::vars_at(t, &path_of(p));
         let body = p.request.as_object().cloned().unwrap_or_default();
         let mut req = SendRequest::new(Priority::Write, ep, &vars);
         // The very bytes first sent (the journal's JSON does not keep the
@@ -434,7 +435,7 @@ async fn created_by(
         return Ok(None);
     };
     let pk = &t.plan.table.columns[t.plan.table.primary_key];
-    let vars = super::apply::vars(t);
+    let vars = super::apply::vars_at(t, &path_of(p));
     let mut cursor = None;
     for _ in 0..FIND_PAGES {
         let page = t
@@ -463,6 +464,20 @@ async fn created_by(
     Ok(None)
 }
 
+/// The placeholders the write filled from its row (a child's parent),
+/// as its intent kept them.
+fn path_of(p: &Pending) -> PathVars {
+    p.undo
+        .get("path")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -484,7 +499,7 @@ async fn undo_update(j: &Journal, t: &Table, p: &Pending) -> Settled {
     };
     let empty = Map::new();
     let field = |k: &str| p.undo.get(k).and_then(Value::as_object).unwrap_or(&empty);
-    let current = match super::apply::fetch(t, api_id).await {
+    let current = match super::apply::fetch(t, api_id, &path_of(p)).await {
         Ok(r) => r,
         Err(e) if e.status == Some(404) => {
             return (
@@ -515,7 +530,7 @@ async fn undo_update(j: &Journal, t: &Table, p: &Pending) -> Settled {
             )),
         );
     }
-    let vars = super::apply::vars(t).with("id", api_id.clone());
+    let vars = super::apply::vars_at(t, &path_of(p)).with("id", api_id.clone());
     let mut req = SendRequest::new(Priority::Write, ep, &vars);
     req.body = Some(write_body(&t.spec, ep, field("body").clone()));
     req.retry_safe = true;
@@ -524,7 +539,7 @@ async fn undo_update(j: &Journal, t: &Table, p: &Pending) -> Settled {
     }
     // Sync may have brought the undone values in meanwhile: put the record
     // as the API now has it back in the table.
-    match refresh_local(j, t, api_id).await {
+    match refresh_local(j, t, api_id, &path_of(p)).await {
         Ok(()) => ("compensated", None),
         Err(e) => (
             "compensated",
@@ -544,7 +559,7 @@ async fn undo_delete(j: &Journal, t: &Table, p: &Pending) -> Settled {
         );
     };
     if p.intent {
-        match super::apply::fetch(t, api_id).await {
+        match super::apply::fetch(t, api_id, &path_of(p)).await {
             Ok(_) => return ("rejected", None),
             Err(e) if e.status == Some(404) => {}
             Err(e) => {
@@ -629,8 +644,13 @@ async fn delete_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), String
 }
 
 /// Reads a record from the API and writes it over its row.
-async fn refresh_local(j: &Journal, t: &Table, api_id: &str) -> Result<(), String> {
-    let record = super::apply::fetch(t, api_id)
+async fn refresh_local(
+    j: &Journal,
+    t: &Table,
+    api_id: &str,
+    path: &PathVars,
+) -> Result<(), String> {
+    let record = super::apply::fetch(t, api_id, path)
         .await
         .map_err(|e| e.to_string())?;
     let doc = super::back::canonical_doc(t, &record, api_id)?;

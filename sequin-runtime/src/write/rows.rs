@@ -357,7 +357,9 @@ fn unknown_columns(
 
 /// The API operations of a statement's changed rows, checked locally.
 /// Values sit under the key the endpoint wraps bodies in (HubSpot's
-/// `properties.x`, Airtable's `fields.x`); the wrap adds it back.
+/// `properties.x`, Airtable's `fields.x`); the wrap adds it back. Columns
+/// the create endpoint's path takes (a child's parent) are not part of a
+/// create's body (`path.rs`).
 pub fn plan(table: &Table, changes: &[Change]) -> Result<Vec<RowOp>, WriteError> {
     let ep = &table.plan.endpoints;
     let strip = [ep.create.as_ref(), ep.update.as_ref()]
@@ -370,6 +372,7 @@ pub fn plan(table: &Table, changes: &[Change]) -> Result<Vec<RowOp>, WriteError>
                 .map(|b| &b.endpoint),
         )
         .find_map(|e| e.wrap.as_deref());
+    let in_path = super::path::create_path_columns(table);
     changes
         .iter()
         .map(|c| {
@@ -377,7 +380,7 @@ pub fn plan(table: &Table, changes: &[Change]) -> Result<Vec<RowOp>, WriteError>
                 table.api(),
                 &table.plan.table.columns,
                 table.plan.table.primary_key,
-                c,
+                &super::path::without_path_columns(table, c, &in_path),
                 strip,
             )
         })

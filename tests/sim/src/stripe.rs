@@ -56,6 +56,7 @@
 
 mod billing;
 mod catalogue;
+mod embedded;
 mod error;
 mod http;
 mod lists;

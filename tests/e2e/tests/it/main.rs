@@ -17,6 +17,7 @@ mod sync_restart;
 mod sync_salesforce;
 mod sync_stripe;
 mod sync_stripe_account;
+mod sync_stripe_children;
 mod tls;
 mod write_consistency;
 mod write_contract;

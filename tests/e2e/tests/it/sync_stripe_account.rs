@@ -3,7 +3,10 @@
 //! API field by field; then live changes of each kind (create, update,
 //! delete) on every object that allows them, arriving within two poll
 //! intervals whether the object follows the events feed or is re-listed.
-use crate::sync_common::{assert_table_matches, spec_columns};
+//! Child tables (records listed under a parent) too: each equals the API's
+//! records under live parents, a child created or deleted at the API
+//! arrives, and a deleted parent takes its children along.
+use crate::sync_stripe_children::{api_view, assert_object_matches, kind_of};
 
 use std::time::{Duration, Instant};
 
@@ -17,12 +20,6 @@ use sequin_spec::model::{Incremental, Object};
 const RECORDS: usize = 12;
 const POLL: Duration = Duration::from_millis(500);
 
-/// The simulator's object for a top-level object of the spec.
-fn kind_of(obj: &Object) -> Kind {
-    Kind::named(&obj.api_name)
-        .unwrap_or_else(|| panic!("the simulator serves no `{}`", obj.api_name))
-}
-
 fn stripe_objects() -> Vec<Object> {
     sequin_runtime::registry::get("stripe")
         .expect("stripe is compiled in")
@@ -34,18 +31,7 @@ fn stripe_objects() -> Vec<Object> {
 async fn assert_every_table_matches(pg: &tokio_postgres::Client, stripe: &Stripe) -> usize {
     let mut rows = 0;
     for obj in stripe_objects() {
-        let kind = kind_of(&obj);
-        let cols = spec_columns("stripe", &obj.name);
-        rows += assert_table_matches(
-            pg,
-            "stripe",
-            &obj.name,
-            &obj.primary_key,
-            &cols,
-            stripe.len(kind),
-            |id| stripe.get(kind, id),
-        )
-        .await;
+        rows += assert_object_matches(pg, stripe, &obj).await;
     }
     rows
 }
@@ -111,7 +97,8 @@ async fn every_object_syncs_field_by_field_and_live_changes_arrive() {
     // delete of every deletable one, and the creates above.
     let mut changed = Vec::new();
     let mut deleted = 0;
-    for obj in &objects {
+    let children = child_changes(stripe);
+    for obj in objects.iter().filter(|o| o.parent.is_none()) {
         let kind = kind_of(obj);
         let ids = stripe.ids(kind);
         let has_metadata = obj.fields.iter().any(|f| f.name == "metadata");
@@ -171,13 +158,26 @@ async fn every_object_syncs_field_by_field_and_live_changes_arrive() {
                     .await
                     .unwrap()
                     .get(0);
-                if count as usize != stripe.len(kind) {
-                    behind.push(format!(
-                        "{}: {count} rows, {} records",
-                        obj.name,
-                        stripe.len(kind)
-                    ));
+                let live = api_view(stripe, obj).0.len();
+                if count as usize != live {
+                    behind.push(format!("{}: {count} rows, {live} records", obj.name));
                     continue;
+                }
+                for (table, id, present) in &children {
+                    if table != &obj.name {
+                        continue;
+                    }
+                    let n: i64 = pg
+                        .query_one(
+                            &format!("SELECT count(*) FROM stripe.{table} WHERE id = $1"),
+                            &[id],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    if (n == 1) != *present {
+                        behind.push(format!("{table} {id}: present {}", n == 1));
+                    }
                 }
                 if obj.fields.iter().any(|f| f.name == "metadata") {
                     let live: i64 = pg
@@ -214,9 +214,65 @@ async fn every_object_syncs_field_by_field_and_live_changes_arrive() {
     eprintln!(
         "{} objects, {rows} rows; {} live changes caught up in {caught_up:?}",
         objects.len(),
-        changed.len() + CREATES.len()
+        changed.len() + CREATES.len() + children.len()
     );
     assert!(!sync.finished());
     sync.stop().await.unwrap();
     sim.shutdown().await;
+}
+
+/// Live changes of child tables made at the API, as another user would:
+/// a tax id added to a customer (its own event), one deleted, a person
+/// added to an account (its own event), a subscription item added (the
+/// subscription changes), a value list item added (the value list's
+/// embedded items change). Returns (table, id, whether it must be there).
+fn child_changes(stripe: &Stripe) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let tax_ids = Kind::named("customer.tax_ids").unwrap();
+    let customer = stripe.ids(Kind::Customer)[0].clone();
+    let created = stripe
+        .create_in(tax_ids, &customer, "type=eu_vat&value=DE123456789")
+        .expect("a tax id is added");
+    out.push((
+        "tax_id".into(),
+        created["id"].as_str().unwrap().into(),
+        true,
+    ));
+    let gone = stripe.ids_in(tax_ids, &customer).last().cloned().unwrap();
+    if gone != created["id"] {
+        stripe.delete(tax_ids, &gone).expect("a tax id is deleted");
+        out.push(("tax_id".into(), gone, false));
+    }
+    let persons = Kind::named("account.persons").unwrap();
+    let account = stripe.ids(Kind::named("account").unwrap())[0].clone();
+    let person = stripe
+        .create_in(persons, &account, "first_name=Live")
+        .expect("a person is added");
+    out.push(("person".into(), person["id"].as_str().unwrap().into(), true));
+    let subscription = stripe.ids(Kind::Subscription)[0].clone();
+    let price = stripe.ids(Kind::Price)[0].clone();
+    let item = stripe
+        .create(
+            Kind::named("subscription_item").unwrap(),
+            &format!("subscription={subscription}&price={price}"),
+        )
+        .expect("a subscription item is added");
+    out.push((
+        "subscription_item".into(),
+        item["id"].as_str().unwrap().into(),
+        true,
+    ));
+    let list = stripe.ids(Kind::named("radar.value_list").unwrap())[0].clone();
+    let entry = stripe
+        .create(
+            Kind::named("radar.value_list_item").unwrap(),
+            &format!("value_list={list}&value=live%40example.com"),
+        )
+        .expect("a value list item is added");
+    out.push((
+        "radar_value_list_item".into(),
+        entry["id"].as_str().unwrap().into(),
+        true,
+    ));
+    out
 }

@@ -225,13 +225,19 @@ impl StripeState {
             .collections
             .get_mut(&kind)
             .expect("every kind has a collection");
-        c.insert(&parent, now, id, Record::new(obj));
+        c.insert(&parent, now, id.clone(), Record::new(obj));
         if kind == Kind::Subscription {
             self.store_subscription_items(&value);
         }
+        self.parent_created(ctx, kind, &id);
+        let value = self
+            .live(kind, &id)
+            .map(|r| Value::Object(r.obj.clone()))
+            .unwrap_or(value);
         if let Some(origin) = origin {
             self.record_event(ctx, kind, Change::Created, &value, None, origin);
         }
+        self.child_changed(ctx, kind, &value, &parent, origin);
         Ok(value)
     }
 
@@ -365,6 +371,11 @@ impl StripeState {
             .expect("checked above")
             .set(obj);
         self.record_event(ctx, kind, Change::Updated, &value, Some(previous), origin);
+        let parent = self.collections[&kind]
+            .parent_of(id)
+            .unwrap_or_default()
+            .to_owned();
+        self.child_changed(ctx, kind, &value, &parent, Some(origin));
         Ok(value)
     }
 
@@ -390,6 +401,11 @@ impl StripeState {
         let rec = c.delete(id).expect("checked above");
         let value = Value::Object(rec.obj);
         self.record_event(ctx, kind, Change::Deleted, &value, None, origin);
+        let parent = self.collections[&kind]
+            .parent_of(id)
+            .unwrap_or_default()
+            .to_owned();
+        self.child_changed(ctx, kind, &value, &parent, Some(origin));
         Ok(json!({"id": id, "object": kind.object(), "deleted": true}))
     }
 

@@ -166,14 +166,32 @@ impl Stripe {
     /// [`Stripe::seed_objects`]). Nested lists get `n` records in all, spread over their parents.
     pub fn seed_every_object(&self, n: usize) {
         self.seed_all(n);
-        for kind in Kind::all() {
-            if Kind::CORE.contains(&kind) {
-                continue;
+        // An object naming another by id (a setup attempt's `setup_intent`, a value list item's
+        // `value_list`) is seeded after it, so that its records point at seeded ones.
+        let mut pending: Vec<Kind> = Kind::all().filter(|k| !Kind::CORE.contains(k)).collect();
+        while !pending.is_empty() {
+            let ready: Vec<Kind> = pending
+                .iter()
+                .copied()
+                .filter(|k| {
+                    referenced(*k)
+                        .iter()
+                        .all(|r| r == k || !pending.contains(r))
+                })
+                .collect();
+            // A cycle of references: seed the rest in catalogue order.
+            let batch = if ready.is_empty() {
+                pending.clone()
+            } else {
+                ready
+            };
+            for kind in &batch {
+                let have = self.len(*kind);
+                if have < n {
+                    self.seed_objects(*kind, n - have);
+                }
             }
-            let have = self.len(kind);
-            if have < n {
-                self.seed_objects(kind, n - have);
-            }
+            pending.retain(|k| !batch.contains(k));
         }
     }
 
@@ -194,7 +212,7 @@ impl Stripe {
         }
         let references = st.references(kind);
         let offset = st.collections[&kind].records.len();
-        (0..n)
+        let ids: Vec<String> = (0..n)
             .map(|i| {
                 let created = base + ((offset + i) / 4) as i64 * 60;
                 let parent = &parents[i % parents.len()];
@@ -213,8 +231,35 @@ impl Stripe {
                 c.insert(parent, created, id.clone(), Record::new(obj));
                 id
             })
-            .collect()
+            .collect();
+        // Lists Stripe embeds in a parent show the seeded children.
+        st.render_all(&self.ctx, kind);
+        ids
     }
+}
+
+/// The top-level object a field holding an id is named after: `customer`, or the one object
+/// of a namespace whose type ends with it (`value_list` of `radar.value_list`).
+fn kind_named_by(field: &str) -> Option<Kind> {
+    if let Some(k) = Kind::named(field) {
+        return k.parent().is_none().then_some(k);
+    }
+    let suffix = format!(".{field}");
+    let mut matching = Kind::top_level().filter(|k| k.name().ends_with(&suffix));
+    let only = matching.next()?;
+    matching.next().is_none().then_some(only)
+}
+
+/// The objects `kind`'s records need first: its parent (a nested list), and the top-level
+/// objects whose ids its example object holds in fields named after them.
+fn referenced(kind: Kind) -> Vec<Kind> {
+    kind.spec()
+        .template
+        .iter()
+        .filter(|(_, v)| v.is_string())
+        .filter_map(|(field, _)| kind_named_by(field))
+        .chain(kind.parent())
+        .collect()
 }
 
 impl StripeState {
@@ -228,7 +273,7 @@ impl StripeState {
             .iter()
             .filter(|(field, v)| v.is_string() && Some(field.as_str()) != parent_field)
             .filter_map(|(field, _)| {
-                let target = Kind::named(field).filter(|k| k.parent().is_none())?;
+                let target = kind_named_by(field)?;
                 let ids = self.collections[&target].ids(None);
                 (!ids.is_empty()).then(|| (field.clone(), ids))
             })

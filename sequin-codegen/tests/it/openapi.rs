@@ -1051,7 +1051,10 @@ fn object_differences(hand: &Object, drafted: &Object) -> Vec<String> {
 fn stripe_drafts_agree_with_the_hand_written_spec() {
     let root = manifest().parent().unwrap();
     let text = std::fs::read_to_string(root.join("connectors/stripe.yaml")).unwrap();
-    let hand = spec(&text);
+    let mut hand = spec(&text);
+    // The child objects (nested lists) are written by hand: the importer
+    // drafts top-level list endpoints only.
+    hand.objects.retain(|o| o.parent.is_none());
     assert_eq!(hand.objects.len(), 51);
     let names: Vec<&str> = hand.objects.iter().map(|o| o.name.as_str()).collect();
     let (draft, report) = import(stripe(), &options("stripe", &names), None);

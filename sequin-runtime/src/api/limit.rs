@@ -17,8 +17,12 @@
 //!
 //! Requests carry a [`Priority`]: reads (sync) may only use
 //! `(1 - write_share)` of either allowance, so a write-through always finds
-//! room during a backfill. One [`Budget`] is shared by every client of the
-//! same account (see [`Budgets`]).
+//! room during a backfill. Among reads, a backfill's (first listings, child
+//! walks) may be waiting while polls keep the read share busy (an account
+//! with dozens of objects re-listed whole every poll): while one waits,
+//! polls may use only half of the read share, so backfills keep moving and
+//! polls do not stop ([`Lane`]). One [`Budget`] is shared by every client
+//! of the same account (see [`Budgets`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
@@ -36,6 +40,27 @@ pub enum Priority {
     Read,
     /// Write-through: may use all of it.
     Write,
+}
+
+/// Which share of the budget a request draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Write-through: all of it.
+    Write,
+    /// A backfill's read: the read share.
+    Backfill,
+    /// Any other read (polls, discovery): the read share, or half of it
+    /// while a backfill's read waits.
+    Poll,
+}
+
+impl Lane {
+    fn priority(self) -> Priority {
+        match self {
+            Lane::Write => Priority::Write,
+            Lane::Backfill | Lane::Poll => Priority::Read,
+        }
+    }
 }
 
 /// Parses a duration as specs write them (the grammar `cargo xtask gen`
@@ -82,6 +107,8 @@ struct Core {
     releases: VecDeque<Instant>,
     bucket: Option<Bucket>,
     paused_until: Option<Instant>,
+    /// Backfill reads waiting for a slot now.
+    backfills_waiting: u32,
 }
 
 impl Core {
@@ -105,10 +132,22 @@ impl Core {
             releases: VecDeque::new(),
             bucket,
             paused_until: None,
+            backfills_waiting: 0,
         }
     }
 
+    /// [`Core::try_acquire_in`] with a read counted as a poll's.
+    #[cfg(test)]
     fn try_acquire(&mut self, now: Instant, priority: Priority) -> Result<(), Wait> {
+        let lane = match priority {
+            Priority::Write => Lane::Write,
+            Priority::Read => Lane::Poll,
+        };
+        self.try_acquire_in(now, lane)
+    }
+
+    fn try_acquire_in(&mut self, now: Instant, lane: Lane) -> Result<(), Wait> {
+        let priority = lane.priority();
         if let Some(p) = self.paused_until {
             if p > now {
                 return Err(Wait::Until(p));
@@ -118,9 +157,11 @@ impl Core {
         while self.releases.front().is_some_and(|t| *t <= now) {
             self.releases.pop_front();
         }
-        let cap = match priority {
-            Priority::Read => self.read_capacity,
-            Priority::Write => self.capacity,
+        let cap = match lane {
+            Lane::Write => self.capacity,
+            Lane::Backfill => self.read_capacity,
+            Lane::Poll if self.backfills_waiting > 0 => (self.read_capacity / 2).max(1),
+            Lane::Poll => self.read_capacity,
         };
         let used = self.in_flight + self.releases.len() as u32;
         if used >= cap {
@@ -221,15 +262,30 @@ impl Budget {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until a request of `priority` may be sent.
+    /// Waits until a request of `priority` may be sent (a read as a poll's).
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Permit {
+        self.acquire_in(match priority {
+            Priority::Write => Lane::Write,
+            Priority::Read => Lane::Poll,
+        })
+        .await
+    }
+
+    /// Waits until a request of `lane` may be sent.
+    pub async fn acquire_in(self: &Arc<Self>, lane: Lane) -> Permit {
         let asked = Instant::now();
         let mut waited = false;
+        // Counted among the waiting backfills from its first wait until it
+        // gets a slot or is dropped.
+        let mut waiting: Option<BackfillWaiting<'_>> = None;
         loop {
             // Registered before looking, so a release in between is not missed.
             let mut notified = pin!(self.notify.notified());
             notified.as_mut().enable();
-            let outcome = self.lock().try_acquire(Instant::now(), priority);
+            let outcome = self.lock().try_acquire_in(Instant::now(), lane);
+            if outcome.is_err() && lane == Lane::Backfill && waiting.is_none() {
+                waiting = Some(BackfillWaiting::new(self));
+            }
             match outcome {
                 Ok(()) => {
                     return Permit {
@@ -295,6 +351,23 @@ pub fn endpoint_limit(account: &RateLimit, endpoint: &EndpointLimit) -> RateLimi
         reset_header: None,
         extra_statuses: vec![],
         endpoints: vec![],
+    }
+}
+
+/// A backfill's read waiting for a slot, counted while it lives.
+struct BackfillWaiting<'a>(&'a Budget);
+
+impl<'a> BackfillWaiting<'a> {
+    fn new(budget: &'a Budget) -> Self {
+        budget.lock().backfills_waiting += 1;
+        BackfillWaiting(budget)
+    }
+}
+
+impl Drop for BackfillWaiting<'_> {
+    fn drop(&mut self) {
+        let mut core = self.0.lock();
+        core.backfills_waiting = core.backfills_waiting.saturating_sub(1);
     }
 }
 
@@ -367,6 +440,42 @@ mod tests {
         }
         assert_eq!(core.try_acquire(now, Priority::Read), Err(Wait::Release));
         assert_eq!(core.try_acquire(now, Priority::Write), Ok(()));
+    }
+
+    #[test]
+    fn polls_leave_half_the_read_share_to_a_waiting_backfill() {
+        let now = Instant::now();
+        let mut core = Core::new(&limit(10, "1s", None, 0.2), Duration::from_secs(1), now);
+        // 8 read slots; no backfill waits: polls may take them all.
+        for _ in 0..4 {
+            assert_eq!(core.try_acquire_in(now, Lane::Poll), Ok(()));
+        }
+        core.backfills_waiting = 1;
+        // Half the read share is in use by polls: they wait, the backfill goes.
+        assert_eq!(core.try_acquire_in(now, Lane::Poll), Err(Wait::Release));
+        assert_eq!(core.try_acquire_in(now, Lane::Backfill), Ok(()));
+        core.backfills_waiting = 0;
+        assert_eq!(core.try_acquire_in(now, Lane::Poll), Ok(()));
+        // Writes keep their reserve whatever the reads do.
+        for _ in 0..2 {
+            assert_eq!(core.try_acquire_in(now, Lane::Backfill), Ok(()));
+        }
+        assert_eq!(core.try_acquire_in(now, Lane::Backfill), Err(Wait::Release));
+        assert_eq!(core.try_acquire_in(now, Lane::Write), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_backfill_wait_is_no_longer_counted() {
+        let budget = Budget::new(&limit(1, "1s", None, 0.0));
+        let held = budget.acquire_in(Lane::Poll).await;
+        let waiting = budget.clone();
+        let task = tokio::spawn(async move { waiting.acquire_in(Lane::Backfill).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(budget.lock().backfills_waiting, 1);
+        task.abort();
+        let _ = task.await;
+        assert_eq!(budget.lock().backfills_waiting, 0);
+        drop(held);
     }
 
     #[test]

@@ -53,7 +53,7 @@ use tracing::Instrument;
 
 pub use auth::{MemoryTokenStore, Secret, StoredToken, TokenStore, TokenStoreError};
 pub use error::{ApiError, ErrorKind};
-pub use limit::{Budget, Budgets, Permit, Priority};
+pub use limit::{Budget, Budgets, Lane, Permit, Priority};
 pub use page::{Page, PageCursor};
 pub use retry::RetryPolicy;
 pub use template::Vars;
@@ -489,6 +489,15 @@ impl Client {
         match priority {
             Priority::Write => Purpose::Write,
             Priority::Read => self.purpose,
+        }
+    }
+
+    /// Which share of the budget a request of `priority` draws from.
+    fn lane(&self, priority: Priority) -> Lane {
+        match self.purpose(priority) {
+            Purpose::Write => Lane::Write,
+            Purpose::Backfill => Lane::Backfill,
+            Purpose::Poll | Purpose::Discover => Lane::Poll,
         }
     }
 
@@ -940,9 +949,9 @@ impl Client {
             .iter()
             .filter(|(e, _)| e.covers(call.method, call.template))
         {
-            permits.push(budget.acquire(call.priority).await);
+            permits.push(budget.acquire_in(self.lane(call.priority)).await);
         }
-        permits.push(self.inner.budget.acquire(call.priority).await);
+        permits.push(self.inner.budget.acquire_in(self.lane(call.priority)).await);
         for waited in permits.iter().filter_map(Permit::waited) {
             self.inner.metrics.rate_limit_wait(
                 &self.inner.connection,

@@ -139,10 +139,11 @@ async fn stripe_exact_under_faults_within_rate_limit() {
     )
     .await
     .unwrap();
-    // The seeded objects and the children Stripe embeds in them; not the
-    // customers' other children, listed one request per customer (660 for
-    // 220 customers), which the re-listed objects polled every 200 ms
-    // would starve of budget.
+    // The seeded objects and the children Stripe embeds in them. Not the
+    // customers' other children (tax ids, balance transactions): listed one
+    // request per customer, three per customer at 25 requests/s shared with
+    // the polls would make this test minutes long (sync_stripe_account and
+    // sync_stripe_children cover them).
     let config = format!(
         "database_url: {}\nconnections:\n  - name: stripe\n    connector: stripe\n    base_url: {}\n    credentials: {{ api_key: {} }}\n    poll_interval: 200ms\n    objects: [customer, product, price, subscription, subscription_item, invoice, invoice_line_item, payment_intent, charge]\n",
         db.url,

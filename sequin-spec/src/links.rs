@@ -11,8 +11,8 @@
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Access, BatchEndpoint, Connector, Endpoint, Endpoints, Field, FieldType, LinkPair, LinkWrite,
-    Links, Object,
+    Access, BatchEndpoint, Connector, DiscoveredLinks, Endpoint, Endpoints, Field, FieldType,
+    LinkPair, LinkWrite, Links, Object,
 };
 use crate::record::get_path;
 
@@ -117,8 +117,13 @@ impl Links {
     pub fn object(&self, c: &Connector, p: &LinkPair) -> Option<Object> {
         let from = c.object(&p.from)?;
         let to = c.object(&p.to)?;
-        let (f, t) = (from.api_name.as_str(), to.api_name.as_str());
-        Some(Object {
+        Some(self.pair_object(p, &from.api_name, &to.api_name))
+    }
+
+    /// The object of a pair whose objects have the API names `f` and `t`
+    /// (a discovered pair's objects are not in the spec).
+    pub fn pair_object(&self, p: &LinkPair, f: &str, t: &str) -> Object {
+        Object {
             name: p.name.clone(),
             api_name: p.name.clone(),
             description: Some(p.description.clone().unwrap_or_else(|| {
@@ -145,7 +150,113 @@ impl Links {
             fields: link_fields(),
             discovered_fields: None,
             parent: None,
-        })
+        }
+    }
+}
+
+/// A link table found at run time ([`DiscoveredLinks`]): its pair (tables
+/// by name) and the two objects' API names (`{from}`, `{to}`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundPair {
+    pub pair: LinkPair,
+    pub from_api: String,
+    pub to_api: String,
+}
+
+/// A discovered object as [`DiscoveredLinks::pairs`] sees it: its table,
+/// its API name and its definition.
+pub struct DefinedObject<'a> {
+    pub table: &'a str,
+    pub api_name: &'a str,
+    pub definition: &'a Value,
+}
+
+impl DiscoveredLinks {
+    /// The table and API name of the object a definition names by `id`: a
+    /// discovered object by its API name, a static one by `object_ids`,
+    /// its API name or its table name (any case). `None`: not synced here.
+    fn resolve<'a>(
+        &self,
+        c: &'a Connector,
+        defined: &'a [DefinedObject<'a>],
+        id: &str,
+    ) -> Option<(&'a str, &'a str)> {
+        if let Some(d) = defined.iter().find(|d| d.api_name == id) {
+            return Some((d.table, d.api_name));
+        }
+        let by_id = self
+            .object_ids
+            .iter()
+            .find(|(_, v)| v.eq_ignore_ascii_case(id))
+            .map(|(k, _)| k.as_str());
+        c.objects
+            .iter()
+            .filter(|o| o.parent.is_none())
+            .find(|o| {
+                Some(o.name.as_str()) == by_id
+                    || o.api_name.eq_ignore_ascii_case(id)
+                    || o.name.eq_ignore_ascii_case(id)
+            })
+            .map(|o| (o.name.as_str(), o.api_name.as_str()))
+    }
+
+    /// The link tables the definitions of `defined` declare (in order; the
+    /// caller sorts them by API name), each named by the rule of
+    /// [`DiscoveredLinks`]: `<object>_<other>`, else `<object>_<other>_link`,
+    /// else left out. `taken` holds every other table's name (objects,
+    /// static link tables, discovered tables) and gets the names given.
+    /// `wanted` says whether a pair's two objects are synced.
+    pub fn pairs(
+        &self,
+        c: &Connector,
+        defined: &[DefinedObject<'_>],
+        taken: &mut std::collections::BTreeSet<String>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<FoundPair> {
+        let mut out: Vec<FoundPair> = Vec::new();
+        for d in defined {
+            let associations = get_path(d.definition, &self.associations).and_then(Value::as_array);
+            for a in associations.into_iter().flatten() {
+                let Some(to) = id_text(get_path(a, &self.to)) else {
+                    continue;
+                };
+                let from = self.from.as_ref().and_then(|p| id_text(get_path(a, p)));
+                // Listed from the other side: the other object is the source.
+                let other = match from {
+                    Some(f) if f != d.api_name && to == d.api_name => f,
+                    _ => to,
+                };
+                let Some((table, api)) = self.resolve(c, defined, &other) else {
+                    continue;
+                };
+                let same = |p: &FoundPair| {
+                    (p.pair.from == d.table && p.pair.to == table)
+                        || (p.pair.from == table && p.pair.to == d.table)
+                };
+                if !wanted(d.table) || !wanted(table) || out.iter().any(same) {
+                    continue;
+                }
+                let base = format!("{}_{table}", d.table);
+                let Some(name) = [base.clone(), format!("{base}_link")]
+                    .into_iter()
+                    .find(|n| !taken.contains(n))
+                else {
+                    continue;
+                };
+                taken.insert(name.clone());
+                out.push(FoundPair {
+                    pair: LinkPair {
+                        name,
+                        from: d.table.to_string(),
+                        to: table.to_string(),
+                        description: None,
+                    },
+                    from_api: d.api_name.to_string(),
+                    to_api: api.to_string(),
+                });
+            }
+        }
+        out
     }
 }
 

@@ -108,6 +108,10 @@ pub(super) async fn run_link(
             .expect("a link table has the link columns")
     };
     let (from_col, to_col) = (column("from_id"), column("to_id"));
+    let mut writer = Writer::connect(&ctx.url).await?;
+    if plan.dynamic_table {
+        create_table(&ctx, &mut writer, &plan).await?;
+    }
     let l = Link {
         plan,
         link,
@@ -124,7 +128,6 @@ pub(super) async fn run_link(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
-    let mut writer = Writer::connect(&ctx.url).await?;
     if !backfill(&ctx, &mut writer, &l).await? {
         return Ok(());
     }
@@ -138,6 +141,23 @@ pub(super) async fn run_link(
             return Ok(());
         }
     }
+}
+
+/// Creates a link table found at run time (`links.discovered`) as the
+/// generated DDL creates a static one: the link columns, the write guard,
+/// `from_id` and `to_id` indexed.
+async fn create_table(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
+    let types = vec![String::new(); plan.table.columns.len()];
+    let added = writer
+        .ensure_table(&ctx.api.config.name, &plan.table, &types)
+        .await?;
+    writer
+        .ensure_indexes(&plan.table, &["from_id", "to_id"])
+        .await?;
+    if !added.is_empty() {
+        tracing::info!(connection = %ctx.api.config.name, table = %plan.table.name, "link table created");
+    }
+    Ok(())
 }
 
 /// Reads every source's links unless the table is live already, resuming

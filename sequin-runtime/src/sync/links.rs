@@ -21,6 +21,10 @@
 //! 4. a record deleted by sync takes its links along at once (the link
 //!    tables are registered as children of both objects, `Ctx::delete_rows`).
 //!
+//! A link table found at run time (a discovered object's associations,
+//! `links.discovered`) is created by its task, with the link columns and
+//! indexes of the generated DDL, and then runs the same way.
+//!
 //! Reading a record's links again replaces its rows: read rows are upserted,
 //! rows of the record not read (and not written since the read began) are
 //! deleted, in one transaction.

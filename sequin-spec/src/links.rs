@@ -448,6 +448,87 @@ mod tests {
         );
     }
 
+    /// A connector with the static objects `contact` (type id `0-1`),
+    /// `company` and `pet_contact` (a table that takes the first name of a
+    /// pet's contacts).
+    fn connector() -> Connector {
+        let object = |name: &str, api: &str| {
+            json!({"name": name, "api_name": api, "primary_key": "id",
+                "endpoints": {"list": {"path": format!("/{api}")}},
+                "fields": [{"name": "id", "type": "string"}]})
+        };
+        serde_json::from_value(json!({
+            "name": "crm", "display_name": "CRM", "base_url": "http://crm",
+            "auth": {"kind": "bearer", "credential": "token"},
+            "rate_limit": {"requests": 10, "per": "1s"},
+            "errors": {"message": "message"},
+            "objects": [object("contact", "contacts"), object("company", "companies"), object("pet_contact", "pcs")]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovered_objects_associations_become_named_link_tables() {
+        let c = connector();
+        let found: DiscoveredLinks = serde_json::from_value(json!({
+            "associations": "associations", "from": "fromObjectTypeId", "to": "toObjectTypeId",
+            "object_ids": {"contact": "0-1"}
+        }))
+        .unwrap();
+        let assoc = |from: &str, to: &str| json!({"fromObjectTypeId": from, "toObjectTypeId": to});
+        let pet = json!({"associations": [assoc("2-1", "0-1"), assoc("2-1", "COMPANY"), assoc("2-1", "0-99")]});
+        // Boats declare pets, and pets' schema lists the same pair from
+        // the other side: one table.
+        let boat = json!({"associations": [assoc("2-2", "2-1"), assoc("2-2", "contacts")]});
+        let pet = {
+            let mut p = pet;
+            p["associations"]
+                .as_array_mut()
+                .unwrap()
+                .push(assoc("2-2", "2-1"));
+            p
+        };
+        let defined = [
+            DefinedObject {
+                table: "pet",
+                api_name: "2-1",
+                definition: &pet,
+            },
+            DefinedObject {
+                table: "boat",
+                api_name: "2-2",
+                definition: &boat,
+            },
+        ];
+        let mut taken: std::collections::BTreeSet<String> =
+            ["contact", "company", "pet_contact", "pet", "boat"]
+                .map(String::from)
+                .into();
+        let pairs = found.pairs(&c, &defined, &mut taken, |t| t != "company");
+        let got: Vec<(&str, &str, &str, &str, &str)> = pairs
+            .iter()
+            .map(|p| {
+                (
+                    p.pair.name.as_str(),
+                    p.pair.from.as_str(),
+                    p.pair.to.as_str(),
+                    p.from_api.as_str(),
+                    p.to_api.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                // `pet_contact` is taken by an object.
+                ("pet_contact_link", "pet", "contact", "2-1", "contacts"),
+                ("pet_boat", "pet", "boat", "2-1", "2-2"),
+                ("boat_contact", "boat", "contact", "2-2", "contacts"),
+            ]
+        );
+        assert!(taken.contains("pet_contact_link") && taken.contains("boat_contact"));
+    }
+
     #[test]
     fn an_item_template_keeps_whole_placeholders_typed() {
         let row = link_record(

@@ -386,6 +386,24 @@ impl Semantic {
                 );
             }
         }
+        if let Some(d) = &l.discovered {
+            if c.discovered_objects.is_none() {
+                self.err(
+                    "/links/discovered",
+                    "links of discovered objects, but the connector discovers no objects",
+                    Some("declare `discovered_objects:` or remove `links.discovered`".into()),
+                );
+            }
+            for name in d.object_ids.keys() {
+                if c.object(name).is_none_or(|o| o.parent.is_some()) {
+                    self.err(
+                        format!("/links/discovered/object_ids/{name}"),
+                        format!("`{name}` is not an object of this connector (child objects cannot be linked)"),
+                        Some("key `object_ids` by the table names of `objects:`".into()),
+                    );
+                }
+            }
+        }
         if l.read.max_size == 0 {
             self.err(
                 "/links/read/max_size",

@@ -406,6 +406,12 @@ pub fn doc(c: &Connector, source: &str) -> String {
                 s.push_str(&format!("\n- `{k}` -> {}", v.pg_type()));
             }
         }
+        if let Some(found) = c.links.as_ref().and_then(|l| l.discovered.as_ref()) {
+            s.push_str(&format!(
+                "\n\nLink tables of discovered objects: each association in a discovered object's `{}` with an object this connection syncs (a table above or another discovered object; `{}` names it) is a link table, with the columns and the sync and write-through of the link tables above. It is named `<object>_<other>` (from the discovered object to the other one), `<object>_<other>_link` when that name is taken, and left out when both are; one table per object pair.",
+                found.associations, found.to
+            ));
+        }
         s
     });
     ctx.insert("discovered", &discovered);

@@ -956,6 +956,54 @@ impl Writer {
         Ok(added)
     }
 
+    /// Indexes the columns `columns` of a table created at run time (a
+    /// discovered link table's `from_id` and `to_id`, its objects'
+    /// `_sequin_synced_at`), as the generated DDL indexes a static one's,
+    /// named as it names them. Only missing indexes are built, so a table
+    /// that has them is not locked again.
+    pub async fn ensure_indexes(&mut self, t: &Table, columns: &[&str]) -> Result<(), StoreError> {
+        let existing: Vec<String> = self
+            .client
+            .query(
+                "SELECT indexname::text FROM pg_catalog.pg_indexes WHERE schemaname = $1 AND tablename = $2",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(db("reading a table's indexes"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for c in columns {
+            let name = format!("{}_{c}_idx", t.name);
+            if existing.contains(&name) {
+                continue;
+            }
+            let sql = format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote_ident(&name),
+                t.qualified(),
+                quote_ident(c)
+            );
+            match ddl(
+                &mut self.client,
+                &format!("indexing {}", t.qualified()),
+                &sql,
+            )
+            .await
+            {
+                // Made meanwhile by another session (IF NOT EXISTS does not
+                // guard against a concurrent CREATE): it is there.
+                Err(StoreError::Db { source, .. })
+                    if source.code()
+                        == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                        || source.code()
+                            == Some(&tokio_postgres::error::SqlState::DUPLICATE_TABLE) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets an object's sync state (the connection-level error row once
     /// the connection runs again).
     pub async fn clear_state(&self, connection: &str, object: &str) -> Result<(), StoreError> {

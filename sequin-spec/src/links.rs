@@ -11,8 +11,8 @@
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Access, BatchEndpoint, Connector, Endpoint, Endpoints, Field, FieldType, LinkPair, LinkWrite,
-    Links, Object,
+    Access, BatchEndpoint, Connector, DiscoveredLinks, Endpoint, Endpoints, Field, FieldType,
+    LinkPair, LinkWrite, Links, Object,
 };
 use crate::record::get_path;
 
@@ -117,8 +117,13 @@ impl Links {
     pub fn object(&self, c: &Connector, p: &LinkPair) -> Option<Object> {
         let from = c.object(&p.from)?;
         let to = c.object(&p.to)?;
-        let (f, t) = (from.api_name.as_str(), to.api_name.as_str());
-        Some(Object {
+        Some(self.pair_object(p, &from.api_name, &to.api_name))
+    }
+
+    /// The object of a pair whose objects have the API names `f` and `t`
+    /// (a discovered pair's objects are not in the spec).
+    pub fn pair_object(&self, p: &LinkPair, f: &str, t: &str) -> Object {
+        Object {
             name: p.name.clone(),
             api_name: p.name.clone(),
             description: Some(p.description.clone().unwrap_or_else(|| {
@@ -145,7 +150,113 @@ impl Links {
             fields: link_fields(),
             discovered_fields: None,
             parent: None,
-        })
+        }
+    }
+}
+
+/// A link table found at run time ([`DiscoveredLinks`]): its pair (tables
+/// by name) and the two objects' API names (`{from}`, `{to}`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundPair {
+    pub pair: LinkPair,
+    pub from_api: String,
+    pub to_api: String,
+}
+
+/// A discovered object as [`DiscoveredLinks::pairs`] sees it: its table,
+/// its API name and its definition.
+pub struct DefinedObject<'a> {
+    pub table: &'a str,
+    pub api_name: &'a str,
+    pub definition: &'a Value,
+}
+
+impl DiscoveredLinks {
+    /// The table and API name of the object a definition names by `id`: a
+    /// discovered object by its API name, a static one by `object_ids`,
+    /// its API name or its table name (any case). `None`: not synced here.
+    fn resolve<'a>(
+        &self,
+        c: &'a Connector,
+        defined: &'a [DefinedObject<'a>],
+        id: &str,
+    ) -> Option<(&'a str, &'a str)> {
+        if let Some(d) = defined.iter().find(|d| d.api_name == id) {
+            return Some((d.table, d.api_name));
+        }
+        let by_id = self
+            .object_ids
+            .iter()
+            .find(|(_, v)| v.eq_ignore_ascii_case(id))
+            .map(|(k, _)| k.as_str());
+        c.objects
+            .iter()
+            .filter(|o| o.parent.is_none())
+            .find(|o| {
+                Some(o.name.as_str()) == by_id
+                    || o.api_name.eq_ignore_ascii_case(id)
+                    || o.name.eq_ignore_ascii_case(id)
+            })
+            .map(|o| (o.name.as_str(), o.api_name.as_str()))
+    }
+
+    /// The link tables the definitions of `defined` declare (in order; the
+    /// caller sorts them by API name), each named by the rule of
+    /// [`DiscoveredLinks`]: `<object>_<other>`, else `<object>_<other>_link`,
+    /// else left out. `taken` holds every other table's name (objects,
+    /// static link tables, discovered tables) and gets the names given.
+    /// `wanted` says whether a pair's two objects are synced.
+    pub fn pairs(
+        &self,
+        c: &Connector,
+        defined: &[DefinedObject<'_>],
+        taken: &mut std::collections::BTreeSet<String>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<FoundPair> {
+        let mut out: Vec<FoundPair> = Vec::new();
+        for d in defined {
+            let associations = get_path(d.definition, &self.associations).and_then(Value::as_array);
+            for a in associations.into_iter().flatten() {
+                let Some(to) = id_text(get_path(a, &self.to)) else {
+                    continue;
+                };
+                let from = self.from.as_ref().and_then(|p| id_text(get_path(a, p)));
+                // Listed from the other side: the other object is the source.
+                let other = match from {
+                    Some(f) if f != d.api_name && to == d.api_name => f,
+                    _ => to,
+                };
+                let Some((table, api)) = self.resolve(c, defined, &other) else {
+                    continue;
+                };
+                let same = |p: &FoundPair| {
+                    (p.pair.from == d.table && p.pair.to == table)
+                        || (p.pair.from == table && p.pair.to == d.table)
+                };
+                if !wanted(d.table) || !wanted(table) || out.iter().any(same) {
+                    continue;
+                }
+                let base = format!("{}_{table}", d.table);
+                let Some(name) = [base.clone(), format!("{base}_link")]
+                    .into_iter()
+                    .find(|n| !taken.contains(n))
+                else {
+                    continue;
+                };
+                taken.insert(name.clone());
+                out.push(FoundPair {
+                    pair: LinkPair {
+                        name,
+                        from: d.table.to_string(),
+                        to: table.to_string(),
+                        description: None,
+                    },
+                    from_api: d.api_name.to_string(),
+                    to_api: api.to_string(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -335,6 +446,87 @@ mod tests {
             read_body(&links(), &["1".into(), "2".into()]),
             json!({"inputs": [{"id": "1"}, {"id": "2"}]})
         );
+    }
+
+    /// A connector with the static objects `contact` (type id `0-1`),
+    /// `company` and `pet_contact` (a table that takes the first name of a
+    /// pet's contacts).
+    fn connector() -> Connector {
+        let object = |name: &str, api: &str| {
+            json!({"name": name, "api_name": api, "primary_key": "id",
+                "endpoints": {"list": {"path": format!("/{api}")}},
+                "fields": [{"name": "id", "type": "string"}]})
+        };
+        serde_json::from_value(json!({
+            "name": "crm", "display_name": "CRM", "base_url": "http://crm",
+            "auth": {"kind": "bearer", "credential": "token"},
+            "rate_limit": {"requests": 10, "per": "1s"},
+            "errors": {"message": "message"},
+            "objects": [object("contact", "contacts"), object("company", "companies"), object("pet_contact", "pcs")]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovered_objects_associations_become_named_link_tables() {
+        let c = connector();
+        let found: DiscoveredLinks = serde_json::from_value(json!({
+            "associations": "associations", "from": "fromObjectTypeId", "to": "toObjectTypeId",
+            "object_ids": {"contact": "0-1"}
+        }))
+        .unwrap();
+        let assoc = |from: &str, to: &str| json!({"fromObjectTypeId": from, "toObjectTypeId": to});
+        let pet = json!({"associations": [assoc("2-1", "0-1"), assoc("2-1", "COMPANY"), assoc("2-1", "0-99")]});
+        // Boats declare pets, and pets' schema lists the same pair from
+        // the other side: one table.
+        let boat = json!({"associations": [assoc("2-2", "2-1"), assoc("2-2", "contacts")]});
+        let pet = {
+            let mut p = pet;
+            p["associations"]
+                .as_array_mut()
+                .unwrap()
+                .push(assoc("2-2", "2-1"));
+            p
+        };
+        let defined = [
+            DefinedObject {
+                table: "pet",
+                api_name: "2-1",
+                definition: &pet,
+            },
+            DefinedObject {
+                table: "boat",
+                api_name: "2-2",
+                definition: &boat,
+            },
+        ];
+        let mut taken: std::collections::BTreeSet<String> =
+            ["contact", "company", "pet_contact", "pet", "boat"]
+                .map(String::from)
+                .into();
+        let pairs = found.pairs(&c, &defined, &mut taken, |t| t != "company");
+        let got: Vec<(&str, &str, &str, &str, &str)> = pairs
+            .iter()
+            .map(|p| {
+                (
+                    p.pair.name.as_str(),
+                    p.pair.from.as_str(),
+                    p.pair.to.as_str(),
+                    p.from_api.as_str(),
+                    p.to_api.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                // `pet_contact` is taken by an object.
+                ("pet_contact_link", "pet", "contact", "2-1", "contacts"),
+                ("pet_boat", "pet", "boat", "2-1", "2-2"),
+                ("boat_contact", "boat", "contact", "2-2", "contacts"),
+            ]
+        );
+        assert!(taken.contains("pet_contact_link") && taken.contains("boat_contact"));
     }
 
     #[test]

@@ -168,6 +168,45 @@ pub struct Links {
     pub max_rows_per_write: u32,
     /// The object pairs, each a table.
     pub pairs: Vec<LinkPair>,
+    /// Link tables of discovered objects (HubSpot's custom objects), found
+    /// at run time in their definitions. See [`DiscoveredLinks`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<DiscoveredLinks>,
+}
+
+/// Link tables found at run time: each association a discovered object's
+/// definition (a record of `discovered_objects.endpoint`) declares with an
+/// object this connection syncs (a static object or another discovered
+/// one) becomes a link table, from the discovered object to the other one,
+/// read and written with the templates of [`Links`] (`{from}` and `{to}`
+/// are the objects' `api_name`s).
+///
+/// **Naming.** The table is `<object>_<other>` (the two tables' names,
+/// e.g. `pet_contact`). When that name is taken (by an object, a static
+/// link table or another discovered table), it is `<object>_<other>_link`;
+/// when that is taken too, the pair is not synced. One
+/// table per object pair: when both of two discovered objects declare
+/// their association, the first in the definitions' order (by `api_name`)
+/// names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredLinks {
+    /// In a discovered object's definition: its array of associations
+    /// (`associations`).
+    pub associations: JsonPath,
+    /// In an association: the source object's API id (`fromObjectTypeId`);
+    /// when it is not the defining object, `to` is (an association listed
+    /// from the other side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<JsonPath>,
+    /// In an association: the target object's API id (`toObjectTypeId`).
+    pub to: JsonPath,
+    /// The ids by which definitions name the static objects, by table name
+    /// (HubSpot's object type ids, `contact: "0-1"`). A static object is
+    /// also known by its `api_name` and its table name (any case); a
+    /// discovered one by its `api_name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub object_ids: BTreeMap<String, String>,
 }
 
 /// One link table: the links from records of `from` to records of `to`.

@@ -52,6 +52,8 @@ fn link_tables_are_checked_at_their_places() {
         "tests/specs/invalid/links.yaml:50:7: unknown placeholder `{kind}` in the link id (fix: use the link columns: {from_id}, {to_id}, {category}, {type_id}, {label})",
         "tests/specs/invalid/links.yaml:53:46: `team` is not an object of this connector (child objects cannot be linked) (fix: name an object of `objects:` by its table name)",
         "tests/specs/invalid/links.yaml:54:15: table `org` is declared twice (fix: give each link table a name no object or other pair has, e.g. `contact_company`)",
+        "tests/specs/invalid/links.yaml:56:17: links of discovered objects, but the connector discovers no objects (fix: declare `discovered_objects:` or remove `links.discovered`)",
+        "tests/specs/invalid/links.yaml:58:41: `badge` is not an object of this connector (child objects cannot be linked) (fix: key `object_ids` by the table names of `objects:`)",
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }

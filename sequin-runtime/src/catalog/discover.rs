@@ -2,6 +2,10 @@
 //! those known only at run time (Airtable tables, HubSpot custom objects,
 //! custom fields), looked up through the API.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sequin_spec::links::DefinedObject;
 use sequin_spec::model::{Endpoint, Incremental};
 use sequin_spec::naming::table_name;
 use sequin_spec::record::{Column, get_path};
@@ -30,7 +34,8 @@ impl Connection {
             out.push(ObjectPlan::for_object(spec, &self.config.name, o, columns)?);
         }
         for o in spec.link_objects().iter().filter(|o| self.wants(&o.name)) {
-            out.push(self.link_plan(o)?);
+            let link = LinkPlan::of(spec, &o.name).expect("a link object has its pair");
+            out.push(self.link_plan(o, link)?);
         }
         if spec.discovered_objects.is_some() {
             for p in self.discover_objects().await? {
@@ -44,7 +49,11 @@ impl Connection {
 
     /// The plan of a link table: an object whose rows the link sync reads
     /// (no incremental strategy or delete detection of its own).
-    fn link_plan(&self, o: &sequin_spec::model::Object) -> Result<ObjectPlan, Error> {
+    fn link_plan(
+        &self,
+        o: &sequin_spec::model::Object,
+        link: LinkPlan,
+    ) -> Result<ObjectPlan, Error> {
         let loaded = registry::get(&self.config.connector).expect("config is checked");
         let columns = loaded
             .object_columns(&o.name)
@@ -63,7 +72,7 @@ impl Connection {
                 }));
         let mut plan = ObjectPlan::for_object(&self.spec, &self.config.name, &o, columns)?;
         plan.deletes = None;
-        plan.link = LinkPlan::of(&self.spec, &o.name);
+        plan.link = Some(link);
         Ok(plan)
     }
 
@@ -83,7 +92,9 @@ impl Connection {
         Ok(out)
     }
 
-    /// Lists runtime-defined objects (Airtable tables) as plans.
+    /// Lists runtime-defined objects (Airtable tables, HubSpot custom
+    /// objects) as plans, followed by the link tables their definitions
+    /// declare (`links.discovered`).
     pub async fn discover_objects(&self) -> Result<Vec<ObjectPlan>, Error> {
         let spec = &self.spec;
         let d = spec.discovered_objects.as_ref().expect("caller checked");
@@ -101,6 +112,7 @@ impl Connection {
                 object: "(discovered)".into(),
             })?;
         let mut plans = Vec::new();
+        let mut definitions: Vec<&Value> = Vec::new();
         for o in objects {
             let Some(display) = get_path(o, &d.name).and_then(Value::as_str) else {
                 continue;
@@ -109,9 +121,9 @@ impl Connection {
                 continue;
             };
             let table = table_name(display);
-            // A static object's table is never taken over (a HubSpot custom
-            // object labelled "Ticket").
-            if spec.objects.iter().any(|s| s.name == table) {
+            // A static table is never taken over (a HubSpot custom object
+            // labelled "Ticket").
+            if spec.all_objects().iter().any(|s| s.name == table) {
                 tracing::warn!(connection = %self.config.name, table = %table, api_name, "a discovered object is named like a static one; not synced");
                 continue;
             }
@@ -161,8 +173,58 @@ impl Connection {
                 parent: None,
                 link: None,
             });
+            definitions.push(o);
         }
+        let links = self.discover_links(&plans, &definitions)?;
+        plans.extend(links);
         Ok(plans)
+    }
+
+    /// The link tables the discovered objects' definitions declare with
+    /// objects this connection syncs (`links.discovered`), as dynamic
+    /// tables.
+    fn discover_links(
+        &self,
+        objects: &[ObjectPlan],
+        definitions: &[&Value],
+    ) -> Result<Vec<ObjectPlan>, Error> {
+        let spec = &self.spec;
+        let Some((links, found)) = spec
+            .links
+            .as_ref()
+            .and_then(|l| Some((l, l.discovered.as_ref()?)))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut defined: Vec<DefinedObject<'_>> = objects
+            .iter()
+            .zip(definitions)
+            .map(|(p, d)| DefinedObject {
+                table: &p.table.name,
+                api_name: &p.api_name,
+                definition: d,
+            })
+            .collect();
+        defined.sort_by(|a, b| a.api_name.cmp(b.api_name));
+        let mut taken: BTreeSet<String> = spec.all_objects().into_iter().map(|o| o.name).collect();
+        taken.extend(objects.iter().map(|p| p.table.name.clone()));
+        let pairs = found.pairs(spec, &defined, &mut taken, |t| self.wants(t));
+        let shared = Arc::new(links.clone());
+        let mut out = Vec::new();
+        for f in pairs {
+            let o = links.pair_object(&f.pair, &f.from_api, &f.to_api);
+            let link = LinkPlan {
+                links: shared.clone(),
+                pair: f.pair,
+                from_api: f.from_api,
+                to_api: f.to_api,
+            };
+            let mut plan = self.link_plan(&o, link)?;
+            // Created at run time, like its discovered object's table.
+            plan.dynamic_table = true;
+            out.push(plan);
+        }
+        Ok(out)
     }
 
     /// Looks up an object's runtime fields (custom fields, custom

@@ -8,7 +8,8 @@
 //! - [`plan`]: an object's plan (table, endpoints, strategies, update
 //!   marker), from the spec or from discovery;
 //! - `discover.rs`: objects and fields known only at run time (Airtable
-//!   tables, custom fields), looked up through the API;
+//!   tables, HubSpot custom objects and the link tables of their
+//!   associations, custom fields), looked up through the API;
 //! - [`links`]: a link table's plan (`links:` of the spec) and the batch
 //!   read of records' links.
 

@@ -95,7 +95,7 @@ async fn run_connection_inner(
         shutdown,
         started_us: catalog::now_us(),
         feed_refused: OnceLock::new(),
-        children: children(&plans),
+        children: std::sync::RwLock::new(children(&plans)),
     });
     announce(&ctx, &plans).await?;
     let mut tasks = Tasks::new(ctx.clone(), &plans);
@@ -110,6 +110,12 @@ async fn run_connection_inner(
 /// child of both of its objects (a record's links go with it).
 fn children(plans: &[ObjectPlan]) -> BTreeMap<String, Vec<ChildLink>> {
     let mut out: BTreeMap<String, Vec<ChildLink>> = BTreeMap::new();
+    add_children(&mut out, plans);
+    out
+}
+
+/// Adds the child objects and link tables among `plans` to `out`.
+fn add_children(out: &mut BTreeMap<String, Vec<ChildLink>>, plans: &[ObjectPlan]) {
     for p in plans {
         if let Some(l) = &p.link {
             for (object, column) in [(&l.pair.from, "from_id"), (&l.pair.to, "to_id")] {
@@ -134,7 +140,6 @@ fn children(plans: &[ObjectPlan]) -> BTreeMap<String, Vec<ChildLink>> {
                 });
         }
     }
-    out
 }
 
 /// Says the connection runs (again): an earlier connection-level error
@@ -320,11 +325,28 @@ impl Tasks {
                     .into_iter()
                     .filter(|p| ctx.api.wants(&p.table.name))
                     .collect();
-                for p in &found {
-                    if self.known.insert(p.api_name.clone()) {
-                        tracing::info!(connection = %ctx.api.config.name, table = %p.table.name, "new table discovered");
-                        self.spawn_object(p.clone());
+                let new: Vec<ObjectPlan> = found
+                    .iter()
+                    .filter(|p| !self.known.contains(&p.api_name))
+                    .cloned()
+                    .collect();
+                // A new link table finds its objects' tables, and its rows go
+                // with their records, like those known at start.
+                for p in &new {
+                    self.tables.insert(p.table.name.clone(), p.table.clone());
+                }
+                add_children(
+                    &mut ctx.children.write().unwrap_or_else(|e| e.into_inner()),
+                    &new,
+                );
+                for p in new {
+                    self.known.insert(p.api_name.clone());
+                    tracing::info!(connection = %ctx.api.config.name, table = %p.table.name, "new table discovered");
+                    if let Ok(w) = Writer::connect(&ctx.url).await {
+                        // In `sequin status` from now on, as at start.
+                        let _ = w.state(&ctx.api.config.name, &p.table.name).await;
                     }
+                    self.spawn_object(p);
                 }
                 self.discovered_tx.send_replace(Arc::new(found));
             }

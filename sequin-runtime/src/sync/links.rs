@@ -21,6 +21,10 @@
 //! 4. a record deleted by sync takes its links along at once (the link
 //!    tables are registered as children of both objects, `Ctx::delete_rows`).
 //!
+//! A link table found at run time (a discovered object's associations,
+//! `links.discovered`) is created by its task, with the link columns and
+//! indexes of the generated DDL, and then runs the same way.
+//!
 //! Reading a record's links again replaces its rows: read rows are upserted,
 //! rows of the record not read (and not written since the read began) are
 //! deleted, in one transaction.
@@ -108,6 +112,10 @@ pub(super) async fn run_link(
             .expect("a link table has the link columns")
     };
     let (from_col, to_col) = (column("from_id"), column("to_id"));
+    let mut writer = Writer::connect(&ctx.url).await?;
+    if plan.dynamic_table {
+        create_table(&ctx, &mut writer, &plan).await?;
+    }
     let l = Link {
         plan,
         link,
@@ -124,7 +132,6 @@ pub(super) async fn run_link(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
-    let mut writer = Writer::connect(&ctx.url).await?;
     if !backfill(&ctx, &mut writer, &l).await? {
         return Ok(());
     }
@@ -138,6 +145,23 @@ pub(super) async fn run_link(
             return Ok(());
         }
     }
+}
+
+/// Creates a link table found at run time (`links.discovered`) as the
+/// generated DDL creates a static one: the link columns, the write guard,
+/// `from_id` and `to_id` indexed.
+async fn create_table(ctx: &Ctx, writer: &mut Writer, plan: &ObjectPlan) -> Result<(), SyncError> {
+    let types = vec![String::new(); plan.table.columns.len()];
+    let added = writer
+        .ensure_table(&ctx.api.config.name, &plan.table, &types)
+        .await?;
+    writer
+        .ensure_indexes(&plan.table, &["from_id", "to_id"])
+        .await?;
+    if !added.is_empty() {
+        tracing::info!(connection = %ctx.api.config.name, table = %plan.table.name, "link table created");
+    }
+    Ok(())
 }
 
 /// Reads every source's links unless the table is live already, resuming

@@ -152,8 +152,8 @@ struct Ctx {
     /// instead (`fallback.rs`).
     feed_refused: OnceLock<fallback::Refused>,
     /// The child objects synced under each parent table, whose rows go
-    /// with their parent's.
-    children: BTreeMap<String, Vec<ChildLink>>,
+    /// with their parent's (link tables discovered at run time join later).
+    children: std::sync::RwLock<BTreeMap<String, Vec<ChildLink>>>,
 }
 
 /// A child object's table and the column holding its parent's key.
@@ -196,7 +196,14 @@ impl Ctx {
         if keys.is_empty() {
             return Ok(());
         }
-        for child in self.children.get(parent).into_iter().flatten() {
+        let children: Vec<ChildLink> = self
+            .children
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(parent)
+            .cloned()
+            .unwrap_or_default();
+        for child in &children {
             let n = writer
                 .delete_where(&child.table, child.column, keys)
                 .await?;

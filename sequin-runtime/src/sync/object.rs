@@ -76,7 +76,13 @@ async fn prepare(
     };
     if plan.dynamic_table {
         let types = vec![String::new(); plan.table.columns.len()];
-        return Ok(writer.ensure_table(name, &plan.table, &types).await?);
+        let added = writer.ensure_table(name, &plan.table, &types).await?;
+        // Link tables and child objects find changed records by it, as on
+        // a static table (the generated DDL indexes it).
+        writer
+            .ensure_indexes(&plan.table, &["_sequin_synced_at"])
+            .await?;
+        return Ok(added);
     }
     Ok(added)
 }

@@ -9,13 +9,14 @@
 //! the first test's pace.
 
 use crate::sync_common;
+use crate::sync_hubspot_links::{link_ids, portal_links};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sequin_e2e::{Running, eventually, wait_live};
 use sequin_pgtemp::connect;
-use sequin_sim::hubspot::ObjectType;
+use sequin_sim::hubspot::{AssociationCategory, ObjectType};
 use sequin_sim::{Api, SimConfig};
 use sequin_spec::model::FieldType;
 use serde_json::{Value, json};
@@ -767,6 +768,7 @@ async fn table_exists(pg: &tokio_postgres::Client, schema: &str, table: &str) ->
 async fn custom_objects_sync_beside_standard_ones_and_appear_without_restart() {
     const SCHEMA: &str = "hubspot_custom";
     const SEED_CUSTOM: usize = 60;
+    const SWEEP: Duration = Duration::from_secs(4);
     let db = sequin_pgtemp::Database::create("sync_hubspot_custom").unwrap();
     let sim = sequin_sim::start(
         SimConfig::new(Api::Hubspot).seed_records(SEED_CUSTOM),
@@ -779,7 +781,8 @@ async fn custom_objects_sync_beside_standard_ones_and_appear_without_restart() {
     let token = sim.token().to_string();
     let pets = hs.object_type("pets").unwrap();
     // A static object beside the discovered ones: both kinds in one
-    // connection. `boat` does not exist yet.
+    // connection, with the link tables of the custom objects'
+    // associations. `boat` does not exist yet.
     let config = format!(
         "database_url: {db}
 connections:
@@ -787,11 +790,13 @@ connections:
     connector: hubspot
     base_url: {base}
     credentials: {{ access_token: '{token}' }}
-    objects: [contact, pet, boat]
+    objects: [contact, pet, boat, pet_contact, boat_contact, boat_pet]
     poll_interval: 1500ms
     discovery_interval: 2s
+    association_interval: {sweep}s
 ",
         db = db.url,
+        sweep = SWEEP.as_secs(),
     );
     let sync = Running::start(&config);
     let pg = connect(&db.url).await;
@@ -805,6 +810,27 @@ connections:
     let contact_cols = spec_columns("hubspot", "contact");
     let api = api_records(&base, &token, "contacts", &contact_cols).await;
     assert_table_equals(&pg, SCHEMA, "contact", "id", &contact_cols, &api).await;
+
+    // The custom object's associations are a link table discovered with
+    // it, equal to the portal's links field by field (the seed links each
+    // pet to a contact).
+    let link_cols = spec_columns("hubspot", "contact_company");
+    let expected = portal_links(hs, pets, ObjectType::Contacts);
+    assert_eq!(expected.len(), SEED_CUSTOM, "the seed links every pet");
+    let n = assert_table_equals(&pg, SCHEMA, "pet_contact", "id", &link_cols, &expected).await;
+    assert_eq!(n, SEED_CUSTOM);
+    // Its type, as the schema declares it (user-defined, pets to contacts).
+    let schema = get_json(&format!("{base}/crm/v3/schemas/pets"), &token).await;
+    let pet_type: u32 = schema["associations"][0]["id"]
+        .as_str()
+        .expect("the pets schema declares its association")
+        .parse()
+        .unwrap();
+    let contacts: Vec<String> = hs
+        .records(ObjectType::Contacts)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
 
     // A create, an update and an archive of pets, within two poll intervals.
     let ids: Vec<String> = pg
@@ -824,6 +850,15 @@ connections:
         .create(pets, json!({"pet_name": "Bucefalo", "species": "dog", "adopted": "true", "adopted_on": "2024-06-01"}))
         .unwrap();
     hs.archive(pets, &ids[1]);
+    // The new pet linked to a contact: the link arrives with the record.
+    let user = AssociationCategory::UserDefined;
+    hs.associate(
+        (pets, &created),
+        (ObjectType::Contacts, &contacts[7]),
+        &[(user, pet_type)],
+    )
+    .unwrap();
+    let made_with_record = format!("{created}-{}-{pet_type}", contacts[7]);
     let updated_rec = api_record(&base, &token, "pets", &ids[0], &pet_cols).await;
     let created_rec = api_record(&base, &token, "pets", &created, &pet_cols).await;
     within(
@@ -838,19 +873,61 @@ connections:
             let gone = db_row(&pg, SCHEMA, "pet", "id", &ids[1], &pet_cols)
                 .await
                 .is_none();
-            (u && c && gone, (u, c, gone))
+            let links = link_ids(&pg, SCHEMA, "pet_contact").await;
+            let linked = links.contains(&made_with_record);
+            let unlinked = !links.iter().any(|l| l.starts_with(&format!("{}-", ids[1])));
+            (
+                u && c && gone && linked && unlinked,
+                (u, c, gone, linked, unlinked),
+            )
         },
     )
     .await;
 
+    // A link made and one removed by another user, touching neither
+    // record: the next full read (every `association_interval`) finds both.
+    let changed_at = Instant::now();
+    hs.associate(
+        (pets, &ids[0]),
+        (ObjectType::Contacts, &contacts[9]),
+        &[(user, pet_type)],
+    )
+    .unwrap();
+    let (old_pet, old_contact) = {
+        let l = &expected.values().nth(5).unwrap();
+        (
+            l["from_id"].as_str().unwrap().to_string(),
+            l["to_id"].as_str().unwrap().to_string(),
+        )
+    };
+    hs.dissociate((pets, &old_pet), (ObjectType::Contacts, &old_contact));
+    let made_alone = format!("{}-{}-{pet_type}", ids[0], contacts[9]);
+    let removed_alone = format!("{old_pet}-{old_contact}-{pet_type}");
+    within(
+        changed_at,
+        SWEEP * 2 + POLL * 2 + SLACK,
+        "a custom object's link made and one removed at the portal",
+        || async {
+            let links = link_ids(&pg, SCHEMA, "pet_contact").await;
+            let done = links.contains(&made_alone) && !links.contains(&removed_alone);
+            (done, links.len())
+        },
+    )
+    .await;
+    let expected = portal_links(hs, pets, ObjectType::Contacts);
+    assert_table_equals(&pg, SCHEMA, "pet_contact", "id", &link_cols, &expected).await;
+
     // A schema created while Sequin runs is a table at the next discovery,
     // without a restart, with the records already made.
+    // Associated with contacts and with the other custom object: two link
+    // tables, discovered with it.
     let boats = hs
         .create_schema(json!({
             "name": "boats",
             "labels": {"singular": "Boat", "plural": "Boats"},
             "primaryDisplayProperty": "boat_name",
             "requiredProperties": ["boat_name"],
+            "associatedObjects": ["CONTACT", "pets"],
             "properties": [
                 {"name": "boat_name", "label": "Name", "type": "string", "fieldType": "text"},
                 {"name": "length_m", "label": "Length", "type": "number", "fieldType": "number"},
@@ -870,12 +947,38 @@ connections:
         .unwrap();
     hs.create(impostor, json!({"nickname": "Not a contact"}))
         .unwrap();
-    for (name, length) in [("Bucintoro", "35"), ("Peota", "12.5")] {
-        hs.create(
-            boats,
-            json!({"boat_name": name, "length_m": length, "launched": "1729-05-14T10:00:00Z"}),
+    let boat_schema = get_json(&format!("{base}/crm/v3/schemas/boats"), &token).await;
+    let boat_type = |to: &str| -> u32 {
+        boat_schema["associations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["toObjectTypeId"] == to)
+            .and_then(|a| a["id"].as_str())
+            .expect("the boats schema declares the association")
+            .parse()
+            .unwrap()
+    };
+    let (to_contact, to_pet) = (boat_type("0-1"), boat_type(&pets.type_id()));
+    let boat_pets = [&ids[0], &created];
+    for (k, (name, length)) in [("Bucintoro", "35"), ("Peota", "12.5")]
+        .into_iter()
+        .enumerate()
+    {
+        let boat = hs
+            .create(
+                boats,
+                json!({"boat_name": name, "length_m": length, "launched": "1729-05-14T10:00:00Z"}),
+            )
+            .unwrap();
+        hs.associate(
+            (boats, &boat),
+            (ObjectType::Contacts, &contacts[k]),
+            &[(user, to_contact)],
         )
         .unwrap();
+        hs.associate((boats, &boat), (pets, boat_pets[k]), &[(user, to_pet)])
+            .unwrap();
     }
     let boat_cols = schema_columns(&base, &token, "boats").await;
     eventually(Duration::from_secs(30), "the boat table", || async {
@@ -889,6 +992,20 @@ connections:
     })
     .await;
     assert_table_equals(&pg, SCHEMA, "boat", "id", &boat_cols, &api).await;
+    // Its link tables too, without a restart, equal to the portal.
+    for (table, to) in [("boat_contact", ObjectType::Contacts), ("boat_pet", pets)] {
+        let expected = portal_links(hs, boats, to);
+        assert_eq!(expected.len(), 2, "{table}");
+        eventually(Duration::from_secs(30), table, || async {
+            if !table_exists(&pg, SCHEMA, table).await {
+                return (false, 0);
+            }
+            let n = link_ids(&pg, SCHEMA, table).await.len();
+            (n == expected.len(), n)
+        })
+        .await;
+        assert_table_equals(&pg, SCHEMA, table, "id", &link_cols, &expected).await;
+    }
     // The discovery that found boats skipped the impostor: `contact` is still
     // the contacts, and no object recorded an error.
     let api = api_records(&base, &token, "contacts", &contact_cols).await;

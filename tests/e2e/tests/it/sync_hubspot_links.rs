@@ -46,7 +46,7 @@ const PAIRS: [(&str, ObjectType, ObjectType); 14] = [
 
 /// The portal's links from every live `from` record to `to` records, as
 /// link rows keyed by `{from}-{to}-{typeId}`.
-fn portal_links(
+pub(crate) fn portal_links(
     hs: &sequin_sim::hubspot::Hubspot,
     from: ObjectType,
     to: ObjectType,
@@ -81,7 +81,11 @@ fn portal_links(
     out
 }
 
-async fn link_ids(pg: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
+pub(crate) async fn link_ids(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> Vec<String> {
     pg.query(&format!("SELECT id FROM {schema}.{table} ORDER BY id"), &[])
         .await
         .unwrap()

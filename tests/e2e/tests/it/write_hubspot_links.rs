@@ -40,7 +40,7 @@ connections:
     connector: hubspot
     base_url: {base}
     credentials: {{ access_token: '{token}' }}
-    objects: [contact, company, deal, contact_company, contact_deal]
+    objects: [contact, company, deal, pet, contact_company, contact_deal, pet_contact]
     poll_interval: 1h
     association_interval: 1h
     discovery_interval: 1h
@@ -196,7 +196,93 @@ async fn links_are_created_and_removed_through_the_proxy() {
     )
     .await;
     assert_eq!(left, 0);
+    custom_object_links(&t, &contacts).await;
     t.finish().await;
+}
+
+/// The link table of the custom object `pets` (discovered with it, from
+/// its schema's associations): INSERT creates the association at HubSpot
+/// (the pair's default type, and an explicit one), RETURNING its id;
+/// DELETE removes it.
+async fn custom_object_links(t: &Setup, contacts: &[String]) {
+    let hs = t.sim.hubspot();
+    let (pets, c) = (hs.object_type("pets").unwrap(), ObjectType::Contacts);
+    let pet_ids = ids(hs, pets);
+    let table = format!("{SCHEMA}.pet_contact");
+    let row = t
+        .proxy
+        .query_one(
+            &format!(
+                "insert into {table} (from_id, to_id) values ($1, $2) returning id, category, type_id"
+            ),
+            &[&pet_ids[0], &contacts[5]],
+        )
+        .await
+        .expect("a custom object's link created through the proxy");
+    let type_id = row
+        .get::<_, Option<i64>>(2)
+        .expect("the pair's default type");
+    assert_eq!(
+        row.get::<_, String>(0),
+        format!("{}-{}-{type_id}", pet_ids[0], contacts[5])
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("USER_DEFINED")
+    );
+    assert_eq!(
+        types_at(hs, (pets, &pet_ids[0]), (c, &contacts[5])),
+        [type_id as u64]
+    );
+    let explicit: String = t
+        .proxy
+        .query_one(
+            &format!(
+                "insert into {table} (from_id, to_id, category, type_id) \
+                 values ($1, $2, 'USER_DEFINED', $3) returning id"
+            ),
+            &[&pet_ids[2], &contacts[6], &type_id],
+        )
+        .await
+        .expect("a custom object's link with its type")
+        .get(0);
+    assert_eq!(
+        explicit,
+        format!("{}-{}-{type_id}", pet_ids[2], contacts[6])
+    );
+    assert_eq!(
+        types_at(hs, (pets, &pet_ids[2]), (c, &contacts[6])),
+        [type_id as u64]
+    );
+    // A seeded link removed, and the one made above.
+    let seeded =
+        t.pg.query_one(
+            &format!("select id, to_id from {table} where from_id = $1 and id <> $2 limit 1"),
+            &[&pet_ids[3], &explicit],
+        )
+        .await
+        .expect("the seed links each pet");
+    let (seeded_id, seeded_to): (String, String) = (seeded.get(0), seeded.get(1));
+    let n = t
+        .proxy
+        .execute(
+            &format!("delete from {table} where id = any($1)"),
+            &[&vec![seeded_id.clone(), explicit.clone()]],
+        )
+        .await
+        .expect("custom object's links removed");
+    assert_eq!(n, 2);
+    assert!(types_at(hs, (pets, &pet_ids[3]), (c, &seeded_to)).is_empty());
+    assert!(types_at(hs, (pets, &pet_ids[2]), (c, &contacts[6])).is_empty());
+    assert_eq!(
+        count(
+            &t.pg,
+            &format!("select count(*) from {table} where id in ('{seeded_id}', '{explicit}')")
+        )
+        .await,
+        0,
+        "their rows gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sequin_sim::{Api, SimConfig, StatsSnapshot};
 
-use crate::bench_sync::run_measured;
+use crate::bench_sync::sync_once_measured;
 use crate::demo::TableCounts;
 use crate::sim_child;
 
@@ -162,16 +162,7 @@ fn measure(
     get(&sim.url, "/_sim/reset-stats", "POST")?;
     let log_path = dir.path().join("sync.log");
     eprintln!("running sequin sync --once (every {api} object) ...");
-    let (code, peak_rss_kb, cpu_secs, wall_secs) = run_measured(
-        sequin,
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "sync".as_ref(),
-            "--once".as_ref(),
-        ],
-        &log_path,
-    )?;
+    let (code, peak_rss_kb, cpu_secs, wall_secs) = sync_once_measured(sequin, &config, &log_path)?;
     let stats: StatsSnapshot = serde_json::from_str(&get(&sim.url, "/_sim/stats", "GET")?)
         .context("reading the simulator's counters")?;
     drop(sim);

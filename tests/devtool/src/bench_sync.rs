@@ -141,7 +141,7 @@ fn measure_command(command: &[String]) -> Result<()> {
 
 /// Runs `sequin args..` under the measuring helper; returns its exit code,
 /// peak RSS (KiB), CPU seconds and wall seconds.
-pub(crate) fn run_measured(
+fn run_measured(
     sequin: &Path,
     args: &[&std::ffi::OsStr],
     log: &Path,
@@ -170,6 +170,25 @@ pub(crate) fn run_measured(
         fields[2].parse()?,
         fields[3].parse()?,
     ))
+}
+
+/// Runs `sequin --config <config> sync --once` under the measuring helper
+/// ([`run_measured`]'s figures).
+pub(crate) fn sync_once_measured(
+    sequin: &Path,
+    config: &Path,
+    log: &Path,
+) -> Result<(i32, i64, f64, f64)> {
+    run_measured(
+        sequin,
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "sync".as_ref(),
+            "--once".as_ref(),
+        ],
+        log,
+    )
 }
 
 /// CPU seconds (user + system) a live process has used so far.
@@ -252,16 +271,8 @@ fn measure(
     let log_path = dir.path().join("sync.log");
     let sim_cpu_before = proc_cpu_secs(sim.child.id())?;
     eprintln!("running sequin sync --once ...");
-    let (code, peak_rss_kb, sequin_cpu_secs, sync_secs) = run_measured(
-        sequin,
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "sync".as_ref(),
-            "--once".as_ref(),
-        ],
-        &log_path,
-    )?;
+    let (code, peak_rss_kb, sequin_cpu_secs, sync_secs) =
+        sync_once_measured(sequin, &config, &log_path)?;
     let sim_cpu_secs = proc_cpu_secs(sim.child.id())? - sim_cpu_before;
     drop(sim);
     // Kept for a look at what the run did (timings are in the log).

@@ -1258,25 +1258,7 @@ fn endpoint_mentions(e: &Endpoint, s: &str) -> bool {
         || Value::Object(e.body.clone()).to_string().contains(s)
 }
 
-/// The `{names}` in a template.
-pub fn placeholders(t: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                    out.push(name.to_string());
-                }
-                rest = &after[end + 1..];
-            }
-            None => break,
-        }
-    }
-    out
-}
+pub use sequin_spec::model::placeholders;
 
 /// Checks every spec file, and cross-file rules (unique connector names).
 pub fn check_files(

@@ -14,7 +14,7 @@ use crate::model::{
     Access, BatchEndpoint, Connector, DiscoveredLinks, Endpoint, Endpoints, Field, FieldType,
     LinkPair, LinkWrite, Links, Object,
 };
-use crate::record::get_path;
+use crate::record::{get_path, id_text};
 
 /// The columns of every link table, in order; `id` is the primary key.
 pub const LINK_COLUMNS: [&str; 6] = ["id", "from_id", "to_id", "category", "type_id", "label"];
@@ -217,10 +217,14 @@ impl DiscoveredLinks {
         for d in defined {
             let associations = get_path(d.definition, &self.associations).and_then(Value::as_array);
             for a in associations.into_iter().flatten() {
-                let Some(to) = id_text(get_path(a, &self.to)) else {
+                let Some(to) = get_path(a, &self.to).and_then(id_text) else {
                     continue;
                 };
-                let from = self.from.as_ref().and_then(|p| id_text(get_path(a, p)));
+                let from = self
+                    .from
+                    .as_ref()
+                    .and_then(|p| get_path(a, p))
+                    .and_then(id_text);
                 // Listed from the other side: the other object is the source.
                 let other = match from {
                     Some(f) if f != d.api_name && to == d.api_name => f,
@@ -344,14 +348,6 @@ pub fn link_record(
     Value::Object(m)
 }
 
-fn id_text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The link rows of a batch read's answer: one per source, target and
 /// association type.
 pub fn read_rows(l: &Links, answer: &Value) -> Vec<Value> {
@@ -362,12 +358,12 @@ pub fn read_rows(l: &Links, answer: &Value) -> Vec<Value> {
     };
     let mut out = Vec::new();
     for result in results.and_then(Value::as_array).into_iter().flatten() {
-        let Some(from) = id_text(get_path(result, &r.from_id)) else {
+        let Some(from) = get_path(result, &r.from_id).and_then(id_text) else {
             continue;
         };
         let targets = get_path(result, &r.targets).and_then(Value::as_array);
         for target in targets.into_iter().flatten() {
-            let Some(to) = id_text(get_path(target, &r.to_id)) else {
+            let Some(to) = get_path(target, &r.to_id).and_then(id_text) else {
                 continue;
             };
             let types = get_path(target, &r.types).and_then(Value::as_array);

@@ -797,6 +797,27 @@ pub enum TimeFormat {
     UnixMillis,
 }
 
+/// The `{names}` of a template, in order (`{"a": 1}` and other braces that
+/// hold no identifier are not placeholders).
+pub fn placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    out.push(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
 /// One HTTP endpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -828,6 +849,17 @@ pub struct Endpoint {
     /// read back the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returns_id: Option<JsonPath>,
+}
+
+impl Endpoint {
+    /// The placeholders of its path and its query parameters.
+    pub fn placeholders(&self) -> Vec<String> {
+        let mut out = placeholders(&self.path);
+        for v in self.query.values() {
+            out.extend(placeholders(v));
+        }
+        out
+    }
 }
 
 /// HTTP method.
@@ -1295,5 +1327,27 @@ impl Connector {
         self.objects
             .iter()
             .filter(move |o| o.parent.as_ref().is_some_and(|p| p.object == parent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_read_in_order() {
+        assert_eq!(
+            placeholders("/v1/customers/{customer}/tax_ids/{id}"),
+            ["customer", "id"]
+        );
+        assert!(placeholders("/v1/customers").is_empty());
+        assert_eq!(placeholders("{a}{b"), ["a"]);
+        assert_eq!(placeholders("{\"a\": 1}"), Vec::<String>::new());
+        let ep = Endpoint {
+            path: "/v0/{base_id}/{object}".into(),
+            query: [("since".to_string(), "{since}".to_string())].into(),
+            ..serde_json::from_str(r#"{"path": "/"}"#).unwrap()
+        };
+        assert_eq!(ep.placeholders(), ["base_id", "object", "since"]);
     }
 }

@@ -137,6 +137,16 @@ pub struct DecodeError {
     pub got: String,
 }
 
+/// An id as text: a string as it is, a number written out (Salesforce's
+/// and HubSpot's ids come as either); anything else is no id.
+pub fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Reads the value at a dot path.
 pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {

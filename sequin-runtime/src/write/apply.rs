@@ -6,7 +6,7 @@
 //! back with `get` when the write's answer is only an id.
 
 use sequin_spec::model::{BatchEndpoint, Endpoint};
-use sequin_spec::record::{encode_body, get_path};
+use sequin_spec::record::{encode_body, get_path, id_text};
 use serde_json::{Map, Value};
 
 use crate::api::{
@@ -132,15 +132,8 @@ fn pk_path(t: &Table) -> &str {
     &t.plan.table.columns[t.plan.table.primary_key].path
 }
 
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn decode_failure(t: &Table, what: &str) -> ApiError {
+/// An API answer write-through could not read, as an error of the API.
+pub fn decode_failure(t: &Table, what: &str) -> ApiError {
     ApiError::new(&t.spec.display_name, ErrorKind::Decode, what.to_string())
 }
 

@@ -19,28 +19,16 @@ use serde_json::{Map, Value};
 
 use sequin_spec::links::{fill, link_record, pair_endpoint};
 use sequin_spec::model::LinkWrite;
-use sequin_spec::record::{encode_body, get_path};
+use sequin_spec::record::{encode_body, get_path, id_text};
 
-use super::apply::{Applied, Done, batch_error};
+use super::apply::{Applied, Done, batch_error, decode_failure};
 use super::rows::RowOp;
 use super::table::Table;
-use crate::api::{ApiError, ApiResponse, ErrorKind, Priority, SendRequest, Vars};
+use crate::api::{ApiError, ApiResponse, Priority, SendRequest, Vars};
 use crate::catalog::{Direction, LinkPlan};
 
 fn plan(t: &Table) -> &LinkPlan {
     t.plan.link.as_ref().expect("a link table has a link plan")
-}
-
-fn failure(t: &Table, what: &str) -> ApiError {
-    ApiError::new(&t.spec.display_name, ErrorKind::Decode, what.to_string())
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Applies a statement's link operations (all of one kind).
@@ -132,7 +120,7 @@ async fn create(t: &Table, ops: &[(usize, &Map<String, Value>)], out: &mut Appli
                     let type_id = w
                         .result_type_id
                         .as_deref()
-                        .and_then(|p| text(get_path(r, p)));
+                        .and_then(|p| get_path(r, p).and_then(id_text));
                     assigned.push((*i, type_id));
                 }
             }
@@ -159,7 +147,7 @@ async fn read_back(
     let l = plan(t);
     let mut sources: Vec<String> = ops
         .iter()
-        .filter_map(|(_, b)| text(b.get("from_id")))
+        .filter_map(|(_, b)| b.get("from_id").and_then(id_text))
         .collect();
     sources.sort();
     sources.dedup();
@@ -176,8 +164,13 @@ async fn read_back(
         }
     };
     for (i, body) in ops {
-        let (from, to) = (text(body.get("from_id")), text(body.get("to_id")));
-        let between = |r: &&Value| text(r.get("from_id")) == from && text(r.get("to_id")) == to;
+        let (from, to) = (
+            body.get("from_id").and_then(id_text),
+            body.get("to_id").and_then(id_text),
+        );
+        let between = |r: &&Value| {
+            r.get("from_id").and_then(id_text) == from && r.get("to_id").and_then(id_text) == to
+        };
         let found = if typed(body) {
             let id = link_record(
                 &l.links.id,
@@ -194,7 +187,7 @@ async fn read_back(
                 .find(|(k, _)| k == i)
                 .and_then(|(_, t)| t.clone());
             rows.iter().filter(between).find(|r| match &given {
-                Some(type_id) => text(r.get("type_id")).as_ref() == Some(type_id),
+                Some(type_id) => r.get("type_id").and_then(id_text).as_ref() == Some(type_id),
                 // The default type is the pair's unlabeled one.
                 None => r.get("label").is_none_or(Value::is_null),
             })
@@ -203,12 +196,12 @@ async fn read_back(
             Some(r) => out.done.push((
                 *i,
                 Done {
-                    api_id: text(r.get("id")).unwrap_or_default(),
+                    api_id: r.get("id").and_then(id_text).unwrap_or_default(),
                     record: Some(r.clone()),
                 },
             )),
             None if out.error.is_none() => {
-                out.error = Some(failure(
+                out.error = Some(decode_failure(
                     t,
                     "the API answered the create, but the link is not among the source's links",
                 ));
@@ -241,7 +234,7 @@ async fn delete(t: &Table, ops: &[(usize, &Map<String, Value>)], out: &mut Appli
             out.done.push((
                 *i,
                 Done {
-                    api_id: text(old.get("id")).unwrap_or_default(),
+                    api_id: old.get("id").and_then(id_text).unwrap_or_default(),
                     record: None,
                 },
             ));
@@ -257,7 +250,7 @@ async fn current(
     row: &Map<String, Value>,
     id: Option<&str>,
 ) -> Result<Option<Value>, ApiError> {
-    let Some(from) = text(row.get("from_id")) else {
+    let Some(from) = row.get("from_id").and_then(id_text) else {
         return Ok(None);
     };
     let rows = plan(t)
@@ -268,12 +261,13 @@ async fn current(
             Direction::Forward,
         )
         .await?;
-    let to = text(row.get("to_id"));
-    let type_id = text(row.get("type_id"));
+    let to = row.get("to_id").and_then(id_text);
+    let type_id = row.get("type_id").and_then(id_text);
     Ok(rows.into_iter().find(|r| match id {
-        Some(id) => text(r.get("id")).as_deref() == Some(id),
+        Some(id) => r.get("id").and_then(id_text).as_deref() == Some(id),
         None => {
-            text(r.get("to_id")) == to && (type_id.is_none() || text(r.get("type_id")) == type_id)
+            r.get("to_id").and_then(id_text) == to
+                && (type_id.is_none() || r.get("type_id").and_then(id_text) == type_id)
         }
     }))
 }

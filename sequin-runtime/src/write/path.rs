@@ -21,28 +21,6 @@ pub type PathVars = BTreeMap<String, String>;
 /// Placeholders the runtime fills itself, never from a row.
 const BUILTIN: [&str; 4] = ["id", "object", "fields", "since"];
 
-/// The `{placeholders}` of a template.
-fn placeholders(t: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else { break };
-        out.push(after[..close].to_string());
-        rest = &after[close + 1..];
-    }
-    out
-}
-
-/// The placeholders of an endpoint's path and query.
-fn endpoint_placeholders(ep: &Endpoint) -> Vec<String> {
-    let mut out = placeholders(&ep.path);
-    for v in ep.query.values() {
-        out.extend(placeholders(v));
-    }
-    out
-}
-
 /// The endpoint an operation is sent to, if the object has one.
 fn endpoint_of(table: &Table, op: WriteOp) -> Option<&Endpoint> {
     let e = &table.plan.endpoints;
@@ -80,7 +58,8 @@ pub fn create_path_columns(table: &Table) -> Vec<usize> {
     let Some(ep) = &table.plan.endpoints.create else {
         return Vec::new();
     };
-    let mut out: Vec<usize> = endpoint_placeholders(ep)
+    let mut out: Vec<usize> = ep
+        .placeholders()
         .iter()
         .filter_map(|n| column_for(table, n))
         .collect();
@@ -116,14 +95,14 @@ fn of_change(table: &Table, change: &Change) -> Result<PathVars, WriteError> {
     let row = row.unwrap_or(&empty);
     let columns = &table.plan.table.columns;
     let own = endpoint_of(table, change.op)
-        .map(endpoint_placeholders)
+        .map(Endpoint::placeholders)
         .unwrap_or_default();
     let e = &table.plan.endpoints;
     let others = e
         .get
         .iter()
         .chain(std::iter::once(&e.list))
-        .flat_map(endpoint_placeholders);
+        .flat_map(Endpoint::placeholders);
     let mut vars = PathVars::new();
     for name in own.iter().cloned().chain(others) {
         if vars.contains_key(&name) {
@@ -194,19 +173,4 @@ pub fn without_path_columns(table: &Table, change: &Change, columns: &[usize]) -
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_read_in_order() {
-        assert_eq!(
-            placeholders("/v1/customers/{customer}/tax_ids/{id}"),
-            vec!["customer".to_string(), "id".to_string()]
-        );
-        assert!(placeholders("/v1/customers").is_empty());
-        assert_eq!(placeholders("{a}{b"), vec!["a".to_string()]);
-    }
 }

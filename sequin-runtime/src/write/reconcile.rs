@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sequin_spec::model::BodyEncoding;
-use sequin_spec::record::{Body, Cell, Column, decode_row, get_path};
+use sequin_spec::record::{Body, Cell, Column, decode_row, get_path, id_text};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -476,14 +476,6 @@ fn path_of(p: &Pending) -> PathVars {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Reverts an update, only where the API still holds what it wrote.

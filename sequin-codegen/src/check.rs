@@ -16,8 +16,8 @@ use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
-    Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
-    Field, FieldType, Incremental, Links, Object, Pagination, Parent,
+    Access, Auth, BatchEndpoint, Connector, DeleteDetection, DeleteWindow, Endpoint, Endpoints,
+    EventsFallback, Field, FieldType, Incremental, Links, Object, Pagination, Parent,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -706,21 +706,94 @@ impl Semantic {
             DeleteDetection::DeletedList {
                 endpoint,
                 pagination,
+                window,
                 ..
             } => {
+                // `{until}`, the end of the span asked for, exists only here.
+                let mut with_until = params.clone();
+                with_until.insert("until");
                 self.template(
                     &format!("{pointer}/endpoint/path"),
                     &endpoint.path,
-                    params,
+                    &with_until,
                     &fields,
                     true,
                 );
+                for (k, v) in &endpoint.query {
+                    self.template(
+                        &format!("{pointer}/endpoint/query/{k}"),
+                        v,
+                        &with_until,
+                        &fields,
+                        true,
+                    );
+                }
                 if let Some(p) = pagination {
                     self.pagination(&format!("{pointer}/pagination"), p);
+                }
+                if let Some(w) = window {
+                    self.delete_window(&format!("{pointer}/window"), w, endpoint, params, &fields);
                 }
             }
             // Its `every` is a duration, checked by serde (pass 2).
             DeleteDetection::FullDiff { .. } | DeleteDetection::Events | DeleteDetection::None => {}
+        }
+    }
+
+    /// A deleted-records list's window: it must be able to tell a cursor
+    /// outside it, and its spans must fit.
+    fn delete_window(
+        &mut self,
+        pointer: &str,
+        w: &DeleteWindow,
+        endpoint: &Endpoint,
+        params: &BTreeSet<&str>,
+        fields: &BTreeSet<&str>,
+    ) {
+        if w.earliest.is_none() && w.retention.is_none() && w.expired_codes.is_empty() {
+            self.err(
+                pointer.to_string(),
+                "a delete window that cannot tell a cursor outside it",
+                Some("give `earliest` (the response's earliest covered time), `retention` or `expired_codes`".into()),
+            );
+        }
+        let spans = w.max_span.is_some() || w.min_span.is_some() || w.covered.is_some();
+        if spans && !endpoint_mentions(endpoint, "{until}") {
+            self.err(
+                format!("{pointer}/max_span"),
+                "a window with spans needs the list to be asked for a span, but its endpoint never uses `{until}`",
+                Some("pass the span's end, e.g. `query: {end: \"{until}\"}`".into()),
+            );
+        }
+        if let (Some(min), Some(max)) = (&w.min_span, &w.max_span)
+            && min.get() >= max.get()
+        {
+            self.err(
+                format!("{pointer}/min_span"),
+                format!("min_span {min} is not shorter than max_span {max}"),
+                Some("make `min_span` shorter than `max_span`".into()),
+            );
+        }
+        if let (Some(min), Some(r)) = (&w.min_span, &w.retention)
+            && min.get() >= r.get()
+        {
+            self.err(
+                format!("{pointer}/min_span"),
+                format!("min_span {min} is not shorter than retention {r}"),
+                Some("make `min_span` shorter than `retention`".into()),
+            );
+        }
+        if let Some(l) = &w.full_diff {
+            self.template(
+                &format!("{pointer}/full_diff/endpoint/path"),
+                &l.endpoint.path,
+                params,
+                fields,
+                true,
+            );
+            if let Some(p) = &l.pagination {
+                self.pagination(&format!("{pointer}/full_diff/pagination"), p);
+            }
         }
     }
 

@@ -4,8 +4,8 @@
 //! constraint summaries); the templates only lay it out.
 
 use sequin_spec::model::{
-    Access, Auth, BodyEncoding, Connector, DeleteDetection, Field, FieldType, Incremental, Object,
-    Parent,
+    Access, Auth, BodyEncoding, Connector, DeleteDetection, DeleteWindow, Field, FieldType,
+    Incremental, Object, Parent,
 };
 use sequin_spec::naming::quote_ident;
 use serde::Serialize;
@@ -214,13 +214,37 @@ fn child_deletes(c: &Connector, o: &Object, p: &Parent) -> String {
 fn deletes_name(d: Option<&DeleteDetection>) -> String {
     match d {
         Some(DeleteDetection::Events) => "from the events feed".into(),
-        Some(DeleteDetection::DeletedList { endpoint, .. }) => {
-            format!("deleted-records list `{}`", endpoint.path)
+        Some(DeleteDetection::DeletedList {
+            endpoint, window, ..
+        }) => {
+            let list = format!("deleted-records list `{}`", endpoint.path);
+            match window {
+                Some(w) => format!("{list}{}", window_note(w)),
+                None => list,
+            }
         }
         Some(DeleteDetection::FullDiff { every }) => format!("full id diff every {every}"),
         Some(DeleteDetection::None) => "the API does not delete".into(),
         None => "full id diff".into(),
     }
+}
+
+/// What a deleted-records list's window means for a stopped sync, in
+/// words: how far back it reaches and what happens beyond.
+fn window_note(w: &DeleteWindow) -> String {
+    let reach = match (&w.earliest, &w.retention) {
+        (Some(path), Some(r)) => format!("back to its `{path}`, at most {r}"),
+        (Some(path), None) => format!("back to its `{path}`"),
+        (None, Some(r)) => format!("back {r}"),
+        (None, None) => "back as far as it answers".into(),
+    };
+    let listing = match &w.full_diff {
+        Some(l) => format!("`{}`", l.endpoint.path),
+        None => "the object's list".into(),
+    };
+    format!(
+        ", which reaches {reach}; a cursor older than that triggers one full id diff (every id listed through {listing}, rows whose ids are gone deleted)"
+    )
 }
 
 fn tables(c: &Connector) -> Vec<TableCtx> {

@@ -764,16 +764,27 @@ pub enum FallbackKind {
 pub enum DeleteDetection {
     /// Deletion events arrive in the events feed.
     Events,
-    /// A list of deleted records: an endpoint (Salesforce `queryAll` with
-    /// `IsDeleted = true`, HubSpot `archived=true`) with `{since}` available.
+    /// A list of deleted records: an endpoint (Salesforce's
+    /// `sobjects/{object}/deleted`, HubSpot `archived=true`) with `{since}`
+    /// available (and `{until}`, the end of the span asked for).
     DeletedList {
         endpoint: Endpoint,
         records: JsonPath,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pagination: Option<Pagination>,
-        /// Format of `{since}`.
+        /// Format of `{since}` and `{until}`.
         #[serde(default)]
         since_format: TimeFormat,
+        /// Path of the deleted record's id in each record, when the records
+        /// are not shaped like the object's (`id` of `{id, deletedDate}`).
+        /// Default: the primary key's path.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<JsonPath>,
+        /// How far back the list reaches, and what a cursor older than that
+        /// does (see [`DeleteWindow`]). Absent: the list is taken to reach
+        /// back as far as any cursor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<DeleteWindow>,
     },
     /// Compare the full id list with the table each `every` (Airtable).
     FullDiff {
@@ -782,6 +793,64 @@ pub enum DeleteDetection {
     },
     /// The API never deletes (GitHub issues close instead).
     None,
+}
+
+/// The span of time a deleted-records list covers. Deletions are kept
+/// upstream for a while only (Salesforce's recycle bin and delete log: 15
+/// days, or less once purged), so a cursor older than what the list still
+/// covers (a sync stopped for weeks, records purged early) would miss
+/// deletions silently. Sequin instead runs a full id diff: it lists every
+/// id of the object once (`full_diff`) and deletes the rows whose ids are
+/// gone, logs that it did, and resumes the list from the diff's start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWindow {
+    /// Path in the list's response of the earliest time it still covers
+    /// (Salesforce's `earliestDateAvailable`): a request starting before it
+    /// has missed purged deletions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<JsonPath>,
+    /// Path in the response of the time the answer covers up to (Salesforce's
+    /// `latestDateCovered`): the next request starts there. Absent: at the
+    /// `{until}` sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<JsonPath>,
+    /// How long deletions stay listed at most: a cursor older than this
+    /// goes to the full diff without asking the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
+    /// Longest span one request may ask for (`{since}`..`{until}`); a longer
+    /// one is asked window after window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_span: Option<Duration>,
+    /// Shortest span the list accepts: `{since}` is moved back to make it
+    /// (deletions listed twice are deleted once), never before the last
+    /// full diff (which covered everything before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_span: Option<Duration>,
+    /// Error codes (the `errors.code` of the connector) meaning the start
+    /// lies outside what the list still covers (`INVALID_REPLICATION_DATE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired_codes: Vec<String>,
+    /// The id listing of the full diff. Absent: the object's `list`
+    /// endpoint (every record re-listed and upserted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_diff: Option<IdListing>,
+}
+
+/// A listing of every id of an object (`SELECT Id FROM {object}`), cheaper
+/// than listing whole records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdListing {
+    pub endpoint: Endpoint,
+    pub records: JsonPath,
+    /// Path of the id in each record. Default: the primary key's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<JsonPath>,
+    /// Default: the connector's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
 }
 
 /// Encoding of a time value.

@@ -1,6 +1,6 @@
 //! Incremental polls: changes since the cursor (updated-since lists,
 //! searches, full refreshes) and delete detection (deleted lists, full
-//! diffs).
+//! diffs; a deleted list with a window in `window.rs`).
 
 use std::collections::HashSet;
 
@@ -9,7 +9,7 @@ use sequin_spec::record::{Cell, encode_time, get_path};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, SyncError, decode, fallback, pk_text};
+use super::{Ctx, SyncError, decode, fallback, pk_text, window};
 use crate::api::{PageCursor, Vars};
 use crate::catalog::{ObjectPlan, now_us, plan};
 use crate::store::Writer;
@@ -195,8 +195,27 @@ async fn detect_deletes(
         Some(DeleteDetection::DeletedList {
             endpoint,
             records,
+            since_format,
+            id,
+            window: Some(window),
+            ..
+        }) => {
+            let list = window::WindowedList {
+                endpoint,
+                records,
+                since_format: *since_format,
+                id: id.as_deref(),
+                window,
+            };
+            window::detect(ctx, writer, plan, &list, cursor, poll_started).await
+        }
+        Some(DeleteDetection::DeletedList {
+            endpoint,
+            records,
             pagination,
             since_format,
+            id,
+            window: None,
         }) => {
             let since = cursor.deletes_since.unwrap_or(0);
             let vars = ctx
@@ -208,7 +227,8 @@ async fn detect_deletes(
             let pagination = pagination
                 .clone()
                 .unwrap_or_else(|| plan.pagination.clone());
-            let (ids, newest) = deleted_ids(ctx, plan, &ep, &pagination, &vars).await?;
+            let (ids, newest) =
+                deleted_ids(ctx, plan, &ep, &pagination, &vars, id.as_deref()).await?;
             // With an update marker, the cursor follows the API's clock (the
             // newest deletion seen): our own clock running ahead of the
             // API's would skip deletions stamped within the difference.
@@ -244,6 +264,7 @@ async fn deleted_ids(
     ep: &Endpoint,
     pagination: &Pagination,
     vars: &Vars,
+    id: Option<&str>,
 ) -> Result<(Vec<String>, Option<i64>), SyncError> {
     let mut ids = Vec::new();
     let mut newest: Option<i64> = None;
@@ -256,7 +277,8 @@ async fn deleted_ids(
             .await?;
         for r in &page.records {
             let col = &plan.table.columns[plan.table.primary_key];
-            if let Ok(cell) = sequin_spec::record::decode_cell(col, get_path(r, &col.path))
+            let path = id.unwrap_or(&col.path);
+            if let Ok(cell) = sequin_spec::record::decode_cell(col, get_path(r, path))
                 && let Some(k) = cell.to_pg_text()
             {
                 ids.push(k);
@@ -277,7 +299,7 @@ async fn deleted_ids(
     }
 }
 
-fn format_since(us: i64, fmt: TimeFormat) -> String {
+pub(super) fn format_since(us: i64, fmt: TimeFormat) -> String {
     match encode_time(us.max(0), fmt) {
         Value::String(s) => s,
         other => other.to_string(),

@@ -10,8 +10,10 @@
 //! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
 //!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
-//! `IsDeleted = true`, as in a real org's recycle bin.
+//! `IsDeleted = true` while in the recycle bin, which purges them after its window (15 days),
+//! and the sObject Get Deleted resource lists them by time (`deleted.rs`).
 
+mod deleted;
 mod ids;
 mod schema;
 mod soql;
@@ -48,6 +50,8 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub struct Salesforce {
     ctx: SimContext,
     org: Mutex<Org>,
+    /// Locked after `org` when both are.
+    bin: Mutex<deleted::RecycleBin>,
 }
 
 impl Salesforce {
@@ -63,6 +67,7 @@ impl Salesforce {
         Self {
             ctx,
             org: Mutex::new(org),
+            bin: Mutex::new(deleted::RecycleBin::default()),
         }
     }
 
@@ -106,6 +111,36 @@ impl Salesforce {
         self.org().delete(object, id)
     }
 
+    /// How long deleted records stay in the recycle bin (15 days unless changed); older ones
+    /// are purged at the next read.
+    pub fn set_recycle_bin_window(&self, window: Duration) {
+        self.recycle_bin().set_window(window);
+    }
+
+    /// Empties the recycle bin (of `object`, or of every object) now: the records are gone
+    /// from `queryAll` and the `deleted` resource refuses spans starting before now. Returns
+    /// the records purged.
+    pub fn empty_recycle_bin(&self, object: Option<&str>) -> Result<usize, SfError> {
+        let mut org = self.org();
+        self.recycle_bin().empty(&mut org, object)
+    }
+
+    /// Deletes a record for good, skipping the recycle bin.
+    pub fn hard_delete(&self, object: &str, id: &str) -> Result<(), SfError> {
+        let mut org = self.org();
+        self.recycle_bin().hard_delete(&mut org, object, id)
+    }
+
+    fn recycle_bin(&self) -> MutexGuard<'_, deleted::RecycleBin> {
+        self.bin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Purges what has been in the recycle bin longer than its window.
+    fn purge_expired(&self) {
+        let mut org = self.org();
+        self.recycle_bin().purge_expired(&mut org);
+    }
+
     /// A live record with every field, as `GET /sobjects/{object}/{id}` renders it.
     pub fn get(&self, object: &str, id: &str) -> Option<Value> {
         self.org().get(object, id, "v59.0").ok()
@@ -113,6 +148,7 @@ impl Salesforce {
 
     /// Number of records of `object`, deleted ones included when asked.
     pub fn count(&self, object: &str, include_deleted: bool) -> usize {
+        self.purge_expired();
         self.org().count(object, include_deleted)
     }
 
@@ -376,6 +412,7 @@ fn run_query(
     let text = query_param(raw.as_deref(), "q").ok_or_else(|| {
         SfError::new(400, "MALFORMED_QUERY", "A query string has to be specified")
     })?;
+    sim.purge_expired();
     let body = sim.org().query(&text, all, batch_size(headers), version)?;
     Ok(json_bytes(body))
 }
@@ -489,6 +526,22 @@ async fn collection_delete(
     Ok(Json(sim.org().collection_delete(&ids, all_or_none)).into_response())
 }
 
+/// `GET /sobjects/{object}/deleted/?start=..&end=..` (`deleted.rs`).
+async fn get_deleted(
+    State(sim): Sim,
+    Path((version, object)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, SfError> {
+    check_version(&version)?;
+    let start = query_param(raw.as_deref(), "start");
+    let end = query_param(raw.as_deref(), "end");
+    let mut org = sim.org();
+    let answer =
+        sim.recycle_bin()
+            .get_deleted(&mut org, &object, start.as_deref(), end.as_deref())?;
+    Ok(Json(answer).into_response())
+}
+
 async fn limits(Path(version): Path<String>) -> Result<Response, SfError> {
     check_version(&version).map(|()| {
         Json(json!({
@@ -568,6 +621,40 @@ async fn control_delete(
         .map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecycleBinRequest {
+    /// New window, in seconds.
+    window_secs: Option<u64>,
+    /// Empty the bin now (of `object`, or of every object).
+    empty: Option<bool>,
+    object: Option<String>,
+}
+
+/// `POST /_sim/salesforce/recycle-bin`: set the window and/or empty the bin.
+async fn control_recycle_bin(
+    State(sim): Sim,
+    Json(request): Json<RecycleBinRequest>,
+) -> Result<Response, SfError> {
+    if let Some(secs) = request.window_secs {
+        sim.set_recycle_bin_window(Duration::from_secs(secs));
+    }
+    let purged = match request.empty {
+        Some(true) => sim.empty_recycle_bin(request.object.as_deref())?,
+        _ => 0,
+    };
+    Ok(Json(json!({"purged": purged})).into_response())
+}
+
+/// `DELETE /_sim/salesforce/recycle-bin/{object}/{id}`: a hard delete.
+async fn control_hard_delete(
+    State(sim): Sim,
+    Path((object, id)): Path<(String, String)>,
+) -> Result<Response, SfError> {
+    sim.hard_delete(&object, &id)
+        .map(|()| StatusCode::NO_CONTENT.into_response())
+}
+
 async fn control_expire_tokens(State(sim): Sim) -> StatusCode {
     sim.expire_access_tokens();
     StatusCode::NO_CONTENT
@@ -618,6 +705,14 @@ impl Simulator for Salesforce {
             .route(
                 &format!("{data}/sobjects/{{object}}/{{id}}"),
                 get(get_record).patch(update_record).delete(delete_record),
+            )
+            .route(
+                &format!("{data}/sobjects/{{object}}/deleted"),
+                get(get_deleted),
+            )
+            .route(
+                &format!("{data}/sobjects/{{object}}/deleted/"),
+                get(get_deleted),
             )
             .route(&format!("{data}/query"), get(query))
             .route(&format!("{data}/query/{{locator}}"), get(query_more))
@@ -812,6 +907,11 @@ impl Simulator for Salesforce {
             .route("/salesforce/fields", post(control_add_field))
             .route("/salesforce/oauth", post(control_oauth))
             .route("/salesforce/expire-tokens", post(control_expire_tokens))
+            .route("/salesforce/recycle-bin", post(control_recycle_bin))
+            .route(
+                "/salesforce/recycle-bin/{object}/{id}",
+                axum::routing::delete(control_hard_delete),
+            )
             .route("/salesforce/sobjects/{object}", post(control_create))
             .route(
                 "/salesforce/sobjects/{object}/{id}",

@@ -734,6 +734,53 @@ impl Org {
             .unwrap_or(0)
     }
 
+    // ----- the recycle bin (its policy lives in `deleted.rs`) --------------------------------
+
+    /// The org's clock.
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The canonical name of `object` and its deleted records still held (the recycle bin):
+    /// `(id, deletion time in epoch millis)`, oldest first.
+    pub(super) fn recycle_bin(
+        &self,
+        object: &str,
+    ) -> Result<(String, Vec<(String, i64)>), SfError> {
+        let sobject = self.object(object)?;
+        let mut held: Vec<(String, i64)> = sobject
+            .records
+            .iter()
+            .filter(|(_, r)| r.deleted)
+            .map(|(id, r)| (id.clone(), r.modstamp))
+            .collect();
+        held.sort_by_key(|(id, at)| (*at, id.clone()));
+        Ok((sobject.def.name.to_owned(), held))
+    }
+
+    /// Removes a deleted record for good (emptied from the recycle bin): `queryAll` no longer
+    /// shows it and its id is unknown from then on. Returns its deletion time; a live record
+    /// is refused (delete it first).
+    pub(super) fn erase(&mut self, object: &str, id: &str) -> Result<i64, SfError> {
+        let index = self.object_index(object).ok_or_else(SfError::not_found)?;
+        let id18 = ids::to_18(id)
+            .ok_or_else(|| SfError::bad_request("MALFORMED_ID", format!("malformed id {id}")))?;
+        let sobject = &mut self.objects[index];
+        match sobject.records.get(&id18) {
+            Some(record) if record.deleted => {
+                let at = record.modstamp;
+                sobject.by_modstamp.remove(&(at, id18.clone()));
+                sobject.records.remove(&id18);
+                Ok(at)
+            }
+            Some(_) => Err(SfError::bad_request(
+                "INVALID_OPERATION",
+                "only deleted records can be emptied from the recycle bin",
+            )),
+            None => Err(SfError::not_found()),
+        }
+    }
+
     // ----- sObject Collections ------------------------------------------------------------
 
     /// `POST /composite/sobjects`.

@@ -1388,6 +1388,72 @@ mod tests {
         check_source(Path::new("todo.yaml"), &text, &crate::current_validator())
     }
 
+    /// The Salesforce spec with its delete window's text edited.
+    fn salesforce_with(edits: &[(&str, &str)]) -> Result<CheckedSpec, Diagnostics> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/salesforce.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from}");
+            text = text.replace(from, to);
+        }
+        check_source(
+            Path::new("salesforce.yaml"),
+            &text,
+            &crate::current_validator(),
+        )
+    }
+
+    fn messages(r: Result<CheckedSpec, Diagnostics>) -> Vec<String> {
+        match r {
+            Ok(_) => Vec::new(),
+            Err(d) => d.0.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_delete_window_must_tell_a_cursor_outside_it_and_fit_its_spans() {
+        assert!(salesforce_with(&[]).is_ok());
+        let blind = messages(salesforce_with(&[
+            ("    earliest: earliestDateAvailable\n", ""),
+            ("    retention: 15d\n", ""),
+            ("    expired_codes: [INVALID_REPLICATION_DATE]\n", ""),
+        ]));
+        assert!(
+            blind
+                .iter()
+                .any(|m| m.contains("cannot tell a cursor outside it")),
+            "{blind:?}"
+        );
+        let no_until = messages(salesforce_with(&[(
+            "query: {start: \"{since}\", end: \"{until}\"}",
+            "query: {start: \"{since}\"}",
+        )]));
+        assert!(
+            no_until.iter().any(|m| m.contains("never uses `{until}`")),
+            "{no_until:?}"
+        );
+        let spans = messages(salesforce_with(&[(
+            "    min_span: 2m\n",
+            "    min_span: 31d\n",
+        )]));
+        assert!(
+            spans
+                .iter()
+                .any(|m| m.contains("min_span 31d is not shorter than max_span 30d")),
+            "{spans:?}"
+        );
+        let unknown = messages(salesforce_with(&[(
+            "end: \"{until}\"",
+            "end: \"{until}\", x: \"{untill}\"",
+        )]));
+        assert!(
+            unknown
+                .iter()
+                .any(|m| m.contains("unknown placeholder `{untill}`")),
+            "{unknown:?}"
+        );
+    }
+
     #[test]
     fn a_bad_duration_is_a_spec_error_at_its_place() {
         let good = todo_with_every("60s").expect("the todo spec is valid");

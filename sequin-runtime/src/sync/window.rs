@@ -1,6 +1,6 @@
 //! Deleted-records lists that reach back only so far (the spec's
-//! `deletes.window`: Salesforce keeps deletions 15 days in its recycle bin
-//! and delete log, less once they are purged). Deletions are read span by
+//! `deletes.window`: an API that keeps deletions in a recycle bin for some
+//! days, fewer once they are purged). Deletions are read span by
 //! span (`{since}`..`{until}`), and the cursor follows what the API says the
 //! answer covered.
 //!
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn only_the_windows_codes_mean_expired() {
         let w = window();
-        let mut e = ApiError::new("Salesforce", crate::api::ErrorKind::Http, "bad date");
+        let mut e = ApiError::new("Api", crate::api::ErrorKind::Http, "bad date");
         e.code = Some("INVALID_REPLICATION_DATE".into());
         assert!(expired(&e, &w));
         e.code = Some("EXCEEDED_ID_LIMIT".into());

@@ -2,7 +2,7 @@
 //! `sequin.oauth_token`), a SOQL backfill that crosses `nextRecordsUrl`
 //! pages (> 2000 records per object), every table equal to the org's
 //! records field by field, then live changes by SystemModstamp, deletes by
-//! `queryAll ... IsDeleted = true`, and custom fields added in the org that
+//! the `sobjects/{object}/deleted` window, and custom fields added in the org that
 //! become columns without a restart, values included.
 
 use crate::sync_common;

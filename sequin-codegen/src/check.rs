@@ -195,7 +195,7 @@ struct Semantic {
 }
 
 /// Placeholders every template may use besides connection params and fields.
-const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since"];
+const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since", "cursor"];
 
 impl Semantic {
     fn err(&mut self, pointer: impl Into<String>, msg: impl Into<String>, fix: Option<String>) {
@@ -323,6 +323,7 @@ impl Semantic {
                 &BTreeSet::new(),
                 false,
             );
+            self.discovered_shape(c, d, &params);
         }
         if let Some(l) = &c.links {
             self.links(c, l, &names);
@@ -553,6 +554,90 @@ impl Semantic {
                 format!("{pointer}/page_size"),
                 "page_size is set but no size_param says how to send it",
                 Some("add `size_param:` (e.g. `limit`)".into()),
+            );
+        }
+    }
+
+    /// Where discovered objects' fields come from, their rules (deny list,
+    /// default exclusions) and cursor candidates.
+    fn discovered_shape(
+        &mut self,
+        c: &Connector,
+        d: &sequin_spec::model::DiscoveredObjects,
+        params: &BTreeSet<&str>,
+    ) {
+        let base = "/discovered_objects";
+        match (&d.fields, &d.describe) {
+            (Some(_), Some(_)) => self.err(
+                format!("{base}/describe"),
+                "`fields` and `describe` both say where the fields are",
+                Some("keep `fields` when the listing carries them, else `describe`".into()),
+            ),
+            (None, None) => self.err(
+                base,
+                "discovered objects need `fields` (in the listing) or `describe` (per object)",
+                Some("add `fields: <path>` or `describe: {endpoint: ..., records: ...}`".into()),
+            ),
+            _ => {}
+        }
+        if let Some(desc) = &d.describe {
+            self.template(
+                &format!("{base}/describe/endpoint/path"),
+                &desc.endpoint.path,
+                params,
+                &BTreeSet::new(),
+                false,
+            );
+            if !desc.endpoint.path.contains("{object}") {
+                self.err(
+                    format!("{base}/describe/endpoint/path"),
+                    "the describe endpoint must name the object with `{object}`",
+                    Some("e.g. `/sobjects/{object}/describe`".into()),
+                );
+            }
+        }
+        for (list, rules) in [
+            ("deny", &d.deny),
+            ("exclude_by_default", &d.exclude_by_default),
+        ] {
+            for (i, r) in rules.iter().enumerate() {
+                if r.pattern.trim().is_empty() || r.why.trim().is_empty() {
+                    self.err(
+                        format!("{base}/{list}/{i}"),
+                        "a rule needs a pattern and a reason",
+                        Some("e.g. `{pattern: \"*History\", why: \"...\"}`".into()),
+                    );
+                }
+            }
+        }
+        for (i, s) in c.objects.iter().enumerate() {
+            if let Some(r) = d.denied(&s.api_name).or(d.excluded_by_default(&s.api_name)) {
+                self.err(
+                    format!("/objects/{i}/api_name"),
+                    format!(
+                        "static object `{}` matches the discovery rule `{}`",
+                        s.api_name, r.pattern
+                    ),
+                    Some("narrow the rule's pattern".into()),
+                );
+            }
+        }
+        let uses_cursor = [
+            d.incremental
+                .as_ref()
+                .map(|i| serde_json::to_string(i).unwrap_or_default()),
+            d.deletes
+                .as_ref()
+                .map(|i| serde_json::to_string(i).unwrap_or_default()),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|t| t.contains("{cursor}"));
+        if uses_cursor && d.cursor_fields.is_empty() {
+            self.err(
+                format!("{base}/cursor_fields"),
+                "`{cursor}` is used but no `cursor_fields` say which field it is",
+                Some("add `cursor_fields: [<timestamp field>, ...]`".into()),
             );
         }
     }

@@ -1424,4 +1424,67 @@ mod tests {
             got.join("\n")
         );
     }
+
+    /// Salesforce's spec with `from` replaced by `to` (which must occur).
+    fn salesforce_with(from: &str, to: &str) -> Result<CheckedSpec, Vec<String>> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/salesforce.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from}");
+        let text = text.replacen(from, to, 1);
+        check_source(
+            Path::new("salesforce.yaml"),
+            &text,
+            &crate::current_validator(),
+        )
+        .map_err(|d| d.0.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn discovered_objects_need_their_fields_their_cursor_and_rules_sparing_static_objects() {
+        let describe = "  describe:\n    endpoint: {path: \"/services/data/{api_version}/sobjects/{object}/describe\"}\n    records: fields\n";
+        let spec = salesforce_with(describe, describe).expect("salesforce.yaml is valid");
+        let d = spec.connector.discovered_objects.as_ref().unwrap();
+        assert!(d.denied("ContentDocumentLink").is_some());
+        assert!(d.excluded_by_default("AccountHistory").is_some());
+        assert!(d.excluded_by_default("Invoice__c").is_none());
+
+        let no_fields = salesforce_with(describe, "").unwrap_err();
+        assert!(
+            no_fields
+                .iter()
+                .any(|e| e.contains("need `fields` (in the listing) or `describe`")),
+            "{no_fields:?}"
+        );
+        let no_cursor =
+            salesforce_with("  cursor_fields: [SystemModstamp, LastModifiedDate]\n", "")
+                .unwrap_err();
+        assert!(
+            no_cursor
+                .iter()
+                .any(|e| e.contains("`{cursor}` is used but no `cursor_fields`")),
+            "{no_cursor:?}"
+        );
+        let static_denied = salesforce_with(
+            "  deny:\n",
+            "  deny:\n    - {pattern: \"Acc*\", why: \"too broad\"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            static_denied
+                .iter()
+                .any(|e| e.contains("static object `Account` matches the discovery rule `Acc*`")),
+            "{static_denied:?}"
+        );
+        let no_reason = salesforce_with(
+            "  deny:\n",
+            "  deny:\n    - {pattern: \"Foo\", why: \" \"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            no_reason
+                .iter()
+                .any(|e| e.contains("a rule needs a pattern and a reason")),
+            "{no_reason:?}"
+        );
+    }
 }

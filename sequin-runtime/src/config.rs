@@ -342,6 +342,9 @@ impl Config {
                     }
                 }
             }
+            if let Some((j, message)) = crate::catalog::denied_literal(c, spec) {
+                return Err((format!("{p}/objects/{j}"), message));
+            }
             if let Some(objects) = &c.objects
                 && spec.discovered_objects.is_none()
             {

@@ -44,9 +44,10 @@ impl Connection {
                 .map(|p| (p.table.name.clone(), p.api_name.clone()))
                 .collect();
             names.extend(found.listed.iter().cloned());
-            let unmatched = super::select::unmatched_literals(&self.config, spec, &names);
-            if !unmatched.is_empty() {
-                return Err(Error::UnknownObjects(unmatched.join("; ")));
+            // Said once per start (and not fatal: a custom object may be
+            // named before it is created upstream).
+            for message in super::select::unmatched_literals(&self.config, spec, &names) {
+                tracing::error!(connection = %self.config.name, "{message}");
             }
             out.extend(
                 found

@@ -24,7 +24,7 @@ mod select;
 pub use connection::Connection;
 pub use links::{Direction, LinkPlan};
 pub use plan::{Marker, ObjectPlan, ParentPlan, now_us};
-pub use select::{unmatched_literals, wanted, wanted_static};
+pub use select::{denied_literal, unmatched_literals, wanted, wanted_static};
 
 use crate::api;
 
@@ -36,10 +36,6 @@ pub enum Error {
     Api(Box<api::ApiError>),
     #[error("object `{object}` has no pagination in the {connector} spec")]
     NoPagination { connector: String, object: String },
-    /// A literal name of a connection's `objects:` names no object the API
-    /// has (or one the spec's deny list refuses).
-    #[error("{0}")]
-    UnknownObjects(String),
 }
 
 impl From<api::ApiError> for Error {

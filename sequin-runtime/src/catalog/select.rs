@@ -57,7 +57,8 @@ pub fn wanted_static(conn: &ConnectionConfig, spec: &Connector, table: &str) -> 
 
 /// The literal names of `objects:` that name none of `found` (table and
 /// API name of every object the API has, after discovery), each with what
-/// to do; a name the spec's deny list refuses says why.
+/// to do. Not fatal: a custom object named before it is created upstream
+/// is synced from the discovery that finds it.
 pub fn unmatched_literals(
     conn: &ConnectionConfig,
     spec: &Connector,
@@ -66,25 +67,34 @@ pub fn unmatched_literals(
     let Some(list) = &conn.objects else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for p in list.iter().filter(|p| !is_wildcard(p)) {
-        if found.iter().any(|(t, a)| names(p, t, a)) {
-            continue;
-        }
-        let denied = spec.discovered_objects.as_ref().and_then(|d| d.denied(p));
-        out.push(match denied {
-            Some(r) => format!(
+    list.iter()
+        .filter(|p| !is_wildcard(p))
+        .filter(|p| !found.iter().any(|(t, a)| names(p, t, a)))
+        .map(|p| {
+            format!(
+                "{} has no object `{p}` (neither a table nor an API name) yet: fix its spelling or remove it from objects of connection `{}`; it is synced once the API lists it",
+                spec.display_name, conn.name
+            )
+        })
+        .collect()
+}
+
+/// The first literal name of `objects:` that the spec's deny list refuses,
+/// as the error naming the fix: such an object is never synced.
+pub fn denied_literal(conn: &ConnectionConfig, spec: &Connector) -> Option<(usize, String)> {
+    let d = spec.discovered_objects.as_ref()?;
+    let list = conn.objects.as_ref()?;
+    list.iter().enumerate().find_map(|(i, p)| {
+        let rule = d.denied(p).filter(|_| !is_wildcard(p))?;
+        Some((
+            i,
+            format!(
                 "`{p}` is never synced ({}): remove it from objects of connection `{}`",
-                r.why.trim(),
+                rule.why.trim(),
                 conn.name
             ),
-            None => format!(
-                "{} has no object `{p}` (neither a table nor an API name): fix its spelling or remove it from objects of connection `{}`",
-                spec.display_name, conn.name
-            ),
-        });
-    }
-    out
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -118,6 +128,28 @@ mod tests {
         assert!(wanted(&all, "account", "Account"));
         assert!(!wanted(&all, "account_feed", "AccountFeed"));
         assert!(!wanted(&all, "task", "Task"));
+    }
+
+    #[test]
+    fn literal_names_matching_nothing_are_named_with_the_fix() {
+        let spec = crate::registry::get("salesforce").unwrap().spec.clone();
+        let c = conn(Some(&["*__c", "Invoice__c", "Nonexistent__c"]), &[]);
+        let found = [("invoice__c".to_string(), "Invoice__c".to_string())];
+        let unmatched = unmatched_literals(&c, &spec, &found);
+        assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+        assert!(
+            unmatched[0].contains("no object `Nonexistent__c`"),
+            "{unmatched:?}"
+        );
+        assert!(unmatched[0].contains("remove it from objects of connection `sf`"));
+        let denied = conn(Some(&["Invoice__c", "ContentDocumentLink"]), &[]);
+        let (at, message) = denied_literal(&denied, &spec).expect("a denied name");
+        assert_eq!(at, 1);
+        assert!(
+            message.contains("`ContentDocumentLink` is never synced"),
+            "{message}"
+        );
+        assert!(denied_literal(&c, &spec).is_none());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! default exclusions left out; a custom object created while sync runs becomes a table
 //! without a restart; `objects:` with wildcards and API names, `exclude_objects:`, literal
 //! names bringing in default-excluded objects (history without a cursor field: a full diff;
-//! sharing rows with LastModifiedDate only: that cursor); a literal name matching nothing
-//! refused with the fix; and write-through into a discovered custom object.
+//! sharing rows with LastModifiedDate only: that cursor); a denied object named literally
+//! refused with the reason, one that does not exist yet synced once created; and
+//! write-through into a discovered custom object.
 //!
 //! The expected columns come from the simulator's describe (written from Salesforce's
 //! docs), mapped here by the field types Salesforce documents, not from Sequin's spec.
@@ -428,44 +429,50 @@ async fn wildcards_api_names_exclusions_and_literal_names_select_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_literal_name_matching_no_object_stops_the_connection_with_the_fix() {
-    let db = sequin_pgtemp::Database::create("sync_sf_unknown").unwrap();
+async fn a_literal_name_of_no_object_yet_is_synced_once_created_and_a_denied_one_is_refused() {
+    let db = sequin_pgtemp::Database::create("sync_sf_literal").unwrap();
     let sim = start_sim().await;
-    let extra = "    objects: [Invoice__c, Nonexistent__c, ContentDocumentLink]\n";
+    // A denied object named literally: the config is refused, with the reason and the fix.
+    let denied = config(
+        &db.url,
+        &sim,
+        "    objects: [Invoice__c, ContentDocumentLink]\n",
+    );
+    let err = sequin_runtime::config::Config::parse("sequin.yaml", &denied, &|_: &str| None)
+        .expect_err("a denied object is refused")
+        .to_string();
+    assert!(
+        err.contains("`ContentDocumentLink` is never synced")
+            && err.contains("filter")
+            && err.contains("remove it from objects"),
+        "{err}"
+    );
+    // A name that matches nothing yet (logged with the fix) does not stop the others, and
+    // the object it names is synced once it exists.
+    let extra = "    objects: [Invoice__c, Later__c]\n";
     let sync = Running::start(&config(&db.url, &sim, extra));
     let pg = connect(&db.url).await;
-    let errors = eventually(
-        Duration::from_secs(60),
-        "the connection's error",
+    wait_live(&pg, "salesforce", Duration::from_secs(60)).await;
+    assert_eq!(synced_objects(&pg).await, ["invoice__c"]);
+    assert_object_synced(&pg, &sim, "Invoice__c", "invoice__c").await;
+    sim.salesforce()
+        .create_custom_object("Later__c", "Later", &[])
+        .unwrap();
+    sim.salesforce()
+        .create("Later__c", json!({"Name": "first"}))
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the named object's table",
         || async {
-            // Read leniently: the engine may not have made the `sequin` schema yet.
-            let errors: Vec<String> = pg
-                .query(
-                    "SELECT last_error FROM sequin.sync_state
-                      WHERE connection = 'salesforce' AND last_error IS NOT NULL",
-                    &[],
-                )
-                .await
-                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-                .unwrap_or_default();
-            (!errors.is_empty(), errors)
+            let objects = synced_objects(&pg).await;
+            (objects == ["invoice__c", "later__c"], objects)
         },
     )
     .await;
-    let text = format!("{errors:?}");
-    assert!(
-        text.contains("no object `Nonexistent__c`") && text.contains("remove it from objects"),
-        "{text}"
-    );
-    assert!(
-        text.contains("`ContentDocumentLink` is never synced") && text.contains("filter"),
-        "{text}"
-    );
-    assert!(
-        pg_columns(&pg, "invoice__c").await.is_empty(),
-        "nothing synced"
-    );
-    let _ = sync.stop().await;
+    wait_live(&pg, "salesforce", Duration::from_secs(30)).await;
+    assert_object_synced(&pg, &sim, "Later__c", "later__c").await;
+    sync.stop().await.unwrap();
     sim.shutdown().await;
 }
 

@@ -195,7 +195,7 @@ struct Semantic {
 }
 
 /// Placeholders every template may use besides connection params and fields.
-const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since"];
+const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since", "cursor"];
 
 impl Semantic {
     fn err(&mut self, pointer: impl Into<String>, msg: impl Into<String>, fix: Option<String>) {
@@ -323,6 +323,7 @@ impl Semantic {
                 &BTreeSet::new(),
                 false,
             );
+            self.discovered_shape(c, d, &params);
         }
         if let Some(l) = &c.links {
             self.links(c, l, &names);
@@ -553,6 +554,90 @@ impl Semantic {
                 format!("{pointer}/page_size"),
                 "page_size is set but no size_param says how to send it",
                 Some("add `size_param:` (e.g. `limit`)".into()),
+            );
+        }
+    }
+
+    /// Where discovered objects' fields come from, their rules (deny list,
+    /// default exclusions) and cursor candidates.
+    fn discovered_shape(
+        &mut self,
+        c: &Connector,
+        d: &sequin_spec::model::DiscoveredObjects,
+        params: &BTreeSet<&str>,
+    ) {
+        let base = "/discovered_objects";
+        match (&d.fields, &d.describe) {
+            (Some(_), Some(_)) => self.err(
+                format!("{base}/describe"),
+                "`fields` and `describe` both say where the fields are",
+                Some("keep `fields` when the listing carries them, else `describe`".into()),
+            ),
+            (None, None) => self.err(
+                base,
+                "discovered objects need `fields` (in the listing) or `describe` (per object)",
+                Some("add `fields: <path>` or `describe: {endpoint: ..., records: ...}`".into()),
+            ),
+            _ => {}
+        }
+        if let Some(desc) = &d.describe {
+            self.template(
+                &format!("{base}/describe/endpoint/path"),
+                &desc.endpoint.path,
+                params,
+                &BTreeSet::new(),
+                false,
+            );
+            if !desc.endpoint.path.contains("{object}") {
+                self.err(
+                    format!("{base}/describe/endpoint/path"),
+                    "the describe endpoint must name the object with `{object}`",
+                    Some("e.g. `/sobjects/{object}/describe`".into()),
+                );
+            }
+        }
+        for (list, rules) in [
+            ("deny", &d.deny),
+            ("exclude_by_default", &d.exclude_by_default),
+        ] {
+            for (i, r) in rules.iter().enumerate() {
+                if r.pattern.trim().is_empty() || r.why.trim().is_empty() {
+                    self.err(
+                        format!("{base}/{list}/{i}"),
+                        "a rule needs a pattern and a reason",
+                        Some("e.g. `{pattern: \"*History\", why: \"...\"}`".into()),
+                    );
+                }
+            }
+        }
+        for (i, s) in c.objects.iter().enumerate() {
+            if let Some(r) = d.denied(&s.api_name).or(d.excluded_by_default(&s.api_name)) {
+                self.err(
+                    format!("/objects/{i}/api_name"),
+                    format!(
+                        "static object `{}` matches the discovery rule `{}`",
+                        s.api_name, r.pattern
+                    ),
+                    Some("narrow the rule's pattern".into()),
+                );
+            }
+        }
+        let uses_cursor = [
+            d.incremental
+                .as_ref()
+                .map(|i| serde_json::to_string(i).unwrap_or_default()),
+            d.deletes
+                .as_ref()
+                .map(|i| serde_json::to_string(i).unwrap_or_default()),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|t| t.contains("{cursor}"));
+        if uses_cursor && d.cursor_fields.is_empty() {
+            self.err(
+                format!("{base}/cursor_fields"),
+                "`{cursor}` is used but no `cursor_fields` say which field it is",
+                Some("add `cursor_fields: [<timestamp field>, ...]`".into()),
             );
         }
     }
@@ -1476,6 +1561,69 @@ mod tests {
             ],
             "got:\n{}",
             got.join("\n")
+        );
+    }
+
+    /// Salesforce's spec with `from` replaced by `to` (which must occur).
+    fn salesforce_with(from: &str, to: &str) -> Result<CheckedSpec, Vec<String>> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/salesforce.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from}");
+        let text = text.replacen(from, to, 1);
+        check_source(
+            Path::new("salesforce.yaml"),
+            &text,
+            &crate::current_validator(),
+        )
+        .map_err(|d| d.0.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn discovered_objects_need_their_fields_their_cursor_and_rules_sparing_static_objects() {
+        let describe = "  describe:\n    endpoint: {path: \"/services/data/{api_version}/sobjects/{object}/describe\"}\n    records: fields\n";
+        let spec = salesforce_with(describe, describe).expect("salesforce.yaml is valid");
+        let d = spec.connector.discovered_objects.as_ref().unwrap();
+        assert!(d.denied("ContentDocumentLink").is_some());
+        assert!(d.excluded_by_default("AccountHistory").is_some());
+        assert!(d.excluded_by_default("Invoice__c").is_none());
+
+        let no_fields = salesforce_with(describe, "").unwrap_err();
+        assert!(
+            no_fields
+                .iter()
+                .any(|e| e.contains("need `fields` (in the listing) or `describe`")),
+            "{no_fields:?}"
+        );
+        let no_cursor =
+            salesforce_with("  cursor_fields: [SystemModstamp, LastModifiedDate]\n", "")
+                .unwrap_err();
+        assert!(
+            no_cursor
+                .iter()
+                .any(|e| e.contains("`{cursor}` is used but no `cursor_fields`")),
+            "{no_cursor:?}"
+        );
+        let static_denied = salesforce_with(
+            "  deny:\n",
+            "  deny:\n    - {pattern: \"Acc*\", why: \"too broad\"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            static_denied
+                .iter()
+                .any(|e| e.contains("static object `Account` matches the discovery rule `Acc*`")),
+            "{static_denied:?}"
+        );
+        let no_reason = salesforce_with(
+            "  deny:\n",
+            "  deny:\n    - {pattern: \"Foo\", why: \" \"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            no_reason
+                .iter()
+                .any(|e| e.contains("a rule needs a pattern and a reason")),
+            "{no_reason:?}"
         );
     }
 }

@@ -424,6 +424,7 @@ pub fn doc(c: &Connector, source: &str) -> String {
                 access_name(f.access)
             ));
         }
+        s.push_str(&discovered_rules(d));
         if !c.type_map.is_empty() {
             s.push_str("\n\nType map (API type -> column type):\n");
             for (k, v) in &c.type_map {
@@ -440,4 +441,67 @@ pub fn doc(c: &Connector, source: &str) -> String {
     });
     ctx.insert("discovered", &discovered);
     render(DOC, "doc.md", &ctx)
+}
+
+/// The docs of a discovered objects' selection and change detection: the
+/// per-object describe, the listing's filters, the deny list and default
+/// exclusions with their reasons, the cursor candidates and the skipped
+/// field types.
+fn discovered_rules(d: &sequin_spec::model::DiscoveredObjects) -> String {
+    let mut s = String::new();
+    if let Some(desc) = &d.describe {
+        s.push_str(&format!(
+            "\n\nThe listing names objects without their fields: each synced object's fields come from `{}` (one request per object and discovery).",
+            desc.endpoint.path
+        ));
+    }
+    if d.table_from_api_name {
+        s.push_str(" Tables are named after the API name with the column rules (`Invoice__c` -> `invoice__c`).");
+    }
+    if !d.only_if.is_empty() {
+        let flags: Vec<String> = d.only_if.iter().map(|f| format!("`{f}`")).collect();
+        s.push_str(&format!(
+            " Only objects whose listing entry has {} true are synced.",
+            flags.join(", ")
+        ));
+    }
+    if !d.cursor_fields.is_empty() {
+        let fields: Vec<String> = d.cursor_fields.iter().map(|f| format!("`{f}`")).collect();
+        s.push_str(&format!(
+            "\n\nChange detection per object: the first of {} the object has is the incremental cursor (`{{cursor}}`); an object with none of them is re-listed whole and diffed at every poll (a periodic full diff, which also finds its deletes).",
+            fields.join(", ")
+        ));
+    }
+    if let Some(f) = &d.deletes_if_field {
+        s.push_str(&format!(
+            " Deletes are detected only on objects with a `{f}` field."
+        ));
+    }
+    let skipped = &d.field.skip_types;
+    if !skipped.is_empty() {
+        let types: Vec<String> = skipped.iter().map(|t| format!("`{t}`")).collect();
+        s.push_str(&format!(
+            " Fields of the types {} are not synced (see the spec's comments for why).",
+            types.join(", ")
+        ));
+    }
+    if let Some(p) = &d.field.computed {
+        s.push_str(&format!(" Fields with `{p}` true are read-only."));
+    }
+    for (title, rules) in [
+        ("Never synced (deny list)", &d.deny),
+        (
+            "Not synced unless a connection names them literally in `objects:`",
+            &d.exclude_by_default,
+        ),
+    ] {
+        if rules.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("\n\n{title}:\n"));
+        for r in rules {
+            s.push_str(&format!("\n- `{}`: {}", r.pattern, r.why.trim()));
+        }
+    }
+    s
 }

@@ -99,9 +99,16 @@ pub struct ConnectionConfig {
     /// Connection parameters the connector declares (`base_id`, `owner`...).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// Objects (table names) to sync; default all.
+    /// Objects to sync, each a table name, an API name (`Account`) or a
+    /// pattern with `*` and `?` (`*__c`), case-insensitive; default all
+    /// but the connector's default exclusions (which only a literal name
+    /// brings in).
     #[serde(default)]
     pub objects: Option<Vec<String>>,
+    /// Objects not to sync, named like `objects:` (`*Feed`, `Task`); wins
+    /// over `objects:`.
+    #[serde(default)]
+    pub exclude_objects: Vec<String>,
     /// How often incremental sync polls (`500ms`, `2s`).
     #[serde(default = "default_poll", deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -323,7 +330,7 @@ impl Config {
                     };
                     if let Some(missing) = [&pair.from, &pair.to]
                         .into_iter()
-                        .find(|x| !objects.contains(x))
+                        .find(|x| !crate::catalog::wanted_static(c, spec, x))
                     {
                         return Err((
                             format!("{p}/objects/{j}"),
@@ -335,6 +342,9 @@ impl Config {
                     }
                 }
             }
+            if let Some((j, message)) = crate::catalog::denied_literal(c, spec) {
+                return Err((format!("{p}/objects/{j}"), message));
+            }
             if let Some(objects) = &c.objects
                 && spec.discovered_objects.is_none()
             {
@@ -343,7 +353,7 @@ impl Config {
                         continue;
                     }
                     if let Some(parent) = spec.object(o).and_then(|o| o.parent.as_ref())
-                        && !objects.contains(&parent.object)
+                        && !crate::catalog::wanted_static(c, spec, &parent.object)
                     {
                         return Err((
                             format!("{p}/objects/{j}"),
@@ -353,7 +363,11 @@ impl Config {
                             ),
                         ));
                     }
-                    if spec.object(o).is_none() {
+                    let matches_one = spec.objects.iter().any(|x| {
+                        sequin_spec::pattern::matches(o, &x.name)
+                            || sequin_spec::pattern::matches(o, &x.api_name)
+                    });
+                    if !matches_one {
                         let known: Vec<&str> =
                             spec.objects.iter().map(|o| o.name.as_str()).collect();
                         return Err((

@@ -10,6 +10,7 @@
 //!   share.
 //! - [`duration`]: `500ms`, `10s`, `24h` in specs and configs.
 //! - [`naming`]: API names to Postgres identifiers.
+//! - [`pattern`]: object patterns with `*` and `?` (`objects: ["*__c"]`).
 //! - [`links`]: link tables (`links:`) as objects, and their row and item
 //!   templates.
 //!
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod links;
 pub mod model;
 pub mod naming;
+pub mod pattern;
 pub mod record;
 pub mod yaml;
 

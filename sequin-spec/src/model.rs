@@ -14,7 +14,8 @@
 //!   `{id}` (the record's primary key), connection parameters such as
 //!   `{base_id}`, `{object}` (the object's API name), `{fields}` (the
 //!   comma-joined API names of the object's fields) and `{since}` (the
-//!   incremental cursor).
+//!   incremental cursor) and, for discovered objects with `cursor_fields`,
+//!   `{cursor}` (the API name of the field the cursor follows).
 //! - In the paths of single-record endpoints (`create`, `get`, `update`,
 //!   `delete`), `{<field>}` may also name any field of the record by its
 //!   API name, for APIs that address records by something other than the
@@ -1303,6 +1304,17 @@ pub struct FieldDescriptor {
     /// `createdTime`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_only_types: Vec<String>,
+    /// Path of a boolean "computed by the API" (Salesforce's `calculated`:
+    /// formula and roll-up summary fields): such a field is read-only
+    /// whatever else the description says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<JsonPath>,
+    /// API type names whose fields are not synced at all, each for a
+    /// reason the spec's comments give (Salesforce's compound `address`
+    /// and `location`, whose parts are fields of their own, and `base64`,
+    /// whose content a query does not return).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_types: Vec<String>,
 }
 
 /// Objects that exist only at run time (Airtable tables, HubSpot custom
@@ -1319,8 +1331,50 @@ pub struct DiscoveredObjects {
     pub name: JsonPath,
     /// Path of an object's API id (`{object}` in templates).
     pub api_name: JsonPath,
-    /// Path of the object's field list.
-    pub fields: JsonPath,
+    /// Path of the object's field list in its entry of the listing, when
+    /// the listing carries the fields (HubSpot's schemas, Airtable's
+    /// tables); otherwise `describe` reads them per object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<JsonPath>,
+    /// A per-object describe endpoint holding the object's fields, for a
+    /// listing that names objects without their fields (Salesforce's
+    /// describeGlobal, then `/sobjects/{object}/describe`). Only objects
+    /// the connection syncs are described: one request each per discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe: Option<ObjectDescribe>,
+    /// Paths of booleans of a listing entry that must all be true for the
+    /// object to be synced (Salesforce's `queryable`, `retrieveable`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only_if: Vec<JsonPath>,
+    /// Objects never synced, whatever the connection's `objects:` says:
+    /// those the API cannot list without a filter, and other known
+    /// troublemakers, each with why (listed in the generated docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<ObjectRule>,
+    /// Objects not synced unless a connection names them literally (not
+    /// by a wildcard) in `objects:`: audit trails, sharing rows, event
+    /// and metadata types (listed in the generated docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_by_default: Vec<ObjectRule>,
+    /// Name the table after the object's API name with the column rules
+    /// (`Invoice__c` -> `invoice__c`, `PricebookEntry` ->
+    /// `pricebook_entry`) rather than after its display name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub table_from_api_name: bool,
+    /// Candidate fields of the incremental cursor, in order of preference
+    /// (`SystemModstamp`, `LastModifiedDate`): the first timestamp field the
+    /// object has becomes `{cursor}` in the `incremental` and `deletes`
+    /// templates (and the incremental `field`). An object with none of them
+    /// is re-listed whole and diffed at every poll. Empty: every object
+    /// uses `incremental` as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cursor_fields: Vec<String>,
+    /// Delete detection applies only to objects having this field
+    /// (Salesforce's `IsDeleted`: `User` has none, its records are
+    /// deactivated, never deleted); the others have none, or the full
+    /// re-list's diff when they have no cursor field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes_if_field: Option<String>,
     /// How to read one field description.
     pub field: FieldDescriptor,
     /// How a field's value is found in a record: `{name}` is replaced by the
@@ -1347,6 +1401,44 @@ pub struct DiscoveredObjects {
     /// How often to look again (e.g. `5m`).
     #[serde(default = "rediscover")]
     pub every: Duration,
+}
+
+/// The per-object describe of discovered objects ([`DiscoveredObjects`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectDescribe {
+    /// The describe endpoint; `{object}` is the object's API name.
+    pub endpoint: Endpoint,
+    /// Where the field list sits in its response (`fields`).
+    pub records: JsonPath,
+}
+
+/// Objects named by a pattern, with the reason for the rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRule {
+    /// An API name, or a pattern where `*` stands for any run of characters
+    /// and `?` for one (`*History`, `*__mdt`); case-insensitive.
+    pub pattern: String,
+    /// Why, for the docs and the error that names an object the rule
+    /// refuses.
+    pub why: String,
+}
+
+impl DiscoveredObjects {
+    /// The deny rule matching the API name `api_name`, if any.
+    pub fn denied(&self, api_name: &str) -> Option<&ObjectRule> {
+        self.deny
+            .iter()
+            .find(|r| crate::pattern::matches(&r.pattern, api_name))
+    }
+
+    /// The default exclusion matching the API name `api_name`, if any.
+    pub fn excluded_by_default(&self, api_name: &str) -> Option<&ObjectRule> {
+        self.exclude_by_default
+            .iter()
+            .find(|r| crate::pattern::matches(&r.pattern, api_name))
+    }
 }
 
 impl Field {

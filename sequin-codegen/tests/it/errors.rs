@@ -16,7 +16,7 @@ fn three_planted_errors_are_all_reported_with_positions() {
     let got = check("three_errors.yaml");
     let expected = [
         "tests/specs/invalid/three_errors.yaml:19:18: primary key `uuid` is not a field of object `widget` (fix: declare a field named `uuid` or name an existing one)",
-        "tests/specs/invalid/three_errors.yaml:22:38: unknown placeholder `{widget_id}` in `/widgets/{widget_id}` (fix: declare `widget_id` under params, or use one of {id}, {object}, {fields}, {since} or a field of the object)",
+        "tests/specs/invalid/three_errors.yaml:22:38: unknown placeholder `{widget_id}` in `/widgets/{widget_id}` (fix: declare `widget_id` under params, or use one of {id}, {object}, {fields}, {since}, {cursor} or a field of the object)",
         "tests/specs/invalid/three_errors.yaml:25:57: unknown key `max_lenght` (fix: remove it or check its spelling; see connectors/schema.json for the keys allowed at /objects/0/fields/1)",
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));

@@ -67,15 +67,9 @@ impl Connection {
         }
     }
 
-    /// Whether the connection syncs the table `name`.
+    /// Whether the connection syncs the static table (or link table)
+    /// `name`.
     pub fn wants(&self, name: &str) -> bool {
-        wanted(&self.config, name)
+        super::select::wanted_static(&self.config, &self.spec, name)
     }
-}
-
-/// Whether the connection syncs the table `name` (all tables by default).
-pub fn wanted(conn: &ConnectionConfig, name: &str) -> bool {
-    conn.objects
-        .as_ref()
-        .is_none_or(|o| o.iter().any(|x| x == name))
 }

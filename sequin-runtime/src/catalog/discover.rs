@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sequin_spec::links::DefinedObject;
-use sequin_spec::model::{Endpoint, Incremental};
-use sequin_spec::naming::table_name;
+use sequin_spec::model::{DiscoveredObjects, Endpoint, FieldType, Incremental};
+use sequin_spec::naming::{column_name, table_name};
 use sequin_spec::record::{Column, get_path};
 use serde_json::Value;
 
@@ -38,11 +38,23 @@ impl Connection {
             out.push(self.link_plan(o, link)?);
         }
         if spec.discovered_objects.is_some() {
-            for p in self.discover_objects().await? {
-                if self.wants(&p.table.name) {
-                    out.push(p);
-                }
+            let found = self.discover_objects().await?;
+            let mut names: Vec<(String, String)> = out
+                .iter()
+                .map(|p| (p.table.name.clone(), p.api_name.clone()))
+                .collect();
+            names.extend(found.listed.iter().cloned());
+            // Said once per start (and not fatal: a custom object may be
+            // named before it is created upstream).
+            for message in super::select::unmatched_literals(&self.config, spec, &names) {
+                tracing::error!(connection = %self.config.name, "{message}");
             }
+            out.extend(
+                found
+                    .plans
+                    .into_iter()
+                    .filter(|p| p.link.is_none() || self.wants(&p.table.name)),
+            );
         }
         Ok(out)
     }
@@ -93,9 +105,10 @@ impl Connection {
     }
 
     /// Lists runtime-defined objects (Airtable tables, HubSpot custom
-    /// objects) as plans, followed by the link tables their definitions
+    /// objects, Salesforce's sObjects) as plans of the objects the
+    /// connection selects, followed by the link tables their definitions
     /// declare (`links.discovered`).
-    pub async fn discover_objects(&self) -> Result<Vec<ObjectPlan>, Error> {
+    pub async fn discover_objects(&self) -> Result<Discovery, Error> {
         let spec = &self.spec;
         let d = spec.discovered_objects.as_ref().expect("caller checked");
         let resp = self.get_json(&d.endpoint, &self.vars(None)).await?;
@@ -113,71 +126,151 @@ impl Connection {
             })?;
         let mut plans = Vec::new();
         let mut definitions: Vec<&Value> = Vec::new();
+        let mut listed = Vec::new();
         for o in objects {
-            let Some(display) = get_path(o, &d.name).and_then(Value::as_str) else {
+            let Some((table, api_name)) = self.listed_object(d, o) else {
                 continue;
             };
-            let Some(api_name) = get_path(o, &d.api_name).and_then(Value::as_str) else {
-                continue;
-            };
-            let table = table_name(display);
-            // A static table is never taken over (a HubSpot custom object
-            // labelled "Ticket").
-            if spec.all_objects().iter().any(|s| s.name == table) {
-                tracing::warn!(connection = %self.config.name, table = %table, api_name, "a discovered object is named like a static one; not synced");
+            listed.push((table.clone(), api_name.clone()));
+            let excluded = d.excluded_by_default(&api_name).is_some();
+            if !super::select::selects(&self.config, &table, &api_name, excluded) {
                 continue;
             }
-            let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
-            for f in get_path(o, &d.fields)
-                .and_then(Value::as_array)
-                .unwrap_or(&empty)
-            {
-                if let Some((c, _)) =
-                    discovered_column(spec, &d.field, &d.value_path, d.stringly, f)
-                    && !columns.iter().any(|x| x.name == c.name)
-                {
-                    columns.push(c);
+            let fields: Vec<Value> = match (&d.fields, &d.describe) {
+                (Some(path), _) => get_path(o, path)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                (None, Some(desc)) => {
+                    let vars = Vars::new().with("object", api_name.clone());
+                    let resp = self.get_json(&desc.endpoint, &vars).await?;
+                    get_path(&resp, &desc.records)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
                 }
-            }
-            let primary_key = d
-                .fixed_fields
-                .iter()
-                .position(|f| f.name == d.primary_key)
-                .expect("specs are checked");
-            let incremental = d
-                .incremental
-                .clone()
-                .or_else(|| spec.incremental.clone())
-                .unwrap_or(Incremental::FullRefresh);
-            let static_columns = columns.len();
-            let marker = marker_of(&incremental, &columns);
-            plans.push(ObjectPlan {
-                table: Table {
-                    schema: self.config.name.clone(),
-                    name: table,
-                    columns,
-                    primary_key,
-                },
-                api_name: api_name.to_string(),
-                endpoints: d.endpoints.clone(),
-                pagination: pagination.clone(),
-                incremental,
-                deletes: d.deletes.clone().or_else(|| spec.deletes.clone()),
-                marker,
-                discovered_fields: None,
-                // The table's fields are all its columns: the whole table is
-                // discovered again (the sync engine's `refresh_dynamic`), not
-                // field by field.
-                static_columns,
-                dynamic_table: true,
-                parent: None,
-                link: None,
-            });
+                (None, None) => Vec::new(),
+            };
+            plans.push(self.discovered_plan(d, table, api_name, &fields, &pagination));
             definitions.push(o);
         }
-        let links = self.discover_links(&plans, &definitions)?;
+        let links = self.discover_links(&plans, &definitions, &listed)?;
         plans.extend(links);
-        Ok(plans)
+        Ok(Discovery { plans, listed })
+    }
+
+    /// The table and API name of an entry of the listing, unless the spec
+    /// leaves it out: a flag of `only_if` not true, the deny list, a static
+    /// object of the same API name (synced as the static one), or a static
+    /// table's name (never taken over).
+    fn listed_object(&self, d: &DiscoveredObjects, o: &Value) -> Option<(String, String)> {
+        let display = get_path(o, &d.name).and_then(Value::as_str)?;
+        let api_name = get_path(o, &d.api_name).and_then(Value::as_str)?;
+        let flags_hold = d
+            .only_if
+            .iter()
+            .all(|f| get_path(o, f).and_then(Value::as_bool) == Some(true));
+        if !flags_hold || d.denied(api_name).is_some() {
+            return None;
+        }
+        let statics = self.spec.all_objects();
+        if statics
+            .iter()
+            .any(|s| s.api_name.eq_ignore_ascii_case(api_name))
+        {
+            return None;
+        }
+        let table = if d.table_from_api_name {
+            column_name(api_name)
+        } else {
+            table_name(display)
+        };
+        // A static table is never taken over (a HubSpot custom object
+        // labelled "Ticket").
+        if statics.iter().any(|s| s.name == table) {
+            tracing::warn!(connection = %self.config.name, table = %table, api_name, "a discovered object is named like a static one; not synced");
+            return None;
+        }
+        Some((table, api_name.to_string()))
+    }
+
+    /// The plan of one discovered object from its field descriptions: the
+    /// fixed fields, then the described ones; its incremental cursor the
+    /// first of `cursor_fields` it has (none: re-listed and diffed).
+    fn discovered_plan(
+        &self,
+        d: &DiscoveredObjects,
+        table: String,
+        api_name: String,
+        fields: &[Value],
+        pagination: &sequin_spec::model::Pagination,
+    ) -> ObjectPlan {
+        let spec = &self.spec;
+        let mut columns: Vec<Column> = d.fixed_fields.iter().map(Column::from_field).collect();
+        for f in fields {
+            if let Some((c, _)) = discovered_column(spec, &d.field, &d.value_path, d.stringly, f)
+                && !columns.iter().any(|x| x.name == c.name)
+            {
+                columns.push(c);
+            }
+        }
+        let primary_key = d
+            .fixed_fields
+            .iter()
+            .position(|f| f.name == d.primary_key)
+            .expect("specs are checked");
+        let mut incremental = d
+            .incremental
+            .clone()
+            .or_else(|| spec.incremental.clone())
+            .unwrap_or(Incremental::FullRefresh);
+        let mut deletes = d.deletes.clone().or_else(|| spec.deletes.clone());
+        if !d.cursor_fields.is_empty() {
+            let has = |name: &str, ty: Option<FieldType>| {
+                columns
+                    .iter()
+                    .any(|c| &*c.api_name == name && ty.is_none_or(|t| c.ty == t))
+            };
+            match d
+                .cursor_fields
+                .iter()
+                .find(|f| has(f, Some(FieldType::Timestamp)))
+            {
+                Some(f) => incremental = with_cursor(incremental, f),
+                None => {
+                    // A full re-list every poll, whose diff finds deletes.
+                    incremental = Incremental::FullRefresh;
+                    deletes = None;
+                }
+            }
+            if d.deletes_if_field.as_deref().is_some_and(|f| !has(f, None)) {
+                deletes = None;
+            }
+        }
+        let static_columns = columns.len();
+        let marker = marker_of(&incremental, &columns);
+        ObjectPlan {
+            table: Table {
+                schema: self.config.name.clone(),
+                name: table,
+                columns,
+                primary_key,
+            },
+            api_name,
+            endpoints: d.endpoints.clone(),
+            pagination: pagination.clone(),
+            incremental,
+            deletes,
+            marker,
+            discovered_fields: None,
+            // The table's fields are all its columns: the whole table is
+            // discovered again (the sync engine's `refresh_dynamic`), not
+            // field by field.
+            static_columns,
+            dynamic_table: true,
+            parent: None,
+            link: None,
+        }
     }
 
     /// The link tables the discovered objects' definitions declare with
@@ -187,6 +280,7 @@ impl Connection {
         &self,
         objects: &[ObjectPlan],
         definitions: &[&Value],
+        listed: &[(String, String)],
     ) -> Result<Vec<ObjectPlan>, Error> {
         let spec = &self.spec;
         let Some((links, found)) = spec
@@ -207,7 +301,9 @@ impl Connection {
             .collect();
         defined.sort_by(|a, b| a.api_name.cmp(b.api_name));
         let mut taken: BTreeSet<String> = spec.all_objects().into_iter().map(|o| o.name).collect();
-        taken.extend(objects.iter().map(|p| p.table.name.clone()));
+        // Every listed object's table, synced or not: a link table never
+        // takes the name one would have.
+        taken.extend(listed.iter().map(|(t, _)| t.clone()));
         let pairs = found.pairs(spec, &defined, &mut taken, |t| self.wants(t));
         let shared = Arc::new(links.clone());
         let mut out = Vec::new();
@@ -272,5 +368,35 @@ impl Connection {
             .send(Priority::Read, ep, vars, None, None)
             .await?;
         Ok(resp.json.unwrap_or(Value::Null))
+    }
+}
+
+/// What one discovery found: the plans of the objects the connection
+/// selects (and of their link tables), and the table and API name of every
+/// object the listing offers (for a literal name of `objects:` that
+/// matches none).
+pub struct Discovery {
+    pub plans: Vec<ObjectPlan>,
+    pub listed: Vec<(String, String)>,
+}
+
+/// `incremental` following the field `cursor` (`{cursor}` in its
+/// templates).
+fn with_cursor(incremental: Incremental, cursor: &str) -> Incremental {
+    match incremental {
+        Incremental::UpdatedSince {
+            field: _,
+            since_param,
+            since_format,
+            inclusive,
+            endpoint,
+        } => Incremental::UpdatedSince {
+            field: cursor.to_string(),
+            since_param,
+            since_format,
+            inclusive,
+            endpoint,
+        },
+        other => other,
     }
 }

@@ -11,16 +11,20 @@
 //!   tables, HubSpot custom objects and the link tables of their
 //!   associations, custom fields), looked up through the API;
 //! - [`links`]: a link table's plan (`links:` of the spec) and the batch
-//!   read of records' links.
+//!   read of records' links;
+//! - `select.rs`: which objects a connection's `objects:` and
+//!   `exclude_objects:` select (table names, API names, wildcards).
 
 mod connection;
 mod discover;
 pub mod links;
 pub mod plan;
+mod select;
 
-pub use connection::{Connection, wanted};
+pub use connection::Connection;
 pub use links::{Direction, LinkPlan};
 pub use plan::{Marker, ObjectPlan, ParentPlan, now_us};
+pub use select::{denied_literal, unmatched_literals, wanted, wanted_static};
 
 use crate::api;
 

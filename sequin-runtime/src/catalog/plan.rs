@@ -144,12 +144,20 @@ impl ObjectPlan {
         plan
     }
 
-    /// Template variables of the object's endpoints: `{object}` and
-    /// `{fields}` (connection params are added by the client).
+    /// Template variables of the object's endpoints: `{object}`,
+    /// `{fields}` and, when its incremental strategy follows a field,
+    /// `{cursor}` (that field's API name; connection params are added by
+    /// the client).
     pub fn vars(&self, fields_under: Option<&str>) -> crate::api::Vars {
-        crate::api::Vars::new()
+        let vars = crate::api::Vars::new()
             .with("object", self.api_name.clone())
-            .fields(self.field_names(fields_under))
+            .fields(self.field_names(fields_under));
+        match &self.incremental {
+            Incremental::UpdatedSince { field, .. } | Incremental::Search { field, .. } => {
+                vars.with("cursor", field.clone())
+            }
+            _ => vars,
+        }
     }
 
     /// API names of the columns (`{fields}` in templates), restricted to
@@ -218,6 +226,9 @@ pub fn discovered_column(
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_string();
+    if d.skip_types.iter().any(|t| t == &api_type) {
+        return None;
+    }
     let ty = spec
         .type_map
         .get(&api_type)
@@ -228,7 +239,8 @@ pub fn discovered_column(
             .and_then(|p| get_path(field, p))
             .and_then(Value::as_bool)
     };
-    let computed = d.read_only_types.iter().any(|t| t == &api_type);
+    let computed =
+        d.read_only_types.iter().any(|t| t == &api_type) || flag(&d.computed) == Some(true);
     let access = match (flag(&d.createable), flag(&d.updateable), flag(&d.read_only)) {
         _ if computed => Access::ReadOnly,
         (_, _, Some(true)) => Access::ReadOnly,

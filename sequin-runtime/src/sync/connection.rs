@@ -322,8 +322,9 @@ impl Tasks {
         match ctx.api.discover_objects().await {
             Ok(found) => {
                 let found: Vec<ObjectPlan> = found
+                    .plans
                     .into_iter()
-                    .filter(|p| ctx.api.wants(&p.table.name))
+                    .filter(|p| p.link.is_none() || ctx.api.wants(&p.table.name))
                     .collect();
                 let new: Vec<ObjectPlan> = found
                     .iter()

@@ -483,6 +483,22 @@ pub(super) fn batch_error(
     ))
 }
 
+/// An `item_body` value with `{object}` in its strings replaced by the
+/// object's API name (Salesforce's `attributes.type` of a discovered
+/// object's collection items).
+fn with_object(v: &Value, api_name: &str) -> Value {
+    match v {
+        Value::String(s) => Value::String(s.replace("{object}", api_name)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| with_object(x, api_name)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), with_object(x, api_name)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Builds and sends the batch request.
 async fn send_batch_request(
     t: &Table,
@@ -527,7 +543,8 @@ async fn send_batch_request(
                 item.insert(k.clone(), Value::String(id.clone()));
             }
             for (k, v) in &b.item_body {
-                item.entry(k.clone()).or_insert_with(|| v.clone());
+                item.entry(k.clone())
+                    .or_insert_with(|| with_object(v, &t.plan.api_name));
             }
             items.push(Value::Object(item));
         }

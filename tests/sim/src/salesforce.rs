@@ -5,7 +5,8 @@
 //! and Salesforce's error arrays `[{"message","errorCode","fields"}]`.
 //!
 //! Account, Contact, Lead and Opportunity carry the standard fields of Salesforce's Object
-//! Reference with their describe metadata; the server-computed ones (person `Name`, compound
+//! Reference with their describe metadata; 21 more standard objects and five custom objects
+//! (`catalog.rs`) fill describeGlobal, and a control route creates custom objects at run time; the server-computed ones (person `Name`, compound
 //! addresses, Opportunity probability/forecast defaults per stage, `ExpectedRevenue`, fiscal
 //! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
 //!
@@ -14,6 +15,7 @@
 //! and the sObject Get Deleted resource lists them by time (`deleted.rs`).
 
 mod deleted;
+mod catalog;
 mod ids;
 mod schema;
 mod soql;
@@ -165,6 +167,44 @@ impl Salesforce {
             .add_field(object, FieldDef::custom(name, label, field_type, length))
     }
 }
+
+impl Salesforce {
+    /// Creates a custom object as an admin would in Setup (`name` ends in `__c`), with the
+    /// standard fields of custom objects plus `fields` (API name, type, length): describeGlobal
+    /// lists it from now on.
+    pub fn create_custom_object(
+        &self,
+        name: &str,
+        label: &str,
+        fields: &[(String, FieldType, Option<u32>)],
+    ) -> Result<(), SfError> {
+        let mut org = self.org();
+        let def = catalog::runtime_object(&org, name, label, fields)?;
+        org.add_object(def)
+    }
+
+    /// The API names describeGlobal lists, queryable or not.
+    pub fn object_names(&self) -> Vec<String> {
+        self.org()
+            .object_defs()
+            .map(|d| d.name.to_owned())
+            .collect()
+    }
+
+    /// An object's describe (`GET /sobjects/{object}/describe`).
+    pub fn describe(&self, object: &str) -> Option<Value> {
+        self.org().describe(object, "v59.0").ok()
+    }
+
+    /// Ids of the live records of `object`.
+    pub fn ids(&self, object: &str) -> Vec<String> {
+        self.org().live_ids(object, usize::MAX)
+    }
+}
+
+/// Records per catalogue object (`catalog.rs`) that `seed(n)` adds: a few, whatever `n`, so
+/// benchmarks of the first four objects stay about them.
+const CATALOG_SEED: usize = 12;
 
 fn initial_refresh_token(token: &str) -> String {
     format!("5Aep861.{token}.refresh")
@@ -590,6 +630,52 @@ async fn control_add_field(
     Ok(StatusCode::CREATED.into_response())
 }
 
+#[derive(Deserialize)]
+struct CustomObjectRequest {
+    name: String,
+    label: Option<String>,
+    #[serde(default)]
+    fields: Vec<CustomObjectField>,
+}
+
+#[derive(Deserialize)]
+struct CustomObjectField {
+    name: String,
+    #[serde(rename = "type")]
+    field_type: String,
+    length: Option<u32>,
+}
+
+/// Creates a custom object, as an admin would in Setup.
+async fn control_add_object(
+    State(sim): Sim,
+    Json(request): Json<CustomObjectRequest>,
+) -> Result<Response, SfError> {
+    let mut fields = Vec::new();
+    for f in request.fields {
+        let t = FieldType::from_name(&f.field_type).ok_or_else(|| {
+            SfError::new(
+                400,
+                "INVALID_TYPE",
+                format!("unknown field type {}", f.field_type),
+            )
+        })?;
+        if !f.name.ends_with("__c") {
+            return Err(SfError::new(
+                400,
+                "INVALID_FIELD",
+                format!("Custom field names must end in __c: {}", f.name),
+            ));
+        }
+        fields.push((f.name, t, f.length));
+    }
+    let label = request
+        .label
+        .unwrap_or_else(|| request.name.trim_end_matches("__c").replace('_', " "));
+    sim.create_custom_object(&request.name, &label, &fields)?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
 async fn control_create(
     State(sim): Sim,
     Path(object): Path<String>,
@@ -900,11 +986,13 @@ impl Simulator for Salesforce {
             org.create_at("Opportunity", &as_map(fields), stamp(i))
                 .expect("seed opportunities are valid");
         }
+        catalog::seed(&mut org, n.min(CATALOG_SEED), stamp);
     }
 
     fn control_routes(self: Arc<Self>) -> Router {
         Router::new()
             .route("/salesforce/fields", post(control_add_field))
+            .route("/salesforce/objects", post(control_add_object))
             .route("/salesforce/oauth", post(control_oauth))
             .route("/salesforce/expire-tokens", post(control_expire_tokens))
             .route("/salesforce/recycle-bin", post(control_recycle_bin))

@@ -16,6 +16,7 @@ mod sync_hubspot_links;
 mod sync_restart;
 mod sync_salesforce;
 mod sync_salesforce_deletes;
+mod sync_salesforce_objects;
 mod sync_stripe;
 mod sync_stripe_account;
 mod sync_stripe_children;

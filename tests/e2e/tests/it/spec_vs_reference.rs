@@ -1338,7 +1338,8 @@ fn hubspot_schemas(spec: &Connector, problems: &mut Vec<String>) {
         return;
     };
     let schema = format!("{}.0", d.records);
-    for path in [&d.name, &d.api_name, &format!("{}.0", d.fields)] {
+    let fields = d.fields.as_deref().unwrap_or("(fields)");
+    for path in [&d.name, &d.api_name, &format!("{fields}.0")] {
         if !schema_has_path(doc, resp, &format!("{schema}.{path}")) {
             problems.push(format!("schemas: `{path}` is not in ObjectSchema"));
         }

@@ -24,6 +24,13 @@ pub enum FieldType {
     Url,
     /// A compound address (`BillingAddress`): read-only, assembled from its component fields.
     Address,
+    /// A compound geolocation (`Site__c`): read-only, assembled from its `__Latitude__s` and
+    /// `__Longitude__s` parts.
+    Location,
+    /// Binary content sent as base64 (Attachment.Body).
+    Base64,
+    /// Values of several types (the old and new values of field history).
+    AnyType,
 }
 
 impl FieldType {
@@ -45,6 +52,9 @@ impl FieldType {
             FieldType::Textarea => "textarea",
             FieldType::Url => "url",
             FieldType::Address => "address",
+            FieldType::Location => "location",
+            FieldType::Base64 => "base64",
+            FieldType::AnyType => "anyType",
         }
     }
 
@@ -80,6 +90,9 @@ impl FieldType {
             FieldType::Date => "xsd:date",
             FieldType::DateTime => "xsd:dateTime",
             FieldType::Address => "urn:address",
+            FieldType::Location => "urn:location",
+            FieldType::Base64 => "xsd:base64Binary",
+            FieldType::AnyType => "xsd:anyType",
             _ => "xsd:string",
         }
     }
@@ -111,6 +124,7 @@ impl FieldType {
             FieldType::Email | FieldType::Url | FieldType::String | FieldType::Picklist => 255,
             FieldType::Phone => 40,
             FieldType::Textarea => 32000,
+            FieldType::Base64 => 5_242_880,
             _ => 0,
         }
     }
@@ -145,10 +159,16 @@ pub struct FieldDef {
     pub compound_field_name: Option<&'static str>,
     /// describe's `extraTypeInfo` (`personname`, `imageurl`, `plaintextarea`, ...).
     pub extra_type_info: Option<&'static str>,
+    /// A formula or roll-up summary field (`calculated` in describe): its value is computed
+    /// from the record's other values on every write.
+    pub formula: Option<Formula>,
 }
 
+/// How a formula field's value follows from the record's other values.
+pub type Formula = fn(&std::collections::HashMap<String, Value>) -> Value;
+
 impl FieldDef {
-    fn new(name: &str, label: &str, field_type: FieldType) -> FieldDef {
+    pub(super) fn new(name: &str, label: &str, field_type: FieldType) -> FieldDef {
         let numeric_with_scale = matches!(
             field_type,
             FieldType::Double | FieldType::Currency | FieldType::Percent
@@ -172,6 +192,7 @@ impl FieldDef {
             reference_to: Vec::new(),
             compound_field_name: None,
             extra_type_info: None,
+            formula: None,
         }
     }
 
@@ -185,90 +206,90 @@ impl FieldDef {
         field
     }
 
-    fn length(mut self, length: u32) -> Self {
+    pub(super) fn length(mut self, length: u32) -> Self {
         self.length = length;
         self
     }
 
-    fn required(mut self) -> Self {
+    pub(super) fn required(mut self) -> Self {
         self.nillable = false;
         self
     }
 
-    fn read_only(mut self) -> Self {
+    pub(super) fn read_only(mut self) -> Self {
         self.createable = false;
         self.updateable = false;
         self
     }
 
     /// Settable on create only (e.g. Lead.IsConverted, Opportunity.ContactId).
-    fn create_only(mut self) -> Self {
+    pub(super) fn create_only(mut self) -> Self {
         self.updateable = false;
         self
     }
 
-    fn system(self) -> Self {
+    pub(super) fn system(self) -> Self {
         let mut field = self.read_only();
         field.nillable = false;
         field.defaulted_on_create = true;
         field
     }
 
-    fn defaulted(mut self) -> Self {
+    pub(super) fn defaulted(mut self) -> Self {
         self.defaulted_on_create = true;
         self
     }
 
     /// A checkbox: never null, `false` unless the create says otherwise.
-    fn flag(mut self) -> Self {
+    pub(super) fn flag(mut self) -> Self {
         self.nillable = false;
         self.defaulted_on_create = true;
         self.default_value = Some(Value::Bool(false));
         self
     }
 
-    fn default_to(mut self, value: Value) -> Self {
+    pub(super) fn default_to(mut self, value: Value) -> Self {
         self.defaulted_on_create = true;
         self.default_value = Some(value);
         self
     }
 
-    fn numeric(mut self, precision: u32, scale: u32) -> Self {
+    pub(super) fn numeric(mut self, precision: u32, scale: u32) -> Self {
         self.precision = precision;
         self.scale = scale;
         self
     }
 
-    fn digits(mut self, digits: u32) -> Self {
+    pub(super) fn digits(mut self, digits: u32) -> Self {
         self.digits = digits;
         self
     }
 
-    fn picklist(mut self, values: &[&str]) -> Self {
+    pub(super) fn picklist(mut self, values: &[&str]) -> Self {
         self.picklist_values = values.iter().map(|v| (*v).to_owned()).collect();
         self
     }
 
-    fn restricted(mut self) -> Self {
+    pub(super) fn restricted(mut self) -> Self {
         self.restricted_picklist = true;
         self
     }
 
-    fn references(self, object: &'static str) -> Self {
+    pub(super) fn references(self, object: &'static str) -> Self {
         self.references_any(&[object])
     }
 
-    fn references_any(mut self, objects: &[&'static str]) -> Self {
+    pub(super) fn references_any(mut self, objects: &[&'static str]) -> Self {
         self.reference_to = objects.to_vec();
         self
     }
 
-    fn part_of(mut self, compound: &'static str) -> Self {
+    pub(super) fn part_of(mut self, compound: &'static str) -> Self {
         self.compound_field_name = Some(compound);
         self
     }
 
-    fn extra(mut self, info: &'static str) -> Self {
+    pub(super) fn extra(mut self, info: &'static str) -> Self {
         self.extra_type_info = Some(info);
         self
     }
@@ -285,7 +306,9 @@ impl FieldDef {
     fn filterable(&self) -> bool {
         match self.field_type {
             FieldType::Textarea => self.length <= 255,
-            FieldType::Address => false,
+            FieldType::Address | FieldType::Location | FieldType::Base64 | FieldType::AnyType => {
+                false
+            }
             _ => true,
         }
     }
@@ -309,8 +332,8 @@ impl FieldDef {
             "custom": self.custom,
             // Only formula fields are `calculated`; system-computed standard fields (Contact.Name,
             // Opportunity.ExpectedRevenue) are plain read-only fields in describe.
-            "calculated": false,
-            "calculatedFormula": null,
+            "calculated": self.formula.is_some(),
+            "calculatedFormula": self.formula.map(|_| "(computed by the simulator)"),
             "defaultedOnCreate": self.defaulted_on_create,
             "defaultValue": self.default_value.as_ref().filter(|v| v.is_boolean()),
             "filterable": filterable,
@@ -345,6 +368,14 @@ pub struct ObjectDef {
     pub label_plural: &'static str,
     pub key_prefix: &'static str,
     pub fields: Vec<FieldDef>,
+    /// A custom object (`__c`).
+    pub custom: bool,
+    /// describeGlobal's `queryable` and `retrieveable` (false for event types).
+    pub queryable: bool,
+    /// describeGlobal's `createable`, `updateable` and `deletable`.
+    pub writable: bool,
+    /// An implementation restriction: a query without `WHERE` is refused with this message.
+    pub requires_filter: Option<&'static str>,
 }
 
 impl ObjectDef {
@@ -368,13 +399,13 @@ impl ObjectDef {
             "label": self.label,
             "labelPlural": self.label_plural,
             "keyPrefix": self.key_prefix,
-            "custom": false,
-            "createable": true,
-            "updateable": true,
-            "deletable": true,
-            "queryable": true,
-            "retrieveable": true,
-            "replicateable": true,
+            "custom": self.custom,
+            "createable": self.writable,
+            "updateable": self.writable,
+            "deletable": self.writable,
+            "queryable": self.queryable,
+            "retrieveable": self.queryable,
+            "replicateable": self.queryable,
             "urls": {
                 "sobject": base,
                 "describe": format!("{base}/describe"),
@@ -396,7 +427,7 @@ pub const FOREIGN_KEY_PREFIXES: &[(&str, &str)] = &[
 ];
 
 /// Fields every sObject carries first.
-fn system_fields(object: &'static str) -> Vec<FieldDef> {
+pub(super) fn system_fields(object: &'static str) -> Vec<FieldDef> {
     vec![
         FieldDef::new("Id", &format!("{object} ID"), FieldType::Id).system(),
         FieldDef::new("IsDeleted", "Deleted", FieldType::Boolean).system(),
@@ -407,14 +438,14 @@ fn system_fields(object: &'static str) -> Vec<FieldDef> {
     ]
 }
 
-fn owner(targets: &[&'static str]) -> FieldDef {
+pub(super) fn owner(targets: &[&'static str]) -> FieldDef {
     FieldDef::new("OwnerId", "Owner ID", FieldType::Reference)
         .references_any(targets)
         .required()
         .defaulted()
 }
 
-fn audit_fields() -> Vec<FieldDef> {
+pub(super) fn audit_fields() -> Vec<FieldDef> {
     vec![
         FieldDef::new("CreatedDate", "Created Date", FieldType::DateTime).system(),
         FieldDef::new("CreatedById", "Created By ID", FieldType::Reference)
@@ -438,7 +469,7 @@ fn audit_fields() -> Vec<FieldDef> {
 }
 
 /// Activity and recently-viewed dates: filled by tasks/events and the UI, never by the API.
-fn activity_fields() -> Vec<FieldDef> {
+pub(super) fn activity_fields() -> Vec<FieldDef> {
     vec![
         FieldDef::new("LastActivityDate", "Last Activity", FieldType::Date).read_only(),
         FieldDef::new("LastViewedDate", "Last Viewed Date", FieldType::DateTime).read_only(),
@@ -453,7 +484,7 @@ fn activity_fields() -> Vec<FieldDef> {
 
 /// The component fields of a compound address and the compound itself: `prefix` is `Billing`,
 /// `Mailing`, ... (empty for Lead's `Street`/`City`/... and `Address`).
-fn address_fields(prefix: &str, label: &str, compound: &'static str) -> Vec<FieldDef> {
+pub(super) fn address_fields(prefix: &str, label: &str, compound: &'static str) -> Vec<FieldDef> {
     let name = |part: &str| format!("{prefix}{part}");
     let label = |part: &str| {
         if label.is_empty() {
@@ -667,6 +698,10 @@ fn object(
         label_plural,
         key_prefix,
         fields: all,
+        custom: false,
+        queryable: true,
+        writable: true,
+        requires_filter: None,
     }
 }
 

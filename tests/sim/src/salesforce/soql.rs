@@ -293,6 +293,19 @@ impl Parser {
         }
     }
 
+    /// The object after `FROM`: any word, keywords included (Salesforce's `Order` object is
+    /// queried as `SELECT Id FROM Order`).
+    fn object_name(&mut self) -> Result<Located<String>, ParseError> {
+        let token = self.next()?;
+        match token.value {
+            Token::Word(w) => Ok(Located {
+                value: w,
+                column: token.column,
+            }),
+            _ => Err(self.unexpected(&token)),
+        }
+    }
+
     fn unsigned(&mut self) -> Result<usize, ParseError> {
         let token = self.next()?;
         match &token.value {
@@ -308,7 +321,7 @@ impl Parser {
             fields.push(self.identifier()?);
         }
         self.expect_keyword("FROM")?;
-        let object = self.identifier()?;
+        let object = self.object_name()?;
         let condition = if self.eat_keyword("WHERE") {
             Some(self.or_condition()?)
         } else {
@@ -557,6 +570,13 @@ mod tests {
         assert_eq!(error.message, "unexpected token: 'x'");
         assert!(parse("SELECT , FROM Account").is_err());
         assert!(parse("SELECT Id FROM Account WHERE Name = 'x").is_err());
+    }
+
+    #[test]
+    fn an_object_named_like_a_keyword_follows_from() {
+        let q = parse("SELECT Id FROM Order ORDER BY Id ASC").unwrap();
+        assert_eq!(q.object.value, "Order");
+        assert_eq!(q.order_by.len(), 1);
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl Org {
         Org {
             objects: standard_objects()
                 .into_iter()
+                .chain(super::catalog::objects())
                 .map(|def| SObject {
                     def,
                     records: BTreeMap::new(),
@@ -193,6 +194,41 @@ impl Org {
 
     pub fn describe(&self, object: &str, version: &str) -> Result<Value, SfError> {
         Ok(self.object(object)?.def.describe(version))
+    }
+
+    /// Adds an object (a custom object created at run time): it appears in describeGlobal and
+    /// describe, and is accepted in writes and queries.
+    pub fn add_object(&mut self, def: ObjectDef) -> Result<(), SfError> {
+        if self.object_index(def.name).is_some() {
+            return Err(SfError::bad_request(
+                "DUPLICATE_DEVELOPER_NAME",
+                format!("An object named {} already exists", def.name),
+            ));
+        }
+        self.objects.push(SObject {
+            def,
+            records: BTreeMap::new(),
+            by_modstamp: BTreeSet::new(),
+            next_sequence: 1,
+        });
+        Ok(())
+    }
+
+    /// The key prefixes in use (a new custom object takes a free one).
+    pub fn key_prefixes(&self) -> Vec<&'static str> {
+        self.objects.iter().map(|o| o.def.key_prefix).collect()
+    }
+
+    /// Stores a record the API would not let a client create (field history rows), values
+    /// taken as they are.
+    pub fn seed_raw(
+        &mut self,
+        object: &str,
+        values: HashMap<String, Value>,
+        created: i64,
+    ) -> Result<String, SfError> {
+        let index = self.object_index(object).ok_or_else(SfError::not_found)?;
+        Ok(self.insert(index, values, created))
     }
 
     /// Adds a custom field; it appears in describe and is accepted in writes and queries.
@@ -536,12 +572,22 @@ impl Org {
                     .on_fields(&[name])
                 })?;
                 if !field.reference_to.is_empty() {
+                    let foreign = |target: &&str| {
+                        FOREIGN_KEY_PREFIXES
+                            .iter()
+                            .any(|(object, prefix)| object == target && id.starts_with(prefix))
+                    };
                     let exists = field.reference_to.iter().any(|target| {
                         match self.object_index(target) {
-                            Some(index) => self.objects[index]
-                                .records
-                                .get(&id)
-                                .is_some_and(|r| !r.deleted),
+                            // The org's own user and the like are not seeded as records, so a
+                            // well-formed id of those objects stays accepted.
+                            Some(index) => {
+                                self.objects[index]
+                                    .records
+                                    .get(&id)
+                                    .is_some_and(|r| !r.deleted)
+                                    || foreign(target)
+                            }
                             // Users, campaigns, ... are not simulated; a well-formed id with
                             // the target's key prefix is accepted.
                             None => FOREIGN_KEY_PREFIXES
@@ -559,6 +605,8 @@ impl Org {
                 }
                 Value::String(id)
             }
+            FieldType::Base64 => Value::String(value.as_str().ok_or_else(parse_error)?.to_owned()),
+            FieldType::AnyType => value.clone(),
             _ => return Err(parse_error()),
         };
         Ok(normalized)
@@ -720,6 +768,20 @@ impl Org {
         self.objects
             .iter()
             .position(|o| id.starts_with(o.def.key_prefix))
+    }
+
+    /// The ids of up to `k` live records of `object`, oldest first.
+    pub fn live_ids(&self, object: &str, k: usize) -> Vec<String> {
+        self.object(object)
+            .map(|o| {
+                o.records
+                    .iter()
+                    .filter(|(_, r)| !r.deleted)
+                    .map(|(id, _)| id.clone())
+                    .take(k)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Number of records of an object (deleted ones only when asked).
@@ -950,6 +1012,12 @@ impl Org {
             )
         })?;
         let sobject = &self.objects[index];
+        if let (Some(message), None) = (sobject.def.requires_filter, &parsed.condition) {
+            return Err(SfError::bad_request(
+                "MALFORMED_QUERY",
+                format!("Implementation restriction: {message}"),
+            ));
+        }
         let resolve = |name: &soql::Located<String>| -> Result<&FieldDef, SfError> {
             sobject.field(&name.value).ok_or_else(|| {
                 query_error(
@@ -1315,6 +1383,7 @@ fn derive_computed(def: &ObjectDef, values: &mut Values) {
         };
         values.insert(compound.name.clone(), value);
     }
+    super::catalog::derive_catalog(def, values);
     match def.name {
         "Contact" => {
             let bounced = ["EmailBouncedReason", "EmailBouncedDate"]

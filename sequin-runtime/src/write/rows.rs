@@ -421,6 +421,7 @@ mod tests {
             time_format: Default::default(),
             stringly: false,
             merge_keys: false,
+            external_id: false,
         }
     }
 

@@ -235,7 +235,7 @@ fn internal(api: &str, what: &str) -> WriteError {
 /// The client's statement without its RETURNING clause, with the client's
 /// parameters, when it has one (RETURNING is computed once, over the
 /// final rows, after the API's answer: a volatile expression in it runs
-/// once).
+/// once), and without its ON CONFLICT clause (the API's upsert decides).
 pub struct Stripped {
     sql: String,
     types: Vec<u32>,
@@ -259,7 +259,10 @@ async fn statement_without_returning(
     sql_text: &str,
     shape: &Shape,
 ) -> Result<Option<Stripped>, Stop> {
-    let Some(at) = shape.returning_at else {
+    // An ON CONFLICT clause is the API's upsert (`upsert.rs`): the rows
+    // are inserted without it. It comes last but for RETURNING.
+    let conflict = shape.on_conflict.as_ref();
+    let Some(at) = conflict.map(|c| c.start).or(shape.returning_at) else {
         return Ok(None);
     };
     let sql = sql_text
@@ -278,7 +281,7 @@ async fn statement_without_returning(
     // Parameters used only by RETURNING get their types from the server's
     // view of the client's statement; the others are typed by their use in
     // the text kept, as in the client's own.
-    let mut types = if shape.returning_params {
+    let mut types = if shape.returning_params || conflict.is_some_and(|c| c.params) {
         ctx.describe_statement(&bind.statement).await?
     } else {
         st.param_types.clone()

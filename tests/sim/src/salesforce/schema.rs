@@ -145,6 +145,10 @@ pub struct FieldDef {
     pub compound_field_name: Option<&'static str>,
     /// describe's `extraTypeInfo` (`personname`, `imageurl`, `plaintextarea`, ...).
     pub extra_type_info: Option<&'static str>,
+    /// An External ID: upserts may go by it (`externalId` in describe).
+    pub external_id: bool,
+    /// Values are unique among the object's records (`unique` in describe).
+    pub unique: bool,
 }
 
 impl FieldDef {
@@ -172,6 +176,8 @@ impl FieldDef {
             reference_to: Vec::new(),
             compound_field_name: None,
             extra_type_info: None,
+            external_id: false,
+            unique: false,
         }
     }
 
@@ -316,8 +322,8 @@ impl FieldDef {
             "filterable": filterable,
             "sortable": filterable,
             "groupable": filterable && !self.field_type.is_numeric() && self.field_type != FieldType::DateTime,
-            "unique": false,
-            "externalId": false,
+            "unique": self.unique,
+            "externalId": self.external_id,
             "idLookup": self.field_type == FieldType::Id,
             "nameField": self.name == "Name",
             "compoundFieldName": self.compound_field_name,

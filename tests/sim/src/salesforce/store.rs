@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
+mod upsert;
+mod validation;
+
+pub use upsert::UpsertOutcome;
+pub use validation::ValidationRule;
+
 use super::ids;
 use super::schema::{
     FORECAST_CATEGORIES, FOREIGN_KEY_PREFIXES, FieldDef, FieldType, ObjectDef, STAGES,
@@ -140,6 +146,8 @@ pub struct Org {
     refresh_tokens: HashSet<String>,
     next_token: u64,
     clock: Clock,
+    /// Validation rules, checked on every create and update (`validation.rs`).
+    validation_rules: Vec<ValidationRule>,
 }
 
 /// Formats epoch milliseconds the way Salesforce renders datetimes (`2024-01-01T00:00:00.000+0000`).
@@ -172,6 +180,7 @@ impl Org {
             refresh_tokens: HashSet::from([refresh_token.to_owned()]),
             next_token: 1,
             clock,
+            validation_rules: Vec::new(),
         }
     }
 
@@ -336,6 +345,7 @@ impl Org {
             )
             .on_fields(&missing));
         }
+        self.check_rules(object, &values)?;
         Ok(values)
     }
 
@@ -357,6 +367,7 @@ impl Org {
             Some(record) if record.deleted => Err(SfError::entity_is_deleted()),
             Some(_) => {
                 let values = self.validate_values(sobject, input, false)?;
+                self.check_rules_on_update(object, &id, &values)?;
                 Ok((id, values))
             }
         }

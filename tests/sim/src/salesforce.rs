@@ -131,6 +131,22 @@ impl Salesforce {
         self.org()
             .add_field(object, FieldDef::custom(name, label, field_type, length))
     }
+
+    /// Adds a text custom field marked External ID (and unique) to an
+    /// object: upserts may go by it.
+    pub fn add_external_id_field(&self, object: &str, name: &str) -> Result<(), SfError> {
+        let mut field = FieldDef::custom(name, name, FieldType::String, Some(80));
+        field.external_id = true;
+        field.unique = true;
+        self.org().add_field(object, field)
+    }
+
+    /// Adds a validation rule (the control route's JSON: `upsert.rs`).
+    pub fn add_validation_rule(&self, rule: Value) -> Result<(), SfError> {
+        let rule = serde_json::from_value(rule)
+            .map_err(|e| SfError::new(400, "INVALID_INPUT", e.to_string()))?;
+        self.org().add_validation_rule(rule)
+    }
 }
 
 fn initial_refresh_token(token: &str) -> String {

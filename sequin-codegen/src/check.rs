@@ -1341,15 +1341,15 @@ impl Semantic {
                 self.err(
                     fp.clone(),
                     format!("external id `{}` must be a string or integer field", f.name),
-                    None,
+                    Some("use `type: string` or `type: integer`".into()),
                 );
             }
             if matches!(f.access, Access::ReadOnly | Access::UpdateOnly) || f.name == o.primary_key
             {
                 self.err(
                     fp,
-                    format!("external id `{}` must be settable on create (writable or create_only), and not the primary key", f.name),
-                    None,
+                    format!("external id `{}` must be settable on create, and not the primary key", f.name),
+                    Some("set `access: writable` (or `create_only`) on another field than the primary key".into()),
                 );
             }
         }

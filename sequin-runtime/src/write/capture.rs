@@ -40,7 +40,8 @@ pub struct Captured {
 }
 
 /// Runs the client's statement and reads what it changed. `after` is the
-/// session's high-water mark of capture rows.
+/// session's high-water mark of capture rows; `upsert`: its ON CONFLICT
+/// clause is the API's upsert, and the rows are inserted without it.
 pub async fn run(
     ctx: &mut InterceptContext<'_>,
     st: &Intercepted,
@@ -48,8 +49,9 @@ pub async fn run(
     shape: &Shape,
     table: &Table,
     after: i64,
+    upsert: bool,
 ) -> Result<Captured, Stop> {
-    let stripped = statement_without_returning(ctx, st, sql_text, shape).await?;
+    let stripped = statement_without_returning(ctx, st, sql_text, shape, upsert).await?;
     let statement = match (&stripped, st.protocol, &st.bind) {
         (Some(s), _, _) => Step::Query(s.query()),
         (None, Protocol::Extended, Some(bind)) => Step::Portal(&bind.portal),
@@ -258,11 +260,19 @@ async fn statement_without_returning(
     st: &Intercepted,
     sql_text: &str,
     shape: &Shape,
+    upsert: bool,
 ) -> Result<Option<Stripped>, Stop> {
-    // An ON CONFLICT clause is the API's upsert (`upsert.rs`): the rows
-    // are inserted without it. It comes last but for RETURNING.
+    // An ON CONFLICT clause that is the API's upsert (`upsert.rs`): the
+    // rows are inserted without it (it comes last but for RETURNING).
+    // Any other (the primary key's) stays, but the client's portal cannot
+    // run it: the proxy prepared it without the clause.
     let conflict = shape.on_conflict.as_ref();
-    let Some(at) = conflict.map(|c| c.start).or(shape.returning_at) else {
+    let at = match conflict {
+        Some(c) if upsert => Some(c.start),
+        Some(_) => Some(shape.returning_at.unwrap_or(sql_text.len())),
+        None => shape.returning_at,
+    };
+    let Some(at) = at else {
         return Ok(None);
     };
     let sql = sql_text

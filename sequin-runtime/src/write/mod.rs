@@ -275,7 +275,7 @@ impl WriteThrough {
         let (table, op) = check::check(&self.inner.catalog, st, writes).await?;
         // INSERT ... ON CONFLICT: the API's upsert, or refused.
         let upsert = match &stmt.shape.on_conflict {
-            Some(clause) => Some(upsert::target(&table, clause)?),
+            Some(clause) => upsert::target(&table, clause)?,
             None => None,
         };
         let journal = self.journal().await.map_err(|e| {
@@ -314,7 +314,16 @@ impl WriteThrough {
             journal,
         } = run;
         let after = ctx.local::<Session>().last_capture;
-        let captured = capture::run(ctx, st, &stmt.sql, &stmt.shape, table, after).await?;
+        let captured = capture::run(
+            ctx,
+            st,
+            &stmt.sql,
+            &stmt.shape,
+            table,
+            after,
+            upsert.is_some(),
+        )
+        .await?;
         let paths = path::of_changes(table, &captured.changes)?;
         let mut ops = rows::plan(table, &captured.changes)?;
         if let Some(target) = &upsert {

@@ -52,8 +52,17 @@ fn external_ids(table: &Table) -> Vec<String> {
 }
 
 /// Checks an INSERT's ON CONFLICT clause against the table: the upsert
-/// target, or the refusal that names what would work.
-pub fn target(table: &Table, clause: &OnConflict) -> Result<Target, WriteError> {
+/// target, `None` when the target is the primary key (the synced rows hold
+/// the API's ids, so Postgres decides: a row it finds is updated at the
+/// API, the others created), or the refusal that names what would work.
+pub fn target(table: &Table, clause: &OnConflict) -> Result<Option<Target>, WriteError> {
+    let pk = &table.plan.table.columns[table.plan.table.primary_key].name;
+    if clause.constraint.is_none()
+        && !clause.target_where
+        && matches!(clause.target.as_slice(), [Some(c)] if c == &**pk)
+    {
+        return Ok(None);
+    }
     let ids = external_ids(table);
     let name = format!("{}.{}", table.connection, table.plan.table.name);
     let refuse = |what: String| {
@@ -67,33 +76,23 @@ pub fn target(table: &Table, clause: &OnConflict) -> Result<Target, WriteError> 
     };
     let works = if ids.is_empty() {
         format!(
-            "{name} has no external id column, so ON CONFLICT cannot become an upsert at the API"
+            "{name} has no external id column, so ON CONFLICT cannot become an upsert at the API; only ON CONFLICT ({pk}) works (the API's id, matched against the synced rows)"
         )
     } else {
         format!(
-            "the columns that would work: {} (external ids, upserted by the API)",
+            "the columns that would work: {} (external ids, upserted by the API), or ON CONFLICT ({pk}) (the API's id, matched against the synced rows)",
             ids.iter()
                 .map(|c| format!("ON CONFLICT ({c}) DO UPDATE"))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
     };
+    let target_text = target_text(clause);
     if table.plan.endpoints.upsert.is_none() || ids.is_empty() {
         return Err(refuse(format!(
-            "INSERT ... ON CONFLICT on {name} cannot be written through: {works}"
+            "INSERT ... ON CONFLICT {target_text} on {name} cannot be written through: {works}"
         )));
     }
-    let target_text = match (&clause.constraint, clause.target.as_slice()) {
-        (Some(c), _) => format!("ON CONSTRAINT {c}"),
-        (None, []) => "no conflict target".to_string(),
-        (None, cols) => format!(
-            "({})",
-            cols.iter()
-                .map(|c| c.as_deref().unwrap_or("<expression>"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
     let column = match (&clause.constraint, clause.target.as_slice()) {
         (None, [Some(c)]) => ids.iter().find(|id| *id == c),
         _ => None,
@@ -116,7 +115,22 @@ pub fn target(table: &Table, clause: &OnConflict) -> Result<Target, WriteError> 
         .iter()
         .position(|c| &*c.name == column)
         .expect("an external id is a column");
-    Ok(Target { column: index })
+    Ok(Some(Target { column: index }))
+}
+
+/// The conflict target as the statement wrote it.
+fn target_text(clause: &OnConflict) -> String {
+    match (&clause.constraint, clause.target.as_slice()) {
+        (Some(c), _) => format!("ON CONSTRAINT {c}"),
+        (None, []) => "without a target".to_string(),
+        (None, cols) => format!(
+            "({})",
+            cols.iter()
+                .map(|c| c.as_deref().unwrap_or("<expression>"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// `DO UPDATE SET` must be what the API's upsert does: every inserted

@@ -1605,7 +1605,7 @@ fn compare_for_order(
 mod tests {
     use super::*;
 
-    fn org() -> Org {
+    pub(super) fn org() -> Org {
         Org::new(
             Clock::new(),
             OAuthSettings {

@@ -212,3 +212,141 @@ impl Org {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::org;
+    use super::*;
+    use crate::salesforce::schema::{FieldDef, FieldType};
+
+    fn with_external_id() -> Org {
+        let mut o = org();
+        let mut f = FieldDef::custom("Ext__c", "Ext", FieldType::String, Some(80));
+        f.external_id = true;
+        o.add_field("Account", f).unwrap();
+        o
+    }
+
+    fn fields(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn single_upsert_creates_then_updates_and_several_matches_are_refused() {
+        let mut o = with_external_id();
+        let UpsertOutcome::Done(id, true) = o
+            .upsert("Account", "Ext__c", "E1", &fields(json!({"Name": "A"})))
+            .unwrap()
+        else {
+            panic!("created")
+        };
+        let UpsertOutcome::Done(again, false) = o
+            .upsert("Account", "ext__c", "e1", &fields(json!({"Name": "B"})))
+            .unwrap()
+        else {
+            panic!("updated")
+        };
+        assert_eq!(again, id, "matched without regard to case");
+        assert_eq!(o.get("Account", &id, "v59.0").unwrap()["Name"], "B");
+        let body_with_key = o.upsert("Account", "Ext__c", "E1", &fields(json!({"Ext__c": "E1"})));
+        assert_eq!(body_with_key.err().unwrap().error_code, "INVALID_FIELD");
+        let not_external = o.upsert("Account", "Name", "B", &fields(json!({})));
+        assert_eq!(not_external.err().unwrap().status, 404);
+        o.create("Account", &fields(json!({"Name": "C", "Ext__c": "E1"})))
+            .unwrap();
+        assert!(matches!(
+            o.upsert("Account", "Ext__c", "E1", &fields(json!({"Name": "D"}))).unwrap(),
+            UpsertOutcome::Multiple(ids) if ids.len() == 2
+        ));
+    }
+
+    #[test]
+    fn collection_upsert_reports_created_and_rolls_back_all_or_none() {
+        let mut o = with_external_id();
+        let rec = |ext: &str, name: &str| json!({"attributes": {"type": "Account"}, "Ext__c": ext, "Name": name});
+        let r = o
+            .collection_upsert(
+                "Account",
+                "Ext__c",
+                &[rec("X1", "One"), rec("X2", "Two")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(r[0]["created"], true);
+        assert_eq!(r[1]["created"], true);
+        let before = o.count("Account", false);
+        let r = o
+            .collection_upsert(
+                "Account",
+                "Ext__c",
+                &[rec("X1", "One'"), rec("X3", "Three"), rec("X3", "Dup")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            r[2]["errors"][0]["statusCode"], "DUPLICATE_EXTERNAL_ID",
+            "{r:?}"
+        );
+        assert_eq!(
+            r[0]["errors"][0]["statusCode"],
+            "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+        );
+        assert_eq!(o.count("Account", false), before, "nothing applied");
+        let r = o
+            .collection_upsert(
+                "Account",
+                "Ext__c",
+                &[rec("X1", "One'"), rec("X3", "Three")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            (r[0]["created"].clone(), r[1]["created"].clone()),
+            (json!(false), json!(true))
+        );
+    }
+
+    #[test]
+    fn validation_rules_refuse_creates_updates_and_upserts() {
+        let mut o = with_external_id();
+        o.add_validation_rule(
+            serde_json::from_value(json!({
+                "object": "Account", "name": "R", "field": "NumberOfEmployees",
+                "condition": "less_than", "value": 0,
+                "errorMessage": "no negatives", "errorField": "NumberOfEmployees"
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let e = o
+            .create(
+                "Account",
+                &fields(json!({"Name": "A", "NumberOfEmployees": -1})),
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.to_json(),
+            json!({"message": "no negatives", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": ["NumberOfEmployees"]})
+        );
+        let id = o
+            .create(
+                "Account",
+                &fields(json!({"Name": "A", "NumberOfEmployees": 1})),
+            )
+            .unwrap();
+        let e = o
+            .update("Account", &id, &fields(json!({"NumberOfEmployees": -2})))
+            .unwrap_err();
+        assert_eq!(e.error_code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+        let e = o
+            .upsert(
+                "Account",
+                "Ext__c",
+                "V",
+                &fields(json!({"Name": "V", "NumberOfEmployees": -3})),
+            )
+            .err()
+            .unwrap();
+        assert_eq!(e.error_code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+    }
+}

@@ -17,7 +17,7 @@ use std::path::Path;
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
     Access, Auth, BatchEndpoint, Connector, DeleteDetection, DeleteWindow, Endpoint, Endpoints,
-    EventsFallback, Field, FieldType, Incremental, Links, Object, Pagination, Parent,
+    EventsFallback, Field, FieldType, Incremental, Links, Object, Pagination, Parent, Upsert,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -197,6 +197,10 @@ struct Semantic {
 /// Placeholders every template may use besides connection params and fields.
 const BUILTIN_PLACEHOLDERS: &[&str] = &["id", "object", "fields", "since", "cursor"];
 
+/// The placeholders an upsert endpoint's path takes: the external id field
+/// (its API name) and, for a single record, its value.
+const UPSERT_PLACEHOLDERS: [&str; 2] = ["external_field", "external_value"];
+
 impl Semantic {
     fn err(&mut self, pointer: impl Into<String>, msg: impl Into<String>, fix: Option<String>) {
         self.problems.push((pointer.into(), false, msg.into(), fix));
@@ -299,6 +303,13 @@ impl Semantic {
                 );
             }
             self.fields(&format!("{base}/fixed_fields"), &d.fixed_fields);
+            if d.endpoints.upsert.is_some() && d.field.external_id.is_none() {
+                self.err(
+                    format!("{base}/endpoints/upsert"),
+                    "discovered objects with an upsert endpoint need `field.external_id` (how a discovered field says it is an external id)",
+                    Some("e.g. `external_id: externalId`".into()),
+                );
+            }
             let fields: BTreeSet<&str> = fixed.clone();
             self.endpoints(
                 &format!("{base}/endpoints"),
@@ -933,6 +944,7 @@ impl Semantic {
             &fields,
             false,
         );
+        self.external_ids(base, o);
         let e = &o.endpoints;
         let can_create = e.create.is_some() || e.batch_create.is_some();
         let can_update = e.update.is_some() || e.batch_update.is_some();
@@ -1371,6 +1383,140 @@ impl Semantic {
                     );
                 }
             }
+        }
+        if let Some(u) = &e.upsert {
+            self.upsert(&format!("{base}/upsert"), u, params, fields);
+        }
+    }
+
+    /// An upsert endpoint: its paths name the external id field (and the
+    /// single one its value), and its answer says whether a record was
+    /// created.
+    fn upsert(&mut self, base: &str, u: &Upsert, params: &BTreeSet<&str>, fields: &BTreeSet<&str>) {
+        let mut with_external = params.clone();
+        with_external.extend(UPSERT_PLACEHOLDERS);
+        if u.single.is_none() && u.batch.is_none() {
+            self.err(
+                base.to_string(),
+                "an upsert needs a `single` or a `batch` endpoint",
+                Some("declare `single:` (one record) and/or `batch:` (several)".into()),
+            );
+        }
+        if let Some(ep) = &u.single {
+            self.template(
+                &format!("{base}/single/path"),
+                &ep.path,
+                &with_external,
+                fields,
+                true,
+            );
+            for needed in UPSERT_PLACEHOLDERS {
+                if !ep.path.contains(&format!("{{{needed}}}")) {
+                    self.err(
+                        format!("{base}/single/path"),
+                        format!(
+                            "the single upsert endpoint `{}` does not name `{{{needed}}}`",
+                            ep.path
+                        ),
+                        Some("e.g. `/sobjects/{object}/{external_field}/{external_value}`".into()),
+                    );
+                }
+            }
+            if u.created.is_none() && u.created_status.is_none() {
+                self.err(
+                    base.to_string(),
+                    "the single upsert's answer must say whether it created the record",
+                    Some("declare `created:` (a boolean in the answer) or `created_status:` (e.g. 201)".into()),
+                );
+            }
+        }
+        if let Some(b) = &u.batch {
+            self.template(
+                &format!("{base}/batch/path"),
+                &b.endpoint.path,
+                &with_external,
+                fields,
+                true,
+            );
+            if b.endpoint.path.contains("{external_value}") {
+                self.err(
+                    format!("{base}/batch/path"),
+                    "a batch upsert carries each record's external id in its item, not in the path",
+                    Some("remove `{external_value}` from the batch path".into()),
+                );
+            }
+            if b.items.is_none() {
+                self.err(
+                    format!("{base}/batch"),
+                    "a batch upsert needs `items` (the key of the record array)",
+                    Some("e.g. `items: records`".into()),
+                );
+            }
+            if b.max_size < 2 {
+                self.err(
+                    format!("{base}/batch/max_size"),
+                    format!("a batch of at most {} is not a batch", b.max_size),
+                    Some("use the single upsert endpoint instead".into()),
+                );
+            }
+            if u.created.is_none() {
+                self.err(
+                    base.to_string(),
+                    "a batch upsert's results must say which records were created",
+                    Some("declare `created:` (the boolean of each result, e.g. `created`)".into()),
+                );
+            }
+        }
+    }
+
+    /// External ids: each is a string or integer field that may be set,
+    /// of an object with an upsert endpoint; an upsert has an external id
+    /// (declared, or discovered through `discovered_fields.field.external_id`).
+    fn external_ids(&mut self, base: &str, o: &Object) {
+        let discovered = o
+            .discovered_fields
+            .as_ref()
+            .is_some_and(|d| d.field.external_id.is_some());
+        let declared: Vec<(usize, &Field)> = o
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.external_id)
+            .collect();
+        for (i, f) in &declared {
+            let fp = format!("{base}/fields/{i}/external_id");
+            if o.endpoints.upsert.is_none() {
+                self.err(
+                    fp.clone(),
+                    format!(
+                        "field `{}` is an external id but object `{}` has no upsert endpoint",
+                        f.name, o.name
+                    ),
+                    Some("declare endpoints.upsert, or remove `external_id`".into()),
+                );
+            }
+            if !matches!(f.ty, FieldType::String | FieldType::Integer) {
+                self.err(
+                    fp.clone(),
+                    format!("external id `{}` must be a string or integer field", f.name),
+                    Some("use `type: string` or `type: integer`".into()),
+                );
+            }
+            if matches!(f.access, Access::ReadOnly | Access::UpdateOnly) || f.name == o.primary_key
+            {
+                self.err(
+                    fp,
+                    format!("external id `{}` must be settable on create, and not the primary key", f.name),
+                    Some("set `access: writable` (or `create_only`) on another field than the primary key".into()),
+                );
+            }
+        }
+        if o.endpoints.upsert.is_some() && declared.is_empty() && !discovered {
+            self.err(
+                format!("{base}/endpoints/upsert"),
+                format!("object `{}` has an upsert endpoint but no external id field", o.name),
+                Some("mark a field `external_id: true`, or set `discovered_fields.field.external_id`".into()),
+            );
         }
     }
 

@@ -156,6 +156,22 @@ fn operations(o: &Object) -> String {
             o.max_rows_per_write
         ));
     }
+    if e.upsert.is_some() {
+        let by: Vec<&str> = o
+            .fields
+            .iter()
+            .filter(|f| f.external_id)
+            .map(|f| f.name.as_str())
+            .collect();
+        let by = if by.is_empty() {
+            "an external id field the API describes".to_string()
+        } else {
+            by.join(", ")
+        };
+        s.push_str(&format!(
+            "; INSERT ... ON CONFLICT (<external id>) DO UPDATE upserts by {by}"
+        ));
+    }
     s
 }
 

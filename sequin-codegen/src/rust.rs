@@ -197,6 +197,9 @@ fn struct_field(f: &Field, primary_key: bool) -> TokenStream {
     if f.stringly {
         attrs.push(quote!(stringly));
     }
+    if f.external_id {
+        attrs.push(quote!(external_id));
+    }
     if f.merge == Some(sequin_spec::model::Merge::Keys) {
         attrs.push(quote!(merge_keys));
     }

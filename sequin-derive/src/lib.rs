@@ -120,6 +120,7 @@ struct FieldSpec {
     time_format: Option<syn::Ident>,
     stringly: bool,
     merge_keys: bool,
+    external_id: bool,
     primary_key: bool,
 }
 
@@ -138,6 +139,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
     let mut time_format = None;
     let mut stringly = false;
     let mut merge_keys = false;
+    let mut external_id = false;
     let mut primary_key = false;
     let mut seen = false;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("sequin")) {
@@ -164,6 +166,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
                 "required_on_create" => required_on_create = true,
                 "stringly" => stringly = true,
                 "merge_keys" => merge_keys = true,
+                "external_id" => external_id = true,
                 "primary_key" => primary_key = true,
                 "max_length" => max_length = Some(meta.value()?.parse::<LitInt>()?.base10_parse()?),
                 "pattern" => pattern = Some(string(&meta)?.value()),
@@ -177,7 +180,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
                     return Err(meta.error(format!(
                         "unknown sequin field attribute `{key}`; expected one of: api, path, ty, access, \
                          nullable, required_on_create, format, max_length, values, pattern, time_format, \
-                         stringly, merge_keys, primary_key"
+                         stringly, merge_keys, external_id, primary_key"
                     )));
                 }
             }
@@ -218,6 +221,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<FieldSpec> {
         time_format,
         stringly,
         merge_keys,
+        external_id,
         primary_key,
     })
 }
@@ -302,6 +306,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
             max_length,
             stringly,
             merge_keys,
+            external_id,
             ..
         } = s;
         let path = s.path.clone().unwrap_or_else(|| api.clone());
@@ -329,6 +334,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, syn::Error> {
                 time_format: ::sequin_spec::model::TimeFormat::#tf,
                 stringly: #stringly,
                 merge_keys: #merge_keys,
+                external_id: #external_id,
             }
         }
     });

@@ -4,8 +4,8 @@
 //!
 //! For a statement that writes a synced table, it also records what
 //! write-through needs of its text ([`Shape`]: the target's alias and the
-//! RETURNING clause), from the same parse tree and the statement's tokens,
-//! so nothing downstream parses SQL again.
+//! RETURNING clause, an INSERT's ON CONFLICT clause), from the same parse
+//! tree and the statement's tokens, so nothing downstream parses SQL again.
 //!
 //! Only text that passes [`SyncedSet::may_mention`] is parsed, and results are
 //! cached by statement text (the prepared-statement-name cache lives in the
@@ -87,6 +87,36 @@ pub struct Shape {
     /// The name the statement gives the target table (its alias, else the
     /// table's name), which RETURNING expressions refer to.
     pub alias: String,
+    /// An INSERT's `ON CONFLICT` clause, if it has one.
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// An INSERT's `ON CONFLICT` clause: what write-through turns into the
+/// API's upsert (or refuses, naming what would work).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OnConflict {
+    /// The conflict target's columns (`ON CONFLICT (a, b)`), as Postgres
+    /// resolves the names; an expression in it is kept as `None`.
+    pub target: Vec<Option<String>>,
+    /// `ON CONFLICT ON CONSTRAINT name`.
+    pub constraint: Option<String>,
+    /// The target has a `WHERE` (a partial index's predicate).
+    pub target_where: bool,
+    /// `DO UPDATE` (else `DO NOTHING`).
+    pub update: bool,
+    /// `DO UPDATE SET`'s assignments: each column, with the column of
+    /// `EXCLUDED` it takes when the value is just `EXCLUDED.<column>`.
+    pub set: Vec<(String, Option<String>)>,
+    /// `DO UPDATE SET ... WHERE`.
+    pub update_where: bool,
+    /// The INSERT's column list (empty when it names none).
+    pub insert_columns: Vec<String>,
+    /// Where the clause starts and ends in the statement's text: the
+    /// statement without it is the text before `start` and from `end`.
+    pub start: usize,
+    pub end: usize,
+    /// Whether the clause uses `$n` parameters.
+    pub params: bool,
 }
 
 /// The classification of a whole query string.
@@ -194,13 +224,33 @@ pub fn shape(sql: &str, node: Option<&NodeEnum>) -> Shape {
     };
     let mut depth = 0i32;
     let mut at = None;
+    let mut conflict_at = None;
     for (i, t) in scan.tokens.iter().enumerate() {
         match Token::try_from(t.token) {
             Ok(Token::Ascii40) => depth += 1,
             Ok(Token::Ascii41) => depth -= 1,
             Ok(Token::Returning) if depth == 0 => at = Some(i),
+            Ok(Token::On)
+                if depth == 0
+                    && scan.tokens.get(i + 1).map(|n| Token::try_from(n.token))
+                        == Some(Ok(Token::Conflict)) =>
+            {
+                conflict_at = Some(i)
+            }
             _ => {}
         }
+    }
+    if let (Some(NodeEnum::InsertStmt(s)), Some(c)) = (node, conflict_at) {
+        out.on_conflict = s.on_conflict_clause.as_deref().map(|clause| {
+            let end = at
+                .map(|i| scan.tokens[i].start as usize)
+                .unwrap_or_else(|| sql.trim_end().trim_end_matches(';').len());
+            let start = scan.tokens[c].start as usize;
+            let params = scan.tokens[c..at.unwrap_or(scan.tokens.len())]
+                .iter()
+                .any(|t| Token::try_from(t.token) == Ok(Token::Param));
+            on_conflict(clause, &s.cols, (start, end), params)
+        });
     }
     if let Some(i) = at {
         out.returning_at = usize::try_from(scan.tokens[i].start).ok();
@@ -217,6 +267,80 @@ pub fn shape(sql: &str, node: Option<&NodeEnum>) -> Shape {
         ));
     }
     out
+}
+
+/// What an `ON CONFLICT` clause says, from its parse tree.
+fn on_conflict(
+    clause: &pg_query::protobuf::OnConflictClause,
+    cols: &[pg_query::protobuf::Node],
+    (start, end): (usize, usize),
+    params: bool,
+) -> OnConflict {
+    use pg_query::protobuf::OnConflictAction;
+    let infer = clause.infer.as_deref();
+    let target = infer
+        .map(|i| {
+            i.index_elems
+                .iter()
+                .map(|e| match &e.node {
+                    Some(NodeEnum::IndexElem(x)) if x.expr.is_none() => Some(x.name.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let set = clause
+        .target_list
+        .iter()
+        .filter_map(|t| match &t.node {
+            Some(NodeEnum::ResTarget(r)) => Some((r.name.clone(), excluded_column(r))),
+            _ => None,
+        })
+        .collect();
+    let insert_columns = cols
+        .iter()
+        .filter_map(|c| match &c.node {
+            Some(NodeEnum::ResTarget(r)) => Some(r.name.clone()),
+            _ => None,
+        })
+        .collect();
+    OnConflict {
+        target,
+        constraint: infer.map(|i| i.conname.clone()).filter(|n| !n.is_empty()),
+        target_where: infer.is_some_and(|i| i.where_clause.is_some()),
+        update: clause.action == OnConflictAction::OnconflictUpdate as i32,
+        set,
+        update_where: clause.where_clause.is_some(),
+        insert_columns,
+        start,
+        end,
+        params,
+    }
+}
+
+/// The column of `EXCLUDED` an assignment takes, when its value is just
+/// `EXCLUDED.<column>` (and it assigns a whole column, no subscript).
+fn excluded_column(r: &pg_query::protobuf::ResTarget) -> Option<String> {
+    if !r.indirection.is_empty() {
+        return None;
+    }
+    let Some(NodeEnum::ColumnRef(c)) = r.val.as_deref().and_then(|v| v.node.as_ref()) else {
+        return None;
+    };
+    let names: Vec<&str> = c
+        .fields
+        .iter()
+        .filter_map(|f| match &f.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [table, column] if *table == "excluded" && names.len() == c.fields.len() => {
+            Some(column.to_string())
+        }
+        _ => None,
+    }
 }
 
 /// The RETURNING list's text from `pos` on. `schema.table.column` (as ORMs
@@ -648,6 +772,70 @@ mod tests {
         let s = shape_of("delete from s.t where id = $1");
         assert_eq!(s.returning, None);
         assert_eq!(s.alias, "t");
+    }
+
+    #[test]
+    fn on_conflict_do_update_records_target_assignments_and_span() {
+        let sql = "INSERT INTO salesforce.account AS a (name, ext__c) VALUES ($1, $2) \
+                   ON CONFLICT (Ext__c) DO UPDATE SET name = EXCLUDED.name, \"Ext__c\" = excluded.\"Ext__c\" \
+                   RETURNING a.id;";
+        let s = shape_of(sql);
+        let c = s.on_conflict.expect("an ON CONFLICT clause");
+        assert_eq!(c.target, [Some("ext__c".to_string())]);
+        assert!(c.update && !c.update_where && !c.target_where && !c.params);
+        assert_eq!(c.constraint, None);
+        assert_eq!(
+            c.set,
+            [
+                ("name".to_string(), Some("name".to_string())),
+                ("Ext__c".to_string(), Some("Ext__c".to_string()))
+            ]
+        );
+        assert_eq!(c.insert_columns, ["name", "ext__c"]);
+        let without = format!("{}{}", &sql[..c.start], &sql[c.end..]);
+        assert_eq!(
+            without,
+            "INSERT INTO salesforce.account AS a (name, ext__c) VALUES ($1, $2) RETURNING a.id;"
+        );
+        assert_eq!(s.returning.as_deref(), Some("a.id"));
+        assert_eq!(s.returning_at, Some(c.end));
+    }
+
+    #[test]
+    fn on_conflict_variants() {
+        let s = shape_of("insert into s.t (k) values ('x') on conflict do nothing");
+        let c = s.on_conflict.expect("clause");
+        assert!(!c.update && c.target.is_empty());
+        assert_eq!(
+            c.end,
+            "insert into s.t (k) values ('x') on conflict do nothing".len()
+        );
+        assert_eq!(
+            &"insert into s.t (k) values ('x') on conflict do nothing"[c.start..],
+            "on conflict do nothing"
+        );
+        let c = shape_of(
+            "insert into s.t (k, n) values ('x', 1) on conflict (k) where n > 0 do update set n = t.n + $3 where t.n < 5",
+        )
+        .on_conflict
+        .expect("clause");
+        assert!(c.target_where && c.update_where && c.params);
+        assert_eq!(c.set, [("n".to_string(), None)]);
+        let c = shape_of("insert into s.t values (1) on conflict on constraint t_pkey do nothing")
+            .on_conflict
+            .expect("clause");
+        assert_eq!(c.constraint.as_deref(), Some("t_pkey"));
+        let c = shape_of("insert into s.t (a) values (1) on conflict (lower(a)) do nothing")
+            .on_conflict
+            .expect("clause");
+        assert_eq!(c.target, [None]);
+        // A subquery's parentheses hide nothing: the clause is the INSERT's.
+        assert!(
+            shape_of("insert into s.t (a) select 1 where exists (select 1)")
+                .on_conflict
+                .is_none()
+        );
+        assert!(shape_of("update s.t set a = 1").on_conflict.is_none());
     }
 
     #[test]

@@ -635,6 +635,9 @@ enum Stop {
     NeedMore,
     /// Drop the message of this length at the start of the remaining buffer.
     Drop(usize),
+    /// Send this message to the server in place of the one of this length
+    /// at the start of the remaining buffer.
+    Replace(usize, BytesMut),
     /// Forward this Terminate and end.
     Terminate(usize),
     /// Intercept the message of this length.
@@ -726,7 +729,11 @@ impl Tracker<'_> {
                     }
                     self.passed();
                 }
-                b'P' => self.on_parse(body),
+                b'P' => {
+                    if let Some(parse) = self.on_parse(body) {
+                        return (pos, Stop::Replace(len, parse));
+                    }
+                }
                 b'B' => self.on_bind(body),
                 b'E' => {
                     if let Some(i) = self.on_execute(body) {
@@ -762,21 +769,39 @@ impl Tracker<'_> {
         })
     }
 
-    fn on_parse(&mut self, body: &[u8]) {
+    /// Records a Parse of a statement that writes a synced table. Returns
+    /// the Parse to send instead when the server must not see all of the
+    /// text: an INSERT's `ON CONFLICT` clause, which write-through turns
+    /// into the API's upsert (or refuses) at Execute, and which the server
+    /// would reject at Parse (no unique index on the conflict column).
+    fn on_parse(&mut self, body: &[u8]) -> Option<BytesMut> {
         if self.snapshot.is_empty() && self.statements.is_empty() {
-            return;
+            return None;
         }
-        let Some((name, rest)) = lossy_cstr(body) else {
-            return;
-        };
-        let Some((sql, _)) = lossy_cstr(rest) else {
-            return;
-        };
+        let (name, rest) = lossy_cstr(body)?;
+        let (sql, _) = lossy_cstr(rest)?;
         match self.env.classifier.writes_synced(&sql, &self.snapshot) {
             Some(classification) => {
                 let param_types = Parse::decode_body(body)
                     .map(|p| p.param_types)
                     .unwrap_or_default();
+                let without_conflict = classification
+                    .statements
+                    .first()
+                    .and_then(|s| s.shape.on_conflict.as_ref().map(|c| (s, c)))
+                    .filter(|_| !lossy(&sql))
+                    .map(|(s, c)| {
+                        let mut text = s.sql.clone();
+                        text.replace_range(c.start..c.end, "");
+                        let mut buf = BytesMut::new();
+                        Parse {
+                            name: name.to_string(),
+                            sql: text,
+                            param_types: param_types.clone(),
+                        }
+                        .encode(&mut buf);
+                        buf
+                    });
                 self.statements.insert(
                     name.to_string(),
                     Arc::new(Prepared {
@@ -787,11 +812,13 @@ impl Tracker<'_> {
                         classification,
                     }),
                 );
+                without_conflict
             }
             None => {
                 if !self.statements.is_empty() {
                     self.statements.remove(name.as_ref());
                 }
+                None
             }
         }
     }
@@ -950,6 +977,10 @@ impl ClientToServer<'_> {
                     }
                 }
                 Stop::Drop(len) => self.buf.advance(len),
+                Stop::Replace(len, msg) => {
+                    self.buf.advance(len);
+                    self.forward_message(BytesMut::new(), &msg).await?;
+                }
                 Stop::Terminate(len) => {
                     let _ = write_server(&mut self.server_write, &self.buf[..len]).await;
                     return Ok(SessionEnd::Terminated);

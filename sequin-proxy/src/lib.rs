@@ -40,7 +40,7 @@ mod tls;
 
 pub use backend::Upstream;
 pub use classify::{
-    Classification, ClassifiedStatement, Classifier, Shape, TableWrite, Via, WriteKind,
+    Classification, ClassifiedStatement, Classifier, OnConflict, Shape, TableWrite, Via, WriteKind,
 };
 pub use frontend::{SessionEnd, SessionError};
 pub use interceptor::{

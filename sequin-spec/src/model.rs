@@ -1062,6 +1062,39 @@ pub struct Endpoints {
     pub batch_update: Option<BatchEndpoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_delete: Option<BatchEndpoint>,
+    /// Create-or-update by an external id field: what `INSERT ... ON
+    /// CONFLICT (<external id column>) DO UPDATE` becomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsert: Option<Upsert>,
+}
+
+/// The API's own create-or-update by an external id: a field (declared
+/// `external_id`, or discovered with `discovered_fields.field.external_id`)
+/// whose value finds the record to update, or is set on the one created.
+/// Write-through sends `INSERT ... ON CONFLICT (<that column>) DO UPDATE`
+/// here, and refuses ON CONFLICT on any other column (0A000, naming these).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upsert {
+    /// One record: its path names the field with `{external_field}` and
+    /// the value with `{external_value}`; the body carries the other
+    /// fields (the external id is in the path only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single: Option<Endpoint>,
+    /// Several records in one request: its path names the field with
+    /// `{external_field}`; each item carries the external id among its
+    /// fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchEndpoint>,
+    /// Path of the boolean "a record was created" in the answer (in each
+    /// result, for the batch endpoint); false means an existing record was
+    /// updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<JsonPath>,
+    /// The HTTP status that says a single upsert created the record (201),
+    /// when the answer has no `created` member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_status: Option<u16>,
 }
 
 /// An endpoint writing several records in one request.
@@ -1133,6 +1166,10 @@ pub struct Field {
     /// Allowed values.
     #[serde(default, rename = "enum", skip_serializing_if = "Vec::is_empty")]
     pub enum_values: Vec<String>,
+    /// An external id of the object: `INSERT ... ON CONFLICT (<this
+    /// column>) DO UPDATE` becomes the object's `upsert` by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external_id: bool,
     /// A regular expression the whole value must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
@@ -1296,6 +1333,14 @@ pub struct FieldDescriptor {
     /// `value` member).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enum_values: Option<JsonPath>,
+    /// Path of a boolean "is an external id" (Salesforce's `externalId`):
+    /// such a field is a conflict target of the object's `upsert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<JsonPath>,
+    /// When a discovered field must be given on create (checked locally,
+    /// 23502); the column itself stays nullable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_on_create: Option<RequiredOnCreate>,
     /// Every discovered field is writable unless this says otherwise.
     #[serde(default)]
     pub default_access: Access,
@@ -1315,6 +1360,20 @@ pub struct FieldDescriptor {
     /// whose content a query does not return).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_types: Vec<String>,
+}
+
+/// When a discovered field is required on create: it may be set on create,
+/// its `nullable` flag is false, and its `defaulted` flag (the API fills it
+/// in when left out) is not true. Salesforce: `nillable: false`,
+/// `defaultedOnCreate: false`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredOnCreate {
+    /// Path of a boolean "may be null".
+    pub nullable: JsonPath,
+    /// Path of a boolean "the API fills it in on create".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaulted: Option<JsonPath>,
 }
 
 /// Objects that exist only at run time (Airtable tables, HubSpot custom

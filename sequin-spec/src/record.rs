@@ -42,6 +42,9 @@ pub struct Column {
     /// The API merges the value, an object, key by key on update
     /// ([`crate::model::Merge::Keys`]).
     pub merge_keys: bool,
+    /// An external id: a conflict target of the object's upsert
+    /// ([`crate::model::Upsert`]).
+    pub external_id: bool,
 }
 
 impl Column {
@@ -67,6 +70,7 @@ impl Column {
             time_format: f.time_format.unwrap_or_default(),
             stringly: f.stringly,
             merge_keys: f.merge == Some(crate::model::Merge::Keys),
+            external_id: f.external_id,
         }
     }
 
@@ -972,6 +976,7 @@ mod tests {
             time_format: TimeFormat::Iso8601,
             stringly: false,
             merge_keys: false,
+            external_id: false,
         }
     }
 

@@ -387,6 +387,7 @@ fn endpoints(
             "/endpoints/batch_delete",
             notes,
         ),
+        upsert: None,
     }
 }
 

@@ -260,6 +260,7 @@ fn field<'a>(
         format: t.format,
         max_length: None,
         enum_values: t.enum_values,
+        external_id: false,
         pattern: None,
         time_format: t.time_format,
         stringly: false,

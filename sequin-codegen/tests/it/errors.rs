@@ -57,3 +57,15 @@ fn link_tables_are_checked_at_their_places() {
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }
+
+#[test]
+fn upserts_and_external_ids_are_checked_at_their_places() {
+    let got = check("upsert.yaml");
+    let expected = [
+        "tests/specs/invalid/upsert.yaml:26:15: a batch upsert's results must say which records were created (fix: declare `created:` (the boolean of each result, e.g. `created`))",
+        "tests/specs/invalid/upsert.yaml:26:40: the single upsert endpoint `/widgets/{external_field}` does not name `{external_value}` (fix: e.g. `/sobjects/{object}/{external_field}/{external_value}`)",
+        "tests/specs/invalid/upsert.yaml:31:50: external id `code` must be settable on create, and not the primary key (fix: set `access: writable` (or `create_only`) on another field than the primary key)",
+        "tests/specs/invalid/upsert.yaml:39:15: object `gadget` has an upsert endpoint but no external id field (fix: mark a field `external_id: true`, or set `discovered_fields.field.external_id`)",
+    ];
+    assert_eq!(got, expected, "got:\n{}", got.join("\n"));
+}

@@ -275,6 +275,17 @@ pub fn discovered_column(
                 .collect()
         })
         .unwrap_or_default();
+    // Required on create: settable then, never null, not filled in by
+    // the API (Salesforce: `nillable` false, `defaultedOnCreate` false).
+    let required_on_create = d.required_on_create.as_ref().is_some_and(|r| {
+        matches!(access, Access::Writable | Access::CreateOnly)
+            && get_path(field, &r.nullable).and_then(Value::as_bool) == Some(false)
+            && r.defaulted
+                .as_ref()
+                .and_then(|p| get_path(field, p))
+                .and_then(Value::as_bool)
+                != Some(true)
+    });
     let col = Column {
         name: column_name(&name).into(),
         api_name: name.clone().into(),
@@ -282,7 +293,7 @@ pub fn discovered_column(
         ty,
         nullable: flag(&d.nullable).unwrap_or(true),
         access,
-        required_on_create: false,
+        required_on_create,
         format: None,
         max_length,
         enum_values: if ty == FieldType::String {
@@ -294,6 +305,7 @@ pub fn discovered_column(
         time_format: TimeFormat::Iso8601,
         merge_keys: false,
         stringly,
+        external_id: flag(&d.external_id).unwrap_or(false),
     };
     Some((col, api_type))
 }

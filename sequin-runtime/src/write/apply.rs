@@ -59,7 +59,10 @@ pub async fn journalled(
         .into());
     }
     let applied = crate::metrics::time_api(apply(table, ops, &keys, paths)).await;
-    let outcomes = entry::outcomes(table, &intents, &applied);
+    let mut outcomes = entry::outcomes(table, &intents, &applied);
+    if !applied.upserted.is_empty() {
+        super::upsert::became(table, journal, &intents, &applied, &mut outcomes).await;
+    }
     if let Some(err) = &applied.error {
         // Effects applied before the failure are undone by the
         // reconciler once the aborted transaction is seen.
@@ -100,10 +103,13 @@ pub struct Applied {
     /// Operations of the request that failed without an answer to say so
     /// (`ApiError::maybe_applied`): the API may have applied them.
     pub unknown: Vec<usize>,
+    /// Upserts applied (by index), and whether each created its record
+    /// (else it updated one).
+    pub upserted: Vec<(usize, bool)>,
 }
 
 impl Applied {
-    fn fail(&mut self, e: ApiError, request: std::ops::Range<usize>) {
+    pub(super) fn fail(&mut self, e: ApiError, request: std::ops::Range<usize>) {
         if e.maybe_applied {
             self.unknown = request
                 .filter(|i| !self.done.iter().any(|(d, _)| d == i))
@@ -143,7 +149,7 @@ fn batch_endpoint<'t>(t: &'t Table, op: &RowOp) -> Option<&'t BatchEndpoint> {
         RowOp::Create { .. } => t.plan.endpoints.batch_create.as_ref(),
         RowOp::Update { .. } => t.plan.endpoints.batch_update.as_ref(),
         RowOp::Delete { .. } => t.plan.endpoints.batch_delete.as_ref(),
-        RowOp::Unchanged { .. } => None,
+        RowOp::Unchanged { .. } | RowOp::Upsert { .. } => None,
     }
 }
 
@@ -173,6 +179,10 @@ pub async fn apply(t: &Table, ops: &[RowOp], keys: &[String], paths: &[PathVars]
     // endpoints (`link.rs`).
     if t.plan.link.is_some() {
         return super::link::apply(t, ops).await;
+    }
+    // An upsert statement's rows are all upserts (`upsert.rs`).
+    if matches!(ops.first(), Some(RowOp::Upsert { .. })) {
+        return super::upsert::apply(t, ops, paths).await;
     }
     let mut out = Applied::default();
     let mut i = 0;
@@ -289,7 +299,7 @@ async fn send_one(
             let ep = e.delete.as_ref().ok_or_else(|| missing("delete"))?;
             delete_one(t, ep, id, path).await.map(Some)
         }
-        RowOp::Unchanged { .. } => Ok(None),
+        RowOp::Unchanged { .. } | RowOp::Upsert { .. } => Ok(None),
     }
 }
 
@@ -436,7 +446,7 @@ async fn send_batch(
 
 /// The per-record results of a batch answer (under the endpoint's
 /// `results` path).
-fn batch_results(b: &BatchEndpoint, resp: &crate::api::ApiResponse) -> Vec<Value> {
+pub(super) fn batch_results(b: &BatchEndpoint, resp: &crate::api::ApiResponse) -> Vec<Value> {
     match &resp.json {
         None => Vec::new(),
         Some(j) => {
@@ -529,7 +539,7 @@ async fn send_batch_request(
                 RowOp::Create { body, .. } => (None, Some(body)),
                 RowOp::Update { id, body, .. } => (Some(id), Some(body)),
                 RowOp::Delete { id, .. } => (Some(id), None),
-                RowOp::Unchanged { .. } => continue,
+                RowOp::Unchanged { .. } | RowOp::Upsert { .. } => continue,
             };
             if let Some(body) = body {
                 match &b.endpoint.wrap {

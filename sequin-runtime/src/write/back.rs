@@ -192,7 +192,7 @@ fn canonical_docs(
                 format!("the API accepted the write, but its record could not be read: {message}"),
             )
         })?;
-        if matches!(ops[*i], RowOp::Create { .. }) {
+        if matches!(ops[*i], RowOp::Create { .. } | RowOp::Upsert { .. }) {
             created.push(doc);
         } else {
             updated.push(doc);

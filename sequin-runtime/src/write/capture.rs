@@ -40,7 +40,8 @@ pub struct Captured {
 }
 
 /// Runs the client's statement and reads what it changed. `after` is the
-/// session's high-water mark of capture rows.
+/// session's high-water mark of capture rows; `upsert`: its ON CONFLICT
+/// clause is the API's upsert, and the rows are inserted without it.
 pub async fn run(
     ctx: &mut InterceptContext<'_>,
     st: &Intercepted,
@@ -48,8 +49,9 @@ pub async fn run(
     shape: &Shape,
     table: &Table,
     after: i64,
+    upsert: bool,
 ) -> Result<Captured, Stop> {
-    let stripped = statement_without_returning(ctx, st, sql_text, shape).await?;
+    let stripped = statement_without_returning(ctx, st, sql_text, shape, upsert).await?;
     let statement = match (&stripped, st.protocol, &st.bind) {
         (Some(s), _, _) => Step::Query(s.query()),
         (None, Protocol::Extended, Some(bind)) => Step::Portal(&bind.portal),
@@ -235,7 +237,7 @@ fn internal(api: &str, what: &str) -> WriteError {
 /// The client's statement without its RETURNING clause, with the client's
 /// parameters, when it has one (RETURNING is computed once, over the
 /// final rows, after the API's answer: a volatile expression in it runs
-/// once).
+/// once), and without its ON CONFLICT clause (the API's upsert decides).
 pub struct Stripped {
     sql: String,
     types: Vec<u32>,
@@ -258,8 +260,19 @@ async fn statement_without_returning(
     st: &Intercepted,
     sql_text: &str,
     shape: &Shape,
+    upsert: bool,
 ) -> Result<Option<Stripped>, Stop> {
-    let Some(at) = shape.returning_at else {
+    // An ON CONFLICT clause that is the API's upsert (`upsert.rs`): the
+    // rows are inserted without it (it comes last but for RETURNING).
+    // Any other (the primary key's) stays, but the client's portal cannot
+    // run it: the proxy prepared it without the clause.
+    let conflict = shape.on_conflict.as_ref();
+    let at = match conflict {
+        Some(c) if upsert => Some(c.start),
+        Some(_) => Some(shape.returning_at.unwrap_or(sql_text.len())),
+        None => shape.returning_at,
+    };
+    let Some(at) = at else {
         return Ok(None);
     };
     let sql = sql_text
@@ -278,7 +291,7 @@ async fn statement_without_returning(
     // Parameters used only by RETURNING get their types from the server's
     // view of the client's statement; the others are typed by their use in
     // the text kept, as in the client's own.
-    let mut types = if shape.returning_params {
+    let mut types = if shape.returning_params || conflict.is_some_and(|c| c.params) {
         ctx.describe_statement(&bind.statement).await?
     } else {
         st.param_types.clone()

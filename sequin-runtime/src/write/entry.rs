@@ -59,6 +59,20 @@ pub fn intent(
             json!({}),
             None,
         ),
+        // What it did is known from the answer (`upsert::became`).
+        RowOp::Upsert {
+            body,
+            written,
+            field,
+            value,
+            ..
+        } => (
+            "upsert",
+            None,
+            Value::Object(body.clone()),
+            json!({ "written": written, "external": {"field": field, "value": value} }),
+            None,
+        ),
         RowOp::Unchanged { .. } => return None,
     };
     let mut undo = undo;
@@ -104,6 +118,7 @@ pub fn outcomes(
                         .record
                         .as_ref()
                         .and_then(|r| canonical_values(table, r, &e.undo)),
+                    became: None,
                 }
             } else if applied.unknown.contains(i) {
                 Outcome::Unknown

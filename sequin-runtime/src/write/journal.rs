@@ -16,7 +16,8 @@ pub struct Entry {
     pub id: uuid::Uuid,
     pub connection: String,
     pub object: String,
-    /// `create`, `update` or `delete`.
+    /// `create`, `update`, `delete` or `upsert` (which becomes a create or
+    /// an update once the API said which: [`Became`]).
     pub op: &'static str,
     /// The record's id: known before the call for updates and deletes,
     /// from the API's answer for creates.
@@ -44,6 +45,8 @@ pub enum Outcome {
     Applied {
         api_id: String,
         written: Option<Map<String, Value>>,
+        /// What an upsert turned out to be.
+        became: Option<Became>,
     },
     /// Refused, or never sent (an earlier write of the statement was
     /// refused): no effect.
@@ -51,6 +54,16 @@ pub enum Outcome {
     /// Sent, but the answer was lost: the reconciler finds out what the
     /// API did, once the transaction ended.
     Unknown,
+}
+
+/// What an applied upsert turned out to be: a create (undone by deleting
+/// the record) or an update (undone by restoring the old values), with the
+/// undo that goes with it; the reconciler reads the entry as such.
+#[derive(Clone, Debug)]
+pub struct Became {
+    /// `create` or `update`.
+    pub op: &'static str,
+    pub undo: Value,
 }
 
 /// Sequin's own session for the journal; it holds the writer key.
@@ -114,9 +127,10 @@ impl Journal {
         // the journal (`super::reconcile`), off the client's path.
         let outcome = client
             .prepare(
-                "INSERT INTO sequin.write_outcome (id, state, api_id, written)
-                 SELECT id::uuid, state, api_id, written
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS x(id, state, api_id, written)
+                "INSERT INTO sequin.write_outcome (id, state, api_id, written, op, undo)
+                 SELECT id::uuid, state, api_id, written, op, undo
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[])
+                     AS x(id, state, api_id, written, op, undo)
                  ON CONFLICT (id) DO NOTHING",
             )
             .await
@@ -222,8 +236,20 @@ impl Journal {
                 _ => None,
             })
             .collect();
+        let became: Vec<Option<&Became>> = outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Applied { became, .. } => became.as_ref(),
+                _ => None,
+            })
+            .collect();
+        let ops: Vec<Option<&str>> = became.iter().map(|b| b.map(|b| b.op)).collect();
+        let undos: Vec<Option<&Value>> = became.iter().map(|b| b.map(|b| &b.undo)).collect();
         self.client
-            .execute(&self.outcome, &[&ids, &states, &api_ids, &written])
+            .execute(
+                &self.outcome,
+                &[&ids, &states, &api_ids, &written, &ops, &undos],
+            )
             .await?;
         Ok(())
     }

@@ -17,7 +17,9 @@
 //!    triggers record every changed row, old and new, where the client
 //!    cannot write; they must be exactly the rows the command tag counts;
 //! 3. **plan** ([`rows`]): each row becomes an API operation with only the
-//!    changed writable fields, checked against the spec first;
+//!    changed writable fields, checked against the spec first (an
+//!    `INSERT ... ON CONFLICT (<external id>) DO UPDATE`'s rows become
+//!    upserts: [`upsert`]);
 //! 4. **apply** ([`apply`]): the operations are journalled as intents
 //!    ([`entry`]), then the API applies them (batch endpoints where the
 //!    object has them; a link table's associations through [`link`]), and
@@ -49,6 +51,7 @@ pub mod reconcile;
 pub mod rows;
 pub mod sql;
 pub mod table;
+pub mod upsert;
 
 use std::sync::Arc;
 
@@ -270,6 +273,11 @@ impl WriteThrough {
         ends_exchange: bool,
     ) -> Result<back::Answer, Stop> {
         let (table, op) = check::check(&self.inner.catalog, st, writes).await?;
+        // INSERT ... ON CONFLICT: the API's upsert, or refused.
+        let upsert = match &stmt.shape.on_conflict {
+            Some(clause) => upsert::target(&table, clause)?,
+            None => None,
+        };
         let journal = self.journal().await.map_err(|e| {
             WriteError::new(
                 table.api(),
@@ -282,6 +290,7 @@ impl WriteThrough {
             stmt,
             table: &table,
             op,
+            upsert,
             journal: &journal,
         };
         self.granted(ctx, run, ends_exchange).await
@@ -301,12 +310,25 @@ impl WriteThrough {
             stmt,
             table,
             op,
+            upsert,
             journal,
         } = run;
         let after = ctx.local::<Session>().last_capture;
-        let captured = capture::run(ctx, st, &stmt.sql, &stmt.shape, table, after).await?;
+        let captured = capture::run(
+            ctx,
+            st,
+            &stmt.sql,
+            &stmt.shape,
+            table,
+            after,
+            upsert.is_some(),
+        )
+        .await?;
         let paths = path::of_changes(table, &captured.changes)?;
-        let ops = rows::plan(table, &captured.changes)?;
+        let mut ops = rows::plan(table, &captured.changes)?;
+        if let Some(target) = &upsert {
+            ops = upsert::ops(table, target, ops)?;
+        }
         let capture_ids: Vec<i64> = captured.changes.iter().map(|c| c.capture_id).collect();
         let (applied, outcomes) = apply::journalled(
             &self.inner.url,
@@ -343,6 +365,8 @@ struct Run<'a> {
     stmt: &'a ClassifiedStatement,
     table: &'a Table,
     op: WriteOp,
+    /// The external id an `INSERT ... ON CONFLICT` upserts by.
+    upsert: Option<upsert::Target>,
     journal: &'a Journal,
 }
 

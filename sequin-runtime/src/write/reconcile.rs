@@ -165,6 +165,7 @@ pub async fn settle(
              UPDATE sequin.write_journal j
                 SET state = CASE WHEN o.state = 'unknown' THEN j.state ELSE o.state END,
                     api_id = coalesce(o.api_id, j.api_id), written = coalesce(o.written, j.written),
+                    op = coalesce(o.op, j.op), undo = coalesce(o.undo, j.undo),
                     process = NULL,
                     resolved_at = CASE WHEN o.state = 'rejected' THEN now() END
                FROM o
@@ -332,6 +333,16 @@ async fn undo(j: &Journal, t: &Table, p: &Pending, claimed: &mut HashSet<String>
     match p.op.as_str() {
         "create" => undo_create(j, t, p, claimed).await,
         "update" => undo_update(j, t, p).await,
+        // Still an upsert: its answer was lost, or it updated a record
+        // whose earlier values Sequin never had (not synced yet).
+        "upsert" => (
+            "compensation_failed",
+            Some(if p.intent {
+                "the upsert's answer was lost: whether it created or updated a record is unknown, so it is not undone; sync brings the table in line with the API".into()
+            } else {
+                "the upsert updated a record whose earlier values Sequin never had (it was not synced yet), so they cannot be restored; sync brings the table in line with the API".into()
+            }),
+        ),
         _ => undo_delete(j, t, p).await,
     }
 }

@@ -102,12 +102,23 @@ pub enum RowOp {
     },
     /// Nothing writable changed (`SET x = x`): no API call.
     Unchanged { id: String },
+    /// Create or update the record whose external id `field` (its value
+    /// at `path` in a body) holds `value` (`upsert.rs`): a create's row
+    /// upserted, with a create's `key`, `body` and `written`.
+    Upsert {
+        key: String,
+        field: String,
+        path: String,
+        value: String,
+        body: Map<String, Value>,
+        written: Map<String, Value>,
+    },
 }
 
 impl RowOp {
     pub fn op(&self) -> Option<WriteOp> {
         match self {
-            RowOp::Create { .. } => Some(WriteOp::Create),
+            RowOp::Create { .. } | RowOp::Upsert { .. } => Some(WriteOp::Create),
             RowOp::Update { .. } => Some(WriteOp::Update),
             RowOp::Delete { .. } => Some(WriteOp::Delete),
             RowOp::Unchanged { .. } => None,
@@ -391,7 +402,7 @@ pub fn plan(table: &Table, changes: &[Change]) -> Result<Vec<RowOp>, WriteError>
 pub fn keys(ops: &[RowOp]) -> Vec<String> {
     ops.iter()
         .map(|o| match o {
-            RowOp::Create { key, .. } => key.clone(),
+            RowOp::Create { key, .. } | RowOp::Upsert { key, .. } => key.clone(),
             RowOp::Update { id, .. } | RowOp::Delete { id, .. } | RowOp::Unchanged { id } => {
                 id.clone()
             }
@@ -421,6 +432,7 @@ mod tests {
             time_format: Default::default(),
             stringly: false,
             merge_keys: false,
+            external_id: false,
         }
     }
 

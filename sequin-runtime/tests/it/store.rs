@@ -153,6 +153,7 @@ fn field(name: &str, ty: FieldType) -> Column {
         format: None,
         max_length: None,
         enum_values: vec![],
+        external_id: false,
         pattern: None,
         time_format: None,
         stringly: false,

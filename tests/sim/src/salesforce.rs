@@ -1,8 +1,10 @@
 //! Salesforce REST API simulator (written from Salesforce's public REST API documentation):
 //! OAuth2 refresh-token flow with expiring access tokens and optional refresh-token rotation,
 //! sObject CRUD and describe, SOQL `query`/`queryAll` with 2000-record cursor pages, sObject
-//! Collections (`/composite/sobjects`) with `allOrNone`, custom `__c` fields added at runtime,
-//! and Salesforce's error arrays `[{"message","errorCode","fields"}]`.
+//! Collections (`/composite/sobjects`) with `allOrNone`, custom `__c` fields added at runtime
+//! (External IDs among them), upserts by external ID (single and collections: `upsert.rs`),
+//! validation rules (`FIELD_CUSTOM_VALIDATION_EXCEPTION` on create, update and upsert), and
+//! Salesforce's error arrays `[{"message","errorCode","fields"}]`.
 //!
 //! Account, Contact, Lead and Opportunity carry the standard fields of Salesforce's Object
 //! Reference with their describe metadata; 21 more standard objects and five custom objects
@@ -20,6 +22,7 @@ mod ids;
 mod schema;
 mod soql;
 mod store;
+mod upsert;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -165,6 +168,22 @@ impl Salesforce {
     ) -> Result<(), SfError> {
         self.org()
             .add_field(object, FieldDef::custom(name, label, field_type, length))
+    }
+
+    /// Adds a text custom field marked External ID (and unique) to an
+    /// object: upserts may go by it.
+    pub fn add_external_id_field(&self, object: &str, name: &str) -> Result<(), SfError> {
+        let mut field = FieldDef::custom(name, name, FieldType::String, Some(80));
+        field.external_id = true;
+        field.unique = true;
+        self.org().add_field(object, field)
+    }
+
+    /// Adds a validation rule (the control route's JSON: `upsert.rs`).
+    pub fn add_validation_rule(&self, rule: Value) -> Result<(), SfError> {
+        let rule = serde_json::from_value(rule)
+            .map_err(|e| SfError::new(400, "INVALID_INPUT", e.to_string()))?;
+        self.org().add_validation_rule(rule)
     }
 }
 
@@ -603,6 +622,14 @@ struct CustomFieldRequest {
     field_type: String,
     label: Option<String>,
     length: Option<u32>,
+    /// An External ID field (`externalId` in describe).
+    #[serde(default)]
+    external_id: bool,
+    #[serde(default)]
+    unique: bool,
+    /// Not nillable and not defaulted on create: every create must set it.
+    #[serde(default)]
+    required: bool,
 }
 
 async fn control_add_field(
@@ -620,13 +647,11 @@ async fn control_add_field(
         .label
         .clone()
         .unwrap_or_else(|| request.name.trim_end_matches("__c").replace('_', " "));
-    sim.add_custom_field(
-        &request.object,
-        &request.name,
-        &label,
-        field_type,
-        request.length,
-    )?;
+    let mut field = FieldDef::custom(&request.name, &label, field_type, request.length);
+    field.external_id = request.external_id;
+    field.unique = request.unique;
+    field.nillable = !request.required;
+    sim.org().add_field(&request.object, field)?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -811,6 +836,14 @@ impl Simulator for Salesforce {
                     .delete(collection_delete),
             )
             .route(&format!("{data}/limits"), get(limits))
+            .route(
+                &format!("{data}/sobjects/{{object}}/{{field}}/{{value}}"),
+                axum::routing::patch(upsert::single),
+            )
+            .route(
+                &format!("{data}/composite/sobjects/{{object}}/{{field}}"),
+                axum::routing::patch(upsert::collection),
+            )
             .with_state(self)
     }
 
@@ -993,6 +1026,10 @@ impl Simulator for Salesforce {
         Router::new()
             .route("/salesforce/fields", post(control_add_field))
             .route("/salesforce/objects", post(control_add_object))
+            .route(
+                "/salesforce/validation-rules",
+                post(upsert::control_add_rule),
+            )
             .route("/salesforce/oauth", post(control_oauth))
             .route("/salesforce/expire-tokens", post(control_expire_tokens))
             .route("/salesforce/recycle-bin", post(control_recycle_bin))

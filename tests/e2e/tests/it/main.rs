@@ -28,3 +28,4 @@ mod write_faults;
 mod write_guard;
 mod write_hubspot_links;
 mod write_protocol;
+mod write_salesforce_upsert;

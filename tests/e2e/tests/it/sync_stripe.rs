@@ -394,6 +394,7 @@ fn invoices_under_customers(changes_without_parent: bool) -> Connector {
         batch_create: None,
         batch_update: None,
         batch_delete: None,
+        upsert: None,
     };
     spec
 }

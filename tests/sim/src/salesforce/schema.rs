@@ -162,6 +162,10 @@ pub struct FieldDef {
     /// A formula or roll-up summary field (`calculated` in describe): its value is computed
     /// from the record's other values on every write.
     pub formula: Option<Formula>,
+    /// An External ID: upserts may go by it (`externalId` in describe).
+    pub external_id: bool,
+    /// Values are unique among the object's records (`unique` in describe).
+    pub unique: bool,
 }
 
 /// How a formula field's value follows from the record's other values.
@@ -193,6 +197,8 @@ impl FieldDef {
             compound_field_name: None,
             extra_type_info: None,
             formula: None,
+            external_id: false,
+            unique: false,
         }
     }
 
@@ -339,8 +345,8 @@ impl FieldDef {
             "filterable": filterable,
             "sortable": filterable,
             "groupable": filterable && !self.field_type.is_numeric() && self.field_type != FieldType::DateTime,
-            "unique": false,
-            "externalId": false,
+            "unique": self.unique,
+            "externalId": self.external_id,
             "idLookup": self.field_type == FieldType::Id,
             "nameField": self.name == "Name",
             "compoundFieldName": self.compound_field_name,

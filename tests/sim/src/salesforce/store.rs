@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
+mod upsert;
+mod validation;
+
+pub use upsert::UpsertOutcome;
+pub use validation::ValidationRule;
+
 use super::ids;
 use super::schema::{
     FORECAST_CATEGORIES, FOREIGN_KEY_PREFIXES, FieldDef, FieldType, ObjectDef, STAGES,
@@ -140,6 +146,8 @@ pub struct Org {
     refresh_tokens: HashSet<String>,
     next_token: u64,
     clock: Clock,
+    /// Validation rules, checked on every create and update (`validation.rs`).
+    validation_rules: Vec<ValidationRule>,
 }
 
 /// Formats epoch milliseconds the way Salesforce renders datetimes (`2024-01-01T00:00:00.000+0000`).
@@ -173,6 +181,7 @@ impl Org {
             refresh_tokens: HashSet::from([refresh_token.to_owned()]),
             next_token: 1,
             clock,
+            validation_rules: Vec::new(),
         }
     }
 
@@ -372,6 +381,7 @@ impl Org {
             )
             .on_fields(&missing));
         }
+        self.check_rules(object, &values)?;
         Ok(values)
     }
 
@@ -393,6 +403,7 @@ impl Org {
             Some(record) if record.deleted => Err(SfError::entity_is_deleted()),
             Some(_) => {
                 let values = self.validate_values(sobject, input, false)?;
+                self.check_rules_on_update(object, &id, &values)?;
                 Ok((id, values))
             }
         }
@@ -1710,7 +1721,7 @@ fn compare_for_order(
 mod tests {
     use super::*;
 
-    fn org() -> Org {
+    pub(super) fn org() -> Org {
         Org::new(
             Clock::new(),
             OAuthSettings {

@@ -12,6 +12,7 @@
 //! - [`naming`]: API names to Postgres identifiers.
 //! - [`links`]: link tables (`links:`) as objects, and their row and item
 //!   templates.
+//! - [`quota`]: an API's allowance over a long period (`quota:`).
 //!
 //! This crate does not depend on the generator, on HTTP or on Postgres.
 
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod links;
 pub mod model;
 pub mod naming;
+pub mod quota;
 pub mod record;
 pub mod yaml;
 

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("../migrations/0006_grants.sql")),
     (7, include_str!("../migrations/0007_status.sql")),
     (8, include_str!("../migrations/0008_grant_table.sql")),
+    (9, include_str!("../migrations/0009_quota.sql")),
 ];
 
 /// Errors of the store layer.
@@ -1516,6 +1517,7 @@ mod tests {
         "2fda00bbe3b81cd0ec63be0b8d7e3545c5a891641f44d618858561ab5a50a7df",
         "1caca77413156d8e7366ecedf06b5d584bf4c6ed1af04a05813457c9d1785acf",
         "79218168e769d9b44c17093728e582d125f594a441f4267324922733e662a70b",
+        "1d81874e624a6a6d1b5f92a091c082d1fab6f1d28297f85af23990df5e64eda4",
     ];
 
     #[test]

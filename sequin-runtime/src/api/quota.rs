@@ -141,6 +141,8 @@ struct Core {
     spent: bool,
     read_at: Option<Instant>,
     read_wall: Option<SystemTime>,
+    /// The last read failed (its failures are logged once in a row).
+    read_failing: bool,
     /// What was paused when last looked at (for logging transitions).
     paused: QuotaPaused,
 }
@@ -159,6 +161,7 @@ impl Core {
             spent: false,
             read_at: None,
             read_wall: None,
+            read_failing: false,
             paused: QuotaPaused::default(),
         }
     }
@@ -254,15 +257,18 @@ impl Core {
         }
         self.sent = 0;
         self.spent = false;
+        self.read_failing = false;
         self.read_at = Some(now);
         self.read_wall = Some(SystemTime::now());
         missing.map_or(Ok(()), Err)
     }
 
     /// A read failed: try again after the usual interval, keeping what is
-    /// known (a spent quota stays spent).
-    fn note_failed_read(&mut self, now: Instant) {
+    /// known (a spent quota stays spent). Returns whether the reads were
+    /// going well until now.
+    fn note_failed_read(&mut self, now: Instant) -> bool {
         self.read_at = Some(now);
+        !std::mem::replace(&mut self.read_failing, true)
     }
 
     /// What is paused now, if that changed since last looked at.
@@ -387,9 +393,19 @@ impl QuotaGate {
     }
 
     /// Reading the level failed (`why`): tried again after the interval.
+    /// Logged once until a read succeeds; a read the API refuses because
+    /// the quota is spent is expected, and not warned about.
     pub fn read_failed(&self, why: &str) {
-        self.lock().note_failed_read(Instant::now());
-        tracing::warn!(connection = %self.connection, error = %why, "could not read the API's quota; reads go on by the last estimate");
+        let (first, spent) = {
+            let mut core = self.lock();
+            (core.note_failed_read(Instant::now()), core.spent)
+        };
+        let connection = &self.connection;
+        if first && !spent {
+            tracing::warn!(%connection, error = %why, "could not read the API's quota; reads go on by the last estimate, and it is read again later");
+        } else {
+            tracing::debug!(%connection, error = %why, "could not read the API's quota");
+        }
         self.notify.notify_waiters();
     }
 
@@ -514,10 +530,13 @@ mod tests {
         assert!(!c.is_open(Lane::Backfill) && !c.is_open(Lane::Poll));
         assert!(c.is_open(Lane::Write));
         assert_eq!(c.state().counters[0].remaining, Some(0));
-        // A failed read (the API refuses that too) keeps it closed.
-        c.note_failed_read(t0 + Duration::from_secs(60));
+        // A failed read (the API refuses that too) keeps it closed; only
+        // the first failure in a row is news.
+        assert!(c.note_failed_read(t0 + Duration::from_secs(60)));
         assert!(!c.is_open(Lane::Poll));
         assert_eq!(c.next_read(t0), t0 + Duration::from_secs(120));
+        assert!(!c.note_failed_read(t0 + Duration::from_secs(120)));
+        assert_eq!(c.next_read(t0), t0 + Duration::from_secs(180));
         c.note_read(&paths, &answer(1000, 50), t0 + Duration::from_secs(120))
             .unwrap();
         assert!(c.is_open(Lane::Backfill));

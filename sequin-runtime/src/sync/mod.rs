@@ -37,6 +37,7 @@ mod links;
 mod object;
 mod poll;
 pub mod progress;
+mod quota;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

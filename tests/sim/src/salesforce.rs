@@ -9,10 +9,14 @@
 //! addresses, Opportunity probability/forecast defaults per stage, `ExpectedRevenue`, fiscal
 //! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
 //!
+//! The org's daily allocations (`/limits`) go down with every API request and refuse requests
+//! with 403 `REQUEST_LIMIT_EXCEEDED` when spent (`limits.rs`).
+//!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
 //! `IsDeleted = true`, as in a real org's recycle bin.
 
 mod ids;
+pub mod limits;
 mod schema;
 mod soql;
 mod store;
@@ -48,6 +52,7 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub struct Salesforce {
     ctx: SimContext,
     org: Mutex<Org>,
+    limits: Mutex<limits::DailyLimits>,
 }
 
 impl Salesforce {
@@ -63,7 +68,29 @@ impl Salesforce {
         Self {
             ctx,
             org: Mutex::new(org),
+            limits: Mutex::new(limits::DailyLimits::default()),
         }
+    }
+
+    /// The org's daily allocations (the Limits resource's counters).
+    pub fn limits(&self) -> MutexGuard<'_, limits::DailyLimits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what is left of the day's API requests, as other integrations would.
+    pub fn set_api_requests_remaining(&self, remaining: u64) {
+        let mut l = self.limits();
+        l.api_requests.remaining = remaining.min(l.api_requests.max);
+    }
+
+    /// The new day: every daily allocation is whole again.
+    pub fn reset_daily_limits(&self) {
+        self.limits().reset();
+    }
+
+    /// Takes one Bulk API 2.0 query job of the day's allocation (for the code creating jobs).
+    pub fn take_bulk_query_job(&self) -> Result<(), SfError> {
+        self.limits().take_bulk_query_job()
     }
 
     fn org(&self) -> MutexGuard<'_, Org> {
@@ -489,16 +516,6 @@ async fn collection_delete(
     Ok(Json(sim.org().collection_delete(&ids, all_or_none)).into_response())
 }
 
-async fn limits(Path(version): Path<String>) -> Result<Response, SfError> {
-    check_version(&version).map(|()| {
-        Json(json!({
-            "DailyApiRequests": {"Max": 100_000, "Remaining": 99_000},
-            "DailyBulkApiBatches": {"Max": 15_000, "Remaining": 15_000},
-        }))
-        .into_response()
-    })
-}
-
 // ----- control routes (under /_sim) -------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -629,7 +646,11 @@ impl Simulator for Salesforce {
                     .patch(collection_update)
                     .delete(collection_delete),
             )
-            .route(&format!("{data}/limits"), get(limits))
+            .route(&format!("{data}/limits"), get(limits::limits))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                limits::count_request,
+            ))
             .with_state(self)
     }
 
@@ -812,6 +833,11 @@ impl Simulator for Salesforce {
             .route("/salesforce/fields", post(control_add_field))
             .route("/salesforce/oauth", post(control_oauth))
             .route("/salesforce/expire-tokens", post(control_expire_tokens))
+            .route(
+                "/salesforce/limits",
+                get(limits::control_get).post(limits::control_set),
+            )
+            .route("/salesforce/limits/reset", post(limits::control_reset))
             .route("/salesforce/sobjects/{object}", post(control_create))
             .route(
                 "/salesforce/sobjects/{object}/{id}",

@@ -17,9 +17,10 @@ use std::path::Path;
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
     Access, Auth, BatchEndpoint, Connector, DeleteDetection, DeleteWindow, Endpoint, Endpoints,
-    EventsFallback, Field, FieldType, Incremental, Links, Object, Pagination, Parent, Upsert,
+    EventsFallback, Field, FieldType, Incremental, Links, Method, Object, Pagination, Parent, Upsert,
 };
 use sequin_spec::naming::is_snake_identifier;
+use sequin_spec::quota::Quota;
 use sequin_spec::yaml::{self, Located, escape_segment};
 use serde_json::Value;
 
@@ -257,6 +258,9 @@ impl Semantic {
         }
         self.auth(&c.auth, &params);
         self.rate_limit(c, &params);
+        if let Some(q) = &c.quota {
+            self.quota(q, &params);
+        }
         self.sqlstates(c);
         if let Some(p) = &c.pagination {
             self.pagination("/pagination", p);
@@ -509,6 +513,68 @@ impl Semantic {
                 format!("per_param `{p}` is not a declared parameter"),
                 Some(format!("declare `{p}` under params")),
             );
+        }
+    }
+
+    /// The quota: a GET endpoint with connection parameters only, and
+    /// counters with unique names and paths (durations are checked when
+    /// parsed: never 0).
+    fn quota(&mut self, q: &Quota, params: &BTreeSet<&str>) {
+        if q.endpoint.method != Method::Get {
+            self.err(
+                "/quota/endpoint/method",
+                "the quota is read with GET",
+                Some("remove `method:` (GET is the default)".into()),
+            );
+        }
+        for name in q.endpoint.placeholders() {
+            if params.contains(name.as_str()) {
+                continue;
+            }
+            let fix = if BUILTIN_PLACEHOLDERS.contains(&name.as_str()) {
+                "the quota's endpoint belongs to no object: use connection parameters only, e.g. {api_version}".to_string()
+            } else {
+                format!("declare `{name}` under params")
+            };
+            self.err(
+                "/quota/endpoint/path",
+                format!(
+                    "unknown placeholder `{{{name}}}` in the quota's endpoint `{}`",
+                    q.endpoint.path
+                ),
+                Some(fix),
+            );
+        }
+        if q.counters.is_empty() {
+            self.err(
+                "/quota/counters",
+                "the quota has no counters",
+                Some("name at least one, e.g. { name: DailyApiRequests, max: DailyApiRequests.Max, remaining: DailyApiRequests.Remaining, per_request: true }".into()),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in q.counters.iter().enumerate() {
+            let base = format!("/quota/counters/{i}");
+            if c.name.trim().is_empty() || !seen.insert(c.name.as_str()) {
+                self.err(
+                    format!("{base}/name"),
+                    format!("counter name `{}` is empty or used twice", c.name),
+                    Some("name each counter once, as the API does".into()),
+                );
+            }
+            for (key, path) in [("max", &c.max), ("remaining", &c.remaining)] {
+                if path.trim().is_empty() {
+                    self.err(
+                        format!("{base}/{key}"),
+                        format!("the path of the counter's {key} is empty"),
+                        Some(format!(
+                            "write where the answer holds it, e.g. `{}.{}`",
+                            c.name,
+                            if key == "max" { "Max" } else { "Remaining" }
+                        )),
+                    );
+                }
+            }
         }
     }
 

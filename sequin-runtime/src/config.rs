@@ -140,6 +140,10 @@ pub struct ConnectionConfig {
     /// `links.every`).
     #[serde(default, deserialize_with = "opt_duration")]
     pub association_interval: Option<Duration>,
+    /// What sync keeps of the API's quota, for connectors that read one
+    /// (`quota:` of the spec, Salesforce's daily API requests).
+    #[serde(default)]
+    pub quota: Option<QuotaConfig>,
     /// The connector's spec to run instead of the compiled-in one: never
     /// read from the config file, set by a program embedding the engine (a
     /// test running a variant of a compiled-in spec, whose tables are still
@@ -150,6 +154,54 @@ pub struct ConnectionConfig {
 
 fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// What sync keeps of a connector's quota: polls pause when a counted
+/// quota falls to `floor`, backfills at `backfill_floor`; writes never.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// `10%` (of the allowance, the default) or a number of requests.
+    #[serde(default, deserialize_with = "opt_floor")]
+    pub floor: Option<crate::api::Floor>,
+    /// Where backfills pause (default: twice the floor).
+    #[serde(default, deserialize_with = "opt_floor")]
+    pub backfill_floor: Option<crate::api::Floor>,
+    /// How often the quota is read (default: the spec's `every`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub every: Option<Duration>,
+    /// How often it is read while reads are paused (default: the spec's
+    /// `paused_every`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub paused_every: Option<Duration>,
+}
+
+impl QuotaConfig {
+    /// The settings of the API client.
+    pub fn settings(&self) -> crate::api::QuotaSettings {
+        let default = crate::api::QuotaSettings::default();
+        crate::api::QuotaSettings {
+            floor: self.floor.unwrap_or(default.floor),
+            backfill_floor: self.backfill_floor,
+            every: self.every,
+            paused_every: self.paused_every,
+        }
+    }
+}
+
+fn opt_floor<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::api::Floor>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let text = match &v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    crate::api::Floor::parse(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a floor; write a share of the quota (`10%`) or a number of requests (`1500`)"
+        ))
+    })
 }
 
 /// A connection's own rate limit.
@@ -390,6 +442,33 @@ impl Config {
                         .to_string(),
                 ));
             }
+            if let Some(q) = &c.quota {
+                if spec.quota.is_none() {
+                    return Err((
+                        format!("{p}/quota"),
+                        format!(
+                            "{} reads no quota: remove `quota:` from connection `{}`",
+                            spec.display_name, c.name
+                        ),
+                    ));
+                }
+                let s = q.settings();
+                use crate::api::Floor::{Requests, Share};
+                let below = match (s.backfill_floor, s.floor) {
+                    (Some(Share(b)), Share(f)) => b < f,
+                    (Some(Requests(b)), Requests(f)) => b < f,
+                    _ => false,
+                };
+                if let (true, Some(b)) = (below, s.backfill_floor) {
+                    return Err((
+                        format!("{p}/quota/backfill_floor"),
+                        format!(
+                            "backfill_floor {b} is below floor {}: backfills pause first, so set it at or above the floor",
+                            s.floor
+                        ),
+                    ));
+                }
+            }
             if let Some(url) = &c.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
@@ -520,6 +599,41 @@ mod tests {
         assert_eq!(
             c.connections[1].discovery_interval,
             Some(Duration::from_secs(60))
+        );
+        let quota = c.connections[1].quota.as_ref().unwrap().settings();
+        assert_eq!(quota.floor, crate::api::Floor::Share(0.1));
+        assert_eq!(quota.backfill_floor().of(15_000), 3000);
+    }
+
+    #[test]
+    fn quota_floors_are_checked() {
+        let sf = |quota: &str| {
+            let text = format!(
+                "database_url: postgres://u@127.0.0.1/app\nconnections:\n  - name: sf\n    connector: salesforce\n    credentials: {{ client_id: a, client_secret: b, refresh_token: c }}\n    quota: {quota}\n"
+            );
+            Config::parse("s.yaml", &text, &env)
+                .map(|c| c.connections[0].quota.as_ref().unwrap().settings())
+        };
+        let s = sf("{ floor: 1500, backfill_floor: 40%, paused_every: 2s }").unwrap();
+        assert_eq!(s.floor, crate::api::Floor::Requests(1500));
+        assert_eq!(s.backfill_floor, Some(crate::api::Floor::Share(0.4)));
+        assert_eq!(s.paused_every, Some(Duration::from_secs(2)));
+        assert_eq!(
+            sf("{ floor: ten }").unwrap_err().to_string(),
+            "s.yaml:6:21: `ten` is not a floor; write a share of the quota (`10%`) or a number of requests (`1500`)"
+        );
+        assert_eq!(
+            sf("{ floor: 20%, backfill_floor: 10% }")
+                .unwrap_err()
+                .to_string(),
+            "s.yaml:6:42: backfill_floor 10% is below floor 20%: backfills pause first, so set it at or above the floor"
+        );
+        let stripe = GOOD.replace("poll_interval: 500ms", "quota: { floor: 5% }");
+        assert_eq!(
+            Config::parse("s.yaml", &stripe, &env)
+                .unwrap_err()
+                .to_string(),
+            "s.yaml:10:12: Stripe reads no quota: remove `quota:` from connection `stripe`"
         );
     }
 

@@ -179,6 +179,10 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", status::render(&status::read(&client).await?));
             print!(
                 "{}",
+                status::render_quotas(&status::read_quotas(&client).await?)
+            );
+            print!(
+                "{}",
                 status::render_writes(&status::read_writes(&client).await?)
             );
         }

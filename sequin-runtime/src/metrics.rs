@@ -144,6 +144,67 @@ pub struct BudgetLevel {
 /// module does not depend on).
 type BudgetProbe = Arc<dyn Fn() -> BudgetLevel + Send + Sync>;
 
+/// Which reads a quota pauses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaPaused {
+    pub backfill: bool,
+    pub poll: bool,
+}
+
+impl QuotaPaused {
+    /// Backfills and polls.
+    pub const BOTH: QuotaPaused = QuotaPaused {
+        backfill: true,
+        poll: true,
+    };
+
+    /// `backfill`, `backfill, poll` or `None`, as `sequin.quota` stores it.
+    pub fn text(self) -> Option<&'static str> {
+        match (self.backfill, self.poll) {
+            (_, true) => Some("backfill, poll"),
+            (true, false) => Some("backfill"),
+            (false, false) => None,
+        }
+    }
+}
+
+/// One counter of a quota as scraped (`None`: not read yet; floors only
+/// for counters every request takes one of).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaLevel {
+    pub quota: String,
+    pub max: Option<u64>,
+    /// The last level read, less the requests sent since.
+    pub remaining: Option<u64>,
+    pub floor: Option<u64>,
+    pub backfill_floor: Option<u64>,
+}
+
+/// A connection's quota as scraped: its counters, what is paused and why,
+/// and when the level was last read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuotaState {
+    pub counters: Vec<QuotaLevel>,
+    pub paused: QuotaPaused,
+    pub reason: Option<String>,
+    pub read_at: Option<std::time::SystemTime>,
+}
+
+/// Reads a connection's quota (the gate lives in [`crate::api`]).
+type QuotaProbe = Arc<dyn Fn() -> QuotaState + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    connection: String,
+    quota: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    connection: String,
+    lane: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiRequestLabels {
     connection: String,
@@ -226,6 +287,7 @@ struct Inner {
     write_overhead_seconds: SecondsHistograms,
     compensations: Family<StateLabels, Counter>,
     budgets: Mutex<BTreeMap<String, BudgetProbe>>,
+    quotas: Mutex<BTreeMap<String, QuotaProbe>>,
     proxy: Mutex<Option<Arc<ProxyStats>>>,
     parts: Mutex<BTreeMap<Part, PartState>>,
 }
@@ -305,6 +367,7 @@ impl Metrics {
                 write_overhead_seconds,
                 compensations,
                 budgets: Mutex::new(BTreeMap::new()),
+                quotas: Mutex::new(BTreeMap::new()),
                 proxy: Mutex::new(None),
                 parts: Mutex::new(BTreeMap::new()),
             }),
@@ -362,6 +425,15 @@ impl Metrics {
         level: impl Fn() -> BudgetLevel + Send + Sync + 'static,
     ) {
         lock(&self.inner.budgets).insert(connection.to_string(), Arc::new(level));
+    }
+
+    /// The quota of `connection`, read when scraped.
+    pub fn watch_quota(
+        &self,
+        connection: &str,
+        state: impl Fn() -> QuotaState + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.quotas).insert(connection.to_string(), Arc::new(state));
     }
 
     /// One write-through statement of `connection` (its schema), ended with
@@ -451,6 +523,7 @@ impl Metrics {
         );
         self.register_parts(&mut r);
         self.register_budgets(&mut r);
+        self.register_quotas(&mut r);
         self.register_proxy(&mut r);
         if let Some(stored) = stored {
             register_stored(&mut r, stored);
@@ -507,6 +580,70 @@ impl Metrics {
             "sequin_api_budget_available",
             "Requests that may start now without waiting (the window's capacity less requests in flight or cooling down; 0 while the API said to pause)",
             available,
+        );
+    }
+
+    fn register_quotas(&self, r: &mut Registry) {
+        let quotas: Vec<(String, QuotaProbe)> = lock(&self.inner.quotas)
+            .iter()
+            .map(|(c, p)| (c.clone(), p.clone()))
+            .collect();
+        if quotas.is_empty() {
+            return;
+        }
+        let max = Family::<QuotaLabels, Gauge>::default();
+        let remaining = Family::<QuotaLabels, Gauge>::default();
+        let floor = Family::<QuotaLabels, Gauge>::default();
+        let paused = Family::<LaneLabels, Gauge>::default();
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (connection, probe) in quotas {
+            let state = probe();
+            for c in &state.counters {
+                let labels = QuotaLabels {
+                    connection: connection.clone(),
+                    quota: c.quota.clone(),
+                };
+                if let Some(m) = c.max {
+                    max.get_or_create(&labels).set(gauge(m));
+                }
+                if let Some(n) = c.remaining {
+                    remaining.get_or_create(&labels).set(gauge(n));
+                }
+                if let Some(f) = c.floor {
+                    floor.get_or_create(&labels).set(gauge(f));
+                }
+            }
+            for (lane, on) in [
+                ("backfill", state.paused.backfill),
+                ("poll", state.paused.poll),
+            ] {
+                paused
+                    .get_or_create(&LaneLabels {
+                        connection: connection.clone(),
+                        lane,
+                    })
+                    .set(i64::from(on));
+            }
+        }
+        r.register(
+            "sequin_api_quota_max",
+            "The API's allowance of a quota over its period (Salesforce's DailyApiRequests), as last read",
+            max,
+        );
+        r.register(
+            "sequin_api_quota_remaining",
+            "What is left of a quota: the level last read less the requests sent since",
+            remaining,
+        );
+        r.register(
+            "sequin_api_quota_floor",
+            "The connection's floor of a quota: polls pause at it, backfills earlier (quota.floor)",
+            floor,
+        );
+        r.register(
+            "sequin_api_quota_paused",
+            "Whether reads of a lane (backfill, poll) are paused because the quota is near its floor or spent (writes never are)",
+            paused,
         );
     }
 

@@ -1,8 +1,10 @@
 //! `sequin status`: per connection and object, phase, rows, last poll, lag
-//! and last error; below it, write-through's journal: API effects per
-//! connection by outcome. Both are read from the views `sequin.status` and
-//! `sequin.write_status` (migration 0007), which applications and
-//! dashboards query too: one definition of what the status is.
+//! and last error; below it the API quotas (what is left, the floors, which
+//! reads are paused and why) and write-through's journal: API effects per
+//! connection by outcome. They are read from the views `sequin.status`,
+//! `sequin.write_status` (migration 0007) and `sequin.quota_status` (0009),
+//! which applications and dashboards query too: one definition of what the
+//! status is.
 
 use std::fmt::Write as _;
 
@@ -16,7 +18,7 @@ pub struct ObjectStatus {
     pub connection: String,
     pub object: String,
     /// `live`, `backfilling`, or `backfilling 42%` when the API gave the
-    /// listing's size.
+    /// listing's size; `, paused` when the quota holds its reads back.
     pub phase: String,
     /// Rows in the table; `None` when it could not be counted.
     pub rows: Option<i64>,
@@ -30,7 +32,7 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
     let rows = client
         .query(
             "SELECT connection, object, phase, backfill_percent, rows, seconds_since_poll,
-                    lag_seconds, last_error
+                    lag_seconds, last_error, paused
                FROM sequin.status
               ORDER BY connection, object",
             &[],
@@ -45,7 +47,7 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
         .map(|r| ObjectStatus {
             connection: r.get(0),
             object: r.get(1),
-            phase: phase_text(r.get(2), r.get(3)),
+            phase: phase_text(r.get(2), r.get(3), r.get::<_, Option<String>>(8).is_some()),
             rows: r.get(4),
             seconds_since_poll: r.get(5),
             lag_seconds: r.get(6),
@@ -55,12 +57,94 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
 }
 
 /// The phase as shown: a backfill with a known total says how far it is
-/// (`sequin.backfill_percent`).
-fn phase_text(phase: &str, percent: Option<i32>) -> String {
-    match (phase, percent) {
+/// (`sequin.backfill_percent`), and an object whose reads the quota holds
+/// back says so (the quota section below says why).
+fn phase_text(phase: &str, percent: Option<i32>, paused: bool) -> String {
+    let text = match (phase, percent) {
         ("backfilling", Some(p)) => format!("backfilling {p}%"),
         _ => phase.to_string(),
+    };
+    if paused {
+        format!("{text}, paused")
+    } else {
+        text
     }
+}
+
+/// One counter of a connection's API quota (`sequin.quota_status`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaStatus {
+    pub connection: String,
+    pub quota: String,
+    pub max: Option<i64>,
+    pub remaining: Option<i64>,
+    /// Polls pause at it (None: the counter is shown only).
+    pub floor: Option<i64>,
+    pub backfill_floor: Option<i64>,
+    /// `backfill` or `backfill, poll`, and why.
+    pub paused: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Reads `sequin.quota_status` (empty when no connection reads a quota).
+pub async fn read_quotas(client: &Client) -> Result<Vec<QuotaStatus>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT connection, quota, max, remaining, floor, backfill_floor, paused, reason
+               FROM sequin.quota_status
+              ORDER BY connection, quota",
+            &[],
+        )
+        .await
+        .map_err(|source| StoreError::Db {
+            context: "reading sequin.quota_status (has `sequin migrate` run?)".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| QuotaStatus {
+            connection: r.get(0),
+            quota: r.get(1),
+            max: r.get(2),
+            remaining: r.get(3),
+            floor: r.get(4),
+            backfill_floor: r.get(5),
+            paused: r.get(6),
+            reason: r.get(7),
+        })
+        .collect())
+}
+
+/// Renders the quotas; empty when there are none.
+pub fn render_quotas(items: &[QuotaStatus]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let n = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let mut out = String::from("\nAPI QUOTA (sequin.quota_status)\n");
+    let _ = writeln!(
+        out,
+        "{:<12}  {:<22}  {:>10}  {:>10}  {:>8}  {:>14}  PAUSED",
+        "CONNECTION", "QUOTA", "REMAINING", "MAX", "FLOOR", "BACKFILL FLOOR"
+    );
+    for q in items {
+        let paused = match (&q.paused, &q.reason) {
+            (Some(p), Some(why)) if q.floor.is_some() => format!("{p} ({why})"),
+            (Some(p), None) if q.floor.is_some() => p.clone(),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<12}  {:<22}  {:>10}  {:>10}  {:>8}  {:>14}  {paused}",
+            q.connection,
+            q.quota,
+            n(q.remaining),
+            n(q.max),
+            n(q.floor),
+            n(q.backfill_floor),
+        );
+    }
+    out
 }
 
 fn ago(s: Option<f64>) -> String {
@@ -247,9 +331,42 @@ mod tests {
 
     #[test]
     fn phases() {
-        assert_eq!(phase_text("backfilling", Some(42)), "backfilling 42%");
-        assert_eq!(phase_text("backfilling", None), "backfilling");
-        assert_eq!(phase_text("live", None), "live");
+        assert_eq!(
+            phase_text("backfilling", Some(42), false),
+            "backfilling 42%"
+        );
+        assert_eq!(phase_text("backfilling", None, false), "backfilling");
+        assert_eq!(phase_text("live", None, false), "live");
+        assert_eq!(
+            phase_text("backfilling", Some(7), true),
+            "backfilling 7%, paused"
+        );
+    }
+
+    #[test]
+    fn renders_quotas() {
+        assert_eq!(render_quotas(&[]), "");
+        let counter = |quota: &str, floor: Option<i64>| QuotaStatus {
+            connection: "sf".into(),
+            quota: quota.into(),
+            max: Some(15000),
+            remaining: Some(2900),
+            floor,
+            backfill_floor: floor.map(|f| f * 2),
+            paused: Some("backfill".into()),
+            reason: Some("DailyApiRequests has 2900 of 15000 left".into()),
+        };
+        let out = render_quotas(&[
+            counter("DailyApiRequests", Some(1500)),
+            counter("DailyBulkV2QueryJobs", None),
+        ]);
+        let lines: Vec<&str> = out.trim().lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert_eq!(
+            lines[2],
+            "sf            DailyApiRequests              2900       15000      1500            3000  backfill (DailyApiRequests has 2900 of 15000 left)"
+        );
+        assert!(lines[3].ends_with("     -  -"), "shown only: {out}");
     }
 
     #[test]

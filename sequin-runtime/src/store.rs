@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("../migrations/0007_status.sql")),
     (8, include_str!("../migrations/0008_grant_table.sql")),
     (9, include_str!("../migrations/0009_upsert.sql")),
+    (10, include_str!("../migrations/0010_quota.sql")),
 ];
 
 /// Errors of the store layer.
@@ -1518,6 +1519,7 @@ mod tests {
         "1caca77413156d8e7366ecedf06b5d584bf4c6ed1af04a05813457c9d1785acf",
         "79218168e769d9b44c17093728e582d125f594a441f4267324922733e662a70b",
         "4b51620e0f36baa229b76e753f2d2ee3a0bcec3a01fc176b0b3134a31e32e4e0",
+        "1d81874e624a6a6d1b5f92a091c082d1fab6f1d28297f85af23990df5e64eda4",
     ];
 
     #[test]

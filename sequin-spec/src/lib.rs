@@ -13,6 +13,7 @@
 //! - [`pattern`]: object patterns with `*` and `?` (`objects: ["*__c"]`).
 //! - [`links`]: link tables (`links:`) as objects, and their row and item
 //!   templates.
+//! - [`quota`]: an API's allowance over a long period (`quota:`).
 //!
 //! This crate does not depend on the generator, on HTTP or on Postgres.
 
@@ -21,6 +22,7 @@ pub mod links;
 pub mod model;
 pub mod naming;
 pub mod pattern;
+pub mod quota;
 pub mod record;
 pub mod yaml;
 

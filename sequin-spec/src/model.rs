@@ -76,6 +76,10 @@ pub struct Connector {
     pub pagination: Option<Pagination>,
     /// Rate limits of an account, which Sequin never exceeds.
     pub rate_limit: RateLimit,
+    /// An allowance over a long period (a daily quota of requests), read
+    /// from the API, which sync keeps a floor of. See [`crate::quota`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quota::Quota>,
     /// How to read the API's error bodies and map them to SQLSTATEs.
     pub errors: ErrorDecoding,
     /// Idempotency support for writes (Stripe's `Idempotency-Key`).

@@ -545,6 +545,7 @@ fn connector(
         body: api::body_encoding(doc, &writes),
         pagination,
         rate_limit,
+        quota: None,
         errors,
         idempotency: api::idempotency(doc, &creates),
         incremental: None,

@@ -69,3 +69,16 @@ fn upserts_and_external_ids_are_checked_at_their_places() {
     ];
     assert_eq!(got, expected, "got:\n{}", got.join("\n"));
 }
+
+#[test]
+fn a_quota_is_checked_at_its_places() {
+    let got = check("quota.yaml");
+    let expected = [
+        "tests/specs/invalid/quota.yaml:22:23: the quota is read with GET (fix: remove `method:` (GET is the default))",
+        "tests/specs/invalid/quota.yaml:22:35: unknown placeholder `{id}` in the quota's endpoint `/quota/{id}/{region}` (fix: the quota's endpoint belongs to no object: use connection parameters only, e.g. {api_version})",
+        "tests/specs/invalid/quota.yaml:22:35: unknown placeholder `{region}` in the quota's endpoint `/quota/{id}/{region}` (fix: declare `region` under params)",
+        "tests/specs/invalid/quota.yaml:27:15: counter name `daily` is empty or used twice (fix: name each counter once, as the API does)",
+        "tests/specs/invalid/quota.yaml:27:27: the path of the counter's max is empty (fix: write where the answer holds it, e.g. `daily.Max`)",
+    ];
+    assert_eq!(got, expected, "got:\n{}", got.join("\n"));
+}

@@ -371,10 +371,12 @@ impl Drop for BackfillWaiting<'_> {
     }
 }
 
-/// Budgets by account key, so every client of one account shares one.
+/// Budgets by account key, so every client of one account shares one (and
+/// one quota gate, [`super::quota`]).
 #[derive(Clone, Debug, Default)]
 pub struct Budgets {
     map: Arc<Mutex<HashMap<String, Arc<Budget>>>>,
+    quotas: Arc<Mutex<HashMap<String, Arc<super::quota::QuotaGate>>>>,
 }
 
 impl Budgets {
@@ -392,6 +394,18 @@ impl Budgets {
         let b = Budget::new(limit);
         map.insert(key.to_string(), b.clone());
         b
+    }
+
+    /// The quota gate of `key`, made by `make` on first use.
+    pub fn quota(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> super::quota::QuotaGate,
+    ) -> Arc<super::quota::QuotaGate> {
+        let mut map = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.to_string())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
     }
 }
 

@@ -6,6 +6,9 @@
 //!   [`TokenStore`]; [`Secret`] keeps credentials out of logs and errors.
 //! - [`limit`]: the account's request [`Budget`], shared by every client of
 //!   the account, with a share kept for writes ([`Priority`]).
+//! - [`quota`]: the account's allowance over a long period (the spec's
+//!   `quota:`), read from the API and counted between reads; reads pause
+//!   near the connection's floors, writes never ([`QuotaGate`]).
 //! - [`retry`]: backoff with full jitter, `Retry-After` and reset headers.
 //! - [`page`]: every pagination kind, checkpointable [`PageCursor`]s.
 //! - [`error`]: [`ApiError`] decoded with the spec's `errors` section.
@@ -33,10 +36,12 @@ pub mod auth;
 pub mod error;
 pub mod limit;
 pub mod page;
+pub mod quota;
 pub mod retry;
 pub mod template;
 
 use std::collections::BTreeMap;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -55,6 +60,7 @@ pub use auth::{MemoryTokenStore, Secret, StoredToken, TokenStore, TokenStoreErro
 pub use error::{ApiError, ErrorKind};
 pub use limit::{Budget, Budgets, Lane, Permit, Priority};
 pub use page::{Page, PageCursor};
+pub use quota::{Floor, QuotaGate, QuotaSettings};
 pub use retry::RetryPolicy;
 pub use template::Vars;
 
@@ -88,6 +94,8 @@ pub struct ClientConfig {
     /// Where requests and rate-limit waits are counted, and the budget's
     /// level is read from.
     pub metrics: Metrics,
+    /// The floors kept of the spec's quota, if it has one.
+    pub quota: QuotaSettings,
 }
 
 impl ClientConfig {
@@ -207,6 +215,8 @@ struct Inner {
     budget: Arc<Budget>,
     /// The budgets of the spec's endpoint limits, each beside its limit.
     endpoint_budgets: Vec<(EndpointLimit, Arc<Budget>)>,
+    /// The gate of the spec's quota, shared like the budget.
+    quota: Option<Arc<QuotaGate>>,
     retry: RetryPolicy,
     /// Configured credentials, scrubbed from every error.
     secrets: Vec<String>,
@@ -302,6 +312,9 @@ struct Call<'a> {
     body_required: bool,
     /// Extra headers of this request.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The quota's own read: not held at the quota gate (it is what opens
+    /// it), and tried once (the gate reads again later).
+    quota_read: bool,
 }
 
 /// How building or sending an attempt failed.
@@ -438,6 +451,19 @@ impl Client {
                     None => watched.capacity().saturating_sub(watched.in_use()),
                 },
             });
+        let quota = connector.quota.as_ref().map(|q| {
+            let make = || QuotaGate::new(&config.connection, q, &config.quota);
+            match &config.budgets {
+                Some(b) => b.quota(&budget_key, make),
+                None => Arc::new(make()),
+            }
+        });
+        if let Some(gate) = &quota {
+            let watched = gate.clone();
+            config
+                .metrics
+                .watch_quota(&config.connection, move || watched.state());
+        }
         let http = Http::new(config.retry.timeout);
         // Built once here so a client that cannot be built is a config error
         // now, not a failed request later.
@@ -463,6 +489,7 @@ impl Client {
                 http,
                 budget,
                 endpoint_budgets,
+                quota,
                 retry: config.retry,
                 metrics: config.metrics,
             }),
@@ -514,6 +541,11 @@ impl Client {
     /// The budget this client draws from.
     pub fn budget(&self) -> &Arc<Budget> {
         &self.inner.budget
+    }
+
+    /// The gate of the spec's quota, if it has one.
+    pub fn quota(&self) -> Option<&Arc<QuotaGate>> {
+        self.inner.quota.as_ref()
     }
 
     /// This thread's HTTP pool.
@@ -664,6 +696,7 @@ impl Client {
                 retry_after_send: true,
                 body_required: true,
                 headers: Vec::new(),
+                quota_read: false,
             })
             .await?;
         let mut json = raw.json.unwrap_or(Value::Null);
@@ -821,6 +854,7 @@ impl Client {
                 retry_after_send: req.retry_safe || honoured_key || method == Method::Get,
                 body_required: false,
                 headers,
+                quota_read: false,
             })
             .await?;
         Ok(ApiResponse {
@@ -892,6 +926,9 @@ impl Client {
                 Failure::Retry { error, wait, sent } => (error, wait, sent),
             };
             error.attempts = attempt;
+            if call.quota_read {
+                return Err(error);
+            }
             if sent && !call.retry_after_send {
                 error.maybe_applied = true;
                 return Err(error);
@@ -940,6 +977,9 @@ impl Client {
             status = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
+        if !call.quota_read {
+            self.pass_quota(self.lane(call.priority)).await;
+        }
         // The endpoint's own limits first, so that waiting for one of them
         // holds no slot of the account's.
         let mut permits = Vec::new();
@@ -1020,6 +1060,9 @@ impl Client {
                 self.purpose(call.priority),
                 status,
             );
+            if let Some(gate) = &self.inner.quota {
+                gate.sent();
+            }
         }
         let (status, headers, bytes) = match outcome {
             Ok(parts) => parts,
@@ -1049,6 +1092,78 @@ impl Client {
         tracing::debug!(status, elapsed_ms, "API response");
         self.note_quota(&headers);
         self.classify(call, status, headers, &bytes, generation)
+    }
+
+    /// Waits until the quota lets a request of `lane` go, reading the
+    /// quota's level when it is due (one request reads; the others go on
+    /// with the estimate, or wait for the answer when their lane is
+    /// closed). Writes never wait.
+    async fn pass_quota(&self, lane: Lane) {
+        let Some(gate) = &self.inner.quota else {
+            return;
+        };
+        if lane == Lane::Write {
+            return;
+        }
+        loop {
+            // Registered before looking, so a read's answer is not missed.
+            let mut answered = pin!(gate.notify.notified());
+            answered.as_mut().enable();
+            if gate.read_due() {
+                match gate.reading.try_lock() {
+                    Ok(_reading) => {
+                        self.read_quota(gate).await;
+                        continue;
+                    }
+                    Err(_) if !gate.is_open(lane) => {
+                        answered.await;
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if gate.is_open(lane) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(gate.next_read()) => {}
+                _ = answered => {}
+            }
+        }
+    }
+
+    /// Reads the quota's level once and hands the answer to the gate.
+    fn read_quota<'a>(
+        &'a self,
+        gate: &'a QuotaGate,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        // Boxed: a read runs through `attempt`, which called this.
+        Box::pin(async move {
+            let endpoint = &gate.spec.endpoint;
+            let read = async {
+                let vars = Vars::new().with_params(&self.inner.params);
+                let base = self.request_base().await?;
+                let url = template::build_url(&base, &endpoint.path, &endpoint.query, &vars)
+                    .map_err(|e| self.err(ErrorKind::Config, e.to_string()))?;
+                self.execute(Call {
+                    priority: Priority::Read,
+                    method: Method::Get,
+                    url,
+                    template: &endpoint.path,
+                    body: None,
+                    idempotency_key: None,
+                    retry_after_send: true,
+                    body_required: true,
+                    headers: Vec::new(),
+                    quota_read: true,
+                })
+                .await
+            };
+            match read.await.map_err(|e| self.scrub(e)) {
+                Ok(raw) => gate.read(&raw.json.unwrap_or(Value::Null)),
+                Err(e) => gate.read_failed(&e.to_string()),
+            }
+        })
     }
 
     /// Pauses the budget when the API says the window's quota is spent.
@@ -1139,6 +1254,15 @@ impl Client {
             || (limit.extra_statuses.contains(&status) && (retry_after.is_some() || quota_spent))
             || error.sqlstate == "53400";
         if limited {
+            // Not a rate (no 429, no wait given): the quota of the period
+            // is spent, and reads wait for it at the gate instead of
+            // retrying into the refusal.
+            if status != 429
+                && retry_after.is_none()
+                && let Some(gate) = &self.inner.quota
+            {
+                gate.spent();
+            }
             let wait = retry_after.or(if quota_spent { reset } else { None });
             if let Some(w) = wait {
                 self.inner.budget.pause_for(w);
@@ -1214,6 +1338,7 @@ mod tests {
             retry_after_send: true,
             body_required: true,
             headers,
+            quota_read: false,
         }
     }
 

@@ -47,6 +47,9 @@ impl Connection {
         cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
         cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
         cc.metrics = metrics.clone();
+        if let Some(q) = &conn.quota {
+            cc.quota = q.settings();
+        }
         if let Some(t) = conn.request_timeout {
             cc.retry.timeout = t;
         }

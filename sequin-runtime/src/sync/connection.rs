@@ -98,12 +98,26 @@ async fn run_connection_inner(
         children: std::sync::RwLock::new(children(&plans)),
     });
     announce(&ctx, &plans).await?;
+    // The quota's level in Postgres while the connection runs.
+    let _quota = ctx.api.client.quota().cloned().map(|gate| {
+        let keeper = tokio::spawn(super::quota::keep(ctx.clone(), gate));
+        AbortOnDrop(keeper)
+    });
     let mut tasks = Tasks::new(ctx.clone(), &plans);
     tasks.start_events(&plans).await?;
     for plan in plans {
         tasks.spawn_object(plan);
     }
     tasks.supervise().await
+}
+
+/// A task that ends with the scope holding it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The child objects among `plans`, by parent table; a link table is a

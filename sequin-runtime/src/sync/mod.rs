@@ -38,6 +38,7 @@ mod object;
 mod poll;
 pub mod progress;
 mod window;
+mod quota;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

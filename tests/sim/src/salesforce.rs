@@ -12,6 +12,9 @@
 //! addresses, Opportunity probability/forecast defaults per stage, `ExpectedRevenue`, fiscal
 //! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
 //!
+//! The org's daily allocations (`/limits`) go down with every API request and refuse requests
+//! with 403 `REQUEST_LIMIT_EXCEEDED` when spent (`limits.rs`).
+//!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
 //! `IsDeleted = true` while in the recycle bin, which purges them after its window (15 days),
 //! and the sObject Get Deleted resource lists them by time (`deleted.rs`).
@@ -19,6 +22,7 @@
 mod deleted;
 mod catalog;
 mod ids;
+pub mod limits;
 mod schema;
 mod soql;
 mod store;
@@ -57,6 +61,7 @@ pub struct Salesforce {
     org: Mutex<Org>,
     /// Locked after `org` when both are.
     bin: Mutex<deleted::RecycleBin>,
+    limits: Mutex<limits::DailyLimits>,
 }
 
 impl Salesforce {
@@ -73,7 +78,29 @@ impl Salesforce {
             ctx,
             org: Mutex::new(org),
             bin: Mutex::new(deleted::RecycleBin::default()),
+            limits: Mutex::new(limits::DailyLimits::default()),
         }
+    }
+
+    /// The org's daily allocations (the Limits resource's counters).
+    pub fn limits(&self) -> MutexGuard<'_, limits::DailyLimits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what is left of the day's API requests, as other integrations would.
+    pub fn set_api_requests_remaining(&self, remaining: u64) {
+        let mut l = self.limits();
+        l.api_requests.remaining = remaining.min(l.api_requests.max);
+    }
+
+    /// The new day: every daily allocation is whole again.
+    pub fn reset_daily_limits(&self) {
+        self.limits().reset();
+    }
+
+    /// Takes one Bulk API 2.0 query job of the day's allocation (for the code creating jobs).
+    pub fn take_bulk_query_job(&self) -> Result<(), SfError> {
+        self.limits().take_bulk_query_job()
     }
 
     fn org(&self) -> MutexGuard<'_, Org> {
@@ -601,16 +628,6 @@ async fn get_deleted(
     Ok(Json(answer).into_response())
 }
 
-async fn limits(Path(version): Path<String>) -> Result<Response, SfError> {
-    check_version(&version).map(|()| {
-        Json(json!({
-            "DailyApiRequests": {"Max": 100_000, "Remaining": 99_000},
-            "DailyBulkApiBatches": {"Max": 15_000, "Remaining": 15_000},
-        }))
-        .into_response()
-    })
-}
-
 // ----- control routes (under /_sim) -------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -835,7 +852,6 @@ impl Simulator for Salesforce {
                     .patch(collection_update)
                     .delete(collection_delete),
             )
-            .route(&format!("{data}/limits"), get(limits))
             .route(
                 &format!("{data}/sobjects/{{object}}/{{field}}/{{value}}"),
                 axum::routing::patch(upsert::single),
@@ -844,6 +860,11 @@ impl Simulator for Salesforce {
                 &format!("{data}/composite/sobjects/{{object}}/{{field}}"),
                 axum::routing::patch(upsert::collection),
             )
+            .route(&format!("{data}/limits"), get(limits::limits))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                limits::count_request,
+            ))
             .with_state(self)
     }
 
@@ -1037,6 +1058,11 @@ impl Simulator for Salesforce {
                 "/salesforce/recycle-bin/{object}/{id}",
                 axum::routing::delete(control_hard_delete),
             )
+            .route(
+                "/salesforce/limits",
+                get(limits::control_get).post(limits::control_set),
+            )
+            .route("/salesforce/limits/reset", post(limits::control_reset))
             .route("/salesforce/sobjects/{object}", post(control_create))
             .route(
                 "/salesforce/sobjects/{object}/{id}",

@@ -17,6 +17,7 @@ mod sync_restart;
 mod sync_salesforce;
 mod sync_salesforce_deletes;
 mod sync_salesforce_objects;
+mod sync_salesforce_quota;
 mod sync_stripe;
 mod sync_stripe_account;
 mod sync_stripe_children;

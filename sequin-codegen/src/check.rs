@@ -16,8 +16,8 @@ use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
-    Access, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
-    Field, FieldType, Incremental, Links, Object, Pagination, Parent,
+    Access, AsyncQuery, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
+    Field, FieldType, Incremental, Links, Method, Object, Pagination, Parent,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -262,6 +262,9 @@ impl Semantic {
         }
         if let Some(d) = &c.deletes {
             self.deletes("/deletes", d, &params, None);
+        }
+        if let Some(q) = &c.async_query {
+            self.async_query(c, q, &params);
         }
         let mut names = HashMap::new();
         for (i, o) in c.objects.iter().enumerate() {
@@ -1212,6 +1215,94 @@ impl Semantic {
                         Some("use the single-record endpoint instead".into()),
                     );
                 }
+            }
+        }
+    }
+
+    /// Asynchronous query jobs: each template uses only its own
+    /// placeholders, the create's body carries `{query}`, the states and
+    /// pauses make sense, and every static object has the window's field.
+    fn async_query(&mut self, c: &Connector, q: &AsyncQuery, params: &BTreeSet<&str>) {
+        let base = "/async_query";
+        let body = Value::Object(q.create.body.clone()).to_string();
+        if q.create.method != Method::Post || !body.contains("{query}") {
+            self.err(
+                format!("{base}/create"),
+                "the create endpoint must be a POST whose body carries `{query}`",
+                Some("e.g. `method: POST` and `body: {operation: query, query: \"{query}\"}`".into()),
+            );
+        }
+        let only = |this: &mut Self, pointer: &str, t: &str, allowed: &[&str]| {
+            for name in placeholders(t) {
+                if !allowed.contains(&name.as_str()) && !params.contains(name.as_str()) {
+                    this.err(
+                        pointer.to_string(),
+                        format!("unknown placeholder `{{{name}}}` in `{t}`"),
+                        Some(format!(
+                            "use {} or a connection parameter",
+                            allowed.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+                        )),
+                    );
+                }
+            }
+        };
+        only(self, &format!("{base}/create/path"), &q.create.path, &[]);
+        only(self, &format!("{base}/query"), &q.query, &["fields", "object", "window"]);
+        only(self, &format!("{base}/window"), &q.window, &["after"]);
+        if !placeholders(&q.window).iter().any(|p| p == "after") {
+            self.err(
+                format!("{base}/window"),
+                "the window must use `{after}` (the last committed record's window_field)",
+                Some("e.g. ` WHERE Id > '{after}'`".into()),
+            );
+        }
+        if !placeholders(&q.query).iter().any(|p| p == "window") {
+            self.err(
+                format!("{base}/query"),
+                "the query must place `{window}` (where a job created again restricts it)",
+                Some("e.g. `SELECT {fields} FROM {object}{window} ORDER BY Id ASC`".into()),
+            );
+        }
+        for (pointer, e) in [("status", &q.status), ("results/endpoint", &q.results.endpoint)] {
+            only(self, &format!("{base}/{pointer}/path"), &e.path, &["job", "object"]);
+            if !e.path.contains("{job}") {
+                self.err(
+                    format!("{base}/{pointer}/path"),
+                    format!("`{}` does not name the job: `{{job}}` is missing", e.path),
+                    None,
+                );
+            }
+        }
+        only(self, &format!("{base}/count/endpoint/path"), &q.count.endpoint.path, &["object"]);
+        for v in q.count.endpoint.query.values() {
+            only(self, &format!("{base}/count/endpoint/query"), v, &["object"]);
+        }
+        if q.done.is_empty() {
+            self.err(format!("{base}/done"), "no state says the results are ready", Some("e.g. `done: [JobComplete]`".into()));
+        }
+        if let Some(s) = q.done.iter().find(|s| q.failed.contains(s)) {
+            self.err(format!("{base}/failed"), format!("state `{s}` is both done and failed"), None);
+        }
+        if q.poll_first.get() > q.poll_max.get() {
+            self.err(
+                format!("{base}/poll_first"),
+                format!("poll_first ({}) is longer than poll_max ({})", q.poll_first, q.poll_max),
+                Some("make poll_max the longest pause".into()),
+            );
+        }
+        if q.results.page_size == 0 {
+            self.err(format!("{base}/results/page_size"), "page_size must be at least 1", None);
+        }
+        if q.threshold == 0 {
+            self.err(format!("{base}/threshold"), "threshold must be at least 1", Some("e.g. `threshold: 100000`".into()));
+        }
+        for (i, o) in c.objects.iter().enumerate() {
+            if o.parent.is_none() && !o.fields.iter().any(|f| f.name == q.window_field) {
+                self.err(
+                    format!("/objects/{i}/fields"),
+                    format!("object `{}` has no field `{}`, the async query's window_field", o.name, q.window_field),
+                    Some(format!("declare `{}` or change `async_query.window_field`", q.window_field)),
+                );
             }
         }
     }

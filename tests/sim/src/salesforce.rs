@@ -9,9 +9,13 @@
 //! addresses, Opportunity probability/forecast defaults per stage, `ExpectedRevenue`, fiscal
 //! period, `IsClosed`/`IsWon`) are read-only and recomputed on every write.
 //!
+//! Bulk API 2.0 query jobs (create, state over time, abort, delete, CSV results paged with
+//! `Sforce-Locator`, expiry) and `limits/recordCount` live in `salesforce/bulk.rs`.
+//!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
 //! `IsDeleted = true`, as in a real org's recycle bin.
 
+mod bulk;
 mod ids;
 mod schema;
 mod soql;
@@ -30,6 +34,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+pub use bulk::{BulkJobInfo, BulkSettings};
 use crate::common::{self, RateLimit, SimContext, Simulator};
 use schema::FieldDef;
 pub use schema::FieldType;
@@ -48,6 +53,8 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub struct Salesforce {
     ctx: SimContext,
     org: Mutex<Org>,
+    /// Bulk API 2.0 query jobs (`bulk.rs`).
+    bulk: bulk::BulkJobs,
 }
 
 impl Salesforce {
@@ -63,6 +70,7 @@ impl Salesforce {
         Self {
             ctx,
             org: Mutex::new(org),
+            bulk: bulk::BulkJobs::default(),
         }
     }
 
@@ -630,6 +638,7 @@ impl Simulator for Salesforce {
                     .delete(collection_delete),
             )
             .route(&format!("{data}/limits"), get(limits))
+            .merge(bulk::routes(data))
             .with_state(self)
     }
 
@@ -817,6 +826,7 @@ impl Simulator for Salesforce {
                 "/salesforce/sobjects/{object}/{id}",
                 axum::routing::patch(control_update).delete(control_delete),
             )
+            .merge(bulk::control_routes())
             .with_state(self)
     }
 }

@@ -199,6 +199,14 @@ impl Salesforce {
             .collect()
     }
 
+    /// The ids of `object`'s live records, in Id order (what a job's results list).
+    pub fn ids(&self, object: &str) -> Vec<String> {
+        self.org()
+            .select(&format!("SELECT Id FROM {object} ORDER BY Id ASC"), false)
+            .map(|(_, _, ids)| ids)
+            .unwrap_or_default()
+    }
+
     /// Query jobs created so far (what `DailyBulkV2QueryJobs` counts).
     pub fn bulk_jobs_created(&self) -> usize {
         self.bulk.lock().created.len()

@@ -113,7 +113,15 @@ pub(super) async fn choose(
         return Ok(Choice::List(None));
     }
     let threshold = ctx.api.config.async_query_threshold.unwrap_or(q.threshold);
-    let count = count_records(ctx, plan, q).await?;
+    let count = match count_records(ctx, plan, q).await {
+        Ok(count) => count,
+        Err(e) if e.is_auth() => return Err(e),
+        // The count only chooses the path: without it, the list endpoint.
+        Err(e) => {
+            tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "counting the records failed; backfill through the list endpoint");
+            return Ok(Choice::List(None));
+        }
+    };
     if count.is_some_and(|n| n >= threshold) {
         tracing::info!(connection = %name, table = %plan.table.name, records = count, threshold, "backfill through an asynchronous query job");
         Ok(Choice::Job {

@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-pub use bulk::{BulkJobInfo, BulkSettings};
+pub use bulk::{BulkJobInfo, BulkSettings, refresh_token_for};
 use crate::common::{self, RateLimit, SimContext, Simulator};
 use schema::FieldDef;
 pub use schema::FieldType;

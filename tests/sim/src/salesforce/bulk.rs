@@ -249,6 +249,12 @@ impl Salesforce {
     }
 }
 
+/// The refresh token a simulator started with API token `token` accepts at start (for a
+/// process that knows only the token its child simulator printed).
+pub fn refresh_token_for(token: &str) -> String {
+    super::initial_refresh_token(token)
+}
+
 /// The values of the `i`th seeded record of `object`.
 fn seed_fields(object: &str, i: usize) -> Result<serde_json::Map<String, Value>, SfError> {
     let v = match object.to_ascii_lowercase().as_str() {

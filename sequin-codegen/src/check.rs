@@ -16,8 +16,8 @@ use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
-    Access, AsyncQuery, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints, EventsFallback,
-    Field, FieldType, Incremental, Links, Method, Object, Pagination, Parent,
+    Access, AsyncQuery, Auth, BatchEndpoint, Connector, DeleteDetection, Endpoint, Endpoints,
+    EventsFallback, Field, FieldType, Incremental, Links, Method, Object, Pagination, Parent,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::yaml::{self, Located, escape_segment};
@@ -1229,7 +1229,9 @@ impl Semantic {
             self.err(
                 format!("{base}/create"),
                 "the create endpoint must be a POST whose body carries `{query}`",
-                Some("e.g. `method: POST` and `body: {operation: query, query: \"{query}\"}`".into()),
+                Some(
+                    "e.g. `method: POST` and `body: {operation: query, query: \"{query}\"}`".into(),
+                ),
             );
         }
         let only = |this: &mut Self, pointer: &str, t: &str, allowed: &[&str]| {
@@ -1240,14 +1242,23 @@ impl Semantic {
                         format!("unknown placeholder `{{{name}}}` in `{t}`"),
                         Some(format!(
                             "use {} or a connection parameter",
-                            allowed.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+                            allowed
+                                .iter()
+                                .map(|p| format!("{{{p}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     );
                 }
             }
         };
         only(self, &format!("{base}/create/path"), &q.create.path, &[]);
-        only(self, &format!("{base}/query"), &q.query, &["fields", "object", "window"]);
+        only(
+            self,
+            &format!("{base}/query"),
+            &q.query,
+            &["fields", "object", "window"],
+        );
         only(self, &format!("{base}/window"), &q.window, &["after"]);
         if !placeholders(&q.window).iter().any(|p| p == "after") {
             self.err(
@@ -1263,8 +1274,16 @@ impl Semantic {
                 Some("e.g. `SELECT {fields} FROM {object}{window} ORDER BY Id ASC`".into()),
             );
         }
-        for (pointer, e) in [("status", &q.status), ("results/endpoint", &q.results.endpoint)] {
-            only(self, &format!("{base}/{pointer}/path"), &e.path, &["job", "object"]);
+        for (pointer, e) in [
+            ("status", &q.status),
+            ("results/endpoint", &q.results.endpoint),
+        ] {
+            only(
+                self,
+                &format!("{base}/{pointer}/path"),
+                &e.path,
+                &["job", "object"],
+            );
             if !e.path.contains("{job}") {
                 self.err(
                     format!("{base}/{pointer}/path"),
@@ -1273,35 +1292,70 @@ impl Semantic {
                 );
             }
         }
-        only(self, &format!("{base}/count/endpoint/path"), &q.count.endpoint.path, &["object"]);
+        only(
+            self,
+            &format!("{base}/count/endpoint/path"),
+            &q.count.endpoint.path,
+            &["object"],
+        );
         for v in q.count.endpoint.query.values() {
-            only(self, &format!("{base}/count/endpoint/query"), v, &["object"]);
+            only(
+                self,
+                &format!("{base}/count/endpoint/query"),
+                v,
+                &["object"],
+            );
         }
         if q.done.is_empty() {
-            self.err(format!("{base}/done"), "no state says the results are ready", Some("e.g. `done: [JobComplete]`".into()));
+            self.err(
+                format!("{base}/done"),
+                "no state says the results are ready",
+                Some("e.g. `done: [JobComplete]`".into()),
+            );
         }
         if let Some(s) = q.done.iter().find(|s| q.failed.contains(s)) {
-            self.err(format!("{base}/failed"), format!("state `{s}` is both done and failed"), None);
+            self.err(
+                format!("{base}/failed"),
+                format!("state `{s}` is both done and failed"),
+                None,
+            );
         }
         if q.poll_first.get() > q.poll_max.get() {
             self.err(
                 format!("{base}/poll_first"),
-                format!("poll_first ({}) is longer than poll_max ({})", q.poll_first, q.poll_max),
+                format!(
+                    "poll_first ({}) is longer than poll_max ({})",
+                    q.poll_first, q.poll_max
+                ),
                 Some("make poll_max the longest pause".into()),
             );
         }
         if q.results.page_size == 0 {
-            self.err(format!("{base}/results/page_size"), "page_size must be at least 1", None);
+            self.err(
+                format!("{base}/results/page_size"),
+                "page_size must be at least 1",
+                None,
+            );
         }
         if q.threshold == 0 {
-            self.err(format!("{base}/threshold"), "threshold must be at least 1", Some("e.g. `threshold: 100000`".into()));
+            self.err(
+                format!("{base}/threshold"),
+                "threshold must be at least 1",
+                Some("e.g. `threshold: 100000`".into()),
+            );
         }
         for (i, o) in c.objects.iter().enumerate() {
             if o.parent.is_none() && !o.fields.iter().any(|f| f.name == q.window_field) {
                 self.err(
                     format!("/objects/{i}/fields"),
-                    format!("object `{}` has no field `{}`, the async query's window_field", o.name, q.window_field),
-                    Some(format!("declare `{}` or change `async_query.window_field`", q.window_field)),
+                    format!(
+                        "object `{}` has no field `{}`, the async query's window_field",
+                        o.name, q.window_field
+                    ),
+                    Some(format!(
+                        "declare `{}` or change `async_query.window_field`",
+                        q.window_field
+                    )),
                 );
             }
         }
@@ -1429,5 +1483,84 @@ mod tests {
             "got:\n{}",
             got.join("\n")
         );
+    }
+
+    /// The Salesforce spec with `from` replaced by `to` in its async_query.
+    fn salesforce_with(from: &str, to: &str) -> Result<CheckedSpec, Diagnostics> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/salesforce.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} is in the spec");
+        let text = text.replacen(from, to, 1);
+        check_source(
+            Path::new("salesforce.yaml"),
+            &text,
+            &crate::current_validator(),
+        )
+    }
+
+    #[test]
+    fn async_query_mistakes_are_spec_errors() {
+        let good = salesforce_with("threshold: 100000", "threshold: 100000").expect("valid");
+        assert_eq!(
+            good.connector.async_query.as_ref().unwrap().threshold,
+            100_000
+        );
+        for (from, to, says) in [
+            (
+                "window: \" WHERE Id > '{after}'\"",
+                "window: \" WHERE Id > '{last}'\"",
+                "unknown placeholder `{last}`",
+            ),
+            (
+                "window: \" WHERE Id > '{after}'\"",
+                "window: \" WHERE Id > 'x'\"",
+                "the window must use `{after}`",
+            ),
+            (
+                "{object}{window} ORDER BY",
+                "{object} ORDER BY",
+                "the query must place `{window}`",
+            ),
+            (
+                "jobs/query/{job}\"}",
+                "jobs/query/one\"}",
+                "does not name the job",
+            ),
+            (
+                "query: \"{query}\"",
+                "query: \"fixed\"",
+                "whose body carries `{query}`",
+            ),
+            (
+                "done: [JobComplete]",
+                "done: [Failed]",
+                "state `Failed` is both done and failed",
+            ),
+            (
+                "poll_first: 1s",
+                "poll_first: 1m",
+                "poll_first (1m) is longer than poll_max (30s)",
+            ),
+            (
+                "threshold: 100000",
+                "threshold: 0",
+                "threshold must be at least 1",
+            ),
+            (
+                "window_field: Id",
+                "window_field: Key",
+                "has no field `Key`, the async query's window_field",
+            ),
+        ] {
+            let Err(d) = salesforce_with(from, to) else {
+                panic!("{to:?} must be rejected");
+            };
+            let got: Vec<String> = d.0.iter().map(|d| d.to_string()).collect();
+            assert!(
+                got.iter().any(|g| g.contains(says)),
+                "{to:?}: want {says:?}, got:\n{}",
+                got.join("\n")
+            );
+        }
     }
 }

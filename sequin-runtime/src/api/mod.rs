@@ -1280,7 +1280,7 @@ mod tests {
             idempotency_key: None,
             retry_after_send: true,
             body_required: true,
-                raw_body: false,
+            raw_body: false,
             headers,
         }
     }

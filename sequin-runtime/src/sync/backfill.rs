@@ -55,14 +55,16 @@ pub(super) async fn backfill(
     // A large object (or one resumed inside a job) goes through the
     // connector's asynchronous query jobs; a refused job falls back here.
     let cursor = match job::choose(ctx, plan, cursor).await? {
-        job::Choice::Job { start, total } => match job::backfill(ctx, writer, plan, start, total, &mut run).await? {
-            Drained::Done => {
-                run.finish(name, plan);
-                return Ok(());
+        job::Choice::Job { start, total } => {
+            match job::backfill(ctx, writer, plan, start, total, &mut run).await? {
+                Drained::Done => {
+                    run.finish(name, plan);
+                    return Ok(());
+                }
+                Drained::Stopped => return Ok(()),
+                Drained::Refused => None,
             }
-            Drained::Stopped => return Ok(()),
-            Drained::Refused => None,
-        },
+        }
         job::Choice::List(cursor) => stored_page_cursor(cursor)?,
     };
     let fetcher = Fetcher::start(ctx, plan, cursor);

@@ -347,7 +347,12 @@ impl Jobs<'_> {
             if self.q.failed.contains(&state) {
                 return Ok(Wait::Gone(format!("ended in state {state}")));
             }
-            tracing::debug!(job, state, pause_ms = pause.as_millis() as u64, "asynchronous query job not done yet");
+            tracing::debug!(
+                job,
+                state,
+                pause_ms = pause.as_millis() as u64,
+                "asynchronous query job not done yet"
+            );
             if !self.ctx.sleep(pause).await {
                 return Ok(Wait::Stopped);
             }
@@ -361,7 +366,11 @@ impl Jobs<'_> {
             client: self.client.clone(),
             plan: self.plan.clone(),
             results: self.q.results.clone(),
-            vars: self.ctx.api.vars(Some(self.plan)).with("job", cursor.job.clone()),
+            vars: self
+                .ctx
+                .api
+                .vars(Some(self.plan))
+                .with("job", cursor.job.clone()),
             window: window_column(self.q, self.plan).expect("checked when chosen"),
             total,
             stop: self.ctx.shutdown.clone(),
@@ -474,7 +483,14 @@ async fn fetch_results(
                 batch.push(&row);
                 if batch.len() >= BATCH_RECORDS {
                     at.skip = read;
-                    if !send(&out, &mut spare, &mut batch, Some(at.to_value()), source.total).await
+                    if !send(
+                        &out,
+                        &mut spare,
+                        &mut batch,
+                        Some(at.to_value()),
+                        source.total,
+                    )
+                    .await
                     {
                         return Ok(());
                     }
@@ -523,10 +539,7 @@ async fn send(
 }
 
 /// For each column of the plan, its position in the page's header row.
-fn header_map(
-    plan: &ObjectPlan,
-    reader: &mut csv::Reader<&[u8]>,
-) -> Result<Vec<usize>, SyncError> {
+fn header_map(plan: &ObjectPlan, reader: &mut csv::Reader<&[u8]>) -> Result<Vec<usize>, SyncError> {
     let headers = reader
         .headers()
         .map_err(|e| SyncError::Decode(format!("the job's CSV results: {e}")))?;
@@ -534,12 +547,15 @@ fn header_map(
         .columns
         .iter()
         .map(|c| {
-            headers.iter().position(|h| h == &*c.api_name).ok_or_else(|| {
-                SyncError::Decode(format!(
-                    "{}.{}: the job's results have no column `{}`",
-                    plan.table.schema, plan.table.name, c.api_name
-                ))
-            })
+            headers
+                .iter()
+                .position(|h| h == &*c.api_name)
+                .ok_or_else(|| {
+                    SyncError::Decode(format!(
+                        "{}.{}: the job's results have no column `{}`",
+                        plan.table.schema, plan.table.name, c.api_name
+                    ))
+                })
         })
         .collect()
 }

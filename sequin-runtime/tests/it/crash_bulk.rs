@@ -107,7 +107,10 @@ connections:
         let wait_start = Instant::now();
         while committed(&pg).await < *at_rows {
             if let Some(status) = proc.exited() {
-                panic!("sequin exited ({status}) before kill {i}; stderr:\n{}", proc.stderr());
+                panic!(
+                    "sequin exited ({status}) before kill {i}; stderr:\n{}",
+                    proc.stderr()
+                );
             }
             assert!(
                 wait_start.elapsed() < Duration::from_secs(60),
@@ -121,7 +124,11 @@ connections:
         assert!(!status.success(), "kill {i}: the process had already ended");
         let (phase, kind) = state(&pg).await.expect("a sync state");
         assert_eq!(phase, "backfilling", "kill {i} happened mid-backfill");
-        assert_eq!(kind.as_deref(), Some("async_job"), "kill {i}: a job cursor is committed");
+        assert_eq!(
+            kind.as_deref(),
+            Some("async_job"),
+            "kill {i}: a job cursor is committed"
+        );
         let mut ids: Vec<String> = pg
             .query("SELECT id FROM salesforce.opportunity", &[])
             .await
@@ -133,9 +140,16 @@ connections:
         let n = ids.len();
         assert!(n as i64 >= last, "kill {i}: committed rows went back");
         assert!(n < total, "kill {i}: {n} rows is not mid-backfill");
-        assert_eq!(ids, api_ids[..n], "kill {i}: the committed rows are a prefix of the results");
+        assert_eq!(
+            ids,
+            api_ids[..n],
+            "kill {i}: the committed rows are a prefix of the results"
+        );
         last = n as i64;
-        eprintln!("kill {i} at {:.1}s: {n} rows committed", started.elapsed().as_secs_f64());
+        eprintln!(
+            "kill {i} at {:.1}s: {n} rows committed",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     // The last run finishes from the committed locator and goes live.
@@ -181,11 +195,27 @@ connections:
         let api = sf.get("Opportunity", &id).expect("in the org");
         let text = |i: usize| r.get::<_, Option<String>>(i);
         assert_eq!(text(1).as_deref(), api["Name"].as_str(), "{id} name");
-        assert_eq!(text(2).as_deref(), api["Description"].as_str(), "{id} description");
+        assert_eq!(
+            text(2).as_deref(),
+            api["Description"].as_str(),
+            "{id} description"
+        );
         assert_eq!(text(3).as_deref(), api["StageName"].as_str(), "{id} stage");
-        assert_eq!(r.get::<_, Option<f64>>(4), api["Amount"].as_f64(), "{id} amount");
-        assert_eq!(text(5).as_deref(), api["CloseDate"].as_str(), "{id} close date");
-        assert_eq!(r.get::<_, Option<bool>>(6), api["IsPrivate"].as_bool(), "{id} private");
+        assert_eq!(
+            r.get::<_, Option<f64>>(4),
+            api["Amount"].as_f64(),
+            "{id} amount"
+        );
+        assert_eq!(
+            text(5).as_deref(),
+            api["CloseDate"].as_str(),
+            "{id} close date"
+        );
+        assert_eq!(
+            r.get::<_, Option<bool>>(6),
+            api["IsPrivate"].as_bool(),
+            "{id} private"
+        );
         let stamp = chrono::DateTime::parse_from_str(
             api["SystemModstamp"].as_str().unwrap(),
             "%Y-%m-%dT%H:%M:%S%.3f%z",

@@ -74,13 +74,8 @@ pub fn run(args: BenchBulkArgs) -> Result<()> {
     };
     let n = args.records;
     eprintln!("seeding {n} Salesforce leads in the simulator (child process) ...");
-    let (sim, token) = sim_child::start(&[
-        "bench",
-        "bulk",
-        "--serve-sim",
-        "--records",
-        &n.to_string(),
-    ])?;
+    let (sim, token) =
+        sim_child::start(&["bench", "bulk", "--serve-sim", "--records", &n.to_string()])?;
     eprintln!("starting a throwaway Postgres ...");
     let cluster = sequin_pgtemp::Cluster::start().context("starting Postgres")?;
     let mut results = Vec::new();
@@ -104,7 +99,9 @@ pub fn run(args: BenchBulkArgs) -> Result<()> {
         bail!("the Bulk run created {} jobs, not one", results[1].jobs);
     }
     if ratio < 20.0 {
-        bail!("the Bulk path used only {ratio:.1}x fewer requests than REST (at least 20x expected)");
+        bail!(
+            "the Bulk path used only {ratio:.1}x fewer requests than REST (at least 20x expected)"
+        );
     }
     Ok(())
 }
@@ -160,14 +157,20 @@ fn measure(
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
     }
-    let stats: serde_json::Value = serde_json::from_str(&sim_request(sim_url, "/_sim/stats", "GET")?)
-        .context("reading the simulator's counters")?;
-    let requests = stats["requests"].as_u64().context("the stats' request count")?;
+    let stats: serde_json::Value =
+        serde_json::from_str(&sim_request(sim_url, "/_sim/stats", "GET")?)
+            .context("reading the simulator's counters")?;
+    let requests = stats["requests"]
+        .as_u64()
+        .context("the stats' request count")?;
     eprintln!("{path}: requests by route: {}", stats["by_route"]);
     let jobs = jobs_created(sim_url)? - jobs_before;
     let count = cluster.psql(&db, "SELECT count(*) FROM salesforce.lead")?;
     if count.trim() != n.to_string() {
-        bail!("{path}: sequin synced {} leads, the simulator has {n}", count.trim());
+        bail!(
+            "{path}: sequin synced {} leads, the simulator has {n}",
+            count.trim()
+        );
     }
     cluster.psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"))?;
     Ok(Measured {
@@ -209,7 +212,9 @@ fn markdown(results: &[Measured], n: usize, ratio: f64) -> String {
             m.cpu_secs
         ));
     }
-    s.push_str(&format!("\nThe Bulk path used {ratio:.1}x fewer API requests.\n"));
+    s.push_str(&format!(
+        "\nThe Bulk path used {ratio:.1}x fewer API requests.\n"
+    ));
     s
 }
 

@@ -34,8 +34,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-pub use bulk::{BulkJobInfo, BulkSettings, refresh_token_for};
 use crate::common::{self, RateLimit, SimContext, Simulator};
+pub use bulk::{BulkJobInfo, BulkSettings, refresh_token_for};
 use schema::FieldDef;
 pub use schema::FieldType;
 pub use store::SfError;

@@ -154,8 +154,12 @@ async fn a_backfill_above_the_threshold_runs_as_one_job_equal_field_by_field() {
         .await
         .unwrap()
         .get(0);
-    sf.update("Opportunity", &id, json!({"Description": "changed, \"live\""}))
-        .unwrap();
+    sf.update(
+        "Opportunity",
+        &id,
+        json!({"Description": "changed, \"live\""}),
+    )
+    .unwrap();
     eventually(Duration::from_secs(20), "the change arrives", || async {
         let d: Option<String> = pg
             .query_one(

@@ -233,7 +233,10 @@ impl Salesforce {
 
     /// Refuses query jobs on `object` from now on, as for an object Bulk API does not support.
     pub fn refuse_bulk_object(&self, object: &str) {
-        self.bulk.lock().unsupported.insert(object.to_ascii_lowercase());
+        self.bulk
+            .lock()
+            .unsupported
+            .insert(object.to_ascii_lowercase());
     }
 
     /// Creates `count` records of `object` (Account, Contact, Lead or Opportunity) with simple
@@ -356,17 +359,22 @@ async fn create_job(
     let (object, fields, ids) = sim.org().select(&query, operation == "queryAll")?;
     let org = sim.org();
     let def = org.object_def_at(object);
-    if sim.bulk.lock().unsupported.contains(&def.name.to_ascii_lowercase()) {
+    if sim
+        .bulk
+        .lock()
+        .unsupported
+        .contains(&def.name.to_ascii_lowercase())
+    {
         return Err(SfError::new(
             400,
             "INVALIDENTITY",
             format!("Entity '{}' is not supported by the Bulk API.", def.name),
         ));
     }
-    if let Some(f) = fields
-        .iter()
-        .find(|f| def.field(f).is_some_and(|d| d.field_type == FieldType::Address))
-    {
+    if let Some(f) = fields.iter().find(|f| {
+        def.field(f)
+            .is_some_and(|d| d.field_type == FieldType::Address)
+    }) {
         return Err(invalid_job(format!(
             "Selecting compound data not supported in Bulk Query: {f}"
         )));
@@ -419,7 +427,9 @@ async fn abort_job(
     check_version(&version)?;
     let wanted = parse_body(&body)?;
     if wanted.get("state").and_then(Value::as_str) != Some("Aborted") {
-        return Err(invalid_job("Only the state Aborted can be set on a query job"));
+        return Err(invalid_job(
+            "Only the state Aborted can be set on a query job",
+        ));
     }
     let mut state = sim.bulk.lock();
     let current = state.state_of(state.job(&job)?);
@@ -442,7 +452,9 @@ async fn delete_job(
     let mut state = sim.bulk.lock();
     let current = state.state_of(state.job(&job)?);
     if current == "InProgress" {
-        return Err(invalid_job("Cannot delete a job in state InProgress; abort it first"));
+        return Err(invalid_job(
+            "Cannot delete a job in state InProgress; abort it first",
+        ));
     }
     state.jobs.remove(&job);
     Ok(StatusCode::NO_CONTENT)
@@ -501,10 +513,7 @@ async fn results(
         "null".to_string()
     };
     let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/csv"),
-        ),
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/csv")),
         (
             header::HeaderName::from_static("sforce-numberofrecords"),
             HeaderValue::from(end - offset),
@@ -523,7 +532,10 @@ fn render_csv(org: &super::store::Org, job: &Job, offset: usize, end: usize) -> 
     let datetime: Vec<bool> = job
         .fields
         .iter()
-        .map(|f| def.field(f).is_some_and(|d| d.field_type == FieldType::DateTime))
+        .map(|f| {
+            def.field(f)
+                .is_some_and(|d| d.field_type == FieldType::DateTime)
+        })
         .collect();
     let mut out = String::with_capacity((end - offset + 1) * 64 * job.fields.len().max(1));
     let header: Vec<String> = job.fields.iter().map(|f| quote(f)).collect();

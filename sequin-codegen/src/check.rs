@@ -16,8 +16,9 @@ use std::path::Path;
 
 use jsonschema::error::ValidationErrorKind;
 use sequin_spec::model::{
-    Access, Auth, BatchEndpoint, Connector, DeleteDetection, DeleteWindow, Endpoint, Endpoints,
-    EventsFallback, Field, FieldType, Incremental, Links, Method, Object, Pagination, Parent, Upsert,
+    Access, AsyncQuery, Auth, BatchEndpoint, Connector, DeleteDetection, DeleteWindow, Endpoint,
+    Endpoints, EventsFallback, Field, FieldType, Incremental, Links, Method, Object, Pagination,
+    Parent, Upsert,
 };
 use sequin_spec::naming::is_snake_identifier;
 use sequin_spec::quota::Quota;
@@ -270,6 +271,9 @@ impl Semantic {
         }
         if let Some(d) = &c.deletes {
             self.deletes("/deletes", d, &params, None);
+        }
+        if let Some(q) = &c.async_query {
+            self.async_query(c, q, &params);
         }
         let mut names = HashMap::new();
         for (i, o) in c.objects.iter().enumerate() {
@@ -1586,6 +1590,148 @@ impl Semantic {
         }
     }
 
+    /// Asynchronous query jobs: each template uses only its own
+    /// placeholders, the create's body carries `{query}`, the states and
+    /// pauses make sense, and every static object has the window's field.
+    fn async_query(&mut self, c: &Connector, q: &AsyncQuery, params: &BTreeSet<&str>) {
+        let base = "/async_query";
+        let body = Value::Object(q.create.body.clone()).to_string();
+        if q.create.method != Method::Post || !body.contains("{query}") {
+            self.err(
+                format!("{base}/create"),
+                "the create endpoint must be a POST whose body carries `{query}`",
+                Some(
+                    "e.g. `method: POST` and `body: {operation: query, query: \"{query}\"}`".into(),
+                ),
+            );
+        }
+        let only = |this: &mut Self, pointer: &str, t: &str, allowed: &[&str]| {
+            for name in placeholders(t) {
+                if !allowed.contains(&name.as_str()) && !params.contains(name.as_str()) {
+                    this.err(
+                        pointer.to_string(),
+                        format!("unknown placeholder `{{{name}}}` in `{t}`"),
+                        Some(format!(
+                            "use {} or a connection parameter",
+                            allowed
+                                .iter()
+                                .map(|p| format!("{{{p}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+            }
+        };
+        only(self, &format!("{base}/create/path"), &q.create.path, &[]);
+        only(
+            self,
+            &format!("{base}/query"),
+            &q.query,
+            &["fields", "object", "window"],
+        );
+        only(self, &format!("{base}/window"), &q.window, &["after"]);
+        if !placeholders(&q.window).iter().any(|p| p == "after") {
+            self.err(
+                format!("{base}/window"),
+                "the window must use `{after}` (the last committed record's window_field)",
+                Some("e.g. ` WHERE Id > '{after}'`".into()),
+            );
+        }
+        if !placeholders(&q.query).iter().any(|p| p == "window") {
+            self.err(
+                format!("{base}/query"),
+                "the query must place `{window}` (where a job created again restricts it)",
+                Some("e.g. `SELECT {fields} FROM {object}{window} ORDER BY Id ASC`".into()),
+            );
+        }
+        for (pointer, e) in [
+            ("status", &q.status),
+            ("results/endpoint", &q.results.endpoint),
+        ] {
+            only(
+                self,
+                &format!("{base}/{pointer}/path"),
+                &e.path,
+                &["job", "object"],
+            );
+            if !e.path.contains("{job}") {
+                self.err(
+                    format!("{base}/{pointer}/path"),
+                    format!("`{}` does not name the job: `{{job}}` is missing", e.path),
+                    None,
+                );
+            }
+        }
+        only(
+            self,
+            &format!("{base}/count/endpoint/path"),
+            &q.count.endpoint.path,
+            &["object"],
+        );
+        for v in q.count.endpoint.query.values() {
+            only(
+                self,
+                &format!("{base}/count/endpoint/query"),
+                v,
+                &["object"],
+            );
+        }
+        if q.done.is_empty() {
+            self.err(
+                format!("{base}/done"),
+                "no state says the results are ready",
+                Some("e.g. `done: [JobComplete]`".into()),
+            );
+        }
+        if let Some(s) = q.done.iter().find(|s| q.failed.contains(s)) {
+            self.err(
+                format!("{base}/failed"),
+                format!("state `{s}` is both done and failed"),
+                None,
+            );
+        }
+        if q.poll_first.get() > q.poll_max.get() {
+            self.err(
+                format!("{base}/poll_first"),
+                format!(
+                    "poll_first ({}) is longer than poll_max ({})",
+                    q.poll_first, q.poll_max
+                ),
+                Some("make poll_max the longest pause".into()),
+            );
+        }
+        if q.results.page_size == 0 {
+            self.err(
+                format!("{base}/results/page_size"),
+                "page_size must be at least 1",
+                None,
+            );
+        }
+        if q.threshold == 0 {
+            self.err(
+                format!("{base}/threshold"),
+                "threshold must be at least 1",
+                Some("e.g. `threshold: 100000`".into()),
+            );
+        }
+        for (i, o) in c.objects.iter().enumerate() {
+            if o.parent.is_none() && !o.fields.iter().any(|f| f.name == q.window_field) {
+                self.err(
+                    format!("/objects/{i}/fields"),
+                    format!(
+                        "object `{}` has no field `{}`, the async query's window_field",
+                        o.name, q.window_field
+                    ),
+                    Some(format!(
+                        "declare `{}` or change `async_query.window_field`",
+                        q.window_field
+                    )),
+                );
+            }
+        }
+    }
+
     /// Every `{placeholder}` of a template must be known.
     fn template(
         &mut self,
@@ -1777,7 +1923,7 @@ mod tests {
     }
 
     /// Salesforce's spec with `from` replaced by `to` (which must occur).
-    fn salesforce_with(from: &str, to: &str) -> Result<CheckedSpec, Vec<String>> {
+    fn salesforce_replacing(from: &str, to: &str) -> Result<CheckedSpec, Vec<String>> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connectors/salesforce.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{from}");
@@ -1793,13 +1939,13 @@ mod tests {
     #[test]
     fn discovered_objects_need_their_fields_their_cursor_and_rules_sparing_static_objects() {
         let describe = "  describe:\n    endpoint: {path: \"/services/data/{api_version}/sobjects/{object}/describe\"}\n    records: fields\n";
-        let spec = salesforce_with(describe, describe).expect("salesforce.yaml is valid");
+        let spec = salesforce_replacing(describe, describe).expect("salesforce.yaml is valid");
         let d = spec.connector.discovered_objects.as_ref().unwrap();
         assert!(d.denied("ContentDocumentLink").is_some());
         assert!(d.excluded_by_default("AccountHistory").is_some());
         assert!(d.excluded_by_default("Invoice__c").is_none());
 
-        let no_fields = salesforce_with(describe, "").unwrap_err();
+        let no_fields = salesforce_replacing(describe, "").unwrap_err();
         assert!(
             no_fields
                 .iter()
@@ -1807,7 +1953,7 @@ mod tests {
             "{no_fields:?}"
         );
         let no_cursor =
-            salesforce_with("  cursor_fields: [SystemModstamp, LastModifiedDate]\n", "")
+            salesforce_replacing("  cursor_fields: [SystemModstamp, LastModifiedDate]\n", "")
                 .unwrap_err();
         assert!(
             no_cursor
@@ -1815,7 +1961,7 @@ mod tests {
                 .any(|e| e.contains("`{cursor}` is used but no `cursor_fields`")),
             "{no_cursor:?}"
         );
-        let static_denied = salesforce_with(
+        let static_denied = salesforce_replacing(
             "  deny:\n",
             "  deny:\n    - {pattern: \"Acc*\", why: \"too broad\"}\n",
         )
@@ -1826,7 +1972,7 @@ mod tests {
                 .any(|e| e.contains("static object `Account` matches the discovery rule `Acc*`")),
             "{static_denied:?}"
         );
-        let no_reason = salesforce_with(
+        let no_reason = salesforce_replacing(
             "  deny:\n",
             "  deny:\n    - {pattern: \"Foo\", why: \" \"}\n",
         )
@@ -1837,5 +1983,71 @@ mod tests {
                 .any(|e| e.contains("a rule needs a pattern and a reason")),
             "{no_reason:?}"
         );
+    }
+
+    #[test]
+    fn async_query_mistakes_are_spec_errors() {
+        let good = salesforce_replacing("threshold: 100000", "threshold: 100000").expect("valid");
+        assert_eq!(
+            good.connector.async_query.as_ref().unwrap().threshold,
+            100_000
+        );
+        for (from, to, says) in [
+            (
+                "window: \" WHERE Id > '{after}'\"",
+                "window: \" WHERE Id > '{last}'\"",
+                "unknown placeholder `{last}`",
+            ),
+            (
+                "window: \" WHERE Id > '{after}'\"",
+                "window: \" WHERE Id > 'x'\"",
+                "the window must use `{after}`",
+            ),
+            (
+                "{object}{window} ORDER BY",
+                "{object} ORDER BY",
+                "the query must place `{window}`",
+            ),
+            (
+                "jobs/query/{job}\"}",
+                "jobs/query/one\"}",
+                "does not name the job",
+            ),
+            (
+                "query: \"{query}\"",
+                "query: \"fixed\"",
+                "whose body carries `{query}`",
+            ),
+            (
+                "done: [JobComplete]",
+                "done: [Failed]",
+                "state `Failed` is both done and failed",
+            ),
+            (
+                "poll_first: 1s",
+                "poll_first: 1m",
+                "poll_first (1m) is longer than poll_max (30s)",
+            ),
+            (
+                "threshold: 100000",
+                "threshold: 0",
+                "threshold must be at least 1",
+            ),
+            (
+                "window_field: Id",
+                "window_field: Key",
+                "has no field `Key`, the async query's window_field",
+            ),
+        ] {
+            let Err(d) = salesforce_replacing(from, to) else {
+                panic!("{to:?} must be rejected");
+            };
+            let got = d;
+            assert!(
+                got.iter().any(|g| g.contains(says)),
+                "{to:?}: want {says:?}, got:\n{}",
+                got.join("\n")
+            );
+        }
     }
 }

@@ -144,6 +144,11 @@ pub struct ConnectionConfig {
     /// (`quota:` of the spec, Salesforce's daily API requests).
     #[serde(default)]
     pub quota: Option<QuotaConfig>,
+    /// Objects with at least this many records backfill through the
+    /// connector's asynchronous query jobs (Salesforce's Bulk API 2.0;
+    /// default: the spec's `async_query.threshold`, 100,000 for Salesforce).
+    #[serde(default)]
+    pub async_query_threshold: Option<u64>,
     /// The connector's spec to run instead of the compiled-in one: never
     /// read from the config file, set by a program embedding the engine (a
     /// test running a variant of a compiled-in spec, whose tables are still
@@ -366,6 +371,15 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if c.async_query_threshold.is_some() && spec.async_query.is_none() {
+                return Err((
+                    format!("{p}/async_query_threshold"),
+                    format!(
+                        "{} has no asynchronous query jobs: remove `async_query_threshold`",
+                        spec.display_name
+                    ),
+                ));
             }
             for key in c.params.keys() {
                 if !spec.params.iter().any(|p| &p.name == key) {

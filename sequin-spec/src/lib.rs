@@ -8,6 +8,7 @@
 //! - [`record`]: columns, cells and the generic decode / encode / validate of
 //!   API records that `sequin-derive` impls and runtime-discovered objects
 //!   share.
+//! - [`async_query`]: asynchronous query jobs for backfills (`async_query:`).
 //! - [`duration`]: `500ms`, `10s`, `24h` in specs and configs.
 //! - [`naming`]: API names to Postgres identifiers.
 //! - [`pattern`]: object patterns with `*` and `?` (`objects: ["*__c"]`).
@@ -17,6 +18,7 @@
 //!
 //! This crate does not depend on the generator, on HTTP or on Postgres.
 
+pub mod async_query;
 pub mod duration;
 pub mod links;
 pub mod model;

@@ -38,6 +38,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::async_query::{AsyncQuery, AsyncResults, RecordCount, ResultFormat};
 use crate::duration::Duration;
 
 /// A connector: everything Sequin needs to sync an API into Postgres and to
@@ -91,6 +92,10 @@ pub struct Connector {
     /// Default delete detection (objects may override).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes: Option<DeleteDetection>,
+    /// Asynchronous query jobs for backfills of large objects (Salesforce's
+    /// Bulk API 2.0). See [`AsyncQuery`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_query: Option<AsyncQuery>,
     /// Maps the API's own field type names (from describe/meta endpoints) to
     /// column types, for runtime-discovered objects and fields.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -550,6 +550,7 @@ fn connector(
         idempotency: api::idempotency(doc, &creates),
         incremental: None,
         deletes: None,
+        async_query: None,
         type_map: BTreeMap::new(),
         fields_under: None,
         objects,

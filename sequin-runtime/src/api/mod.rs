@@ -137,6 +137,17 @@ pub struct ApiResponse {
     pub json: Option<Value>,
 }
 
+/// A successful response whose body was kept as received (not JSON).
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
 /// A write (or any single request) to send.
 #[derive(Clone, Debug)]
 pub struct SendRequest<'a> {
@@ -296,6 +307,8 @@ struct Raw {
     headers: HeaderMap,
     /// The parsed body; `None` when empty.
     json: Option<Value>,
+    /// The body as received, for a call with `raw_body`.
+    body: bytes::Bytes,
 }
 
 /// One logical request (its attempts share all of this).
@@ -310,6 +323,8 @@ struct Call<'a> {
     retry_after_send: bool,
     /// A 2xx answer must carry a JSON body (pages).
     body_required: bool,
+    /// A 2xx answer's body is kept as bytes, not parsed (CSV results).
+    raw_body: bool,
     /// Extra headers of this request.
     headers: Vec<(HeaderName, HeaderValue)>,
     /// The quota's own read: not held at the quota gate (it is what opens
@@ -695,6 +710,7 @@ impl Client {
                 // Reads, including search POSTs, are safe to repeat.
                 retry_after_send: true,
                 body_required: true,
+                raw_body: false,
                 headers: Vec::new(),
                 quota_read: false,
             })
@@ -853,6 +869,7 @@ impl Client {
                 idempotency_key: req.idempotency_key,
                 retry_after_send: req.retry_safe || honoured_key || method == Method::Get,
                 body_required: false,
+                raw_body: false,
                 headers,
                 quota_read: false,
             })
@@ -861,6 +878,49 @@ impl Client {
             status: raw.status,
             headers: raw.headers,
             json: raw.json,
+        })
+    }
+
+    /// Sends a GET of `endpoint` and returns the body as received, not
+    /// parsed (an asynchronous query job's CSV results), with the headers
+    /// (the next page's locator). Retried like any read.
+    pub async fn fetch_raw(
+        &self,
+        endpoint: &Endpoint,
+        vars: &Vars,
+        extra_query: &[(String, String)],
+    ) -> Result<RawResponse, ApiError> {
+        let fetched = async {
+            let vars = vars.clone().with_params(&self.inner.params);
+            let base = self.request_base().await?;
+            let mut url = template::build_url(&base, &endpoint.path, &endpoint.query, &vars)
+                .map_err(|e| self.err(ErrorKind::Config, e.to_string()))?;
+            if !extra_query.is_empty() {
+                let mut qp = url.query_pairs_mut();
+                for (k, v) in extra_query {
+                    qp.append_pair(k, v);
+                }
+            }
+            self.execute(Call {
+                priority: Priority::Read,
+                method: endpoint.method,
+                url,
+                template: &endpoint.path,
+                body: None,
+                idempotency_key: None,
+                retry_after_send: true,
+                body_required: false,
+                raw_body: true,
+                headers: Vec::new(),
+                quota_read: false,
+            })
+            .await
+        };
+        let raw = fetched.await.map_err(|e| self.scrub(e))?;
+        Ok(RawResponse {
+            status: raw.status,
+            headers: raw.headers,
+            body: raw.body,
         })
     }
 
@@ -1091,7 +1151,11 @@ impl Client {
         let _e = span.enter();
         tracing::debug!(status, elapsed_ms, "API response");
         self.note_quota(&headers);
-        self.classify(call, status, headers, &bytes, generation)
+        let mut raw = self.classify(call, status, headers, &bytes, generation)?;
+        if call.raw_body {
+            raw.body = bytes;
+        }
+        Ok(raw)
     }
 
     /// Waits until the quota lets a request of `lane` go, reading the
@@ -1154,6 +1218,7 @@ impl Client {
                     idempotency_key: None,
                     retry_after_send: true,
                     body_required: true,
+                    raw_body: false,
                     headers: Vec::new(),
                     quota_read: true,
                 })
@@ -1196,10 +1261,13 @@ impl Client {
                 status,
                 headers,
                 json: None,
+                body: bytes::Bytes::new(),
             });
         }
         if (200..300).contains(&status) {
-            let json = if bytes.iter().all(u8::is_ascii_whitespace) && !call.body_required {
+            let json = if call.raw_body
+                || (bytes.iter().all(u8::is_ascii_whitespace) && !call.body_required)
+            {
                 None
             } else {
                 match serde_json::from_slice::<Value>(bytes) {
@@ -1220,6 +1288,7 @@ impl Client {
                 status,
                 headers,
                 json,
+                body: bytes::Bytes::new(),
             });
         }
         let raw_headers = &headers;
@@ -1337,6 +1406,7 @@ mod tests {
             idempotency_key: None,
             retry_after_send: true,
             body_required: true,
+            raw_body: false,
             headers,
             quota_read: false,
         }

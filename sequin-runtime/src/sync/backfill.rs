@@ -10,14 +10,14 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::progress;
-use super::{Ctx, PollCursor, SyncError, decode};
+use super::{Ctx, PollCursor, SyncError, decode, job};
 use crate::api::{self, Client, PageCursor, Vars};
 use crate::catalog::{ObjectPlan, now_us};
 use crate::metrics::Purpose;
 use crate::store::{Checkpoint, CopyBatch, Phase, Writer};
 
 /// Records per transaction during backfill (several pages per commit).
-const BATCH_RECORDS: usize = 5000;
+pub(super) const BATCH_RECORDS: usize = 5000;
 
 /// COPY batches of one backfill: one being filled by the fetcher, one
 /// waiting in the channel, one being written. They go back to the fetcher
@@ -45,7 +45,6 @@ pub(super) async fn backfill(
         let cursor = PollCursor::at_backfill_start(&plan.incremental, started);
         writer.save_cursor(name, &plan.table.name, &cursor).await?;
     }
-    let cursor = stored_page_cursor(cursor)?;
     tracing::info!(connection = %name, table = %plan.table.name, "backfill started");
     let mut run = Run {
         t0: Instant::now(),
@@ -53,28 +52,38 @@ pub(super) async fn backfill(
         written: 0,
         recorded_total: None,
     };
-    let mut fetcher = Fetcher::start(ctx, plan, cursor);
-    // Where a batch's time goes (debug log): waiting for the fetcher (API
-    // and decoding) or writing (Postgres).
-    let mut waiting_since = Instant::now();
-    while let Some(encoded) = fetcher.ready.recv().await {
-        let waited = waiting_since.elapsed();
-        let encoded = encoded?;
-        let done = encoded.next.is_none();
-        let batch = run.write(ctx, writer, plan, encoded, waited).await?;
-        // Back to the fetcher for refilling (it is gone when it finished).
-        let _ = fetcher.spare.try_send(batch);
-        waiting_since = Instant::now();
-        if done {
-            run.finish(name, plan);
-            return Ok(());
+    // A large object (or one resumed inside a job) goes through the
+    // connector's asynchronous query jobs; a refused job falls back here.
+    let cursor = match job::choose(ctx, plan, cursor).await? {
+        job::Choice::Job { start, total } => {
+            match job::backfill(ctx, writer, plan, start, total, &mut run).await? {
+                Drained::Done => {
+                    run.finish(name, plan);
+                    return Ok(());
+                }
+                Drained::Stopped => return Ok(()),
+                Drained::Refused => None,
+            }
         }
-        if ctx.stopping() {
-            return Ok(());
-        }
+        job::Choice::List(cursor) => stored_page_cursor(cursor)?,
+    };
+    let fetcher = Fetcher::start(ctx, plan, cursor);
+    match run.drain(ctx, writer, plan, fetcher).await? {
+        Drained::Done => run.finish(name, plan),
+        Drained::Stopped | Drained::Refused => {}
     }
-    // The fetcher stopped early: shutting down.
     Ok(())
+}
+
+/// How a backfill's batches ended.
+pub(super) enum Drained {
+    /// Everything is written; the object is live.
+    Done,
+    /// Shutting down (or the fetcher stopped early).
+    Stopped,
+    /// The API refused the asynchronous query job (the list endpoint takes
+    /// over).
+    Refused,
 }
 
 /// The page cursor a backfill resumes from, as checkpointed.
@@ -90,7 +99,7 @@ fn stored_page_cursor(cursor: Option<Value>) -> Result<Option<PageCursor>, SyncE
 }
 
 /// One backfill's progress.
-struct Run {
+pub(super) struct Run {
     t0: Instant,
     progress: progress::Backfill,
     written: usize,
@@ -99,6 +108,37 @@ struct Run {
 }
 
 impl Run {
+    /// Writes the fetcher's batches as they come, each committed with its
+    /// cursor, until the last one (or shutdown, or an error).
+    pub(super) async fn drain(
+        &mut self,
+        ctx: &Ctx,
+        writer: &mut Writer,
+        plan: &ObjectPlan,
+        mut fetcher: Fetcher,
+    ) -> Result<Drained, SyncError> {
+        // Where a batch's time goes (debug log): waiting for the fetcher (API
+        // and decoding) or writing (Postgres).
+        let mut waiting_since = Instant::now();
+        while let Some(encoded) = fetcher.ready.recv().await {
+            let waited = waiting_since.elapsed();
+            let encoded = encoded?;
+            let done = encoded.next.is_none();
+            let batch = self.write(ctx, writer, plan, encoded, waited).await?;
+            // Back to the fetcher for refilling (it is gone when it finished).
+            let _ = fetcher.spare.try_send(batch);
+            waiting_since = Instant::now();
+            if done {
+                return Ok(Drained::Done);
+            }
+            if ctx.stopping() {
+                return Ok(Drained::Stopped);
+            }
+        }
+        // The fetcher stopped early: shutting down.
+        Ok(Drained::Stopped)
+    }
+
     /// Commits one batch with the cursor of the page after it (or, for the
     /// last, the object's switch to live). Returns the batch, emptied.
     async fn write(
@@ -131,10 +171,8 @@ impl Run {
                 backfill_cursor: Some(None),
                 ..Default::default()
             },
-            Some(_) => Checkpoint {
-                backfill_cursor: Some(Some(
-                    serde_json::to_value(&next).expect("cursors serialize"),
-                )),
+            Some(next) => Checkpoint {
+                backfill_cursor: Some(Some(next.clone())),
                 ..Default::default()
             },
         };
@@ -159,7 +197,7 @@ impl Run {
     }
 
     /// Says the backfill is done.
-    fn finish(self, name: &str, plan: &ObjectPlan) {
+    pub(super) fn finish(self, name: &str, plan: &ObjectPlan) {
         let secs = self.t0.elapsed().as_secs_f64();
         tracing::info!(
             connection = %name,
@@ -174,7 +212,7 @@ impl Run {
 
 /// The backfill's fetching task, and its two channels: encoded batches
 /// ready to write, and written batches going back to be refilled.
-struct Fetcher {
+pub(super) struct Fetcher {
     ready: tokio::sync::mpsc::Receiver<Result<Encoded, SyncError>>,
     spare: tokio::sync::mpsc::Sender<CopyBatch>,
     _task: AbortOnDrop<()>,
@@ -186,6 +224,28 @@ impl Fetcher {
     /// at the same time. The channel holds one batch; written batches go
     /// back to the fetcher to be refilled.
     fn start(ctx: &Ctx, plan: &ObjectPlan, cursor: Option<PageCursor>) -> Fetcher {
+        let source = BatchSource {
+            client: ctx.api.client.with_purpose(Purpose::Backfill),
+            plan: plan.clone(),
+            pagination: ctx.pagination_with_size(&plan.pagination),
+            vars: ctx.api.vars(Some(plan)),
+            stop: ctx.shutdown.clone(),
+        };
+        Fetcher::spawn(plan, move |out, spare| {
+            fetch_batches(source, cursor, out, spare)
+        })
+    }
+
+    /// Spawns `fetch` with the two channels: encoded batches out, written
+    /// batches (allocated here, [`BATCHES_IN_FLIGHT`]) back in.
+    pub(super) fn spawn<F, Fut>(plan: &ObjectPlan, fetch: F) -> Fetcher
+    where
+        F: FnOnce(
+            tokio::sync::mpsc::Sender<Result<Encoded, SyncError>>,
+            tokio::sync::mpsc::Receiver<CopyBatch>,
+        ) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (batches, ready) = tokio::sync::mpsc::channel(1);
         let (spare_tx, spare) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
         for _ in 0..BATCHES_IN_FLIGHT {
@@ -193,18 +253,7 @@ impl Fetcher {
                 .try_send(CopyBatch::new(plan.table.primary_key))
                 .expect("the channel holds every batch");
         }
-        let task = AbortOnDrop(tokio::spawn(fetch_batches(
-            BatchSource {
-                client: ctx.api.client.with_purpose(Purpose::Backfill),
-                plan: plan.clone(),
-                pagination: ctx.pagination_with_size(&plan.pagination),
-                vars: ctx.api.vars(Some(plan)),
-                stop: ctx.shutdown.clone(),
-            },
-            cursor,
-            batches,
-            spare,
-        )));
+        let task = AbortOnDrop(tokio::spawn(fetch(batches, spare)));
         Fetcher {
             ready,
             spare: spare_tx,
@@ -215,7 +264,7 @@ impl Fetcher {
 
 /// A spawned task that is aborted when its handle is dropped (an early
 /// return of its owner must not leave it running).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
@@ -247,12 +296,12 @@ impl BatchSource {
     }
 }
 
-/// A batch of encoded rows, the cursor of the page after it (`None`: the
-/// last batch) and the listing's size if the API gives it.
-struct Encoded {
-    batch: CopyBatch,
-    next: Option<PageCursor>,
-    total: Option<u64>,
+/// A batch of encoded rows, the checkpointed cursor that follows it
+/// (`None`: the last batch) and the listing's size if the API gives it.
+pub(super) struct Encoded {
+    pub(super) batch: CopyBatch,
+    pub(super) next: Option<Value>,
+    pub(super) total: Option<u64>,
 }
 
 /// Pages through the list from `cursor`, encoding records into batches of
@@ -295,7 +344,9 @@ async fn fetch_batches(
                 let full = std::mem::replace(&mut batch, empty);
                 let encoded = Encoded {
                     batch: full,
-                    next: next.clone(),
+                    next: next
+                        .as_ref()
+                        .map(|n| serde_json::to_value(n).expect("cursors serialize")),
                     total,
                 };
                 if out.send(Ok(encoded)).await.is_err() {

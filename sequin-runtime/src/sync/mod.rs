@@ -19,6 +19,10 @@
 //!   links of its source records in batches once both objects are
 //!   backfilled, again for each record of either object whose row changes,
 //!   and all of them every `association_interval`, diffed (`links.rs`);
+//! - an object with many records (at or above the connector's
+//!   `async_query` threshold) backfills through one asynchronous query job
+//!   (Salesforce's Bulk API 2.0) instead of paging its list; its job and
+//!   results locator are checkpointed with the rows (`job.rs`);
 //! - when the events feed is refused (a restricted key) and the spec allows
 //!   it, event-driven objects are re-listed and diffed instead
 //!   (`fallback.rs`).
@@ -33,12 +37,13 @@ mod discover;
 mod error;
 mod events;
 mod fallback;
+mod job;
 mod links;
 mod object;
 mod poll;
 pub mod progress;
-mod window;
 mod quota;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

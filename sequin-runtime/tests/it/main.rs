@@ -12,6 +12,7 @@ mod api_salesforce;
 mod api_stripe;
 mod bad_input;
 mod crash;
+mod crash_bulk;
 mod layering;
 mod status_progress;
 mod store;

@@ -9,10 +9,11 @@
 //!
 //! - `demo`: the main job on an embedded default (throwaway Postgres and
 //!   API simulators).
-//! - `bench sync|proxy|write|account`: benchmarks, reported as ratios against a
+//! - `bench sync|proxy|write|account|bulk`: benchmarks, reported as ratios against a
 //!   baseline measured in the same run.
 
 mod bench_account;
+mod bench_bulk;
 mod bench_proxy;
 mod bench_sync;
 mod bench_write;
@@ -61,6 +62,10 @@ enum BenchWhich {
     /// records of every object) under the API's own rate limit: wall time
     /// against the limit's floor, peak RSS, requests and 429s.
     Account(bench_account::BenchAccountArgs),
+    /// N records of one Salesforce object backfilled through the REST query
+    /// and through one Bulk API 2.0 query job: records/s and API requests,
+    /// side by side.
+    Bulk(bench_bulk::BenchBulkArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
             BenchWhich::Proxy(args) => bench_proxy::run(args),
             BenchWhich::Write(args) => bench_write::run(args),
             BenchWhich::Account(args) => bench_account::run(args),
+            BenchWhich::Bulk(args) => bench_bulk::run(args),
         },
     };
     match result {

@@ -15,12 +15,16 @@
 //! The org's daily allocations (`/limits`) go down with every API request and refuse requests
 //! with 403 `REQUEST_LIMIT_EXCEEDED` when spent (`limits.rs`).
 //!
+//! Bulk API 2.0 query jobs (create, state over time, abort, delete, CSV results paged with
+//! `Sforce-Locator`, expiry) and `limits/recordCount` live in `salesforce/bulk.rs`.
+//!
 //! Any `vXX.X` API version is accepted. Deleted records stay visible to `queryAll` with
 //! `IsDeleted = true` while in the recycle bin, which purges them after its window (15 days),
 //! and the sObject Get Deleted resource lists them by time (`deleted.rs`).
 
-mod deleted;
+mod bulk;
 mod catalog;
+mod deleted;
 mod ids;
 pub mod limits;
 mod schema;
@@ -42,6 +46,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::common::{self, RateLimit, SimContext, Simulator};
+pub use bulk::{BulkJobInfo, BulkSettings, refresh_token_for};
 use schema::FieldDef;
 pub use schema::FieldType;
 pub use store::SfError;
@@ -62,6 +67,8 @@ pub struct Salesforce {
     /// Locked after `org` when both are.
     bin: Mutex<deleted::RecycleBin>,
     limits: Mutex<limits::DailyLimits>,
+    /// Bulk API 2.0 query jobs (`bulk.rs`).
+    bulk: bulk::BulkJobs,
 }
 
 impl Salesforce {
@@ -79,6 +86,7 @@ impl Salesforce {
             org: Mutex::new(org),
             bin: Mutex::new(deleted::RecycleBin::default()),
             limits: Mutex::new(limits::DailyLimits::default()),
+            bulk: bulk::BulkJobs::default(),
         }
     }
 
@@ -240,11 +248,6 @@ impl Salesforce {
     /// An object's describe (`GET /sobjects/{object}/describe`).
     pub fn describe(&self, object: &str) -> Option<Value> {
         self.org().describe(object, "v59.0").ok()
-    }
-
-    /// Ids of the live records of `object`.
-    pub fn ids(&self, object: &str) -> Vec<String> {
-        self.org().live_ids(object, usize::MAX)
     }
 }
 
@@ -861,6 +864,7 @@ impl Simulator for Salesforce {
                 axum::routing::patch(upsert::collection),
             )
             .route(&format!("{data}/limits"), get(limits::limits))
+            .merge(bulk::routes(data))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 limits::count_request,
@@ -1068,6 +1072,7 @@ impl Simulator for Salesforce {
                 "/salesforce/sobjects/{object}/{id}",
                 axum::routing::patch(control_update).delete(control_delete),
             )
+            .merge(bulk::control_routes())
             .with_state(self)
     }
 }

@@ -15,6 +15,7 @@ mod sync_hubspot;
 mod sync_hubspot_links;
 mod sync_restart;
 mod sync_salesforce;
+mod sync_salesforce_bulk;
 mod sync_salesforce_deletes;
 mod sync_salesforce_objects;
 mod sync_salesforce_quota;

@@ -998,15 +998,14 @@ impl Org {
 
     // ----- SOQL -----------------------------------------------------------------------------
 
-    /// Runs a query (`query_all` includes deleted records) and returns its first page as the
-    /// JSON response body.
-    pub fn query(
-        &mut self,
+    /// Parses a query and runs its selection: the object's index, the selected fields and the
+    /// matching ids in the query's order, LIMIT and OFFSET applied (query results and Bulk
+    /// API 2.0 query jobs share it).
+    pub(super) fn select(
+        &self,
         text: &str,
         query_all: bool,
-        batch_size: usize,
-        version: &str,
-    ) -> Result<Vec<u8>, SfError> {
+    ) -> Result<(usize, Vec<String>, Vec<String>), SfError> {
         let parsed =
             soql::parse(text).map_err(|e| SfError::bad_request("MALFORMED_QUERY", e.message))?;
         let index = self.object_index(&parsed.object.value).ok_or_else(|| {
@@ -1121,8 +1120,34 @@ impl Org {
         if let Some(limit) = parsed.limit {
             ids.truncate(limit);
         }
+        Ok((index, fields, ids))
+    }
+
+    /// The definition of the object at `index` (of [`Org::select`]).
+    pub(super) fn object_def_at(&self, index: usize) -> &ObjectDef {
+        &self.objects[index].def
+    }
+
+    /// A record's stored values and whether it is deleted (`None`: no such record).
+    pub(super) fn stored(&self, index: usize, id: &str) -> Option<(&HashMap<String, Value>, bool)> {
+        self.objects[index]
+            .records
+            .get(id)
+            .map(|r| (&r.values, r.deleted))
+    }
+
+    /// Runs a query (`query_all` includes deleted records) and returns its first page as the
+    /// JSON response body.
+    pub fn query(
+        &mut self,
+        text: &str,
+        query_all: bool,
+        batch_size: usize,
+        version: &str,
+    ) -> Result<Vec<u8>, SfError> {
+        let (index, fields, ids) = self.select(text, query_all)?;
         let cursor = Cursor {
-            object: sobject.def.name.to_owned(),
+            object: self.objects[index].def.name.to_owned(),
             fields,
             ids,
             batch_size: batch_size.clamp(1, DEFAULT_BATCH_SIZE),

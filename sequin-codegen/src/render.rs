@@ -493,6 +493,11 @@ fn discovered_rules(d: &sequin_spec::model::DiscoveredObjects) -> String {
             " Deletes are detected only on objects with a `{f}` field."
         ));
     }
+    if let Some(f) = &d.deletes_if_flag {
+        s.push_str(&format!(
+            " An object whose listing entry does not have `{f}` true is re-listed whole and diffed at every poll, which finds its deletes."
+        ));
+    }
     let skipped = &d.field.skip_types;
     if !skipped.is_empty() {
         let types: Vec<String> = skipped.iter().map(|t| format!("`{t}`")).collect();

@@ -1443,6 +1443,12 @@ pub struct DiscoveredObjects {
     /// re-list's diff when they have no cursor field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes_if_field: Option<String>,
+    /// Delete detection also needs this flag of the object's listing entry
+    /// to be true (Salesforce's `replicateable`: the Get Deleted resource
+    /// serves replicated objects only). An object without it is re-listed
+    /// whole and diffed at every poll instead, which finds its deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes_if_flag: Option<JsonPath>,
     /// How to read one field description.
     pub field: FieldDescriptor,
     /// How a field's value is found in a record: `{name}` is replaced by the

@@ -151,7 +151,15 @@ impl Connection {
                 }
                 (None, None) => Vec::new(),
             };
-            plans.push(self.discovered_plan(d, table, api_name, &fields, &pagination));
+            let mut plan = self.discovered_plan(d, table, api_name, &fields, &pagination);
+            if !listed_flag(o, d.deletes_if_flag.as_deref()) && plan.deletes.is_some() {
+                // No deleted-records list for it: the full re-list's diff
+                // finds its deletes.
+                plan.incremental = Incremental::FullRefresh;
+                plan.marker = marker_of(&plan.incremental, &plan.table.columns);
+                plan.deletes = None;
+            }
+            plans.push(plan);
             definitions.push(o);
         }
         let links = self.discover_links(&plans, &definitions, &listed)?;
@@ -398,5 +406,25 @@ fn with_cursor(incremental: Incremental, cursor: &str) -> Incremental {
             endpoint,
         },
         other => other,
+    }
+}
+
+/// Whether a listing entry has `flag` true (no flag: every entry has).
+fn listed_flag(entry: &Value, flag: Option<&str>) -> bool {
+    flag.is_none_or(|f| get_path(entry, f).and_then(Value::as_bool) == Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed_flag;
+    use serde_json::json;
+
+    #[test]
+    fn a_listing_flag_must_be_true_when_asked_for() {
+        let entry = json!({"name": "Account", "replicateable": true, "custom": false});
+        assert!(listed_flag(&entry, None));
+        assert!(listed_flag(&entry, Some("replicateable")));
+        assert!(!listed_flag(&entry, Some("custom")));
+        assert!(!listed_flag(&entry, Some("missing")));
     }
 }

@@ -389,6 +389,34 @@ where
     took
 }
 
+/// The Salesforce connector's static objects (API name, table).
+pub const SALESFORCE_OBJECTS: [(&str, &str); 4] = [
+    ("Account", "account"),
+    ("Contact", "contact"),
+    ("Lead", "lead"),
+    ("Opportunity", "opportunity"),
+];
+
+/// A `sequin.yaml` syncing the simulated Salesforce org into `db`, polling
+/// every 300 ms; `extra` holds more keys of the connection, each line
+/// indented by four spaces.
+pub fn salesforce_config(db: &str, sim: &sequin_sim::Sim, extra: &str) -> String {
+    use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET};
+    let base = sim.base_url();
+    format!(
+        "database_url: {db}
+connections:
+  - name: salesforce
+    connector: salesforce
+    base_url: {base}
+    token_url: {base}/services/oauth2/token
+    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}
+    poll_interval: 300ms
+{extra}",
+        refresh = sim.salesforce().refresh_token(),
+    )
+}
+
 #[cfg(test)]
 mod comparator_tests {
     use super::*;

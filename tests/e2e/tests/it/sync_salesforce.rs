@@ -15,19 +15,16 @@ use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET, FieldType as SfType};
 use sequin_sim::{Api, SimConfig};
 use sequin_spec::model::FieldType;
 use serde_json::json;
-use sync_common::{Col, assert_table_matches, freshness, row_equals, spec_columns, within};
+use sync_common::{
+    Col, SALESFORCE_OBJECTS, assert_table_matches, freshness, row_equals, spec_columns, within,
+};
 
 const POLL: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_millis(1500);
 /// More than one SOQL batch (2000 records) per object.
 const SEED: usize = 2100;
 
-const OBJECTS: [(&str, &str); 4] = [
-    ("Account", "account"),
-    ("Contact", "contact"),
-    ("Lead", "lead"),
-    ("Opportunity", "opportunity"),
-];
+const OBJECTS: [(&str, &str); 4] = SALESFORCE_OBJECTS;
 
 async fn stored_refresh_token(pg: &tokio_postgres::Client) -> Option<String> {
     pg.query_opt(

@@ -16,28 +16,17 @@ use std::time::Duration;
 
 use sequin_e2e::{Running, eventually, wait_live};
 use sequin_pgtemp::connect;
-use sequin_sim::salesforce::{BulkSettings, CLIENT_ID, CLIENT_SECRET, FieldType as SfType};
+use sequin_sim::salesforce::{BulkSettings, FieldType as SfType};
 use sequin_sim::{Api, Sim, SimConfig};
 use serde_json::json;
-use sync_common::{assert_table_matches, spec_columns};
+use sync_common::{assert_table_matches, salesforce_config, spec_columns};
 
 /// The connection: `objects` of the org, jobs from `threshold` records.
 fn config(db: &str, sim: &Sim, objects: &str, threshold: u64) -> String {
-    let sf = sim.salesforce();
-    format!(
-        "database_url: {db}
-connections:
-  - name: salesforce
-    connector: salesforce
-    base_url: {base}
-    token_url: {base}/services/oauth2/token
-    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}
-    objects: [{objects}]
-    poll_interval: 300ms
-    async_query_threshold: {threshold}
-",
-        base = sim.base_url(),
-        refresh = sf.refresh_token(),
+    salesforce_config(
+        db,
+        sim,
+        &format!("    objects: [{objects}]\n    async_query_threshold: {threshold}\n"),
     )
 }
 

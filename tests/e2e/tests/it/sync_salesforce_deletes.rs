@@ -10,35 +10,17 @@ use std::time::{Duration, Instant};
 
 use sequin_e2e::{Running, eventually, wait_live};
 use sequin_pgtemp::connect;
-use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET};
 use sequin_sim::{Api, SimConfig};
 use serde_json::json;
-use sync_common::{assert_table_matches, freshness, spec_columns, within};
+use sync_common::{
+    SALESFORCE_OBJECTS, assert_table_matches, freshness, salesforce_config, spec_columns, within,
+};
 
 const POLL: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_millis(1500);
 const SEED: usize = 30;
 
-const OBJECTS: [(&str, &str); 4] = [
-    ("Account", "account"),
-    ("Contact", "contact"),
-    ("Lead", "lead"),
-    ("Opportunity", "opportunity"),
-];
-
-fn config(db: &str, base: &str, refresh_token: &str) -> String {
-    format!(
-        "database_url: {db}
-connections:
-  - name: salesforce
-    connector: salesforce
-    base_url: {base}
-    token_url: {base}/services/oauth2/token
-    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh_token}' }}
-    poll_interval: 300ms
-"
-    )
-}
+const OBJECTS: [(&str, &str); 4] = SALESFORCE_OBJECTS;
 
 async fn ids(pg: &tokio_postgres::Client, table: &str, n: i64) -> Vec<String> {
     pg.query(
@@ -115,7 +97,7 @@ async fn a_delete_upstream_leaves_the_table_within_a_poll_or_two() {
     .await
     .unwrap();
     let sf = sim.salesforce();
-    let sync = Running::start(&config(&db.url, &sim.base_url(), &sf.refresh_token()));
+    let sync = Running::start(&salesforce_config(&db.url, &sim, ""));
     let pg = connect(&db.url).await;
     wait_live(&pg, "salesforce", Duration::from_secs(60)).await;
 
@@ -171,7 +153,7 @@ async fn a_sync_stopped_past_the_window_catches_up_with_one_full_diff() {
     .await
     .unwrap();
     let sf = sim.salesforce();
-    let cfg = config(&db.url, &sim.base_url(), &sf.refresh_token());
+    let cfg = salesforce_config(&db.url, &sim, "");
     let sync = Running::start(&cfg);
     let pg = connect(&db.url).await;
     wait_live(&pg, "salesforce", Duration::from_secs(60)).await;

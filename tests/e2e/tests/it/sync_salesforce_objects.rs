@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 
 use sequin_e2e::{Running, eventually, wait_live};
 use sequin_pgtemp::connect;
-use sequin_sim::salesforce::{CLIENT_ID, CLIENT_SECRET};
 use sequin_sim::{Api, Sim, SimConfig};
 use sequin_spec::model::FieldType;
 use sequin_spec::naming::column_name;
 use serde_json::{Value, json};
-use sync_common::{Col, assert_table_matches, freshness, row_equals, within};
+use sync_common::{Col, assert_table_matches, freshness, row_equals, salesforce_config, within};
 
 const POLL: Duration = Duration::from_millis(300);
 const SLACK: Duration = Duration::from_millis(2000);
@@ -177,20 +176,7 @@ async fn synced_objects(pg: &tokio_postgres::Client) -> Vec<String> {
 }
 
 fn config(db: &str, sim: &Sim, extra: &str) -> String {
-    let base = sim.base_url();
-    format!(
-        "database_url: {db}
-connections:
-  - name: salesforce
-    connector: salesforce
-    base_url: {base}
-    token_url: {base}/services/oauth2/token
-    credentials: {{ client_id: '{CLIENT_ID}', client_secret: '{CLIENT_SECRET}', refresh_token: '{refresh}' }}
-    poll_interval: 300ms
-    discovery_interval: 500ms
-{extra}",
-        refresh = sim.salesforce().refresh_token(),
-    )
+    salesforce_config(db, sim, &format!("    discovery_interval: 500ms\n{extra}"))
 }
 
 async fn start_sim() -> Sim {

@@ -59,6 +59,14 @@ impl JobCursor {
         v.get("kind").and_then(Value::as_str) == Some("async_job")
     }
 
+    /// A stored backfill cursor, when it is a job's (`None`: a list's).
+    fn stored(v: &Value) -> Option<Result<JobCursor, SyncError>> {
+        Self::is(v).then(|| {
+            serde_json::from_value(v.clone())
+                .map_err(|e| SyncError::Decode(format!("bad stored cursor: {e}")))
+        })
+    }
+
     fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("cursors serialize")
     }
@@ -87,17 +95,14 @@ pub(super) async fn choose(
     let Some(q) = &ctx.api.spec.async_query else {
         return Ok(Choice::List(cursor));
     };
-    match cursor {
-        Some(v) if JobCursor::is(&v) => {
-            let start: JobCursor = serde_json::from_value(v)
-                .map_err(|e| SyncError::Decode(format!("bad stored cursor: {e}")))?;
-            return Ok(Choice::Job {
-                start: Some(start),
+    if let Some(v) = cursor {
+        return Ok(match JobCursor::stored(&v) {
+            Some(start) => Choice::Job {
+                start: Some(start?),
                 total: None,
-            });
-        }
-        Some(v) => return Ok(Choice::List(Some(v))),
-        None => {}
+            },
+            None => Choice::List(Some(v)),
+        });
     }
     if plan.parent.is_some() || plan.link.is_some() || window_column(q, plan).is_none() {
         return Ok(Choice::List(None));
@@ -205,10 +210,9 @@ pub(super) async fn backfill(
         };
         // The committed cursor says which window is left.
         let state = writer.state(&ctx.api.config.name, &plan.table.name).await?;
-        let committed = match state.backfill_cursor {
-            Some(v) if JobCursor::is(&v) => serde_json::from_value::<JobCursor>(v)
-                .map_err(|e| SyncError::Decode(format!("bad stored cursor: {e}")))?,
-            _ => cursor.clone(),
+        let committed = match state.backfill_cursor.as_ref().and_then(JobCursor::stored) {
+            Some(c) => c?,
+            None => cursor.clone(),
         };
         if committed.after == cursor.after && committed.job == cursor.job {
             fruitless += 1;

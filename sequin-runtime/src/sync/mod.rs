@@ -265,3 +265,13 @@ fn decode(plan: &ObjectPlan, record: &Value, fetched_at: i64) -> Result<Row, Syn
 fn pk_text(cells: &[Cell], pk: usize) -> Option<String> {
     cells[pk].to_pg_text()
 }
+
+/// A record's id as the table's primary key text, read at `path` (default:
+/// the primary key's path): the ids of deleted-records and id listings.
+fn record_id(plan: &ObjectPlan, record: &serde_json::Value, path: Option<&str>) -> Option<String> {
+    let col = &plan.table.columns[plan.table.primary_key];
+    let value = sequin_spec::record::get_path(record, path.unwrap_or(&col.path));
+    sequin_spec::record::decode_cell(col, value)
+        .ok()?
+        .to_pg_text()
+}

@@ -276,11 +276,7 @@ async fn deleted_ids(
             .fetch_page(ep, Some(pagination), vars, page_cursor.as_ref(), None)
             .await?;
         for r in &page.records {
-            let col = &plan.table.columns[plan.table.primary_key];
-            let path = id.unwrap_or(&col.path);
-            if let Ok(cell) = sequin_spec::record::decode_cell(col, get_path(r, path))
-                && let Some(k) = cell.to_pg_text()
-            {
+            if let Some(k) = super::record_id(plan, r, id) {
                 ids.push(k);
             }
             if let plan::Marker::Column(i) = plan.marker {

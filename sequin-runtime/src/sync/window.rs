@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 
 use sequin_spec::model::{DeleteWindow, Endpoint, IdListing, Pagination, TimeFormat};
-use sequin_spec::record::{decode_cell, decode_time, format_iso8601, get_path};
+use sequin_spec::record::{decode_time, format_iso8601, get_path};
 use serde_json::Value;
 
 use super::poll::{PollCursor, format_since, full_list};
@@ -175,19 +175,11 @@ async fn read_span(
     Ok(Span {
         ids: records
             .iter()
-            .filter_map(|r| id_of(plan, r, list.id))
+            .filter_map(|r| super::record_id(plan, r, list.id))
             .collect(),
         earliest: time_at(&list.window.earliest),
         covered: time_at(&list.window.covered),
     })
-}
-
-/// A record's id as the table's primary key text, read at `path` (default:
-/// the primary key's path).
-fn id_of(plan: &ObjectPlan, record: &Value, path: Option<&str>) -> Option<String> {
-    let col = &plan.table.columns[plan.table.primary_key];
-    let value = get_path(record, path.unwrap_or(&col.path));
-    decode_cell(col, value).ok()?.to_pg_text()
 }
 
 /// The full id diff: lists every id of the object once, deletes the rows
@@ -244,7 +236,7 @@ async fn list_ids(
             )
             .await?;
         for r in &page.records {
-            match id_of(plan, r, listing.id.as_deref()) {
+            match super::record_id(plan, r, listing.id.as_deref()) {
                 Some(id) => seen.insert(id),
                 // A listing that loses ids would delete live rows.
                 None => {

@@ -493,19 +493,14 @@ pub(super) fn batch_error(
     ))
 }
 
-/// An `item_body` value with `{object}` in its strings replaced by the
-/// object's API name (Salesforce's `attributes.type` of a discovered
-/// object's collection items).
-fn with_object(v: &Value, api_name: &str) -> Value {
-    match v {
-        Value::String(s) => Value::String(s.replace("{object}", api_name)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| with_object(x, api_name)).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), with_object(x, api_name)))
-                .collect(),
-        ),
-        other => other.clone(),
+/// A batch endpoint's `item_body`, its templates filled with the table's
+/// variables (`{object}`: Salesforce's `attributes.type` of a discovered
+/// object's collection items); every item of the batch takes these members.
+pub(super) fn item_body(t: &Table, b: &BatchEndpoint) -> Result<Map<String, Value>, ApiError> {
+    match crate::api::template::render_json(&Value::Object(b.item_body.clone()), &vars(t)) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => unreachable!("an object renders as an object"),
+        Err(e) => Err(decode_failure(t, &format!("batch item_body: {e}"))),
     }
 }
 
@@ -532,6 +527,7 @@ async fn send_batch_request(
             None => req.extra_query = vec![(param.clone(), ids.join(","))],
         }
     } else {
+        let item_body = item_body(t, b)?;
         let mut items = Vec::with_capacity(ops.len());
         for op in ops {
             let mut item = Map::new();
@@ -552,9 +548,8 @@ async fn send_batch_request(
             if let (Some(id), Some(k)) = (id, &b.item_id) {
                 item.insert(k.clone(), Value::String(id.clone()));
             }
-            for (k, v) in &b.item_body {
-                item.entry(k.clone())
-                    .or_insert_with(|| with_object(v, &t.plan.api_name));
+            for (k, v) in &item_body {
+                item.entry(k.clone()).or_insert_with(|| v.clone());
             }
             items.push(Value::Object(item));
         }

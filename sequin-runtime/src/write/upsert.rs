@@ -347,6 +347,7 @@ async fn send_batch(
     };
     let vars = apply::vars(t).with("external_field", field);
     let mut req = SendRequest::new(Priority::Write, &b.endpoint, &vars);
+    let item_body = apply::item_body(t, b).map_err(|e| (Vec::new(), e))?;
     let items: Vec<Value> = ops
         .iter()
         .filter_map(|op| match op {
@@ -357,7 +358,7 @@ async fn send_batch(
                         .collect(),
                     None => body.clone(),
                 };
-                for (k, v) in &b.item_body {
+                for (k, v) in &item_body {
                     item.entry(k.clone()).or_insert_with(|| v.clone());
                 }
                 Some(Value::Object(item))

@@ -465,6 +465,10 @@ async fn a_literal_name_of_no_object_yet_is_synced_once_created_and_a_denied_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_inserts_into_a_discovered_custom_object() {
     let s = Setup::start(Api::Salesforce, 5, "write_sf_objects", |sim| {
+        // An External ID of the custom object: the conflict target of upserts.
+        sim.salesforce()
+            .add_external_id_field("Invoice__c", "Code__c")
+            .unwrap();
         salesforce_connection(sim, "Invoice__c, account")
     })
     .await;
@@ -508,6 +512,27 @@ async fn write_through_inserts_into_a_discovered_custom_object() {
         let id: String = r.get(0);
         assert!(sf.get("Invoice__c", &id).is_some(), "{id} created upstream");
     }
+    // A batch upsert of the discovered object: its collection items carry the object's API
+    // name too; one row updates the record created above, one creates.
+    sf.update("Invoice__c", &id, json!({"Code__c": "INV-CODE-1"}))
+        .unwrap();
+    let rows = s
+        .proxy
+        .query(
+            "INSERT INTO salesforce.invoice__c AS i (name, code__c) VALUES ('INV-UP', 'INV-CODE-1'), ('INV-C', 'INV-CODE-2')
+             ON CONFLICT (code__c) DO UPDATE SET name = EXCLUDED.name RETURNING i.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], id, "the upsert updated the record with that code");
+    assert_eq!(sf.get("Invoice__c", &id).unwrap()["Name"], json!("INV-UP"));
+    assert_eq!(
+        sf.get("Invoice__c", &ids[1]).expect("created upstream")["Code__c"],
+        json!("INV-CODE-2")
+    );
     // A formula field is read-only: refused before anything is sent.
     let err = s
         .proxy

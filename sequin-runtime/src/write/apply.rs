@@ -496,11 +496,12 @@ pub(super) fn batch_error(
 /// A batch endpoint's `item_body`, its templates filled with the table's
 /// variables (`{object}`: Salesforce's `attributes.type` of a discovered
 /// object's collection items); every item of the batch takes these members.
-pub(super) fn item_body(t: &Table, b: &BatchEndpoint) -> Result<Map<String, Value>, ApiError> {
+/// `Err` says why a template could not be filled.
+pub(super) fn item_body(t: &Table, b: &BatchEndpoint) -> Result<Map<String, Value>, String> {
     match crate::api::template::render_json(&Value::Object(b.item_body.clone()), &vars(t)) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => unreachable!("an object renders as an object"),
-        Err(e) => Err(decode_failure(t, &format!("batch item_body: {e}"))),
+        Err(e) => Err(format!("batch item_body: {e}")),
     }
 }
 
@@ -527,7 +528,7 @@ async fn send_batch_request(
             None => req.extra_query = vec![(param.clone(), ids.join(","))],
         }
     } else {
-        let item_body = item_body(t, b)?;
+        let item_body = item_body(t, b).map_err(|e| decode_failure(t, &e))?;
         let mut items = Vec::with_capacity(ops.len());
         for op in ops {
             let mut item = Map::new();

@@ -347,7 +347,8 @@ async fn send_batch(
     };
     let vars = apply::vars(t).with("external_field", field);
     let mut req = SendRequest::new(Priority::Write, &b.endpoint, &vars);
-    let item_body = apply::item_body(t, b).map_err(|e| (Vec::new(), e))?;
+    let item_body =
+        apply::item_body(t, b).map_err(|e| (Vec::new(), apply::decode_failure(t, &e)))?;
     let items: Vec<Value> = ops
         .iter()
         .filter_map(|op| match op {

@@ -19,9 +19,7 @@
 //! the rate limit itself: the requests made divided by the limit are the
 //! least wall time any client could take.
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sequin_sim::{Api, SimConfig, StatsSnapshot};
@@ -159,12 +157,13 @@ fn measure(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    get(&sim.url, "/_sim/reset-stats", "POST")?;
+    sim_child::control(&sim.url, "/_sim/reset-stats", "POST")?;
     let log_path = dir.path().join("sync.log");
     eprintln!("running sequin sync --once (every {api} object) ...");
     let (code, peak_rss_kb, cpu_secs, wall_secs) = sync_once_measured(sequin, &config, &log_path)?;
-    let stats: StatsSnapshot = serde_json::from_str(&get(&sim.url, "/_sim/stats", "GET")?)
-        .context("reading the simulator's counters")?;
+    let stats: StatsSnapshot =
+        serde_json::from_str(&sim_child::control(&sim.url, "/_sim/stats", "GET")?)
+            .context("reading the simulator's counters")?;
     drop(sim);
     let mut routes: Vec<_> = stats.by_route.iter().collect();
     routes.sort_by(|a, b| b.1.cmp(a.1));
@@ -216,29 +215,6 @@ fn check_counts(counts: &TableCounts, api: Api, n: usize) -> Result<()> {
         bail!("{api}: tables with fewer than the {n} records seeded: {short:?}");
     }
     Ok(())
-}
-
-/// A plain HTTP/1.1 request to the simulator's control routes; returns the
-/// body (the routes answer with a Content-Length and close).
-fn get(base_url: &str, path: &str, method: &str) -> Result<String> {
-    let addr = base_url
-        .strip_prefix("http://")
-        .context("the simulator's URL is http")?;
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("the simulator's answer has no body")?;
-    if !head.starts_with("HTTP/1.1 2") {
-        bail!("{method} {path}: {}", head.lines().next().unwrap_or(head));
-    }
-    Ok(body.to_string())
 }
 
 fn print_one(m: &Measured) {

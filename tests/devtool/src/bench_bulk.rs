@@ -16,9 +16,7 @@
 //! fails instead of looking fast, and the Bulk run must have created
 //! exactly one job.
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -143,7 +141,7 @@ fn measure(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    sim_request(sim_url, "/_sim/reset-stats", "POST")?;
+    sim_child::control(sim_url, "/_sim/reset-stats", "POST")?;
     let jobs_before = jobs_created(sim_url)?;
     let log_path = dir.path().join("sync.log");
     eprintln!("{path}: running sequin sync --once ...");
@@ -158,7 +156,7 @@ fn measure(
         );
     }
     let stats: serde_json::Value =
-        serde_json::from_str(&sim_request(sim_url, "/_sim/stats", "GET")?)
+        serde_json::from_str(&sim_child::control(sim_url, "/_sim/stats", "GET")?)
             .context("reading the simulator's counters")?;
     let requests = stats["requests"]
         .as_u64()
@@ -186,8 +184,11 @@ fn measure(
 
 /// Jobs the simulator has created so far.
 fn jobs_created(sim_url: &str) -> Result<u64> {
-    let jobs: serde_json::Value =
-        serde_json::from_str(&sim_request(sim_url, "/_sim/salesforce/bulk/jobs", "GET")?)?;
+    let jobs: serde_json::Value = serde_json::from_str(&sim_child::control(
+        sim_url,
+        "/_sim/salesforce/bulk/jobs",
+        "GET",
+    )?)?;
     jobs["created"].as_u64().context("the jobs' count")
 }
 
@@ -216,26 +217,4 @@ fn markdown(results: &[Measured], n: usize, ratio: f64) -> String {
         "\nThe Bulk path used {ratio:.1}x fewer API requests.\n"
     ));
     s
-}
-
-/// One plain HTTP/1.1 request to the simulator's control routes; the body.
-fn sim_request(base_url: &str, path: &str, method: &str) -> Result<String> {
-    let addr = base_url
-        .strip_prefix("http://")
-        .context("the simulator's URL is http")?;
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("the simulator's answer has no body")?;
-    if !head.starts_with("HTTP/1.1 2") {
-        bail!("{method} {path}: {}", head.lines().next().unwrap_or(head));
-    }
-    Ok(body.to_string())
 }

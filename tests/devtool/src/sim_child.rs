@@ -3,9 +3,10 @@
 //! and the benchmark's: [`serve`] is the child's side, [`start`] the
 //! parent's (the kit's `SimChild`, killed on drop).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sequin_pgtemp::SimChild;
 
 /// The child: Stripe with no rate limit and no latency, `customers` seeded;
@@ -52,4 +53,27 @@ pub fn start(args: &[&str]) -> Result<(SimChild, String)> {
         .clone()
         .context("the simulator child printed no token")?;
     Ok((sim, token))
+}
+
+/// One plain HTTP/1.1 request to the simulator's control routes (`/_sim/...`);
+/// returns the body (the routes answer with a Content-Length and close).
+pub fn control(base_url: &str, path: &str, method: &str) -> Result<String> {
+    let addr = base_url
+        .strip_prefix("http://")
+        .context("the simulator's URL is http")?;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("the simulator's answer has no body")?;
+    if !head.starts_with("HTTP/1.1 2") {
+        bail!("{method} {path}: {}", head.lines().next().unwrap_or(head));
+    }
+    Ok(body.to_string())
 }

@@ -6,6 +6,8 @@
 //!   writing through [`write`] (write-through: SQL -> API -> Postgres, the
 //!   write journal and its reconciler).
 //! - [`sync`]: backfill and incremental sync, driven by the specs.
+//! - [`events`]: every committed change to a synced table, from the
+//!   outbox to the sinks (webhooks, NATS JetStream, NOTIFY).
 //! - [`catalog`]: below `sync` and `write` (neither depends on the other):
 //!   each connection's API client, the object plans, and discovery of
 //!   objects and fields known only at run time.
@@ -31,6 +33,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod events;
 pub mod guard;
 pub mod health;
 pub mod metrics;

@@ -202,6 +202,7 @@ pub async fn settle(
             continue;
         }
         suspects.remove(&p.id);
+        let mut compensated = None;
         let (state, error) = match p.status.as_deref() {
             Some("in progress") => continue,
             Some("committed") if p.marked => ("committed", None),
@@ -215,7 +216,7 @@ pub async fn settle(
                 ),
                 Some(t) => {
                     let settled = undo(j, &t, p, &mut claimed).await;
-                    t.client.metrics().compensation(&p.connection, settled.0);
+                    compensated = Some(t);
                     settled
                 }
             },
@@ -229,6 +230,11 @@ pub async fn settle(
                 &[&p.id, &state, &error],
             )
             .await?;
+        // Counted once the journal says so: a scrape never sees the
+        // compensation before its journal entry.
+        if let Some(t) = compensated {
+            t.client.metrics().compensation(&p.connection, state);
+        }
         if state != "committed" {
             tracing::info!(journal = %p.id, state, error = error.as_deref().unwrap_or(""), "write-through effect of an aborted transaction settled");
         }

@@ -1,0 +1,1 @@
+//! nats sink (in progress).

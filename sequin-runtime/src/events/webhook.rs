@@ -1,0 +1,1 @@
+//! webhook sink (in progress).

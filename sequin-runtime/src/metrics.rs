@@ -252,6 +252,12 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkEventLabels {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlingLabels {
     handling: &'static str,
 }
@@ -286,6 +292,8 @@ struct Inner {
     write_api_seconds: SecondsHistograms,
     write_overhead_seconds: SecondsHistograms,
     compensations: Family<StateLabels, Counter>,
+    events_sequenced: Counter,
+    sink_events: Family<SinkEventLabels, Counter>,
     budgets: Mutex<BTreeMap<String, BudgetProbe>>,
     quotas: Mutex<BTreeMap<String, QuotaProbe>>,
     proxy: Mutex<Option<Arc<ProxyStats>>>,
@@ -356,6 +364,18 @@ impl Metrics {
             "Write-through effects of transactions that did not commit, settled by this process, by outcome (compensated, irreversible, compensation_failed, ...)",
             compensations.clone(),
         );
+        let events_sequenced = Counter::default();
+        registry.register(
+            "sequin_events_sequenced",
+            "Changes to synced tables moved from the outbox into sequin.events by this process",
+            events_sequenced.clone(),
+        );
+        let sink_events = Family::<SinkEventLabels, Counter>::default();
+        registry.register(
+            "sequin_sink_events",
+            "Events a sink handled in this process, by outcome: delivered, failed (an attempt that failed; it is retried) and dead (out of attempts: dead-lettered)",
+            sink_events.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -366,6 +386,8 @@ impl Metrics {
                 write_api_seconds,
                 write_overhead_seconds,
                 compensations,
+                events_sequenced,
+                sink_events,
                 budgets: Mutex::new(BTreeMap::new()),
                 quotas: Mutex::new(BTreeMap::new()),
                 proxy: Mutex::new(None),
@@ -478,6 +500,24 @@ impl Metrics {
                 state: state.to_string(),
             })
             .inc();
+    }
+
+    /// Changes moved into `sequin.events`.
+    pub fn events_sequenced(&self, n: u64) {
+        self.inner.events_sequenced.inc_by(n);
+    }
+
+    /// Events a sink handled with `outcome` (`delivered`, `failed`, `dead`).
+    pub fn sink_events(&self, sink: &str, outcome: &'static str, n: u64) {
+        if n > 0 {
+            self.inner
+                .sink_events
+                .get_or_create(&SinkEventLabels {
+                    sink: sink.to_string(),
+                    outcome,
+                })
+                .inc_by(n);
+        }
     }
 
     /// The proxy's counters, read when scraped.

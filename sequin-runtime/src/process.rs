@@ -81,7 +81,23 @@ pub async fn run(
         }
         None => None,
     };
+    // Events are delivered beside the halves, until they end (not by
+    // `sync --once`, which ends: a later process delivers what it wrote).
+    let (stop_events, events_stopped) = watch::channel(false);
+    let events = (config.emits_events() && halves != Halves::Sync { once: true }).then(|| {
+        let config = config.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move { crate::events::run(&config, metrics, events_stopped).await })
+    });
     let ran = run_halves(config, halves, &metrics, shutdown).await;
+    let _ = stop_events.send(true);
+    if let Some(events) = events {
+        match events.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "events stopped"),
+            Err(e) => tracing::error!(error = %e, "events panicked"),
+        }
+    }
     let _ = stop_endpoint.send(true);
     if let Some(e) = endpoint {
         let _ = e.await;

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("../migrations/0008_grant_table.sql")),
     (9, include_str!("../migrations/0009_upsert.sql")),
     (10, include_str!("../migrations/0010_quota.sql")),
+    (11, include_str!("../migrations/0011_events.sql")),
 ];
 
 /// Errors of the store layer.
@@ -468,6 +469,26 @@ impl Writer {
         &self.client
     }
 
+    /// Runs `f` with this session's changes marked as a backfill's
+    /// (`sequin.origin`, read by the outbox trigger): inserted rows become
+    /// `read` events, and only when a sink asks for them.
+    pub async fn as_backfill<T, E: From<StoreError>>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Writer) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.set_origin("backfill").await?;
+        let out = f(self).await;
+        self.set_origin("sync").await?;
+        out
+    }
+
+    async fn set_origin(&self, origin: &str) -> Result<(), StoreError> {
+        self.client
+            .batch_execute(&format!("SET sequin.origin = '{origin}'"))
+            .await
+            .map_err(db("marking the origin of the session's changes"))
+    }
+
     /// Reads (or creates) the sync state of an object.
     pub async fn state(&self, connection: &str, object: &str) -> Result<SyncState, StoreError> {
         self.client
@@ -627,6 +648,16 @@ impl Writer {
                     stage = t.stage(),
                 )
             };
+            // A record deleted since this version was read stays deleted
+            // (`sequin.tombstone`: an events page or list page read before a
+            // delete would otherwise bring it back until the next poll).
+            let source = format!(
+                "SELECT * FROM ({source}) s WHERE NOT EXISTS (
+                     SELECT 1 FROM sequin.tombstone tb
+                      WHERE tb.relid = {relid}::regclass AND tb.key = s.{pk}::text
+                        AND s._sequin_updated_at <= tb.updated_at)",
+                relid = quote_literal(&t.qualified()),
+            );
             let sql = format!(
                 "INSERT INTO {table} AS t ({cols}, _sequin_updated_at)
                  {source}
@@ -759,7 +790,8 @@ impl Writer {
     pub async fn record_poll(&self, connection: &str, objects: &[&str]) -> Result<(), StoreError> {
         self.client
             .execute(
-                "UPDATE sequin.sync_state SET last_poll_at = now(), last_success_at = now(), last_error = NULL
+                "WITH pruned AS (DELETE FROM sequin.tombstone WHERE deleted_at < now() - interval '1 hour')
+                 UPDATE sequin.sync_state SET last_poll_at = now(), last_success_at = now(), last_error = NULL
                   WHERE connection = $1 AND object = ANY($2)",
                 &[&connection, &objects],
             )

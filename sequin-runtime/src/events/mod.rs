@@ -11,13 +11,119 @@
 //! `sequin.events`, its JSON payload, and the key that orders a record's
 //! events.
 
+mod dispatch;
+mod filter;
+pub mod log;
 pub mod nats;
+mod notify;
+pub mod outbox;
 pub mod webhook;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Config, SinkConfig};
+use crate::metrics::Metrics;
+use crate::registry;
+use crate::store::{self, StoreError};
+
+/// Runs the sequencer and every sink's dispatcher of `config` until
+/// `shutdown` turns true. The schema is migrated first (as sync and the
+/// proxy do; it is applied once), and the events settings and the sinks'
+/// rows are written.
+pub async fn run(
+    config: &Config,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let url = config.database_url.expose().to_string();
+    let mut admin = store::connect(&url).await?;
+    let loaded: Vec<(&str, &registry::Loaded)> = config
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                registry::get(&c.connector).expect("config is checked"),
+            )
+        })
+        .collect();
+    store::migrate(&mut admin, &loaded).await?;
+    outbox::apply_settings(&admin, config).await?;
+    outbox::register_sinks(&admin, &config.sinks).await?;
+    let moved = Arc::new(Notify::new());
+    let retention = config.events.clone().unwrap_or_default().retention;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(outbox::sequence(
+        admin,
+        retention,
+        moved.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    for sink in &config.sinks {
+        tasks.spawn(deliver(
+            url.clone(),
+            sink.clone(),
+            metrics.clone(),
+            moved.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "events stopped");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(error = %e, "an events task panicked"),
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One sink's dispatcher, reopened after failures: a destination that
+/// cannot be reached at start (a NATS server down) is tried again every
+/// few seconds, and so is Postgres.
+async fn deliver(
+    url: String,
+    sink: SinkConfig,
+    metrics: Metrics,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    while !*shutdown.borrow() {
+        let opened: Result<(), String> = match dispatch::Target::open(&sink).await {
+            Ok(target) => match store::connect(&url).await {
+                Ok(client) => {
+                    let d =
+                        dispatch::Dispatcher::new(sink.clone(), client, target, metrics.clone());
+                    match d.run(wake.clone(), shutdown.clone()).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.message),
+        };
+        if let Err(error) = opened {
+            tracing::warn!(sink = %sink.name, %error, "sink stopped; starting it again in 5s");
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    Ok(())
+}
 
 /// What happened to the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,8 +216,16 @@ impl Event {
 
     /// What orders this record's events: its connection, table and key.
     /// Two events with the same record key are delivered in `seq` order.
+    /// The key is written as Postgres prints a `jsonb` object
+    /// (`{"id": "cus_1"}`), so SQL (`sequin.replay_events`) names a record
+    /// the same way.
     pub fn record_key(&self) -> String {
-        format!("{}.{}:{}", self.connection, self.table, self.key)
+        format!(
+            "{}.{}:{}",
+            self.connection,
+            self.table,
+            jsonb_text(&self.key)
+        )
     }
 
     /// The record's partition among `partitions` (stable across processes
@@ -130,6 +244,28 @@ impl Event {
             "timestamp": self.committed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "data": self,
         })
+    }
+}
+
+/// `value` as Postgres's `jsonb` output writes it: `", "` between items
+/// and `": "` after keys (keys in jsonb's order: shorter first, then
+/// bytewise).
+fn jsonb_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then(a.0.cmp(b.0)));
+            let items: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::String((*k).clone()), jsonb_text(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(jsonb_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -179,7 +315,7 @@ mod tests {
         let b = sample(2, "cus_1");
         let c = sample(3, "cus_2");
         assert_eq!(a.partition(16), b.partition(16));
-        assert_eq!(a.record_key(), "stripe.customer:{\"id\":\"cus_1\"}");
+        assert_eq!(a.record_key(), "stripe.customer:{\"id\": \"cus_1\"}");
         assert_ne!(a.record_key(), c.record_key());
         let p = a.payload();
         assert_eq!(p["type"], "stripe.customer.update");

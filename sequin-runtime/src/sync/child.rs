@@ -162,7 +162,10 @@ pub(super) async fn run_child(
         }
     }
     let mut writer = Writer::connect(&ctx.url).await?;
-    if !backfill_until_done(&ctx, &mut writer, &child).await? {
+    if !writer
+        .as_backfill(async |w| backfill_until_done(&ctx, w, &child).await)
+        .await?
+    {
         return Ok(());
     }
     live_tx.send_modify(|l| {

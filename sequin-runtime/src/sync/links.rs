@@ -132,7 +132,10 @@ pub(super) async fn run_link(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
-    if !backfill(&ctx, &mut writer, &l).await? {
+    if !writer
+        .as_backfill(async |w| backfill(&ctx, w, &l).await)
+        .await?
+    {
         return Ok(());
     }
     live_tx.send_modify(|live| {

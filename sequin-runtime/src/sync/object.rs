@@ -37,7 +37,10 @@ pub(super) async fn run_object(
         && state.phase == Phase::Backfilling
         && state.backfill_cursor.is_none()
         && state.incremental_cursor.is_none();
-    if !backfill_until_done(&ctx, &mut writer, &plan, state).await? {
+    if !writer
+        .as_backfill(async |w| backfill_until_done(&ctx, w, &plan, state).await)
+        .await?
+    {
         return Ok(());
     }
     live_tx.send_modify(|live| {

@@ -93,7 +93,7 @@ impl Journal {
         // bounded time: it sits on the path of a client's answer.
         client
             .batch_execute(
-                "SET application_name = 'sequin-write-journal'; SET synchronous_commit = off;
+                "SET application_name = 'sequin-write-journal'; SET synchronous_commit = off; SET sequin.origin = 'reconcile';
                  SET lock_timeout = '2s'; SET statement_timeout = '30s'",
             )
             .await

@@ -14,6 +14,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), sync::SyncError>>,
     proxy: Option<JoinHandle<Result<(), sequin_runtime::serve::ServeError>>>,
+    events: Option<JoinHandle<Result<(), sequin_runtime::store::StoreError>>>,
 }
 
 impl Running {
@@ -61,12 +62,24 @@ impl Running {
                 sequin_runtime::serve::proxy(&config, &metrics, rx).await
             })
         });
+        // Events beside them when the config asks, as `sequin run` does.
+        let events = config.emits_events().then(|| {
+            let config = config.clone();
+            let rx = rx.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move { sequin_runtime::events::run(&config, metrics, rx).await })
+        });
         let options = sync::Options {
             once: false,
             metrics,
         };
         let task = tokio::spawn(async move { sync::run(&config, options, rx).await });
-        Running { stop, task, proxy }
+        Running {
+            stop,
+            task,
+            proxy,
+            events,
+        }
     }
 
     /// Stops the engine (and proxy) and returns the engine's result.
@@ -74,6 +87,9 @@ impl Running {
         let _ = self.stop.send(true);
         if let Some(p) = self.proxy {
             let _ = p.await;
+        }
+        if let Some(e) = self.events {
+            let _ = e.await;
         }
         self.task.await.expect("sync task does not panic")
     }

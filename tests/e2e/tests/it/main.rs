@@ -6,6 +6,7 @@ mod sync_common;
 mod write_common;
 
 mod ddl;
+mod events;
 mod faults;
 mod observe;
 mod spec_vs_reference;

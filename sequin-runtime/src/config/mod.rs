@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub use crate::api::Secret;
 use crate::registry;
 
+mod sinks;
+pub use sinks::{DEFAULT_RETRY, EventsConfig, Filter, Secrets, SinkConfig, SinkKind, Start};
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +34,13 @@ pub struct Config {
     /// without it there is none).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Events: changes to synced tables written to `sequin.events` (on
+    /// when this is present or any sink is configured).
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
+    /// Where events are delivered.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// Where the metrics endpoint listens.
@@ -313,6 +323,7 @@ impl Config {
         sequin_proxy::SslParams::split_url(self.database_url.expose())
             .and_then(|(params, _)| params.load())
             .map_err(|e| ("/database_url".to_string(), e.to_string()))?;
+        self.check_sinks()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let p = format!("/connections/{i}");
@@ -493,6 +504,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Each sink's keys, and their names unique.
+    fn check_sinks(&self) -> Result<(), (String, String)> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let p = format!("/sinks/{i}");
+            if s.name.is_empty() || s.name.len() > 63 {
+                return Err((
+                    format!("{p}/name"),
+                    format!("sink name `{}` must be 1 to 63 characters", s.name),
+                ));
+            }
+            if !names.insert(&s.name) {
+                return Err((
+                    format!("{p}/name"),
+                    format!("sink name `{}` is used twice", s.name),
+                ));
+            }
+            s.check(&p)?;
+        }
+        Ok(())
+    }
+
+    /// Whether changes become events: `events:` or any sink configured.
+    pub fn emits_events(&self) -> bool {
+        self.events.is_some() || !self.sinks.is_empty()
     }
 
     /// A connection by name.

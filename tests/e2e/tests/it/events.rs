@@ -1,0 +1,267 @@
+//! Events (issue #15): every committed change to a synced table becomes one
+//! event in `sequin.events`, with its origin, in order per record; sinks
+//! get them (here NOTIFY, read by a listening session).
+
+use crate::write_common;
+
+use std::time::Duration;
+
+use sequin_e2e::eventually;
+use sequin_sim::Api;
+use sequin_sim::stripe::Kind;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use write_common::*;
+
+/// One row of `sequin.events`.
+#[derive(Debug, Clone)]
+struct Ev {
+    seq: i64,
+    key: String,
+    op: String,
+    origin: String,
+    changes: Option<Value>,
+    record: Option<Value>,
+    old: Option<Value>,
+    request_ids: Vec<String>,
+}
+
+async fn events(pg: &tokio_postgres::Client) -> Vec<Ev> {
+    pg.query(
+        "select seq, key->>'id', op, origin, changes, record, old, coalesce(request_ids, '{}')
+           from sequin.events where connection = 'stripe' and \"table\" = 'customer' order by seq",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| Ev {
+        seq: r.get(0),
+        key: r.get(1),
+        op: r.get(2),
+        origin: r.get(3),
+        changes: r.get(4),
+        record: r.get(5),
+        old: r.get(6),
+        request_ids: r.get(7),
+    })
+    .collect()
+}
+
+fn of<'a>(all: &'a [Ev], id: &str) -> Vec<&'a Ev> {
+    all.iter().filter(|e| e.key == id).collect()
+}
+
+/// A session LISTENing on `channel`; its notifications' payloads arrive on
+/// the receiver.
+async fn listen(
+    url: &str,
+    channel: &str,
+) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<Value>) {
+    let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("a listening session");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(serde_json::from_str(n.payload()).expect("a JSON payload"));
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_one_event_with_its_origin_in_order() {
+    let t = Setup::start_with_proxy(
+        Api::Stripe,
+        3,
+        "events_origin",
+        "sinks:\n  - name: local\n    kind: notify\n    channel: sequin_e2e\n",
+        |sim| {
+            stripe_connection(sim, "customer").replace("poll_interval: 1h", "poll_interval: 200ms")
+        },
+    )
+    .await;
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let (_listener, mut notified) = listen(&t.db.url, "sequin_e2e").await;
+    let stripe = t.sim.stripe();
+    let seeded = stripe.ids(Kind::Customer);
+    // The backfill's rows are no events (no sink asked for them).
+    assert!(events(pg).await.is_empty(), "{:?}", events(pg).await);
+
+    // Upstream: an update, a create and a delete. (A second after the
+    // backfill: Stripe's events carry whole seconds, and a backfilled row
+    // marked later in the same second would count the update as older.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stripe
+        .update(Kind::Customer, &seeded[0], "name=Upstream+Name")
+        .unwrap();
+    let created = stripe
+        .create(Kind::Customer, "email=up%40example.com&name=Made+Upstream")
+        .unwrap();
+    let up_id = created["id"].as_str().unwrap().to_string();
+    stripe.delete(Kind::Customer, &seeded[1]).unwrap();
+
+    // Write-through: an insert, an update and a delete of one record.
+    let id: String = proxy
+        .query_one(
+            "insert into stripe.customer (name, email) values ('Written', 'w@example.com') returning id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    proxy
+        .execute(
+            "update stripe.customer set name = 'Rewritten' where id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    // And one rolled back: compensated at the API, no event.
+    proxy
+        .batch_execute(
+            "begin; insert into stripe.customer (name) values ('Rolled Back'); rollback;",
+        )
+        .await
+        .unwrap();
+    proxy
+        .execute("delete from stripe.customer where id = $1", &[&id])
+        .await
+        .unwrap();
+
+    // Settled: every change seen, and a record sync briefly brought back
+    // (read from the feed while write-through deleted it, or the
+    // rolled-back insert read before its compensation) deleted again.
+    eventually(Duration::from_secs(30), "the events", || async {
+        let all = events(pg).await;
+        let done = of(&all, &seeded[0]).iter().any(|e| e.op == "update")
+            && of(&all, &up_id).iter().any(|e| e.op == "insert")
+            && of(&all, &seeded[1]).iter().any(|e| e.op == "delete")
+            && of(&all, &id).iter().any(|e| e.op == "delete");
+        (done, all)
+    })
+    .await;
+    // Then settled: the rolled-back insert compensated, and nothing new for
+    // two seconds (polls of the feed, which carries all these changes
+    // again, add nothing).
+    eventually(Duration::from_secs(30), "the compensation", || async {
+        let open: i64 = pg
+            .query_one(
+                "select count(*) from sequin.write_journal where state in ('intent', 'applied')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (open == 0, open)
+    })
+    .await;
+    let mut all = events(pg).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = events(pg).await;
+        if now.len() == all.len() {
+            break;
+        }
+        all = now;
+    }
+    let last_is_delete = |id: &str| of(&all, id).last().is_some_and(|e| e.op == "delete");
+    // Upstream changes come from sync.
+    let u = of(&all, &seeded[0]);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!((u[0].op.as_str(), u[0].origin.as_str()), ("update", "sync"));
+    assert_eq!(
+        u[0].changes.as_ref().unwrap()["name"]["new"],
+        "Upstream Name",
+        "{u:?}"
+    );
+    assert!(
+        u[0].changes
+            .as_ref()
+            .unwrap()
+            .get("_sequin_synced_at")
+            .is_none()
+    );
+    assert_eq!(u[0].record.as_ref().unwrap()["name"], "Upstream Name");
+    let c = of(&all, &up_id);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!((c[0].op.as_str(), c[0].origin.as_str()), ("insert", "sync"));
+    assert_eq!(c[0].record.as_ref().unwrap()["email"], "up@example.com");
+    let d = of(&all, &seeded[1]);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].op.as_str(), d[0].origin.as_str()), ("delete", "sync"));
+    assert_eq!(d[0].old.as_ref().unwrap()["id"], seeded[1].as_str());
+    assert!(d[0].record.is_none());
+
+    // Write-through: exactly its three changes, under the API's id (the
+    // provisional row left no event), each with its journal entry, in
+    // order; the sync engine seeing the same changes in Stripe's events
+    // feed adds none of its own beyond a brief return it undoes.
+    let w: Vec<&Ev> = of(&all, &id)
+        .into_iter()
+        .filter(|e| e.origin == "write")
+        .collect();
+    let ops: Vec<&str> = w.iter().map(|e| e.op.as_str()).collect();
+    assert_eq!(ops, ["insert", "update", "delete"], "{w:?}");
+    assert_eq!(w[0].record.as_ref().unwrap()["name"], "Written");
+    assert_eq!(w[0].record.as_ref().unwrap()["id"], id.as_str());
+    assert_eq!(w[1].changes.as_ref().unwrap()["name"]["old"], "Written");
+    assert_eq!(w[1].changes.as_ref().unwrap()["name"]["new"], "Rewritten");
+    assert_eq!(w[2].old.as_ref().unwrap()["name"], "Rewritten");
+    for e in &w {
+        assert_eq!(e.request_ids.len(), 1, "one API request each: {e:?}");
+    }
+    // Any other record is the rolled-back insert, as sync read it from the
+    // API before the reconciler deleted it there: its create and delete
+    // (documented), never the provisional row of a write.
+    for e in all
+        .iter()
+        .filter(|e| ![&seeded[0], &seeded[1], &up_id, &id].contains(&&e.key))
+    {
+        assert!(e.origin == "sync" || e.origin == "reconcile", "{e:?}");
+        let row = e.record.as_ref().or(e.old.as_ref()).unwrap();
+        assert_eq!(row["name"], "Rolled Back", "{e:?}");
+        assert!(
+            last_is_delete(&e.key),
+            "the rolled-back record is gone: {all:?}"
+        );
+    }
+    assert!(last_is_delete(&id) && last_is_delete(&seeded[1]), "{all:?}");
+    assert!(all.iter().all(|e| e.op != "read"), "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    // The NOTIFY sink delivered every event, in order.
+    let mut seen = Vec::new();
+    while seen.len() < all.len() {
+        let n = tokio::time::timeout(Duration::from_secs(10), notified.recv())
+            .await
+            .expect("a notification")
+            .expect("the listener runs");
+        assert_eq!(n["id"], format!("evt_{}", n["seq"]));
+        seen.push(n["seq"].as_i64().unwrap());
+    }
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seen, seqs);
+    let status = eventually(Duration::from_secs(10), "the sink caught up", || async {
+        let r = pg
+            .query_one(
+                "select state, delivered, lag_seconds, dead from sequin.sink_status where sink = 'local'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let s: (String, i64, f64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        (s.1 == all.len() as i64, s)
+    })
+    .await;
+    assert_eq!(status.0, "delivering");
+    assert_eq!(status.3, 0);
+    t.finish().await;
+}

@@ -352,9 +352,12 @@ mod tests {
         assert_eq!(quote(&long), format!("{}...", "é".repeat(200)));
     }
 
-    /// What the test endpoint saw of each request.
+    /// One request the test endpoint saw: its headers and body.
+    type Request = (HeaderMap, Vec<u8>);
+
+    /// What the test endpoint saw, in order.
     #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>);
+    struct Seen(Arc<Mutex<Vec<Request>>>);
 
     /// An endpoint on a free port answering `status` (after `delay`) with
     /// `body`; records each request.

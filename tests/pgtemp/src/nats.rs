@@ -29,6 +29,8 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     monitor_port: u16,
+    /// Started with `-js` (false only for tests of the error naming it).
+    jetstream: bool,
     dir: tempfile::TempDir,
 }
 
@@ -37,6 +39,16 @@ impl NatsServer {
     /// fresh temp dir. Panics when `nats-server` is missing (naming the
     /// install) or it does not become healthy in time (with its log).
     pub fn start() -> NatsServer {
+        Self::start_with(true)
+    }
+
+    /// A server without JetStream (plain NATS), for the error that says to
+    /// start it with `-js`.
+    pub fn start_without_jetstream() -> NatsServer {
+        Self::start_with(false)
+    }
+
+    fn start_with(jetstream: bool) -> NatsServer {
         let binary = find_binary().unwrap_or_else(|| {
             panic!(
                 "nats-server not found (looked on PATH and in /usr/sbin): install it with \
@@ -54,6 +66,7 @@ impl NatsServer {
             binary,
             port,
             monitor_port,
+            jetstream,
             dir,
         };
         server.spawn();
@@ -100,8 +113,11 @@ impl NatsServer {
             .open(self.log_path())
             .expect("the nats-server log file");
         let err = log.try_clone().expect("the nats-server log file");
-        let child = Command::new(&self.binary)
-            .arg("-js")
+        let mut command = Command::new(&self.binary);
+        if self.jetstream {
+            command.arg("-js");
+        }
+        let child = command
             .args(["-a", "127.0.0.1"])
             .args(["-p", &self.port.to_string()])
             .args(["-m", &self.monitor_port.to_string()])
@@ -241,5 +257,13 @@ mod tests {
             .unwrap()
             .success();
         assert!(!alive, "nats-server {pid} still exists");
+    }
+
+    #[test]
+    fn a_server_without_jetstream_says_so() {
+        let server = NatsServer::start_without_jetstream();
+        let info = info_line(server.port());
+        assert!(info.starts_with("INFO {"), "{info}");
+        assert!(!info.contains("\"jetstream\":true"), "{info}");
     }
 }

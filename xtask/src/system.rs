@@ -269,8 +269,10 @@ fn has_promtool() -> bool {
     runs("promtool", &["--version"])
 }
 
+/// On PATH, or where Debian puts it (`/usr/sbin`, not on a non-root
+/// user's PATH; `sequin-pgtemp` looks there too).
 fn has_nats_server() -> bool {
-    runs("nats-server", &["--version"])
+    runs("nats-server", &["--version"]) || runs("/usr/sbin/nats-server", &["--version"])
 }
 
 /// Whether dpkg lists `package` as installed (not merely known or removed

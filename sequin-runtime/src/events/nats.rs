@@ -17,6 +17,7 @@
 //! partitions (`Event::partition`), so a consumer of one partition subject
 //! sees each of its records' events in `seq` order.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -180,31 +181,28 @@ impl Nats {
                 self.url
             ));
         }
-        let mut queues = self.queue_by_record(events, &mut batch);
-        let mut ready: VecDeque<String> = queues.keys().cloned().collect();
+        let (mut queues, order) = self.queue_by_record(events, &mut batch);
         // First appearance order, so the batch's head goes out first.
-        ready
-            .make_contiguous()
-            .sort_by_key(|k| queues[k].front().copied());
+        let mut ready: VecDeque<String> = order.into();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while batch.broken.is_none() && in_flight.len() < MAX_IN_FLIGHT {
                 let Some(key) = ready.pop_front() else { break };
-                let index = queues
+                let (index, subject) = queues
                     .get_mut(&key)
                     .and_then(VecDeque::pop_front)
                     .expect("a ready record has a queued event");
-                let (subject, message) = self.message(&events[index]);
+                let message = message(&events[index]);
                 let jetstream = &self.jetstream;
                 in_flight.push(async move {
-                    let outcome = match jetstream.send_publish(subject.clone(), message).await {
+                    let outcome = match jetstream.send_publish(subject, message).await {
                         Ok(ack) => ack.await.map(drop),
                         Err(e) => Err(e),
                     };
-                    (key, index, subject, outcome)
+                    (key, index, outcome)
                 });
             }
-            let Some((key, index, subject, outcome)) = in_flight.next().await else {
+            let Some((key, index, outcome)) = in_flight.next().await else {
                 break;
             };
             match outcome {
@@ -215,9 +213,11 @@ impl Nats {
                     }
                 }
                 Err(e) => {
+                    let event = &events[index];
+                    let subject = self.subject(event).unwrap_or_default();
                     let message = format!(
                         "NATS publish of {} to {subject} failed: {}",
-                        events[index].id(),
+                        event.id(),
                         publish_error(&e)
                     );
                     if !matches!(
@@ -237,14 +237,12 @@ impl Nats {
         batch.finish(events, queues)
     }
 
-    /// Each record's events in batch order; events whose subject is
+    /// Each record's events (index and subject) in batch order, and the
+    /// records in the order of their first event; events whose subject is
     /// refused fail now, with their record's later events behind them.
-    fn queue_by_record(
-        &self,
-        events: &[Event],
-        batch: &mut Batch,
-    ) -> HashMap<String, VecDeque<usize>> {
-        let mut queues: HashMap<String, VecDeque<usize>> = HashMap::new();
+    fn queue_by_record(&self, events: &[Event], batch: &mut Batch) -> (Queues, Vec<String>) {
+        let mut queues = Queues::new();
+        let mut order = Vec::new();
         let mut refused: HashMap<String, usize> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
             let key = event.record_key();
@@ -252,29 +250,34 @@ impl Nats {
                 batch.results[index] = Some(Err(not_sent_behind(event, &events[first])));
                 continue;
             }
-            if let Err(e) = self.subject(event) {
-                batch.results[index] = Some(Err(e));
-                // A record's events share connection and table, so none of
-                // its events was queued before this one.
-                refused.insert(key, index);
-                continue;
+            match self.subject(event) {
+                Ok(subject) => match queues.entry(key) {
+                    Entry::Occupied(mut queue) => queue.get_mut().push_back((index, subject)),
+                    Entry::Vacant(slot) => {
+                        order.push(slot.key().clone());
+                        slot.insert(VecDeque::from([(index, subject)]));
+                    }
+                },
+                Err(e) => {
+                    batch.results[index] = Some(Err(e));
+                    // A record's events share connection and table, so none
+                    // of its events was queued before this one.
+                    refused.insert(key, index);
+                }
             }
-            queues.entry(key).or_default().push_back(index);
         }
-        queues
+        (queues, order)
     }
+}
 
-    /// The event's subject and its message: `Nats-Msg-Id` and JSON payload.
-    fn message(&self, event: &Event) -> (String, PublishMessage) {
-        let subject = self
-            .subject(event)
-            .expect("subjects are checked when queued");
-        let payload = serde_json::to_vec(&event.payload()).expect("an event serializes");
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(event.id());
-        (subject, message)
-    }
+/// Per record key, its events not sent yet: index in the batch, subject.
+type Queues = HashMap<String, VecDeque<(usize, String)>>;
+
+/// The event's message: `Nats-Msg-Id` and JSON payload.
+fn message(event: &Event) -> PublishMessage {
+    PublishMessage::build()
+        .payload(event.payload_json().into())
+        .message_id(event.id())
 }
 
 /// The results of one [`Nats::publish`] as they come in.
@@ -293,20 +296,16 @@ impl Batch {
     }
 
     /// Fails the events `rest` of a record queued behind its event `failed`.
-    fn behind(&mut self, events: &[Event], failed: usize, rest: VecDeque<usize>) {
-        for index in rest {
+    fn behind(&mut self, events: &[Event], failed: usize, rest: VecDeque<(usize, String)>) {
+        for (index, _) in rest {
             self.results[index] = Some(Err(not_sent_behind(&events[index], &events[failed])));
         }
     }
 
     /// Fails what was never sent (the batch broke first) and unwraps.
-    fn finish(
-        mut self,
-        events: &[Event],
-        queues: HashMap<String, VecDeque<usize>>,
-    ) -> Vec<Result<(), SendError>> {
+    fn finish(mut self, events: &[Event], queues: Queues) -> Vec<Result<(), SendError>> {
         let why = self.broken.take().unwrap_or_default();
-        for index in queues.into_values().flatten() {
+        for (index, _) in queues.into_values().flatten() {
             self.results[index] = Some(Err(SendError::new(format!(
                 "{} not sent: {why}",
                 events[index].id()

@@ -49,8 +49,8 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes of one batch awaiting their acks at most (one per record at
-/// a time); more records wait their turn. Below the client's default of
-/// 5,000 acks in flight, so two sinks sharing a context do not starve.
+/// a time); more records wait their turn. Below the client's own limit of
+/// 5,000 acks in flight, so that limit is never what a publish waits on.
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Why the sink could not start.
@@ -110,7 +110,8 @@ impl Nats {
     /// Connects to `url` and gets the stream `stream` (creating it with
     /// subjects `<subject_prefix>.>`, file storage and [`DUPLICATE_WINDOW`]
     /// when it is missing). An existing stream must capture those subjects
-    /// and deduplicate at least as long.
+    /// and deduplicate at least as long. One stream (and prefix) per Sequin
+    /// database: message ids are `evt_<seq>`, unique only within one.
     pub async fn connect(
         url: &str,
         stream: &str,

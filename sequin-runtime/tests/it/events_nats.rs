@@ -333,6 +333,22 @@ async fn bad_setups_and_subjects_are_refused_naming_the_fix() {
         .err()
         .expect("other subjects");
     assert!(matches!(e, NatsError::StreamSubjects { .. }), "{e}");
+    // A stream made elsewhere that forgets ids sooner than redelivery needs.
+    let js = jetstream_of(&server).await;
+    js.create_stream(jetstream::stream::Config {
+        name: "SHORT".into(),
+        subjects: vec!["short.>".into()],
+        duplicate_window: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .await
+    .expect("a stream with a 10 s window");
+    let e = Nats::connect(&server.url(), "SHORT", "short", 1)
+        .await
+        .err()
+        .expect("short window");
+    assert!(matches!(e, NatsError::DuplicateWindow { .. }), "{e}");
+    assert!(e.to_string().contains("--dupe-window"), "{e}");
 
     let nats = Nats::connect(&server.url(), STREAM, PREFIX, 1)
         .await
@@ -360,5 +376,5 @@ async fn bad_setups_and_subjects_are_refused_naming_the_fix() {
     );
     assert!(results[2].is_ok(), "{:?}", results[2]);
     assert!(results[3].is_err(), "the refused record's later event");
-    assert_eq!(message_count(&jetstream_of(&server).await).await, 1);
+    assert_eq!(message_count(&js).await, 1);
 }

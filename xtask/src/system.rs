@@ -5,8 +5,9 @@
 //! demo and benchmarks start throwaway clusters from its binaries), libclang
 //! (pg_query, the proxy's SQL parser, generates its bindings with it at build
 //! time), the Python and Node runtimes the driver tests use (psycopg 3 +
-//! SQLAlchemy, node-postgres; those come from PyPI and npm) and Prometheus's
-//! `promtool` (checks the metrics exposition).
+//! SQLAlchemy, node-postgres; those come from PyPI and npm), Prometheus's
+//! `promtool` (checks the metrics exposition) and `nats-server` (the NATS
+//! JetStream sink's tests start one).
 //!
 //! Each is detected by what is actually used (the binaries, the library and
 //! its headers), with `dpkg -s` only where that is the surer sign: the same
@@ -57,6 +58,11 @@ const NEEDS: &[Need] = &[
         package: "prometheus",
         why: "its `promtool` checks the metrics exposition",
         present: has_promtool,
+    },
+    Need {
+        package: "nats-server",
+        why: "the NATS JetStream sink's tests start a throwaway `nats-server -js`",
+        present: has_nats_server,
     },
 ];
 
@@ -261,6 +267,12 @@ fn has_npm() -> bool {
 
 fn has_promtool() -> bool {
     runs("promtool", &["--version"])
+}
+
+/// On PATH, or where Debian puts it (`/usr/sbin`, not on a non-root
+/// user's PATH; `sequin-pgtemp` looks there too).
+fn has_nats_server() -> bool {
+    runs("nats-server", &["--version"]) || runs("/usr/sbin/nats-server", &["--version"])
 }
 
 /// Whether dpkg lists `package` as installed (not merely known or removed

@@ -4,7 +4,8 @@
 //! and node_modules of the real-driver tests, one way to run their
 //! scripts), [`process`] ([`Killed`], a child killed on drop,
 //! [`SimChild`], a simulator in a child process, and `alone`, a test in a
-//! process of its own).
+//! process of its own), [`nats`] ([`NatsServer`], a throwaway
+//! `nats-server -js` for the NATS sink's tests).
 //!
 //! Postgres comes from one of two sources, in this order:
 //! 1. `DATABASE_URL`, when set: an existing server; every [`Database`] is a
@@ -33,10 +34,12 @@ use std::time::{Duration, Instant};
 
 pub mod client;
 pub mod drivers;
+pub mod nats;
 pub mod process;
 pub mod tls;
 
 pub use client::{connect, connect_when_up};
+pub use nats::NatsServer;
 pub use process::{Killed, SimChild};
 
 /// What went wrong while getting a Postgres server.

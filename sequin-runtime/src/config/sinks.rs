@@ -269,6 +269,11 @@ impl SinkConfig {
                 ),
             ));
         }
+        if self.kind == SinkKind::Webhook
+            && let Err(e) = crate::events::dispatch::webhook_of(self)
+        {
+            return Err((p.to_string(), format!("sink `{}`: {e}", self.name)));
+        }
         if self.partitions == Some(0) {
             return Err((
                 format!("{p}/partitions"),

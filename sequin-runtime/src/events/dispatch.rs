@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::Client;
 
-use super::{Event, SendError, filter, log, notify};
+use futures_util::future::join_all;
+
+use super::{Event, SendError, filter, log, nats, notify, webhook};
 use crate::config::{SinkConfig, SinkKind};
 use crate::metrics::Metrics;
 use crate::store::{StoreError, db};
@@ -47,37 +49,93 @@ const IDLE: Duration = Duration::from_millis(50);
 
 /// Where a sink's events go.
 pub enum Target {
-    Notify { channel: String },
+    Webhook {
+        hook: webhook::Webhook,
+        batch_size: usize,
+        max_in_flight: usize,
+    },
+    Nats(nats::Nats),
+    Notify {
+        channel: String,
+    },
 }
 
 impl Target {
-    /// Connects to the sink's destination.
+    /// Connects to the sink's destination (a NATS server that cannot be
+    /// reached is an error: the caller tries again).
     pub async fn open(sink: &SinkConfig) -> Result<Target, SendError> {
-        match sink.kind {
-            SinkKind::Notify => Ok(Target::Notify {
+        let named = |e: String| SendError::new(format!("sink `{}`: {e}", sink.name));
+        Ok(match sink.kind {
+            SinkKind::Notify => Target::Notify {
                 channel: sink.channel.clone().unwrap_or_default(),
-            }),
-            SinkKind::Webhook | SinkKind::Nats => Err(SendError::new(format!(
-                "sink `{}`: {} sinks are not built in yet",
-                sink.name,
-                sink.kind.as_str()
-            ))),
-        }
+            },
+            SinkKind::Webhook => Target::Webhook {
+                hook: webhook_of(sink).map_err(|e| named(e.to_string()))?,
+                batch_size: sink.batch_size(),
+                max_in_flight: sink.max_in_flight(),
+            },
+            SinkKind::Nats => Target::Nats(
+                nats::Nats::connect(
+                    sink.url.as_deref().unwrap_or_default(),
+                    sink.stream.as_deref().unwrap_or_default(),
+                    sink.subject_prefix(),
+                    sink.partitions(),
+                )
+                .await
+                .map_err(|e| named(e.to_string()))?,
+            ),
+        })
     }
 
     /// Sends independent events (no two of one record); one result each.
     async fn send(&self, client: &Client, events: &[Event]) -> Vec<Result<(), SendError>> {
         match self {
             Target::Notify { channel } => notify::send(client, channel, events).await,
+            Target::Nats(n) => n.publish(events).await,
+            Target::Webhook {
+                hook,
+                batch_size,
+                max_in_flight,
+            } => {
+                let mut results = Vec::with_capacity(events.len());
+                for group in events.chunks(batch_size * max_in_flight) {
+                    let mut requests = Vec::new();
+                    for batch in group.chunks(*batch_size) {
+                        requests.push(hook.send(batch));
+                    }
+                    let answers = join_all(requests).await;
+                    for (batch, r) in group.chunks(*batch_size).zip(answers) {
+                        results.extend(batch.iter().map(|_| r.clone()));
+                    }
+                }
+                results
+            }
         }
     }
 
-    /// Events sent per chunk (a chunk that fails whole ends the tick).
-    fn chunk(&self, _sink: &SinkConfig) -> usize {
+    /// Events sent per chunk (a chunk that fails whole ends the tick, so a
+    /// receiver that is down costs a few attempts, not a whole read).
+    fn chunk(&self) -> usize {
         match self {
-            Target::Notify { .. } => 1000,
+            Target::Webhook {
+                batch_size,
+                max_in_flight,
+                ..
+            } => batch_size * max_in_flight,
+            Target::Nats(_) | Target::Notify { .. } => 1000,
         }
     }
+}
+
+/// The webhook client of a sink (also how the config check finds a bad
+/// URL or secret before anything runs).
+pub fn webhook_of(sink: &SinkConfig) -> Result<webhook::Webhook, webhook::WebhookError> {
+    let secrets = sink.secret.as_ref().map(|s| s.list()).unwrap_or_default();
+    webhook::Webhook::new(
+        sink.url.as_deref().unwrap_or_default(),
+        &secrets,
+        sink.timeout(),
+    )
 }
 
 /// The sink's row, as a tick starts.
@@ -215,11 +273,7 @@ impl Dispatcher {
         let keys: Vec<String> = events.iter().map(Event::record_key).collect();
         let mut held = self.held(&keys).await?;
         let mut step = Step::default();
-        let chunk = if probing {
-            1
-        } else {
-            self.target.chunk(&self.sink)
-        };
+        let chunk = if probing { 1 } else { self.target.chunk() };
         for (events, keys) in events.chunks(chunk).zip(keys.chunks(chunk)) {
             let (attempts, failures) = self.send_chunk(events, keys, &mut held, &mut step).await;
             step.cursor = events.last().map(|e| e.seq);

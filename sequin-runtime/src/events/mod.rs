@@ -11,7 +11,7 @@
 //! `sequin.events`, its JSON payload, and the key that orders a record's
 //! events.
 
-mod dispatch;
+pub mod dispatch;
 mod filter;
 pub mod log;
 pub mod nats;

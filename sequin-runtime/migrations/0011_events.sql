@@ -437,6 +437,43 @@ SELECT k.name AS sink,
   LEFT JOIN LATERAL (SELECT ev.committed_at AS oldest FROM sequin.events ev
                       WHERE ev.seq > k.cursor ORDER BY ev.seq LIMIT 1) e ON true;
 
+-- sequin.status of 0010 with a row per event sink: connection `sequin`
+-- (never a connection's name), object `sink:<name>`, phase its state
+-- (delivering, failing, paused), rows the events it holds back, lag_seconds
+-- the age of the oldest event it has not delivered.
+CREATE OR REPLACE VIEW sequin.status AS
+SELECT s.connection,
+       s.object,
+       s.phase,
+       CASE WHEN s.phase = 'backfilling'
+            THEN sequin.backfill_percent(r.rows, s.backfill_total) END AS backfill_percent,
+       coalesce(r.rows, CASE WHEN s.object LIKE '\_%' THEN s.rows_synced END) AS rows,
+       extract(epoch FROM now() - s.last_poll_at)::float8 AS seconds_since_poll,
+       extract(epoch FROM now() - s.last_success_at)::float8 AS lag_seconds,
+       s.last_error,
+       s.last_error_at,
+       CASE WHEN s.phase = 'backfilling' AND q.paused LIKE 'backfill%'
+            THEN 'backfill paused: ' || q.reason
+            WHEN s.phase = 'live' AND q.paused LIKE '%poll'
+            THEN 'polls paused: ' || q.reason END AS paused
+  FROM sequin.sync_state s
+ CROSS JOIN LATERAL (SELECT sequin.object_rows(s.connection, s.object) AS rows) r
+  LEFT JOIN LATERAL (SELECT max(qq.paused) AS paused, max(qq.reason) AS reason
+                       FROM sequin.quota qq
+                      WHERE qq.connection = s.connection) q ON true
+UNION ALL
+SELECT 'sequin'::text,
+       'sink:' || k.sink,
+       k.state,
+       NULL::integer,
+       (k.retrying + k.blocked + k.dead)::bigint,
+       NULL::float8,
+       k.lag_seconds,
+       k.last_error,
+       NULL::timestamptz,
+       CASE WHEN k.state = 'paused' THEN 'delivery paused: ' || coalesce(k.last_error, 'failed attempts') END
+  FROM sequin.sink_status k;
+
 REVOKE ALL ON sequin.tombstone, sequin.event_settings, sequin.outbox, sequin.events, sequin.sink, sequin.sink_parked FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sequin.event_seq, sequin.outbox_id_seq FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION sequin.emit_write(bigint, oid, bigint, bigint[]), sequin.bury(oid, jsonb) FROM PUBLIC;

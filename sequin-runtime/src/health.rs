@@ -53,6 +53,8 @@ pub struct Scope {
     /// Connections this process writes through (and whose journal it
     /// settles).
     pub written: Vec<String>,
+    /// Whether this process delivers events (its sinks' state is scraped).
+    pub events: bool,
 }
 
 /// The endpoint, bound and not serving yet.
@@ -144,12 +146,19 @@ async fn metrics(State(probe): State<Arc<Probe>>) -> impl IntoResponse {
         Ok(session) => {
             let client = session.as_ref().expect("an answering session");
             let scope = &probe.scope;
-            let stored = crate::metrics::read_stored(client, &scope.synced, &scope.written)
-                .await
-                // Postgres answers, but not this (not migrated yet): the
-                // scrape goes on without it.
-                .inspect_err(|e| tracing::warn!(error = %e, "metrics: cannot read the sync state and journal"))
-                .ok();
+            let stored = crate::metrics::read_stored(
+                client,
+                &scope.synced,
+                &scope.written,
+                scope.events,
+            )
+            .await
+            // Postgres answers, but not this (not migrated yet): the
+            // scrape goes on without it.
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "metrics: cannot read the sync state and journal"),
+            )
+            .ok();
             probe.metrics.encode(stored.as_ref(), true)
         }
         Err(_) => probe.metrics.encode(None, false),

@@ -57,6 +57,94 @@ enum Command {
     Status,
     /// List the compiled-in connectors and their objects.
     Connectors,
+    /// Operate a sink's events: retry or discard dead letters, replay.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+}
+
+/// `sequin events ...`: each calls the SQL function of the same job
+/// (`sequin.retry_dead`, `sequin.discard_dead`, `sequin.replay_events`).
+#[derive(Subcommand)]
+enum EventsAction {
+    /// Send a sink's dead-lettered events again (and resume it if paused).
+    Retry {
+        #[arg(long)]
+        sink: String,
+        /// Only this event (its `seq`).
+        #[arg(long)]
+        seq: Option<i64>,
+    },
+    /// Drop a sink's dead-lettered events (their records' later events go on).
+    Discard {
+        #[arg(long)]
+        sink: String,
+        /// Only this event (its `seq`).
+        #[arg(long)]
+        seq: Option<i64>,
+    },
+    /// Deliver events the sink has passed again, in order per record.
+    Replay {
+        #[arg(long)]
+        sink: String,
+        /// Events committed at or after this time (RFC 3339, e.g. 2026-12-05T10:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Events committed before this time.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this connection's events.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only this table's events.
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+impl EventsAction {
+    /// Runs the action; returns what it did and how many events.
+    async fn run(&self, client: &tokio_postgres::Client) -> Result<(&'static str, i64)> {
+        let row = match self {
+            EventsAction::Retry { sink, seq } => (
+                "sent again",
+                client
+                    .query_one("SELECT sequin.retry_dead($1, $2)", &[sink, seq])
+                    .await,
+            ),
+            EventsAction::Discard { sink, seq } => (
+                "discarded",
+                client
+                    .query_one("SELECT sequin.discard_dead($1, $2)", &[sink, seq])
+                    .await,
+            ),
+            EventsAction::Replay {
+                sink,
+                since,
+                until,
+                connection,
+                table,
+            } => (
+                "replaying",
+                client
+                    .query_one(
+                        "SELECT sequin.replay_events($1, coalesce($2::timestamptz, '-infinity'), coalesce($3::timestamptz, 'infinity'), $4, $5)",
+                        &[sink, since, until, connection, table],
+                    )
+                    .await,
+            ),
+        };
+        let n = row.1.map_err(|e| match e.as_db_error() {
+            Some(d) => anyhow::anyhow!(
+                "{}{}",
+                d.message(),
+                d.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+        Ok((row.0, n.get(0)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -186,6 +274,15 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 status::render_writes(&status::read_writes(&client).await?)
             );
+            print!(
+                "{}",
+                status::render_sinks(&status::read_sinks(&client).await?)
+            );
+        }
+        Command::Events { action } => {
+            let client = store::connect(&url).await?;
+            let (what, n) = action.run(&client).await?;
+            println!("{what}: {n} event(s)");
         }
         Command::Connectors => unreachable!("handled above"),
     }

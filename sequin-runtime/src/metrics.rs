@@ -252,6 +252,17 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkStateLabels {
+    sink: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkEventLabels {
     sink: String,
     outcome: &'static str,
@@ -816,6 +827,7 @@ pub struct ObjectRow {
 pub struct Stored {
     pub objects: Vec<ObjectRow>,
     pub journal: Vec<JournalCount>,
+    pub sinks: Vec<crate::status::SinkStatus>,
 }
 
 /// Reads [`Stored`]: the objects of `synced` connections and the journal
@@ -824,6 +836,7 @@ pub async fn read_stored(
     client: &Client,
     synced: &[String],
     written: &[String],
+    events: bool,
 ) -> Result<Stored, StoreError> {
     let mut stored = Stored::default();
     if !synced.is_empty() {
@@ -855,6 +868,9 @@ pub async fn read_stored(
                 failing: r.get(7),
             })
             .collect();
+    }
+    if events {
+        stored.sinks = crate::status::read_sinks(client).await?;
     }
     if !written.is_empty() {
         stored.journal = crate::status::read_journal(client)
@@ -934,6 +950,9 @@ fn register_stored(r: &mut Registry, stored: &Stored) {
             failing,
         );
     }
+    if !stored.sinks.is_empty() {
+        register_sinks(r, &stored.sinks);
+    }
     if !stored.journal.is_empty() {
         let entries = Family::<StateLabels, Gauge>::default();
         for j in &stored.journal {
@@ -950,6 +969,49 @@ fn register_stored(r: &mut Registry, stored: &Stored) {
             entries,
         );
     }
+}
+
+/// Each sink's lag, pause and held-back events, from `sequin.sink_status`.
+fn register_sinks(r: &mut Registry, sinks: &[crate::status::SinkStatus]) {
+    let lag = Family::<SinkLabels, FloatGauge>::default();
+    let paused = Family::<SinkLabels, Gauge>::default();
+    let parked = Family::<SinkStateLabels, Gauge>::default();
+    for k in sinks {
+        let labels = SinkLabels {
+            sink: k.sink.clone(),
+        };
+        lag.get_or_create(&labels).set(k.lag_seconds);
+        paused
+            .get_or_create(&labels)
+            .set(i64::from(k.state == "paused"));
+        for (state, n) in [
+            ("retrying", k.retrying),
+            ("blocked", k.blocked),
+            ("dead", k.dead),
+        ] {
+            parked
+                .get_or_create(&SinkStateLabels {
+                    sink: k.sink.clone(),
+                    state,
+                })
+                .set(n);
+        }
+    }
+    r.register(
+        "sequin_sink_lag_seconds",
+        "Age of the oldest event the sink has not delivered (0 when caught up)",
+        lag,
+    );
+    r.register(
+        "sequin_sink_paused",
+        "1 when the sink is paused after failing attempts in a row (new events wait; a retry that goes through resumes it)",
+        paused,
+    );
+    r.register(
+        "sequin_sink_parked_events",
+        "Events the sink holds back, by state: retrying, blocked (behind an earlier event of the same record) and dead (dead-lettered: `sequin events retry`)",
+        parked,
+    );
 }
 
 #[cfg(test)]

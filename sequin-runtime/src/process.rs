@@ -67,6 +67,7 @@ pub async fn run(
         metrics.part(Part::Proxy, PartState::Starting);
         scope.written = names;
     }
+    scope.events = config.emits_events() && halves != Halves::Sync { once: true };
     let (stop_endpoint, endpoint_stopped) = watch::channel(false);
     let endpoint = match &config.metrics {
         Some(m) => {

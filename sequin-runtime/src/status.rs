@@ -34,6 +34,7 @@ pub async fn read(client: &Client) -> Result<Vec<ObjectStatus>, StoreError> {
             "SELECT connection, object, phase, backfill_percent, rows, seconds_since_poll,
                     lag_seconds, last_error, paused
                FROM sequin.status
+              WHERE NOT (connection = 'sequin' AND object LIKE 'sink:%')
               ORDER BY connection, object",
             &[],
         )
@@ -142,6 +143,80 @@ pub fn render_quotas(items: &[QuotaStatus]) -> String {
             n(q.max),
             n(q.floor),
             n(q.backfill_floor),
+        );
+    }
+    out
+}
+
+/// One sink, from `sequin.sink_status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SinkStatus {
+    pub sink: String,
+    pub kind: String,
+    /// `delivering`, `failing` or `paused`.
+    pub state: String,
+    pub delivered: i64,
+    pub retrying: i64,
+    pub blocked: i64,
+    pub dead: i64,
+    /// Age of the oldest event not delivered yet (0 when caught up).
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+}
+
+/// Reads `sequin.sink_status` (empty without sinks).
+pub async fn read_sinks(client: &Client) -> Result<Vec<SinkStatus>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT sink, kind, state, delivered, retrying, blocked, dead, lag_seconds, last_error
+               FROM sequin.sink_status ORDER BY sink",
+            &[],
+        )
+        .await
+        .map_err(|source| StoreError::Db {
+            context: "reading sequin.sink_status (has `sequin migrate` run?)".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| SinkStatus {
+            sink: r.get(0),
+            kind: r.get(1),
+            state: r.get(2),
+            delivered: r.get(3),
+            retrying: r.get(4),
+            blocked: r.get(5),
+            dead: r.get(6),
+            lag_seconds: r.get(7),
+            last_error: r.get(8),
+        })
+        .collect())
+}
+
+/// Renders the sinks; empty when there are none.
+pub fn render_sinks(items: &[SinkStatus]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nEVENT SINKS (sequin.sink_status)\n");
+    let _ = writeln!(
+        out,
+        "{:<16}  {:<8}  {:<10}  {:>10}  {:>8}  {:>8}  {:>6}  {:>8}  LAST ERROR",
+        "SINK", "KIND", "STATE", "DELIVERED", "RETRYING", "BLOCKED", "DEAD", "LAG"
+    );
+    for k in items {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<8}  {:<10}  {:>10}  {:>8}  {:>8}  {:>6}  {:>7.1}s  {}",
+            k.sink,
+            k.kind,
+            k.state,
+            k.delivered,
+            k.retrying,
+            k.blocked,
+            k.dead,
+            k.lag_seconds,
+            k.last_error.as_deref().unwrap_or("-"),
         );
     }
     out
@@ -432,6 +507,32 @@ mod tests {
         );
         assert!(
             lines[2].starts_with("salesforce          0         12            1"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn renders_sinks() {
+        assert_eq!(render_sinks(&[]), "");
+        let out = render_sinks(&[SinkStatus {
+            sink: "billing".into(),
+            kind: "webhook".into(),
+            state: "paused".into(),
+            delivered: 40,
+            retrying: 2,
+            blocked: 1,
+            dead: 3,
+            lag_seconds: 75.0,
+            last_error: Some("HTTP 500 from https://example.com/hook".into()),
+        }]);
+        let lines: Vec<&str> = out.trim().lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[1].starts_with("SINK              KIND      STATE"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("billing           webhook   paused              40         2         1       3     75.0s  HTTP 500"),
             "{out}"
         );
     }

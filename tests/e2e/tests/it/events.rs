@@ -1,10 +1,15 @@
 //! Events (issue #15): every committed change to a synced table becomes one
-//! event in `sequin.events`, with its origin, in order per record; sinks
-//! get them (here NOTIFY, read by a listening session).
+//! event in `sequin.events`, with its origin, in order per record; every
+//! sink gets them: a webhook receiver (signatures checked as the example
+//! consumer checks them), NATS JetStream (a real `nats-server -js`) and
+//! NOTIFY (a listening session).
 
 use crate::write_common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
 
 use sequin_e2e::eventually;
 use sequin_sim::Api;
@@ -76,17 +81,102 @@ async fn listen(
     (client, rx)
 }
 
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook receiver: every payload whose signature verifies (checked
+/// with the example consumer's `verify`), with its `webhook-id`.
+async fn receiver() -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let keys = vec![sequin_example_consumer::verify::decode_secret(SECRET).unwrap()];
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                let keys = keys.clone();
+                async move {
+                    let now = chrono::Utc::now().timestamp();
+                    match sequin_example_consumer::verify::verify(&keys, &headers, &body, now) {
+                        Ok(id) => {
+                            let v: Value = serde_json::from_slice(&body).unwrap();
+                            store.lock().unwrap().push((id, v));
+                            axum::http::StatusCode::NO_CONTENT
+                        }
+                        Err(_) => axum::http::StatusCode::UNAUTHORIZED,
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+/// Every event in the stream, in stream order, with its subject and
+/// `Nats-Msg-Id`.
+async fn nats_events(url: &str, expected: usize) -> Vec<(String, String, Value)> {
+    let js = jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js.get_stream("SEQUIN").await.expect("the stream");
+    let reader = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut messages = reader
+        .batch()
+        .max_messages(expected + 10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = futures_util::StreamExt::next(&mut messages).await {
+        let m = m.unwrap();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .unwrap()
+            .to_string();
+        out.push((
+            m.subject.to_string(),
+            id,
+            serde_json::from_slice(&m.payload).unwrap(),
+        ));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_one_event_with_its_origin_in_order() {
-    let t = Setup::start_with_proxy(
-        Api::Stripe,
-        3,
-        "events_origin",
-        "sinks:\n  - name: local\n    kind: notify\n    channel: sequin_e2e\n",
-        |sim| {
-            stripe_connection(sim, "customer").replace("poll_interval: 1h", "poll_interval: 200ms")
-        },
-    )
+    let nats = sequin_pgtemp::NatsServer::start();
+    let (hook_port, hooked) = receiver().await;
+    let sinks = format!(
+        "sinks:
+  - name: local
+    kind: notify
+    channel: sequin_e2e
+  - name: hook
+    kind: webhook
+    url: http://127.0.0.1:{hook_port}/hook
+    secret: {SECRET}
+    batch_size: 2
+  - name: bus
+    kind: nats
+    url: {nats}
+    stream: SEQUIN
+    partitions: 4
+",
+        nats = nats.url()
+    );
+    let t = Setup::start_with_proxy(Api::Stripe, 3, "events_origin", &sinks, |sim| {
+        stripe_connection(sim, "customer").replace("poll_interval: 1h", "poll_interval: 200ms")
+    })
     .await;
     let (pg, proxy) = (&t.pg, &t.proxy);
     let (_listener, mut notified) = listen(&t.db.url, "sequin_e2e").await;
@@ -263,5 +353,82 @@ async fn every_change_is_one_event_with_its_origin_in_order() {
     .await;
     assert_eq!(status.0, "delivering");
     assert_eq!(status.3, 0);
+
+    // The webhook receiver got every event once, signed, in order, with
+    // the operation, changed columns and origin of its row; batches of two
+    // are one request (`sequin.batch`).
+    let by_seq = |seq: i64| all.iter().find(|e| e.seq == seq).unwrap();
+    let check = |data: &Value| {
+        let e = by_seq(data["seq"].as_i64().unwrap());
+        assert_eq!(data["op"], e.op.as_str(), "{data}");
+        assert_eq!(data["origin"]["kind"], e.origin.as_str(), "{data}");
+        assert_eq!(data["key"]["id"], e.key.as_str(), "{data}");
+        assert_eq!(data.get("changes"), e.changes.as_ref(), "{data}");
+        assert_eq!(data["connection"], "stripe");
+        assert_eq!(data["table"], "customer");
+        data["seq"].as_i64().unwrap()
+    };
+    let hooked = eventually(Duration::from_secs(20), "the webhooks", || async {
+        let got = hooked.lock().unwrap().clone();
+        let n: usize = got
+            .iter()
+            .map(|(_, v)| v["data"].as_array().map_or(1, Vec::len))
+            .sum();
+        (n >= all.len(), got)
+    })
+    .await;
+    let mut hooked_seqs = Vec::new();
+    for (id, payload) in &hooked {
+        match payload["data"].as_array() {
+            Some(batch) => {
+                assert_eq!(payload["type"], "sequin.batch");
+                let seqs: Vec<i64> = batch.iter().map(|p| check(&p["data"])).collect();
+                assert_eq!(id, &format!("evt_{}-{}", seqs[0], seqs[seqs.len() - 1]));
+                hooked_seqs.extend(seqs);
+            }
+            None => {
+                assert_eq!(id, &format!("evt_{}", payload["data"]["seq"]));
+                assert_eq!(
+                    payload["type"],
+                    format!(
+                        "stripe.customer.{}",
+                        payload["data"]["op"].as_str().unwrap()
+                    )
+                );
+                hooked_seqs.push(check(&payload["data"]));
+            }
+        }
+    }
+    let mut sorted = hooked_seqs.clone();
+    sorted.sort();
+    assert_eq!(sorted, seqs, "each event once");
+    // In order per record (requests in flight together are of other records).
+    for w in hooked_seqs.windows(2) {
+        if by_seq(w[0]).key == by_seq(w[1]).key {
+            assert!(w[0] < w[1], "{hooked_seqs:?}");
+        }
+    }
+    // NATS: each event once, on its record's partition subject, with its id.
+    let stored = nats_events(&nats.url(), all.len()).await;
+    let mut nats_seqs = Vec::new();
+    for (subject, id, payload) in &stored {
+        let seq = check(&payload["data"]);
+        assert_eq!(id, &format!("evt_{seq}"));
+        assert!(subject.starts_with("sequin.stripe.customer."), "{subject}");
+        nats_seqs.push(seq);
+    }
+    assert_eq!(nats_seqs, seqs, "stream order is seq order here");
+    // sequin.status shows the sinks too.
+    let sinks: Vec<String> = pg
+        .query(
+            "select object from sequin.status where connection = 'sequin' order by object",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sinks, ["sink:bus", "sink:hook", "sink:local"]);
     t.finish().await;
 }

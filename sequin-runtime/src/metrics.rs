@@ -1074,7 +1074,16 @@ mod tests {
                 failing: false,
             }],
             journal: vec![],
+            sinks: vec![crate::status::SinkStatus {
+                sink: "hook".into(),
+                kind: "webhook".into(),
+                state: "paused".into(),
+                dead: 2,
+                lag_seconds: 30.5,
+                ..Default::default()
+            }],
         };
+        m.sink_events("hook", "delivered", 5);
         let text = m.encode(Some(&stored), true);
         for line in [
             r#"sequin_api_requests_total{connection="stripe",connector="stripe",purpose="backfill",status="2xx"} 1"#,
@@ -1088,6 +1097,10 @@ mod tests {
             r#"sequin_object_phase{connection="stripe",object="customer",phase="live"} 1"#,
             r#"sequin_object_phase{connection="stripe",object="customer",phase="backfilling"} 0"#,
             "sequin_postgres_up 1",
+            r#"sequin_sink_events_total{sink="hook",outcome="delivered"} 5"#,
+            r#"sequin_sink_lag_seconds{sink="hook"} 30.5"#,
+            r#"sequin_sink_paused{sink="hook"} 1"#,
+            r#"sequin_sink_parked_events{sink="hook",state="dead"} 2"#,
         ] {
             assert!(text.lines().any(|l| l == line), "`{line}` missing:\n{text}");
         }

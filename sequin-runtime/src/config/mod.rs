@@ -645,9 +645,17 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let text = include_str!("../../sequin.example.yaml");
-        let c = Config::parse("sequin.example.yaml", text, &|_| Some("x".into())).unwrap();
+        let text = include_str!("../../../sequin.example.yaml");
+        let env = |k: &str| {
+            Some(match k {
+                "SEQUIN_WEBHOOK_SECRET" => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                _ => "x".into(),
+            })
+        };
+        let c = Config::parse("sequin.example.yaml", text, &env).unwrap();
         assert_eq!(c.connections.len(), 3);
+        assert_eq!(c.sinks.len(), 3);
+        assert!(c.emits_events());
         assert_eq!(
             c.connections[1].discovery_interval,
             Some(Duration::from_secs(60))
@@ -655,6 +663,35 @@ mod tests {
         let quota = c.connections[1].quota.as_ref().unwrap().settings();
         assert_eq!(quota.floor, crate::api::Floor::Share(0.1));
         assert_eq!(quota.backfill_floor().of(15_000), 3000);
+    }
+
+    #[test]
+    fn sinks_are_checked_key_by_key() {
+        let sink = |keys: &str| {
+            let text = format!(
+                "database_url: postgres://u@127.0.0.1/app\nconnections: []\nsinks:\n  - name: s\n{keys}"
+            );
+            Config::parse("t.yaml", &text, &|_| None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(sink("    kind: notify\n    channel: c\n"), Ok(()));
+        let e = sink("    kind: notify\n    channel: c\n    url: http://x\n").unwrap_err();
+        assert!(e.contains("a notify sink has no `url`: remove it"), "{e}");
+        let e = sink("    kind: webhook\n    url: https://example.com/h\n").unwrap_err();
+        assert!(e.contains("needs `secret`: add `secret:"), "{e}");
+        let e = sink("    kind: webhook\n    url: https://example.com/h\n    secret: nope\n")
+            .unwrap_err();
+        assert!(e.contains("whsec_"), "{e}");
+        let e = sink("    kind: nats\n    url: nats://127.0.0.1:4222\n").unwrap_err();
+        assert!(e.contains("needs `stream`"), "{e}");
+        let e = sink("    kind: notify\n    channel: c\n    retry: []\n").unwrap_err();
+        assert!(e.contains("retry needs at least one wait"), "{e}");
+        let e = sink("    kind: notify\n    channel: c\n    filter: { operations: [read] }\n")
+            .unwrap_err();
+        assert!(e.contains("add `backfill: true`"), "{e}");
+        let e = sink("    kind: kafka\n").unwrap_err();
+        assert!(e.contains("t.yaml:"), "{e}");
     }
 
     #[test]
@@ -694,10 +731,11 @@ mod tests {
     /// Fields serde skips are no keys.
     #[test]
     fn the_example_config_names_every_key() {
-        let example = include_str!("../../sequin.example.yaml");
-        let source = include_str!("config.rs");
-        let model = &source[..source.find("#[cfg(test)]").unwrap()];
-        let lines: Vec<&str> = model.lines().collect();
+        let example = include_str!("../../../sequin.example.yaml");
+        let source = [include_str!("mod.rs"), include_str!("sinks.rs")]
+            .map(|s| &s[..s.find("#[cfg(test)]").unwrap_or(s.len())])
+            .join("\n");
+        let lines: Vec<&str> = source.lines().collect();
         let missing: Vec<&str> = lines
             .iter()
             .enumerate()

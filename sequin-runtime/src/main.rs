@@ -251,7 +251,7 @@ async fn run(cli: Cli) -> Result<()> {
                 })
                 .collect();
             store::migrate(&mut client, &conns).await?;
-            sequin_runtime::events::outbox::apply_settings(&client, &config).await?;
+            sequin_runtime::events::outbox::apply_settings(&client, &config, true).await?;
             println!("migrated: sequin schema and {} connection(s)", conns.len());
         }
         Command::Sync { once } => {

@@ -166,7 +166,7 @@ pub async fn proxy(
         .collect();
     crate::store::migrate(&mut admin, &loaded).await?;
     // Before the first client write: its changes are events when asked for.
-    crate::events::outbox::apply_settings(&admin, config).await?;
+    crate::events::outbox::apply_settings(&admin, config, false).await?;
     // Every table of a connection's schema is synced, also one discovered
     // later (an Airtable table); Sequin's own schema is in the set too:
     // clients may not write it. The tables' names are listed as well, for

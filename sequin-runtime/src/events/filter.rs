@@ -10,7 +10,7 @@ pub fn accepts(sink: &SinkConfig, e: &Event) -> bool {
         return false;
     }
     if let Some(c) = &f.connections
-        && !c.iter().any(|c| *c == e.connection)
+        && !c.contains(&e.connection)
     {
         return false;
     }
@@ -41,11 +41,10 @@ mod tests {
     use crate::events::sample;
 
     fn sink(filter: Filter, backfill: bool) -> SinkConfig {
-        let yaml = "name: s\nkind: notify\nchannel: c\n";
         let mut s: SinkConfig = serde_json::from_value(serde_json::json!({
             "name": "s", "kind": "notify", "channel": "c"
         }))
-        .expect(yaml);
+        .expect("a sink");
         s.filter = filter;
         s.backfill = backfill;
         s

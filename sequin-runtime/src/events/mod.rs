@@ -54,7 +54,7 @@ pub async fn run(
         })
         .collect();
     store::migrate(&mut admin, &loaded).await?;
-    outbox::apply_settings(&admin, config).await?;
+    outbox::apply_settings(&admin, config, false).await?;
     outbox::register_sinks(&admin, &config.sinks).await?;
     let moved = Arc::new(Notify::new());
     let retention = config.events.clone().unwrap_or_default().retention;

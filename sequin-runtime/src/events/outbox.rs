@@ -14,15 +14,24 @@ use crate::store::{StoreError, db};
 
 /// Writes whether changes become events, and whether a backfill's rows do,
 /// from `config` (before the process writes any synced row, so none is
-/// missed).
-pub async fn apply_settings(client: &Client, config: &Config) -> Result<(), StoreError> {
+/// missed). A running process only turns them on (another process, or one
+/// started with an older config, must not turn off what a sink relies on):
+/// `exact`, for `sequin migrate`, writes the config as it is.
+pub async fn apply_settings(
+    client: &Client,
+    config: &Config,
+    exact: bool,
+) -> Result<(), StoreError> {
     let backfill = config.sinks.iter().any(|s| s.backfill);
+    let sql = if exact {
+        "UPDATE sequin.event_settings SET emit = $1, backfill = $2
+          WHERE emit IS DISTINCT FROM $1 OR backfill IS DISTINCT FROM $2"
+    } else {
+        "UPDATE sequin.event_settings SET emit = emit OR $1, backfill = backfill OR $2
+          WHERE (NOT emit AND $1) OR (NOT backfill AND $2)"
+    };
     client
-        .execute(
-            "UPDATE sequin.event_settings SET emit = $1, backfill = $2
-              WHERE emit IS DISTINCT FROM $1 OR backfill IS DISTINCT FROM $2",
-            &[&config.emits_events(), &backfill],
-        )
+        .execute(sql, &[&config.emits_events(), &backfill])
         .await
         .map_err(db("recording the events settings"))?;
     Ok(())

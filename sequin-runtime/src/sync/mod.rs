@@ -95,7 +95,7 @@ pub async fn run(
         .collect();
     store::migrate(&mut admin, &loaded).await?;
     // Before the first synced row: its changes are events when asked for.
-    crate::events::outbox::apply_settings(&admin, config).await?;
+    crate::events::outbox::apply_settings(&admin, config, false).await?;
     let registration = crate::guard::Registration::start(&url, &admin)
         .await
         .map_err(store::db("registering this process's writer key"))?;

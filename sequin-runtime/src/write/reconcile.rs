@@ -670,7 +670,7 @@ async fn refresh_local(
         .iter()
         .map(|c| c.name.to_string())
         .collect();
-    let sql = super::sql::write_back(
+    let sql = super::sql::write_back_if_newer(
         &t.plan.table.qualified(),
         super::sql::Key::of(&t.plan.table),
         &columns,

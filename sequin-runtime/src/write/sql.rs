@@ -116,6 +116,19 @@ pub fn write_back(table: &str, pk: Key<'_>, columns: &[String]) -> String {
     )
 }
 
+/// [`write_back`] for a record read from the API afterwards (the
+/// reconciler's refresh): a row a later write or sync made newer
+/// (`_sequin_updated_at`) is left as it is, so a slow refresh never puts
+/// back what the API held before.
+pub fn write_back_if_newer(table: &str, pk: Key<'_>, columns: &[String]) -> String {
+    format!(
+        "{} AND (d._sequin_updated_at IS NULL \
+              OR (e.doc OPERATOR(pg_catalog.->>) '_sequin_updated_at') IS NULL \
+              OR (e.doc OPERATOR(pg_catalog.->>) '_sequin_updated_at')::pg_catalog.timestamptz OPERATOR(pg_catalog.>=) d._sequin_updated_at)",
+        write_back(table, pk, columns)
+    )
+}
+
 /// The `__sequin_key`s of the rows in `$1` (text).
 const KEYS: &str = "(SELECT x OPERATOR(pg_catalog.->>) '__sequin_key' FROM pg_catalog.jsonb_array_elements($1::pg_catalog.text::pg_catalog.jsonb) AS x)";
 

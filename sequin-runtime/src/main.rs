@@ -240,16 +240,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate => {
             let mut client = store::connect(&url).await?;
-            let conns: Vec<_> = config
-                .connections
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.as_str(),
-                        registry::get(&c.connector).expect("checked"),
-                    )
-                })
-                .collect();
+            let conns = registry::of_config(&config);
             store::migrate(&mut client, &conns).await?;
             sequin_runtime::events::outbox::apply_settings(&client, &config, true).await?;
             println!("migrated: sequin schema and {} connection(s)", conns.len());

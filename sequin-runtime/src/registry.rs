@@ -52,6 +52,21 @@ pub fn all() -> &'static [Loaded] {
 }
 
 /// A compiled-in connector by name.
+/// Each connection of `config` with its connector (the config is checked:
+/// every connector is compiled in), for `store::migrate`.
+pub fn of_config(config: &crate::config::Config) -> Vec<(&str, &'static Loaded)> {
+    config
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                get(&c.connector).expect("config is checked"),
+            )
+        })
+        .collect()
+}
+
 pub fn get(name: &str) -> Option<&'static Loaded> {
     all().iter().find(|l| l.spec.name == name)
 }

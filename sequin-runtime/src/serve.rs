@@ -154,16 +154,7 @@ pub async fn proxy(
     // the guard and the connections' rows must exist before the first
     // client writes, and the synced tables before they are listed.
     let mut admin = crate::store::connect(&url).await?;
-    let loaded: Vec<(&str, &crate::registry::Loaded)> = config
-        .connections
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                crate::registry::get(&c.connector).expect("config is checked"),
-            )
-        })
-        .collect();
+    let loaded = crate::registry::of_config(config);
     crate::store::migrate(&mut admin, &loaded).await?;
     // Before the first client write: its changes are events when asked for.
     crate::events::outbox::apply_settings(&admin, config, false).await?;

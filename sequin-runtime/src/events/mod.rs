@@ -43,16 +43,7 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     let url = config.database_url.expose().to_string();
     let mut admin = store::connect(&url).await?;
-    let loaded: Vec<(&str, &registry::Loaded)> = config
-        .connections
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                registry::get(&c.connector).expect("config is checked"),
-            )
-        })
-        .collect();
+    let loaded = registry::of_config(config);
     store::migrate(&mut admin, &loaded).await?;
     outbox::apply_settings(&admin, config, false).await?;
     outbox::register_sinks(&admin, &config.sinks).await?;

@@ -57,7 +57,7 @@ use tokio::sync::watch;
 use crate::catalog::{self, ObjectPlan};
 use crate::config::Config;
 use crate::metrics::{Metrics, Part, PartState};
-use crate::registry::{self, Loaded};
+use crate::registry;
 use crate::store::{self, Row, Table, Writer};
 
 pub use connection::CONNECTION;
@@ -83,16 +83,7 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let url = config.database_url.expose().to_string();
     let mut admin = store::connect(&url).await?;
-    let loaded: Vec<(&str, &Loaded)> = config
-        .connections
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                registry::get(&c.connector).expect("config is checked"),
-            )
-        })
-        .collect();
+    let loaded = registry::of_config(config);
     store::migrate(&mut admin, &loaded).await?;
     // Before the first synced row: its changes are events when asked for.
     crate::events::outbox::apply_settings(&admin, config, false).await?;

@@ -11,10 +11,11 @@
 //!    earlier event parked, or failing in this chunk, is parked behind it
 //!    (`blocked`), so a record's events arrive in `seq` order while other
 //!    records go on;
-//! 3. what happened is committed with the new cursor in one transaction.
+//! 3. what happened to each chunk is committed with the new cursor in one
+//!    transaction as the chunk is done.
 //!
 //! Delivery is at least once: a crash after a send and before that commit
-//! sends the events again, with the same ids. One process dispatches a
+//! sends the chunk's events again, with the same ids. One process dispatches a
 //! sink at a time (a session advisory lock on the sink's name).
 //!
 //! A sink whose attempts failed `pause_after` times in a row pauses: new
@@ -272,16 +273,19 @@ impl Dispatcher {
         }
         let keys: Vec<String> = events.iter().map(Event::record_key).collect();
         let mut held = self.held(&keys).await?;
-        let mut step = Step::default();
         let chunk = if probing { 1 } else { self.target.chunk() };
         for (events, keys) in events.chunks(chunk).zip(keys.chunks(chunk)) {
+            let mut step = Step::default();
             let (attempts, failures) = self.send_chunk(events, keys, &mut held, &mut step).await;
             step.cursor = events.last().map(|e| e.seq);
+            // Each chunk is committed as it is done: what a crash sends
+            // again is one chunk, not a whole read (minutes of sends to a
+            // slow receiver, which restarts in a row would redo forever).
+            self.commit(step).await?;
             if attempts > 0 && attempts == failures {
                 break;
             }
         }
-        self.commit(step).await?;
         Ok(true)
     }
 

@@ -56,7 +56,8 @@ pub enum Target {
         batch_size: usize,
         max_in_flight: usize,
     },
-    Nats(nats::Nats),
+    /// Boxed: a NATS client is several times a webhook's size.
+    Nats(Box<nats::Nats>),
     Notify {
         channel: String,
     },
@@ -76,7 +77,7 @@ impl Target {
                 batch_size: sink.batch_size(),
                 max_in_flight: sink.max_in_flight(),
             },
-            SinkKind::Nats => Target::Nats(
+            SinkKind::Nats => Target::Nats(Box::new(
                 nats::Nats::connect(
                     sink.url.as_deref().unwrap_or_default(),
                     sink.stream.as_deref().unwrap_or_default(),
@@ -85,7 +86,7 @@ impl Target {
                 )
                 .await
                 .map_err(|e| named(e.to_string()))?,
-            ),
+            )),
         })
     }
 

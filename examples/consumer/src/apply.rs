@@ -7,7 +7,9 @@
 //! it; an event is applied only when its `seq` is greater, so a replay of
 //! an older event changes nothing either. A delete leaves a tombstone
 //! (`deleted`, no row) so an older insert arriving late cannot bring the
-//! record back.
+//! record back. `received` logs every event of every verified delivery,
+//! duplicates included, with its `webhook-id`: what the fault tests compare
+//! with `sequin.events` (an application may leave it out).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,6 +18,7 @@ use tokio_postgres::Client;
 /// The tables, created when missing.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS seen (webhook_id text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS received (webhook_id text NOT NULL, seq bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     connection text NOT NULL,
     "table" text NOT NULL,
@@ -82,13 +85,16 @@ pub async fn deliver(
     changes: &[Change],
 ) -> Result<Outcome, tokio_postgres::Error> {
     let tx = db.transaction().await?;
+    let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     let new = tx
         .execute(
-            "INSERT INTO seen (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&webhook_id],
+            "WITH logged AS (INSERT INTO received (webhook_id, seq) SELECT $1, unnest($2::bigint[]))
+             INSERT INTO seen (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&webhook_id, &seqs],
         )
         .await?;
     if new == 0 {
+        tx.commit().await?;
         return Ok(Outcome {
             duplicate: true,
             ..Outcome::default()

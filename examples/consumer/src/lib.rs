@@ -171,19 +171,30 @@ async fn webhook(
                 .into_response();
         }
     };
-    let outcome = match apply::deliver(&mut *c.db.lock().await, &id, &changes).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}")).into_response();
-        }
-    };
+    // Applied in a task of its own: a sender that hangs up mid-request (a
+    // timeout, a crash) must not cut the work between the commit and the
+    // counters; its retry then finds the id in `seen`.
+    match tokio::spawn(apply_counted(c, id, changes)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("apply: {e}")).into_response(),
+    }
+}
+
+/// One delivery applied ([`apply::deliver`]) and counted.
+async fn apply_counted(
+    c: Arc<Consumer>,
+    id: String,
+    changes: Vec<apply::Change>,
+) -> Result<(), tokio_postgres::Error> {
+    let outcome = apply::deliver(&mut *c.db.lock().await, &id, &changes).await?;
     if outcome.duplicate {
         c.duplicates.fetch_add(1, Ordering::Relaxed);
     }
     c.applied.fetch_add(outcome.applied, Ordering::Relaxed);
     c.order_violations
         .fetch_add(outcome.order_violations, Ordering::Relaxed);
-    StatusCode::OK.into_response()
+    Ok(())
 }
 
 async fn stats(State(c): State<Arc<Consumer>>) -> Json<Stats> {

@@ -160,8 +160,8 @@ pub struct SinkConfig {
     /// through resumes it.
     #[serde(default)]
     pub pause_after: Option<u32>,
-    /// How often a paused sink with nothing to retry tries its next event
-    /// (default 1m).
+    /// How often a paused sink with no retry due tries its oldest parked
+    /// event (or else its next one) (default 1m).
     #[serde(default, deserialize_with = "opt_duration")]
     pub probe_every: Option<Duration>,
     /// Where a new sink starts: `now` (default) or `beginning`.

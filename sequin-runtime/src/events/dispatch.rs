@@ -11,16 +11,18 @@
 //!    earlier event parked, or failing in this chunk, is parked behind it
 //!    (`blocked`), so a record's events arrive in `seq` order while other
 //!    records go on;
-//! 3. what happened is committed with the new cursor in one transaction.
+//! 3. what happened to each chunk is committed with the new cursor in one
+//!    transaction as the chunk is done.
 //!
 //! Delivery is at least once: a crash after a send and before that commit
-//! sends the events again, with the same ids. One process dispatches a
+//! sends the chunk's events again, with the same ids. One process dispatches a
 //! sink at a time (a session advisory lock on the sink's name).
 //!
 //! A sink whose attempts failed `pause_after` times in a row pauses: new
 //! events wait behind the cursor (nothing is parked for them), retries go
-//! on as scheduled, and, when none is due, the next event is tried every
-//! `probe_every`. The first success resumes the sink and makes every
+//! on as scheduled, and, when none is due, the oldest parked retry (ahead
+//! of its schedule, not counted as an attempt), or else the next event, is
+//! tried every `probe_every`. The first success resumes the sink and makes every
 //! parked retry due at once.
 
 use std::collections::HashSet;
@@ -54,6 +56,7 @@ pub enum Target {
         batch_size: usize,
         max_in_flight: usize,
     },
+    /// Boxed: a NATS client is several times a webhook's size.
     Nats(Box<nats::Nats>),
     Notify {
         channel: String,
@@ -240,6 +243,9 @@ impl Dispatcher {
         }
         if paused {
             self.last_probe = Some(Instant::now());
+            if self.probe_parked().await? {
+                return Ok(true);
+            }
         }
         let sent = self.deliver_new(row.cursor, paused).await?;
         Ok(attempted > 0 || sent)
@@ -272,16 +278,19 @@ impl Dispatcher {
         }
         let keys: Vec<String> = events.iter().map(Event::record_key).collect();
         let mut held = self.held(&keys).await?;
-        let mut step = Step::default();
         let chunk = if probing { 1 } else { self.target.chunk() };
         for (events, keys) in events.chunks(chunk).zip(keys.chunks(chunk)) {
+            let mut step = Step::default();
             let (attempts, failures) = self.send_chunk(events, keys, &mut held, &mut step).await;
             step.cursor = events.last().map(|e| e.seq);
+            // Each chunk is committed as it is done: what a crash sends
+            // again is one chunk, not a whole read (minutes of sends to a
+            // slow receiver, which restarts in a row would redo forever).
+            self.commit(step).await?;
             if attempts > 0 && attempts == failures {
                 break;
             }
         }
-        self.commit(step).await?;
         Ok(true)
     }
 
@@ -432,6 +441,46 @@ impl Dispatcher {
         self.settle_retries(&done, &failed, &errors, delivered)
             .await?;
         Ok((send.len(), delivered as usize))
+    }
+
+    /// A paused sink's probe of its oldest parked retry, ahead of its
+    /// schedule and without counting an attempt: the next new event may be
+    /// of a record held back, which a probe only parks behind, never sends
+    /// (with every record held, a sink back up waited for the next retry,
+    /// hours away late in the schedule). `false` when nothing was sent.
+    async fn probe_parked(&mut self) -> Result<bool, StoreError> {
+        let Some(row) = self
+            .client
+            .query_opt(
+                "SELECT seq FROM sequin.sink_parked WHERE sink = $1 AND state = 'retry' ORDER BY seq LIMIT 1",
+                &[&self.sink.name],
+            )
+            .await
+            .map_err(db("reading the oldest parked retry"))?
+        else {
+            return Ok(false);
+        };
+        let seq: i64 = row.get(0);
+        let events = log::by_seq(&self.client, &[seq])
+            .await
+            .map_err(db("reading a parked event"))?;
+        let Some(event) = events.into_iter().find(|e| filter::accepts(&self.sink, e)) else {
+            return Ok(false);
+        };
+        match self.target.send(&self.client, &[event]).await.pop() {
+            Some(Ok(())) => self.settle_retries(&[seq], &[], &[], 1).await?,
+            Some(Err(err)) => {
+                self.client
+                    .execute(
+                        "UPDATE sequin.sink SET last_error = $2, updated_at = now() WHERE name = $1",
+                        &[&self.sink.name, &err.message],
+                    )
+                    .await
+                    .map_err(db("recording a failed probe"))?;
+            }
+            None => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Commits retries: `done` leave the parking (their records' next

@@ -13,6 +13,7 @@ mod api_stripe;
 mod bad_input;
 mod crash;
 mod crash_bulk;
+mod events_crash;
 mod events_nats;
 mod layering;
 mod status_progress;

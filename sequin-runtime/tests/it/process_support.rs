@@ -1,5 +1,5 @@
 //! Shared by the tests that run the real `sequin` binary as a child process
-//! (`crash.rs`, `bad_input.rs`): a child guard that kills on drop (so a
+//! (`crash.rs`, `bad_input.rs`, `events_crash.rs`): a child guard that kills on drop (so a
 //! failing test leaves no process behind), a scratch directory for config
 //! files and logs, and helpers to read what the process printed.
 

@@ -7,6 +7,7 @@ mod write_common;
 
 mod ddl;
 mod events;
+mod events_faults;
 mod faults;
 mod observe;
 mod spec_vs_reference;

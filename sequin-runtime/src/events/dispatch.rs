@@ -54,7 +54,9 @@ pub enum Target {
         batch_size: usize,
         max_in_flight: usize,
     },
-    Nats(nats::Nats),
+    /// Boxed: the client and its JetStream context are large beside the
+    /// other variants.
+    Nats(Box<nats::Nats>),
     Notify {
         channel: String,
     },
@@ -74,7 +76,7 @@ impl Target {
                 batch_size: sink.batch_size(),
                 max_in_flight: sink.max_in_flight(),
             },
-            SinkKind::Nats => Target::Nats(
+            SinkKind::Nats => Target::Nats(Box::new(
                 nats::Nats::connect(
                     sink.url.as_deref().unwrap_or_default(),
                     sink.stream.as_deref().unwrap_or_default(),
@@ -83,7 +85,7 @@ impl Target {
                 )
                 .await
                 .map_err(|e| named(e.to_string()))?,
-            ),
+            )),
         })
     }
 

@@ -10,7 +10,7 @@ pub fn accepts(sink: &SinkConfig, e: &Event) -> bool {
         return false;
     }
     if let Some(c) = &f.connections
-        && !c.iter().any(|c| *c == e.connection)
+        && !c.contains(&e.connection)
     {
         return false;
     }

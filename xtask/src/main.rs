@@ -61,8 +61,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks `sync`, `proxy`, `write` and `account`, each reported against a
-    /// baseline measured in the same run (`cargo xtask bench --help`).
+    /// Benchmarks `sync`, `proxy`, `write`, `account`, `bulk` and `events`, each
+    /// reported against a baseline measured in the same run (`cargo xtask bench --help`).
     #[command(disable_help_flag = true)]
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -9,11 +9,12 @@
 //!
 //! - `demo`: the main job on an embedded default (throwaway Postgres and
 //!   API simulators).
-//! - `bench sync|proxy|write|account|bulk`: benchmarks, reported as ratios against a
+//! - `bench sync|proxy|write|account|bulk|events`: benchmarks, reported as ratios against a
 //!   baseline measured in the same run.
 
 mod bench_account;
 mod bench_bulk;
+mod bench_events;
 mod bench_proxy;
 mod bench_sync;
 mod bench_write;
@@ -66,6 +67,11 @@ enum BenchWhich {
     /// and through one Bulk API 2.0 query job: records/s and API requests,
     /// side by side.
     Bulk(bench_bulk::BenchBulkArgs),
+    /// Events (issue #15): events/s into NATS JetStream and a webhook
+    /// receiver, p50/p99 commit-to-delivery latency at a steady rate, and
+    /// the outbox's cost on a backfill (events off vs on, with and without
+    /// backfill rows).
+    Events(bench_events::BenchEventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
             BenchWhich::Write(args) => bench_write::run(args),
             BenchWhich::Account(args) => bench_account::run(args),
             BenchWhich::Bulk(args) => bench_bulk::run(args),
+            BenchWhich::Events(args) => bench_events::run(args),
         },
     };
     match result {

@@ -324,7 +324,7 @@ mod delivery {
         // Events on and the sink registered (its cursor at the log's end),
         // as `sequin` does at start.
         let admin = sequin_runtime::store::connect(url).await?;
-        sequin_runtime::events::outbox::apply_settings(&admin, &config).await?;
+        sequin_runtime::events::outbox::apply_settings(&admin, &config, true).await?;
         sequin_runtime::events::outbox::register_sinks(&admin, &config.sinks).await?;
         let consumer = match sink {
             Sink::Nats => Some(receiver::consume_nats(nats_url, tag, arrivals.clone()).await?),

@@ -219,9 +219,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         let status = sequin_cmd("status").output()?;
         let text = String::from_utf8_lossy(&status.stdout).to_string();
+        // The objects' table: the header, then a line per object up to the
+        // first blank line (the API quota and event sink sections follow).
         let lines: Vec<&str> = text
             .lines()
             .skip(1)
+            .take_while(|l| !l.trim().is_empty())
             .filter(|l| !l.contains(" _events "))
             .collect();
         if !lines.is_empty() && lines.iter().all(|l| l.contains(" live ")) {

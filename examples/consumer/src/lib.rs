@@ -18,7 +18,7 @@ pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -66,13 +66,19 @@ pub struct Stats {
     pub bad_signatures: u64,
 }
 
+/// Postgres sessions deliveries are applied on, each delivery in one
+/// transaction. Deliveries in flight together are of different records
+/// (Sequin sends a record's next event only once the one before is
+/// taken); a redelivery racing its first delivery is a duplicate on
+/// whichever session commits second (`seen`'s key), so no order is lost.
+const SESSIONS: usize = 4;
+
 /// What the handlers share.
 struct Consumer {
     keys: Vec<Vec<u8>>,
-    /// One session: deliveries are applied one at a time (an application
-    /// with more traffic would use a pool; each delivery is still one
-    /// transaction).
-    db: Mutex<tokio_postgres::Client>,
+    /// [`SESSIONS`] sessions, taken in turn.
+    db: Vec<Mutex<tokio_postgres::Client>>,
+    next_session: AtomicUsize,
     /// The status `POST /control` set; 200 is normal operation.
     forced_status: AtomicU16,
     received: AtomicU64,
@@ -99,16 +105,25 @@ pub async fn router(config: &Config) -> Result<Router, ConsumerError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (db, connection) = tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls)
+    let mut db = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let (client, connection) =
+            tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| ConsumerError::Connect(with_cause(&e)))?;
+        tokio::spawn(connection);
+        db.push(Mutex::new(client));
+    }
+    db[0]
+        .lock()
         .await
-        .map_err(|e| ConsumerError::Connect(with_cause(&e)))?;
-    tokio::spawn(connection);
-    db.batch_execute(apply::SCHEMA)
+        .batch_execute(apply::SCHEMA)
         .await
         .map_err(|e| ConsumerError::Schema(with_cause(&e)))?;
     let consumer = Arc::new(Consumer {
         keys,
-        db: Mutex::new(db),
+        db,
+        next_session: AtomicUsize::new(0),
         forced_status: AtomicU16::new(200),
         received: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
@@ -187,7 +202,8 @@ async fn apply_counted(
     id: String,
     changes: Vec<apply::Change>,
 ) -> Result<(), tokio_postgres::Error> {
-    let outcome = apply::deliver(&mut *c.db.lock().await, &id, &changes).await?;
+    let session = c.next_session.fetch_add(1, Ordering::Relaxed) % c.db.len();
+    let outcome = apply::deliver(&mut *c.db[session].lock().await, &id, &changes).await?;
     if outcome.duplicate {
         c.duplicates.fetch_add(1, Ordering::Relaxed);
     }

@@ -1,5 +1,5 @@
 //! Events under SIGKILL (issue #15's acceptance): the real `sequin sync`
-//! process, syncing a Stripe simulator whose customers change 10,000 times
+//! process, syncing a Stripe simulator whose customers change 50,000 times
 //! and delivering every change to a webhook sink (the example consumer,
 //! served in this test process over real HTTP with its own Postgres), is
 //! SIGKILLed at 10 random points while the changes flow and restarted each
@@ -19,11 +19,9 @@
 //! chunking after a restart; a batch's id (`evt_<first>-<last>`) depends on
 //! where a chunk starts, which a crash can move.
 //!
-//! 10,000 changes, not the issue's 50,000: one event per request is applied
-//! by the example consumer in one transaction on its one session, which on
-//! the shared 2-core test machine takes ~100-150 events a second (measured:
-//! 10,000 in ~100 s, 20,000 not done in 190 s), and the simulator takes
-//! ~300 updates a second; 50,000 would take 6-8 minutes.
+//! The example consumer applies each delivery in one transaction on one of
+//! its few sessions; on the shared 2-core test machine that, not Sequin,
+//! sets the pace of one event per request.
 
 use crate::process_support;
 
@@ -42,10 +40,10 @@ use sequin_sim::{Api, SimConfig};
 use serde_json::json;
 
 const RECORDS: usize = 1_000;
-const CHANGES: usize = 10_000;
-/// Upstream changes per burst, one burst every [`BURST_EVERY`]: 10,000 in
+const CHANGES: usize = 50_000;
+/// Upstream changes per burst, one burst every [`BURST_EVERY`]: 50,000 in
 /// 25 s or more, so the kills land while changes flow.
-const BURST: usize = 40;
+const BURST: usize = 200;
 const BURST_EVERY: Duration = Duration::from_millis(100);
 const KILLS: usize = 10;
 /// Seed of the kill delays (printed, so a failure can be replayed).
@@ -285,7 +283,7 @@ sinks:
             break;
         }
         assert!(
-            wait.elapsed() < Duration::from_secs(120),
+            wait.elapsed() < Duration::from_secs(300),
             "not caught up: {synced} of {RECORDS} records synced, {had} of {count} events received; stderr:\n{}",
             proc.stderr()
         );

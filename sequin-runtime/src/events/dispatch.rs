@@ -91,7 +91,7 @@ impl Target {
     }
 
     /// Sends independent events (no two of one record); one result each.
-    async fn send(&self, client: &Client, events: &[Event]) -> Vec<Result<(), SendError>> {
+    async fn send(&self, client: &Client, events: &[&Event]) -> Vec<Result<(), SendError>> {
         match self {
             Target::Notify { channel } => notify::send(client, channel, events).await,
             Target::Nats(n) => n.publish(events).await,
@@ -323,7 +323,7 @@ impl Dispatcher {
                     later.push((e, k));
                 }
             }
-            let batch: Vec<Event> = wave.iter().map(|(e, _)| (*e).clone()).collect();
+            let batch: Vec<&Event> = wave.iter().map(|(e, _)| *e).collect();
             let results = self.target.send(&self.client, &batch).await;
             attempts += batch.len();
             for ((e, k), r) in wave.iter().zip(results) {
@@ -425,7 +425,10 @@ impl Dispatcher {
             .collect();
         let kept: HashSet<i64> = send.iter().map(|e| e.seq).collect();
         let mut done: Vec<i64> = seqs.iter().copied().filter(|s| !kept.contains(s)).collect();
-        let results = self.target.send(&self.client, &send).await;
+        let results = self
+            .target
+            .send(&self.client, &send.iter().collect::<Vec<_>>())
+            .await;
         let mut failed = Vec::new();
         let mut errors = Vec::new();
         for (e, r) in send.iter().zip(results) {
@@ -467,7 +470,7 @@ impl Dispatcher {
         let Some(event) = events.into_iter().find(|e| filter::accepts(&self.sink, e)) else {
             return Ok(false);
         };
-        match self.target.send(&self.client, &[event]).await.pop() {
+        match self.target.send(&self.client, &[&event]).await.pop() {
             Some(Ok(())) => self.settle_retries(&[seq], &[], &[], 1).await?,
             Some(Err(err)) => {
                 self.client

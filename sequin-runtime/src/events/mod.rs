@@ -222,41 +222,49 @@ impl Event {
     /// The record's partition among `partitions` (stable across processes
     /// and releases: the first 8 bytes of SHA-256 of the record key).
     pub fn partition(&self, partitions: u32) -> u32 {
-        let digest = Sha256::digest(self.record_key().as_bytes());
-        let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        (n % u64::from(partitions.max(1))) as u32
+        partition_of(&self.record_key(), partitions)
     }
 
     /// The payload sinks send: Standard Webhooks' recommended shape
     /// (`type`, `timestamp`, `data`), `data` being the event.
     pub fn payload(&self) -> Value {
-        serde_json::json!({
-            "type": self.kind(),
-            "timestamp": self.committed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "data": self,
-        })
+        serde_json::to_value(self.payload_ref()).expect("an event serializes")
     }
 
     /// [`payload`](Self::payload) as JSON bytes, serialized straight from
     /// the event (no `Value` tree in between: sinks send thousands a
     /// second).
     pub fn payload_json(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Payload<'a> {
-            #[serde(rename = "type")]
-            kind: String,
-            timestamp: String,
-            data: &'a Event,
-        }
-        serde_json::to_vec(&Payload {
+        serde_json::to_vec(&self.payload_ref()).expect("an event serializes")
+    }
+
+    /// The payload borrowing the event, to serialize (alone or in a batch).
+    pub(crate) fn payload_ref(&self) -> Payload<'_> {
+        Payload {
             kind: self.kind(),
             timestamp: self
                 .committed_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             data: self,
-        })
-        .expect("an event serializes")
+        }
     }
+}
+
+/// An event's payload, borrowing the event (see [`Event::payload`]).
+#[derive(Serialize)]
+pub(crate) struct Payload<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: String,
+    data: &'a Event,
+}
+
+/// The partition among `partitions` of the record whose
+/// [`Event::record_key`] is `record_key`.
+pub fn partition_of(record_key: &str, partitions: u32) -> u32 {
+    let digest = Sha256::digest(record_key.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (n % u64::from(partitions.max(1))) as u32
 }
 
 /// `value` as Postgres's `jsonb` output writes it: `", "` between items

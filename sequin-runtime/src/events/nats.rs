@@ -17,6 +17,7 @@
 //! partitions (`Event::partition`), so a consumer of one partition subject
 //! sees each of its records' events in `seq` order.
 
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -151,6 +152,11 @@ impl Nats {
     /// `<prefix>.<connection>.<table>.<partition>`, refused when the
     /// connection or table is not a single subject token.
     pub fn subject(&self, event: &Event) -> Result<String, SendError> {
+        self.subject_of(event, &event.record_key())
+    }
+
+    /// [`subject`](Self::subject) of an event whose record key is known.
+    fn subject_of(&self, event: &Event, record_key: &str) -> Result<String, SendError> {
         for (what, token) in [("connection", &event.connection), ("table", &event.table)] {
             if !valid_token(token) {
                 return Err(SendError::new(format!(
@@ -164,7 +170,7 @@ impl Nats {
             self.prefix,
             event.connection,
             event.table,
-            event.partition(self.partitions)
+            super::partition_of(record_key, self.partitions)
         ))
     }
 
@@ -174,7 +180,7 @@ impl Nats {
     /// events go one at a time, and those after one that failed are not
     /// sent. A timeout, a lost connection or a refusing stream stops the
     /// whole batch: what was not sent yet fails without being sent.
-    pub async fn publish(&self, events: &[Event]) -> Vec<Result<(), SendError>> {
+    pub async fn publish<E: Borrow<Event>>(&self, events: &[E]) -> Vec<Result<(), SendError>> {
         let mut batch = Batch::new(events.len());
         if self.client.connection_state() != State::Connected {
             batch.broken = Some(format!(
@@ -193,7 +199,7 @@ impl Nats {
                     .get_mut(&key)
                     .and_then(VecDeque::pop_front)
                     .expect("a ready record has a queued event");
-                let message = message(&events[index]);
+                let message = message(events[index].borrow());
                 let jetstream = &self.jetstream;
                 in_flight.push(async move {
                     let outcome = match jetstream.send_publish(subject, message).await {
@@ -214,7 +220,7 @@ impl Nats {
                     }
                 }
                 Err(e) => {
-                    let event = &events[index];
+                    let event = events[index].borrow();
                     let subject = self.subject(event).unwrap_or_default();
                     let message = format!(
                         "NATS publish of {} to {subject} failed: {}",
@@ -241,17 +247,22 @@ impl Nats {
     /// Each record's events (index and subject) in batch order, and the
     /// records in the order of their first event; events whose subject is
     /// refused fail now, with their record's later events behind them.
-    fn queue_by_record(&self, events: &[Event], batch: &mut Batch) -> (Queues, Vec<String>) {
+    fn queue_by_record<E: Borrow<Event>>(
+        &self,
+        events: &[E],
+        batch: &mut Batch,
+    ) -> (Queues, Vec<String>) {
         let mut queues = Queues::new();
         let mut order = Vec::new();
         let mut refused: HashMap<String, usize> = HashMap::new();
         for (index, event) in events.iter().enumerate() {
+            let event = event.borrow();
             let key = event.record_key();
             if let Some(&first) = refused.get(&key) {
-                batch.results[index] = Some(Err(not_sent_behind(event, &events[first])));
+                batch.results[index] = Some(Err(not_sent_behind(event, events[first].borrow())));
                 continue;
             }
-            match self.subject(event) {
+            match self.subject_of(event, &key) {
                 Ok(subject) => match queues.entry(key) {
                     Entry::Occupied(mut queue) => queue.get_mut().push_back((index, subject)),
                     Entry::Vacant(slot) => {
@@ -297,19 +308,31 @@ impl Batch {
     }
 
     /// Fails the events `rest` of a record queued behind its event `failed`.
-    fn behind(&mut self, events: &[Event], failed: usize, rest: VecDeque<(usize, String)>) {
+    fn behind<E: Borrow<Event>>(
+        &mut self,
+        events: &[E],
+        failed: usize,
+        rest: VecDeque<(usize, String)>,
+    ) {
         for (index, _) in rest {
-            self.results[index] = Some(Err(not_sent_behind(&events[index], &events[failed])));
+            self.results[index] = Some(Err(not_sent_behind(
+                events[index].borrow(),
+                events[failed].borrow(),
+            )));
         }
     }
 
     /// Fails what was never sent (the batch broke first) and unwraps.
-    fn finish(mut self, events: &[Event], queues: Queues) -> Vec<Result<(), SendError>> {
+    fn finish<E: Borrow<Event>>(
+        mut self,
+        events: &[E],
+        queues: Queues,
+    ) -> Vec<Result<(), SendError>> {
         let why = self.broken.take().unwrap_or_default();
         for (index, _) in queues.into_values().flatten() {
             self.results[index] = Some(Err(SendError::new(format!(
                 "{} not sent: {why}",
-                events[index].id()
+                events[index].borrow().id()
             ))));
         }
         self.results

@@ -7,6 +7,8 @@
 //! sessions listening at the time (NOTIFY keeps nothing for later ones):
 //! a listener that starts late reads `sequin.events` from its own cursor.
 
+use std::borrow::Borrow;
+
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -27,8 +29,12 @@ pub fn payload(e: &Event) -> String {
 
 /// Sends every event's notification in one statement (one commit: the
 /// listeners get them together, in order).
-pub async fn send(client: &Client, channel: &str, events: &[Event]) -> Vec<Result<(), SendError>> {
-    let payloads: Vec<String> = events.iter().map(payload).collect();
+pub async fn send<E: Borrow<Event>>(
+    client: &Client,
+    channel: &str,
+    events: &[E],
+) -> Vec<Result<(), SendError>> {
+    let payloads: Vec<String> = events.iter().map(|e| payload(e.borrow())).collect();
     let sent = client
         .execute(
             "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS x(p, i) ORDER BY i",

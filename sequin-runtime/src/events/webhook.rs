@@ -14,6 +14,7 @@
 //! [`SendError`] for the dispatcher to retry. Redirects are not followed
 //! (the spec counts a 3xx as a failure: the URL should be updated).
 
+use std::borrow::Borrow;
 use std::time::Duration;
 
 use base64::Engine;
@@ -23,7 +24,9 @@ use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use sha2::Sha256;
 
-use super::{Event, SendError};
+use serde::Serialize;
+
+use super::{Event, Payload, SendError};
 
 /// The secrets' prefix (Standard Webhooks' serialization of a symmetric key).
 const SECRET_PREFIX: &str = "whsec_";
@@ -113,7 +116,7 @@ impl Webhook {
 
     /// Delivers `events` in one request (nothing to send: `Ok` without a
     /// request). `Ok` means the endpoint answered 2xx.
-    pub async fn send(&self, events: &[Event]) -> Result<(), SendError> {
+    pub async fn send<E: Borrow<Event>>(&self, events: &[E]) -> Result<(), SendError> {
         let Some(message) = Message::of(events, chrono::Utc::now()) else {
             return Ok(());
         };
@@ -166,20 +169,31 @@ impl Webhook {
 
 impl Message {
     /// The request for `events` (`None` for none); `now` stamps a batch.
-    fn of(events: &[Event], now: chrono::DateTime<chrono::Utc>) -> Option<Message> {
-        let (first, last) = (events.first()?, events.last()?);
-        let (id, payload) = if events.len() == 1 {
-            (first.id(), first.payload())
-        } else {
-            let batch = serde_json::json!({
-                "type": "sequin.batch",
-                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "data": events.iter().map(Event::payload).collect::<Vec<_>>(),
+    /// The body is serialized straight from the events.
+    fn of<E: Borrow<Event>>(events: &[E], now: chrono::DateTime<chrono::Utc>) -> Option<Message> {
+        let (first, last) = (events.first()?.borrow(), events.last()?.borrow());
+        if events.len() == 1 {
+            return Some(Message {
+                id: first.id(),
+                body: first.payload_json(),
             });
-            (format!("evt_{}-{}", first.seq, last.seq), batch)
+        }
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            timestamp: String,
+            data: Vec<Payload<'a>>,
+        }
+        let batch = Batch {
+            kind: "sequin.batch",
+            timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            data: events.iter().map(|e| e.borrow().payload_ref()).collect(),
         };
-        let body = serde_json::to_vec(&payload).expect("a JSON value serializes");
-        Some(Message { id, body })
+        Some(Message {
+            id: format!("evt_{}-{}", first.seq, last.seq),
+            body: serde_json::to_vec(&batch).expect("events serialize"),
+        })
     }
 }
 
@@ -327,7 +341,7 @@ mod tests {
     #[test]
     fn one_event_is_its_payload_and_several_a_batch() {
         let now = chrono::DateTime::from_timestamp(1_780_000_100, 0).unwrap();
-        assert_eq!(Message::of(&[], now), None);
+        assert_eq!(Message::of::<Event>(&[], now), None);
         let one = Message::of(&[sample(7, "cus_1")], now).unwrap();
         assert_eq!(one.id, "evt_7");
         let body: serde_json::Value = serde_json::from_slice(&one.body).unwrap();

@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, consumer};
 use sequin_e2e::eventually;
 use sequin_sim::Api;
 use sequin_sim::stripe::Kind;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use write_common::*;
 
@@ -31,11 +31,17 @@ struct Ev {
     request_ids: Vec<String>,
 }
 
+/// The events of Stripe's customers.
 async fn events(pg: &tokio_postgres::Client) -> Vec<Ev> {
+    table_events(pg, "stripe", "customer").await
+}
+
+/// The events of `connection`.`table`, in `seq` order.
+async fn table_events(pg: &tokio_postgres::Client, connection: &str, table: &str) -> Vec<Ev> {
     pg.query(
         "select seq, key->>'id', op, origin, changes, record, old, coalesce(request_ids, '{}')
-           from sequin.events where connection = 'stripe' and \"table\" = 'customer' order by seq",
-        &[],
+           from sequin.events where connection = $1 and \"table\" = $2 order by seq",
+        &[&connection, &table],
     )
     .await
     .unwrap()
@@ -430,5 +436,111 @@ async fn every_change_is_one_event_with_its_origin_in_order() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(sinks, ["sink:bus", "sink:hook", "sink:local"]);
+    t.finish().await;
+}
+
+/// Salesforce's tables are events too (issue #14's): an upstream change of
+/// a discovered custom object (origin `sync`), and write-through upserts by
+/// external id, one creating and one updating (origin `write`, `insert`
+/// then `update`), each also a notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_custom_objects_and_upserts_are_events() {
+    let sinks = "sinks:\n  - name: local\n    kind: notify\n    channel: sequin_sf\n";
+    let t = Setup::start_with_proxy(Api::Salesforce, 2, "events_sf", sinks, |sim| {
+        sim.salesforce()
+            .add_external_id_field("Account", "Ext_Id__c")
+            .unwrap();
+        salesforce_connection(sim, "account, Invoice__c")
+            .replace("poll_interval: 1h", "poll_interval: 200ms")
+    })
+    .await;
+    t.wait_objects_live("salesforce", &["account", "invoice__c"])
+        .await;
+    let (pg, proxy) = (&t.pg, &t.proxy);
+    let (_listener, mut notified) = listen(&t.db.url, "sequin_sf").await;
+    let sf = t.sim.salesforce();
+    assert!(
+        table_events(pg, "salesforce", "invoice__c")
+            .await
+            .is_empty()
+    );
+
+    // Upstream, a second after the backfill (as above).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let invoice = sf.ids("Invoice__c")[0].clone();
+    sf.update("Invoice__c", &invoice, json!({"Amount__c": 4242.5}))
+        .unwrap();
+    // Through the proxy: an upsert that creates, then one that updates.
+    let upsert = "insert into salesforce.account (name, ext_id__c) values ($1, 'EV-1')
+                  on conflict (ext_id__c) do update set name = excluded.name returning id";
+    let id: String = proxy.query_one(upsert, &[&"Evented"]).await.unwrap().get(0);
+    let again: String = proxy
+        .query_one(upsert, &[&"Evented Again"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, id);
+
+    let invoices = eventually(Duration::from_secs(30), "the invoice's event", || async {
+        let all = table_events(pg, "salesforce", "invoice__c").await;
+        (!all.is_empty(), all)
+    })
+    .await;
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    let e = &invoices[0];
+    assert_eq!(
+        (e.key.as_str(), e.op.as_str(), e.origin.as_str()),
+        (invoice.as_str(), "update", "sync")
+    );
+    let amount = &e.changes.as_ref().unwrap()["amount__c"];
+    assert_eq!(amount["new"].as_f64(), Some(4242.5), "{e:?}");
+    assert_eq!(e.record.as_ref().unwrap()["id"], invoice.as_str());
+
+    let accounts = table_events(pg, "salesforce", "account").await;
+    let written: Vec<&Ev> = of(&accounts, &id)
+        .into_iter()
+        .filter(|e| e.origin == "write")
+        .collect();
+    let ops: Vec<&str> = written.iter().map(|e| e.op.as_str()).collect();
+    assert_eq!(ops, ["insert", "update"], "{accounts:?}");
+    assert_eq!(written[0].record.as_ref().unwrap()["ext_id__c"], "EV-1");
+    assert_eq!(
+        written[1].changes.as_ref().unwrap()["name"]["old"],
+        "Evented"
+    );
+    assert_eq!(
+        written[1].changes.as_ref().unwrap()["name"]["new"],
+        "Evented Again"
+    );
+    for e in &written {
+        assert_eq!(e.request_ids.len(), 1, "one API request each: {e:?}");
+    }
+
+    // Every one of them notified, with its table.
+    let mut want: Vec<i64> = invoices
+        .iter()
+        .chain(written.iter().copied())
+        .map(|e| e.seq)
+        .collect();
+    want.sort();
+    let mut seen = Vec::new();
+    while seen.len() < want.len() {
+        let n = tokio::time::timeout(Duration::from_secs(10), notified.recv())
+            .await
+            .expect("a notification")
+            .expect("the listener runs");
+        assert_eq!(n["connection"], "salesforce");
+        let seq = n["seq"].as_i64().unwrap();
+        if want.contains(&seq) {
+            let table = if seq == invoices[0].seq {
+                "invoice__c"
+            } else {
+                "account"
+            };
+            assert_eq!(n["table"], table, "{n}");
+            seen.push(seq);
+        }
+    }
+    assert_eq!(seen, want);
     t.finish().await;
 }

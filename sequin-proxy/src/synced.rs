@@ -16,6 +16,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use aho_corasick::AhoCorasick;
+
 /// The table name standing for every table of its schema.
 pub const ALL_TABLES: &str = "*";
 
@@ -46,22 +48,34 @@ impl std::fmt::Display for TableName {
 #[derive(Debug, Default)]
 pub struct SyncedSet {
     tables: HashSet<TableName>,
-    /// Distinct schema names and listed table names, lowercased, for the
-    /// pre-filter (a table named without its schema, resolved through the
-    /// session's search_path, contains only its own name).
-    words: Vec<Vec<u8>>,
+    /// The pre-filter's automaton: distinct schema names and listed table
+    /// names, lowercased (a table named without its schema, resolved
+    /// through the session's search_path, contains only its own name),
+    /// then [`UNICODE_ESCAPE`] as the last pattern. One pass over a
+    /// statement finds them all, however many tables are synced (an account
+    /// syncs dozens; a scan per name cost more than the rest of the proxy).
+    words: Option<AhoCorasick>,
 }
+
+/// `U&"`: a Unicode-escaped identifier (`U&"\0073tripe"` names `stripe`
+/// without containing it), matched anywhere.
+const UNICODE_ESCAPE: &str = "u&\"";
 
 impl SyncedSet {
     fn new(tables: HashSet<TableName>) -> Self {
-        let mut words: Vec<Vec<u8>> = tables
+        let mut words: Vec<String> = tables
             .iter()
             .flat_map(|t| [&t.schema, &t.table])
             .filter(|w| w.as_str() != ALL_TABLES)
-            .map(|w| w.to_ascii_lowercase().into_bytes())
+            .map(|w| w.to_ascii_lowercase())
             .collect();
         words.sort();
         words.dedup();
+        words.push(UNICODE_ESCAPE.to_string());
+        let words = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&words)
+            .ok();
         SyncedSet { tables, words }
     }
 
@@ -89,16 +103,32 @@ impl SyncedSet {
 
     /// The cheap pre-filter: can `sql` possibly name a synced table? True
     /// when it contains a synced schema name or a listed table's name (ASCII
-    /// case-insensitively), or a Unicode-escaped identifier (`U&"\0073tripe"`
-    /// names `stripe` without containing it). False positives only cost a
-    /// parse; false negatives are impossible for qualified names, because a
-    /// qualified name contains its schema or an escape, and for unqualified
-    /// names of listed tables.
+    /// case-insensitively) as a whole identifier, or a Unicode-escaped
+    /// identifier anywhere. False positives only cost a parse; false
+    /// negatives are impossible for qualified names, because a qualified
+    /// name contains its schema or an escape, and for unqualified names of
+    /// listed tables.
+    ///
+    /// "As a whole identifier": the bytes on either side are not identifier
+    /// bytes (letters, digits, `_`, `$`, or any non-ASCII byte), so
+    /// `pgbench_accounts` does not name `account`. An identifier naming a
+    /// synced schema or table has exactly these bounds: whitespace, an
+    /// operator, punctuation, `.` or a quote (`"stripe"`; a quoted name
+    /// that merely contains the word, `"my stripe"`, is another name and
+    /// may pass, costing a parse). A name inside a longer identifier is
+    /// that other identifier, which is not synced.
     pub fn may_mention(&self, sql: &[u8]) -> bool {
-        self.words
-            .iter()
-            .any(|s| contains_ignore_ascii_case(sql, s))
-            || contains_ignore_ascii_case(sql, b"u&\"")
+        let Some(words) = &self.words else {
+            // The automaton could not be built (it cannot fail for a few
+            // thousand short names): every statement is parsed.
+            return !self.tables.is_empty();
+        };
+        let escape = words.patterns_len() - 1;
+        words.find_overlapping_iter(sql).any(|m| {
+            m.pattern().as_usize() == escape
+                || (!sql[..m.start()].last().is_some_and(|&b| identifier_byte(b))
+                    && !sql.get(m.end()).is_some_and(|&b| identifier_byte(b)))
+        })
     }
 
     pub fn tables(&self) -> impl Iterator<Item = &TableName> {
@@ -106,18 +136,11 @@ impl SyncedSet {
     }
 }
 
-fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    if haystack.len() < needle.len() {
-        return false;
-    }
-    let upper = first.to_ascii_uppercase();
-    (0..=haystack.len() - needle.len()).any(|i| {
-        let b = haystack[i];
-        (b == first || b == upper) && haystack[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
-    })
+/// A byte that continues an unquoted Postgres identifier (the lexer's
+/// `ident_cont`: letters, digits, `_`, `$` and every byte of a non-ASCII
+/// character).
+fn identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +215,43 @@ mod tests {
         assert!(!snap.may_mention(b"select abalance from pgbench_accounts where aid = $1"));
         assert!(snap.may_mention(b"update U&\"\\0073tripe\".customer set x=1"));
         assert!(snap.contains("stripe", "customer"));
+    }
+
+    #[test]
+    fn prefilter_matches_whole_identifiers_only() {
+        let s = SyncedTables::new([
+            TableName::new("stripe", "customer"),
+            TableName::new("stripe", "account"),
+        ]);
+        let snap = s.snapshot();
+        // A listed name inside a longer identifier is another identifier.
+        for other in [
+            "select abalance from pgbench_accounts where aid = $1",
+            "select * from public.accounts",
+            "select * from customers_v2",
+            "select * from stripe_archive.x",
+            "select account$1 from t",
+            "select * from \u{e9}customer",
+        ] {
+            assert!(!snap.may_mention(other.as_bytes()), "{other}");
+        }
+        // Every way a statement names them: bounded by whitespace, `.`,
+        // quotes, operators, parentheses, commas, comments, the ends.
+        for naming in [
+            "insert into stripe.customer values (1)",
+            "INSERT INTO Stripe . Customer VALUES (1)",
+            "update \"stripe\".\"customer\" set x=1",
+            "delete from customer",
+            "select * from x,account",
+            "select * from(account)",
+            "delete from/**/stripe.x",
+            "stripe",
+            "with a as (select 1) insert into account select * from a;",
+            "insert into u&\"\\0073tripe\".x values (1)",
+            "select * from pgbench_accounts, stripe.customer",
+        ] {
+            assert!(snap.may_mention(naming.as_bytes()), "{naming}");
+        }
         assert!(!snap.contains("stripe", "charge"));
     }
 

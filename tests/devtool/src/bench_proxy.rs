@@ -7,8 +7,18 @@
 //! is installed with apt when missing. Rounds interleave the three targets so
 //! that drift on a shared machine hits all of them alike; the median round
 //! is reported.
+//!
+//! Instructions per transaction: after the timed rounds, the proxy (this
+//! binary's hidden `--serve-proxy` mode, a process of its own) and PgBouncer
+//! each run under `valgrind --tool=callgrind` while pgbench sends a fixed
+//! number of transactions, twice (N and 2N per client); the difference of
+//! the two totals over N transactions per client is the middleman's
+//! user-space instructions per transaction, startup and connections
+//! excluded. Unlike tps and CPU time, it does not move with the machine's
+//! load (this machine's VM exposes no hardware counters to `perf stat`).
 
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,6 +52,24 @@ pub struct BenchProxyArgs {
     /// Proxy worker threads (default: the proxy's default, half the CPUs).
     #[arg(long)]
     pub proxy_threads: Option<usize>,
+    /// Synced tables configured in the proxy (its pre-filter looks for each
+    /// one's name in every statement): `stripe.customer` and N-1 more of
+    /// Stripe's (an account syncs 66).
+    #[arg(long, default_value_t = 1)]
+    pub synced_tables: usize,
+    /// Transactions per client of the smaller callgrind run (the larger
+    /// runs twice as many); 0 skips the instruction counts.
+    #[arg(long, default_value_t = 1000)]
+    pub counted_transactions: u32,
+    /// Keep callgrind's output files here (`<proxy|pgbouncer>-<scenario
+    /// number>-<transactions per client>.out`, for `callgrind_annotate`)
+    /// instead of deleting them.
+    #[arg(long)]
+    pub callgrind_dir: Option<PathBuf>,
+    /// Internal: serve the proxy in front of Postgres on this port, print
+    /// its port, and stop when stdin closes (the callgrind runs).
+    #[arg(long, hide = true)]
+    pub serve_proxy: Option<u16>,
 }
 
 /// One pgbench configuration.
@@ -49,6 +77,8 @@ struct Scenario {
     name: &'static str,
     args: &'static [&'static str],
     clients: u32,
+    /// Also counted under callgrind (slow: the simple-protocol cases).
+    counted: bool,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -56,21 +86,25 @@ const SCENARIOS: &[Scenario] = &[
         name: "select-only (-S), -c 8 -j 2",
         args: &["-S", "-c", "8", "-j", "2"],
         clients: 8,
+        counted: true,
     },
     Scenario {
         name: "select-only (-S), -c 1",
         args: &["-S", "-c", "1", "-j", "1"],
         clients: 1,
+        counted: true,
     },
     Scenario {
         name: "select-only (-S -M prepared), -c 8 -j 2",
         args: &["-S", "-M", "prepared", "-c", "8", "-j", "2"],
         clients: 8,
+        counted: true,
     },
     Scenario {
         name: "TPC-B-like (default), -c 8 -j 2",
         args: &["-c", "8", "-j", "2"],
         clients: 8,
+        counted: false,
     },
 ];
 
@@ -95,6 +129,12 @@ struct Run {
 
 /// Runs the benchmark.
 pub fn run(args: BenchProxyArgs) -> Result<()> {
+    if let Some(upstream) = args.serve_proxy {
+        return serve_proxy(upstream, args.proxy_threads, args.synced_tables);
+    }
+    // Before anything of the bench runs: it keeps both cores busy itself,
+    // so the load at the end says nothing about other work.
+    let load_before = load_average();
     let cluster = Cluster::start_with(Options {
         config: vec![
             "max_connections = 100".into(),
@@ -135,7 +175,7 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
         );
         // A synced table makes every Query/Parse pay the pre-filter, as in
         // production.
-        config.synced = SyncedTables::new([TableName::new("stripe", "customer")]);
+        config.synced = synced_tables(args.synced_tables);
         if let Some(n) = args.proxy_threads {
             config.worker_threads = n;
         }
@@ -147,7 +187,7 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
         proxy.spawn()
     };
 
-    let bouncer = PgBouncer::start(cluster.port())?;
+    let bouncer = PgBouncer::start(cluster.port(), &[])?;
 
     let mut results: Vec<(&Scenario, Vec<[Run; 3]>)> = Vec::new();
     for scenario in SCENARIOS {
@@ -202,7 +242,25 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
     drop(bouncer);
     runtime.block_on(proxy.shutdown(Duration::from_secs(1)));
 
-    let report = render(&results, &args);
+    let mut counts = Vec::new();
+    if args.counted_transactions > 0 {
+        for (number, scenario) in SCENARIOS.iter().enumerate().filter(|(_, s)| s.counted) {
+            if let Some(only) = &args.only
+                && !scenario.name.contains(only.as_str())
+            {
+                continue;
+            }
+            let count =
+                Instructions::count(&pgbench, cluster.port(), (number + 1, scenario), &args)?;
+            eprintln!(
+                "{:<42} callgrind: proxy {:.0} instructions/txn, PgBouncer {:.0}",
+                scenario.name, count.proxy, count.pgbouncer
+            );
+            counts.push((scenario.name, count));
+        }
+    }
+
+    let report = render(&results, &counts, &args, load_before);
     println!("{report}");
     if !args.no_write {
         write_section(&args.output, &report)?;
@@ -223,7 +281,12 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> String {
+fn render(
+    results: &[(&Scenario, Vec<[Run; 3]>)],
+    counts: &[(&str, Instructions)],
+    args: &BenchProxyArgs,
+    load_before: Option<f64>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Proxy\n");
     let _ = writeln!(
@@ -236,25 +299,26 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
          on 127.0.0.1; {r} rounds of {d} s in rotating order; tps are medians, ratios are \
          medians of the ratios within each round. CPU µs/txn is the \
          middleman's own user+system CPU time per transaction (from /proc), which depends \
-         far less on machine load than tps does.\n",
+         far less on machine load than tps does; the instructions per transaction below \
+         (callgrind) do not depend on it at all.\n",
         d = args.duration,
         r = args.rounds,
         sc = args.scale,
         v = pgbouncer_version().unwrap_or_else(|| "?".into()),
     );
-    let _ = writeln!(s, "Machine: {}.\n", machine());
+    let _ = writeln!(s, "Machine: {}.\n", machine(load_before));
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as f64)
         .unwrap_or(1.0);
-    if let Some(load) = load_average()
-        && load > cores
+    if let Some(load) = load_before
+        && load > cores / 2.0
     {
         let _ = writeln!(
             s,
-            "**Caution:** the machine was busy with other work during this run (1-minute load \
-             {load:.1} on {cores} cores), so tps swings between rounds and the tps ratios below \
-             are not reliable; the CPU µs/txn columns are. Rerun on an idle machine for the \
-             ratios that count.\n"
+            "**Caution:** the machine was busy with other work when this run started (1-minute \
+             load {load:.1} on {cores} cores), so tps swings between rounds and the tps ratios \
+             below are not reliable; the CPU and instruction columns are. Rerun on an idle \
+             machine for the ratios that count.\n"
         );
     }
     let _ = writeln!(
@@ -305,6 +369,26 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
         }
     }
     s.push('\n');
+    if !counts.is_empty() {
+        let _ = writeln!(
+            s,
+            "Instructions per transaction (callgrind, user space; {n} and {n2} transactions per \
+             client, the difference over {n} each):\n\n\
+             | scenario | proxy | PgBouncer | proxy / PgBouncer |\n|---|---:|---:|---:|",
+            n = args.counted_transactions,
+            n2 = 2 * args.counted_transactions,
+        );
+        for (name, c) in counts {
+            let _ = writeln!(
+                s,
+                "| {name} | {:.0} | {:.0} | {:.2}x |",
+                c.proxy,
+                c.pgbouncer,
+                c.proxy / c.pgbouncer
+            );
+        }
+        s.push('\n');
+    }
     if let Some((proxy_us, bouncer_us, direct_us)) = c1_latency {
         let _ = writeln!(
             s,
@@ -312,12 +396,12 @@ fn render(results: &[(&Scenario, Vec<[Run; 3]>)], args: &BenchProxyArgs) -> Stri
              PgBouncer adds {bouncer_us:+.1} µs.\n"
         );
     }
-    let _ = writeln!(s, "Targets (issue #5):\n");
+    let _ = writeln!(s, "Targets (issue #17):\n");
     if let Some((pd, pb)) = c8_ratios {
         let _ = writeln!(
             s,
-            "- >= 0.75x direct at -S -c 8: measured {pd:.2}x ({}).",
-            verdict(pd >= 0.75, pd / 0.75)
+            "- >= 0.8x direct at -S -c 8: measured {pd:.2}x ({}).",
+            verdict(pd >= 0.8, pd / 0.8)
         );
         let _ = writeln!(
             s,
@@ -343,7 +427,7 @@ fn verdict(met: bool, fraction: f64) -> String {
     }
 }
 
-fn machine() -> String {
+fn machine(load_before: Option<f64>) -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -357,10 +441,10 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     // Other work on the machine skews tps ratios; say how busy it was.
-    let load = load_average()
+    let load = load_before
         .map(|l| format!("{l:.1}"))
         .unwrap_or_else(|| "?".into());
-    format!("{cores} cores, {cpu}; 1-minute load average when the report was written: {load}")
+    format!("{cores} cores, {cpu}; 1-minute load average before the run: {load}")
 }
 
 fn load_average() -> Option<f64> {
@@ -401,9 +485,15 @@ fn write_section(path: &Path, section: &str) -> Result<()> {
 }
 
 fn pgbench_run(pgbench: &Path, port: u16, scenario: &Scenario, secs: u64) -> Result<Run> {
+    pgbench_with(pgbench, port, scenario, &["-T", &secs.to_string()])
+}
+
+/// pgbench of `scenario` for `length` (`-T <secs>` or `-t <transactions>`).
+fn pgbench_with(pgbench: &Path, port: u16, scenario: &Scenario, length: &[&str]) -> Result<Run> {
     let out = Command::new(pgbench)
         .args(scenario.args)
-        .args(["-T", &secs.to_string(), "-n"])
+        .args(length)
+        .arg("-n")
         .args([
             "-h",
             "127.0.0.1",
@@ -508,7 +598,9 @@ impl PgBouncer {
             .ok()
     }
 
-    fn start(upstream_port: u16) -> Result<PgBouncer> {
+    /// Starts PgBouncer in front of `upstream_port`, its command line
+    /// prefixed by `wrapper` (valgrind's, for the instruction counts).
+    fn start(upstream_port: u16, wrapper: &[String]) -> Result<PgBouncer> {
         let binary = match pgbouncer_binary() {
             Some(b) => b,
             None => {
@@ -555,7 +647,11 @@ impl PgBouncer {
                 bail!("chown of the PgBouncer dir failed");
             }
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&binary);
+            c.args(["-u", "postgres", "--"]).args(wrapper).arg(&binary);
+            c
+        } else if let Some((first, rest)) = wrapper.split_first() {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&binary);
             c
         } else {
             Command::new(&binary)
@@ -567,7 +663,8 @@ impl PgBouncer {
             .spawn()
             .context("starting pgbouncer")?;
         let bouncer = PgBouncer { child, port, dir };
-        for _ in 0..100 {
+        // Up to 20 s: under valgrind PgBouncer starts slowly.
+        for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(bouncer);
             }
@@ -587,5 +684,191 @@ impl Drop for PgBouncer {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// Serves the proxy (as the timed rounds configure it) in front of Postgres
+/// on `upstream`, prints its port on stdout and stops when stdin closes: the
+/// process callgrind counts.
+fn serve_proxy(upstream: u16, threads: Option<usize>, tables: usize) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut config = ProxyConfig::new(
+            "127.0.0.1:0".parse().expect("valid address"),
+            Upstream::plain("127.0.0.1", upstream),
+        );
+        config.synced = synced_tables(tables);
+        if let Some(n) = threads {
+            config.worker_threads = n;
+        }
+        let proxy = Proxy::bind(config, Arc::new(PassThrough)).await?;
+        println!("{}", proxy.local_addr().port());
+        let handle = proxy.spawn();
+        tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
+        handle.shutdown(Duration::from_secs(1)).await;
+        Ok(())
+    })
+}
+
+/// A scenario's instructions per transaction in each middleman.
+struct Instructions {
+    proxy: f64,
+    pgbouncer: f64,
+}
+
+impl Instructions {
+    /// Counts `scenario` (numbered for the kept files) through the proxy
+    /// and through PgBouncer, each under callgrind with `n` and `2n`
+    /// transactions per client.
+    fn count(
+        pgbench: &Path,
+        upstream: u16,
+        (number, scenario): (usize, &Scenario),
+        args: &BenchProxyArgs,
+    ) -> Result<Instructions> {
+        ensure_valgrind()?;
+        let (n, threads) = (args.counted_transactions, args.proxy_threads);
+        let keep = args.callgrind_dir.as_deref();
+        let per_txn = |counted: &dyn Fn(u32) -> Result<f64>| -> Result<f64> {
+            let (small, large) = (counted(n)?, counted(2 * n)?);
+            Ok((large - small) / f64::from(n * scenario.clients))
+        };
+        let proxy = per_txn(&|t| {
+            let out = callgrind_file(keep, &format!("proxy-{number}-{t}"))?;
+            let mut child = Command::new("valgrind")
+                .args(callgrind_args(&out.1))
+                .arg(std::env::current_exe()?)
+                .args(self_subcommand())
+                .args(["--serve-proxy", &upstream.to_string()])
+                .args(threads.map(|n| format!("--proxy-threads={n}")))
+                .arg(format!("--synced-tables={}", args.synced_tables))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting the proxy under valgrind")?;
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().context("the proxy's stdout")?)
+                .read_line(&mut line)?;
+            let port: u16 = line.trim().parse().with_context(|| {
+                format!("the proxy under valgrind printed {line:?}, not its port")
+            })?;
+            let ran = pgbench_with(pgbench, port, scenario, &["-t", &t.to_string()]);
+            drop(child.stdin.take());
+            let status = child.wait()?;
+            ran?;
+            if !status.success() {
+                bail!("the proxy under valgrind exited with {status}");
+            }
+            callgrind_total(&out.1)
+        })?;
+        let pgbouncer = per_txn(&|t| {
+            let out = callgrind_file(keep, &format!("pgbouncer-{number}-{t}"))?;
+            let mut valgrind = vec!["valgrind".to_string()];
+            valgrind.extend(callgrind_args(&out.1));
+            let bouncer = PgBouncer::start(upstream, &valgrind)?;
+            let ran = pgbench_with(pgbench, bouncer.port, scenario, &["-t", &t.to_string()]);
+            drop(bouncer);
+            ran?;
+            callgrind_total(&out.1)
+        })?;
+        Ok(Instructions { proxy, pgbouncer })
+    }
+}
+
+/// valgrind's arguments, writing callgrind's output to `out`.
+fn callgrind_args(out: &Path) -> Vec<String> {
+    vec![
+        "--tool=callgrind".into(),
+        format!("--callgrind-out-file={}", out.display()),
+        "--".into(),
+    ]
+}
+
+/// A file callgrind can write as any user (PgBouncer runs as `postgres`):
+/// `<name>.out` in `keep`, or in a directory removed with the returned
+/// guard.
+fn callgrind_file(keep: Option<&Path>, name: &str) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let (guard, dir) = match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating --callgrind-dir {}", dir.display()))?;
+            (None, dir.to_path_buf())
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("sequin-callgrind")
+                .tempdir()?;
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        }
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    Ok((guard, dir.join(format!("{name}.out"))))
+}
+
+/// The total instructions (`Ir`) of a callgrind output file.
+fn callgrind_total(path: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading callgrind's output {}", path.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no instruction total in {}", path.display()))
+}
+
+/// valgrind, installed with apt when missing (as PgBouncer is).
+fn ensure_valgrind() -> Result<()> {
+    let present = || {
+        Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    eprintln!("valgrind missing: apt-get install -y valgrind");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "valgrind"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok || !present() {
+        bail!("valgrind is not installed and `apt-get install -y valgrind` failed");
+    }
+    Ok(())
+}
+
+/// `stripe.customer` and `n - 1` more of Stripe's tables (the generated
+/// DDL's, in its order), as the proxy's synced tables.
+fn synced_tables(n: usize) -> SyncedTables {
+    const STRIPE_DDL: &str = include_str!("../../../sequin-connectors/src/stripe.sql");
+    let stripe = STRIPE_DDL.lines().filter_map(|l| {
+        l.strip_prefix("CREATE TABLE IF NOT EXISTS :\"schema\".")
+            .and_then(|rest| rest.split_whitespace().next())
+    });
+    SyncedTables::new(
+        std::iter::once("customer")
+            .chain(stripe.filter(|t| *t != "customer"))
+            .take(n.max(1))
+            .map(|t| TableName::new("stripe", t)),
+    )
+}
+
+/// What runs this file again as the proxy to count: the devtool's
+/// subcommand, or nothing for `cargo bench`'s own binary (`pgbench`).
+fn self_subcommand() -> &'static [&'static str] {
+    if env!("CARGO_CRATE_NAME") == "pgbench" {
+        &[]
+    } else {
+        &["bench", "proxy"]
     }
 }

@@ -751,7 +751,12 @@ impl Tracker<'_> {
     }
 
     fn on_query(&self, body: &[u8]) -> Option<Intercepted> {
-        if self.snapshot.is_empty() {
+        // The pre-filter on the raw bytes first, so most statements are
+        // never decoded: it matches ASCII names bounded by non-identifier
+        // bytes, and decoding only swaps invalid non-ASCII bytes for other
+        // non-ASCII ones, so the raw text passes exactly when the decoded
+        // one would (the classifier filters the decoded text again).
+        if self.snapshot.is_empty() || !self.snapshot.may_mention(body) {
             return None;
         }
         let (sql, _) = lossy_cstr(body)?;
@@ -1366,11 +1371,14 @@ impl ServerToClient<'_> {
 /// Whether a Query or Parse body drops prepared statements (DISCARD ALL,
 /// DEALLOCATE): a cheap scan first, the real grammar only on a match.
 fn mentions_deallocation(body: &[u8]) -> bool {
-    let has = |word: &[u8]| {
-        body.windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    if !has(b"discard") && !has(b"deallocate") {
+    // One pass for both words (every Query and Parse crosses this).
+    static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(["discard", "deallocate"])
+            .expect("two short words build an automaton")
+    });
+    if !WORDS.is_match(body) {
         return false;
     }
     // A Parse body starts with the statement name; the text follows it.
@@ -1391,4 +1399,23 @@ fn mentions_deallocation(body: &[u8]) -> bool {
             Some(pg_query::NodeEnum::DeallocateStmt(_)) | Some(pg_query::NodeEnum::DiscardStmt(_))
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deallocation_is_found_in_queries_and_parses_in_any_case() {
+        assert!(mentions_deallocation(b"DISCARD ALL\0"));
+        assert!(mentions_deallocation(b"deallocate prepare s1\0"));
+        // A Parse body: the statement name, then the text.
+        assert!(mentions_deallocation(b"s2\0DeAlLoCaTe ALL\0\0\0"));
+        // The words elsewhere than in such a statement.
+        assert!(!mentions_deallocation(b"select 'discard all'\0"));
+        assert!(!mentions_deallocation(b"select * from discarded\0"));
+        assert!(!mentions_deallocation(
+            b"select abalance from pgbench_accounts\0"
+        ));
+    }
 }

@@ -15,6 +15,7 @@ mod crash;
 mod crash_bulk;
 mod events_crash;
 mod events_nats;
+mod events_ops;
 mod layering;
 mod status_progress;
 mod store;

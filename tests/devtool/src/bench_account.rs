@@ -146,17 +146,7 @@ fn measure(
             url = sim.url,
         ),
     )?;
-    let out = std::process::Command::new(sequin)
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "sequin migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::bench_sync::migrate(sequin, &config)?;
     sim_child::control(&sim.url, "/_sim/reset-stats", "POST")?;
     let log_path = dir.path().join("sync.log");
     eprintln!("running sequin sync --once (every {api} object) ...");

@@ -130,17 +130,7 @@ fn measure(
             secret = sequin_sim::salesforce::CLIENT_SECRET,
         ),
     )?;
-    let out = std::process::Command::new(sequin)
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "sequin migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::bench_sync::migrate(sequin, &config)?;
     sim_child::control(sim_url, "/_sim/reset-stats", "POST")?;
     let jobs_before = jobs_created(sim_url)?;
     let log_path = dir.path().join("sync.log");

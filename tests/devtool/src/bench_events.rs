@@ -888,17 +888,7 @@ mod backfill {
                         sinks = mode.sinks_yaml()
                     ),
                 )?;
-                let out = std::process::Command::new(sequin)
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("migrate")
-                    .output()?;
-                if !out.status.success() {
-                    bail!(
-                        "sequin migrate failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
+                crate::bench_sync::migrate(sequin, &config)?;
                 eprintln!("round {}: backfill of {n}, {} ...", round + 1, mode.label());
                 let log = dir.path().join(format!("{db}.log"));
                 let (code, _rss, cpu_secs, wall_secs) = sync_once_measured(sequin, &config, &log)?;

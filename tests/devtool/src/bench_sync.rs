@@ -172,6 +172,23 @@ fn run_measured(
     ))
 }
 
+/// Runs `sequin --config <config> migrate`, failing with its stderr.
+pub(crate) fn migrate(sequin: &Path, config: &Path) -> Result<()> {
+    let out = Command::new(sequin)
+        .arg("--config")
+        .arg(config)
+        .arg("migrate")
+        .output()
+        .context("running sequin migrate")?;
+    if !out.status.success() {
+        bail!(
+            "sequin migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Runs `sequin --config <config> sync --once` under the measuring helper
 /// ([`run_measured`]'s figures).
 pub(crate) fn sync_once_measured(
@@ -257,17 +274,7 @@ fn measure(
              rate_limit: {{ requests: 1000000, per: 1s }}\n"
         ),
     )?;
-    let out = Command::new(sequin)
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "sequin migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    migrate(sequin, &config)?;
     let log_path = dir.path().join("sync.log");
     let sim_cpu_before = proc_cpu_secs(sim.child.id())?;
     eprintln!("running sequin sync --once ...");

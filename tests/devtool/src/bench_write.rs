@@ -115,18 +115,7 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
              objects: [customer]\n    rate_limit: {{ requests: 1000000, per: 1s }}\n"
         ),
     )?;
-    let out = Command::new(&sequin)
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .output()
-        .context("running sequin migrate")?;
-    if !out.status.success() {
-        bail!(
-            "sequin migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::bench_sync::migrate(&sequin, &config)?;
     let log_path = std::env::temp_dir().join("bench-write-proxy.log");
     let proxy = Killed(
         Command::new(&sequin)

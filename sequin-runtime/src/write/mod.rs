@@ -339,19 +339,27 @@ impl WriteThrough {
             (captured.xid, &capture_ids),
         )
         .await?;
-        let (answer, settled) = tokio::join!(
-            back::run(
-                ctx,
-                st,
-                table,
-                &stmt.shape,
-                &captured,
-                &ops,
-                &applied,
-                ends_exchange
-            ),
-            journal.settle_intents(&outcomes)
+        let write_back = back::run(
+            ctx,
+            st,
+            table,
+            &stmt.shape,
+            &captured,
+            &ops,
+            &applied,
+            ends_exchange,
         );
+        // `sequin.release()`, the write-back's last step, names each event's
+        // API requests by the record's id (`emit_write`). A create's id is
+        // known only from its outcome, which must be committed first;
+        // updates and deletes name their record in the intent, so their
+        // outcomes are recorded while the write-back runs.
+        let (answer, settled) = if op == WriteOp::Create {
+            let settled = journal.settle_intents(&outcomes).await;
+            (write_back.await, settled)
+        } else {
+            tokio::join!(write_back, journal.settle_intents(&outcomes))
+        };
         if let Err(e) = settled {
             journal::settle_later(self.inner.url.clone(), outcomes, e);
         }

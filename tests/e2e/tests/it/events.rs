@@ -496,7 +496,14 @@ async fn salesforce_custom_objects_and_upserts_are_events() {
     assert_eq!(amount["new"].as_f64(), Some(4242.5), "{e:?}");
     assert_eq!(e.record.as_ref().unwrap()["id"], invoice.as_str());
 
-    let accounts = table_events(pg, "salesforce", "account").await;
+    // The upserts' events (the sequencer may not have moved the second one
+    // when the invoice's arrived).
+    let accounts = eventually(Duration::from_secs(10), "the upserts' events", || async {
+        let all = table_events(pg, "salesforce", "account").await;
+        let n = of(&all, &id).iter().filter(|e| e.origin == "write").count();
+        (n >= 2, all)
+    })
+    .await;
     let written: Vec<&Ev> = of(&accounts, &id)
         .into_iter()
         .filter(|e| e.origin == "write")

@@ -240,8 +240,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate => {
             let mut client = store::connect(&url).await?;
-            let conns = registry::of_config(&config);
-            store::migrate(&mut client, &conns).await?;
+            let conns = sequin_runtime::catalog::to_migrate(&config);
+            store::migrate_tables(&mut client, &conns).await?;
             sequin_runtime::events::outbox::apply_settings(&client, &config, true).await?;
             println!("migrated: sequin schema and {} connection(s)", conns.len());
         }

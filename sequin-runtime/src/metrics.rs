@@ -32,7 +32,7 @@ use sequin_proxy::ProxyStats;
 use tokio_postgres::Client;
 
 use crate::status::JournalCount;
-use crate::store::{StoreError, db};
+use crate::store::{PoolStats, StoreError, db};
 
 /// What an API request was for: the `purpose` label.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -269,6 +269,11 @@ struct SinkEventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlingLabels {
     handling: &'static str,
 }
@@ -308,6 +313,7 @@ struct Inner {
     budgets: Mutex<BTreeMap<String, BudgetProbe>>,
     quotas: Mutex<BTreeMap<String, QuotaProbe>>,
     proxy: Mutex<Option<Arc<ProxyStats>>>,
+    pool: Mutex<Option<Arc<PoolStats>>>,
     parts: Mutex<BTreeMap<Part, PartState>>,
 }
 
@@ -402,6 +408,7 @@ impl Metrics {
                 budgets: Mutex::new(BTreeMap::new()),
                 quotas: Mutex::new(BTreeMap::new()),
                 proxy: Mutex::new(None),
+                pool: Mutex::new(None),
                 parts: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -536,6 +543,11 @@ impl Metrics {
         *lock(&self.inner.proxy) = Some(stats);
     }
 
+    /// Sync's session pool, read when scraped.
+    pub fn watch_pool(&self, stats: Arc<PoolStats>) {
+        *lock(&self.inner.pool) = Some(stats);
+    }
+
     /// Records where a part of the process is.
     pub fn part(&self, part: Part, state: PartState) {
         lock(&self.inner.parts).insert(part, state);
@@ -576,6 +588,7 @@ impl Metrics {
         self.register_budgets(&mut r);
         self.register_quotas(&mut r);
         self.register_proxy(&mut r);
+        self.register_pool(&mut r);
         if let Some(stored) = stored {
             register_stored(&mut r, stored);
         }
@@ -695,6 +708,54 @@ impl Metrics {
             "sequin_api_quota_paused",
             "Whether reads of a lane (backfill, poll) are paused because the quota is near its floor or spent (writes never are)",
             paused,
+        );
+    }
+
+    fn register_pool(&self, r: &mut Registry) {
+        let Some(stats) = lock(&self.inner.pool).clone() else {
+            return;
+        };
+        let gauge = |v: usize| {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g
+        };
+        let sessions = Family::<SessionLabels, Gauge>::default();
+        let open = stats.open.load(Ordering::Relaxed);
+        let in_use = stats.in_use.load(Ordering::Relaxed).min(open);
+        for (state, n) in [("in_use", in_use), ("idle", open - in_use)] {
+            sessions
+                .get_or_create(&SessionLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        r.register(
+            "sequin_sync_sessions",
+            "Postgres sessions of sync's pool open now, lent to a step or idle",
+            sessions,
+        );
+        r.register(
+            "sequin_sync_sessions_max",
+            "The pool's size (pool.size): sync never opens more sessions",
+            gauge(stats.size.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "sequin_sync_session_waiters",
+            "Sync steps waiting for a session now",
+            gauge(stats.waiting.load(Ordering::Relaxed)),
+        );
+        let opened = Counter::<u64>::default();
+        opened.inc_by(stats.opened.load(Ordering::Relaxed));
+        r.register(
+            "sequin_sync_sessions_opened",
+            "Postgres sessions the pool opened (a steady rise means sessions close idle and reopen, or break)",
+            opened,
+        );
+        let waited = FloatCounter::default();
+        waited.inc_by(stats.wait_us.load(Ordering::Relaxed) as f64 / 1e6);
+        r.register(
+            "sequin_sync_session_wait_seconds",
+            "Time sync steps waited for a session of the pool",
+            waited,
         );
     }
 

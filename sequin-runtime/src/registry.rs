@@ -27,6 +27,42 @@ impl Loaded {
             .replace(":\"schema\"", &quote_ident(schema))
     }
 
+    /// The static tables the DDL creates, each with the statements that
+    /// create it (its `CREATE TABLE`, indexes and comments): the generated
+    /// file is a header, `CREATE SCHEMA`, then one section per table opening
+    /// with its `CREATE TABLE`.
+    pub fn table_sections(&self) -> Vec<(&'static str, &'static str)> {
+        const OPENING: &str = "CREATE TABLE IF NOT EXISTS :\"schema\".";
+        let ddl: &'static str = self.compiled.ddl;
+        let mut starts: Vec<usize> = ddl.match_indices(OPENING).map(|(at, _)| at).collect();
+        starts.push(ddl.len());
+        starts
+            .windows(2)
+            .map(|w| {
+                let section = &ddl[w[0]..w[1]];
+                let name = section[OPENING.len()..]
+                    .split(' ')
+                    .next()
+                    .expect("a CREATE TABLE names its table");
+                (name, section)
+            })
+            .collect()
+    }
+
+    /// The DDL of the static tables among `wanted` in `schema` (with the
+    /// schema itself): a connection creates only the tables it syncs, so a
+    /// thousand connections of a seven-object selection make 7,000 tables,
+    /// not the connector's every table a thousand times.
+    pub fn ddl_of(&self, schema: &str, wanted: &dyn Fn(&str) -> bool) -> String {
+        let mut sql = String::from("CREATE SCHEMA IF NOT EXISTS :\"schema\";\n\n");
+        for (name, section) in self.table_sections() {
+            if wanted(name) {
+                sql.push_str(section);
+            }
+        }
+        sql.replace(":\"schema\"", &quote_ident(schema))
+    }
+
     /// Columns of a static object (from its generated typed record).
     pub fn object_columns(&self, table: &str) -> Option<&'static [Column]> {
         (self.compiled.object_columns)(table)
@@ -52,21 +88,6 @@ pub fn all() -> &'static [Loaded] {
 }
 
 /// A compiled-in connector by name.
-/// Each connection of `config` with its connector (the config is checked:
-/// every connector is compiled in), for `store::migrate`.
-pub fn of_config(config: &crate::config::Config) -> Vec<(&str, &'static Loaded)> {
-    config
-        .connections
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                get(&c.connector).expect("config is checked"),
-            )
-        })
-        .collect()
-}
-
 pub fn get(name: &str) -> Option<&'static Loaded> {
     all().iter().find(|l| l.spec.name == name)
 }
@@ -91,6 +112,36 @@ mod tests {
                 let typed: Vec<&str> = cols.iter().map(|c| &*c.name).collect();
                 assert_eq!(names, typed, "{}.{}", l.spec.name, o.name);
             }
+            // One section per object and link table, naming only its table.
+            let sections = l.table_sections();
+            let mut names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
+            let mut tables: Vec<&str> = l
+                .spec
+                .objects
+                .iter()
+                .map(|o| o.name.as_str())
+                .chain(
+                    l.spec
+                        .links
+                        .iter()
+                        .flat_map(|k| k.pairs.iter().map(|p| p.name.as_str())),
+                )
+                .collect();
+            names.sort();
+            tables.sort();
+            assert_eq!(names, tables, "{}", l.spec.name);
+            for (name, section) in &sections {
+                for (at, _) in section.match_indices(":\"schema\".") {
+                    let named = section[at + 10..].split([' ', '.', '\n']).next().unwrap();
+                    assert_eq!(named, *name, "{}: {section}", l.spec.name);
+                }
+            }
+            let whole = l.ddl_of("s", &|_| true);
+            let full = l.ddl("s");
+            assert_eq!(
+                whole.trim_end(),
+                full[full.find("CREATE SCHEMA").unwrap()..].trim_end()
+            );
             let ddl = l.ddl("My Schema");
             assert!(!ddl.contains(":\"schema\""));
             if !l.spec.objects.is_empty() {

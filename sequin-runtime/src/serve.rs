@@ -154,8 +154,7 @@ pub async fn proxy(
     // the guard and the connections' rows must exist before the first
     // client writes, and the synced tables before they are listed.
     let mut admin = crate::store::connect(&url).await?;
-    let loaded = crate::registry::of_config(config);
-    crate::store::migrate(&mut admin, &loaded).await?;
+    crate::store::migrate_tables(&mut admin, &crate::catalog::to_migrate(config)).await?;
     // Before the first client write: its changes are events when asked for.
     crate::events::outbox::apply_settings(&admin, config, false).await?;
     // Every table of a connection's schema is synced, also one discovered

@@ -7,7 +7,7 @@
 //! backwards: a record whose upstream update marker is older than the row's
 //! is ignored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::time::Duration;
@@ -21,6 +21,10 @@ use sequin_spec::record::{Cell, Column};
 use tokio_postgres::Client;
 
 use crate::registry::Loaded;
+
+mod pool;
+
+pub use pool::{Origin, Pool, PoolSettings, PoolStats, Share};
 
 /// The `sequin` schema migrations, in order.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -156,7 +160,48 @@ fn first_host(config: &tokio_postgres::Config) -> String {
 /// the migration wait, never the other clients.
 pub async fn migrate(
     client: &mut Client,
-    connections: &[(&str, &Loaded)],
+    connections: &[(&str, &'static Loaded)],
+) -> Result<(), StoreError> {
+    let every: Vec<Migrating> = connections
+        .iter()
+        .map(|(name, loaded)| Migrating {
+            name,
+            loaded,
+            tables: None,
+        })
+        .collect();
+    migrate_tables(client, &every).await
+}
+
+/// A connection whose tables [`migrate_tables`] makes: its schema, its
+/// connector, and the static tables it syncs (`None`: all of them).
+pub struct Migrating<'a> {
+    pub name: &'a str,
+    pub loaded: &'static Loaded,
+    pub tables: Option<Vec<&'static str>>,
+}
+
+impl Migrating<'_> {
+    /// The static tables of the connection, schema-qualified.
+    fn qualified_tables(&self) -> Vec<String> {
+        self.loaded
+            .table_sections()
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| self.wants(t))
+            .map(|t| format!("{}.{}", quote_ident(self.name), quote_ident(t)))
+            .collect()
+    }
+
+    fn wants(&self, table: &str) -> bool {
+        self.tables.as_ref().is_none_or(|ts| ts.contains(&table))
+    }
+}
+
+/// [`migrate`] of only the static tables each connection syncs.
+pub async fn migrate_tables(
+    client: &mut Client,
+    connections: &[Migrating<'_>],
 ) -> Result<(), StoreError> {
     client
         .batch_execute("SET client_min_messages = warning")
@@ -176,7 +221,7 @@ pub async fn migrate(
 
 async fn migrate_locked(
     client: &mut Client,
-    connections: &[(&str, &Loaded)],
+    connections: &[Migrating<'_>],
 ) -> Result<(), StoreError> {
     let versioned: bool = client
         .query_one(
@@ -216,22 +261,10 @@ async fn migrate_locked(
         )
         .await?;
     }
-    for (name, loaded) in connections {
-        // The objects' tables and the link tables (`links:`).
-        let tables: Vec<String> = loaded
-            .spec
-            .objects
-            .iter()
-            .map(|o| &o.name)
-            .chain(
-                loaded
-                    .spec
-                    .links
-                    .iter()
-                    .flat_map(|l| l.pairs.iter().map(|p| &p.name)),
-            )
-            .map(|t| format!("{}.{}", quote_ident(name), quote_ident(t)))
-            .collect();
+    for conn in connections {
+        let (name, loaded) = (&conn.name, conn.loaded);
+        // The objects' tables and the link tables (`links:`) it syncs.
+        let tables = conn.qualified_tables();
         // The schema too: a connector whose objects are discovered at run
         // time has no static table, and its tables' creation must not race
         // on the schema.
@@ -249,7 +282,7 @@ async fn migrate_locked(
             ddl(
                 client,
                 &format!("creating the tables of connection `{name}`"),
-                &loaded.ddl(name),
+                &loaded.ddl_of(name, &|t| conn.wants(t)),
             )
             .await?;
         }
@@ -387,10 +420,6 @@ impl Table {
     pub fn qualified(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
-
-    fn stage(&self) -> String {
-        quote_ident(&format!("_stage_{}_{}", self.schema, self.name))
-    }
 }
 
 /// A row to upsert: cells in column order plus the upstream update marker
@@ -436,69 +465,105 @@ pub struct Checkpoint {
     pub incremental_cursor: Option<Option<serde_json::Value>>,
 }
 
-/// A Postgres session dedicated to one object's sync (it owns a temp staging
-/// table, so sessions are not shared).
+/// Sync's writes to Postgres: each step (a batch with its checkpoint, a
+/// poll's record, a diff's read) borrows a session of the process's
+/// [`Pool`] for its statement or transaction, within the connection's
+/// [`Share`], and gives it back. Holding a `Writer` holds no session; a
+/// clone draws on the same pool and share.
+#[derive(Clone)]
 pub struct Writer {
-    client: Client,
-    staged: HashMap<String, Vec<String>>,
+    pool: Pool,
+    share: Option<Share>,
+    origin: Origin,
+}
+
+impl Pool {
+    /// A writer drawing on this pool, within `share` when given (a
+    /// connection's).
+    pub fn writer(&self, share: Option<Share>) -> Writer {
+        Writer {
+            pool: self.clone(),
+            share,
+            origin: Origin::Sync,
+        }
+    }
+}
+
+/// The staging table of a sync session: one for every table the session
+/// loads (a session serves every connection, so one per table would mean
+/// thousands of temp tables), its columns `c1`, `c2`, ... of type text. A
+/// batch is copied into its first columns in COPY's text format, which is
+/// each type's text input, and cast to the table's types by the merge: the
+/// same conversion COPY into typed columns makes.
+const STAGE: &str = "_sequin_stage";
+
+/// Columns the staging table has at least.
+const STAGE_MIN_WIDTH: usize = 64;
+
+impl pool::Session {
+    /// Makes sure the session's staging table has room for `t`'s columns.
+    async fn ensure_stage(&mut self, t: &Table) -> Result<(), StoreError> {
+        if self.stage_width >= t.columns.len() {
+            return Ok(());
+        }
+        let width = t.columns.len().max(STAGE_MIN_WIDTH);
+        let defs: Vec<String> = (1..=width).map(|i| format!("c{i} text")).collect();
+        let drop = if self.stage_width > 0 {
+            format!("DROP TABLE IF EXISTS {STAGE};")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "{drop} CREATE TEMP TABLE {STAGE} ({defs}, _sequin_updated_at timestamptz, _seq bigint) ON COMMIT DELETE ROWS",
+            defs = defs.join(", ")
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(db("creating the session's staging table"))?;
+        self.stage_width = width;
+        Ok(())
+    }
 }
 
 impl Writer {
+    /// A writer over a pool of its own (a test's, a bench's): its first
+    /// session is opened here, so a database that cannot be reached is
+    /// reported now.
     pub async fn connect(url: &str) -> Result<Writer, StoreError> {
-        let client = connect(url).await?;
-        // Rows written by the sync engine are the API's own truth: the
-        // session holds the writer key the guard trigger asks for.
-        // Sync yields to applications: a batch that waits on a row a
-        // client's open write-through transaction holds gives up (and is
-        // retried) well before Postgres's deadlock check (1 s) could pick
-        // the client's transaction as its victim.
-        client
-            .batch_execute("SET application_name = 'sequin-sync'; SET lock_timeout = '300ms'")
-            .await
-            .map_err(db("configuring the sync session"))?;
-        crate::guard::hold(&client)
-            .await
-            .map_err(db("registering the writer key"))?;
-        Ok(Writer {
-            client,
-            staged: HashMap::new(),
-        })
+        let writer = Pool::new(url, PoolSettings::default()).writer(None);
+        drop(writer.lease().await?);
+        Ok(writer)
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    async fn lease(&self) -> Result<pool::Lease, StoreError> {
+        self.pool.lease(self.share.as_ref(), self.origin).await
     }
 
-    /// Runs `f` with this session's changes marked as a backfill's
+    /// Runs `f` with this writer's changes marked as a backfill's
     /// (`sequin.origin`, read by the outbox trigger): inserted rows become
     /// `read` events, and only when a sink asks for them.
     pub async fn as_backfill<T, E: From<StoreError>>(
         &mut self,
         f: impl AsyncFnOnce(&mut Writer) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.set_origin("backfill").await?;
+        self.origin = Origin::Backfill;
         let out = f(self).await;
-        self.set_origin("sync").await?;
+        self.origin = Origin::Sync;
         out
-    }
-
-    async fn set_origin(&self, origin: &str) -> Result<(), StoreError> {
-        self.client
-            .batch_execute(&format!("SET sequin.origin = '{origin}'"))
-            .await
-            .map_err(db("marking the origin of the session's changes"))
     }
 
     /// Reads (or creates) the sync state of an object.
     pub async fn state(&self, connection: &str, object: &str) -> Result<SyncState, StoreError> {
-        self.client
+        let s = self.lease().await?;
+        s.client
             .execute(
                 "INSERT INTO sequin.sync_state (connection, object) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&connection, &object],
             )
             .await
             .map_err(db("creating sync state"))?;
-        let row = self
+        let row = s
             .client
             .query_one(
                 "SELECT phase, backfill_cursor, incremental_cursor, rows_synced
@@ -518,37 +583,6 @@ impl Writer {
             incremental_cursor: row.get(2),
             rows_synced: row.get(3),
         })
-    }
-
-    /// Makes sure the staging table exists in this session with the table's
-    /// current columns.
-    async fn ensure_stage(&mut self, t: &Table) -> Result<(), StoreError> {
-        let cols: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
-        if self.staged.get(&t.stage()) == Some(&cols) {
-            return Ok(());
-        }
-        let defs: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), c.ty.pg_type()))
-            .collect();
-        // Recreated when the table's columns changed (discovered fields).
-        let drop = if self.staged.contains_key(&t.stage()) {
-            format!("DROP TABLE IF EXISTS {};", t.stage())
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "{drop} CREATE TEMP TABLE {stage} ({defs}, _sequin_updated_at timestamptz, _seq bigint) ON COMMIT DELETE ROWS",
-            stage = t.stage(),
-            defs = defs.join(", ")
-        );
-        self.client.batch_execute(&sql).await.map_err(db(format!(
-            "creating the staging table of {}",
-            t.qualified()
-        )))?;
-        self.staged.insert(t.stage(), cols);
-        Ok(())
     }
 
     /// Upserts `rows`, deletes `deletes` (primary keys) and records the
@@ -581,8 +615,9 @@ impl Writer {
         deletes: &[String],
         checkpoint: &Checkpoint,
     ) -> Result<u64, StoreError> {
-        self.ensure_stage(t).await?;
-        let tx = self
+        let mut s = self.lease().await?;
+        s.ensure_stage(t).await?;
+        let tx = s
             .client
             .transaction()
             .await
@@ -590,10 +625,10 @@ impl Writer {
         let mut changed = 0;
         if batch.rows > 0 {
             let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let stage_cols: Vec<String> = (1..=t.columns.len()).map(|i| format!("c{i}")).collect();
             let copy = format!(
-                "COPY {} ({}, _sequin_updated_at, _seq) FROM STDIN",
-                t.stage(),
-                col_list.join(", ")
+                "COPY {STAGE} ({}, _sequin_updated_at, _seq) FROM STDIN",
+                stage_cols.join(", ")
             );
             let sink = tx.copy_in(&copy).await.map_err(db("starting COPY"))?;
             let mut sink = Box::pin(sink);
@@ -635,17 +670,25 @@ impl Writer {
             // The last occurrence of a key in a batch wins (DISTINCT ON keeps
             // the highest _seq); batches without repeated keys (nearly all)
             // skip that sort. An older record never overwrites a newer row.
+            let typed: Vec<String> = t
+                .columns
+                .iter()
+                .zip(&stage_cols)
+                .map(|(c, s)| format!("{s}::{} AS {}", c.ty.pg_type(), quote_ident(&c.name)))
+                .collect();
+            let stage = format!(
+                "(SELECT {}, _sequin_updated_at, _seq FROM {STAGE}) st",
+                typed.join(", ")
+            );
             let source = if batch.repeated_keys {
                 format!(
                     "SELECT DISTINCT ON ({pk}) {cols}, _sequin_updated_at FROM {stage} ORDER BY {pk}, _seq DESC",
                     cols = col_list.join(", "),
-                    stage = t.stage(),
                 )
             } else {
                 format!(
                     "SELECT {cols}, _sequin_updated_at FROM {stage}",
                     cols = col_list.join(", "),
-                    stage = t.stage(),
                 )
             };
             // A record deleted since this version was read stays deleted
@@ -718,7 +761,8 @@ impl Writer {
         object: &str,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        let tx = self
+        let mut s = self.lease().await?;
+        let tx = s
             .client
             .transaction()
             .await
@@ -774,7 +818,9 @@ impl Writer {
         object: &str,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(
                 "UPDATE sequin.sync_state SET last_error = $3, last_error_at = now(), last_poll_at = now()
                   WHERE connection = $1 AND object = $2",
@@ -788,7 +834,9 @@ impl Writer {
     /// Records a successful poll of `objects` (several when one feed serves
     /// them all).
     pub async fn record_poll(&self, connection: &str, objects: &[&str]) -> Result<(), StoreError> {
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(
                 "WITH pruned AS (DELETE FROM sequin.tombstone WHERE deleted_at < now() - interval '1 hour')
                  UPDATE sequin.sync_state SET last_poll_at = now(), last_success_at = now(), last_error = NULL
@@ -808,6 +856,8 @@ impl Writer {
             t.qualified()
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[])
             .await
@@ -831,6 +881,8 @@ impl Writer {
             t.qualified()
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[&(before_us as f64)])
             .await
@@ -862,7 +914,10 @@ impl Writer {
                         == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
                 {
                     if waits.is_multiple_of(100) {
-                        let oldest = oldest_transaction(&self.client).await;
+                        let oldest = match self.lease().await {
+                            Ok(s) => oldest_transaction(&s.client).await,
+                            Err(e) => e.to_string(),
+                        };
                         tracing::warn!(table = %t.qualified(), oldest_transaction = %oldest, "adding discovered columns waits for other sessions' transactions on the table to end (retrying)");
                     }
                     waits += 1;
@@ -880,7 +935,8 @@ impl Writer {
         t: &Table,
         api_types: &[String],
     ) -> Result<Vec<String>, StoreError> {
-        let existing: Vec<String> = self
+        let mut s = self.lease().await?;
+        let existing: Vec<String> = s
             .client
             .query(
                 "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
@@ -892,7 +948,7 @@ impl Writer {
             .map(|r| r.get(0))
             .collect();
         let mut added = Vec::new();
-        let tx = self
+        let tx = s
             .client
             .transaction()
             .await
@@ -982,11 +1038,6 @@ impl Writer {
         tx.commit()
             .await
             .map_err(db("committing a schema change"))?;
-        // Keep the entry (emptied) so the next batch drops and recreates the
-        // session's staging table with the new columns.
-        if let Some(cols) = self.staged.get_mut(&t.stage()) {
-            cols.clear();
-        }
         Ok(added)
     }
 
@@ -997,6 +1048,8 @@ impl Writer {
     /// that has them is not locked again.
     pub async fn ensure_indexes(&mut self, t: &Table, columns: &[&str]) -> Result<(), StoreError> {
         let existing: Vec<String> = self
+            .lease()
+            .await?
             .client
             .query(
                 "SELECT indexname::text FROM pg_catalog.pg_indexes WHERE schemaname = $1 AND tablename = $2",
@@ -1019,7 +1072,7 @@ impl Writer {
                 quote_ident(c)
             );
             match ddl(
-                &mut self.client,
+                &mut self.lease().await?.client,
                 &format!("indexing {}", t.qualified()),
                 &sql,
             )
@@ -1041,7 +1094,9 @@ impl Writer {
     /// Forgets an object's sync state (the connection-level error row once
     /// the connection runs again).
     pub async fn clear_state(&self, connection: &str, object: &str) -> Result<(), StoreError> {
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(
                 "DELETE FROM sequin.sync_state WHERE connection = $1 AND object = $2",
                 &[&connection, &object],
@@ -1060,7 +1115,9 @@ impl Writer {
         total: u64,
     ) -> Result<(), StoreError> {
         let total = i64::try_from(total).unwrap_or(i64::MAX);
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(
                 "UPDATE sequin.sync_state SET backfill_total = $3 WHERE connection = $1 AND object = $2",
                 &[&connection, &object, &total],
@@ -1080,6 +1137,8 @@ impl Writer {
     /// of `_sequin_synced_at`, which child objects follow their parents by.
     pub async fn now_us(&self) -> Result<i64, StoreError> {
         let row = self
+            .lease()
+            .await?
             .client
             .query_one("SELECT (extract(epoch FROM now()) * 1000000)::bigint", &[])
             .await
@@ -1102,6 +1161,8 @@ impl Writer {
             ty = pk.ty.pg_type(),
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[&after, &limit])
             .await
@@ -1128,6 +1189,8 @@ impl Writer {
             ty = pk.ty.pg_type(),
         );
         let row = self
+            .lease()
+            .await?
             .client
             .query_opt(&sql, &[&key])
             .await
@@ -1154,6 +1217,8 @@ impl Writer {
             t.qualified()
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[&since_us])
             .await
@@ -1185,6 +1250,8 @@ impl Writer {
             c.ty.pg_type()
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[&value, &before_us])
             .await
@@ -1215,6 +1282,8 @@ impl Writer {
             c.ty.pg_type()
         );
         Ok(self
+            .lease()
+            .await?
             .client
             .query(&sql, &[&values, &before_us])
             .await
@@ -1239,7 +1308,9 @@ impl Writer {
             quote_ident(&c.name),
             c.ty.pg_type()
         );
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(&sql, &[&values])
             .await
             .map_err(db(format!("deleting from {}", t.qualified())))
@@ -1262,7 +1333,9 @@ impl Writer {
             parent = parent.qualified(),
             pk = quote_ident(&parent.columns[parent.primary_key].name),
         );
-        self.client
+        self.lease()
+            .await?
+            .client
             .execute(&sql, &[])
             .await
             .map_err(db(format!("deleting orphans from {}", child.qualified())))

@@ -1,42 +1,29 @@
 //! OAuth2 tokens persisted in `sequin.oauth_token`, so a rotated refresh
 //! token survives restarts (the configured one may already be revoked).
 
-use tokio::sync::Mutex;
-
 use crate::api::auth::BoxFuture;
 use crate::api::{Secret, StoredToken, TokenStore, TokenStoreError};
 
-/// A [`TokenStore`] over Postgres (its own connection, opened on first use).
+/// A [`TokenStore`] over Postgres, through a session of a pool lent for
+/// each read or write.
 pub struct PgTokenStore {
-    url: String,
-    client: Mutex<Option<tokio_postgres::Client>>,
+    pool: crate::store::Pool,
 }
 
 impl PgTokenStore {
-    pub fn new(url: String) -> PgTokenStore {
-        PgTokenStore {
-            url,
-            client: Mutex::new(None),
-        }
+    pub fn new(pool: crate::store::Pool) -> PgTokenStore {
+        PgTokenStore { pool }
     }
 
     async fn with_client<T>(
         &self,
         f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, TokenStoreError> {
-        let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(crate::store::connect(&self.url).await?);
-        }
-        let client = guard.as_ref().expect("just connected");
-        match f(client).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                *guard = None;
-                // The server's message, not just "db error".
-                Err(crate::store::error_chain(&e).into())
-            }
-        }
+        let session = self.pool.lease(None, crate::store::Origin::Sync).await?;
+        // The server's message, not just "db error".
+        f(session.client())
+            .await
+            .map_err(|e| crate::store::error_chain(&e).into())
     }
 }
 

@@ -23,10 +23,10 @@ impl Connection {
     /// The spec (with the connection's rate-limit override) and the API
     /// client of `conn`. Every client of one connection in this process
     /// shares one rate-limit budget, so sync and write-through together stay
-    /// within the API's limits. `url`: the database, where OAuth tokens are
-    /// kept.
+    /// within the API's limits. `pool`: sessions of the database, where
+    /// OAuth tokens are kept.
     pub fn open(
-        url: &str,
+        pool: &crate::store::Pool,
         conn: &ConnectionConfig,
         metrics: &Metrics,
     ) -> Result<Connection, Error> {
@@ -44,7 +44,7 @@ impl Connection {
         cc.token_url = conn.token_url.clone();
         cc.credentials = conn.credentials.clone();
         cc.params = conn.params.clone();
-        cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(url.to_string())));
+        cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(pool.clone())));
         cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
         cc.metrics = metrics.clone();
         if let Some(q) = &conn.quota {

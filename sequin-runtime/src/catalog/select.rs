@@ -55,6 +55,31 @@ pub fn wanted_static(conn: &ConnectionConfig, spec: &Connector, table: &str) -> 
     wanted(conn, table, api_name)
 }
 
+/// Each connection of `config` with its connector and the static tables
+/// it syncs, for `store::migrate_tables` (the config is checked: every
+/// connector is compiled in).
+pub fn to_migrate(config: &crate::config::Config) -> Vec<crate::store::Migrating<'_>> {
+    config
+        .connections
+        .iter()
+        .map(|c| {
+            let loaded = crate::registry::get(&c.connector).expect("config is checked");
+            let spec = c.spec.as_deref().unwrap_or(&loaded.spec);
+            let tables = loaded
+                .table_sections()
+                .into_iter()
+                .map(|(t, _)| t)
+                .filter(|t| wanted_static(c, spec, t))
+                .collect();
+            crate::store::Migrating {
+                name: &c.name,
+                loaded,
+                tables: Some(tables),
+            }
+        })
+        .collect()
+}
+
 /// The literal names of `objects:` that name none of `found` (table and
 /// API name of every object the API has, after discovery), each with what
 /// to do. Not fatal: a custom object named before it is created upstream

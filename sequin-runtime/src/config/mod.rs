@@ -41,6 +41,56 @@ pub struct Config {
     /// Where events are delivered.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// The Postgres sessions sync shares between every connection.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// Sync's Postgres sessions: `size` at most, whatever the number of
+/// connections and objects; `per_connection` at most for one connection
+/// (its `max_sessions` overrides it); closed after `idle_timeout` unused.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    #[serde(default = "default_pool_size")]
+    pub size: usize,
+    #[serde(default = "default_per_connection")]
+    pub per_connection: usize,
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            size: default_pool_size(),
+            per_connection: default_per_connection(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The store's settings.
+    pub fn settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            size: self.size,
+            per_connection: self.per_connection,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+fn default_pool_size() -> usize {
+    crate::store::PoolSettings::default().size
+}
+
+fn default_per_connection() -> usize {
+    crate::store::PoolSettings::default().per_connection
+}
+
+fn default_idle_timeout() -> Duration {
+    crate::store::PoolSettings::default().idle_timeout
 }
 
 /// Where the metrics endpoint listens.
@@ -159,6 +209,10 @@ pub struct ConnectionConfig {
     /// default: the spec's `async_query.threshold`, 100,000 for Salesforce).
     #[serde(default)]
     pub async_query_threshold: Option<u64>,
+    /// Sync sessions this connection may hold at once (default:
+    /// `pool.per_connection`).
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
     /// The connector's spec to run instead of the compiled-in one: never
     /// read from the config file, set by a program embedding the engine (a
     /// test running a variant of a compiled-in spec, whose tables are still
@@ -324,9 +378,16 @@ impl Config {
             .and_then(|(params, _)| params.load())
             .map_err(|e| ("/database_url".to_string(), e.to_string()))?;
         self.check_sinks()?;
+        self.check_pool()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let p = format!("/connections/{i}");
+            if c.max_sessions == Some(0) {
+                return Err((
+                    format!("{p}/max_sessions"),
+                    "max_sessions must be at least 1 (leave it out for pool.per_connection)".into(),
+                ));
+            }
             if !is_snake_identifier(&c.name) || c.name == "sequin" || c.name.starts_with("pg_") {
                 return Err((
                     format!("{p}/name"),
@@ -507,6 +568,34 @@ impl Config {
     }
 
     /// Each sink's keys, and their names unique.
+    /// A pool must lend at least one session, to each connection too.
+    fn check_pool(&self) -> Result<(), (String, String)> {
+        for (key, n) in [
+            ("size", self.pool.size),
+            ("per_connection", self.pool.per_connection),
+        ] {
+            if n == 0 {
+                return Err((
+                    format!("/pool/{key}"),
+                    format!(
+                        "pool.{key} must be at least 1 (default {})",
+                        match key {
+                            "size" => default_pool_size(),
+                            _ => default_per_connection(),
+                        }
+                    ),
+                ));
+            }
+        }
+        if self.pool.idle_timeout.is_zero() {
+            return Err((
+                "/pool/idle_timeout".into(),
+                "pool.idle_timeout must be longer than 0 (default 1m)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_sinks(&self) -> Result<(), (String, String)> {
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sinks.iter().enumerate() {

@@ -29,7 +29,6 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{Config, SinkConfig};
 use crate::metrics::Metrics;
-use crate::registry;
 use crate::store::{self, StoreError};
 
 /// Runs the sequencer and every sink's dispatcher of `config` until
@@ -43,8 +42,7 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     let url = config.database_url.expose().to_string();
     let mut admin = store::connect(&url).await?;
-    let loaded = registry::of_config(config);
-    store::migrate(&mut admin, &loaded).await?;
+    store::migrate_tables(&mut admin, &crate::catalog::to_migrate(config)).await?;
     outbox::apply_settings(&admin, config, false).await?;
     outbox::register_sinks(&admin, &config.sinks).await?;
     let moved = Arc::new(Notify::new());

@@ -161,7 +161,7 @@ pub(super) async fn run_child(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
-    let mut writer = Writer::connect(&ctx.url).await?;
+    let mut writer = ctx.writer();
     if !writer
         .as_backfill(async |w| backfill_until_done(&ctx, w, &child).await)
         .await?

@@ -10,21 +10,20 @@ use sequin_spec::model::Incremental;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{ChildLink, Ctx, Options, SyncError, child, events, fallback, links, object};
+use super::{ChildLink, Ctx, Options, Sessions, SyncError, child, events, fallback, links, object};
 use crate::catalog::{self, ObjectPlan};
 use crate::config::ConnectionConfig;
 use crate::metrics::{Part, PartState};
-use crate::store::Writer;
 
 async fn run_connection(
-    url: String,
+    sessions: Sessions,
     conn: ConnectionConfig,
     opts: Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let name = conn.name.clone();
     let metrics = opts.metrics.clone();
-    let result = run_connection_inner(url.clone(), conn, opts, shutdown).await;
+    let result = run_connection_inner(sessions.clone(), conn, opts, shutdown).await;
     if let Err(e) = &result {
         metrics.part(
             Part::Connection(name.clone()),
@@ -32,8 +31,8 @@ async fn run_connection(
         );
         // Make a connection-level failure (bad credentials, unreachable API)
         // visible in `sequin status`, not only in the log.
-        if let Ok(w) = Writer::connect(&url).await {
-            let _ = w.state(&name, CONNECTION).await;
+        let w = sessions.writer();
+        if w.state(&name, CONNECTION).await.is_ok() {
             let _ = w.record_error(&name, CONNECTION, &e.to_string()).await;
         }
     }
@@ -50,7 +49,7 @@ const RESTART_MAX: Duration = Duration::from_secs(30);
 /// the API down, timing out or limiting. Credentials, configuration and
 /// spec problems stop it.
 pub(super) async fn run_connection_resilient(
-    url: String,
+    sessions: Sessions,
     conn: ConnectionConfig,
     opts: Options,
     shutdown: watch::Receiver<bool>,
@@ -58,7 +57,14 @@ pub(super) async fn run_connection_resilient(
     let mut pause = RESTART_MIN;
     loop {
         let started = Instant::now();
-        match run_connection(url.clone(), conn.clone(), opts.clone(), shutdown.clone()).await {
+        match run_connection(
+            sessions.clone(),
+            conn.clone(),
+            opts.clone(),
+            shutdown.clone(),
+        )
+        .await
+        {
             // `--once` reports failures instead of waiting them out.
             Err(e) if e.is_transient() && !opts.once && !*shutdown.borrow() => {
                 if started.elapsed() > RESTART_MAX * 2 {
@@ -81,16 +87,16 @@ pub(super) async fn run_connection_resilient(
 pub const CONNECTION: &str = "_connection";
 
 async fn run_connection_inner(
-    url: String,
+    sessions: Sessions,
     conn: ConnectionConfig,
     opts: Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
-    let api = catalog::Connection::open(&url, &conn, &opts.metrics)?;
+    let api = catalog::Connection::open(&sessions.pool, &conn, &opts.metrics)?;
     let plans = api.plans().await?;
     let ctx = Arc::new(Ctx {
         api,
-        url,
+        sessions,
         opts,
         shutdown,
         started_us: catalog::now_us(),
@@ -161,12 +167,11 @@ fn add_children(out: &mut BTreeMap<String, Vec<ChildLink>>, plans: &[ObjectPlan]
 /// status` (and backfilling) from the start, not only once its task gets
 /// going.
 async fn announce(ctx: &Ctx, plans: &[ObjectPlan]) -> Result<(), SyncError> {
-    let w = Writer::connect(&ctx.url).await?;
+    let w = ctx.writer();
     let _ = w.clear_state(&ctx.api.config.name, CONNECTION).await;
     for p in plans {
         w.state(&ctx.api.config.name, &p.table.name).await?;
     }
-    drop(w);
     ctx.opts.metrics.part(
         Part::Connection(ctx.api.config.name.clone()),
         PartState::Started,
@@ -228,7 +233,7 @@ impl Tasks {
         let Some(first) = event_objects.first() else {
             return Ok(());
         };
-        let mut writer = Writer::connect(&self.ctx.url).await?;
+        let mut writer = self.ctx.writer();
         if let Err(e) = events::ensure_cursor(&self.ctx, &mut writer, first).await {
             let Some(f) = fallback::applies(&first.incremental, &e) else {
                 return Err(e);
@@ -357,10 +362,11 @@ impl Tasks {
                 for p in new {
                     self.known.insert(p.api_name.clone());
                     tracing::info!(connection = %ctx.api.config.name, table = %p.table.name, "new table discovered");
-                    if let Ok(w) = Writer::connect(&ctx.url).await {
-                        // In `sequin status` from now on, as at start.
-                        let _ = w.state(&ctx.api.config.name, &p.table.name).await;
-                    }
+                    // In `sequin status` from now on, as at start.
+                    let _ = ctx
+                        .writer()
+                        .state(&ctx.api.config.name, &p.table.name)
+                        .await;
                     self.spawn_object(p);
                 }
                 self.discovered_tx.send_replace(Arc::new(found));

@@ -49,6 +49,21 @@ impl SyncError {
     /// Whether waiting may cure the error: the database unreachable or its
     /// session lost (a restart), the API down, timing out, limiting or
     /// answering garbage.
+    /// Whether the database went away (restarting, unreachable): the
+    /// connection starts again, rather than its task retrying a step.
+    pub fn is_session_lost(&self) -> bool {
+        match self {
+            SyncError::Store(StoreError::Connect { .. }) => true,
+            SyncError::Store(StoreError::Db { source, .. }) => {
+                source.is_closed()
+                    || source
+                        .code()
+                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             SyncError::Store(StoreError::Connect { .. }) => true,

@@ -144,7 +144,7 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
-    let mut writer = Writer::connect(&ctx.url).await?;
+    let mut writer = ctx.writer();
     // The feed is live from now on (its cursor was taken before backfill).
     let live = Checkpoint {
         phase: Some(crate::store::Phase::Live),
@@ -171,7 +171,7 @@ pub async fn run(
             }
             // The database session is gone (a restart): the connection
             // starts again with new sessions.
-            Err(e) if writer.client().is_closed() => return Err(e),
+            Err(e) if e.is_session_lost() => return Err(e),
             Err(e) => {
                 tracing::warn!(connection = %ctx.api.config.name, error = %e, "events poll failed; will retry");
                 writer

@@ -112,7 +112,7 @@ pub(super) async fn run_link(
             .expect("a link table has the link columns")
     };
     let (from_col, to_col) = (column("from_id"), column("to_id"));
-    let mut writer = Writer::connect(&ctx.url).await?;
+    let mut writer = ctx.writer();
     if plan.dynamic_table {
         create_table(&ctx, &mut writer, &plan).await?;
     }
@@ -177,7 +177,7 @@ async fn backfill(ctx: &Ctx, writer: &mut Writer, l: &Link) -> Result<bool, Sync
         let Err(e) = backfill_once(ctx, writer, l).await else {
             return Ok(!ctx.stopping());
         };
-        if ctx.opts.once || e.is_auth() || writer.client().is_closed() {
+        if ctx.opts.once || e.is_auth() || e.is_session_lost() {
             return Err(e);
         }
         failures += 1;

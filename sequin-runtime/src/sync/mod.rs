@@ -83,25 +83,31 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let url = config.database_url.expose().to_string();
     let mut admin = store::connect(&url).await?;
-    let loaded = registry::of_config(config);
-    store::migrate(&mut admin, &loaded).await?;
+    store::migrate_tables(&mut admin, &catalog::to_migrate(config)).await?;
     // Before the first synced row: its changes are events when asked for.
     crate::events::outbox::apply_settings(&admin, config, false).await?;
     let registration = crate::guard::Registration::start(&url, &admin)
         .await
         .map_err(store::db("registering this process's writer key"))?;
+    // The migration's session is not needed while sync runs.
+    drop(admin);
+    let pool = store::Pool::new(&url, config.pool.settings());
+    opts.metrics.watch_pool(pool.stats());
     let mut tasks = tokio::task::JoinSet::new();
     for conn in &config.connections {
         opts.metrics
             .part(Part::Connection(conn.name.clone()), PartState::Starting);
         let conn = conn.clone();
-        let url = url.clone();
+        let sessions = Sessions {
+            share: pool.share(conn.max_sessions),
+            pool: pool.clone(),
+        };
         let opts = opts.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             let name = conn.name.clone();
             let connector = conn.connector.clone();
-            connection::run_connection_resilient(url, conn, opts, shutdown)
+            connection::run_connection_resilient(sessions, conn, opts, shutdown)
                 .await
                 .map_err(|e| match e {
                     e @ SyncError::Api(_) if e.is_auth() => {
@@ -140,10 +146,24 @@ pub async fn run(
     }
 }
 
+/// A connection's Postgres sessions: its share of the process's pool.
+#[derive(Clone)]
+struct Sessions {
+    pool: store::Pool,
+    share: store::Share,
+}
+
+impl Sessions {
+    /// A writer within the connection's share.
+    fn writer(&self) -> Writer {
+        self.pool.writer(Some(self.share.clone()))
+    }
+}
+
 /// Shared by the tasks of one connection.
 struct Ctx {
     api: catalog::Connection,
-    url: String,
+    sessions: Sessions,
     opts: Options,
     shutdown: watch::Receiver<bool>,
     /// When the connection started (microseconds since the epoch).
@@ -164,6 +184,11 @@ struct ChildLink {
 }
 
 impl Ctx {
+    /// A writer within the connection's share of the pool.
+    fn writer(&self) -> Writer {
+        self.sessions.writer()
+    }
+
     /// Whether `plan` is kept current by the events feed now (not when the
     /// feed was refused and the object is re-listed instead).
     fn by_events(&self, plan: &ObjectPlan) -> bool {

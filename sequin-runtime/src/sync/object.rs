@@ -23,7 +23,7 @@ pub(super) async fn run_object(
     live_tx: Arc<watch::Sender<BTreeSet<String>>>,
     mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {
-    let mut writer = Writer::connect(&ctx.url).await?;
+    let mut writer = ctx.writer();
     let added = prepare(&ctx, &mut writer, &mut plan).await?;
     let state = writer.state(&ctx.api.config.name, &plan.table.name).await?;
     // Fields added upstream while Sequin was stopped need a re-list (a
@@ -216,7 +216,7 @@ pub(super) async fn settle_poll(
             writer.record_error(name, table, &e.to_string()).await?;
             Err(e)
         }
-        Err(e) if writer.client().is_closed() => Err(e),
+        Err(e) if e.is_session_lost() => Err(e),
         Err(e) => {
             tracing::warn!(connection = %name, table = %table, error = %e, "poll failed; will retry");
             writer.record_error(name, table, &e.to_string()).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Ctx;
 use crate::api::QuotaGate;
 use crate::metrics::QuotaState;
-use crate::store::{self, StoreError, db};
+use crate::store::{Origin, StoreError, db};
 
 /// How often the gate is looked at.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -19,21 +19,22 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// A failed write is logged and tried again at the next change.
 pub(super) async fn keep(ctx: Arc<Ctx>, gate: Arc<QuotaGate>) {
     let connection = ctx.api.config.name.clone();
-    let mut session = None;
+    let sessions = &ctx.sessions;
     let mut saved: Option<QuotaState> = None;
     loop {
         let state = gate.state();
         if saved.as_ref() != Some(&state) {
-            if session.is_none() {
-                session = store::connect(&ctx.url).await.ok();
-            }
-            if let Some(client) = &session {
-                match save(client, &connection, &state).await {
-                    Ok(()) => saved = Some(state),
-                    Err(e) => {
-                        tracing::warn!(%connection, error = %e, "could not record the API's quota");
-                        session = None;
-                    }
+            let saving = async {
+                let session = sessions
+                    .pool
+                    .lease(Some(&sessions.share), Origin::Sync)
+                    .await?;
+                save(session.client(), &connection, &state).await
+            };
+            match saving.await {
+                Ok(()) => saved = Some(state),
+                Err(e) => {
+                    tracing::warn!(%connection, error = %e, "could not record the API's quota");
                 }
             }
         }

@@ -103,9 +103,17 @@ impl WriteThrough {
         metrics: &crate::metrics::Metrics,
     ) -> Result<WriteThrough, crate::catalog::Error> {
         let url = config.database_url.expose().to_string();
+        // The OAuth tokens' reads and writes: rare, two sessions at most.
+        let tokens = crate::store::Pool::new(
+            &url,
+            crate::store::PoolSettings {
+                size: 2,
+                ..Default::default()
+            },
+        );
         let mut connections = Vec::new();
         for c in &config.connections {
-            connections.push(Connection::open(&url, c, metrics)?);
+            connections.push(Connection::open(&tokens, c, metrics)?);
         }
         let w = WriteThrough {
             inner: Arc::new(Inner {

@@ -17,5 +17,6 @@ mod events_crash;
 mod events_nats;
 mod events_ops;
 mod layering;
+mod pool;
 mod status_progress;
 mod store;

@@ -424,6 +424,9 @@ mod delivery {
     /// seeded customers' `name`, `c<change number>`.
     struct ChangeWriter {
         writer: Writer,
+        /// A session of Sequin's own (it holds the process key) for the
+        /// changes' UPDATEs.
+        session: tokio_postgres::Client,
         table: Table,
         records: usize,
         registration: sequin_runtime::guard::Registration,
@@ -453,6 +456,7 @@ mod delivery {
             let registration = sequin_runtime::guard::Registration::start(url, &admin).await?;
             let mut w = ChangeWriter {
                 writer: Writer::connect(url).await?,
+                session: sequin_runtime::store::connect(url).await?,
                 table,
                 records,
                 registration,
@@ -498,7 +502,7 @@ mod delivery {
 
         /// Commits changes `nos` in transactions of `batch`: change `no`
         /// names record `no % records` `c<no>`. One UPDATE statement per
-        /// transaction on the writer's session (it holds the process key;
+        /// transaction on a session of Sequin's own (it holds the process key;
         /// the sync engine's upsert of an existing row fires the same
         /// UPDATE trigger). Not `Writer::upsert` itself: its staging
         /// table is `ON COMMIT DELETE ROWS`, whose truncation made each
@@ -513,8 +517,7 @@ mod delivery {
                     .collect();
                 let names: Vec<String> = chunk.iter().map(|no| format!("c{no}")).collect();
                 let changed = self
-                    .writer
-                    .client()
+                    .session
                     .execute(
                         "UPDATE stripe.customer c
                             SET name = u.name, _sequin_updated_at = now(), _sequin_synced_at = now()

@@ -21,6 +21,7 @@ mod sync_salesforce_bulk;
 mod sync_salesforce_deletes;
 mod sync_salesforce_objects;
 mod sync_salesforce_quota;
+mod sync_scale;
 mod sync_stripe;
 mod sync_stripe_account;
 mod sync_stripe_children;

@@ -154,7 +154,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 /// Every live record of `kind`, by id.
-fn api_records(stripe: &sequin_sim::stripe::Stripe, kind: Kind) -> BTreeMap<String, Value> {
+pub(crate) fn api_records(
+    stripe: &sequin_sim::stripe::Stripe,
+    kind: Kind,
+) -> BTreeMap<String, Value> {
     stripe
         .ids(kind)
         .into_iter()

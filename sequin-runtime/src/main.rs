@@ -269,6 +269,10 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 status::render_sinks(&status::read_sinks(&client).await?)
             );
+            print!(
+                "{}",
+                status::render_holders(&status::read_holders(&client).await?)
+            );
         }
         Command::Events { action } => {
             let client = store::connect(&url).await?;

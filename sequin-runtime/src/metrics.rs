@@ -553,6 +553,12 @@ impl Metrics {
         lock(&self.inner.parts).insert(part, state);
     }
 
+    /// Forgets a part this process no longer runs (a connection another
+    /// process syncs now).
+    pub fn forget(&self, part: &Part) {
+        lock(&self.inner.parts).remove(part);
+    }
+
     /// Every part and where it is.
     pub fn parts(&self) -> Vec<(Part, PartState)> {
         lock(&self.inner.parts)

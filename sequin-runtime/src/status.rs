@@ -4,7 +4,8 @@
 //! connection by outcome. They are read from the views `sequin.status`,
 //! `sequin.write_status` (migration 0007) and `sequin.quota_status` (0009),
 //! which applications and dashboards query too: one definition of what the
-//! status is.
+//! status is. Last, which process syncs which connection
+//! (`sequin.lease_status`, 0012).
 
 use std::fmt::Write as _;
 
@@ -217,6 +218,76 @@ pub fn render_sinks(items: &[SinkStatus]) -> String {
             k.dead,
             k.lag_seconds,
             k.last_error.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
+/// A process of `sequin.worker` and the connections it syncs, from
+/// `sequin.lease_status`; `holder` `None` gathers the connections no live
+/// process holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HolderStatus {
+    pub holder: Option<String>,
+    pub connections: Vec<String>,
+    /// Seconds since the holder's last heartbeat.
+    pub heartbeat_seconds: Option<f64>,
+}
+
+/// Reads which process syncs which connection (empty before any process
+/// took a lease).
+pub async fn read_holders(client: &Client) -> Result<Vec<HolderStatus>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT holder, array_agg(connection ORDER BY connection),
+                    extract(epoch FROM now() - max(heartbeat_at))::float8
+               FROM sequin.lease_status GROUP BY holder ORDER BY holder NULLS LAST",
+            &[],
+        )
+        .await
+        .map_err(|source| StoreError::Db {
+            context: "reading sequin.lease_status (has `sequin migrate` run?)".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| HolderStatus {
+            holder: r.get(0),
+            connections: r.get(1),
+            heartbeat_seconds: r.get(2),
+        })
+        .collect())
+}
+
+/// Renders which process syncs which connection; empty when no lease
+/// exists.
+pub fn render_holders(items: &[HolderStatus]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nPROCESSES (sequin.lease_status)\n");
+    let _ = writeln!(
+        out,
+        "{:<32}  {:>11}  {:<12}  CONNECTIONS",
+        "PROCESS", "CONNECTIONS", "HEARTBEAT"
+    );
+    for h in items {
+        let shown: Vec<&str> = h.connections.iter().take(8).map(String::as_str).collect();
+        let more = h.connections.len().saturating_sub(shown.len());
+        let _ = writeln!(
+            out,
+            "{:<32}  {:>11}  {:<12}  {}{}",
+            h.holder.as_deref().unwrap_or("(no live process)"),
+            h.connections.len(),
+            h.holder
+                .as_ref()
+                .map_or("-".into(), |_| ago(h.heartbeat_seconds)),
+            shown.join(", "),
+            if more > 0 {
+                format!(", ... ({more} more)")
+            } else {
+                String::new()
+            },
         );
     }
     out
@@ -509,6 +580,30 @@ mod tests {
             lines[2].starts_with("salesforce          0         12            1"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn renders_holders() {
+        let out = render_holders(&[
+            HolderStatus {
+                holder: Some("web-1:4242:0a1b2c3d".into()),
+                connections: (0..10).map(|i| format!("acct_{i}")).collect(),
+                heartbeat_seconds: Some(1.25),
+            },
+            HolderStatus {
+                holder: None,
+                connections: vec!["acct_10".into()],
+                heartbeat_seconds: None,
+            },
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "PROCESSES (sequin.lease_status)");
+        assert!(lines[3].starts_with("web-1:4242:0a1b2c3d"), "{out}");
+        assert!(lines[3].contains(" 10  1.2s ago"), "{out}");
+        assert!(lines[3].ends_with("acct_7, ... (2 more)"), "{out}");
+        assert!(lines[4].starts_with("(no live process)"), "{out}");
+        assert!(lines[4].ends_with("acct_10"), "{out}");
+        assert_eq!(render_holders(&[]), "");
     }
 
     #[test]

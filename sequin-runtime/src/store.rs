@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (9, include_str!("../migrations/0009_upsert.sql")),
     (10, include_str!("../migrations/0010_quota.sql")),
     (11, include_str!("../migrations/0011_events.sql")),
+    (12, include_str!("../migrations/0012_leases.sql")),
 ];
 
 /// Errors of the store layer.
@@ -58,6 +59,12 @@ pub enum StoreError {
     /// A TLS problem, worded with the `database_url` parameter to change.
     #[error("cannot connect to Postgres at {target}: {problem}")]
     Tls { target: String, problem: String },
+    /// A batch of a connection whose lease this process lost: another
+    /// process took the connection over, and the batch is not committed.
+    #[error(
+        "this process no longer holds the lease of connection `{connection}` (another process took it over after the lease expired: this one missed heartbeats for longer than sync.failover); the batch was not committed"
+    )]
+    Fenced { connection: String },
     #[error("{context}: {}", db_message(source))]
     Db {
         context: String,
@@ -475,6 +482,36 @@ pub struct Writer {
     pool: Pool,
     share: Option<Share>,
     origin: Origin,
+    fence: Option<Fence>,
+}
+
+/// A connection's lease as a process took it (`sequin.lease`, migration
+/// 0012): a batch of the connection commits only while the lease still
+/// has this token, so a process that lost the lease cannot commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub connection: String,
+    pub token: i64,
+}
+
+impl Fence {
+    /// Locks the lease row in `tx` (a takeover waits for the transaction),
+    /// or fails when the lease has another token now.
+    async fn check(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM sequin.lease WHERE connection = $1 AND token = $2 FOR SHARE",
+                &[&self.connection, &self.token],
+            )
+            .await
+            .map_err(db("checking the connection's lease"))?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Fenced {
+                connection: self.connection.clone(),
+            }),
+        }
+    }
 }
 
 impl Pool {
@@ -485,6 +522,7 @@ impl Pool {
             pool: self.clone(),
             share,
             origin: Origin::Sync,
+            fence: None,
         }
     }
 }
@@ -534,6 +572,20 @@ impl Writer {
         let writer = Pool::new(url, PoolSettings::default()).writer(None);
         drop(writer.lease().await?);
         Ok(writer)
+    }
+
+    /// This writer, committing only while `fence` holds.
+    pub fn fenced(mut self, fence: Option<Fence>) -> Writer {
+        self.fence = fence;
+        self
+    }
+
+    /// Checks the writer's fence, if any, in `tx`.
+    async fn check_fence(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+        match &self.fence {
+            Some(f) => f.check(tx).await,
+            None => Ok(()),
+        }
     }
 
     async fn lease(&self) -> Result<pool::Lease, StoreError> {
@@ -622,6 +674,7 @@ impl Writer {
             .transaction()
             .await
             .map_err(db("starting a sync batch"))?;
+        self.check_fence(&tx).await?;
         let mut changed = 0;
         if batch.rows > 0 {
             let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
@@ -767,6 +820,7 @@ impl Writer {
             .transaction()
             .await
             .map_err(db("starting a checkpoint"))?;
+        self.check_fence(&tx).await?;
         record_checkpoint(&tx, connection, object, 0, checkpoint).await?;
         tx.commit().await.map_err(db("committing a checkpoint"))
     }
@@ -1308,12 +1362,31 @@ impl Writer {
             quote_ident(&c.name),
             c.ty.pg_type()
         );
-        self.lease()
-            .await?
-            .client
-            .execute(&sql, &[&values])
-            .await
-            .map_err(db(format!("deleting from {}", t.qualified())))
+        self.fenced_execute(
+            &sql,
+            &[&values],
+            &format!("deleting from {}", t.qualified()),
+        )
+        .await
+    }
+
+    /// Runs one statement in a transaction that checks the writer's fence
+    /// first (without one, on its own).
+    async fn fenced_execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        let mut s = self.lease().await?;
+        if self.fence.is_none() {
+            return s.client.execute(sql, params).await.map_err(db(what));
+        }
+        let tx = s.client.transaction().await.map_err(db(what))?;
+        self.check_fence(&tx).await?;
+        let n = tx.execute(sql, params).await.map_err(db(what))?;
+        tx.commit().await.map_err(db(what))?;
+        Ok(n)
     }
 
     /// Deletes `child`'s rows whose column `column` names no row of
@@ -1333,12 +1406,12 @@ impl Writer {
             parent = parent.qualified(),
             pk = quote_ident(&parent.columns[parent.primary_key].name),
         );
-        self.lease()
-            .await?
-            .client
-            .execute(&sql, &[])
-            .await
-            .map_err(db(format!("deleting orphans from {}", child.qualified())))
+        self.fenced_execute(
+            &sql,
+            &[],
+            &format!("deleting orphans from {}", child.qualified()),
+        )
+        .await
     }
 }
 
@@ -1410,7 +1483,9 @@ impl CopyBatch {
     /// An empty batch for a table whose primary key is column `primary_key`.
     pub fn new(primary_key: usize) -> CopyBatch {
         CopyBatch {
-            buf: BytesMut::with_capacity(64 * 1024),
+            // Grown by the first batches to what they need, then reused: a
+            // thousand objects backfilling a few records each need little.
+            buf: BytesMut::with_capacity(4 * 1024),
             rows: 0,
             primary_key,
             keys: HashSet::new(),
@@ -1626,6 +1701,7 @@ mod tests {
         "4b51620e0f36baa229b76e753f2d2ee3a0bcec3a01fc176b0b3134a31e32e4e0",
         "1d81874e624a6a6d1b5f92a091c082d1fab6f1d28297f85af23990df5e64eda4",
         "c786f9fdb28cb4a60d093dbba467eaa7c758ffcb4de5834efc5979eedfd9da81",
+        "1cd35418372052e5b0b115a1a1c1722db752ea24c50572ec2d6eee5b96be7e3e",
     ];
 
     #[test]

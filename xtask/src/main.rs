@@ -61,7 +61,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks `sync`, `proxy`, `write`, `account`, `bulk` and `events`, each
+    /// Benchmarks `sync`, `proxy`, `write`, `account`, `bulk`, `events` and `scale`, each
     /// reported against a baseline measured in the same run (`cargo xtask bench --help`).
     #[command(disable_help_flag = true)]
     Bench {

@@ -222,7 +222,7 @@ struct Inner {
     params: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     auth: auth::Method,
-    http: Http,
+    http: Arc<Http>,
     budget: Arc<Budget>,
     /// The budgets of the spec's endpoint limits, each beside its limit.
     endpoint_budgets: Vec<(EndpointLimit, Arc<Budget>)>,
@@ -282,11 +282,21 @@ struct Http {
 }
 
 impl Http {
-    fn new(timeout: Duration) -> Http {
-        Http {
+    /// The process's pools of clients with this timeout, shared by every
+    /// connection: a client holds its TLS roots and connections, so one set
+    /// per connection would cost a thousand accounts hundreds of MB.
+    fn shared(timeout: Duration) -> Arc<Http> {
+        static SHARED: std::sync::Mutex<Vec<Arc<Http>>> = std::sync::Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = shared.iter().find(|h| h.timeout == timeout) {
+            return h.clone();
+        }
+        let h = Arc::new(Http {
             timeout,
             per_thread: thread_local::ThreadLocal::new(),
-        }
+        });
+        shared.push(h.clone());
+        h
     }
 
     fn get(&self) -> Result<&reqwest::Client, reqwest::Error> {
@@ -479,7 +489,7 @@ impl Client {
                 .metrics
                 .watch_quota(&config.connection, move || watched.state());
         }
-        let http = Http::new(config.retry.timeout);
+        let http = Http::shared(config.retry.timeout);
         // Built once here so a client that cannot be built is a config error
         // now, not a failed request later.
         http.get().map_err(|e| {

@@ -1,7 +1,8 @@
 //! One configured connection as the catalog sees it: its config, its spec
 //! (with the connection's rate-limit override) and its API client.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sequin_spec::Connector;
 
@@ -19,6 +20,44 @@ pub struct Connection {
     pub client: Client,
 }
 
+/// The spec a connection runs: the compiled-in one with the connection's
+/// rate limit, shared by every connection with the same (a spec is a few
+/// MB in memory; a thousand copies of Stripe's would be most of a
+/// process). A spec set by an embedding program is the connection's own.
+fn spec_of(conn: &ConnectionConfig) -> Arc<Connector> {
+    type Key = (String, Option<(u32, String)>);
+    static SHARED: Mutex<BTreeMap<Key, Arc<Connector>>> = Mutex::new(BTreeMap::new());
+    let with_limit = |base: &Connector| {
+        let mut spec = base.clone();
+        if let Some(r) = &conn.rate_limit {
+            spec.rate_limit.requests = r.requests;
+            spec.rate_limit.per = r.per.clone();
+            spec.rate_limit.burst = None;
+        }
+        Arc::new(spec)
+    };
+    if let Some(own) = &conn.spec {
+        return with_limit(own);
+    }
+    let key = (
+        conn.connector.clone(),
+        conn.rate_limit
+            .as_ref()
+            .map(|r| (r.requests, format!("{:?}", r.per))),
+    );
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    shared
+        .entry(key)
+        .or_insert_with(|| {
+            with_limit(
+                &registry::get(&conn.connector)
+                    .expect("config is checked")
+                    .spec,
+            )
+        })
+        .clone()
+}
+
 impl Connection {
     /// The spec (with the connection's rate-limit override) and the API
     /// client of `conn`. Every client of one connection in this process
@@ -31,14 +70,7 @@ impl Connection {
         metrics: &Metrics,
     ) -> Result<Connection, Error> {
         static BUDGETS: OnceLock<Budgets> = OnceLock::new();
-        let loaded = registry::get(&conn.connector).expect("config is checked");
-        let mut spec = conn.spec.as_deref().unwrap_or(&loaded.spec).clone();
-        if let Some(r) = &conn.rate_limit {
-            spec.rate_limit.requests = r.requests;
-            spec.rate_limit.per = r.per.clone();
-            spec.rate_limit.burst = None;
-        }
-        let spec = Arc::new(spec);
+        let spec = spec_of(conn);
         let mut cc = ClientConfig::new(conn.name.clone());
         cc.base_url = conn.base_url.clone();
         cc.token_url = conn.token_url.clone();

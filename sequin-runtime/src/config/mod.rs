@@ -44,6 +44,39 @@ pub struct Config {
     /// The Postgres sessions sync shares between every connection.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// How the processes pointed at one database share the connections.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Work shared across processes: each connection is synced by the process
+/// holding its lease; a process that stops heartbeating loses its leases
+/// after `failover`, and the others take its connections over.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(default = "default_failover", deserialize_with = "duration")]
+    pub failover: Duration,
+    /// Objects backfilling at once in a process; the others wait.
+    #[serde(default = "default_backfills")]
+    pub backfills: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            failover: default_failover(),
+            backfills: default_backfills(),
+        }
+    }
+}
+
+fn default_backfills() -> usize {
+    32
+}
+
+fn default_failover() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// Sync's Postgres sessions: `size` at most, whatever the number of
@@ -586,6 +619,18 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.sync.backfills == 0 {
+            return Err((
+                "/sync/backfills".into(),
+                "sync.backfills must be at least 1 (default 32)".into(),
+            ));
+        }
+        if self.sync.failover < Duration::from_secs(1) {
+            return Err((
+                "/sync/failover".into(),
+                "sync.failover must be at least 1s (default 15s): processes heartbeat three times per failover".into(),
+            ));
         }
         if self.pool.idle_timeout.is_zero() {
             return Err((

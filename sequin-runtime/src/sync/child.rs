@@ -163,7 +163,10 @@ pub(super) async fn run_child(
     }
     let mut writer = ctx.writer();
     if !writer
-        .as_backfill(async |w| backfill_until_done(&ctx, w, &child).await)
+        .as_backfill(async |w| {
+            let _slot = ctx.backfill_slot().await;
+            backfill_until_done(&ctx, w, &child).await
+        })
         .await?
     {
         return Ok(());

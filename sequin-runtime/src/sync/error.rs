@@ -69,6 +69,8 @@ impl SyncError {
             SyncError::Store(StoreError::Connect { .. }) => true,
             // A refused certificate or sslmode waits for the operator.
             SyncError::Store(StoreError::Tls { .. }) => false,
+            // Another process syncs the connection now.
+            SyncError::Store(StoreError::Fenced { .. }) => false,
             SyncError::Store(StoreError::Db { source, .. }) => match source.code() {
                 None => true,
                 Some(c) => {

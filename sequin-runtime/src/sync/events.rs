@@ -154,7 +154,8 @@ pub async fn run(
         .checkpoint(&ctx.api.config.name, EVENTS, &live)
         .await?;
     loop {
-        match poll(&ctx, &mut writer, &objects).await {
+        // Boxed: the feed's task sleeps between polls with a small future.
+        match Box::pin(poll(&ctx, &mut writer, &objects)).await {
             Ok(n) if n > 0 => {
                 tracing::info!(connection = %ctx.api.config.name, events = n, "events applied")
             }

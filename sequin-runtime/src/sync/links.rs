@@ -133,7 +133,10 @@ pub(super) async fn run_link(
         }
     }
     if !writer
-        .as_backfill(async |w| backfill(&ctx, w, &l).await)
+        .as_backfill(async |w| {
+            let _slot = ctx.backfill_slot().await;
+            backfill(&ctx, w, &l).await
+        })
         .await?
     {
         return Ok(());

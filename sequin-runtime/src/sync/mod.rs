@@ -38,6 +38,7 @@ mod error;
 mod events;
 mod fallback;
 mod job;
+mod lease;
 mod links;
 mod object;
 mod poll;
@@ -46,13 +47,13 @@ mod quota;
 mod window;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sequin_spec::model::{Incremental, Pagination};
 use sequin_spec::record::{Cell, decode_row};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::catalog::{self, ObjectPlan};
 use crate::config::Config;
@@ -93,70 +94,132 @@ pub async fn run(
     drop(admin);
     let pool = store::Pool::new(&url, config.pool.settings());
     opts.metrics.watch_pool(pool.stats());
-    let mut tasks = tokio::task::JoinSet::new();
-    for conn in &config.connections {
-        opts.metrics
+    let engine = Engine {
+        pool,
+        backfills: Arc::new(Semaphore::new(config.sync.backfills)),
+        opts,
+    };
+    // `--once` is a one-off pass over every connection; a running engine
+    // syncs the connections whose leases it holds.
+    let result = if engine.opts.once {
+        engine.run_all(config, shutdown).await
+    } else {
+        lease::run_leased(config, &engine, shutdown).await
+    };
+    registration.stop().await;
+    result
+}
+
+/// What the connections of one engine share: the pool, the backfill
+/// slots, the options.
+struct Engine {
+    pool: store::Pool,
+    backfills: Arc<Semaphore>,
+    opts: Options,
+}
+
+impl Engine {
+    /// Starts `conn`, fenced by `fence` (its lease's token), until
+    /// `shutdown`.
+    fn start(
+        &self,
+        conn: &crate::config::ConnectionConfig,
+        fence: Option<store::Fence>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<Result<(), SyncError>> {
+        self.opts
+            .metrics
             .part(Part::Connection(conn.name.clone()), PartState::Starting);
-        let conn = conn.clone();
         let sessions = Sessions {
-            share: pool.share(conn.max_sessions),
-            pool: pool.clone(),
+            share: self.pool.share(conn.max_sessions),
+            pool: self.pool.clone(),
+            fence,
+            backfills: self.backfills.clone(),
         };
-        let opts = opts.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
+        let conn = conn.clone();
+        let opts = self.opts.clone();
+        tokio::spawn(async move {
             let name = conn.name.clone();
             let connector = conn.connector.clone();
             connection::run_connection_resilient(sessions, conn, opts, shutdown)
                 .await
-                .map_err(|e| match e {
-                    e @ SyncError::Api(_) if e.is_auth() => {
-                        let spec = &registry::get(&connector).expect("config is checked").spec;
-                        let names: Vec<String> = crate::config::required_credentials(spec)
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect();
-                        SyncError::Credentials {
-                            connection: name,
-                            credentials: names.join(", "),
-                            source: Box::new(e),
-                        }
-                    }
-                    e => e,
-                })
-        });
+                .map_err(|e| credentials_error(e, name, &connector))
+        })
     }
-    let mut first_error = None;
-    while let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "connection stopped");
+
+    /// Every connection of `config` at once (no leases), until each ended;
+    /// the first error.
+    async fn run_all(
+        &self,
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), SyncError> {
+        let tasks: Vec<_> = config
+            .connections
+            .iter()
+            .map(|conn| self.start(conn, None, shutdown.clone()))
+            .collect();
+        let mut first_error = None;
+        for task in tasks {
+            if let Err(e) = ended(task.await) {
                 first_error.get_or_insert(e);
             }
-            Err(e) => {
-                first_error.get_or_insert(SyncError::Decode(format!("sync task panicked: {e}")));
-            }
         }
-    }
-    registration.stop().await;
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+        first_error.map_or(Ok(()), Err)
     }
 }
 
-/// A connection's Postgres sessions: its share of the process's pool.
+/// How a connection's task ended, logged when it failed.
+fn ended(joined: Result<Result<(), SyncError>, tokio::task::JoinError>) -> Result<(), SyncError> {
+    let result = match joined {
+        Ok(r) => r,
+        Err(e) => Err(SyncError::Decode(format!("sync task panicked: {e}"))),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "connection stopped");
+    }
+    result
+}
+
+/// Refused credentials, worded with the credentials the connector needs.
+fn credentials_error(e: SyncError, connection: String, connector: &str) -> SyncError {
+    match e {
+        e @ SyncError::Api(_) if e.is_auth() => {
+            let spec = &registry::get(connector).expect("config is checked").spec;
+            let names: Vec<String> = crate::config::required_credentials(spec)
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect();
+            SyncError::Credentials {
+                connection,
+                credentials: names.join(", "),
+                source: Box::new(e),
+            }
+        }
+        e => e,
+    }
+}
+
+/// A connection's Postgres sessions: its share of the process's pool, the
+/// fence of its lease, and the process's backfill slots.
 #[derive(Clone)]
 struct Sessions {
     pool: store::Pool,
     share: store::Share,
+    fence: Option<store::Fence>,
+    /// Objects backfilling at once in the process (`sync.backfills`): a
+    /// backfill holds pages, batches and HTTP connections, and a thousand
+    /// accounts starting together would hold them all at once.
+    backfills: Arc<Semaphore>,
 }
 
 impl Sessions {
-    /// A writer within the connection's share.
+    /// A writer within the connection's share, committing only while the
+    /// connection's lease holds.
     fn writer(&self) -> Writer {
-        self.pool.writer(Some(self.share.clone()))
+        self.pool
+            .writer(Some(self.share.clone()))
+            .fenced(self.fence.clone())
     }
 }
 
@@ -187,6 +250,16 @@ impl Ctx {
     /// A writer within the connection's share of the pool.
     fn writer(&self) -> Writer {
         self.sessions.writer()
+    }
+
+    /// Waits for one of the process's backfill slots.
+    async fn backfill_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.sessions
+            .backfills
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the backfill slots are never closed")
     }
 
     /// Whether `plan` is kept current by the events feed now (not when the

@@ -24,7 +24,9 @@ pub(super) async fn run_object(
     mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {
     let mut writer = ctx.writer();
-    let added = prepare(&ctx, &mut writer, &mut plan).await?;
+    // The heavy steps are boxed: a task's future is as big as its biggest
+    // step, and thousands of objects spend their lives asleep between polls.
+    let added = Box::pin(prepare(&ctx, &mut writer, &mut plan)).await?;
     let state = writer.state(&ctx.api.config.name, &plan.table.name).await?;
     // Fields added upstream while Sequin was stopped need a re-list (a
     // backfill lists them anyway).
@@ -38,7 +40,7 @@ pub(super) async fn run_object(
         && state.backfill_cursor.is_none()
         && state.incremental_cursor.is_none();
     if !writer
-        .as_backfill(async |w| backfill_until_done(&ctx, w, &plan, state).await)
+        .as_backfill(async |w| Box::pin(backfill_until_done(&ctx, w, &plan, state)).await)
         .await?
     {
         return Ok(());
@@ -110,6 +112,8 @@ async fn backfill_until_done(
             Some(_) => state.rows_synced.max(0) as u64,
             None => 0,
         };
+        // A slot per attempt: a backfill waiting out a failure holds none.
+        let slot = ctx.backfill_slot().await;
         let Err(e) = backfill::backfill(
             ctx,
             writer,
@@ -122,6 +126,7 @@ async fn backfill_until_done(
         else {
             break;
         };
+        drop(slot);
         // Shown by `sequin status`; the committed batches stay.
         writer
             .record_error(name, &plan.table.name, &e.to_string())
@@ -158,18 +163,18 @@ async fn keep_current(
     let mut last_discovery = Instant::now();
     loop {
         if !ctx.by_events(plan) {
-            poll(ctx, writer, plan).await?;
+            Box::pin(poll(ctx, writer, plan)).await?;
         }
         if ctx.opts.once || ctx.stopping() {
             return Ok(());
         }
         let refreshed = if plan.dynamic_table {
-            discover::refresh_dynamic(ctx, writer, plan, discovered).await
+            Box::pin(discover::refresh_dynamic(ctx, writer, plan, discovered)).await
         } else if let Some(every) = discovery_every
             && last_discovery.elapsed() >= every
         {
             last_discovery = Instant::now();
-            discover::refresh_fields(ctx, writer, plan).await
+            Box::pin(discover::refresh_fields(ctx, writer, plan)).await
         } else {
             Ok(Vec::new())
         };
@@ -180,7 +185,7 @@ async fn keep_current(
             }
         }
         if pending_resync {
-            match discover::resync(ctx, writer, plan).await {
+            match Box::pin(discover::resync(ctx, writer, plan)).await {
                 Ok(()) => pending_resync = false,
                 Err(e) => {
                     tracing::warn!(connection = %name, table = %plan.table.name, error = %e, "re-listing for new columns failed; will retry");

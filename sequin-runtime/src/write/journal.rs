@@ -116,7 +116,12 @@ impl Journal {
                  SELECT id::uuid, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key, 'intent', $11
                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
                                $7::int8[], $8::jsonb[], $9::jsonb[], $10::text[])
-                     AS x(id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key)",
+                     AS x(id, connection, object, op, api_id, xid, capture_id, request, undo, idempotency_key)
+                   -- Waits while the reconciler undoes an earlier write of
+                   -- the record (RECORD_CLASS).
+                   LEFT JOIN LATERAL (
+                        SELECT pg_catalog.pg_advisory_xact_lock_shared($12, pg_catalog.hashtext(x.connection || '/' || x.object || '/' || x.api_id))
+                         WHERE x.api_id IS NOT NULL) AS held ON true",
             )
             .await
             .map_err(|source| StoreError::Db {
@@ -197,6 +202,7 @@ impl Journal {
                     &undos,
                     &keys,
                     &process_id(),
+                    &RECORD_CLASS,
                 ],
             )
             .await?;
@@ -254,6 +260,15 @@ impl Journal {
         Ok(())
     }
 }
+
+/// The advisory lock class of one record (`hashtext` of `connection /
+/// object / api id`): the reconciler holds it exclusively while it reads a
+/// record at the API and writes an aborted update's old values back, and
+/// journalling an intent for the record takes it shared, so a client's
+/// write of the record is either journalled before (and the reconciler,
+/// seeing it, leaves the record alone) or sent after the old values are.
+/// ASCII `SQNR`.
+pub const RECORD_CLASS: i32 = 0x5351_4E52;
 
 /// The advisory lock class that marks the journal sessions of a running
 /// Sequin process: ASCII `SQNP` (see migration 0006).

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use crate::api::{ApiError, Priority, SendRequest, write_body};
 
-use super::journal::{Journal, PROCESS_CLASS};
+use super::journal::{Journal, PROCESS_CLASS, RECORD_CLASS};
 use super::path::PathVars;
 use super::rows::{cell_from_pg, cell_to_pg};
 use super::table::Table;
@@ -503,6 +503,65 @@ async fn undo_update(j: &Journal, t: &Table, p: &Pending) -> Settled {
             Some("the journal has no record id".into()),
         );
     };
+    // No client write of the record is journalled while its old values
+    // are read and written back (`RECORD_CLASS`).
+    let key = format!("{}/{}/{api_id}", p.connection, p.object);
+    if let Err(e) = record_lock(j, "pg_advisory_lock", &key).await {
+        return (
+            "compensation_failed",
+            Some(format!("locking the record: {e}")),
+        );
+    }
+    let settled = undo_update_locked(j, t, p, api_id).await;
+    if let Err(e) = record_lock(j, "pg_advisory_unlock", &key).await {
+        tracing::warn!(error = %e, "unlocking a record after undoing an update");
+    }
+    settled
+}
+
+/// Takes or gives back the reconciler's lock of one record.
+async fn record_lock(j: &Journal, function: &str, key: &str) -> Result<(), tokio_postgres::Error> {
+    j.client
+        .execute(
+            &format!("SELECT pg_catalog.{function}($1, pg_catalog.hashtext($2))"),
+            &[&RECORD_CLASS, &key],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// [`undo_update`] under the record's lock: nothing is sent when another
+/// transaction wrote the record after this one (its value stays).
+async fn undo_update_locked(j: &Journal, t: &Table, p: &Pending, api_id: &str) -> Settled {
+    let later: Result<bool, _> = j
+        .client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sequin.write_journal l, sequin.write_journal e
+                             WHERE e.id = $1::uuid AND l.connection = e.connection AND l.object = e.object
+                               AND l.api_id = e.api_id AND l.xid IS DISTINCT FROM e.xid
+                               AND l.created_at > e.created_at AND l.state <> 'rejected')",
+            &[&p.id],
+        )
+        .await
+        .map(|r| r.get(0));
+    match later {
+        Ok(true) => {
+            return (
+                "conflict",
+                Some(
+                    "another transaction wrote the record since this write; its change is kept"
+                        .into(),
+                ),
+            );
+        }
+        Ok(false) => {}
+        Err(e) => {
+            return (
+                "compensation_failed",
+                Some(format!("reading the journal: {e}")),
+            );
+        }
+    }
     let Some(ep) = &t.plan.endpoints.update else {
         return ("compensation_failed", Some("no update endpoint".into()));
     };
@@ -539,7 +598,7 @@ async fn undo_update(j: &Journal, t: &Table, p: &Pending) -> Settled {
             )),
         );
     }
-    let vars = super::apply::vars_at(t, &path_of(p)).with("id", api_id.clone());
+    let vars = super::apply::vars_at(t, &path_of(p)).with("id", api_id.to_string());
     let mut req = SendRequest::new(Priority::Write, ep, &vars);
     req.body = Some(write_body(&t.spec, ep, field("body").clone()));
     req.retry_safe = true;

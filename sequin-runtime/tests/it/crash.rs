@@ -387,6 +387,24 @@ async fn sigkill_during_write_through_transactions_leaves_no_uncommitted_effect(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
+        // The seeded customers are synced before they are written (an
+        // UPDATE of a row sync has not brought in yet changes nothing).
+        let start = Instant::now();
+        while db_client
+            .query_one(
+                "SELECT count(*) FROM stripe.customer WHERE id = ANY($1)",
+                &[&seeded],
+            )
+            .await
+            .map_or(0, |r| r.get::<_, i64>(0))
+            < seeded.len() as i64
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the seeded customers were not synced"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // A transaction that commits.
         let kept_id = &seeded[round % seeded.len()];
         let kept_name = format!("Kept {round}");

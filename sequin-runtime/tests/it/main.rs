@@ -18,5 +18,6 @@ mod events_nats;
 mod events_ops;
 mod layering;
 mod pool;
+mod scale_out;
 mod status_progress;
 mod store;

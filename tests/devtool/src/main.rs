@@ -16,6 +16,7 @@ mod bench_account;
 mod bench_bulk;
 mod bench_events;
 mod bench_proxy;
+mod bench_scale;
 mod bench_sync;
 mod bench_write;
 mod demo;
@@ -72,6 +73,11 @@ enum BenchWhich {
     /// the outbox's cost on a backfill (events off vs on, with and without
     /// backfill rows).
     Events(bench_events::BenchEventsArgs),
+    /// Many accounts (issue #16): N Stripe connections of seven objects in
+    /// one `sequin sync` against a Postgres of 50 sessions: time to every
+    /// object live, Postgres sessions used, peak RSS, CPU per connection
+    /// per poll.
+    Scale(bench_scale::BenchScaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
             BenchWhich::Account(args) => bench_account::run(args),
             BenchWhich::Bulk(args) => bench_bulk::run(args),
             BenchWhich::Events(args) => bench_events::run(args),
+            BenchWhich::Scale(args) => bench_scale::run(args),
         },
     };
     match result {

@@ -30,17 +30,25 @@ pub fn serve_config(cfg: sequin_sim::SimConfig, seed: impl FnOnce(&sequin_sim::S
     rt.block_on(async {
         let sim = sequin_sim::start(cfg, "127.0.0.1:0".parse()?).await?;
         seed(&sim);
-        println!("listening on {} token {}", sim.base_url(), sim.token());
-        std::io::stdout().flush()?;
-        // Blocks a worker thread until EOF; the simulator runs on the others.
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await?;
+        announce_and_wait(&sim).await?;
         sim.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// The child's side once its simulators listen: prints `listening on <url>
+/// token <token>` of `sim` (what [`start`] waits for) and returns when stdin
+/// closes (the parent exited or is done with it).
+pub async fn announce_and_wait(sim: &sequin_sim::Sim) -> Result<()> {
+    println!("listening on {} token {}", sim.base_url(), sim.token());
+    std::io::stdout().flush()?;
+    // Blocks a worker thread until EOF; the simulators run on the others.
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await?;
+    Ok(())
 }
 
 /// The parent: runs this binary with `args` (which select [`serve`]);

@@ -1,0 +1,356 @@
+//! Work shared across processes: every `sequin sync` / `sequin run`
+//! process pointed at one database syncs the connections it holds a lease
+//! on (`sequin.lease`, migration 0012), and only those.
+//!
+//! - A process is a row of `sequin.worker`, heartbeated every
+//!   `failover / 3`; its leases expire `failover` after its last
+//!   heartbeat.
+//! - At each heartbeat a process renews its leases, works out its share
+//!   (the configured connections divided by the live processes, rounded
+//!   up), gives back what it holds beyond it (after stopping those
+//!   connections) and takes free or expired leases up to it, with `FOR
+//!   UPDATE SKIP LOCKED`, so two processes never take one lease.
+//! - Each take increments the lease's fencing token. Every batch a
+//!   connection commits first locks its lease row `FOR SHARE` where the
+//!   token is the one it was started with (`store::Fence`): a process that
+//!   lost its lease (stalled past `failover`, its lease taken over) cannot
+//!   commit, and a takeover waits for a batch in flight to end.
+//! - A new process registers, then waits a moment ([`SETTLE`]) before its
+//!   first take, so that processes started together see each other and
+//!   split the work at once rather than after one of them has started
+//!   everything.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{Engine, SyncError, ended};
+use crate::config::Config;
+use crate::metrics::Part;
+use crate::store::{self, Fence, Origin, StoreError, db};
+
+/// This process in `sequin.worker`.
+pub(super) struct Worker {
+    pub(super) id: String,
+    failover: Duration,
+    pool: store::Pool,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Default)]
+pub(super) struct Beat {
+    /// Leases held and renewed, with their tokens.
+    pub(super) held: BTreeMap<String, i64>,
+    /// Leases to give back (beyond this process's share), most recent
+    /// names first; their connections are stopped before [`Worker::release`].
+    pub(super) surplus: Vec<String>,
+    /// Leases taken by this heartbeat, with their new tokens.
+    pub(super) taken: Vec<(String, i64)>,
+}
+
+impl Worker {
+    /// This process, not registered yet.
+    pub(super) fn new(pool: store::Pool, failover: Duration) -> Worker {
+        let id = format!(
+            "{}:{}:{:08x}",
+            crate::guard::hostname(),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Worker { id, failover, pool }
+    }
+
+    /// How often this process heartbeats.
+    pub(super) fn heartbeat(&self) -> Duration {
+        self.failover / 3
+    }
+
+    /// Registers or renews this process and the leases it holds; when
+    /// `take` (not on the first heartbeat), works out its share of
+    /// `configured` and takes free leases up to it.
+    pub(super) async fn beat(&self, configured: &[String], take: bool) -> Result<Beat, StoreError> {
+        let session = self.pool.lease(None, Origin::Sync).await?;
+        let c = session.client();
+        let failover = self.failover.as_secs_f64();
+        c.execute(
+            "INSERT INTO sequin.worker (id, heartbeat_at, expires_at)
+             VALUES ($1, now(), now() + make_interval(secs => $2))
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
+            &[&self.id, &failover],
+        )
+        .await
+        .map_err(db("heartbeating this process in sequin.worker"))?;
+        c.execute(
+            "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            &[&configured],
+        )
+        .await
+        .map_err(db("recording the connections' leases"))?;
+        let held: BTreeMap<String, i64> = c
+            .query(
+                "UPDATE sequin.lease SET expires_at = now() + make_interval(secs => $2)
+                  WHERE holder = $1 RETURNING connection, token",
+                &[&self.id, &failover],
+            )
+            .await
+            .map_err(db("renewing this process's leases"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut beat = Beat {
+            held,
+            ..Beat::default()
+        };
+        if !take {
+            return Ok(beat);
+        }
+        let workers: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sequin.worker WHERE expires_at > now()",
+                &[],
+            )
+            .await
+            .map_err(db("counting the live processes"))?
+            .get(0);
+        let share = configured
+            .len()
+            .div_ceil(usize::try_from(workers.max(1)).unwrap_or(1));
+        let held = beat.held.len();
+        if held > share {
+            beat.surplus = beat.held.keys().rev().take(held - share).cloned().collect();
+            return Ok(beat);
+        }
+        let wanted = i64::try_from(share - held).unwrap_or(0);
+        if wanted > 0 {
+            beat.taken = c
+                .query(
+                    "UPDATE sequin.lease l
+                        SET holder = $1, token = l.token + 1, taken_at = now(),
+                            expires_at = now() + make_interval(secs => $2)
+                      WHERE l.connection IN (
+                            SELECT connection FROM sequin.lease
+                             WHERE connection = ANY($3) AND (holder IS NULL OR expires_at < now())
+                             ORDER BY connection LIMIT $4 FOR UPDATE SKIP LOCKED)
+                      RETURNING connection, token",
+                    &[&self.id, &failover, &configured, &wanted],
+                )
+                .await
+                .map_err(db("taking leases"))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+        }
+        Ok(beat)
+    }
+
+    /// Gives back the lease of `connection` (its tasks have stopped).
+    pub(super) async fn release(&self, connections: &[String]) -> Result<(), StoreError> {
+        if connections.is_empty() {
+            return Ok(());
+        }
+        let session = self.pool.lease(None, Origin::Sync).await?;
+        session
+            .client()
+            .execute(
+                "UPDATE sequin.lease SET holder = NULL, expires_at = NULL
+                  WHERE connection = ANY($1) AND holder = $2",
+                &[&connections, &self.id],
+            )
+            .await
+            .map_err(db("giving back leases"))?;
+        Ok(())
+    }
+
+    /// Gives back every lease and leaves `sequin.worker` (shutting down).
+    pub(super) async fn leave(&self) -> Result<(), StoreError> {
+        let session = self.pool.lease(None, Origin::Sync).await?;
+        let c = session.client();
+        c.execute(
+            "UPDATE sequin.lease SET holder = NULL, expires_at = NULL WHERE holder = $1",
+            &[&self.id],
+        )
+        .await
+        .map_err(db("giving back leases"))?;
+        c.execute("DELETE FROM sequin.worker WHERE id = $1", &[&self.id])
+            .await
+            .map_err(db("leaving sequin.worker"))?;
+        Ok(())
+    }
+}
+
+/// How long a new process waits between registering and taking leases.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// How often, between heartbeats, the connections' tasks are looked at.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Whether this process holds every configured connection and each one's
+/// task has ended (failed for good).
+fn all_ended(held: &BTreeMap<String, Held>, configured: usize) -> bool {
+    !held.is_empty() && held.len() == configured && held.values().all(|h| h.task.is_finished())
+}
+
+/// A connection this process runs under its lease.
+struct Held {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), SyncError>>,
+}
+
+/// Runs the connections this process holds leases on, taking and giving
+/// them back as processes come and go, until `shutdown`, or until every
+/// configured connection is held here and has stopped. Either way it
+/// returns the first error of the connections it ran last (so one process
+/// alone keeps `sequin sync`'s exit status: it fails when a connection
+/// did).
+pub(super) async fn run_leased(
+    config: &Config,
+    engine: &Engine,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let worker = Worker::new(engine.pool.clone(), config.sync.failover);
+    let configured: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+    let mut held: BTreeMap<String, Held> = BTreeMap::new();
+    let mut beats = 0u64;
+    let mut last_beat = Instant::now();
+    'beats: loop {
+        match worker.beat(&configured, beats > 0).await {
+            Ok(beat) => {
+                last_beat = Instant::now();
+                follow(&worker, beat, &mut held, config, engine).await;
+                if beats == 1 {
+                    forget_unheld(engine, &configured, &held);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; retrying");
+                if last_beat.elapsed() > config.sync.failover {
+                    // The leases have expired: other processes may run
+                    // these connections now.
+                    let all: Vec<String> = held.keys().cloned().collect();
+                    stop(&mut held, &all, engine).await;
+                }
+            }
+        }
+        // The first heartbeat registers; the second, a moment later, takes
+        // (processes started together see each other by then).
+        let next = Instant::now()
+            + if beats == 0 {
+                worker.heartbeat().min(SETTLE)
+            } else {
+                worker.heartbeat()
+            };
+        beats += 1;
+        while Instant::now() < next {
+            if all_ended(&held, configured.len()) {
+                let result = first_error(held).await;
+                let _ = worker.leave().await;
+                return result;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK.min(next - Instant::now())) => {}
+                _ = shutdown.wait_for(|s| *s) => break 'beats,
+            }
+        }
+    }
+    // Shutting down: the engine ends with the first connection's error, as
+    // when it runs every connection itself.
+    for h in held.values() {
+        let _ = h.stop.send(true);
+    }
+    let result = first_error(held).await;
+    if let Err(e) = worker.leave().await {
+        tracing::warn!(error = %e, "could not give back this process's leases (they expire on their own)");
+    }
+    result
+}
+
+/// Follows a heartbeat: stops the connections whose leases were lost,
+/// gives back the surplus once stopped, starts the ones taken (and any
+/// held but not running, after a heartbeat outage stopped them).
+async fn follow(
+    worker: &Worker,
+    beat: Beat,
+    held: &mut BTreeMap<String, Held>,
+    config: &Config,
+    engine: &Engine,
+) {
+    let lost: Vec<String> = held
+        .keys()
+        .filter(|c| !beat.held.contains_key(*c))
+        .cloned()
+        .collect();
+    for c in &lost {
+        tracing::warn!(connection = %c, "this process lost the lease of the connection (it expired and another process took it); stopping it here");
+    }
+    stop(held, &lost, engine).await;
+    if !beat.surplus.is_empty() {
+        stop(held, &beat.surplus, engine).await;
+        match worker.release(&beat.surplus).await {
+            Ok(()) => {
+                tracing::info!(connections = ?beat.surplus, "gave back leases for another process to take")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give back leases (they expire on their own)")
+            }
+        }
+    }
+    let start: Vec<(String, i64)> = beat
+        .held
+        .into_iter()
+        .filter(|(c, _)| !held.contains_key(c) && !beat.surplus.contains(c))
+        .chain(beat.taken)
+        .collect();
+    for (name, token) in start {
+        let Some(conn) = config.connection(&name) else {
+            continue;
+        };
+        tracing::info!(connection = %name, token, "syncing the connection under its lease");
+        let (stop, rx) = watch::channel(false);
+        let fence = Fence {
+            connection: name.clone(),
+            token,
+        };
+        let task = engine.start(conn, Some(fence), rx);
+        held.insert(name, Held { stop, task });
+    }
+}
+
+/// How long a stopping connection may take before its task is aborted.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// Stops `names` among `held` and waits for their tasks.
+async fn stop(held: &mut BTreeMap<String, Held>, names: &[String], engine: &Engine) {
+    let stopping: Vec<(String, Held)> = names
+        .iter()
+        .filter_map(|n| held.remove(n).map(|h| (n.clone(), h)))
+        .collect();
+    for (_, h) in &stopping {
+        let _ = h.stop.send(true);
+    }
+    for (name, mut h) in stopping {
+        if tokio::time::timeout(STOP_WAIT, &mut h.task).await.is_err() {
+            h.task.abort();
+        }
+        engine.opts.metrics.forget(&Part::Connection(name));
+    }
+}
+
+/// After the first heartbeat that took leases: the connections other
+/// processes sync are not this process's to be ready for (`/readyz`).
+fn forget_unheld(engine: &Engine, configured: &[String], held: &BTreeMap<String, Held>) {
+    for c in configured.iter().filter(|c| !held.contains_key(*c)) {
+        engine.opts.metrics.forget(&Part::Connection(c.clone()));
+    }
+}
+
+/// The first error of the (ended) connection tasks.
+async fn first_error(held: BTreeMap<String, Held>) -> Result<(), SyncError> {
+    let mut first = None;
+    for (_, h) in held {
+        if let Err(e) = ended(h.task.await) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

@@ -537,7 +537,7 @@ async fn undo_update_locked(j: &Journal, t: &Table, p: &Pending, api_id: &str) -
         .client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM sequin.write_journal l, sequin.write_journal e
-                             WHERE e.id = $1::uuid AND l.connection = e.connection AND l.object = e.object
+                             WHERE e.id = $1::text::uuid AND l.connection = e.connection AND l.object = e.object
                                AND l.api_id = e.api_id AND l.xid IS DISTINCT FROM e.xid
                                AND l.created_at > e.created_at AND l.state <> 'rejected')",
             &[&p.id],

@@ -84,6 +84,9 @@ pub(crate) struct Session {
     pub(super) client: Client,
     /// Text columns of the session's staging table (0: none yet).
     pub(super) stage_width: usize,
+    /// Rows and batches staged since the staging table was last truncated.
+    pub(super) staged_rows: usize,
+    pub(super) staged_batches: usize,
     /// The value of `sequin.origin` in the session.
     origin: Origin,
 }
@@ -320,6 +323,8 @@ async fn open(url: &str) -> Result<Session, StoreError> {
     Ok(Session {
         client,
         stage_width: 0,
+        staged_rows: 0,
+        staged_batches: 0,
         origin: Origin::Sync,
     })
 }

@@ -27,7 +27,7 @@ pub(super) async fn run_object(
     // The heavy steps are boxed: a task's future is as big as its biggest
     // step, and thousands of objects spend their lives asleep between polls.
     let added = Box::pin(prepare(&ctx, &mut writer, &mut plan)).await?;
-    let state = writer.state(&ctx.api.config.name, &plan.table.name).await?;
+    let state = Box::pin(writer.state(&ctx.api.config.name, &plan.table.name)).await?;
     // Fields added upstream while Sequin was stopped need a re-list (a
     // backfill lists them anyway).
     let pending_resync = state.phase == Phase::Live && !added.is_empty();
@@ -51,13 +51,13 @@ pub(super) async fn run_object(
     if skip_poll {
         return Ok(());
     }
-    keep_current(
+    Box::pin(keep_current(
         &ctx,
         &mut writer,
         &mut plan,
         &mut discovered,
         pending_resync,
-    )
+    ))
     .await
 }
 

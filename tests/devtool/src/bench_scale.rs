@@ -201,6 +201,9 @@ fn measure(
     let steady_rss_mb = rss_kb(pid, "VmRSS")? as f64 / 1024.0;
     rt.block_on(check_sample(&pg, &accounts, args.records))?;
     drop(child);
+    let kept_log = std::env::temp_dir().join("bench-scale-sync.log");
+    let _ = std::fs::copy(dir.path().join("sync.log"), &kept_log);
+    eprintln!("sequin's log: {}", kept_log.display());
     drop(sim);
     let polls = accounts.len() as f64 * window / args.poll_interval.as_secs_f64();
     Ok(Measured {

@@ -742,7 +742,7 @@ impl Metrics {
         r.register(
             "sequin_sync_sessions_max",
             "The pool's size (pool.size): sync never opens more sessions",
-            gauge(stats.size.load(Ordering::Relaxed)),
+            gauge(stats.size),
         );
         r.register(
             "sequin_sync_session_waiters",

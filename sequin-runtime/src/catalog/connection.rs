@@ -25,7 +25,7 @@ pub struct Connection {
 /// MB in memory; a thousand copies of Stripe's would be most of a
 /// process). A spec set by an embedding program is the connection's own.
 fn spec_of(conn: &ConnectionConfig) -> Arc<Connector> {
-    type Key = (String, Option<(u32, String)>);
+    type Key = (String, Option<(u32, std::time::Duration)>);
     static SHARED: Mutex<BTreeMap<Key, Arc<Connector>>> = Mutex::new(BTreeMap::new());
     let with_limit = |base: &Connector| {
         let mut spec = base.clone();
@@ -41,9 +41,7 @@ fn spec_of(conn: &ConnectionConfig) -> Arc<Connector> {
     }
     let key = (
         conn.connector.clone(),
-        conn.rate_limit
-            .as_ref()
-            .map(|r| (r.requests, format!("{:?}", r.per))),
+        conn.rate_limit.as_ref().map(|r| (r.requests, r.per.get())),
     );
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     shared

@@ -47,7 +47,7 @@ impl Default for PoolSettings {
 #[derive(Debug, Default)]
 pub struct PoolStats {
     /// The configured size.
-    pub size: AtomicUsize,
+    pub size: usize,
     /// Sessions open now (lent or idle).
     pub open: AtomicUsize,
     /// Sessions lent now.
@@ -175,8 +175,10 @@ impl Drop for Lease {
 impl Pool {
     /// A pool of sessions to `url`; none is opened before a step needs it.
     pub fn new(url: &str, settings: PoolSettings) -> Pool {
-        let stats = Arc::new(PoolStats::default());
-        stats.size.store(settings.size, Ordering::Relaxed);
+        let stats = Arc::new(PoolStats {
+            size: settings.size,
+            ..PoolStats::default()
+        });
         let inner = Arc::new(Inner {
             url: url.to_string(),
             settings,
@@ -186,10 +188,6 @@ impl Pool {
         });
         tokio::spawn(close_idle(Arc::downgrade(&inner)));
         Pool { inner }
-    }
-
-    pub fn settings(&self) -> PoolSettings {
-        self.inner.settings
     }
 
     pub fn stats(&self) -> Arc<PoolStats> {
@@ -210,23 +208,20 @@ impl Pool {
         origin: Origin,
     ) -> Result<Lease, StoreError> {
         let stats = &self.inner.stats;
-        let asked = Instant::now();
-        stats.waiting.fetch_add(1, Ordering::Relaxed);
-        let waited = async {
-            let share = match share {
-                Some(s) => Some(s.permits.clone().acquire_owned().await),
-                None => None,
-            };
-            let permit = self.inner.permits.clone().acquire_owned().await;
-            (share, permit)
+        let waiting = Waiting::start(stats);
+        let closed = "the semaphores are never closed";
+        let share = match share {
+            Some(s) => Some(s.permits.clone().acquire_owned().await.expect(closed)),
+            None => None,
         };
-        let (share, permit) = Waiting(stats).run(waited).await;
-        stats.wait_us.fetch_add(
-            u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        let share = share.transpose().expect("the semaphores are never closed");
-        let permit = permit.expect("the semaphores are never closed");
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect(closed);
+        drop(waiting);
         let session = match self.inner.take_idle() {
             Some(s) => s,
             None => {
@@ -248,18 +243,28 @@ impl Pool {
     }
 }
 
-/// Counts a step as waiting while it waits, cancelled or not.
-struct Waiting<'a>(&'a PoolStats);
+/// A step waiting for a session, counted until dropped (the permits
+/// taken, or the step cancelled), with the time it waited.
+struct Waiting<'a> {
+    stats: &'a PoolStats,
+    since: Instant,
+}
 
-impl Waiting<'_> {
-    async fn run<T>(self, f: impl Future<Output = T>) -> T {
-        f.await
+impl<'a> Waiting<'a> {
+    fn start(stats: &'a PoolStats) -> Waiting<'a> {
+        stats.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting {
+            stats,
+            since: Instant::now(),
+        }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        let waited = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.wait_us.fetch_add(waited, Ordering::Relaxed);
     }
 }
 

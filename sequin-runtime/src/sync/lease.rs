@@ -66,10 +66,15 @@ impl Worker {
         self.failover / 3
     }
 
-    /// Registers or renews this process and the leases it holds; when
-    /// `take` (not on the first heartbeat), works out its share of
-    /// `configured` and takes free leases up to it.
-    pub(super) async fn beat(&self, configured: &[String], take: bool) -> Result<Beat, StoreError> {
+    /// The `first` heartbeat registers this process and a lease row for
+    /// each of the `configured` connections; the others renew it and the
+    /// leases it holds, work out its share of `configured` and take free
+    /// leases up to it.
+    pub(super) async fn beat(
+        &self,
+        configured: &[String],
+        first: bool,
+    ) -> Result<Beat, StoreError> {
         let session = self.pool.lease(None, Origin::Sync).await?;
         let c = session.client();
         let failover = self.failover.as_secs_f64();
@@ -81,12 +86,14 @@ impl Worker {
         )
         .await
         .map_err(db("heartbeating this process in sequin.worker"))?;
-        c.execute(
-            "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-            &[&configured],
-        )
-        .await
-        .map_err(db("recording the connections' leases"))?;
+        if first {
+            c.execute(
+                "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                &[&configured],
+            )
+            .await
+            .map_err(db("recording the connections' leases"))?;
+        }
         let held: BTreeMap<String, i64> = c
             .query(
                 "UPDATE sequin.lease SET expires_at = now() + make_interval(secs => $2)
@@ -102,7 +109,7 @@ impl Worker {
             held,
             ..Beat::default()
         };
-        if !take {
+        if first {
             return Ok(beat);
         }
         let workers: i64 = c
@@ -211,16 +218,19 @@ pub(super) async fn run_leased(
     let worker = Worker::new(engine.pool.clone(), config.sync.failover);
     let configured: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
-    let mut beats = 0u64;
+    // A heartbeat has registered this process; one has taken leases.
+    let (mut registered, mut taken) = (false, false);
     let mut last_beat = Instant::now();
     'beats: loop {
-        match worker.beat(&configured, beats > 0).await {
+        let taking = registered;
+        match worker.beat(&configured, !taking).await {
             Ok(beat) => {
                 last_beat = Instant::now();
                 follow(&worker, beat, &mut held, config, engine).await;
-                if beats == 1 {
+                if taking && !taken {
                     forget_unheld(engine, &configured, &held);
                 }
+                (registered, taken) = (true, taking);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeat failed; retrying");
@@ -232,15 +242,14 @@ pub(super) async fn run_leased(
                 }
             }
         }
-        // The first heartbeat registers; the second, a moment later, takes
+        // The first heartbeat registers; the next, a moment later, takes
         // (processes started together see each other by then).
         let next = Instant::now()
-            + if beats == 0 {
-                worker.heartbeat().min(SETTLE)
-            } else {
+            + if taking {
                 worker.heartbeat()
+            } else {
+                worker.heartbeat().min(SETTLE)
             };
-        beats += 1;
         while Instant::now() < next {
             if all_ended(&held, configured.len()) {
                 let result = first_error(held).await;

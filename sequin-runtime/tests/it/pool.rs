@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
+use sequin_pgtemp::eventually;
 use sequin_runtime::registry;
 use sequin_runtime::store::{self, Checkpoint, Pool, PoolSettings, Row, Table, Writer};
 use sequin_spec::record::Cell;
@@ -179,8 +180,12 @@ async fn many_connections_share_a_bounded_pool() {
         "temp tables per session: {staged:?}"
     );
     // Idle sessions close.
-    wait_until(Duration::from_secs(10), || async {
-        sync_sessions(&admin).await == 0 && stats.open.load(Ordering::Relaxed) == 0
+    eventually(Duration::from_secs(10), "idle sessions closed", || async {
+        let (sessions, open) = (
+            sync_sessions(&admin).await,
+            stats.open.load(Ordering::Relaxed),
+        );
+        (sessions == 0 && open == 0, (sessions, open))
     })
     .await;
 }
@@ -210,17 +215,4 @@ async fn a_connection_holds_at_most_its_share() {
         (1..=2).contains(&peak),
         "{peak} sessions for one connection, its share is 2"
     );
-}
-
-/// Waits until `check` holds, or panics after `limit`.
-async fn wait_until<F, Fut>(limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "idle sessions were not closed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -20,12 +20,14 @@
 //! row count from its account, or sync's sessions exceed the pool.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, SimConfig};
+
+use sequin_pgtemp::Killed;
 
 use crate::bench_sync::{chrono_free_date, migrate, proc_cpu_secs};
 use crate::sim_child;
@@ -43,10 +45,10 @@ pub struct BenchScaleArgs {
     #[arg(long, default_value_t = 10)]
     pub pool: usize,
     /// How often each connection polls its events feed once live.
-    #[arg(long, default_value = "5s", value_parser = humantime_secs)]
+    #[arg(long, default_value = "5s", value_parser = duration)]
     pub poll_interval: Duration,
     /// How long the steady state is measured.
-    #[arg(long, default_value = "30s", value_parser = humantime_secs)]
+    #[arg(long, default_value = "30s", value_parser = duration)]
     pub steady: Duration,
     /// Use this `sequin` binary instead of building it (release).
     #[arg(long)]
@@ -56,20 +58,13 @@ pub struct BenchScaleArgs {
     pub serve_sims: Option<Vec<String>>,
 }
 
-fn humantime_secs(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, String> {
     sequin_spec::duration::parse(s).ok_or_else(|| format!("`{s}` is not a duration (5s, 1m)"))
 }
 
-/// The seven objects each connection syncs.
-const OBJECTS: [(Kind, &str); 7] = [
-    (Kind::Customer, "customer"),
-    (Kind::Product, "product"),
-    (Kind::Price, "price"),
-    (Kind::Subscription, "subscription"),
-    (Kind::Invoice, "invoice"),
-    (Kind::PaymentIntent, "payment_intent"),
-    (Kind::Charge, "charge"),
-];
+/// The seven objects each connection syncs: those the simulator seeds
+/// (`Kind::CORE`), each one's table named like the object.
+const OBJECTS: [Kind; 7] = Kind::CORE;
 
 /// Postgres's `max_connections` in this benchmark: far below the
 /// connections synced.
@@ -218,16 +213,6 @@ fn measure(
     })
 }
 
-/// A child killed (and reaped) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Objects live; sessions of sync's pool and of the whole process (every
 /// client session of the database but this benchmark's own).
 async fn sample(pg: &tokio_postgres::Client) -> Result<(i64, i64, i64)> {
@@ -262,7 +247,7 @@ async fn check_sample(
     records: usize,
 ) -> Result<()> {
     for i in (0..accounts.len()).step_by(10) {
-        for (_, table) in OBJECTS {
+        for table in OBJECTS.map(Kind::name) {
             let n: i64 = pg
                 .query_one(&format!("SELECT count(*) FROM acct_{i}.{table}"), &[])
                 .await?
@@ -286,7 +271,7 @@ fn rss_kb(pid: u32, field: &str) -> Result<i64> {
 }
 
 fn config_yaml(url: &str, accounts: &[(String, String)], args: &BenchScaleArgs) -> String {
-    let objects: Vec<&str> = OBJECTS.iter().map(|(_, t)| *t).collect();
+    let objects = OBJECTS.map(Kind::name);
     let mut yaml = format!(
         "database_url: {url}\npool: {{ size: {} }}\nconnections:\n",
         args.pool

@@ -100,25 +100,8 @@ impl Running {
     }
 }
 
-/// Waits until `check` holds, polling every 50 ms, or panics after `limit`
-/// with `what` and the last value seen.
-pub async fn eventually<T: std::fmt::Debug, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = (bool, T)>,
-{
-    let start = Instant::now();
-    loop {
-        let (ok, last) = check().await;
-        if ok {
-            return last;
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}; last: {last:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// The test kit's wait, used by every end-to-end test.
+pub use sequin_pgtemp::eventually;
 
 /// Waits until every object of `connection` is live, and stays so with no
 /// object added for a moment (the tasks of an engine start concurrently: one

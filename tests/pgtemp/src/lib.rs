@@ -5,7 +5,8 @@
 //! scripts), [`process`] ([`Killed`], a child killed on drop,
 //! [`SimChild`], a simulator in a child process, and `alone`, a test in a
 //! process of its own), [`nats`] ([`NatsServer`], a throwaway
-//! `nats-server -js` for the NATS sink's tests).
+//! `nats-server -js` for the NATS sink's tests), [`wait`] ([`eventually`],
+//! waiting for what happens in the background).
 //!
 //! Postgres comes from one of two sources, in this order:
 //! 1. `DATABASE_URL`, when set: an existing server; every [`Database`] is a
@@ -37,10 +38,12 @@ pub mod drivers;
 pub mod nats;
 pub mod process;
 pub mod tls;
+pub mod wait;
 
 pub use client::{connect, connect_when_up};
 pub use nats::NatsServer;
 pub use process::{Killed, SimChild};
+pub use wait::eventually;
 
 /// What went wrong while getting a Postgres server.
 #[derive(Debug, thiserror::Error)]

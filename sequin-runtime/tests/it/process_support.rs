@@ -93,6 +93,23 @@ impl Sequin {
         self.child.wait().expect("reap the child")
     }
 
+    /// SIGTERM (a clean stop), then waits at most `limit` for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "no exit {limit:?} after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }

@@ -8,13 +8,15 @@
 //!   failover time; changes made upstream afterwards all arrive, and every
 //!   table ends equal to its account (no row lost or duplicated).
 //! - The killed process, started again, takes its share back.
+//! - A process stopped cleanly gives its leases back: the others take them
+//!   within a heartbeat, not a failover.
 //! - A lease taken over fences the process that held it: a writer with the
 //!   old token commits nothing (`Fenced`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sequin_pgtemp::connect;
+use sequin_pgtemp::{connect, eventually};
 use sequin_runtime::store::{self, Checkpoint, Fence, Pool, PoolSettings, StoreError};
 use sequin_sim::stripe::Kind;
 use sequin_sim::{Api, SimConfig};
@@ -26,36 +28,9 @@ const CONNECTIONS: usize = 30;
 const FAILOVER: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(300);
 
-const OBJECTS: [(Kind, &str, &str); 7] = [
-    (Kind::Customer, "customer", "/v1/customers"),
-    (Kind::Product, "product", "/v1/products"),
-    (Kind::Price, "price", "/v1/prices"),
-    (Kind::Subscription, "subscription", "/v1/subscriptions"),
-    (Kind::Invoice, "invoice", "/v1/invoices"),
-    (Kind::PaymentIntent, "payment_intent", "/v1/payment_intents"),
-    (Kind::Charge, "charge", "/v1/charges"),
-];
-
-/// Waits until `check` holds, polling every 100 ms, or panics after
-/// `limit` with `what` and the last value seen.
-async fn wait_for<T: std::fmt::Debug, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = (bool, T)>,
-{
-    let start = Instant::now();
-    loop {
-        let (ok, seen) = check().await;
-        if ok {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what}: still {seen:?} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// The objects synced: the seven the simulator seeds (`Kind::CORE`), each
+/// one's table named like the object (`payment_intent`).
+const OBJECTS: [Kind; 7] = Kind::CORE;
 
 /// Connections held per live process, by pid (a process's id in
 /// `sequin.worker` is `host:pid:random`).
@@ -119,7 +94,7 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
             sim.base_url(),
             sim.token(),
             POLL.as_millis(),
-            OBJECTS.map(|(_, t, _)| t).join(", "),
+            OBJECTS.map(Kind::name).join(", "),
         ));
     }
     let scratch = Scratch::new("scale_out");
@@ -138,12 +113,12 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
 
     // Every object live, ten connections per process.
     let expected = (CONNECTIONS * OBJECTS.len()) as i64;
-    wait_for(Duration::from_secs(90), "every object live", || async {
+    eventually(Duration::from_secs(90), "every object live", || async {
         let n = live_objects(&pg).await;
         (n == expected, n)
     })
     .await;
-    wait_for(Duration::from_secs(20), "ten connections each", || async {
+    eventually(Duration::from_secs(20), "ten connections each", || async {
         let h = holders(&pg).await;
         (balanced(&h, 3, 10), h)
     })
@@ -167,8 +142,12 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
         let polls = started.elapsed().as_millis() as u64 / POLL.as_millis() as u64;
         for (i, sim) in sims.iter().enumerate() {
             let routes = sim.stats().by_route;
-            for (_, table, path) in OBJECTS {
-                let n = routes.get(&format!("GET {path}")).copied().unwrap_or(0);
+            for kind in OBJECTS {
+                let table = kind.name();
+                let n = routes
+                    .get(&format!("GET {}", kind.path()))
+                    .copied()
+                    .unwrap_or(0);
                 if by_events(table) {
                     assert_eq!(n, 1, "acct_{i}'s {table} list was fetched {n} times");
                 } else {
@@ -187,7 +166,7 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
     let killed = procs[0].pid();
     procs[0].kill9();
     let killed_at = Instant::now();
-    let h = wait_for(
+    let h = eventually(
         FAILOVER * 3,
         "the killed process's connections taken over",
         || async {
@@ -218,7 +197,7 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
         stripe.create(Kind::Product, "name=New+Product").unwrap();
         renamed.push(id);
     }
-    wait_for(
+    eventually(
         Duration::from_secs(30),
         "changes after the failover",
         || async {
@@ -241,7 +220,8 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
     // No row lost or duplicated: every table holds exactly its account's ids.
     let equal = || async {
         for (i, sim) in sims.iter().enumerate() {
-            for (kind, table, _) in OBJECTS {
+            for kind in OBJECTS {
+                let table = kind.name();
                 let mut api = sim.stripe().ids(kind);
                 api.sort();
                 let rows: Vec<String> = pg
@@ -258,7 +238,7 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
         }
         (true, String::new())
     };
-    wait_for(
+    eventually(
         Duration::from_secs(30),
         "every table equal to its account",
         equal,
@@ -267,7 +247,7 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
 
     // The killed process, started again, takes a share back.
     procs[0] = spawn(3);
-    wait_for(FAILOVER * 5, "ten connections each again", || async {
+    eventually(FAILOVER * 5, "ten connections each again", || async {
         let h = holders(&pg).await;
         (balanced(&h, 3, 10) && h.contains_key(&procs[0].pid()), h)
     })
@@ -276,6 +256,26 @@ async fn three_processes_share_thirty_connections_and_fail_over() {
     for (n, p) in procs.iter_mut().enumerate() {
         assert!(p.exited().is_none(), "process {n} exited:\n{}", p.stderr());
     }
+
+    // A process that stops cleanly (SIGTERM) gives its leases back: the
+    // others take them at their next heartbeat, well before the failover.
+    let stopped = procs[1].pid();
+    let status = procs[1].terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", procs[1].stderr());
+    let stopped_at = Instant::now();
+    eventually(
+        FAILOVER,
+        "the stopped process's connections taken",
+        || async {
+            let h = holders(&pg).await;
+            (!h.contains_key(&stopped) && balanced(&h, 2, 15), h)
+        },
+    )
+    .await;
+    eprintln!(
+        "connections of the stopped process taken after {:?}",
+        stopped_at.elapsed()
+    );
     for sim in sims {
         sim.shutdown().await;
     }

@@ -269,6 +269,16 @@ async fn metrics_pass_promtool_and_follow_sync_and_write_through() {
         m.get("sequin_connection_running", &[("connection", "stripe")]),
         1.0
     );
+    // Sync's session pool: the default size, sessions opened and open
+    // within it, nothing waiting once live.
+    assert_eq!(m.get("sequin_sync_sessions_max", &[]), 10.0);
+    let opened = m.get("sequin_sync_sessions_opened_total", &[]);
+    let open = m.get("sequin_sync_sessions", &[("state", "in_use")])
+        + m.get("sequin_sync_sessions", &[("state", "idle")]);
+    assert!(
+        (1.0..=10.0).contains(&opened) && (1.0..=opened).contains(&open),
+        "sessions opened {opened}, open {open}"
+    );
     let backfill_requests = m.get(
         "sequin_api_requests_total",
         &[

@@ -275,6 +275,23 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, objects: &[ObjectPlan]) -> Result<
     }
 }
 
+/// An event's update marker: the last instant its `created` may stand for.
+/// Stripe's is in whole seconds, so a change made in the same second as
+/// (and after) a backfill fetched the record would otherwise look older
+/// than the fetched row and be skipped for good; as the second's end it
+/// replaces the row, which at worst writes the state the fetch already saw
+/// (equal markers replace, the batch's last event winning).
+fn event_marker(created: &Value, format: TimeFormat) -> Option<i64> {
+    let at = decode_time(created, format)?;
+    let whole =
+        created.as_i64().is_some() || created.as_str().is_some_and(|s| s.parse::<i64>().is_ok());
+    Some(match format {
+        TimeFormat::UnixSeconds if whole => at + 999_999,
+        TimeFormat::UnixMillis => at + 999,
+        _ => at,
+    })
+}
+
 async fn apply_events(
     ctx: &Ctx,
     writer: &mut Writer,
@@ -295,7 +312,7 @@ async fn apply_events(
             continue;
         };
         let created = get_path(e, f.created)
-            .and_then(|v| decode_time(v, f.created_format))
+            .and_then(|v| event_marker(v, f.created_format))
             .unwrap_or_else(crate::catalog::now_us);
         let etype = get_path(e, f.event_type)
             .and_then(Value::as_str)
@@ -333,4 +350,35 @@ async fn apply_events(
         ctx.delete_children(writer, table, &deletes).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stands_for_the_end_of_its_timestamps_resolution() {
+        // 2026-12-05T19:43:28Z in whole seconds: any instant of that second.
+        assert_eq!(
+            event_marker(&json!(1_796_499_808), TimeFormat::UnixSeconds),
+            Some(1_796_499_808_999_999)
+        );
+        assert_eq!(
+            event_marker(&json!("1796499808"), TimeFormat::UnixSeconds),
+            Some(1_796_499_808_999_999)
+        );
+        // Fractions are taken as they are.
+        assert_eq!(
+            event_marker(&json!(1_796_499_808.25), TimeFormat::UnixSeconds),
+            Some(1_796_499_808_250_000)
+        );
+        assert_eq!(
+            event_marker(&json!(1_796_499_808_123i64), TimeFormat::UnixMillis),
+            Some(1_796_499_808_123_999)
+        );
+        assert_eq!(
+            event_marker(&json!("2026-12-05T19:43:28.5Z"), TimeFormat::Iso8601),
+            Some(1_796_499_808_500_000)
+        );
+    }
 }

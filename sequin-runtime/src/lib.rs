@@ -38,6 +38,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod process;
+pub mod rates;
 pub mod registry;
 pub mod serve;
 pub mod status;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sequin_runtime::config::Config;
+use sequin_runtime::config::{Config, reload};
 use sequin_runtime::process::{self, Halves};
 use sequin_runtime::{registry, status, store, sync};
 
@@ -245,14 +245,19 @@ async fn run(cli: Cli) -> Result<()> {
             sequin_runtime::events::outbox::apply_settings(&client, &config, true).await?;
             println!("migrated: sequin schema and {} connection(s)", conns.len());
         }
-        Command::Sync { once } => {
-            process::run(&config, Halves::Sync { once }, stop_on_ctrl_c()).await?;
+        Command::Sync { once: true } => {
+            process::run(&config, Halves::Sync { once: true }, stop_on_ctrl_c()).await?;
         }
-        Command::Proxy => {
-            process::run(&config, Halves::Proxy, stop_on_ctrl_c()).await?;
-        }
-        Command::Run => {
-            process::run(&config, Halves::Both, stop_on_ctrl_c()).await?;
+        Command::Sync { once: false } | Command::Proxy | Command::Run => {
+            let halves = match cli.command {
+                Command::Proxy => Halves::Proxy,
+                Command::Run => Halves::Both,
+                _ => Halves::Sync { once: false },
+            };
+            // SIGHUP reads the config again: connections added, removed or
+            // changed are applied without a restart.
+            let reloads = reload::on_sighup(cli.config.clone(), config.clone());
+            process::run_reloading(&config, halves, stop_on_ctrl_c(), Some(reloads)).await?;
         }
         Command::Status => {
             let client = store::connect(&url).await?;

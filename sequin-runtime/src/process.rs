@@ -7,6 +7,8 @@
 //! before the endpoint answers, so `/readyz` never says ready before they
 //! are.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -54,6 +56,17 @@ pub async fn run(
     halves: Halves,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProcessError> {
+    run_reloading(config, halves, shutdown, None).await
+}
+
+/// [`run`], applying the connections of each new config `reloads` brings
+/// (SIGHUP, [`crate::config::reload`]).
+pub async fn run_reloading(
+    config: &Config,
+    halves: Halves,
+    shutdown: watch::Receiver<bool>,
+    reloads: Option<watch::Receiver<Arc<Config>>>,
+) -> Result<(), ProcessError> {
     let metrics = Metrics::new();
     let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
     let mut scope = Scope::default();
@@ -90,7 +103,7 @@ pub async fn run(
         let metrics = metrics.clone();
         tokio::spawn(async move { crate::events::run(&config, metrics, events_stopped).await })
     });
-    let ran = run_halves(config, halves, &metrics, shutdown).await;
+    let ran = run_halves(config, halves, &metrics, shutdown, reloads).await;
     let _ = stop_events.send(true);
     if let Some(events) = events {
         match events.await {
@@ -111,20 +124,22 @@ async fn run_halves(
     halves: Halves,
     metrics: &Metrics,
     shutdown: watch::Receiver<bool>,
+    reloads: Option<watch::Receiver<Arc<Config>>>,
 ) -> Result<(), ProcessError> {
     let sync_options = |once| sync::Options {
         once,
         metrics: metrics.clone(),
+        reloads: reloads.clone().filter(|_| !once),
     };
     match halves {
         Halves::Sync { once } => sync::run(config, sync_options(once), shutdown)
             .await
             .map_err(ProcessError::Sync),
-        Halves::Proxy => Ok(serve::proxy(config, metrics, shutdown).await?),
+        Halves::Proxy => Ok(serve::proxy(config, metrics, shutdown, reloads).await?),
         Halves::Both => {
             let (synced, proxied) = tokio::join!(
                 sync::run(config, sync_options(false), shutdown.clone()),
-                serve::proxy(config, metrics, shutdown)
+                serve::proxy(config, metrics, shutdown, reloads.clone())
             );
             proxied?;
             synced.map_err(ProcessError::Sync)

@@ -8,12 +8,12 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sequin_proxy::{
-    ALL_TABLES, Proxy, ProxyConfig, SslParams, SyncedTables, TableName, TlsConfig, TlsParamError,
-    Upstream,
+    ALL_TABLES, BoxFuture, InjectError, InterceptContext, Interceptor, Outcome, Proxy, ProxyConfig,
+    SslParams, SyncedTables, TableName, TlsConfig, TlsParamError, Upstream,
 };
 use tokio::sync::watch;
 
@@ -134,6 +134,7 @@ pub async fn proxy(
     config: &Config,
     metrics: &Metrics,
     mut shutdown: watch::Receiver<bool>,
+    mut reloads: Option<watch::Receiver<Arc<Config>>>,
 ) -> Result<(), ServeError> {
     let p = config.proxy.as_ref().ok_or(ServeError::NoProxy)?;
     metrics.part(Part::Proxy, PartState::Starting);
@@ -161,12 +162,7 @@ pub async fn proxy(
     // later (an Airtable table); Sequin's own schema is in the set too:
     // clients may not write it. The tables' names are listed as well, for
     // statements that name them without a schema (search_path).
-    let schemas: Vec<String> = config
-        .connections
-        .iter()
-        .map(|c| c.name.clone())
-        .chain(["sequin".to_string()])
-        .collect();
+    let mut schemas = schemas_of(config);
     let synced = SyncedTables::new(
         schemas
             .iter()
@@ -175,7 +171,9 @@ pub async fn proxy(
     let mut db = None;
     refresh_synced(&synced, &mut db, &url, &schemas).await;
     pc.synced = synced.clone();
-    let writes = WriteThrough::new(config, metrics).await?;
+    let writes = Arc::new(Current(RwLock::new(
+        WriteThrough::new(config, metrics).await?,
+    )));
     // This process's key opens the guard for its journal sessions (which
     // write compensations); clients' statements write under grants.
     let registration = crate::guard::Registration::start(&url, &admin)
@@ -189,7 +187,7 @@ pub async fn proxy(
         p.journal_retention,
         shutdown.clone(),
     ));
-    let proxy = Proxy::bind(pc, Arc::new(writes.clone()))
+    let proxy = Proxy::bind(pc, writes.clone())
         .await
         .map_err(|source| ServeError::Bind {
             listen: p.listen.clone(),
@@ -208,7 +206,13 @@ pub async fn proxy(
                 refresh_synced(&synced, &mut db, &url, &schemas).await;
                 ticks += 1;
                 if ticks.is_multiple_of(CATALOG_EVERY.as_secs() / TABLES_EVERY.as_secs()) {
-                    writes.refresh().await;
+                    writes.get().refresh().await;
+                }
+            }
+            Some(new) = next_config(&mut reloads) => {
+                if let Some(s) = reload(&writes, &new, metrics).await {
+                    schemas = s;
+                    refresh_synced(&synced, &mut db, &url, &schemas).await;
                 }
             }
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
@@ -218,6 +222,86 @@ pub async fn proxy(
     let _ = reconciler.await;
     registration.stop().await;
     Ok(())
+}
+
+/// The schemas the proxy guards: every connection's, and Sequin's own.
+fn schemas_of(config: &Config) -> Vec<String> {
+    config
+        .connections
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(["sequin".to_string()])
+        .collect()
+}
+
+/// The next config `reloads` brings (never, without reloads).
+async fn next_config(reloads: &mut Option<watch::Receiver<Arc<Config>>>) -> Option<Arc<Config>> {
+    let r = reloads.as_mut()?;
+    match r.changed().await {
+        Ok(()) => Some(r.borrow_and_update().clone()),
+        Err(_) => {
+            *reloads = None;
+            None
+        }
+    }
+}
+
+/// Applies a new config's connections to write-through: their tables are
+/// created (as by `sequin migrate`), then a write-through for the new
+/// connections replaces the running one; statements already in flight end
+/// with the old. Returns the schemas to guard now, or `None` (logged) when
+/// the new config could not be applied and the running one stays.
+async fn reload(writes: &Current, config: &Config, metrics: &Metrics) -> Option<Vec<String>> {
+    let url = config.database_url.expose();
+    let migrated = async {
+        let mut admin = crate::store::connect(url).await?;
+        crate::store::migrate_tables(&mut admin, &crate::catalog::to_migrate(config)).await?;
+        crate::events::outbox::apply_settings(&admin, config, false).await?;
+        Ok::<_, ServeError>(())
+    };
+    let replaced = match migrated.await {
+        Ok(()) => WriteThrough::new(config, metrics)
+            .await
+            .map_err(ServeError::from),
+        Err(e) => Err(e),
+    };
+    match replaced {
+        Ok(w) => {
+            *writes.0.write().unwrap_or_else(|e| e.into_inner()) = w;
+            let names: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(connections = ?names, "write-through reloaded");
+            Some(schemas_of(config))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "write-through not reloaded (fix it and send SIGHUP again); the running connections stay");
+            None
+        }
+    }
+}
+
+/// The running write-through, replaced when the config is reloaded.
+struct Current(RwLock<WriteThrough>);
+
+impl Current {
+    fn get(&self) -> WriteThrough {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Tables of whichever write-through runs, for the reconciler.
+    fn lookup(self: &Arc<Self>) -> write::reconcile::Lookup {
+        let current = self.clone();
+        Arc::new(move |schema: &str, table: &str| current.get().table(schema, table))
+    }
+}
+
+impl Interceptor for Current {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a mut InterceptContext<'_>,
+    ) -> BoxFuture<'a, Result<Outcome, InjectError>> {
+        let writes = self.get();
+        Box::pin(async move { writes.intercept(ctx).await })
+    }
 }
 
 #[cfg(test)]

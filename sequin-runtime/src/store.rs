@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (10, include_str!("../migrations/0010_quota.sql")),
     (11, include_str!("../migrations/0011_events.sql")),
     (12, include_str!("../migrations/0012_leases.sql")),
+    (13, include_str!("../migrations/0013_rate_budget.sql")),
 ];
 
 /// Errors of the store layer.
@@ -1734,6 +1735,7 @@ mod tests {
         "1d81874e624a6a6d1b5f92a091c082d1fab6f1d28297f85af23990df5e64eda4",
         "c786f9fdb28cb4a60d093dbba467eaa7c758ffcb4de5834efc5979eedfd9da81",
         "1cd35418372052e5b0b115a1a1c1722db752ea24c50572ec2d6eee5b96be7e3e",
+        "e0701b8c571c5ba3244ec172a98a778af191e8101fd45b61ff6c22664d833b08",
     ];
 
     #[test]

@@ -22,16 +22,22 @@
 //! with dozens of objects re-listed whole every poll): while one waits,
 //! polls may use only half of the read share, so backfills keep moving and
 //! polls do not stop ([`Lane`]). One [`Budget`] is shared by every client
-//! of the same account (see [`Budgets`]).
+//! of the same account in a process (see [`Budgets`]); across processes,
+//! each process holds a lease of some of the account's slots and admits
+//! requests only within it ([`Grant`], taken and renewed in chunks by
+//! [`super::ledger`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sequin_spec::model::{EndpointLimit, RateLimit};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::ledger::{Ledger, RateStore};
+use super::quota::QuotaGate;
 
 /// Who a request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +67,22 @@ impl Lane {
             Lane::Backfill | Lane::Poll => Priority::Read,
         }
     }
+
+    /// Its rank among processes asking for slots: writes first, then
+    /// polls, then backfills (0 is none).
+    pub(super) fn rank(self) -> i16 {
+        match self {
+            Lane::Backfill => 1,
+            Lane::Poll => 2,
+            Lane::Write => 3,
+        }
+    }
+
+    fn index(self) -> usize {
+        self.rank() as usize - 1
+    }
+
+    const ALL: [Lane; 3] = [Lane::Backfill, Lane::Poll, Lane::Write];
 }
 
 /// Parses a duration as specs write them (the grammar `cargo xtask gen`
@@ -75,6 +97,53 @@ enum Wait {
     /// Every usable slot belongs to a request still in flight: wait for one
     /// to finish.
     Release,
+    /// The slots this process holds of a shared budget are in use: wait for
+    /// the ledger to take more, or for one of them to free (at this time,
+    /// if one is cooling down).
+    Grant(Option<Instant>),
+}
+
+/// The slots of a budget shared across processes that this process holds:
+/// it admits reads while fewer than `reads` slots are in use, writes while
+/// fewer than `total`, and none after `until` unless the lease was renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Grant {
+    pub reads: u32,
+    pub total: u32,
+    pub until: Instant,
+}
+
+/// What the ledger asks of the database for one shared budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ask {
+    /// Read slots it keeps of those it holds.
+    pub reads: u32,
+    /// Slots it keeps, reads included (never fewer than those in use).
+    pub total: u32,
+    /// More read slots wanted.
+    pub want_reads: u32,
+    /// More slots wanted for writes.
+    pub want_total: u32,
+    /// The highest lane waiting (0 none).
+    pub wants: i16,
+    /// Until when the API said the account is limited, if it did.
+    pub paused_until: Option<Instant>,
+    /// Requests sent since the last ask.
+    pub sent: u64,
+}
+
+/// What the database answered for one shared budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Answer {
+    pub reads: u32,
+    pub total: u32,
+    /// Processes holding slots of the account, this one included.
+    pub holders: u32,
+    /// The highest lane other processes have waiting (0 none).
+    pub contended: i16,
+    pub paused_until: Option<Instant>,
+    /// Requests every process sent to the account, in all.
+    pub sent: u64,
 }
 
 /// The burst bucket.
@@ -107,8 +176,23 @@ struct Core {
     releases: VecDeque<Instant>,
     bucket: Option<Bucket>,
     paused_until: Option<Instant>,
-    /// Backfill reads waiting for a slot now.
-    backfills_waiting: u32,
+    /// Requests waiting for a slot now, by lane ([`Lane::index`]).
+    waiting: [u32; 3],
+    /// The slots held of a budget shared across processes (`None`: the
+    /// budget is this process's alone).
+    grant: Option<Grant>,
+    /// The most slots in use at once since the ledger last asked.
+    peak: u32,
+    /// What the database last said of the other processes.
+    holders: u32,
+    contended: i16,
+    /// The ledger should ask now: a request waits for slots this process
+    /// does not hold, or the API paused the account.
+    urgent: bool,
+    /// Requests admitted since the ledger last asked.
+    sent: u64,
+    /// The account's count of requests sent, as last answered.
+    account_sent: Option<u64>,
 }
 
 impl Core {
@@ -132,7 +216,32 @@ impl Core {
             releases: VecDeque::new(),
             bucket,
             paused_until: None,
-            backfills_waiting: 0,
+            waiting: [0; 3],
+            grant: None,
+            peak: 0,
+            holders: 1,
+            contended: 0,
+            urgent: false,
+            sent: 0,
+            account_sent: None,
+        }
+    }
+
+    /// Slots in use now (in flight or cooling down).
+    fn used(&mut self, now: Instant) -> u32 {
+        while self.releases.front().is_some_and(|t| *t <= now) {
+            self.releases.pop_front();
+        }
+        self.in_flight + self.releases.len() as u32
+    }
+
+    /// Read and write caps: the account's, within what this process holds
+    /// of a shared budget (nothing once its lease lapsed).
+    fn caps(&self, now: Instant) -> (u32, u32) {
+        match self.grant {
+            None => (self.read_capacity, self.capacity),
+            Some(g) if g.until <= now => (0, 0),
+            Some(g) => (g.reads.min(self.read_capacity), g.total.min(self.capacity)),
         }
     }
 
@@ -154,22 +263,30 @@ impl Core {
             }
             self.paused_until = None;
         }
-        while self.releases.front().is_some_and(|t| *t <= now) {
-            self.releases.pop_front();
-        }
-        let cap = match lane {
-            Lane::Write => self.capacity,
-            Lane::Backfill => self.read_capacity,
-            Lane::Poll if self.backfills_waiting > 0 => (self.read_capacity / 2).max(1),
-            Lane::Poll => self.read_capacity,
+        let used = self.used(now);
+        let (own_reads, own_total) = (self.read_capacity, self.capacity);
+        let (reads, total) = self.caps(now);
+        let cap_of = |reads: u32, total: u32| match lane {
+            Lane::Write => total,
+            Lane::Backfill => reads,
+            Lane::Poll if self.waiting[Lane::Backfill.index()] > 0 => (reads / 2).max(reads.min(1)),
+            Lane::Poll => reads,
         };
-        let used = self.in_flight + self.releases.len() as u32;
+        let cap = cap_of(reads, total);
         if used >= cap {
             // `used - cap + 1` slots must free; in-flight ones free at an
             // unknown time, finished ones in order.
-            let nth = (used - cap) as usize;
-            return Err(match self.releases.get(nth) {
-                Some(t) => Wait::Until(*t),
+            let next = self
+                .releases
+                .get(used.saturating_sub(cap) as usize)
+                .copied();
+            if used < cap_of(own_reads, own_total) {
+                // The account has room this process does not hold.
+                self.urgent = true;
+                return Err(Wait::Grant(next));
+            }
+            return Err(match next {
+                Some(t) => Wait::Until(t),
                 None => Wait::Release,
             });
         }
@@ -187,7 +304,124 @@ impl Core {
             b.tokens -= 1.0;
         }
         self.in_flight += 1;
+        self.peak = self.peak.max(used + 1);
+        self.sent += 1;
         Ok(())
+    }
+
+    /// What to ask of the database for this budget's slots now, with
+    /// `chunk` more read slots asked when reads wait (writes ask for the
+    /// write reserve, or half of it). Slots beyond what was in use since the
+    /// last ask are given back, and under contention (others wait) those
+    /// beyond a fair share, or half of it when the others' lane outranks
+    /// every lane waiting here.
+    fn ask(&mut self, now: Instant, chunk: u32) -> Ask {
+        let used = self.used(now);
+        let g = self
+            .grant
+            .filter(|g| g.until > now)
+            .map_or((0, 0), |g| (g.reads, g.total));
+        let own = Lane::ALL
+            .iter()
+            .filter(|l| self.waiting[l.index()] > 0)
+            .map(|l| l.rank())
+            .max()
+            .unwrap_or(0);
+        let recent = self.peak.max(used);
+        let (mut reads, mut total) = if own > 0 {
+            g
+        } else {
+            (g.0.min(recent), g.1.min(recent))
+        };
+        if self.contended > 0 && self.contended >= own {
+            let holders = self.holders.max(1);
+            let mut fair = (
+                self.read_capacity.div_ceil(holders),
+                self.capacity.div_ceil(holders),
+            );
+            if self.contended > own {
+                fair = (fair.0 / 2, fair.1 / 2);
+            }
+            reads = reads.min(fair.0);
+            total = total.min(fair.1);
+        }
+        // Slots in use stay counted until they cool down: of the total, and
+        // of the reads as far as they may be reads (so the reads of all
+        // processes never eat into the write reserve).
+        let reads = reads.max(used.min(g.0));
+        let total = total.max(used).max(reads);
+        let read_waiters = self.waiting[Lane::Backfill.index()] + self.waiting[Lane::Poll.index()];
+        let write_waiters = self.waiting[Lane::Write.index()];
+        let reserve = (self.capacity - self.read_capacity).max(1);
+        // What is given back is given back now: no request may take it
+        // while the ask is on its way and the others already count it free.
+        if let Some(g) = &mut self.grant {
+            g.reads = g.reads.min(reads);
+            g.total = g.total.min(total);
+        }
+        self.peak = used;
+        self.urgent = false;
+        Ask {
+            sent: std::mem::take(&mut self.sent),
+            reads,
+            total,
+            want_reads: if read_waiters > 0 { chunk.max(1) } else { 0 },
+            want_total: if write_waiters > 0 {
+                reserve.div_ceil(2).max(write_waiters.min(reserve))
+            } else {
+                0
+            },
+            wants: own,
+            paused_until: self.paused_until.filter(|p| *p > now),
+        }
+    }
+
+    /// Takes the database's answer to `ask`: the slots held until `until`.
+    /// Returns how many requests the other processes sent since the last
+    /// answer.
+    fn answer(&mut self, ask: &Ask, answer: Answer, until: Instant) -> u64 {
+        let elsewhere = self
+            .account_sent
+            .map_or(0, |seen| answer.sent.saturating_sub(seen + ask.sent));
+        self.account_sent = Some(answer.sent);
+        self.grant = Some(Grant {
+            reads: answer.reads,
+            total: answer.total,
+            until,
+        });
+        self.holders = answer.holders;
+        self.contended = answer.contended;
+        if let Some(p) = answer.paused_until {
+            self.pause_until(p);
+        }
+        elsewhere
+    }
+
+    /// Whether the ledger has anything to ask for this budget: slots held
+    /// (to renew or give back), requests waiting, or a pause to share.
+    fn active(&self, now: Instant) -> bool {
+        self.grant.is_some_and(|g| g.total > 0 && g.until > now)
+            || self.waiting.iter().any(|w| *w > 0)
+            || self.paused_until.is_some_and(|p| p > now)
+    }
+
+    /// When the ledger should ask next for this budget, last asked at
+    /// `last`: soon when something waits here, every 200 ms while other
+    /// processes wait (to give back in time), else every `renew`.
+    fn due(&self, now: Instant, last: Option<Instant>, renew: Duration) -> Option<Instant> {
+        if !self.active(now) {
+            return None;
+        }
+        let Some(last) = last else {
+            return Some(now);
+        };
+        Some(if self.urgent {
+            last + Duration::from_millis(50)
+        } else if self.contended > 0 {
+            last + Duration::from_millis(200)
+        } else {
+            last + renew
+        })
     }
 
     fn release(&mut self, now: Instant) {
@@ -222,6 +456,12 @@ fn reads_may_use(capacity: u32, write_share: f64) -> u32 {
 pub struct Budget {
     core: Mutex<Core>,
     notify: Notify,
+    /// What takes this process's slots of the account from the database,
+    /// when the budget is shared across processes.
+    ledger: Option<Arc<Ledger>>,
+    /// The account's quota gate, which the other processes' requests count
+    /// against too.
+    quota: Mutex<Option<Weak<QuotaGate>>>,
 }
 
 /// A taken slot; dropping it (when the response has been read) starts the
@@ -249,12 +489,77 @@ impl Drop for Permit {
 }
 
 impl Budget {
-    /// A budget for `limit`.
+    /// A budget for `limit`, this process's alone.
     pub fn new(limit: &RateLimit) -> Arc<Budget> {
         Arc::new(Budget {
             core: Mutex::new(Core::new(limit, limit.per.get(), Instant::now())),
             notify: Notify::new(),
+            ledger: None,
+            quota: Mutex::new(None),
         })
+    }
+
+    /// A budget for `limit` shared with other processes through `ledger`
+    /// under `key`: it admits nothing until the ledger took slots for it.
+    fn shared(limit: &RateLimit, key: &str, ledger: &Arc<Ledger>) -> Arc<Budget> {
+        let now = Instant::now();
+        let mut core = Core::new(limit, limit.per.get(), now);
+        core.grant = Some(Grant {
+            reads: 0,
+            total: 0,
+            until: now,
+        });
+        let budget = Arc::new(Budget {
+            core: Mutex::new(core),
+            notify: Notify::new(),
+            ledger: Some(ledger.clone()),
+            quota: Mutex::new(None),
+        });
+        ledger.register(key, &budget, limit);
+        budget
+    }
+
+    /// When the ledger should next ask for this budget (last asked at
+    /// `last`, renewing every `renew`); `None` while it holds nothing and
+    /// nothing waits.
+    pub(super) fn due(
+        &self,
+        now: Instant,
+        last: Option<Instant>,
+        renew: Duration,
+    ) -> Option<Instant> {
+        self.lock().due(now, last, renew)
+    }
+
+    /// What the ledger asks of the database for this budget now.
+    pub(super) fn ask(&self, chunk: u32) -> Ask {
+        self.lock().ask(Instant::now(), chunk)
+    }
+
+    /// The database's answer to `ask` sent at `sent`, the slots held for
+    /// `hold` from then. The other processes' requests count against the
+    /// account's quota here too.
+    pub(super) fn answer(&self, ask: &Ask, answer: Answer, sent: Instant, hold: Duration) {
+        let elsewhere = self.lock().answer(ask, answer, sent + hold);
+        self.notify.notify_waiters();
+        let gate = self.quota.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(gate) = gate.and_then(|g| g.upgrade())
+            && elsewhere > 0
+        {
+            gate.sent_elsewhere(elsewhere);
+        }
+    }
+
+    /// Counts the requests other processes send to the account against
+    /// `gate`, the account's quota gate.
+    pub fn count_quota(&self, gate: &Arc<QuotaGate>) {
+        *self.quota.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(gate));
+    }
+
+    /// The slots of the account, and those reads may use.
+    pub(super) fn capacities(&self) -> (u32, u32) {
+        let core = self.lock();
+        (core.capacity, core.read_capacity)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
@@ -275,31 +580,43 @@ impl Budget {
     pub async fn acquire_in(self: &Arc<Self>, lane: Lane) -> Permit {
         let asked = Instant::now();
         let mut waited = false;
-        // Counted among the waiting backfills from its first wait until it
-        // gets a slot or is dropped.
-        let mut waiting: Option<BackfillWaiting<'_>> = None;
+        // Counted among the waiting requests of its lane from its first wait
+        // until it gets a slot or is dropped.
+        let mut waiting: Option<Waiting<'_>> = None;
         loop {
             // Registered before looking, so a release in between is not missed.
             let mut notified = pin!(self.notify.notified());
             notified.as_mut().enable();
             let outcome = self.lock().try_acquire_in(Instant::now(), lane);
-            if outcome.is_err() && lane == Lane::Backfill && waiting.is_none() {
-                waiting = Some(BackfillWaiting::new(self));
+            if outcome.is_err() && waiting.is_none() {
+                waiting = Some(Waiting::new(self, lane));
             }
-            match outcome {
+            let until = match outcome {
                 Ok(()) => {
                     return Permit {
                         budget: self.clone(),
                         waited: waited.then(|| asked.elapsed()),
                     };
                 }
-                Err(Wait::Until(t)) => {
+                Err(Wait::Until(t)) => Some(t),
+                Err(Wait::Release) => None,
+                Err(Wait::Grant(next)) => {
+                    if let Some(ledger) = &self.ledger {
+                        ledger.wake();
+                    }
+                    // Looked at again at least every second, whatever the
+                    // ledger does.
+                    Some(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1)))
+                }
+            };
+            match until {
+                Some(t) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(t) => {}
                         _ = notified => {}
                     }
                 }
-                Err(Wait::Release) => notified.await,
+                None => notified.await,
             }
             waited = true;
         }
@@ -308,7 +625,15 @@ impl Budget {
     /// Holds every request back for `wait` (the API said it is limited:
     /// everyone sharing the account must wait, not just the one request).
     pub fn pause_for(&self, wait: Duration) {
-        self.lock().pause_until(Instant::now() + wait);
+        {
+            let mut core = self.lock();
+            core.pause_until(Instant::now() + wait);
+            core.urgent = true;
+        }
+        if let Some(ledger) = &self.ledger {
+            // The other processes hold back too, once the ledger told them.
+            ledger.wake();
+        }
     }
 
     /// How much longer every request is held back after the API said the
@@ -328,12 +653,7 @@ impl Budget {
 
     /// Slots in use now (in flight or cooling down), for metrics.
     pub fn in_use(&self) -> u32 {
-        let now = Instant::now();
-        let mut core = self.lock();
-        while core.releases.front().is_some_and(|t| *t <= now) {
-            core.releases.pop_front();
-        }
-        core.in_flight + core.releases.len() as u32
+        self.lock().used(Instant::now())
     }
 }
 
@@ -354,20 +674,21 @@ pub fn endpoint_limit(account: &RateLimit, endpoint: &EndpointLimit) -> RateLimi
     }
 }
 
-/// A backfill's read waiting for a slot, counted while it lives.
-struct BackfillWaiting<'a>(&'a Budget);
+/// A request waiting for a slot, counted in its lane while it lives.
+struct Waiting<'a>(&'a Budget, Lane);
 
-impl<'a> BackfillWaiting<'a> {
-    fn new(budget: &'a Budget) -> Self {
-        budget.lock().backfills_waiting += 1;
-        BackfillWaiting(budget)
+impl<'a> Waiting<'a> {
+    fn new(budget: &'a Budget, lane: Lane) -> Self {
+        budget.lock().waiting[lane.index()] += 1;
+        Waiting(budget, lane)
     }
 }
 
-impl Drop for BackfillWaiting<'_> {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut core = self.0.lock();
-        core.backfills_waiting = core.backfills_waiting.saturating_sub(1);
+        let n = &mut core.waiting[self.1.index()];
+        *n = n.saturating_sub(1);
     }
 }
 
@@ -377,12 +698,23 @@ impl Drop for BackfillWaiting<'_> {
 pub struct Budgets {
     map: Arc<Mutex<HashMap<String, Arc<Budget>>>>,
     quotas: Arc<Mutex<HashMap<String, Arc<super::quota::QuotaGate>>>>,
+    /// Shares every budget with other processes, when set.
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Budgets {
-    /// An empty registry.
+    /// An empty registry of budgets of this process alone.
     pub fn new() -> Budgets {
         Budgets::default()
+    }
+
+    /// An empty registry of budgets shared with every other process that
+    /// keeps its slots in `store` (see [`super::ledger`]).
+    pub fn shared(store: Arc<dyn RateStore>) -> Budgets {
+        Budgets {
+            ledger: Some(Ledger::new(store)),
+            ..Budgets::default()
+        }
     }
 
     /// The budget of `key`, created from `limit` on first use.
@@ -391,7 +723,10 @@ impl Budgets {
         if let Some(b) = map.get(key) {
             return b.clone();
         }
-        let b = Budget::new(limit);
+        let b = match &self.ledger {
+            Some(ledger) => Budget::shared(limit, key, ledger),
+            None => Budget::new(limit),
+        };
         map.insert(key.to_string(), b.clone());
         b
     }
@@ -464,11 +799,11 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(core.try_acquire_in(now, Lane::Poll), Ok(()));
         }
-        core.backfills_waiting = 1;
+        core.waiting[Lane::Backfill.index()] = 1;
         // Half the read share is in use by polls: they wait, the backfill goes.
         assert_eq!(core.try_acquire_in(now, Lane::Poll), Err(Wait::Release));
         assert_eq!(core.try_acquire_in(now, Lane::Backfill), Ok(()));
-        core.backfills_waiting = 0;
+        core.waiting[Lane::Backfill.index()] = 0;
         assert_eq!(core.try_acquire_in(now, Lane::Poll), Ok(()));
         // Writes keep their reserve whatever the reads do.
         for _ in 0..2 {
@@ -485,11 +820,101 @@ mod tests {
         let waiting = budget.clone();
         let task = tokio::spawn(async move { waiting.acquire_in(Lane::Backfill).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(budget.lock().backfills_waiting, 1);
+        assert_eq!(budget.lock().waiting[Lane::Backfill.index()], 1);
         task.abort();
         let _ = task.await;
-        assert_eq!(budget.lock().backfills_waiting, 0);
+        assert_eq!(budget.lock().waiting[Lane::Backfill.index()], 0);
         drop(held);
+    }
+
+    fn grant(reads: u32, total: u32, until: Instant) -> Option<Grant> {
+        Some(Grant {
+            reads,
+            total,
+            until,
+        })
+    }
+
+    #[test]
+    fn a_shared_budget_admits_only_what_this_process_holds() {
+        let now = Instant::now();
+        let mut core = Core::new(&limit(10, "1s", None, 0.2), Duration::from_secs(1), now);
+        core.grant = grant(2, 3, now + Duration::from_secs(3));
+        assert_eq!(core.try_acquire_in(now, Lane::Backfill), Ok(()));
+        assert_eq!(core.try_acquire_in(now, Lane::Poll), Ok(()));
+        // The account has 8 read slots, this process holds 2: ask the ledger.
+        assert_eq!(core.try_acquire_in(now, Lane::Poll), Err(Wait::Grant(None)));
+        assert!(core.urgent);
+        assert_eq!(core.try_acquire_in(now, Lane::Write), Ok(()));
+        assert_eq!(
+            core.try_acquire_in(now, Lane::Write),
+            Err(Wait::Grant(None))
+        );
+        // A lease not renewed in time admits nothing, writes included.
+        core.release(now);
+        let later = now + Duration::from_secs(3);
+        assert_eq!(
+            core.try_acquire_in(later, Lane::Write),
+            Err(Wait::Grant(None))
+        );
+        // The account's own limit still speaks first when it is the one full.
+        let mut core = Core::new(&limit(2, "1s", None, 0.0), Duration::from_secs(1), now);
+        core.grant = grant(2, 2, now + Duration::from_secs(3));
+        core.try_acquire_in(now, Lane::Poll).unwrap();
+        core.try_acquire_in(now, Lane::Poll).unwrap();
+        assert_eq!(core.try_acquire_in(now, Lane::Poll), Err(Wait::Release));
+    }
+
+    #[test]
+    fn asks_give_back_what_went_unused_and_yield_to_others_waiting() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(3);
+        let mut core = Core::new(&limit(10, "1s", None, 0.2), Duration::from_secs(1), now);
+        // Holds 8 of 10, used 3 at most since the last ask, nothing waits:
+        // keeps the 3.
+        core.grant = grant(8, 10, until);
+        for _ in 0..3 {
+            core.try_acquire_in(now, Lane::Poll).unwrap();
+        }
+        let ask = core.ask(now, 2);
+        assert_eq!(
+            (ask.reads, ask.total, ask.want_reads, ask.want_total),
+            (3, 3, 0, 0)
+        );
+        assert_eq!(ask.wants, 0);
+        // What it gives back is no longer its own, before the answer comes.
+        assert_eq!(
+            core.try_acquire_in(now, Lane::Write),
+            Err(Wait::Grant(None))
+        );
+        core.grant = grant(8, 10, until);
+        // Reads wait: it keeps all it holds and asks for a chunk more.
+        core.waiting[Lane::Backfill.index()] = 1;
+        let ask = core.ask(now, 2);
+        assert_eq!((ask.reads, ask.total, ask.want_reads), (8, 10, 2));
+        assert_eq!(ask.wants, Lane::Backfill.rank());
+        // Another process's polls wait, outranking this backfill: it keeps
+        // half its fair share, and no fewer than it has in use.
+        let asked = core.ask(now, 2);
+        core.answer(
+            &asked,
+            Answer {
+                reads: 8,
+                total: 8,
+                holders: 2,
+                contended: Lane::Poll.rank(),
+                paused_until: None,
+                sent: 3,
+            },
+            until,
+        );
+        let ask = core.ask(now, 2);
+        assert_eq!((ask.reads, ask.total), (3, 3));
+        // Writes wait: they ask for half the write reserve.
+        core.waiting[Lane::Write.index()] = 1;
+        core.contended = 0;
+        let ask = core.ask(now, 2);
+        assert_eq!((ask.want_total, ask.wants), (1, Lane::Write.rank()));
     }
 
     #[test]
@@ -546,7 +971,7 @@ mod tests {
                     c.release(now);
                 }
                 Err(Wait::Until(t)) => now = t,
-                Err(Wait::Release) => unreachable!("responses are instant"),
+                Err(Wait::Release | Wait::Grant(_)) => unreachable!("responses are instant"),
             }
         }
         assert_eq!(admitted.len(), 50);

@@ -34,6 +34,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod ledger;
 pub mod limit;
 pub mod page;
 pub mod quota;
@@ -58,6 +59,7 @@ use tracing::Instrument;
 
 pub use auth::{MemoryTokenStore, Secret, StoredToken, TokenStore, TokenStoreError};
 pub use error::{ApiError, ErrorKind};
+pub use ledger::{AccountAnswer, AccountAsk, RateStore};
 pub use limit::{Budget, Budgets, Lane, Permit, Priority};
 pub use page::{Page, PageCursor};
 pub use quota::{Floor, QuotaGate, QuotaSettings};
@@ -447,7 +449,11 @@ impl Client {
                 connector.name,
                 params.get(p).cloned().unwrap_or_default()
             ),
-            None => format!("{}:connection={}", connector.name, config.connection),
+            None => format!(
+                "{}:account={}",
+                connector.name,
+                account_digest(&base_url, &config.credentials)
+            ),
         };
         let budget = match &config.budgets {
             Some(b) => b.get(&budget_key, limit),
@@ -484,6 +490,7 @@ impl Client {
             }
         });
         if let Some(gate) = &quota {
+            budget.count_quota(gate);
             let watched = gate.clone();
             config
                 .metrics
@@ -1381,6 +1388,26 @@ pub(crate) mod test_support {
         let doc = sequin_spec::yaml::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_value(doc.value).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
+}
+
+/// Who the API counts a connection's requests against, as a digest:
+/// connections with the same base URL and credentials are one account to
+/// the API, so they share one budget (and one quota gate) whatever their
+/// names, and the key names no secret.
+fn account_digest(base_url: &str, credentials: &BTreeMap<String, Secret>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(base_url.as_bytes());
+    for (name, value) in credentials {
+        hash.update([0]);
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value.expose().as_bytes());
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 //! with why, never per request.
 //!
 //! One gate per account, shared like the rate-limit budget (see
-//! [`super::Budgets`]), so sync and write-through count together.
+//! [`super::Budgets`]), so sync and write-through count together; the
+//! requests other processes send to the account are counted too, as their
+//! shared budget learns of them ([`QuotaGate::sent_elsewhere`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -362,6 +364,17 @@ impl QuotaGate {
         let change = {
             let mut core = self.lock();
             core.sent += 1;
+            core.transition()
+        };
+        self.log(change);
+    }
+
+    /// Other processes sent `n` requests to the account (learnt through
+    /// the shared rate-limit budget): they take from the quota too.
+    pub fn sent_elsewhere(&self, n: u64) {
+        let change = {
+            let mut core = self.lock();
+            core.sent += n;
             core.transition()
         };
         self.log(change);

@@ -2,12 +2,12 @@
 //! (with the connection's rate-limit override) and its API client.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use sequin_spec::Connector;
 
 use super::{Error, ObjectPlan};
-use crate::api::{Budgets, Client, ClientConfig, Vars};
+use crate::api::{Client, ClientConfig, Vars};
 use crate::config::ConnectionConfig;
 use crate::metrics::Metrics;
 use crate::registry;
@@ -58,16 +58,16 @@ fn spec_of(conn: &ConnectionConfig) -> Arc<Connector> {
 
 impl Connection {
     /// The spec (with the connection's rate-limit override) and the API
-    /// client of `conn`. Every client of one connection in this process
-    /// shares one rate-limit budget, so sync and write-through together stay
-    /// within the API's limits. `pool`: sessions of the database, where
-    /// OAuth tokens are kept.
+    /// client of `conn`. Every client of one connection shares one
+    /// rate-limit budget, in this process and with every other process of
+    /// the database, so sync and write-through together stay within the
+    /// API's limits. `pool`: sessions of the database, where OAuth tokens
+    /// are kept.
     pub fn open(
         pool: &crate::store::Pool,
         conn: &ConnectionConfig,
         metrics: &Metrics,
     ) -> Result<Connection, Error> {
-        static BUDGETS: OnceLock<Budgets> = OnceLock::new();
         let spec = spec_of(conn);
         let mut cc = ClientConfig::new(conn.name.clone());
         cc.base_url = conn.base_url.clone();
@@ -75,7 +75,7 @@ impl Connection {
         cc.credentials = conn.credentials.clone();
         cc.params = conn.params.clone();
         cc.token_store = Some(Arc::new(crate::tokens::PgTokenStore::new(pool.clone())));
-        cc.budgets = Some(BUDGETS.get_or_init(Default::default).clone());
+        cc.budgets = Some(crate::rates::budgets(pool.url()));
         cc.metrics = metrics.clone();
         if let Some(q) = &conn.quota {
             cc.quota = q.settings();

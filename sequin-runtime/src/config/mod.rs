@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use crate::api::Secret;
 use crate::registry;
 
+pub mod reload;
 mod sinks;
 pub use sinks::{DEFAULT_RETRY, EventsConfig, Filter, Secrets, SinkConfig, SinkKind, Start};
 

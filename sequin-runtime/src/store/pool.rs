@@ -190,6 +190,11 @@ impl Pool {
         Pool { inner }
     }
 
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
     pub fn stats(&self) -> Arc<PoolStats> {
         self.inner.stats.clone()
     }

@@ -21,12 +21,14 @@
 //!   everything.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::{Engine, SyncError, ended};
 use crate::config::Config;
+use crate::config::reload::Changes;
 use crate::metrics::Part;
 use crate::store::{self, Fence, Origin, StoreError, db};
 
@@ -151,6 +153,35 @@ impl Worker {
         Ok(beat)
     }
 
+    /// Records a lease row for each of `connections` (added to the config).
+    pub(super) async fn register(&self, connections: &[String]) -> Result<(), StoreError> {
+        let session = self.pool.lease(None, Origin::Sync).await?;
+        session
+            .client()
+            .execute(
+                "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                &[&connections],
+            )
+            .await
+            .map_err(db("recording the connections' leases"))?;
+        Ok(())
+    }
+
+    /// Removes the lease rows of `connections` (removed from the config),
+    /// so no process takes them again.
+    pub(super) async fn forget(&self, connections: &[String]) -> Result<(), StoreError> {
+        let session = self.pool.lease(None, Origin::Sync).await?;
+        session
+            .client()
+            .execute(
+                "DELETE FROM sequin.lease WHERE connection = ANY($1)",
+                &[&connections],
+            )
+            .await
+            .map_err(db("removing the leases of removed connections"))?;
+        Ok(())
+    }
+
     /// Gives back the lease of `connection` (its tasks have stopped).
     pub(super) async fn release(&self, connections: &[String]) -> Result<(), StoreError> {
         if connections.is_empty() {
@@ -216,17 +247,24 @@ pub(super) async fn run_leased(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let worker = Worker::new(engine.pool.clone(), config.sync.failover);
-    let configured: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+    let mut config = Arc::new(config.clone());
+    let mut reloads = engine.opts.reloads.clone();
+    let mut configured = names(&config);
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     // A heartbeat has registered this process; one has taken leases.
     let (mut registered, mut taken) = (false, false);
     let mut last_beat = Instant::now();
     'beats: loop {
+        if let Some(new) = reloads.as_mut().and_then(newer) {
+            reload(&worker, engine, &mut held, &config, &new).await;
+            config = new;
+            configured = names(&config);
+        }
         let taking = registered;
         match worker.beat(&configured, !taking).await {
             Ok(beat) => {
                 last_beat = Instant::now();
-                follow(&worker, beat, &mut held, config, engine).await;
+                follow(&worker, beat, &mut held, &config, engine).await;
                 if taking && !taken {
                     forget_unheld(engine, &configured, &held);
                 }
@@ -259,6 +297,8 @@ pub(super) async fn run_leased(
             tokio::select! {
                 _ = tokio::time::sleep(TICK.min(next - Instant::now())) => {}
                 _ = shutdown.wait_for(|s| *s) => break 'beats,
+                // A new config is applied, then a heartbeat follows it.
+                _ = changed(&mut reloads) => continue 'beats,
             }
         }
     }
@@ -323,6 +363,87 @@ async fn follow(
         let task = engine.start(conn, Some(fence), rx);
         held.insert(name, Held { stop, task });
     }
+}
+
+/// The names of `config`'s connections.
+fn names(config: &Config) -> Vec<String> {
+    config.connections.iter().map(|c| c.name.clone()).collect()
+}
+
+/// The newest config, if it changed since last looked at.
+fn newer(reloads: &mut watch::Receiver<Arc<Config>>) -> Option<Arc<Config>> {
+    reloads
+        .has_changed()
+        .unwrap_or(false)
+        .then(|| reloads.borrow_and_update().clone())
+}
+
+/// Waits for a new config (forever without reloads, or once they ended).
+async fn changed(reloads: &mut Option<watch::Receiver<Arc<Config>>>) {
+    let Some(r) = reloads else {
+        return std::future::pending().await;
+    };
+    match r.changed().await {
+        // Seen again (and applied) by `newer` at the loop's top.
+        Ok(()) => r.mark_changed(),
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Applies a new config's connections: an added one gets its tables and a
+/// lease (any process may take it at its next heartbeat), a removed one is
+/// stopped here and its lease removed, a changed one is stopped and
+/// started again under the same lease with its new settings at the next
+/// heartbeat. A connection whose tables cannot be created is left out (and
+/// logged) until the next reload.
+async fn reload(
+    worker: &Worker,
+    engine: &Engine,
+    held: &mut BTreeMap<String, Held>,
+    old: &Config,
+    new: &Config,
+) {
+    let changes = Changes::between(old, new);
+    if changes.is_empty() {
+        tracing::info!("config reloaded: no connection changed");
+        return;
+    }
+    if let Err(e) = migrate(engine.pool.url(), new, &changes.to_migrate()).await {
+        tracing::error!(error = %e, connections = ?changes.to_migrate(), "cannot create the tables of the new or changed connections; fix it and send SIGHUP again");
+    }
+    if let Err(e) = worker.register(&changes.added).await {
+        tracing::error!(error = %e, "cannot record the added connections' leases; send SIGHUP again");
+    }
+    let stopping: Vec<String> = changes
+        .removed
+        .iter()
+        .chain(&changes.changed)
+        .cloned()
+        .collect();
+    stop(held, &stopping, engine).await;
+    if !changes.removed.is_empty() {
+        if let Err(e) = worker.forget(&changes.removed).await {
+            tracing::warn!(error = %e, "cannot remove the removed connections' leases (they expire, and a process whose config still names them may take them)");
+        }
+        for c in &changes.removed {
+            engine.opts.metrics.forget(&Part::Connection(c.clone()));
+        }
+    }
+    tracing::info!(added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "config reloaded");
+}
+
+/// Creates the tables of `connections` of `config` (and their events
+/// settings).
+async fn migrate(url: &str, config: &Config, connections: &[String]) -> Result<(), SyncError> {
+    if connections.is_empty() {
+        return Ok(());
+    }
+    let mut admin = store::connect(url).await?;
+    let mut migrating = crate::catalog::to_migrate(config);
+    migrating.retain(|m| connections.iter().any(|c| c == m.name));
+    store::migrate_tables(&mut admin, &migrating).await?;
+    crate::events::outbox::apply_settings(&admin, config, false).await?;
+    Ok(())
 }
 
 /// How long a stopping connection may take before its task is aborted.

@@ -73,6 +73,9 @@ pub struct Options {
     /// Where API requests are counted and each connection says whether it
     /// has started (`/readyz`).
     pub metrics: Metrics,
+    /// New versions of the config (SIGHUP): connections added, removed and
+    /// changed are applied as they come.
+    pub reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 /// Runs every connection of `config` until `shutdown` turns true (or, with

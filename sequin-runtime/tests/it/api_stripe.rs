@@ -465,16 +465,27 @@ async fn clients_of_one_account_share_a_budget() {
     };
     let (a, b) = (make(), make());
     assert!(Arc::ptr_eq(a.budget(), b.budget()));
-    let other = Client::new(
-        arc(connector("stripe")),
-        ClientConfig {
-            budgets: Some(budgets.clone()),
-            ..ClientConfig::new("other")
-                .base_url(sim.base_url())
-                .credential("api_key", sim.token())
-        },
-    )
-    .unwrap();
-    assert!(!Arc::ptr_eq(a.budget(), other.budget()));
+    let named = |name: &str, key: &str| {
+        Client::new(
+            arc(connector("stripe")),
+            ClientConfig {
+                budgets: Some(budgets.clone()),
+                ..ClientConfig::new(name)
+                    .base_url(sim.base_url())
+                    .credential("api_key", key)
+            },
+        )
+        .unwrap()
+    };
+    // The API counts requests by account: another connection of the same
+    // account (its key) shares the budget, another account does not.
+    assert!(Arc::ptr_eq(
+        a.budget(),
+        named("again", sim.token()).budget()
+    ));
+    assert!(!Arc::ptr_eq(
+        a.budget(),
+        named("other", "sk_test_other").budget()
+    ));
     sim.shutdown().await;
 }

@@ -228,3 +228,25 @@ fn is_log_line(l: &str) -> bool {
         && b[10] == b'T'
         && (l.contains(" ERROR ") || l.contains(" WARN ") || l.contains(" INFO "))
 }
+
+/// Sessions through the proxy listening on `port`, once it accepts them.
+pub async fn through_proxy(db: &sequin_pgtemp::Database, port: u16) -> tokio_postgres::Client {
+    let url: tokio_postgres::Config = db.url.parse().unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user(url.get_user().unwrap_or("postgres"))
+        .dbname(&db.name);
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok((client, conn)) = cfg.connect(tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            return client;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the proxy on port {port} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

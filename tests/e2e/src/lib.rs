@@ -59,7 +59,7 @@ impl Running {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                sequin_runtime::serve::proxy(&config, &metrics, rx).await
+                sequin_runtime::serve::proxy(&config, &metrics, rx, None).await
             })
         });
         // Events beside them when the config asks, as `sequin run` does.
@@ -72,6 +72,7 @@ impl Running {
         let options = sync::Options {
             once: false,
             metrics,
+            reloads: None,
         };
         let task = tokio::spawn(async move { sync::run(&config, options, rx).await });
         Running {

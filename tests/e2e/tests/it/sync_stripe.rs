@@ -230,6 +230,7 @@ async fn restricted_key_without_events_syncs_by_relisting() {
     let once = sequin_runtime::sync::Options {
         once: true,
         metrics: sequin_runtime::metrics::Metrics::new(),
+        reloads: None,
     };
     sequin_runtime::sync::run(&config, once, rx)
         .await
@@ -348,6 +349,7 @@ async fn restricted_key_without_events_syncs_by_relisting() {
     let once = sequin_runtime::sync::Options {
         once: true,
         metrics: sequin_runtime::metrics::Metrics::new(),
+        reloads: None,
     };
     let config = Config::parse("test.yaml", &yaml, &|_| None).unwrap();
     sequin_runtime::sync::run(&config, once, rx).await.unwrap();

@@ -20,13 +20,14 @@ impl PgRateStore {
     /// A store in the database at `url`.
     pub fn new(url: &str) -> PgRateStore {
         PgRateStore {
-            pool: Pool::new(
+            pool: Pool::named(
                 url,
                 PoolSettings {
                     size: 1,
                     per_connection: 1,
                     idle_timeout: Duration::from_secs(60),
                 },
+                "sequin-rates",
             ),
         }
     }

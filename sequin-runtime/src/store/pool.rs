@@ -68,6 +68,7 @@ pub struct Pool {
 
 struct Inner {
     url: String,
+    application_name: &'static str,
     settings: PoolSettings,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Idle>>,
@@ -175,12 +176,19 @@ impl Drop for Lease {
 impl Pool {
     /// A pool of sessions to `url`; none is opened before a step needs it.
     pub fn new(url: &str, settings: PoolSettings) -> Pool {
+        Pool::named(url, settings, "sequin-sync")
+    }
+
+    /// [`Pool::new`] whose sessions show as `application_name` (sync's show
+    /// as `sequin-sync`).
+    pub fn named(url: &str, settings: PoolSettings, application_name: &'static str) -> Pool {
         let stats = Arc::new(PoolStats {
             size: settings.size,
             ..PoolStats::default()
         });
         let inner = Arc::new(Inner {
             url: url.to_string(),
+            application_name,
             settings,
             permits: Arc::new(Semaphore::new(settings.size.max(1))),
             idle: Mutex::new(Vec::new()),
@@ -230,7 +238,7 @@ impl Pool {
         let session = match self.inner.take_idle() {
             Some(s) => s,
             None => {
-                let s = open(&self.inner.url).await?;
+                let s = open(&self.inner.url, self.inner.application_name).await?;
                 stats.open.fetch_add(1, Ordering::Relaxed);
                 stats.opened.fetch_add(1, Ordering::Relaxed);
                 s
@@ -319,12 +327,12 @@ async fn close_idle(pool: Weak<Inner>) {
 /// client's open write-through transaction holds gives up (and is retried)
 /// well before Postgres's deadlock check (1 s) could pick the client's
 /// transaction as its victim.
-async fn open(url: &str) -> Result<Session, StoreError> {
+async fn open(url: &str, application_name: &str) -> Result<Session, StoreError> {
     let client = super::connect(url).await?;
     client
-        .batch_execute(
-            "SET application_name = 'sequin-sync'; SET lock_timeout = '300ms'; SET sequin.origin = 'sync'",
-        )
+        .batch_execute(&format!(
+            "SET application_name = '{application_name}'; SET lock_timeout = '300ms'; SET sequin.origin = 'sync'",
+        ))
         .await
         .map_err(db("configuring the sync session"))?;
     crate::guard::hold(&client)

@@ -1,4 +1,5 @@
-//! `cargo xtask bench scale`: many accounts in one `sequin sync` process.
+//! `cargo xtask bench scale`: many accounts in one `sequin sync` process,
+//! then the same accounts over several processes.
 //!
 //! 1. A child process (this binary, re-run with a hidden flag) serves N
 //!    Stripe accounts, a simulator each on a port of its own (Stripe's test
@@ -16,8 +17,14 @@
 //!    `/proc/<pid>/stat`, the simulators' CPU is the child's), and its peak
 //!    RSS (`VmHWM`).
 //!
+//! 4. The same in a second database with `--processes` (3) `sequin sync`
+//!    processes sharing the connections by their leases: time to every
+//!    object live, sessions, CPU (of all of them), each one's peak RSS, and
+//!    how many connections each holds.
+//!
 //! The run fails when an object is not live, a sampled table differs in
-//! row count from its account, or sync's sessions exceed the pool.
+//! row count from its account, sync's sessions exceed the pools, or the
+//! processes do not split the connections evenly.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,6 +57,9 @@ pub struct BenchScaleArgs {
     /// How long the steady state is measured.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub steady: Duration,
+    /// `sequin sync` processes of the second run (1: no second run).
+    #[arg(long, default_value_t = 3)]
+    pub processes: usize,
     /// Use this `sequin` binary instead of building it (release).
     #[arg(long)]
     pub sequin: Option<PathBuf>,
@@ -72,14 +82,19 @@ const MAX_CONNECTIONS: usize = 50;
 
 /// What one run measured.
 struct Measured {
+    processes: usize,
     migrate_secs: f64,
     live_secs: f64,
     peak_sync_sessions: i64,
     peak_sessions: i64,
     cpu_per_poll_us: f64,
     steady_cpu_percent: f64,
+    /// The most of any one process.
     peak_rss_mb: f64,
+    /// Of all processes together, at the end.
     steady_rss_mb: f64,
+    /// Connections held by each process at the end, most first.
+    held: Vec<i64>,
 }
 
 pub fn run(args: BenchScaleArgs) -> Result<()> {
@@ -98,16 +113,19 @@ pub fn run(args: BenchScaleArgs) -> Result<()> {
         ..Default::default()
     })
     .context("starting Postgres")?;
-    let m = measure(&cluster, &sequin, &args)?;
-    println!("\n{}", markdown(&m, &args));
-    check(&m, &args)
+    let runs = measure(&cluster, &sequin, &args)?;
+    println!("\n{}", markdown(&runs, &args));
+    for m in &runs {
+        check(m, &args)?;
+    }
+    Ok(())
 }
 
 fn measure(
     cluster: &sequin_pgtemp::Cluster,
     sequin: &Path,
     args: &BenchScaleArgs,
-) -> Result<Measured> {
+) -> Result<Vec<Measured>> {
     let dir = tempfile::tempdir()?;
     let accounts_file = dir.path().join("accounts");
     eprintln!(
@@ -124,9 +142,34 @@ fn measure(
         &accounts_file.to_string_lossy(),
     ])?;
     let accounts = read_accounts(&accounts_file)?;
-    let url = cluster.create_database("bench_scale")?;
-    let config = dir.path().join("sequin.yaml");
-    std::fs::write(&config, config_yaml(&url, &accounts, args))?;
+    let mut runs = vec![run_sync(cluster, sequin, &accounts, args, 1, dir.path())?];
+    if args.processes > 1 {
+        runs.push(run_sync(
+            cluster,
+            sequin,
+            &accounts,
+            args,
+            args.processes,
+            dir.path(),
+        )?);
+    }
+    drop(sim);
+    Ok(runs)
+}
+
+/// `processes` `sequin sync` processes of every account, in a database of
+/// their own, measured.
+fn run_sync(
+    cluster: &sequin_pgtemp::Cluster,
+    sequin: &Path,
+    accounts: &[(String, String)],
+    args: &BenchScaleArgs,
+    processes: usize,
+    dir: &Path,
+) -> Result<Measured> {
+    let url = cluster.create_database(&format!("bench_scale_{processes}"))?;
+    let config = dir.join(format!("sequin-{processes}.yaml"));
+    std::fs::write(&config, config_yaml(&url, accounts, args))?;
 
     eprintln!(
         "sequin migrate ({} tables) ...",
@@ -146,20 +189,26 @@ fn measure(
             .await?;
         anyhow::Ok(pg)
     })?;
-    let log = std::fs::File::create(dir.path().join("sync.log"))?;
-    eprintln!("sequin sync of {} connections ...", accounts.len());
-    let started = Instant::now();
-    let mut child = Killed(
-        Command::new(sequin)
-            .arg("--config")
-            .arg(&config)
-            .arg("sync")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting sequin sync")?,
+    eprintln!(
+        "{processes} sequin sync process(es) of {} connections ...",
+        accounts.len()
     );
-    let pid = child.0.id();
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for n in 0..processes {
+        let log = std::fs::File::create(dir.join(format!("sync-{processes}-{n}.log")))?;
+        children.push(Killed(
+            Command::new(sequin)
+                .arg("--config")
+                .arg(&config)
+                .arg("sync")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting sequin sync")?,
+        ));
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.0.id()).collect();
     let expected = (accounts.len() * OBJECTS.len()) as i64;
     let mut peaks = (0i64, 0i64);
     let live_secs = loop {
@@ -168,11 +217,13 @@ fn measure(
         if live == expected {
             break started.elapsed().as_secs_f64();
         }
-        if let Some(status) = child.0.try_wait()? {
-            bail!(
-                "sequin sync exited with {status} before every object was live; log in {}",
-                dir.path().display()
-            );
+        for child in &mut children {
+            if let Some(status) = child.0.try_wait()? {
+                bail!(
+                    "sequin sync exited with {status} before every object was live; logs in {}",
+                    dir.display()
+                );
+            }
         }
         if started.elapsed() > Duration::from_secs(600) {
             bail!("{live} of {expected} objects live after 10 minutes");
@@ -183,7 +234,8 @@ fn measure(
         "every object live after {live_secs:.1}s; steady state for {:?} ...",
         args.steady
     );
-    let cpu_before = proc_cpu_secs(pid)?;
+    let cpu = |pids: &[u32]| -> Result<f64> { pids.iter().map(|p| proc_cpu_secs(*p)).sum() };
+    let cpu_before = cpu(&pids)?;
     let steady_started = Instant::now();
     while steady_started.elapsed() < args.steady {
         let (_, sync, all) = rt.block_on(sample(&pg))?;
@@ -191,26 +243,51 @@ fn measure(
         std::thread::sleep(Duration::from_millis(50));
     }
     let window = steady_started.elapsed().as_secs_f64();
-    let cpu = proc_cpu_secs(pid)? - cpu_before;
-    let peak_rss_mb = rss_kb(pid, "VmHWM")? as f64 / 1024.0;
-    let steady_rss_mb = rss_kb(pid, "VmRSS")? as f64 / 1024.0;
-    rt.block_on(check_sample(&pg, &accounts, args.records))?;
-    drop(child);
-    let kept_log = std::env::temp_dir().join("bench-scale-sync.log");
-    let _ = std::fs::copy(dir.path().join("sync.log"), &kept_log);
-    eprintln!("sequin's log: {}", kept_log.display());
-    drop(sim);
+    let cpu = cpu(&pids)? - cpu_before;
+    let mut peak_rss_kb = 0;
+    let mut steady_rss_kb = 0;
+    for pid in &pids {
+        peak_rss_kb = peak_rss_kb.max(rss_kb(*pid, "VmHWM")?);
+        steady_rss_kb += rss_kb(*pid, "VmRSS")?;
+    }
+    let held = rt.block_on(held(&pg))?;
+    rt.block_on(check_sample(&pg, accounts, args.records))?;
+    drop(children);
+    let kept_logs = std::env::temp_dir().join("bench-scale-logs");
+    let _ = std::fs::create_dir_all(&kept_logs);
+    for n in 0..processes {
+        let name = format!("sync-{processes}-{n}.log");
+        let _ = std::fs::copy(dir.join(&name), kept_logs.join(&name));
+    }
+    eprintln!("sequin's logs: {}", kept_logs.display());
     let polls = accounts.len() as f64 * window / args.poll_interval.as_secs_f64();
     Ok(Measured {
+        processes,
         migrate_secs,
         live_secs,
         peak_sync_sessions: peaks.0,
         peak_sessions: peaks.1,
         cpu_per_poll_us: cpu / polls * 1e6,
         steady_cpu_percent: cpu / window * 100.0,
-        peak_rss_mb,
-        steady_rss_mb,
+        peak_rss_mb: peak_rss_kb as f64 / 1024.0,
+        steady_rss_mb: steady_rss_kb as f64 / 1024.0,
+        held,
     })
+}
+
+/// Connections held by each live process, most first.
+async fn held(pg: &tokio_postgres::Client) -> Result<Vec<i64>> {
+    let mut held: Vec<i64> = pg
+        .query(
+            "SELECT count(*) FROM sequin.lease_status WHERE holder IS NOT NULL GROUP BY holder",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    held.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(held)
 }
 
 /// Objects live; sessions of sync's pool and of the whole process (every
@@ -330,47 +407,111 @@ fn serve_sims(n: usize, records: usize, file: &Path) -> Result<()> {
 }
 
 fn check(m: &Measured, args: &BenchScaleArgs) -> Result<()> {
-    if m.peak_sync_sessions > args.pool as i64 {
+    let pools = (args.pool * m.processes) as i64;
+    if m.peak_sync_sessions > pools {
         bail!(
-            "sync used {} sessions at once, its pool is {}",
-            m.peak_sync_sessions,
-            args.pool
+            "{} process(es) used {} sync sessions at once, their pools {pools}",
+            m.processes,
+            m.peak_sync_sessions
+        );
+    }
+    let share = args.connections.div_ceil(m.processes) as i64;
+    if m.held.len() != m.processes || m.held.iter().any(|h| *h > share) {
+        bail!(
+            "{} process(es) hold {:?} connections, at most {share} each",
+            m.processes,
+            m.held
         );
     }
     Ok(())
 }
 
-fn markdown(m: &Measured, args: &BenchScaleArgs) -> String {
+fn markdown(runs: &[Measured], args: &BenchScaleArgs) -> String {
     let target = |ok: bool| if ok { "met" } else { "**not met**" };
-    format!(
-        "Command: `cargo xtask bench scale --connections {c} --records {r} --pool {p}` ({date}; {cores} cores; \
+    let head: Vec<String> = runs
+        .iter()
+        .map(|m| match m.processes {
+            1 => "1 process".to_string(),
+            n => format!("{n} processes"),
+        })
+        .collect();
+    let row = |name: &str, cell: &dyn Fn(&Measured) -> String, goal: &str| {
+        let cells: Vec<String> = runs.iter().map(cell).collect();
+        format!("| {name} | {} | {goal} |\n", cells.join(" | "))
+    };
+    let one = &runs[0];
+    let mut out = format!(
+        "Command: `cargo xtask bench scale --connections {c} --records {r} --pool {p} --processes {n}` ({date}; {cores} cores; \
          Postgres max_connections = {MAX_CONNECTIONS}; poll_interval {poll:?}).\n\n\
-         | figure | value | target |\n|---|---:|---|\n\
-         | `sequin migrate`, {tables} tables (first start only) | {mig:.1} s | |\n\
-         | `sequin sync` start to every object live | {live:.1} s | < 60 s: {t_live} |\n\
-         | sync's Postgres sessions, most at once | {ps} | ≤ pool.size {p}: {t_ps} |\n\
-         | all of sequin's Postgres sessions, most at once | {pa} | |\n\
-         | peak RSS | {rss:.0} MB | < 300 MB: {t_rss} |\n\
-         | RSS at the end of the steady state | {srss:.0} MB | |\n\
-         | steady-state CPU per connection per poll | {cpp:.0} µs | |\n\
-         | steady-state CPU (one core = 100%) | {cpu:.0}% | |\n",
+         | figure | {head} | target |\n|---|{aligns}---|\n",
         c = args.connections,
         r = args.records,
         p = args.pool,
+        n = args.processes,
         date = chrono_free_date(),
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         poll = args.poll_interval,
-        tables = args.connections * OBJECTS.len(),
-        mig = m.migrate_secs,
-        live = m.live_secs,
-        t_live = target(m.live_secs < 60.0),
-        ps = m.peak_sync_sessions,
-        t_ps = target(m.peak_sync_sessions <= args.pool as i64),
-        pa = m.peak_sessions,
-        rss = m.peak_rss_mb,
-        srss = m.steady_rss_mb,
-        t_rss = target(m.peak_rss_mb < 300.0),
-        cpp = m.cpu_per_poll_us,
-        cpu = m.steady_cpu_percent,
-    )
+        head = head.join(" | "),
+        aligns = "---:|".repeat(runs.len()),
+    );
+    let tables = args.connections * OBJECTS.len();
+    out += &row(
+        &format!("`sequin migrate`, {tables} tables (first start only)"),
+        &|m| format!("{:.1} s", m.migrate_secs),
+        "",
+    );
+    out += &row(
+        "`sequin sync` start to every object live",
+        &|m| format!("{:.1} s", m.live_secs),
+        &format!("< 60 s: {}", target(one.live_secs < 60.0)),
+    );
+    out += &row(
+        "sync's Postgres sessions, most at once",
+        &|m| m.peak_sync_sessions.to_string(),
+        &format!(
+            "≤ pool.size {} per process: {}",
+            args.pool,
+            target(
+                runs.iter()
+                    .all(|m| m.peak_sync_sessions <= (args.pool * m.processes) as i64)
+            )
+        ),
+    );
+    out += &row(
+        "all of sequin's Postgres sessions, most at once",
+        &|m| m.peak_sessions.to_string(),
+        "",
+    );
+    out += &row(
+        "connections held per process",
+        &|m| {
+            m.held
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        },
+        "",
+    );
+    out += &row(
+        "peak RSS (the largest process)",
+        &|m| format!("{:.0} MB", m.peak_rss_mb),
+        &format!("< 300 MB: {}", target(one.peak_rss_mb < 300.0)),
+    );
+    out += &row(
+        "RSS at the end of the steady state (all processes)",
+        &|m| format!("{:.0} MB", m.steady_rss_mb),
+        "",
+    );
+    out += &row(
+        "steady-state CPU per connection per poll",
+        &|m| format!("{:.0} µs", m.cpu_per_poll_us),
+        "",
+    );
+    out += &row(
+        "steady-state CPU (one core = 100%)",
+        &|m| format!("{:.0}%", m.steady_cpu_percent),
+        "",
+    );
+    out
 }

@@ -128,7 +128,7 @@ impl ChildCursor {
 
 /// A child object with its parent's table.
 struct Child {
-    plan: ObjectPlan,
+    plan: Box<ObjectPlan>,
     link: ParentPlan,
     parent: Table,
     /// The parent's column embedding the first page of the children.
@@ -138,7 +138,7 @@ struct Child {
 /// Backfills a child object once its parent is, then keeps it current.
 pub(super) async fn run_child(
     ctx: Arc<Ctx>,
-    plan: ObjectPlan,
+    plan: Box<ObjectPlan>,
     parent: Table,
     (live_tx, mut live_rx): Live,
 ) -> Result<(), SyncError> {
@@ -165,7 +165,7 @@ pub(super) async fn run_child(
     if !writer
         .as_backfill(async |w| {
             let _slot = ctx.backfill_slot().await;
-            backfill_until_done(&ctx, w, &child).await
+            Box::pin(backfill_until_done(&ctx, w, &child)).await
         })
         .await?
     {
@@ -175,8 +175,9 @@ pub(super) async fn run_child(
         l.insert(child.plan.table.name.clone());
     });
     loop {
-        let polled = poll(&ctx, &mut writer, &child).await;
-        settle_poll(&ctx, &mut writer, &child.plan.table.name, polled).await?;
+        // Boxed: the task sleeps between polls with a small future.
+        let polled = Box::pin(poll(&ctx, &mut writer, &child)).await;
+        Box::pin(settle_poll(&ctx, &mut writer, &child.plan.table.name, polled)).await?;
         if ctx.opts.once || !ctx.sleep(ctx.api.config.poll_interval).await {
             return Ok(());
         }

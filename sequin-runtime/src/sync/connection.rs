@@ -23,7 +23,7 @@ async fn run_connection(
 ) -> Result<(), SyncError> {
     let name = conn.name.clone();
     let metrics = opts.metrics.clone();
-    let result = run_connection_inner(sessions.clone(), conn, opts, shutdown).await;
+    let result = Box::pin(run_connection_inner(sessions.clone(), conn, opts, shutdown)).await;
     if let Err(e) = &result {
         metrics.part(
             Part::Connection(name.clone()),
@@ -32,9 +32,12 @@ async fn run_connection(
         // Make a connection-level failure (bad credentials, unreachable API)
         // visible in `sequin status`, not only in the log.
         let w = sessions.writer();
-        if w.state(&name, CONNECTION).await.is_ok() {
-            let _ = w.record_error(&name, CONNECTION, &e.to_string()).await;
-        }
+        let recorded = async {
+            if w.state(&name, CONNECTION).await.is_ok() {
+                let _ = w.record_error(&name, CONNECTION, &e.to_string()).await;
+            }
+        };
+        Box::pin(recorded).await;
     }
     result
 }
@@ -93,7 +96,10 @@ async fn run_connection_inner(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let api = catalog::Connection::open(&sessions.pool, &conn, &opts.metrics)?;
-    let plans = api.plans().await?;
+    // Every step is boxed: this future lives as long as the connection, and
+    // is as big as its biggest step (a thousand connections hold a
+    // thousand).
+    let plans = Box::pin(api.plans()).await?;
     let ctx = Arc::new(Ctx {
         api,
         sessions,
@@ -103,18 +109,18 @@ async fn run_connection_inner(
         feed_refused: OnceLock::new(),
         children: std::sync::RwLock::new(children(&plans)),
     });
-    announce(&ctx, &plans).await?;
+    Box::pin(announce(&ctx, &plans)).await?;
     // The quota's level in Postgres while the connection runs.
     let _quota = ctx.api.client.quota().cloned().map(|gate| {
         let keeper = tokio::spawn(super::quota::keep(ctx.clone(), gate));
         AbortOnDrop(keeper)
     });
     let mut tasks = Tasks::new(ctx.clone(), &plans);
-    tasks.start_events(&plans).await?;
+    Box::pin(tasks.start_events(&plans)).await?;
     for plan in plans {
-        tasks.spawn_object(plan);
+        tasks.spawn_object(Box::new(plan));
     }
-    tasks.supervise().await
+    Box::pin(tasks.supervise()).await
 }
 
 /// A task that ends with the scope holding it.
@@ -247,7 +253,9 @@ impl Tasks {
         Ok(())
     }
 
-    fn spawn_object(&mut self, plan: ObjectPlan) {
+    /// Spawns the task of `plan` (boxed: a plan is kilobytes of the spec,
+    /// and a task's future would hold it inline, twice).
+    fn spawn_object(&mut self, plan: Box<ObjectPlan>) {
         let ctx = self.ctx.clone();
         let live_tx = self.live_tx.clone();
         if let Some(l) = &plan.link {
@@ -326,7 +334,7 @@ impl Tasks {
                 },
                 _ = tick => {
                     if !ctx.stopping() {
-                        self.rediscover().await;
+                        Box::pin(self.rediscover()).await;
                     }
                 }
             }
@@ -367,7 +375,7 @@ impl Tasks {
                         .writer()
                         .state(&ctx.api.config.name, &p.table.name)
                         .await;
-                    self.spawn_object(p);
+                    self.spawn_object(Box::new(p));
                 }
                 self.discovered_tx.send_replace(Arc::new(found));
             }

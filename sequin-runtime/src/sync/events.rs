@@ -150,9 +150,7 @@ pub async fn run(
         phase: Some(crate::store::Phase::Live),
         ..Default::default()
     };
-    writer
-        .checkpoint(&ctx.api.config.name, EVENTS, &live)
-        .await?;
+    Box::pin(writer.checkpoint(&ctx.api.config.name, EVENTS, &live)).await?;
     loop {
         // Boxed: the feed's task sleeps between polls with a small future.
         match Box::pin(poll(&ctx, &mut writer, &objects)).await {
@@ -162,11 +160,10 @@ pub async fn run(
             Ok(_) => {}
             Err(e) if fallback::applies(&objects[0].incremental, &e).is_some() => {
                 let f = fallback::applies(&objects[0].incremental, &e).expect("just matched");
-                return fallback::fall_back(&ctx, &mut writer, f, &e).await;
+                return Box::pin(fallback::fall_back(&ctx, &mut writer, f, &e)).await;
             }
             Err(e) if ctx.opts.once || e.is_auth() => {
-                writer
-                    .record_error(&ctx.api.config.name, EVENTS, &e.to_string())
+                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string()))
                     .await?;
                 return Err(e);
             }
@@ -175,8 +172,7 @@ pub async fn run(
             Err(e) if e.is_session_lost() => return Err(e),
             Err(e) => {
                 tracing::warn!(connection = %ctx.api.config.name, error = %e, "events poll failed; will retry");
-                writer
-                    .record_error(&ctx.api.config.name, EVENTS, &e.to_string())
+                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string()))
                     .await?;
             }
         }

@@ -68,6 +68,40 @@ impl Worker {
         self.failover / 3
     }
 
+    /// Registers or renews this process in `sequin.worker` (counted live
+    /// for `failover`).
+    async fn touch(&self, c: &tokio_postgres::Client) -> Result<(), StoreError> {
+        c.execute(
+            "INSERT INTO sequin.worker (id, heartbeat_at, expires_at)
+             VALUES ($1, now(), now() + make_interval(secs => $2))
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
+            &[&self.id, &self.failover.as_secs_f64()],
+        )
+        .await
+        .map_err(db("heartbeating this process in sequin.worker"))?;
+        Ok(())
+    }
+
+    /// Counts this process live while `work` runs (its start-up: creating
+    /// the connections' tables can take longer than `failover`), so the
+    /// processes started with it leave it its share rather than taking
+    /// everything while it is busy. Heartbeat failures are left to the
+    /// first real heartbeat.
+    pub(super) async fn live_during<T>(&self, work: impl Future<Output = T>) -> T {
+        let beats = async {
+            loop {
+                if let Ok(session) = self.pool.lease(None, Origin::Sync).await {
+                    let _ = self.touch(session.client()).await;
+                }
+                tokio::time::sleep(self.heartbeat()).await;
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            never = beats => never,
+        }
+    }
+
     /// The `first` heartbeat registers this process and a lease row for
     /// each of the `configured` connections; the others renew it and the
     /// leases it holds, work out its share of `configured` and take free
@@ -80,14 +114,7 @@ impl Worker {
         let session = self.pool.lease(None, Origin::Sync).await?;
         let c = session.client();
         let failover = self.failover.as_secs_f64();
-        c.execute(
-            "INSERT INTO sequin.worker (id, heartbeat_at, expires_at)
-             VALUES ($1, now(), now() + make_interval(secs => $2))
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
-            &[&self.id, &failover],
-        )
-        .await
-        .map_err(db("heartbeating this process in sequin.worker"))?;
+        self.touch(c).await?;
         if first {
             c.execute(
                 "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
@@ -244,9 +271,9 @@ struct Held {
 pub(super) async fn run_leased(
     config: &Config,
     engine: &Engine,
+    worker: Worker,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
-    let worker = Worker::new(engine.pool.clone(), config.sync.failover);
     let mut config = Arc::new(config.clone());
     let mut reloads = engine.opts.reloads.clone();
     let mut configured = names(&config);

@@ -87,7 +87,7 @@ impl LinkCursor {
 
 /// A link table with the tables of its two objects and its columns.
 struct Link {
-    plan: ObjectPlan,
+    plan: Box<ObjectPlan>,
     link: LinkPlan,
     from: Table,
     to: Table,
@@ -99,7 +99,7 @@ struct Link {
 /// current.
 pub(super) async fn run_link(
     ctx: Arc<Ctx>,
-    plan: ObjectPlan,
+    plan: Box<ObjectPlan>,
     (from, to): (Table, Table),
     (live_tx, mut live_rx): Live,
 ) -> Result<(), SyncError> {
@@ -114,7 +114,7 @@ pub(super) async fn run_link(
     let (from_col, to_col) = (column("from_id"), column("to_id"));
     let mut writer = ctx.writer();
     if plan.dynamic_table {
-        create_table(&ctx, &mut writer, &plan).await?;
+        Box::pin(create_table(&ctx, &mut writer, &plan)).await?;
     }
     let l = Link {
         plan,
@@ -135,7 +135,7 @@ pub(super) async fn run_link(
     if !writer
         .as_backfill(async |w| {
             let _slot = ctx.backfill_slot().await;
-            backfill(&ctx, w, &l).await
+            Box::pin(backfill(&ctx, w, &l)).await
         })
         .await?
     {
@@ -145,8 +145,9 @@ pub(super) async fn run_link(
         live.insert(l.plan.table.name.clone());
     });
     loop {
-        let polled = poll(&ctx, &mut writer, &l).await;
-        settle_poll(&ctx, &mut writer, &l.plan.table.name, polled).await?;
+        // Boxed: the task sleeps between polls with a small future.
+        let polled = Box::pin(poll(&ctx, &mut writer, &l)).await;
+        Box::pin(settle_poll(&ctx, &mut writer, &l.plan.table.name, polled)).await?;
         if ctx.opts.once || !ctx.sleep(ctx.api.config.poll_interval).await {
             return Ok(());
         }

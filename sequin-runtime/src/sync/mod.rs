@@ -86,16 +86,26 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let url = config.database_url.expose().to_string();
+    let pool = store::Pool::new(&url, config.pool.settings());
     let mut admin = store::connect(&url).await?;
-    store::migrate_tables(&mut admin, &catalog::to_migrate(config)).await?;
-    // Before the first synced row: its changes are events when asked for.
-    crate::events::outbox::apply_settings(&admin, config, false).await?;
+    // The `sequin` schema first: a running engine is counted among the
+    // processes sharing the connections while it creates their tables.
+    store::migrate_tables(&mut admin, &[]).await?;
+    let worker = lease::Worker::new(pool.clone(), config.sync.failover);
+    let migrating = async {
+        store::migrate_tables(&mut admin, &catalog::to_migrate(config)).await?;
+        // Before the first synced row: its changes are events when asked for.
+        crate::events::outbox::apply_settings(&admin, config, false).await
+    };
+    match opts.once {
+        true => migrating.await?,
+        false => worker.live_during(migrating).await?,
+    }
     let registration = crate::guard::Registration::start(&url, &admin)
         .await
         .map_err(store::db("registering this process's writer key"))?;
     // The migration's session is not needed while sync runs.
     drop(admin);
-    let pool = store::Pool::new(&url, config.pool.settings());
     opts.metrics.watch_pool(pool.stats());
     let engine = Engine {
         pool,
@@ -107,7 +117,7 @@ pub async fn run(
     let result = if engine.opts.once {
         engine.run_all(config, shutdown).await
     } else {
-        lease::run_leased(config, &engine, shutdown).await
+        lease::run_leased(config, &engine, worker, shutdown).await
     };
     registration.stop().await;
     result

@@ -19,7 +19,7 @@ const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Backfills one object, then keeps it current.
 pub(super) async fn run_object(
     ctx: Arc<Ctx>,
-    mut plan: ObjectPlan,
+    mut plan: Box<ObjectPlan>,
     live_tx: Arc<watch::Sender<BTreeSet<String>>>,
     mut discovered: watch::Receiver<Arc<Vec<ObjectPlan>>>,
 ) -> Result<(), SyncError> {

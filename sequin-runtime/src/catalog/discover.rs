@@ -155,7 +155,7 @@ impl Connection {
             if !listed_flag(o, d.deletes_if_flag.as_deref()) && plan.deletes.is_some() {
                 // No deleted-records list for it: the full re-list's diff
                 // finds its deletes.
-                plan.incremental = Incremental::FullRefresh;
+                plan.incremental = Arc::new(Incremental::FullRefresh);
                 plan.marker = marker_of(&plan.incremental, &plan.table.columns);
                 plan.deletes = None;
             }
@@ -265,10 +265,10 @@ impl Connection {
                 primary_key,
             },
             api_name,
-            endpoints: d.endpoints.clone(),
+            endpoints: super::plan::shared(&d.endpoints),
             pagination: pagination.clone(),
-            incremental,
-            deletes,
+            incremental: super::plan::shared(&incremental),
+            deletes: deletes.as_ref().map(super::plan::shared),
             marker,
             discovered_fields: None,
             // The table's fields are all its columns: the whole table is

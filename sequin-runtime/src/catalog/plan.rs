@@ -2,6 +2,10 @@
 //! resolved from the spec (static objects) or from discovery (objects and
 //! fields known only at run time).
 
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use sequin_spec::Connector;
 use sequin_spec::model::{
     Access, DeleteDetection, DiscoveredFields, Endpoints, FieldDescriptor, FieldType, Incremental,
@@ -35,13 +39,15 @@ pub struct ObjectPlan {
     pub table: Table,
     /// The API's name of the object (`{object}` in templates).
     pub api_name: String,
-    pub endpoints: Endpoints,
+    /// The spec's parts are shared by every plan of the same in the
+    /// process ([`shared`]).
+    pub endpoints: Arc<Endpoints>,
     pub pagination: Pagination,
-    pub incremental: Incremental,
-    pub deletes: Option<DeleteDetection>,
+    pub incremental: Arc<Incremental>,
+    pub deletes: Option<Arc<DeleteDetection>>,
     pub marker: Marker,
     /// Fields looked up at run time and added as columns.
-    pub discovered_fields: Option<DiscoveredFields>,
+    pub discovered_fields: Option<Arc<DiscoveredFields>>,
     /// How many leading columns come from the spec (the rest were discovered).
     pub static_columns: usize,
     /// The table itself was discovered (created at run time, not by DDL).
@@ -50,6 +56,33 @@ pub struct ObjectPlan {
     pub parent: Option<ParentPlan>,
     /// For a link table (`links:` of the spec): its pair.
     pub link: Option<super::LinkPlan>,
+}
+
+/// One copy of `value` for the whole process: the copy already in use by
+/// another plan when there is one (the same object of the same API, in
+/// another account). A plan's spec parts are kilobytes, and a thousand
+/// accounts of one API would otherwise each hold them.
+pub fn shared<T>(value: &T) -> Arc<T>
+where
+    T: serde::Serialize + Clone + Send + Sync + 'static,
+{
+    type InUse = BTreeMap<(TypeId, String), Weak<dyn Any + Send + Sync>>;
+    static IN_USE: Mutex<InUse> = Mutex::new(BTreeMap::new());
+    let Ok(text) = serde_json::to_string(value) else {
+        return Arc::new(value.clone());
+    };
+    let key = (TypeId::of::<T>(), text);
+    let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = in_use.get(&key).and_then(Weak::upgrade)
+        && let Ok(shared) = shared.downcast::<T>()
+    {
+        return shared;
+    }
+    in_use.retain(|_, w| w.strong_count() > 0);
+    let shared = Arc::new(value.clone());
+    let any: Arc<dyn Any + Send + Sync> = shared.clone();
+    in_use.insert(key, Arc::downgrade(&any));
+    shared
 }
 
 /// The parent of a child object ([`sequin_spec::model::Parent`]).
@@ -119,12 +152,12 @@ impl ObjectPlan {
                 primary_key,
             },
             api_name: o.api_name.clone(),
-            endpoints: o.endpoints.clone(),
+            endpoints: shared(&o.endpoints),
             pagination,
-            incremental,
-            deletes,
+            incremental: shared(&incremental),
+            deletes: deletes.as_ref().map(shared),
             marker,
-            discovered_fields: o.discovered_fields.clone(),
+            discovered_fields: o.discovered_fields.as_ref().map(shared),
             dynamic_table: false,
             parent,
             link: None,
@@ -152,7 +185,7 @@ impl ObjectPlan {
         let vars = crate::api::Vars::new()
             .with("object", self.api_name.clone())
             .fields(self.field_names(fields_under));
-        match &self.incremental {
+        match &*self.incremental {
             Incremental::UpdatedSince { field, .. } | Incremental::Search { field, .. } => {
                 vars.with("cursor", field.clone())
             }
@@ -308,4 +341,28 @@ pub fn discovered_column(
         external_id: flag(&d.external_id).unwrap_or(false),
     };
     Some((col, api_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_of_one_object_share_its_endpoints() {
+        let stripe = &crate::registry::get("stripe").unwrap().spec;
+        let customer = stripe
+            .objects
+            .iter()
+            .find(|o| o.name == "customer")
+            .unwrap();
+        let price = stripe.objects.iter().find(|o| o.name == "price").unwrap();
+        let a = ObjectPlan::for_object(stripe, "acct_a", customer, vec![]).unwrap();
+        let b = ObjectPlan::for_object(stripe, "acct_b", customer, vec![]).unwrap();
+        assert!(Arc::ptr_eq(&a.endpoints, &b.endpoints));
+        assert!(Arc::ptr_eq(&a.incremental, &b.incremental));
+        assert_eq!(*a.endpoints, customer.endpoints);
+        let p = ObjectPlan::for_object(stripe, "acct_a", price, vec![]).unwrap();
+        assert!(!Arc::ptr_eq(&a.endpoints, &p.endpoints));
+        assert_eq!(*p.endpoints, price.endpoints);
+    }
 }

@@ -177,7 +177,13 @@ pub(super) async fn run_child(
     loop {
         // Boxed: the task sleeps between polls with a small future.
         let polled = Box::pin(poll(&ctx, &mut writer, &child)).await;
-        Box::pin(settle_poll(&ctx, &mut writer, &child.plan.table.name, polled)).await?;
+        Box::pin(settle_poll(
+            &ctx,
+            &mut writer,
+            &child.plan.table.name,
+            polled,
+        ))
+        .await?;
         if ctx.opts.once || !ctx.sleep(ctx.api.config.poll_interval).await {
             return Ok(());
         }
@@ -339,7 +345,7 @@ async fn poll(ctx: &Ctx, writer: &mut Writer, child: &Child) -> Result<(), SyncE
         }
         cursor.swept_at = Some(now);
     }
-    let refused = matches!(child.plan.incremental, Incremental::Events { .. })
+    let refused = matches!(*child.plan.incremental, Incremental::Events { .. })
         .then(|| ctx.feed_refused.get())
         .flatten();
     if let Some(r) = refused
@@ -556,7 +562,7 @@ mod tests {
                     .collect(),
                 primary_key: 0,
             },
-            plan,
+            plan: Box::new(plan),
         };
         let mut without = json!({"id": "in_1", "object": "invoice"});
         with_parent(&child, &mut without, "cus_A");

@@ -233,7 +233,7 @@ impl Tasks {
     async fn start_events(&mut self, plans: &[ObjectPlan]) -> Result<(), SyncError> {
         let event_objects: Vec<ObjectPlan> = plans
             .iter()
-            .filter(|p| matches!(p.incremental, Incremental::Events { .. }))
+            .filter(|p| matches!(*p.incremental, Incremental::Events { .. }))
             .cloned()
             .collect();
         let Some(first) = event_objects.first() else {

@@ -85,7 +85,7 @@ pub(super) async fn resync(
     writer: &mut Writer,
     plan: &ObjectPlan,
 ) -> Result<(), SyncError> {
-    if matches!(plan.incremental, Incremental::FullRefresh) {
+    if matches!(*plan.incremental, Incremental::FullRefresh) {
         // The next poll lists everything anyway.
         return Ok(());
     }

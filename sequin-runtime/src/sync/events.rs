@@ -53,7 +53,7 @@ fn feed(plan: &ObjectPlan) -> Feed<'_> {
         object_type,
         deleted_suffix,
         ..
-    } = &plan.incremental
+    } = &*plan.incremental
     else {
         unreachable!("events tasks get event-driven objects only")
     };
@@ -87,7 +87,7 @@ pub async fn ensure_cursor(
     let f = feed(plan);
     if stored
         && !matches!(
-            plan.incremental,
+            *plan.incremental,
             Incremental::Events {
                 fallback: Some(_),
                 ..
@@ -163,8 +163,7 @@ pub async fn run(
                 return Box::pin(fallback::fall_back(&ctx, &mut writer, f, &e)).await;
             }
             Err(e) if ctx.opts.once || e.is_auth() => {
-                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string()))
-                    .await?;
+                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string())).await?;
                 return Err(e);
             }
             // The database session is gone (a restart): the connection
@@ -172,8 +171,7 @@ pub async fn run(
             Err(e) if e.is_session_lost() => return Err(e),
             Err(e) => {
                 tracing::warn!(connection = %ctx.api.config.name, error = %e, "events poll failed; will retry");
-                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string()))
-                    .await?;
+                Box::pin(writer.record_error(&ctx.api.config.name, EVENTS, &e.to_string())).await?;
             }
         }
         if ctx.opts.once || !ctx.sleep(ctx.api.config.poll_interval).await {

@@ -278,7 +278,7 @@ impl Ctx {
     /// Whether `plan` is kept current by the events feed now (not when the
     /// feed was refused and the object is re-listed instead).
     fn by_events(&self, plan: &ObjectPlan) -> bool {
-        matches!(plan.incremental, Incremental::Events { .. }) && self.feed_refused.get().is_none()
+        matches!(*plan.incremental, Incremental::Events { .. }) && self.feed_refused.get().is_none()
     }
 
     /// Deletes the rows of `plan`'s table with the keys `keys`, and the

@@ -35,7 +35,7 @@ pub(super) async fn run_object(
     // needs no poll right after a first backfill of this run listed it whole
     // (the table held nothing else): it would list every record again.
     let skip_poll = ctx.opts.once
-        && matches!(plan.incremental, Incremental::FullRefresh)
+        && matches!(*plan.incremental, Incremental::FullRefresh)
         && state.phase == Phase::Backfilling
         && state.backfill_cursor.is_none()
         && state.incremental_cursor.is_none();

@@ -93,7 +93,7 @@ async fn poll_changes(
     cursor: &mut PollCursor,
     poll_started: i64,
 ) -> Result<u64, SyncError> {
-    match &plan.incremental {
+    match &*plan.incremental {
         Incremental::UpdatedSince {
             since_param,
             since_format,
@@ -191,7 +191,7 @@ async fn detect_deletes(
     cursor: &mut PollCursor,
     poll_started: i64,
 ) -> Result<u64, SyncError> {
-    match &plan.deletes {
+    match plan.deletes.as_deref() {
         Some(DeleteDetection::DeletedList {
             endpoint,
             records,
@@ -239,7 +239,7 @@ async fn detect_deletes(
             ctx.delete_rows(writer, plan, &ids).await
         }
         Some(DeleteDetection::FullDiff { every })
-            if !matches!(plan.incremental, Incremental::FullRefresh) =>
+            if !matches!(*plan.incremental, Incremental::FullRefresh) =>
         {
             let every_us = every.get().as_micros() as i64;
             let last = cursor.diff_at.unwrap_or(0);

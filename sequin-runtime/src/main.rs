@@ -278,6 +278,10 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 status::render_holders(&status::read_holders(&client).await?)
             );
+            print!(
+                "{}",
+                status::render_rates(&status::read_rates(&client).await?)
+            );
         }
         Command::Events { action } => {
             let client = store::connect(&url).await?;

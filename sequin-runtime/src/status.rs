@@ -5,7 +5,8 @@
 //! `sequin.write_status` (migration 0007) and `sequin.quota_status` (0009),
 //! which applications and dashboards query too: one definition of what the
 //! status is. Last, which process syncs which connection
-//! (`sequin.lease_status`, 0012).
+//! (`sequin.lease_status`, 0012) and the rate-limit slots each account's
+//! processes hold (`sequin.rate_status`, 0013).
 
 use std::fmt::Write as _;
 
@@ -288,6 +289,78 @@ pub fn render_holders(items: &[HolderStatus]) -> String {
             } else {
                 String::new()
             },
+        );
+    }
+    out
+}
+
+/// One API account's slots, from `sequin.rate_status`: what the processes
+/// sharing its rate limit hold now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateStatus {
+    /// The budget's key: connector and a digest of the account.
+    pub account: String,
+    /// Processes holding slots.
+    pub processes: i64,
+    /// Slots held, reads included.
+    pub total: i64,
+    pub reads: i64,
+    /// The highest lane a process waits with: backfill, poll or write.
+    pub waiting: Option<String>,
+    /// Seconds every process still holds back after a 429.
+    pub paused_seconds: Option<f64>,
+}
+
+/// Reads what each account's processes hold (empty when none holds any).
+pub async fn read_rates(client: &Client) -> Result<Vec<RateStatus>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT account, count(*), sum(total)::bigint, sum(reads)::bigint,
+                    CASE max(wants) WHEN 3 THEN 'write' WHEN 2 THEN 'poll' WHEN 1 THEN 'backfill' END,
+                    extract(epoch FROM max(paused_until) - now())::float8
+               FROM sequin.rate_status GROUP BY account ORDER BY account",
+            &[],
+        )
+        .await
+        .map_err(|source| StoreError::Db {
+            context: "reading sequin.rate_status (has `sequin migrate` run?)".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| RateStatus {
+            account: r.get(0),
+            processes: r.get(1),
+            total: r.get(2),
+            reads: r.get(3),
+            waiting: r.get(4),
+            paused_seconds: r.get::<_, Option<f64>>(5).filter(|s| *s > 0.0),
+        })
+        .collect())
+}
+
+/// Renders the slots each account's processes hold; empty when none does.
+pub fn render_rates(items: &[RateStatus]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nRATE LIMITS (sequin.rate_status)\n");
+    let _ = writeln!(
+        out,
+        "{:<40}  {:>9}  {:>5}  {:>5}  {:<8}  PAUSED",
+        "ACCOUNT", "PROCESSES", "SLOTS", "READS", "WAITING"
+    );
+    for r in items {
+        let _ = writeln!(
+            out,
+            "{:<40}  {:>9}  {:>5}  {:>5}  {:<8}  {}",
+            r.account,
+            r.processes,
+            r.total,
+            r.reads,
+            r.waiting.as_deref().unwrap_or("-"),
+            r.paused_seconds
+                .map_or("-".into(), |s| format!("{s:.1}s more")),
         );
     }
     out
@@ -604,6 +677,27 @@ mod tests {
         assert!(lines[4].starts_with("(no live process)"), "{out}");
         assert!(lines[4].ends_with("acct_10"), "{out}");
         assert_eq!(render_holders(&[]), "");
+    }
+
+    #[test]
+    fn renders_rates() {
+        assert_eq!(render_rates(&[]), "");
+        let out = render_rates(&[RateStatus {
+            account: "stripe:account=0a1b2c3d4e5f6071".into(),
+            processes: 3,
+            total: 25,
+            reads: 20,
+            waiting: Some("poll".into()),
+            paused_seconds: Some(1.5),
+        }]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "RATE LIMITS (sequin.rate_status)");
+        assert!(
+            lines[3].starts_with("stripe:account=0a1b2c3d4e5f6071"),
+            "{out}"
+        );
+        assert!(lines[3].contains("3     25     20  poll"), "{out}");
+        assert!(lines[3].ends_with("1.5s more"), "{out}");
     }
 
     #[test]

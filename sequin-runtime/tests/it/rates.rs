@@ -16,19 +16,19 @@ use sequin_runtime::store;
 use sequin_spec::model::RateLimit;
 use tokio::time::Instant;
 
-fn limit(requests: u32, per: &str, write_share: f64) -> RateLimit {
-    RateLimit {
-        requests,
-        per: per.parse().unwrap(),
-        burst: None,
-        write_share,
-        per_param: None,
-        retry_after_header: None,
-        remaining_header: None,
-        reset_header: None,
-        extra_statuses: vec![],
-        endpoints: vec![],
-    }
+/// Stripe's rate limit (a fifth kept for writes), with `requests` a second.
+fn limit(requests: u32) -> RateLimit {
+    let mut limit = sequin_runtime::registry::get("stripe")
+        .unwrap()
+        .spec
+        .rate_limit
+        .clone();
+    limit.requests = requests;
+    assert_eq!(
+        (limit.per.get(), limit.write_share),
+        (Duration::from_secs(1), 0.2)
+    );
+    limit
 }
 
 /// The most of `times` within any window of `window`.
@@ -51,7 +51,7 @@ async fn processes_share_one_budget_per_account() {
     let mut admin = store::connect(&db.url).await.unwrap();
     store::migrate(&mut admin, &[]).await.unwrap();
     let account = "stripe:connection=acme";
-    let l = limit(20, "1s", 0.2);
+    let l = limit(20);
     let processes: Vec<Budgets> = (0..3)
         .map(|_| Budgets::shared(Arc::new(PgRateStore::new(&db.url))))
         .collect();
@@ -91,6 +91,11 @@ async fn processes_share_one_budget_per_account() {
         r.unwrap();
     }
 
+    // `sequin status` shows what the processes hold, within the limit.
+    let rates = sequin_runtime::status::read_rates(&admin).await.unwrap();
+    assert_eq!(rates.len(), 1, "{rates:?}");
+    assert!(rates[0].total <= 20 && rates[0].reads <= 16, "{rates:?}");
+    assert!(rates[0].processes >= 1, "{rates:?}");
     let admitted = admitted.lock().unwrap().clone();
     let mut reads: Vec<Instant> = admitted.iter().map(|(_, t)| *t).collect();
     let per_process: Vec<usize> = (0..3)
@@ -166,7 +171,7 @@ async fn a_quota_counts_every_process_requests() {
         .clone()
         .unwrap();
     let account = "salesforce:account=org";
-    let l = limit(25, "1s", 0.2);
+    let l = limit(25);
     let level = serde_json::json!({ "DailyApiRequests": { "Max": 1000, "Remaining": 900 } });
     let processes: Vec<_> = (0..2)
         .map(|_| {

@@ -18,6 +18,7 @@ use sequin_proxy::{
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::config::reload::Changes;
 use crate::metrics::{Metrics, Part, PartState};
 use crate::store::StoreError;
 use crate::write::{self, WriteThrough};
@@ -163,6 +164,8 @@ pub async fn proxy(
     // clients may not write it. The tables' names are listed as well, for
     // statements that name them without a schema (search_path).
     let mut schemas = schemas_of(config);
+    // The config write-through runs now (reloads replace it).
+    let mut running = Arc::new(config.clone());
     let synced = SyncedTables::new(
         schemas
             .iter()
@@ -210,9 +213,10 @@ pub async fn proxy(
                 }
             }
             Some(new) = next_config(&mut reloads) => {
-                if let Some(s) = reload(&writes, &new, metrics).await {
-                    schemas = s;
+                if reload(&writes, &running, &new, metrics).await {
+                    schemas = schemas_of(&new);
                     refresh_synced(&synced, &mut db, &url, &schemas).await;
+                    running = new;
                 }
             }
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
@@ -246,35 +250,34 @@ async fn next_config(reloads: &mut Option<watch::Receiver<Arc<Config>>>) -> Opti
     }
 }
 
-/// Applies a new config's connections to write-through: their tables are
-/// created (as by `sequin migrate`), then a write-through for the new
-/// connections replaces the running one; statements already in flight end
-/// with the old. Returns the schemas to guard now, or `None` (logged) when
-/// the new config could not be applied and the running one stays.
-async fn reload(writes: &Current, config: &Config, metrics: &Metrics) -> Option<Vec<String>> {
-    let url = config.database_url.expose();
-    let migrated = async {
-        let mut admin = crate::store::connect(url).await?;
-        crate::store::migrate_tables(&mut admin, &crate::catalog::to_migrate(config)).await?;
-        crate::events::outbox::apply_settings(&admin, config, false).await?;
-        Ok::<_, ServeError>(())
-    };
-    let replaced = match migrated.await {
-        Ok(()) => WriteThrough::new(config, metrics)
+/// Applies a new config's connections to write-through, when any of them
+/// differs from the `running` config's: the tables of those added or
+/// changed are created, then a write-through for the new connections
+/// replaces the running one; statements already in flight end with the
+/// old. Returns whether it was replaced (a failure is logged, and the
+/// running one stays).
+async fn reload(writes: &Current, running: &Config, new: &Config, metrics: &Metrics) -> bool {
+    let changes = Changes::between(running, new);
+    if changes.is_empty() {
+        return false;
+    }
+    let url = new.database_url.expose();
+    let replaced = match crate::catalog::migrate_connections(url, new, &changes.to_migrate()).await
+    {
+        Ok(()) => WriteThrough::new(new, metrics)
             .await
             .map_err(ServeError::from),
-        Err(e) => Err(e),
+        Err(e) => Err(ServeError::from(e)),
     };
     match replaced {
         Ok(w) => {
             *writes.0.write().unwrap_or_else(|e| e.into_inner()) = w;
-            let names: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
-            tracing::info!(connections = ?names, "write-through reloaded");
-            Some(schemas_of(config))
+            tracing::info!(added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "write-through reloaded");
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, "write-through not reloaded (fix it and send SIGHUP again); the running connections stay");
-            None
+            false
         }
     }
 }

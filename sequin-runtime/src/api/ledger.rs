@@ -15,6 +15,7 @@
 //! it when the lane waiting elsewhere outranks its own: writes, then polls,
 //! then backfills).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -99,6 +100,9 @@ struct Entry {
     budget: Weak<Budget>,
     /// How long a lease serves without renewal.
     hold: Duration,
+    /// The limit's requests per window, and those reads may use.
+    capacity: u32,
+    read_capacity: u32,
     /// Read slots asked at a time.
     chunk: u32,
     /// The limit's window.
@@ -149,19 +153,16 @@ impl Ledger {
         })
     }
 
-    /// This process's name in `sequin.rate_lease`.
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// Asks for `budget`'s slots from now on.
     pub(super) fn register(&self, key: &str, budget: &Arc<Budget>, limit: &RateLimit) {
         let window = limit.per.get();
-        let (_, read_capacity) = budget.capacities();
+        let (capacity, read_capacity) = budget.capacities();
         let entry = Entry {
             key: key.to_string(),
             budget: Arc::downgrade(budget),
             hold: (window * 3).max(Duration::from_secs(3)),
+            capacity,
+            read_capacity,
             chunk: read_capacity.div_ceil(4).max(1),
             window,
             last: None,
@@ -209,7 +210,6 @@ impl Ledger {
                 continue;
             };
             let ask = budget.ask(e.chunk);
-            let (capacity, read_capacity) = budget.capacities();
             e.last = Some(now);
             batch.push(Due {
                 budget,
@@ -217,8 +217,8 @@ impl Ledger {
                 hold: e.hold,
                 account: AccountAsk {
                     account: e.key.clone(),
-                    capacity,
-                    read_capacity,
+                    capacity: e.capacity,
+                    read_capacity: e.read_capacity,
                     ttl: e.ttl(),
                     reads: ask.reads,
                     total: ask.total,
@@ -259,8 +259,10 @@ impl Ledger {
             match self.store.take(&self.holder, &asks).await {
                 Ok(answers) => {
                     failing = false;
+                    let by_account: HashMap<&str, &AccountAnswer> =
+                        answers.iter().map(|a| (a.account.as_str(), a)).collect();
                     for d in &batch {
-                        if let Some(a) = answers.iter().find(|a| a.account == d.account.account) {
+                        if let Some(a) = by_account.get(d.account.account.as_str()) {
                             d.budget.answer(&d.ask, answer(a), sent, d.hold);
                         }
                     }

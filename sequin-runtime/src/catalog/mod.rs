@@ -24,7 +24,9 @@ mod select;
 pub use connection::Connection;
 pub use links::{Direction, LinkPlan};
 pub use plan::{Marker, ObjectPlan, ParentPlan, now_us};
-pub use select::{denied_literal, to_migrate, unmatched_literals, wanted, wanted_static};
+pub use select::{
+    denied_literal, migrate_connections, to_migrate, unmatched_literals, wanted, wanted_static,
+};
 
 use crate::api;
 

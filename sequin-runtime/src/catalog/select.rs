@@ -80,6 +80,22 @@ pub fn to_migrate(config: &crate::config::Config) -> Vec<crate::store::Migrating
         .collect()
 }
 
+/// Creates the tables of the connections of `config` named `names` (those
+/// a reload added or changed), on a session of its own.
+pub async fn migrate_connections(
+    url: &str,
+    config: &crate::config::Config,
+    names: &[String],
+) -> Result<(), crate::store::StoreError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut migrating = to_migrate(config);
+    migrating.retain(|m| names.iter().any(|n| n == m.name));
+    let mut admin = crate::store::connect(url).await?;
+    crate::store::migrate_tables(&mut admin, &migrating).await
+}
+
 /// The literal names of `objects:` that name none of `found` (table and
 /// API name of every object the API has, after discovery), each with what
 /// to do. Not fatal: a custom object named before it is created upstream

@@ -116,12 +116,7 @@ impl Worker {
         let failover = self.failover.as_secs_f64();
         self.touch(c).await?;
         if first {
-            c.execute(
-                "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                &[&configured],
-            )
-            .await
-            .map_err(db("recording the connections' leases"))?;
+            record_leases(c, configured).await?;
         }
         let held: BTreeMap<String, i64> = c
             .query(
@@ -183,15 +178,7 @@ impl Worker {
     /// Records a lease row for each of `connections` (added to the config).
     pub(super) async fn register(&self, connections: &[String]) -> Result<(), StoreError> {
         let session = self.pool.lease(None, Origin::Sync).await?;
-        session
-            .client()
-            .execute(
-                "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                &[&connections],
-            )
-            .await
-            .map_err(db("recording the connections' leases"))?;
-        Ok(())
+        record_leases(session.client(), connections).await
     }
 
     /// Removes the lease rows of `connections` (removed from the config),
@@ -244,6 +231,20 @@ impl Worker {
     }
 }
 
+/// A lease row for each of `connections` that has none.
+async fn record_leases(
+    c: &tokio_postgres::Client,
+    connections: &[String],
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO sequin.lease (connection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        &[&connections],
+    )
+    .await
+    .map_err(db("recording the connections' leases"))?;
+    Ok(())
+}
+
 /// How long a new process waits between registering and taking leases.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -282,8 +283,9 @@ pub(super) async fn run_leased(
     let (mut registered, mut taken) = (false, false);
     let mut last_beat = Instant::now();
     'beats: loop {
-        if let Some(new) = reloads.as_mut().and_then(newer) {
-            reload(&worker, engine, &mut held, &config, &new).await;
+        if let Some(new) = reloads.as_mut().and_then(newer)
+            && reload(&worker, engine, &mut held, &config, &new).await
+        {
             config = new;
             configured = names(&config);
         }
@@ -421,22 +423,26 @@ async fn changed(reloads: &mut Option<watch::Receiver<Arc<Config>>>) {
 /// lease (any process may take it at its next heartbeat), a removed one is
 /// stopped here and its lease removed, a changed one is stopped and
 /// started again under the same lease with its new settings at the next
-/// heartbeat. A connection whose tables cannot be created is left out (and
-/// logged) until the next reload.
+/// heartbeat. Returns whether the new config now runs: when the tables of
+/// the new or changed connections cannot be created, nothing changes (it is
+/// logged) and the next SIGHUP tries again.
 async fn reload(
     worker: &Worker,
     engine: &Engine,
     held: &mut BTreeMap<String, Held>,
     old: &Config,
     new: &Config,
-) {
+) -> bool {
     let changes = Changes::between(old, new);
     if changes.is_empty() {
         tracing::info!("config reloaded: no connection changed");
-        return;
+        return true;
     }
-    if let Err(e) = migrate(engine.pool.url(), new, &changes.to_migrate()).await {
-        tracing::error!(error = %e, connections = ?changes.to_migrate(), "cannot create the tables of the new or changed connections; fix it and send SIGHUP again");
+    if let Err(e) =
+        crate::catalog::migrate_connections(engine.pool.url(), new, &changes.to_migrate()).await
+    {
+        tracing::error!(error = %e, connections = ?changes.to_migrate(), "config not reloaded: cannot create the tables of the new or changed connections; fix it and send SIGHUP again");
+        return false;
     }
     if let Err(e) = worker.register(&changes.added).await {
         tracing::error!(error = %e, "cannot record the added connections' leases; send SIGHUP again");
@@ -457,20 +463,7 @@ async fn reload(
         }
     }
     tracing::info!(added = ?changes.added, removed = ?changes.removed, changed = ?changes.changed, "config reloaded");
-}
-
-/// Creates the tables of `connections` of `config` (and their events
-/// settings).
-async fn migrate(url: &str, config: &Config, connections: &[String]) -> Result<(), SyncError> {
-    if connections.is_empty() {
-        return Ok(());
-    }
-    let mut admin = store::connect(url).await?;
-    let mut migrating = crate::catalog::to_migrate(config);
-    migrating.retain(|m| connections.iter().any(|c| c == m.name));
-    store::migrate_tables(&mut admin, &migrating).await?;
-    crate::events::outbox::apply_settings(&admin, config, false).await?;
-    Ok(())
+    true
 }
 
 /// How long a stopping connection may take before its task is aborted.

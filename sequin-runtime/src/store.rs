@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (11, include_str!("../migrations/0011_events.sql")),
     (12, include_str!("../migrations/0012_leases.sql")),
     (13, include_str!("../migrations/0013_rate_budget.sql")),
+    (14, include_str!("../migrations/0014_write_path.sql")),
 ];
 
 /// Errors of the store layer.
@@ -1736,6 +1737,7 @@ mod tests {
         "c786f9fdb28cb4a60d093dbba467eaa7c758ffcb4de5834efc5979eedfd9da81",
         "1cd35418372052e5b0b115a1a1c1722db752ea24c50572ec2d6eee5b96be7e3e",
         "e0701b8c571c5ba3244ec172a98a778af191e8101fd45b61ff6c22664d833b08",
+        "0694fbbc28782d6ce8145f90b7ade7ca7f9a6105b30ba8d4fd865d46a317f999",
     ];
 
     #[test]

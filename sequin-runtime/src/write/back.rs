@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use super::apply::Applied;
 use super::capture::Captured;
 use super::error::{Stop, WriteError, without_parameters};
+use super::journal::Outcome;
 use super::rows::{self, RowOp};
 use super::sql;
 use super::table::Table;
@@ -45,24 +46,15 @@ pub async fn run(
     table: &Table,
     shape: &Shape,
     captured: &Captured,
-    ops: &[RowOp],
-    applied: &Applied,
+    (ops, applied, outcomes): (&[RowOp], &Applied, &[(uuid::Uuid, Outcome)]),
     ends_exchange: bool,
 ) -> Result<Answer, Stop> {
     let keys = rows::keys(ops);
     let (created, updated) = canonical_docs(table, ops, applied, &keys)?;
     let qualified = table.plan.table.qualified();
-    let pk = sql::Key::of(&table.plan.table);
-    let columns: Vec<String> = table
-        .plan
-        .table
-        .columns
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
-    let created_sql =
-        (!created.is_empty()).then(|| sql::write_back_created(&qualified, pk, &columns));
-    let updated_sql = (!updated.is_empty()).then(|| sql::write_back(&qualified, pk, &columns));
+    let texts = table.write_back_sql();
+    let created_sql = (!created.is_empty()).then_some(&texts.created);
+    let updated_sql = (!updated.is_empty()).then_some(&texts.updated);
     let created_params = [Some(Bytes::from(Value::Array(created.clone()).to_string()))];
     let updated_params = [Some(Bytes::from(Value::Array(updated.clone()).to_string()))];
     let returning = match &shape.returning {
@@ -71,8 +63,13 @@ pub async fn run(
         }
         None => None,
     };
-    let release_params =
-        release_params(captured, applied, &qualified, created.len(), updated.len());
+    let release_params = release_params(
+        captured,
+        (applied, outcomes),
+        &qualified,
+        created.len(),
+        updated.len(),
+    );
     let mut steps = Vec::with_capacity(4);
     for (q, params) in [
         (&created_sql, &created_params),
@@ -92,10 +89,10 @@ pub async fn run(
     }
     steps.push(Step::Query(
         InjectedQuery::new(
-            "SELECT sequin.release($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8, $4::pg_catalog.int8, $5::pg_catalog.int8[])",
+            "SELECT sequin.release($1::pg_catalog.int8, $2::pg_catalog.text::pg_catalog.regclass, $3::pg_catalog.int8, $4::pg_catalog.int8, $5::pg_catalog.int8[], $6::pg_catalog.text::pg_catalog.jsonb)",
         )
         .params(&release_params)
-        .param_types(&[0, 0, 0, 0, 0])
+        .param_types(&[0, 0, 0, 0, 0, 0])
         .cached(),
     ));
     // The last round trip of the exchange carries the Sync that ends it
@@ -133,15 +130,16 @@ pub async fn run(
 }
 
 /// The parameters of `sequin.release()`: the statement's last capture
-/// row, its table, how many rows the write-back creates and writes, and
-/// the capture rows whose effects the API applied (marked as kept).
+/// row, its table, how many rows the write-back creates and writes, the
+/// capture rows whose effects the API applied (marked as kept), and the
+/// journal entries of each record (its events name them).
 fn release_params(
     captured: &Captured,
-    applied: &Applied,
+    (applied, outcomes): (&Applied, &[(uuid::Uuid, Outcome)]),
     qualified: &str,
     created: usize,
     updated: usize,
-) -> [Option<Bytes>; 5] {
+) -> [Option<Bytes>; 6] {
     let mut marks: Vec<i64> = applied
         .done
         .iter()
@@ -162,7 +160,25 @@ fn release_params(
                 .collect::<Vec<_>>()
                 .join(",")
         ))),
+        Some(Bytes::from(requests(outcomes).to_string())),
     ]
+}
+
+/// The journal entries the API applied, by record id, in the order they
+/// were journalled: `{"<record id>": ["<entry id>", ...]}`.
+fn requests(outcomes: &[(uuid::Uuid, Outcome)]) -> Value {
+    let mut by_record = Map::new();
+    for (id, outcome) in outcomes {
+        if let Outcome::Applied { api_id, .. } = outcome {
+            let ids = by_record
+                .entry(api_id.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(ids) = ids {
+                ids.push(Value::String(id.to_string()));
+            }
+        }
+    }
+    Value::Object(by_record)
 }
 
 /// The first column of the first row, as text.

@@ -53,10 +53,12 @@ fn mac(k: &[u8], pid: i32, at: i64) -> Vec<u8> {
 
 /// A `bytea` in Postgres's hex text format.
 fn bytea_hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(2 + 2 * b.len());
     s.push_str("\\x");
     for byte in b {
-        s.push_str(&format!("{byte:02x}"));
+        s.push(DIGITS[usize::from(byte >> 4)] as char);
+        s.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
     s
 }
@@ -74,6 +76,7 @@ mod tests {
         let [kid, at, m] = token(42);
         assert!(kid.unwrap().starts_with(b"\\x"));
         assert!(m.unwrap().starts_with(b"\\x"));
+        assert_eq!(bytea_hex(&[0x00, 0x7f, 0xab, 0xff]), "\\x007fabff");
         let at: i64 = std::str::from_utf8(at.as_ref().unwrap())
             .unwrap()
             .parse()

@@ -348,27 +348,20 @@ impl WriteThrough {
             (captured.xid, &capture_ids),
         )
         .await?;
+        // The outcomes are recorded while the write-back runs: the
+        // write-back names each record's journal entries itself (its
+        // events carry them), and the reconciler leaves an intent alone
+        // while this process runs.
         let write_back = back::run(
             ctx,
             st,
             table,
             &stmt.shape,
             &captured,
-            &ops,
-            &applied,
+            (&ops, &applied, &outcomes),
             ends_exchange,
         );
-        // `sequin.release()`, the write-back's last step, names each event's
-        // API requests by the record's id (`emit_write`). A create's id is
-        // known only from its outcome, which must be committed first;
-        // updates and deletes name their record in the intent, so their
-        // outcomes are recorded while the write-back runs.
-        let (answer, settled) = if op == WriteOp::Create {
-            let settled = journal.settle_intents(&outcomes).await;
-            (write_back.await, settled)
-        } else {
-            tokio::join!(write_back, journal.settle_intents(&outcomes))
-        };
+        let (answer, settled) = tokio::join!(write_back, journal.settle_intents(&outcomes));
         if let Err(e) = settled {
             journal::settle_later(self.inner.url.clone(), outcomes, e);
         }

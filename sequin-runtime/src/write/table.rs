@@ -21,9 +21,35 @@ pub struct Table {
     pub plan: ObjectPlan,
     /// Most rows one statement may write.
     pub max_rows: u32,
+    /// The write-back's statements, built on first use (a statement's
+    /// text names every column: building it per write cost more than the
+    /// rest of the write-back's work in sequin).
+    write_back: std::sync::OnceLock<WriteBackSql>,
+}
+
+/// The texts of a table's write-back statements ([`super::sql`]).
+pub struct WriteBackSql {
+    /// Created rows under the API's ids ([`super::sql::write_back_created`]).
+    pub created: String,
+    /// Updated rows rewritten ([`super::sql::write_back`]).
+    pub updated: String,
 }
 
 impl Table {
+    /// The write-back's statement texts.
+    pub fn write_back_sql(&self) -> &WriteBackSql {
+        self.write_back.get_or_init(|| {
+            let t = &self.plan.table;
+            let qualified = t.qualified();
+            let pk = super::sql::Key::of(t);
+            let columns: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
+            WriteBackSql {
+                created: super::sql::write_back_created(&qualified, pk, &columns),
+                updated: super::sql::write_back(&qualified, pk, &columns),
+            }
+        })
+    }
+
     /// The API's display name, which prefixes every error message.
     pub fn api(&self) -> &str {
         &self.spec.display_name
@@ -93,6 +119,7 @@ impl Catalog {
                                 client: c.client.clone(),
                                 plan,
                                 max_rows,
+                                write_back: Default::default(),
                             }),
                         );
                     }

@@ -779,7 +779,7 @@ impl Instructions {
 }
 
 /// valgrind's arguments, writing callgrind's output to `out`.
-fn callgrind_args(out: &Path) -> Vec<String> {
+pub(crate) fn callgrind_args(out: &Path) -> Vec<String> {
     vec![
         "--tool=callgrind".into(),
         format!("--callgrind-out-file={}", out.display()),
@@ -790,7 +790,10 @@ fn callgrind_args(out: &Path) -> Vec<String> {
 /// A file callgrind can write as any user (PgBouncer runs as `postgres`):
 /// `<name>.out` in `keep`, or in a directory removed with the returned
 /// guard.
-fn callgrind_file(keep: Option<&Path>, name: &str) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
+pub(crate) fn callgrind_file(
+    keep: Option<&Path>,
+    name: &str,
+) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
     let (guard, dir) = match keep {
         Some(dir) => {
@@ -811,7 +814,7 @@ fn callgrind_file(keep: Option<&Path>, name: &str) -> Result<(Option<tempfile::T
 }
 
 /// The total instructions (`Ir`) of a callgrind output file.
-fn callgrind_total(path: &Path) -> Result<f64> {
+pub(crate) fn callgrind_total(path: &Path) -> Result<f64> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading callgrind's output {}", path.display()))?;
     text.lines()
@@ -825,7 +828,7 @@ fn callgrind_total(path: &Path) -> Result<f64> {
 }
 
 /// valgrind, installed with apt when missing (as PgBouncer is).
-fn ensure_valgrind() -> Result<()> {
+pub(crate) fn ensure_valgrind() -> Result<()> {
     let present = || {
         Command::new("valgrind")
             .arg("--version")

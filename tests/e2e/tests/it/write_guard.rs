@@ -716,6 +716,47 @@ async fn a_hostile_statement_cannot_bypass_the_api() {
     })
     .await;
 
+    // Sequin's release of a statement (the step that marks its effects and
+    // writes its events) is refused to the client: from a RETURNING
+    // expression, and after the statement, where it would emit the
+    // statement's events again under entries the client names.
+    let err = expect_err(
+        app.query(
+            "update salesforce.contact set title = 'Released' where id = $1 \
+             returning sequin.release(0, 'salesforce.contact'::regclass, 0, 0, '{}', '{}')",
+            &[target],
+        )
+        .await,
+        "a RETURNING expression that calls sequin.release",
+    );
+    assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    app.batch_execute("begin").await.unwrap();
+    app.execute(
+        "update salesforce.contact set title = 'Once' where id = $1",
+        &[target],
+    )
+    .await
+    .expect("an update in an explicit transaction");
+    let err = expect_err(
+        app.query(
+            "select sequin.release(0, 'salesforce.contact'::regclass, 0, 2, '{}', '{\"x\": [\"y\"]}')",
+            &[],
+        )
+        .await,
+        "sequin.release called after the statement",
+    );
+    assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    assert!(
+        error_text(&err).contains("outside the statement"),
+        "{err:?}"
+    );
+    app.batch_execute("rollback").await.unwrap();
+    sequin_e2e::eventually(Duration::from_secs(20), "the updates undone", || async {
+        let now = title(target);
+        (now == target_title, now)
+    })
+    .await;
+
     // 2. Capture cannot be switched off: the settings of the old design
     // are ignored, and the write goes to the API like any other.
     let n = app

@@ -306,8 +306,7 @@ impl WriteThrough {
 
     /// Steps 2 to 5: capture, plan, apply, write back, under the grant of
     /// the client's transaction (opened by `capture`, closed by `back`).
-    /// The journal records the API's answers while the write-back runs (a
-    /// create's before it: see below).
+    /// The journal records the API's answers while the write-back runs.
     async fn granted(
         &self,
         ctx: &mut InterceptContext<'_>,

@@ -184,14 +184,19 @@ pub async fn settle(
         .iter()
         .filter(|r| r.get::<_, Option<bool>>(0) == Some(true))
         .count();
-    // The common case in one statement: committed with its marker.
+    // The common case in one statement: committed with its marker. An
+    // intent that does not name its record yet (a create's, an upsert's)
+    // waits for its answer, which its statement records while the
+    // write-back runs and which the fold above settles; once its process
+    // handed it over or is gone, `pending` settles it.
     let committed = j
         .client
         .execute(
             &format!(
                 "WITH done AS (
                      SELECT j.id FROM sequin.write_journal j
-                      WHERE j.state IN ('applied', 'intent') AND txid_status(j.xid) = 'committed' AND {MARKED}
+                      WHERE (j.state = 'applied' OR (j.state = 'intent' AND j.api_id IS NOT NULL))
+                        AND txid_status(j.xid) = 'committed' AND {MARKED}
                  ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
                  UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
                   WHERE id IN (SELECT id FROM done)"

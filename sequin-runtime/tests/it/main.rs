@@ -20,6 +20,7 @@ mod layering;
 mod pool;
 mod proxies;
 mod rates;
+mod reconcile;
 mod reload;
 mod scale_out;
 mod status_progress;

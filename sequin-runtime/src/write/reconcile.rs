@@ -157,53 +157,8 @@ pub async fn settle(
         }
         j.reconciler.store(true, Ordering::Relaxed);
     }
-    // The API's answers the statements appended, into the journal (an
-    // answer to an entry settled meanwhile is dropped with it). An applied
-    // write whose transaction committed with its mark, the common case, is
-    // settled by the same update: each journal row is rewritten once, not
-    // twice (every rewrite moves it in each of the journal's indexes).
-    let kept = j
-        .client
-        .query(
-            "WITH o AS (DELETE FROM sequin.write_outcome RETURNING *),
-                      a AS (SELECT o.*, o.state = 'applied' AND txid_status(j.xid) = 'committed'
-                                        AND EXISTS (SELECT 1 FROM sequin.write_mark k WHERE k.capture_id = j.capture_id) AS kept
-                              FROM o JOIN sequin.write_journal j ON j.id = o.id)
-                 UPDATE sequin.write_journal j
-                    SET state = CASE WHEN a.kept THEN 'committed' WHEN a.state = 'unknown' THEN j.state ELSE a.state END,
-                        api_id = coalesce(a.api_id, j.api_id), written = coalesce(a.written, j.written),
-                        op = coalesce(a.op, j.op), undo = coalesce(a.undo, j.undo),
-                        process = NULL,
-                        resolved_at = CASE WHEN a.state = 'rejected' OR a.kept THEN now() END
-                   FROM a
-                  WHERE j.id = a.id AND j.state = 'intent'
-              RETURNING a.kept",
-            &[],
-        )
-        .await?
-        .iter()
-        .filter(|r| r.get::<_, Option<bool>>(0) == Some(true))
-        .count();
-    // The common case in one statement: committed with its marker. An
-    // intent that does not name its record yet (a create's, an upsert's)
-    // waits for its answer, which its statement records while the
-    // write-back runs and which the fold above settles; once its process
-    // handed it over or is gone, `pending` settles it.
-    let committed = j
-        .client
-        .execute(
-            &format!(
-                "WITH done AS (
-                     SELECT j.id FROM sequin.write_journal j
-                      WHERE (j.state = 'applied' OR (j.state = 'intent' AND j.api_id IS NOT NULL))
-                        AND txid_status(j.xid) = 'committed' AND {MARKED}
-                 ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
-                 UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
-                  WHERE id IN (SELECT id FROM done)"
-            ),
-            &[],
-        )
-        .await?;
+    let kept = fold_answers(j).await?;
+    let committed = settle_committed(j).await?;
     let pending = pending(j).await?;
     // A suspect not listed any more was settled (its marker showed up).
     let listed: HashSet<&str> = pending.iter().map(|p| p.id.as_str()).collect();
@@ -267,6 +222,60 @@ pub async fn settle(
         )
         .await?;
     Ok(settled + kept + committed as usize)
+}
+
+/// The API's answers the statements appended, into the journal (an
+/// answer to an entry settled meanwhile is dropped with it). An applied
+/// write whose transaction committed with its mark, the common case, is
+/// settled by the same update: each journal row is rewritten once, not
+/// twice (every rewrite moves it in each of the journal's indexes).
+/// Returns how many it settled as committed.
+async fn fold_answers(j: &Journal) -> Result<usize, tokio_postgres::Error> {
+    let kept = j
+        .client
+        .query(
+            "WITH o AS (DELETE FROM sequin.write_outcome RETURNING *),
+                      a AS (SELECT o.*, o.state = 'applied' AND txid_status(j.xid) = 'committed'
+                                        AND EXISTS (SELECT 1 FROM sequin.write_mark k WHERE k.capture_id = j.capture_id) AS kept
+                              FROM o JOIN sequin.write_journal j ON j.id = o.id)
+                 UPDATE sequin.write_journal j
+                    SET state = CASE WHEN a.kept THEN 'committed' WHEN a.state = 'unknown' THEN j.state ELSE a.state END,
+                        api_id = coalesce(a.api_id, j.api_id), written = coalesce(a.written, j.written),
+                        op = coalesce(a.op, j.op), undo = coalesce(a.undo, j.undo),
+                        process = NULL,
+                        resolved_at = CASE WHEN a.state = 'rejected' OR a.kept THEN now() END
+                   FROM a
+                  WHERE j.id = a.id AND j.state = 'intent'
+              RETURNING a.kept",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter(|r| r.get::<_, Option<bool>>(0) == Some(true))
+        .count();
+    Ok(kept)
+}
+
+/// The common case in one statement: committed with its marker. An
+/// intent that does not name its record yet (a create's, an upsert's)
+/// waits for its answer, which its statement records while the
+/// write-back runs and [`fold_answers`] settles; once its process handed
+/// it over or is gone, `pending` settles it. Returns how many it settled.
+async fn settle_committed(j: &Journal) -> Result<u64, tokio_postgres::Error> {
+    j.client
+        .execute(
+            &format!(
+                "WITH done AS (
+                     SELECT j.id FROM sequin.write_journal j
+                      WHERE (j.state = 'applied' OR (j.state = 'intent' AND j.api_id IS NOT NULL))
+                        AND txid_status(j.xid) = 'committed' AND {MARKED}
+                 ), m AS (DELETE FROM sequin.write_marker WHERE id IN (SELECT id FROM done))
+                 UPDATE sequin.write_journal SET state = 'committed', resolved_at = now()
+                  WHERE id IN (SELECT id FROM done)"
+            ),
+            &[],
+        )
+        .await
 }
 
 /// The open entries whose transaction ended, oldest first: intents only

@@ -210,18 +210,41 @@ pub(crate) fn sync_once_measured(
 
 /// CPU seconds (user + system) a live process has used so far.
 pub(crate) fn proc_cpu_secs(pid: u32) -> Result<f64> {
+    Ok(proc_stat(pid)?.cpu_secs)
+}
+
+/// What `/proc/PID/stat` says of a live process: its parent, and its CPU
+/// seconds (user + system), its own and those of the children it has
+/// waited for.
+pub(crate) struct ProcStat {
+    pub parent: u32,
+    pub cpu_secs: f64,
+    pub waited_children_cpu_secs: f64,
+}
+
+pub(crate) fn proc_stat(pid: u32) -> Result<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
+    // Fields after the parenthesised command name: the parent is the 4th
+    // field of the whole line; utime, stime, cutime and cstime the 14th to
+    // 17th.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
         .context("parsing /proc/PID/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let field = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("parsing /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
+    Ok(ProcStat {
+        parent: field(1)? as u32,
+        cpu_secs: (field(11)? + field(12)?) / hz,
+        waited_children_cpu_secs: (field(13)? + field(14)?) / hz,
+    })
 }
 
 /// Waits for `child` and returns its exit status, peak RSS (KiB) and CPU

@@ -47,7 +47,7 @@ use sequin_pgtemp::Killed;
 use sequin_pgtemp::client::{try_connect, try_connect_when_up};
 
 use crate::bench_proxy::median;
-use crate::bench_sync::proc_cpu_secs;
+use crate::bench_sync::{proc_cpu_secs, proc_stat};
 use crate::sim_child;
 
 /// Arguments of `cargo xtask bench write`.
@@ -544,7 +544,8 @@ fn postgres_cpu_secs(data: &std::path::Path) -> Result<f64> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .with_context(|| format!("no pid in {}", pid_file.display()))?;
-    let mut secs = proc_cpu_secs_with_children(postmaster)?;
+    let own = proc_stat(postmaster)?;
+    let mut secs = own.cpu_secs + own.waited_children_cpu_secs;
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -554,36 +555,13 @@ fn postgres_cpu_secs(data: &std::path::Path) -> Result<f64> {
             continue;
         };
         // A process that exited meanwhile is counted by its parent.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if parent == Some(postmaster) {
-            secs += proc_cpu_secs(pid).unwrap_or(0.0);
+        if let Ok(p) = proc_stat(pid)
+            && p.parent == postmaster
+        {
+            secs += p.cpu_secs;
         }
     }
     Ok(secs)
-}
-
-/// CPU seconds of a process and of the children it has waited for.
-fn proc_cpu_secs_with_children(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("parsing /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime, stime, cutime, cstime: fields 14 to 17 of the whole line.
-    let mut ticks = 0.0;
-    for f in &fields[11..15] {
-        ticks += f.parse::<f64>()?;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
 }
 
 /// sequin's instructions per write-through INSERT: `sequin proxy` with

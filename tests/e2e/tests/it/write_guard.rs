@@ -720,16 +720,23 @@ async fn a_hostile_statement_cannot_bypass_the_api() {
     // writes its events) is refused to the client: from a RETURNING
     // expression, and after the statement, where it would emit the
     // statement's events again under entries the client names.
+    // The counts the RETURNING call gives are right (the client's row and
+    // its write-back, one each), so only the closed grant refuses Sequin's
+    // own call after it.
     let err = expect_err(
         app.query(
             "update salesforce.contact set title = 'Released' where id = $1 \
-             returning sequin.release(0, 'salesforce.contact'::regclass, 0, 0, '{}', '{}')",
+             returning sequin.release(0, 'salesforce.contact'::regclass, 0, 2, '{}', '{}')",
             &[target],
         )
         .await,
         "a RETURNING expression that calls sequin.release",
     );
     assert_eq!(db_error(&err).code().code(), "42501", "{err:?}");
+    assert!(
+        error_text(&err).contains("outside the statement"),
+        "{err:?}"
+    );
     app.batch_execute("begin").await.unwrap();
     app.execute(
         "update salesforce.contact set title = 'Once' where id = $1",

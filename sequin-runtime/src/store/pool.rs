@@ -287,9 +287,18 @@ impl Inner {
     }
 
     /// The idle session used last (so the others age and close when the
-    /// load drops).
+    /// load drops). Sessions Postgres closed while they were idle (a
+    /// restart, an administrator's `pg_terminate_backend`) are dropped, not
+    /// lent: the step would fail on its first statement.
     fn take_idle(&self) -> Option<Session> {
-        self.idle().pop().map(|i| i.session)
+        let mut idle = self.idle();
+        while let Some(i) = idle.pop() {
+            if !i.session.client.is_closed() {
+                return Some(i.session);
+            }
+            self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        None
     }
 
     /// Closes the sessions idle for longer than the timeout.

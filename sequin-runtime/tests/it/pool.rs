@@ -2,7 +2,7 @@
 //! share a few sessions (never more than the pool's size, nor more than a
 //! connection's share for one connection), every batch still lands with its
 //! checkpoint, a session has one staging table for every table it loads,
-//! and idle sessions close.
+//! idle sessions close, and a session Postgres closed is not lent again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -214,5 +214,53 @@ async fn a_connection_holds_at_most_its_share() {
     assert!(
         (1..=2).contains(&peak),
         "{peak} sessions for one connection, its share is 2"
+    );
+}
+
+/// A session Postgres closed while it sat idle in the pool (a restart, an
+/// administrator's `pg_terminate_backend`) is not lent again: the next step
+/// opens a new one instead of failing with "connection closed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closed_while_idle_is_not_lent() {
+    let db = sequin_pgtemp::Database::create("pool_closed").unwrap();
+    let mut admin = store::connect(&db.url).await.unwrap();
+    store::migrate(&mut admin, &[("acct", registry::get("stripe").unwrap())])
+        .await
+        .unwrap();
+    let pool = Pool::new(&db.url, PoolSettings::default());
+    let writer = pool.writer(None);
+    writer.state("acct", "customer").await.unwrap();
+    assert_eq!(sync_sessions(&admin).await, 1);
+
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'sequin-sync' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the idle session ended",
+        || async {
+            let n = sync_sessions(&admin).await;
+            (n == 0, n)
+        },
+    )
+    .await;
+    // The client reads the server's goodbye on its own task.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let state = writer.state("acct", "customer").await;
+    assert!(state.is_ok(), "the step after the restart: {state:?}");
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.opened.load(Ordering::Relaxed),
+            stats.open.load(Ordering::Relaxed)
+        ),
+        (2, 1),
+        "(sessions opened, sessions open)"
     );
 }

@@ -345,8 +345,12 @@ pub struct InterceptContext<'a> {
 /// (`InjectedQuery::cache`), by text: parsed and planned once per session.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// Statement names by text and parameter types.
-    names: std::collections::HashMap<(String, Vec<u32>), String>,
+    /// Statement names by text, then by parameter types: looked up by the
+    /// borrowed text (a write-back's text is kilobytes, hashed once and
+    /// never copied per statement).
+    names: std::collections::HashMap<String, Vec<(Vec<u32>, String)>>,
+    /// Statements in `names`.
+    count: usize,
     /// Names are never reused: a Parse whose outcome is unknown (its
     /// pipeline failed) leaves its name taken.
     next: u64,
@@ -356,16 +360,27 @@ impl Prepared {
     /// Forgets the statements (the client dropped them); names stay unique.
     pub(crate) fn forget(&mut self) {
         self.names.clear();
+        self.count = 0;
+    }
+
+    /// The name `q` is prepared under, if it is.
+    fn name_of(&self, q: &InjectedQuery<'_>) -> Option<&str> {
+        let by_types = self.names.get(q.sql)?;
+        by_types
+            .iter()
+            .find(|(types, _)| types.as_slice() == q.param_types)
+            .map(|(_, name)| name.as_str())
+    }
+
+    fn insert(&mut self, q: &InjectedQuery<'_>, name: String) {
+        let by_types = self.names.entry(q.sql.to_string()).or_default();
+        by_types.push((q.param_types.to_vec(), name));
+        self.count += 1;
     }
 }
 
 /// Most statements kept prepared per session.
 const PREPARED_MAX: usize = 64;
-
-/// What identifies a prepared statement: its text and parameter types.
-fn cache_key(q: &InjectedQuery<'_>) -> (String, Vec<u32>) {
-    (q.sql.to_string(), q.param_types.to_vec())
-}
 
 impl InterceptContext<'_> {
     /// The intercepted statement.
@@ -497,14 +512,13 @@ impl InterceptContext<'_> {
                 _ => &[],
             };
             match step {
-                // Past the limit, further texts run unprepared.
-                Step::Query(q)
-                    if q.cache
-                        && (self.prepared.names.contains_key(&cache_key(q))
-                            || self.prepared.names.len() + parsed.len() < PREPARED_MAX) =>
-                {
-                    match self.prepared.names.get(&cache_key(q)) {
+                Step::Query(q) if q.cache => {
+                    match self.prepared.name_of(q) {
                         Some(name) => encode_bind(&mut out, name, q, formats),
+                        // Past the limit, further texts run unprepared.
+                        None if self.prepared.count + parsed.len() >= PREPARED_MAX => {
+                            encode_query(&mut out, q, formats)
+                        }
                         None => {
                             let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
                             self.prepared.next += 1;
@@ -550,12 +564,12 @@ impl InterceptContext<'_> {
             .iter()
             .any(|r| matches!(r, Err(e) if e.code() == Some("26000")))
         {
-            self.prepared.names.clear();
+            self.prepared.forget();
             return Ok(results);
         }
         for (i, name) in parsed {
             if let (Some(Ok(_)), Step::Query(q)) = (results.get(i), &steps[i]) {
-                self.prepared.names.insert(cache_key(q), name);
+                self.prepared.insert(q, name);
             }
         }
         Ok(results)

@@ -127,12 +127,8 @@ fn changes(
     let mut last = after;
     let mut xid = 0;
     for row in &captured.rows {
-        let text = |i: usize| {
-            row.values
-                .get(i)
-                .and_then(|v| v.as_ref())
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
+        let bytes = |i: usize| row.values.get(i).and_then(|v| v.as_ref());
+        let text = |i: usize| bytes(i).map(|b| String::from_utf8_lossy(b));
         let id: i64 = text(0).and_then(|s| s.parse().ok()).unwrap_or(0);
         last = last.max(id);
         xid = text(1).and_then(|s| s.parse().ok()).unwrap_or(xid);
@@ -144,9 +140,9 @@ fn changes(
             ));
         }
         let rows = |i: usize| -> Result<Vec<Map<String, Value>>, WriteError> {
-            match text(i) {
+            match bytes(i) {
                 None => Ok(Vec::new()),
-                Some(t) => serde_json::from_str(&t).map_err(|e| internal(api, &e.to_string())),
+                Some(b) => serde_json::from_slice(b).map_err(|e| internal(api, &e.to_string())),
             }
         };
         let (old, new) = (rows(4)?, rows(5)?);

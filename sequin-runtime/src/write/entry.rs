@@ -135,17 +135,19 @@ pub fn outcomes(
 /// later checks the API still holds (the API may have normalized what it
 /// was sent).
 fn canonical_values(table: &Table, record: &Value, undo: &Value) -> Option<Map<String, Value>> {
+    use sequin_spec::record::{decode_cell, get_path};
     let set = undo.get("written")?.as_object()?;
-    let cells = sequin_spec::record::decode_row(&table.plan.table.columns, record).ok()?;
-    Some(
-        table
-            .plan
-            .table
-            .columns
-            .iter()
-            .zip(&cells)
-            .filter(|(c, _)| set.contains_key(&*c.name))
-            .map(|(c, cell)| (c.name.to_string(), rows::cell_to_pg(cell)))
-            .collect(),
-    )
+    // Only the written columns are decoded (the write-back decodes the
+    // whole record once more).
+    table
+        .plan
+        .table
+        .columns
+        .iter()
+        .filter(|c| set.contains_key(&*c.name))
+        .map(|c| {
+            let cell = decode_cell(c, get_path(record, &c.path)).ok()?;
+            Some((c.name.to_string(), rows::cell_to_pg(&cell)))
+        })
+        .collect()
 }

@@ -31,8 +31,11 @@ pub fn token(pid: i32) -> [Option<Bytes>; 3] {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    // The key's digest, as text, is the same for every statement.
+    static KID: OnceLock<Bytes> = OnceLock::new();
+    let kid = KID.get_or_init(|| Bytes::from(bytea_hex(&crate::guard::digest())));
     [
-        Some(Bytes::from(bytea_hex(&crate::guard::digest()))),
+        Some(kid.clone()),
         Some(Bytes::from(at.to_string())),
         Some(Bytes::from(bytea_hex(&mac(key(), pid, at)))),
     ]

@@ -250,8 +250,10 @@ impl WriteThrough {
         ends_exchange: bool,
     ) -> Result<Reply, InjectError> {
         let (schema, name) = (&writes[0].table.schema, &writes[0].table.table);
-        let (written, times) =
-            crate::metrics::time_statement(self.write(ctx, st, stmt, writes, ends_exchange)).await;
+        // Boxed: the steps' future is large (12 KB), and the timing
+        // wrappers would move it by value twice more.
+        let write = Box::pin(self.write(ctx, st, stmt, writes, ends_exchange));
+        let (written, times) = crate::metrics::time_statement(write).await;
         crate::metrics::write_statement(&self.inner.metrics, schema, &written, times);
         match written {
             Ok(answer) => {

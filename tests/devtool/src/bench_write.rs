@@ -202,6 +202,20 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
                    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
             )?
         );
+        // A sequential scan on the write path reads every row of a table
+        // that grows with the run.
+        println!("\nTables read by sequential scans (pg_stat_all_tables, whole run):");
+        println!(
+            "{}",
+            cluster.psql(
+                db,
+                "SELECT lpad(seq_scan::text, 8) || ' scans' || lpad(seq_tup_read::text, 12) || ' rows  '
+                        || schemaname || '.' || relname
+                   FROM pg_stat_all_tables
+                  WHERE seq_scan > 0 AND schemaname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+                  ORDER BY seq_tup_read DESC LIMIT 15"
+            )?
+        );
     }
     Ok(())
 }

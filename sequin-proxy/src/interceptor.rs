@@ -342,40 +342,108 @@ pub struct InterceptContext<'a> {
 }
 
 /// The interceptor's statements prepared on one session's server connection
-/// (`InjectedQuery::cache`), by text: parsed and planned once per session.
+/// (`InjectedQuery::cache`), by text: parsed and planned once per session,
+/// and again now and then. Postgres keeps the first generic plan of a
+/// prepared statement until something invalidates it (an ANALYZE of a table
+/// it reads): one made while a synced table had a few hundred rows scans the
+/// table, and would go on scanning it as it grows, until autovacuum's next
+/// ANALYZE. A statement is prepared again under a new name, and Postgres
+/// plans it afresh, after [`REPLAN_FIRST`] uses, then after twice as many
+/// each time up to every [`REPLAN_USES`] (a table written through grows
+/// fastest from empty), and once prepared [`REPLAN_AFTER`] ago (a table
+/// sync fills); the old one is closed at the start of the next pipeline.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// Statement names by text, then by parameter types: looked up by the
+    /// Statements by text, then by parameter types: looked up by the
     /// borrowed text (a write-back's text is kilobytes, hashed once and
     /// never copied per statement).
-    names: std::collections::HashMap<String, Vec<(Vec<u32>, String)>>,
+    names: std::collections::HashMap<String, Vec<PreparedStatement>>,
     /// Statements in `names`.
     count: usize,
     /// Names are never reused: a Parse whose outcome is unknown (its
     /// pipeline failed) leaves its name taken.
     next: u64,
+    /// Statements replaced by a new preparation, to close.
+    retired: Vec<String>,
 }
+
+/// One prepared statement of [`Prepared`].
+#[derive(Debug)]
+struct PreparedStatement {
+    param_types: Vec<u32>,
+    name: String,
+    uses: u32,
+    /// Uses after which it is prepared again.
+    replan_at: u32,
+    at: std::time::Instant,
+}
+
+/// What [`Prepared`] holds for a statement.
+enum Cached {
+    /// Prepared, under this name.
+    Fresh(String),
+    /// Prepared, but due to be prepared again.
+    Stale,
+    Missing,
+}
+
+/// Uses of a prepared statement before it is prepared again, at most.
+const REPLAN_USES: u32 = 1_000;
+
+/// Uses before a new statement is prepared again for the first time.
+const REPLAN_FIRST: u32 = 10;
+
+/// Age of a prepared statement past which it is prepared again.
+const REPLAN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Prepared {
     /// Forgets the statements (the client dropped them); names stay unique.
     pub(crate) fn forget(&mut self) {
         self.names.clear();
         self.count = 0;
+        self.retired.clear();
     }
 
-    /// The name `q` is prepared under, if it is.
-    fn name_of(&self, q: &InjectedQuery<'_>) -> Option<&str> {
-        let by_types = self.names.get(q.sql)?;
-        by_types
-            .iter()
-            .find(|(types, _)| types.as_slice() == q.param_types)
-            .map(|(_, name)| name.as_str())
+    /// What is prepared for `q`, counting a use of a fresh statement.
+    fn lookup(&mut self, q: &InjectedQuery<'_>) -> Cached {
+        let found = self.names.get_mut(q.sql).and_then(|statements| {
+            statements
+                .iter_mut()
+                .find(|p| p.param_types.as_slice() == q.param_types)
+        });
+        match found {
+            None => Cached::Missing,
+            Some(p) if p.uses >= p.replan_at || p.at.elapsed() >= REPLAN_AFTER => Cached::Stale,
+            Some(p) => {
+                p.uses += 1;
+                Cached::Fresh(p.name.clone())
+            }
+        }
     }
 
+    /// Records `q` as prepared under `name` (retiring what it replaces).
     fn insert(&mut self, q: &InjectedQuery<'_>, name: String) {
-        let by_types = self.names.entry(q.sql.to_string()).or_default();
-        by_types.push((q.param_types.to_vec(), name));
-        self.count += 1;
+        let mut fresh = PreparedStatement {
+            param_types: q.param_types.to_vec(),
+            name,
+            uses: 1,
+            replan_at: REPLAN_FIRST,
+            at: std::time::Instant::now(),
+        };
+        let statements = self.names.entry(q.sql.to_string()).or_default();
+        match statements
+            .iter_mut()
+            .find(|p| p.param_types.as_slice() == q.param_types)
+        {
+            Some(old) => {
+                fresh.replan_at = old.replan_at.saturating_mul(2).min(REPLAN_USES);
+                self.retired.push(std::mem::replace(old, fresh).name);
+            }
+            None => {
+                statements.push(fresh);
+                self.count += 1;
+            }
+        }
     }
 }
 
@@ -503,6 +571,16 @@ impl InterceptContext<'_> {
             ));
         }
         let mut out = BytesMut::with_capacity(256);
+        // Statements prepared again are closed first: a Close comes before
+        // anything that could fail, so it always runs (its CloseComplete is
+        // read past with the first step's replies).
+        for name in self.prepared.retired.drain(..) {
+            Close {
+                target: Target::Statement,
+                name,
+            }
+            .encode(&mut out);
+        }
         // Statements parsed by this pipeline, recorded once it succeeds.
         let mut parsed: Vec<(usize, String)> = Vec::new();
         let client_formats = self.client_result_formats();
@@ -513,13 +591,13 @@ impl InterceptContext<'_> {
             };
             match step {
                 Step::Query(q) if q.cache => {
-                    match self.prepared.name_of(q) {
-                        Some(name) => encode_bind(&mut out, name, q, formats),
+                    match self.prepared.lookup(q) {
+                        Cached::Fresh(name) => encode_bind(&mut out, &name, q, formats),
                         // Past the limit, further texts run unprepared.
-                        None if self.prepared.count + parsed.len() >= PREPARED_MAX => {
+                        Cached::Missing if self.prepared.count + parsed.len() >= PREPARED_MAX => {
                             encode_query(&mut out, q, formats)
                         }
-                        None => {
+                        Cached::Missing | Cached::Stale => {
                             let name = format!("{INJECTED_NAME}_{}", self.prepared.next);
                             self.prepared.next += 1;
                             encode_parse(&mut out, &name, q);

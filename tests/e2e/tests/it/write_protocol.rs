@@ -2,7 +2,8 @@
 //! simulator: several statements in one simple query (results of each, and
 //! all-or-nothing when one is refused), pipelined extended-protocol writes,
 //! a named prepared statement reused, RETURNING that uses a parameter, and
-//! INSERT ... SELECT / UPDATE ... FROM / DELETE ... USING.
+//! INSERT ... SELECT / UPDATE ... FROM / DELETE ... USING; and Sequin's own
+//! statements prepared again now and then, the old ones closed.
 
 use crate::write_common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use sequin_e2e::eventually;
 use sequin_sim::Api;
+use sequin_sim::stripe::Kind;
 use tokio_postgres::SimpleQueryMessage;
 use write_common::*;
 
@@ -231,6 +233,72 @@ async fn protocol_shapes() {
     assert!(
         text.contains("salesforce") && text.contains("COMPENSATED"),
         "{text}"
+    );
+    t.finish().await;
+}
+
+/// Sequin's own statements of one session (grant, capture, write-back,
+/// release) are prepared again after 10 uses, then 20, 40, ..., so that Postgres plans
+/// them for the table as it is now (a generic plan made while the table was
+/// small scans it); the statements they replace are closed, not left
+/// behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequins_statements_are_prepared_again_and_the_old_ones_closed() {
+    let t = Setup::start(Api::Stripe, 1, "write_replan", |sim| {
+        stripe_connection(sim, "customer")
+    })
+    .await;
+    let proxy = &t.proxy;
+    // The injected statements prepared on this session, by text.
+    let injected = || async {
+        let rows = proxy
+            .query(
+                "SELECT statement, name FROM pg_prepared_statements
+                  WHERE name LIKE '__sequin_proxy_injected_%' ORDER BY statement",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    // A synced customer: every statement of this session is an UPDATE's.
+    let id: String =
+        t.pg.query_one("select id from stripe.customer limit 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+    let update = proxy
+        .prepare("update stripe.customer set name = $1 where id = $2")
+        .await
+        .unwrap();
+    proxy.execute(&update, &[&"n1", &id]).await.unwrap();
+    let before = injected().await;
+    assert!(
+        before.len() >= 4,
+        "grant, capture, write-back and release are prepared: {before:?}"
+    );
+    // Uses 11 and 31 prepare each again; the next statement closes the
+    // last ones replaced.
+    for i in 2..=32 {
+        let n = proxy
+            .execute(&update, &[&format!("n{i}"), &id])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let after = injected().await;
+    // The same texts, each under a new name: prepared again, and the old
+    // statements closed.
+    let texts = |v: &[(String, String)]| v.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&after), texts(&before), "{after:?}");
+    for ((text, old), (_, new)) in before.iter().zip(&after) {
+        assert_ne!(old, new, "prepared again: {text}");
+    }
+    assert_eq!(
+        t.sim.stripe().get(Kind::Customer, &id).unwrap()["name"],
+        "n32"
     );
     t.finish().await;
 }

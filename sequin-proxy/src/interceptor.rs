@@ -358,8 +358,6 @@ pub struct Prepared {
     /// borrowed text (a write-back's text is kilobytes, hashed once and
     /// never copied per statement).
     names: std::collections::HashMap<String, Vec<PreparedStatement>>,
-    /// Statements in `names`.
-    count: usize,
     /// Names are never reused: a Parse whose outcome is unknown (its
     /// pipeline failed) leaves its name taken.
     next: u64,
@@ -400,8 +398,12 @@ impl Prepared {
     /// Forgets the statements (the client dropped them); names stay unique.
     pub(crate) fn forget(&mut self) {
         self.names.clear();
-        self.count = 0;
         self.retired.clear();
+    }
+
+    /// Statements prepared.
+    fn len(&self) -> usize {
+        self.names.values().map(Vec::len).sum()
     }
 
     /// What is prepared for `q`, counting a use of a fresh statement.
@@ -439,10 +441,7 @@ impl Prepared {
                 fresh.replan_at = old.replan_at.saturating_mul(2).min(REPLAN_USES);
                 self.retired.push(std::mem::replace(old, fresh).name);
             }
-            None => {
-                statements.push(fresh);
-                self.count += 1;
-            }
+            None => statements.push(fresh),
         }
     }
 }
@@ -594,7 +593,7 @@ impl InterceptContext<'_> {
                     match self.prepared.lookup(q) {
                         Cached::Fresh(name) => encode_bind(&mut out, &name, q, formats),
                         // Past the limit, further texts run unprepared.
-                        Cached::Missing if self.prepared.count + parsed.len() >= PREPARED_MAX => {
+                        Cached::Missing if self.prepared.len() + parsed.len() >= PREPARED_MAX => {
                             encode_query(&mut out, q, formats)
                         }
                         Cached::Missing | Cached::Stale => {

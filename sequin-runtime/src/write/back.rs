@@ -55,8 +55,13 @@ pub async fn run(
     let texts = table.write_back_sql();
     let created_sql = (!created.is_empty()).then_some(&texts.created);
     let updated_sql = (!updated.is_empty()).then_some(&texts.updated);
-    let created_params = [Some(Bytes::from(Value::Array(created.clone()).to_string()))];
-    let updated_params = [Some(Bytes::from(Value::Array(updated.clone()).to_string()))];
+    let json_array = |rows: &[Value]| {
+        Some(Bytes::from(
+            serde_json::to_string(rows).expect("JSON values serialize"),
+        ))
+    };
+    let created_params = [json_array(&created)];
+    let updated_params = [json_array(&updated)];
     let returning = match &shape.returning {
         Some(list) => {
             Some(returning_query(ctx, st, table, shape, list, captured, applied, &keys).await?)

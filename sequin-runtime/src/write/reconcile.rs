@@ -229,6 +229,9 @@ pub async fn settle(
 /// write whose transaction committed with its mark, the common case, is
 /// settled by the same update: each journal row is rewritten once, not
 /// twice (every rewrite moves it in each of the journal's indexes).
+/// Only the statement's mark (`write_mark`) counts here: an entry marked
+/// the older way (`write_marker`, a proxy of an earlier version) is
+/// settled by [`settle_committed`], which deletes its marker.
 /// Returns how many it settled as committed.
 async fn fold_answers(j: &Journal) -> Result<usize, tokio_postgres::Error> {
     let kept = j

@@ -974,7 +974,8 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
     );
     let _ = writeln!(
         s,
-        "- 8-client throughput >= 0.5x the simulator alone: measured {vs_api:.3}x ({}).",
+        "- {}-client throughput >= 0.5x the simulator alone: measured {vs_api:.3}x ({}).",
+        args.clients,
         met(vs_api >= 0.5)
     );
     s

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (13, include_str!("../migrations/0013_rate_budget.sql")),
     (14, include_str!("../migrations/0014_write_path.sql")),
     (15, include_str!("../migrations/0015_trigger_fast_path.sql")),
+    (16, include_str!("../migrations/0016_generic_plans.sql")),
 ];
 
 /// Errors of the store layer.
@@ -1740,6 +1741,7 @@ mod tests {
         "e0701b8c571c5ba3244ec172a98a778af191e8101fd45b61ff6c22664d833b08",
         "0694fbbc28782d6ce8145f90b7ade7ca7f9a6105b30ba8d4fd865d46a317f999",
         "9117cbcf663ad127084dae92d9fdbb9b0dd4299f9df3203b872bf2e04d1916d4",
+        "7c24ebddf89d02ab2a68afc4ab78f399eb7e2746e7870e5f98df3a7df2eb9bef",
     ];
 
     #[test]

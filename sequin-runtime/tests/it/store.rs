@@ -389,7 +389,7 @@ async fn a_database_of_the_previous_release_upgrades() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "kid,at,mac");
-    assert_eq!(row.get::<_, i32>(1), 15);
+    assert_eq!(row.get::<_, i32>(1), 16);
     assert!(row.get::<_, bool>(2), "the guard reads sequin.grant");
     assert!(
         row.get::<_, bool>(3),

@@ -73,6 +73,10 @@ pub struct BenchWriteArgs {
     /// the whole run (nested statements included), by total time.
     #[arg(long)]
     pub server_profile: bool,
+    /// Configure a sink (Postgres NOTIFY), so that every write-through
+    /// statement also records its events (`sequin.emit_write`).
+    #[arg(long)]
+    pub events: bool,
     /// Write-through INSERTs of the smaller callgrind run (the larger sends
     /// twice as many); 0 skips the instruction count.
     #[arg(long, default_value_t = 300)]
@@ -106,6 +110,9 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
             config: vec![
                 "shared_preload_libraries = 'pg_stat_statements'".into(),
                 "pg_stat_statements.track = 'all'".into(),
+                // Planning counted apart: a prepared statement whose
+                // generic plan never wins is planned again at every Bind.
+                "pg_stat_statements.track_planning = on".into(),
             ],
             ..Default::default()
         })
@@ -123,11 +130,17 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     let proxy_port = sequin_pgtemp::free_port()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("sequin.yaml");
+    // The proxy alone runs no sequencer: the events stay in the outbox.
+    let sinks = if args.events {
+        "sinks:\n  - name: bench\n    kind: notify\n    channel: sequin_bench\n"
+    } else {
+        ""
+    };
     let config_at = |port: u16| {
         format!(
             "database_url: {database_url}\nproxy:\n  listen: 127.0.0.1:{port}\nconnections:\n  - name: stripe\n    \
              connector: stripe\n    base_url: {base_url}\n    credentials: {{ api_key: \"{token}\" }}\n    \
-             objects: [customer]\n    rate_limit: {{ requests: 1000000, per: 1s }}\n"
+             objects: [customer]\n    rate_limit: {{ requests: 1000000, per: 1s }}\n{sinks}"
         )
     };
     std::fs::write(&config, config_at(proxy_port))?;
@@ -191,15 +204,18 @@ pub fn run(args: BenchWriteArgs) -> Result<()> {
     print_table(&report, &args);
     println!("\n{}", markdown(&report, &args));
     if args.server_profile {
-        println!("\nPostgres time by statement (pg_stat_statements, whole run):");
+        println!(
+            "\nPostgres time by statement (pg_stat_statements, whole run; calls, plans, execution and planning time):"
+        );
         println!(
             "{}",
             cluster.psql(
                 db,
-                "SELECT lpad(calls::text, 8) || lpad(round(total_exec_time::numeric, 0)::text, 8) || ' ms'
-                        || lpad(round((1000 * mean_exec_time)::numeric, 0)::text, 7) || ' us  '
-                        || left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
-                   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
+                "SELECT lpad(calls::text, 8) || lpad(plans::text, 8) || lpad(round(total_exec_time::numeric, 0)::text, 8) || ' ms'
+                        || lpad(round((1000 * mean_exec_time)::numeric, 0)::text, 7) || ' us'
+                        || lpad(round((1000 * total_plan_time / greatest(plans, 1))::numeric, 0)::text, 7) || ' us  '
+                        || left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+                   FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 30"
             )?
         );
         // A sequential scan on the write path reads every row of a table

@@ -302,3 +302,86 @@ async fn sequins_statements_are_prepared_again_and_the_old_ones_closed() {
     );
     t.finish().await;
 }
+
+/// A RETURNING list is computed by a query Sequin keeps prepared (planned
+/// once per session), unless it has a `*`: a column added to the table
+/// (a connector's spec gained a field) changes what `*` returns, and
+/// Postgres refuses to run a prepared query whose result type changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_list_is_prepared_unless_it_has_a_star() {
+    let t = Setup::start(Api::Stripe, 1, "write_returning_prepared", |sim| {
+        stripe_connection(sim, "customer")
+    })
+    .await;
+    let proxy = &t.proxy;
+    let prepared_returning = || async {
+        proxy
+            .query(
+                "SELECT statement FROM pg_prepared_statements
+                  WHERE name LIKE '__sequin_proxy_injected_%' AND statement LIKE 'SELECT %email%'
+                  ORDER BY statement",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let listed = proxy
+        .prepare("insert into stripe.customer (email) values ($1) returning id, email")
+        .await
+        .unwrap();
+    let starred = proxy
+        .prepare("insert into stripe.customer (email) values ($1) returning *")
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let row = proxy
+            .query_one(&listed, &[&format!("listed{i}@example.com")])
+            .await
+            .unwrap();
+        assert!(row.get::<_, String>(0).starts_with("cus_"));
+        assert_eq!(row.get::<_, String>(1), format!("listed{i}@example.com"));
+    }
+    let kept = prepared_returning().await;
+    assert_eq!(
+        kept.len(),
+        1,
+        "the listed RETURNING, prepared once: {kept:?}"
+    );
+    assert!(kept[0].starts_with("SELECT id, email FROM"), "{kept:?}");
+
+    let before = proxy
+        .query_one(&starred, &[&"starred0@example.com"])
+        .await
+        .unwrap();
+    assert_eq!(prepared_returning().await, kept, "`*` is not kept prepared");
+    // What Sequin does when a connector's spec gains a field.
+    t.pg.batch_execute("ALTER TABLE stripe.customer ADD COLUMN sequin_test_extra text")
+        .await
+        .unwrap();
+    let row = proxy
+        .query_one(&listed, &[&"listed2@example.com"])
+        .await
+        .expect("the prepared RETURNING query is planned again");
+    assert_eq!(row.get::<_, String>(1), "listed2@example.com");
+    // The client's own prepared statement describes the old columns: a
+    // fresh one sees the new column.
+    let starred = proxy
+        .prepare("insert into stripe.customer (email) values ($1) returning *")
+        .await
+        .unwrap();
+    let after = proxy
+        .query_one(&starred, &[&"starred1@example.com"])
+        .await
+        .expect("RETURNING * after a column was added");
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(
+        after
+            .columns()
+            .iter()
+            .any(|c| c.name() == "sequin_test_extra")
+    );
+    t.finish().await;
+}

@@ -749,7 +749,10 @@ async fn refresh_local(
     let record = super::apply::fetch(t, api_id, path)
         .await
         .map_err(|e| e.to_string())?;
-    let doc = super::back::canonical_doc(t, &record, api_id)?;
+    let mut doc = b"[".to_vec();
+    super::back::write_canonical_doc(&mut doc, t, &record, api_id)?;
+    doc.push(b']');
+    let doc = String::from_utf8(doc).expect("JSON text is UTF-8");
     let columns: Vec<String> = t
         .plan
         .table
@@ -762,7 +765,6 @@ async fn refresh_local(
         super::sql::Key::of(&t.plan.table),
         &columns,
     );
-    let doc = Value::Array(vec![doc]).to_string();
     j.client
         .execute(&sql, &[&doc])
         .await

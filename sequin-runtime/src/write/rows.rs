@@ -76,6 +76,25 @@ pub fn cell_to_pg(cell: &Cell) -> Value {
     }
 }
 
+/// [`cell_to_pg`], appended to `out` as JSON text (for documents written
+/// straight to text, without a `Value` per cell).
+pub fn write_cell_pg(out: &mut Vec<u8>, cell: &Cell) {
+    fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+        serde_json::to_writer(out, v).expect("a JSON value serializes into memory");
+    }
+    match cell {
+        Cell::Null => out.extend_from_slice(b"null"),
+        Cell::Json(v) => json(out, v),
+        Cell::TextArray(items) => json(out, items),
+        Cell::Int(i) => json(out, i),
+        Cell::Bool(b) => json(out, b),
+        other => match other.to_pg_text() {
+            Some(text) => json(out, &text),
+            None => out.extend_from_slice(b"null"),
+        },
+    }
+}
+
 /// What one changed row asks of the API.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowOp {
@@ -415,6 +434,26 @@ mod tests {
     use super::*;
     use sequin_spec::model::{Access, Format};
     use serde_json::json;
+
+    #[test]
+    fn cells_written_as_text_are_the_values_of_cell_to_pg() {
+        let cells = [
+            Cell::Null,
+            Cell::Json(json!({"a": [1, "x\"y"], "b": null})),
+            Cell::TextArray(vec!["en".into(), "fr\u{e9}".into()]),
+            Cell::Int(-42),
+            Cell::Bool(true),
+            Cell::Text("line\nbreak".into()),
+            Cell::Timestamp(1_700_000_000_123_456),
+            Cell::Date(19_000),
+        ];
+        for cell in &cells {
+            let mut out = Vec::new();
+            write_cell_pg(&mut out, cell);
+            let written: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(written, cell_to_pg(cell), "{cell:?}");
+        }
+    }
 
     fn col(name: &str, api: &str, ty: FieldType, access: Access) -> Column {
         Column {

@@ -361,8 +361,10 @@ pub struct Prepared {
     /// Names are never reused: a Parse whose outcome is unknown (its
     /// pipeline failed) leaves its name taken.
     next: u64,
-    /// Statements replaced by a new preparation, to close.
+    /// Statements replaced by a new preparation or evicted, to close.
     retired: Vec<String>,
+    /// Counts lookups: when each statement was last used.
+    clock: u64,
 }
 
 /// One prepared statement of [`Prepared`].
@@ -374,6 +376,8 @@ struct PreparedStatement {
     /// Uses after which it is prepared again.
     replan_at: u32,
     at: std::time::Instant,
+    /// [`Prepared::clock`] at its last use.
+    last_used: u64,
 }
 
 /// What [`Prepared`] holds for a statement.
@@ -408,6 +412,8 @@ impl Prepared {
 
     /// What is prepared for `q`, counting a use of a fresh statement.
     fn lookup(&mut self, q: &InjectedQuery<'_>) -> Cached {
+        self.clock += 1;
+        let clock = self.clock;
         let found = self.names.get_mut(q.sql).and_then(|statements| {
             statements
                 .iter_mut()
@@ -418,9 +424,39 @@ impl Prepared {
             Some(p) if p.uses >= p.replan_at || p.at.elapsed() >= REPLAN_AFTER => Cached::Stale,
             Some(p) => {
                 p.uses += 1;
+                p.last_used = clock;
                 Cached::Fresh(p.name.clone())
             }
         }
+    }
+
+    /// Evicts the statement used longest ago, if it was last used before
+    /// `before` (statements of the pipeline being built stay): a session
+    /// whose clients run many texts (a RETURNING list per table and ORM
+    /// query) keeps the ones in use prepared. Whether one was evicted.
+    fn evict_one(&mut self, before: u64) -> bool {
+        let oldest = self
+            .names
+            .iter()
+            .flat_map(|(text, statements)| {
+                statements
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| (p.last_used, text, i))
+            })
+            .filter(|(used, _, _)| *used < before)
+            .min_by_key(|(used, _, _)| *used)
+            .map(|(_, text, i)| (text.clone(), i));
+        let Some((text, i)) = oldest else {
+            return false;
+        };
+        if let Some(statements) = self.names.get_mut(&text) {
+            self.retired.push(statements.remove(i).name);
+            if statements.is_empty() {
+                self.names.remove(&text);
+            }
+        }
+        true
     }
 
     /// Records `q` as prepared under `name` (retiring what it replaces).
@@ -431,6 +467,7 @@ impl Prepared {
             uses: 1,
             replan_at: REPLAN_FIRST,
             at: std::time::Instant::now(),
+            last_used: self.clock,
         };
         let statements = self.names.entry(q.sql.to_string()).or_default();
         match statements
@@ -582,6 +619,8 @@ impl InterceptContext<'_> {
         }
         // Statements parsed by this pipeline, recorded once it succeeds.
         let mut parsed: Vec<(usize, String)> = Vec::new();
+        // Statements looked up from here on are this pipeline's.
+        let pipeline_start = self.prepared.clock + 1;
         let client_formats = self.client_result_formats();
         for (i, step) in steps.iter().enumerate() {
             let formats = match step {
@@ -592,8 +631,13 @@ impl InterceptContext<'_> {
                 Step::Query(q) if q.cache => {
                     match self.prepared.lookup(q) {
                         Cached::Fresh(name) => encode_bind(&mut out, &name, q, formats),
-                        // Past the limit, further texts run unprepared.
-                        Cached::Missing if self.prepared.len() + parsed.len() >= PREPARED_MAX => {
+                        // At the limit, the statement used longest ago
+                        // makes room (closed at the start of the next
+                        // pipeline); without one, the text runs unprepared.
+                        Cached::Missing
+                            if self.prepared.len() + parsed.len() >= PREPARED_MAX
+                                && !self.prepared.evict_one(pipeline_start) =>
+                        {
                             encode_query(&mut out, q, formats)
                         }
                         Cached::Missing | Cached::Stale => {
@@ -868,5 +912,48 @@ pub(crate) async fn read_message<R: tokio::io::AsyncRead + Unpin + ?Sized>(
         if read.read_buf(buf).await? == 0 {
             return Err(InjectError::Closed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Looks `sql` up, and prepares it under a new name when missing.
+    fn used(p: &mut Prepared, sql: &str) -> String {
+        let q = InjectedQuery::new(sql).cached();
+        match p.lookup(&q) {
+            Cached::Fresh(name) => name,
+            Cached::Missing | Cached::Stale => {
+                let name = format!("s{}", p.next);
+                p.next += 1;
+                p.insert(&q, name.clone());
+                name
+            }
+        }
+    }
+
+    #[test]
+    fn the_statement_used_longest_ago_is_evicted_and_closed() {
+        let mut p = Prepared::default();
+        let a = used(&mut p, "SELECT 1");
+        let b = used(&mut p, "SELECT 2");
+        used(&mut p, "SELECT 3");
+        // `SELECT 1` used again: `SELECT 2` is now the oldest.
+        assert_eq!(used(&mut p, "SELECT 1"), a);
+        let pipeline_start = p.clock + 1;
+        assert!(p.evict_one(pipeline_start));
+        assert_eq!(p.retired, vec![b]);
+        assert_eq!(p.len(), 2);
+        assert!(matches!(
+            p.lookup(&InjectedQuery::new("SELECT 2").cached()),
+            Cached::Missing
+        ));
+        // Statements the pipeline being built uses are never evicted.
+        let pipeline_start = p.clock + 1;
+        used(&mut p, "SELECT 1");
+        used(&mut p, "SELECT 3");
+        assert!(!p.evict_one(pipeline_start));
+        assert_eq!(p.len(), 2);
     }
 }

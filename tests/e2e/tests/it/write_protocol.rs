@@ -383,5 +383,39 @@ async fn a_returning_list_is_prepared_unless_it_has_a_star() {
             .iter()
             .any(|c| c.name() == "sequin_test_extra")
     );
+
+    // More RETURNING lists than a session keeps prepared (64): the ones
+    // used longest ago make room, Sequin's own statements stay prepared.
+    for i in 0..70 {
+        let row = proxy
+            .query_one(
+                &format!(
+                    "insert into stripe.customer (email) values ($1) returning id, '{i}' as k"
+                ),
+                &[&format!("many{i}@example.com")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(1), i.to_string());
+    }
+    let kept: Vec<String> = proxy
+        .query(
+            "SELECT statement FROM pg_prepared_statements WHERE name LIKE '__sequin_proxy_injected_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(kept.len() <= 64 + 4, "{} prepared", kept.len());
+    assert!(
+        kept.iter().any(|s| s.starts_with("WITH pending AS")),
+        "the write-back stays prepared"
+    );
+    assert!(
+        kept.iter().any(|s| s.contains("'69' as k")),
+        "the last RETURNING list is prepared"
+    );
     t.finish().await;
 }

@@ -732,6 +732,76 @@ async fn stripe_create_failing_every_attempt_reports_the_api_error() {
     assert!(stack.settle(email).await.is_empty());
 }
 
+/// A write whose intent the journal cannot record is never sent: the
+/// client gets 58030 saying so, and the API sees no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_journal_cannot_record_is_never_sent() {
+    let db = sequin_pgtemp::Database::create("write_faults_journal").unwrap();
+    let stack = Stack::start(Which::Stripe, &db.url, Some(API_TIMEOUT)).await;
+    let (client, _conn) = stack.client().await;
+    let id: String = client
+        .query_one(STRIPE_INSERT, &[&"journalled@example.com", &"Journalled"])
+        .await
+        .unwrap()
+        .get(0);
+    // The journal refuses every new entry.
+    stack
+        .pg
+        .batch_execute(
+            "ALTER TABLE sequin.write_journal ADD CONSTRAINT sequin_test_refuse CHECK (false) NOT VALID",
+        )
+        .await
+        .unwrap();
+    let (creates, updates) = (stack.sent(Op::Create), stack.sent(Op::Update));
+    let refused = [
+        client
+            .query_one(
+                STRIPE_INSERT,
+                &[&"unjournalled@example.com", &"Unjournalled"],
+            )
+            .await
+            .map(|_| ()),
+        client
+            .execute(
+                "update stripe.customer set name = 'Unjournalled' where id = $1",
+                &[&id],
+            )
+            .await
+            .map(|_| ()),
+    ];
+    for result in refused {
+        let e = result.expect_err("the journal refused the intent");
+        let (code, message, _) = db_error(&e);
+        assert_eq!(code, "58030", "{message}");
+        assert!(
+            message.contains("write journal cannot record the write, so nothing was sent"),
+            "{message}"
+        );
+    }
+    assert_eq!(stack.sent(Op::Create), creates, "no create reached the API");
+    assert_eq!(stack.sent(Op::Update), updates, "no update reached the API");
+    assert!(
+        stack
+            .api_ids_with_email("unjournalled@example.com")
+            .await
+            .is_empty()
+    );
+    // Journalled again, writes go through.
+    stack
+        .pg
+        .batch_execute("ALTER TABLE sequin.write_journal DROP CONSTRAINT sequin_test_refuse")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "update stripe.customer set name = 'Journalled again' where id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stack.sent(Op::Update), updates + 1);
+}
+
 /// Salesforce updates and deletes are idempotent, so they are retried
 /// through a 5xx, a reset connection or (updates) a timeout and succeed; a rolled-back
 /// update is reverted in the org.

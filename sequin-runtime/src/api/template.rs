@@ -45,7 +45,9 @@ pub struct Vars {
     values: BTreeMap<String, String>,
     params: BTreeMap<String, String>,
     record: BTreeMap<String, String>,
-    fields: Option<Vec<String>>,
+    /// Shared: a request's variables are copied per request, and an
+    /// object has dozens of fields.
+    fields: Option<std::sync::Arc<[String]>>,
 }
 
 impl Vars {
@@ -68,7 +70,13 @@ impl Vars {
 
     /// Sets `{fields}`: the API names of the fields to ask for.
     pub fn fields(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Vars {
-        self.fields = Some(names.into_iter().map(Into::into).collect());
+        self.fields = Some(
+            names
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<String>>()
+                .into(),
+        );
         self
     }
 

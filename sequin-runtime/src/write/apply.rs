@@ -49,7 +49,7 @@ pub async fn journalled(
             entry::intent(table, o, &paths[i], xid, capture_ids[i], key).map(|e| (i, e))
         })
         .collect();
-    let entries: Vec<Entry> = intents.iter().map(|(_, e)| e.clone()).collect();
+    let entries: Vec<&Entry> = intents.iter().map(|(_, e)| e).collect();
     if let Err(e) = journal.record(&entries).await {
         return Err(WriteError::new(
             table.api(),
@@ -121,7 +121,7 @@ impl Applied {
 
 /// Template variables of the table's endpoints.
 pub(super) fn vars(t: &Table) -> Vars {
-    t.plan.vars(t.spec.fields_under.as_deref())
+    t.vars().clone()
 }
 
 /// Template variables of one operation's endpoints: the table's, and the

@@ -170,7 +170,7 @@ impl Journal {
 
     /// Records intents (one statement, committed on its own), before the
     /// API is called; this process settles them (see [`process_id`]).
-    pub async fn record(&self, entries: &[Entry]) -> Result<(), tokio_postgres::Error> {
+    pub async fn record(&self, entries: &[&Entry]) -> Result<(), tokio_postgres::Error> {
         if entries.is_empty() {
             return Ok(());
         }

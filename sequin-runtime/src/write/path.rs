@@ -5,6 +5,7 @@
 //! under another. A value the path needs that the row lacks is refused
 //! here, before anything is sent.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sequin_spec::model::Endpoint;
@@ -162,15 +163,20 @@ fn of_change(table: &Table, change: &Change) -> Result<PathVars, WriteError> {
 
 /// The change as the body sees it: an INSERT's columns that its endpoint's
 /// path takes (`columns`) are left out of the row, so they are neither
-/// checked as settable fields nor sent.
-pub fn without_path_columns(table: &Table, change: &Change, columns: &[usize]) -> Change {
+/// checked as settable fields nor sent. Copied only when there are some.
+pub fn without_path_columns<'c>(
+    table: &Table,
+    change: &'c Change,
+    columns: &[usize],
+) -> Cow<'c, Change> {
+    if change.op != WriteOp::Create || columns.is_empty() || change.new.is_none() {
+        return Cow::Borrowed(change);
+    }
     let mut out = change.clone();
-    if change.op == WriteOp::Create
-        && let Some(new) = out.new.as_mut()
-    {
+    if let Some(new) = out.new.as_mut() {
         for &i in columns {
             new.remove(&*table.plan.table.columns[i].name);
         }
     }
-    out
+    Cow::Owned(out)
 }

@@ -25,6 +25,9 @@ pub struct Table {
     /// text names every column: building it per write cost more than the
     /// rest of the write-back's work in sequin).
     write_back: std::sync::OnceLock<WriteBackSql>,
+    /// The endpoints' template variables, made on first use (`{fields}`
+    /// lists every column).
+    vars: std::sync::OnceLock<crate::api::Vars>,
 }
 
 /// The texts of a table's write-back statements ([`super::sql`]).
@@ -48,6 +51,12 @@ impl Table {
                 updated: super::sql::write_back(&qualified, pk, &columns),
             }
         })
+    }
+
+    /// Template variables of the table's endpoints.
+    pub fn vars(&self) -> &crate::api::Vars {
+        self.vars
+            .get_or_init(|| self.plan.vars(self.spec.fields_under.as_deref()))
     }
 
     /// The API's display name, which prefixes every error message.
@@ -120,6 +129,7 @@ impl Catalog {
                                 plan,
                                 max_rows,
                                 write_back: Default::default(),
+                                vars: Default::default(),
                             }),
                         );
                     }

@@ -47,7 +47,7 @@ async fn a_create_committed_before_its_answer_is_settled_with_its_id() {
         undo: Value::Null,
         idempotency_key: None,
     };
-    journal.record(std::slice::from_ref(&entry)).await.unwrap();
+    journal.record(&[&entry]).await.unwrap();
     let lookup: Lookup = Arc::new(|_: &str, _: &str| None);
     let mut suspects = HashSet::new();
     let state = || async {

@@ -56,8 +56,8 @@ pub async fn run(
     let (created_rows, updated_rows) = (created.rows, updated.rows);
     let created_sql = (created_rows > 0).then_some(&texts.created);
     let updated_sql = (updated_rows > 0).then_some(&texts.updated);
-    let created_params = [Some(created.json())];
-    let updated_params = [Some(updated.json())];
+    let created_params = [Some(Bytes::from(created.into_json()))];
+    let updated_params = [Some(Bytes::from(updated.into_json()))];
     let returning = match &shape.returning {
         Some(list) => {
             Some(returning_query(ctx, st, table, shape, list, captured, applied, &keys).await?)
@@ -191,16 +191,19 @@ fn first_value(r: &QueryResult) -> Option<&str> {
         .and_then(|b| std::str::from_utf8(b).ok())
 }
 
-/// A JSON array of row documents, written as text.
+/// A JSON array of the row documents of canonical records for a
+/// write-back (`$1` of [`super::sql::write_back`] and its kin), written as
+/// text.
 #[derive(Default)]
-struct Docs {
+pub(super) struct Docs {
     json: Vec<u8>,
     rows: usize,
 }
 
 impl Docs {
-    /// Appends the document of a canonical record.
-    fn push(&mut self, table: &Table, record: &Value, key: &str) -> Result<(), String> {
+    /// Appends the document of a canonical record whose row's current key
+    /// is `key`.
+    pub(super) fn push(&mut self, table: &Table, record: &Value, key: &str) -> Result<(), String> {
         self.json.push(if self.rows == 0 { b'[' } else { b',' });
         write_canonical_doc(&mut self.json, table, record, key)?;
         self.rows += 1;
@@ -208,10 +211,10 @@ impl Docs {
     }
 
     /// The array's text.
-    fn json(mut self) -> Bytes {
+    pub(super) fn into_json(mut self) -> String {
         self.json
             .extend_from_slice(if self.rows == 0 { b"[]" } else { b"]" });
-        Bytes::from(self.json)
+        String::from_utf8(self.json).expect("JSON text is UTF-8")
     }
 }
 
@@ -247,7 +250,7 @@ fn canonical_docs(
 /// reads them), its update marker and its current key (`__sequin_key`).
 /// Written straight to text: a `Value` tree per record cost 5% of sequin's
 /// instructions per write-through INSERT.
-pub(crate) fn write_canonical_doc(
+fn write_canonical_doc(
     out: &mut Vec<u8>,
     table: &Table,
     record: &Value,

@@ -749,10 +749,9 @@ async fn refresh_local(
     let record = super::apply::fetch(t, api_id, path)
         .await
         .map_err(|e| e.to_string())?;
-    let mut doc = b"[".to_vec();
-    super::back::write_canonical_doc(&mut doc, t, &record, api_id)?;
-    doc.push(b']');
-    let doc = String::from_utf8(doc).expect("JSON text is UTF-8");
+    let mut docs = super::back::Docs::default();
+    docs.push(t, &record, api_id)?;
+    let doc = docs.into_json();
     let columns: Vec<String> = t
         .plan
         .table

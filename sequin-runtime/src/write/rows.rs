@@ -66,32 +66,30 @@ pub fn cell_from_pg(col: &Column, v: Option<&Value>) -> Result<Cell, String> {
 /// A cell as a JSON value `jsonb_populate_record` turns back into the
 /// column's type.
 pub fn cell_to_pg(cell: &Cell) -> Value {
-    match cell {
-        Cell::Null => Value::Null,
-        Cell::Json(v) => v.clone(),
-        Cell::TextArray(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
-        Cell::Int(i) => Value::from(*i),
-        Cell::Bool(b) => Value::Bool(*b),
-        other => other.to_pg_text().map(Value::String).unwrap_or(Value::Null),
-    }
+    serde_json::to_value(AsPg(cell)).expect("a cell converts to JSON")
 }
 
 /// [`cell_to_pg`], appended to `out` as JSON text (for documents written
 /// straight to text, without a `Value` per cell).
 pub fn write_cell_pg(out: &mut Vec<u8>, cell: &Cell) {
-    fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-        serde_json::to_writer(out, v).expect("a JSON value serializes into memory");
-    }
-    match cell {
-        Cell::Null => out.extend_from_slice(b"null"),
-        Cell::Json(v) => json(out, v),
-        Cell::TextArray(items) => json(out, items),
-        Cell::Int(i) => json(out, i),
-        Cell::Bool(b) => json(out, b),
-        other => match other.to_pg_text() {
-            Some(text) => json(out, &text),
-            None => out.extend_from_slice(b"null"),
-        },
+    serde_json::to_writer(out, &AsPg(cell)).expect("a cell serializes into memory");
+}
+
+/// A cell as `jsonb_populate_record` reads it: the one mapping behind
+/// [`cell_to_pg`] and [`write_cell_pg`].
+struct AsPg<'a>(&'a Cell);
+
+impl serde::Serialize for AsPg<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Cell::Null => s.serialize_unit(),
+            Cell::Json(v) => v.serialize(s),
+            Cell::TextArray(items) => items.serialize(s),
+            Cell::Int(i) => s.serialize_i64(*i),
+            Cell::Bool(b) => s.serialize_bool(*b),
+            // Text, numbers and times as Postgres's text; NULL otherwise.
+            other => other.to_pg_text().serialize(s),
+        }
     }
 }
 
@@ -436,22 +434,33 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn cells_written_as_text_are_the_values_of_cell_to_pg() {
-        let cells = [
-            Cell::Null,
-            Cell::Json(json!({"a": [1, "x\"y"], "b": null})),
-            Cell::TextArray(vec!["en".into(), "fr\u{e9}".into()]),
-            Cell::Int(-42),
-            Cell::Bool(true),
-            Cell::Text("line\nbreak".into()),
-            Cell::Timestamp(1_700_000_000_123_456),
-            Cell::Date(19_000),
+    fn cells_as_json_values_and_as_text() {
+        let text = |c: &Cell| json!(c.to_pg_text().expect("has a text form"));
+        let cases = [
+            (Cell::Null, json!(null)),
+            (
+                Cell::Json(json!({"a": [1, "x\"y"], "b": null})),
+                json!({"a": [1, "x\"y"], "b": null}),
+            ),
+            (
+                Cell::TextArray(vec!["en".into(), "fr\u{e9}".into()]),
+                json!(["en", "fr\u{e9}"]),
+            ),
+            (Cell::Int(-42), json!(-42)),
+            (Cell::Bool(true), json!(true)),
+            (Cell::Text("line\nbreak".into()), json!("line\nbreak")),
+            (
+                Cell::Timestamp(1_700_000_000_123_456),
+                text(&Cell::Timestamp(1_700_000_000_123_456)),
+            ),
+            (Cell::Date(19_000), text(&Cell::Date(19_000))),
         ];
-        for cell in &cells {
+        for (cell, expected) in &cases {
+            assert_eq!(&cell_to_pg(cell), expected, "{cell:?}");
             let mut out = Vec::new();
             write_cell_pg(&mut out, cell);
             let written: Value = serde_json::from_slice(&out).unwrap();
-            assert_eq!(written, cell_to_pg(cell), "{cell:?}");
+            assert_eq!(&written, expected, "{cell:?} as text");
         }
     }
 

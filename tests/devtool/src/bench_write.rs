@@ -900,10 +900,10 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
     let _ = writeln!(s, "## Write-through\n");
     let _ = writeln!(
         s,
-        "Command: `cargo xtask bench write --statements {} --clients {} --duration {} --rounds {}`. \
+        "Command: `cargo xtask bench write --statements {} --clients {} --duration {} --rounds {}{}`. \
          Throwaway cluster; the Stripe simulator in a child process (no latency, no rate limit; the \
          connection's `rate_limit` lifted to 1000000/s); the release `sequin proxy` with write-through \
-         on `stripe.customer`. Latency: one client; per iteration a single-row `INSERT ... RETURNING id` \
+         on `stripe.customer`{}. Latency: one client; per iteration a single-row `INSERT ... RETURNING id` \
          through the proxy, the same create sent straight to the simulator (minimal keep-alive HTTP/1.1 \
          client) and a direct `INSERT ... RETURNING id` of the same row shape into a plain copy of the \
          table, the same direct write sent through the proxy (a table that is not synced: the extra hop \
@@ -914,6 +914,12 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
         args.clients,
         args.duration,
         args.rounds,
+        if args.events { " --events" } else { "" },
+        if args.events {
+            ", events on (a NOTIFY sink)"
+        } else {
+            ""
+        },
         machine()
     );
     let _ = writeln!(

@@ -26,6 +26,21 @@ fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
+/// Sequin's statements prepared on `proxy`'s session: (text, name), by text.
+async fn injected(proxy: &tokio_postgres::Client) -> Vec<(String, String)> {
+    proxy
+        .query(
+            "SELECT statement, name FROM pg_prepared_statements
+              WHERE name LIKE '__sequin_proxy_injected_%' ORDER BY statement",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 fn tags(msgs: &[SimpleQueryMessage]) -> Vec<u64> {
     msgs.iter()
         .filter_map(|m| match m {
@@ -249,20 +264,6 @@ async fn sequins_statements_are_prepared_again_and_the_old_ones_closed() {
     })
     .await;
     let proxy = &t.proxy;
-    // The injected statements prepared on this session, by text.
-    let injected = || async {
-        let rows = proxy
-            .query(
-                "SELECT statement, name FROM pg_prepared_statements
-                  WHERE name LIKE '__sequin_proxy_injected_%' ORDER BY statement",
-                &[],
-            )
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect::<Vec<_>>()
-    };
     // A synced customer: every statement of this session is an UPDATE's.
     let id: String =
         t.pg.query_one("select id from stripe.customer limit 1", &[])
@@ -274,7 +275,7 @@ async fn sequins_statements_are_prepared_again_and_the_old_ones_closed() {
         .await
         .unwrap();
     proxy.execute(&update, &[&"n1", &id]).await.unwrap();
-    let before = injected().await;
+    let before = injected(proxy).await;
     assert!(
         before.len() >= 4,
         "grant, capture, write-back and release are prepared: {before:?}"
@@ -288,7 +289,7 @@ async fn sequins_statements_are_prepared_again_and_the_old_ones_closed() {
             .unwrap();
         assert_eq!(n, 1);
     }
-    let after = injected().await;
+    let after = injected(proxy).await;
     // The same texts, each under a new name: prepared again, and the old
     // statements closed.
     let texts = |v: &[(String, String)]| v.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
@@ -314,18 +315,13 @@ async fn a_returning_list_is_prepared_unless_it_has_a_star() {
     })
     .await;
     let proxy = &t.proxy;
+    // The RETURNING queries prepared on the session.
     let prepared_returning = || async {
-        proxy
-            .query(
-                "SELECT statement FROM pg_prepared_statements
-                  WHERE name LIKE '__sequin_proxy_injected_%' AND statement LIKE 'SELECT %email%'
-                  ORDER BY statement",
-                &[],
-            )
+        injected(proxy)
             .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(0))
+            .into_iter()
+            .map(|(text, _)| text)
+            .filter(|text| text.starts_with("SELECT ") && text.contains("email"))
             .collect::<Vec<_>>()
     };
     let listed = proxy
@@ -398,15 +394,10 @@ async fn a_returning_list_is_prepared_unless_it_has_a_star() {
             .unwrap();
         assert_eq!(row.get::<_, String>(1), i.to_string());
     }
-    let kept: Vec<String> = proxy
-        .query(
-            "SELECT statement FROM pg_prepared_statements WHERE name LIKE '__sequin_proxy_injected_%'",
-            &[],
-        )
+    let kept: Vec<String> = injected(proxy)
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
+        .map(|(text, _)| text)
         .collect();
     assert!(kept.len() <= 64 + 4, "{} prepared", kept.len());
     assert!(

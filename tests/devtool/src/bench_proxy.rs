@@ -306,7 +306,12 @@ fn render(
         sc = args.scale,
         v = pgbouncer_version().unwrap_or_else(|| "?".into()),
     );
-    let _ = writeln!(s, "Machine: {}.\n", machine(load_before));
+    let _ = writeln!(
+        s,
+        "Machine: {}. Code: {}.\n",
+        machine(load_before),
+        crate::code_commit()
+    );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as f64)
         .unwrap_or(1.0);
@@ -431,15 +436,7 @@ fn machine(load_before: Option<f64>) -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = crate::cpu_model();
     // Other work on the machine skews tps ratios; say how busy it was.
     let load = load_before
         .map(|l| format!("{l:.1}"))

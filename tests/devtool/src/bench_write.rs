@@ -909,7 +909,7 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
          table, the same direct write sent through the proxy (a table that is not synced: the extra hop \
          alone), then an `UPDATE ... WHERE id = $1` of each; the order rotates every iteration. Overhead = \
          write-through - (API call + direct write): as the difference of the quantiles, and as the \
-         quantiles of the per-iteration differences (paired). Machine: {}.\n",
+         quantiles of the per-iteration differences (paired). Machine: {}. Code: {}.\n",
         args.statements,
         args.clients,
         args.duration,
@@ -920,7 +920,15 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
         } else {
             ""
         },
-        machine()
+        machine(),
+        match &args.sequin {
+            Some(bin) => format!(
+                "the binary {} (`--sequin`), from a checkout at {}",
+                bin.display(),
+                crate::code_commit()
+            ),
+            None => crate::code_commit(),
+        }
     );
     let _ = writeln!(
         s,
@@ -1007,15 +1015,7 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = crate::cpu_model();
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))

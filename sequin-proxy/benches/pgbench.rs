@@ -4,6 +4,8 @@
 
 #[path = "../../tests/devtool/src/bench_proxy.rs"]
 mod bench_proxy;
+#[path = "../../tests/devtool/src/report.rs"]
+mod report;
 
 use clap::Parser;
 

@@ -310,7 +310,7 @@ fn render(
         s,
         "Machine: {}. Code: {}.\n",
         machine(load_before),
-        crate::code_commit()
+        crate::report::code_commit()
     );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as f64)
@@ -436,7 +436,7 @@ fn machine(load_before: Option<f64>) -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let cpu = crate::cpu_model();
+    let cpu = crate::report::cpu_model();
     // Other work on the machine skews tps ratios; say how busy it was.
     let load = load_before
         .map(|l| format!("{l:.1}"))

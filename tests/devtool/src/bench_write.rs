@@ -925,9 +925,9 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
             Some(bin) => format!(
                 "the binary {} (`--sequin`), from a checkout at {}",
                 bin.display(),
-                crate::code_commit()
+                crate::report::code_commit()
             ),
-            None => crate::code_commit(),
+            None => crate::report::code_commit(),
         }
     );
     let _ = writeln!(
@@ -1015,7 +1015,7 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let cpu = crate::cpu_model();
+    let cpu = crate::report::cpu_model();
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))

@@ -20,6 +20,7 @@ mod bench_scale;
 mod bench_sync;
 mod bench_write;
 mod demo;
+mod report;
 mod sim_child;
 
 use std::path::{Path, PathBuf};
@@ -110,47 +111,4 @@ pub fn root() -> PathBuf {
         .nth(2)
         .expect("sequin-devtool is inside the workspace")
         .to_path_buf()
-}
-
-/// The CPU's model name, for benchmark reports.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The code a benchmark report measured: the checkout's commit, and
-/// whether files other than BENCHMARKS.md (which the reports rewrite)
-/// differ from it.
-pub fn code_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(root())
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(sha) => match git(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":(exclude)BENCHMARKS.md",
-        ]) {
-            Some(changes) if changes.is_empty() => format!("commit {sha}"),
-            _ => format!("commit {sha} with uncommitted changes"),
-        },
-        None => "unknown (not a git checkout)".into(),
-    }
 }

@@ -134,7 +134,7 @@ pub fn run(args: BenchProxyArgs) -> Result<()> {
     }
     // Before anything of the bench runs: it keeps both cores busy itself,
     // so the load at the end says nothing about other work.
-    let load_before = load_average();
+    let load_before = crate::report::load_average();
     let cluster = Cluster::start_with(Options {
         config: vec![
             "max_connections = 100".into(),
@@ -309,7 +309,7 @@ fn render(
     let _ = writeln!(
         s,
         "Machine: {}. Code: {}.\n",
-        machine(load_before),
+        crate::report::machine(load_before, "before the run"),
         crate::report::code_commit()
     );
     let cores = std::thread::available_parallelism()
@@ -430,27 +430,6 @@ fn verdict(met: bool, fraction: f64) -> String {
     } else {
         format!("not met: {:.0}% of the target", fraction * 100.0)
     }
-}
-
-fn machine(load_before: Option<f64>) -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let cpu = crate::report::cpu_model();
-    // Other work on the machine skews tps ratios; say how busy it was.
-    let load = load_before
-        .map(|l| format!("{l:.1}"))
-        .unwrap_or_else(|| "?".into());
-    format!("{cores} cores, {cpu}; 1-minute load average before the run: {load}")
-}
-
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Replaces (or appends) the "## Proxy" section, keeping the others.

@@ -920,7 +920,7 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
         } else {
             ""
         },
-        machine(),
+        crate::report::machine(crate::report::load_average(), "at the end of the run"),
         match &args.sequin {
             Some(bin) => format!(
                 "the binary {} (`--sequin`), from a checkout at {}",
@@ -1009,16 +1009,4 @@ fn markdown(r: &Report, args: &BenchWriteArgs) -> String {
         met(vs_api >= 0.5)
     );
     s
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let cpu = crate::report::cpu_model();
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into());
-    format!("{cores} cores, {cpu}; 1-minute load average at the end of the run: {load}")
 }

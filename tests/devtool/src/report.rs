@@ -1,9 +1,34 @@
-//! What every benchmark report says about where it ran: the CPU and the
-//! code measured. (Also compiled into `sequin-proxy`'s `pgbench` bench,
+//! What every benchmark report says about where it ran: the machine, how
+//! busy it was, and the code measured. (Also compiled into `sequin-proxy`'s `pgbench` bench,
 //! with `bench_proxy.rs`.)
 
+/// The machine: its cores, its CPU, and its 1-minute load average `when`
+/// ("before the run"): other work on it skews ratios of throughput.
+pub fn machine(load: Option<f64>, when: &str) -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let load = load
+        .map(|l| format!("{l:.1}"))
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{cores} cores, {}; 1-minute load average {when}: {load}",
+        cpu_model()
+    )
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The CPU's model name.
-pub fn cpu_model() -> String {
+fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
